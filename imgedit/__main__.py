@@ -1,0 +1,3 @@
+from imgedit.cli import main
+
+main()

@@ -1,0 +1,151 @@
+"""The ``imgedit`` command. The host adds only ``plugins``, ``models`` and
+``info``; every editing verb comes from a plugin's ``register_commands``."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import traceback
+from typing import Any
+
+import click
+
+from imgedit import __version__
+from imgedit.errors import ImgeditError
+from imgedit.plugins import plugin_infos, register_commands
+
+
+class _StderrHandler(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        click.echo(f"{record.levelname.capitalize()}: {record.getMessage()}", err=True)
+
+
+def _setup_logging(debug: bool) -> None:
+    log = logging.getLogger("imgedit")
+    if not any(isinstance(h, _StderrHandler) for h in log.handlers):
+        log.addHandler(_StderrHandler())
+    log.setLevel(logging.DEBUG if debug else logging.INFO if os.environ.get("IMGEDIT_VERBOSE") else logging.WARNING)
+    log.propagate = False
+
+
+class ImgeditGroup(click.Group):
+    """Turns typed errors into one-line messages and exit codes (2 usage,
+    1 failure); a traceback only with ``--debug``."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except ImgeditError as exc:
+            if _debug():
+                traceback.print_exc()
+            click.echo(f"Error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("Interrupted.", err=True)
+            ctx.exit(130)
+        except Exception as exc:
+            if _debug():
+                raise
+            click.echo(f"Error: unexpected {type(exc).__name__}: {exc} (run with --debug for details)", err=True)
+            ctx.exit(1)
+
+
+def _debug() -> bool:
+    return bool(os.environ.get("IMGEDIT_DEBUG"))
+
+
+@click.group(cls=ImgeditGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="imgedit")
+@click.option("--debug", is_flag=True, help="Show tracebacks and debug logging.")
+def cli(debug: bool) -> None:
+    """imgedit: edit images with pluggable classical and learned operations.
+
+    \b
+    Examples:
+      imgedit inpaint photo.jpg                  # hole from transparency or photo.mask.png
+      imgedit denoise scans/ -o clean/ --sigma auto
+      imgedit plugins                            # what is installed
+    """
+    if debug:
+        os.environ["IMGEDIT_DEBUG"] = "1"
+    _setup_logging(debug)
+
+
+@cli.command(name="plugins")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def plugins_command(as_json: bool) -> None:
+    """List plugins: name, version, hooks, operations, models, status."""
+    from imgedit.registry import get_registry
+
+    registry = get_registry()
+    rows = []
+    for info in plugin_infos():
+        row = info.as_dict()
+        row["operations"] = sorted(op.key for op in registry.operations.values() if op.plugin == info.name)
+        row["models"] = sorted(m.name for m in registry.models.values() if m.plugin == info.name)
+        row["errors"] = row["errors"] + registry.problems.get(info.name, [])
+        row["status"] = "error" if row["errors"] else "ok"
+        rows.append(row)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        click.echo(f"{row['name']} {row['version'] or ''} [{row['status']}] ({row['source']})")
+        for key in ("hooks", "commands", "operations", "models"):
+            if row[key]:
+                click.echo(f"  {key}: {', '.join(row[key])}")
+        for error in row["errors"]:
+            click.echo(f"  error: {error}")
+
+
+@cli.command(name="models")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def models_command(as_json: bool) -> None:
+    """List models: weights file, size, sha256 and whether it verifies."""
+    from imgedit.models import describe
+    from imgedit.registry import get_registry
+
+    rows = [describe(spec) for spec in get_registry().models.values()]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        click.echo("no models registered")
+    for row in rows:
+        size = f"{row['size_bytes'] / 1e6:.2f} MB" if row["size_bytes"] else "-"
+        mark = "verified" if row["verified"] else f"NOT VERIFIED: {row['status']}"
+        click.echo(f"{row['name']} ({row['plugin']}) {row['weights']} {size} sha256 {(row['sha256'] or '-')[:16]} {mark}")
+
+
+@cli.command(name="info")
+@click.argument("images", nargs=-1, required=True)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def info_command(images: tuple[str, ...], as_json: bool) -> None:
+    """Show format, size, mode, bit depth and metadata of images."""
+    from imgedit.imageio import describe_image
+
+    rows = [describe_image(path) for path in images]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, default=str))
+        return
+    for row in rows:
+        click.echo(str(row.get("path")))
+        for key, value in row.items():
+            if key != "path":
+                click.echo(f"  {key}: {value}")
+
+
+register_commands(cli)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="imgedit")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

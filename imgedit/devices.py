@@ -1,0 +1,260 @@
+"""Device manager: which device and precision an operation runs on.
+
+Everything here is resolved once per run, before any model is built. Invalid
+or unavailable requests raise :class:`~imgedit.errors.DeviceError` with a
+one-line message that lists what *is* available; requests that can be safely
+downgraded (reduced precision on the CPU, a precision the operation does not
+list) log a warning on the ``imgedit`` logger and fall back to fp32.
+
+This module imports torch at the top on purpose: it is only imported when a
+model is about to run, so it does not slow down ``imgedit --help``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from typing import Any, Optional
+
+import torch
+
+from imgedit.errors import DeviceError
+from imgedit.operations import Capabilities
+
+__all__ = [
+    "ENV_DEVICE",
+    "PRECISIONS",
+    "available_devices",
+    "check_supported",
+    "describe_devices",
+    "resolve_device",
+    "resolve_precision",
+    "set_threads",
+]
+
+logger = logging.getLogger("imgedit")
+
+ENV_DEVICE = "IMGEDIT_DEVICE"
+"""Environment variable consulted when no device is given explicitly."""
+
+PRECISIONS: dict[str, torch.dtype] = {
+    "fp32": torch.float32,
+    "fp16": torch.float16,
+    "bf16": torch.bfloat16,
+}
+"""Precision names accepted by :func:`resolve_precision` and their dtypes."""
+
+_DEVICE_RE = re.compile(r"^(cpu|mps|cuda)(?::(\d+))?$")
+_GPU_TYPES = ("cuda", "mps")
+
+
+def _cuda_available() -> bool:
+    return bool(torch.cuda.is_available())
+
+
+def _mps_available() -> bool:
+    # Older or non-macOS builds may lack the backend attribute entirely.
+    mps = getattr(torch.backends, "mps", None)
+    return bool(mps is not None and mps.is_available())
+
+
+def _cuda_count() -> int:
+    # A monkeypatched or odd build may report "available" with 0 devices;
+    # availability means at least one usable device.
+    return max(1, int(torch.cuda.device_count())) if _cuda_available() else 0
+
+
+def available_devices() -> list[str]:
+    """List the devices this machine can run on.
+
+    Returns:
+        Device strings, CPU first, e.g. ``["cpu"]`` or
+        ``["cpu", "cuda:0", "cuda:1", "mps"]``.
+    """
+    devices = ["cpu"]
+    devices += [f"cuda:{i}" for i in range(_cuda_count())]
+    if _mps_available():
+        devices.append("mps")
+    return devices
+
+
+def _unavailable(spec: str, reason: str) -> DeviceError:
+    return DeviceError(f"device '{spec}' {reason} (available: {', '.join(available_devices())})")
+
+
+def _auto_device() -> torch.device:
+    if _cuda_available():
+        return torch.device("cuda", 0)
+    if _mps_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def resolve_device(spec: Optional[str] = None) -> torch.device:
+    """Turn a user device request into a :class:`torch.device`.
+
+    Args:
+        spec: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``
+            (case-insensitive). ``None`` reads the ``IMGEDIT_DEVICE``
+            environment variable, then defaults to ``"auto"``.
+
+    Returns:
+        The device. ``"auto"`` picks CUDA, then MPS, then the CPU; a bare
+        ``"cuda"`` means ``cuda:0``.
+
+    Raises:
+        DeviceError: the request is malformed or the device is not available.
+    """
+    if spec is None:
+        spec = os.environ.get(ENV_DEVICE) or "auto"
+    text = str(spec).strip().lower()
+    if text == "auto":
+        return _auto_device()
+    match = _DEVICE_RE.match(text)
+    if match is None:
+        raise _unavailable(str(spec), "is not a device; use auto, cpu, cuda, cuda:N or mps")
+    kind, index = match.group(1), match.group(2)
+    if kind == "cpu":
+        if index not in (None, "0"):
+            raise _unavailable(text, "is not a device; the CPU has no index")
+        return torch.device("cpu")
+    if kind == "mps":
+        if not _mps_available() or index not in (None, "0"):
+            raise _unavailable(text, "is not available")
+        return torch.device("mps")
+    count = _cuda_count()
+    n = int(index) if index is not None else 0
+    if n >= count:
+        raise _unavailable(text, "is not available")
+    return torch.device("cuda", n)
+
+
+def _parse_precision(spec: Optional[str]) -> Optional[str]:
+    """Return the precision name, or None for automatic choice."""
+    if spec is None:
+        return None
+    text = str(spec).strip().lower()
+    if text == "auto":
+        return None
+    if text not in PRECISIONS:
+        raise DeviceError(f"precision '{spec}' is not valid (expected one of: auto, {', '.join(PRECISIONS)})")
+    return text
+
+
+def resolve_precision(spec: Optional[str], device: torch.device, capabilities: Capabilities) -> torch.dtype:
+    """Choose the dtype an operation runs in.
+
+    Reduced precision is used only on a GPU (CUDA or MPS) and only when the
+    operation lists it. The CPU always runs fp32: fp16 on the CPU is slow at
+    best and crashes some kernels at worst.
+
+    Args:
+        spec: ``None``/``"auto"``, ``"fp32"``, ``"fp16"`` or ``"bf16"``.
+        device: the resolved device.
+        capabilities: the operation's manifest (``precisions`` is read).
+
+    Returns:
+        ``torch.float32``, ``torch.float16`` or ``torch.bfloat16``.
+
+    Raises:
+        DeviceError: ``spec`` is not a precision name.
+    """
+    name = _parse_precision(spec)
+    on_gpu = torch.device(device).type in _GPU_TYPES
+    supported = tuple(capabilities.precisions)
+    if name is None:
+        if not on_gpu:
+            return torch.float32
+        # fp16 is the faster and more widely supported half type; bf16 only
+        # when it is the op's sole reduced precision.
+        for candidate in ("fp16", "bf16"):
+            if candidate in supported:
+                return PRECISIONS[candidate]
+        return torch.float32
+    if name == "fp32":
+        return torch.float32
+    if not on_gpu:
+        logger.warning("precision %s is not used on %s; running in fp32", name, device)
+        return torch.float32
+    if name not in supported:
+        logger.warning(
+            "precision %s is not supported by this operation (supports: %s); running in fp32",
+            name,
+            ", ".join(supported) or "fp32",
+        )
+        return torch.float32
+    return PRECISIONS[name]
+
+
+def check_supported(device: torch.device, capabilities: Capabilities, what: str = "this operation") -> None:
+    """Check that an operation can run on a device type.
+
+    Args:
+        device: the resolved device.
+        capabilities: the operation's manifest (``devices`` is read).
+        what: how to name the operation in the message, e.g. ``"inpaint.lama"``.
+
+    Raises:
+        DeviceError: the operation does not list ``device.type``; the caller
+            may catch it and fall back to the CPU.
+    """
+    kind = torch.device(device).type
+    if kind not in capabilities.devices:
+        raise DeviceError(
+            f"{what} does not run on {kind} (device '{device}'); it supports: {', '.join(capabilities.devices)}"
+        )
+
+
+def set_threads(n: Optional[int]) -> None:
+    """Set the number of CPU threads torch uses.
+
+    Args:
+        n: intra-op thread count; ``None`` leaves torch's default alone.
+
+    Raises:
+        DeviceError: ``n`` is not an integer >= 1.
+    """
+    if n is None:
+        return
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise DeviceError(f"threads: expected an integer >= 1, got {n!r}")
+    torch.set_num_threads(n)
+    try:
+        # torch allows setting inter-op threads only once, before any
+        # inter-op work has started; later calls raise and are harmless.
+        torch.set_num_interop_threads(n)
+    except RuntimeError:
+        logger.debug("inter-op thread count already fixed; left at %d", torch.get_num_interop_threads())
+
+
+def _cuda_details() -> list[dict[str, Any]]:
+    details = []
+    for i in range(_cuda_count()):
+        try:
+            props = torch.cuda.get_device_properties(i)
+            details.append({"index": i, "name": props.name, "memory_mb": props.total_memory // 2**20})
+        except (RuntimeError, AssertionError):
+            # A half-working driver should not break a debug listing.
+            details.append({"index": i, "name": "unknown", "memory_mb": None})
+    return details
+
+
+def describe_devices() -> dict[str, Any]:
+    """Describe the torch build and the devices, for ``--dry-run``/debug output.
+
+    Returns:
+        A JSON-serialisable dict with the torch version, CUDA availability,
+        version and devices, MPS availability, the device ``"auto"`` picks and
+        the CPU thread count.
+    """
+    return {
+        "torch": torch.__version__,
+        "cuda_available": _cuda_available(),
+        "cuda_version": torch.version.cuda,
+        "cuda_devices": _cuda_details(),
+        "mps_available": _mps_available(),
+        "available": available_devices(),
+        "auto": str(_auto_device()),
+        "threads": torch.get_num_threads(),
+    }

@@ -1,0 +1,57 @@
+"""Typed errors. Library code raises these; only the CLI turns them into a
+one-line message and an exit code (2 for usage, 1 for failures)."""
+
+from __future__ import annotations
+
+
+class ImgeditError(Exception):
+    """Base class for every error imgedit reports to a user."""
+
+    exit_code = 1
+
+
+class UsageError(ImgeditError):
+    """The command line or a parameter is wrong (exit code 2)."""
+
+    exit_code = 2
+
+
+class ImageReadError(ImgeditError):
+    """A file could not be decoded as an image (corrupt, truncated, empty, ...)."""
+
+
+class ImageWriteError(ImgeditError):
+    """An output image could not be written."""
+
+
+class MaskError(ImgeditError):
+    """No usable mask could be found or the mask is unusable."""
+
+    exit_code = 2
+
+
+class PluginError(ImgeditError):
+    """A plugin is broken or two plugins conflict."""
+
+
+class WeightsError(ImgeditError):
+    """A weights file is missing, does not verify, or does not fit the model."""
+
+
+class DeviceError(ImgeditError):
+    """A requested device or precision is not available."""
+
+    exit_code = 2
+
+
+class ShapeError(ImgeditError, ValueError):
+    """A tensor does not follow the (B, C, H, W) float image contract."""
+
+    def __init__(self, what: str, expected: str, got: object):
+        super().__init__(f"{what}: expected {expected}, got {got}")
+        self.expected = expected
+        self.got = got
+
+
+class BatchError(ImgeditError):
+    """Some images of a batch failed (each was reported already)."""

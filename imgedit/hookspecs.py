@@ -1,0 +1,58 @@
+"""The hook specifications of imgedit: the whole contract between the host and
+its plugins, built-in or third-party.
+
+Every hook is ``register_*(register)`` or ``register_commands(cli)``: the host
+passes a callback (or the click group) and the plugin calls it once per thing it
+provides. Results are not returned, so pluggy's result list is unused. Specs may
+gain arguments over time (an implementation may accept fewer than the spec);
+they are never renamed.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Callable
+
+import pluggy
+
+if TYPE_CHECKING:  # pragma: no cover - typing only, keeps start-up cheap
+    import click
+
+    from imgedit.models import ModelSpec
+    from imgedit.operations import Operation
+
+hookspec = pluggy.HookspecMarker("imgedit")
+hookimpl = pluggy.HookimplMarker("imgedit")
+
+
+@hookspec
+def register_commands(cli: "click.Group") -> None:
+    """Add the plugin's CLI verbs to the ``imgedit`` click group.
+
+    Args:
+        cli: the top-level group. Call ``cli.add_command(...)`` or decorate with
+            ``@cli.command()``. Image verbs should use
+            :func:`imgedit.verbs.add_operation_verb`, which gives them the common
+            options (inputs, ``-o``, ``--device``, ``--tile``, ...) for free.
+    """
+
+
+@hookspec
+def register_operations(register: "Callable[[Operation], None]") -> None:
+    """Register pipeline operations (the stages of ``imgedit run``).
+
+    Args:
+        register: call once per :class:`imgedit.operations.Operation`. An
+            operation is keyed by ``(name, method)``; two plugins registering the
+            same key is an error naming both. Registration must be cheap: import
+            torch and load weights inside ``Operation.create``, not here.
+    """
+
+
+@hookspec
+def register_models(register: "Callable[[ModelSpec], None]") -> None:
+    """Register model weights the plugin ships or knows about.
+
+    Args:
+        register: call once per :class:`imgedit.models.ModelSpec`. These are
+            listed (and their sha256 checked) by ``imgedit models``.
+    """

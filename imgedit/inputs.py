@@ -1,0 +1,102 @@
+"""Turn command-line inputs (files, folders, globs) into a list of image
+files, and decide where each output goes."""
+
+from __future__ import annotations
+
+import glob
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Optional
+
+from imgedit.errors import UsageError
+
+
+@dataclass(frozen=True)
+class InputFile:
+    """An image to process and the folder its relative path is taken from
+    (so outputs mirror the input tree)."""
+
+    path: Path
+    root: Path
+
+    @property
+    def relative(self) -> Path:
+        return self.path.relative_to(self.root)
+
+
+def _image_suffixes() -> frozenset[str]:
+    from imgedit.imageio import IMAGE_SUFFIXES
+
+    return IMAGE_SUFFIXES
+
+
+def _scan_folder(folder: Path, recursive: bool) -> list[InputFile]:
+    suffixes = _image_suffixes()
+    pattern = "**/*" if recursive else "*"
+    files = (p for p in folder.glob(pattern) if p.is_file() and p.suffix.lower() in suffixes)
+    # skip sidecar masks and our own hidden temporary files
+    return [InputFile(p, folder) for p in sorted(files) if not _is_sidecar(p) and not p.name.startswith(".")]
+
+
+def _is_sidecar(path: Path) -> bool:
+    stem = path.stem
+    return stem.endswith(".mask") or stem.endswith("_mask")
+
+
+def expand_inputs(items: Iterable[str], recursive: bool = False) -> list[InputFile]:
+    """Expand files, folders and glob patterns, in order, without duplicates.
+
+    Raises:
+        UsageError: an input does not exist, a glob matches nothing, or nothing
+            at all was given.
+    """
+    found: list[InputFile] = []
+    for item in items:
+        path = Path(item)
+        if path.is_dir():
+            found.extend(_scan_folder(path, recursive))
+        elif path.exists():
+            found.append(InputFile(path, path.parent))
+        elif glob.has_magic(item):
+            matches = sorted(glob.glob(item, recursive=recursive))
+            if not matches:
+                raise UsageError(f"no files match {item!r}")
+            base = Path(item.split("*")[0].split("?")[0].split("[")[0] or ".")
+            base = base if base.is_dir() else base.parent
+            found.extend(InputFile(Path(m), base) for m in matches if Path(m).is_file())
+        else:
+            raise UsageError(f"no such file or folder: {item}")
+    unique = list({f.path.resolve(): f for f in found}.values())
+    if not unique and items:
+        raise UsageError("no images found in " + ", ".join(map(str, items)))
+    return unique
+
+
+def output_path(
+    item: InputFile,
+    *,
+    output: Optional[Path],
+    single: bool,
+    op_label: str,
+    ext: str,
+    template: Optional[str] = None,
+    in_place: bool = False,
+) -> Path:
+    """Where the result for ``item`` is written.
+
+    Without ``-o`` the result goes beside the input as ``{stem}.{op}.{ext}``;
+    with ``-o FOLDER`` it goes to the mirrored relative folder as
+    ``{stem}.{ext}``; with ``-o FILE.ext`` and a single input, to that file.
+    ``template`` overrides the name (fields: stem, ext, op).
+    """
+    if in_place:
+        return item.path
+    if output is not None and single and output.suffix.lower() in _image_suffixes() and not output.is_dir():
+        return output
+    default = "{stem}.{op}.{ext}" if output is None else "{stem}.{ext}"
+    try:
+        name = (template or default).format(stem=item.path.stem, ext=ext, op=op_label)
+    except (KeyError, IndexError, ValueError) as exc:
+        raise UsageError(f"bad --name template {template!r}: unknown field {exc}; use {{stem}}, {{ext}}, {{op}}") from None
+    folder = item.path.parent if output is None else output / item.relative.parent
+    return folder / name

@@ -1,0 +1,360 @@
+"""Find the hole to inpaint: from a mask file or folder, the image's own
+transparency, a sidecar file, a colour, or a box.
+
+The sources are tried in a fixed order and the first that applies wins::
+
+    --mask FILE|DIR  >  transparent pixels  >  photo.mask.png beside the image
+                     >  --mask-color HEX    >  --mask-box x,y,w,h
+
+then the hole is grown (``dilate``) and inverted (``invert``) if asked.
+
+Masks here are numpy ``(H, W)`` bool arrays, True = hole; turning them into
+``(B, 1, H, W)`` float tensors is the caller's job. This module does not
+import torch (it runs before any model is created); numpy, PIL and OpenCV are
+imported when first needed so that importing it stays cheap.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Optional
+
+from imgedit.errors import MaskError, UsageError
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    import numpy as np
+
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "MaskOptions",
+    "find_mask",
+    "load_mask_file",
+    "parse_box",
+    "parse_color",
+]
+
+logger = logging.getLogger("imgedit")
+
+#: Suffixes tried (case-insensitively) for mask files in a folder or beside an image.
+IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".webp", ".bmp", ".tif", ".tiff", ".jpg", ".jpeg", ".gif")
+
+_WAYS = (
+    "give --mask FILE|DIR, make the hole transparent, put {stem}.mask.png beside it, "
+    "or use --mask-color HEX / --mask-box x,y,w,h"
+)
+
+
+@dataclass
+class MaskOptions:
+    """Where the hole comes from and how to adjust it.
+
+    Attributes:
+        mask: ``--mask FILE|DIR``. A folder pairs masks to images by file stem:
+            ``DIR/<stem>.mask.<ext>``, ``DIR/<stem>_mask.<ext>`` or ``DIR/<stem>.<ext>``.
+        mask_color: ``--mask-color HEX``: pixels of that colour are the hole.
+        color_tolerance: largest per-channel difference (0-255) still counted as
+            the colour; the default survives JPEG compression.
+        mask_box: ``--mask-box x,y,w,h`` in pixels; clipped to the image.
+        dilate: grow the hole by this many pixels (elliptical kernel).
+        invert: ``--invert-mask``: swap hole and known pixels.
+    """
+
+    mask: Optional[Path] = None
+    mask_color: Optional[str] = None
+    color_tolerance: int = 24
+    mask_box: Optional[tuple[int, int, int, int]] = None
+    dilate: int = 0
+    invert: bool = False
+
+    def any_explicit(self) -> bool:
+        """Whether the user named a source (``--mask``, ``--mask-color`` or ``--mask-box``)."""
+        return self.mask is not None or self.mask_color is not None or self.mask_box is not None
+
+
+def parse_box(text: str) -> tuple[int, int, int, int]:
+    """Parse ``--mask-box`` text ``"x,y,w,h"``.
+
+    Args:
+        text: four integers separated by commas (spaces allowed). ``x`` and
+            ``y`` may be negative (the box is clipped later); ``w`` and ``h``
+            must be positive.
+
+    Returns:
+        ``(x, y, w, h)``.
+
+    Raises:
+        UsageError: the text is not four integers, or ``w``/``h`` is not positive.
+
+    Example:
+        >>> parse_box("10, 20, 30, 40")
+        (10, 20, 30, 40)
+    """
+    parts = [p.strip() for p in str(text).split(",")]
+    try:
+        if len(parts) != 4:
+            raise ValueError(text)
+        x, y, w, h = (int(p) for p in parts)
+    except ValueError:
+        raise UsageError(f"--mask-box: expected x,y,w,h (four integers), got {text!r}") from None
+    if w <= 0 or h <= 0:
+        raise UsageError(f"--mask-box: width and height must be positive, got {text!r}")
+    return x, y, w, h
+
+
+def parse_color(text: str) -> tuple[int, int, int]:
+    """Parse ``--mask-color`` hex text.
+
+    Args:
+        text: ``"#ff00ff"``, ``"ff00ff"`` or the short form ``"#f0f"``.
+
+    Returns:
+        ``(r, g, b)`` on 0-255.
+
+    Raises:
+        UsageError: the text is not a hex colour.
+
+    Example:
+        >>> parse_color("#FF00ff")
+        (255, 0, 255)
+    """
+    digits = str(text).strip().removeprefix("#")
+    if len(digits) == 3:
+        digits = "".join(c * 2 for c in digits)
+    if not re.fullmatch(r"[0-9a-fA-F]{6}", digits):
+        raise UsageError(f"--mask-color: expected a hex colour like #ff00ff, got {text!r}")
+    return int(digits[0:2], 16), int(digits[2:4], 16), int(digits[4:6], 16)
+
+
+def load_mask_file(path: Path, size: tuple[int, int]) -> "np.ndarray":
+    """Read a mask image: white (non-zero) = hole, black = keep.
+
+    The file is converted to greyscale and thresholded at half range (127 for
+    8-bit, 32767 for 16-bit). EXIF orientation is applied, as for photos.
+
+    Args:
+        path: the mask file.
+        size: ``(H, W)`` of the image it belongs to (numpy shape order). A
+            mask of another size is resized (nearest) with a warning.
+
+    Returns:
+        ``(H, W)`` bool array, True = hole.
+
+    Raises:
+        MaskError: the file is missing or cannot be decoded.
+
+    Example:
+        >>> hole = load_mask_file(Path("photo.mask.png"), rgb.shape[:2])  # doctest: +SKIP
+    """
+    import numpy as np
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    path = Path(path)
+    if not path.is_file():
+        raise MaskError(f"mask file not found: {path}")
+    try:
+        with Image.open(path) as img:
+            img = ImageOps.exif_transpose(img)
+            img.load()
+    except (OSError, UnidentifiedImageError, ValueError) as exc:
+        raise MaskError(f"cannot read mask file {path}: {exc}") from None
+    height, width = size
+    if img.size != (width, height):
+        logger.warning(
+            "mask %s is %dx%d but the image is %dx%d; resizing the mask (nearest)",
+            path, img.size[0], img.size[1], width, height,
+        )
+        img = img.resize((width, height), Image.Resampling.NEAREST)
+    if img.mode.startswith("I;16") or img.mode in ("I", "F"):
+        # 16-bit greyscale: converting to "L" would clip, not scale, so
+        # threshold on the native range instead.
+        return np.asarray(img).astype(np.float64) > 32767
+    return np.asarray(img.convert("L")) > 127
+
+
+def find_mask(
+    image_path: Optional[Path],
+    rgb: "np.ndarray",
+    alpha: Optional["np.ndarray"],
+    options: MaskOptions,
+) -> tuple["np.ndarray", str]:
+    """Find the hole for one image (see the module docstring for the order).
+
+    Args:
+        image_path: the image file, used to pair masks by stem and to find a
+            sidecar; may be None (then only alpha, colour and box apply).
+        rgb: ``(H, W, 3)`` RGB pixels: uint8, uint16, or float in [0, 1].
+        alpha: ``(H, W)`` alpha of the same kind (uint8, uint16 or float in
+            [0, 1]), or None. Pixels with alpha below half are the hole.
+        options: the user's choices.
+
+    Returns:
+        ``(hole, source)``: an ``(H, W)`` bool array (True = hole) and a short
+        description of where it came from, e.g. ``"sidecar photo.mask.png"``.
+
+    Raises:
+        MaskError: an explicit source is missing or gives an empty hole, or no
+            source applies (the message lists the ways to give one).
+        UsageError: bad ``--mask-color``/``--mask-box`` text or option values.
+
+    Example:
+        >>> hole, source = find_mask(None, rgb, None, MaskOptions(mask_box=(4, 4, 8, 8)))  # doctest: +SKIP
+        >>> source
+        'box 4,4,8,8'
+    """
+    _check_options(options)
+    size = (int(rgb.shape[0]), int(rgb.shape[1]))
+    found = _from_sources(image_path, rgb, alpha, options, size)
+    if found is None:
+        name = image_path.name if image_path is not None else "the image"
+        stem = image_path.stem if image_path is not None else "photo"
+        raise MaskError(f"no hole found for {name}: " + _WAYS.format(stem=stem))
+    hole, source = found
+    if not hole.any():
+        raise MaskError(f"the hole from {source} is empty (no pixels selected)")
+    return _adjust(hole, source, options)
+
+
+def _check_options(options: MaskOptions) -> None:
+    if options.dilate < 0:
+        raise UsageError(f"--dilate must be >= 0, got {options.dilate}")
+    if not 0 <= options.color_tolerance <= 255:
+        raise UsageError(f"--color-tolerance must be in [0, 255], got {options.color_tolerance}")
+
+
+def _from_sources(image_path, rgb, alpha, options, size):
+    """Try each source in order; return ``(hole, source)`` or None."""
+    if options.mask is not None:
+        path = _explicit_mask_path(Path(options.mask), image_path)
+        return load_mask_file(path, size), f"mask file {path.name}"
+    if alpha is not None:
+        hole = _transparent(alpha)
+        if hole.any():
+            _warn_ignored(options, "the image has transparent pixels")
+            return hole, "transparent pixels"
+    sidecar = _sidecar(image_path)
+    if sidecar is not None:
+        _warn_ignored(options, f"{sidecar.name} lies beside the image")
+        return load_mask_file(sidecar, size), f"sidecar {sidecar.name}"
+    if options.mask_color is not None:
+        return _color_hole(rgb, options.mask_color, options.color_tolerance)
+    if options.mask_box is not None:
+        return _box_hole(size, options.mask_box)
+    return None
+
+
+def _warn_ignored(options: MaskOptions, why: str) -> None:
+    # Colour and box rank below the implicit sources; say so rather than let
+    # an explicit option vanish silently.
+    ignored = [n for n, v in (("--mask-color", options.mask_color), ("--mask-box", options.mask_box)) if v is not None]
+    if ignored:
+        logger.warning("ignoring %s because %s", " and ".join(ignored), why)
+
+
+def _explicit_mask_path(mask: Path, image_path: Optional[Path]) -> Path:
+    if mask.is_dir():
+        if image_path is None:
+            raise MaskError(f"--mask {mask} is a folder, which pairs masks by image name; no image name here")
+        found = _paired(mask, image_path)
+        if found is None:
+            raise MaskError(f"no mask for '{image_path.stem}' in {mask} (looked for {image_path.stem}.png, "
+                            f"{image_path.stem}.mask.png, {image_path.stem}_mask.png and other image suffixes)")
+        return found
+    if not mask.exists():
+        raise MaskError(f"mask file not found: {mask}")
+    return mask
+
+
+def _paired(folder: Path, image_path: Path) -> Optional[Path]:
+    """``folder/<stem>.mask.*``, then ``<stem>_mask.*``, then ``<stem>.*``; never the image itself."""
+    stem = image_path.stem
+    by_name = {p.name.lower(): p for p in sorted(folder.iterdir()) if p.is_file()}
+    image_real = image_path.resolve() if image_path.exists() else None
+    for base in (f"{stem}.mask", f"{stem}_mask", stem):
+        for suffix in IMAGE_SUFFIXES:
+            p = by_name.get((base + suffix).lower())
+            # Pairing is by exact stem; only the suffix is case-insensitive.
+            if p is not None and p.name[: len(base)] == base and p.resolve() != image_real:
+                return p
+    return None
+
+
+def _sidecar(image_path: Optional[Path]) -> Optional[Path]:
+    if image_path is None or not image_path.parent.is_dir():
+        return None
+    stem = image_path.stem
+    by_name = {p.name.lower(): p for p in sorted(image_path.parent.iterdir()) if p.is_file()}
+    for base in (f"{stem}.mask", f"{stem}_mask"):
+        for suffix in IMAGE_SUFFIXES:
+            p = by_name.get((base + suffix).lower())
+            if p is not None and p.name[: len(base)] == base:
+                return p
+    return None
+
+
+def _to_unit(values: "np.ndarray") -> "np.ndarray":
+    """uint8 / uint16 / float [0, 1] -> float64 in [0, 1]."""
+    import numpy as np
+
+    if values.dtype == np.uint8:
+        return values.astype(np.float64) / 255.0
+    if values.dtype == np.uint16:
+        return values.astype(np.float64) / 65535.0
+    return values.astype(np.float64)
+
+
+def _transparent(alpha: "np.ndarray") -> "np.ndarray":
+    alpha = _to_unit(alpha)
+    if alpha.ndim == 3:  # (H, W, 1)
+        alpha = alpha[..., 0]
+    return alpha < 0.5
+
+
+def _color_hole(rgb: "np.ndarray", text: str, tolerance: int) -> tuple["np.ndarray", str]:
+    import numpy as np
+
+    color = np.asarray(parse_color(text), dtype=np.float64)
+    pixels = _to_unit(rgb[..., :3]) * 255.0  # (H, W, 3) on 0-255
+    # Max-channel distance: a JPEG wobbles each channel a little independently.
+    hole = np.abs(pixels - color).max(axis=-1) <= tolerance + 1e-6
+    hexa = "#%02x%02x%02x" % tuple(int(c) for c in color)
+    if not hole.any():
+        raise MaskError(f"--mask-color {hexa}: no pixels of that colour (tolerance {tolerance})")
+    return hole, f"colour {hexa}"
+
+
+def _box_hole(size: tuple[int, int], box: "tuple[int, int, int, int] | str") -> tuple["np.ndarray", str]:
+    import numpy as np
+
+    height, width = size
+    # Accept the raw CLI text too, so callers need not parse it first.
+    x, y, w, h = parse_box(box) if isinstance(box, str) else parse_box(",".join(map(str, box)))
+    x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + w, width), min(y + h, height)
+    text = f"{x},{y},{w},{h}"
+    if x0 >= x1 or y0 >= y1:
+        raise MaskError(f"--mask-box {text} lies outside the {width}x{height} image")
+    hole = np.zeros((height, width), dtype=bool)
+    hole[y0:y1, x0:x1] = True
+    return hole, f"box {text}"
+
+
+def _adjust(hole: "np.ndarray", source: str, options: MaskOptions) -> tuple["np.ndarray", str]:
+    """Apply ``dilate`` then ``invert``. ``source`` is returned unchanged: callers
+    compare it (the runner makes a filled "transparent pixels" hole opaque)."""
+    import numpy as np
+
+    if options.dilate > 0:
+        import cv2
+
+        k = 2 * options.dilate + 1
+        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
+        hole = cv2.dilate(hole.astype(np.uint8), kernel) > 0
+    if options.invert:
+        hole = ~hole
+        if not hole.any():
+            raise MaskError(f"the inverted hole from {source} is empty: the mask covered the whole image")
+    if hole.all():
+        logger.warning("the hole (%s) covers the whole image; nothing is left to fill it from", source)
+    return hole, source

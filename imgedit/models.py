@@ -1,0 +1,169 @@
+"""Model weights: where they live, how they are verified and loaded.
+
+Shipped weights are ``weights/<plugin>/<name>.safetensors`` with a model card
+``<name>.json`` beside them (architecture, config, data and licence, training
+command, metrics, sha256). Weights a user trains go to the user weights
+directory and are found there automatically. Nothing is ever unpickled:
+tensors load through safetensors, and the sha256 in the card must match.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional
+
+from imgedit.errors import WeightsError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model's weights file and its card.
+
+    Attributes:
+        name: unique model name ("denoise-vae").
+        weights: path of the ``.safetensors`` file.
+        description: one line for listings.
+        plugin: filled in by the host: who registered it.
+        extra: free-form plugin data (architecture name, ...).
+    """
+
+    name: str
+    weights: Path
+    description: str = ""
+    plugin: str = ""
+    extra: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+
+    @property
+    def card_path(self) -> Path:
+        return self.weights.with_suffix(".json")
+
+    def card(self) -> dict[str, Any]:
+        """The model card, or {} when there is none or it is unreadable."""
+        try:
+            return json.loads(self.card_path.read_text())
+        except (OSError, ValueError):
+            return {}
+
+
+def shipped_weights_dir() -> Path:
+    """Folder of the weights shipped with imgedit (``IMGEDIT_WEIGHTS`` overrides)."""
+    return Path(os.environ.get("IMGEDIT_WEIGHTS", WEIGHTS_DIR))
+
+
+def user_weights_dir() -> Path:
+    """Folder for weights the user trains (``IMGEDIT_HOME``/weights, else the
+    XDG data folder)."""
+    home = os.environ.get("IMGEDIT_HOME")
+    if home:
+        return Path(home) / "weights"
+    data = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(data) / "imgedit" / "weights"
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify(spec: ModelSpec, actual: Optional[str] = None) -> tuple[bool, str]:
+    """Check a model's file against its card. Returns (ok, reason).
+
+    Args:
+        actual: the file's sha256 if the caller has it already.
+    """
+    if not spec.weights.is_file():
+        return False, f"missing file {spec.weights}"
+    expected = spec.card().get("sha256")
+    if not expected:
+        return False, f"no sha256 in model card {spec.card_path}"
+    actual = actual or sha256_file(spec.weights)
+    if actual != expected:
+        return False, f"sha256 mismatch for {spec.weights}: card says {expected[:12]}..., file is {actual[:12]}..."
+    return True, "ok"
+
+
+def load_weights(spec: ModelSpec, device: "Optional[torch.device]" = None) -> "dict[str, torch.Tensor]":
+    """Verify and load a model's tensors (no unpickling).
+
+    Raises:
+        WeightsError: missing file, missing card or sha256 mismatch.
+    """
+    ok, reason = verify(spec)
+    if not ok:
+        raise WeightsError(f"model '{spec.name}': {reason}")
+    from safetensors.torch import load_file
+
+    return load_file(str(spec.weights), device=str(device or "cpu"))
+
+
+def save_weights(tensors: "dict[str, torch.Tensor]", path: Path, card: dict[str, Any]) -> ModelSpec:
+    """Write ``path`` (.safetensors) and its card atomically; the card gets the
+    file's sha256 and size. Returns the new model's spec (named after the file)."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp)
+        card = {**card, "sha256": sha256_file(Path(tmp)), "size_bytes": os.path.getsize(tmp)}
+        _write_text_atomic(path.with_suffix(".json"), json.dumps(card, indent=2, sort_keys=True) + "\n")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return ModelSpec(name=path.stem, weights=path, description=card.get("description", ""))
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def user_models() -> list[ModelSpec]:
+    """Models found in the user weights directory (trained by the user)."""
+    root = user_weights_dir()
+    if not root.is_dir():
+        return []
+    specs = []
+    for path in sorted(root.rglob("*.safetensors")):
+        card = ModelSpec(path.stem, path).card()
+        specs.append(ModelSpec(path.stem, path, card.get("description", ""), plugin="user", extra=card))
+    return specs
+
+
+def describe(spec: ModelSpec) -> dict[str, Any]:
+    """One row of ``imgedit models``."""
+    exists = spec.weights.is_file()
+    digest = sha256_file(spec.weights) if exists else None
+    ok, reason = verify(spec, digest)
+    return {
+        "name": spec.name,
+        "plugin": spec.plugin,
+        "weights": str(spec.weights),
+        "size_bytes": spec.weights.stat().st_size if exists else None,
+        "sha256": digest,
+        "verified": ok,
+        "status": reason,
+        "description": spec.description,
+    }

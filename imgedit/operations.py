@@ -1,0 +1,172 @@
+"""What an operation is: a named, parameterised image transform with a
+capability manifest. Plugins register them; the CLI, the pipeline runner and
+the tiling engine read the manifest to decide how to run them.
+
+An operation's ``create(context, **params)`` builds an *applier* once per run
+(this is where models load). The applier is called per image::
+
+    applier(image, mask) -> image
+    # image: (B, 3, H, W) float in [0, 1] on context.device, dtype context.dtype
+    # mask:  (B, 1, H, W) float, 1 = hole, or None
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol
+
+from imgedit.errors import UsageError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """How an operation may be run.
+
+    Attributes:
+        devices: device types it runs on ("cpu", "cuda", "mps").
+        precisions: precisions it supports ("fp32", "fp16", "bf16"). Reduced
+            precision is used only on a GPU and only when listed here.
+        tileable: whether the image may be split into tiles. Set it only for
+            operations whose output pixel depends on a bounded neighbourhood.
+        tile_overlap: pixels of context each tile needs on every side (at least
+            the operation's receptive radius); tiled output then matches an
+            untiled run.
+        pad_multiple: the operation needs H and W to be multiples of this; the
+            engine pads (reflect) and crops back.
+        memory_mb_per_megapixel: rough working memory per megapixel of input,
+            used to choose a tile size and to estimate peak memory.
+        needs_mask: the operation needs a hole mask (inpainting).
+        batchable: several same-size images may be stacked into one batch.
+    """
+
+    devices: tuple[str, ...] = ("cpu", "cuda", "mps")
+    precisions: tuple[str, ...] = ("fp32",)
+    tileable: bool = False
+    tile_overlap: int = 0
+    pad_multiple: int = 1
+    memory_mb_per_megapixel: float = 200.0
+    needs_mask: bool = False
+    batchable: bool = True
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "devices": list(self.devices),
+            "precisions": list(self.precisions),
+            "tileable": self.tileable,
+            "tile_overlap": self.tile_overlap,
+            "pad_multiple": self.pad_multiple,
+            "memory_mb_per_megapixel": self.memory_mb_per_megapixel,
+            "needs_mask": self.needs_mask,
+            "batchable": self.batchable,
+        }
+
+
+@dataclass(frozen=True)
+class Param:
+    """One parameter of an operation (a CLI option and a pipeline ``key=value``).
+
+    Attributes:
+        name: python identifier; the CLI option is ``--name-with-dashes``.
+        type: ``int``, ``float``, ``str`` or ``bool``.
+        default: value when not given.
+        help: one line for ``--help``.
+        choices: allowed values, if restricted.
+        allow_auto: the string "auto" is accepted besides values of ``type``.
+        minimum, maximum: inclusive numeric range, if any.
+    """
+
+    name: str
+    type: type = str
+    default: Any = None
+    help: str = ""
+    choices: Optional[tuple] = None
+    allow_auto: bool = False
+    minimum: Optional[float] = None
+    maximum: Optional[float] = None
+
+    def parse(self, value: Any, where: str) -> Any:
+        """Convert ``value`` (often a string) to this parameter's type, or raise
+        :class:`UsageError` naming ``where``."""
+        if value is None:
+            return None
+        if self.allow_auto and isinstance(value, str) and value.lower() == "auto":
+            return "auto"
+        try:
+            if self.type is bool and isinstance(value, str):
+                low = value.lower()
+                if low not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+                    raise ValueError(value)
+                out: Any = low in ("1", "true", "yes", "on")
+            else:
+                out = self.type(value)
+        except (TypeError, ValueError):
+            kind = self.type.__name__ + (" or 'auto'" if self.allow_auto else "")
+            raise UsageError(f"{where}: parameter '{self.name}' must be {kind}, got {value!r}") from None
+        if self.choices is not None and out not in self.choices:
+            raise UsageError(
+                f"{where}: parameter '{self.name}' must be one of {', '.join(map(str, self.choices))}; got {value!r}"
+            )
+        if self.minimum is not None and out < self.minimum or self.maximum is not None and out > self.maximum:
+            raise UsageError(f"{where}: parameter '{self.name}' must be in [{self.minimum}, {self.maximum}], got {out}")
+        return out
+
+
+class Context(Protocol):
+    """What ``Operation.create`` receives: where and how to run."""
+
+    device: "torch.device"
+    dtype: "torch.dtype"
+
+
+Applier = Callable[["torch.Tensor", "Optional[torch.Tensor]"], "torch.Tensor"]
+
+
+@dataclass(frozen=True)
+class Operation:
+    """A registered operation.
+
+    Attributes:
+        name: the stage name used in pipelines and the verb ("inpaint").
+        method: which implementation ("telea"); several plugins may offer
+            methods of one name. The highest ``priority`` is the default.
+        create: ``create(context, **params) -> applier``; loads models.
+        params: the parameters ``create`` accepts.
+        capabilities: the manifest.
+        description: one line for listings.
+        priority: default-method ranking among methods of one name.
+        weights: model names (see ``register_models``) whose hashes identify
+            this operation's output, for resume journals.
+        plugin: filled in by the host: the plugin that registered it.
+    """
+
+    name: str
+    method: str
+    create: Callable[..., Applier]
+    params: tuple[Param, ...] = ()
+    capabilities: Capabilities = field(default_factory=Capabilities)
+    description: str = ""
+    priority: int = 0
+    weights: tuple[str, ...] = ()
+    plugin: str = ""
+
+    @property
+    def key(self) -> str:
+        return f"{self.name}.{self.method}"
+
+    def param(self, name: str) -> Optional[Param]:
+        return next((p for p in self.params if p.name == name), None)
+
+    def parse_params(self, raw: dict[str, Any], where: str = "") -> dict[str, Any]:
+        """Check and convert user parameters; fill defaults. Unknown names raise."""
+        where = where or self.name
+        out = {p.name: p.default for p in self.params}
+        for key, value in raw.items():
+            p = self.param(key)
+            if p is None:
+                known = ", ".join(p.name for p in self.params) or "none"
+                raise UsageError(f"{where}: unknown parameter '{key}' for method '{self.method}' (known: {known})")
+            out[key] = p.parse(value, where)
+        return out

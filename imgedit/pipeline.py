@@ -1,0 +1,168 @@
+"""Pipelines: a checked list of stages (operation + parameters), parsed from
+``"denoise sigma=25 | inpaint method=telea"`` or built in Python, then built
+once per run (models load once) and applied to many images."""
+
+from __future__ import annotations
+
+import logging
+import shlex
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Optional, Union
+
+from imgedit.errors import UsageError
+from imgedit.operations import Applier, Operation
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+log = logging.getLogger("imgedit")
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One checked stage: the operation and its parsed parameters."""
+
+    operation: Operation
+    params: dict[str, Any]
+
+    @property
+    def label(self) -> str:
+        return self.operation.name
+
+    def describe(self) -> dict[str, Any]:
+        return {"operation": self.operation.name, "method": self.operation.method, "params": self.params}
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """An ordered list of stages, checked before any image is touched."""
+
+    stages: tuple[Stage, ...]
+
+    @classmethod
+    def parse(cls, text: str) -> "Pipeline":
+        """Parse ``"op key=value ... | op2 ..."``. ``method=`` picks a method.
+
+        Raises:
+            UsageError: empty pipeline, unknown operation/method/parameter or a
+                badly typed value, each naming the stage.
+        """
+        parts = [p.strip() for p in text.split("|")]
+        if not text.strip() or any(not p for p in parts):
+            raise UsageError(f"empty stage in pipeline {text!r}")
+        return cls.from_specs([_parse_stage_text(p) for p in parts])
+
+    @classmethod
+    def from_specs(cls, specs: list[tuple[str, dict[str, Any]]]) -> "Pipeline":
+        """Build from ``[(name, {param: value, "method": m}), ...]``."""
+        from imgedit.registry import get_registry
+
+        registry = get_registry()
+        stages = []
+        for index, (name, raw) in enumerate(specs, start=1):
+            raw = dict(raw)
+            where = f"stage {index} ({name})"
+            op = registry.get(name, raw.pop("method", None), where=where)
+            stages.append(Stage(op, op.parse_params(raw, where)))
+        return cls(tuple(stages))
+
+    @property
+    def needs_mask(self) -> bool:
+        return any(s.operation.capabilities.needs_mask for s in self.stages)
+
+    @property
+    def label(self) -> str:
+        return "-".join(s.label for s in self.stages)
+
+    def describe(self) -> list[dict[str, Any]]:
+        return [s.describe() for s in self.stages]
+
+    def build(self, device: Optional[str] = None, precision: Optional[str] = None) -> "BuiltPipeline":
+        """Create every stage's applier once (this is where models load)."""
+        return BuiltPipeline(self, device, precision)
+
+
+def _parse_stage_text(text: str) -> tuple[str, dict[str, str]]:
+    words = shlex.split(text)
+    name, params = words[0], {}
+    for word in words[1:]:
+        key, sep, value = word.partition("=")
+        if not sep or not key:
+            raise UsageError(f"stage '{name}': expected key=value, got {word!r}")
+        params[key.replace("-", "_")] = value
+    return name, params
+
+
+@dataclass
+class RunContext:
+    """What ``Operation.create`` receives."""
+
+    device: "torch.device"
+    dtype: "torch.dtype"
+
+
+@dataclass
+class _BuiltStage:
+    stage: Stage
+    context: RunContext
+    applier: Applier
+
+
+@dataclass
+class BuiltPipeline:
+    """A pipeline with its appliers created; call :meth:`apply` per image."""
+
+    pipeline: Pipeline
+    device_spec: Optional[str] = None
+    precision_spec: Optional[str] = None
+    built: list[_BuiltStage] = field(default_factory=list, init=False)
+
+    def __post_init__(self) -> None:
+        from imgedit.devices import resolve_device
+
+        device = resolve_device(self.device_spec)
+        self.built = [self._build_stage(stage, device) for stage in self.pipeline.stages]
+
+    def _build_stage(self, stage: Stage, device: "torch.device") -> _BuiltStage:
+        import torch
+
+        from imgedit.devices import resolve_precision
+
+        caps = stage.operation.capabilities
+        if device.type not in caps.devices:
+            log.warning("%s does not run on %s; using the CPU for it", stage.operation.key, device)
+            device = torch.device("cpu")
+        context = RunContext(device, resolve_precision(self.precision_spec, device, caps))
+        return _BuiltStage(stage, context, stage.operation.create(context, **stage.params))
+
+    def _cpu_fallback(self, built: _BuiltStage):
+        import torch
+
+        def rebuild() -> Applier:
+            context = RunContext(torch.device("cpu"), torch.float32)
+            return built.stage.operation.create(context, **built.stage.params)
+
+        return rebuild
+
+    def apply(
+        self, image: "torch.Tensor", mask: "Optional[torch.Tensor]" = None, tile: Union[int, str, None] = "auto"
+    ) -> "torch.Tensor":
+        """Run every stage on ``image`` ``(B, 3, H, W)`` (CPU float32) and
+        return the result on the CPU. ``mask`` is ``(B, 1, H, W)``, 1 = hole."""
+        from imgedit.tensor import check_image
+        from imgedit.tiling import run_tiled
+
+        check_image(image)
+        for built in self.built:
+            caps = built.stage.operation.capabilities
+            image = run_tiled(
+                built.applier,
+                image,
+                mask if caps.needs_mask else None,
+                capabilities=caps,
+                device=built.context.device,
+                dtype=built.context.dtype,
+                tile=tile,
+                fallback=self._cpu_fallback(built),
+            )
+        return image

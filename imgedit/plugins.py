@@ -1,0 +1,189 @@
+"""The plugin host: one pluggy PluginManager, discovery and isolation.
+
+Discovery order (after pytest and llm): built-in plugins through the
+``imgedit`` entry-point group, which is also how third-party packages arrive;
+then the built-in list as a fallback for a source checkout that was never
+installed. ``IMGEDIT_LOAD_PLUGINS`` (comma-separated names) is an allow-list;
+set it empty to load none. While imgedit's own test-suite runs, third-party
+entry points are skipped so a developer's installed plugins cannot change
+test results.
+
+Hooks are called one plugin at a time, so a plugin that raises is recorded
+(see ``imgedit plugins``) and never breaks the others.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import os
+import sys
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import pluggy
+
+from imgedit import hookspecs
+
+BUILTIN_PLUGINS: tuple[str, ...] = ("imgedit_classical",)
+PLUGINS_DIR = Path(__file__).resolve().parent.parent / "plugins"
+
+pm = pluggy.PluginManager("imgedit")
+pm.add_hookspecs(hookspecs)
+
+
+@dataclass
+class PluginInfo:
+    """What ``imgedit plugins`` shows for one plugin."""
+
+    name: str
+    module: str = ""
+    version: Optional[str] = None
+    source: str = ""  # "entry point", "built-in", "test"
+    hooks: list[str] = field(default_factory=list)
+    commands: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def status(self) -> str:
+        return "error" if self.errors else "ok"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "module": self.module,
+            "version": self.version,
+            "source": self.source,
+            "status": self.status,
+            "hooks": self.hooks,
+            "commands": self.commands,
+            "errors": self.errors,
+        }
+
+
+_infos: dict[str, PluginInfo] = {}
+_loaded = False
+
+
+def _allowed(*names: str) -> bool:
+    allow = os.environ.get("IMGEDIT_LOAD_PLUGINS")
+    if allow is None:
+        return True
+    wanted = {n.strip() for n in allow.split(",") if n.strip()}
+    return any(n in wanted for n in names)
+
+
+def _error_text(exc: BaseException) -> str:
+    if os.environ.get("IMGEDIT_DEBUG"):
+        return "".join(traceback.format_exception(exc)).strip()
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _register_module(name: str, module: Any, source: str, version: Optional[str]) -> None:
+    pm.register(module, name=name)
+    info = _infos.setdefault(name, PluginInfo(name=name))
+    info.module, info.source, info.version = module.__name__, source, version
+    info.hooks = sorted(caller.name for caller in pm.get_hookcallers(module) or [])
+
+
+def _load_entry_points() -> None:
+    testing = getattr(sys, "_called_from_test", False)
+    for ep in importlib.metadata.entry_points(group="imgedit"):
+        module_name = ep.value.split(":")[0]
+        if pm.has_plugin(ep.name) or (testing and module_name not in BUILTIN_PLUGINS):
+            continue
+        if not _allowed(ep.name, module_name):
+            continue
+        version = ep.dist.version if ep.dist is not None else None
+        try:
+            _register_module(ep.name, ep.load(), "entry point", version)
+        except Exception as exc:  # a broken plugin must not break the others
+            _infos[ep.name] = PluginInfo(ep.name, module_name, version, "entry point", errors=[_error_text(exc)])
+
+
+def _load_builtin_fallbacks() -> None:
+    loaded_modules = {info.module for info in _infos.values()}
+    for module_name in BUILTIN_PLUGINS:
+        if module_name in loaded_modules or pm.has_plugin(module_name) or not _allowed(module_name):
+            continue
+        if PLUGINS_DIR.is_dir() and str(PLUGINS_DIR) not in sys.path:
+            sys.path.append(str(PLUGINS_DIR))  # source checkout, never installed
+        try:
+            module = importlib.import_module(module_name)
+            from imgedit import __version__
+
+            _register_module(module_name, module, "built-in", __version__)
+        except Exception as exc:
+            _infos[module_name] = PluginInfo(module_name, module_name, None, "built-in", errors=[_error_text(exc)])
+
+
+def load_plugins() -> None:
+    """Discover and register plugins once (idempotent and cheap afterwards)."""
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    _load_entry_points()
+    _load_builtin_fallbacks()
+
+
+def register_plugin(module: Any, name: str, source: str = "test") -> None:
+    """Register a plugin object directly (tests, embedding applications)."""
+    load_plugins()
+    _register_module(name, module, source, None)
+    from imgedit import registry
+
+    registry.reset()
+
+
+def unregister_plugin(name: str) -> None:
+    """Remove a plugin registered with :func:`register_plugin`."""
+    plugin = pm.get_plugin(name)
+    if plugin is not None:
+        pm.unregister(plugin, name=name)
+    _infos.pop(name, None)
+    from imgedit import registry
+
+    registry.reset()
+
+
+def register_commands(cli: Any) -> None:
+    """Let every plugin add its verbs to ``cli``, one plugin at a time,
+    recording which verbs each added and any error it raised."""
+    load_plugins()
+    for impl in pm.hook.register_commands.get_hookimpls():  # load order
+        before = set(cli.commands)
+        info = plugin_info(impl.plugin_name)
+        try:
+            impl.function(cli=cli)
+        except Exception as exc:
+            info.errors.append(f"register_commands: {_error_text(exc)}")
+        info.commands = sorted(set(cli.commands) - before)
+
+
+def plugin_info(name: str) -> PluginInfo:
+    return _infos.setdefault(name, PluginInfo(name=name))
+
+
+def plugin_infos() -> list[PluginInfo]:
+    """Every plugin seen, loaded or failed, in load order."""
+    load_plugins()
+    return list(_infos.values())
+
+
+def call_each_register(hook_name: str, on_item: Callable[[str, Any], None]) -> None:
+    """Call a ``register_*(register)`` hook plugin by plugin, telling
+    ``on_item(plugin_name, item)`` who registered each item."""
+    load_plugins()
+    caller = getattr(pm.hook, hook_name)
+    for impl in caller.get_hookimpls():  # load order
+
+        def register(item: Any, _plugin: str = impl.plugin_name) -> None:
+            on_item(_plugin, item)
+
+        try:
+            impl.function(register=register) if "register" in impl.argnames else impl.function()
+        except Exception as exc:
+            plugin_info(impl.plugin_name).errors.append(f"{hook_name}: {_error_text(exc)}")

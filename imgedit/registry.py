@@ -1,0 +1,102 @@
+"""Everything the plugins registered: operations (by name and method) and
+models. Built lazily from the hooks, once per process."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional
+
+from imgedit.errors import PluginError, UsageError
+from imgedit.models import ModelSpec
+from imgedit.operations import Operation
+from imgedit.plugins import call_each_register
+
+
+class Registry:
+    """Operations keyed ``(name, method)`` and models keyed by name."""
+
+    def __init__(self) -> None:
+        self.operations: dict[tuple[str, str], Operation] = {}
+        self.models: dict[str, ModelSpec] = {}
+        # key -> the plugins that registered it; more than one is a conflict
+        self.conflicts: dict[str, list[str]] = {}
+        # plugin -> registration problems, shown by `imgedit plugins`
+        self.problems: dict[str, list[str]] = {}
+
+    def add_operation(self, plugin: str, op: Operation) -> None:
+        op = dataclasses.replace(op, plugin=plugin)
+        key = (op.name, op.method)
+        if key in self.operations:
+            owners = self.conflicts.setdefault(op.key, [self.operations[key].plugin])
+            owners.append(plugin)
+            message = f"operation '{op.key}' is registered by both {owners[0]} and {plugin}"
+            for owner in (owners[0], plugin):
+                self.problems.setdefault(owner, []).append(message)
+            return
+        self.operations[key] = op
+
+    def add_model(self, plugin: str, spec: ModelSpec) -> None:
+        spec = dataclasses.replace(spec, plugin=plugin)
+        if spec.name in self.models:
+            other = self.models[spec.name].plugin
+            self.problems.setdefault(plugin, []).append(f"model '{spec.name}' is already registered by {other}")
+            return
+        self.models[spec.name] = spec
+
+    # -- queries -------------------------------------------------------
+    def operation_names(self) -> list[str]:
+        return sorted({name for name, _ in self.operations})
+
+    def methods(self, name: str) -> list[Operation]:
+        """Methods of one operation, the default (highest priority) first."""
+        found = [op for (n, _), op in self.operations.items() if n == name]
+        return sorted(found, key=lambda op: (-op.priority, op.method))
+
+    def get(self, name: str, method: Optional[str] = None, where: str = "") -> Operation:
+        """The operation ``name`` with ``method`` (default: highest priority).
+
+        Raises:
+            UsageError: unknown operation or method.
+            PluginError: two plugins registered this operation.
+        """
+        where = where or name
+        methods = self.methods(name)
+        if not methods:
+            known = ", ".join(self.operation_names()) or "none"
+            raise UsageError(f"{where}: unknown operation '{name}' (known: {known})")
+        op = methods[0] if method is None else next((m for m in methods if m.method == method), None)
+        if op is None:
+            known = ", ".join(m.method for m in methods)
+            raise UsageError(f"{where}: unknown method '{method}' for '{name}' (known: {known})")
+        if op.key in self.conflicts:
+            owners = " and ".join(self.conflicts[op.key])
+            raise PluginError(
+                f"operation '{op.key}' is registered by both {owners}; "
+                "choose one with IMGEDIT_LOAD_PLUGINS or uninstall one"
+            )
+        return op
+
+
+_registry: Optional[Registry] = None
+
+
+def get_registry() -> Registry:
+    """The process-wide registry, built from the plugins on first use."""
+    global _registry
+    if _registry is None:
+        from imgedit.models import user_models
+
+        reg = Registry()
+        call_each_register("register_operations", reg.add_operation)
+        call_each_register("register_models", reg.add_model)
+        for spec in user_models():
+            if spec.name not in reg.models:
+                reg.models[spec.name] = spec
+        _registry = reg
+    return _registry
+
+
+def reset() -> None:
+    """Forget the registry (after plugins change) so it is rebuilt on next use."""
+    global _registry
+    _registry = None

@@ -1,0 +1,39 @@
+"""Conversions between decoded pictures (NumPy, HWC) and the one tensor
+contract: ``(B, C, H, W)`` float in [0, 1], RGB."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from imgedit.errors import ShapeError
+
+
+def check_image(image: torch.Tensor, what: str = "image") -> None:
+    """Raise :class:`ShapeError` unless ``image`` is a float (B, C, H, W) tensor."""
+    if not isinstance(image, torch.Tensor):
+        raise ShapeError(what, "a torch.Tensor", type(image).__name__)
+    if image.ndim != 4:
+        raise ShapeError(what, "shape (B, C, H, W)", tuple(image.shape))
+    if not image.is_floating_point():
+        raise ShapeError(what, "a floating-point tensor", image.dtype)
+
+
+def to_tensor(rgb: np.ndarray) -> torch.Tensor:
+    """(H, W, C) float array -> (1, C, H, W) float32 tensor (shares no memory)."""
+    if rgb.ndim != 3:
+        raise ShapeError("array", "shape (H, W, C)", rgb.shape)
+    return torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1), dtype=np.float32)).unsqueeze(0)
+
+
+def to_numpy(image: torch.Tensor) -> np.ndarray:
+    """(1, C, H, W) tensor -> (H, W, C) float32 array in [0, 1] (clamped)."""
+    check_image(image)
+    if image.shape[0] != 1:
+        raise ShapeError("image", "batch size 1", image.shape[0])
+    return image[0].detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy()
+
+
+def mask_to_tensor(mask: np.ndarray) -> torch.Tensor:
+    """(H, W) bool hole mask -> (1, 1, H, W) float tensor, 1 = hole."""
+    return torch.from_numpy(mask.astype(np.float32))[None, None]

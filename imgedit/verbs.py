@@ -1,0 +1,206 @@
+"""Building blocks for image verbs: the common options every image verb
+takes, the mask options, and a ready-made verb for an operation name whose
+``--method`` choices and parameter options come from the registry (so a
+learned method registered later by another plugin appears in the same verb).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import click
+
+from imgedit.errors import BatchError, UsageError
+from imgedit.operations import Param
+
+
+def _tile(value: Optional[str]) -> Any:
+    if value is None or value == "auto":
+        return "auto"
+    try:
+        number = int(value)
+    except ValueError:
+        raise click.BadParameter("must be a number of pixels, 0 (no tiling) or 'auto'") from None
+    if number < 0:
+        raise click.BadParameter("must be >= 0")
+    return number or None
+
+
+COMMON_OPTIONS: list[Callable] = [
+    click.argument("inputs", nargs=-1, required=True),
+    click.option("-o", "--output", type=click.Path(path_type=Path), help="Output file (one input) or folder."),
+    click.option("-r", "--recursive", is_flag=True, help="Recurse into sub-folders."),
+    click.option("--name", "name_template", help="Output name template, e.g. '{stem}.{op}.{ext}'."),
+    click.option("--device", envvar="IMGEDIT_DEVICE", help="auto, cpu, cuda, cuda:N or mps (default auto)."),
+    click.option(
+        "--precision", type=click.Choice(["auto", "fp32", "fp16", "bf16"]), default="auto", show_default=True
+    ),
+    click.option("--tile", default="auto", show_default=True, help="Tile size in px, 0 for none, or auto."),
+    click.option("--threads", type=click.IntRange(min=1), help="CPU threads for computation."),
+    click.option("--overwrite", is_flag=True, help="Replace existing output files."),
+    click.option("--in-place", is_flag=True, help="Write over the input files."),
+    click.option("--format", "out_format", type=click.Choice(["jpeg", "png", "tiff", "webp", "bmp"], case_sensitive=False)),
+    click.option("--quality", type=click.IntRange(1, 100), default=95, show_default=True, help="JPEG/WebP quality."),
+    click.option("--fail-fast", is_flag=True, help="Stop at the first failing image."),
+    click.option("-q", "--quiet", is_flag=True, help="Print only errors."),
+    click.option("--json", "as_json", is_flag=True, help="Print a JSON summary."),
+]
+
+MASK_OPTIONS: list[Callable] = [
+    click.option("--mask", type=click.Path(path_type=Path), help="Mask file (white = hole) or folder of masks by stem."),
+    click.option("--mask-color", help="Hole painted in this colour, e.g. ff00ff."),
+    click.option("--color-tolerance", type=click.IntRange(0, 255), default=24, show_default=True),
+    click.option("--mask-box", help="Hole as a box x,y,w,h."),
+    click.option("--dilate", type=click.IntRange(min=0), default=0, help="Grow the hole by N px."),
+    click.option("--invert-mask", is_flag=True, help="Swap hole and kept pixels."),
+]
+
+
+def apply_options(options: list[Callable]) -> Callable:
+    """Decorator applying click options in the order they are listed."""
+
+    def decorate(f: Callable) -> Callable:
+        for option in reversed(options):
+            f = option(f)
+        return f
+
+    return decorate
+
+
+def mask_options_from(kwargs: dict[str, Any]):
+    """Pop the mask options out of a verb's kwargs into a MaskOptions."""
+    from imgedit.masks import MaskOptions, parse_box
+
+    box = kwargs.pop("mask_box", None)
+    return MaskOptions(
+        mask=kwargs.pop("mask", None),
+        mask_color=kwargs.pop("mask_color", None),
+        color_tolerance=kwargs.pop("color_tolerance", 24),
+        mask_box=parse_box(box) if box else None,
+        dilate=kwargs.pop("dilate", 0),
+        invert=kwargs.pop("invert_mask", False),
+    )
+
+
+def run_verb(pipeline: Any, kwargs: dict[str, Any]) -> None:
+    """Run ``pipeline`` over the verb's inputs with the common options in
+    ``kwargs`` (as produced by :data:`COMMON_OPTIONS`, plus mask options)."""
+    from imgedit.devices import set_threads
+    from imgedit.inputs import expand_inputs
+    from imgedit.runner import RunOptions, run_files
+
+    masks = mask_options_from(kwargs)
+    items = expand_inputs(kwargs["inputs"], recursive=kwargs["recursive"])
+    set_threads(kwargs.get("threads"))
+    options = RunOptions(
+        output=kwargs["output"],
+        name=kwargs["name_template"],
+        device=kwargs["device"],
+        precision=kwargs["precision"],
+        tile=_tile(kwargs["tile"]),
+        overwrite=kwargs["overwrite"],
+        in_place=kwargs["in_place"],
+        format=kwargs["out_format"],
+        quality=kwargs["quality"],
+        masks=masks,
+        fail_fast=kwargs["fail_fast"],
+    )
+    with _progress(len(items), kwargs["quiet"] or kwargs["as_json"]) as report:
+        summary = run_files(pipeline, items, options, on_result=report)
+    _print_summary(summary, kwargs["quiet"], kwargs["as_json"])
+
+
+class _progress:
+    """A tqdm bar on a terminal; one line per file otherwise."""
+
+    def __init__(self, total: int, quiet: bool):
+        self.total, self.quiet, self.bar = total, quiet, None
+
+    def __enter__(self) -> Callable:
+        if not self.quiet and self.total > 1 and sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=self.total, unit="img", file=sys.stderr)
+        return self.report
+
+    def report(self, result: Any) -> None:
+        if self.bar is not None:
+            self.bar.update(1)
+            if result.error:
+                self.bar.write(f"failed: {result.error}", file=sys.stderr)
+        elif result.error:
+            if self.total > 1:  # a single input's failure is the final error line
+                click.echo(f"failed: {result.error}", err=True)
+        elif not self.quiet:
+            click.echo(f"wrote {result.output}" + (f" (hole from {result.note})" if result.note else ""), err=True)
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _print_summary(summary: Any, quiet: bool, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(summary.as_dict(), indent=2))
+    failed, total = len(summary.failed), len(summary.results)
+    if total > 1 and not quiet and not as_json:
+        click.echo(f"done {len(summary.done)}, failed {failed} of {total} in {summary.seconds:.1f}s", err=True)
+    if failed == 1 and total == 1:
+        error = BatchError(summary.failed[0].error)
+        error.exit_code = summary.failed[0].exit_code  # a mask or usage problem stays exit 2
+        raise error
+    if failed:
+        raise BatchError(f"{failed} of {total} images failed")
+
+
+def _param_option(param: Param) -> Callable:
+    flag = "--" + param.name.replace("_", "-")
+    kind = param.type.__name__.upper() + ("|auto" if param.allow_auto else "")
+    default = "" if param.default is None else f" [default: {param.default}]"
+    if param.choices:
+        kind = "|".join(map(str, param.choices))
+    # values stay strings here: Operation.parse_params checks them per method,
+    # with the same messages as pipeline stages
+    return click.option(flag, param.name, metavar=kind, help=(param.help or "") + default)
+
+
+def add_operation_verb(cli: click.Group, name: str, help: str) -> None:
+    """Add the verb ``name`` running the operation of that name.
+
+    Idempotent: several plugins offering methods of one operation may all call
+    it; the verb is made once and reads the registry when it runs.
+    """
+    if name in cli.commands:
+        return
+    from imgedit.registry import get_registry
+
+    methods = get_registry().methods(name)
+    if not methods:
+        raise UsageError(f"cannot add verb '{name}': no operation of that name is registered")
+    params: dict[str, Param] = {}
+    for op in methods:
+        for p in op.params:
+            params.setdefault(p.name, p)
+    choices = [op.method for op in methods]
+    options = list(COMMON_OPTIONS)
+    if any(op.capabilities.needs_mask for op in methods):
+        options += MASK_OPTIONS
+    options.append(click.option("--method", type=click.Choice(choices), help=f"Default: {choices[0]}."))
+    options += [_param_option(p) for p in params.values()]
+
+    @click.command(name=name, help=help)
+    @apply_options(options)
+    def verb(**kwargs: Any) -> None:
+        from imgedit.pipeline import Pipeline
+
+        method = kwargs.pop("method")
+        raw = {p: kwargs.pop(p) for p in params if kwargs.get(p) is not None}
+        for p in params:
+            kwargs.pop(p, None)
+        spec = dict(raw, **({"method": method} if method else {}))
+        run_verb(Pipeline.from_specs([(name, spec)]), kwargs)
+
+    cli.add_command(verb)

@@ -1,0 +1,25 @@
+"""Classical methods with no weights (OpenCV): inpainting by Telea or
+Navier-Stokes and non-local-means denoising. They make imgedit useful from
+day one and are the baselines learned methods must beat.
+
+This module stays cheap to import (no torch) so ``imgedit --help`` is fast:
+the operations are declared in ``ops`` only when the registry is built.
+"""
+
+from imgedit import hookimpl
+
+
+@hookimpl
+def register_operations(register):
+    from imgedit_classical.ops import OPERATIONS
+
+    for operation in OPERATIONS:
+        register(operation)
+
+
+@hookimpl
+def register_commands(cli):
+    from imgedit.verbs import add_operation_verb
+
+    add_operation_verb(cli, "inpaint", help="Fill holes in images (mask from --mask, transparency, a sidecar, colour or box).")
+    add_operation_verb(cli, "denoise", help="Remove noise from images (--sigma N on the 0-255 scale, or auto).")

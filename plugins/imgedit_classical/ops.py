@@ -1,0 +1,265 @@
+"""Classical (weight-free) operations built on OpenCV: inpainting with Telea's
+fast marching method or Navier-Stokes, and non-local-means denoising.
+
+Every function follows the image contract: ``(B, 3, H, W)`` float RGB in
+[0, 1] in, the same shape, dtype and device out. OpenCV runs on the CPU on
+8-bit BGR, so each function converts per image and converts back; no BGR and
+no uint8 leak out.
+
+Importing this module is cheap (the plugin registers at start-up): torch,
+numpy and OpenCV are imported inside the functions.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Optional, Union
+
+from imgedit.errors import MaskError, ShapeError, UsageError
+from imgedit.operations import Capabilities, Operation, Param
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    import numpy as np
+    import torch
+
+__all__ = ["OPERATIONS", "denoise_nlm", "inpaint_opencv", "nlm_strength_h"]
+
+INPAINT_METHODS = ("telea", "ns")
+
+# NLM windows (OpenCV's recommended defaults): the output pixel depends on a
+# (SEARCH + TEMPLATE - 1)-wide neighbourhood, radius 13; tiles get 24.
+NLM_TEMPLATE = 7
+NLM_SEARCH = 21
+
+# h = NLM_H_PER_SIGMA * sigma (both on 0-255), see nlm_strength_h.
+NLM_H_PER_SIGMA = 0.55
+
+
+def _check_image(image: "torch.Tensor", what: str) -> None:
+    """Raise ShapeError unless ``image`` is a (B, 3, H, W) float tensor."""
+    import torch
+
+    if not isinstance(image, torch.Tensor):
+        raise ShapeError(what, "a (B, 3, H, W) float tensor", type(image).__name__)
+    if image.ndim != 4 or image.shape[1] != 3:
+        raise ShapeError(what, "shape (B, 3, H, W)", tuple(image.shape))
+    if not image.is_floating_point():
+        raise ShapeError(what, "a float tensor in [0, 1]", image.dtype)
+
+
+def _check_mask(mask: Optional["torch.Tensor"], image: "torch.Tensor", what: str) -> None:
+    import torch
+
+    if mask is None:
+        raise MaskError(f"{what}: inpainting needs a hole mask, got none")
+    if not isinstance(mask, torch.Tensor) or mask.ndim != 4 or mask.shape[1] != 1:
+        got = tuple(mask.shape) if isinstance(mask, torch.Tensor) else type(mask).__name__
+        raise ShapeError(f"{what} mask", "shape (B, 1, H, W)", got)
+    b, _, h, w = image.shape
+    if mask.shape[-2:] != (h, w) or mask.shape[0] not in (1, b):
+        raise ShapeError(f"{what} mask", f"shape ({b}, 1, {h}, {w}) to match the image", tuple(mask.shape))
+
+
+def _to_bgr8(image: "torch.Tensor") -> "np.ndarray":
+    """(3, H, W) float RGB in [0, 1] -> (H, W, 3) uint8 BGR, contiguous for OpenCV."""
+    import numpy as np
+
+    rgb = image.detach().float().clamp(0, 1).mul(255).round().to("cpu").numpy().astype(np.uint8)
+    return np.ascontiguousarray(rgb.transpose(1, 2, 0)[:, :, ::-1])
+
+
+def _from_bgr8(bgr: "np.ndarray", like: "torch.Tensor") -> "torch.Tensor":
+    """(H, W, 3) uint8 BGR -> (3, H, W) float RGB in [0, 1] on ``like``'s device and dtype."""
+    import numpy as np
+    import torch
+
+    rgb = np.ascontiguousarray(bgr[:, :, ::-1].transpose(2, 0, 1))
+    return torch.from_numpy(rgb).to(device=like.device, dtype=like.dtype) / 255.0
+
+
+def inpaint_opencv(
+    image: "torch.Tensor", mask: Optional["torch.Tensor"], *, method: str = "telea", radius: int = 5
+) -> "torch.Tensor":
+    """Fill the hole with OpenCV's Telea (fast marching) or Navier-Stokes inpainting.
+
+    OpenCV inpaints 3-channel images only in 8 bits, so the hole is filled
+    from the 8-bit rounded image, but known pixels are copied from the input:
+    they stay bit-identical (16-bit sources keep their precision there).
+
+    Args:
+        image: ``(B, 3, H, W)`` float RGB in [0, 1].
+        mask: ``(B, 1, H, W)`` (or ``(1, 1, H, W)`` for the whole batch),
+            values > 0.5 are the hole.
+        method: ``"telea"`` or ``"ns"``.
+        radius: neighbourhood radius in pixels considered around each filled pixel.
+
+    Returns:
+        ``(B, 3, H, W)`` tensor, same dtype and device as ``image``.
+
+    Raises:
+        ShapeError: ``image`` or ``mask`` does not follow the contract.
+        MaskError: ``mask`` is None.
+        UsageError: unknown ``method`` or ``radius`` < 1.
+
+    Example:
+        >>> image = torch.rand(1, 3, 32, 32)
+        >>> mask = torch.zeros(1, 1, 32, 32); mask[..., 10:20, 10:20] = 1
+        >>> inpaint_opencv(image, mask, method="ns").shape
+        torch.Size([1, 3, 32, 32])
+    """
+    import cv2
+    import numpy as np
+    import torch
+
+    _check_image(image, "inpaint image")
+    _check_mask(mask, image, "inpaint")
+    if method not in INPAINT_METHODS:
+        raise UsageError(f"inpaint: method must be one of {', '.join(INPAINT_METHODS)}, got {method!r}")
+    if int(radius) < 1:
+        raise UsageError(f"inpaint: radius must be >= 1, got {radius}")
+    flag = cv2.INPAINT_TELEA if method == "telea" else cv2.INPAINT_NS
+    hole = (mask > 0.5).expand(image.shape[0], 1, *image.shape[-2:])  # (B, 1, H, W) bool
+    fills = []
+    for img, h in zip(image, hole):
+        h8 = h[0].to("cpu").numpy().astype(np.uint8) * 255  # (H, W), 255 = hole
+        if not h8.any():  # nothing to fill; cv2 would just copy
+            fills.append(img)
+            continue
+        fills.append(_from_bgr8(cv2.inpaint(_to_bgr8(img), h8, float(radius), flag), img))
+    return torch.where(hole, torch.stack(fills), image)
+
+
+def nlm_strength_h(sigma: float) -> float:
+    """OpenCV NLM filter strength ``h`` for noise std ``sigma`` (both on 0-255).
+
+    Rule: ``h = 0.55 * sigma``, for both the luminance and the colour
+    strength. OpenCV filters in 8-bit CIELab, where RGB noise of std sigma
+    shows up smaller than sigma, so the textbook ``h ~ sigma`` over-smooths.
+    Tuned on a smooth synthetic image and six Kodak crops at sigma 5/15/25/50:
+    factors 0.55-0.6 gave the best PSNR at every level (e.g. sigma 25, Kodak:
+    26.5 dB at 0.55, 25.0 at 0.9, 24.6 at 1.0; noisy input 20.2); 0.3 leaves
+    noise, >= 0.8 washes out detail; separate colour strengths did not help.
+
+    Args:
+        sigma: noise std on 0-255.
+
+    Returns:
+        ``h`` for ``cv2.fastNlMeansDenoisingColored``.
+
+    Example:
+        >>> nlm_strength_h(20.0)
+        11.0
+    """
+    return NLM_H_PER_SIGMA * float(sigma)
+
+
+def _nlm_one(img: "torch.Tensor", sigma: float) -> "torch.Tensor":
+    """Denoise one (3, H, W) image with NLM at noise level ``sigma`` (0-255)."""
+    import cv2
+
+    h = nlm_strength_h(sigma)
+    out = cv2.fastNlMeansDenoisingColored(_to_bgr8(img), None, h, h, NLM_TEMPLATE, NLM_SEARCH)
+    return _from_bgr8(out, img)
+
+
+def denoise_nlm(
+    image: "torch.Tensor", *, sigma: Union[float, str] = "auto", strength: float = 1.0
+) -> "torch.Tensor":
+    """Remove Gaussian-like noise with OpenCV's non-local means (colour version).
+
+    Args:
+        image: ``(B, 3, H, W)`` float RGB in [0, 1].
+        sigma: noise std on the 0-255 scale, or ``"auto"`` to estimate it per
+            image with :func:`imgedit.noise.estimate_sigma`. 0 returns the input.
+        strength: in [0, 1]; blends ``out = image + strength * (denoised - image)``.
+
+    Returns:
+        ``(B, 3, H, W)`` tensor, same dtype and device as ``image``, in [0, 1].
+
+    Raises:
+        ShapeError: ``image`` does not follow the contract.
+        UsageError: ``sigma`` is negative or not a number/"auto"; ``strength``
+            is outside [0, 1].
+
+    Example:
+        >>> noisy = (torch.full((1, 3, 64, 64), 0.5) + torch.randn(1, 3, 64, 64) * 0.1).clamp(0, 1)
+        >>> denoise_nlm(noisy, sigma=25.0).shape
+        torch.Size([1, 3, 64, 64])
+    """
+    import torch
+
+    _check_image(image, "denoise image")
+    auto = isinstance(sigma, str)
+    if auto and sigma.lower() != "auto":
+        raise UsageError(f"denoise: sigma must be a number or 'auto', got {sigma!r}")
+    if not auto and not float(sigma) >= 0:
+        raise UsageError(f"denoise: sigma must be >= 0, got {sigma}")
+    if not 0.0 <= float(strength) <= 1.0:
+        raise UsageError(f"denoise: strength must be in [0, 1], got {strength}")
+    if float(strength) == 0.0 or (not auto and float(sigma) == 0.0):
+        return image.clone()
+    if auto:
+        from imgedit.noise import estimate_sigma
+
+        sigmas = [float(s) for s in estimate_sigma(image)]
+    else:
+        sigmas = [float(sigma)] * image.shape[0]
+    outs = [_nlm_one(img, s) if s > 0 else img for img, s in zip(image, sigmas)]
+    denoised = torch.stack(outs)
+    return (image + float(strength) * (denoised - image)).clamp(0, 1)
+
+
+def _create_inpaint(method: str):
+    def create(context: Any = None, *, radius: int = 5):
+        radius = int(radius)
+
+        def apply(image: "torch.Tensor", mask: Optional["torch.Tensor"]) -> "torch.Tensor":
+            return inpaint_opencv(image, mask, method=method, radius=radius)
+
+        return apply
+
+    return create
+
+
+def _create_denoise(context: Any = None, *, sigma: Union[float, str] = "auto", strength: float = 1.0):
+    def apply(image: "torch.Tensor", mask: Optional["torch.Tensor"] = None) -> "torch.Tensor":
+        # Denoising uses no mask; it is accepted for the common applier signature.
+        return denoise_nlm(image, sigma=sigma, strength=strength)
+
+    return apply
+
+
+_RADIUS = Param("radius", int, 5, help="inpainting neighbourhood radius in pixels", minimum=1, maximum=50)
+
+# The ops copy to CPU numpy themselves, so any device works (the result goes
+# back to the input's device); OpenCV works in 8 bits, so fp32 only.
+_INPAINT_CAPS = Capabilities(
+    devices=("cpu", "cuda", "mps"), precisions=("fp32",), tileable=False,
+    memory_mb_per_megapixel=60.0, needs_mask=True,
+)
+_DENOISE_CAPS = Capabilities(
+    devices=("cpu", "cuda", "mps"), precisions=("fp32",), tileable=True,
+    tile_overlap=24, memory_mb_per_megapixel=80.0,
+)
+
+OPERATIONS: tuple[Operation, ...] = (
+    Operation(
+        name="inpaint", method="telea", create=_create_inpaint("telea"), params=(_RADIUS,),
+        capabilities=_INPAINT_CAPS, priority=0,
+        description="Fill the hole by Telea's fast marching method (OpenCV); quick, best for small holes",
+    ),
+    Operation(
+        name="inpaint", method="ns", create=_create_inpaint("ns"), params=(_RADIUS,),
+        capabilities=_INPAINT_CAPS, priority=0,
+        description="Fill the hole by Navier-Stokes fluid-flow inpainting (OpenCV); smooth fills for thin holes",
+    ),
+    Operation(
+        name="denoise", method="nlm", create=_create_denoise, capabilities=_DENOISE_CAPS, priority=0,
+        params=(
+            Param("sigma", float, "auto", help="noise std on the 0-255 scale, or auto",
+                  allow_auto=True, minimum=0, maximum=255),
+            Param("strength", float, 1.0, help="blend with the input: 0 = unchanged, 1 = fully denoised",
+                  minimum=0, maximum=1),
+        ),
+        description="Remove noise by non-local means (OpenCV), noise level given or estimated",
+    ),
+)

@@ -1,0 +1,207 @@
+"""Tests for the classical OpenCV operations (plugins/imgedit_classical/ops.py)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from imgedit.errors import MaskError, ShapeError, UsageError
+from imgedit.operations import Operation
+from imgedit_classical import ops
+from imgedit_classical.ops import OPERATIONS, denoise_nlm, inpaint_opencv, nlm_strength_h
+
+
+def gradient_image(h: int = 64, w: int = 64) -> torch.Tensor:
+    """(1, 3, h, w) smooth gradients: the ideal fill of any hole is known."""
+    y, x = torch.meshgrid(torch.linspace(0, 1, h), torch.linspace(0, 1, w), indexing="ij")
+    return torch.stack([0.2 + 0.6 * x, 0.3 + 0.5 * y, 0.5 + 0.2 * (x - y)])[None]
+
+
+def hole_mask(h: int = 64, w: int = 64) -> torch.Tensor:
+    mask = torch.zeros(1, 1, h, w)
+    mask[..., 24:36, 20:40] = 1.0
+    return mask
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    return (10 * torch.log10(1 / ((a - b) ** 2).mean())).item()
+
+
+def noisy_smooth(sigma: float, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    clean = gradient_image(96, 96)
+    g = torch.Generator().manual_seed(seed)
+    return clean, (clean + torch.randn(clean.shape, generator=g) * sigma / 255).clamp(0, 1)
+
+
+# ----------------------------------------------------------------- inpaint
+@pytest.mark.parametrize("method", ["telea", "ns"])
+def test_inpaint_fills_hole_close_to_truth(method):
+    truth, mask = gradient_image(), hole_mask()
+    damaged = truth * (1 - mask)  # hole set to black: the fill must come from outside
+    out = inpaint_opencv(damaged, mask, method=method, radius=5)
+    hole = mask.expand_as(out) > 0.5
+    assert (out[hole] - truth[hole]).abs().mean() < 0.05
+
+
+@pytest.mark.parametrize("method", ["telea", "ns"])
+def test_inpaint_keeps_known_pixels_bit_identical(method):
+    image = gradient_image()
+    image[..., :8, :8] = 0.123456  # not representable in 8 bits
+    mask = hole_mask()
+    out = inpaint_opencv(image, mask, method=method)
+    known = mask.expand_as(out) < 0.5
+    assert torch.equal(out[known], image[known])
+    assert out.dtype == image.dtype and out.shape == image.shape
+
+
+def test_inpaint_batch_of_two_and_float64():
+    image = torch.cat([gradient_image(), gradient_image().flip(-1)]).double()
+    mask = torch.cat([hole_mask(), torch.zeros(1, 1, 64, 64)])  # second has no hole
+    out = inpaint_opencv(image, mask)
+    assert out.shape == (2, 3, 64, 64) and out.dtype == torch.float64
+    assert torch.equal(out[1], image[1])
+    assert (out[0] - image[0]).abs().max() < 0.1
+
+
+def test_inpaint_single_mask_broadcasts_over_batch():
+    image = torch.cat([gradient_image(), gradient_image()])
+    out = inpaint_opencv(image, hole_mask())
+    assert torch.equal(out[0], out[1])
+
+
+def test_inpaint_errors():
+    image = gradient_image()
+    with pytest.raises(MaskError):
+        inpaint_opencv(image, None)
+    with pytest.raises(ShapeError):
+        inpaint_opencv(image[0], hole_mask()[0])  # no batch dimension
+    with pytest.raises(ShapeError):
+        inpaint_opencv(image, torch.zeros(1, 1, 32, 32))  # mask of another size
+    with pytest.raises(UsageError):
+        inpaint_opencv(image, hole_mask(), method="magic")
+
+
+# ----------------------------------------------------------------- denoise
+def test_denoise_raises_psnr_at_sigma_25():
+    clean, noisy = noisy_smooth(25)
+    out = denoise_nlm(noisy, sigma=25.0)
+    assert psnr(out, clean) > psnr(noisy, clean) + 3
+
+
+def test_denoise_identities():
+    _, noisy = noisy_smooth(15)
+    assert torch.equal(denoise_nlm(noisy, sigma=0.0), noisy)
+    assert torch.equal(denoise_nlm(noisy, sigma=15.0, strength=0.0), noisy)
+
+
+def test_denoise_half_strength_is_between():
+    clean, noisy = noisy_smooth(25)
+    full = denoise_nlm(noisy, sigma=25.0)
+    half = denoise_nlm(noisy, sigma=25.0, strength=0.5)
+    assert torch.allclose(half, noisy + 0.5 * (full - noisy), atol=1e-6)
+    assert psnr(noisy, clean) < psnr(half, clean) < psnr(full, clean)
+
+
+def test_denoise_auto_uses_the_estimate(monkeypatch):
+    import imgedit.noise
+
+    clean, noisy = noisy_smooth(20)
+    seen = []
+
+    def fake_estimate(image):
+        seen.append(image.shape)
+        return torch.full((image.shape[0],), 20.0)
+
+    monkeypatch.setattr(imgedit.noise, "estimate_sigma", fake_estimate)
+    auto = denoise_nlm(noisy, sigma="auto")
+    assert seen and torch.equal(auto, denoise_nlm(noisy, sigma=20.0))
+    assert psnr(auto, clean) > psnr(noisy, clean) + 3
+
+
+def test_denoise_preserves_shape_dtype_range():
+    _, noisy = noisy_smooth(25)
+    batch = torch.cat([noisy, noisy.flip(-1)]).double()
+    out = denoise_nlm(batch)
+    assert out.shape == batch.shape and out.dtype == torch.float64 and out.device == batch.device
+    assert out.min() >= 0 and out.max() <= 1
+
+
+def test_denoise_errors():
+    _, noisy = noisy_smooth(5)
+    with pytest.raises(ShapeError):
+        denoise_nlm(noisy[0])
+    with pytest.raises(ShapeError):
+        denoise_nlm(noisy[:, :1])
+    for bad in ({"sigma": -1.0}, {"sigma": "loud"}, {"strength": 1.5}):
+        with pytest.raises(UsageError):
+            denoise_nlm(noisy, **bad)
+
+
+def test_nlm_rule():
+    assert nlm_strength_h(20.0) == pytest.approx(ops.NLM_H_PER_SIGMA * 20.0)
+
+
+# ----------------------------------------------------------------- declarations
+def by_key() -> dict[str, Operation]:
+    return {op.key: op for op in OPERATIONS}
+
+
+def test_declarations():
+    ops_ = by_key()
+    assert set(ops_) == {"inpaint.telea", "inpaint.ns", "denoise.nlm"}
+    for key in ("inpaint.telea", "inpaint.ns"):
+        op = ops_[key]
+        caps = op.capabilities
+        assert caps.needs_mask and not caps.tileable and caps.precisions == ("fp32",)
+        assert set(caps.devices) == {"cpu", "cuda", "mps"}
+        radius = op.param("radius")
+        assert (radius.type, radius.default, radius.minimum, radius.maximum) == (int, 5, 1, 50)
+    den = ops_["denoise.nlm"]
+    assert den.capabilities.tileable and den.capabilities.tile_overlap >= 13
+    assert not den.capabilities.needs_mask
+    assert den.param("sigma").allow_auto and den.param("sigma").default == "auto"
+    assert den.param("strength").default == 1.0
+    assert all(op.priority == 0 and op.description and "\n" not in op.description for op in OPERATIONS)
+
+
+def test_create_builds_working_appliers():
+    context = SimpleNamespace(device=torch.device("cpu"), dtype=torch.float32)
+    ops_ = by_key()
+    inpaint = ops_["inpaint.ns"].create(context, **ops_["inpaint.ns"].parse_params({"radius": "3"}))
+    truth, mask = gradient_image(), hole_mask()
+    out = inpaint(truth * (1 - mask), mask)
+    assert (out - truth).abs().mean() < 0.01
+
+    params = ops_["denoise.nlm"].parse_params({"sigma": "auto", "strength": "1"})
+    denoise = ops_["denoise.nlm"].create(context, **params)
+    clean, noisy = noisy_smooth(25)
+    assert psnr(denoise(noisy, None), clean) > psnr(noisy, clean) + 3
+    with pytest.raises(ShapeError):
+        denoise(noisy[0], None)
+
+
+def test_param_validation():
+    den = by_key()["denoise.nlm"]
+    with pytest.raises(UsageError):
+        den.parse_params({"sigma": "300"})
+    with pytest.raises(UsageError):
+        by_key()["inpaint.telea"].parse_params({"radius": "0"})
+
+
+def test_ops_stay_on_the_device(device):
+    image, mask = gradient_image().to(device), hole_mask().to(device)
+    assert inpaint_opencv(image, mask).device == image.device
+    assert denoise_nlm(image, sigma=10.0).device == image.device
+
+
+def test_import_is_cheap():
+    import os
+    import subprocess
+    import sys
+
+    code = "import sys, imgedit_classical.ops; print('torch' in sys.modules or 'cv2' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert out.stdout.strip() == "False"

@@ -1,0 +1,171 @@
+"""The CLI end to end: verbs, mask sources, outputs, errors."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import smooth_rgb
+
+
+def pixels(path):
+    return np.asarray(Image.open(path)).astype(np.int16)
+
+
+def assert_one_line_error(result, code, text):
+    assert result.exit_code == code, result.output
+    err = result.stderr.strip()
+    assert "Traceback" not in result.output
+    assert err.startswith("Error:") and text in err, err
+    assert len(err.splitlines()) == 1, err
+
+
+def test_help_lists_verbs(invoke):
+    result = invoke("--help")
+    assert result.exit_code == 0
+    for verb in ("inpaint", "denoise", "plugins", "models", "info"):
+        assert verb in result.output
+
+
+def test_inpaint_with_sidecar_mask_keeps_known_pixels(invoke, photo):
+    mask = np.zeros((48, 64), np.uint8)
+    mask[10:20, 30:40] = 255
+    Image.fromarray(mask).save(photo.parent / "photo.mask.png")
+    result = invoke("inpaint", photo)
+    assert result.exit_code == 0, result.output
+    out = photo.parent / "photo.inpaint.png"
+    assert out.exists() and "sidecar" in result.stderr
+    before, after = pixels(photo), pixels(out)
+    keep = mask == 0
+    assert np.array_equal(before[keep], after[keep])
+    assert np.abs(before[~keep] - after[~keep]).mean() < 12  # smooth image: fill is close
+
+
+@pytest.mark.parametrize("method", ["telea", "ns"])
+def test_inpaint_methods_and_box(invoke, photo, method):
+    out = photo.parent / f"{method}.png"
+    result = invoke("inpaint", photo, "--method", method, "--mask-box", "20,10,8,8", "-o", out)
+    assert result.exit_code == 0, result.output
+    assert pixels(out).shape == pixels(photo).shape
+
+
+def test_inpaint_transparent_hole_becomes_opaque(invoke, tmp_path):
+    rgba = np.dstack([smooth_rgb(), np.full((48, 64), 255, np.uint8)])
+    rgba[5:15, 5:15, 3] = 0
+    src = tmp_path / "cut.png"
+    Image.fromarray(rgba).save(src)
+    result = invoke("inpaint", src, "-o", tmp_path / "out.png")
+    assert result.exit_code == 0, result.output
+    out = pixels(tmp_path / "out.png")
+    assert out.shape == (48, 64, 4) and out[..., 3].min() == 255
+
+
+def test_inpaint_without_hole_lists_the_ways(invoke, photo):
+    result = invoke("inpaint", photo)
+    assert_one_line_error(result, 2, "--mask")
+    assert not (photo.parent / "photo.inpaint.png").exists()
+
+
+def test_denoise_sigma(invoke, tmp_path):
+    rng = np.random.default_rng(0)
+    clean = smooth_rgb(64, 64).astype(np.float32)
+    noisy = np.clip(clean + rng.normal(0, 20, clean.shape), 0, 255).round().astype(np.uint8)
+    src = tmp_path / "noisy.png"
+    Image.fromarray(noisy).save(src)
+    result = invoke("denoise", src, "--sigma", "20", "-o", tmp_path / "clean.png")
+    assert result.exit_code == 0, result.output
+    err_before = np.abs(noisy - clean).mean()
+    err_after = np.abs(pixels(tmp_path / "clean.png") - clean).mean()
+    assert err_after < 0.6 * err_before
+
+
+def test_denoise_bad_parameter_is_usage_error(invoke, photo):
+    result = invoke("denoise", photo, "--sigma", "loud")
+    assert_one_line_error(result, 2, "sigma")
+
+
+@pytest.mark.parametrize(
+    "name,content,text",
+    [("empty.jpg", b"", "empty"), ("notes.jpg", b"hello, this is text\n" * 10, "not an image")],
+)
+def test_bad_input_one_line_and_no_output(invoke, tmp_path, name, content, text):
+    src = tmp_path / name
+    src.write_bytes(content)
+    result = invoke("denoise", src, "--sigma", "10", "-o", tmp_path / "out.jpg")
+    assert_one_line_error(result, 1, name)
+    assert text in result.stderr.lower()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]
+
+
+def test_truncated_jpeg(invoke, tmp_path):
+    full = tmp_path / "full.jpg"
+    Image.fromarray(smooth_rgb(64, 64)).save(full, quality=90)
+    data = full.read_bytes()
+    bad = tmp_path / "cut.jpg"
+    bad.write_bytes(data[: len(data) // 2])
+    result = invoke("denoise", bad, "--sigma", "10", "-o", tmp_path / "out.jpg")
+    assert_one_line_error(result, 1, "cut.jpg")
+    assert not (tmp_path / "out.jpg").exists()
+
+
+def test_batch_goes_on_after_a_bad_file(invoke, tmp_path):
+    src = tmp_path / "in"
+    (src / "sub").mkdir(parents=True)
+    Image.fromarray(smooth_rgb()).save(src / "a.png")
+    Image.fromarray(smooth_rgb(seed=1)).save(src / "sub" / "b.png")
+    (src / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    result = invoke("denoise", src, "-r", "--sigma", "5", "-o", tmp_path / "out", "--json")
+    assert result.exit_code == 1
+    summary = json.loads(result.stdout)
+    assert summary["done"] == 2 and summary["failed"] == 1
+    assert "broken.png" in summary["failures"][0]["input"]
+    assert (tmp_path / "out" / "a.png").exists() and (tmp_path / "out" / "sub" / "b.png").exists()
+    assert not (tmp_path / "out" / "broken.png").exists()
+
+
+def test_existing_output_needs_overwrite(invoke, photo):
+    out = photo.parent / "out.png"
+    assert invoke("denoise", photo, "--sigma", "5", "-o", out).exit_code == 0
+    result = invoke("denoise", photo, "--sigma", "5", "-o", out)
+    assert_one_line_error(result, 1, "--overwrite")
+    assert invoke("denoise", photo, "--sigma", "5", "-o", out, "--overwrite").exit_code == 0
+
+
+def test_input_never_overwritten_without_in_place(invoke, photo):
+    before = photo.read_bytes()
+    result = invoke("denoise", photo, "--sigma", "5", "-o", photo)
+    assert_one_line_error(result, 2, "--in-place")
+    assert photo.read_bytes() == before
+    assert invoke("denoise", photo, "--sigma", "30", "--in-place").exit_code == 0
+    assert photo.read_bytes() != before
+
+
+def test_format_and_name_template(invoke, photo):
+    out_dir = photo.parent / "o"
+    result = invoke("denoise", photo, "--sigma", "5", "-o", out_dir, "--format", "jpeg", "--name", "{stem}-{op}.{ext}")
+    assert result.exit_code == 0, result.output
+    assert Image.open(out_dir / "photo-denoise.jpg").format == "JPEG"
+
+
+def test_unknown_device_is_usage_error(invoke, photo):
+    result = invoke("denoise", photo, "--sigma", "5", "--device", "tpu")
+    assert result.exit_code == 2
+    assert "tpu" in result.stderr
+
+
+def test_missing_input(invoke, tmp_path):
+    assert_one_line_error(invoke("denoise", tmp_path / "nope.jpg"), 2, "nope.jpg")
+
+
+def test_info(invoke, photo):
+    result = invoke("info", photo, "--json")
+    assert result.exit_code == 0, result.output
+    row = json.loads(result.stdout)[0]
+    assert row["format"] == "PNG" and row["width"] == 64 and row["height"] == 48
+
+
+def test_info_bad_file(invoke, tmp_path):
+    bad = tmp_path / "x.png"
+    bad.write_text("nope")
+    assert_one_line_error(invoke("info", bad), 1, "x.png")

@@ -1,0 +1,222 @@
+"""Tests for imgedit.devices: device, precision and thread resolution.
+
+The machine running these has no GPU, so CUDA and MPS are simulated by
+monkeypatching torch's availability checks.
+"""
+
+from __future__ import annotations
+
+import logging
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from imgedit import devices
+from imgedit.devices import (
+    available_devices,
+    check_supported,
+    describe_devices,
+    resolve_device,
+    resolve_precision,
+    set_threads,
+)
+from imgedit.errors import DeviceError
+from imgedit.operations import Capabilities
+
+
+@pytest.fixture(autouse=True)
+def cpu_only(monkeypatch):
+    """Start every test on a CPU-only machine with no IMGEDIT_DEVICE set."""
+    monkeypatch.delenv(devices.ENV_DEVICE, raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+
+
+@pytest.fixture
+def two_gpus(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+
+
+@pytest.fixture
+def mps(monkeypatch):
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+
+
+FP16_OP = Capabilities(precisions=("fp32", "fp16"))
+BF16_OP = Capabilities(precisions=("fp32", "bf16"))
+FP32_OP = Capabilities(precisions=("fp32",))
+CUDA = torch.device("cuda", 0)
+CPU = torch.device("cpu")
+
+
+class TestResolveDevice:
+    def test_auto_is_cpu_without_gpu(self):
+        assert resolve_device() == CPU
+        assert resolve_device("auto") == CPU
+        assert resolve_device(" AUTO ") == CPU
+
+    def test_cpu(self):
+        assert resolve_device("cpu") == CPU
+
+    def test_env_var_is_honoured(self, monkeypatch, two_gpus):
+        monkeypatch.setenv(devices.ENV_DEVICE, "cpu")
+        assert resolve_device() == CPU
+        monkeypatch.setenv(devices.ENV_DEVICE, "cuda:1")
+        assert resolve_device() == torch.device("cuda", 1)
+
+    def test_explicit_spec_beats_env_var(self, monkeypatch):
+        monkeypatch.setenv(devices.ENV_DEVICE, "cuda")
+        assert resolve_device("cpu") == CPU
+
+    def test_unavailable_env_device_raises(self, monkeypatch):
+        monkeypatch.setenv(devices.ENV_DEVICE, "cuda")
+        with pytest.raises(DeviceError, match="available: cpu"):
+            resolve_device()
+
+    @pytest.mark.parametrize("spec", ["cuda", "cuda:0", "mps"])
+    def test_unavailable_device_raises_with_available_list(self, spec):
+        with pytest.raises(DeviceError) as info:
+            resolve_device(spec)
+        message = str(info.value)
+        assert "\n" not in message
+        assert f"'{spec}'" in message and "available: cpu" in message
+
+    @pytest.mark.parametrize("spec", ["gpu", "cuda:", "cuda:x", "cuda0", "", "cpu:1", "tpu"])
+    def test_malformed_raises(self, spec):
+        with pytest.raises(DeviceError, match="available: cpu"):
+            resolve_device(spec)
+
+    def test_auto_picks_cuda_when_available(self, two_gpus):
+        assert resolve_device() == CUDA
+        assert resolve_device("cuda") == CUDA
+        assert resolve_device("CUDA:1") == torch.device("cuda", 1)
+
+    def test_cuda_index_out_of_range(self, two_gpus):
+        with pytest.raises(DeviceError, match=r"'cuda:2'.*available: cpu, cuda:0, cuda:1"):
+            resolve_device("cuda:2")
+
+    def test_auto_prefers_cuda_over_mps(self, two_gpus, mps):
+        assert resolve_device() == CUDA
+
+    def test_auto_picks_mps_without_cuda(self, mps):
+        assert resolve_device() == torch.device("mps")
+        assert resolve_device("mps") == torch.device("mps")
+
+
+class TestAvailableDevices:
+    def test_cpu_only(self):
+        assert available_devices() == ["cpu"]
+
+    def test_all(self, two_gpus, mps):
+        assert available_devices() == ["cpu", "cuda:0", "cuda:1", "mps"]
+
+
+class TestResolvePrecision:
+    def test_cpu_auto_is_fp32(self, caplog):
+        with caplog.at_level(logging.WARNING, logger="imgedit"):
+            assert resolve_precision(None, CPU, FP16_OP) == torch.float32
+            assert resolve_precision("auto", CPU, FP16_OP) == torch.float32
+        assert caplog.records == []
+
+    @pytest.mark.parametrize("spec", ["fp16", "bf16"])
+    def test_cpu_reduced_precision_warns_and_runs_fp32(self, spec, caplog):
+        op = Capabilities(precisions=("fp32", "fp16", "bf16"))
+        with caplog.at_level(logging.WARNING, logger="imgedit"):
+            assert resolve_precision(spec, CPU, op) == torch.float32
+        assert [r.levelno for r in caplog.records] == [logging.WARNING]
+        assert spec in caplog.text and "fp32" in caplog.text
+
+    def test_cuda_auto_uses_fp16_when_listed(self):
+        assert resolve_precision(None, CUDA, FP16_OP) == torch.float16
+        assert resolve_precision("auto", CUDA, Capabilities(precisions=("fp32", "fp16", "bf16"))) == torch.float16
+
+    def test_cuda_auto_uses_bf16_when_only_bf16_listed(self):
+        assert resolve_precision("auto", CUDA, BF16_OP) == torch.bfloat16
+
+    def test_cuda_auto_fp32_when_op_lists_only_fp32(self):
+        assert resolve_precision("auto", CUDA, FP32_OP) == torch.float32
+
+    def test_mps_auto_uses_fp16(self):
+        assert resolve_precision(None, torch.device("mps"), FP16_OP) == torch.float16
+
+    def test_explicit_supported(self):
+        assert resolve_precision("fp16", CUDA, FP16_OP) == torch.float16
+        assert resolve_precision("BF16", CUDA, BF16_OP) == torch.bfloat16
+        assert resolve_precision("fp32", CUDA, FP16_OP) == torch.float32
+
+    def test_explicit_unsupported_warns_and_runs_fp32(self, caplog):
+        with caplog.at_level(logging.WARNING, logger="imgedit"):
+            assert resolve_precision("fp16", CUDA, FP32_OP) == torch.float32
+        assert "not supported" in caplog.text
+
+    @pytest.mark.parametrize("spec", ["fp8", "half", "32", ""])
+    def test_invalid_raises(self, spec):
+        with pytest.raises(DeviceError, match="precision"):
+            resolve_precision(spec, CPU, FP16_OP)
+
+
+class TestCheckSupported:
+    def test_supported_passes(self):
+        check_supported(CPU, Capabilities(devices=("cpu",)))
+        check_supported(CUDA, Capabilities())
+
+    def test_unsupported_names_device_and_op(self):
+        with pytest.raises(DeviceError) as info:
+            check_supported(CUDA, Capabilities(devices=("cpu",)), what="inpaint.telea")
+        assert "inpaint.telea" in str(info.value) and "cuda" in str(info.value)
+        assert "supports: cpu" in str(info.value)
+
+
+class TestSetThreads:
+    @pytest.fixture(autouse=True)
+    def restore_threads(self):
+        before = torch.get_num_threads()
+        yield
+        torch.set_num_threads(before)
+
+    def test_sets_intra_op_threads(self):
+        set_threads(2)
+        assert torch.get_num_threads() == 2
+        set_threads(1)
+        assert torch.get_num_threads() == 1
+
+    def test_none_leaves_default(self):
+        before = torch.get_num_threads()
+        set_threads(None)
+        assert torch.get_num_threads() == before
+
+    def test_interop_already_started_is_harmless(self, monkeypatch):
+        def refuse(n):
+            raise RuntimeError("Error: cannot set number of interop threads after parallel work has started")
+
+        monkeypatch.setattr(torch, "set_num_interop_threads", refuse)
+        set_threads(3)
+        assert torch.get_num_threads() == 3
+
+    @pytest.mark.parametrize("n", [0, -1, 1.5, "2", True])
+    def test_invalid_raises(self, n):
+        with pytest.raises(DeviceError, match=">= 1"):
+            set_threads(n)
+
+
+class TestDescribeDevices:
+    def test_cpu_only(self):
+        info = describe_devices()
+        assert info["torch"] == torch.__version__
+        assert info["cuda_available"] is False and info["cuda_devices"] == []
+        assert info["mps_available"] is False
+        assert info["available"] == ["cpu"] and info["auto"] == "cpu"
+        assert info["threads"] >= 1
+
+    def test_lists_cuda_devices(self, monkeypatch, two_gpus):
+        props = SimpleNamespace(name="Fake GPU", total_memory=8 * 2**30)
+        monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i: props)
+        info = describe_devices()
+        assert info["auto"] == "cuda:0"
+        assert info["cuda_devices"] == [
+            {"index": 0, "name": "Fake GPU", "memory_mb": 8192},
+            {"index": 1, "name": "Fake GPU", "memory_mb": 8192},
+        ]

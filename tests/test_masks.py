@@ -1,0 +1,247 @@
+"""Tests for imgedit.masks: where the inpainting hole comes from."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from imgedit.errors import MaskError, UsageError
+from imgedit.masks import MaskOptions, find_mask, load_mask_file, parse_box, parse_color
+
+H, W = 40, 60
+
+
+def rgb_image() -> np.ndarray:
+    """(H, W, 3) float32 in [0, 1]: a plain gradient (the reader's contract)."""
+    x = np.linspace(0, 1, W, dtype=np.float32)
+    return np.stack(np.broadcast_arrays(x[None, :], np.full((H, 1), 0.5, np.float32), 1 - x[None, :]), -1)
+
+
+def save_mask(path: Path, box: tuple[int, int, int, int], size: tuple[int, int] = (H, W)) -> Path:
+    """White (hole) box x,y,w,h on black, as an 8-bit PNG."""
+    x, y, w, h = box
+    arr = np.zeros(size, np.uint8)
+    arr[y : y + h, x : x + w] = 255
+    Image.fromarray(arr).save(path)
+    return path
+
+
+def box_hole(box: tuple[int, int, int, int]) -> np.ndarray:
+    x, y, w, h = box
+    hole = np.zeros((H, W), bool)
+    hole[y : y + h, x : x + w] = True
+    return hole
+
+
+def alpha_with_hole(box: tuple[int, int, int, int]) -> np.ndarray:
+    return np.where(box_hole(box), 0.0, 1.0).astype(np.float32)
+
+
+@pytest.fixture
+def image_path(tmp_path) -> Path:
+    path = tmp_path / "photo.jpg"
+    path.write_bytes(b"")  # find_mask never reads the image itself
+    return path
+
+
+# ----------------------------------------------------------------- parsing
+def test_parse_box():
+    assert parse_box("10,20,30,40") == (10, 20, 30, 40)
+    assert parse_box(" -5, 2 ,3,4") == (-5, 2, 3, 4)
+    for bad in ("10,20,30", "a,b,c,d", "1,2,0,4", "1,2,3,-4", ""):
+        with pytest.raises(UsageError):
+            parse_box(bad)
+
+
+def test_parse_color():
+    assert parse_color("#ff00FF") == (255, 0, 255)
+    assert parse_color("00ff00") == (0, 255, 0)
+    assert parse_color("#f0f") == (255, 0, 255)
+    for bad in ("#ff00f", "red", "#gg0000", ""):
+        with pytest.raises(UsageError):
+            parse_color(bad)
+
+
+def test_any_explicit():
+    assert not MaskOptions().any_explicit()
+    assert MaskOptions(mask_box=(1, 1, 2, 2)).any_explicit()
+    assert MaskOptions(mask_color="#fff").any_explicit()
+    assert MaskOptions(mask=Path("m.png")).any_explicit()
+
+
+# ----------------------------------------------------------------- each source
+def test_mask_file(tmp_path, image_path):
+    mask = save_mask(tmp_path / "m.png", (5, 6, 10, 8))
+    hole, source = find_mask(image_path, rgb_image(), None, MaskOptions(mask=mask))
+    assert np.array_equal(hole, box_hole((5, 6, 10, 8)))
+    assert source == "mask file m.png"
+
+
+def test_mask_file_missing(tmp_path, image_path):
+    with pytest.raises(MaskError, match="nope.png"):
+        find_mask(image_path, rgb_image(), None, MaskOptions(mask=tmp_path / "nope.png"))
+
+
+@pytest.mark.parametrize("name", ["photo.png", "photo.mask.png", "photo_mask.webp", "photo.PNG"])
+def test_mask_dir_pairs_by_stem(tmp_path, image_path, name):
+    folder = tmp_path / "masks"
+    folder.mkdir()
+    save_mask(folder / "other.png", (0, 0, 5, 5))  # another image's mask: ignored
+    save_mask(folder / name, (10, 10, 4, 4))
+    hole, source = find_mask(image_path, rgb_image(), None, MaskOptions(mask=folder))
+    assert np.array_equal(hole, box_hole((10, 10, 4, 4)))
+    assert name in source
+
+
+def test_mask_dir_without_that_stem(tmp_path, image_path):
+    folder = tmp_path / "masks"
+    folder.mkdir()
+    save_mask(folder / "other.png", (0, 0, 5, 5))
+    with pytest.raises(MaskError, match=r"'photo'.*masks"):
+        find_mask(image_path, rgb_image(), None, MaskOptions(mask=folder))
+
+
+def test_mask_dir_is_the_image_folder(tmp_path):
+    # --mask . must not pair photo.png with itself.
+    image = tmp_path / "photo.png"
+    Image.fromarray((rgb_image() * 255).astype(np.uint8)).save(image)
+    with pytest.raises(MaskError, match="no mask for 'photo'"):
+        find_mask(image, rgb_image(), None, MaskOptions(mask=tmp_path))
+
+
+def test_transparent_pixels(image_path):
+    hole, source = find_mask(image_path, rgb_image(), alpha_with_hole((3, 4, 5, 6)), MaskOptions())
+    assert np.array_equal(hole, box_hole((3, 4, 5, 6)))
+    assert source == "transparent pixels"
+
+
+def test_opaque_alpha_is_not_a_hole(image_path):
+    with pytest.raises(MaskError, match="no hole found"):
+        find_mask(image_path, rgb_image(), np.ones((H, W), np.float32), MaskOptions())
+
+
+def test_uint8_alpha(image_path):
+    alpha = (alpha_with_hole((3, 4, 5, 6)) * 255).astype(np.uint8)
+    hole, _ = find_mask(image_path, rgb_image(), alpha, MaskOptions())
+    assert np.array_equal(hole, box_hole((3, 4, 5, 6)))
+
+
+@pytest.mark.parametrize("name", ["photo.mask.png", "photo_mask.png", "photo.mask.bmp"])
+def test_sidecar(tmp_path, image_path, name):
+    save_mask(tmp_path / name, (20, 5, 6, 6))
+    hole, source = find_mask(image_path, rgb_image(), None, MaskOptions())
+    assert np.array_equal(hole, box_hole((20, 5, 6, 6)))
+    assert source == f"sidecar {name}"
+
+
+def test_color_with_jpeg_like_noise(image_path):
+    rgb = rgb_image()
+    hole_truth = box_hole((30, 10, 8, 8))
+    rng = np.random.default_rng(0)
+    magenta = np.array([1.0, 0.0, 1.0]) + rng.uniform(-15, 15, (H, W, 3)) / 255  # JPEG wobble
+    rgb[hole_truth] = np.clip(magenta[hole_truth], 0, 1)
+    hole, source = find_mask(image_path, rgb, None, MaskOptions(mask_color="#ff00ff"))
+    assert np.array_equal(hole, hole_truth)
+    assert source == "colour #ff00ff"
+    strict, _ = find_mask(image_path, rgb, None, MaskOptions(mask_color="#ff00ff", color_tolerance=5))
+    assert strict.sum() < hole_truth.sum() // 2  # an exact-match rule would miss most of the hole
+
+
+def test_color_absent(image_path):
+    with pytest.raises(MaskError, match="#00ff00"):
+        find_mask(image_path, rgb_image(), None, MaskOptions(mask_color="00ff00"))
+
+
+def test_box_clipped_and_outside(image_path):
+    hole, source = find_mask(image_path, rgb_image(), None, MaskOptions(mask_box=(50, 30, 100, 100)))
+    assert np.array_equal(hole, box_hole((50, 30, 10, 10)))
+    assert source == "box 50,30,100,100"
+    with pytest.raises(MaskError, match="outside"):
+        find_mask(image_path, rgb_image(), None, MaskOptions(mask_box=(100, 0, 5, 5)))
+
+
+def test_nothing_found_lists_the_ways(image_path):
+    with pytest.raises(MaskError) as info:
+        find_mask(image_path, rgb_image(), None, MaskOptions())
+    message = str(info.value)
+    assert "\n" not in message and message.startswith("no hole found for photo.jpg")
+    for way in ("--mask FILE|DIR", "transparent", "photo.mask.png", "--mask-color", "--mask-box"):
+        assert way in message
+
+
+# ----------------------------------------------------------------- precedence
+def test_precedence(tmp_path, image_path, caplog):
+    rgb = rgb_image()
+    rgb[box_hole((0, 0, 3, 3))] = (1.0, 0.0, 1.0)
+    everything = MaskOptions(mask=save_mask(tmp_path / "explicit.png", (1, 1, 2, 2)),
+                             mask_color="#ff00ff", mask_box=(40, 20, 5, 5))
+    alpha = alpha_with_hole((10, 10, 2, 2))
+    save_mask(tmp_path / "photo.mask.png", (20, 20, 2, 2))
+
+    assert find_mask(image_path, rgb, alpha, everything)[1] == "mask file explicit.png"
+    everything.mask = None
+    with caplog.at_level(logging.WARNING, logger="imgedit"):
+        assert find_mask(image_path, rgb, alpha, everything)[1] == "transparent pixels"
+    assert "ignoring --mask-color and --mask-box" in caplog.text
+    assert find_mask(image_path, rgb, None, everything)[1] == "sidecar photo.mask.png"
+    (tmp_path / "photo.mask.png").unlink()
+    assert find_mask(image_path, rgb, None, everything)[1] == "colour #ff00ff"
+    everything.mask_color = None
+    assert find_mask(image_path, rgb, None, everything)[1] == "box 40,20,5,5"
+
+
+def test_no_image_path_uses_alpha_colour_box():
+    hole, source = find_mask(None, rgb_image(), None, MaskOptions(mask_box=(1, 2, 3, 4)))
+    assert source == "box 1,2,3,4" and hole.sum() == 12
+    with pytest.raises(MaskError, match="no hole found"):
+        find_mask(None, rgb_image(), None, MaskOptions())
+
+
+# ----------------------------------------------------------------- adjustments
+def test_wrong_size_mask_resized_with_warning(tmp_path, caplog):
+    path = save_mask(tmp_path / "small.png", (5, 5, 10, 10), size=(H // 2, W // 2))
+    with caplog.at_level(logging.WARNING, logger="imgedit"):
+        hole = load_mask_file(path, (H, W))
+    assert hole.shape == (H, W)
+    assert np.array_equal(hole, box_hole((10, 10, 20, 20)))
+    assert "30x20" in caplog.text and "60x40" in caplog.text
+
+
+def test_load_mask_file_16_bit_and_rgba(tmp_path):
+    arr = np.zeros((H, W), np.uint16)
+    arr[:10] = 65535
+    Image.fromarray(arr).save(tmp_path / "m16.png")
+    assert load_mask_file(tmp_path / "m16.png", (H, W)).sum() == 10 * W
+    rgba = np.zeros((H, W, 4), np.uint8)
+    rgba[..., 3] = 255
+    rgba[:5, :, :3] = 255
+    Image.fromarray(rgba).save(tmp_path / "rgba.png")
+    assert load_mask_file(tmp_path / "rgba.png", (H, W)).sum() == 5 * W
+
+
+def test_unreadable_mask_file(tmp_path):
+    (tmp_path / "bad.png").write_bytes(b"not a png")
+    with pytest.raises(MaskError, match="bad.png"):
+        load_mask_file(tmp_path / "bad.png", (H, W))
+
+
+def test_dilate_grows(image_path):
+    plain, _ = find_mask(image_path, rgb_image(), None, MaskOptions(mask_box=(20, 15, 10, 10)))
+    grown, source = find_mask(image_path, rgb_image(), None, MaskOptions(mask_box=(20, 15, 10, 10), dilate=3))
+    assert source == "box 20,15,10,10"
+    assert grown[plain].all() and grown.sum() > plain.sum()
+    assert grown[15 + 5, 17] and not grown[15 + 5, 16]  # 3 px left of the box, not 4
+    assert not grown[12, 17]  # elliptical: the far corner stays out
+    with pytest.raises(UsageError):
+        find_mask(image_path, rgb_image(), None, MaskOptions(mask_box=(1, 1, 2, 2), dilate=-1))
+
+
+def test_invert(image_path):
+    hole, _ = find_mask(image_path, rgb_image(), None, MaskOptions(mask_box=(20, 15, 10, 10), invert=True))
+    assert np.array_equal(hole, ~box_hole((20, 15, 10, 10)))
+    with pytest.raises(MaskError, match="empty"):
+        find_mask(image_path, rgb_image(), None, MaskOptions(mask_box=(0, 0, W, H), invert=True))

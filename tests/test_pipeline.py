@@ -1,0 +1,48 @@
+"""Pipelines: parsing and checking before any image is touched; running."""
+
+import pytest
+import torch
+
+from imgedit.errors import UsageError
+from imgedit.pipeline import Pipeline
+
+
+def test_parse_stages_and_params():
+    pipeline = Pipeline.parse("denoise sigma=25 strength=0.5 | inpaint method=ns radius=3")
+    assert [s.operation.key for s in pipeline.stages] == ["denoise.nlm", "inpaint.ns"]
+    assert pipeline.stages[0].params == {"sigma": 25.0, "strength": 0.5}
+    assert pipeline.stages[1].params == {"radius": 3}
+    assert pipeline.needs_mask and pipeline.label == "denoise-inpaint"
+
+
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        ("denoise | sharpen", "stage 2 (sharpen): unknown operation 'sharpen'"),
+        ("denoise loudness=3", "stage 1 (denoise): unknown parameter 'loudness'"),
+        ("denoise sigma=lots", "stage 1 (denoise): parameter 'sigma' must be float or 'auto'"),
+        ("denoise sigma=300", "must be in [0"),
+        ("inpaint method=magic", "unknown method 'magic'"),
+        ("denoise |", "empty stage"),
+        ("denoise sigma", "expected key=value"),
+    ],
+)
+def test_bad_pipelines_name_the_stage(text, message):
+    with pytest.raises(UsageError) as info:
+        Pipeline.parse(text)
+    assert message in str(info.value)
+
+
+def test_defaults_and_auto():
+    stage = Pipeline.parse("denoise").stages[0]
+    assert stage.params["sigma"] == "auto" and stage.params["strength"] == 1.0
+
+
+def test_built_pipeline_applies_to_tensor():
+    image = torch.rand(1, 3, 32, 40)
+    mask = torch.zeros(1, 1, 32, 40)
+    mask[..., 10:20, 10:20] = 1
+    built = Pipeline.parse("inpaint method=telea").build("cpu")
+    out = built.apply(image, mask)
+    assert out.shape == image.shape
+    assert torch.equal(out * (1 - mask), image * (1 - mask))

@@ -1,0 +1,176 @@
+"""Plugin discovery, isolation, conflicts and the third-party template."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import types
+from pathlib import Path
+
+import pytest
+
+from imgedit import hookimpl, hookspecs, registry
+from imgedit.errors import PluginError
+from imgedit.operations import Capabilities, Operation
+from imgedit.plugins import register_plugin, unregister_plugin
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_imgedit(*args, env=None, cwd=None):
+    """Run imgedit in a fresh interpreter, as a user's shell would."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "imgedit", *map(str, args)], capture_output=True, text=True, env=full_env, cwd=cwd
+    )
+
+
+def _identity_op(name="blur", method="box", **kwargs):
+    return Operation(name=name, method=method, create=lambda ctx: (lambda image, mask: image), **kwargs)
+
+
+@pytest.fixture
+def test_plugin():
+    """Register throw-away plugin modules; unregister them afterwards."""
+    names = []
+
+    def add(name, **hooks):
+        module = types.ModuleType(name)
+        for hook_name, fn in hooks.items():
+            setattr(module, hook_name, hookimpl(fn))
+        register_plugin(module, name)
+        names.append(name)
+        return module
+
+    yield add
+    for name in names:
+        unregister_plugin(name)
+
+
+def test_builtin_plugin_listed_with_operations(invoke):
+    result = invoke("plugins", "--json")
+    assert result.exit_code == 0, result.output
+    rows = {row["name"]: row for row in json.loads(result.stdout)}
+    classical = rows["imgedit_classical"]
+    assert classical["status"] == "ok"
+    assert {"inpaint.telea", "inpaint.ns", "denoise.nlm"} <= set(classical["operations"])
+    assert {"register_commands", "register_operations"} <= set(classical["hooks"])
+    assert {"inpaint", "denoise"} <= set(classical["commands"])
+    assert classical["version"]
+
+
+def test_plugins_text_output(invoke):
+    result = invoke("plugins")
+    assert result.exit_code == 0
+    assert "imgedit_classical" in result.output and "[ok]" in result.output
+
+
+def test_plugin_raising_in_hook_is_isolated(invoke, test_plugin, photo):
+    def register_operations(register):
+        raise RuntimeError("boom in hook")
+
+    test_plugin("broken_hooks", register_operations=register_operations)
+    rows = {row["name"]: row for row in json.loads(invoke("plugins", "--json").stdout)}
+    assert rows["broken_hooks"]["status"] == "error"
+    assert "boom in hook" in rows["broken_hooks"]["errors"][0]
+    assert rows["imgedit_classical"]["status"] == "ok"
+    # the other verbs still work
+    result = invoke("inpaint", photo, "--mask-box", "5,5,10,10", "-o", photo.parent / "out.png")
+    assert result.exit_code == 0, result.output
+
+
+def test_conflicting_operations_name_both_plugins(invoke, test_plugin):
+    test_plugin("first_blur", register_operations=lambda register: register(_identity_op()))
+    test_plugin("second_blur", register_operations=lambda register: register(_identity_op()))
+    with pytest.raises(PluginError, match="first_blur and second_blur"):
+        registry.get_registry().get("blur")
+    rows = {row["name"]: row for row in json.loads(invoke("plugins", "--json").stdout)}
+    assert rows["second_blur"]["status"] == "error"
+    assert "first_blur" in rows["second_blur"]["errors"][0]
+
+
+def test_default_method_is_highest_priority(test_plugin):
+    test_plugin("blurs", register_operations=lambda register: [
+        register(_identity_op(method="low", priority=0)),
+        register(_identity_op(method="high", priority=5)),
+    ])
+    reg = registry.get_registry()
+    assert reg.get("blur").method == "high"
+    assert [op.method for op in reg.methods("blur")] == ["high", "low"]
+    assert reg.get("blur", "low").plugin == "blurs"
+
+
+def test_every_hook_is_documented():
+    guide = (ROOT / "docs" / "plugin-guide.md").read_text()
+    hooks = [n for n in dir(hookspecs) if n.startswith("register_")]
+    assert hooks
+    for name in hooks:
+        assert f"### {name}(" in guide, f"{name} is not documented in docs/plugin-guide.md"
+
+
+def test_allow_list_loads_only_named_plugins():
+    result = run_imgedit("plugins", "--json", env={"IMGEDIT_LOAD_PLUGINS": ""})
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == []
+    result = run_imgedit("inpaint", "--help", env={"IMGEDIT_LOAD_PLUGINS": ""})
+    assert result.returncode == 2 and "No such command 'inpaint'" in result.stderr
+    result = run_imgedit("inpaint", "--help", env={"IMGEDIT_LOAD_PLUGINS": "imgedit_classical"})
+    assert result.returncode == 0 and "--mask-box" in result.stdout
+
+
+def test_help_does_not_import_torch():
+    code = "import sys; from imgedit.cli import cli; cli(['--help'], standalone_mode=False); print('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().endswith("False")
+
+
+def _fake_distribution(site: Path, name: str, module_source: str) -> None:
+    """Install a one-module package by hand: the files pip would write."""
+    (site / f"{name}.py").write_text(textwrap.dedent(module_source))
+    info = site / f"{name}-0.3.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.3\n")
+    (info / "entry_points.txt").write_text(f"[imgedit]\n{name} = {name}\n")
+
+
+def test_plugin_failing_to_import_is_reported(tmp_path, photo):
+    _fake_distribution(tmp_path, "imgedit_broken", "raise ImportError('missing dependency xyz')\n")
+    env = {"PYTHONPATH": str(tmp_path)}
+    result = run_imgedit("plugins", "--json", env=env)
+    assert result.returncode == 0, result.stderr
+    rows = {row["name"]: row for row in json.loads(result.stdout)}
+    assert rows["imgedit_broken"]["status"] == "error"
+    assert "missing dependency xyz" in rows["imgedit_broken"]["errors"][0]
+    assert rows["imgedit_broken"]["version"] == "0.3"
+    result = run_imgedit("inpaint", photo, "--mask-box", "5,5,10,10", "-o", tmp_path / "o.png", env=env)
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.fixture(scope="module")
+def installed_template(tmp_path_factory):
+    """pip-install examples/plugin-template into a private folder."""
+    target = tmp_path_factory.mktemp("site")
+    cmd = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
+           "--target", str(target), str(ROOT / "examples" / "plugin-template")]
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    return target
+
+
+def test_template_plugin_installs_and_runs(installed_template, photo, tmp_path):
+    env = {"PYTHONPATH": str(installed_template)}
+    listing = {row["name"]: row for row in json.loads(run_imgedit("plugins", "--json", env=env).stdout)}
+    assert listing["imgedit_invert"]["status"] == "ok"
+    assert listing["imgedit_invert"]["operations"] == ["invert.basic"]
+    assert "invert" in run_imgedit("--help", env=env).stdout
+    out = tmp_path / "inverted.png"
+    result = run_imgedit("invert", photo, "-o", out, env=env)
+    assert result.returncode == 0, result.stderr
+    import numpy as np
+    from PIL import Image
+
+    original = np.asarray(Image.open(photo)).astype(int)
+    inverted = np.asarray(Image.open(out)).astype(int)
+    assert np.abs(inverted - (255 - original)).max() <= 1
