@@ -7,4 +7,13 @@ from here to mark them.
 from imgedit.hookspecs import hookimpl
 
 __version__ = "0.1.0"
-__all__ = ["hookimpl", "__version__"]
+__all__ = ["hookimpl", "__version__", "Pipeline", "run"]
+
+
+def __getattr__(name: str):
+    # the Python API loads on first use, so `import imgedit` stays cheap
+    if name in ("Pipeline", "run"):
+        from imgedit import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'imgedit' has no attribute {name!r}")

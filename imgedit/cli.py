@@ -1,5 +1,6 @@
-"""The ``imgedit`` command. The host adds only ``plugins``, ``models`` and
-``info``; every editing verb comes from a plugin's ``register_commands``."""
+"""The ``imgedit`` command. The host adds only ``plugins``, ``models``,
+``info`` and ``run`` (pipelines of any plugin's operations); every editing
+verb comes from a plugin's ``register_commands``."""
 
 from __future__ import annotations
 
@@ -139,6 +140,13 @@ def info_command(images: tuple[str, ...], as_json: bool) -> None:
                 click.echo(f"  {key}: {value}")
 
 
+def _add_host_commands() -> None:
+    from imgedit.verbs import run_command
+
+    cli.add_command(run_command)
+
+
+_add_host_commands()
 register_commands(cli)
 
 

@@ -55,3 +55,9 @@ class ShapeError(ImgeditError, ValueError):
 
 class BatchError(ImgeditError):
     """Some images of a batch failed (each was reported already)."""
+
+
+class Interrupted(ImgeditError):
+    """The user pressed Ctrl-C; the work done so far is saved."""
+
+    exit_code = 130

@@ -87,7 +87,8 @@ def output_path(
     Without ``-o`` the result goes beside the input as ``{stem}.{op}.{ext}``;
     with ``-o FOLDER`` it goes to the mirrored relative folder as
     ``{stem}.{ext}``; with ``-o FILE.ext`` and a single input, to that file.
-    ``template`` overrides the name (fields: stem, ext, op).
+    ``template`` overrides the name (fields: stem, ext, op, and srcext: the
+    input's own suffix, to keep ``a.jpg`` and ``a.png`` apart).
     """
     if in_place:
         return item.path
@@ -95,8 +96,8 @@ def output_path(
         return output
     default = "{stem}.{op}.{ext}" if output is None else "{stem}.{ext}"
     try:
-        name = (template or default).format(stem=item.path.stem, ext=ext, op=op_label)
+        name = (template or default).format(stem=item.path.stem, ext=ext, op=op_label, srcext=item.path.suffix.lstrip("."))
     except (KeyError, IndexError, ValueError) as exc:
-        raise UsageError(f"bad --name template {template!r}: unknown field {exc}; use {{stem}}, {{ext}}, {{op}}") from None
+        raise UsageError(f"bad --name template {template!r}: unknown field {exc}; use {{stem}}, {{ext}}, {{op}}, {{srcext}}") from None
     folder = item.path.parent if output is None else output / item.relative.parent
     return folder / name

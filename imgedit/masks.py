@@ -34,6 +34,7 @@ __all__ = [
     "load_mask_file",
     "parse_box",
     "parse_color",
+    "sidecar_path",
 ]
 
 logger = logging.getLogger("imgedit")
@@ -52,8 +53,11 @@ class MaskOptions:
     """Where the hole comes from and how to adjust it.
 
     Attributes:
-        mask: ``--mask FILE|DIR``. A folder pairs masks to images by file stem:
-            ``DIR/<stem>.mask.<ext>``, ``DIR/<stem>_mask.<ext>`` or ``DIR/<stem>.<ext>``.
+        mask: ``--mask FILE|DIR``. A file is the mask of every image. A folder
+            pairs masks to images by the image's relative path and stem: for
+            ``sub/a.jpg`` (relative to its input root) it looks in ``DIR/sub/``
+            for ``a.mask.<ext>``, ``a_mask.<ext>`` or ``a.<ext>``, then in
+            ``DIR/`` itself (a flat mask folder).
         mask_color: ``--mask-color HEX``: pixels of that colour are the hole.
         color_tolerance: largest per-channel difference (0-255) still counted as
             the colour; the default survives JPEG compression.
@@ -179,6 +183,8 @@ def find_mask(
     rgb: "np.ndarray",
     alpha: Optional["np.ndarray"],
     options: MaskOptions,
+    *,
+    relative: Optional[Path] = None,
 ) -> tuple["np.ndarray", str]:
     """Find the hole for one image (see the module docstring for the order).
 
@@ -189,6 +195,10 @@ def find_mask(
         alpha: ``(H, W)`` alpha of the same kind (uint8, uint16 or float in
             [0, 1]), or None. Pixels with alpha below half are the hole.
         options: the user's choices.
+        relative: the image's path relative to its input root (e.g.
+            ``sub/a.jpg`` for ``in/sub/a.jpg`` read from ``in``), used when
+            ``--mask`` is a folder: ``DIR/sub/a.*`` is tried before ``DIR/a.*``.
+            None pairs by the image's name only (``DIR/a.*``).
 
     Returns:
         ``(hole, source)``: an ``(H, W)`` bool array (True = hole) and a short
@@ -203,10 +213,13 @@ def find_mask(
         >>> hole, source = find_mask(None, rgb, None, MaskOptions(mask_box=(4, 4, 8, 8)))  # doctest: +SKIP
         >>> source
         'box 4,4,8,8'
+        >>> find_mask(Path("in/sub/a.jpg"), rgb, None, MaskOptions(mask=Path("masks")),
+        ...           relative=Path("sub/a.jpg"))[1]  # doctest: +SKIP
+        'mask file sub/a.png'
     """
     _check_options(options)
     size = (int(rgb.shape[0]), int(rgb.shape[1]))
-    found = _from_sources(image_path, rgb, alpha, options, size)
+    found = _from_sources(image_path, rgb, alpha, options, size, relative)
     if found is None:
         name = image_path.name if image_path is not None else "the image"
         stem = image_path.stem if image_path is not None else "photo"
@@ -224,11 +237,12 @@ def _check_options(options: MaskOptions) -> None:
         raise UsageError(f"--color-tolerance must be in [0, 255], got {options.color_tolerance}")
 
 
-def _from_sources(image_path, rgb, alpha, options, size):
+def _from_sources(image_path, rgb, alpha, options, size, relative=None):
     """Try each source in order; return ``(hole, source)`` or None."""
     if options.mask is not None:
-        path = _explicit_mask_path(Path(options.mask), image_path)
-        return load_mask_file(path, size), f"mask file {path.name}"
+        mask = Path(options.mask)
+        path = _explicit_mask_path(mask, image_path, relative)
+        return load_mask_file(path, size), f"mask file {_shown(path, mask)}"
     if alpha is not None:
         hole = _transparent(alpha)
         if hole.any():
@@ -253,15 +267,42 @@ def _warn_ignored(options: MaskOptions, why: str) -> None:
         logger.warning("ignoring %s because %s", " and ".join(ignored), why)
 
 
-def _explicit_mask_path(mask: Path, image_path: Optional[Path]) -> Path:
+def _shown(path: Path, mask: Path) -> str:
+    """A folder-paired mask relative to the folder (``sub/a.png``), else the file name."""
+    if mask.is_dir():
+        try:
+            return path.relative_to(mask).as_posix()
+        except ValueError:  # pragma: no cover - paired masks always lie under the folder
+            pass
+    return path.name
+
+
+def _sub_folder(mask: Path, relative: Optional[Path]) -> Optional[Path]:
+    """``mask/<relative's parent>`` when ``relative`` has a (safe) parent, else None."""
+    if relative is None:
+        return None
+    parent = Path(relative).parent
+    if parent == Path(".") or parent.is_absolute() or ".." in parent.parts:
+        return None
+    return mask / parent
+
+
+def _explicit_mask_path(mask: Path, image_path: Optional[Path], relative: Optional[Path] = None) -> Path:
     if mask.is_dir():
         if image_path is None:
             raise MaskError(f"--mask {mask} is a folder, which pairs masks by image name; no image name here")
-        found = _paired(mask, image_path)
-        if found is None:
-            raise MaskError(f"no mask for '{image_path.stem}' in {mask} (looked for {image_path.stem}.png, "
-                            f"{image_path.stem}.mask.png, {image_path.stem}_mask.png and other image suffixes)")
-        return found
+        stem = image_path.stem
+        sub = _sub_folder(mask, relative)
+        # The image's own sub-folder first, then the flat folder.
+        for folder in ((sub,) if sub is not None else ()) + (mask,):
+            found = _paired(folder, image_path) if folder.is_dir() else None
+            if found is not None:
+                return found
+        looked = f"{stem}.png, {stem}.mask.png, {stem}_mask.png and other image suffixes"
+        if relative is None:
+            raise MaskError(f"no mask for '{stem}' in {mask} (looked for {looked})")
+        where = f"{sub} then in {mask}" if sub is not None else f"{mask}"
+        raise MaskError(f"no mask for '{Path(relative).as_posix()}' in {mask} (looked in {where} for {looked})")
     if not mask.exists():
         raise MaskError(f"mask file not found: {mask}")
     return mask
@@ -279,6 +320,26 @@ def _paired(folder: Path, image_path: Path) -> Optional[Path]:
             if p is not None and p.name[: len(base)] == base and p.resolve() != image_real:
                 return p
     return None
+
+
+def sidecar_path(image_path: Optional[Path]) -> Optional[Path]:
+    """The sidecar mask beside an image, if there is one.
+
+    Looks in the image's folder for ``<stem>.mask.<ext>`` then
+    ``<stem>_mask.<ext>`` (any of :data:`IMAGE_SUFFIXES`, suffix
+    case-insensitive, stem exact). Reads no pixels.
+
+    Args:
+        image_path: the image file; None (or a missing folder) gives None.
+
+    Returns:
+        The sidecar's path, or None.
+
+    Example:
+        >>> sidecar_path(Path("shots/photo.jpg"))  # doctest: +SKIP
+        PosixPath('shots/photo.mask.png')
+    """
+    return _sidecar(None if image_path is None else Path(image_path))
 
 
 def _sidecar(image_path: Optional[Path]) -> Optional[Path]:

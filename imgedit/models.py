@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
+from imgedit.atomic import write_bytes_atomic
 from imgedit.errors import WeightsError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -121,23 +122,12 @@ def save_weights(tensors: "dict[str, torch.Tensor]", path: Path, card: dict[str,
     try:
         save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp)
         card = {**card, "sha256": sha256_file(Path(tmp)), "size_bytes": os.path.getsize(tmp)}
-        _write_text_atomic(path.with_suffix(".json"), json.dumps(card, indent=2, sort_keys=True) + "\n")
+        write_bytes_atomic(path.with_suffix(".json"), (json.dumps(card, indent=2, sort_keys=True) + "\n").encode())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return ModelSpec(name=path.stem, weights=path, description=card.get("description", ""))
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 def user_models() -> list[ModelSpec]:

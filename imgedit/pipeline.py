@@ -147,14 +147,16 @@ class BuiltPipeline:
     def apply(
         self, image: "torch.Tensor", mask: "Optional[torch.Tensor]" = None, tile: Union[int, str, None] = "auto"
     ) -> "torch.Tensor":
-        """Run every stage on ``image`` ``(B, 3, H, W)`` (CPU float32) and
-        return the result on the CPU. ``mask`` is ``(B, 1, H, W)``, 1 = hole."""
+        """Run every stage on ``image`` ``(B, 3, H, W)`` (float32) and return
+        the result on the CPU; between stages the image stays on the device. ``mask`` is ``(B, 1, H, W)``, 1 = hole."""
         from imgedit.tensor import check_image
         from imgedit.tiling import run_tiled
 
         check_image(image)
-        for built in self.built:
+        for index, built in enumerate(self.built):
             caps = built.stage.operation.capabilities
+            # intermediate images stay on the device for the next stage
+            following = self.built[index + 1].context.device if index + 1 < len(self.built) else "cpu"
             image = run_tiled(
                 built.applier,
                 image,
@@ -164,5 +166,6 @@ class BuiltPipeline:
                 dtype=built.context.dtype,
                 tile=tile,
                 fallback=self._cpu_fallback(built),
+                out_device=following,
             )
         return image

@@ -1,16 +1,27 @@
-"""Apply a pipeline to image files: read, find the mask, run, write
-atomically. One bad file is recorded and the batch goes on."""
+"""The batch runner: decode, compute and encode as concurrent stages with
+bounded queues, a resume journal, and per-file failures that never end a
+batch.
+
+Decoding and encoding run in thread pools (Pillow, OpenCV and torch release
+the GIL); computation runs in the calling thread, in input order. At most
+``depth`` decoded images and ``depth`` pending writes exist at any time, so
+memory stays flat however many images there are.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
 import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, Iterator, Optional, Union
 
 from imgedit.errors import ImgeditError, UsageError
 from imgedit.inputs import InputFile, output_path
+from imgedit.journal import Journal, file_digest, make_key
 from imgedit.masks import MaskOptions
 from imgedit.pipeline import BuiltPipeline, Pipeline
 
@@ -32,12 +43,17 @@ class RunOptions:
     quality: int = 95
     masks: MaskOptions = field(default_factory=MaskOptions)
     fail_fast: bool = False
+    workers: int = 2  # I/O threads for decoding, and again for encoding
+    depth: int = 4  # images decoded ahead / writes pending, at most
+    force: bool = False  # redo what the journal says is done
+    retry_failed: bool = False  # redo only what the journal says failed
 
 
 @dataclass
 class FileResult:
     source: Path
     output: Optional[Path] = None
+    status: str = "done"  # done, skipped, failed
     error: Optional[str] = None
     exit_code: int = 1
     seconds: float = 0.0
@@ -48,23 +64,38 @@ class FileResult:
 class Summary:
     results: list[FileResult] = field(default_factory=list)
     seconds: float = 0.0
+    interrupted: bool = False
+    journal: Optional[Path] = None
+
+    def _with(self, status: str) -> list[FileResult]:
+        return [r for r in self.results if r.status == status]
 
     @property
     def done(self) -> list[FileResult]:
-        return [r for r in self.results if r.error is None]
+        return self._with("done")
+
+    @property
+    def skipped(self) -> list[FileResult]:
+        return self._with("skipped")
 
     @property
     def failed(self) -> list[FileResult]:
-        return [r for r in self.results if r.error is not None]
+        return self._with("failed")
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "done": len(self.done),
+            "skipped": len(self.skipped),
             "failed": len(self.failed),
             "seconds": round(self.seconds, 3),
+            "interrupted": self.interrupted,
+            "journal": str(self.journal) if self.journal else None,
             "outputs": [{"input": str(r.source), "output": str(r.output), "note": r.note} for r in self.done],
             "failures": [{"input": str(r.source), "error": r.error} for r in self.failed],
         }
+
+
+# -- planning ------------------------------------------------------------
 
 
 def _output_ext(item: InputFile, options: RunOptions) -> str:
@@ -91,26 +122,188 @@ def plan_output(item: InputFile, pipeline: Pipeline, options: RunOptions, single
     return dst
 
 
-def process_file(item: InputFile, built: BuiltPipeline, options: RunOptions, dst: Path) -> str:
-    """Read, run and write one image. Returns a note (e.g. the mask source)."""
-    from imgedit.imageio import read_image, write_image
-    from imgedit.masks import find_mask
-    from imgedit.tensor import mask_to_tensor, to_numpy, to_tensor
+def plan_outputs(pipeline: Pipeline, items: list[InputFile], options: RunOptions) -> list[Path]:
+    """Output paths for all items; two inputs landing on one output is an
+    error raised before any image is touched."""
+    single = len(items) == 1
+    outputs = [plan_output(item, pipeline, options, single) for item in items]
+    seen: dict[Path, Path] = {}
+    for item, dst in zip(items, outputs):
+        other = seen.setdefault(dst.resolve(), item.path)
+        if other != item.path:
+            raise UsageError(
+                f"{other} and {item.path} would both be written to {dst}; "
+                "add {srcext} to the name, e.g. --name '{stem}.{srcext}.{ext}'"
+            )
+    return outputs
 
-    if dst.exists() and not (options.overwrite or options.in_place):
-        raise ImgeditError(f"{dst} exists; pass --overwrite to replace it")
-    picture = read_image(item.path)
-    mask, note = None, ""
-    if built.pipeline.needs_mask:
-        hole, note = find_mask(item.path, picture.rgb, picture.alpha, options.masks)
-        mask = mask_to_tensor(hole)
-    out = built.apply(to_tensor(picture.rgb), mask, tile=options.tile)
-    result = picture.with_rgb(to_numpy(out))
-    if mask is not None and note == "transparent pixels" and result.alpha is not None:
-        result.alpha = result.alpha.copy()
-        result.alpha[hole] = 1.0  # the filled hole must be visible
-    write_image(result, dst, format=options.format, quality=options.quality, overwrite=True)
-    return note
+
+def journal_folder(items: list[InputFile], options: RunOptions) -> Optional[Path]:
+    """Where the resume journal lives: the output folder, else the input
+    root of a batch; a single file with a named output has none."""
+    if options.in_place:
+        return None
+    if options.output is not None:
+        from imgedit.imageio import IMAGE_SUFFIXES
+
+        is_file = len(items) == 1 and options.output.suffix.lower() in IMAGE_SUFFIXES and not options.output.is_dir()
+        return None if is_file else options.output
+    return items[0].root if len(items) > 1 else None
+
+
+def recipe(pipeline: Pipeline, options: RunOptions) -> str:
+    """Everything besides the input that determines an output's bytes."""
+    from imgedit.models import ModelSpec
+    from imgedit.registry import get_registry
+
+    models = get_registry().models
+    weights = []
+    for stage in pipeline.stages:
+        for name in stage.operation.weights:
+            spec: Optional[ModelSpec] = models.get(name)
+            weights.append(f"{name}={spec.card().get('sha256') if spec else 'missing'}")
+    parts = [repr(pipeline.describe()), ",".join(weights), f"fmt={options.format} q={options.quality}"]
+    if pipeline.needs_mask:
+        parts.append(repr(options.masks))
+    return "\n".join(parts)
+
+
+# -- the stages ----------------------------------------------------------
+
+
+@dataclass
+class _Work:
+    """One image on its way through the stages."""
+
+    item: InputFile
+    dst: Path
+    key: str = ""
+    picture: Any = None
+    hole: Any = None
+    result: FileResult = None  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        self.result = FileResult(self.item.path, self.dst)
+
+
+class _Batch:
+    """The state of one run: options, journal, stages."""
+
+    def __init__(self, pipeline: Pipeline, options: RunOptions, journal: Optional[Journal], built: Optional[BuiltPipeline]):
+        self.pipeline, self.options, self.journal = pipeline, options, journal
+        self.recipe = recipe(pipeline, options)
+        self._built = built
+
+    @property
+    def built(self) -> BuiltPipeline:
+        if self._built is None:  # models load on the first image that needs them
+            self._built = self.pipeline.build(self.options.device, self.options.precision)
+        return self._built
+
+    def decode(self, work: _Work) -> _Work:
+        """Runs in an I/O thread: journal check, read, mask."""
+        from imgedit.imageio import read_image
+        from imgedit.masks import find_mask
+
+        with _catch(work):
+            if self._skip(work):
+                return work
+            work.picture = read_image(work.item.path)
+            if self.pipeline.needs_mask:
+                work.hole, work.result.note = find_mask(
+                    work.item.path, work.picture.rgb, work.picture.alpha, self.options.masks, relative=work.item.relative
+                )
+        return work
+
+    def _skip(self, work: _Work) -> bool:
+        options, journal = self.options, self.journal
+        if journal is not None:
+            work.key = make_key(file_digest(work.item.path), self.recipe)
+            entry = journal.get(work.dst)
+            if options.retry_failed and (entry is None or entry.status != "failed"):
+                work.result.status, work.result.note = "skipped", "not a previous failure"
+                return True
+            if not options.force and journal.is_done(work.dst, work.key):
+                work.result.status, work.result.note = "skipped", "done in an earlier run"
+                return True
+        ours = journal is not None and journal.owns(work.dst)
+        if work.dst.exists() and not (options.overwrite or options.in_place or ours):
+            raise ImgeditError(f"{work.dst} exists; pass --overwrite to replace it")
+        return False
+
+    def compute(self, work: _Work) -> _Work:
+        """Runs in the calling thread: the pipeline itself."""
+        from imgedit.tensor import mask_to_tensor, to_numpy, to_tensor
+
+        if work.picture is None:
+            return work
+        with _catch(work):
+            mask = None if work.hole is None else mask_to_tensor(work.hole)
+            out = self.built.apply(to_tensor(work.picture.rgb), mask, tile=self.options.tile)
+            result = work.picture.with_rgb(to_numpy(out))
+            if work.hole is not None and work.result.note == "transparent pixels" and result.alpha is not None:
+                result.alpha = result.alpha.copy()
+                result.alpha[work.hole] = 1.0  # the filled hole must be visible
+            work.picture = result
+        return work
+
+    def encode(self, work: _Work) -> _Work:
+        """Runs in an I/O thread: atomic write, then the journal."""
+        from imgedit.atomic import remove_stale_temps
+        from imgedit.imageio import write_image
+
+        if work.picture is not None:
+            with _catch(work):
+                remove_stale_temps(work.dst)  # from a run that was killed mid-write
+                if self.journal is not None:
+                    self.journal.record(work.dst, work.key, "start", replacing=work.dst.exists())
+                write_image(work.picture, work.dst, format=self.options.format, quality=self.options.quality, overwrite=True)
+                if self.journal is not None:
+                    self.journal.record(work.dst, work.key, "done")
+        work.picture = work.hole = None  # free the pixels now
+        if work.result.status == "failed" and self.journal is not None and work.key:
+            self.journal.record(work.dst, work.key, "failed", error=work.result.error)
+        return work
+
+
+class _catch:
+    """Record an error on the work item instead of raising it."""
+
+    def __init__(self, work: _Work):
+        self.work = work
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: Any, exc: Optional[BaseException], tb: Any) -> bool:
+        if exc is None or not isinstance(exc, Exception):
+            return False  # KeyboardInterrupt and friends pass through
+        result, path = self.work.result, str(self.work.item.path)
+        if isinstance(exc, ImgeditError):
+            message = str(exc)
+            result.exit_code = exc.exit_code
+        else:  # one bad file must not end a batch of thousands
+            log.debug("unexpected error on %s", path, exc_info=True)
+            message = f"unexpected {type(exc).__name__}: {exc}"
+        result.status, result.error = "failed", message if path in message else f"{path}: {message}"
+        self.work.picture = self.work.hole = None
+        return True
+
+
+def _bounded_map(pool: ThreadPoolExecutor, fn: Callable[[_Work], _Work], works: list[_Work], depth: int) -> Iterator[_Work]:
+    """``map`` over a pool with at most ``depth`` items in flight, in order."""
+    pending: deque[Future] = deque()
+    upcoming = iter(works)
+    for work in upcoming:
+        pending.append(pool.submit(fn, work))
+        if len(pending) >= depth:
+            break
+    while pending:
+        done = pending.popleft().result()
+        following = next(upcoming, None)
+        if following is not None:
+            pending.append(pool.submit(fn, following))
+        yield done
 
 
 def run_files(
@@ -118,31 +311,51 @@ def run_files(
     items: list[InputFile],
     options: RunOptions,
     on_result: Optional[Callable[[FileResult], None]] = None,
+    built: Optional[BuiltPipeline] = None,
 ) -> Summary:
-    """Process ``items`` one after another; failures are recorded, not raised
-    (unless ``options.fail_fast``)."""
+    """Process ``items``; failures are recorded in the summary, never raised.
+
+    Ctrl-C stops reading new images, lets the writes in flight finish, saves
+    the journal and returns a summary marked ``interrupted``.
+    """
     start = time.perf_counter()
-    summary = Summary()
-    single = len(items) == 1
-    built = pipeline.build(options.device, options.precision)
-    for item in items:
-        t0 = time.perf_counter()
-        result = FileResult(item.path)
-        try:
-            result.output = plan_output(item, pipeline, options, single)
-            result.note = process_file(item, built, options, result.output)
-        except ImgeditError as exc:
-            message = str(exc)
-            result.error = message if str(item.path) in message else f"{item.path}: {message}"
-            result.exit_code = exc.exit_code
-        except Exception as exc:  # one bad file must not end a batch of thousands
-            log.debug("unexpected error on %s", item.path, exc_info=True)
-            result.error = f"{item.path}: unexpected {type(exc).__name__}: {exc}"
-        result.seconds = time.perf_counter() - t0
-        summary.results.append(result)
-        if on_result:
-            on_result(result)
-        if result.error and options.fail_fast:
-            break
+    outputs = plan_outputs(pipeline, items, options)
+    folder = journal_folder(items, options)
+    journal = Journal(folder) if folder is not None else None
+    batch = _Batch(pipeline, options, journal, built)
+    works = [_Work(item, dst) for item, dst in zip(items, outputs)]
+    summary = Summary(journal=journal.path if journal else None)
+    depth, workers = max(1, options.depth), max(1, options.workers)
+    writes: deque[Future] = deque()
+
+    def finish(future: Future) -> None:
+        work = future.result()
+        work.result.seconds = time.perf_counter() - start
+        summary.results.append(work.result)
+        if on_result is not None:
+            on_result(work.result)
+
+    readers, writers = ThreadPoolExecutor(workers, "imgedit-read"), ThreadPoolExecutor(workers, "imgedit-write")
+    try:
+        for work in _bounded_map(readers, batch.decode, works, depth):
+            writes.append(writers.submit(batch.encode, batch.compute(work)))
+            while writes and (len(writes) > depth or writes[0].done()):
+                finish(writes.popleft())
+            if options.fail_fast and any(r.status == "failed" for r in summary.results):
+                break
+    except KeyboardInterrupt:
+        summary.interrupted = True
+    finally:
+        readers.shutdown(wait=True, cancel_futures=True)
+        while writes:  # finish the writes in flight: every output complete or absent
+            finish(writes.popleft())
+        writers.shutdown(wait=True)
+        if journal is not None:
+            journal.close()
     summary.seconds = time.perf_counter() - start
     return summary
+
+
+def default_workers() -> int:
+    """I/O threads: enough to keep one compute thread fed."""
+    return max(2, min(8, (os.cpu_count() or 2)))

@@ -340,10 +340,18 @@ def _run_plan(
     device: torch.device,
     dtype: torch.dtype,
     on_tile: Optional[Callable[[int, int], None]],
+    out_device: torch.device,
 ) -> torch.Tensor:
     b, c, h, w = image.shape
     margin = setup.overlap + setup.blend
     plan = plan_tiles(h, w, tile, margin)
+    if len(plan) == 1:  # whole image: no weights, and the result may stay on the device
+        out = _run_whole(applier, image, mask, plan[0], setup, device, dtype, out_device)
+        if on_tile is not None:
+            on_tile(1, 1)
+        return out
+    image = image.cpu()  # only the current tile goes to the device
+    mask = None if mask is None else mask.cpu()
     out = torch.zeros((b, c, h, w), dtype=torch.float32)  # (B, C, H, W) on the CPU
     total = torch.zeros((1, 1, h, w), dtype=torch.float32)  # (1, 1, H, W)
     reflect = (h > setup.border, w > setup.border)
@@ -363,7 +371,28 @@ def _run_plan(
         del y  # drop the device output before the next tile is computed
         if on_tile is not None:
             on_tile(done, len(plan))
-    return out / total  # every pixel lies in exactly one core: total >= 1
+    return (out / total).to(out_device)  # every pixel lies in exactly one core: total >= 1
+
+
+def _run_whole(
+    applier: Applier,
+    image: torch.Tensor,
+    mask: Optional[torch.Tensor],
+    t: Tile,
+    setup: _Setup,
+    device: torch.device,
+    dtype: torch.dtype,
+    out_device: torch.device,
+) -> torch.Tensor:
+    h, w = image.shape[-2:]
+    pads = _border_pads(t, setup.border, setup.overlap + setup.blend, h, w)
+    reflect = (h > setup.border, w > setup.border)
+    x = _cut(image, t, pads, reflect, setup.multiple)  # (B, C, h', w') wherever image is
+    m = None if mask is None else _cut(mask, t, pads, reflect, setup.multiple)
+    y = applier(_to_device(x, device, dtype), _to_device(m, device, dtype))
+    _check_output(y, x.shape)
+    y = y[..., pads[2] : pads[2] + h, pads[0] : pads[0] + w]
+    return y.to(out_device, torch.float32)
 
 
 def _is_oom(err: BaseException) -> bool:
@@ -403,13 +432,15 @@ def run_tiled(
     on_tile: Optional[Callable[[int, int], None]] = None,
     fallback: Optional[Callable[[], Applier]] = None,
     blend: Optional[int] = None,
+    out_device: Union[torch.device, str] = "cpu",
 ) -> torch.Tensor:
     """Run ``applier`` over ``image`` tile by tile.
 
     Args:
         applier: ``applier(image, mask) -> image`` on ``device``/``dtype``;
             must return the shape it was given.
-        image: ``(B, C, H, W)`` float image on the CPU.
+        image: ``(B, C, H, W)`` float image, on the CPU or already on ``device``
+            (a previous stage may leave it there).
         mask: ``(B, 1, H, W)`` float mask (1 = hole) or None; it is cut and
             padded exactly like the image.
         capabilities: the operation's manifest.
@@ -425,9 +456,11 @@ def run_tiled(
         blend: feather width in px beyond each core (default
             ``tile_overlap // 2``); tiles carry ``tile_overlap + blend`` px of
             context per side.
+        out_device: where the result goes: the CPU, or the next stage's
+            device so intermediate images stay there between stages.
 
     Returns:
-        ``(B, C, H, W)`` float32 result on the CPU.
+        ``(B, C, H, W)`` float32 result on ``out_device``.
 
     Raises:
         ShapeError: ``image``, ``mask`` or the applier's output has the wrong shape.
@@ -446,7 +479,7 @@ def run_tiled(
     size = _resolve_tile(tile, tuple(image.shape), capabilities, device, setup.blend)
     while True:
         try:
-            return _run_plan(applier, image, mask, size, setup, device, dtype, on_tile)
+            return _run_plan(applier, image, mask, size, setup, device, dtype, on_tile, torch.device(out_device))
         except RuntimeError as err:
             if not _is_oom(err):
                 raise

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any, Callable, Optional
 
 import click
 
-from imgedit.errors import BatchError, UsageError
+from imgedit.errors import BatchError, Interrupted, UsageError
 from imgedit.operations import Param
 
 
@@ -45,6 +46,10 @@ COMMON_OPTIONS: list[Callable] = [
     click.option("--format", "out_format", type=click.Choice(["jpeg", "png", "tiff", "webp", "bmp"], case_sensitive=False)),
     click.option("--quality", type=click.IntRange(1, 100), default=95, show_default=True, help="JPEG/WebP quality."),
     click.option("--fail-fast", is_flag=True, help="Stop at the first failing image."),
+    click.option("--workers", type=click.IntRange(min=1), help="I/O threads for reading and writing (default: CPU count, 2-8)."),
+    click.option("--force", is_flag=True, help="Redo images the journal says are done."),
+    click.option("--retry-failed", is_flag=True, help="Redo only the images that failed last time."),
+    click.option("--dry-run", is_flag=True, help="Print the plan and exit without touching an image."),
     click.option("-q", "--quiet", is_flag=True, help="Print only errors."),
     click.option("--json", "as_json", is_flag=True, help="Print a JSON summary."),
 ]
@@ -90,7 +95,7 @@ def run_verb(pipeline: Any, kwargs: dict[str, Any]) -> None:
     ``kwargs`` (as produced by :data:`COMMON_OPTIONS`, plus mask options)."""
     from imgedit.devices import set_threads
     from imgedit.inputs import expand_inputs
-    from imgedit.runner import RunOptions, run_files
+    from imgedit.runner import RunOptions, default_workers, run_files
 
     masks = mask_options_from(kwargs)
     items = expand_inputs(kwargs["inputs"], recursive=kwargs["recursive"])
@@ -107,17 +112,67 @@ def run_verb(pipeline: Any, kwargs: dict[str, Any]) -> None:
         quality=kwargs["quality"],
         masks=masks,
         fail_fast=kwargs["fail_fast"],
+        workers=kwargs["workers"] or default_workers(),
+        force=kwargs["force"],
+        retry_failed=kwargs["retry_failed"],
     )
-    with _progress(len(items), kwargs["quiet"] or kwargs["as_json"]) as report:
+    if pipeline.needs_mask:
+        _check_mask_source(pipeline, items, masks)
+    if kwargs["dry_run"]:
+        _print_plan(pipeline, items, options, kwargs["as_json"])
+        return
+    quiet = kwargs["quiet"] or kwargs["as_json"]
+    with Progress(len(items), quiet) as report:
         summary = run_files(pipeline, items, options, on_result=report)
     _print_summary(summary, kwargs["quiet"], kwargs["as_json"])
 
 
-class _progress:
-    """A tqdm bar on a terminal; one line per file otherwise."""
+def _check_mask_source(pipeline: Any, items: list, masks: Any) -> None:
+    """A stage needs a mask: refuse before any work when no image can have one."""
+    from imgedit.masks import sidecar_path
+
+    if masks.any_explicit():
+        return
+    alpha_formats = {".png", ".webp", ".tif", ".tiff", ".gif"}
+    if any(sidecar_path(i.path) or i.path.suffix.lower() in alpha_formats for i in items):
+        return
+    stage = next(i for i, s in enumerate(pipeline.stages, 1) if s.operation.capabilities.needs_mask)
+    name = pipeline.stages[stage - 1].operation.name
+    raise UsageError(
+        f"stage {stage} ({name}) needs a mask and none of the inputs has one: "
+        "give --mask FILE|DIR, --mask-color HEX or --mask-box x,y,w,h, or put a .mask.png beside each image"
+    )
+
+
+def _print_plan(pipeline: Any, items: list, options: Any, as_json: bool) -> None:
+    from imgedit.dryrun import describe_plan
+
+    plan = describe_plan(pipeline, items, options)
+    if as_json:
+        click.echo(json.dumps(plan, indent=2))
+        return
+    click.echo(f"{plan['inputs']} inputs ({plan['already_done']} already done), first output {plan['first_output']}")
+    for number, stage in enumerate(plan["stages"], 1):
+        params = " ".join(f"{k}={v}" for k, v in stage["params"].items())
+        click.echo(
+            f"  stage {number}: {stage['operation']}.{stage['method']} {params} "
+            f"[{stage['device']}, {stage['precision']}, tile {stage['tile']}]"
+        )
+    click.echo(
+        f"journal: {plan['journal']}; workers {plan['workers']}, queue depth {plan['queue_depth']}; "
+        f"largest image {plan['largest_image_mp']} MP; peak memory about {plan['peak_memory_estimate_mb']} MB"
+    )
+
+
+class Progress:
+    """Progress of a batch: a tqdm bar on a terminal, plain lines every few
+    seconds otherwise, and nothing but errors when quiet."""
+
+    interval = 10.0  # seconds between plain progress lines
 
     def __init__(self, total: int, quiet: bool):
         self.total, self.quiet, self.bar = total, quiet, None
+        self.count, self.started, self.last = 0, time.monotonic(), time.monotonic()
 
     def __enter__(self) -> Callable:
         if not self.quiet and self.total > 1 and sys.stderr.isatty():
@@ -127,15 +182,21 @@ class _progress:
         return self.report
 
     def report(self, result: Any) -> None:
+        self.count += 1
+        if result.error and self.total > 1:  # a single input's failure is the final error line
+            (self.bar.write if self.bar else click.echo)(f"failed: {result.error}", file=sys.stderr)
         if self.bar is not None:
             self.bar.update(1)
-            if result.error:
-                self.bar.write(f"failed: {result.error}", file=sys.stderr)
-        elif result.error:
-            if self.total > 1:  # a single input's failure is the final error line
-                click.echo(f"failed: {result.error}", err=True)
-        elif not self.quiet:
-            click.echo(f"wrote {result.output}" + (f" (hole from {result.note})" if result.note else ""), err=True)
+        elif self.quiet:
+            return
+        elif self.total == 1 and not result.error:
+            note = f" (hole from {result.note})" if result.note else f" ({result.note})" if result.status == "skipped" else ""
+            click.echo(f"{'skipped' if result.status == 'skipped' else 'wrote'} {result.output}{note}", err=True)
+        elif time.monotonic() - self.last >= self.interval:
+            self.last = time.monotonic()
+            rate = self.count / max(self.last - self.started, 1e-9)
+            eta = (self.total - self.count) / max(rate, 1e-9)
+            click.echo(f"{self.count}/{self.total} images, {rate:.1f} img/s, ETA {eta:.0f}s", err=True)
 
     def __exit__(self, *exc: Any) -> None:
         if self.bar is not None:
@@ -147,13 +208,24 @@ def _print_summary(summary: Any, quiet: bool, as_json: bool) -> None:
         click.echo(json.dumps(summary.as_dict(), indent=2))
     failed, total = len(summary.failed), len(summary.results)
     if total > 1 and not quiet and not as_json:
-        click.echo(f"done {len(summary.done)}, failed {failed} of {total} in {summary.seconds:.1f}s", err=True)
+        click.echo(
+            f"done {len(summary.done)}, skipped {len(summary.skipped)}, failed {failed} "
+            f"in {summary.seconds:.1f}s" + (f"; journal {summary.journal}" if summary.journal else ""),
+            err=True,
+        )
+        for result in summary.failed:
+            click.echo(f"  {result.error}", err=True)
+    if summary.interrupted:
+        raise Interrupted(
+            f"interrupted after {len(summary.done)} images; run the same command again to resume"
+            + (f" (journal {summary.journal})" if summary.journal else "")
+        )
     if failed == 1 and total == 1:
         error = BatchError(summary.failed[0].error)
         error.exit_code = summary.failed[0].exit_code  # a mask or usage problem stays exit 2
         raise error
     if failed:
-        raise BatchError(f"{failed} of {total} images failed")
+        raise BatchError(f"{failed} of {total} images failed" + (" (--retry-failed redoes only those)" if summary.journal else ""))
 
 
 def _param_option(param: Param) -> Callable:
@@ -204,3 +276,28 @@ def add_operation_verb(cli: click.Group, name: str, help: str) -> None:
         run_verb(Pipeline.from_specs([(name, spec)]), kwargs)
 
     cli.add_command(verb)
+
+
+@click.command(name="run")
+@click.option("-p", "--pipeline", "pipeline_text", help='Stages, e.g. "denoise sigma=25 | inpaint".')
+@click.option("-f", "--file", "pipeline_file", type=click.Path(path_type=Path), help="Pipeline file (TOML or YAML).")
+@apply_options(COMMON_OPTIONS + MASK_OPTIONS)
+def run_command(pipeline_text: Optional[str], pipeline_file: Optional[Path], **kwargs: Any) -> None:
+    """Run a pipeline of operations from any plugin over images.
+
+    \b
+    Examples:
+      imgedit run -p "denoise sigma=25 | inpaint method=telea" photos/ -o out/
+      imgedit run -f edit.toml scans/ -r -o clean/
+    """
+    from imgedit.pipeline import Pipeline
+
+    if (pipeline_text is None) == (pipeline_file is None):
+        raise UsageError("give the pipeline with either -p TEXT or -f FILE")
+    if pipeline_file is not None:
+        from imgedit.pipeline_file import load_pipeline_specs
+
+        pipeline = Pipeline.from_specs(load_pipeline_specs(pipeline_file))
+    else:
+        pipeline = Pipeline.parse(pipeline_text)
+    run_verb(pipeline, kwargs)

@@ -1,5 +1,7 @@
 import os
+import subprocess
 import sys
+import textwrap
 
 # Like llm and datasette: skip third-party entry points while our own suite
 # runs, so a developer's installed plugins cannot change the results.
@@ -53,3 +55,20 @@ def invoke(cli_runner):
         return cli_runner.invoke(cli, [str(a) for a in args], **kwargs)
 
     return run
+
+
+def fake_distribution(site, name, module_source):
+    """Install a one-module plugin package by hand: the files pip would write."""
+    (site / f"{name}.py").write_text(textwrap.dedent(module_source))
+    info = site / f"{name}-0.3.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.3\n")
+    (info / "entry_points.txt").write_text(f"[imgedit]\n{name} = {name}\n")
+
+
+def run_imgedit(*args, env=None, cwd=None, **kwargs):
+    """Run imgedit in a fresh interpreter, as a user's shell would."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "imgedit", *map(str, args)], capture_output=True, text=True, env=full_env, cwd=cwd, **kwargs
+    )

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageCms, ImageOps
 
-from imgedit import imageio, pngchunks
+from imgedit import imageio
 from imgedit.errors import ImageReadError, ImageWriteError, ShapeError, UsageError
-from imgedit.imageio import Picture, describe_image, read_image, write_image
+from imgedit.imageio import Picture, describe_image, pngchunks, read_image, write_image
 
 RNG = np.random.default_rng(1234)
 

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from imgedit.errors import MaskError, UsageError
-from imgedit.masks import MaskOptions, find_mask, load_mask_file, parse_box, parse_color
+from imgedit.masks import MaskOptions, find_mask, load_mask_file, parse_box, parse_color, sidecar_path
 
 H, W = 40, 60
 
@@ -113,6 +113,92 @@ def test_mask_dir_is_the_image_folder(tmp_path):
         find_mask(image, rgb_image(), None, MaskOptions(mask=tmp_path))
 
 
+# ----------------------------------------------------------------- folders paired by relative path
+@pytest.fixture
+def tree(tmp_path) -> tuple[Path, Path]:
+    """``in/`` with ``sub/a.jpg`` and ``other/a.jpg``, and an empty ``masks/``."""
+    root, masks = tmp_path / "in", tmp_path / "masks"
+    for rel in ("sub/a.jpg", "other/a.jpg"):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(b"")
+    masks.mkdir()
+    return root, masks
+
+
+@pytest.mark.parametrize("name", ["a.png", "a.mask.png", "a_mask.webp", "a.TIF"])
+def test_mask_dir_pairs_by_relative_path(tree, name):
+    root, masks = tree
+    (masks / "sub").mkdir()
+    save_mask(masks / "sub" / name, (10, 10, 4, 4))
+    save_mask(masks / "a.png", (0, 0, 5, 5))  # the flat mask loses to the sub-folder one
+    save_mask(masks / "sub" / "b.png", (0, 0, 5, 5))  # another image's mask: ignored
+    hole, source = find_mask(root / "sub/a.jpg", rgb_image(), None, MaskOptions(mask=masks),
+                             relative=Path("sub/a.jpg"))
+    assert np.array_equal(hole, box_hole((10, 10, 4, 4)))
+    assert source == f"mask file sub/{name}"
+
+
+def test_mask_dir_relative_falls_back_to_flat(tree):
+    root, masks = tree
+    (masks / "sub").mkdir()
+    save_mask(masks / "sub" / "b.png", (0, 0, 5, 5))  # sub-folder exists, no match for a
+    save_mask(masks / "a.mask.png", (20, 5, 6, 6))
+    for rel in ("sub/a.jpg", "other/a.jpg"):  # masks/other does not exist at all
+        hole, source = find_mask(root / rel, rgb_image(), None, MaskOptions(mask=masks), relative=Path(rel))
+        assert np.array_equal(hole, box_hole((20, 5, 6, 6)))
+        assert source == "mask file a.mask.png"
+
+
+def test_mask_dir_top_level_relative_is_flat(tmp_path, image_path):
+    folder = tmp_path / "masks"
+    folder.mkdir()
+    save_mask(folder / "photo.png", (10, 10, 4, 4))
+    hole, source = find_mask(image_path, rgb_image(), None, MaskOptions(mask=folder), relative=Path("photo.jpg"))
+    assert np.array_equal(hole, box_hole((10, 10, 4, 4))) and source == "mask file photo.png"
+
+
+def test_mask_dir_without_relative_ignores_sub_folders(tree):
+    root, masks = tree
+    (masks / "sub").mkdir()
+    save_mask(masks / "sub" / "a.png", (10, 10, 4, 4))
+    with pytest.raises(MaskError, match="no mask for 'a' in"):
+        find_mask(root / "sub/a.jpg", rgb_image(), None, MaskOptions(mask=masks))
+
+
+def test_mask_dir_relative_nothing_matches(tree):
+    root, masks = tree
+    (masks / "sub").mkdir()
+    save_mask(masks / "sub" / "b.png", (0, 0, 5, 5))
+    save_mask(masks / "other.png", (0, 0, 5, 5))
+    with pytest.raises(MaskError) as info:
+        find_mask(root / "sub/a.jpg", rgb_image(), None, MaskOptions(mask=masks), relative=Path("sub/a.jpg"))
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith(f"no mask for 'sub/a.jpg' in {masks} ")
+    assert str(masks / "sub") in message and "a.mask.png" in message
+
+
+def test_mask_dir_is_the_input_root(tree):
+    # --mask in: in/sub/c.png must not pair with itself, but in/sub/c.mask.png does.
+    root, _ = tree
+    image = root / "sub" / "c.png"
+    Image.fromarray((rgb_image() * 255).astype(np.uint8)).save(image)
+    with pytest.raises(MaskError, match="no mask for 'sub/c.png'"):
+        find_mask(image, rgb_image(), None, MaskOptions(mask=root), relative=Path("sub/c.png"))
+    save_mask(root / "sub" / "c.mask.png", (10, 10, 4, 4))
+    assert find_mask(image, rgb_image(), None, MaskOptions(mask=root), relative=Path("sub/c.png"))[1] == (
+        "mask file sub/c.mask.png"
+    )
+
+
+def test_mask_file_ignores_relative(tree, tmp_path):
+    root, _ = tree
+    mask = save_mask(tmp_path / "one.png", (5, 6, 10, 8))
+    for rel in ("sub/a.jpg", "other/a.jpg"):
+        hole, source = find_mask(root / rel, rgb_image(), None, MaskOptions(mask=mask), relative=Path(rel))
+        assert np.array_equal(hole, box_hole((5, 6, 10, 8))) and source == "mask file one.png"
+
+
 def test_transparent_pixels(image_path):
     hole, source = find_mask(image_path, rgb_image(), alpha_with_hole((3, 4, 5, 6)), MaskOptions())
     assert np.array_equal(hole, box_hole((3, 4, 5, 6)))
@@ -136,6 +222,18 @@ def test_sidecar(tmp_path, image_path, name):
     hole, source = find_mask(image_path, rgb_image(), None, MaskOptions())
     assert np.array_equal(hole, box_hole((20, 5, 6, 6)))
     assert source == f"sidecar {name}"
+
+
+def test_sidecar_path(tmp_path, image_path):
+    assert sidecar_path(image_path) is None
+    assert sidecar_path(None) is None
+    assert sidecar_path(tmp_path / "missing" / "photo.jpg") is None
+    save_mask(tmp_path / "photo.png", (0, 0, 2, 2))  # a plain same-stem file is not a sidecar
+    assert sidecar_path(image_path) is None
+    save_mask(tmp_path / "photo_mask.PNG", (0, 0, 2, 2))
+    assert sidecar_path(image_path) == tmp_path / "photo_mask.PNG"
+    save_mask(tmp_path / "photo.mask.webp", (0, 0, 2, 2))
+    assert sidecar_path(image_path) == tmp_path / "photo.mask.webp"  # .mask beats _mask
 
 
 def test_color_with_jpeg_like_noise(image_path):

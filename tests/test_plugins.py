@@ -1,10 +1,8 @@
 """Plugin discovery, isolation, conflicts and the third-party template."""
 
 import json
-import os
 import subprocess
 import sys
-import textwrap
 import types
 from pathlib import Path
 
@@ -15,15 +13,9 @@ from imgedit.errors import PluginError
 from imgedit.operations import Capabilities, Operation
 from imgedit.plugins import register_plugin, unregister_plugin
 
+from conftest import fake_distribution, run_imgedit
+
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def run_imgedit(*args, env=None, cwd=None):
-    """Run imgedit in a fresh interpreter, as a user's shell would."""
-    full_env = {**os.environ, **(env or {})}
-    return subprocess.run(
-        [sys.executable, "-m", "imgedit", *map(str, args)], capture_output=True, text=True, env=full_env, cwd=cwd
-    )
 
 
 def _identity_op(name="blur", method="box", **kwargs):
@@ -126,17 +118,8 @@ def test_help_does_not_import_torch():
     assert result.stdout.strip().endswith("False")
 
 
-def _fake_distribution(site: Path, name: str, module_source: str) -> None:
-    """Install a one-module package by hand: the files pip would write."""
-    (site / f"{name}.py").write_text(textwrap.dedent(module_source))
-    info = site / f"{name}-0.3.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.3\n")
-    (info / "entry_points.txt").write_text(f"[imgedit]\n{name} = {name}\n")
-
-
 def test_plugin_failing_to_import_is_reported(tmp_path, photo):
-    _fake_distribution(tmp_path, "imgedit_broken", "raise ImportError('missing dependency xyz')\n")
+    fake_distribution(tmp_path, "imgedit_broken", "raise ImportError('missing dependency xyz')\n")
     env = {"PYTHONPATH": str(tmp_path)}
     result = run_imgedit("plugins", "--json", env=env)
     assert result.returncode == 0, result.stderr

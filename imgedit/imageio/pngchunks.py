@@ -15,6 +15,10 @@ from typing import Iterator, NamedTuple, Optional
 import numpy as np
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+XMP_KEYWORD = "XML:com.adobe.xmp"
+"""The text keyword XMP is stored under (PNG iTXt; also the key of XMP in ``Picture.text``)."""
+EXIF_PREFIX = b"Exif\x00\x00"
+"""The JPEG APP1 prefix of EXIF data; PNG's eXIf chunk stores the TIFF structure without it."""
 _IDAT_PIECE = 1 << 20  # split pixel data into 1 MiB IDAT chunks, as encoders usually do
 _COLOR_TYPES = {1: 0, 2: 4, 3: 2, 4: 6}  # channels -> PNG colour type (gray, GA, RGB, RGBA)
 
@@ -78,7 +82,7 @@ def text_chunk(key: str, value: str) -> Optional[bytes]:
         return None
     bkey = key.encode("latin-1")
     # XMP must go in iTXt by convention; other text uses tEXt when it can.
-    if key != "XML:com.adobe.xmp":
+    if key != XMP_KEYWORD:
         try:
             return make_chunk(b"tEXt", bkey + b"\0" + value.encode("latin-1"))
         except UnicodeEncodeError:
@@ -100,9 +104,12 @@ def phys_chunk(dpi: tuple[float, float]) -> bytes:
 
 def exif_chunk(exif: bytes) -> bytes:
     """Builds an eXIf chunk; PNG stores the TIFF structure without the JPEG ``Exif\\0\\0`` prefix."""
-    if exif.startswith(b"Exif\x00\x00"):
-        exif = exif[6:]
-    return make_chunk(b"eXIf", exif)
+    return make_chunk(b"eXIf", strip_exif_prefix(exif))
+
+
+def strip_exif_prefix(exif: bytes) -> bytes:
+    """EXIF data without the ``Exif\\0\\0`` prefix (the bare TIFF structure)."""
+    return exif[len(EXIF_PREFIX) :] if exif.startswith(EXIF_PREFIX) else exif
 
 
 def encode_png16(pixels: np.ndarray, extra_chunks: list[bytes], level: int = 6) -> bytes:

@@ -1,0 +1,94 @@
+"""Atomic file writes: a temporary file in the destination's folder, fsynced,
+then renamed into place. An interrupted process (even SIGKILL) leaves either
+the complete file or nothing at the destination; at worst a hidden
+``.NAME.*.tmp`` that :func:`remove_stale_temps` clears on the next write."""
+
+from __future__ import annotations
+
+import os
+import stat
+import tempfile
+from contextlib import suppress
+from pathlib import Path
+
+_umask_cache: list[int] = []
+
+
+class DestinationExists(FileExistsError):
+    """The destination exists and overwriting was not allowed."""
+
+
+def _current_umask() -> int:
+    """The process umask; from /proc where possible, since os.umask can only read it by setting it."""
+    with suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    current = os.umask(0o022)
+    os.umask(current)
+    return current
+
+
+def _default_mode() -> int:
+    """Permission bits a plain ``open(..., "w")`` would give (mkstemp uses 0600)."""
+    if not _umask_cache:
+        _umask_cache.append(_current_umask())
+    return 0o666 & ~_umask_cache[0]
+
+
+def _commit(tmp: str, dest: Path, overwrite: bool) -> None:
+    """Moves the finished temporary file into place, never clobbering unless asked."""
+    if overwrite:
+        os.replace(tmp, dest)
+        return
+    try:
+        os.link(tmp, dest)  # atomic "create only if absent"
+    except FileExistsError:
+        raise DestinationExists(str(dest)) from None
+    except OSError:  # no hard links on this filesystem: check, then rename
+        if dest.exists():
+            raise DestinationExists(str(dest)) from None
+        os.replace(tmp, dest)
+        return
+    os.unlink(tmp)
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Makes the rename durable; best effort (not possible on every OS)."""
+    with suppress(OSError, AttributeError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def write_bytes_atomic(dest: Path, data: bytes, overwrite: bool = True) -> None:
+    """Writes ``data`` to a temporary file beside ``dest``, fsyncs it, then renames it into place.
+
+    Raises:
+        DestinationExists: ``dest`` exists and ``overwrite`` is False.
+        OSError: the file cannot be written.
+    """
+    mode = stat.S_IMODE(dest.stat().st_mode) if dest.exists() else _default_mode()
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        with suppress(OSError, NotImplementedError):
+            os.chmod(tmp, mode)
+        _commit(tmp, dest, overwrite)
+    except BaseException:
+        with suppress(OSError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(dest.parent)
+
+
+def remove_stale_temps(dest: Path) -> None:
+    """Remove temporary files a killed writer of ``dest`` left behind."""
+    for stale in Path(dest).parent.glob(f".{Path(dest).name}.*.tmp"):
+        with suppress(OSError):
+            stale.unlink()

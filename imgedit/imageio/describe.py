@@ -1,0 +1,81 @@
+"""``imgedit info``: :func:`describe_image` summarises a file from its header, without decoding pixels."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any, Optional
+
+from PIL import Image
+
+from imgedit.imageio.formats import PathLike
+from imgedit.imageio.metadata import dpi_of, icc_of, text_of
+from imgedit.imageio.orientation import orientation_of
+from imgedit.imageio.source import check_file, pillow_open, source_layout
+
+# PNG ``im.info`` keys that are not text chunks.
+_PNG_NON_TEXT = {"dpi", "gamma", "srgb", "icc_profile", "exif", "transparency", "aspect", "chromaticity", "xmp"}
+
+
+def _icc_description(icc: bytes) -> Optional[str]:
+    try:
+        from PIL import ImageCms
+
+        description = ImageCms.getProfileDescription(ImageCms.ImageCmsProfile(io.BytesIO(icc)))
+    except Exception:  # noqa: BLE001 - a profile LittleCMS cannot parse just has no description
+        return None
+    return description.strip() or None
+
+
+def _header_text_keys(im: Image.Image) -> list[str]:
+    """Text keys known from the header (PNG ``im.text`` would decode the pixels)."""
+    if im.format != "PNG":
+        return sorted(text_of(im))
+    return sorted(k for k, v in im.info.items() if isinstance(v, str) and k not in _PNG_NON_TEXT)
+
+
+def describe_image(path: PathLike) -> dict[str, Any]:
+    """Summarises an image file for ``imgedit info`` from its header, without decoding pixels.
+
+    ``width``/``height`` are as displayed, i.e. after the EXIF orientation
+    (what :func:`read_image` returns); ``orientation`` is the stored tag.
+
+    Raises:
+        ImageReadError: missing, a directory, empty or not an image.
+    """
+    path = Path(path)
+    file_size = check_file(path)
+    with open(path, "rb") as handle:
+        head = handle.read(64)
+    with pillow_open(path, path) as im:
+        return _summary(im, path, head, file_size)
+
+
+def _summary(im: Image.Image, path: Path, head: bytes, file_size: int) -> dict[str, Any]:
+    """The fields of :func:`describe_image` for an opened (not decoded) image."""
+    depth, gray, channels, has_alpha = source_layout(im, head)
+    orientation = orientation_of(im)
+    # Pillow reports TIFF sizes already oriented; other formats as stored.
+    width, height = im.size if orientation < 5 or im.format == "TIFF" else im.size[::-1]
+    icc = icc_of(im)
+    text_keys = _header_text_keys(im)
+    return {
+        "path": str(path),
+        "format": im.format,
+        "width": width,
+        "height": height,
+        "mode": im.mode,
+        "bit_depth": depth,
+        "channels": channels,
+        "has_alpha": has_alpha,
+        "grayscale": gray,
+        "exif": bool(im.info.get("exif")),
+        "orientation": orientation,
+        "icc_profile": icc is not None,
+        "icc_description": _icc_description(icc) if icc else None,
+        "text": text_keys,
+        "dpi": dpi_of(im, orientation),
+        "file_size": file_size,
+        "megapixels": round(width * height / 1e6, 3),
+        "frames": int(getattr(im, "n_frames", 1)),
+    }

@@ -1,0 +1,185 @@
+"""Encoding a Picture in memory, per format: Pillow for 8 bits, own PNG / tifffile for 16 bits."""
+
+from __future__ import annotations
+
+import io
+from typing import Any, Optional
+
+import numpy as np
+from PIL import Image
+
+from imgedit.errors import ShapeError
+from imgedit.imageio import pngchunks
+from imgedit.imageio.decode import swap_red_blue
+from imgedit.imageio.formats import (
+    ALPHA_FORMATS,
+    DPI_FORMATS,
+    EXIF_FORMATS,
+    HIGH_DEPTH_FORMATS,
+    ICC_FORMATS,
+    PREFERRED_SUFFIX,
+)
+from imgedit.imageio.metadata import TIFF_XMP_TAG, png_info, tiff_exif_tags, tiff_text_kwargs
+from imgedit.imageio.picture import Picture, as_rgb
+from imgedit.imageio.pngchunks import XMP_KEYWORD
+
+_JPEG_MARKER_MAX = 65533  # bytes a JPEG APP marker can hold; larger EXIF/XMP cannot be stored
+_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # Rec. 601, as Pillow's convert("L")
+
+
+def encode(picture: Picture, fmt: str, quality: int) -> bytes:
+    """Encodes a picture in memory, at 16 bits where the format and the picture allow."""
+    depth = 16 if picture.bit_depth == 16 and fmt in HIGH_DEPTH_FORMATS else 8
+    keep_alpha = picture.alpha is not None and fmt in ALPHA_FORMATS
+    # WebP has no gray mode; Pillow cannot read back 16-bit gray+alpha TIFF, so use RGBA there.
+    gray = picture.grayscale and fmt != "WEBP" and not (fmt == "TIFF" and depth == 16 and keep_alpha)
+    pixels = _output_pixels(picture, depth, keep_alpha, gray)
+    if depth == 16 and fmt == "PNG":
+        return _encode_png16(picture, pixels)
+    if depth == 16:
+        return _encode_tiff16(picture, pixels)
+    return _encode_pillow(picture, pixels, fmt, quality)
+
+
+def _quantize(values: np.ndarray, depth: int) -> np.ndarray:
+    """[0, 1] floats -> rounded, clipped uint8 or uint16."""
+    top = 65535 if depth == 16 else 255
+    scaled = np.round(np.clip(np.nan_to_num(values, nan=0.0), 0.0, 1.0) * np.float32(top))
+    return scaled.astype(np.uint16 if depth == 16 else np.uint8)
+
+
+def _output_pixels(picture: Picture, depth: int, keep_alpha: bool, gray: bool) -> np.ndarray:
+    """The samples to encode: (H, W) gray, (H, W, 2) gray+alpha, (H, W, 3|4) RGB(A)."""
+    rgb = as_rgb(picture.rgb, "Picture.rgb")
+    planes: list[np.ndarray]
+    if gray:
+        equal = np.array_equal(rgb[:, :, 0], rgb[:, :, 1]) and np.array_equal(rgb[:, :, 0], rgb[:, :, 2])
+        planes = [rgb[:, :, 0] if equal else rgb @ _LUMA]
+    else:
+        planes = [rgb[:, :, 0], rgb[:, :, 1], rgb[:, :, 2]]
+    if keep_alpha:
+        alpha = np.asarray(picture.alpha, dtype=np.float32)
+        if alpha.shape != rgb.shape[:2]:
+            raise ShapeError("Picture.alpha", f"shape {rgb.shape[:2]}", alpha.shape)
+        planes.append(alpha)
+    stacked = planes[0] if len(planes) == 1 else np.stack(planes, axis=2)
+    return _quantize(stacked, depth)
+
+
+def _xmp_bytes(picture: Picture) -> Optional[bytes]:
+    """The picture's XMP packet as UTF-8, or None."""
+    xmp = picture.text.get(XMP_KEYWORD)
+    return xmp.encode("utf-8") if xmp else None
+
+
+def _dpi(picture: Picture) -> Optional[tuple[float, ...]]:
+    return tuple(float(d) for d in picture.dpi) if picture.dpi else None
+
+
+def _format_kwargs(picture: Picture, fmt: str, quality: int) -> dict[str, Any]:
+    """Format-specific Pillow save options: quality, text, XMP."""
+    xmp = _xmp_bytes(picture)
+    if fmt == "JPEG":
+        # Chroma subsampling visibly smears colour edges; skip it at high quality.
+        kwargs: dict[str, Any] = {"quality": quality, "subsampling": 0 if quality >= 90 else 2, "optimize": True}
+        if picture.text.get("Comment"):
+            kwargs["comment"] = picture.text["Comment"]
+        if xmp and len(xmp) < _JPEG_MARKER_MAX - 30:
+            kwargs["xmp"] = xmp
+        return kwargs
+    if fmt == "PNG":
+        return {"pnginfo": png_info(picture.text), "compress_level": 6}
+    if fmt == "WEBP":
+        lossless = quality >= 100
+        kwargs = {"quality": quality, "lossless": lossless, "exact": lossless}
+        if xmp:
+            kwargs["xmp"] = xmp
+        return kwargs
+    if fmt == "TIFF":
+        tiffinfo: dict[int, Any] = dict(tiff_exif_tags(picture.exif))
+        if xmp:
+            tiffinfo[TIFF_XMP_TAG] = xmp
+        return {"compression": "tiff_adobe_deflate", "tiffinfo": tiffinfo, **tiff_text_kwargs(picture.text)}
+    return {}
+
+
+def _save_kwargs(picture: Picture, fmt: str, quality: int) -> dict[str, Any]:
+    """All Pillow save options: the metadata the format can hold plus format options."""
+    kwargs = _format_kwargs(picture, fmt, quality)
+    if picture.icc_profile and fmt in ICC_FORMATS:
+        kwargs["icc_profile"] = picture.icc_profile
+    exif_fits = fmt != "JPEG" or (picture.exif is not None and len(picture.exif) <= _JPEG_MARKER_MAX)
+    if picture.exif and fmt in EXIF_FORMATS and exif_fits:
+        kwargs["exif"] = picture.exif
+    if picture.dpi and fmt in DPI_FORMATS:
+        kwargs["dpi"] = _dpi(picture)
+    return kwargs
+
+
+def _encode_pillow(picture: Picture, pixels: np.ndarray, fmt: str, quality: int) -> bytes:
+    image = Image.fromarray(pixels)
+    buffer = io.BytesIO()
+    try:
+        image.save(buffer, format=fmt, **_save_kwargs(picture, fmt, quality))
+    except (OSError, ValueError, KeyError):
+        if fmt in PREFERRED_SUFFIX or image.mode == "RGB":
+            raise
+        # Some less common format that cannot take this mode: plain RGB is the safe fallback.
+        buffer = io.BytesIO()
+        image.convert("RGB").save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+def _encode_png16(picture: Picture, pixels: np.ndarray) -> bytes:
+    """16-bit PNG (Pillow cannot write it) with iCCP, pHYs, eXIf and text chunks."""
+    chunks = []
+    if picture.icc_profile:
+        chunks.append(pngchunks.iccp_chunk(picture.icc_profile))
+    if picture.dpi:
+        chunks.append(pngchunks.phys_chunk(picture.dpi))
+    if picture.exif:
+        chunks.append(pngchunks.exif_chunk(picture.exif))
+    for key, value in picture.text.items():
+        chunk = pngchunks.text_chunk(key, value)
+        if chunk is not None:
+            chunks.append(chunk)
+    return pngchunks.encode_png16(pixels, chunks)
+
+
+def _encode_tiff16(picture: Picture, pixels: np.ndarray) -> bytes:
+    """16-bit TIFF via tifffile (keeps ICC, dpi, description); OpenCV if tifffile is missing."""
+    try:
+        import tifffile
+    except ImportError:
+        return _encode_tiff16_cv2(pixels)
+    rgb_like = pixels.ndim == 3 and pixels.shape[2] >= 3
+    kwargs: dict[str, Any] = {
+        "photometric": "rgb" if rgb_like else "minisblack",
+        "extrasamples": ("unassalpha",) if pixels.ndim == 3 and pixels.shape[2] in (2, 4) else None,
+        "compression": "zlib",
+        "predictor": True,
+        "metadata": None,  # no tifffile JSON in ImageDescription
+        "iccprofile": picture.icc_profile or None,
+        "description": picture.text.get("Description") or None,
+        "software": picture.text.get("Software") or False,  # False: no "tifffile.py" tag
+    }
+    tags = tiff_exif_tags(picture.exif)
+    kwargs["extratags"] = [(tag, "s", 0, value, True) for tag, value in tags.items()]
+    xmp = _xmp_bytes(picture)
+    if xmp:
+        kwargs["extratags"].append((TIFF_XMP_TAG, "B", len(xmp), xmp, True))
+    if picture.dpi:
+        kwargs.update(resolution=_dpi(picture), resolutionunit=2)  # 2 = inch
+    buffer = io.BytesIO()
+    tifffile.imwrite(buffer, pixels, **kwargs)
+    return buffer.getvalue()
+
+
+def _encode_tiff16_cv2(pixels: np.ndarray) -> bytes:
+    """Fallback 16-bit TIFF writer; carries no metadata."""
+    import cv2  # lazy: keeps `import imgedit` cheap
+
+    ok, encoded = cv2.imencode(".tiff", swap_red_blue(pixels))  # OpenCV wants BGR(A)
+    if not ok:
+        raise ValueError("OpenCV could not encode the 16-bit TIFF")
+    return encoded.tobytes()

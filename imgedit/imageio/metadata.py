@@ -1,0 +1,111 @@
+"""Metadata mapping: text (PNG text, comments, XMP, TIFF tags), dpi, ICC and EXIF between formats."""
+
+from __future__ import annotations
+
+from contextlib import suppress
+from typing import Any, Optional
+
+from PIL import Image
+
+from imgedit.imageio import pngchunks
+from imgedit.imageio.pngchunks import XMP_KEYWORD
+
+TIFF_XMP_TAG = 700
+_TIFF_EXIF_TAGS = (271, 272, 306)  # Make, Model, DateTime
+# TIFF ASCII tags carried as text: tag -> (matching PNG keyword, Pillow TIFF save argument).
+_TIFF_TEXT_TAGS = {
+    270: ("Description", "description"),
+    305: ("Software", "software"),
+    315: ("Author", "artist"),
+    33432: ("Copyright", "copyright"),
+}
+
+
+def _decode_text(value: Any) -> str:
+    if isinstance(value, bytes):
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            return value.decode("latin-1")
+    return str(value)
+
+
+def text_of(im: Image.Image) -> dict[str, str]:
+    """Textual metadata: PNG text chunks, JPEG/GIF comment, XMP, TIFF ASCII tags."""
+    text: dict[str, str] = {}
+    if im.format == "PNG":
+        text.update({str(k): str(v) for k, v in getattr(im, "text", {}).items()})
+    if im.info.get("comment"):
+        text.setdefault("Comment", _decode_text(im.info["comment"]))
+    if im.info.get("xmp") and XMP_KEYWORD not in text:
+        text[XMP_KEYWORD] = _decode_text(im.info["xmp"])
+    if im.format == "TIFF" and hasattr(im, "tag_v2"):
+        for tag, (key, _) in _TIFF_TEXT_TAGS.items():
+            value = im.tag_v2.get(tag)
+            if isinstance(value, str) and value.strip("\0 "):
+                text.setdefault(key, value.rstrip("\0"))
+    return text
+
+
+def icc_of(im: Image.Image) -> Optional[bytes]:
+    """The embedded ICC profile, or None."""
+    return im.info.get("icc_profile") or None
+
+
+def dpi_of(im: Image.Image, orientation: int) -> Optional[tuple[float, float]]:
+    """(x, y) dots per inch as displayed (after ``orientation``), or None."""
+    dpi = im.info.get("dpi")
+    try:
+        x, y = float(dpi[0]), float(dpi[1])
+    except (TypeError, ValueError, IndexError):
+        return None
+    if x <= 0 or y <= 0:
+        return None
+    return (y, x) if orientation >= 5 else (x, y)  # 5-8 swap the axes
+
+
+def exif_from_text(text: dict[str, str]) -> Optional[bytes]:
+    """Moves ImageMagick's hex "Raw profile type exif" PNG text into real EXIF bytes."""
+    raw = text.get("Raw profile type exif")
+    if raw is None:
+        return None
+    try:
+        exif = bytes.fromhex("".join(raw.split("\n")[3:]))
+    except ValueError:
+        return None  # not the usual layout: leave it as plain text
+    del text["Raw profile type exif"]
+    return exif or None
+
+
+def png_info(text: dict[str, str]) -> Any:
+    """Pillow ``PngInfo`` holding every text entry PNG can store (XMP as iTXt)."""
+    from PIL.PngImagePlugin import PngInfo
+
+    info = PngInfo()
+    for key, value in text.items():
+        if not pngchunks.valid_keyword(key):
+            continue  # PNG cannot store this keyword
+        if key == XMP_KEYWORD:
+            info.add_itxt(key, value)
+        else:
+            info.add_text(key, value, zip=len(value) > 1024)
+    return info
+
+
+def tiff_text_kwargs(text: dict[str, str]) -> dict[str, str]:
+    """Pillow TIFF save arguments (description, software...) for the text that has a TIFF tag."""
+    return {arg: text[key] for key, arg in _TIFF_TEXT_TAGS.values() if text.get(key)}
+
+
+def tiff_exif_tags(exif: Optional[bytes]) -> dict[int, str]:
+    """Camera make/model/date from EXIF as plain TIFF tags.
+
+    A whole EXIF block cannot be merged into a TIFF safely (Pillow fails on
+    the sub-IFD pointers), so a TIFF output keeps just these IFD0 strings.
+    """
+    if not exif:
+        return {}
+    parsed = Image.Exif()
+    with suppress(Exception):
+        parsed.load(exif)
+    return {tag: parsed[tag] for tag in _TIFF_EXIF_TAGS if isinstance(parsed.get(tag), str) and parsed[tag]}

@@ -1,0 +1,119 @@
+"""Reading: :func:`read_image` decodes a whole file (every pixel, full depth) into a Picture."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+from PIL import Image
+
+from imgedit.errors import ImageReadError
+from imgedit.imageio.decode import decode_high_depth, pillow_pixels, split_channels, to_unit
+from imgedit.imageio.formats import HIGH_DEPTH_FORMATS, PathLike
+from imgedit.imageio.metadata import dpi_of, exif_from_text, icc_of, text_of
+from imgedit.imageio.orientation import (
+    ORIENTATION_TAG,
+    apply_orientation,
+    normalized_exif,
+    orientation_of,
+    reset_xmp_orientation,
+    valid_orientation,
+)
+from imgedit.imageio.picture import Picture
+from imgedit.imageio.source import (
+    WIDE_MODES,
+    cannot_read,
+    check_file,
+    check_size,
+    one_line,
+    pillow_open,
+    pixel_limit,
+    source_layout,
+)
+
+
+def read_image(path: PathLike, *, max_pixels: Optional[int] = None) -> Picture:
+    """Reads an image file with all its pixels at full depth and its metadata.
+
+    Args:
+        path: the image file (any format Pillow can open).
+        max_pixels: refuse images with more pixels than this (0 = no limit).
+            Default: env ``IMGEDIT_MAX_PIXELS``, else ``DEFAULT_MAX_PIXELS``.
+
+    Returns:
+        The picture, with EXIF orientation applied to the pixels.
+
+    Raises:
+        ImageReadError: missing, a directory, empty, not an image, corrupt,
+            truncated, or above the pixel limit.
+        UsageError: ``IMGEDIT_MAX_PIXELS`` is not a number.
+    """
+    path = Path(path)
+    check_file(path)
+    limit = pixel_limit(max_pixels)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise cannot_read(path, exc) from None
+    with pillow_open(io.BytesIO(data), path) as im:
+        check_size(path, im.size, limit)
+        try:
+            return _picture_from(im, data, path)
+        except ImageReadError:
+            raise
+        except MemoryError:
+            raise ImageReadError(f"{path}: not enough memory to decode {im.size[0]}x{im.size[1]} pixels") from None
+        except Exception as exc:  # noqa: BLE001 - Pillow/zlib raise many types for bad data
+            raise ImageReadError(f"{path}: corrupt or truncated image ({one_line(exc)})") from None
+
+
+def _picture_from(im: Image.Image, data: bytes, path: Path) -> Picture:
+    """Decodes an opened image (all pixels, so truncation is detected) into a Picture.
+
+    Pillow always decodes (also for 16-bit colour sources, which are then
+    decoded a second time at full depth): its pass detects truncation and
+    collects metadata stored after the pixel data (late PNG text, eXIf).
+    """
+    depth, gray, _, _ = source_layout(im, data[:64])
+    fmt = im.format or "UNKNOWN"
+    tiff_orientation = im.tag_v2.get(ORIENTATION_TAG) if fmt == "TIFF" else None  # Pillow drops it on load
+    im.load()
+    orientation = orientation_of(im) if tiff_orientation is None else valid_orientation(tiff_orientation)
+    # Pillow truncates 16-bit colour (and gray+alpha) to 8 bits; only its gray modes are exact.
+    if depth == 16 and fmt in HIGH_DEPTH_FORMATS and im.mode not in WIDE_MODES:
+        arr, icc = _high_depth_pixels(im, data, fmt, path, orientation), icc_of(im)
+    else:
+        arr, icc, converted = pillow_pixels(im)
+        gray = gray and not converted
+        if tiff_orientation is None:  # Pillow's TIFF loader has already applied it
+            arr = apply_orientation(arr, orientation)
+    unit, depth = to_unit(arr)
+    rgb, alpha = split_channels(unit)
+    return Picture(
+        rgb=rgb, alpha=alpha, format=fmt, bit_depth=depth, grayscale=gray,
+        icc_profile=icc, path=path, **_carried_metadata(im, orientation),
+    )
+
+
+def _high_depth_pixels(im: Image.Image, data: bytes, fmt: str, path: Path, orientation: int) -> np.ndarray:
+    """16-bit samples decoded outside Pillow, checked against the header and oriented."""
+    arr = decode_high_depth(data, fmt, path)
+    stored = im.size[::-1] if not (fmt == "TIFF" and orientation >= 5) else im.size
+    if arr.shape[:2] != tuple(stored):
+        raise ImageReadError(f"{path}: decoded size {arr.shape[1]}x{arr.shape[0]} does not match the header")
+    return apply_orientation(arr, orientation)
+
+
+def _carried_metadata(im: Image.Image, orientation: int) -> dict[str, Any]:
+    """The Picture's ``exif``, ``text`` and ``dpi``, with the orientation reset where it is applied."""
+    text = text_of(im)
+    raw_exif = im.info.get("exif") or exif_from_text(text)
+    if orientation != 1:
+        reset_xmp_orientation(text)
+    return {
+        "exif": normalized_exif(raw_exif, orientation != 1) if raw_exif else None,
+        "text": text,
+        "dpi": dpi_of(im, orientation),
+    }

@@ -1,0 +1,121 @@
+"""Opening source files safely: file checks, the pixel limit, Pillow's header parse, stored layout."""
+
+from __future__ import annotations
+
+import os
+import stat
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+from PIL import Image, UnidentifiedImageError
+
+from imgedit.errors import ImageReadError, UsageError
+from imgedit.imageio import pngchunks
+
+DEFAULT_MAX_PIXELS: int = 250_000_000
+"""Decompression-bomb limit; override with env ``IMGEDIT_MAX_PIXELS`` or ``max_pixels``."""
+
+GRAY16_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})
+WIDE_MODES = GRAY16_MODES | {"I", "F"}
+_PIL_LIMIT_LOCK = threading.Lock()
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception as one short line, for error messages."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text[:200]
+
+
+def cannot_read(path: Path, exc: OSError) -> ImageReadError:
+    """The error for a file the OS refuses to read."""
+    return ImageReadError(f"{path}: cannot read ({exc.strerror or exc})")
+
+
+def pixel_limit(max_pixels: Optional[int]) -> int:
+    """The effective pixel limit (0 or less means none)."""
+    if max_pixels is not None:
+        return int(max_pixels)
+    env = os.environ.get("IMGEDIT_MAX_PIXELS", "").strip()
+    if not env:
+        return DEFAULT_MAX_PIXELS
+    try:
+        return int(float(env))
+    except ValueError:
+        raise UsageError(f"IMGEDIT_MAX_PIXELS={env!r} is not a number of pixels") from None
+
+
+def _megapixels(pixels: int) -> str:
+    return f"{pixels / 1e6:.4g}"
+
+
+def check_file(path: Path) -> int:
+    """Checks ``path`` is a readable non-empty file and returns its size."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise ImageReadError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise cannot_read(path, exc) from None
+    if stat.S_ISDIR(st.st_mode):
+        raise ImageReadError(f"{path}: is a directory, not an image file")
+    if st.st_size == 0:
+        raise ImageReadError(f"{path}: is empty (0 bytes), not an image")
+    return st.st_size
+
+
+@contextmanager
+def pillow_open(source: Any, path: Path) -> Iterator[Image.Image]:
+    """Opens an image header with Pillow, mapping failures to ImageReadError.
+
+    Pillow's own decompression-bomb limit is switched off just for the header
+    parse, so that our (larger, configurable) limit is the one that applies.
+    """
+    try:
+        with _PIL_LIMIT_LOCK:
+            saved = Image.MAX_IMAGE_PIXELS
+            Image.MAX_IMAGE_PIXELS = None
+            try:
+                im = Image.open(source)
+            finally:
+                Image.MAX_IMAGE_PIXELS = saved
+    except UnidentifiedImageError:
+        raise ImageReadError(f"{path}: not an image (unrecognised file contents)") from None
+    except Exception as exc:  # noqa: BLE001 - Pillow raises many types for bad headers
+        raise ImageReadError(f"{path}: corrupt image header ({one_line(exc)})") from None
+    with im:
+        yield im
+
+
+def check_size(path: Path, size: tuple[int, int], limit: int) -> None:
+    """Refuses images without pixels or with more than ``limit`` (if positive) of them."""
+    width, height = size
+    if width <= 0 or height <= 0:
+        raise ImageReadError(f"{path}: image has no pixels ({width}x{height})")
+    if limit > 0 and width * height > limit:
+        raise ImageReadError(
+            f"{path}: image is {width}x{height} = {_megapixels(width * height)} MP, above the limit "
+            f"of {_megapixels(limit)} MP; raise it with IMGEDIT_MAX_PIXELS"
+        )
+
+
+def source_layout(im: Image.Image, head: bytes) -> tuple[int, bool, int, bool]:
+    """Returns (bit_depth, grayscale, channels, has_alpha) of the file as stored."""
+    ihdr = pngchunks.read_ihdr(head) if im.format == "PNG" else None
+    if ihdr is not None:
+        channels = {0: 1, 2: 3, 3: 3, 4: 2, 6: 4}.get(ihdr.color_type, 3)
+        alpha = ihdr.color_type in (4, 6) or "transparency" in im.info
+        return (16 if ihdr.bit_depth == 16 else 8), ihdr.color_type in (0, 4), channels, alpha
+    if im.format == "TIFF" and hasattr(im, "tag_v2"):
+        bps = im.tag_v2.get(258, (8,))
+        bps = max(bps) if isinstance(bps, tuple) else int(bps)
+        samples = int(im.tag_v2.get(277, len(im.getbands())))
+        gray = im.tag_v2.get(262) in (0, 1)
+        alpha = (samples in (2, 4) and bool(im.tag_v2.get(338))) or "A" in im.getbands()
+        return (16 if bps > 8 else 8), gray, samples, alpha
+    bands = im.getbands()
+    depth = 16 if im.mode in WIDE_MODES else 8
+    gray = im.mode in ("1", "L", "LA", "La") or im.mode in WIDE_MODES
+    alpha = "A" in bands or "a" in bands or "transparency" in im.info
+    return depth, gray, len(bands), alpha

@@ -1,0 +1,79 @@
+"""Writing: :func:`write_image` encodes a Picture and puts the file in place atomically."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+from imgedit.atomic import DestinationExists, write_bytes_atomic
+from imgedit.errors import ImageWriteError, ShapeError, UsageError
+from imgedit.imageio.encode import encode
+from imgedit.imageio.formats import PathLike, format_for_path, normalize_format
+from imgedit.imageio.picture import Picture
+from imgedit.imageio.source import one_line
+
+
+def write_image(
+    picture: Picture,
+    path: PathLike,
+    *,
+    format: Optional[str] = None,  # noqa: A002 - the public name the CLI uses
+    quality: int = 95,
+    overwrite: bool = False,
+) -> Path:
+    """Writes a picture atomically, keeping as much of its metadata as the format can hold.
+
+    16-bit pictures stay 16-bit in PNG and TIFF; grayscale pictures are
+    written single-channel (except WebP); alpha is kept in PNG, TIFF and WebP
+    and dropped elsewhere (JPEG, BMP). EXIF, ICC profile, text and dpi are
+    carried where the format supports them. The file appears complete or not
+    at all: it is written beside the destination and renamed into place.
+
+    Args:
+        picture: what to write.
+        path: destination; missing parent folders are created.
+        format: Pillow format name; default from the path suffix.
+        quality: 1-100 for JPEG and WebP (WebP 100 = lossless).
+        overwrite: replace an existing file.
+
+    Returns:
+        The path written.
+
+    Raises:
+        UsageError: unknown format/suffix or quality out of range.
+        ImageWriteError: destination exists (without ``overwrite``), is a
+            folder, or the file cannot be encoded or written.
+        ShapeError: the picture's arrays have the wrong shape.
+    """
+    path = Path(path)
+    fmt = _checked_format(path, format, quality, overwrite)
+    try:
+        data = encode(picture, fmt, quality)
+    except (ShapeError, UsageError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - encoders raise many types
+        raise ImageWriteError(f"{path}: cannot encode as {fmt} ({one_line(exc)})") from None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_bytes_atomic(path, data, overwrite)
+    except DestinationExists:
+        raise _exists(path) from None
+    except OSError as exc:
+        raise ImageWriteError(f"{path}: cannot write ({one_line(exc)})") from None
+    return path
+
+
+def _checked_format(path: Path, fmt: Optional[str], quality: int, overwrite: bool) -> str:
+    """Checks the arguments of :func:`write_image` and returns the output format."""
+    name = normalize_format(fmt) if fmt else format_for_path(path)
+    if isinstance(quality, bool) or not isinstance(quality, int) or not 1 <= quality <= 100:
+        raise UsageError(f"quality must be an integer from 1 to 100, got {quality!r}")
+    if path.is_dir():
+        raise ImageWriteError(f"{path}: is a directory")
+    if path.exists() and not overwrite:
+        raise _exists(path)
+    return name
+
+
+def _exists(dest: Path) -> ImageWriteError:
+    return ImageWriteError(f"{dest}: exists; pass --overwrite to replace it")
