@@ -178,8 +178,10 @@ class _Work:
     item: InputFile
     dst: Path
     key: str = ""
-    picture: Any = None
-    hole: Any = None
+    picture: Any = None  # decoded metadata (and pixels until they become a tensor)
+    hole: Any = None  # (H, W) bool
+    image: Any = None  # (1, 3, H, W) tensor
+    mask: Any = None  # (1, 1, H, W) tensor
     result: FileResult = None  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
@@ -204,6 +206,7 @@ class _Batch:
         """Runs in an I/O thread: journal check, read, mask."""
         from imgedit.imageio import read_image
         from imgedit.masks import find_mask
+        from imgedit.tensor import mask_to_tensor, to_tensor
 
         with _catch(work):
             if self._skip(work):
@@ -213,6 +216,9 @@ class _Batch:
                 work.hole, work.result.note = find_mask(
                     work.item.path, work.picture.rgb, work.picture.alpha, self.options.masks, relative=work.item.relative
                 )
+                work.mask = mask_to_tensor(work.hole)
+            work.image = to_tensor(work.picture.rgb)
+            work.picture.rgb = None  # the tensor holds the pixels now; don't keep two copies
         return work
 
     def _skip(self, work: _Work) -> bool:
@@ -232,35 +238,36 @@ class _Batch:
         return False
 
     def compute(self, work: _Work) -> _Work:
-        """Runs in the calling thread: the pipeline itself."""
-        from imgedit.tensor import mask_to_tensor, to_numpy, to_tensor
-
-        if work.picture is None:
-            return work
-        with _catch(work):
-            mask = None if work.hole is None else mask_to_tensor(work.hole)
-            out = self.built.apply(to_tensor(work.picture.rgb), mask, tile=self.options.tile)
-            result = work.picture.with_rgb(to_numpy(out))
-            if work.hole is not None and work.result.note == "transparent pixels" and result.alpha is not None:
-                result.alpha = result.alpha.copy()
-                result.alpha[work.hole] = 1.0  # the filled hole must be visible
-            work.picture = result
+        """Runs in the calling thread: the pipeline itself, nothing else."""
+        if work.image is not None:
+            with _catch(work):
+                work.image = self.built.apply(work.image, work.mask, tile=self.options.tile)
         return work
+
+    def _result_picture(self, work: _Work) -> Any:
+        from imgedit.tensor import to_numpy
+
+        result = work.picture.with_rgb(to_numpy(work.image))
+        if work.hole is not None and work.result.note == "transparent pixels" and result.alpha is not None:
+            result.alpha = result.alpha.copy()
+            result.alpha[work.hole] = 1.0  # the filled hole must be visible
+        return result
 
     def encode(self, work: _Work) -> _Work:
         """Runs in an I/O thread: atomic write, then the journal."""
         from imgedit.atomic import remove_stale_temps
         from imgedit.imageio import write_image
 
-        if work.picture is not None:
+        if work.image is not None:
             with _catch(work):
+                picture = self._result_picture(work)
                 remove_stale_temps(work.dst)  # from a run that was killed mid-write
                 if self.journal is not None:
                     self.journal.record(work.dst, work.key, "start", replacing=work.dst.exists())
-                write_image(work.picture, work.dst, format=self.options.format, quality=self.options.quality, overwrite=True)
+                write_image(picture, work.dst, format=self.options.format, quality=self.options.quality, overwrite=True)
                 if self.journal is not None:
                     self.journal.record(work.dst, work.key, "done")
-        work.picture = work.hole = None  # free the pixels now
+        work.picture = work.hole = work.image = work.mask = None  # free the pixels now
         if work.result.status == "failed" and self.journal is not None and work.key:
             self.journal.record(work.dst, work.key, "failed", error=work.result.error)
         return work
@@ -286,7 +293,7 @@ class _catch:
             log.debug("unexpected error on %s", path, exc_info=True)
             message = f"unexpected {type(exc).__name__}: {exc}"
         result.status, result.error = "failed", message if path in message else f"{path}: {message}"
-        self.work.picture = self.work.hole = None
+        self.work.picture = self.work.hole = self.work.image = self.work.mask = None
         return True
 
 

@@ -20,18 +20,27 @@ def check_image(image: torch.Tensor, what: str = "image") -> None:
 
 
 def to_tensor(rgb: np.ndarray) -> torch.Tensor:
-    """(H, W, C) float array -> (1, C, H, W) float32 tensor (shares no memory)."""
+    """(H, W, C) float array -> (1, C, H, W) float32 tensor.
+
+    The tensor is a channels-last view of the array when it is float32 (no
+    copy: the array must not be changed while the tensor is in use); torch
+    operations accept it like any other (1, C, H, W) tensor.
+    """
     if rgb.ndim != 3:
         raise ShapeError("array", "shape (H, W, C)", rgb.shape)
-    return torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1), dtype=np.float32)).unsqueeze(0)
+    return torch.from_numpy(np.asarray(rgb, dtype=np.float32)).permute(2, 0, 1).unsqueeze(0)
 
 
 def to_numpy(image: torch.Tensor) -> np.ndarray:
-    """(1, C, H, W) tensor -> (H, W, C) float32 array in [0, 1] (clamped)."""
+    """(1, C, H, W) tensor -> (H, W, C) float32 array (a view where possible).
+
+    Values are not clamped here: the image writer clips to [0, 1] while it
+    quantises, so clamping twice would only cost time.
+    """
     check_image(image)
     if image.shape[0] != 1:
         raise ShapeError("image", "batch size 1", image.shape[0])
-    return image[0].detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy()
+    return image[0].detach().float().cpu().permute(1, 2, 0).numpy()
 
 
 def mask_to_tensor(mask: np.ndarray) -> torch.Tensor:

@@ -25,7 +25,7 @@ def swap_red_blue(arr: np.ndarray) -> np.ndarray:
 def to_unit(arr: np.ndarray) -> tuple[np.ndarray, int]:
     """Integer or float samples -> float32 in [0, 1], plus the bit depth they represent."""
     if arr.dtype == np.uint8:
-        return arr.astype(np.float32) / np.float32(255), 8
+        return np.multiply(arr, np.float32(1 / 255), dtype=np.float32), 8  # one pass
     if arr.dtype.kind in "ui":
         return np.clip(arr, 0, 65535).astype(np.float32) / np.float32(65535), 16
     return np.clip(np.nan_to_num(arr.astype(np.float32)), 0.0, 1.0), 16
