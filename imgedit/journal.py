@@ -24,16 +24,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
+from imgedit.models import sha256_file
+
 JOURNAL_NAME = ".imgedit-journal.jsonl"
 
-
-def file_digest(path: Path) -> str:
-    """sha256 of a file's content (the input part of a journal key)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+file_digest = sha256_file  # the input part of a journal key
 
 
 def make_key(content_digest: str, recipe: str) -> str:

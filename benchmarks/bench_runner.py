@@ -1,0 +1,145 @@
+"""Batch runner benchmark (not a test).
+
+1. Throughput with a cheap operation (invert) against a bare Pillow
+   decode-then-encode loop over the same files with the same encoder settings.
+2. A compute-bound operation: wall time of the whole run against the time the
+   operation itself spends computing (measured inside the applier).
+3. Peak RSS while processing N images (sampled as the run goes): flat means
+   memory does not grow with the number of images.
+
+    python benchmarks/bench_runner.py --data ../shared/data/train/cbsd432 --limit 200
+    python benchmarks/bench_runner.py --rss 1000
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import sys
+import tempfile
+import time
+import types
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_core import bare_pillow  # noqa: E402
+
+COMPUTE_SECONDS = [0.0]
+
+
+def _plugin() -> None:
+    """Register a cheap and a compute-bound operation, as a plugin would."""
+    import torch
+
+    from imgedit import hookimpl
+    from imgedit.operations import Capabilities, Operation
+    from imgedit.plugins import register_plugin
+
+    def cheap(ctx):
+        return lambda image, mask: 1.0 - image
+
+    def heavy(ctx):
+        torch.manual_seed(0)
+        net = torch.nn.Sequential(*[torch.nn.Conv2d(3, 3, 5, padding=2) for _ in range(6)]).eval()
+
+        def apply(image, mask):
+            t0 = time.perf_counter()
+            with torch.no_grad():
+                out = net(image).sigmoid()
+            COMPUTE_SECONDS[0] += time.perf_counter() - t0
+            return out
+
+        return apply
+
+    module = types.ModuleType("bench_ops")
+    module.register_operations = hookimpl(
+        lambda register: [
+            register(Operation("cheap", "invert", cheap)),
+            register(Operation("heavy", "convs", heavy, capabilities=Capabilities(tileable=True, tile_overlap=12))),
+        ]
+    )
+    register_plugin(module, "bench_ops")
+
+
+def _run(op: str, files: list[Path], out: Path, workers: int, on_result=None) -> float:
+    from imgedit.inputs import InputFile
+    from imgedit.pipeline import Pipeline
+    from imgedit.runner import RunOptions, run_files
+
+    items = [InputFile(p, p.parent) for p in files]
+    t0 = time.perf_counter()
+    summary = run_files(Pipeline.parse(op), items, RunOptions(output=out, workers=workers), on_result=on_result)
+    assert not summary.failed, summary.failed[:3]
+    return time.perf_counter() - t0
+
+
+def throughput(files: list[Path], workers: int) -> None:
+    with tempfile.TemporaryDirectory() as warm:
+        _run("cheap", files[:3], Path(warm), workers)  # start-up (imports) is not per-image cost
+    best_bare = best_ours = float("inf")
+    for _ in range(3):
+        with tempfile.TemporaryDirectory() as a, tempfile.TemporaryDirectory() as b:
+            best_bare = min(best_bare, bare_pillow(files, Path(a), 95))
+            best_ours = min(best_ours, _run("cheap", files, Path(b), workers))
+    n = len(files)
+    print(f"cheap op: bare Pillow {n / best_bare:.1f} img/s, imgedit {n / best_ours:.1f} img/s "
+          f"= {100 * best_bare / best_ours:.0f}% of bare (best of 3, {workers} I/O workers)")
+
+
+def compute_bound(files: list[Path], workers: int) -> None:
+    with tempfile.TemporaryDirectory() as d:
+        COMPUTE_SECONDS[0] = 0.0
+        wall = _run("heavy", files, Path(d), workers)
+    compute = COMPUTE_SECONDS[0]
+    print(f"compute-bound op: wall {wall:.2f}s, op compute {compute:.2f}s, "
+          f"wall is {100 * (wall / compute - 1):+.1f}% over compute")
+
+
+def rss(files: list[Path], count: int, workers: int) -> None:
+    repeated = [files[i % len(files)] for i in range(count)]
+    samples: list[tuple[int, float]] = []
+
+    def sample(result) -> None:
+        done = len(samples) + 1
+        samples.append((done, _rss_mb()))
+
+    with tempfile.TemporaryDirectory() as d:
+        # distinct output names for repeated inputs: link them into one folder
+        src = Path(d) / "in"
+        src.mkdir()
+        links = []
+        for i, path in enumerate(repeated):
+            link = src / f"{i:05d}{path.suffix}"
+            link.symlink_to(path.resolve())
+            links.append(link)
+        _run("cheap", links, Path(d) / "out", workers, on_result=sample)
+    marks = [samples[int(len(samples) * f) - 1] for f in (0.1, 0.25, 0.5, 0.75, 1.0)]
+    print("RSS (MB) after images: " + ", ".join(f"{n}: {mb:.0f}" for n, mb in marks))
+    print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB; "
+          f"growth from 10% to 100% of the run: {marks[-1][1] - marks[0][1]:+.0f} MB")
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * resource.getpagesize() / 2**20
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared/data/train/cbsd432")
+    parser.add_argument("--limit", type=int, default=200)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--rss", type=int, default=0, help="also measure RSS over this many images")
+    args = parser.parse_args()
+    files = sorted(p for p in args.data.iterdir() if p.suffix.lower() in {".jpg", ".jpeg", ".png"})[: args.limit]
+    if not files:
+        sys.exit(f"no images in {args.data}")
+    _plugin()
+    throughput(files, args.workers)
+    compute_bound(files, args.workers)
+    if args.rss:
+        rss(files, args.rss, args.workers)
+
+
+if __name__ == "__main__":
+    main()
