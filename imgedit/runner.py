@@ -56,7 +56,6 @@ class FileResult:
     status: str = "done"  # done, skipped, failed
     error: Optional[str] = None
     exit_code: int = 1
-    seconds: float = 0.0
     note: str = ""
 
 
@@ -337,7 +336,6 @@ def run_files(
 
     def finish(future: Future) -> None:
         work = future.result()
-        work.result.seconds = time.perf_counter() - start
         summary.results.append(work.result)
         if on_result is not None:
             on_result(work.result)
