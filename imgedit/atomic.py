@@ -29,7 +29,7 @@ def _current_umask() -> int:
     return current
 
 
-def _default_mode() -> int:
+def new_file_mode() -> int:
     """Permission bits a plain ``open(..., "w")`` would give (mkstemp uses 0600)."""
     if not _umask_cache:
         _umask_cache.append(_current_umask())
@@ -70,7 +70,7 @@ def write_bytes_atomic(dest: Path, data: bytes, overwrite: bool = True) -> None:
         DestinationExists: ``dest`` exists and ``overwrite`` is False.
         OSError: the file cannot be written.
     """
-    mode = stat.S_IMODE(dest.stat().st_mode) if dest.exists() else _default_mode()
+    mode = stat.S_IMODE(dest.stat().st_mode) if dest.exists() else new_file_mode()
     fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as handle:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
-from imgedit.atomic import write_bytes_atomic
+from imgedit.atomic import new_file_mode, write_bytes_atomic
 from imgedit.errors import WeightsError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -121,6 +121,7 @@ def save_weights(tensors: "dict[str, torch.Tensor]", path: Path, card: dict[str,
     os.close(fd)
     try:
         save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp)
+        os.chmod(tmp, new_file_mode())  # mkstemp makes 0600; a weights file is an ordinary file
         card = {**card, "sha256": sha256_file(Path(tmp)), "size_bytes": os.path.getsize(tmp)}
         write_bytes_atomic(path.with_suffix(".json"), (json.dumps(card, indent=2, sort_keys=True) + "\n").encode())
         os.replace(tmp, path)

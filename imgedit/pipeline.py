@@ -157,8 +157,14 @@ class BuiltPipeline:
             caps = built.stage.operation.capabilities
             # intermediate images stay on the device for the next stage
             following = self.built[index + 1].context.device if index + 1 < len(self.built) else "cpu"
+            applier = built.applier
+            # An applier that must see the whole image first (a noise level
+            # estimated once, not per tile) offers prepare(image, mask) -> applier.
+            prepare = getattr(applier, "prepare", None)
+            if prepare is not None:
+                applier = prepare(image, mask if caps.needs_mask else None)
             image = run_tiled(
-                built.applier,
+                applier,
                 image,
                 mask if caps.needs_mask else None,
                 capabilities=caps,

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import numbers
 from dataclasses import dataclass
 from typing import Callable, Optional, Union
@@ -53,7 +54,12 @@ CPU_WHOLE_MAX_PIXELS = 16_000_000
 """On the CPU, images up to this many pixels run whole under ``tile="auto"``."""
 
 CPU_TILE = 2048
-"""Tile size used on the CPU for images above :data:`CPU_WHOLE_MAX_PIXELS`."""
+"""Largest tile used on the CPU for images above :data:`CPU_WHOLE_MAX_PIXELS`."""
+
+CPU_MEMORY_MB = 1024
+"""Working memory ``tile="auto"`` plans for one call on the CPU (from the
+operation's ``memory_mb_per_megapixel``): a 12-megapixel photo through a
+learned model then stays well under 2 GB. ``IMGEDIT_CPU_MEMORY_MB`` overrides."""
 
 GPU_MEMORY_FRACTION = 0.8
 """Share of the free device memory ``tile="auto"`` plans to use (headroom for
@@ -218,7 +224,11 @@ def choose_tile(
     margin = capabilities.tile_overlap + _blend_width(capabilities, blend)
     budget = _device_budget_mb(torch.device(device))
     if budget is None:
-        return None if h * w <= CPU_WHOLE_MAX_PIXELS else CPU_TILE
+        cpu_mb = float(os.environ.get("IMGEDIT_CPU_MEMORY_MB") or CPU_MEMORY_MB)
+        whole = min(CPU_WHOLE_MAX_PIXELS, cpu_mb / max(capabilities.memory_mb_per_megapixel, 1e-6) * 1e6 / max(b, 1))
+        if h * w <= whole:
+            return None
+        return max(MIN_TILE, min(CPU_TILE, int(math.sqrt(whole)) - 2 * margin - capabilities.pad_multiple))
     # Pixels one call may hold, counting the whole batch.
     allowed = budget / max(capabilities.memory_mb_per_megapixel, 1e-6) * 1e6 / max(b, 1)
     m = capabilities.pad_multiple

@@ -239,6 +239,22 @@ def _param_option(param: Param) -> Callable:
     return click.option(flag, param.name, metavar=kind, help=(param.help or "") + default)
 
 
+def command_group(cli: click.Group, name: str, help: str) -> click.Group:
+    """The ``imgedit NAME`` sub-group, created by the first plugin that asks.
+
+    Plugins share groups such as ``train`` and ``eval`` this way: each adds
+    its own sub-command (``imgedit train denoise``, ``imgedit train style``)
+    without any plugin owning the group.
+    """
+    group = cli.commands.get(name)
+    if group is None:
+        group = click.Group(name, help=help)
+        cli.add_command(group)
+    elif not isinstance(group, click.Group):
+        raise TypeError(f"imgedit {name} is a command, not a group")
+    return group
+
+
 def add_operation_verb(cli: click.Group, name: str, help: str) -> None:
     """Add the verb ``name`` running the operation of that name.
 

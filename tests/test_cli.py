@@ -169,3 +169,16 @@ def test_info_bad_file(invoke, tmp_path):
     bad = tmp_path / "x.png"
     bad.write_text("nope")
     assert_one_line_error(invoke("info", bad), 1, "x.png")
+
+
+def test_command_group_is_shared_by_plugins():
+    import click
+
+    from imgedit.verbs import command_group
+
+    cli = click.Group("x")
+    first = command_group(cli, "train", "Train.")
+    assert command_group(cli, "train", "Other help.") is first
+    cli.add_command(click.Command("plain"))
+    with pytest.raises(TypeError):
+        command_group(cli, "plain", "")

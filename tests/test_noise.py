@@ -62,3 +62,18 @@ def test_rejects_bad_input(bad):
 def test_runs_on_the_image_device(device):
     image = add_noise(smooth_image(64), 20).to(device)
     assert estimate_sigma(image).device == image.device
+
+
+def test_sampled_estimate_matches_and_spans_the_frame():
+    from imgedit.noise import estimate_sigma_sampled
+
+    big = torch.nn.functional.interpolate(smooth_image(256), size=(1400, 1800), mode="bilinear")
+    noisy = add_noise(big, 20.0)
+    assert abs(estimate_sigma_sampled(noisy).item() - 20.0) < 2.0
+    # small images fall back to the full estimate
+    small = add_noise(smooth_image(128), 10.0)
+    assert estimate_sigma_sampled(small).item() == estimate_sigma(small).item()
+    # the crops cover the frame: noise only in the right three quarters is found
+    part = big.clone()
+    part[..., 450:] = noisy[..., 450:]
+    assert abs(estimate_sigma_sampled(part, grid=4).item() - 20.0) < 2.0

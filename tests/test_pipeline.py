@@ -8,7 +8,7 @@ from imgedit.pipeline import Pipeline
 
 
 def test_parse_stages_and_params():
-    pipeline = Pipeline.parse("denoise sigma=25 strength=0.5 | inpaint method=ns radius=3")
+    pipeline = Pipeline.parse("denoise method=nlm sigma=25 strength=0.5 | inpaint method=ns radius=3")
     assert [s.operation.key for s in pipeline.stages] == ["denoise.nlm", "inpaint.ns"]
     assert pipeline.stages[0].params == {"sigma": 25.0, "strength": 0.5}
     assert pipeline.stages[1].params == {"radius": 3}
@@ -46,3 +46,28 @@ def test_built_pipeline_applies_to_tensor():
     out = built.apply(image, mask)
     assert out.shape == image.shape
     assert torch.equal(out * (1 - mask), image * (1 - mask))
+
+
+def test_prepare_sees_the_whole_image_before_tiling():
+    from imgedit.operations import Capabilities, Operation
+    from imgedit.pipeline import Stage
+
+    seen = []
+
+    class Applier:
+        def __init__(self, level=None):
+            self.level = level
+
+        def prepare(self, image, mask):
+            seen.append(tuple(image.shape))
+            return Applier(float(image.mean()))
+
+        def __call__(self, image, mask=None):
+            return torch.full_like(image, self.level)
+
+    op = Operation("flat", "mean", lambda ctx: Applier(), capabilities=Capabilities(tileable=True, tile_overlap=2))
+    built = Pipeline((Stage(op, {}),)).build("cpu")
+    image = torch.rand(1, 3, 300, 260)
+    out = built.apply(image, tile=128)
+    assert seen == [(1, 3, 300, 260)]
+    assert torch.allclose(out, torch.full_like(image, float(image.mean())))

@@ -148,7 +148,7 @@ def test_dry_run_touches_nothing(invoke, folder, tmp_path):
     assert plan["peak_memory_estimate_mb"] > 0
     assert not (tmp_path / "out").exists()
     text = invoke("denoise", folder, "--sigma", "5", "-o", tmp_path / "out", "--dry-run")
-    assert "stage 1: denoise.nlm" in text.output and "peak memory" in text.output
+    assert "stage 1: denoise.vae" in text.output and "peak memory" in text.output
 
 
 def test_bounded_map_keeps_order_and_depth():

@@ -311,7 +311,16 @@ class TestGuards:
 
 class TestAutoTile:
     def test_cpu_small_image_runs_whole(self):
-        assert choose_tile((1, 3, 3000, 4000), caps(), CPU) is None
+        assert choose_tile((1, 3, 3000, 4000), caps(memory_mb_per_megapixel=50), CPU) is None
+
+    def test_cpu_tiles_a_memory_hungry_op_to_the_budget(self, monkeypatch):
+        monkeypatch.delenv("IMGEDIT_CPU_MEMORY_MB", raising=False)
+        hungry = caps(memory_mb_per_megapixel=400)  # 12 MP whole would need 4.8 GB
+        side = choose_tile((1, 3, 3000, 4000), hungry, CPU)
+        assert side is not None
+        assert (side + 2 * 6 + 8) ** 2 / 1e6 * 400 <= tiling.CPU_MEMORY_MB
+        monkeypatch.setenv("IMGEDIT_CPU_MEMORY_MB", "8000")
+        assert choose_tile((1, 3, 3000, 4000), hungry, CPU) is None
 
     def test_cpu_huge_image_tiles(self):
         assert choose_tile((1, 3, 5000, 5000), caps(), CPU) == tiling.CPU_TILE

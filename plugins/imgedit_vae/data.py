@@ -1,0 +1,133 @@
+"""Training data: a pool of clean images held in memory and random patches
+drawn from it with flips and rotations.
+
+All randomness comes from one ``torch.Generator`` that the caller owns, so a
+checkpoint that stores the generator's state resumes the exact same stream
+of patches. Images are read with imgedit's own reader (EXIF orientation,
+16-bit) and kept as uint8 to keep the pool small.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+import torch
+
+from imgedit.errors import ImgeditError, UsageError
+from imgedit.imageio import read_image
+from imgedit.inputs import expand_inputs
+
+logger = logging.getLogger("imgedit")
+
+# Photos larger than this (longest side) are downscaled by an integer factor
+# with area averaging: that removes most camera noise and JPEG artefacts, so
+# the training targets are clean, and keeps the pool small.
+MAX_SIDE = 1200
+
+
+def _load_rgb8(path: Path) -> np.ndarray:
+    """(H, W, 3) uint8 RGB; grayscale files are repeated to 3 channels."""
+    import cv2
+
+    picture = read_image(path)
+    rgb = picture.rgb  # (H, W, 3) float32 in [0, 1]
+    factor = int(np.ceil(max(rgb.shape[:2]) / MAX_SIDE))
+    if factor > 1:
+        rgb = cv2.resize(rgb, (rgb.shape[1] // factor, rgb.shape[0] // factor), interpolation=cv2.INTER_AREA)
+    return np.ascontiguousarray((rgb * 255.0 + 0.5).clip(0, 255).astype(np.uint8))
+
+
+class ImagePool:
+    """Clean training images in memory.
+
+    Args:
+        sources: files, folders or globs (as on the command line); folders are searched recursively.
+        min_side: images smaller than this on either side are skipped.
+
+    Raises:
+        UsageError: no usable image was found.
+    """
+
+    def __init__(self, sources: Iterable[str | Path], min_side: int = 64):
+        paths = sorted({item.path for item in expand_inputs([str(s) for s in sources], recursive=True)})
+        self.paths: list[Path] = []
+        self.images: list[np.ndarray] = []
+        for path in paths:
+            try:
+                image = _load_rgb8(path)
+            except ImgeditError as exc:  # one bad file must not stop a long training run
+                logger.warning("skipping %s: %s", path, exc)
+                continue
+            if min(image.shape[:2]) >= min_side:
+                self.paths.append(path)
+                self.images.append(image)
+        if not self.images:
+            raise UsageError(f"no training images of at least {min_side}x{min_side} px in {', '.join(map(str, sources))}")
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def split(self, n_val: int) -> tuple["ImagePool", "ImagePool"]:
+        """(train, validation): every k-th image goes to validation, n_val in all."""
+        n_val = min(n_val, len(self) // 2)
+        step = max(1, len(self) // max(n_val, 1))
+        val_idx = set(range(0, len(self), step)[:n_val]) if n_val else set()
+        return self._subset([i for i in range(len(self)) if i not in val_idx]), self._subset(sorted(val_idx))
+
+    def _subset(self, idx: list[int]) -> "ImagePool":
+        pool = object.__new__(ImagePool)
+        pool.paths = [self.paths[i] for i in idx]
+        pool.images = [self.images[i] for i in idx]
+        return pool
+
+    def patches(self, n: int, size: int, generator: torch.Generator, gray_prob: float = 0.0) -> torch.Tensor:
+        """``n`` random ``size`` x ``size`` patches, (n, 3, size, size) float in [0, 1].
+
+        Each patch comes from a random image, at a random position, under one
+        of the 8 flips/rotations; with probability ``gray_prob`` it is turned
+        to luminance (repeated on 3 channels), so one model serves grayscale.
+        """
+        out = torch.empty(n, 3, size, size)
+        r = torch.rand(n, 4, generator=generator)
+        picks = torch.randint(len(self.images), (n,), generator=generator)
+        for k in range(n):
+            image = self.images[int(picks[k])]
+            h, w = image.shape[:2]
+            s = min(size, h, w)
+            y, x = int(r[k, 0] * (h - s + 1)), int(r[k, 1] * (w - s + 1))
+            patch = torch.from_numpy(image[y : y + s, x : x + s]).permute(2, 0, 1).float() / 255.0
+            if s < size:  # a small image: stretch to the patch size
+                patch = torch.nn.functional.interpolate(patch[None], size=(size, size), mode="bilinear")[0]
+            out[k] = dihedral(patch, int(r[k, 2] * 8))
+            if r[k, 3] < gray_prob:
+                out[k] = luminance(out[k])
+        return out
+
+    def center_crops(self, size: int) -> torch.Tensor:
+        """One centre crop per image, (N, 3, size, size): a fixed validation batch."""
+        crops = []
+        for image in self.images:
+            h, w = image.shape[:2]
+            s = min(size, h, w)
+            y, x = (h - s) // 2, (w - s) // 2
+            crop = torch.from_numpy(image[y : y + s, x : x + s]).permute(2, 0, 1).float() / 255.0
+            if s < size:
+                crop = torch.nn.functional.interpolate(crop[None], size=(size, size), mode="bilinear")[0]
+            crops.append(crop)
+        return torch.stack(crops)
+
+
+def dihedral(image: torch.Tensor, k: int) -> torch.Tensor:
+    """One of the 8 flips/rotations of a (C, H, W) image (k in 0..7)."""
+    if k >= 4:
+        image = image.flip(-1)
+    return torch.rot90(image, k % 4, dims=(-2, -1))
+
+
+def luminance(image: torch.Tensor) -> torch.Tensor:
+    """(3, H, W) RGB -> (3, H, W) gray (BT.601 luma repeated on 3 channels)."""
+    y = 0.299 * image[0] + 0.587 * image[1] + 0.114 * image[2]
+    return y.expand(3, -1, -1).clone()

@@ -1,0 +1,147 @@
+"""Learned denoising with the conditional VAE (``denoise.vae``).
+
+The model is told the noise level through a constant noise-level map (as
+FFDNet is), so one network covers sigma 0-75 and the user can turn it up or
+down; ``--strength`` blends with the input. The latent's mean is decoded,
+so output is deterministic.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import torch
+
+from imgedit.errors import ShapeError, UsageError, WeightsError
+from imgedit.models import load_weights
+from imgedit_vae.degrade import is_gray
+from imgedit_vae.model import ConditionalVAE, VAEConfig
+from imgedit_vae.operations import model_spec
+
+SIGMA_MAX = 75.0  # the trained range; higher requests are clamped to it
+
+logger = logging.getLogger("imgedit")
+
+_cache: dict[tuple, ConditionalVAE] = {}
+_cache_lock = threading.Lock()
+
+
+def load_denoiser(
+    device: Union[str, torch.device] = "cpu", weights: Optional[Union[str, Path]] = None
+) -> ConditionalVAE:
+    """Load (once per device and file) the denoising VAE in eval mode.
+
+    Raises:
+        WeightsError: missing file or card, sha256 mismatch, or a card that is not a denoising VAE.
+    """
+    spec = model_spec(weights)
+    key = (str(spec.weights.resolve()), str(torch.device(device)))
+    with _cache_lock:
+        if key not in _cache:
+            tensors = load_weights(spec)  # checks the file and its sha256 first
+            config = spec.card().get("model_config")
+            if not config:
+                raise WeightsError(f"model '{spec.name}': its card {spec.card_path} has no model_config")
+            model = ConditionalVAE(VAEConfig.from_dict(config))
+            try:
+                model.load_state_dict(tensors)
+            except RuntimeError as exc:
+                raise WeightsError(f"model '{spec.name}': weights do not fit its model_config: {str(exc).splitlines()[0]}") from None
+            _cache[key] = model.to(device).eval().requires_grad_(False)
+        return _cache[key]
+
+
+def denoise_vae(
+    image: torch.Tensor,
+    model: ConditionalVAE,
+    sigma: Union[float, torch.Tensor],
+    strength: float = 1.0,
+) -> torch.Tensor:
+    """Denoise a batch with the VAE at a given noise level.
+
+    Args:
+        image: ``(B, 3, H, W)`` float RGB in [0, 1] (grayscale as 3 equal channels).
+        model: from :func:`load_denoiser`, on ``image``'s device.
+        sigma: noise std on the 0-255 scale, a number or ``(B,)`` tensor;
+            values above 75 are treated as 75.
+        strength: in [0, 1]; ``out = image + strength * (denoised - image)``.
+
+    Returns:
+        ``(B, 3, H, W)`` in [0, 1], same dtype and device as ``image``.
+
+    Raises:
+        ShapeError: ``image`` is not ``(B, 3, H, W)`` float.
+
+    Example:
+        >>> model = load_denoiser()
+        >>> noisy = (torch.full((1, 3, 48, 48), 0.5) + torch.randn(1, 3, 48, 48) * 0.1)
+        >>> denoise_vae(noisy, model, sigma=25.5).std() < noisy.std()
+        tensor(True)
+    """
+    if not isinstance(image, torch.Tensor) or image.ndim != 4 or image.shape[1] != 3 or not image.is_floating_point():
+        got = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
+        raise ShapeError("denoise image", "a (B, 3, H, W) float tensor", got)
+    b, _, h, w = image.shape
+    sigma_t = torch.as_tensor(sigma, dtype=torch.float32).flatten().expand(b) if not isinstance(sigma, torch.Tensor) else sigma.float().flatten()
+    level = (sigma_t.clamp(0, SIGMA_MAX) / 255.0).to(image.device, image.dtype).view(b, 1, 1, 1)  # (B, 1, 1, 1)
+    denoised, _, _ = model(image, level.expand(b, 1, h, w))
+    # grayscale in, grayscale out: equal channels stay equal
+    gray = is_gray(image).view(b, 1, 1, 1)
+    denoised = torch.where(gray, denoised.mean(1, keepdim=True).expand_as(denoised), denoised)
+    out = (image + float(strength) * (denoised.clamp(0, 1) - image)).clamp(0, 1)
+    # sigma 0 means "no noise": leave those images exactly as they were.
+    keep = (sigma_t == 0).to(image.device).view(b, 1, 1, 1)
+    return torch.where(keep, image, out)
+
+
+class DenoiseApplier:
+    """The ``denoise.vae`` applier: fixed or estimated noise level, estimated
+    once per whole image by :meth:`prepare` before the core tiles it."""
+
+    def __init__(self, model: ConditionalVAE, sigma: Union[float, str], strength: float, per_image: Optional[torch.Tensor] = None):
+        self.model, self.sigma, self.strength, self.per_image = model, sigma, strength, per_image
+
+    def prepare(self, image: torch.Tensor, mask: Optional[torch.Tensor] = None) -> "DenoiseApplier":
+        if self.sigma != "auto":
+            return self
+        from imgedit.noise import estimate_sigma_sampled
+
+        return DenoiseApplier(self.model, self.sigma, self.strength, estimate_sigma_sampled(image).float().cpu())
+
+    def __call__(self, image: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        if self.strength == 0:
+            return image.clone()
+        if self.sigma == "auto":
+            sigma = self.per_image
+            if sigma is None or len(sigma) != image.shape[0]:  # called without prepare (plain use)
+                from imgedit.noise import estimate_sigma_sampled
+
+                sigma = estimate_sigma_sampled(image).float().cpu()
+        else:
+            sigma = float(self.sigma)
+        model = self.model
+        if next(model.parameters()).dtype != image.dtype:
+            model = _cast(model, image.dtype)
+        return denoise_vae(image, model, sigma, self.strength)
+
+
+def _cast(model: ConditionalVAE, dtype: torch.dtype) -> ConditionalVAE:
+    import copy
+
+    return copy.deepcopy(model).to(dtype)
+
+
+def create_denoise(context: Any = None, *, sigma: Union[float, str] = "auto", strength: float = 1.0, weights: str = "") -> DenoiseApplier:
+    device = getattr(context, "device", torch.device("cpu"))
+    dtype = getattr(context, "dtype", torch.float32)
+    if not 0.0 <= float(strength) <= 1.0:
+        raise UsageError(f"denoise: strength must be in [0, 1], got {strength}")
+    if sigma != "auto" and float(sigma) > SIGMA_MAX:
+        logger.warning("denoise.vae was trained for sigma up to %g; using %g instead of %g", SIGMA_MAX, SIGMA_MAX, float(sigma))
+    model = load_denoiser(device, weights or None)
+    if dtype != torch.float32:
+        model = _cast(model, dtype)
+    return DenoiseApplier(model, sigma, float(strength))

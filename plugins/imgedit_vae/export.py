@@ -1,0 +1,43 @@
+"""Turn a training run into shipped weights: a ``.safetensors`` file and its
+JSON model card (config, data, command, steps, wall time, validation)."""
+
+from __future__ import annotations
+
+import platform
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from imgedit.models import save_weights, user_weights_dir
+from imgedit_vae.model import count_parameters
+
+
+def default_export_path(name: str) -> Path:
+    return user_weights_dir() / "imgedit_vae" / f"{name}.safetensors"
+
+
+def export_model(trainer: Any, path: Path, *, name: str, description: str, sources: list, session_seconds: float) -> None:
+    model = trainer.model
+    card: dict[str, Any] = {
+        "name": name,
+        "description": description,
+        "architecture": "imgedit_vae.model.ConditionalVAE",
+        "model_config": trainer.cfg.model.to_dict(),
+        "parameters": count_parameters(model),
+        "training": {
+            "commands": trainer.commands,
+            "data": [str(s) for s in sources],
+            "images": len(trainer.train_pool),
+            "steps": trainer.step,
+            "train_config": trainer.cfg.to_dict(),
+            "wall_time_s": round(trainer.elapsed, 1),
+            "last_session_s": round(session_seconds, 1),
+            "device": str(trainer.device),
+            "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}",
+            "validation": trainer.history[-1] if trainer.history else None,
+        },
+        # The weights inherit the terms of their training images: name them.
+        "data_licence": "the licences of the training images listed under training.data apply",
+    }
+    save_weights(model.state_dict(), Path(path), card)

@@ -1,0 +1,211 @@
+"""Training routine of the denoising VAE.
+
+``train(cfg, sources, out_dir)`` draws random clean patches, adds Gaussian
+noise at a random level in [0, sigma_max] (some clipped and quantised, as a
+noisy file is), and minimises L1 reconstruction plus beta * KL of the
+latent. AdamW with warm-up and cosine decay. Checkpoints hold everything
+needed to resume bit for bit (weights, optimizer, step, the random
+generator, configs). The CLI verb ``imgedit train denoise`` calls it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+import torch
+
+from imgedit_vae.checkpoint import load_checkpoint, save_checkpoint
+from imgedit_vae.data import ImagePool
+from imgedit_vae.degrade import add_gaussian_noise
+from imgedit_vae.metrics import psnr
+from imgedit_vae.model import ConditionalVAE, VAEConfig, kl_divergence
+
+CHECKPOINT_VERSION = 1
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 14000
+    batch: int = 16
+    patch: int = 96
+    lr: float = 1e-3
+    min_lr_ratio: float = 0.02
+    warmup: int = 300
+    weight_decay: float = 1e-4
+    beta_kl: float = 1e-4
+    sigma_max: float = 75.0
+    clip_prob: float = 0.3  # share of noisy inputs clipped + quantised as in a file
+    gray_prob: float = 0.15  # share of grayscale patches (same noise on all channels)
+    val_images: int = 8
+    val_sigma: float = 25.0
+    val_every: int = 250
+    checkpoint_every: int = 500
+    seed: int = 0
+    model: VAEConfig = field(default_factory=lambda: VAEConfig(widths=(32, 64, 80, 96), blocks=(2, 2, 2, 1)))
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["model"] = self.model.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        d = dict(d)
+        d["model"] = VAEConfig.from_dict(d["model"])
+        return cls(**d)
+
+
+def learning_rate(cfg: TrainConfig, step: int) -> float:
+    """Linear warm-up, then cosine decay to ``min_lr_ratio * lr`` at ``cfg.steps``."""
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    t = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
+    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+class Trainer:
+    """Model, optimizer, data and random state of one training run."""
+
+    def __init__(self, cfg: TrainConfig, pool: ImagePool, device: torch.device):
+        self.cfg, self.device = cfg, device
+        torch.manual_seed(cfg.seed)
+        self.model = ConditionalVAE(cfg.model).to(device)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.generator = torch.Generator().manual_seed(cfg.seed)
+        self.train_pool, val_pool = pool.split(cfg.val_images)
+        self.val_clean, self.val_noisy = self._validation_set(val_pool)
+        self.step, self.elapsed, self.history = 0, 0.0, []
+        self.commands: list[str] = []  # every command that trained this run, for the model card
+
+    def _validation_set(self, val_pool: ImagePool) -> tuple[torch.Tensor, torch.Tensor]:
+        if len(val_pool) == 0:
+            return torch.empty(0), torch.empty(0)
+        clean = val_pool.center_crops(128)
+        sigma = torch.full((len(clean),), self.cfg.val_sigma)
+        noisy = add_gaussian_noise(clean, sigma, torch.Generator().manual_seed(0))
+        return clean.to(self.device), noisy.to(self.device)
+
+    def batch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(noisy, sigma map, clean) for one step, on the device."""
+        cfg, g = self.cfg, self.generator
+        clean = self.train_pool.patches(cfg.batch, cfg.patch, g, cfg.gray_prob)
+        sigma = torch.rand(cfg.batch, generator=g) * cfg.sigma_max
+        clip = torch.rand(cfg.batch, generator=g) < cfg.clip_prob
+        noisy = add_gaussian_noise(clean, sigma, g, clip)
+        return noisy.to(self.device), sigma_map(sigma, noisy).to(self.device), clean.to(self.device)
+
+    def train_step(self) -> dict:
+        noisy, cond, clean = self.batch()
+        for group in self.optimizer.param_groups:
+            group["lr"] = learning_rate(self.cfg, self.step)
+        self.model.train()
+        out, mean, logvar = self.model(noisy, cond, sample=True, generator=self.generator)
+        recon = (out - clean).abs().mean()
+        kl = kl_divergence(mean, logvar)
+        loss = recon + self.cfg.beta_kl * kl
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.step += 1
+        return {"loss": loss.item(), "l1": recon.item(), "kl": kl.item()}
+
+    @torch.no_grad()
+    def validate(self) -> Optional[float]:
+        """Mean PSNR on the held-out crops at ``val_sigma`` (None without a validation split)."""
+        if self.val_clean.numel() == 0:
+            return None
+        self.model.eval()
+        sigma = torch.full((len(self.val_noisy),), self.cfg.val_sigma)
+        out, _, _ = self.model(self.val_noisy, sigma_map(sigma, self.val_noisy).to(self.device))
+        return float(psnr(out, self.val_clean).mean())
+
+    def state(self) -> dict:
+        return {
+            "version": CHECKPOINT_VERSION,
+            "kind": "denoise",
+            "step": self.step,
+            "elapsed": self.elapsed,
+            "config": self.cfg.to_dict(),
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "generator": self.generator.get_state(),
+            "history": json.dumps(self.history),
+            "commands": json.dumps(self.commands),
+        }
+
+    def load_state(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.generator.set_state(state["generator"])
+        self.step, self.elapsed = int(state["step"]), float(state["elapsed"])
+        self.history = json.loads(state["history"])
+        self.commands = json.loads(state.get("commands", "[]"))
+
+
+def sigma_map(sigma: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """(B,) sigma on 0-255 -> (B, 1, H, W) noise-level planes on the 0-1 scale."""
+    b, _, h, w = like.shape
+    return (sigma.to(like.dtype) / 255.0).view(b, 1, 1, 1).expand(b, 1, h, w).to(like.device)
+
+
+def train(
+    cfg: TrainConfig,
+    sources: Sequence[str],
+    out_dir: Path,
+    device: torch.device,
+    resume: Optional[Path] = None,
+    on_progress: Optional[Callable[[int, dict], None]] = None,
+    command: str = "",
+) -> Trainer:
+    """Train (or resume) until ``cfg.steps``; checkpoints go to ``out_dir/checkpoint.pt``.
+
+    Args:
+        cfg: hyper-parameters (ignored when resuming: the checkpoint's are used, except ``steps``).
+        sources: image files/folders of clean training images.
+        out_dir: folder for ``checkpoint.pt`` and ``log.jsonl``.
+        device: where to train.
+        resume: checkpoint to continue from.
+        on_progress: called after each step with (step, metrics).
+        command: the command line, recorded in checkpoints and the model card.
+
+    Returns:
+        The trainer, with the final model.
+    """
+    state = None
+    if resume is not None:
+        state = load_checkpoint(resume, kind="denoise")
+        cfg = TrainConfig.from_dict({**state["config"], "steps": cfg.steps})
+    trainer = Trainer(cfg, ImagePool(sources), device)
+    if state is not None:
+        trainer.load_state(state)
+    if command:
+        trainer.commands.append(command)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    log = (out_dir / "log.jsonl").open("a")
+    try:
+        while trainer.step < cfg.steps:
+            start = time.perf_counter()
+            metrics = trainer.train_step()
+            trainer.elapsed += time.perf_counter() - start
+            if trainer.step % cfg.val_every == 0 or trainer.step == cfg.steps:
+                metrics["val_psnr"] = trainer.validate()
+                record = {"step": trainer.step, "elapsed": round(trainer.elapsed, 1), **metrics}
+                trainer.history.append(record)
+                log.write(json.dumps(record) + "\n")
+                log.flush()
+            if trainer.step % cfg.checkpoint_every == 0 or trainer.step == cfg.steps:
+                save_checkpoint(trainer.state(), out_dir / "checkpoint.pt")
+            if on_progress:
+                on_progress(trainer.step, metrics)
+    except KeyboardInterrupt:
+        save_checkpoint(trainer.state(), out_dir / "checkpoint.pt")
+        raise
+    finally:
+        log.close()
+    return trainer

@@ -1,0 +1,144 @@
+"""The learned denoiser: shipped weights, the operation, the verb."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from imgedit.errors import ShapeError, WeightsError
+from imgedit.models import sha256_file
+from imgedit_vae.degrade import add_gaussian_noise
+from imgedit_vae.denoise import DenoiseApplier, create_denoise, denoise_vae, load_denoiser, model_spec
+from imgedit_vae.metrics import psnr
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "photo.jpg"
+
+
+@pytest.fixture(scope="module")
+def model():
+    return load_denoiser("cpu")
+
+
+@pytest.fixture(scope="module")
+def clean():
+    """A 96x128 crop of the bundled photo, (1, 3, H, W) in [0, 1]."""
+    rgb = np.asarray(Image.open(EXAMPLE).convert("RGB"))[100:196, 150:278]
+    return torch.from_numpy(rgb.copy()).permute(2, 0, 1)[None].float() / 255
+
+
+def noisy_version(clean, sigma, seed=0):
+    return add_gaussian_noise(clean, torch.tensor([float(sigma)]), torch.Generator().manual_seed(seed))
+
+
+def test_shipped_weights_verify_and_match_the_card():
+    spec = model_spec()
+    card = spec.card()
+    assert spec.weights.is_file()
+    assert sha256_file(spec.weights) == card["sha256"]
+    assert card["parameters"] <= 1_500_000
+    assert card["training"]["steps"] > 0 and card["training"]["commands"]
+
+
+def test_denoises_far_above_the_noisy_input(model, clean):
+    noisy = noisy_version(clean, 25)
+    with torch.inference_mode():
+        out = denoise_vae(noisy, model, 25.0)
+    gain = float(psnr(out, clean) - psnr(noisy, clean))
+    assert gain > 6.0, gain
+
+
+def test_more_sigma_means_more_smoothing(model, clean):
+    noisy = noisy_version(clean, 25)
+    changes = []
+    with torch.inference_mode():
+        for sigma in (5, 15, 25, 40, 60):
+            changes.append(float((denoise_vae(noisy, model, sigma) - noisy).abs().mean()))
+    assert all(a < b for a, b in zip(changes, changes[1:])), changes
+
+
+def test_strength_and_zero_sigma(model, clean):
+    noisy = noisy_version(clean, 25).clamp(0, 1)
+    with torch.inference_mode():
+        full = denoise_vae(noisy, model, 25.0)
+        half = denoise_vae(noisy, model, 25.0, strength=0.5)
+        assert torch.equal(denoise_vae(noisy, model, 0.0), noisy)
+    assert torch.allclose(half, (noisy + full) / 2, atol=1e-5)
+
+
+def test_batch_with_per_image_sigma(model, clean):
+    noisy = torch.cat([noisy_version(clean, 10), noisy_version(clean, 40, seed=1)])
+    with torch.inference_mode():
+        both = denoise_vae(noisy, model, torch.tensor([10.0, 40.0]))
+        one = denoise_vae(noisy[1:], model, 40.0)
+    assert torch.allclose(both[1:], one, atol=1e-5)
+
+
+def test_grayscale_stays_grayscale(model, clean):
+    gray = clean.mean(1, keepdim=True).expand(1, 3, *clean.shape[-2:]).contiguous()
+    noisy = noisy_version(gray, 25)
+    assert torch.equal(noisy[:, 0], noisy[:, 1])  # same noise on every channel
+    with torch.inference_mode():
+        out = denoise_vae(noisy, model, 25.0)
+    assert torch.equal(out[:, 0], out[:, 1]) and torch.equal(out[:, 1], out[:, 2])
+    assert psnr(out, gray) > psnr(noisy, gray) + 5
+
+
+def test_auto_sigma_is_estimated_once_for_the_whole_image(clean):
+    noisy = noisy_version(clean, 20)
+    applier = create_denoise(None, sigma="auto").prepare(noisy)
+    assert applier.per_image.shape == (1,)
+    assert abs(float(applier.per_image[0]) - 20) < 3
+    fixed = create_denoise(None, sigma=20.0)
+    with torch.inference_mode():
+        assert (applier(noisy) - fixed(noisy)).abs().max() < 0.02
+
+
+def test_bad_input_and_bad_weights(model, tmp_path):
+    with pytest.raises(ShapeError):
+        denoise_vae(torch.rand(1, 1, 8, 8), model, 10.0)
+    with pytest.raises(WeightsError):
+        load_denoiser("cpu", tmp_path / "missing.safetensors")
+    spec = model_spec()
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(spec.weights.read_bytes())
+    (tmp_path / "bad.json").write_text(json.dumps({**spec.card(), "sha256": "0" * 64}))
+    with pytest.raises(WeightsError, match="sha256"):
+        load_denoiser("cpu", bad)
+
+
+def test_denoise_vae_is_the_default_method():
+    from imgedit.registry import get_registry
+
+    assert get_registry().get("denoise").method == "vae"
+
+
+def test_tiled_matches_whole_within_an_8bit_level(clean):
+    from imgedit.pipeline import Pipeline
+
+    big = torch.nn.functional.interpolate(clean, scale_factor=3, mode="bicubic").clamp(0, 1)
+    noisy = noisy_version(big, 25)
+    built = Pipeline.parse("denoise sigma=25").build(device="cpu")
+    whole = built.apply(noisy, tile=None)
+    tiled = built.apply(noisy, tile=128)
+    assert (whole - tiled).abs().max() < 1.5 / 255
+    assert (whole - tiled).abs().mean() < 0.05 / 255
+
+
+def test_cli_keeps_16_bit_and_grayscale(tmp_path, invoke, clean):
+    import cv2
+
+    noisy = noisy_version(clean, 15).clamp(0, 1)[0].permute(1, 2, 0).numpy()
+    rgb16 = (noisy * 65535).round().astype(np.uint16)
+    cv2.imwrite(str(tmp_path / "c16.png"), rgb16[:, :, ::-1])
+    gray = (noisy.mean(-1) * 255).round().astype(np.uint8)
+    Image.fromarray(gray, "L").save(tmp_path / "g.png")
+    result = invoke("denoise", tmp_path / "c16.png", tmp_path / "g.png", "-o", tmp_path / "out", "--sigma", "15")
+    assert result.exit_code == 0, result.output
+    out16 = cv2.imread(str(tmp_path / "out" / "c16.png"), cv2.IMREAD_UNCHANGED)
+    assert out16.dtype == np.uint16 and out16.shape == rgb16.shape
+    assert np.abs(out16.astype(float) - rgb16).mean() > 100  # it did denoise
+    with Image.open(tmp_path / "out" / "g.png") as g:
+        assert g.mode == "L"

@@ -1,0 +1,126 @@
+"""The denoiser's training routine on tiny data: a real step learns,
+checkpoints resume bit for bit, the CLI trains and exports usable weights."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import smooth_rgb
+from imgedit_vae.checkpoint import load_checkpoint
+from imgedit_vae.data import ImagePool, dihedral
+from imgedit_vae.model import VAEConfig
+from imgedit_vae.train_denoise import Trainer, TrainConfig, learning_rate, train
+
+TINY_MODEL = VAEConfig(widths=(8, 16, 16, 16), blocks=(1, 1, 1, 1), latent_channels=4)
+
+
+def tiny_config(**kw):
+    base = dict(steps=2, batch=2, patch=32, warmup=1, val_images=1, val_every=1, checkpoint_every=1, model=TINY_MODEL)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+@pytest.fixture
+def data(tmp_path):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    for i in range(3):
+        Image.fromarray(smooth_rgb(72, 80, seed=i)[:, ::-1 if i % 2 else 1]).save(folder / f"{i}.png")
+    return folder
+
+
+def test_pool_patches_are_in_range_and_reproducible(data):
+    (data / "broken.png").write_bytes(b"not a png")  # skipped with a warning, not fatal
+    pool = ImagePool([data])
+    assert len(pool) == 3
+    a = pool.patches(4, 32, torch.Generator().manual_seed(3), gray_prob=0.5)
+    b = pool.patches(4, 32, torch.Generator().manual_seed(3), gray_prob=0.5)
+    assert a.shape == (4, 3, 32, 32) and torch.equal(a, b)
+    assert 0 <= a.min() and a.max() <= 1
+    train_pool, val_pool = pool.split(1)
+    assert len(train_pool) == 2 and len(val_pool) == 1
+
+
+def test_dihedral_gives_eight_distinct_views():
+    image = torch.arange(12.0).view(1, 3, 4)
+    views = {tuple(dihedral(image.expand(3, 3, 4), k).flatten().tolist()) for k in range(8)}
+    assert len(views) == 8
+
+
+def test_one_training_step_lowers_the_loss_on_its_batch(data):
+    trainer = Trainer(tiny_config(lr=3e-3), ImagePool([data]), torch.device("cpu"))
+    torch.nn.init.normal_(trainer.model.decoder.head.weight, std=0.01)
+    noisy, cond, clean = trainer.batch()
+
+    def loss() -> float:
+        with torch.no_grad():
+            trainer.model.eval()
+            return float((trainer.model(noisy, cond)[0] - clean).abs().mean())
+
+    before = loss()
+    trainer.generator.manual_seed(0)
+    # one real optimisation step, on that same batch
+    trainer.batch = lambda: (noisy, cond, clean)
+    trainer.train_step()
+    assert loss() < before
+
+
+def test_checkpoint_resumes_to_the_same_state(data, tmp_path):
+    straight = train(tiny_config(steps=3), [data], tmp_path / "a", torch.device("cpu"))
+    train(tiny_config(steps=2), [data], tmp_path / "b", torch.device("cpu"))
+    resumed = train(tiny_config(steps=3), [data], tmp_path / "b", torch.device("cpu"), resume=tmp_path / "b" / "checkpoint.pt")
+    assert resumed.step == 3
+    for (name, p), q in zip(straight.model.state_dict().items(), resumed.model.state_dict().values()):
+        assert torch.equal(p, q), name
+    assert straight.history[-1]["val_psnr"] == resumed.history[-1]["val_psnr"]
+
+
+def test_learning_rate_warms_up_then_decays():
+    cfg = TrainConfig(steps=100, warmup=10, lr=1.0, min_lr_ratio=0.1)
+    lrs = [learning_rate(cfg, s) for s in range(100)]
+    assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:]))
+    assert lrs[-1] == pytest.approx(0.1, abs=0.01)
+
+
+def test_train_and_eval_commands_end_to_end(data, tmp_path, invoke):
+    weights = tmp_path / "w" / "mine.safetensors"
+    result = invoke("train", "denoise", "--data", data, "--steps", "2", "--batch", "2", "--patch", "32",
+                    "--out", tmp_path / "run", "--export", weights, "-q")
+    assert result.exit_code == 0, result.output
+    card = json.loads(weights.with_suffix(".json").read_text())
+    assert card["training"]["steps"] == 2 and "train denoise" in card["training"]["commands"][0]
+    assert load_checkpoint(tmp_path / "run" / "checkpoint.pt", kind="denoise")["step"] == 2
+
+    noisy = np.clip(smooth_rgb(48, 64, seed=9) + np.random.default_rng(0).normal(0, 20, (48, 64, 3)), 0, 255)
+    Image.fromarray(noisy.astype(np.uint8)).save(tmp_path / "noisy.png")
+    result = invoke("denoise", tmp_path / "noisy.png", "-o", tmp_path / "out.png", "--weights", weights, "--sigma", "20")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "out.png").is_file()
+
+    sheet = tmp_path / "sheet.png"
+    result = invoke("eval", "denoise", "--data", data, "--sigma", "10,30", "--weights", weights, "--baselines",
+                    "--sheet", sheet, "--json")
+    assert result.exit_code == 0, result.output
+    with Image.open(sheet) as grid:  # 3 images x (noisy, methods..., clean): 72-px crops + 4-px gutters
+        assert grid.size[1] == 3 * 76 and grid.size[0] >= 4 * 76
+    rows = json.loads(result.output[result.output.index("{"):])["rows"]
+    assert {(r["sigma"], r["method"]) for r in rows} >= {(10.0, "noisy"), (30.0, "vae"), (30.0, "nlm")}
+    noisy30 = next(r for r in rows if r["sigma"] == 30 and r["method"] == "noisy")
+    nlm30 = next(r for r in rows if r["sigma"] == 30 and r["method"] == "nlm")
+    assert nlm30["psnr"] > noisy30["psnr"]
+
+
+def test_bad_training_input_is_one_line_and_exit_2(tmp_path, invoke, data):
+    result = invoke("train", "denoise", "--data", data, "--resume", tmp_path / "nope.pt", "--out", tmp_path / "r")
+    assert result.exit_code == 2 and "no such checkpoint" in result.output
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    result = invoke("train", "denoise", "--data", data, "--resume", tmp_path / "junk.pt", "--out", tmp_path / "r")
+    assert result.exit_code == 2 and "cannot read checkpoint" in result.output
+    result = invoke("train", "denoise", "--data", data, "--patch", "40", "--out", tmp_path / "r")
+    assert result.exit_code == 2 and "multiple of 16" in result.output
+    result = invoke("eval", "denoise", "--data", data, "--sigma", "ten")
+    assert result.exit_code == 2
