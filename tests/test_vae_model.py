@@ -70,3 +70,64 @@ def test_config_round_trip():
     assert VAEConfig.from_dict(cfg.to_dict()) == cfg
     assert cfg.multiple == 4
     assert count_parameters(ConditionalVAE(cfg)) > 0
+
+
+INPAINT = VAEConfig(widths=(8, 16, 16, 16), blocks=(1, 1, 1, 1), latent_channels=4, residual=False)
+
+
+def hole(shape):
+    mask = torch.zeros(shape[0], 1, *shape[-2:])
+    mask[..., shape[-2] // 4 : shape[-2] // 2, shape[-1] // 4 : shape[-1] // 2] = 1
+    return mask
+
+
+@pytest.mark.parametrize("shape", [(1, 3, 9, 13), (2, 3, 40, 56)])
+def test_inpaint_vae_keeps_known_pixels_and_fills_in_range(shape):
+    from imgedit_vae.model import InpaintVAE
+
+    torch.manual_seed(0)
+    model = InpaintVAE(INPAINT).eval()
+    image, mask = torch.rand(shape), hole(shape)
+    out, raw, moments = model(image, mask)
+    assert out.shape == raw.shape == image.shape
+    assert torch.equal(out * (1 - mask), image * (1 - mask))
+    assert 0 <= out.min() and out.max() <= 1
+    assert set(moments) == {"prior_mean", "prior_logvar"}
+
+
+def test_inpaint_vae_ignores_hole_pixels_and_samples_vary():
+    from imgedit_vae.model import InpaintVAE
+
+    torch.manual_seed(0)
+    model = InpaintVAE(INPAINT).eval()
+    image = torch.rand(1, 3, 32, 32)
+    mask = hole(image.shape)
+    other = torch.where(mask.bool(), torch.rand_like(image), image)  # different content in the hole only
+    assert torch.equal(model(image, mask)[0], model(other, mask)[0])
+    a = model(image, mask, "sample", torch.Generator().manual_seed(1))[0]
+    b = model(image, mask, "sample", torch.Generator().manual_seed(2))[0]
+    a2 = model(image, mask, "sample", torch.Generator().manual_seed(1))[0]
+    assert torch.equal(a, a2) and not torch.equal(a, b)
+    _, _, moments = model(image, mask, "posterior", torch.Generator().manual_seed(0))
+    assert {"post_mean", "post_logvar"} <= set(moments)
+    with pytest.raises(ValueError):
+        model(image, mask, "median")
+
+
+def test_kl_between_gaussians():
+    from imgedit_vae.model import kl_between
+
+    m, lv = torch.randn(2, 4, 3, 3), torch.randn(2, 4, 3, 3) * 0.1
+    assert kl_between(m, lv, m, lv).item() == pytest.approx(0.0, abs=1e-6)
+    assert kl_between(m, lv, torch.zeros_like(m), torch.zeros_like(lv)).item() == pytest.approx(
+        kl_divergence(m, lv).item(), rel=1e-5
+    )
+
+
+def test_discriminator_scores_patches_and_gives_features():
+    from imgedit_vae.model import PatchDiscriminator
+
+    d = PatchDiscriminator(width=8)
+    score, features = d(torch.rand(2, 3, 64, 64), torch.zeros(2, 1, 64, 64))
+    assert score.shape[:2] == (2, 1) and score.shape[-1] >= 4
+    assert len(features) == 4 and all(f.shape[0] == 2 for f in features)

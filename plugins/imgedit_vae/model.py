@@ -1,4 +1,4 @@
-"""The conditional VAE behind imgedit's learned denoising and inpainting.
+"""The conditional VAEs behind imgedit's learned denoising and inpainting.
 
 One small multi-scale U-Net, used by both tasks:
 
@@ -141,14 +141,135 @@ class ConditionalVAE(nn.Module):
         h, w = image.shape[-2:]
         x = _pad_to_multiple(torch.cat([image, cond], dim=1), self.cfg.multiple)
         skips, mean, logvar = self.encoder(F.pixel_unshuffle(x, 2))
-        z = mean
-        if sample:
-            noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
-            z = mean + noise * torch.exp(0.5 * logvar)
+        z = reparameterise(mean, logvar, generator) if sample else mean
         out = F.pixel_shuffle(self.decoder(z, skips), 2)[..., :h, :w]
         if self.cfg.residual:
             out = out + image
         return out, mean, logvar
+
+
+class PosteriorEncoder(nn.Module):
+    """What the complete image says about the hole: (image, mask) -> latent
+    moments at 1/16 resolution. Used in training only (the decoder learns to
+    read the latent); at inference the prior from the masked image stands in."""
+
+    def __init__(self, cfg: VAEConfig, width: int = 32):
+        super().__init__()
+        layers: list[nn.Module] = [nn.Conv2d(4 * (cfg.image_channels + cfg.cond_channels), width, 3, padding=1)]
+        for _ in range(len(cfg.widths) - 1):
+            layers += [nn.ReLU(inplace=True), nn.Conv2d(width, 2 * width, 4, stride=2, padding=1)]
+            width *= 2
+        layers += [nn.ReLU(inplace=True), nn.Conv2d(width, 2 * cfg.latent_channels, 1)]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mean, logvar = self.net(x).chunk(2, dim=1)
+        return mean, logvar.clamp(-30.0, 20.0)
+
+
+class InpaintVAE(nn.Module):
+    """Conditional VAE for inpainting with several plausible fills.
+
+    The U-Net encoder sees the image with its holes blanked plus the mask,
+    and gives the skips and the *prior* over the latent; a small posterior
+    encoder sees the complete image (training only). Training decodes a
+    posterior sample and pulls the prior towards the posterior (KL), so at
+    inference prior samples give different plausible fills and the prior
+    mean gives one deterministic fill. Known pixels are always copied back.
+    """
+
+    def __init__(self, cfg: VAEConfig):
+        super().__init__()
+        if cfg.residual or cfg.cond_channels != 1:
+            raise ValueError("InpaintVAE needs residual=False and cond_channels=1 (the mask)")
+        self.cfg = cfg
+        self.encoder = Encoder(cfg)
+        self.posterior = PosteriorEncoder(cfg)
+        self.decoder = Decoder(cfg)
+
+    def forward(
+        self,
+        image: torch.Tensor,
+        mask: torch.Tensor,
+        latent: str = "mean",
+        generator: Optional[torch.Generator] = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        """Fill the holes.
+
+        Args:
+            image: ``(B, C, H, W)`` in [0, 1]; hole pixels are ignored.
+            mask: ``(B, 1, H, W)``, 1 = hole.
+            latent: ``"mean"`` (the prior's mean: deterministic), ``"sample"``
+                (a prior sample: another plausible fill) or ``"posterior"``
+                (training: a sample given the complete image).
+            generator: random source for the samples.
+
+        Returns:
+            ``(out, raw, moments)``: ``out`` has known pixels copied from
+            ``image``; ``raw`` is the decoder's whole output (for losses);
+            ``moments`` holds ``prior_mean``, ``prior_logvar`` and, for
+            ``"posterior"``, ``post_mean`` and ``post_logvar``.
+        """
+        h, w = image.shape[-2:]
+        known = image * (1 - mask)
+        x = _pad_to_multiple(torch.cat([known, mask], dim=1), self.cfg.multiple)
+        skips, prior_mean, prior_logvar = self.encoder(F.pixel_unshuffle(x, 2))
+        moments = {"prior_mean": prior_mean, "prior_logvar": prior_logvar}
+        if latent == "posterior":
+            full = _pad_to_multiple(torch.cat([image, mask], dim=1), self.cfg.multiple)
+            post_mean, post_logvar = self.posterior(F.pixel_unshuffle(full, 2))
+            moments.update(post_mean=post_mean, post_logvar=post_logvar)
+            z = reparameterise(post_mean, post_logvar, generator)
+        elif latent == "sample":
+            z = reparameterise(prior_mean, prior_logvar, generator)
+        elif latent == "mean":
+            z = prior_mean
+        else:
+            raise ValueError(f"latent must be mean, sample or posterior, got {latent!r}")
+        raw = torch.sigmoid(F.pixel_shuffle(self.decoder(z, skips), 2)[..., :h, :w])
+        return known + raw * mask, raw, moments
+
+
+class PatchDiscriminator(nn.Module):
+    """PatchGAN critic on (image, mask): one real/fake score per ~70-px patch,
+    and its intermediate features (for feature matching, our stand-in for a
+    perceptual loss: no pretrained network is available here)."""
+
+    def __init__(self, channels: int = 4, width: int = 32, layers: int = 4):
+        super().__init__()
+        blocks, c_in = [], channels
+        for i in range(layers):
+            c_out = width * 2 ** min(i, 3)
+            stride = 2 if i < layers - 1 else 1
+            blocks.append(nn.Sequential(
+                nn.utils.parametrizations.spectral_norm(nn.Conv2d(c_in, c_out, 4, stride=stride, padding=1)),
+                nn.LeakyReLU(0.2, inplace=True),
+            ))
+            c_in = c_out
+        self.blocks = nn.ModuleList(blocks)
+        self.score = nn.Conv2d(c_in, 1, 3, padding=1)
+
+    def forward(self, image: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        x, features = torch.cat([image, mask], dim=1), []
+        for block in self.blocks:
+            x = block(x)
+            features.append(x)
+        return self.score(x), features
+
+
+def kl_between(mean_q: torch.Tensor, logvar_q: torch.Tensor, mean_p: torch.Tensor, logvar_p: torch.Tensor) -> torch.Tensor:
+    """KL(N(mean_q, exp(logvar_q)) || N(mean_p, exp(logvar_p))), averaged over all latent elements."""
+    return 0.5 * torch.mean(
+        logvar_p - logvar_q + (logvar_q.exp() + (mean_q - mean_p).pow(2)) / logvar_p.exp() - 1.0
+    )
+
+
+def reparameterise(mean: torch.Tensor, logvar: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """A sample of N(mean, exp(logvar)); the noise is drawn on the generator's
+    device (a CPU generator can drive GPU training reproducibly)."""
+    where = generator.device if generator is not None else mean.device
+    noise = torch.randn(mean.shape, generator=generator, device=where, dtype=mean.dtype).to(mean.device)
+    return mean + noise * torch.exp(0.5 * logvar)
 
 
 def kl_divergence(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
