@@ -12,7 +12,8 @@ from conftest import smooth_rgb
 from imgedit_vae.checkpoint import load_checkpoint
 from imgedit_vae.data import ImagePool, dihedral
 from imgedit_vae.model import VAEConfig
-from imgedit_vae.train_denoise import Trainer, TrainConfig, learning_rate, train
+from imgedit_vae.train_denoise import Trainer, TrainConfig, train
+from imgedit_vae.training import learning_rate
 
 TINY_MODEL = VAEConfig(widths=(8, 16, 16, 16), blocks=(1, 1, 1, 1), latent_channels=4)
 

@@ -33,5 +33,5 @@ def load_checkpoint(path: Path, kind: str) -> dict:
         raise UsageError(f"cannot read checkpoint {path}: {str(exc).splitlines()[0]}") from None
     if not isinstance(state, dict) or state.get("kind") != kind:
         got = state.get("kind") if isinstance(state, dict) else type(state).__name__
-        raise UsageError(f"{path} is not a {kind} checkpoint (it is {got!r})")
+        raise UsageError(f"{path} is a {got!r} checkpoint, not {kind!r}")
     return state

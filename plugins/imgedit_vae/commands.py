@@ -28,7 +28,7 @@ def _command_line(ctx: click.Context) -> str:
 
 @click.command("denoise")
 @click.option("--data", "sources", multiple=True, required=True, help="Clean training images: file, folder or glob (repeatable).")
-@click.option("--steps", type=click.IntRange(min=1), default=9000, show_default=True, help="Total optimisation steps.")
+@click.option("--steps", type=click.IntRange(min=1), default=13000, show_default=True, help="Total optimisation steps.")
 @click.option("--resume", type=click.Path(path_type=Path), help="Checkpoint to continue from.")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=DEFAULT_RUN_DIR, show_default=True, help="Folder for the checkpoint and log.")
 @click.option("--export", "export_path", type=click.Path(path_type=Path), help="Where to write the trained weights (default: your imgedit weights folder).")

@@ -11,26 +11,25 @@ generator, configs). The CLI verb ``imgedit train denoise`` calls it.
 from __future__ import annotations
 
 import json
-import math
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 import torch
 
-from imgedit_vae.checkpoint import load_checkpoint, save_checkpoint
+from imgedit_vae.checkpoint import load_checkpoint
 from imgedit_vae.data import ImagePool
 from imgedit_vae.degrade import add_gaussian_noise
 from imgedit_vae.metrics import psnr
 from imgedit_vae.model import ConditionalVAE, VAEConfig, kl_divergence
+from imgedit_vae.training import fit, learning_rate
 
 CHECKPOINT_VERSION = 1
 
 
 @dataclass
 class TrainConfig:
-    steps: int = 14000
+    steps: int = 13000
     batch: int = 16
     patch: int = 96
     lr: float = 1e-3
@@ -58,14 +57,6 @@ class TrainConfig:
         d = dict(d)
         d["model"] = VAEConfig.from_dict(d["model"])
         return cls(**d)
-
-
-def learning_rate(cfg: TrainConfig, step: int) -> float:
-    """Linear warm-up, then cosine decay to ``min_lr_ratio * lr`` at ``cfg.steps``."""
-    if step < cfg.warmup:
-        return cfg.lr * (step + 1) / cfg.warmup
-    t = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
-    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
 
 
 class Trainer:
@@ -185,27 +176,5 @@ def train(
         trainer.load_state(state)
     if command:
         trainer.commands.append(command)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    log = (out_dir / "log.jsonl").open("a")
-    try:
-        while trainer.step < cfg.steps:
-            start = time.perf_counter()
-            metrics = trainer.train_step()
-            trainer.elapsed += time.perf_counter() - start
-            if trainer.step % cfg.val_every == 0 or trainer.step == cfg.steps:
-                metrics["val_psnr"] = trainer.validate()
-                record = {"step": trainer.step, "elapsed": round(trainer.elapsed, 1), **metrics}
-                trainer.history.append(record)
-                log.write(json.dumps(record) + "\n")
-                log.flush()
-            if trainer.step % cfg.checkpoint_every == 0 or trainer.step == cfg.steps:
-                save_checkpoint(trainer.state(), out_dir / "checkpoint.pt")
-            if on_progress:
-                on_progress(trainer.step, metrics)
-    except KeyboardInterrupt:
-        save_checkpoint(trainer.state(), out_dir / "checkpoint.pt")
-        raise
-    finally:
-        log.close()
+    fit(trainer, Path(out_dir), on_progress)
     return trainer

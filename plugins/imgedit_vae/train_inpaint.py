@@ -1,0 +1,204 @@
+"""Training routine of the inpainting VAE.
+
+Each step draws clean patches and LaMa-style holes (thin, medium and thick
+strokes and boxes, at most half the patch). The generator decodes a
+posterior sample (the latent given the complete image) and the prior mean
+(the deterministic fill users get by default); its loss is
+
+    L1 on both fills (holes weighted up)
+    + beta * KL(posterior || prior)          (so prior samples are plausible fills)
+    + adv * non-saturating GAN loss          (PatchGAN critic on image + mask)
+    + fm * feature matching on the critic    (no pretrained perceptual net here)
+
+and the critic is trained alongside with the logistic loss. Checkpoints
+hold both networks, both optimizers and the random generator.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from imgedit_vae.checkpoint import load_checkpoint
+from imgedit_vae.data import ImagePool
+from imgedit_vae.holes import KINDS, random_hole_mask
+from imgedit_vae.metrics import psnr
+from imgedit_vae.model import InpaintVAE, PatchDiscriminator, VAEConfig, kl_between
+from imgedit_vae.training import fit, learning_rate
+
+CHECKPOINT_VERSION = 1
+
+
+@dataclass
+class InpaintTrainConfig:
+    steps: int = 20000
+    batch: int = 8
+    patch: int = 128
+    lr: float = 5e-4
+    disc_lr: float = 2e-4
+    min_lr_ratio: float = 0.05
+    warmup: int = 300
+    hole_weight: float = 3.0  # L1 weight inside holes, 1 outside
+    beta_kl: float = 0.01
+    adv_weight: float = 0.01
+    fm_weight: float = 0.1
+    kinds: tuple = ("thin", "medium", "thick")
+    val_images: int = 8
+    val_every: int = 250
+    checkpoint_every: int = 500
+    seed: int = 0
+    model: VAEConfig = field(default_factory=lambda: VAEConfig(
+        widths=(32, 64, 128, 192), blocks=(1, 2, 2, 2), latent_channels=32, residual=False))
+    disc_width: int = 32
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["model"], d["kinds"] = self.model.to_dict(), list(self.kinds)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "InpaintTrainConfig":
+        d = dict(d)
+        d["model"], d["kinds"] = VAEConfig.from_dict(d["model"]), tuple(d["kinds"])
+        return cls(**d)
+
+
+def hole_batch(n: int, size: int, kinds: Sequence[str], generator: torch.Generator) -> torch.Tensor:
+    """(n, 1, size, size) hole masks, kinds drawn uniformly."""
+    picks = torch.randint(len(kinds), (n,), generator=generator)
+    return torch.stack([random_hole_mask(size, size, kinds[int(k)], generator) for k in picks])
+
+
+class InpaintTrainer:
+    """Generator, critic, their optimizers, data and random state of one run."""
+
+    def __init__(self, cfg: InpaintTrainConfig, pool: ImagePool, device: torch.device):
+        self.cfg, self.device = cfg, device
+        torch.manual_seed(cfg.seed)
+        self.model = InpaintVAE(cfg.model).to(device)
+        self.critic = PatchDiscriminator(width=cfg.disc_width).to(device)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, betas=(0.5, 0.9))
+        self.critic_optimizer = torch.optim.AdamW(self.critic.parameters(), lr=cfg.disc_lr, betas=(0.5, 0.9))
+        self.generator = torch.Generator().manual_seed(cfg.seed)
+        self.train_pool, val_pool = pool.split(cfg.val_images)
+        self.val_clean, self.val_mask = self._validation_set(val_pool)
+        self.step, self.elapsed, self.history = 0, 0.0, []
+        self.commands: list[str] = []
+
+    def _validation_set(self, val_pool: ImagePool) -> tuple[torch.Tensor, torch.Tensor]:
+        if len(val_pool) == 0:
+            return torch.empty(0), torch.empty(0)
+        clean = val_pool.center_crops(self.cfg.patch)
+        masks = hole_batch(len(clean), self.cfg.patch, ("medium",), torch.Generator().manual_seed(0))
+        return clean.to(self.device), masks.to(self.device)
+
+    def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        cfg, g = self.cfg, self.generator
+        clean = self.train_pool.patches(cfg.batch, cfg.patch, g)
+        masks = hole_batch(cfg.batch, cfg.patch, cfg.kinds, g)
+        return clean.to(self.device), masks.to(self.device)
+
+    def _reconstruction(self, raw: torch.Tensor, clean: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        weight = 1 + (self.cfg.hole_weight - 1) * mask
+        return ((raw - clean).abs() * weight).mean()
+
+    def train_step(self) -> dict:
+        cfg = self.cfg
+        clean, mask = self.batch()
+        lr_scale = learning_rate(cfg, self.step) / cfg.lr
+        for opt, base in ((self.optimizer, cfg.lr), (self.critic_optimizer, cfg.disc_lr)):
+            for group in opt.param_groups:
+                group["lr"] = base * lr_scale
+        self.model.train()
+
+        # critic: real patches vs. fills (fills detached)
+        fill, raw, moments = self.model(clean, mask, "posterior", self.generator)
+        real_score, real_features = self.critic(clean, mask)
+        fake_score, _ = self.critic(fill.detach(), mask)
+        critic_loss = F.softplus(-real_score).mean() + F.softplus(fake_score).mean()
+        self.critic_optimizer.zero_grad(set_to_none=True)
+        critic_loss.backward()
+        self.critic_optimizer.step()
+
+        # generator: both fills reconstruct, the posterior fill also fools the critic
+        mean_fill, mean_raw, _ = self.model(clean, mask, "mean")
+        recon = self._reconstruction(raw, clean, mask) + self._reconstruction(mean_raw, clean, mask)
+        kl = kl_between(moments["post_mean"], moments["post_logvar"], moments["prior_mean"], moments["prior_logvar"])
+        fake_score, fake_features = self.critic(fill, mask)
+        adversarial = F.softplus(-fake_score).mean()
+        matching = sum(F.l1_loss(f, r.detach()) for f, r in zip(fake_features, real_features)) / len(fake_features)
+        loss = recon + cfg.beta_kl * kl + cfg.adv_weight * adversarial + cfg.fm_weight * matching
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.step += 1
+        return {"loss": loss.item(), "l1": recon.item(), "kl": kl.item(), "adv": adversarial.item(),
+                "fm": matching.item(), "critic": critic_loss.item()}
+
+    @torch.no_grad()
+    def validate(self) -> Optional[float]:
+        """Mean whole-image PSNR of the deterministic fill on fixed crops and holes."""
+        if self.val_clean.numel() == 0:
+            return None
+        self.model.eval()
+        fill, _, _ = self.model(self.val_clean, self.val_mask, "mean")
+        return float(psnr(fill, self.val_clean).mean())
+
+    def state(self) -> dict:
+        return {
+            "version": CHECKPOINT_VERSION,
+            "kind": "inpaint",
+            "step": self.step,
+            "elapsed": self.elapsed,
+            "config": self.cfg.to_dict(),
+            "model": self.model.state_dict(),
+            "critic": self.critic.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "critic_optimizer": self.critic_optimizer.state_dict(),
+            "generator": self.generator.get_state(),
+            "history": json.dumps(self.history),
+            "commands": json.dumps(self.commands),
+        }
+
+    def load_state(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.critic.load_state_dict(state["critic"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.critic_optimizer.load_state_dict(state["critic_optimizer"])
+        self.generator.set_state(state["generator"])
+        self.step, self.elapsed = int(state["step"]), float(state["elapsed"])
+        self.history = json.loads(state["history"])
+        self.commands = json.loads(state["commands"])
+
+
+def train_inpaint(
+    cfg: InpaintTrainConfig,
+    sources: Sequence[str],
+    out_dir: Path,
+    device: torch.device,
+    resume: Optional[Path] = None,
+    on_progress: Optional[Callable[[int, dict], None]] = None,
+    command: str = "",
+) -> InpaintTrainer:
+    """Train (or resume) the inpainting VAE until ``cfg.steps``; see :func:`imgedit_vae.train_denoise.train`."""
+    state = None
+    if resume is not None:
+        state = load_checkpoint(resume, kind="inpaint")
+        cfg = InpaintTrainConfig.from_dict({**state["config"], "steps": cfg.steps})
+    unknown = set(cfg.kinds) - set(KINDS)
+    if unknown:
+        from imgedit.errors import UsageError
+
+        raise UsageError(f"unknown hole kinds {sorted(unknown)}; use {', '.join(KINDS)}")
+    trainer = InpaintTrainer(cfg, ImagePool(sources), device)
+    if state is not None:
+        trainer.load_state(state)
+    if command:
+        trainer.commands.append(command)
+    fit(trainer, Path(out_dir), on_progress)
+    return trainer
