@@ -131,3 +131,15 @@ def test_discriminator_scores_patches_and_gives_features():
     score, features = d(torch.rand(2, 3, 64, 64), torch.zeros(2, 1, 64, 64))
     assert score.shape[:2] == (2, 1) and score.shape[-1] >= 4
     assert len(features) == 4 and all(f.shape[0] == 2 for f in features)
+
+
+def test_ssim_known_values():
+    from imgedit_vae.metrics import psnr, ssim
+
+    clean = torch.rand(2, 3, 40, 48).mul(127).round().div(255)  # in [0, 0.5]: +10 levels never clips
+    assert torch.allclose(ssim(clean, clean), torch.ones(2))
+    noisy = (clean + 0.1 * torch.randn_like(clean)).clamp(0, 1)
+    worse = (clean + 0.2 * torch.randn_like(clean)).clamp(0, 1)
+    assert (ssim(worse, clean) < ssim(noisy, clean)).all() and (ssim(noisy, clean) < 1).all()
+    assert torch.isinf(psnr(clean, clean)).logical_not().all()  # clamped, not inf
+    assert abs(float(psnr(clean + 10 / 255, clean)[0]) - 20 * torch.log10(torch.tensor(25.5)).item()) < 0.05
