@@ -57,7 +57,7 @@ def test_checkpoint_resumes_to_the_same_state(data, tmp_path):
     straight = train_inpaint(tiny_config(steps=3), [data], tmp_path / "a", torch.device("cpu"))
     train_inpaint(tiny_config(steps=2), [data], tmp_path / "b", torch.device("cpu"))
     resumed = train_inpaint(tiny_config(steps=3), [data], tmp_path / "b", torch.device("cpu"),
-                            resume=tmp_path / "b" / "checkpoint.pt")
+                            resume=tmp_path / "b" / "checkpoint.safetensors")
     for net in ("model", "critic"):
         a, b = getattr(straight, net).state_dict(), getattr(resumed, net).state_dict()
         for name in a:
@@ -72,4 +72,4 @@ def test_unknown_hole_kind_and_wrong_checkpoint_kind(data, tmp_path):
     train(TrainConfig(steps=1, batch=2, patch=32, val_images=0, model=VAEConfig(widths=(8, 8), blocks=(1, 1))),
           [data], tmp_path / "d", torch.device("cpu"))
     with pytest.raises(UsageError, match="is a 'denoise' checkpoint, not 'inpaint'"):
-        train_inpaint(tiny_config(), [data], tmp_path / "y", torch.device("cpu"), resume=tmp_path / "d" / "checkpoint.pt")
+        train_inpaint(tiny_config(), [data], tmp_path / "y", torch.device("cpu"), resume=tmp_path / "d" / "checkpoint.safetensors")

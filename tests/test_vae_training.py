@@ -72,7 +72,7 @@ def test_one_training_step_lowers_the_loss_on_its_batch(data):
 def test_checkpoint_resumes_to_the_same_state(data, tmp_path):
     straight = train(tiny_config(steps=3), [data], tmp_path / "a", torch.device("cpu"))
     train(tiny_config(steps=2), [data], tmp_path / "b", torch.device("cpu"))
-    resumed = train(tiny_config(steps=3), [data], tmp_path / "b", torch.device("cpu"), resume=tmp_path / "b" / "checkpoint.pt")
+    resumed = train(tiny_config(steps=3), [data], tmp_path / "b", torch.device("cpu"), resume=tmp_path / "b" / "checkpoint.safetensors")
     assert resumed.step == 3
     for (name, p), q in zip(straight.model.state_dict().items(), resumed.model.state_dict().values()):
         assert torch.equal(p, q), name
@@ -94,7 +94,7 @@ def test_train_and_eval_commands_end_to_end(data, tmp_path, invoke):
     assert result.exit_code == 0, result.output
     card = json.loads(weights.with_suffix(".json").read_text())
     assert card["training"]["steps"] == 2 and "train denoise" in card["training"]["commands"][0]
-    assert load_checkpoint(tmp_path / "run" / "checkpoint.pt", kind="denoise")["step"] == 2
+    assert load_checkpoint(tmp_path / "run" / "checkpoint.safetensors", kind="denoise")["step"] == 2
 
     noisy = np.clip(smooth_rgb(48, 64, seed=9) + np.random.default_rng(0).normal(0, 20, (48, 64, 3)), 0, 255)
     Image.fromarray(noisy.astype(np.uint8)).save(tmp_path / "noisy.png")
@@ -125,3 +125,13 @@ def test_bad_training_input_is_one_line_and_exit_2(tmp_path, invoke, data):
     assert result.exit_code == 2 and "multiple of 16" in result.output
     result = invoke("eval", "denoise", "--data", data, "--sigma", "ten")
     assert result.exit_code == 2
+
+
+def test_checkpoint_file_round_trips_without_pickle(tmp_path):
+    from imgedit_vae.checkpoint import save_checkpoint
+
+    state = {"kind": "denoise", "step": 3, "t": torch.arange(4.0), "nested": {1: {"betas": (0.9, 0.99), "x": [torch.ones(2)]}}}
+    save_checkpoint(state, tmp_path / "c.safetensors")
+    back = load_checkpoint(tmp_path / "c.safetensors", kind="denoise")
+    assert back["step"] == 3 and torch.equal(back["t"], state["t"])
+    assert back["nested"][1]["betas"] == (0.9, 0.99) and torch.equal(back["nested"][1]["x"][0], torch.ones(2))

@@ -1,22 +1,58 @@
-"""Training checkpoints: one self-describing file (weights, optimizer,
-step, random state, configs), written atomically and read back without
-unpickling code (``torch.load(weights_only=True)``)."""
+"""Training checkpoints: one self-describing ``.safetensors`` file (weights,
+optimizer, step, random state, configs), written atomically and read back
+without unpickling anything.
+
+The checkpoint dict is flattened: every tensor becomes an entry named by its
+path (``model/encoder.stem.weight``, ``optimizer/state/3/exp_avg``) and the
+rest of the structure (numbers, strings, lists, dict keys) is stored as JSON
+in the file's metadata, with each tensor's place marked.
+"""
 
 from __future__ import annotations
 
-import io
+import json
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from imgedit.atomic import write_bytes_atomic
 from imgedit.errors import UsageError
 
+_TENSOR = "__tensor__"
+
+
+def _flatten(value: Any, path: str, tensors: dict[str, torch.Tensor]) -> Any:
+    if isinstance(value, torch.Tensor):
+        tensors[path] = value.detach().contiguous().cpu()
+        return {_TENSOR: path}
+    if isinstance(value, dict):
+        # keys become strings in JSON; remember which were ints (optimizer state ids)
+        return {"__dict__": [[k, isinstance(k, int), _flatten(v, f"{path}/{k}", tensors)] for k, v in value.items()]}
+    if isinstance(value, (list, tuple)):
+        items = [_flatten(v, f"{path}/{i}", tensors) for i, v in enumerate(value)]
+        return {"__tuple__": items} if isinstance(value, tuple) else items
+    return value
+
+
+def _unflatten(value: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    if isinstance(value, dict) and _TENSOR in value:
+        return tensors[value[_TENSOR]]
+    if isinstance(value, dict) and "__dict__" in value:
+        return {int(k) if is_int else k: _unflatten(v, tensors) for k, is_int, v in value["__dict__"]}
+    if isinstance(value, dict) and "__tuple__" in value:
+        return tuple(_unflatten(v, tensors) for v in value["__tuple__"])
+    if isinstance(value, list):
+        return [_unflatten(v, tensors) for v in value]
+    return value
+
 
 def save_checkpoint(state: dict, path: Path) -> None:
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    write_bytes_atomic(Path(path), buffer.getvalue())
+    from safetensors.torch import save
+
+    tensors: dict[str, torch.Tensor] = {}
+    structure = _flatten(state, "", tensors)
+    write_bytes_atomic(Path(path), save(tensors, metadata={"structure": json.dumps(structure)}))
 
 
 def load_checkpoint(path: Path, kind: str) -> dict:
@@ -25,12 +61,18 @@ def load_checkpoint(path: Path, kind: str) -> dict:
     Raises:
         UsageError: the file is missing, unreadable or of another kind.
     """
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"no such checkpoint: {path}")
     try:
-        state = torch.load(Path(path), map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise UsageError(f"no such checkpoint: {path}") from None
-    except Exception as exc:  # torch raises many types for a bad file
-        raise UsageError(f"cannot read checkpoint {path}: {str(exc).splitlines()[0]}") from None
+        with safe_open(str(path), framework="pt") as f:
+            structure = json.loads((f.metadata() or {})["structure"])
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+        state = _unflatten(structure, tensors)
+    except Exception as exc:  # safetensors and json raise many types for a bad file
+        raise UsageError(f"cannot read checkpoint {path}: {(str(exc).splitlines() or [type(exc).__name__])[0]}") from None
     if not isinstance(state, dict) or state.get("kind") != kind:
         got = state.get("kind") if isinstance(state, dict) else type(state).__name__
         raise UsageError(f"{path} is a {got!r} checkpoint, not {kind!r}")

@@ -153,12 +153,12 @@ def train(
     on_progress: Optional[Callable[[int, dict], None]] = None,
     command: str = "",
 ) -> Trainer:
-    """Train (or resume) until ``cfg.steps``; checkpoints go to ``out_dir/checkpoint.pt``.
+    """Train (or resume) until ``cfg.steps``; checkpoints go to ``out_dir/checkpoint.safetensors``.
 
     Args:
         cfg: hyper-parameters (ignored when resuming: the checkpoint's are used, except ``steps``).
         sources: image files/folders of clean training images.
-        out_dir: folder for ``checkpoint.pt`` and ``log.jsonl``.
+        out_dir: folder for ``checkpoint.safetensors`` and ``log.jsonl``.
         device: where to train.
         resume: checkpoint to continue from.
         on_progress: called after each step with (step, metrics).

@@ -44,11 +44,11 @@ def fit(trainer: Any, out_dir: Path, on_progress: Optional[Callable[[int, dict],
                 log.write(json.dumps(record) + "\n")
                 log.flush()
             if trainer.step % cfg.checkpoint_every == 0 or trainer.step == cfg.steps:
-                save_checkpoint(trainer.state(), out_dir / "checkpoint.pt")
+                save_checkpoint(trainer.state(), out_dir / "checkpoint.safetensors")
             if on_progress:
                 on_progress(trainer.step, metrics)
     except KeyboardInterrupt:
-        save_checkpoint(trainer.state(), out_dir / "checkpoint.pt")
+        save_checkpoint(trainer.state(), out_dir / "checkpoint.safetensors")
         raise
     finally:
         log.close()
