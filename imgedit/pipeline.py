@@ -122,6 +122,16 @@ class BuiltPipeline:
 
         device = resolve_device(self.device_spec)
         self.built = [self._build_stage(stage, device) for stage in self.pipeline.stages]
+        # An applier with output_shape(shape) changes the image's size (e.g.
+        # several fills side by side): no later stage can use the mask then.
+        for i, built in enumerate(self.built):
+            if hasattr(built.applier, "output_shape"):
+                later = next((b for b in self.built[i + 1 :] if b.stage.operation.capabilities.needs_mask), None)
+                if later is not None:
+                    raise UsageError(
+                        f"stage '{later.stage.operation.name}' needs the mask, but the earlier stage "
+                        f"'{built.stage.operation.key}' changes the image size with these parameters; put it last"
+                    )
 
     def _build_stage(self, stage: Stage, device: "torch.device") -> _BuiltStage:
         import torch

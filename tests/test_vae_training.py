@@ -135,3 +135,33 @@ def test_checkpoint_file_round_trips_without_pickle(tmp_path):
     back = load_checkpoint(tmp_path / "c.safetensors", kind="denoise")
     assert back["step"] == 3 and torch.equal(back["t"], state["t"])
     assert back["nested"][1]["betas"] == (0.9, 0.99) and torch.equal(back["nested"][1]["x"][0], torch.ones(2))
+
+
+def test_sigterm_saves_a_checkpoint_before_stopping(tmp_path):
+    import os
+    import signal
+    from types import SimpleNamespace
+
+    from imgedit_vae.training import fit
+
+    class Trainer:
+        cfg = SimpleNamespace(steps=10, val_every=100, checkpoint_every=100)
+        step, elapsed, history = 0, 0.0, []
+
+        def train_step(self):
+            self.step += 1
+            if self.step == 3:
+                os.kill(os.getpid(), signal.SIGTERM)  # as a scheduler pre-empting the job
+            return {"loss": 1.0}
+
+        def validate(self):
+            return None
+
+        def state(self):
+            return {"kind": "denoise", "step": self.step}
+
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(KeyboardInterrupt):
+        fit(Trainer(), tmp_path)
+    assert load_checkpoint(tmp_path / "checkpoint.safetensors", kind="denoise")["step"] == 3
+    assert signal.getsignal(signal.SIGTERM) == before

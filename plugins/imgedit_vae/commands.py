@@ -10,6 +10,8 @@ from typing import Optional
 
 import click
 
+from imgedit.verbs import apply_options
+
 DEFAULT_RUN_DIR = Path("runs") / "denoise"
 
 
@@ -26,33 +28,70 @@ def _command_line(ctx: click.Context) -> str:
     return " ".join(shlex.quote(w) for w in words)
 
 
+def training_options(data_help: str, steps: int, out_dir: Path, batch: int, patch: int, lr: float) -> list:
+    """The options every ``imgedit train ...`` verb shares, with its defaults."""
+    return [
+        click.option("--data", "sources", multiple=True, required=True, help=data_help),
+        click.option("--steps", type=click.IntRange(min=1), default=steps, show_default=True, help="Total optimisation steps."),
+        click.option("--resume", type=click.Path(path_type=Path), help="Checkpoint to continue from."),
+        click.option("--out", "out_dir", type=click.Path(path_type=Path), default=out_dir, show_default=True, help="Folder for the checkpoint and log."),
+        click.option("--export", "export_path", type=click.Path(path_type=Path), help="Where to write the trained weights (default: your imgedit weights folder)."),
+        click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps."),
+        click.option("--batch", type=click.IntRange(min=1), default=batch, show_default=True),
+        click.option("--patch", type=click.IntRange(min=16), default=patch, show_default=True, help="Patch size in px (multiple of 16)."),
+        click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=lr, show_default=True),
+        click.option("--seed", type=int, default=0, show_default=True),
+        click.option("-q", "--quiet", is_flag=True, help="No progress bar."),
+    ]
+
+
 @click.command("denoise")
-@click.option("--data", "sources", multiple=True, required=True, help="Clean training images: file, folder or glob (repeatable).")
-@click.option("--steps", type=click.IntRange(min=1), default=13000, show_default=True, help="Total optimisation steps.")
-@click.option("--resume", type=click.Path(path_type=Path), help="Checkpoint to continue from.")
-@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=DEFAULT_RUN_DIR, show_default=True, help="Folder for the checkpoint and log.")
-@click.option("--export", "export_path", type=click.Path(path_type=Path), help="Where to write the trained weights (default: your imgedit weights folder).")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
-@click.option("--batch", type=click.IntRange(min=1), default=16, show_default=True)
-@click.option("--patch", type=click.IntRange(min=16), default=96, show_default=True, help="Patch size in px (multiple of 16).")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@apply_options(training_options("Clean training images: file, folder or glob (repeatable).", 13000, DEFAULT_RUN_DIR, 16, 96, 1e-3))
 def train_denoise_command(sources, steps, resume, out_dir, export_path, device, batch, patch, lr, seed, quiet):
     """Train the denoising VAE on clean images (noise is synthesised)."""
-    import torch
-    from tqdm import tqdm
-
-    from imgedit.devices import resolve_device
-    from imgedit.errors import UsageError
-    from imgedit_vae.export import default_export_path, export_model
     from imgedit_vae.train_denoise import TrainConfig, train
+
+    cfg = TrainConfig(steps=steps, batch=batch, patch=_patch_size(patch), lr=lr, seed=seed)
+    _train_and_export(
+        train, cfg, sources, out_dir, resume, export_path, device, quiet, name="denoise-vae",
+        description="Conditional VAE denoiser (noise-level map input, sigma 0-75)",
+    )
+
+
+@click.command("inpaint")
+@apply_options(training_options("Training images: file, folder or glob (repeatable); holes are synthesised.",
+                                3000, Path("runs") / "inpaint", 8, 128, 5e-4))
+def train_inpaint_command(sources, steps, resume, out_dir, export_path, device, batch, patch, lr, seed, quiet):
+    """Train the inpainting VAE (with its critic) on complete images; holes are synthesised."""
+    import torch
+
+    from imgedit_vae.train_inpaint import InpaintTrainConfig, train_inpaint
+
+    cfg = InpaintTrainConfig(steps=steps, batch=batch, patch=_patch_size(patch), lr=lr, seed=seed)
+    _train_and_export(
+        train_inpaint, cfg, sources, out_dir, resume, export_path, device, quiet, name="inpaint-vae",
+        description="Conditional VAE inpainter (several plausible fills; prior mean = deterministic fill)",
+        storage=torch.float16,  # 5 M parameters: half the file, fills differ by < 1/255
+    )
+
+
+def _patch_size(patch: int) -> int:
+    from imgedit.errors import UsageError
 
     if patch % 16:
         raise UsageError(f"--patch must be a multiple of 16, got {patch}")
-    cfg = TrainConfig(steps=steps, batch=batch, patch=patch, lr=lr, seed=seed)
+    return patch
+
+
+def _train_and_export(train, cfg, sources, out_dir, resume, export_path, device, quiet, *, name, description, storage=None) -> None:
+    """Run a training routine with a progress bar, then export its weights and model card."""
+    from tqdm import tqdm
+
+    from imgedit.devices import resolve_device
+    from imgedit_vae.export import default_export_path, export_model
+
     dev = resolve_device(device)
-    bar = tqdm(total=steps, disable=quiet, unit="step", dynamic_ncols=True)
+    bar = tqdm(total=cfg.steps, disable=quiet, unit="step", dynamic_ncols=True)
     last = {}
 
     def progress(step: int, metrics: dict) -> None:
@@ -69,15 +108,9 @@ def train_denoise_command(sources, steps, resume, out_dir, export_path, device, 
         trainer = train(cfg, sources, out_dir, dev, resume=resume, on_progress=progress, command=command)
     finally:
         bar.close()
-    target = export_path or default_export_path("denoise-vae")
-    export_model(
-        trainer,
-        target,
-        name="denoise-vae",
-        description="Conditional VAE denoiser (noise-level map input, sigma 0-75)",
-        sources=list(sources),
-        session_seconds=time.time() - started,
-    )
+    target = export_path or default_export_path(name)
+    export_model(trainer, target, name=name, description=description, sources=list(sources),
+                 session_seconds=time.time() - started, **({"storage": storage} if storage is not None else {}))
     click.echo(f"Trained {trainer.step} steps ({trainer.elapsed / 60:.1f} min); weights: {target}")
 
 
@@ -146,9 +179,87 @@ def eval_denoise_command(sources, sigma_text, baselines, clip, seed, limit, weig
         click.echo(format_table(rows, f"{where}: {len(images)} images, seed {seed}, noisy input {'clipped to 8 bits' if clip else 'not clipped'}, {dev}"))
 
 
+@click.command("inpaint")
+@click.option("--data", "sources", multiple=True, help="Complete images to punch random holes in: file, folder or glob (repeatable).")
+@click.option("--masks", "kinds_text", default="thin,medium,thick", show_default=True, help="Hole kinds for --data, comma-separated.")
+@click.option("--pairs", "pairs_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), help="Ready-made pairs: DIR/**/images/NAME.* with DIR/**/masks/NAME.*.")
+@click.option("--hole-color", type=click.Choice(["white", "black"]), default="white", show_default=True, help="Colour of the hole in the --pairs masks (EdgeConnect: white; MI-GAN: black).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random masks.")
+@click.option("--limit", type=click.IntRange(min=1), help="Use only the first N images (per set for --pairs).")
+@click.option("--no-baselines", is_flag=True, help="Score the model only.")
+@click.option("--weights", type=click.Path(path_type=Path), help="Weights to score (default: the shipped model).")
+@click.option("--device", default="auto", show_default=True)
+@click.option("--threads", type=click.IntRange(min=1), help="CPU threads.")
+@click.option("--sheet", type=click.Path(path_type=Path), help="Also write a contact sheet (input | fills | truth).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON rows.")
+def eval_inpaint_command(sources, kinds_text, pairs_dir, hole_color, seed, limit, no_baselines, weights, device, threads, sheet, as_json):
+    """PSNR/SSIM (whole image and hole) and time of the inpainter beside Telea, NS and biharmonic fills."""
+    import json
+
+    import torch
+    from tqdm import tqdm
+
+    from imgedit.devices import resolve_device
+    from imgedit.errors import UsageError
+    from imgedit_vae.evaluate_denoise import load_clean
+    from imgedit_vae.evaluate_inpaint import classical_methods, evaluate, format_table, pair_cases, rows_as_dicts, synthetic_cases
+    from imgedit_vae.holes import KINDS
+    from imgedit_vae.inpaint import inpaint_vae, load_inpainter
+
+    if not sources and not pairs_dir:
+        raise UsageError("give --data DIR (random holes) or --pairs DIR (image/mask pairs)")
+    kinds = [k.strip() for k in kinds_text.split(",") if k.strip()]
+    if not kinds or set(kinds) - set(KINDS):
+        raise click.BadParameter(f"must be some of {', '.join(KINDS)}, got {kinds_text!r}", param_hint="--masks")
+    if threads:
+        torch.set_num_threads(threads)
+    dev = resolve_device(device)
+    model = load_inpainter(dev, weights)
+
+    def vae(image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        out = inpaint_vae(image.to(dev), mask.to(dev), model)
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        return out.cpu()
+
+    methods = {"vae": vae, **({} if no_baselines else classical_methods())}
+    cases, notes = [], []
+    if sources:
+        cases += synthetic_cases(load_clean(sources, limit), kinds, seed)
+    if pairs_dir:
+        pairs = pair_cases(pairs_dir, hole_color, limit)
+        cases += pairs
+        notes.append(f"masks: hole = {hole_color}")
+        unscored = sum(not c.scored for c in pairs)
+        if unscored:
+            notes.append(f"{unscored} pairs have the hole painted over (no ground truth there): contact sheet only")
+    with tqdm(total=len(cases), disable=as_json, leave=False, unit="img") as bar:
+        rows = evaluate(cases, methods, on_case=lambda: bar.update(1))
+    if sheet:
+        from imgedit.imageio import Picture, write_image
+        from imgedit_vae.evaluate_inpaint import contact_sheet
+
+        shown = [c for c in cases if c.group == cases[0].group] if sources else cases
+        grid = contact_sheet(shown, methods)
+        write_image(Picture(rgb=grid.permute(1, 2, 0).numpy()), sheet, overwrite=True)
+        notes.append(f"contact sheet (input | {' | '.join(methods)} | truth): {sheet}")
+    if as_json:
+        click.echo(json.dumps({"data": list(sources), "pairs": str(pairs_dir or ""), "seed": seed, "device": str(dev),
+                               "notes": notes, "rows": rows_as_dicts(rows)}, indent=2))
+    else:
+        where = ", ".join([*map(str, sources), *([str(pairs_dir)] if pairs_dir else [])])
+        click.echo(format_table(rows, f"{where}: {len(cases)} cases, mask seed {seed}, {dev}"))
+        for note in notes:
+            click.echo(note)
+
+
 def register(cli: click.Group) -> None:
     from imgedit.verbs import add_operation_verb, command_group
 
     add_operation_verb(cli, "denoise", help="Remove noise from images (--sigma N on the 0-255 scale, or auto).")
-    command_group(cli, "train", "Train a plugin's model on your own images.").add_command(train_denoise_command)
-    command_group(cli, "eval", "Measure a plugin's model on a benchmark set.").add_command(eval_denoise_command)
+    training = command_group(cli, "train", "Train a plugin's model on your own images.")
+    training.add_command(train_denoise_command)
+    training.add_command(train_inpaint_command)
+    evaluations = command_group(cli, "eval", "Measure a plugin's model on a benchmark set.")
+    evaluations.add_command(eval_denoise_command)
+    evaluations.add_command(eval_inpaint_command)

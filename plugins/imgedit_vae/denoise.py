@@ -9,24 +9,20 @@ so output is deterministic.
 from __future__ import annotations
 
 import logging
-import threading
 from pathlib import Path
 from typing import Any, Optional, Union
 
 import torch
 
-from imgedit.errors import ShapeError, UsageError, WeightsError
-from imgedit.models import load_weights
+from imgedit.errors import ShapeError, UsageError
 from imgedit_vae.degrade import is_gray
-from imgedit_vae.model import ConditionalVAE, VAEConfig
+from imgedit_vae.loading import load_vae
+from imgedit_vae.model import ConditionalVAE
 from imgedit_vae.operations import model_spec
 
 SIGMA_MAX = 75.0  # the trained range; higher requests are clamped to it
 
 logger = logging.getLogger("imgedit")
-
-_cache: dict[tuple, ConditionalVAE] = {}
-_cache_lock = threading.Lock()
 
 
 def load_denoiser(
@@ -37,21 +33,7 @@ def load_denoiser(
     Raises:
         WeightsError: missing file or card, sha256 mismatch, or a card that is not a denoising VAE.
     """
-    spec = model_spec(weights)
-    key = (str(spec.weights.resolve()), str(torch.device(device)))
-    with _cache_lock:
-        if key not in _cache:
-            tensors = load_weights(spec)  # checks the file and its sha256 first
-            config = spec.card().get("model_config")
-            if not config:
-                raise WeightsError(f"model '{spec.name}': its card {spec.card_path} has no model_config")
-            model = ConditionalVAE(VAEConfig.from_dict(config))
-            try:
-                model.load_state_dict(tensors)
-            except RuntimeError as exc:
-                raise WeightsError(f"model '{spec.name}': weights do not fit its model_config: {str(exc).splitlines()[0]}") from None
-            _cache[key] = model.to(device).eval().requires_grad_(False)
-        return _cache[key]
+    return load_vae(model_spec(weights), ConditionalVAE, device)
 
 
 def denoise_vae(

@@ -17,14 +17,17 @@ def default_export_path(name: str) -> Path:
     return user_weights_dir() / "imgedit_vae" / f"{name}.safetensors"
 
 
-def export_model(trainer: Any, path: Path, *, name: str, description: str, sources: list, session_seconds: float) -> None:
+def export_model(trainer: Any, path: Path, *, name: str, description: str, sources: list, session_seconds: float,
+                 storage: torch.dtype = torch.float32) -> None:
+    """Write the model's weights (stored as ``storage``; loading casts them back to float32) and its card."""
     model = trainer.model
     card: dict[str, Any] = {
         "name": name,
         "description": description,
-        "architecture": "imgedit_vae.model.ConditionalVAE",
+        "architecture": f"{type(model).__module__}.{type(model).__qualname__}",
         "model_config": trainer.cfg.model.to_dict(),
         "parameters": count_parameters(model),
+        "storage_dtype": str(storage).replace("torch.", ""),
         "training": {
             "commands": trainer.commands,
             "data": [str(s) for s in sources],
@@ -40,4 +43,4 @@ def export_model(trainer: Any, path: Path, *, name: str, description: str, sourc
         # The weights inherit the terms of their training images: name them.
         "data_licence": "the licences of the training images listed under training.data apply",
     }
-    save_weights(model.state_dict(), Path(path), card)
+    save_weights({k: v.to(storage) if v.is_floating_point() else v for k, v in model.state_dict().items()}, Path(path), card)

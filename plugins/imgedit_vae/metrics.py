@@ -4,6 +4,8 @@ channel counted."""
 
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 import torch.nn.functional as F
 
@@ -13,10 +15,19 @@ def quantise8(image: torch.Tensor) -> torch.Tensor:
     return image.clamp(0, 1).mul(255).round().div(255)
 
 
-def psnr(output: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+def _mean(values: torch.Tensor, weight: Optional[torch.Tensor]) -> torch.Tensor:
+    """(B,) mean over all but the batch dim, or weighted by ``weight`` ((B, 1, H, W))."""
+    if weight is None:
+        return values.flatten(1).mean(1)
+    weight = weight.expand_as(values).to(values.dtype)
+    return (values * weight).flatten(1).sum(1) / weight.flatten(1).sum(1).clamp_min(1e-12)
+
+
+def psnr(output: torch.Tensor, reference: torch.Tensor, weight: Optional[torch.Tensor] = None) -> torch.Tensor:
     """(B,) PSNR in dB of ``output`` (clipped and rounded to 8 bits) against
-    ``reference``, both ``(B, C, H, W)`` in [0, 1], over all pixels and channels."""
-    mse = (quantise8(output) - reference).pow(2).flatten(1).mean(1).clamp_min(1e-12)
+    ``reference``, both ``(B, C, H, W)`` in [0, 1], over all pixels and
+    channels, or over the pixels where ``weight`` ((B, 1, H, W)) is 1 (a hole)."""
+    mse = _mean((quantise8(output) - reference).pow(2), weight).clamp_min(1e-12)
     return 10 * torch.log10(1.0 / mse)
 
 
@@ -26,11 +37,13 @@ def _gaussian_taps(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
     return (g / g.sum()).float()  # (size,)
 
 
-def ssim(output: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+def ssim(output: torch.Tensor, reference: torch.Tensor, weight: Optional[torch.Tensor] = None) -> torch.Tensor:
     """(B,) structural similarity (Wang et al. 2004: 11x11 Gaussian window,
     sigma 1.5, K1 0.01, K2 0.03, no padding), per channel then averaged;
     ``output`` is clipped and rounded to 8 bits first. The window is applied
-    as two 1-D passes in float32 (same result, ~50x faster than 2-D float64)."""
+    as two 1-D passes in float32 (same result, ~50x faster than 2-D float64).
+    With ``weight`` ((B, 1, H, W)), the SSIM map is averaged over the windows
+    centred where ``weight`` is 1 (a hole)."""
     x, y = quantise8(output).float(), reference.float()
     c = x.shape[1]
     size = min(11, *x.shape[-2:])
@@ -44,4 +57,7 @@ def ssim(output: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
     vx, vy, cov = blur(x * x) - mx**2, blur(y * y) - my**2, blur(x * y) - mx * my
     c1, c2 = 0.01**2, 0.03**2
     index = ((2 * mx * my + c1) * (2 * cov + c2)) / ((mx**2 + my**2 + c1) * (vx + vy + c2))
-    return index.flatten(1).mean(1)
+    if weight is not None:
+        half = size // 2
+        weight = weight[..., half : weight.shape[-2] - half, half : weight.shape[-1] - half]
+    return _mean(index, weight)

@@ -13,15 +13,20 @@ from imgedit.models import ModelSpec, shipped_weights_dir
 from imgedit.operations import Capabilities, Operation, Param
 
 MODEL_NAME = "denoise-vae"
+INPAINT_MODEL_NAME = "inpaint-vae"
+
+_DESCRIPTIONS = {
+    MODEL_NAME: "Conditional VAE denoiser, sigma 0-75, colour and grayscale",
+    INPAINT_MODEL_NAME: "Conditional VAE inpainter: a deterministic fill or several plausible ones",
+}
 
 
-def model_spec(weights: Optional[Union[str, Path]] = None) -> ModelSpec:
-    """The shipped model, or a user's ``.safetensors`` trained with ``imgedit train denoise``."""
+def model_spec(weights: Optional[Union[str, Path]] = None, name: str = MODEL_NAME) -> ModelSpec:
+    """The shipped model ``name``, or a user's ``.safetensors`` trained with ``imgedit train ...``."""
     if weights:
         path = Path(weights).expanduser()
         return ModelSpec(path.stem, path, plugin="user")
-    return ModelSpec(MODEL_NAME, shipped_weights_dir() / "imgedit_vae" / f"{MODEL_NAME}.safetensors",
-                     "Conditional VAE denoiser, sigma 0-75, colour and grayscale")
+    return ModelSpec(name, shipped_weights_dir() / "imgedit_vae" / f"{name}.safetensors", _DESCRIPTIONS[name])
 
 
 def create_denoise(context: Any = None, **params: Any):
@@ -52,5 +57,28 @@ DENOISE = Operation(
     description="Learned denoiser (conditional VAE on a noise-level map), sigma 0-75, given or estimated",
 )
 
-OPERATIONS = (DENOISE,)
-MODELS = (model_spec(),)
+
+
+def create_inpaint(context: Any = None, **params: Any):
+    from imgedit_vae.inpaint import create_inpaint as create
+
+    return create(context, **params)
+
+
+# Not tileable: the applier crops around each hole itself and runs the model
+# at a working resolution of at most 1024 px a side, so memory is bounded by
+# the crop, not the photo.
+INPAINT = Operation(
+    name="inpaint", method="vae", create=create_inpaint, priority=10, weights=(INPAINT_MODEL_NAME,),
+    capabilities=Capabilities(devices=("cpu", "cuda", "mps"), precisions=("fp32",), tileable=False,
+                              memory_mb_per_megapixel=60.0, needs_mask=True),
+    params=(
+        Param("samples", int, 1, help="number of different fills, written side by side", minimum=1, maximum=16),
+        Param("seed", int, None, help="draw a random plausible fill with this seed (default: the deterministic fill)"),
+        Param("weights", str, "", help="a .safetensors file from 'imgedit train inpaint' (default: shipped)"),
+    ),
+    description="Learned inpainting (conditional VAE): crops around each hole, keeps known pixels exactly",
+)
+
+OPERATIONS = (DENOISE, INPAINT)
+MODELS = (model_spec(), model_spec(name=INPAINT_MODEL_NAME))

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import math
+import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -32,6 +34,9 @@ def fit(trainer: Any, out_dir: Path, on_progress: Optional[Callable[[int, dict],
     cfg = trainer.cfg
     out_dir.mkdir(parents=True, exist_ok=True)
     log = (out_dir / "log.jsonl").open("a")
+    stop_on_term = threading.current_thread() is threading.main_thread()
+    if stop_on_term:
+        previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         while trainer.step < cfg.steps:
             start = time.perf_counter()
@@ -52,3 +57,9 @@ def fit(trainer: Any, out_dir: Path, on_progress: Optional[Callable[[int, dict],
         raise
     finally:
         log.close()
+        if stop_on_term:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt

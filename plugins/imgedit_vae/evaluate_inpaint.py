@@ -1,0 +1,184 @@
+"""``imgedit eval inpaint``: PSNR and SSIM of fills, over the whole image and
+over the hole alone, beside the classical fills, plus time per image.
+
+Two kinds of cases:
+
+* synthetic holes: every image of a folder gets one LaMa-style mask per
+  kind (thin, medium, thick), drawn from a generator seeded with ``seed``
+  once per kind, image by image in path order;
+* ready-made pairs: ``DIR/**/images/NAME.*`` with ``DIR/**/masks/NAME.*``.
+  Sets disagree on the mask's colours (EdgeConnect, LaMa: white = hole;
+  MI-GAN: black = hole, often over most of the image, so the colour cannot
+  be guessed from coverage): the caller says which.
+
+Every output is clipped and rounded to 8 bits before scoring. A pair whose
+image has its hole painted over (one flat colour, as EdgeConnect's
+examples) has no ground truth inside the hole: it goes to the contact sheet
+but is not scored.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Optional, Sequence
+
+import numpy as np
+import torch
+
+from imgedit.errors import UsageError
+from imgedit.imageio import read_image
+from imgedit_vae.holes import random_hole_mask
+from imgedit_vae.metrics import psnr, ssim
+
+# method name -> fn(image (1, 3, H, W), mask (1, 1, H, W), 1 = hole) -> filled
+Method = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass
+class Case:
+    group: str  # mask kind ("thick") or pair set ("places2_256_freeform")
+    name: str
+    image: torch.Tensor  # (1, 3, H, W)
+    mask: torch.Tensor  # (1, 1, H, W), 1 = hole
+    scored: bool = True  # False: the hole is painted over, no ground truth there
+
+
+@dataclass
+class Row:
+    group: str
+    method: str
+    psnr: float
+    ssim: float
+    hole_psnr: float
+    hole_ssim: float
+    seconds_per_image: float
+    images: int
+
+
+def _tensor(path: Path) -> torch.Tensor:
+    return torch.from_numpy(read_image(path).rgb).permute(2, 0, 1)[None].contiguous()
+
+
+def synthetic_cases(images: Sequence[tuple[Path, torch.Tensor]], kinds: Sequence[str], seed: int = 0) -> list[Case]:
+    """One seeded random mask per image and kind."""
+    cases = []
+    for kind in kinds:
+        generator = torch.Generator().manual_seed(seed)
+        for path, image in images:
+            h, w = image.shape[-2:]
+            cases.append(Case(kind, path.name, image, random_hole_mask(h, w, kind, generator)[None]))
+    return cases
+
+
+def pair_cases(root: Path, hole_color: str = "white", limit: Optional[int] = None) -> list[Case]:
+    """Image/mask pairs under ``root``, the hole being ``hole_color`` ("white" or "black") in the masks.
+
+    Raises:
+        UsageError: no ``images/`` folder with matching ``masks/`` under ``root``,
+            an image without a mask, or a mask whose size differs from its image.
+    """
+    from PIL import Image
+
+    if hole_color not in ("white", "black"):
+        raise UsageError(f"hole colour must be white or black, got {hole_color!r}")
+    image_dirs = sorted(d for d in Path(root).rglob("images") if d.is_dir() and (d.parent / "masks").is_dir())
+    if not image_dirs:
+        raise UsageError(f"{root}: no images/ folder with a masks/ folder beside it")
+    cases = []
+    for image_dir in image_dirs:
+        group = image_dir.parent.name
+        files = sorted(f for f in image_dir.iterdir() if f.is_file())[:limit]
+        masks_by_stem = {m.stem: m for m in (image_dir.parent / "masks").iterdir() if m.is_file()}
+        pairs = []
+        for f in files:
+            if f.stem not in masks_by_stem:
+                raise UsageError(f"{f}: no mask named {f.stem}.* in {image_dir.parent / 'masks'}")
+            pairs.append((f, np.asarray(Image.open(masks_by_stem[f.stem]).convert("L")) > 127))
+        for f, bright in pairs:
+            image = _tensor(f)
+            hole = torch.from_numpy(bright if hole_color == "white" else ~bright).float()[None, None]
+            if hole.shape[-2:] != image.shape[-2:]:
+                raise UsageError(f"{f}: mask is {tuple(hole.shape[-2:])}, image is {tuple(image.shape[-2:])}")
+            inside = image[0][:, hole[0, 0] > 0.5]  # (3, hole pixels)
+            painted = inside.numel() > 0 and float((inside.amax(1) - inside.amin(1)).max()) < 2 / 255
+            cases.append(Case(group, f.name, image, hole, scored=not painted))
+    return cases
+
+
+def classical_methods() -> dict[str, Method]:
+    """OpenCV's Telea and Navier-Stokes fills (radius 5, 8-bit), and
+    scikit-image's biharmonic fill when it is installed."""
+    import cv2
+
+    def opencv(flag: int) -> Method:
+        def fill(image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+            rgb8 = (image[0].clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
+            hole8 = (mask[0, 0] > 0.5).numpy().astype(np.uint8) * 255
+            out = cv2.inpaint(np.ascontiguousarray(rgb8[:, :, ::-1]), hole8, 5.0, flag)[:, :, ::-1]
+            filled = torch.from_numpy(np.ascontiguousarray(out)).permute(2, 0, 1)[None].float() / 255
+            return torch.where(mask > 0.5, filled, image)
+
+        return fill
+
+    methods = {"telea": opencv(cv2.INPAINT_TELEA), "ns": opencv(cv2.INPAINT_NS)}
+    try:
+        from skimage.restoration import inpaint_biharmonic
+    except ImportError:
+        return methods
+
+    def biharmonic(image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        out = inpaint_biharmonic(image[0].permute(1, 2, 0).numpy(), (mask[0, 0] > 0.5).numpy(), channel_axis=-1)
+        return torch.where(mask > 0.5, torch.from_numpy(out).permute(2, 0, 1)[None].float(), image)
+
+    methods["biharmonic"] = biharmonic
+    return methods
+
+
+def evaluate(cases: Sequence[Case], methods: dict[str, Method], on_case: Optional[Callable[[], None]] = None) -> list[Row]:
+    """Mean scores per (group, method) over the scored cases."""
+    scores: dict[tuple[str, str], list[tuple[float, ...]]] = defaultdict(list)
+    for case in cases:
+        if case.scored:
+            for name, method in methods.items():
+                start = time.perf_counter()
+                out = method(case.image, case.mask)
+                seconds = time.perf_counter() - start
+                scores[case.group, name].append((
+                    float(psnr(out, case.image)), float(ssim(out, case.image)),
+                    float(psnr(out, case.image, case.mask)), float(ssim(out, case.image, case.mask)), seconds,
+                ))
+        if on_case:
+            on_case()
+    return [Row(group, name, *(float(np.mean(column)) for column in zip(*values)), len(values))
+            for (group, name), values in scores.items()]
+
+
+def contact_sheet(cases: Iterable[Case], methods: dict[str, Method], count: int = 6, width: int = 256) -> torch.Tensor:
+    """One row per case (the first ``count``): the input with its hole
+    greyed out, each method's fill, the ground truth; each scaled to
+    ``width`` px wide. Returns ``(3, H, W)`` in [0, 1]."""
+    import torch.nn.functional as F
+
+    rows = []
+    for case in list(cases)[:count]:
+        shown = torch.where(case.mask > 0.5, torch.full_like(case.image, 0.5), case.image)
+        tiles = [shown, *(method(case.image, case.mask) for method in methods.values()), case.image]
+        h, w = case.image.shape[-2:]
+        size = (max(1, round(h * width / w)), width)
+        tiles = [F.pad(F.interpolate(t.clamp(0, 1), size=size, mode="area")[0], (2, 2, 2, 2), value=1.0) for t in tiles]
+        rows.append(torch.cat(tiles, dim=-1))
+    return torch.cat(rows, dim=-2) if rows else torch.zeros(3, 1, 1)
+
+
+def format_table(rows: list[Row], title: str) -> str:
+    lines = [title, f"{'masks':<22} {'method':<11} {'PSNR':>7} {'SSIM':>7} {'hole PSNR':>10} {'hole SSIM':>10} {'s/img':>7}"]
+    for r in rows:
+        lines.append(f"{r.group:<22} {r.method:<11} {r.psnr:7.2f} {r.ssim:7.4f} {r.hole_psnr:10.2f} {r.hole_ssim:10.4f} {r.seconds_per_image:7.3f}")
+    return "\n".join(lines)
+
+
+def rows_as_dicts(rows: list[Row]) -> list[dict]:
+    return [asdict(r) for r in rows]

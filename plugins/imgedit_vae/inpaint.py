@@ -1,0 +1,219 @@
+"""Learned inpainting with the VAE (``inpaint.vae``).
+
+Each hole is filled on a crop around it (the hole plus context), at a
+working resolution where the hole is about as wide as the holes the model
+was trained on; the fill is scaled back and pasted at full resolution, so a
+24-megapixel photo with a small hole runs the model over a small crop only.
+Holes whose context windows overlap share one crop.
+
+Known pixels are copied from the input bit for bit. The seam is hidden
+inside the hole: the colour offset between the fill and the known pixels
+just outside the hole is spread smoothly into the hole's rim.
+
+Without a seed the prior's mean is decoded (one deterministic fill); with a
+seed, a latent sample (one of many plausible fills, the same for the same
+seed).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from imgedit.errors import MaskError, ShapeError
+from imgedit_vae.degrade import is_gray
+from imgedit_vae.loading import load_vae
+from imgedit_vae.model import InpaintVAE
+from imgedit_vae.operations import INPAINT_MODEL_NAME, model_spec
+
+# The model was trained on 128-px patches with LaMa's masks scaled to them:
+# half-widths of 1-3 px (thin), up to 12 (medium) and 25 (thick). A hole
+# wider than WORK_RADIUS is worked on at a scale that brings it down to that,
+# the middle of the trained range (at 20, fills on Kodak24 were 0.1-0.3 dB
+# worse than at 6-10 with an interim model).
+WORK_RADIUS = 8.0
+MAX_WORK_SIDE = 1024  # px: a crop's longest side at working resolution
+MIN_CONTEXT = 32  # px of known context around a hole's bounding box, at least...
+CONTEXT_SHARE = 0.5  # ...or this share of the box's longest side
+
+
+@dataclass(frozen=True)
+class Region:
+    """A crop ``[top:bottom, left:right]`` holding one or more holes with their context."""
+
+    top: int
+    bottom: int
+    left: int
+    right: int
+
+    def overlaps(self, other: "Region") -> bool:
+        return self.top < other.bottom and other.top < self.bottom and self.left < other.right and other.left < self.right
+
+    def union(self, other: "Region") -> "Region":
+        return Region(min(self.top, other.top), max(self.bottom, other.bottom),
+                      min(self.left, other.left), max(self.right, other.right))
+
+
+def hole_regions(hole: np.ndarray) -> list[Region]:
+    """Crops that cover every hole pixel of ``hole`` ((H, W) bool) with context around it."""
+    import cv2
+
+    h, w = hole.shape
+    count, _, stats, _ = cv2.connectedComponentsWithStats(hole.astype(np.uint8), connectivity=8)
+    regions = []
+    for x, y, bw, bh, _ in stats[1:count].tolist():
+        margin = max(MIN_CONTEXT, int(CONTEXT_SHARE * max(bw, bh)))
+        regions.append(Region(max(0, y - margin), min(h, y + bh + margin), max(0, x - margin), min(w, x + bw + margin)))
+    merged = True
+    while merged:  # crops that overlap become one, so no fill is pasted over another's context
+        merged, out = False, []
+        for region in regions:
+            for i, other in enumerate(out):
+                if region.overlaps(other):
+                    out[i], merged = other.union(region), True
+                    break
+            else:
+                out.append(region)
+        regions = out
+    return regions
+
+
+def working_scale(hole: np.ndarray) -> float:
+    """Scale (<= 1) for a crop whose hole is ``hole`` ((h, w) bool): the hole's
+    half-width comes down to WORK_RADIUS and the crop to MAX_WORK_SIDE."""
+    import cv2
+
+    framed = np.pad(hole.astype(np.uint8), 1)  # a hole reaching the border is measured to the border
+    radius = float(cv2.distanceTransform(framed, cv2.DIST_L2, 3).max())
+    return min(1.0, WORK_RADIUS / max(radius, 1.0), MAX_WORK_SIDE / max(hole.shape))
+
+
+def _resize(t: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    if tuple(t.shape[-2:]) == size:
+        return t
+    smaller = size[0] < t.shape[-2]
+    return F.interpolate(t, size=size, mode="area") if smaller else F.interpolate(t, size=size, mode="bicubic", align_corners=False)
+
+
+def _blur(t: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur of (1, C, H, W), zero outside."""
+    radius = max(1, int(3 * sigma))
+    x = torch.arange(-radius, radius + 1, dtype=t.dtype, device=t.device)
+    taps = torch.exp(-(x**2) / (2 * sigma**2))
+    taps = taps / taps.sum()
+    c = t.shape[1]
+    t = F.conv2d(t, taps.view(1, 1, 1, -1).expand(c, 1, 1, -1), padding=(0, radius), groups=c)
+    return F.conv2d(t, taps.view(1, 1, -1, 1).expand(c, 1, -1, 1), padding=(radius, 0), groups=c)
+
+
+def harmonise(fill: torch.Tensor, image: torch.Tensor, hole: torch.Tensor, width: float) -> torch.Tensor:
+    """Shift ``fill`` near the hole's edge by the smoothed difference between
+    ``image`` and ``fill`` on the known pixels just outside the hole, fading
+    to nothing ``~2 * width`` px into the hole. Known pixels are not touched
+    here (the caller copies them)."""
+    band = (_blur(hole, width / 2) > 1e-3).to(fill.dtype) * (1 - hole)  # known rim around the hole
+    weight = _blur(band, width)
+    offset = _blur((image - fill) * band, width) / (weight + 0.05)
+    return fill + offset * hole
+
+
+def fill_region(model: InpaintVAE, image: torch.Tensor, hole: torch.Tensor, generator: Optional[torch.Generator]) -> torch.Tensor:
+    """Fill ``hole`` ((1, 1, h, w), 1 = hole) in the crop ``image`` ((1, 3, h, w)); known pixels unchanged."""
+    h, w = image.shape[-2:]
+    scale = working_scale(hole[0, 0].cpu().numpy() > 0.5)
+    size = (max(16, round(h * scale)), max(16, round(w * scale)))
+    small_hole = (_resize(hole, size) > 0.01).to(image.dtype)  # a pixel touched by the hole is hole
+    small = _resize(image * (1 - hole), size)
+    latent = "mean" if generator is None else "sample"
+    _, raw, _ = model(small, small_hole, latent, generator)
+    fill = _resize(raw, (h, w)).clamp(0, 1)
+    fill = harmonise(fill, image, hole, width=max(2.0, 1.5 / scale))
+    return torch.where(hole > 0.5, fill.clamp(0, 1), image)
+
+
+def inpaint_vae(
+    image: torch.Tensor,
+    mask: Optional[torch.Tensor],
+    model: InpaintVAE,
+    seed: Optional[int] = None,
+) -> torch.Tensor:
+    """Fill the holes of a batch with the VAE.
+
+    Args:
+        image: ``(B, 3, H, W)`` float RGB in [0, 1] (grayscale as 3 equal channels).
+        mask: ``(B, 1, H, W)`` or ``(1, 1, H, W)``; values > 0.5 are the hole.
+        model: from :func:`load_inpainter`, on ``image``'s device.
+        seed: ``None`` for the deterministic fill (the prior's mean), or the
+            seed of one random plausible fill.
+
+    Returns:
+        ``(B, 3, H, W)``, same dtype and device; pixels outside the hole are
+        bit-identical to ``image``.
+
+    Raises:
+        ShapeError, MaskError: ``image`` or ``mask`` does not follow the contract.
+
+    Example:
+        >>> model = load_inpainter()
+        >>> image = torch.rand(1, 3, 64, 64); mask = torch.zeros(1, 1, 64, 64); mask[..., 20:40, 20:40] = 1
+        >>> out = inpaint_vae(image, mask, model)
+        >>> bool((out[..., :20, :] == image[..., :20, :]).all())
+        True
+    """
+    if not isinstance(image, torch.Tensor) or image.ndim != 4 or image.shape[1] != 3 or not image.is_floating_point():
+        got = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
+        raise ShapeError("inpaint image", "a (B, 3, H, W) float tensor", got)
+    if mask is None:
+        raise MaskError("inpaint: inpainting needs a hole mask, got none")
+    b, _, h, w = image.shape
+    if mask.ndim != 4 or mask.shape[1] != 1 or mask.shape[-2:] != (h, w) or mask.shape[0] not in (1, b):
+        raise ShapeError("inpaint mask", f"shape ({b}, 1, {h}, {w})", tuple(mask.shape))
+    generator = None if seed is None else torch.Generator().manual_seed(int(seed))
+    hole = (mask > 0.5).expand(b, 1, h, w)
+    out = image.clone()
+    with torch.inference_mode():
+        for i in range(b):
+            for r in hole_regions(hole[i, 0].cpu().numpy()):
+                crop = (slice(r.top, r.bottom), slice(r.left, r.right))
+                filled = fill_region(model, image[i : i + 1, :, crop[0], crop[1]].float(),
+                                     hole[i : i + 1, :, crop[0], crop[1]].float(), generator)
+                out[i : i + 1, :, crop[0], crop[1]] = filled.to(image.dtype)
+        # grayscale in, grayscale out
+        gray = is_gray(image).view(b, 1, 1, 1)
+        out = torch.where(gray & hole, out.mean(1, keepdim=True).expand_as(out), out)
+    return out
+
+
+def load_inpainter(device: Union[str, torch.device] = "cpu", weights: Optional[Union[str, Path]] = None) -> InpaintVAE:
+    """Load (once per device and file) the inpainting VAE in eval mode.
+
+    Raises:
+        WeightsError: missing file or card, sha256 mismatch, or weights that are not an inpainting VAE.
+    """
+    return load_vae(model_spec(weights, INPAINT_MODEL_NAME), InpaintVAE, device)
+
+
+class InpaintApplier:
+    """The ``inpaint.vae`` applier: one fill, or ``samples`` fills side by
+    side (seeds ``seed``, ``seed + 1``, ...; ``seed`` defaults to 0 then)."""
+
+    def __init__(self, model: InpaintVAE, samples: int = 1, seed: Optional[int] = None):
+        self.model, self.samples, self.seed = model, int(samples), seed
+        if self.samples > 1:  # tells the core the output is wider than the input
+            self.output_shape = lambda shape: (*shape[:-1], shape[-1] * self.samples)
+
+    def __call__(self, image: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
+        if self.samples == 1:
+            return inpaint_vae(image, mask, self.model, self.seed)
+        first = 0 if self.seed is None else int(self.seed)
+        return torch.cat([inpaint_vae(image, mask, self.model, first + k) for k in range(self.samples)], dim=-1)
+
+
+def create_inpaint(context: Any = None, *, samples: int = 1, seed: Optional[int] = None, weights: str = "") -> InpaintApplier:
+    device = getattr(context, "device", torch.device("cpu"))
+    return InpaintApplier(load_inpainter(device, weights or None), samples, seed)

@@ -1,0 +1,281 @@
+"""Learned inpainting: crops and working resolution, known pixels, seeds,
+the operation and verb, the evaluation's mask conventions, shipped weights.
+
+Behaviour tests use a tiny untrained model (what is checked does not depend
+on training); the shipped weights get their own tests.
+"""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from imgedit.errors import MaskError, ShapeError, UsageError, WeightsError
+from imgedit.models import save_weights, sha256_file
+from imgedit_vae import inpaint as inpaint_module
+from imgedit_vae.evaluate_inpaint import classical_methods, evaluate, pair_cases, synthetic_cases
+from imgedit_vae.inpaint import Region, hole_regions, inpaint_vae, load_inpainter, working_scale
+from imgedit_vae.model import InpaintVAE, VAEConfig
+from imgedit_vae.operations import INPAINT_MODEL_NAME, model_spec
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "photo.jpg"
+TINY = VAEConfig(widths=(8, 16, 16, 16), blocks=(1, 1, 1, 1), latent_channels=4, residual=False)
+
+
+@pytest.fixture(scope="module")
+def tiny_weights(tmp_path_factory):
+    torch.manual_seed(0)
+    model = InpaintVAE(TINY)  # untrained: its prior has unit spread, so samples differ
+    path = tmp_path_factory.mktemp("weights") / "tiny-inpaint.safetensors"
+    save_weights(model.state_dict(), path, {"name": "tiny-inpaint", "model_config": TINY.to_dict()})
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_weights):
+    return load_inpainter("cpu", tiny_weights)
+
+
+@pytest.fixture(scope="module")
+def photo():
+    """A 192x256 crop of the bundled photo, (1, 3, H, W) in [0, 1]."""
+    rgb = np.asarray(Image.open(EXAMPLE).convert("RGB"))[60:252, 100:356]
+    return torch.from_numpy(rgb.copy()).permute(2, 0, 1)[None].float() / 255
+
+
+def box_mask(h, w, top, left, size):
+    mask = torch.zeros(1, 1, h, w)
+    mask[..., top : top + size, left : left + size] = 1
+    return mask
+
+
+def test_known_pixels_are_kept_bit_for_bit(tiny, photo):
+    mask = box_mask(*photo.shape[-2:], 50, 60, 40)
+    image = photo.clone()
+    image[mask.expand_as(image) > 0.5] = 1.0  # whatever the hole holds must not leak
+    for seed in (None, 3):
+        out = inpaint_vae(image, mask, tiny, seed=seed)
+        known = mask.expand_as(out) < 0.5
+        assert torch.equal(out[known], image[known])
+        assert (out[~known] != 1.0).any()  # the hole was filled
+
+
+def test_same_seed_same_fill_and_different_seeds_differ(tiny, photo):
+    mask = box_mask(*photo.shape[-2:], 50, 60, 48)
+    a, b = inpaint_vae(photo, mask, tiny, seed=1), inpaint_vae(photo, mask, tiny, seed=1)
+    c = inpaint_vae(photo, mask, tiny, seed=2)
+    mean_fill = inpaint_vae(photo, mask, tiny)
+    assert torch.equal(a, b)
+    assert (a - c).abs().max() > 1e-4
+    assert torch.equal(mean_fill, inpaint_vae(photo, mask, tiny))  # no seed: deterministic
+
+
+def test_small_hole_in_large_image_matches_running_on_its_crop(tiny):
+    torch.manual_seed(0)
+    big = torch.nn.functional.interpolate(torch.rand(1, 3, 60, 80), size=(600, 800), mode="bilinear")
+    mask = box_mask(600, 800, 290, 390, 20)
+    regions = hole_regions(mask[0, 0].numpy() > 0.5)
+    assert len(regions) == 1
+    r = regions[0]
+    assert (r.bottom - r.top) * (r.right - r.left) < 0.02 * 600 * 800  # the model sees a small crop only
+    whole = inpaint_vae(big, mask, tiny)
+    crop = inpaint_vae(big[..., r.top : r.bottom, r.left : r.right].contiguous(), mask[..., r.top : r.bottom, r.left : r.right], tiny)
+    assert torch.allclose(whole[..., r.top : r.bottom, r.left : r.right], crop, atol=1e-6)
+
+
+def test_model_never_runs_over_the_whole_large_photo(tiny, monkeypatch):
+    seen = []
+    original = inpaint_module.fill_region
+
+    def spy(model, image, hole, generator):
+        seen.append(image.shape[-2:].numel())
+        return original(model, image, hole, generator)
+
+    monkeypatch.setattr(inpaint_module, "fill_region", spy)
+    big = torch.rand(1, 3, 1200, 1600)
+    mask = box_mask(1200, 1600, 30, 30, 16) + box_mask(1200, 1600, 1100, 1500, 16)  # two far-apart holes
+    out = inpaint_vae(big, mask, tiny)
+    assert len(seen) == 2 and max(seen) < 0.01 * 1200 * 1600
+    assert torch.equal(out[mask.expand_as(out) < 0.5], big[mask.expand_as(big) < 0.5])
+
+
+def test_regions_merge_when_contexts_overlap_and_cover_every_hole():
+    hole = np.zeros((300, 300), bool)
+    hole[100:110, 100:110] = hole[100:110, 130:140] = True  # close: one crop
+    hole[280:290, 5:15] = True  # far: its own crop
+    regions = hole_regions(hole)
+    assert len(regions) == 2
+    covered = np.zeros_like(hole)
+    for r in regions:
+        covered[r.top : r.bottom, r.left : r.right] = True
+    assert covered[hole].all()
+    assert Region(0, 10, 0, 10).overlaps(Region(5, 15, 5, 15)) and not Region(0, 10, 0, 10).overlaps(Region(10, 20, 0, 10))
+
+
+def test_wide_holes_are_worked_on_at_lower_resolution():
+    thin = np.zeros((400, 400), bool)
+    thin[:, 200:206] = True
+    wide = np.zeros((400, 400), bool)
+    wide[100:300, 100:300] = True
+    assert working_scale(thin) == 1.0
+    assert working_scale(wide) == pytest.approx(inpaint_module.WORK_RADIUS / 100, rel=0.05)
+    assert working_scale(np.ones((4000, 100), bool)) <= inpaint_module.MAX_WORK_SIDE / 4000
+
+
+def test_grayscale_in_grayscale_out_and_no_hole_is_a_copy(tiny, photo):
+    gray = photo.mean(1, keepdim=True).expand(1, 3, *photo.shape[-2:]).contiguous()
+    out = inpaint_vae(gray, box_mask(*photo.shape[-2:], 40, 40, 30), tiny)
+    assert torch.equal(out[:, 0], out[:, 1]) and torch.equal(out[:, 1], out[:, 2])
+    assert torch.equal(inpaint_vae(photo, torch.zeros(1, 1, *photo.shape[-2:]), tiny), photo)
+
+
+def test_bad_input(tiny, photo):
+    with pytest.raises(ShapeError):
+        inpaint_vae(torch.rand(1, 1, 8, 8), torch.zeros(1, 1, 8, 8), tiny)
+    with pytest.raises(ShapeError):
+        inpaint_vae(photo, torch.zeros(1, 1, 8, 8), tiny)
+    with pytest.raises(MaskError):
+        inpaint_vae(photo, None, tiny)
+
+
+def test_weights_of_another_model_are_refused(tmp_path):
+    with pytest.raises(WeightsError):
+        load_inpainter("cpu", model_spec().weights)  # the denoiser's weights
+    with pytest.raises(WeightsError):
+        load_inpainter("cpu", tmp_path / "missing.safetensors")
+
+
+def test_cli_inpaints_with_vae_by_default_and_writes_samples_side_by_side(tmp_path, invoke, tiny_weights, photo):
+    rgb = (photo[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "a.png")
+    mask = np.zeros(rgb.shape[:2], np.uint8)
+    mask[50:90, 60:100] = 255
+    Image.fromarray(mask).save(tmp_path / "a.mask.png")
+    result = invoke("inpaint", tmp_path / "a.png", "-o", tmp_path / "one", "--weights", tiny_weights)
+    assert result.exit_code == 0, result.output
+    one = np.asarray(Image.open(tmp_path / "one" / "a.png"))
+    assert one.shape == rgb.shape and np.array_equal(one[mask == 0], rgb[mask == 0])
+    result = invoke("inpaint", tmp_path / "a.png", "-o", tmp_path / "three", "--weights", tiny_weights, "--samples", "3", "--seed", "7")
+    assert result.exit_code == 0, result.output
+    three = np.asarray(Image.open(tmp_path / "three" / "a.png"))
+    w = rgb.shape[1]
+    assert three.shape == (rgb.shape[0], 3 * w, 3)
+    assert not np.array_equal(three[:, :w], three[:, w : 2 * w])
+    result = invoke("inpaint", tmp_path / "a.png", "-o", tmp_path / "bad", "--samples", "0")
+    assert result.exit_code != 0 and "samples" in result.output and "Traceback" not in result.output
+
+
+def test_vae_is_the_default_inpaint_method():
+    from imgedit.registry import get_registry
+
+    assert get_registry().get("inpaint").method == "vae"
+
+
+# --- evaluation: masks, pairs and their conventions ---------------------------------
+
+
+def write_pair(root, name, image, hole, hole_color):
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    (root / "masks").mkdir(parents=True, exist_ok=True)
+    Image.fromarray(image).save(root / "images" / f"{name}.png")
+    white = hole if hole_color == "white" else ~hole
+    Image.fromarray(white.astype(np.uint8) * 255).save(root / "masks" / f"{name}.png")
+
+
+def test_pairs_follow_the_mask_convention_given(tmp_path):
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 255, (32, 40, 3), dtype=np.uint8)
+    hole = np.zeros((32, 40), bool)
+    hole[8:20, 10:30] = True
+    write_pair(tmp_path / "white_set", "x", image, hole, "white")
+    write_pair(tmp_path / "black_set", "x", image, hole, "black")
+    white = pair_cases(tmp_path / "white_set", "white")
+    black = pair_cases(tmp_path / "black_set", "black")
+    for cases in (white, black):
+        assert len(cases) == 1 and cases[0].scored
+        assert np.array_equal(cases[0].mask[0, 0].numpy() > 0.5, hole)
+    assert pair_cases(tmp_path, "white")[0].group in ("white_set", "black_set") and len(pair_cases(tmp_path)) == 2
+
+
+def test_painted_over_holes_are_not_scored_and_missing_masks_fail(tmp_path):
+    image = np.full((16, 16, 3), 90, np.uint8)
+    image[2:6, 2:6] = 255  # hole painted white, as EdgeConnect's examples
+    hole = np.zeros((16, 16), bool)
+    hole[2:6, 2:6] = True
+    write_pair(tmp_path / "set", "p", image, hole, "white")
+    assert not pair_cases(tmp_path / "set")[0].scored
+    Image.fromarray(image).save(tmp_path / "set" / "images" / "orphan.png")
+    with pytest.raises(UsageError, match="no mask"):
+        pair_cases(tmp_path / "set")
+    with pytest.raises(UsageError, match="no images"):
+        pair_cases(tmp_path / "set" / "masks")
+
+
+def test_seeded_masks_and_scores(photo):
+    images = [(Path("a.png"), photo), (Path("b.png"), photo.flip(-1))]
+    first, again = synthetic_cases(images, ["thin", "thick"], seed=0), synthetic_cases(images, ["thin", "thick"], seed=0)
+    assert [c.group for c in first] == ["thin", "thin", "thick", "thick"]
+    assert all(torch.equal(a.mask, b.mask) for a, b in zip(first, again))
+    assert not torch.equal(first[0].mask, synthetic_cases(images, ["thin"], seed=1)[0].mask)
+    methods = classical_methods()
+    for fill in methods.values():
+        out = fill(photo, first[2].mask)
+        assert torch.equal(out[first[2].mask.expand_as(out) < 0.5], photo[first[2].mask.expand_as(photo) < 0.5])
+    rows = evaluate(first, {"truth": lambda image, mask: image, "telea": methods["telea"]})
+    truth = [r for r in rows if r.method == "truth"]
+    assert len(rows) == 4 and all(r.images == 2 for r in rows)
+    assert all(r.hole_psnr > 100 and r.ssim > 0.999 for r in truth)  # a perfect fill scores perfectly
+    telea = [r for r in rows if r.method == "telea"]
+    assert all(r.hole_psnr < r.psnr < 100 for r in telea)  # the hole alone is harder than the whole
+
+
+def test_eval_command_runs_on_pairs(tmp_path, invoke, tiny_weights):
+    rng = np.random.default_rng(1)
+    hole = np.zeros((48, 48), bool)
+    hole[10:30, 12:36] = True
+    for i in range(2):
+        write_pair(tmp_path / "pairs" / "s", f"im{i}", rng.integers(0, 255, (48, 48, 3), dtype=np.uint8), hole, "black")
+    result = invoke("eval", "inpaint", "--pairs", tmp_path / "pairs", "--hole-color", "black", "--weights", tiny_weights,
+                    "--sheet", tmp_path / "sheet.png", "--json")
+    assert result.exit_code == 0, result.output
+    import json
+
+    report = json.loads(result.output[result.output.index("{"):])
+    assert {r["method"] for r in report["rows"]} >= {"vae", "telea", "ns"}
+    assert all(r["images"] == 2 for r in report["rows"])
+    assert (tmp_path / "sheet.png").stat().st_size > 0
+    result = invoke("eval", "inpaint", "--weights", tiny_weights)
+    assert result.exit_code != 0 and "--data" in result.output
+
+
+# --- the shipped model ---------------------------------------------------------------
+
+
+def test_shipped_weights_verify_load_and_fit_the_budget():
+    spec = model_spec(name=INPAINT_MODEL_NAME)
+    card = spec.card()
+    assert sha256_file(spec.weights) == card["sha256"]
+    assert card["parameters"] <= 6_000_000
+    assert card["training"]["steps"] > 0 and card["training"]["commands"]
+    assert isinstance(load_inpainter("cpu"), InpaintVAE)
+
+
+def test_shipped_model_beats_a_flat_fill(photo):
+    mask = box_mask(*photo.shape[-2:], 60, 80, 40)
+    out = inpaint_vae(photo, mask, load_inpainter("cpu"))
+    hole = mask.expand_as(photo) > 0.5
+    flat = photo.clone()
+    flat[hole] = photo[~hole].mean()
+    assert (out[hole] - photo[hole]).abs().mean() < (flat[hole] - photo[hole]).abs().mean()
+
+
+def test_pipeline_refuses_a_mask_stage_after_samples_widen_the_image(tiny_weights, photo):
+    from imgedit.pipeline import Pipeline
+
+    with pytest.raises(UsageError, match="changes the image size"):
+        Pipeline.parse(f"inpaint samples=2 weights={tiny_weights} | inpaint method=telea").build(device="cpu")
+    built = Pipeline.parse(f"inpaint samples=2 weights={tiny_weights}").build(device="cpu")
+    out = built.apply(photo, box_mask(*photo.shape[-2:], 10, 10, 20))
+    assert out.shape == (1, 3, photo.shape[-2], 2 * photo.shape[-1])
