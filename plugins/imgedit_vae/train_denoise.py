@@ -10,7 +10,6 @@ generator, configs). The CLI verb ``imgedit train denoise`` calls it.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Sequence
@@ -22,7 +21,7 @@ from imgedit_vae.data import ImagePool
 from imgedit_vae.degrade import add_gaussian_noise
 from imgedit_vae.metrics import psnr
 from imgedit_vae.model import ConditionalVAE, VAEConfig, kl_divergence
-from imgedit_vae.training import fit, learning_rate
+from imgedit_vae.training import fit, learning_rate, load_run_state, run_state
 
 CHECKPOINT_VERSION = 1
 
@@ -115,27 +114,14 @@ class Trainer:
         out, _, _ = self.model(self.val_noisy, sigma_map(sigma, self.val_noisy).to(self.device))
         return float(psnr(out, self.val_clean).mean())
 
+    def _parts(self) -> dict:
+        return {"model": self.model, "optimizer": self.optimizer}
+
     def state(self) -> dict:
-        return {
-            "version": CHECKPOINT_VERSION,
-            "kind": "denoise",
-            "step": self.step,
-            "elapsed": self.elapsed,
-            "config": self.cfg.to_dict(),
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "generator": self.generator.get_state(),
-            "history": json.dumps(self.history),
-            "commands": json.dumps(self.commands),
-        }
+        return run_state(self, "denoise", CHECKPOINT_VERSION, self._parts())
 
     def load_state(self, state: dict) -> None:
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.generator.set_state(state["generator"])
-        self.step, self.elapsed = int(state["step"]), float(state["elapsed"])
-        self.history = json.loads(state["history"])
-        self.commands = json.loads(state.get("commands", "[]"))
+        load_run_state(self, state, self._parts())
 
 
 def sigma_map(sigma: torch.Tensor, like: torch.Tensor) -> torch.Tensor:

@@ -16,7 +16,6 @@ hold both networks, both optimizers and the random generator.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Sequence
@@ -29,7 +28,7 @@ from imgedit_vae.data import ImagePool
 from imgedit_vae.holes import KINDS, random_hole_mask
 from imgedit_vae.metrics import psnr
 from imgedit_vae.model import InpaintVAE, PatchDiscriminator, VAEConfig, kl_between
-from imgedit_vae.training import fit, learning_rate
+from imgedit_vae.training import fit, learning_rate, load_run_state, run_state
 
 CHECKPOINT_VERSION = 1
 
@@ -149,31 +148,15 @@ class InpaintTrainer:
         fill, _, _ = self.model(self.val_clean, self.val_mask, "mean")
         return float(psnr(fill, self.val_clean).mean())
 
+    def _parts(self) -> dict:
+        return {"model": self.model, "critic": self.critic, "optimizer": self.optimizer,
+                "critic_optimizer": self.critic_optimizer}
+
     def state(self) -> dict:
-        return {
-            "version": CHECKPOINT_VERSION,
-            "kind": "inpaint",
-            "step": self.step,
-            "elapsed": self.elapsed,
-            "config": self.cfg.to_dict(),
-            "model": self.model.state_dict(),
-            "critic": self.critic.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "critic_optimizer": self.critic_optimizer.state_dict(),
-            "generator": self.generator.get_state(),
-            "history": json.dumps(self.history),
-            "commands": json.dumps(self.commands),
-        }
+        return run_state(self, "inpaint", CHECKPOINT_VERSION, self._parts())
 
     def load_state(self, state: dict) -> None:
-        self.model.load_state_dict(state["model"])
-        self.critic.load_state_dict(state["critic"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.critic_optimizer.load_state_dict(state["critic_optimizer"])
-        self.generator.set_state(state["generator"])
-        self.step, self.elapsed = int(state["step"]), float(state["elapsed"])
-        self.history = json.loads(state["history"])
-        self.commands = json.loads(state["commands"])
+        load_run_state(self, state, self._parts())
 
 
 def train_inpaint(

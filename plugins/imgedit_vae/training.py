@@ -63,3 +63,29 @@ def fit(trainer: Any, out_dir: Path, on_progress: Optional[Callable[[int, dict],
 
 def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
+
+
+def run_state(trainer: Any, kind: str, version: int, parts: dict[str, Any]) -> dict:
+    """A trainer's checkpoint: its progress, config, random state, and
+    ``state_dict()`` of each of ``parts`` (networks and optimizers)."""
+    return {
+        "version": version,
+        "kind": kind,
+        "step": trainer.step,
+        "elapsed": trainer.elapsed,
+        "config": trainer.cfg.to_dict(),
+        **{name: part.state_dict() for name, part in parts.items()},
+        "generator": trainer.generator.get_state(),
+        "history": json.dumps(trainer.history),
+        "commands": json.dumps(trainer.commands),
+    }
+
+
+def load_run_state(trainer: Any, state: dict, parts: dict[str, Any]) -> None:
+    """Restore what :func:`run_state` saved."""
+    for name, part in parts.items():
+        part.load_state_dict(state[name])
+    trainer.generator.set_state(state["generator"])
+    trainer.step, trainer.elapsed = int(state["step"]), float(state["elapsed"])
+    trainer.history = json.loads(state["history"])
+    trainer.commands = json.loads(state.get("commands", "[]"))
