@@ -134,6 +134,9 @@ def main() -> None:
     files = sorted(p for p in args.data.iterdir() if p.suffix.lower() in {".jpg", ".jpeg", ".png"})[: args.limit]
     if not files:
         sys.exit(f"no images in {args.data}")
+    from imgedit.runner import let_idle_compute_threads_sleep
+
+    let_idle_compute_threads_sleep()  # as the CLI does, before torch is imported
     _plugin()
     throughput(files, args.workers)
     compute_bound(files, args.workers)

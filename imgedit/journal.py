@@ -10,7 +10,9 @@ done and redoes what changed. Each line is flushed before the output file is
 renamed into place; since writes are atomic, an output that exists with a
 "start" line of the same key is complete (the process died between the rename
 and the "done" line) and is not redone. A torn last line (SIGKILL mid-write)
-is ignored.
+is ignored. "done" lines carry the output's size, checked on resume: after a
+power cut an output may exist with its data never written (outputs are not
+fsynced one by one unless asked), and such a file is redone.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ class Entry:
     key: str
     error: Optional[str] = None
     replacing: bool = False  # "start" over a file that existed before
+    size: Optional[int] = None  # of the output, on "done"
 
 
 class Journal:
@@ -63,7 +66,9 @@ class Journal:
             for line in fh:
                 try:
                     rec = json.loads(line)
-                    entries[rec["dst"]] = Entry(rec["status"], rec["key"], rec.get("error"), rec.get("replacing", False))
+                    entries[rec["dst"]] = Entry(
+                        rec["status"], rec["key"], rec.get("error"), rec.get("replacing", False), rec.get("size")
+                    )
                 except (ValueError, KeyError, TypeError):
                     continue  # a torn line from a killed run
         return entries
@@ -84,17 +89,23 @@ class Journal:
     def is_done(self, dst: Path, key: str) -> bool:
         """``dst`` holds a complete result for ``key``."""
         entry = self.get(dst)
-        if entry is None or entry.key != key or not Path(dst).exists():
+        if entry is None or entry.key != key:
             return False
+        try:
+            size = os.stat(dst).st_size
+        except OSError:
+            return False
+        if entry.status == "done":
+            return entry.size is None or entry.size == size
         # a "start" without "done" means the rename happened (or not at all):
         # the file is ours and complete, unless it was there before we started
-        return entry.status == "done" or (entry.status == "start" and not entry.replacing)
+        return entry.status == "start" and not entry.replacing and size > 0
 
     def record(self, dst: Path, key: str, status: str, **extra: Any) -> None:
         name = self._name(dst)
         line = {"dst": name, "key": key, "status": status, "time": round(time.time(), 3), **extra}
         with self._lock:
-            self.entries[name] = Entry(status, key, extra.get("error"), extra.get("replacing", False))
+            self.entries[name] = Entry(status, key, extra.get("error"), extra.get("replacing", False), extra.get("size"))
             if self._fh is None:
                 self.folder.mkdir(parents=True, exist_ok=True)
                 self._fh = open(self.path, "a", encoding="utf-8")

@@ -49,6 +49,7 @@ COMMON_OPTIONS: list[Callable] = [
     click.option("--workers", type=click.IntRange(min=1), help="I/O threads for reading and writing (default: CPU count, 2-8)."),
     click.option("--force", is_flag=True, help="Redo images the journal says are done."),
     click.option("--retry-failed", is_flag=True, help="Redo only the images that failed last time."),
+    click.option("--fsync", is_flag=True, help="Flush every output to disk before moving on (survives a power cut; slower)."),
     click.option("--dry-run", is_flag=True, help="Print the plan and exit without touching an image."),
     click.option("-q", "--quiet", is_flag=True, help="Print only errors."),
     click.option("--json", "as_json", is_flag=True, help="Print a JSON summary."),
@@ -93,9 +94,11 @@ def mask_options_from(kwargs: dict[str, Any]):
 def run_verb(pipeline: Any, kwargs: dict[str, Any]) -> None:
     """Run ``pipeline`` over the verb's inputs with the common options in
     ``kwargs`` (as produced by :data:`COMMON_OPTIONS`, plus mask options)."""
+    from imgedit.runner import RunOptions, default_workers, let_idle_compute_threads_sleep, run_files
+
+    let_idle_compute_threads_sleep()  # before anything imports torch
     from imgedit.devices import set_threads
     from imgedit.inputs import expand_inputs
-    from imgedit.runner import RunOptions, default_workers, run_files
 
     masks = mask_options_from(kwargs)
     items = expand_inputs(kwargs["inputs"], recursive=kwargs["recursive"])
@@ -115,6 +118,7 @@ def run_verb(pipeline: Any, kwargs: dict[str, Any]) -> None:
         workers=kwargs["workers"] or default_workers(),
         force=kwargs["force"],
         retry_failed=kwargs["retry_failed"],
+        fsync=kwargs["fsync"],
     )
     if pipeline.needs_mask:
         _check_mask_source(pipeline, items, masks)

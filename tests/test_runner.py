@@ -67,6 +67,51 @@ def test_rerun_skips_done_and_redoes_changed(invoke, folder, tmp_path):
     assert forced["done"] == 4
 
 
+def test_output_lost_in_a_power_cut_is_redone(invoke, folder, tmp_path):
+    out = tmp_path / "out"
+    assert invoke("denoise", folder, "--sigma", "5", "-o", out).exit_code == 0
+    (out / "img0.png").write_bytes(b"")  # renamed into place, data never reached the disk
+    again = summary_of(invoke("denoise", folder, "--sigma", "5", "-o", out, "--json"))
+    assert again["done"] == 1 and again["outputs"][0]["input"].endswith("img0.png")
+    assert Image.open(out / "img0.png").size == (64, 48)
+
+
+def test_outputs_fsynced_only_when_asked(invoke, folder, tmp_path, monkeypatch):
+    synced = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd)))
+    assert invoke("denoise", folder, "--sigma", "5", "-o", tmp_path / "fast").exit_code == 0
+    once = len(synced)
+    assert once <= 1  # the journal, when the run ends
+    assert invoke("denoise", folder, "--sigma", "5", "-o", tmp_path / "durable", "--fsync").exit_code == 0
+    assert len(synced) - once >= 2 * 3  # each of 3 files and its folder
+
+
+def test_idle_compute_threads_sleep_unless_the_user_says_otherwise(monkeypatch):
+    from imgedit.runner import let_idle_compute_threads_sleep
+
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    let_idle_compute_threads_sleep()  # torch is imported already: too late to matter
+    assert "OMP_WAIT_POLICY" not in os.environ
+    monkeypatch.delitem(sys.modules, "torch")
+    let_idle_compute_threads_sleep()
+    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    let_idle_compute_threads_sleep()
+    assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
+
+
+def test_temporaries_of_a_killed_writer_are_cleared(invoke, folder, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    stale = out / ".img0.png.k2j4_x.tmp"
+    stale.write_bytes(b"half a png")
+    unrelated = out / ".notes.txt.tmp"
+    unrelated.write_text("someone else's")
+    assert invoke("denoise", folder, "--sigma", "5", "-o", out).exit_code == 0
+    assert not stale.exists() and unrelated.exists()
+
+
 def test_retry_failed_redoes_only_failures(invoke, folder, tmp_path):
     out = tmp_path / "out"
     (folder / "bad.png").write_bytes(b"not a png")

@@ -53,19 +53,24 @@ def pillow_pixels(im: Image.Image) -> tuple[np.ndarray, Optional[bytes], bool]:
     if mode in WIDE_MODES:
         return np.asarray(im), icc, False
     if mode in ("L", "1"):
-        return np.asarray(im.convert("LA" if has_trns else "L")), icc, False
+        return np.asarray(_in_mode(im, "LA" if has_trns else "L")), icc, False
     if mode in ("LA", "La"):
-        return np.asarray(im.convert("LA")), icc, False
+        return np.asarray(_in_mode(im, "LA")), icc, False
     if mode in ("RGB", "RGBA", "RGBa", "RGBX", "P", "PA"):
         palette_alpha = mode == "P" and im.palette is not None and "A" in im.palette.mode
         want_alpha = has_trns or palette_alpha or "A" in mode or "a" in mode
-        return np.asarray(im.convert("RGBA" if want_alpha else "RGB")), icc, False
+        return np.asarray(_in_mode(im, "RGBA" if want_alpha else "RGB")), icc, False
     if mode == "CMYK" and icc:
         converted = _cmyk_with_profile(im, icc)
         if converted is not None:
             return converted, None, True
     # CMYK without profile, YCbCr, LAB, HSV...: Pillow's formula; the profile no longer applies.
     return np.asarray(im.convert("RGB")), None, True
+
+
+def _in_mode(im: Image.Image, mode: str) -> Image.Image:
+    """``im`` in ``mode``; no copy when it is in that mode already (convert() copies)."""
+    return im if im.mode == mode else im.convert(mode)
 
 
 def _cmyk_with_profile(im: Image.Image, icc: bytes) -> Optional[np.ndarray]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from typing import Any, Optional
+from typing import Any, BinaryIO, Optional
 
 import numpy as np
 from PIL import Image
@@ -29,16 +29,28 @@ _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # Rec. 601, as Pillow
 
 def encode(picture: Picture, fmt: str, quality: int) -> bytes:
     """Encodes a picture in memory, at 16 bits where the format and the picture allow."""
+    buffer = io.BytesIO()
+    encode_to(buffer, picture, fmt, quality)
+    return buffer.getvalue()
+
+
+def encode_to(out: BinaryIO, picture: Picture, fmt: str, quality: int) -> None:
+    """Encodes a picture into the binary file ``out`` (at its start).
+
+    Given a real file, Pillow encodes JPEG without holding the GIL (into a
+    BytesIO it holds it throughout), so writer threads encode in parallel.
+    """
     depth = 16 if picture.bit_depth == 16 and fmt in HIGH_DEPTH_FORMATS else 8
     keep_alpha = picture.alpha is not None and fmt in ALPHA_FORMATS
     # WebP has no gray mode; Pillow cannot read back 16-bit gray+alpha TIFF, so use RGBA there.
     gray = picture.grayscale and fmt != "WEBP" and not (fmt == "TIFF" and depth == 16 and keep_alpha)
     pixels = _output_pixels(picture, depth, keep_alpha, gray)
     if depth == 16 and fmt == "PNG":
-        return _encode_png16(picture, pixels)
-    if depth == 16:
-        return _encode_tiff16(picture, pixels)
-    return _encode_pillow(picture, pixels, fmt, quality)
+        out.write(_encode_png16(picture, pixels))
+    elif depth == 16:
+        out.write(_encode_tiff16(picture, pixels))
+    else:
+        _save_pillow(out, picture, pixels, fmt, quality)
 
 
 def _quantize(values: np.ndarray, depth: int) -> np.ndarray:
@@ -122,18 +134,17 @@ def _save_kwargs(picture: Picture, fmt: str, quality: int) -> dict[str, Any]:
     return kwargs
 
 
-def _encode_pillow(picture: Picture, pixels: np.ndarray, fmt: str, quality: int) -> bytes:
+def _save_pillow(out: BinaryIO, picture: Picture, pixels: np.ndarray, fmt: str, quality: int) -> None:
     image = Image.fromarray(pixels)
-    buffer = io.BytesIO()
     try:
-        image.save(buffer, format=fmt, **_save_kwargs(picture, fmt, quality))
+        image.save(out, format=fmt, **_save_kwargs(picture, fmt, quality))
     except (OSError, ValueError, KeyError):
         if fmt in PREFERRED_SUFFIX or image.mode == "RGB":
             raise
         # Some less common format that cannot take this mode: plain RGB is the safe fallback.
-        buffer = io.BytesIO()
-        image.convert("RGB").save(buffer, format=fmt)
-    return buffer.getvalue()
+        out.seek(0)
+        out.truncate()
+        image.convert("RGB").save(out, format=fmt)
 
 
 def _encode_png16(picture: Picture, pixels: np.ndarray) -> bytes:

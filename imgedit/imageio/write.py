@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-from imgedit.atomic import DestinationExists, write_bytes_atomic
+from imgedit.atomic import DestinationExists, atomic_file
 from imgedit.errors import ImageWriteError, ShapeError, UsageError
-from imgedit.imageio.encode import encode
+from imgedit.imageio.encode import encode_to
 from imgedit.imageio.formats import PathLike, format_for_path, normalize_format
 from imgedit.imageio.picture import Picture
 from imgedit.imageio.source import one_line
@@ -20,6 +20,7 @@ def write_image(
     format: Optional[str] = None,  # noqa: A002 - the public name the CLI uses
     quality: int = 95,
     overwrite: bool = False,
+    durable: bool = True,
 ) -> Path:
     """Writes a picture atomically, keeping as much of its metadata as the format can hold.
 
@@ -35,6 +36,8 @@ def write_image(
         format: Pillow format name; default from the path suffix.
         quality: 1-100 for JPEG and WebP (WebP 100 = lossless).
         overwrite: replace an existing file.
+        durable: fsync before the rename, so the file also survives a power
+            cut (the batch runner skips that per file; see ``RunOptions.fsync``).
 
     Returns:
         The path written.
@@ -48,18 +51,19 @@ def write_image(
     path = Path(path)
     fmt = _checked_format(path, format, quality, overwrite)
     try:
-        data = encode(picture, fmt, quality)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_file(path, overwrite, durable) as out:
+            encode_to(out, picture, fmt, quality)
     except (ShapeError, UsageError):
         raise
-    except Exception as exc:  # noqa: BLE001 - encoders raise many types
-        raise ImageWriteError(f"{path}: cannot encode as {fmt} ({one_line(exc)})") from None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_bytes_atomic(path, data, overwrite)
     except DestinationExists:
         raise _exists(path) from None
     except OSError as exc:
+        if exc.errno is None:  # Pillow's encoders raise errno-less OSErrors
+            raise ImageWriteError(f"{path}: cannot encode as {fmt} ({one_line(exc)})") from None
         raise ImageWriteError(f"{path}: cannot write ({one_line(exc)})") from None
+    except Exception as exc:  # noqa: BLE001 - encoders raise many types
+        raise ImageWriteError(f"{path}: cannot encode as {fmt} ({one_line(exc)})") from None
     return path
 
 
