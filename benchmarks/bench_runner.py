@@ -7,8 +7,8 @@
 3. Peak RSS while processing N images (sampled as the run goes): flat means
    memory does not grow with the number of images.
 
-    python benchmarks/bench_runner.py --data ../shared/data/train/cbsd432 --limit 200
-    python benchmarks/bench_runner.py --rss 1000
+    python benchmarks/bench_runner.py            # 200 cbsd432 images + 66 large photos
+    python benchmarks/bench_runner.py --data ../shared/data/train/cbsd432 --rss 1000
 """
 
 from __future__ import annotations
@@ -124,16 +124,24 @@ def _rss_mb() -> float:
         return int(fh.read().split()[1]) * resource.getpagesize() / 2**20
 
 
+def _images(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in {".jpg", ".jpeg", ".png"})
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared/data/train/cbsd432")
-    parser.add_argument("--limit", type=int, default=200)
+    shared = Path(__file__).resolve().parents[2] / "shared/data/train"
+    parser.add_argument("--data", type=Path, action="append", help="image folder (repeatable; default: "
+                        "200 images of cbsd432 and the 66 large photos of ../shared/data/train)")
+    parser.add_argument("--limit", type=int, default=200, help="images per folder, at most")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--rss", type=int, default=0, help="also measure RSS over this many images")
     args = parser.parse_args()
-    files = sorted(p for p in args.data.iterdir() if p.suffix.lower() in {".jpg", ".jpeg", ".png"})[: args.limit]
+    folders = args.data or [shared / "cbsd432", shared / "photos"]
+    files = [f for folder in folders for f in _images(folder)[: args.limit]]
     if not files:
-        sys.exit(f"no images in {args.data}")
+        sys.exit(f"no images in {', '.join(map(str, folders))}")
+    print(f"{len(files)} images from {', '.join(f.name for f in folders)}")
     from imgedit.runner import let_idle_compute_threads_sleep
 
     let_idle_compute_threads_sleep()  # as the CLI does, before torch is imported

@@ -79,7 +79,7 @@ def cli(debug: bool) -> None:
 @cli.command(name="plugins")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def plugins_command(as_json: bool) -> None:
-    """List plugins: name, version, hooks, operations, models, status."""
+    """List plugins: name, version, hooks, operations, models, latent models, status."""
     from imgedit.registry import get_registry
 
     registry = get_registry()
@@ -88,6 +88,7 @@ def plugins_command(as_json: bool) -> None:
         row = info.as_dict()
         row["operations"] = sorted(op.key for op in registry.operations.values() if op.plugin == info.name)
         row["models"] = sorted(m.name for m in registry.models.values() if m.plugin == info.name)
+        row["latent_models"] = sorted(m.name for m in registry.latent_models.values() if m.plugin == info.name)
         row["errors"] = row["errors"] + registry.problems.get(info.name, [])
         row["status"] = "error" if row["errors"] else "ok"
         rows.append(row)
@@ -96,7 +97,7 @@ def plugins_command(as_json: bool) -> None:
         return
     for row in rows:
         click.echo(f"{row['name']} {row['version'] or ''} [{row['status']}] ({row['source']})")
-        for key in ("hooks", "commands", "operations", "models"):
+        for key in ("hooks", "commands", "operations", "models", "latent_models"):
             if row[key]:
                 click.echo(f"  {key}: {', '.join(row[key])}")
         for error in row["errors"]:

@@ -17,6 +17,7 @@ import pluggy
 if TYPE_CHECKING:  # pragma: no cover - typing only, keeps start-up cheap
     import click
 
+    from imgedit.latents import LatentModelSpec
     from imgedit.models import ModelSpec
     from imgedit.operations import Operation
 
@@ -55,4 +56,20 @@ def register_models(register: "Callable[[ModelSpec], None]") -> None:
     Args:
         register: call once per :class:`imgedit.models.ModelSpec`. These are
             listed (and their sha256 checked) by ``imgedit models``.
+    """
+
+
+@hookspec
+def register_latent_models(register: "Callable[[LatentModelSpec], None]") -> None:
+    """Register generative models that map latents to images and back.
+
+    Args:
+        register: call once per :class:`imgedit.latents.LatentModelSpec`. Its
+            ``load(device)`` returns an object following
+            :class:`imgedit.latents.LatentModel` (``sample_latents``,
+            ``decode``, ``encode``, ...) and is called only when a verb needs
+            the model, so registering must stay cheap: no torch, no weights.
+            Names are unique; a plugin registering a name already taken is an
+            error shown by ``imgedit plugins``, and the first one keeps it.
+            :func:`imgedit.latents.load_latent_model` builds one by name.
     """

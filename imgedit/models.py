@@ -15,7 +15,7 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from imgedit.atomic import new_file_mode, write_bytes_atomic
 from imgedit.errors import WeightsError
@@ -108,6 +108,30 @@ def load_weights(spec: ModelSpec, device: "Optional[torch.device]" = None) -> "d
     from safetensors.torch import load_file
 
     return load_file(str(spec.weights), device=str(device or "cpu"))
+
+
+def load_model(spec: ModelSpec, build: "Callable[[dict], torch.nn.Module]") -> "torch.nn.Module":
+    """Build a network from its card's ``model_config`` and load its verified
+    weights into it (stored fp16 tensors are cast to the network's dtypes).
+
+    Args:
+        build: ``build(model_config) -> nn.Module``.
+
+    Raises:
+        WeightsError: missing file or card, sha256 mismatch, no
+            ``model_config``, or weights that do not fit the network built
+            (e.g. another model's weights).
+    """
+    tensors = load_weights(spec)  # checks the file and its sha256 first
+    config = spec.card().get("model_config")
+    if not config:
+        raise WeightsError(f"model '{spec.name}': its card {spec.card_path} has no model_config")
+    try:
+        model = build(config)
+        model.load_state_dict(tensors)
+    except (RuntimeError, ValueError, TypeError, KeyError) as exc:
+        raise WeightsError(f"model '{spec.name}': weights do not fit this model: {str(exc).splitlines()[0]}") from None
+    return model
 
 
 def save_weights(tensors: "dict[str, torch.Tensor]", path: Path, card: dict[str, Any]) -> ModelSpec:

@@ -1,5 +1,5 @@
-"""Everything the plugins registered: operations (by name and method) and
-models. Built lazily from the hooks, once per process."""
+"""Everything the plugins registered: operations (by name and method),
+models and latent models. Built lazily from the hooks, once per process."""
 
 from __future__ import annotations
 
@@ -7,17 +7,19 @@ import dataclasses
 from typing import Optional
 
 from imgedit.errors import PluginError, UsageError
+from imgedit.latents import LatentModelSpec
 from imgedit.models import ModelSpec
 from imgedit.operations import Operation
 from imgedit.plugins import call_each_register
 
 
 class Registry:
-    """Operations keyed ``(name, method)`` and models keyed by name."""
+    """Operations keyed ``(name, method)``; models and latent models keyed by name."""
 
     def __init__(self) -> None:
         self.operations: dict[tuple[str, str], Operation] = {}
         self.models: dict[str, ModelSpec] = {}
+        self.latent_models: dict[str, LatentModelSpec] = {}
         # key -> the plugins that registered it; more than one is a conflict
         self.conflicts: dict[str, list[str]] = {}
         # plugin -> registration problems, shown by `imgedit plugins`
@@ -36,12 +38,19 @@ class Registry:
         self.operations[key] = op
 
     def add_model(self, plugin: str, spec: ModelSpec) -> None:
+        self._add_named(self.models, "model", plugin, spec)
+
+    def add_latent_model(self, plugin: str, spec: LatentModelSpec) -> None:
+        self._add_named(self.latent_models, "latent model", plugin, spec)
+
+    def _add_named(self, table: dict, what: str, plugin: str, spec: "ModelSpec | LatentModelSpec") -> None:
+        """Keep the first registration of a name; a later one is a problem of its plugin."""
         spec = dataclasses.replace(spec, plugin=plugin)
-        if spec.name in self.models:
-            other = self.models[spec.name].plugin
-            self.problems.setdefault(plugin, []).append(f"model '{spec.name}' is already registered by {other}")
+        if spec.name in table:
+            other = table[spec.name].plugin
+            self.problems.setdefault(plugin, []).append(f"{what} '{spec.name}' is already registered by {other}")
             return
-        self.models[spec.name] = spec
+        table[spec.name] = spec
 
     # -- queries -------------------------------------------------------
     def operation_names(self) -> list[str]:
@@ -89,6 +98,7 @@ def get_registry() -> Registry:
         reg = Registry()
         call_each_register("register_operations", reg.add_operation)
         call_each_register("register_models", reg.add_model)
+        call_each_register("register_latent_models", reg.add_latent_model)
         for spec in user_models():
             if spec.name not in reg.models:
                 reg.models[spec.name] = spec

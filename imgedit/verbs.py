@@ -1,7 +1,8 @@
 """Building blocks for image verbs: the common options every image verb
 takes, the mask options, and a ready-made verb for an operation name whose
 ``--method`` choices and parameter options come from the registry (so a
-learned method registered later by another plugin appears in the same verb).
+learned method registered later by another plugin appears in the same verb);
+the shared ``train``/``eval`` groups and the options every ``train`` verb takes.
 """
 
 from __future__ import annotations
@@ -257,6 +258,40 @@ def command_group(cli: click.Group, name: str, help: str) -> click.Group:
     elif not isinstance(group, click.Group):
         raise TypeError(f"imgedit {name} is a command, not a group")
     return group
+
+
+def training_options(data_help: str, steps: int, out_dir: Path, batch: int, lr: float) -> list[Callable]:
+    """The options every ``imgedit train ...`` verb shares, with its defaults:
+    ``--data`` (repeatable), ``--steps``, ``--resume``, ``--out``, ``--export``,
+    ``--device``, ``--batch``, ``--lr``, ``--seed`` and ``-q``."""
+    return [
+        click.option("--data", "sources", multiple=True, required=True, help=data_help),
+        click.option("--steps", type=click.IntRange(min=1), default=steps, show_default=True, help="Total optimisation steps."),
+        click.option("--resume", type=click.Path(path_type=Path), help="Checkpoint to continue from."),
+        click.option("--out", "out_dir", type=click.Path(path_type=Path), default=out_dir, show_default=True, help="Folder for the checkpoint and log."),
+        click.option("--export", "export_path", type=click.Path(path_type=Path), help="Where to write the trained weights (default: your imgedit weights folder)."),
+        click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps."),
+        click.option("--batch", type=click.IntRange(min=1), default=batch, show_default=True),
+        click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=lr, show_default=True),
+        click.option("--seed", type=int, default=0, show_default=True),
+        click.option("-q", "--quiet", is_flag=True, help="No progress bar."),
+    ]
+
+
+def command_line(ctx: click.Context) -> str:
+    """The running command with every option spelled out (defaults too), for
+    a model card or checkpoint to say exactly how it was made."""
+    import shlex
+
+    words = ["imgedit", *ctx.command_path.split()[1:]]
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name)
+        if value is None or value is False or value == ():
+            continue
+        flag = max(param.opts, key=len)
+        for item in value if isinstance(value, tuple) else [value]:
+            words += [flag] if value is True else [flag, str(item)]
+    return " ".join(shlex.quote(w) for w in words)
 
 
 def add_operation_verb(cli: click.Group, name: str, help: str) -> None:

@@ -2,6 +2,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import types
 
 # Like llm and datasette: skip third-party entry points while our own suite
 # runs, so a developer's installed plugins cannot change the results.
@@ -40,6 +41,38 @@ def photo(tmp_path):
 
 
 @pytest.fixture
+def test_plugin():
+    """Register throw-away plugin modules; unregister them afterwards."""
+    from imgedit import hookimpl
+    from imgedit.plugins import register_plugin, unregister_plugin
+
+    names = []
+
+    def add(name, **hooks):
+        module = types.ModuleType(name)
+        for hook_name, fn in hooks.items():
+            setattr(module, hook_name, hookimpl(fn))
+        register_plugin(module, name)
+        names.append(name)
+        return module
+
+    yield add
+    for name in names:
+        unregister_plugin(name)
+
+
+@pytest.fixture
+def user_home(tmp_path, monkeypatch):
+    """A fresh user weights folder (``IMGEDIT_HOME``), with the registry rebuilt around it."""
+    from imgedit import registry
+
+    monkeypatch.setenv("IMGEDIT_HOME", str(tmp_path))
+    registry.reset()
+    yield tmp_path
+    registry.reset()
+
+
+@pytest.fixture
 def cli_runner():
     from click.testing import CliRunner
 
@@ -72,3 +105,34 @@ def run_imgedit(*args, env=None, cwd=None, **kwargs):
     return subprocess.run(
         [sys.executable, "-m", "imgedit", *map(str, args)], capture_output=True, text=True, env=full_env, cwd=cwd, **kwargs
     )
+
+
+# --- the GAN plugin -------------------------------------------------------------------
+
+TINY_GAN = {"image_size": 16, "z_dim": 16, "g_width": 8, "d_width": 8}
+
+
+def blob_images(folder, count=12, size=24, seed=0):
+    """Small training images: a soft blob of a random colour at a random place."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:size, 0:size].astype(np.float32)
+    for i in range(count):
+        cy, cx = rng.uniform(size / 4, 3 * size / 4, 2)
+        blob = np.exp(-((y - cy) ** 2 + (x - cx) ** 2) / (size * 0.8))[..., None]
+        rgb = 0.2 + 0.7 * blob * rng.uniform(0.2, 1.0, 3)
+        Image.fromarray((rgb * 255).round().astype(np.uint8)).save(folder / f"{i:02d}.png")
+    return folder
+
+
+def save_tiny_gan(path, seed=0, **card):
+    """An untrained tiny generator saved as a model (weights + card); returns its ModelSpec."""
+    import torch
+
+    from imgedit.models import save_weights
+    from imgedit_gan.model import GANConfig, Generator
+
+    torch.manual_seed(seed)
+    net = Generator(GANConfig(**TINY_GAN))
+    card = {"architecture": "imgedit_gan.model.Generator", "model_config": TINY_GAN, "description": "tiny", **card}
+    return save_weights(net.state_dict(), path, card)

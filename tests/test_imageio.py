@@ -484,6 +484,12 @@ def test_write_rounds_and_clips(tmp_path):
     assert np.asarray(Image.open(out)).tolist() == [[[0, 1, 255]]]
 
 
+def test_write_maps_nan_to_black_and_infinities_to_the_bounds(tmp_path):
+    rgb = np.array([[[np.nan, np.inf, -np.inf], [1e30, -1e30, 0.5]]], dtype=np.float32)
+    out = write_image(Picture(rgb=rgb), tmp_path / "o.png")
+    assert np.asarray(Image.open(out)).tolist() == [[[0, 255, 0], [255, 0, 128]]]
+
+
 # ---------------------------------------------------------------- bad inputs
 
 

@@ -10,14 +10,6 @@ from imgedit.errors import WeightsError
 from imgedit.models import ModelSpec, load_weights, save_weights, user_models, verify
 
 
-@pytest.fixture
-def user_home(tmp_path, monkeypatch):
-    monkeypatch.setenv("IMGEDIT_HOME", str(tmp_path))
-    registry.reset()
-    yield tmp_path
-    registry.reset()
-
-
 def _save(path):
     tensors = {"conv.weight": torch.arange(12, dtype=torch.float32).reshape(3, 4)}
     return tensors, save_weights(tensors, path, {"architecture": "test", "description": "tiny"})

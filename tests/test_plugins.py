@@ -3,15 +3,13 @@
 import json
 import subprocess
 import sys
-import types
 from pathlib import Path
 
 import pytest
 
-from imgedit import hookimpl, hookspecs, registry
+from imgedit import hookspecs, registry
 from imgedit.errors import PluginError
 from imgedit.operations import Capabilities, Operation
-from imgedit.plugins import register_plugin, unregister_plugin
 
 from conftest import fake_distribution, run_imgedit
 
@@ -20,24 +18,6 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def _identity_op(name="blur", method="box", **kwargs):
     return Operation(name=name, method=method, create=lambda ctx: (lambda image, mask: image), **kwargs)
-
-
-@pytest.fixture
-def test_plugin():
-    """Register throw-away plugin modules; unregister them afterwards."""
-    names = []
-
-    def add(name, **hooks):
-        module = types.ModuleType(name)
-        for hook_name, fn in hooks.items():
-            setattr(module, hook_name, hookimpl(fn))
-        register_plugin(module, name)
-        names.append(name)
-        return module
-
-    yield add
-    for name in names:
-        unregister_plugin(name)
 
 
 def test_builtin_plugin_listed_with_operations(invoke):

@@ -7,7 +7,7 @@ from PIL import Image
 
 from conftest import smooth_rgb
 from imgedit.errors import UsageError
-from imgedit_vae.data import ImagePool
+from imgedit.imagepool import ImagePool
 from imgedit_vae.model import VAEConfig
 from imgedit_vae.train_inpaint import InpaintTrainConfig, InpaintTrainer, hole_batch, train_inpaint
 

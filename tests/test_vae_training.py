@@ -1,5 +1,6 @@
 """The denoiser's training routine on tiny data: a real step learns,
-checkpoints resume bit for bit, the CLI trains and exports usable weights."""
+checkpoints resume bit for bit, the CLI trains and exports usable weights.
+The shared loop and checkpoint files are tested in test_training.py."""
 
 import json
 
@@ -9,11 +10,11 @@ import torch
 from PIL import Image
 
 from conftest import smooth_rgb
-from imgedit_vae.checkpoint import load_checkpoint
-from imgedit_vae.data import ImagePool, dihedral
+from imgedit.checkpoint import load_checkpoint
+from imgedit.imagepool import ImagePool, dihedral
 from imgedit_vae.model import VAEConfig
 from imgedit_vae.train_denoise import Trainer, TrainConfig, train
-from imgedit_vae.training import learning_rate
+from imgedit.training import learning_rate
 
 TINY_MODEL = VAEConfig(widths=(8, 16, 16, 16), blocks=(1, 1, 1, 1), latent_channels=4)
 
@@ -125,43 +126,3 @@ def test_bad_training_input_is_one_line_and_exit_2(tmp_path, invoke, data):
     assert result.exit_code == 2 and "multiple of 16" in result.output
     result = invoke("eval", "denoise", "--data", data, "--sigma", "ten")
     assert result.exit_code == 2
-
-
-def test_checkpoint_file_round_trips_without_pickle(tmp_path):
-    from imgedit_vae.checkpoint import save_checkpoint
-
-    state = {"kind": "denoise", "step": 3, "t": torch.arange(4.0), "nested": {1: {"betas": (0.9, 0.99), "x": [torch.ones(2)]}}}
-    save_checkpoint(state, tmp_path / "c.safetensors")
-    back = load_checkpoint(tmp_path / "c.safetensors", kind="denoise")
-    assert back["step"] == 3 and torch.equal(back["t"], state["t"])
-    assert back["nested"][1]["betas"] == (0.9, 0.99) and torch.equal(back["nested"][1]["x"][0], torch.ones(2))
-
-
-def test_sigterm_saves_a_checkpoint_before_stopping(tmp_path):
-    import os
-    import signal
-    from types import SimpleNamespace
-
-    from imgedit_vae.training import fit
-
-    class Trainer:
-        cfg = SimpleNamespace(steps=10, val_every=100, checkpoint_every=100)
-        step, elapsed, history = 0, 0.0, []
-
-        def train_step(self):
-            self.step += 1
-            if self.step == 3:
-                os.kill(os.getpid(), signal.SIGTERM)  # as a scheduler pre-empting the job
-            return {"loss": 1.0}
-
-        def validate(self):
-            return None
-
-        def state(self):
-            return {"kind": "denoise", "step": self.step}
-
-    before = signal.getsignal(signal.SIGTERM)
-    with pytest.raises(KeyboardInterrupt):
-        fit(Trainer(), tmp_path)
-    assert load_checkpoint(tmp_path / "checkpoint.safetensors", kind="denoise")["step"] == 3
-    assert signal.getsignal(signal.SIGTERM) == before

@@ -57,8 +57,9 @@ def _quantize(values: np.ndarray, depth: int) -> np.ndarray:
     """[0, 1] floats -> rounded, clipped uint8 or uint16."""
     top = np.float32(65535 if depth == 16 else 255)
     scaled = np.multiply(values, top, dtype=np.float32, order="C")  # one new buffer, then in place
-    np.fmax(scaled, 0.0, out=scaled)  # fmax/fmin also map NaN to the bound
-    np.fmin(scaled, top, out=scaled)
+    np.clip(scaled, 0.0, top, out=scaled)  # SIMD; fmax/fmin (NaN-aware) took 3x as long
+    if np.isnan(scaled.max()):  # a cheap reduction; NaN -> 0 only when there is one
+        np.nan_to_num(scaled, copy=False, nan=0.0)
     np.rint(scaled, out=scaled)
     return scaled.astype(np.uint16 if depth == 16 else np.uint8)
 

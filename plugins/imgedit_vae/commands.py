@@ -3,50 +3,24 @@ plugins' denoisers), ``imgedit train denoise`` and ``imgedit eval denoise``."""
 
 from __future__ import annotations
 
-import shlex
 import time
 from pathlib import Path
-from typing import Optional
 
 import click
 
-from imgedit.verbs import apply_options
+from imgedit.verbs import apply_options, command_line, training_options
 
 DEFAULT_RUN_DIR = Path("runs") / "denoise"
 
 
-def _command_line(ctx: click.Context) -> str:
-    """The command with every option spelled out, for the model card."""
-    words = ["imgedit", *ctx.command_path.split()[1:]]
-    for param in ctx.command.params:
-        value = ctx.params.get(param.name)
-        if value is None or value is False or value == ():
-            continue
-        flag = max(param.opts, key=len)
-        for item in value if isinstance(value, tuple) else [value]:
-            words += [flag] if value is True else [flag, str(item)]
-    return " ".join(shlex.quote(w) for w in words)
-
-
-def training_options(data_help: str, steps: int, out_dir: Path, batch: int, patch: int, lr: float) -> list:
-    """The options every ``imgedit train ...`` verb shares, with its defaults."""
-    return [
-        click.option("--data", "sources", multiple=True, required=True, help=data_help),
-        click.option("--steps", type=click.IntRange(min=1), default=steps, show_default=True, help="Total optimisation steps."),
-        click.option("--resume", type=click.Path(path_type=Path), help="Checkpoint to continue from."),
-        click.option("--out", "out_dir", type=click.Path(path_type=Path), default=out_dir, show_default=True, help="Folder for the checkpoint and log."),
-        click.option("--export", "export_path", type=click.Path(path_type=Path), help="Where to write the trained weights (default: your imgedit weights folder)."),
-        click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps."),
-        click.option("--batch", type=click.IntRange(min=1), default=batch, show_default=True),
-        click.option("--patch", type=click.IntRange(min=16), default=patch, show_default=True, help="Patch size in px (multiple of 16)."),
-        click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=lr, show_default=True),
-        click.option("--seed", type=int, default=0, show_default=True),
-        click.option("-q", "--quiet", is_flag=True, help="No progress bar."),
-    ]
+def _patch_option(default: int):
+    return click.option("--patch", type=click.IntRange(min=16), default=default, show_default=True,
+                        help="Patch size in px (multiple of 16).")
 
 
 @click.command("denoise")
-@apply_options(training_options("Clean training images: file, folder or glob (repeatable).", 13000, DEFAULT_RUN_DIR, 16, 96, 1e-3))
+@apply_options(training_options("Clean training images: file, folder or glob (repeatable).", 13000, DEFAULT_RUN_DIR, 16, 1e-3))
+@_patch_option(96)
 def train_denoise_command(sources, steps, resume, out_dir, export_path, device, batch, patch, lr, seed, quiet):
     """Train the denoising VAE on clean images (noise is synthesised)."""
     from imgedit_vae.train_denoise import TrainConfig, train
@@ -60,7 +34,8 @@ def train_denoise_command(sources, steps, resume, out_dir, export_path, device, 
 
 @click.command("inpaint")
 @apply_options(training_options("Training images: file, folder or glob (repeatable); holes are synthesised.",
-                                3000, Path("runs") / "inpaint", 8, 128, 5e-4))
+                                3000, Path("runs") / "inpaint", 8, 5e-4))
+@_patch_option(128)
 def train_inpaint_command(sources, steps, resume, out_dir, export_path, device, batch, patch, lr, seed, quiet):
     """Train the inpainting VAE (with its critic) on complete images; holes are synthesised."""
     import torch
@@ -85,29 +60,15 @@ def _patch_size(patch: int) -> int:
 
 def _train_and_export(train, cfg, sources, out_dir, resume, export_path, device, quiet, *, name, description, storage=None) -> None:
     """Run a training routine with a progress bar, then export its weights and model card."""
-    from tqdm import tqdm
-
     from imgedit.devices import resolve_device
+    from imgedit.training import ProgressBar
     from imgedit_vae.export import default_export_path, export_model
 
     dev = resolve_device(device)
-    bar = tqdm(total=cfg.steps, disable=quiet, unit="step", dynamic_ncols=True)
-    last = {}
-
-    def progress(step: int, metrics: dict) -> None:
-        if bar.n == 0 and step > 1:
-            bar.update(step - 1)  # resumed
-        if metrics.get("val_psnr") is not None:
-            last["val"] = metrics["val_psnr"]
-        bar.set_postfix(loss=f"{metrics['loss']:.4f}", val_psnr=f"{last.get('val', float('nan')):.2f}")
-        bar.update(1)
-
     started = time.time()
-    command = _command_line(click.get_current_context())
-    try:
-        trainer = train(cfg, sources, out_dir, dev, resume=resume, on_progress=progress, command=command)
-    finally:
-        bar.close()
+    command = command_line(click.get_current_context())
+    with ProgressBar(cfg.steps, {"loss": ".4f", "val_psnr": ".2f"}, quiet) as bar:
+        trainer = train(cfg, sources, out_dir, dev, resume=resume, on_progress=bar, command=command)
     target = export_path or default_export_path(name)
     export_model(trainer, target, name=name, description=description, sources=list(sources),
                  session_seconds=time.time() - started, **({"storage": storage} if storage is not None else {}))

@@ -3,13 +3,13 @@ JSON model card (config, data, command, steps, wall time, validation)."""
 
 from __future__ import annotations
 
-import platform
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from imgedit.models import save_weights, user_weights_dir
+from imgedit.training import training_summary
 from imgedit_vae.model import count_parameters
 
 
@@ -29,15 +29,7 @@ def export_model(trainer: Any, path: Path, *, name: str, description: str, sourc
         "parameters": count_parameters(model),
         "storage_dtype": str(storage).replace("torch.", ""),
         "training": {
-            "commands": trainer.commands,
-            "data": [str(s) for s in sources],
-            "images": len(trainer.train_pool),
-            "steps": trainer.step,
-            "train_config": trainer.cfg.to_dict(),
-            "wall_time_s": round(trainer.elapsed, 1),
-            "last_session_s": round(session_seconds, 1),
-            "device": str(trainer.device),
-            "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}",
+            **training_summary(trainer, sources, len(trainer.train_pool), session_seconds),
             "validation": trainer.history[-1] if trainer.history else None,
         },
         # The weights inherit the terms of their training images: name them.

@@ -8,8 +8,7 @@ from typing import Callable, Union
 
 import torch
 
-from imgedit.errors import WeightsError
-from imgedit.models import ModelSpec, load_weights
+from imgedit.models import ModelSpec, load_model
 from imgedit_vae.model import VAEConfig
 
 _cache: dict[tuple, torch.nn.Module] = {}
@@ -27,14 +26,6 @@ def load_vae(spec: ModelSpec, build: Callable[[VAEConfig], torch.nn.Module], dev
     key = (str(spec.weights.resolve()), build.__name__, str(torch.device(device)))
     with _lock:
         if key not in _cache:
-            tensors = load_weights(spec)  # checks the file and its sha256 first
-            config = spec.card().get("model_config")
-            if not config:
-                raise WeightsError(f"model '{spec.name}': its card {spec.card_path} has no model_config")
-            try:
-                model = build(VAEConfig.from_dict(config))
-                model.load_state_dict(tensors)
-            except (RuntimeError, ValueError) as exc:
-                raise WeightsError(f"model '{spec.name}': weights do not fit this model: {str(exc).splitlines()[0]}") from None
+            model = load_model(spec, lambda config: build(VAEConfig.from_dict(config)))
             _cache[key] = model.to(device).eval().requires_grad_(False)
         return _cache[key]

@@ -16,12 +16,11 @@ from typing import Callable, Optional, Sequence
 
 import torch
 
-from imgedit_vae.checkpoint import load_checkpoint
-from imgedit_vae.data import ImagePool
+from imgedit.imagepool import ImagePool
+from imgedit.training import learning_rate, load_run_state, run_state, train_or_resume
 from imgedit_vae.degrade import add_gaussian_noise
 from imgedit_vae.metrics import psnr
 from imgedit_vae.model import ConditionalVAE, VAEConfig, kl_divergence
-from imgedit_vae.training import fit, learning_rate, load_run_state, run_state
 
 CHECKPOINT_VERSION = 1
 
@@ -130,37 +129,14 @@ def sigma_map(sigma: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return (sigma.to(like.dtype) / 255.0).view(b, 1, 1, 1).expand(b, 1, h, w).to(like.device)
 
 
-def train(
-    cfg: TrainConfig,
-    sources: Sequence[str],
-    out_dir: Path,
-    device: torch.device,
-    resume: Optional[Path] = None,
-    on_progress: Optional[Callable[[int, dict], None]] = None,
-    command: str = "",
-) -> Trainer:
+def train(cfg: TrainConfig, sources: Sequence[str], out_dir: Path, device: torch.device, resume: Optional[Path] = None,
+          on_progress: Optional[Callable[[int, dict], None]] = None, command: str = "") -> Trainer:
     """Train (or resume) until ``cfg.steps``; checkpoints go to ``out_dir/checkpoint.safetensors``.
 
-    Args:
-        cfg: hyper-parameters (ignored when resuming: the checkpoint's are used, except ``steps``).
-        sources: image files/folders of clean training images.
-        out_dir: folder for ``checkpoint.safetensors`` and ``log.jsonl``.
-        device: where to train.
-        resume: checkpoint to continue from.
-        on_progress: called after each step with (step, metrics).
-        command: the command line, recorded in checkpoints and the model card.
+    ``sources`` are image files/folders of clean training images; the other
+    arguments are those of :func:`imgedit.training.train_or_resume`.
 
     Returns:
         The trainer, with the final model.
     """
-    state = None
-    if resume is not None:
-        state = load_checkpoint(resume, kind="denoise")
-        cfg = TrainConfig.from_dict({**state["config"], "steps": cfg.steps})
-    trainer = Trainer(cfg, ImagePool(sources), device)
-    if state is not None:
-        trainer.load_state(state)
-    if command:
-        trainer.commands.append(command)
-    fit(trainer, Path(out_dir), on_progress)
-    return trainer
+    return train_or_resume(lambda c: Trainer(c, ImagePool(sources), device), cfg, "denoise", out_dir, resume, on_progress, command)

@@ -23,12 +23,11 @@ from typing import Callable, Optional, Sequence
 import torch
 import torch.nn.functional as F
 
-from imgedit_vae.checkpoint import load_checkpoint
-from imgedit_vae.data import ImagePool
+from imgedit.imagepool import ImagePool
+from imgedit.training import learning_rate, load_run_state, run_state, train_or_resume
 from imgedit_vae.holes import KINDS, random_hole_mask
 from imgedit_vae.metrics import psnr
 from imgedit_vae.model import InpaintVAE, PatchDiscriminator, VAEConfig, kl_between
-from imgedit_vae.training import fit, learning_rate, load_run_state, run_state
 
 CHECKPOINT_VERSION = 1
 
@@ -159,29 +158,17 @@ class InpaintTrainer:
         load_run_state(self, state, self._parts())
 
 
-def train_inpaint(
-    cfg: InpaintTrainConfig,
-    sources: Sequence[str],
-    out_dir: Path,
-    device: torch.device,
-    resume: Optional[Path] = None,
-    on_progress: Optional[Callable[[int, dict], None]] = None,
-    command: str = "",
-) -> InpaintTrainer:
+def train_inpaint(cfg: InpaintTrainConfig, sources: Sequence[str], out_dir: Path, device: torch.device,
+                  resume: Optional[Path] = None, on_progress: Optional[Callable[[int, dict], None]] = None,
+                  command: str = "") -> InpaintTrainer:
     """Train (or resume) the inpainting VAE until ``cfg.steps``; see :func:`imgedit_vae.train_denoise.train`."""
-    state = None
-    if resume is not None:
-        state = load_checkpoint(resume, kind="inpaint")
-        cfg = InpaintTrainConfig.from_dict({**state["config"], "steps": cfg.steps})
-    unknown = set(cfg.kinds) - set(KINDS)
-    if unknown:
-        from imgedit.errors import UsageError
 
-        raise UsageError(f"unknown hole kinds {sorted(unknown)}; use {', '.join(KINDS)}")
-    trainer = InpaintTrainer(cfg, ImagePool(sources), device)
-    if state is not None:
-        trainer.load_state(state)
-    if command:
-        trainer.commands.append(command)
-    fit(trainer, Path(out_dir), on_progress)
-    return trainer
+    def build(cfg: InpaintTrainConfig) -> InpaintTrainer:
+        unknown = set(cfg.kinds) - set(KINDS)
+        if unknown:
+            from imgedit.errors import UsageError
+
+            raise UsageError(f"unknown hole kinds {sorted(unknown)}; use {', '.join(KINDS)}")
+        return InpaintTrainer(cfg, ImagePool(sources), device)
+
+    return train_or_resume(build, cfg, "inpaint", out_dir, resume, on_progress, command)

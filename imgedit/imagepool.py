@@ -1,5 +1,6 @@
-"""Training data: a pool of clean images held in memory and random patches
-drawn from it with flips and rotations.
+"""Training data for any plugin: a pool of clean images held in memory,
+random patches drawn from it with flips and rotations, or whole images as
+squares of one size.
 
 All randomness comes from one ``torch.Generator`` that the caller owns, so a
 checkpoint that stores the generator's state resumes the exact same stream
@@ -75,9 +76,10 @@ class ImagePool:
         n_val = min(n_val, len(self) // 2)
         step = max(1, len(self) // max(n_val, 1))
         val_idx = set(range(0, len(self), step)[:n_val]) if n_val else set()
-        return self._subset([i for i in range(len(self)) if i not in val_idx]), self._subset(sorted(val_idx))
+        return self.subset([i for i in range(len(self)) if i not in val_idx]), self.subset(sorted(val_idx))
 
-    def _subset(self, idx: list[int]) -> "ImagePool":
+    def subset(self, idx: list[int]) -> "ImagePool":
+        """The images at positions ``idx`` (shared, not copied)."""
         pool = object.__new__(ImagePool)
         pool.paths = [self.paths[i] for i in idx]
         pool.images = [self.images[i] for i in idx]
@@ -118,6 +120,24 @@ class ImagePool:
                 crop = torch.nn.functional.interpolate(crop[None], size=(size, size), mode="bilinear")[0]
             crops.append(crop)
         return torch.stack(crops)
+
+
+    def squares(self, size: int) -> torch.Tensor:
+        """Every image as a ``size`` x ``size`` square: the centred square
+        crop, resized with area averaging (bicubic when enlarging).
+        Returns ``(N, 3, size, size)`` uint8, to keep a large pool small."""
+        import cv2
+
+        out = torch.empty(len(self), 3, size, size, dtype=torch.uint8)
+        for k, image in enumerate(self.images):
+            h, w = image.shape[:2]
+            s = min(h, w)
+            y, x = (h - s) // 2, (w - s) // 2
+            square = image[y : y + s, x : x + s]
+            if s != size:
+                square = cv2.resize(square, (size, size), interpolation=cv2.INTER_AREA if s > size else cv2.INTER_CUBIC)
+            out[k] = torch.from_numpy(np.ascontiguousarray(square)).permute(2, 0, 1)
+        return out
 
 
 def dihedral(image: torch.Tensor, k: int) -> torch.Tensor:

@@ -1,6 +1,6 @@
-"""Training checkpoints: one self-describing ``.safetensors`` file (weights,
-optimizer, step, random state, configs), written atomically and read back
-without unpickling anything.
+"""Training checkpoints of any plugin: one self-describing ``.safetensors``
+file (weights, optimizers, step, random state, configs), written atomically
+and read back without unpickling anything.
 
 The checkpoint dict is flattened: every tensor becomes an entry named by its
 path (``model/encoder.stem.weight``, ``optimizer/state/3/exp_avg``) and the
@@ -56,7 +56,8 @@ def save_checkpoint(state: dict, path: Path) -> None:
 
 
 def load_checkpoint(path: Path, kind: str) -> dict:
-    """Load a checkpoint of the given kind ("denoise", "inpaint").
+    """Load a checkpoint of the given kind ("denoise", "inpaint", "gan": the
+    ``kind`` entry its trainer saved).
 
     Raises:
         UsageError: the file is missing, unreadable or of another kind.

@@ -1,0 +1,131 @@
+"""The latent-model protocol: generative models that map latent vectors to
+images and back (a GAN's generator, a VAE's decoder), so that verbs and
+other plugins can sample, interpolate and edit with any of them without
+knowing which plugin trained it.
+
+A plugin registers a :class:`LatentModelSpec` through the
+``register_latent_models`` hook; :func:`load_latent_model` builds it by name.
+Cheap to import: torch loads only when a model does.
+
+    >>> model = load_latent_model("faces64-gan", torch.device("cpu"))
+    >>> z = model.sample_latents(8, seed=0)               # (8, *model.latent_shape)
+    >>> images = model.decode(z)                          # (8, 3, H, W) in [0, 1]
+    >>> middle = model.decode(interpolate(z[:1], z[1:2], 0.5, model.gaussian))
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Protocol, runtime_checkable
+
+from imgedit.errors import UsageError
+
+if TYPE_CHECKING:  # pragma: no cover - typing only, keeps start-up cheap
+    import torch
+
+
+@runtime_checkable
+class LatentModel(Protocol):
+    """What a loaded latent model offers.
+
+    Attributes:
+        latent_shape: shape of one latent, e.g. ``(128,)``.
+        image_size: ``(H, W)`` of the images it decodes to.
+        gaussian: latents are distributed N(0, I), so the way between two of
+            them should be spherical (:func:`interpolate`) and scaling them
+            toward 0 moves toward the mean image.
+        device: where it computes; latents and images it returns live there.
+    """
+
+    latent_shape: tuple[int, ...]
+    image_size: tuple[int, int]
+    gaussian: bool
+    device: "torch.device"
+
+    def sample_latents(self, n: int, seed: int) -> "torch.Tensor":
+        """``(n, *latent_shape)`` latents from the model's prior. The same seed
+        gives the same latents on the same device (they are drawn on the CPU
+        with a seeded ``torch.Generator`` and then moved)."""
+        ...
+
+    def decode(self, z: "torch.Tensor") -> "torch.Tensor":
+        """Latents ``(B, *latent_shape)`` -> images ``(B, 3, H, W)`` float in [0, 1]."""
+        ...
+
+    def encode(self, images: "torch.Tensor") -> "torch.Tensor":
+        """Images ``(B, 3, H, W)`` in [0, 1] -> latents ``(B, *latent_shape)``
+        whose decoding is close to them. A VAE encodes directly; a GAN inverts
+        its generator by optimisation and may say how well it did in an
+        attribute (``last_inversion_error``)."""
+        ...
+
+
+@dataclass(frozen=True)
+class LatentModelSpec:
+    """A latent model a plugin offers.
+
+    Attributes:
+        name: unique name (``faces64-gan``), used by ``--model``.
+        description: one line for listings.
+        load: ``load(device) -> LatentModel``; called only when the model is
+            used, so registering stays cheap. It raises
+            :class:`~imgedit.errors.WeightsError` when its weights are
+            missing or do not verify.
+        plugin: filled in by the host: who registered it.
+    """
+
+    name: str
+    description: str
+    load: Callable[[Any], LatentModel]
+    plugin: str = ""
+
+
+def latent_model_names() -> list[str]:
+    """Names of every registered latent model, sorted."""
+    from imgedit.registry import get_registry
+
+    return sorted(get_registry().latent_models)
+
+
+def load_latent_model(name: str, device: Any) -> LatentModel:
+    """Build the registered latent model ``name`` on ``device``.
+
+    Raises:
+        UsageError: no latent model has that name, or the registered one
+            does not follow :class:`LatentModel`; the message lists the
+            known names.
+        WeightsError: its weights are missing or do not verify.
+    """
+    from imgedit.registry import get_registry
+
+    spec = get_registry().latent_models.get(name)
+    known = ", ".join(latent_model_names()) or "none"
+    if spec is None:
+        raise UsageError(f"unknown latent model '{name}' (known: {known})")
+    model = spec.load(device)
+    if not isinstance(model, LatentModel):
+        missing = [m for m in ("latent_shape", "image_size", "gaussian", "device", "sample_latents", "decode", "encode")
+                   if not hasattr(model, m)]
+        raise UsageError(f"latent model '{name}' from {spec.plugin or 'an unknown plugin'} does not implement the "
+                         f"latent-model protocol (missing: {', '.join(missing)}); known: {known}")
+    return model
+
+
+def interpolate(z0: "torch.Tensor", z1: "torch.Tensor", t: float, spherical: bool = True) -> "torch.Tensor":
+    """The point ``t`` (0 -> ``z0``, 1 -> ``z1``) between two batches of latents.
+
+    Spherical (slerp, per latent) for Gaussian latents, whose mass lies near a
+    sphere that a straight line would cut through; linear otherwise.
+    """
+    import torch
+
+    if not spherical:
+        return torch.lerp(z0, z1, t)
+    a, b = z0.flatten(1), z1.flatten(1)
+    cos = torch.nn.functional.cosine_similarity(a, b, dim=1, eps=1e-12).clamp(-1.0, 1.0)
+    omega = torch.acos(cos)[:, None]
+    sin = torch.sin(omega)
+    near = sin.abs() < 1e-6  # (almost) parallel: slerp degenerates to lerp
+    safe = torch.where(near, torch.ones_like(sin), sin)
+    out = torch.where(near, torch.lerp(a, b, t), (torch.sin((1 - t) * omega) * a + torch.sin(t * omega) * b) / safe)
+    return out.view_as(z0)

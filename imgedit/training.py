@@ -1,0 +1,174 @@
+"""The training loop every plugin's trainer can share: steps, validation,
+the JSON-lines log, checkpoints (every ``checkpoint_every`` steps, at the end,
+on Ctrl-C and on SIGTERM), the checkpoint state of a run, and a progress bar.
+
+A trainer is any object with ``cfg`` (``steps``, ``val_every``,
+``checkpoint_every``; ``to_dict()`` for :func:`run_state`; ``lr``,
+``warmup``, ``min_lr_ratio`` for :func:`learning_rate`), ``step``,
+``elapsed``, ``history``, ``commands``, ``generator`` (the run's
+``torch.Generator``: all its randomness), ``train_step() -> metrics``,
+``validate()`` and ``state() -> dict``. ``validate()`` returns a dict of
+metrics to log, or a number (logged as ``val_psnr``), or None.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from imgedit.checkpoint import load_checkpoint, save_checkpoint
+
+
+def learning_rate(cfg: Any, step: int) -> float:
+    """Linear warm-up, then cosine decay to ``min_lr_ratio * lr`` at ``cfg.steps``."""
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    t = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
+    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+def fit(trainer: Any, out_dir: Path, on_progress: Optional[Callable[[int, dict], None]] = None) -> None:
+    """Run ``trainer`` until ``trainer.cfg.steps``, logging and checkpointing into ``out_dir``."""
+    cfg = trainer.cfg
+    out_dir.mkdir(parents=True, exist_ok=True)
+    log = (out_dir / "log.jsonl").open("a")
+    stop_on_term = threading.current_thread() is threading.main_thread()
+    if stop_on_term:
+        previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        while trainer.step < cfg.steps:
+            start = time.perf_counter()
+            metrics = trainer.train_step()
+            trainer.elapsed += time.perf_counter() - start
+            if trainer.step % cfg.val_every == 0 or trainer.step == cfg.steps:
+                result = trainer.validate()
+                metrics.update(result if isinstance(result, dict) else {"val_psnr": result})
+                record = {"step": trainer.step, "elapsed": round(trainer.elapsed, 1), **metrics}
+                trainer.history.append(record)
+                log.write(json.dumps(record) + "\n")
+                log.flush()
+            if trainer.step % cfg.checkpoint_every == 0 or trainer.step == cfg.steps:
+                save_checkpoint(trainer.state(), out_dir / "checkpoint.safetensors")
+            if on_progress:
+                on_progress(trainer.step, metrics)
+    except KeyboardInterrupt:
+        save_checkpoint(trainer.state(), out_dir / "checkpoint.safetensors")
+        raise
+    finally:
+        log.close()
+        if stop_on_term:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def train_or_resume(build: Callable[[Any], Any], cfg: Any, kind: str, out_dir: Path, resume: Optional[Path] = None,
+                    on_progress: Optional[Callable[[int, dict], None]] = None, command: str = "") -> Any:
+    """What every plugin's ``train`` function does around its trainer.
+
+    Args:
+        build: ``build(cfg) -> trainer`` (loads the data, makes the networks).
+        cfg: the run's config; when resuming, the checkpoint's config is used
+            instead (``type(cfg).from_dict``), except ``steps``.
+        kind: the checkpoint kind (``"denoise"``, ``"gan"``): a checkpoint of
+            another kind is refused.
+        out_dir: folder for ``checkpoint.safetensors`` and ``log.jsonl``.
+        resume: checkpoint to continue from, exactly where it stopped.
+        on_progress: called after each step with (step, metrics).
+        command: the command line, recorded in checkpoints and the model card.
+
+    Returns:
+        The trainer, trained until ``cfg.steps``.
+
+    Raises:
+        UsageError: the checkpoint is missing, unreadable or of another kind.
+    """
+    state = None
+    if resume is not None:
+        state = load_checkpoint(resume, kind=kind)
+        cfg = type(cfg).from_dict({**state["config"], "steps": cfg.steps})
+    trainer = build(cfg)
+    if state is not None:
+        trainer.load_state(state)
+    if command:
+        trainer.commands.append(command)
+    fit(trainer, Path(out_dir), on_progress)
+    return trainer
+
+
+def training_summary(trainer: Any, sources: list, images: int, session_seconds: float) -> dict[str, Any]:
+    """The ``training`` block of a model card: how the weights were made."""
+    import torch
+
+    return {
+        "commands": trainer.commands,
+        "data": [str(s) for s in sources],
+        "images": images,
+        "steps": trainer.step,
+        "train_config": trainer.cfg.to_dict(),
+        "wall_time_s": round(trainer.elapsed, 1),
+        "last_session_s": round(session_seconds, 1),
+        "device": str(trainer.device),
+        "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}",
+    }
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def run_state(trainer: Any, kind: str, version: int, parts: dict[str, Any]) -> dict:
+    """A trainer's checkpoint: its progress, config, random state, and
+    ``state_dict()`` of each of ``parts`` (networks and optimizers)."""
+    return {
+        "version": version,
+        "kind": kind,
+        "step": trainer.step,
+        "elapsed": trainer.elapsed,
+        "config": trainer.cfg.to_dict(),
+        **{name: part.state_dict() for name, part in parts.items()},
+        "generator": trainer.generator.get_state(),
+        "history": json.dumps(trainer.history),
+        "commands": json.dumps(trainer.commands),
+    }
+
+
+def load_run_state(trainer: Any, state: dict, parts: dict[str, Any]) -> None:
+    """Restore what :func:`run_state` saved."""
+    for name, part in parts.items():
+        part.load_state_dict(state[name])
+    trainer.generator.set_state(state["generator"])
+    trainer.step, trainer.elapsed = int(state["step"]), float(state["elapsed"])
+    trainer.history = json.loads(state["history"])
+    trainer.commands = json.loads(state.get("commands", "[]"))
+
+
+class ProgressBar:
+    """A tqdm bar to pass as ``fit``'s ``on_progress``: it counts steps (a
+    resumed run starts where it stopped) and shows the latest value of the
+    chosen metrics (``{"loss": ".4f", "val_psnr": ".2f"}``); a metric logged
+    only at validation steps keeps its last value. Use it as a context manager.
+    """
+
+    def __init__(self, total: int, shown: dict[str, str], quiet: bool = False):
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=total, disable=quiet, unit="step", dynamic_ncols=True)
+        self.shown, self.last = shown, {}
+
+    def __call__(self, step: int, metrics: dict) -> None:
+        if self.bar.n == 0 and step > 1:
+            self.bar.update(step - 1)  # resumed
+        self.last.update({k: v for k, v in metrics.items() if k in self.shown and v is not None})
+        self.bar.set_postfix({k: format(self.last[k], f) for k, f in self.shown.items() if k in self.last})
+        self.bar.update(1)
+
+    def __enter__(self) -> "ProgressBar":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.bar.close()

@@ -1,0 +1,245 @@
+"""CLI verbs of the GAN plugin: ``imgedit sample`` (any latent model),
+``imgedit train gan`` and ``imgedit eval gan``."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import click
+
+from imgedit.errors import UsageError
+from imgedit.verbs import apply_options, command_line, training_options
+from imgedit_gan.catalog import MODEL_NAME
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp")
+MAX_GRID = 1024  # images on one contact sheet
+MODEL_HELP = "A latent model's name ('imgedit plugins' lists them) or a .safetensors file from 'imgedit train gan'."
+
+
+def _is_file_argument(model: str) -> bool:
+    return model.endswith(".safetensors") or Path(model).expanduser().is_file()
+
+
+def _load_model(model: str, device: Any) -> Any:
+    """The latent model named ``model``, or the generator in that file."""
+    if _is_file_argument(model):
+        from imgedit_gan.catalog import spec_for_file
+        from imgedit_gan.sampler import load_gan
+
+        return load_gan(spec_for_file(model), device)
+    from imgedit.latents import load_latent_model
+
+    return load_latent_model(model, device)
+
+
+def _model_spec(model: str):
+    """The weights and card behind ``model`` (None for a latent model without one)."""
+    from imgedit.registry import get_registry
+    from imgedit_gan.catalog import spec_for_file
+
+    return spec_for_file(model) if _is_file_argument(model) else get_registry().models.get(model)
+
+
+def _sample_targets(output: Path, model: str, seed: int, count: int, as_grid: bool) -> list[Path]:
+    stem = Path(model).stem if _is_file_argument(model) else model
+    if as_grid:
+        if count > MAX_GRID:
+            raise UsageError(f"--grid holds at most {MAX_GRID} images, got -n {count}")
+        return [output if output.suffix.lower() in IMAGE_SUFFIXES else output / f"{stem}-seed{seed}-n{count}.png"]
+    if output.suffix.lower() in IMAGE_SUFFIXES:
+        raise UsageError(f"-o {output}: without --grid the output is a folder (one file per image)")
+    digits = max(4, len(str(count - 1)))
+    return [output / f"{stem}-seed{seed}-{i:0{digits}d}.png" for i in range(count)]
+
+
+def _latents(model: Any, count: int, seed: int, truncation: float):
+    if truncation != 1.0 and not model.gaussian:
+        raise UsageError("--truncation needs a model with Gaussian latents")
+    return model.sample_latents(count, seed) * truncation
+
+
+@click.command("sample")
+@click.option("--model", default=MODEL_NAME, show_default=True, help=MODEL_HELP)
+@click.option("-n", "--n", "count", type=click.IntRange(min=1), default=16, show_default=True, help="Number of images.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Image i of a seed is the same whatever -n is.")
+@click.option("-o", "--output", type=click.Path(path_type=Path), required=True,
+              help="Folder for the images; with --grid, the sheet's file (.png, .jpg, ...) or a folder for it.")
+@click.option("--grid", "as_grid", is_flag=True, help="Write one contact sheet instead of one PNG per image.")
+@click.option("--truncation", type=click.FloatRange(0, 1), default=1.0, show_default=True,
+              help="Scale the latents toward the mean: 1 = full variety, 0 = the mean image for every seed.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
+@click.option("--overwrite", is_flag=True, help="Replace existing files.")
+def sample_command(model, count, seed, output, as_grid, truncation, device, overwrite):
+    """Generate new images from a latent model (default: the shipped 64x64 face GAN).
+
+    \b
+    Examples:
+      imgedit sample -n 16 --seed 0 -o faces/
+      imgedit sample -n 64 --grid -o sheet.png --truncation 0.7
+    """
+    from imgedit.devices import resolve_device
+    from imgedit_gan.sampler import save_grid, save_image
+
+    targets = _sample_targets(output, model, seed, count, as_grid)
+    existing = [t for t in targets if t.exists()]
+    if existing and not overwrite:
+        raise UsageError(f"{existing[0]} exists ({len(existing)} of {len(targets)} outputs do); pass --overwrite to replace them")
+    loaded = _load_model(model, resolve_device(device))
+    z = _latents(loaded, count, seed, truncation)
+    if as_grid:
+        save_grid(loaded.decode(z).cpu(), targets[0], overwrite=overwrite)
+    else:
+        for start in range(0, count, 256):
+            for k, image in enumerate(loaded.decode(z[start : start + 256]).cpu()):
+                # atomic but not fsynced one by one (2x faster): a sample is redrawn from its seed
+                save_image(image, targets[start + k], overwrite=overwrite, durable=False)
+    where = targets[0] if as_grid else output
+    click.echo(f"wrote {count} samples of {model} (seed {seed}, truncation {truncation:g}) to {where}")
+
+
+@click.command("gan")
+@apply_options(training_options("Training images: file, folder or glob (repeatable).", 8000, Path("runs") / "gan", 32, 2e-4))
+@click.option("--size", type=click.IntRange(min=8), default=64, show_default=True,
+              help="Image size in px (a power of two); images are centre-cropped to squares and resized.")
+@click.option("--holdout", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Keep N images out of training (those whose file names have the smallest sha256), "
+                   "listed in the model card for 'imgedit eval gan --held-out'.")
+@click.option("--name", help="Name for 'imgedit sample --model' (default: the --export file's name, else my-gan).")
+@click.option("--licence", help="Terms of the training data for the model card (UTKFace's are recognised from its file names).")
+def train_gan_command(sources, steps, resume, out_dir, export_path, device, batch, lr, seed, quiet, size, holdout, name, licence):
+    """Train a GAN (hinge loss, DiffAugment, EMA generator) on images.
+
+    Every 500 steps a grid of samples goes to OUT/samples/ and a checkpoint
+    to OUT/checkpoint.safetensors, which --resume continues exactly.
+    """
+    from imgedit import registry
+    from imgedit.devices import resolve_device
+    from imgedit.training import ProgressBar
+    from imgedit_gan.catalog import default_export_path
+    from imgedit_gan.model import GANConfig
+    from imgedit_gan.train import GANTrainConfig, export_gan, train_gan
+
+    if export_path is not None and name and name != export_path.stem:
+        raise UsageError(f"--name {name} differs from the --export file's name {export_path.stem}: a model is named after its file")
+    name = name or (export_path.stem if export_path is not None else "my-gan")
+    target = export_path or default_export_path(name)
+    cfg = GANTrainConfig(steps=steps, batch=batch, lr=lr, d_lr=lr, holdout=holdout, seed=seed, model=GANConfig(image_size=size))
+    dev = resolve_device(device)
+    started = time.time()
+    command = command_line(click.get_current_context())
+    with ProgressBar(cfg.steps, {"d_loss": ".3f", "g_loss": ".3f"}, quiet) as bar:
+        trainer = train_gan(cfg, sources, out_dir, dev, resume=resume, on_progress=bar, command=command)
+    export_gan(trainer, target, name=name, description=f"{trainer.cfg.model.image_size}x{trainer.cfg.model.image_size} GAN trained "
+               f"on {', '.join(map(str, sources))}", sources=list(sources), session_seconds=time.time() - started, licence=licence)
+    registry.reset()  # the new model is usable by name at once
+    registered = _model_spec(name)
+    use = name if registered is not None and registered.weights.resolve() == target.resolve() else target
+    click.echo(f"Trained {trainer.step} steps ({trainer.elapsed / 60:.1f} min); weights: {target}\n"
+               f"Sample with: imgedit sample --model {use} -n 16 -o samples/")
+
+
+@click.command("gan")
+@click.option("--model", default=MODEL_NAME, show_default=True, help=MODEL_HELP)
+@click.option("--real", "real_sources", multiple=True, required=True,
+              help="Real images the model was NOT trained on (a held-out split): folder, file or glob (repeatable).")
+@click.option("--held-out", is_flag=True, help="Use only the images of --real that the model card lists as held out ('imgedit train gan --holdout N').")
+@click.option("--n", "count", type=click.IntRange(min=2), default=2000, show_default=True,
+              help="Images per set. --real is split into two halves of n (reference and floor); with fewer real images n shrinks.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--truncation", type=click.FloatRange(0, 1), default=1.0, show_default=True)
+@click.option("--device", default="auto", show_default=True)
+@click.option("--threads", type=click.IntRange(min=1), help="CPU threads.")
+@click.option("--record", is_flag=True, help="Also write the results into the model card's metrics block.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def eval_gan_command(model, real_sources, held_out, count, seed, truncation, device, threads, record, as_json):
+    """SWD, KID and diversity of a GAN's samples against real images, beside
+    the real-vs-real floor and a Gaussian baseline (definitions: imgedit_gan/metrics.py).
+
+    --real must be images the model never saw: train with --holdout N and
+    evaluate on the same folder with --held-out, or give a separate folder.
+    The real images are shuffled (--seed) and split into a reference half and
+    a floor half; each set below is compared with the reference: "real (floor)"
+    is the other half (what a perfect model would score), "gaussian (baseline)"
+    samples a Gaussian fitted to the floor half's pixels.
+    """
+    import torch
+
+    from imgedit.devices import resolve_device
+    from imgedit_gan import metrics
+
+    if threads:
+        torch.set_num_threads(threads)
+    spec = _model_spec(model)
+    card = spec.card() if spec is not None else {}
+    if record and not card:
+        raise UsageError(f"--record: model '{model}' has no model card to record into")
+    loaded = _load_model(model, resolve_device(device))
+    reference, floor = _real_halves(real_sources, loaded.image_size[0], count, seed, card if held_out else None)
+    n = len(reference)
+    started = time.perf_counter()
+    fake = loaded.decode(_latents(loaded, n, seed, truncation)).cpu()
+    speed = n / (time.perf_counter() - started)
+    sets = {"real (floor)": floor, "model": fake, "gaussian (baseline)": metrics.pca_gaussian(floor, n, seed)}
+    results = metrics.evaluate(reference, sets, seed)
+    report = {"model": model, "real": list(real_sources), "held_out": held_out, "n": n, "seed": seed,
+              "truncation": truncation, "device": str(loaded.device), "sampling_images_per_s": round(speed, 1),
+              "protocol": "imgedit_gan.metrics (SWD: ProGAN, 7x7, 128/image/level, 4x512 directions; "
+                          "KID: cubic kernel, 100 subsets; features: FeatureNet seed "
+                          f"{metrics.FEATURE_SEED})", "results": results}
+    notes = _overlap_warning(card, real_sources, held_out)
+    if record:
+        _record(spec, report)
+        notes.append(f"recorded in {spec.card_path}")
+    if as_json:
+        click.echo(json.dumps({**report, "notes": notes}, indent=2))
+        return
+    click.echo(metrics.format_table(results, f"{model} vs {', '.join(real_sources)}: n={n} per set, seed {seed}, "
+                                             f"truncation {truncation:g}, {speed:.0f} samples/s on {loaded.device}"))
+    for note in notes:
+        click.echo(note)
+
+
+def _real_halves(sources, size: int, count: int, seed: int, card: Optional[dict]):
+    """(reference, floor): two disjoint random halves of the real images, ``(n, 3, S, S)`` in [0, 1]."""
+    import torch
+
+    from imgedit_gan.data import load_squares, only_named
+
+    real = load_squares(sources, size)
+    if card is not None:
+        held = (card.get("training") or {}).get("holdout", {}).get("files") or []
+        if not held:
+            raise UsageError("--held-out: the model card lists no held-out images (train with --holdout N)")
+        real = only_named(real, held)
+    if len(real) < 4:
+        raise UsageError(f"need at least 4 real images, found {len(real)} in {', '.join(map(str, sources))}")
+    n = min(count, len(real) // 2)
+    order = torch.randperm(len(real), generator=torch.Generator().manual_seed(seed))
+    images = real.images.float() / 255.0
+    return images[order[:n]], images[order[n : 2 * n]]
+
+
+def _overlap_warning(card: dict, real_sources, held_out: bool) -> list[str]:
+    trained_on = {Path(s).resolve() for s in (card.get("training") or {}).get("data", [])}
+    if held_out or not trained_on & {Path(s).resolve() for s in real_sources}:
+        return []
+    return ["Warning: --real is the model's training data; the numbers flatter it (use --held-out or another folder)."]
+
+
+def _record(spec, report: dict) -> None:
+    from imgedit.atomic import write_bytes_atomic
+
+    card = spec.card()
+    card.setdefault("metrics", {})["eval_gan"] = report
+    write_bytes_atomic(spec.card_path, (json.dumps(card, indent=2, sort_keys=True) + "\n").encode())
+
+
+def register(cli: click.Group) -> None:
+    from imgedit.verbs import command_group
+
+    cli.add_command(sample_command)
+    command_group(cli, "train", "Train a plugin's model on your own images.").add_command(train_gan_command)
+    command_group(cli, "eval", "Measure a plugin's model on a benchmark set.").add_command(eval_gan_command)

@@ -1,0 +1,93 @@
+"""Image sets for training and evaluating the GAN: whole images as squares of
+the model's size, and the held-out split.
+
+Held-out images are chosen by a rule that depends only on file names, not on
+their order or the folder they are in: the ``n`` files whose names have the
+smallest SHA-256. Training records their names in the model card;
+``imgedit eval gan --held-out`` evaluates on exactly those.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import torch
+
+from imgedit.errors import UsageError
+from imgedit.imagepool import ImagePool
+
+HOLDOUT_RULE = "the N files whose names have the smallest sha256 (of the UTF-8 file name)"
+
+# UTKFace's aligned crops are named AGE_GENDER_RACE_DATETIME.jpg.chip.jpg
+UTKFACE_SUFFIX = ".jpg.chip.jpg"
+UTKFACE_LICENCE = (
+    "UTKFace (https://susanqq.github.io/UTKFace/): NON-COMMERCIAL RESEARCH USE ONLY. "
+    "These weights were trained on UTKFace images and inherit that restriction; "
+    "the copyright of the images belongs to their original owners."
+)
+
+
+@dataclass
+class ImageSet:
+    """Images as ``(N, 3, S, S)`` uint8 squares, with the file each came from."""
+
+    names: list[str]
+    images: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def select(self, keep: Iterable[int]) -> "ImageSet":
+        keep = list(keep)
+        return ImageSet([self.names[i] for i in keep], self.images[keep])
+
+
+def load_squares(sources: Sequence[str | Path], size: int) -> ImageSet:
+    """Every readable image of ``sources`` (files, folders, globs; recursive)
+    as a centred square of ``size`` px. Unreadable files are skipped with a
+    warning; images smaller than 16 px are ignored.
+
+    Raises:
+        UsageError: no usable image.
+    """
+    pool = ImagePool(sources, min_side=16)
+    return ImageSet([p.name for p in pool.paths], pool.squares(size))
+
+
+def _name_hash(name: str) -> str:
+    return hashlib.sha256(name.encode("utf-8")).hexdigest()
+
+
+def held_out_names(names: Iterable[str], n: int) -> list[str]:
+    """The ``n`` names :data:`HOLDOUT_RULE` picks, sorted."""
+    return sorted(sorted(set(names), key=_name_hash)[:n])
+
+
+def split_holdout(images: ImageSet, n: int) -> tuple[ImageSet, list[str]]:
+    """(training images, held-out names).
+
+    Raises:
+        UsageError: fewer than ``n`` + 2 images.
+    """
+    if n <= 0:
+        return images, []
+    if n + 2 > len(images):
+        raise UsageError(f"--holdout {n} leaves too few of the {len(images)} images to train on")
+    held = set(held_out_names(images.names, n))
+    return images.select(i for i, name in enumerate(images.names) if name not in held), sorted(held)
+
+
+def only_named(images: ImageSet, names: Iterable[str]) -> ImageSet:
+    """The images whose file names are in ``names`` (for ``--held-out``)."""
+    wanted = set(names)
+    return images.select(i for i, name in enumerate(images.names) if name in wanted)
+
+
+def data_licence(names: Iterable[str]) -> str:
+    """What the model card says about the training data's terms."""
+    if any(name.endswith(UTKFACE_SUFFIX) for name in names):
+        return UTKFACE_LICENCE
+    return "the licences of the training images listed under training.data apply"

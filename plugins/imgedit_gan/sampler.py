@@ -1,0 +1,164 @@
+"""A trained generator as an :class:`imgedit.latents.LatentModel`: load it
+(sha256 checked, nothing unpickled), sample with a seed and a truncation,
+decode latents, and encode images by inverting the generator.
+
+Sampling: image ``i`` of seed ``s`` is the same whatever ``n`` is (latent
+``i`` is the ``i``-th draw of a ``torch.Generator`` seeded with ``s``, on the
+CPU). Truncation ``t`` in [0, 1] scales the latents toward the mean latent
+(0): ``z * t``. ``t = 1`` is the full distribution, smaller values trade
+variety for typical, cleaner images, and ``t = 0`` gives the same "mean face"
+for every seed.
+
+Inversion (``encode``): the generator has no encoder, so each image's latent
+is found by optimisation: start from the best of a few fixed candidates (the
+mean latent and 15 random ones), then a few hundred Adam steps on the pixel
+L1 + L2 loss; ``last_inversion_psnr`` reports how close each reconstruction
+came (dB). Images of another size are resized to the model's first.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Optional, Union
+
+import torch
+import torch.nn.functional as F
+
+from imgedit.errors import ShapeError, UsageError, WeightsError
+from imgedit.models import ModelSpec, load_model
+from imgedit.tensor import check_image
+from imgedit_gan.model import GANConfig, Generator
+
+INVERSION_SEED = 7  # candidate starting latents for encode()
+
+
+class GANSampler:
+    """A generator behind the latent-model protocol (see :mod:`imgedit.latents`).
+
+        >>> gan = load_gan(shipped_spec(), "cpu")
+        >>> faces = gan.sample(16, seed=0, truncation=0.7)        # (16, 3, 64, 64) in [0, 1]
+        >>> z = gan.encode(faces[:2])                             # (2, 128); gan.last_inversion_psnr
+    """
+
+    gaussian = True
+
+    def __init__(self, net: Generator, device: Union[str, torch.device] = "cpu", name: str = ""):
+        self.cfg: GANConfig = net.cfg
+        self.device = torch.device(device)
+        # channels-last: ~40% more images per second from a CPU
+        self.net = net.to(self.device, memory_format=torch.channels_last).eval().requires_grad_(False)
+        self.name = name
+        self.latent_shape = (self.cfg.z_dim,)
+        self.image_size = (self.cfg.image_size, self.cfg.image_size)
+        self.last_inversion_psnr: Optional[torch.Tensor] = None
+        self.last_inversion_error: Optional[torch.Tensor] = None
+
+    def sample_latents(self, n: int, seed: int) -> torch.Tensor:
+        """``(n, z_dim)`` N(0, I) latents; the first k are those of ``sample_latents(k, seed)``."""
+        g = torch.Generator().manual_seed(seed)
+        rows = [torch.randn(self.cfg.z_dim, generator=g) for _ in range(n)]  # one draw per row: n-independent
+        return (torch.stack(rows) if rows else torch.empty(0, self.cfg.z_dim)).to(self.device)
+
+    @torch.no_grad()
+    def decode(self, z: torch.Tensor, batch: int = 256) -> torch.Tensor:
+        """``(B, z_dim)`` -> ``(B, 3, S, S)`` in [0, 1], ``batch`` latents at a time."""
+        if z.ndim != 2 or z.shape[1] != self.cfg.z_dim:
+            raise ShapeError("latents", f"shape (B, {self.cfg.z_dim})", tuple(z.shape))
+        parts = [self.net(chunk.to(self.device, torch.float32)) for chunk in z.split(batch)]
+        out = torch.cat(parts) if parts else torch.empty(0, 3, *self.image_size, device=self.device)
+        return ((out + 1) / 2).clamp(0, 1)
+
+    def sample(self, n: int, seed: int = 0, truncation: float = 1.0) -> torch.Tensor:
+        """``n`` images ``(n, 3, S, S)`` in [0, 1]; see the module docstring for ``truncation``.
+
+        Raises:
+            UsageError: ``truncation`` outside [0, 1].
+        """
+        if not 0.0 <= truncation <= 1.0:
+            raise UsageError(f"truncation must be in [0, 1], got {truncation}")
+        return self.decode(self.sample_latents(n, seed) * truncation)
+
+    def encode(self, images: torch.Tensor, steps: int = 300, lr: float = 0.05, candidates: int = 16) -> torch.Tensor:
+        """Latents whose decodings are closest to ``images`` ``(B, 3, H, W)`` in [0, 1] (by optimisation).
+
+        Sets ``last_inversion_psnr`` (dB) and ``last_inversion_error`` (mean
+        absolute error, 0-1 scale), one value per image.
+
+        Raises:
+            ShapeError: ``images`` is not a float ``(B, 3, H, W)`` tensor.
+        """
+        check_image(images, "images")
+        if images.shape[1] != 3:
+            raise ShapeError("images", "3 channels (RGB)", images.shape[1])
+        target = images.to(self.device, torch.float32)
+        if tuple(target.shape[-2:]) != self.image_size:
+            target = F.interpolate(target, size=self.image_size, mode="bilinear", antialias=True, align_corners=False)
+        target = target * 2 - 1  # the generator's range
+        z = self._starting_latents(target, candidates).requires_grad_(True)
+        optimizer = torch.optim.Adam([z], lr=lr)
+        with torch.enable_grad():
+            for _ in range(steps):
+                diff = self.net(z) - target
+                loss = (diff.abs().mean(dim=(1, 2, 3)) + diff.square().mean(dim=(1, 2, 3))).sum()  # per image
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+        z = z.detach()
+        error = (self.decode(z) - (target + 1) / 2).abs()
+        mse = error.square().mean(dim=(1, 2, 3))
+        self.last_inversion_error = error.mean(dim=(1, 2, 3))
+        self.last_inversion_psnr = 10 * torch.log10(1 / mse.clamp_min(1e-10))
+        return z
+
+    @torch.no_grad()
+    def _starting_latents(self, target: torch.Tensor, candidates: int) -> torch.Tensor:
+        """Per image, the best of the mean latent and ``candidates - 1`` fixed random ones."""
+        pool = torch.cat([torch.zeros(1, self.cfg.z_dim, device=self.device),
+                          self.sample_latents(candidates - 1, INVERSION_SEED)])  # (K, z_dim)
+        outputs = self.net(pool)  # (K, 3, S, S)
+        losses = (outputs[None] - target[:, None]).abs().mean(dim=(2, 3, 4))  # (B, K)
+        return pool[losses.argmin(dim=1)].clone()
+
+
+def load_gan(spec: ModelSpec, device: Union[str, torch.device] = "cpu") -> GANSampler:
+    """The generator of ``spec`` as a sampler on ``device``.
+
+    Raises:
+        WeightsError: the weights are missing (saying how to train them), do
+            not verify against their card, or are not a generator's.
+    """
+    if not spec.weights.is_file():
+        raise WeightsError(
+            f"model '{spec.name}' has no weights yet (expected {spec.weights}); train them with "
+            f"'imgedit train gan --data DIR --export {spec.weights}' or pick another with --model"
+        )
+    net = load_model(spec, lambda config: Generator(GANConfig.from_dict(config)))  # checks the sha256 first
+    return GANSampler(net, device, name=spec.name)
+
+
+def grid(images: torch.Tensor, columns: Optional[int] = None, gutter: int = 2) -> torch.Tensor:
+    """``(N, 3, H, W)`` images -> one ``(3, H', W')`` contact sheet, row by row
+    (``columns`` defaults to a near-square layout), white gutters."""
+    n, c, h, w = images.shape
+    columns = columns or math.ceil(math.sqrt(n))
+    rows = math.ceil(n / columns)
+    sheet = torch.ones(c, rows * (h + gutter) + gutter, columns * (w + gutter) + gutter, dtype=images.dtype)
+    for k in range(n):
+        y, x = gutter + (k // columns) * (h + gutter), gutter + (k % columns) * (w + gutter)
+        sheet[:, y : y + h, x : x + w] = images[k]
+    return sheet
+
+
+def save_grid(images: torch.Tensor, path: Path, overwrite: bool = False) -> Path:
+    """Write ``grid(images)`` atomically; returns the path."""
+    return save_image(grid(images.cpu()), path, overwrite)
+
+
+def save_image(image: torch.Tensor, path: Path, overwrite: bool = False, durable: bool = True) -> Path:
+    """Write one ``(3, H, W)`` image in [0, 1] atomically with imgedit's writer
+    (``durable``: flush it to disk before the rename)."""
+    from imgedit.imageio import Picture, write_image
+
+    rgb = image.detach().float().cpu().clamp(0, 1).permute(1, 2, 0).contiguous().numpy()
+    return write_image(Picture(rgb=rgb), Path(path), overwrite=overwrite, durable=durable)

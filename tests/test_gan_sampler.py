@@ -1,0 +1,183 @@
+"""Sampling from a generator: seeds, truncation, the latent-model protocol
+(decode, encode by inversion), weights verification, the ``sample`` verb."""
+
+import json
+
+import pytest
+import torch
+from PIL import Image
+
+from imgedit.errors import ShapeError, WeightsError
+from imgedit.latents import LatentModel, load_latent_model
+from imgedit.models import sha256_file
+from imgedit_gan.catalog import MODEL_NAME, shipped_spec
+from imgedit_gan.sampler import GANSampler, grid, load_gan
+
+from conftest import TINY_GAN, save_tiny_gan
+
+
+@pytest.fixture
+def tiny_spec(tmp_path):
+    return save_tiny_gan(tmp_path / "weights" / "tiny-gan.safetensors")
+
+
+@pytest.fixture
+def sampler(tiny_spec, device):
+    return load_gan(tiny_spec, device)
+
+
+def test_loaded_generator_follows_the_latent_protocol(sampler, device):
+    assert isinstance(sampler, LatentModel) and sampler.gaussian
+    assert sampler.latent_shape == (TINY_GAN["z_dim"],) and sampler.image_size == (16, 16)
+    z = sampler.sample_latents(5, seed=1)
+    assert z.shape == (5, 16) and z.device.type == device.type
+    images = sampler.decode(z)
+    assert images.shape == (5, 3, 16, 16) and 0 <= images.min() and images.max() <= 1
+
+
+def test_seeds_reproduce_and_do_not_depend_on_n(sampler):
+    a = sampler.sample(6, seed=3)
+    assert torch.equal(a, sampler.sample(6, seed=3))
+    assert torch.equal(sampler.sample_latents(6, seed=3)[:2], sampler.sample_latents(2, seed=3))
+    assert torch.allclose(a[:2], sampler.sample(2, seed=3), atol=1e-5)  # kernels differ by batch size: rounding only
+    assert not torch.equal(a, sampler.sample(6, seed=4))
+    assert (a[0] - a[1]).abs().max() > 1e-3  # different latents, different images
+
+
+def test_truncation_zero_gives_the_mean_image_for_every_seed(sampler):
+    means = torch.cat([sampler.sample(2, seed=s, truncation=0.0) for s in range(3)])
+    assert all(torch.equal(means[0], m) for m in means)
+    half = sampler.sample(4, seed=0, truncation=0.5)
+    full = sampler.sample(4, seed=0)
+    assert ((half - means[0]).abs().mean()) < ((full - means[0]).abs().mean())
+
+
+def test_encode_inverts_the_generator(sampler):
+    target_z = sampler.sample_latents(3, seed=11) * 0.8
+    images = sampler.decode(target_z)
+    z = sampler.encode(images, steps=200)
+    assert z.shape == target_z.shape
+    reconstruction = sampler.decode(z)
+    assert (reconstruction - images).abs().mean() < 0.02
+    assert sampler.last_inversion_psnr.shape == (3,) and (sampler.last_inversion_psnr > 28).all()
+    assert torch.allclose(sampler.last_inversion_error, (reconstruction - images).abs().mean(dim=(1, 2, 3)), atol=1e-6)
+    # images of another size are resized to the model's first
+    assert sampler.encode(torch.nn.functional.interpolate(images, size=(32, 32)), steps=5).shape == (3, 16)
+
+
+def test_wrong_shapes_are_typed_errors(sampler):
+    with pytest.raises(ShapeError, match=r"latents: expected shape \(B, 16\), got \(2, 8\)"):
+        sampler.decode(torch.zeros(2, 8))
+    with pytest.raises(ShapeError, match="3 channels"):
+        sampler.encode(torch.zeros(1, 1, 16, 16))
+    with pytest.raises(ShapeError, match="shape \\(B, C, H, W\\)"):
+        sampler.encode(torch.zeros(3, 16, 16))
+
+
+def test_fp16_weights_sample_like_fp32(tiny_spec, tmp_path):
+    from imgedit.models import load_weights, save_weights
+
+    half = save_weights({k: v.half() if v.is_floating_point() else v for k, v in load_weights(tiny_spec).items()},
+                        tmp_path / "half.safetensors", tiny_spec.card())
+    a, b = load_gan(tiny_spec).sample(8, seed=0), load_gan(half).sample(8, seed=0)
+    assert (a - b).abs().max() < 1 / 255
+
+
+def test_weights_with_a_wrong_sha256_are_refused(tiny_spec):
+    card = json.loads(tiny_spec.card_path.read_text())
+    card["sha256"] = "0" * 64
+    tiny_spec.card_path.write_text(json.dumps(card))
+    with pytest.raises(WeightsError, match="sha256 mismatch"):
+        load_gan(tiny_spec)
+
+
+def test_weights_of_another_model_are_refused(tmp_path):
+    from imgedit.models import save_weights
+
+    spec = save_weights({"conv.weight": torch.zeros(2, 2)}, tmp_path / "other.safetensors",
+                        {"model_config": TINY_GAN})
+    with pytest.raises(WeightsError, match="weights do not fit this model"):
+        load_gan(spec)
+
+
+def test_grid_lays_images_out_row_by_row():
+    images = torch.zeros(5, 3, 4, 4)
+    images[4] = 1.0
+    sheet = grid(images, columns=3, gutter=1)
+    assert sheet.shape == (3, 2 * 5 + 1, 3 * 5 + 1)
+    assert sheet[:, 6:10, 6:10].eq(1).all() and sheet[:, 1:5, 1:5].eq(0).all()
+
+
+# --- the sample verb --------------------------------------------------------------------
+
+
+def test_sample_writes_n_files_then_refuses_to_overwrite(tiny_spec, tmp_path, invoke):
+    out = tmp_path / "out"
+    result = invoke("sample", "--model", tiny_spec.weights, "-n", "5", "--seed", "2", "-o", out)
+    assert result.exit_code == 0, result.output
+    files = sorted(out.iterdir())
+    assert [f.name for f in files] == [f"tiny-gan-seed2-{i:04d}.png" for i in range(5)]
+    with Image.open(files[0]) as image:
+        assert image.size == (16, 16) and image.mode == "RGB"
+    before = files[0].read_bytes()
+    result = invoke("sample", "--model", tiny_spec.weights, "-n", "5", "--seed", "2", "-o", out)
+    assert result.exit_code == 2 and "exists" in result.output and "--overwrite" in result.output
+    assert files[0].read_bytes() == before
+    result = invoke("sample", "--model", tiny_spec.weights, "-n", "5", "--seed", "2", "-o", out, "--overwrite")
+    assert result.exit_code == 0, result.output
+    assert files[0].read_bytes() == before  # same seed, same image
+    assert not list(out.glob(".*"))  # no temporary files left behind
+
+
+def test_sample_grid_writes_one_contact_sheet(tiny_spec, tmp_path, invoke):
+    sheet = tmp_path / "sheet.png"
+    result = invoke("sample", "--model", tiny_spec.weights, "-n", "6", "--grid", "-o", sheet, "--truncation", "0.5")
+    assert result.exit_code == 0, result.output
+    with Image.open(sheet) as image:  # 3 columns x 2 rows of 16 px with 2 px gutters
+        assert image.size == (3 * 18 + 2, 2 * 18 + 2)
+    result = invoke("sample", "--model", tiny_spec.weights, "-n", "4", "--grid", "-o", tmp_path / "folder")
+    assert result.exit_code == 0 and (tmp_path / "folder" / "tiny-gan-seed0-n4.png").is_file()
+
+
+def test_sample_errors_are_one_line(tmp_path, invoke, monkeypatch):
+    monkeypatch.setenv("IMGEDIT_WEIGHTS", str(tmp_path / "no-weights"))  # the shipped model, not trained yet
+    result = invoke("sample", "-n", "2", "-o", tmp_path / "out")
+    assert result.exit_code == 1
+    assert "has no weights yet" in result.output and "imgedit train gan" in result.output
+    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+    result = invoke("sample", "--model", "nope", "-o", tmp_path / "out")
+    assert result.exit_code == 2 and "unknown latent model 'nope'" in result.output and MODEL_NAME in result.output
+    result = invoke("sample", "--model", "nope", "-o", tmp_path / "one.png")
+    assert result.exit_code == 2 and "without --grid" in result.output
+    result = invoke("sample", "--truncation", "1.5", "-o", tmp_path / "out")
+    assert result.exit_code == 2
+    result = invoke("sample", "-n", "5000", "--grid", "-o", tmp_path / "out")
+    assert result.exit_code == 2 and "at most 1024" in result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_user_models_are_latent_models(user_home):
+    save_tiny_gan(user_home / "weights" / "imgedit_gan" / "mine.safetensors", description="mine")
+    save_tiny_gan(user_home / "weights" / "imgedit_vae" / "not-a-gan.safetensors", architecture="other")
+    model = load_latent_model("mine", "cpu")
+    assert isinstance(model, GANSampler) and model.sample(1, 0).shape == (1, 3, 16, 16)
+    with pytest.raises(Exception, match="unknown latent model 'not-a-gan'"):
+        load_latent_model("not-a-gan", "cpu")
+
+
+# --- the shipped model -----------------------------------------------------------------
+
+SHIPPED = shipped_spec()
+
+
+@pytest.mark.skipif(not SHIPPED.weights.is_file(), reason="faces64-gan is not trained yet")
+def test_shipped_weights_verify_load_and_fit_the_budget():
+    card = SHIPPED.card()
+    assert sha256_file(SHIPPED.weights) == card["sha256"]
+    assert 1_000_000 <= card["parameters"] <= 3_000_000 and SHIPPED.weights.stat().st_size < 8_000_000
+    assert card["training"]["steps"] > 0 and card["training"]["commands"]
+    assert "NON-COMMERCIAL RESEARCH USE ONLY" in card["data_licence"]
+    model = load_latent_model(MODEL_NAME, "cpu")
+    assert model.image_size == (64, 64)
+    images = model.sample(4, seed=0)
+    assert images.shape == (4, 3, 64, 64) and images.std() > 0.05
