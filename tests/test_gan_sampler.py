@@ -139,8 +139,11 @@ def test_sample_grid_writes_one_contact_sheet(tiny_spec, tmp_path, invoke):
     assert result.exit_code == 0 and (tmp_path / "folder" / "tiny-gan-seed0-n4.png").is_file()
 
 
-def test_sample_errors_are_one_line(tmp_path, invoke, monkeypatch):
-    monkeypatch.setenv("IMGEDIT_WEIGHTS", str(tmp_path / "no-weights"))  # the shipped model, not trained yet
+def test_sample_errors_are_one_line(tmp_path, invoke, monkeypatch, user_home):
+    from imgedit import registry
+
+    monkeypatch.setenv("IMGEDIT_WEIGHTS", str(tmp_path / "no-weights"))  # as if the shipped model were not trained
+    registry.reset()  # the user_home fixture resets it again afterwards
     result = invoke("sample", "-n", "2", "-o", tmp_path / "out")
     assert result.exit_code == 1
     assert "has no weights yet" in result.output and "imgedit train gan" in result.output
