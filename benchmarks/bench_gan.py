@@ -46,14 +46,13 @@ def images_per_second(sampler, batch: int, seconds: float) -> float:
 
 def write_speed(sampler, n: int, durable: bool) -> float:
     """img/s of sampling ``n`` images and writing each as a PNG (atomic; fsync if ``durable``)."""
-    from imgedit.imageio import Picture, write_image
+    from imgedit.tensor import write_tensor
 
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
         images = sampler.decode(sampler.sample_latents(n, seed=1))
         for k, image in enumerate(images):
-            rgb = image.permute(1, 2, 0).contiguous().numpy()
-            write_image(Picture(rgb=rgb), Path(tmp) / f"{k:04d}.png", durable=durable)
+            write_tensor(image, Path(tmp) / f"{k:04d}.png", durable=durable)
         return n / (time.perf_counter() - start)
 
 

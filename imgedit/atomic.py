@@ -1,7 +1,7 @@
 """Atomic file writes: a temporary file in the destination's folder, fsynced,
 then renamed into place. An interrupted process (even SIGKILL) leaves either
 the complete file or nothing at the destination; at worst a hidden
-``.NAME.*.tmp`` that :func:`remove_stale_temps` clears on the next write."""
+``.NAME.*.tmp`` that :func:`remove_stale_temps_of` clears on the next run."""
 
 from __future__ import annotations
 
@@ -102,11 +102,6 @@ def write_bytes_atomic(dest: Path, data: bytes, overwrite: bool = True, durable:
     """Writes ``data`` to ``dest`` through :func:`atomic_file`."""
     with atomic_file(dest, overwrite, durable) as handle:
         handle.write(data)
-
-
-def remove_stale_temps(dest: Path) -> None:
-    """Remove temporary files a killed writer of ``dest`` left behind."""
-    remove_stale_temps_of(Path(dest).parent, {Path(dest).name})
 
 
 def remove_stale_temps_of(folder: Path, names: "set[str]") -> None:

@@ -100,10 +100,7 @@ class ImagePool:
             h, w = image.shape[:2]
             s = min(size, h, w)
             y, x = int(r[k, 0] * (h - s + 1)), int(r[k, 1] * (w - s + 1))
-            patch = torch.from_numpy(image[y : y + s, x : x + s]).permute(2, 0, 1).float() / 255.0
-            if s < size:  # a small image: stretch to the patch size
-                patch = torch.nn.functional.interpolate(patch[None], size=(size, size), mode="bilinear")[0]
-            out[k] = dihedral(patch, int(r[k, 2] * 8))
+            out[k] = dihedral(_crop(image, y, x, s, size), int(r[k, 2] * 8))
             if r[k, 3] < gray_prob:
                 out[k] = luminance(out[k])
         return out
@@ -114,13 +111,8 @@ class ImagePool:
         for image in self.images:
             h, w = image.shape[:2]
             s = min(size, h, w)
-            y, x = (h - s) // 2, (w - s) // 2
-            crop = torch.from_numpy(image[y : y + s, x : x + s]).permute(2, 0, 1).float() / 255.0
-            if s < size:
-                crop = torch.nn.functional.interpolate(crop[None], size=(size, size), mode="bilinear")[0]
-            crops.append(crop)
+            crops.append(_crop(image, (h - s) // 2, (w - s) // 2, s, size))
         return torch.stack(crops)
-
 
     def squares(self, size: int) -> torch.Tensor:
         """Every image as a ``size`` x ``size`` square: the centred square
@@ -138,6 +130,15 @@ class ImagePool:
                 square = cv2.resize(square, (size, size), interpolation=cv2.INTER_AREA if s > size else cv2.INTER_CUBIC)
             out[k] = torch.from_numpy(np.ascontiguousarray(square)).permute(2, 0, 1)
         return out
+
+
+def _crop(image: np.ndarray, y: int, x: int, s: int, size: int) -> torch.Tensor:
+    """The ``s`` x ``s`` square at (y, x) of a uint8 (H, W, 3) image as a
+    (3, size, size) float tensor in [0, 1]; a small image is stretched to ``size``."""
+    crop = torch.from_numpy(image[y : y + s, x : x + s]).permute(2, 0, 1).float() / 255.0
+    if s < size:
+        crop = torch.nn.functional.interpolate(crop[None], size=(size, size), mode="bilinear")[0]
+    return crop
 
 
 def dihedral(image: torch.Tensor, k: int) -> torch.Tensor:

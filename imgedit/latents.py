@@ -99,16 +99,19 @@ def load_latent_model(name: str, device: Any) -> LatentModel:
     from imgedit.registry import get_registry
 
     spec = get_registry().latent_models.get(name)
-    known = ", ".join(latent_model_names()) or "none"
     if spec is None:
-        raise UsageError(f"unknown latent model '{name}' (known: {known})")
+        raise UsageError(f"unknown latent model '{name}' (known: {_known()})")
     model = spec.load(device)
     if not isinstance(model, LatentModel):
         missing = [m for m in ("latent_shape", "image_size", "gaussian", "device", "sample_latents", "decode", "encode")
                    if not hasattr(model, m)]
         raise UsageError(f"latent model '{name}' from {spec.plugin or 'an unknown plugin'} does not implement the "
-                         f"latent-model protocol (missing: {', '.join(missing)}); known: {known}")
+                         f"latent-model protocol (missing: {', '.join(missing)}); known: {_known()}")
     return model
+
+
+def _known() -> str:
+    return ", ".join(latent_model_names()) or "none"
 
 
 def interpolate(z0: "torch.Tensor", z1: "torch.Tensor", t: float, spherical: bool = True) -> "torch.Tensor":

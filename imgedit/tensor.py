@@ -3,6 +3,9 @@ contract: ``(B, C, H, W)`` float in [0, 1], RGB."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import numpy as np
 import torch
 
@@ -41,6 +44,16 @@ def to_numpy(image: torch.Tensor) -> np.ndarray:
     if image.shape[0] != 1:
         raise ShapeError("image", "batch size 1", image.shape[0])
     return image[0].detach().float().cpu().permute(1, 2, 0).numpy()
+
+
+def write_tensor(image: torch.Tensor, path: "str | Path", **options: Any) -> Path:
+    """Write a ``(C, H, W)`` or ``(1, C, H, W)`` image in [0, 1] to ``path``
+    with :func:`imgedit.imageio.write_image` (atomic; ``options`` are its
+    keyword arguments: ``overwrite``, ``durable``, ``quality``...)."""
+    from imgedit.imageio import Picture, write_image
+
+    image = image[None] if image.ndim == 3 else image
+    return write_image(Picture(rgb=np.ascontiguousarray(to_numpy(image))), path, **options)
 
 
 def mask_to_tensor(mask: np.ndarray) -> torch.Tensor:

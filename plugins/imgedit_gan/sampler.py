@@ -158,7 +158,6 @@ def save_grid(images: torch.Tensor, path: Path, overwrite: bool = False) -> Path
 def save_image(image: torch.Tensor, path: Path, overwrite: bool = False, durable: bool = True) -> Path:
     """Write one ``(3, H, W)`` image in [0, 1] atomically with imgedit's writer
     (``durable``: flush it to disk before the rename)."""
-    from imgedit.imageio import Picture, write_image
+    from imgedit.tensor import write_tensor
 
-    rgb = image.detach().float().cpu().clamp(0, 1).permute(1, 2, 0).contiguous().numpy()
-    return write_image(Picture(rgb=rgb), Path(path), overwrite=overwrite, durable=durable)
+    return write_tensor(image, path, overwrite=overwrite, durable=durable)

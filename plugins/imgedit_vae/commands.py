@@ -126,11 +126,10 @@ def eval_denoise_command(sources, sigma_text, baselines, clip, seed, limit, weig
     with tqdm(total=len(images) * len(sigmas), disable=as_json, leave=False, unit="img") as bar:
         rows = evaluate(images, sigmas, methods, seed=seed, clip=clip, on_image=lambda: bar.update(1))
     if sheet:
-        from imgedit.imageio import Picture, write_image
+        from imgedit.tensor import write_tensor
         from imgedit_vae.evaluate_denoise import contact_sheet
 
-        grid = contact_sheet(images, sigmas[0], methods, seed=seed, clip=clip)
-        write_image(Picture(rgb=grid.permute(1, 2, 0).numpy()), sheet, overwrite=True)
+        write_tensor(contact_sheet(images, sigmas[0], methods, seed=seed, clip=clip), sheet, overwrite=True)
         if not as_json:
             click.echo(f"contact sheet (noisy | {' | '.join(methods)} | clean) at sigma {sigmas[0]:g}: {sheet}")
     if as_json:
@@ -197,12 +196,11 @@ def eval_inpaint_command(sources, kinds_text, pairs_dir, hole_color, seed, limit
     with tqdm(total=len(cases), disable=as_json, leave=False, unit="img") as bar:
         rows = evaluate(cases, methods, on_case=lambda: bar.update(1))
     if sheet:
-        from imgedit.imageio import Picture, write_image
+        from imgedit.tensor import write_tensor
         from imgedit_vae.evaluate_inpaint import contact_sheet
 
         shown = [c for c in cases if c.group == cases[0].group] if sources else cases
-        grid = contact_sheet(shown, methods)
-        write_image(Picture(rgb=grid.permute(1, 2, 0).numpy()), sheet, overwrite=True)
+        write_tensor(contact_sheet(shown, methods), sheet, overwrite=True)
         notes.append(f"contact sheet (input | {' | '.join(methods)} | truth): {sheet}")
     if as_json:
         click.echo(json.dumps({"data": list(sources), "pairs": str(pairs_dir or ""), "seed": seed, "device": str(dev),
