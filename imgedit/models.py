@@ -110,18 +110,23 @@ def load_weights(spec: ModelSpec, device: "Optional[torch.device]" = None) -> "d
     return load_file(str(spec.weights), device=str(device or "cpu"))
 
 
-def load_model(spec: ModelSpec, build: "Callable[[dict], torch.nn.Module]") -> "torch.nn.Module":
+def load_model(spec: ModelSpec, build: "Callable[[dict], torch.nn.Module]", train_verb: str = "") -> "torch.nn.Module":
     """Build a network from its card's ``model_config`` and load its verified
     weights into it (stored fp16 tensors are cast to the network's dtypes).
 
     Args:
         build: ``build(model_config) -> nn.Module``.
+        train_verb: the command that trains such weights (``imgedit train
+            gan``), for the message when the file is missing.
 
     Raises:
-        WeightsError: missing file or card, sha256 mismatch, no
-            ``model_config``, or weights that do not fit the network built
-            (e.g. another model's weights).
+        WeightsError: missing file (saying how to train it) or card, sha256
+            mismatch, no ``model_config``, or weights that do not fit the
+            network built (e.g. another model's weights).
     """
+    if train_verb and not spec.weights.is_file():
+        raise WeightsError(f"model '{spec.name}' has no weights yet (expected {spec.weights}); train them with "
+                           f"'{train_verb} --data DIR --export {spec.weights}' or pick another with --model")
     tensors = load_weights(spec)  # checks the file and its sha256 first
     config = spec.card().get("model_config")
     if not config:
@@ -153,6 +158,14 @@ def save_weights(tensors: "dict[str, torch.Tensor]", path: Path, card: dict[str,
         if os.path.exists(tmp):
             os.unlink(tmp)
     return ModelSpec(name=path.stem, weights=path, description=card.get("description", ""))
+
+
+def record_metrics(spec: ModelSpec, key: str, report: dict[str, Any]) -> None:
+    """Write ``report`` into the ``metrics`` block of ``spec``'s card under
+    ``key`` (atomically; the weights and their sha256 are untouched)."""
+    card = spec.card()
+    card.setdefault("metrics", {})[key] = report
+    write_bytes_atomic(spec.card_path, (json.dumps(card, indent=2, sort_keys=True) + "\n").encode())
 
 
 def user_models() -> list[ModelSpec]:

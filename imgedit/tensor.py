@@ -3,8 +3,9 @@ contract: ``(B, C, H, W)`` float in [0, 1], RGB."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 import torch
@@ -59,3 +60,30 @@ def write_tensor(image: torch.Tensor, path: "str | Path", **options: Any) -> Pat
 def mask_to_tensor(mask: np.ndarray) -> torch.Tensor:
     """(H, W) bool hole mask -> (1, 1, H, W) float tensor, 1 = hole."""
     return torch.from_numpy(mask.astype(np.float32))[None, None]
+
+
+def grid(images: torch.Tensor, columns: Optional[int] = None, gutter: int = 2) -> torch.Tensor:
+    """``(N, 3, H, W)`` images -> one ``(3, H', W')`` contact sheet, row by row
+    (``columns`` defaults to a near-square layout), white gutters."""
+    n, c, h, w = images.shape
+    columns = columns or math.ceil(math.sqrt(n))
+    rows = math.ceil(n / columns)
+    sheet = torch.ones(c, rows * (h + gutter) + gutter, columns * (w + gutter) + gutter, dtype=images.dtype, device=images.device)
+    for k in range(n):
+        y, x = gutter + (k // columns) * (h + gutter), gutter + (k % columns) * (w + gutter)
+        sheet[:, y : y + h, x : x + w] = images[k]
+    return sheet
+
+
+def center_square(images: torch.Tensor, size: int) -> torch.Tensor:
+    """The centred square crop of ``(B, C, H, W)`` images in [0, 1], resized to
+    ``size`` x ``size`` (area averaging when shrinking, bicubic when enlarging)."""
+    h, w = images.shape[-2:]
+    s = min(h, w)
+    y, x = (h - s) // 2, (w - s) // 2
+    square = images[..., y : y + s, x : x + s]
+    if s == size:
+        return square
+    if s > size:
+        return torch.nn.functional.interpolate(square, size=(size, size), mode="area")
+    return torch.nn.functional.interpolate(square, size=(size, size), mode="bicubic", align_corners=False).clamp(0, 1)

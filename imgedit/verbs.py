@@ -278,6 +278,20 @@ def training_options(data_help: str, steps: int, out_dir: Path, batch: int, lr: 
     ]
 
 
+def whole_image_options(eval_verb: str, default_name: str) -> list[Callable]:
+    """The options of verbs that train on whole images as squares (``train
+    gan``, ``train interp-vae``): ``--size``, ``--holdout``, ``--name``, ``--licence``."""
+    return [
+        click.option("--size", type=click.IntRange(min=8), default=64, show_default=True,
+                     help="Image size in px (a power of two); images are centre-cropped to squares and resized."),
+        click.option("--holdout", type=click.IntRange(min=0), default=0, show_default=True,
+                     help="Keep N images out of training (those whose file names have the smallest sha256), "
+                          f"listed in the model card for '{eval_verb} --held-out'."),
+        click.option("--name", help=f"The model's name for --model (default: the --export file's name, else {default_name})."),
+        click.option("--licence", help="Terms of the training data for the model card (UTKFace's are recognised from its file names)."),
+    ]
+
+
 def command_line(ctx: click.Context) -> str:
     """The running command with every option spelled out (defaults too), for
     a model card or checkpoint to say exactly how it was made."""

@@ -136,3 +136,21 @@ def save_tiny_gan(path, seed=0, **card):
     net = Generator(GANConfig(**TINY_GAN))
     card = {"architecture": "imgedit_gan.model.Generator", "model_config": TINY_GAN, "description": "tiny", **card}
     return save_weights(net.state_dict(), path, card)
+
+
+# --- the interpolation plugin ----------------------------------------------------------
+
+TINY_VAE = {"image_size": 16, "z_dim": 8, "width": 8, "max_width": 16, "res_levels": 1}
+
+
+def save_tiny_vae(path, seed=0, **card):
+    """An untrained tiny interpolation VAE saved as a model; returns its ModelSpec."""
+    import torch
+
+    from imgedit.models import save_weights
+    from imgedit_interp.model import FaceVAE, FaceVAEConfig
+
+    torch.manual_seed(seed)
+    net = FaceVAE(FaceVAEConfig(**TINY_VAE))
+    card = {"architecture": "imgedit_interp.model.FaceVAE", "model_config": TINY_VAE, "description": "tiny", **card}
+    return save_weights(net.state_dict(), path, card)

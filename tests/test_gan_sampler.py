@@ -10,8 +10,9 @@ from PIL import Image
 from imgedit.errors import ShapeError, WeightsError
 from imgedit.latents import LatentModel, load_latent_model
 from imgedit.models import sha256_file
-from imgedit_gan.catalog import MODEL_NAME, shipped_spec
-from imgedit_gan.sampler import GANSampler, grid, load_gan
+from imgedit_gan.catalog import CATALOG, MODEL_NAME
+from imgedit.tensor import grid
+from imgedit_gan.sampler import GANSampler, load_gan
 
 from conftest import TINY_GAN, save_tiny_gan
 
@@ -170,7 +171,7 @@ def test_user_models_are_latent_models(user_home):
 
 # --- the shipped model -----------------------------------------------------------------
 
-SHIPPED = shipped_spec()
+SHIPPED = CATALOG.shipped_spec()
 
 
 @pytest.mark.skipif(not SHIPPED.weights.is_file(), reason="faces64-gan is not trained yet")

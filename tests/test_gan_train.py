@@ -9,7 +9,7 @@ import torch
 
 from imgedit.checkpoint import load_checkpoint
 from imgedit.errors import UsageError
-from imgedit_gan.data import UTKFACE_SUFFIX, held_out_names, load_squares, split_holdout
+from imgedit.imageset import UTKFACE_SUFFIX, held_out_names, load_squares, split_holdout
 from imgedit_gan.model import GANConfig
 from imgedit_gan.train import GANTrainConfig, GANTrainer, train_gan
 

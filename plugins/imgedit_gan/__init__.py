@@ -11,16 +11,16 @@ from imgedit import hookimpl
 
 @hookimpl
 def register_models(register):
-    from imgedit_gan.catalog import shipped_spec
+    from imgedit_gan.catalog import CATALOG
 
-    register(shipped_spec())
+    register(CATALOG.shipped_spec())
 
 
 @hookimpl
 def register_latent_models(register):
-    from imgedit_gan.catalog import latent_specs
+    from imgedit_gan.catalog import CATALOG
 
-    for spec in latent_specs():
+    for spec in CATALOG.latent_specs():
         register(spec)
 
 

@@ -10,8 +10,9 @@ from typing import Any, Optional
 
 import click
 
+from imgedit.catalog import is_file_argument, spec_for_file, weights_spec
 from imgedit.errors import UsageError
-from imgedit.verbs import apply_options, command_line, training_options
+from imgedit.verbs import apply_options, command_line, training_options, whole_image_options
 from imgedit_gan.catalog import MODEL_NAME
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp")
@@ -19,14 +20,9 @@ MAX_GRID = 1024  # images on one contact sheet
 MODEL_HELP = "A latent model's name ('imgedit plugins' lists them) or a .safetensors file from 'imgedit train gan'."
 
 
-def _is_file_argument(model: str) -> bool:
-    return model.endswith(".safetensors") or Path(model).expanduser().is_file()
-
-
 def _load_model(model: str, device: Any) -> Any:
     """The latent model named ``model``, or the generator in that file."""
-    if _is_file_argument(model):
-        from imgedit_gan.catalog import spec_for_file
+    if is_file_argument(model):
         from imgedit_gan.sampler import load_gan
 
         return load_gan(spec_for_file(model), device)
@@ -35,16 +31,8 @@ def _load_model(model: str, device: Any) -> Any:
     return load_latent_model(model, device)
 
 
-def _model_spec(model: str):
-    """The weights and card behind ``model`` (None for a latent model without one)."""
-    from imgedit.registry import get_registry
-    from imgedit_gan.catalog import spec_for_file
-
-    return spec_for_file(model) if _is_file_argument(model) else get_registry().models.get(model)
-
-
 def _sample_targets(output: Path, model: str, seed: int, count: int, as_grid: bool) -> list[Path]:
-    stem = Path(model).stem if _is_file_argument(model) else model
+    stem = Path(model).stem if is_file_argument(model) else model
     if as_grid:
         if count > MAX_GRID:
             raise UsageError(f"--grid holds at most {MAX_GRID} images, got -n {count}")
@@ -102,13 +90,7 @@ def sample_command(model, count, seed, output, as_grid, truncation, device, over
 
 @click.command("gan")
 @apply_options(training_options("Training images: file, folder or glob (repeatable).", 8000, Path("runs") / "gan", 32, 2e-4))
-@click.option("--size", type=click.IntRange(min=8), default=64, show_default=True,
-              help="Image size in px (a power of two); images are centre-cropped to squares and resized.")
-@click.option("--holdout", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Keep N images out of training (those whose file names have the smallest sha256), "
-                   "listed in the model card for 'imgedit eval gan --held-out'.")
-@click.option("--name", help="Name for 'imgedit sample --model' (default: the --export file's name, else my-gan).")
-@click.option("--licence", help="Terms of the training data for the model card (UTKFace's are recognised from its file names).")
+@apply_options(whole_image_options("imgedit eval gan", "my-gan"))
 def train_gan_command(sources, steps, resume, out_dir, export_path, device, batch, lr, seed, quiet, size, holdout, name, licence):
     """Train a GAN (hinge loss, DiffAugment, EMA generator) on images.
 
@@ -118,14 +100,11 @@ def train_gan_command(sources, steps, resume, out_dir, export_path, device, batc
     from imgedit import registry
     from imgedit.devices import resolve_device
     from imgedit.training import ProgressBar
-    from imgedit_gan.catalog import default_export_path
+    from imgedit_gan.catalog import CATALOG
     from imgedit_gan.model import GANConfig
     from imgedit_gan.train import GANTrainConfig, export_gan, train_gan
 
-    if export_path is not None and name and name != export_path.stem:
-        raise UsageError(f"--name {name} differs from the --export file's name {export_path.stem}: a model is named after its file")
-    name = name or (export_path.stem if export_path is not None else "my-gan")
-    target = export_path or default_export_path(name)
+    name, target = CATALOG.export_target(name, export_path, "my-gan")
     cfg = GANTrainConfig(steps=steps, batch=batch, lr=lr, d_lr=lr, holdout=holdout, seed=seed, model=GANConfig(image_size=size))
     dev = resolve_device(device)
     started = time.time()
@@ -135,7 +114,7 @@ def train_gan_command(sources, steps, resume, out_dir, export_path, device, batc
     export_gan(trainer, target, name=name, description=f"{trainer.cfg.model.image_size}x{trainer.cfg.model.image_size} GAN trained "
                f"on {', '.join(map(str, sources))}", sources=list(sources), session_seconds=time.time() - started, licence=licence)
     registry.reset()  # the new model is usable by name at once
-    registered = _model_spec(name)
+    registered = weights_spec(name)
     use = name if registered is not None and registered.weights.resolve() == target.resolve() else target
     click.echo(f"Trained {trainer.step} steps ({trainer.elapsed / 60:.1f} min); weights: {target}\n"
                f"Sample with: imgedit sample --model {use} -n 16 -o samples/")
@@ -168,11 +147,13 @@ def eval_gan_command(model, real_sources, held_out, count, seed, truncation, dev
     import torch
 
     from imgedit.devices import resolve_device
+    from imgedit.imageset import overlap_warning
+    from imgedit.models import record_metrics
     from imgedit_gan import metrics
 
     if threads:
         torch.set_num_threads(threads)
-    spec = _model_spec(model)
+    spec = weights_spec(model)
     card = spec.card() if spec is not None else {}
     if record and not card:
         raise UsageError(f"--record: model '{model}' has no model card to record into")
@@ -189,9 +170,9 @@ def eval_gan_command(model, real_sources, held_out, count, seed, truncation, dev
               "protocol": "imgedit_gan.metrics (SWD: ProGAN, 7x7, 128/image/level, 4x512 directions; "
                           "KID: cubic kernel, 100 subsets; features: FeatureNet seed "
                           f"{metrics.FEATURE_SEED})", "results": results}
-    notes = _overlap_warning(card, real_sources, held_out)
+    notes = overlap_warning(card, real_sources, held_out)
     if record:
-        _record(spec, report)
+        record_metrics(spec, "eval_gan", report)
         notes.append(f"recorded in {spec.card_path}")
     if as_json:
         click.echo(json.dumps({**report, "notes": notes}, indent=2))
@@ -206,35 +187,17 @@ def _real_halves(sources, size: int, count: int, seed: int, card: Optional[dict]
     """(reference, floor): two disjoint random halves of the real images, ``(n, 3, S, S)`` in [0, 1]."""
     import torch
 
-    from imgedit_gan.data import load_squares, only_named
+    from imgedit.imageset import held_out_of, load_squares
 
     real = load_squares(sources, size)
     if card is not None:
-        held = (card.get("training") or {}).get("holdout", {}).get("files") or []
-        if not held:
-            raise UsageError("--held-out: the model card lists no held-out images (train with --holdout N)")
-        real = only_named(real, held)
+        real = held_out_of(real, card)
     if len(real) < 4:
         raise UsageError(f"need at least 4 real images, found {len(real)} in {', '.join(map(str, sources))}")
     n = min(count, len(real) // 2)
     order = torch.randperm(len(real), generator=torch.Generator().manual_seed(seed))
     images = real.images.float() / 255.0
     return images[order[:n]], images[order[n : 2 * n]]
-
-
-def _overlap_warning(card: dict, real_sources, held_out: bool) -> list[str]:
-    trained_on = {Path(s).resolve() for s in (card.get("training") or {}).get("data", [])}
-    if held_out or not trained_on & {Path(s).resolve() for s in real_sources}:
-        return []
-    return ["Warning: --real is the model's training data; the numbers flatter it (use --held-out or another folder)."]
-
-
-def _record(spec, report: dict) -> None:
-    from imgedit.atomic import write_bytes_atomic
-
-    card = spec.card()
-    card.setdefault("metrics", {})["eval_gan"] = report
-    write_bytes_atomic(spec.card_path, (json.dumps(card, indent=2, sort_keys=True) + "\n").encode())
 
 
 def register(cli: click.Group) -> None:

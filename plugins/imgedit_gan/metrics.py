@@ -30,12 +30,8 @@ estimate of MMD^2 with the cubic polynomial kernel ``k(x, y) = (x.y / d +
 subsets, x1e3. Unbiased means it is about 0, and can be slightly negative,
 for two samples of one distribution.
 
-**Features** for KID and diversity come from :class:`FeatureNet`, a fixed
-CNN with random weights (He-normal from a ``torch.Generator`` seeded with
-:data:`FEATURE_SEED`, zero biases): images resized to 64x64 (bilinear,
-antialiased), scaled to ``(x - 0.5) / 0.25``, then conv3x3(3->32), ReLU,
-avgpool2, conv3x3(32->64), ReLU, avgpool2, conv3x3(64->128), ReLU, avgpool2,
-conv3x3(128->128), ReLU, adaptive average pool to 2x2: 512 features. Random
+**Features** for KID and diversity come from :class:`imgedit.features.FeatureNet`,
+a fixed CNN with random weights (736 features; defined there). Random
 convolutional features separate image distributions surprisingly well
 (texture, colour, coarse layout) but know nothing of faces: a low KID here
 is not the same claim as a low KID on Inception features.
@@ -51,8 +47,9 @@ from typing import Callable, Optional
 
 import numpy as np
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+
+from imgedit.features import FEATURE_SEED, FeatureNet, features  # noqa: F401 - part of this module's API
 
 SWD_MIN_RESOLUTION = 16
 SWD_PATCH = 7
@@ -62,7 +59,6 @@ SWD_DIRECTIONS = 512
 KID_SUBSETS = 100
 KID_SUBSET_SIZE = 1000
 DIVERSITY_IMAGES = 1000
-FEATURE_SEED = 20240601
 
 _BINOMIAL = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0])
 _GAUSS5 = (_BINOMIAL[:, None] * _BINOMIAL[None, :]) / 256.0  # (5, 5), sums to 1
@@ -153,42 +149,6 @@ def swd_levels(images: torch.Tensor) -> list[int]:
 
 
 # --- features, KID, diversity ---------------------------------------------------------
-
-
-class FeatureNet(nn.Module):
-    """The fixed random CNN described in the module docstring: ``(B, 3, H, W)`` in [0, 1] -> ``(B, 512)``."""
-
-    def __init__(self, seed: int = FEATURE_SEED):
-        super().__init__()
-        widths = [3, 32, 64, 128, 128]
-        self.convs = nn.ModuleList(nn.Conv2d(a, b, 3, padding=1) for a, b in zip(widths, widths[1:]))
-        g = torch.Generator().manual_seed(seed)
-        with torch.no_grad():
-            for conv in self.convs:
-                fan_in = conv.in_channels * 9
-                conv.weight.copy_(torch.randn(conv.weight.shape, generator=g) * (2.0 / fan_in) ** 0.5)
-                conv.bias.zero_()
-        self.requires_grad_(False).eval()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.shape[-2:] != (64, 64):
-            x = F.interpolate(x, size=(64, 64), mode="bilinear", antialias=True, align_corners=False)
-        x = (x - 0.5) / 0.25
-        found = []
-        for conv in self.convs[:-1]:
-            x = torch.relu(conv(x))
-            found.append(x.mean(dim=(2, 3)))  # texture statistics at this scale
-            x = F.avg_pool2d(x, 2)
-        x = torch.relu(self.convs[-1](x))
-        found.append(F.adaptive_avg_pool2d(x, 2).flatten(1))  # coarse layout
-        return torch.cat(found, dim=1)
-
-
-@torch.no_grad()
-def features(images: torch.Tensor, net: Optional[FeatureNet] = None, batch: int = 256) -> torch.Tensor:
-    """``(N, 512)`` :class:`FeatureNet` features, on the CPU."""
-    net = net or FeatureNet()
-    return torch.cat([net(chunk.float().cpu()) for chunk in images.split(batch)])
 
 
 def _poly_kernel(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

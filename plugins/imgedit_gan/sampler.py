@@ -18,16 +18,15 @@ came (dB). Images of another size are resized to the model's first.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Optional, Union
 
 import torch
 import torch.nn.functional as F
 
-from imgedit.errors import ShapeError, UsageError, WeightsError
+from imgedit.errors import ShapeError, UsageError
 from imgedit.models import ModelSpec, load_model
-from imgedit.tensor import check_image
+from imgedit.tensor import check_image, grid
 from imgedit_gan.model import GANConfig, Generator
 
 INVERSION_SEED = 7  # candidate starting latents for encode()
@@ -36,7 +35,7 @@ INVERSION_SEED = 7  # candidate starting latents for encode()
 class GANSampler:
     """A generator behind the latent-model protocol (see :mod:`imgedit.latents`).
 
-        >>> gan = load_gan(shipped_spec(), "cpu")
+        >>> gan = load_gan(CATALOG.shipped_spec(), "cpu")
         >>> faces = gan.sample(16, seed=0, truncation=0.7)        # (16, 3, 64, 64) in [0, 1]
         >>> z = gan.encode(faces[:2])                             # (2, 128); gan.last_inversion_psnr
     """
@@ -128,26 +127,8 @@ def load_gan(spec: ModelSpec, device: Union[str, torch.device] = "cpu") -> GANSa
         WeightsError: the weights are missing (saying how to train them), do
             not verify against their card, or are not a generator's.
     """
-    if not spec.weights.is_file():
-        raise WeightsError(
-            f"model '{spec.name}' has no weights yet (expected {spec.weights}); train them with "
-            f"'imgedit train gan --data DIR --export {spec.weights}' or pick another with --model"
-        )
-    net = load_model(spec, lambda config: Generator(GANConfig.from_dict(config)))  # checks the sha256 first
+    net = load_model(spec, lambda config: Generator(GANConfig.from_dict(config)), train_verb="imgedit train gan")
     return GANSampler(net, device, name=spec.name)
-
-
-def grid(images: torch.Tensor, columns: Optional[int] = None, gutter: int = 2) -> torch.Tensor:
-    """``(N, 3, H, W)`` images -> one ``(3, H', W')`` contact sheet, row by row
-    (``columns`` defaults to a near-square layout), white gutters."""
-    n, c, h, w = images.shape
-    columns = columns or math.ceil(math.sqrt(n))
-    rows = math.ceil(n / columns)
-    sheet = torch.ones(c, rows * (h + gutter) + gutter, columns * (w + gutter) + gutter, dtype=images.dtype)
-    for k in range(n):
-        y, x = gutter + (k // columns) * (h + gutter), gutter + (k % columns) * (w + gutter)
-        sheet[:, y : y + h, x : x + w] = images[k]
-    return sheet
 
 
 def save_grid(images: torch.Tensor, path: Path, overwrite: bool = False) -> Path:

@@ -28,7 +28,7 @@ from imgedit.errors import UsageError
 from imgedit.models import save_weights
 from imgedit.training import load_run_state, run_state, train_or_resume, training_summary
 from imgedit_gan.augment import diff_augment, parse_policy
-from imgedit_gan.data import HOLDOUT_RULE, ImageSet, data_licence, load_squares, split_holdout
+from imgedit.imageset import HOLDOUT_RULE, ImageSet, data_licence, load_squares, split_holdout
 from imgedit_gan.model import Discriminator, GANConfig, Generator, count_parameters
 
 CHECKPOINT_VERSION = 1
@@ -44,7 +44,7 @@ class GANTrainConfig:
     betas: tuple = (0.5, 0.999)
     ema_decay: float = 0.999
     augment: str = "color,translation,cutout"
-    holdout: int = 0  # images kept out of training (see imgedit_gan.data.HOLDOUT_RULE)
+    holdout: int = 0  # images kept out of training (see imgedit.imageset.HOLDOUT_RULE)
     val_every: int = 500  # sample grid and log line
     checkpoint_every: int = 500
     grid: int = 64  # samples in the progress grid

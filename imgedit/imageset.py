@@ -1,10 +1,11 @@
-"""Image sets for training and evaluating the GAN: whole images as squares of
-the model's size, and the held-out split.
+"""Image sets for training and evaluating whole-image models (the GAN, the
+interpolation VAE): whole images as squares of the model's size, and the
+held-out split, shared so that every model holds out the same images.
 
 Held-out images are chosen by a rule that depends only on file names, not on
 their order or the folder they are in: the ``n`` files whose names have the
 smallest SHA-256. Training records their names in the model card;
-``imgedit eval gan --held-out`` evaluates on exactly those.
+``imgedit eval gan --held-out`` (and ``eval interp``) evaluate on exactly those.
 """
 
 from __future__ import annotations
@@ -84,6 +85,26 @@ def only_named(images: ImageSet, names: Iterable[str]) -> ImageSet:
     """The images whose file names are in ``names`` (for ``--held-out``)."""
     wanted = set(names)
     return images.select(i for i, name in enumerate(images.names) if name in wanted)
+
+
+def held_out_of(images: ImageSet, card: dict) -> ImageSet:
+    """The images a model card lists as held out from its training.
+
+    Raises:
+        UsageError: the card lists none.
+    """
+    held = (card.get("training") or {}).get("holdout", {}).get("files") or []
+    if not held:
+        raise UsageError("--held-out: the model card lists no held-out images (train with --holdout N)")
+    return only_named(images, held)
+
+
+def overlap_warning(card: dict, sources: Iterable[str | Path], held_out: bool) -> list[str]:
+    """A warning when evaluation images are the model's training data (and not its held-out part)."""
+    trained_on = {Path(s).resolve() for s in (card.get("training") or {}).get("data", [])}
+    if held_out or not trained_on & {Path(s).resolve() for s in sources}:
+        return []
+    return ["Warning: the evaluation images are the model's training data; the numbers flatter it (use --held-out or another folder)."]
 
 
 def data_licence(names: Iterable[str]) -> str:

@@ -1,0 +1,61 @@
+"""A fixed random feature network: a way to measure how far apart two images
+(or two sets of images) look without a pretrained network, which is not
+available offline. Used by ``imgedit eval gan`` (KID, diversity) and
+``imgedit eval interp`` (the step between morph frames, the distance of a
+frame to the nearest real face).
+
+:class:`FeatureNet`: a CNN with random weights (He-normal from a
+``torch.Generator`` seeded with :data:`FEATURE_SEED`, zero biases): images
+resized to 64x64 (bilinear, antialiased), scaled to ``(x - 0.5) / 0.25``,
+then conv3x3(3->32), ReLU, avgpool2, conv3x3(32->64), ReLU, avgpool2,
+conv3x3(64->128), ReLU, avgpool2, conv3x3(128->128), ReLU, adaptive average
+pool to 2x2. The features are the channel means after each of the first
+three convolutions (texture statistics at three scales) and the 2x2 pooled
+last layer (coarse layout): 32 + 64 + 128 + 512 = 736 numbers.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+FEATURE_SEED = 20240601
+
+
+class FeatureNet(nn.Module):
+    """The fixed random CNN described in the module docstring: ``(B, 3, H, W)`` in [0, 1] -> ``(B, 736)``."""
+
+    def __init__(self, seed: int = FEATURE_SEED):
+        super().__init__()
+        widths = [3, 32, 64, 128, 128]
+        self.convs = nn.ModuleList(nn.Conv2d(a, b, 3, padding=1) for a, b in zip(widths, widths[1:]))
+        g = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            for conv in self.convs:
+                fan_in = conv.in_channels * 9
+                conv.weight.copy_(torch.randn(conv.weight.shape, generator=g) * (2.0 / fan_in) ** 0.5)
+                conv.bias.zero_()
+        self.requires_grad_(False).eval()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-2:] != (64, 64):
+            x = F.interpolate(x, size=(64, 64), mode="bilinear", antialias=True, align_corners=False)
+        x = (x - 0.5) / 0.25
+        found = []
+        for conv in self.convs[:-1]:
+            x = torch.relu(conv(x))
+            found.append(x.mean(dim=(2, 3)))  # texture statistics at this scale
+            x = F.avg_pool2d(x, 2)
+        x = torch.relu(self.convs[-1](x))
+        found.append(F.adaptive_avg_pool2d(x, 2).flatten(1))  # coarse layout
+        return torch.cat(found, dim=1)
+
+
+@torch.no_grad()
+def features(images: torch.Tensor, net: Optional[FeatureNet] = None, batch: int = 256) -> torch.Tensor:
+    """``(N, 736)`` :class:`FeatureNet` features, on the CPU, ``batch`` images at a time."""
+    net = net or FeatureNet()
+    return torch.cat([net(chunk.float().cpu()) for chunk in images.split(batch)])

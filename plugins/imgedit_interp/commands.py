@@ -1,0 +1,257 @@
+"""CLI verbs of the interpolation plugin: ``imgedit interpolate``,
+``imgedit train interp-vae`` and ``imgedit eval interp``."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+
+from imgedit.catalog import is_file_argument, spec_for_file, weights_spec
+from imgedit.errors import UsageError
+from imgedit.verbs import apply_options, command_line, training_options, whole_image_options
+
+MODEL_HELP = "A latent model's name ('imgedit plugins' lists them) or a .safetensors file from 'imgedit train interp-vae'."
+
+
+def _parse_seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise UsageError(f"--seeds takes whole numbers separated by commas (e.g. 1,5,9), got '{text}'") from None
+    return seeds
+
+
+def _load_model(model: str, device):
+    """The latent model named ``model``, or the interpolation VAE in that file."""
+    from imgedit.latents import load_latent_model
+    from imgedit_interp.catalog import CATALOG
+
+    if not is_file_argument(model):
+        return load_latent_model(model, device)
+    spec = spec_for_file(model)
+    architecture = spec.card().get("architecture")
+    if spec.weights.is_file() and architecture != CATALOG.architecture:
+        raise UsageError(f"--model {model}: a file must be an interpolation VAE (its card names {architecture or 'no architecture'}); "
+                         "give other models by name")
+    from imgedit_interp.latent import load_vae
+
+    return load_vae(spec, device)
+
+
+def _read_keyframes(paths: tuple[Path, ...], size: int):
+    """The images as ``(K, 3, size, size)`` centred squares in [0, 1]."""
+    import torch
+
+    from imgedit.imageio import read_image
+    from imgedit.tensor import center_square, to_tensor
+
+    return torch.cat([center_square(to_tensor(read_image(p).rgb), size) for p in paths])
+
+
+@click.command("interpolate")
+@click.argument("images", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--model", default="faces64-vae", show_default=True, help=MODEL_HELP)
+@click.option("--seeds", help="Walk between random samples of the model instead of images: seeds separated by commas (1,5,9).")
+@click.option("--frames", type=click.IntRange(min=2), default=16, show_default=True,
+              help="Frames per transition, both ends included (K keyframes: (K-1)*(frames-1)+1 frames).")
+@click.option("--loop", is_flag=True, help="Return to the first keyframe (its frame is not repeated: the animation loops seamlessly).")
+@click.option("--ease", type=click.Choice(["even", "linear", "smooth", "sine"]), default="even", show_default=True,
+              help="Pacing of each transition: even = every frame changes the picture equally; linear = equal "
+                   "steps in the latent space; smooth, sine = slowing down at the keyframes.")
+@click.option("--fps", type=click.FloatRange(min=0.1, max=120), default=12.0, show_default=True)
+@click.option("--size", type=click.IntRange(min=8, max=4096), help="Frame size in px (default: the model's, e.g. 64).")
+@click.option("-o", "--output", type=click.Path(path_type=Path), required=True,
+              help="A .gif, .webp or .mp4 file, or a folder for numbered PNG frames.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
+@click.option("--overwrite", is_flag=True, help="Replace existing output.")
+def interpolate_command(images, model, seeds, frames, loop, ease, fps, size, output, device, overwrite):
+    """Morph between images, or walk between random samples, through a model's latent space.
+
+    Images are centre-cropped to squares and encoded (a GAN inverts them by
+    optimisation, which takes a few seconds per image); every frame is
+    decoded from a point between their latents, spherically for Gaussian
+    latents.
+
+    \b
+    Examples:
+      imgedit interpolate a.jpg b.jpg --frames 16 -o morph.gif
+      imgedit interpolate a.jpg b.jpg c.jpg --loop --size 256 -o morph.mp4
+      imgedit interpolate --model faces64-gan --seeds 1,5,9 --frames 30 -o walk.webp
+    """
+    import torch
+
+    from imgedit.devices import resolve_device
+    from imgedit_interp.animation import check_free, write_animation
+    from imgedit_interp.morph import frame_count, path_latents
+
+    if images and seeds:
+        raise UsageError("give images or --seeds, not both")
+    seed_list = _parse_seeds(seeds) if seeds else []
+    if len(images) + len(seed_list) < 2:
+        raise UsageError("give at least two images (or two --seeds) to interpolate between")
+    total = frame_count(len(images) or len(seed_list), frames, loop)
+    check_free(output, total, overwrite)  # a bad suffix or an existing output fails before any work
+    loaded = _load_model(model, resolve_device(device))
+    if seed_list:
+        keys = torch.cat([loaded.sample_latents(1, s) for s in seed_list])
+        what = f"seeds {','.join(map(str, seed_list))}"
+    else:
+        targets = _read_keyframes(images, loaded.image_size[0]).to(loaded.device)
+        keys = loaded.encode(targets)
+        what = f"{len(images)} images"
+        _report_encoding(loaded, targets, keys, images)
+    latents = path_latents(keys, frames, loop=loop, spherical=loaded.gaussian, ease=ease, decode=loaded.decode)
+    video = loaded.decode(latents).cpu()
+    if size and size != video.shape[-1]:
+        video = torch.nn.functional.interpolate(video, size=(size, size), mode="bicubic", align_corners=False).clamp(0, 1)
+    written = write_animation(video, output, fps=fps, overwrite=overwrite)
+    where = output if len(written) == 1 else f"{output}/ ({written[0].name} ...)"
+    click.echo(f"wrote {total} frames ({video.shape[-1]}x{video.shape[-2]}, {fps:g} fps) morphing {what} with {model} to {where}")
+
+
+def _report_encoding(model, targets, keys, paths) -> None:
+    """Say how close each image's latent decodes to it (a GAN's inversion can miss)."""
+    import torch
+
+    mse = (model.decode(keys) - targets).square().mean(dim=(1, 2, 3))
+    psnr = 10 * torch.log10(1 / mse.clamp_min(1e-10))
+    how = "inverted" if getattr(model, "last_inversion_psnr", None) is not None else "encoded"
+    click.echo(f"{how} into {getattr(model, 'name', '') or 'the model'} (PSNR of each decoded latent against its cropped, "
+               "resized image): " + ", ".join(f"{p.name} {v:.1f} dB" for p, v in zip(paths, psnr.tolist())), err=True)
+
+
+@click.command("interp-vae")
+@apply_options(training_options("Training images: file, folder or glob (repeatable).", 6000, Path("runs") / "interp", 32, 1e-3))
+@apply_options(whole_image_options("imgedit eval interp", "my-interp-vae"))
+@click.option("--z-dim", type=click.IntRange(min=2), default=256, show_default=True, help="Numbers in one latent.")
+@click.option("--beta", type=click.FloatRange(min=0), default=0.005, show_default=True,
+              help="KL weight per pixel value: smaller = sharper reconstructions, latents further from N(0, I).")
+def train_interp_command(sources, steps, resume, out_dir, export_path, device, batch, lr, seed, quiet, size, z_dim, beta,
+                         holdout, name, licence):
+    """Train a VAE with one global latent per image, for morphs and latent walks.
+
+    Every 500 steps a sheet (originals, reconstructions, midpoints, prior
+    samples) goes to OUT/samples/ and a checkpoint to OUT/checkpoint.safetensors,
+    which --resume continues exactly.
+    """
+    from imgedit import registry
+    from imgedit.devices import resolve_device
+    from imgedit.training import ProgressBar
+    from imgedit_interp.catalog import CATALOG
+    from imgedit_interp.model import FaceVAEConfig
+    from imgedit_interp.train import InterpTrainConfig, export_interp_vae, train_interp_vae
+
+    name, target = CATALOG.export_target(name, export_path, "my-interp-vae")
+    cfg = InterpTrainConfig(steps=steps, batch=batch, lr=lr, beta=beta, holdout=holdout, seed=seed,
+                            model=FaceVAEConfig(image_size=size, z_dim=z_dim))
+    started = time.time()
+    with ProgressBar(cfg.steps, {"mse": ".4f", "kl": ".0f", "val_psnr": ".2f"}, quiet) as bar:
+        trainer = train_interp_vae(cfg, sources, out_dir, resolve_device(device), resume=resume, on_progress=bar,
+                                   command=command_line(click.get_current_context()))
+    size = trainer.cfg.model.image_size
+    export_interp_vae(trainer, target, name=name, description=f"{size}x{size} VAE ({trainer.cfg.model.z_dim}-d latent) trained "
+                      f"on {', '.join(map(str, sources))}", sources=list(sources), session_seconds=time.time() - started,
+                      licence=licence)
+    registry.reset()  # the new model is usable by name at once
+    click.echo(f"Trained {trainer.step} steps ({trainer.elapsed / 60:.1f} min); weights: {target}\n"
+               f"Morph with: imgedit interpolate a.jpg b.jpg --model {target} -o morph.gif")
+
+
+@click.command("interp")
+@click.option("--model", default="faces64-vae", show_default=True, help=MODEL_HELP)
+@click.option("--data", "sources", multiple=True, required=True,
+              help="Images the model was NOT trained on: folder, file or glob (repeatable); with --held-out, its held-out split.")
+@click.option("--held-out", is_flag=True, help="Use only the images of --data that the model card lists as held out.")
+@click.option("--pairs", type=click.IntRange(min=1), default=8, show_default=True, help="Random pairs to morph.")
+@click.option("--frames", type=click.IntRange(min=3), default=9, show_default=True, help="Frames per morph.")
+@click.option("--limit", type=click.IntRange(min=1), help="Measure the reconstruction PSNR on at most N images (default: all).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--sheet", type=click.Path(path_type=Path), help="Write a PNG: for each pair, the morph above the cross-fade.")
+@click.option("--device", default="auto", show_default=True)
+@click.option("--threads", type=click.IntRange(min=1), help="CPU threads.")
+@click.option("--record", is_flag=True, help="Also write the results into the model card's metrics block.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def eval_interp_command(model, sources, held_out, pairs, frames, limit, seed, sheet, device, threads, record, as_json):
+    """Reconstruction PSNR, and how even and how face-like a model's morphs
+    are beside a pixel cross-fade (definitions: imgedit_interp/evaluate.py).
+
+    \b
+    Example:
+      imgedit eval interp --data faces/ --held-out --pairs 8 --sheet morphs.png
+    """
+    import json
+
+    import torch
+
+    from imgedit.devices import resolve_device
+    from imgedit.imageset import held_out_of, load_squares, overlap_warning
+    from imgedit.models import record_metrics
+    from imgedit_interp import evaluate
+
+    if threads:
+        torch.set_num_threads(threads)
+    spec = weights_spec(model)
+    card = spec.card() if spec is not None else {}
+    if record and not card:
+        raise UsageError(f"--record: model '{model}' has no model card to record into")
+    loaded = _load_model(model, resolve_device(device))
+    real = load_squares(sources, loaded.image_size[0])
+    if held_out:
+        real = held_out_of(real, card)
+    images = real.images.float() / 255.0
+    if len(images) < 4:
+        raise UsageError(f"need at least 4 images, found {len(images)}")
+    started = time.perf_counter()
+    recon = evaluate.reconstruction_psnr(loaded, images[:limit])
+    results, videos = evaluate.evaluate_pairs(loaded, images, evaluate.random_pairs(len(images), pairs, seed), frames)
+    report = {"model": model, "data": list(sources), "held_out": held_out, "images": len(images), "reconstructed": len(recon), "seed": seed,
+              "frames": frames, "reconstruction_psnr": round(recon.mean().item(), 3),
+              **{k: round(v, 4) if isinstance(v, float) else v for k, v in evaluate.summarise(results).items()},
+              "per_pair": [{"a": real.names[r.a], "b": real.names[r.b], "step_ratio": round(r.step_ratio, 3),
+                            "middle_morph_nn": round(r.middle[0], 3), "middle_fade_nn": round(r.middle[1], 3),
+                            "middle_end_fade_nn": round(r.middle[2], 3)}
+                           for r in results],
+              "seconds": round(time.perf_counter() - started, 1)}
+    notes = overlap_warning(card, sources, held_out)
+    if sheet is not None:
+        from imgedit.tensor import grid, write_tensor
+
+        rows = torch.cat([torch.cat(pair) for pair in videos[:8]])
+        write_tensor(grid(rows, columns=frames), sheet, overwrite=True)
+        notes.append(f"sheet: {sheet} (per pair: morph row, then cross-fade row)")
+    if record:
+        record_metrics(spec, "eval_interp", report)
+        notes.append(f"recorded in {spec.card_path}")
+    if as_json:
+        click.echo(json.dumps({**report, "notes": notes}, indent=2))
+        return
+    click.echo(_format_report(report))
+    for note in notes:
+        click.echo(note)
+
+
+def _format_report(r: dict) -> str:
+    lines = [f"{r['model']} on {r['images']} images of {', '.join(r['data'])}{' (held out)' if r['held_out'] else ''}:",
+             f"  reconstruction PSNR       {r['reconstruction_psnr']:.2f} dB",
+             f"  step ratio (max/min)      worst {r['step_ratio_max']:.2f}, mean {r['step_ratio_mean']:.2f} over {r['pairs']} "
+             f"morphs of {r['frames']} frames",
+             f"  middle frame nearer a real image than the cross-fade of the inputs: {r['middle_morph_nearer']} of {r['pairs']} "
+             f"(distance {r['middle_morph_nn_mean']:.2f} vs {r['middle_fade_nn_mean']:.2f}); all interior frames: "
+             f"{100 * r['interior_morph_nearer_fraction']:.0f}%",
+             f"  ... than the cross-fade of its own end frames (same sharpness): {r['middle_morph_nearer_than_end_fade']} of "
+             f"{r['pairs']} (distance {r['middle_morph_nn_mean']:.2f} vs {r['middle_end_fade_nn_mean']:.2f})",
+             "  pair                                   step ratio   middle: morph / fade / end-frame fade"]
+    for p in r["per_pair"]:
+        lines.append(f"  {p['a'][:18]:18} {p['b'][:18]:18}  {p['step_ratio']:6.2f}      {p['middle_morph_nn']:.2f} / "
+                     f"{p['middle_fade_nn']:.2f} / {p['middle_end_fade_nn']:.2f}")
+    return "\n".join(lines)
+
+
+def register(cli: click.Group) -> None:
+    from imgedit.verbs import command_group
+
+    cli.add_command(interpolate_command)
+    command_group(cli, "train", "Train a plugin's model on your own images.").add_command(train_interp_command)
+    command_group(cli, "eval", "Measure a plugin's model on a benchmark set.").add_command(eval_interp_command)

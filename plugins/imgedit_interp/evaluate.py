@@ -1,0 +1,119 @@
+"""How good are a latent model's morphs? The figures of ``imgedit eval interp``.
+
+- **Reconstruction PSNR**: each image against the decoding of its latent
+  (``decode(encode(x))``), 0-1 scale, averaged over images.
+- For random pairs of images, a morph of ``frames`` frames (paced as
+  ``imgedit interpolate`` paces it by default: ``even``, spherical for
+  Gaussian latents) and the plain pixel cross-fade between the two
+  originals, frame for frame:
+  - **Step ratio**: the distance between consecutive frames in the feature
+    space of :class:`imgedit.features.FeatureNet` (a fixed random CNN), largest
+    over smallest along the morph. 1 = perfectly even; the target is <= 2.
+  - **Realism**: for each interior frame, the distance in that feature space
+    to the nearest real image of the evaluation set (the pair's own two
+    images left out), for the morph and for the cross-fade at the same
+    point. A morph frame should be nearer to some real face than the
+    cross-fade's double exposure is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from imgedit.features import FeatureNet, features
+from imgedit_interp.morph import cross_fade, path_latents
+
+
+@dataclass
+class PairResult:
+    a: int
+    b: int
+    step_ratio: float
+    morph_nn: list[float]  # nearest-real distance of each interior frame
+    fade_nn: list[float]  # ... of the cross-fade of the inputs
+    end_fade_nn: list[float]  # ... of the cross-fade of the morph's first and last frames
+
+    @property
+    def middle(self) -> tuple[float, float, float]:
+        """(morph, cross-fade, end-frame cross-fade) nearest-real distances at t = 0.5 (or the frame nearest it)."""
+        k = len(self.morph_nn) // 2
+        return self.morph_nn[k], self.fade_nn[k], self.end_fade_nn[k]
+
+
+def psnr(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per image PSNR (dB) of ``(B, C, H, W)`` in [0, 1]."""
+    mse = (x - y).square().mean(dim=(1, 2, 3))
+    return 10 * torch.log10(1 / mse.clamp_min(1e-10))
+
+
+@torch.no_grad()
+def reconstruction_psnr(model, images: torch.Tensor, batch: int = 256) -> torch.Tensor:
+    """PSNR of ``decode(encode(x))`` for each of ``images`` ``(N, 3, S, S)`` in [0, 1]."""
+    out = []
+    for chunk in images.split(batch):
+        chunk = chunk.to(model.device)
+        out.append(psnr(model.decode(model.encode(chunk)), chunk).cpu())
+    return torch.cat(out)
+
+
+def random_pairs(n_images: int, count: int, seed: int) -> list[tuple[int, int]]:
+    """``count`` pairs of distinct image indices, drawn with ``seed``, no image used twice where possible."""
+    order = torch.randperm(n_images, generator=torch.Generator().manual_seed(seed)).tolist()
+    pairs = [(order[2 * i], order[2 * i + 1]) for i in range(min(count, n_images // 2))]
+    return pairs
+
+
+def step_ratio(frame_features: torch.Tensor) -> float:
+    """Largest over smallest feature distance between consecutive frames."""
+    steps = (frame_features[1:] - frame_features[:-1]).norm(dim=1)
+    return (steps.max() / steps.min().clamp_min(1e-12)).item()
+
+
+def nearest_distance(query: torch.Tensor, reference: torch.Tensor, exclude: list[int]) -> torch.Tensor:
+    """For each row of ``query``, the distance to the nearest row of ``reference`` not in ``exclude``."""
+    d = torch.cdist(query, reference)
+    d[:, exclude] = float("inf")
+    return d.min(dim=1).values
+
+
+@torch.no_grad()
+def evaluate_pairs(model, images: torch.Tensor, pairs: list[tuple[int, int]], frames: int, ease: str = "even",
+                   net: FeatureNet | None = None) -> tuple[list[PairResult], list[tuple[torch.Tensor, torch.Tensor]]]:
+    """Morph and cross-fade each pair of ``images`` (``(N, 3, S, S)`` in [0, 1]).
+
+    Returns:
+        The results, and each pair's (morph frames, cross-fade frames) for a contact sheet.
+    """
+    net = net or FeatureNet()
+    reference = features(images, net)
+    results, videos = [], []
+    for a, b in pairs:
+        ends = images[[a, b]].to(model.device)
+        latents = path_latents(model.encode(ends), frames, spherical=model.gaussian, ease=ease, decode=model.decode)
+        morph = model.decode(latents).cpu()
+        fade = cross_fade(ends.cpu(), frames)
+        fm, ff, fe = (features(v, net) for v in (morph, fade, cross_fade(morph[[0, -1]], frames)))
+        results.append(PairResult(a, b, step_ratio(fm), *(nearest_distance(f[1:-1], reference, [a, b]).tolist()
+                                                          for f in (fm, ff, fe))))
+        videos.append((morph, fade))
+    return results, videos
+
+
+def summarise(results: list[PairResult]) -> dict:
+    """The figures the issue names, over all pairs."""
+    ratios = [r.step_ratio for r in results]
+    middles = [r.middle for r in results]
+    interior = [(m, f) for r in results for m, f in zip(r.morph_nn, r.fade_nn)]
+    return {
+        "pairs": len(results),
+        "step_ratio_max": max(ratios),
+        "step_ratio_mean": sum(ratios) / len(ratios),
+        "middle_morph_nearer": sum(m < f for m, f, _ in middles),
+        "middle_morph_nearer_than_end_fade": sum(m < e for m, _, e in middles),
+        "middle_morph_nn_mean": sum(m for m, _, _ in middles) / len(middles),
+        "middle_fade_nn_mean": sum(f for _, f, _ in middles) / len(middles),
+        "middle_end_fade_nn_mean": sum(e for _, _, e in middles) / len(middles),
+        "interior_morph_nearer_fraction": sum(m < f for m, f in interior) / len(interior),
+    }

@@ -1,0 +1,118 @@
+"""The latents of a morph or a walk: a path through keyframe latents, one
+latent per frame.
+
+``frames`` is the number of frames of one transition, both ends included,
+so a morph between two images with ``frames=16`` is 16 frames long, and K
+keyframes give ``(K - 1) * (frames - 1) + 1`` frames: consecutive transitions
+share their keyframe. With ``loop`` a last transition returns to the first
+keyframe, whose frame is not repeated at the end, so the animation loops
+without a stutter: ``K * (frames - 1)`` frames.
+
+Within a transition the point ``t`` goes from 0 to 1 at constant speed
+in the latent space (``linear``), eased (``smooth``: slow at the keyframes,
+Hermite smoothstep; ``sine``: half a cosine), or ``even``: at constant speed
+in the *image*, so every frame changes the picture by the same amount
+(the decoder does not turn equal latent steps into equal image changes:
+faces often hold still, then change quickly). ``even`` decodes a dense
+path of ``DENSE_PER_FRAME`` points per frame, measures the pixel distance
+between neighbours, and places the frames at equal distances along it. The
+latents are interpolated spherically when the model's latents are Gaussian
+(see :func:`imgedit.latents.interpolate`), linearly otherwise.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Optional
+
+import torch
+
+from imgedit.errors import UsageError
+from imgedit.latents import interpolate
+
+EASINGS: dict[str, Callable[[float], float]] = {
+    "linear": lambda t: t,
+    "smooth": lambda t: t * t * (3 - 2 * t),
+    "sine": lambda t: 0.5 - 0.5 * math.cos(math.pi * t),
+}
+
+
+DENSE_PER_FRAME = 8  # points of the dense path per frame, for ``even``
+EASE_NAMES = (*EASINGS, "even")
+
+Decoder = Callable[[torch.Tensor], torch.Tensor]
+
+
+def transition_times(frames: int, ease: str = "linear") -> list[float]:
+    """The ``frames`` points of one transition, 0 first and 1 last, eased
+    (``even`` needs the decoder: see :func:`even_times`).
+
+    Raises:
+        UsageError: fewer than 2 frames or an unknown easing.
+    """
+    if frames < 2:
+        raise UsageError(f"--frames must be at least 2 (both ends of a transition), got {frames}")
+    if ease not in EASINGS:
+        raise UsageError(f"unknown easing '{ease}' (known: {', '.join(EASE_NAMES)})")
+    return [EASINGS[ease](j / (frames - 1)) for j in range(frames)]
+
+
+@torch.no_grad()
+def even_times(decode: Decoder, a: torch.Tensor, b: torch.Tensor, frames: int, spherical: bool = True) -> list[float]:
+    """The ``frames`` points of the transition from latent ``a`` to ``b``
+    (each ``(1, *shape)``) at which the decoded image has moved equal pixel
+    distances (0 first, 1 last)."""
+    dense = torch.linspace(0, 1, DENSE_PER_FRAME * (frames - 1) + 1)
+    images = decode(torch.cat([interpolate(a, b, float(t), spherical) for t in dense])).flatten(1).float().cpu()
+    travelled = torch.cat([torch.zeros(1), (images[1:] - images[:-1]).norm(dim=1).cumsum(0)])  # (D,)
+    if travelled[-1] <= 0:  # the two keyframes decode alike: any pacing is even
+        return dense[:: DENSE_PER_FRAME].tolist()
+    wanted = torch.linspace(0, float(travelled[-1]), frames)
+    right = torch.searchsorted(travelled, wanted).clamp(1, len(dense) - 1)
+    left = right - 1
+    span = (travelled[right] - travelled[left]).clamp_min(1e-12)
+    t = dense[left] + (wanted - travelled[left]) / span * (dense[right] - dense[left])
+    t[0], t[-1] = 0.0, 1.0
+    return t.tolist()
+
+
+def path_latents(keys: torch.Tensor, frames: int, loop: bool = False, spherical: bool = True,
+                 ease: str = "linear", decode: Optional[Decoder] = None) -> torch.Tensor:
+    """One latent per frame along the keyframe latents ``keys`` ``(K, *shape)``.
+
+    Args:
+        decode: the model's decoder; needed only by ``ease="even"``.
+
+    Returns:
+        ``(N, *shape)`` with N as in the module docstring; frame
+        ``k * (frames - 1)`` is keyframe ``k`` exactly.
+
+    Raises:
+        UsageError: fewer than 2 keyframes, fewer than 2 frames, an unknown easing.
+    """
+    if keys.shape[0] < 2:
+        raise UsageError(f"a morph needs at least 2 keyframes, got {keys.shape[0]}")
+    if ease == "even" and decode is None:
+        raise ValueError("ease='even' needs the model's decoder")
+    fixed = transition_times(frames, "linear" if ease == "even" else ease)  # checks frames and ease
+    ends = list(range(1, keys.shape[0])) + ([0] if loop else [])
+    out = []
+    for start, end in zip(range(len(ends)), ends):
+        a, b = keys[start : start + 1], keys[end : end + 1]
+        times = even_times(decode, a, b, frames, spherical) if ease == "even" else fixed
+        out += [a if t == 0 else interpolate(a, b, t, spherical) for t in times[:-1]]  # the end starts the next one
+    if not loop:
+        out.append(keys[-1:])
+    return torch.cat(out)
+
+
+def frame_count(keyframes: int, frames: int, loop: bool) -> int:
+    """How many frames :func:`path_latents` returns."""
+    return (keyframes if loop else keyframes - 1) * (frames - 1) + (0 if loop else 1)
+
+
+def cross_fade(images: torch.Tensor, frames: int, loop: bool = False, ease: str = "linear") -> torch.Tensor:
+    """The plain pixel cross-fade along keyframe images ``(K, C, H, W)``, frame
+    for frame like :func:`path_latents` (the baseline a morph should beat;
+    a linear cross-fade is already even in pixel distance)."""
+    return path_latents(images, frames, loop=loop, spherical=False, ease="linear" if ease == "even" else ease)

@@ -1,0 +1,204 @@
+"""Training routine of the interpolation VAE (``imgedit train interp-vae``).
+
+Each step: a batch of whole images (squares of the model's size, half of
+them mirrored), encoded, one latent drawn from ``q(z | x)``, decoded; the
+loss is the pixel MSE (0-1 scale) plus ``beta`` times the KL divergence per
+pixel value. That is the negative ELBO of a Gaussian decoder with variance
+``beta / 2`` (``beta = 0.005``: sigma 0.05, 26 dB): the KL term keeps the
+latents close to N(0, I), so spherical walks between them and samples from
+the prior decode to faces, while a small sigma keeps reconstructions sharp.
+
+AdamW with warm-up and cosine decay. ``val`` images (taken from the training
+folder, never the held-out ones) give the PSNR of the mean latent's
+decoding every ``val_every`` steps, and a sheet (originals, reconstructions,
+midpoints of consecutive pairs, prior samples) goes to
+``out_dir/samples/step_NNNNNN.png``. Checkpoints resume bit for bit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+import torch
+
+from imgedit.errors import UsageError
+from imgedit.imageset import HOLDOUT_RULE, ImageSet, data_licence, load_squares, split_holdout
+from imgedit.models import save_weights
+from imgedit.training import learning_rate, load_run_state, run_state, train_or_resume, training_summary
+from imgedit_interp.model import FaceVAE, FaceVAEConfig, count_parameters, kl_divergence
+
+CHECKPOINT_VERSION = 1
+SHEET_SEED = 11  # prior samples on the progress sheets
+
+
+@dataclass
+class InterpTrainConfig:
+    steps: int = 6000
+    batch: int = 32
+    lr: float = 1e-3
+    min_lr_ratio: float = 0.05
+    warmup: int = 200
+    weight_decay: float = 1e-4
+    beta: float = 0.005  # KL weight per pixel value: a Gaussian decoder with sigma = sqrt(beta / 2)
+    holdout: int = 0  # images kept out of training and validation (imgedit.imageset.HOLDOUT_RULE)
+    val: int = 256  # training-folder images used only for validation
+    val_every: int = 500
+    checkpoint_every: int = 500
+    seed: int = 0
+    model: FaceVAEConfig = field(default_factory=FaceVAEConfig)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "InterpTrainConfig":
+        return cls(**{**d, "model": FaceVAEConfig.from_dict(d["model"])})
+
+
+def vae_loss(model: FaceVAE, x: torch.Tensor, beta: float, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """``x`` in [-1, 1]. Returns ``loss`` (to minimise), ``mse`` (0-1 scale) and ``kl`` (nats per image)."""
+    recon, mu, logvar = model(x, generator)
+    mse = (recon - x).square().mean() / 4  # [-1, 1] -> [0, 1] scale
+    kl = kl_divergence(mu, logvar).mean()
+    return {"loss": mse + beta * kl / x[0].numel(), "mse": mse, "kl": kl}
+
+
+class InterpTrainer:
+    """Network, optimizer, data and random state of one run (the trainer
+    :func:`imgedit.training.fit` expects)."""
+
+    def __init__(self, cfg: InterpTrainConfig, images: ImageSet, val: ImageSet, device: torch.device,
+                 sample_dir: Optional[Path] = None):
+        self.cfg, self.device, self.images, self.val, self.sample_dir = cfg, device, images, val, sample_dir
+        torch.manual_seed(cfg.seed)
+        self.model = FaceVAE(cfg.model).to(device)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.generator = torch.Generator().manual_seed(cfg.seed)
+        self.step, self.elapsed, self.history = 0, 0.0, []
+        self.commands: list[str] = []
+        self.holdout: list[str] = []
+
+    def batch(self) -> torch.Tensor:
+        """``(batch, 3, S, S)`` training images in [-1, 1], half of them mirrored."""
+        g, n = self.generator, self.cfg.batch
+        picks = torch.randint(len(self.images), (n,), generator=g)
+        flip = (torch.rand(n, generator=g) < 0.5).view(n, 1, 1, 1)
+        x = self.images.images[picks].float() / 127.5 - 1.0
+        return torch.where(flip, x.flip(-1), x).to(self.device)
+
+    def train_step(self) -> dict:
+        self.model.train()
+        for group in self.optimizer.param_groups:
+            group["lr"] = learning_rate(self.cfg, self.step)
+        losses = vae_loss(self.model, self.batch(), self.cfg.beta, self.generator)
+        self.optimizer.zero_grad(set_to_none=True)
+        losses["loss"].backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+        self.optimizer.step()
+        self.step += 1
+        return {k: v.item() for k, v in losses.items()}
+
+    @torch.no_grad()
+    def validate(self) -> dict:
+        """PSNR of the validation images' reconstructions from their mean latents; a progress sheet."""
+        self.model.eval()
+        x = self.val.images.float().to(self.device) / 255.0
+        recon = torch.cat([self.model.decoder(self.model.encoder(c * 2 - 1)[0]) for c in x.split(64)])
+        recon = ((recon + 1) / 2).clamp(0, 1)
+        mse = (recon - x).square().mean(dim=(1, 2, 3))
+        metrics: dict[str, Any] = {"val_psnr": (10 * torch.log10(1 / mse.clamp_min(1e-10))).mean().item()}
+        if self.sample_dir is not None:
+            metrics["sheet"] = str(self._sheet(x[:8], recon[:8]))
+        return metrics
+
+    def _sheet(self, x: torch.Tensor, recon: torch.Tensor) -> Path:
+        from imgedit.latents import interpolate
+        from imgedit.tensor import grid, write_tensor
+
+        mu = self.model.encoder(x * 2 - 1)[0]
+        middle = self.model.decoder(interpolate(mu, mu.roll(1, 0), 0.5))
+        z = torch.randn(8, self.cfg.model.z_dim, generator=torch.Generator().manual_seed(SHEET_SEED)).to(self.device)
+        prior = self.model.decoder(z)
+        rows = torch.cat([x, recon, ((torch.cat([middle, prior]) + 1) / 2).clamp(0, 1)])
+        return write_tensor(grid(rows.cpu(), columns=8), self.sample_dir / f"step_{self.step:06d}.png", overwrite=True)
+
+    def _parts(self) -> dict:
+        return {"model": self.model, "optimizer": self.optimizer}
+
+    def state(self) -> dict:
+        return run_state(self, "interp-vae", CHECKPOINT_VERSION, self._parts())
+
+    def load_state(self, state: dict) -> None:
+        load_run_state(self, state, self._parts())
+
+
+def train_interp_vae(cfg: InterpTrainConfig, sources: Sequence[str], out_dir: Path, device: torch.device,
+                     resume: Optional[Path] = None, on_progress: Optional[Callable[[int, dict], None]] = None,
+                     command: str = "") -> InterpTrainer:
+    """Train (or resume) until ``cfg.steps`` on the images of ``sources``
+    (files, folders, globs) as ``cfg.model.image_size`` squares, less
+    ``cfg.holdout`` held-out images and ``cfg.val`` validation ones. The other
+    arguments are those of :func:`imgedit.training.train_or_resume`.
+
+    Raises:
+        UsageError: no images, too few, a bad image size, an unreadable checkpoint.
+    """
+
+    def build(cfg: InterpTrainConfig) -> InterpTrainer:
+        try:
+            cfg.model.levels  # noqa: B018 - raises ValueError for a size that is not a power of two
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        images, held = split_holdout(load_squares(sources, cfg.model.image_size), cfg.holdout)
+        n_val = min(cfg.val, len(images) // 4)
+        if len(images) - n_val < 2:
+            raise UsageError(f"too few images to train on: {len(images)} (after --holdout {cfg.holdout})")
+        every = max(1, len(images) // max(n_val, 1))
+        val_idx = set(range(0, len(images), every)[:n_val])
+        train = images.select(i for i in range(len(images)) if i not in val_idx)
+        trainer = InterpTrainer(cfg, train, images.select(sorted(val_idx)), device, Path(out_dir) / "samples")
+        trainer.holdout = held
+        return trainer
+
+    return train_or_resume(build, cfg, "interp-vae", out_dir, resume, on_progress, command)
+
+
+@torch.no_grad()
+def encoder_means(model: FaceVAE, images: ImageSet, batch: int = 256) -> torch.Tensor:
+    """The means of ``q(z | x)`` of every image (and its mirror image: faces come both ways), ``(2N, z_dim)``."""
+    device = next(model.parameters()).device
+    out = []
+    for chunk in images.images.split(batch):
+        x = chunk.float().to(device) / 127.5 - 1.0
+        out += [model.encoder(x)[0], model.encoder(x.flip(-1))[0]]
+    return torch.cat(out).cpu()
+
+
+def export_interp_vae(trainer: InterpTrainer, path: Path, *, name: str, description: str, sources: list,
+                      session_seconds: float, licence: Optional[str] = None) -> None:
+    """Measure the latent prior on the training images (see
+    :class:`~imgedit_interp.model.FaceVAE`), then write the VAE (fp16; loading
+    casts back to fp32) and its model card."""
+    model = trainer.model.eval()
+    model.fit_latent_prior(encoder_means(model, trainer.images))
+    card: dict[str, Any] = {
+        "name": name,
+        "description": description,
+        "architecture": f"{FaceVAE.__module__}.{FaceVAE.__qualname__}",
+        "model_config": trainer.cfg.model.to_dict(),
+        "parameters": count_parameters(model),
+        "storage_dtype": "float16",
+        "latent": {"shape": [trainer.cfg.model.z_dim], "distribution": "N(0, I)"},
+        "training": {
+            **training_summary(trainer, sources, len(trainer.images), session_seconds),
+            "validation_images": len(trainer.val),
+            "holdout": {"count": len(trainer.holdout), "rule": HOLDOUT_RULE, "files": trainer.holdout},
+            "last_log": trainer.history[-1] if trainer.history else None,
+        },
+        "data_licence": licence or data_licence(trainer.images.names),
+        "metrics": {},  # imgedit eval interp --record fills this in
+    }
+    tensors = {k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()}
+    save_weights(tensors, Path(path), card)

@@ -1,0 +1,218 @@
+"""The interpolation VAE: the network, one training step, exact resume, the
+latent-model protocol, and the interpolate / train / eval verbs on tiny
+models and data."""
+
+import json
+
+import re
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from imgedit.checkpoint import load_checkpoint
+from imgedit.errors import UsageError
+from imgedit.imageset import load_squares
+from imgedit.latents import LatentModel, LatentModelSpec, load_latent_model
+from imgedit.models import sha256_file
+from imgedit.catalog import spec_for_file
+from imgedit_interp.catalog import CATALOG, MODEL_NAME
+from imgedit_interp.latent import load_vae
+from imgedit_interp.model import FaceVAE, FaceVAEConfig, kl_divergence
+from imgedit_interp.train import InterpTrainConfig, InterpTrainer, train_interp_vae, vae_loss
+
+from conftest import TINY_VAE, blob_images, save_tiny_vae
+
+
+def read_tensor(path):
+    return torch.from_numpy(np.array(Image.open(path).convert("RGB"))).permute(2, 0, 1)[None].float() / 255
+
+
+def tiny_config(**kw):
+    base = dict(steps=2, batch=4, val=2, val_every=1, checkpoint_every=1, warmup=1, model=FaceVAEConfig(**TINY_VAE))
+    return InterpTrainConfig(**{**base, **kw})
+
+
+@pytest.fixture
+def data(tmp_path):
+    return blob_images(tmp_path / "data")
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    return save_tiny_vae(tmp_path / "models" / "tiny-vae.safetensors")
+
+
+def test_network_shapes_and_kl():
+    cfg = FaceVAEConfig(**TINY_VAE)
+    net = FaceVAE(cfg)
+    x = torch.rand(3, 3, 16, 16) * 2 - 1
+    recon, mu, logvar = net(x, torch.Generator().manual_seed(0))
+    assert recon.shape == x.shape and mu.shape == logvar.shape == (3, 8)
+    assert torch.allclose(kl_divergence(torch.zeros(2, 8), torch.zeros(2, 8)), torch.zeros(2))
+    assert (kl_divergence(mu, logvar) >= 0).all()
+    with pytest.raises(ValueError, match="power of two"):
+        FaceVAEConfig(image_size=24).levels
+
+
+def test_latent_prior_whitens_the_encoder_means():
+    net = FaceVAE(FaceVAEConfig(**TINY_VAE))
+    g = torch.Generator().manual_seed(0)
+    mu = torch.randn(5000, 8, generator=g) @ (2 * torch.eye(8) + torch.randn(8, 8, generator=g)) + 3.0  # correlated, off-centre
+    assert torch.allclose(net.whiten(mu), mu) and torch.allclose(net.unwhiten(mu), mu)  # identity until fitted
+    net.fit_latent_prior(mu)
+    z = net.whiten(mu)
+    assert z.mean(dim=0).abs().max() < 1e-3
+    assert torch.allclose(torch.cov(z.T), torch.eye(8), atol=1e-2)
+    assert torch.allclose(net.unwhiten(z), mu, atol=1e-3)
+
+
+def test_training_steps_lower_the_loss(data):
+    torch.manual_seed(0)
+    trainer = InterpTrainer(tiny_config(lr=3e-3), load_squares([data], 16), load_squares([data], 16), torch.device("cpu"))
+    x = trainer.batch()
+    assert x.shape == (4, 3, 16, 16) and -1 <= x.min() and x.max() <= 1
+
+    def loss():
+        return vae_loss(trainer.model, x, trainer.cfg.beta, torch.Generator().manual_seed(5))["loss"].item()
+
+    before = loss()
+    for _ in range(20):
+        metrics = trainer.train_step()
+    assert trainer.step == 20 and {"loss", "mse", "kl"} <= set(metrics)
+    assert loss() < before
+
+
+def test_resume_continues_bit_for_bit(data, tmp_path):
+    straight = train_interp_vae(tiny_config(steps=2), [data], tmp_path / "a", torch.device("cpu"))
+    train_interp_vae(tiny_config(steps=1), [data], tmp_path / "b", torch.device("cpu"))
+    checkpoint = tmp_path / "b" / "checkpoint.safetensors"
+    assert load_checkpoint(checkpoint, kind="interp-vae")["step"] == 1
+    resumed = train_interp_vae(tiny_config(steps=2), [data], tmp_path / "b", torch.device("cpu"), resume=checkpoint)
+    for k, v in straight.model.state_dict().items():
+        assert torch.equal(v, resumed.model.state_dict()[k]), k
+    assert (tmp_path / "b" / "samples" / "step_000002.png").is_file()
+    with pytest.raises(UsageError, match="a 'gan' checkpoint, not 'interp-vae'"):
+        train_interp_vae(tiny_config(steps=2), [data], tmp_path / "c", torch.device("cpu"),
+                         resume=_gan_checkpoint(tmp_path))
+
+
+def _gan_checkpoint(tmp_path):
+    from imgedit.checkpoint import save_checkpoint
+
+    path = tmp_path / "gan.safetensors"
+    save_checkpoint({"version": 1, "kind": "gan", "step": 0}, path)
+    return path
+
+
+def test_loaded_vae_follows_the_latent_protocol(tiny):
+    model = load_vae(tiny, "cpu")
+    assert isinstance(model, LatentModel) and model.latent_shape == (8,) and model.image_size == (16, 16)
+    z = model.sample_latents(5, seed=1)
+    assert torch.equal(z[:3], model.sample_latents(3, seed=1))  # image i of a seed does not depend on n
+    images = model.decode(z)
+    assert images.shape == (5, 3, 16, 16) and 0 <= images.min() and images.max() <= 1
+    big = torch.rand(2, 3, 40, 30)  # not square, not the model's size: centre-cropped and resized
+    assert model.encode(big).shape == (2, 8)
+    assert torch.allclose(model.encode(big[:1]), model.encode(big)[:1], atol=1e-5)  # no batch dependence
+
+
+def test_user_trained_vae_is_a_latent_model_by_name(user_home):
+    save_tiny_vae(user_home / "weights" / "imgedit_interp" / "mine.safetensors")
+    model = load_latent_model("mine", "cpu")
+    assert model.decode(model.sample_latents(2, 0)).shape == (2, 3, 16, 16)
+
+
+def test_interpolate_morphs_images_and_hits_both_ends(tiny, data, tmp_path, invoke):
+    out = tmp_path / "frames"
+    result = invoke("interpolate", data / "00.png", data / "05.png", "--model", tiny.weights, "--frames", 6, "-o", out)
+    assert result.exit_code == 0, result.output
+    files = sorted(out.glob("frame_*.png"))
+    assert len(files) == 6 and "encoded into tiny-vae" in result.output
+    model = load_vae(tiny, "cpu")
+    ends = torch.cat([read_tensor(data / n) for n in ("00.png", "05.png")])
+    recon = model.decode(model.encode(ends))  # the first and last frames are the inputs' reconstructions
+    for frame, expected in ((files[0], recon[0]), (files[-1], recon[1])):
+        assert (read_tensor(frame)[0] - expected).abs().max() <= 1 / 255 + 1e-6
+
+
+def test_interpolate_gif_walk_between_seeds_with_loop(tiny, tmp_path, invoke):
+    out = tmp_path / "walk.gif"
+    result = invoke("interpolate", "--model", tiny.weights, "--seeds", "1,5,9", "--frames", 4, "--loop", "--size", 32, "-o", out)
+    assert result.exit_code == 0, result.output
+    with Image.open(out) as im:
+        assert im.n_frames == 9 and im.size == (32, 32)
+    again = invoke("interpolate", "--model", tiny.weights, "--seeds", "1,5", "-o", out)
+    assert again.exit_code == 2 and "exists; pass --overwrite" in again.output
+
+
+@pytest.mark.parametrize("args,message,code", [
+    (["--seeds", "1"], "at least two images", 2),
+    (["--seeds", "1,x"], "whole numbers", 2),
+    (["a.png", "b.png", "--seeds", "1,2"], "not both", 2),
+    (["--seeds", "1,2", "--model", "nope"], "unknown latent model 'nope'", 2),
+    (["--seeds", "1,2", "-o", "x.avi"], r"\.gif, \.webp or \.mp4", 2),
+    (["missing.png", "other.png"], "missing.png", 1),  # unreadable input: imgedit's exit code for bad images
+])
+def test_interpolate_errors_are_one_line(tiny, tmp_path, invoke, args, message, code):
+    args = [str(tmp_path / a) if a.endswith(".png") else a for a in args]
+    if "--model" not in args:
+        args += ["--model", str(tiny.weights)]
+    if "-o" not in args:
+        args += ["-o", str(tmp_path / "o.gif")]
+    result = invoke("interpolate", *args)
+    assert result.exit_code == code and len(result.output.strip().splitlines()) == 1
+    assert re.search(message, result.output), result.output
+    assert not (tmp_path / "o.gif").exists()
+
+
+def test_model_without_the_protocol_is_refused(test_plugin, tmp_path, invoke):
+    test_plugin("half", register_latent_models=lambda register: register(
+        LatentModelSpec("half-model", "decodes only", load=lambda device: object())))
+    result = invoke("interpolate", "--model", "half-model", "--seeds", "1,2", "-o", tmp_path / "o.gif")
+    assert result.exit_code == 2 and "does not implement the latent-model protocol" in result.output
+
+
+def test_a_file_of_another_architecture_is_refused(tmp_path, invoke):
+    from conftest import save_tiny_gan
+
+    gan = save_tiny_gan(tmp_path / "gan.safetensors")
+    result = invoke("interpolate", "--model", gan.weights, "--seeds", "1,2", "-o", tmp_path / "o.gif")
+    assert result.exit_code == 2 and "must be an interpolation VAE" in result.output
+
+
+def test_train_command_exports_and_eval_measures(data, tmp_path, invoke, user_home):
+    result = invoke("train", "interp-vae", "--data", data, "--size", 16, "--z-dim", 8, "--steps", 2, "--batch", 4,
+                    "--holdout", 4, "--out", tmp_path / "run", "--name", "blobs", "-q")
+    assert result.exit_code == 0, result.output
+    spec = spec_for_file(user_home / "weights" / "imgedit_interp" / "blobs.safetensors")
+    card = spec.card()
+    assert card["training"]["steps"] == 2 and len(card["training"]["holdout"]["files"]) == 4
+    assert card["sha256"] == sha256_file(spec.weights)
+    assert load_latent_model("blobs", "cpu").latent_shape == (8,)  # usable by name at once
+
+    result = invoke("eval", "interp", "--model", "blobs", "--data", data, "--held-out", "--pairs", 2, "--frames", 5,
+                    "--record", "--json", "--sheet", tmp_path / "sheet.png")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["images"] == 4 and report["pairs"] == 2 and report["step_ratio_max"] >= 1
+    assert 0 < report["reconstruction_psnr"] < 60 and 0 <= report["interior_morph_nearer_fraction"] <= 1
+    assert spec.card()["metrics"]["eval_interp"]["pairs"] == 2
+    assert Image.open(tmp_path / "sheet.png").size == (5 * 18 + 2, 4 * 18 + 2)  # 2 pairs x (morph, fade) rows
+
+
+SHIPPED = CATALOG.shipped_spec()
+
+
+@pytest.mark.skipif(not SHIPPED.weights.is_file(), reason="faces64-vae is not trained yet")
+def test_shipped_weights_verify_load_and_reconstruct():
+    card = SHIPPED.card()
+    assert sha256_file(SHIPPED.weights) == card["sha256"] and SHIPPED.weights.stat().st_size < 8_000_000
+    assert card["training"]["steps"] > 0 and card["training"]["commands"]
+    assert "NON-COMMERCIAL RESEARCH USE ONLY" in card["data_licence"]
+    model = load_latent_model(MODEL_NAME, "cpu")
+    assert model.image_size == (64, 64) and model.latent_shape == (256,)
+    faces = model.decode(model.sample_latents(4, seed=0))
+    again = model.decode(model.encode(faces))
+    assert (again - faces).abs().mean() < 0.05  # its own decodings are near fixed points
