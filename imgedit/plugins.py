@@ -27,7 +27,7 @@ import pluggy
 
 from imgedit import hookspecs
 
-BUILTIN_PLUGINS: tuple[str, ...] = ("imgedit_classical", "imgedit_vae", "imgedit_gan", "imgedit_interp")
+BUILTIN_PLUGINS: tuple[str, ...] = ("imgedit_classical", "imgedit_vae", "imgedit_gan", "imgedit_interp", "imgedit_style")
 PLUGINS_DIR = Path(__file__).resolve().parent.parent / "plugins"
 
 pm = pluggy.PluginManager("imgedit")

@@ -1,0 +1,247 @@
+"""CLI verbs of the style plugin: ``imgedit style``, ``imgedit train style``
+and ``imgedit eval style``.
+
+``imgedit style`` is built like :func:`imgedit.verbs.add_operation_verb`
+builds a verb (the common options, one option per parameter of the
+registered ``style`` operations, values checked by the operation with the
+same messages as a pipeline stage), with two differences the generic verb
+cannot express yet: the ``name`` parameter is spelled ``--style`` (``--name``
+is the output-name template of every image verb), and boolean parameters are
+flags (``--preserve-color``, not ``--preserve-color true``).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+
+from imgedit.errors import UsageError
+from imgedit.operations import Param
+from imgedit.verbs import COMMON_OPTIONS, apply_options, command_line, training_options
+
+CLI_FLAGS = {"name": "--style"}  # parameter -> option, where they differ
+
+STYLE_HELP = """Apply a painting's style to images: a trained style network
+(--style NAME, fast) or any painting by per-image optimisation
+(--style-image FILE, slower; --steps).
+
+\b
+Examples:
+  imgedit style photo.jpg --style mosaic
+  imgedit style photos/ -o styled/ --style candy --strength 0.7 --preserve-color
+  imgedit style photo.jpg --style-image painting.jpg --steps 300
+  imgedit run -p "denoise | style name=mosaic" photos/ -o out/
+"""
+
+
+def _param_option(param: Param) -> Callable:
+    flag = CLI_FLAGS.get(param.name, "--" + param.name.replace("_", "-"))
+    if param.type is bool:
+        return click.option(flag, param.name, is_flag=True, flag_value="true", default=None, help=param.help)
+    kind = param.type.__name__.upper() + ("|auto" if param.allow_auto else "")
+    if param.choices:
+        kind = "|".join(map(str, param.choices))
+    default = "" if param.default in (None, "") else f" [default: {param.default}]"
+    # values stay strings: Operation.parse_params checks them, as for a pipeline stage
+    return click.option(flag, param.name, metavar=kind, help=(param.help or "") + default)
+
+
+def _check_style_source(raw: dict) -> None:
+    """Refuse, before any image is read, an unknown style, a missing painting or missing VGG weights."""
+    from imgedit_style.catalog import resolve_style
+
+    if raw.get("style_image"):
+        if not Path(raw["style_image"]).expanduser().is_file():
+            raise UsageError(f"--style-image {raw['style_image']} does not exist")
+        if raw.get("loss_net", "random") != "random":
+            from imgedit_style.lossnet import require_vgg_file
+
+            require_vgg_file(raw["loss_net"])
+        return
+    resolve_style(raw.get("name", ""))
+
+
+def add_style_verb(cli: click.Group) -> None:
+    """Add ``imgedit style`` (once; it reads the registry when it runs)."""
+    if "style" in cli.commands:
+        return
+    from imgedit.registry import get_registry
+
+    methods = get_registry().methods("style")
+    if not methods:
+        raise UsageError("cannot add verb 'style': no operation of that name is registered")
+    params: dict[str, Param] = {}
+    for op in methods:
+        for p in op.params:
+            params.setdefault(p.name, p)
+    choices = [op.method for op in methods]
+    options = list(COMMON_OPTIONS)
+    options.append(click.option("--method", type=click.Choice(choices), help=f"Default: {choices[0]}."))
+    options += [_param_option(p) for p in params.values()]
+
+    @click.command(name="style", help=STYLE_HELP)
+    @apply_options(options)
+    def style_verb(**kwargs: Any) -> None:
+        from imgedit.pipeline import Pipeline
+        from imgedit.runner import let_idle_compute_threads_sleep
+        from imgedit.verbs import run_verb
+
+        let_idle_compute_threads_sleep()  # before the checks below may import torch
+        method = kwargs.pop("method")
+        raw = {p: kwargs.pop(p) for p in params if kwargs.get(p) is not None}
+        for p in params:
+            kwargs.pop(p, None)
+        pipeline = Pipeline.from_specs([("style", dict(raw, **({"method": method} if method else {})))])
+        if pipeline.stages[0].operation.method == "neural":
+            _check_style_source(pipeline.stages[0].params)
+        run_verb(pipeline, kwargs)
+
+    cli.add_command(style_verb)
+
+
+@click.command("style")
+@apply_options(training_options("Training photos: file, folder or glob (repeatable).", 2000, Path("runs") / "style", 4,
+                                2e-3))
+@click.option("--style-image", type=click.Path(path_type=Path), required=True, help="The painting.")
+@click.option("--name", help="Name for --style (default: the --export file's name, else the painting's file name).")
+@click.option("--patch", type=click.IntRange(min=16), default=256, show_default=True,
+              help="Training crop size in px (multiple of 8).")
+@click.option("--style-size", type=click.IntRange(min=32), default=512, show_default=True,
+              help="Long side in px the painting is seen at: larger = larger strokes.")
+@click.option("--content-weight", type=click.FloatRange(min=0), default=None,
+              help="Weight of the content loss against the style loss (default 0.5): larger keeps more of the photo.")
+@click.option("--tv-weight", type=click.FloatRange(min=0), default=0.0, show_default=True, help="Total-variation smoothing.")
+@click.option("--loss-net", type=click.Choice(["random", "vgg16", "vgg19"]), default="random", show_default=True,
+              help="The loss network: random weights (no download), or VGG from the local torchvision cache.")
+@click.option("--loss-seed", type=int, default=None, help="Seed of the random loss network (default: the recipe's).")
+@click.option("--preview-every", type=click.IntRange(min=1), default=100, show_default=True,
+              help="Steps between preview images in OUT/samples/ (and checkpoints).")
+@click.option("--threads", type=click.IntRange(min=1), help="CPU threads.")
+def train_style_command(sources, steps, resume, out_dir, export_path, device, batch, lr, seed, quiet, style_image, name,
+                        patch, style_size, content_weight, tv_weight, loss_net, loss_seed, preview_every, threads):
+    """Train a fast style network for one painting on your photos.
+
+    The style is usable at once as 'imgedit style photo.jpg --style NAME'.
+    Every --preview-every steps a preview (photos above their stylisations)
+    goes to OUT/samples/ and a checkpoint to OUT/checkpoint.safetensors,
+    which --resume continues exactly.
+
+    \b
+    Example:
+      imgedit train style --style-image mosaic.jpg --data photos/ --name my-mosaic --steps 2000
+    """
+    import torch
+
+    from imgedit import registry
+    from imgedit.devices import resolve_device
+    from imgedit.training import ProgressBar
+    from imgedit_style.train import export_style, train_style
+
+    if threads:
+        torch.set_num_threads(threads)
+    if not style_image.is_file():
+        raise UsageError(f"--style-image {style_image} does not exist")
+    if loss_net != "random":
+        from imgedit_style.lossnet import require_vgg_file
+
+        require_vgg_file(loss_net)  # before the photos load
+    name, target = _export_target(name, export_path, style_image)
+    cfg = _train_config(style_image, steps, batch, patch, lr, seed, style_size, content_weight, tv_weight, loss_net,
+                        loss_seed, preview_every)
+    started = time.time()
+    with ProgressBar(cfg.steps, {"style": ".3f", "content": ".3f"}, quiet) as bar:
+        trainer = train_style(cfg, sources, out_dir, resolve_device(device), resume=resume, on_progress=bar,
+                              command=command_line(click.get_current_context()))
+    painting = Path(trainer.cfg.style_image).name
+    export_style(trainer, target, name=name, description=f"Fast style network: {name} (from {painting})",
+                 sources=list(sources), session_seconds=time.time() - started)
+    registry.reset()  # the new style is usable by name at once
+    click.echo(f"Trained {trainer.step} steps ({trainer.elapsed / 60:.1f} min); weights: {target}\n"
+               f"Previews: {Path(out_dir) / 'samples'}\nUse it: imgedit style photo.jpg --style {name}")
+
+
+def _export_target(name, export_path, style_image: Path):
+    """The style's name and weights file.
+
+    Raises:
+        UsageError: a name that differs from the --export file's, or a shipped style's name outside the shipped folder.
+    """
+    from imgedit_style.catalog import SHIPPED, default_export_path
+
+    if export_path is not None and name and name != export_path.stem:
+        raise UsageError(f"--name {name} differs from the --export file's name {export_path.stem}: "
+                         "a style is named after its file")
+    name = name or (export_path.stem if export_path is not None else style_image.stem)
+    if export_path is None and name in SHIPPED:
+        raise UsageError(f"--name {name} is a shipped style: choose another name (or --export into the shipped weights folder)")
+    return name, export_path or default_export_path(name)
+
+
+def _train_config(style_image: Path, steps, batch, patch, lr, seed, style_size, content_weight, tv_weight, loss_net,
+                  loss_seed, preview_every):
+    from imgedit_style.losses import StyleLossConfig
+    from imgedit_style.lossnet import LossNetConfig
+    from imgedit_style.train import StyleTrainConfig
+
+    loss = StyleLossConfig(tv_weight=tv_weight, **({} if content_weight is None else {"content_weight": content_weight}))
+    net = LossNetConfig(kind=loss_net, **({} if loss_seed is None else {"seed": loss_seed}))
+    return StyleTrainConfig(style_image=str(style_image.resolve()), steps=steps, batch=batch, patch=patch, lr=lr, seed=seed,
+                            style_size=style_size, val_every=preview_every, checkpoint_every=preview_every, loss=loss,
+                            loss_net=net)
+
+
+@click.command("style")
+@click.option("--style", "names", multiple=True, help="Styles to measure (repeatable; default: every style with weights).")
+@click.option("--data", "sources", multiple=True, required=True, help="Photos: folder, file or glob (repeatable).")
+@click.option("--limit", type=click.IntRange(min=1), default=4, show_default=True, help="Use at most N photos.")
+@click.option("--size", type=click.IntRange(min=32), default=256, show_default=True,
+              help="Long side in px the photos are measured at.")
+@click.option("--steps", type=click.IntRange(min=0), default=300, show_default=True,
+              help="Steps of the per-image optimisation baseline (0: skip it and the ratio).")
+@click.option("--seed", type=int, default=None,
+              help="Seed of the measuring network (default: imgedit_style.evaluate.EVAL_SEED).")
+@click.option("--sheet", type=click.Path(path_type=Path), help="Write a contact sheet: the photos x every style.")
+@click.option("--device", default="auto", show_default=True)
+@click.option("--threads", type=click.IntRange(min=1), help="CPU threads.")
+@click.option("--record", is_flag=True, help="Also write each style's results into its model card's metrics block.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+def eval_style_command(names, sources, limit, size, steps, seed, sheet, device, threads, record, as_json, quiet):
+    """Style match and content kept for style networks (definitions: imgedit_style/evaluate.py).
+
+    Style distance is measured by a random network of another seed than
+    training's, for the fast network and for per-image optimisation on the
+    same photo (their ratio should be at most 1.5); content kept is the SSIM
+    of the blurred luminance.
+
+    \b
+    Example:
+      imgedit eval style --data kodak24/ --limit 4 --sheet styles.png
+    """
+    import json
+
+    from imgedit_style.report import evaluate_styles, format_report
+
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    report, notes = evaluate_styles(list(names), list(sources), limit=limit, size=size, steps=steps, seed=seed,
+                                    sheet=sheet, device=device, record=record, quiet=quiet or as_json)
+    if as_json:
+        click.echo(json.dumps({**report, "notes": notes}, indent=2))
+        return
+    click.echo(format_report(report))
+    for note in notes:
+        click.echo(note)
+
+
+def register(cli: click.Group) -> None:
+    from imgedit.verbs import command_group
+
+    add_style_verb(cli)
+    command_group(cli, "train", "Train a plugin's model on your own images.").add_command(train_style_command)
+    command_group(cli, "eval", "Measure a plugin's model on a benchmark set.").add_command(eval_style_command)

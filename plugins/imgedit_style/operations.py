@@ -1,0 +1,55 @@
+"""The ``style`` operation and the models this plugin registers.
+
+Cheap to import (no torch): ``imgedit --help`` builds the registry to list
+methods; the networks load only when the operation is created.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from imgedit.operations import Capabilities, Operation, Param
+
+LOSS_NETS = ("random", "vgg16", "vgg19")  # imgedit_style.lossnet.LOSS_NETS, without importing torch
+
+
+def create_style(context: Any = None, **params: Any):
+    from imgedit_style.stylize import create_style as create
+
+    return create(context, **params)
+
+
+# Not tileable: instance normalisation makes every output pixel depend on
+# the whole image's statistics, and 'scale' resizes the whole image. Peak
+# working memory of the fast network is about 0.15 GB per megapixel (fp32,
+# CPU); per-image optimisation works at most at 512 px under scale=auto.
+STYLE_CAPS = Capabilities(devices=("cpu", "cuda", "mps"), precisions=("fp32",), tileable=False,
+                          memory_mb_per_megapixel=200.0)
+
+STYLE = Operation(
+    name="style", method="neural", create=create_style, capabilities=STYLE_CAPS, priority=10,
+    params=(
+        Param("name", str, "", help="a trained style: candy, mosaic, udnie, starry_night, one you trained, "
+                                    "or a .safetensors file from 'imgedit train style'"),
+        Param("strength", float, 1.0, help="blend with the photo: 0 = unchanged, 1 = fully stylised", minimum=0, maximum=1),
+        Param("preserve_color", bool, False, help="keep the photo's colours: transfer only luminance"),
+        Param("scale", int, "auto", help="long side in px the style is applied at (auto: the photo's, at most 1024; "
+                                         "512 with style_image); the output keeps the photo's size",
+              allow_auto=True, minimum=16, maximum=16384),
+        Param("style_image", str, "", help="any painting: stylise by per-image optimisation instead (slower)"),
+        Param("steps", int, 300, help="optimisation steps with style_image", minimum=1, maximum=100000),
+        Param("loss_net", str, "random", help="loss network with style_image: random, or vgg16/vgg19 from the local "
+                                              "torchvision cache", choices=LOSS_NETS),
+        Param("style_size", int, 512, help="long side in px the painting is seen at with style_image "
+                                           "(larger = larger strokes)", minimum=32, maximum=4096),
+    ),
+    description="Style transfer: fast trained style networks, or any painting by per-image optimisation",
+)
+
+OPERATIONS = (STYLE,)
+
+
+def models() -> list:
+    from imgedit_style.catalog import shipped_specs
+
+    return shipped_specs()

@@ -1,0 +1,245 @@
+"""The ``style`` operation's applier: a fast style network, or per-image
+optimisation against any painting, plus what every user sees around them.
+
+- ``scale``: the long side (px) the style is applied at. The photo is
+  resized to it, stylised, and resized back, so brush strokes keep the size
+  they have in the painting whatever the photo's resolution. ``auto`` = the
+  photo's own size, at most :data:`AUTO_SCALE` px (512 for optimisation).
+- The network needs sides that are multiples of 8: the photo is padded
+  (replicating its border) and cropped back, so any size works.
+- ``preserve_color``: the stylised luminance with the photo's chroma (BT.601
+  YCbCr): only the painting's texture and tones are transferred.
+- ``strength``: ``photo + strength * (stylised - photo)``; 0 returns the photo.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import torch
+import torch.nn.functional as F
+
+from imgedit.errors import ShapeError, UsageError
+from imgedit.models import ModelSpec, load_model
+from imgedit.tensor import check_image
+from imgedit_style.model import StyleNet, StyleNetConfig
+
+AUTO_SCALE = 1024  # fast network: apply the style at most at this long side under scale=auto
+AUTO_SCALE_OPTIMISE = 512  # per-image optimisation is slower: at most this long side
+
+logger = logging.getLogger("imgedit")
+
+_cache: dict[tuple, StyleNet] = {}
+_lock = threading.Lock()
+
+
+def rgb_to_ycbcr(image: torch.Tensor) -> torch.Tensor:
+    """``(B, 3, H, W)`` RGB in [0, 1] -> BT.601 YCbCr (Y in [0, 1], Cb and Cr centred on 0)."""
+    r, g, b = image.unbind(1)
+    y = 0.299 * r + 0.587 * g + 0.114 * b
+    return torch.stack([y, (b - y) * 0.564, (r - y) * 0.713], dim=1)
+
+
+def ycbcr_to_rgb(image: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`rgb_to_ycbcr` (not clamped)."""
+    y, cb, cr = image.unbind(1)
+    r = y + cr / 0.713
+    b = y + cb / 0.564
+    g = (y - 0.299 * r - 0.114 * b) / 0.587
+    return torch.stack([r, g, b], dim=1)
+
+
+def keep_colour(stylised: torch.Tensor, photo: torch.Tensor) -> torch.Tensor:
+    """The stylised image's luminance with the photo's chroma, ``(B, 3, H, W)`` in [0, 1]."""
+    ours = rgb_to_ycbcr(stylised)
+    theirs = rgb_to_ycbcr(photo)
+    return ycbcr_to_rgb(torch.cat([ours[:, :1], theirs[:, 1:]], dim=1)).clamp(0, 1)
+
+
+def blend(stylised: torch.Tensor, photo: torch.Tensor, strength: float) -> torch.Tensor:
+    """``photo + strength * (stylised - photo)``."""
+    if strength >= 1:
+        return stylised
+    return (photo + strength * (stylised - photo)).clamp(0, 1)
+
+
+def working_size(height: int, width: int, scale: Union[int, str, None], auto_max: int) -> tuple[int, int]:
+    """The ``(H, W)`` the style is applied at: long side ``scale``, or under
+    ``auto`` the photo's own size capped at ``auto_max``."""
+    long_side = max(height, width)
+    target = min(long_side, auto_max) if scale in (None, "auto", 0) else int(scale)
+    if target == long_side:
+        return height, width
+    f = target / long_side
+    return max(1, round(height * f)), max(1, round(width * f))
+
+
+def resize(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Area averaging when shrinking, bicubic when enlarging."""
+    if tuple(image.shape[-2:]) == tuple(size):
+        return image
+    if size[0] <= image.shape[-2] and size[1] <= image.shape[-1]:
+        return F.interpolate(image, size=size, mode="area")
+    return F.interpolate(image, size=size, mode="bicubic", align_corners=False).clamp(0, 1)
+
+
+def run_network(net: StyleNet, image: torch.Tensor) -> torch.Tensor:
+    """Any ``(B, 3, H, W)`` through ``net``: padded (border replicated) to its
+    multiple and minimum side, cropped back."""
+    cfg: StyleNetConfig = net.cfg
+    h, w = image.shape[-2:]
+    m = cfg.multiple
+    ph, pw = max(-(-h // m) * m, cfg.min_side), max(-(-w // m) * m, cfg.min_side)
+    top, left = (ph - h) // 2, (pw - w) // 2
+    padded = F.pad(image, (left, pw - w - left, top, ph - h - top), mode="replicate") if (ph, pw) != (h, w) else image
+    return net(padded)[..., top : top + h, left : left + w]
+
+
+def load_style_net(spec: ModelSpec, device: Union[str, torch.device] = "cpu") -> StyleNet:
+    """The style network of ``spec`` in eval mode on ``device`` (cached per file and device).
+
+    Raises:
+        WeightsError: missing file or card, sha256 mismatch, or weights that do not fit.
+    """
+    key = (str(Path(spec.weights).resolve()), str(torch.device(device)))
+    with _lock:
+        if key not in _cache:
+            net = load_model(spec, lambda config: StyleNet(StyleNetConfig.from_dict(config)))
+            _cache[key] = net.float().to(device).eval().requires_grad_(False)
+        return _cache[key]
+
+
+def stylise(image: torch.Tensor, net: StyleNet, strength: float = 1.0, preserve_color: bool = False,
+            scale: Union[int, str, None] = "auto") -> torch.Tensor:
+    """Apply a fast style network to photos.
+
+    Args:
+        image: ``(B, 3, H, W)`` float RGB in [0, 1].
+        net: from :func:`load_style_net` (or a trained :class:`StyleNet`), on ``image``'s device.
+        strength: in [0, 1]; 0 returns ``image`` unchanged.
+        preserve_color: keep the photo's chroma, take only the stylised luminance.
+        scale: long side the style is applied at, or ``auto``.
+
+    Returns:
+        ``(B, 3, H, W)`` in [0, 1], same dtype and device as ``image``.
+
+    Raises:
+        ShapeError: ``image`` is not ``(B, 3, H, W)`` float.
+
+    Example:
+        >>> out = stylise(torch.rand(1, 3, 33, 47), StyleNet(StyleNetConfig()).eval(), strength=0.5)
+        >>> out.shape
+        torch.Size([1, 3, 33, 47])
+    """
+    check_rgb(image)
+    if strength == 0:
+        return image.clone()
+    size = working_size(*image.shape[-2:], scale, AUTO_SCALE)
+    with torch.no_grad():
+        net_dtype = next(net.parameters()).dtype
+        out = run_network(net, resize(image, size).to(net_dtype)).to(image.dtype)
+    return finish(out, image, strength, preserve_color)
+
+
+def finish(stylised: torch.Tensor, photo: torch.Tensor, strength: float, preserve_color: bool) -> torch.Tensor:
+    """Back to the photo's size, then the colour and strength options."""
+    out = resize(stylised, tuple(photo.shape[-2:]))
+    if preserve_color:
+        out = keep_colour(out, photo)
+    return blend(out, photo, strength)
+
+
+def check_rgb(image: torch.Tensor) -> None:
+    check_image(image)
+    if image.shape[1] != 3:
+        raise ShapeError("style image", "3 channels (RGB)", image.shape[1])
+
+
+class FastStyleApplier:
+    """The ``style`` applier with a trained network."""
+
+    def __init__(self, net: StyleNet, strength: float, preserve_color: bool, scale: Union[int, str, None]):
+        self.net, self.strength, self.preserve_color, self.scale = net, strength, preserve_color, scale
+
+    def __call__(self, image: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        return stylise(image, self.net, self.strength, self.preserve_color, self.scale)
+
+
+class OptimisingApplier:
+    """The ``style`` applier for ``style_image``: per-image optimisation with a progress bar."""
+
+    def __init__(self, objective: Any, steps: int, strength: float, preserve_color: bool, scale: Union[int, str, None]):
+        self.objective, self.steps = objective, steps
+        self.strength, self.preserve_color, self.scale = strength, preserve_color, scale
+
+    def __call__(self, image: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        from tqdm import tqdm
+
+        from imgedit_style.optimize import optimise_image
+
+        check_rgb(image)
+        if self.strength == 0:
+            return image.clone()
+        work = resize(image, working_size(*image.shape[-2:], self.scale, AUTO_SCALE_OPTIMISE)).float()
+        with tqdm(total=self.steps, unit="step", desc="style", leave=False, dynamic_ncols=True) as bar:
+            def progress(step: int, losses: dict) -> None:
+                bar.set_postfix(style=f"{losses['style']:.3f}", content=f"{losses['content']:.3f}")
+                bar.update(1)
+
+            with torch.enable_grad():
+                out = optimise_image(work, self.objective, self.steps, on_step=progress)
+        return finish(out.to(image.dtype), image, self.strength, self.preserve_color)
+
+
+def read_style_image(path: Union[str, Path], size: int) -> torch.Tensor:
+    """A painting as ``(1, 3, h, w)`` in [0, 1], its long side ``size`` px.
+
+    Raises:
+        UsageError: the file does not exist or is not an image.
+    """
+    from imgedit.errors import ImageReadError
+    from imgedit.imageio import read_image
+    from imgedit.tensor import to_tensor
+    from imgedit_style.optimize import resize_long_side
+
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise UsageError(f"style image {path} does not exist")
+    try:
+        picture = read_image(path)
+    except ImageReadError as exc:
+        raise UsageError(f"style image {path}: {exc}") from None
+    return resize_long_side(to_tensor(picture.rgb).contiguous(), size)
+
+
+def create_style(context: Any = None, *, name: str = "", strength: float = 1.0, preserve_color: bool = False,
+                 scale: Union[int, str, None] = "auto", style_image: str = "", steps: int = 300,
+                 loss_net: str = "random", style_size: int = 512):
+    """Build the ``style`` applier (models load here).
+
+    Raises:
+        UsageError: an unknown style name (listing the known ones), a missing
+            style image, a bad option; WeightsError: weights that do not verify.
+    """
+    from imgedit_style.catalog import resolve_style
+
+    device = getattr(context, "device", torch.device("cpu"))
+    if not 0.0 <= float(strength) <= 1.0:
+        raise UsageError(f"style: strength must be in [0, 1], got {strength}")
+    if scale not in (None, "auto") and int(scale) < 16:
+        raise UsageError(f"style: scale must be at least 16 px (or auto), got {scale}")
+    if style_image:
+        from imgedit_style.losses import StyleLossConfig
+        from imgedit_style.lossnet import build_loss_net
+        from imgedit_style.optimize import StyleObjective
+
+        if name:
+            logger.warning("style: --style-image %s is used; the style name '%s' is ignored", style_image, name)
+        painting = read_style_image(style_image, style_size).to(device)
+        objective = StyleObjective(build_loss_net(loss_net, device), painting, StyleLossConfig())
+        return OptimisingApplier(objective, int(steps), float(strength), bool(preserve_color), scale)
+    spec = resolve_style(name)
+    return FastStyleApplier(load_style_net(spec, device), float(strength), bool(preserve_color), scale)

@@ -1,0 +1,174 @@
+"""``imgedit style`` (files, folders, pipelines, --style-image), ``imgedit
+eval style``, one-line errors with exit code 2, and the shipped styles."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from imgedit.models import ModelSpec, save_weights, shipped_weights_dir, verify
+from imgedit_style.catalog import ARCHITECTURE, SHIPPED, shipped_specs
+from imgedit_style.model import StyleNet, StyleNetConfig
+from imgedit_style.stylize import load_style_net, rgb_to_ycbcr
+
+TINY = {"widths": [4, 8, 8], "res_blocks": 1, "skips": True}
+TINY_LOSS_NET = {"kind": "random", "seed": 1, "widths": [8, 16], "convs": 1, "kernel": 3, "pool": "avg",
+                 "zero_mean": True, "content_stage": 2}
+
+
+def save_tiny_style(path, painting, seed=0):
+    """An untrained tiny style network saved as a user would train one."""
+    torch.manual_seed(seed)
+    net = StyleNet(StyleNetConfig(**TINY))
+    for layer in (net.to_rgb, net.from_photo):  # a new network returns the photo: make this one change it
+        torch.nn.init.normal_(layer.weight, std=0.05)
+    card = {"architecture": ARCHITECTURE, "model_config": TINY, "description": "tiny",
+            "style": {"image": str(painting), "style_size": 32, "loss_net": TINY_LOSS_NET}}
+    return save_weights(net.state_dict(), path, card)
+
+
+def write_png(path, h=23, w=31, seed=0):
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:h, 0:w]
+    rgb = np.stack([60 + 120 * x / w, 60 + 120 * y / h, 90 + 40 * np.sin(x / 3)], -1) + rng.normal(0, 3, (h, w, 3))
+    Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8)).save(path)
+    return path
+
+
+@pytest.fixture
+def painting(tmp_path):
+    return write_png(tmp_path / "painting.png", 40, 40, seed=1)
+
+
+@pytest.fixture
+def tiny_style(user_home, painting):
+    spec = save_tiny_style(user_home / "weights" / "imgedit_style" / "tiny.safetensors", painting)
+    return spec
+
+
+@pytest.fixture
+def photo(tmp_path):
+    return write_png(tmp_path / "photo.png")
+
+
+def one_line_error(result, *fragments):
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    return lines[0]
+
+
+def test_style_a_file_keeps_its_size(invoke, tiny_style, photo, tmp_path):
+    result = invoke("style", photo, "--style", "tiny", "-o", tmp_path / "out.png")
+    assert result.exit_code == 0, result.output
+    out = np.asarray(Image.open(tmp_path / "out.png"))
+    assert out.shape == (23, 31, 3) and np.abs(out.astype(int) - np.asarray(Image.open(photo)).astype(int)).mean() > 2
+
+
+def test_strength_zero_and_preserve_color_on_the_command_line(invoke, tiny_style, photo, tmp_path):
+    result = invoke("style", photo, "--style", "tiny", "--strength", "0", "-o", tmp_path / "same.png")
+    assert result.exit_code == 0, result.output
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "same.png")), np.asarray(Image.open(photo)))
+    result = invoke("style", photo, "--style", "tiny", "--preserve-color", "-o", tmp_path / "kept.png")
+    assert result.exit_code == 0, result.output
+
+    def chroma(path):
+        return rgb_to_ycbcr(torch.from_numpy(np.array(Image.open(path))).permute(2, 0, 1)[None].float() / 255)[:, 1:]
+
+    error = (chroma(tmp_path / "kept.png") - chroma(photo)).abs()
+    # 8-bit rounding, and the few pixels whose new luminance cannot carry the old chroma within [0, 1]
+    assert error.mean() < 0.003 and error.flatten().quantile(0.98) < 0.005
+
+
+def test_folders_and_pipelines(invoke, tiny_style, tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i, (h, w) in enumerate([(17, 33), (40, 25)]):
+        write_png(folder / f"{i}.png", h, w, seed=i)
+    result = invoke("style", folder, "--style", "tiny", "-o", tmp_path / "styled")
+    assert result.exit_code == 0, result.output
+    assert Image.open(tmp_path / "styled" / "1.png").size == (25, 40)
+    result = invoke("run", "-p", "denoise sigma=5 | style name=tiny strength=0.5 scale=32", folder, "-o", tmp_path / "piped")
+    assert result.exit_code == 0, result.output
+    assert Image.open(tmp_path / "piped" / "0.png").size == (33, 17)
+
+
+def test_style_image_by_optimisation(invoke, user_home, photo, painting, tmp_path):
+    result = invoke("style", photo, "--style-image", painting, "--steps", "3", "--style-size", "32", "-o", tmp_path / "opt.png")
+    assert result.exit_code == 0, result.output
+    assert Image.open(tmp_path / "opt.png").size == (31, 23)
+
+
+def test_unknown_style_lists_the_known_ones(invoke, tiny_style, photo, tmp_path):
+    line = one_line_error(invoke("style", photo, "--style", "nope", "-o", tmp_path / "x.png"), "unknown style 'nope'")
+    assert all(name in line for name in (*SHIPPED, "tiny"))
+    one_line_error(invoke("style", photo, "-o", tmp_path / "x.png"), "--style NAME", "--style-image")
+    one_line_error(invoke("run", "-p", "style name=nope", photo, "-o", tmp_path / "x.png"), "unknown style 'nope'", "tiny")
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_missing_style_image_and_bad_values_are_one_line_errors(invoke, tiny_style, photo, tmp_path):
+    one_line_error(invoke("style", photo, "--style-image", tmp_path / "nope.jpg"), "nope.jpg does not exist")
+    one_line_error(invoke("style", photo, "--style", "tiny", "--strength", "2"), "strength", "[0, 1]")
+    one_line_error(invoke("style", photo, "--style", "tiny", "--strength", "much"), "strength", "float")
+    one_line_error(invoke("style", photo, "--style", "tiny", "--scale", "4"), "scale")
+    one_line_error(invoke("run", "-p", "style name=tiny strength=-1", photo), "strength")
+
+
+def test_vgg_loss_net_without_weights_says_where_it_looked(invoke, user_home, photo, painting, tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    line = one_line_error(invoke("style", photo, "--style-image", painting, "--loss-net", "vgg16", "-o", tmp_path / "v.png"))
+    assert str(tmp_path / "torch" / "hub" / "checkpoints" / "vgg16-397923af.pth") in line
+
+
+def test_vgg_loss_net_runs_from_the_local_cache(invoke, user_home, photo, painting, tmp_path, monkeypatch):
+    from test_style_model import save_torchvision_vgg
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    save_torchvision_vgg("vgg16", tmp_path / "torch")
+    result = invoke("style", photo, "--style-image", painting, "--loss-net", "vgg16", "--steps", "2", "--style-size", "32",
+                    "-o", tmp_path / "vgg.png")
+    assert result.exit_code == 0, result.output
+    assert Image.open(tmp_path / "vgg.png").size == (31, 23)
+    result = invoke("train", "style", "--style-image", painting, "--data", photo, "--loss-net", "vgg19", "--steps", 1)
+    one_line_error(result, "vgg19-dcbb9e9d.pth")
+
+
+def test_eval_style_reports_and_draws_a_sheet(invoke, tiny_style, tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i in range(2):
+        write_png(folder / f"{i}.png", 24, 36, seed=i)
+    result = invoke("eval", "style", "--style", "tiny", "--data", folder, "--size", 36, "--steps", 2,
+                    "--sheet", tmp_path / "sheet.png", "--record", "--json", "-q")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    row = report["styles"]["tiny"]
+    assert row["photos"] == 2 and row["ratio"] == pytest.approx(row["fast_distance"] / row["optimised_distance"], rel=0.2)
+    assert -1 <= row["fast_ssim"] <= 1 and report["measuring_seed"] != TINY_LOSS_NET["seed"]
+    assert Image.open(tmp_path / "sheet.png").size[0] > 2 * 36
+    assert "eval_style" in tiny_style.card()["metrics"]
+
+
+def test_shipped_styles_are_registered(invoke):
+    result = invoke("models")
+    assert result.exit_code == 0
+    assert all(name in result.output for name in SHIPPED)
+    assert [s.name for s in shipped_specs()][:4] == list(SHIPPED)
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_weights_load_and_verify(name):
+    spec = ModelSpec(name, shipped_weights_dir() / "imgedit_style" / f"{name}.safetensors")
+    if not spec.weights.is_file():
+        pytest.skip(f"style '{name}' is not trained yet")
+    assert verify(spec) == (True, "ok")
+    card = spec.card()
+    assert card["architecture"] == ARCHITECTURE and card["parameters"] <= 500_000
+    net = load_style_net(spec)
+    out = net(torch.rand(1, 3, 32, 48))
+    assert out.shape == (1, 3, 32, 48) and torch.isfinite(out).all()

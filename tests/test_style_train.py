@@ -1,0 +1,138 @@
+"""Training a fast style network on tiny data: a step lowers the loss, a
+resumed run matches an uninterrupted one bit for bit, the export is a
+verified model with a complete card, and ``imgedit train style`` makes the
+style usable by name at once."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from imgedit.checkpoint import load_checkpoint
+from imgedit.errors import UsageError
+from imgedit.imagepool import ImagePool
+from imgedit.models import verify
+from imgedit_style.catalog import resolve_style, styles
+from imgedit_style.lossnet import LossNetConfig
+from imgedit_style.model import StyleNetConfig
+from imgedit_style.stylize import load_style_net, read_style_image
+from imgedit_style.train import StyleTrainConfig, StyleTrainer, export_style, train_style
+
+
+@pytest.fixture
+def data(tmp_path):
+    """Small textured photos: coarse colour blocks under fine noise."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(6):
+        rgb = np.kron(rng.random((5, 5, 3)), np.ones((8, 8, 1))) * 0.7 + rng.random((40, 40, 3)) * 0.3
+        Image.fromarray((rgb * 255).astype(np.uint8)).save(folder / f"{i}.png")
+    return folder
+
+
+@pytest.fixture
+def painting(tmp_path):
+    """Bold diagonal stripes: a style nothing like the blobs."""
+    y, x = np.mgrid[0:48, 0:48]
+    stripes = ((x + y) // 6 % 2).astype(np.float32)[..., None]
+    rgb = stripes * np.array([0.9, 0.2, 0.1]) + (1 - stripes) * np.array([0.1, 0.3, 0.9])
+    path = tmp_path / "stripes.png"
+    Image.fromarray((rgb * 255).astype(np.uint8)).save(path)
+    return path
+
+
+def tiny_config(painting, **kw):
+    base = dict(style_image=str(painting), steps=2, batch=2, patch=16, style_size=32, val=2, val_every=1,
+                checkpoint_every=1, warmup=1, model=StyleNetConfig(widths=(4, 8, 8), res_blocks=1),
+                loss_net=LossNetConfig(widths=(8, 16), convs=1))
+    return StyleTrainConfig(**{**base, **kw})
+
+
+def test_a_training_step_lowers_the_loss(data, painting):
+    cfg = tiny_config(painting, lr=1e-3, warmup=0)
+    trainer = StyleTrainer(cfg, ImagePool([data], min_side=16), read_style_image(painting, 32), torch.device("cpu"))
+    photos = trainer.pool.patches(2, 16, torch.Generator().manual_seed(3))
+    assert photos.shape == (2, 3, 16, 16)
+    trainer.pool.patches = lambda *args, **kwargs: photos  # the same batch every step
+
+    def loss():
+        with torch.no_grad():
+            return trainer.objective(trainer.model(photos), photos)["loss"].item()
+
+    before = loss()
+    metrics = trainer.train_step()
+    assert trainer.step == 1 and metrics["loss"] == pytest.approx(before, rel=1e-5)
+    after_one = loss()
+    assert after_one < before
+    for _ in range(5):
+        trainer.train_step()
+    assert loss() < after_one
+
+
+def test_resume_matches_an_uninterrupted_run(tmp_path, data, painting):
+    cfg = tiny_config(painting, steps=3)
+    whole = train_style(cfg, [data], tmp_path / "whole", torch.device("cpu"))
+    train_style(tiny_config(painting, steps=2), [data], tmp_path / "part", torch.device("cpu"))
+    state = load_checkpoint(tmp_path / "part" / "checkpoint.safetensors", kind="style")
+    assert state["step"] == 2 and state["config"]["style_image"] == str(painting)
+    resumed = train_style(tiny_config(painting, steps=3), [data], tmp_path / "part", torch.device("cpu"),
+                          resume=tmp_path / "part" / "checkpoint.safetensors")
+    assert resumed.step == 3
+    for (name, a), b in zip(whole.model.state_dict().items(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert [h["loss"] for h in whole.history] == [h["loss"] for h in resumed.history]
+    assert sorted(p.name for p in (tmp_path / "part" / "samples").iterdir()) == [f"step_00000{i}.png" for i in (1, 2, 3)]
+
+
+def test_export_is_a_verified_fp16_model_with_a_complete_card(tmp_path, data, painting):
+    trainer = train_style(tiny_config(painting), [data], tmp_path / "run", torch.device("cpu"), command="imgedit train style ...")
+    spec_path = tmp_path / "out" / "stripes.safetensors"
+    export_style(trainer, spec_path, name="stripes", description="tiny", sources=[str(data)], session_seconds=1.0)
+    card = json.loads(spec_path.with_suffix(".json").read_text())
+    assert card["architecture"] == "imgedit_style.model.StyleNet" and card["storage_dtype"] == "float16"
+    assert card["style"]["image"] == str(painting) and len(card["style"]["image_sha256"]) == 64
+    assert card["style"]["loss_net"]["kind"] == "random" and "seed 1" in card["style"]["loss_net_recipe"]
+    assert card["training"]["steps"] == 2 and card["training"]["commands"] == ["imgedit train style ..."]
+    assert card["training"]["wall_time_s"] >= 0 and card["training"]["data"] == [str(data)]
+    spec = resolve_style(str(spec_path))
+    assert verify(spec) == (True, "ok")
+    net = load_style_net(spec)
+    assert next(net.parameters()).dtype == torch.float32
+    for (name, a), b in zip(net.state_dict().items(), trainer.model.state_dict().values()):
+        assert torch.allclose(a, b.float(), atol=1e-2, rtol=1e-3), name
+
+
+def test_bad_settings_are_usage_errors(tmp_path, data, painting):
+    with pytest.raises(UsageError, match="multiple of 8"):
+        train_style(tiny_config(painting, patch=20), [data], tmp_path / "run", torch.device("cpu"))
+    with pytest.raises(UsageError, match="does not exist"):
+        train_style(tiny_config(tmp_path / "nope.jpg"), [data], tmp_path / "run", torch.device("cpu"))
+
+
+def test_train_verb_makes_the_style_usable_at_once(invoke, user_home, data, painting, tmp_path):
+    result = invoke("train", "style", "--style-image", painting, "--data", data, "--name", "my-stripes", "--steps", 2,
+                    "--batch", 1, "--patch", 16, "--style-size", 32, "--preview-every", 1, "--out", tmp_path / "run", "-q")
+    assert result.exit_code == 0, result.output
+    target = user_home / "weights" / "imgedit_style" / "my-stripes.safetensors"
+    assert target.is_file() and "--style my-stripes" in result.output
+    card = json.loads(target.with_suffix(".json").read_text())
+    assert card["training"]["commands"][0].startswith("imgedit train style ")
+    assert "my-stripes" in styles()
+    assert (tmp_path / "run" / "samples" / "step_000002.png").is_file()
+    photo = tmp_path / "photo.png"
+    Image.fromarray(np.full((21, 17, 3), 120, np.uint8)).save(photo)
+    result = invoke("style", photo, "--style", "my-stripes", "-o", tmp_path / "styled.png")
+    assert result.exit_code == 0, result.output
+    assert Image.open(tmp_path / "styled.png").size == (17, 21)
+
+
+def test_train_verb_refuses_bad_input(invoke, user_home, data, painting, tmp_path):
+    result = invoke("train", "style", "--style-image", tmp_path / "missing.jpg", "--data", data)
+    assert result.exit_code == 2 and result.output.strip().count("\n") == 0 and "does not exist" in result.output
+    result = invoke("train", "style", "--style-image", painting, "--data", data, "--name", "mosaic")
+    assert result.exit_code == 2 and "shipped style" in result.output
+    result = invoke("train", "style", "--style-image", painting, "--data", data, "--patch", 20, "--out", tmp_path / "r")
+    assert result.exit_code == 2 and "multiple of 8" in result.output
