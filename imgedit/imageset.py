@@ -41,6 +41,13 @@ class ImageSet:
     def __len__(self) -> int:
         return len(self.names)
 
+    def batch(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        """``(n, 3, S, S)`` random images in [-1, 1], half of them mirrored left-right."""
+        picks = torch.randint(len(self), (n,), generator=generator)
+        flip = (torch.rand(n, generator=generator) < 0.5).view(n, 1, 1, 1)
+        x = self.images[picks].float() / 127.5 - 1.0
+        return torch.where(flip, x.flip(-1), x)
+
     def select(self, keep: Iterable[int]) -> "ImageSet":
         keep = list(keep)
         return ImageSet([self.names[i] for i in keep], self.images[keep])

@@ -114,6 +114,17 @@ def _known() -> str:
     return ", ".join(latent_model_names()) or "none"
 
 
+def gaussian_latents(n: int, dim: int, seed: int, device: Any = "cpu") -> "torch.Tensor":
+    """``(n, dim)`` N(0, I) latents drawn on the CPU from a generator seeded
+    with ``seed``, then moved to ``device``: latent ``i`` of a seed is the
+    same whatever ``n`` is (one draw per row), on every device."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    rows = [torch.randn(dim, generator=g) for _ in range(n)]
+    return (torch.stack(rows) if rows else torch.empty(0, dim)).to(device)
+
+
 def interpolate(z0: "torch.Tensor", z1: "torch.Tensor", t: float, spherical: bool = True) -> "torch.Tensor":
     """The point ``t`` (0 -> ``z0``, 1 -> ``z1``) between two batches of latents.
 

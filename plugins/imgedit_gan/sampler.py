@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from imgedit.errors import ShapeError, UsageError
+from imgedit.latents import gaussian_latents
 from imgedit.models import ModelSpec, load_model
 from imgedit.tensor import check_image, grid
 from imgedit_gan.model import GANConfig, Generator
@@ -55,9 +56,7 @@ class GANSampler:
 
     def sample_latents(self, n: int, seed: int) -> torch.Tensor:
         """``(n, z_dim)`` N(0, I) latents; the first k are those of ``sample_latents(k, seed)``."""
-        g = torch.Generator().manual_seed(seed)
-        rows = [torch.randn(self.cfg.z_dim, generator=g) for _ in range(n)]  # one draw per row: n-independent
-        return (torch.stack(rows) if rows else torch.empty(0, self.cfg.z_dim)).to(self.device)
+        return gaussian_latents(n, self.cfg.z_dim, seed, self.device)
 
     @torch.no_grad()
     def decode(self, z: torch.Tensor, batch: int = 256) -> torch.Tensor:

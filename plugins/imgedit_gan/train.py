@@ -83,11 +83,7 @@ class GANTrainer:
 
     def real_batch(self) -> torch.Tensor:
         """``(batch, 3, S, S)`` training images in [-1, 1], half of them mirrored."""
-        g, n = self.generator, self.cfg.batch
-        picks = torch.randint(len(self.images), (n,), generator=g)
-        flip = (torch.rand(n, generator=g) < 0.5).view(n, 1, 1, 1)
-        x = self.images.images[picks].float() / 127.5 - 1.0
-        return torch.where(flip, x.flip(-1), x).to(self.device)
+        return self.images.batch(self.cfg.batch, self.generator).to(self.device)
 
     def latents(self, n: int) -> torch.Tensor:
         return torch.randn(n, self.cfg.model.z_dim, generator=self.generator).to(self.device)

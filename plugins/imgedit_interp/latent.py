@@ -14,6 +14,7 @@ from typing import Union
 import torch
 
 from imgedit.errors import ShapeError
+from imgedit.latents import gaussian_latents
 from imgedit.models import ModelSpec, load_model
 from imgedit.tensor import center_square, check_image
 from imgedit_interp.model import FaceVAE, FaceVAEConfig
@@ -39,9 +40,7 @@ class VAELatentModel:
 
     def sample_latents(self, n: int, seed: int) -> torch.Tensor:
         """``(n, z_dim)`` N(0, I) latents; the first k are those of ``sample_latents(k, seed)``."""
-        g = torch.Generator().manual_seed(seed)
-        rows = [torch.randn(self.cfg.z_dim, generator=g) for _ in range(n)]  # one draw per row: n-independent
-        return (torch.stack(rows) if rows else torch.empty(0, self.cfg.z_dim)).to(self.device)
+        return gaussian_latents(n, self.cfg.z_dim, seed, self.device)
 
     @torch.no_grad()
     def decode(self, z: torch.Tensor, batch: int = 256) -> torch.Tensor:

@@ -82,11 +82,7 @@ class InterpTrainer:
 
     def batch(self) -> torch.Tensor:
         """``(batch, 3, S, S)`` training images in [-1, 1], half of them mirrored."""
-        g, n = self.generator, self.cfg.batch
-        picks = torch.randint(len(self.images), (n,), generator=g)
-        flip = (torch.rand(n, generator=g) < 0.5).view(n, 1, 1, 1)
-        x = self.images.images[picks].float() / 127.5 - 1.0
-        return torch.where(flip, x.flip(-1), x).to(self.device)
+        return self.images.batch(self.cfg.batch, self.generator).to(self.device)
 
     def train_step(self) -> dict:
         self.model.train()
