@@ -13,8 +13,8 @@ from typing import Any
 
 import click
 
-from imgedit import __version__
-from imgedit.errors import ImgeditError
+from imgedit import __version__, distributed
+from imgedit.errors import ImgeditError, UsageError
 from imgedit.plugins import plugin_infos, register_commands
 
 
@@ -43,10 +43,14 @@ class ImgeditGroup(click.Group):
         except ImgeditError as exc:
             if _debug():
                 traceback.print_exc()
-            click.echo(f"Error: {exc}", err=True)
+            if distributed.is_main():
+                click.echo(f"Error: {exc}", err=True)
+            elif not isinstance(exc, UsageError):  # a usage error is the same in every process: rank 0 says it
+                click.echo(f"Error (process {distributed.rank()}): {exc}", err=True)
             ctx.exit(exc.exit_code)
         except KeyboardInterrupt:
-            click.echo("Interrupted.", err=True)
+            if distributed.is_main():
+                click.echo("Interrupted.", err=True)
             ctx.exit(130)
         except Exception as exc:
             if _debug():

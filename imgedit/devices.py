@@ -83,9 +83,16 @@ def _unavailable(spec: str, reason: str) -> DeviceError:
     return DeviceError(f"device '{spec}' {reason} (available: {', '.join(available_devices())})")
 
 
+def _default_cuda_index() -> int:
+    """0, or under torchrun this process's local rank: one GPU per process."""
+    from imgedit.distributed import local_rank
+
+    return local_rank()
+
+
 def _auto_device() -> torch.device:
     if _cuda_available():
-        return torch.device("cuda", 0)
+        return torch.device("cuda", _default_cuda_index())
     if _mps_available():
         return torch.device("mps")
     return torch.device("cpu")
@@ -101,7 +108,7 @@ def resolve_device(spec: Optional[str] = None) -> torch.device:
 
     Returns:
         The device. ``"auto"`` picks CUDA, then MPS, then the CPU; a bare
-        ``"cuda"`` means ``cuda:0``.
+        ``"cuda"`` means ``cuda:0`` (under torchrun, ``cuda:LOCAL_RANK``).
 
     Raises:
         DeviceError: the request is malformed or the device is not available.
@@ -124,7 +131,7 @@ def resolve_device(spec: Optional[str] = None) -> torch.device:
             raise _unavailable(text, "is not available")
         return torch.device("mps")
     count = _cuda_count()
-    n = int(index) if index is not None else 0
+    n = int(index) if index is not None else _default_cuda_index()
     if n >= count:
         raise _unavailable(text, "is not available")
     return torch.device("cuda", n)

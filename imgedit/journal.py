@@ -13,6 +13,12 @@ and the "done" line) and is not redone. A torn last line (SIGKILL mid-write)
 is ignored. "done" lines carry the output's size, checked on resume: after a
 power cut an output may exist with its data never written (outputs are not
 fsynced one by one unless asked), and such a file is redone.
+
+Several processes (the Ray engine's actors, on several machines) write one
+shard each, ``.imgedit-journal.d/<shard>.jsonl``, never a shared file: one
+writer per file is safe on any shared storage. Reading takes the main file
+and every shard, in order of the lines' "time"; the driver folds the shards
+into the main file with :meth:`Journal.compact`.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import json
 import os
 import threading
 import time
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -29,6 +36,7 @@ from typing import Any, Optional
 from imgedit.models import sha256_file
 
 JOURNAL_NAME = ".imgedit-journal.jsonl"
+SHARDS_NAME = ".imgedit-journal.d"
 
 file_digest = sha256_file  # the input part of a journal key
 
@@ -48,30 +56,33 @@ class Entry:
 
 
 class Journal:
-    """Read the previous state of an output folder and append new events."""
+    """Read the previous state of an output folder and append new events,
+    to the main file or, given ``shard``, to that shard alone."""
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, shard: Optional[str] = None):
         self.folder = Path(folder)
         self.path = self.folder / JOURNAL_NAME
+        self.shards = self.folder / SHARDS_NAME
+        self._write_path = self.path if shard is None else self.shards / f"{shard}.jsonl"
         self._root = os.path.abspath(self.folder)
-        self.entries: dict[str, Entry] = self._read()
+        self.entries: dict[str, Entry] = {rec["dst"]: _entry(rec) for rec in self._records()}
         self._fh: Any = None
         self._lock = threading.Lock()  # encoder threads record concurrently
 
-    def _read(self) -> dict[str, Entry]:
-        entries: dict[str, Entry] = {}
-        if not self.path.is_file():
-            return entries
-        with open(self.path, encoding="utf-8") as fh:
-            for line in fh:
-                try:
-                    rec = json.loads(line)
-                    entries[rec["dst"]] = Entry(
-                        rec["status"], rec["key"], rec.get("error"), rec.get("replacing", False), rec.get("size")
-                    )
-                except (ValueError, KeyError, TypeError):
-                    continue  # a torn line from a killed run
-        return entries
+    def _shard_paths(self) -> list[Path]:
+        try:
+            return sorted(p for p in self.shards.iterdir() if p.suffix == ".jsonl")
+        except OSError:
+            return []
+
+    def _records(self) -> list[dict[str, Any]]:
+        """The main file's records in file order, then the shards', all
+        stably sorted by time when there are shards (one file is in order)."""
+        shards = self._shard_paths()
+        records = [rec for path in [self.path, *shards] for rec in _read_lines(path)]
+        if shards:
+            records.sort(key=_time)
+        return records
 
     def _name(self, dst: Path) -> str:
         # abspath, not resolve(): no symlink walk (a dozen syscalls) per image
@@ -105,10 +116,9 @@ class Journal:
         name = self._name(dst)
         line = {"dst": name, "key": key, "status": status, "time": round(time.time(), 3), **extra}
         with self._lock:
-            self.entries[name] = Entry(status, key, extra.get("error"), extra.get("replacing", False), extra.get("size"))
+            self.entries[name] = _entry(line)
             if self._fh is None:
-                self.folder.mkdir(parents=True, exist_ok=True)
-                self._fh = open(self.path, "a", encoding="utf-8")
+                self._fh = _open_append(self._write_path)
             self._fh.write(json.dumps(line) + "\n")
             self._fh.flush()  # survives SIGKILL of this process (the OS has it)
 
@@ -122,3 +132,69 @@ class Journal:
             os.fsync(self._fh.fileno())  # and a power cut, once per run
             self._fh.close()
             self._fh = None
+
+    def compact(self) -> None:
+        """Append the shards' records to the main file and remove the shards.
+
+        Only the process that owns the run calls this, when no one else is
+        writing: before a run's workers start and after they have all
+        returned. Shards then hold only records newer than the main file's.
+        A crash before the shards are removed leaves records in both places;
+        read twice, they give the same state.
+        """
+        shards = self._shard_paths()
+        if not shards:
+            return
+        records = sorted((rec for path in shards for rec in _read_lines(path)), key=_time)
+        with self._lock:
+            self._close()
+            with _open_append(self.path) as fh:
+                fh.writelines(json.dumps(rec) + "\n" for rec in records)
+                fh.flush()
+                os.fsync(fh.fileno())
+        for path in shards:
+            path.unlink()
+        with suppress(OSError):
+            self.shards.rmdir()
+
+
+def _entry(rec: dict[str, Any]) -> Entry:
+    return Entry(rec["status"], rec["key"], rec.get("error"), rec.get("replacing", False), rec.get("size"))
+
+
+def _time(rec: dict[str, Any]) -> float:
+    return rec.get("time", 0.0)
+
+
+def _is_record(rec: Any) -> bool:
+    return isinstance(rec, dict) and {"dst", "key", "status"} <= rec.keys() and isinstance(_time(rec), (int, float))
+
+
+def _read_lines(path: Path) -> list[dict[str, Any]]:
+    """The well-formed records of one journal file; torn lines are skipped."""
+    records = []
+    try:
+        with open(path, encoding="utf-8") as fh:
+            for line in fh:
+                try:
+                    rec = json.loads(line)
+                except ValueError:
+                    continue  # a torn line from a killed run
+                if _is_record(rec):
+                    records.append(rec)
+    except FileNotFoundError:
+        pass
+    return records
+
+
+def _open_append(path: Path) -> Any:
+    """Open a journal file for appending, first ending a line torn by a
+    killed writer so the next record is not glued onto it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fh = open(path, "a+b")
+    if fh.tell() > 0:
+        fh.seek(-1, os.SEEK_END)
+        if fh.read(1) != b"\n":
+            fh.write(b"\n")
+    fh.close()
+    return open(path, "a", encoding="utf-8")

@@ -77,6 +77,11 @@ class Pipeline:
     def describe(self) -> list[dict[str, Any]]:
         return [s.describe() for s in self.stages]
 
+    def specs(self) -> list[tuple[str, dict[str, Any]]]:
+        """The stages as :meth:`from_specs` takes them: plain, picklable data
+        from which another process rebuilds this pipeline from its own registry."""
+        return [(s.operation.name, {"method": s.operation.method, **s.params}) for s in self.stages]
+
     def build(self, device: Optional[str] = None, precision: Optional[str] = None) -> "BuiltPipeline":
         """Create every stage's applier once (this is where models load)."""
         return BuiltPipeline(self, device, precision)

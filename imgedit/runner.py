@@ -352,6 +352,48 @@ def _bounded_map(pool: ThreadPoolExecutor, fn: Callable[[_Work], _Work], works: 
         yield done
 
 
+def run_works(batch: _Batch, works: list[_Work], finish: Callable[[FileResult], None]) -> None:
+    """Decode, compute and encode ``works``, calling ``finish`` with each
+    result in order; with ``fail_fast``, stop after the first failure.
+
+    However it ends (Ctrl-C included), the writes in flight finish first:
+    every output is complete or absent.
+    """
+    depth, workers = max(1, batch.options.depth), max(1, batch.options.workers)
+    writes: deque[Future] = deque()
+    failed = False
+
+    def drain_one() -> None:
+        nonlocal failed
+        result = writes.popleft().result().result
+        failed = failed or result.status == "failed"
+        finish(result)
+
+    readers, writers = ThreadPoolExecutor(workers, "imgedit-read"), ThreadPoolExecutor(workers, "imgedit-write")
+    try:
+        for work in _bounded_map(readers, batch.decode, works, depth):
+            writes.append(writers.submit(batch.encode, batch.compute(work)))
+            while writes and (len(writes) > depth or writes[0].done()):
+                drain_one()
+            if batch.options.fail_fast and failed:
+                break
+    finally:
+        readers.shutdown(wait=True, cancel_futures=True)
+        while writes:
+            drain_one()
+        writers.shutdown(wait=True)
+
+
+def open_journal(items: list[InputFile], options: RunOptions) -> Optional[Journal]:
+    """The run's journal, with the shards a Ray run left folded in."""
+    folder = journal_folder(items, options)
+    if folder is None:
+        return None
+    journal = Journal(folder)
+    journal.compact()
+    return journal
+
+
 def run_files(
     pipeline: Pipeline,
     items: list[InputFile],
@@ -367,35 +409,20 @@ def run_files(
     start = time.perf_counter()
     outputs = plan_outputs(pipeline, items, options)
     remove_stale_temps(outputs)
-    folder = journal_folder(items, options)
-    journal = Journal(folder) if folder is not None else None
+    journal = open_journal(items, options)
     batch = _Batch(pipeline, options, journal, built)
-    works = [_Work(item, dst) for item, dst in zip(items, outputs)]
     summary = Summary(journal=journal.path if journal else None)
-    depth, workers = max(1, options.depth), max(1, options.workers)
-    writes: deque[Future] = deque()
 
-    def finish(future: Future) -> None:
-        work = future.result()
-        summary.results.append(work.result)
+    def finish(result: FileResult) -> None:
+        summary.results.append(result)
         if on_result is not None:
-            on_result(work.result)
+            on_result(result)
 
-    readers, writers = ThreadPoolExecutor(workers, "imgedit-read"), ThreadPoolExecutor(workers, "imgedit-write")
     try:
-        for work in _bounded_map(readers, batch.decode, works, depth):
-            writes.append(writers.submit(batch.encode, batch.compute(work)))
-            while writes and (len(writes) > depth or writes[0].done()):
-                finish(writes.popleft())
-            if options.fail_fast and any(r.status == "failed" for r in summary.results):
-                break
+        run_works(batch, [_Work(item, dst) for item, dst in zip(items, outputs)], finish)
     except KeyboardInterrupt:
         summary.interrupted = True
     finally:
-        readers.shutdown(wait=True, cancel_futures=True)
-        while writes:  # finish the writes in flight: every output complete or absent
-            finish(writes.popleft())
-        writers.shutdown(wait=True)
         if journal is not None:
             journal.close()
     summary.seconds = time.perf_counter() - start

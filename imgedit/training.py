@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+from imgedit import distributed
 from imgedit.checkpoint import load_checkpoint, save_checkpoint
 
 
@@ -34,18 +35,24 @@ def learning_rate(cfg: Any, step: int) -> float:
 
 
 def fit(trainer: Any, out_dir: Path, on_progress: Optional[Callable[[int, dict], None]] = None) -> None:
-    """Run ``trainer`` until ``trainer.cfg.steps``, logging and checkpointing into ``out_dir``."""
+    """Run ``trainer`` until ``trainer.cfg.steps``, logging and checkpointing
+    into ``out_dir``. Under torchrun every process steps, rank 0 alone
+    validates, logs and checkpoints (:mod:`imgedit.distributed`)."""
     cfg = trainer.cfg
-    out_dir.mkdir(parents=True, exist_ok=True)
-    log = (out_dir / "log.jsonl").open("a")
+    main = distributed.is_main()
+    if main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    log = (out_dir / "log.jsonl").open("a") if main else None
     stop_on_term = threading.current_thread() is threading.main_thread()
     if stop_on_term:
         previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         while trainer.step < cfg.steps:
             start = time.perf_counter()
-            metrics = trainer.train_step()
+            metrics = distributed.average(trainer.train_step())
             trainer.elapsed += time.perf_counter() - start
+            if not main:
+                continue
             if trainer.step % cfg.val_every == 0 or trainer.step == cfg.steps:
                 result = trainer.validate()
                 metrics.update(result if isinstance(result, dict) else {"val_psnr": result})
@@ -58,10 +65,12 @@ def fit(trainer: Any, out_dir: Path, on_progress: Optional[Callable[[int, dict],
             if on_progress:
                 on_progress(trainer.step, metrics)
     except KeyboardInterrupt:
-        save_checkpoint(trainer.state(), out_dir / "checkpoint.safetensors")
+        if main:
+            save_checkpoint(trainer.state(), out_dir / "checkpoint.safetensors")
         raise
     finally:
-        log.close()
+        if log is not None:
+            log.close()
         if stop_on_term:
             signal.signal(signal.SIGTERM, previous)
 
@@ -91,12 +100,16 @@ def train_or_resume(build: Callable[[Any], Any], cfg: Any, kind: str, out_dir: P
     if resume is not None:
         state = load_checkpoint(resume, kind=kind)
         cfg = type(cfg).from_dict({**state["config"], "steps": cfg.steps})
+    distributed.check_batch(cfg.batch)
     trainer = build(cfg)
     if state is not None:
         trainer.load_state(state)
     if command:
         trainer.commands.append(command)
     fit(trainer, Path(out_dir), on_progress)
+    distributed.stop()
+    if not distributed.is_main():
+        raise SystemExit(0)  # rank 0 alone exports the weights and reports
     return trainer
 
 
@@ -157,7 +170,7 @@ class ProgressBar:
     def __init__(self, total: int, shown: dict[str, str], quiet: bool = False):
         from tqdm import tqdm
 
-        self.bar = tqdm(total=total, disable=quiet, unit="step", dynamic_ncols=True)
+        self.bar = tqdm(total=total, disable=quiet or not distributed.is_main(), unit="step", dynamic_ncols=True)
         self.shown, self.last = shown, {}
 
     def __call__(self, step: int, metrics: dict) -> None:

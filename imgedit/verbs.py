@@ -52,6 +52,10 @@ COMMON_OPTIONS: list[Callable] = [
     click.option("--retry-failed", is_flag=True, help="Redo only the images that failed last time."),
     click.option("--fsync", is_flag=True, help="Flush every output to disk before moving on (survives a power cut; slower)."),
     click.option("--dry-run", is_flag=True, help="Print the plan and exit without touching an image."),
+    click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+                 help="Run here, or on a Ray cluster (pip install 'imgedit[ray]')."),
+    click.option("--ray-address", envvar="IMGEDIT_RAY_ADDRESS",
+                 help="Ray cluster to join with --engine ray (default: RAY_ADDRESS, else a local Ray)."),
     click.option("-q", "--quiet", is_flag=True, help="Print only errors."),
     click.option("--json", "as_json", is_flag=True, help="Print a JSON summary."),
 ]
@@ -128,7 +132,12 @@ def run_verb(pipeline: Any, kwargs: dict[str, Any]) -> None:
         return
     quiet = kwargs["quiet"] or kwargs["as_json"]
     with Progress(len(items), quiet) as report:
-        summary = run_files(pipeline, items, options, on_result=report)
+        if kwargs.get("engine") == "ray":
+            from imgedit.ray_engine import run_files_ray
+
+            summary = run_files_ray(pipeline, items, options, on_result=report, address=kwargs.get("ray_address"))
+        else:
+            summary = run_files(pipeline, items, options, on_result=report)
     _print_summary(summary, kwargs["quiet"], kwargs["as_json"])
 
 
@@ -263,7 +272,7 @@ def command_group(cli: click.Group, name: str, help: str) -> click.Group:
 def training_options(data_help: str, steps: int, out_dir: Path, batch: int, lr: float) -> list[Callable]:
     """The options every ``imgedit train ...`` verb shares, with its defaults:
     ``--data`` (repeatable), ``--steps``, ``--resume``, ``--out``, ``--export``,
-    ``--device``, ``--batch``, ``--lr``, ``--seed`` and ``-q``."""
+    ``--device``, ``--batch``, ``--lr``, ``--seed``, ``-q`` and ``--nproc``."""
     return [
         click.option("--data", "sources", multiple=True, required=True, help=data_help),
         click.option("--steps", type=click.IntRange(min=1), default=steps, show_default=True, help="Total optimisation steps."),
@@ -275,7 +284,24 @@ def training_options(data_help: str, steps: int, out_dir: Path, batch: int, lr: 
         click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=lr, show_default=True),
         click.option("--seed", type=int, default=0, show_default=True),
         click.option("-q", "--quiet", is_flag=True, help="No progress bar."),
+        click.option("--nproc", type=click.IntRange(min=1), default=1, show_default=True, expose_value=False,
+                     callback=_distributed_training,
+                     help="Train in N processes on this machine (torchrun, DistributedDataParallel); "
+                          "--batch is the global batch."),
     ]
+
+
+def _distributed_training(ctx: click.Context, param: click.Parameter, nproc: int) -> None:
+    """``--nproc``: inside torchrun, join its process group; otherwise, with
+    N > 1, run this same command line under torchrun and exit with its status."""
+    import sys
+
+    from imgedit import distributed
+
+    if distributed.under_torchrun():
+        distributed.start()
+    elif nproc > 1:
+        ctx.exit(distributed.relaunch(nproc, distributed.without_nproc(sys.argv[1:])))
 
 
 def whole_image_options(eval_verb: str, default_name: str) -> list[Callable]:

@@ -33,6 +33,12 @@ def test_bad_pipelines_name_the_stage(text, message):
     assert message in str(info.value)
 
 
+def test_specs_rebuild_the_same_pipeline():
+    pipeline = Pipeline.parse("denoise method=nlm sigma=auto | inpaint method=ns radius=3")
+    assert Pipeline.from_specs(pipeline.specs()) == pipeline
+    assert pipeline.specs()[1] == ("inpaint", {"method": "ns", "radius": 3})
+
+
 def test_defaults_and_auto():
     stage = Pipeline.parse("denoise").stages[0]
     assert stage.params["sigma"] == "auto" and stage.params["strength"] == 1.0

@@ -9,7 +9,7 @@ import pytest
 
 from imgedit import hookspecs, registry
 from imgedit.errors import PluginError
-from imgedit.operations import Capabilities, Operation
+from imgedit.operations import Operation
 
 from conftest import fake_distribution, run_imgedit
 

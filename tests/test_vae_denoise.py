@@ -11,7 +11,7 @@ from PIL import Image
 from imgedit.errors import ShapeError, WeightsError
 from imgedit.models import sha256_file
 from imgedit_vae.degrade import add_gaussian_noise
-from imgedit_vae.denoise import DenoiseApplier, create_denoise, denoise_vae, load_denoiser, model_spec
+from imgedit_vae.denoise import create_denoise, denoise_vae, load_denoiser, model_spec
 from imgedit_vae.metrics import psnr
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "photo.jpg"

@@ -17,10 +17,12 @@ from typing import Callable
 
 import torch
 
+from imgedit.distributed import batch_draw
+
 
 def _uniform(n: int, generator: torch.Generator, like: torch.Tensor) -> torch.Tensor:
     """(n, 1, 1, 1) uniform [0, 1) numbers on ``like``'s device and dtype."""
-    return torch.rand(n, 1, 1, 1, generator=generator).to(like.device, like.dtype)
+    return batch_draw(lambda shape: torch.rand(shape, generator=generator), (n, 1, 1, 1)).to(like.device, like.dtype)
 
 
 def color(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -37,8 +39,8 @@ def translation(x: torch.Tensor, generator: torch.Generator, ratio: float = 0.12
     """Shift each image by up to ``ratio`` of its size in x and y, filling with zeros."""
     n, _, h, w = x.shape
     sy, sx = int(h * ratio + 0.5), int(w * ratio + 0.5)
-    dy = torch.randint(-sy, sy + 1, (n, 1, 1), generator=generator).to(x.device)
-    dx = torch.randint(-sx, sx + 1, (n, 1, 1), generator=generator).to(x.device)
+    dy = batch_draw(lambda shape: torch.randint(-sy, sy + 1, shape, generator=generator), (n, 1, 1)).to(x.device)
+    dx = batch_draw(lambda shape: torch.randint(-sx, sx + 1, shape, generator=generator), (n, 1, 1)).to(x.device)
     # index into a copy padded by one zero pixel; out-of-range sources land on the padding
     ys = (torch.arange(h, device=x.device).view(1, h, 1) + dy + 1).clamp(0, h + 1)
     xs = (torch.arange(w, device=x.device).view(1, 1, w) + dx + 1).clamp(0, w + 1)
@@ -51,8 +53,8 @@ def cutout(x: torch.Tensor, generator: torch.Generator, ratio: float = 0.5) -> t
     """Zero a random ``ratio``-sized square (clipped at the border) in each image."""
     n, _, h, w = x.shape
     ch, cw = int(h * ratio + 0.5), int(w * ratio + 0.5)
-    cy = torch.randint(0, h + (1 - ch % 2), (n, 1, 1), generator=generator).to(x.device)
-    cx = torch.randint(0, w + (1 - cw % 2), (n, 1, 1), generator=generator).to(x.device)
+    cy = batch_draw(lambda shape: torch.randint(0, h + (1 - ch % 2), shape, generator=generator), (n, 1, 1)).to(x.device)
+    cx = batch_draw(lambda shape: torch.randint(0, w + (1 - cw % 2), shape, generator=generator), (n, 1, 1)).to(x.device)
     ys = torch.arange(h, device=x.device).view(1, h, 1)
     xs = torch.arange(w, device=x.device).view(1, 1, w)
     inside = (ys >= cy - ch // 2) & (ys < cy - ch // 2 + ch) & (xs >= cx - cw // 2) & (xs < cx - cw // 2 + cw)

@@ -24,6 +24,7 @@ from typing import Any, Callable, Optional, Sequence
 
 import torch
 
+from imgedit import distributed
 from imgedit.errors import UsageError
 from imgedit.models import save_weights
 from imgedit.training import load_run_state, run_state, train_or_resume, training_summary
@@ -73,6 +74,7 @@ class GANTrainer:
         self.G = Generator(cfg.model).to(device)
         self.D = Discriminator(cfg.model).to(device)
         self.G_ema = copy.deepcopy(self.G).requires_grad_(False)
+        self.G_net, self.D_net = distributed.wrap(self.G), distributed.wrap(self.D)  # what trains: under torchrun, gradients averaged over processes
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=cfg.lr, betas=tuple(cfg.betas))
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg.d_lr, betas=tuple(cfg.betas))
         self.generator = torch.Generator().manual_seed(cfg.seed)
@@ -83,10 +85,11 @@ class GANTrainer:
 
     def real_batch(self) -> torch.Tensor:
         """``(batch, 3, S, S)`` training images in [-1, 1], half of them mirrored."""
-        return self.images.batch(self.cfg.batch, self.generator).to(self.device)
+        return distributed.shard(self.images.batch(self.cfg.batch, self.generator)).to(self.device)
 
     def latents(self, n: int) -> torch.Tensor:
-        return torch.randn(n, self.cfg.model.z_dim, generator=self.generator).to(self.device)
+        """This process's rows of ``n`` latents."""
+        return distributed.shard(torch.randn(n, self.cfg.model.z_dim, generator=self.generator)).to(self.device)
 
     def augment(self, x: torch.Tensor) -> torch.Tensor:
         return diff_augment(x, self.cfg.augment, self.generator)
@@ -96,16 +99,16 @@ class GANTrainer:
         self.G.train()
         real = self.real_batch()
         with torch.no_grad():
-            fake = self.G(self.latents(cfg.batch))
+            fake = self.G_net(self.latents(cfg.batch))
         self.D.requires_grad_(True)
-        d_real, d_fake = self.D(self.augment(real)), self.D(self.augment(fake))
+        d_real, d_fake = self.D_net(self.augment(real)), self.D_net(self.augment(fake))
         d_loss = torch.relu(1 - d_real).mean() + torch.relu(1 + d_fake).mean()
         self.opt_d.zero_grad(set_to_none=True)
         d_loss.backward()
         self.opt_d.step()
 
         self.D.requires_grad_(False)  # gradients flow through D to G, not into D's weights
-        g_loss = -self.D(self.augment(self.G(self.latents(cfg.batch)))).mean()
+        g_loss = -self.D_net(self.augment(self.G_net(self.latents(cfg.batch)))).mean()
         self.opt_g.zero_grad(set_to_none=True)
         g_loss.backward()
         self.opt_g.step()

@@ -22,6 +22,8 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn as nn
 
+from imgedit.distributed import batch_draw
+
 
 @dataclass
 class FaceVAEConfig:
@@ -142,7 +144,8 @@ class FaceVAE(nn.Module):
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None):
         """Training pass: ``(reconstruction, mu, logvar)`` with ``z`` drawn from ``q(z | x)``."""
         mu, logvar = self.encoder(x)
-        noise = torch.randn(mu.shape, generator=generator).to(mu.device)
+        # under data-parallel training: this process's rows of the global batch's noise
+        noise = batch_draw(lambda shape: torch.randn(shape, generator=generator), mu.shape).to(mu.device)
         z = mu + noise * torch.exp(0.5 * logvar)
         return self.decoder(z), mu, logvar
 

@@ -23,6 +23,7 @@ from typing import Any, Callable, Optional, Sequence
 
 import torch
 
+from imgedit import distributed
 from imgedit.errors import UsageError
 from imgedit.imageset import HOLDOUT_RULE, ImageSet, data_licence, load_squares, split_holdout
 from imgedit.models import save_weights
@@ -74,6 +75,7 @@ class InterpTrainer:
         self.cfg, self.device, self.images, self.val, self.sample_dir = cfg, device, images, val, sample_dir
         torch.manual_seed(cfg.seed)
         self.model = FaceVAE(cfg.model).to(device)
+        self.net = distributed.wrap(self.model)  # what trains: under torchrun, gradients averaged over processes
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.generator = torch.Generator().manual_seed(cfg.seed)
         self.step, self.elapsed, self.history = 0, 0.0, []
@@ -82,13 +84,13 @@ class InterpTrainer:
 
     def batch(self) -> torch.Tensor:
         """``(batch, 3, S, S)`` training images in [-1, 1], half of them mirrored."""
-        return self.images.batch(self.cfg.batch, self.generator).to(self.device)
+        return distributed.shard(self.images.batch(self.cfg.batch, self.generator)).to(self.device)
 
     def train_step(self) -> dict:
         self.model.train()
         for group in self.optimizer.param_groups:
             group["lr"] = learning_rate(self.cfg, self.step)
-        losses = vae_loss(self.model, self.batch(), self.cfg.beta, self.generator)
+        losses = vae_loss(self.net, self.batch(), self.cfg.beta, self.generator)
         self.optimizer.zero_grad(set_to_none=True)
         losses["loss"].backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)

@@ -23,6 +23,7 @@ from typing import Any, Callable, Optional, Sequence
 
 import torch
 
+from imgedit import distributed
 from imgedit.errors import UsageError
 from imgedit.imagepool import ImagePool
 from imgedit.models import save_weights, sha256_file
@@ -74,6 +75,7 @@ class StyleTrainer:
         self.cfg, self.device, self.pool, self.sample_dir = cfg, device, pool, sample_dir
         torch.manual_seed(cfg.seed)
         self.model = StyleNet(cfg.model).to(device)
+        self.net = distributed.wrap(self.model)  # what trains: under torchrun, gradients averaged over processes
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.generator = torch.Generator().manual_seed(cfg.seed)
         every = max(1, len(pool) // max(cfg.val, 1))  # whole photos, spread over the pool: (val, 3, patch, patch)
@@ -87,8 +89,8 @@ class StyleTrainer:
         self.model.train()
         for group in self.optimizer.param_groups:
             group["lr"] = learning_rate(self.cfg, self.step)
-        photos = self.pool.patches(self.cfg.batch, self.cfg.patch, self.generator).to(self.device)
-        losses = self.objective(self.model(photos), photos)
+        photos = distributed.shard(self.pool.patches(self.cfg.batch, self.cfg.patch, self.generator)).to(self.device)
+        losses = self.objective(self.net(photos), photos)
         self.optimizer.zero_grad(set_to_none=True)
         losses["loss"].backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)

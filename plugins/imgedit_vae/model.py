@@ -19,12 +19,14 @@ Modules and a config only: no I/O, no argument parsing.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Optional
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from imgedit.distributed import batch_draw
 
 
 @dataclass
@@ -268,7 +270,9 @@ def reparameterise(mean: torch.Tensor, logvar: torch.Tensor, generator: Optional
     """A sample of N(mean, exp(logvar)); the noise is drawn on the generator's
     device (a CPU generator can drive GPU training reproducibly)."""
     where = generator.device if generator is not None else mean.device
-    noise = torch.randn(mean.shape, generator=generator, device=where, dtype=mean.dtype).to(mean.device)
+    # under data-parallel training: this process's rows of the global batch's noise
+    noise = batch_draw(lambda shape: torch.randn(shape, generator=generator, device=where, dtype=mean.dtype),
+                       mean.shape).to(mean.device)
     return mean + noise * torch.exp(0.5 * logvar)
 
 

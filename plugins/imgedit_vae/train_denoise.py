@@ -16,6 +16,7 @@ from typing import Callable, Optional, Sequence
 
 import torch
 
+from imgedit import distributed
 from imgedit.imagepool import ImagePool
 from imgedit.training import learning_rate, load_run_state, run_state, train_or_resume
 from imgedit_vae.degrade import add_gaussian_noise
@@ -64,6 +65,7 @@ class Trainer:
         self.cfg, self.device = cfg, device
         torch.manual_seed(cfg.seed)
         self.model = ConditionalVAE(cfg.model).to(device)
+        self.net = distributed.wrap(self.model)  # what trains: under torchrun, gradients averaged over processes
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.generator = torch.Generator().manual_seed(cfg.seed)
         self.train_pool, val_pool = pool.split(cfg.val_images)
@@ -86,6 +88,7 @@ class Trainer:
         sigma = torch.rand(cfg.batch, generator=g) * cfg.sigma_max
         clip = torch.rand(cfg.batch, generator=g) < cfg.clip_prob
         noisy = add_gaussian_noise(clean, sigma, g, clip)
+        noisy, sigma, clean = distributed.shard(noisy, sigma, clean)  # the global batch was drawn, this process's rows kept
         return noisy.to(self.device), sigma_map(sigma, noisy).to(self.device), clean.to(self.device)
 
     def train_step(self) -> dict:
@@ -93,7 +96,7 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = learning_rate(self.cfg, self.step)
         self.model.train()
-        out, mean, logvar = self.model(noisy, cond, sample=True, generator=self.generator)
+        out, mean, logvar = self.net(noisy, cond, sample=True, generator=self.generator)
         recon = (out - clean).abs().mean()
         kl = kl_divergence(mean, logvar)
         loss = recon + self.cfg.beta_kl * kl

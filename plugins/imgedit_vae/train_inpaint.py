@@ -23,6 +23,7 @@ from typing import Callable, Optional, Sequence
 import torch
 import torch.nn.functional as F
 
+from imgedit import distributed
 from imgedit.imagepool import ImagePool
 from imgedit.training import learning_rate, load_run_state, run_state, train_or_resume
 from imgedit_vae.holes import KINDS, random_hole_mask
@@ -80,6 +81,7 @@ class InpaintTrainer:
         torch.manual_seed(cfg.seed)
         self.model = InpaintVAE(cfg.model).to(device)
         self.critic = PatchDiscriminator(width=cfg.disc_width).to(device)
+        self.net, self.critic_net = distributed.wrap(self.model), distributed.wrap(self.critic)  # what trains: under torchrun, gradients averaged over processes
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, betas=(0.5, 0.9))
         self.critic_optimizer = torch.optim.AdamW(self.critic.parameters(), lr=cfg.disc_lr, betas=(0.5, 0.9))
         self.generator = torch.Generator().manual_seed(cfg.seed)
@@ -99,6 +101,7 @@ class InpaintTrainer:
         cfg, g = self.cfg, self.generator
         clean = self.train_pool.patches(cfg.batch, cfg.patch, g)
         masks = hole_batch(cfg.batch, cfg.patch, cfg.kinds, g)
+        clean, masks = distributed.shard(clean, masks)  # the global batch was drawn, this process's rows kept
         return clean.to(self.device), masks.to(self.device)
 
     def _reconstruction(self, raw: torch.Tensor, clean: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -115,19 +118,19 @@ class InpaintTrainer:
         self.model.train()
 
         # critic: real patches vs. fills (fills detached)
-        fill, raw, moments = self.model(clean, mask, "posterior", self.generator)
-        real_score, real_features = self.critic(clean, mask)
-        fake_score, _ = self.critic(fill.detach(), mask)
+        fill, raw, moments = self.net(clean, mask, "posterior", self.generator)
+        real_score, real_features = self.critic_net(clean, mask)
+        fake_score, _ = self.critic_net(fill.detach(), mask)
         critic_loss = F.softplus(-real_score).mean() + F.softplus(fake_score).mean()
         self.critic_optimizer.zero_grad(set_to_none=True)
         critic_loss.backward()
         self.critic_optimizer.step()
 
         # generator: both fills reconstruct, the posterior fill also fools the critic
-        mean_fill, mean_raw, _ = self.model(clean, mask, "mean")
+        mean_fill, mean_raw, _ = self.net(clean, mask, "mean")
         recon = self._reconstruction(raw, clean, mask) + self._reconstruction(mean_raw, clean, mask)
         kl = kl_between(moments["post_mean"], moments["post_logvar"], moments["prior_mean"], moments["prior_logvar"])
-        fake_score, fake_features = self.critic(fill, mask)
+        fake_score, fake_features = self.critic_net(fill, mask)
         adversarial = F.softplus(-fake_score).mean()
         matching = sum(F.l1_loss(f, r.detach()) for f, r in zip(fake_features, real_features)) / len(fake_features)
         loss = recon + cfg.beta_kl * kl + cfg.adv_weight * adversarial + cfg.fm_weight * matching

@@ -1,0 +1,72 @@
+"""The resume journal's shards: one file per writer (the Ray engine's
+actors), read together in time order, folded into the main file by the
+driver; torn lines are ignored."""
+
+import json
+
+from imgedit.journal import JOURNAL_NAME, SHARDS_NAME, Journal
+
+
+def lines(path):
+    """The records of a journal file, torn lines left out."""
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            pass
+    return out
+
+
+def write_lines(path, records, torn=""):
+    """A journal file; ``torn``: a last line cut short by a killed writer."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in records) + torn)
+
+
+def test_a_shard_is_written_alone_and_read_by_everyone(tmp_path):
+    (tmp_path / "a.png").write_bytes(b"png")
+    shard = Journal(tmp_path, shard="node1-42")
+    shard.record(tmp_path / "a.png", "k1", "start", replacing=False)
+    shard.record(tmp_path / "a.png", "k1", "done", size=3)
+    shard.close()
+    assert not (tmp_path / JOURNAL_NAME).exists()
+    assert [r["status"] for r in lines(tmp_path / SHARDS_NAME / "node1-42.jsonl")] == ["start", "done"]
+    assert Journal(tmp_path).is_done(tmp_path / "a.png", "k1")
+
+
+def test_records_apply_in_time_order_across_files(tmp_path):
+    write_lines(tmp_path / JOURNAL_NAME, [
+        {"dst": "a.png", "key": "old", "status": "done", "time": 1.0},
+        {"dst": "b.png", "key": "new", "status": "done", "time": 5.0},
+    ])
+    write_lines(tmp_path / SHARDS_NAME / "x.jsonl", [
+        {"dst": "a.png", "key": "new", "status": "failed", "time": 2.0, "error": "boom"},
+        {"dst": "b.png", "key": "old", "status": "done", "time": 3.0},
+    ])
+    entries = Journal(tmp_path).entries
+    assert (entries["a.png"].key, entries["a.png"].status, entries["a.png"].error) == ("new", "failed", "boom")
+    assert entries["b.png"].key == "new"
+
+
+def test_compact_folds_shards_into_the_main_file(tmp_path):
+    write_lines(tmp_path / JOURNAL_NAME, [{"dst": "a.png", "key": "k", "status": "done", "time": 1.0}], torn='{"ds')
+    write_lines(tmp_path / SHARDS_NAME / "x.jsonl", [{"dst": "b.png", "key": "k", "status": "start", "time": 3.0}])
+    write_lines(tmp_path / SHARDS_NAME / "y.jsonl", [{"dst": "c.png", "key": "k", "status": "done", "time": 2.0}],
+                torn='{"dst": "d.png"')
+    before = Journal(tmp_path)
+    before.compact()
+    assert not (tmp_path / SHARDS_NAME).exists()
+    assert [r["dst"] for r in lines(tmp_path / JOURNAL_NAME)] == ["a.png", "c.png", "b.png"]
+    assert Journal(tmp_path).entries == before.entries
+    assert set(before.entries) == {"a.png", "b.png", "c.png"}
+    before.compact()  # nothing left to do
+    assert len(lines(tmp_path / JOURNAL_NAME)) == 3
+
+
+def test_a_torn_last_line_does_not_swallow_the_next_record(tmp_path):
+    write_lines(tmp_path / JOURNAL_NAME, [], torn='{"dst": "a.png", "key": "k", "sta')
+    journal = Journal(tmp_path)
+    journal.record(tmp_path / "b.png", "k", "failed", error="x")
+    journal.close()
+    assert Journal(tmp_path).get(tmp_path / "b.png").status == "failed"

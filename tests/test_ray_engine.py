@@ -1,0 +1,183 @@
+"""The Ray engine (``--engine ray``) against the local runner: the same
+bytes, summary, exit code and journal; resume across engines; Ctrl-C; the
+message when Ray is missing. Runs on one local Ray instance with 2 CPUs."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from PIL import Image
+
+from imgedit.errors import ImgeditError
+from imgedit.journal import JOURNAL_NAME, SHARDS_NAME
+from imgedit.operations import Operation
+
+from conftest import fake_distribution, smooth_rgb
+
+ray = pytest.importorskip("ray")
+
+PIPELINE = "denoise method=nlm sigma=10"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def local_ray():
+    if ray.is_initialized():  # pragma: no cover - someone else's instance
+        yield
+        return
+    ray.init(num_cpus=2, object_store_memory=100 * 2**20, include_dashboard=False, log_to_driver=False,
+             logging_level="ERROR")
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture
+def folder(tmp_path):
+    src = tmp_path / "in"
+    (src / "sub").mkdir(parents=True)
+    for i in range(5):
+        Image.fromarray(smooth_rgb(24, 32, seed=i)).save(src / ("sub" if i == 4 else ".") / f"img{i}.png")
+    return src
+
+
+def run(invoke, engine, *args):
+    result = invoke("run", "-p", PIPELINE, *args, "--json", "--engine", engine)
+    return result.exit_code, json.loads(result.stdout)
+
+
+def records(out):
+    """The journal's records without their times, in a comparable order."""
+    lines = (json.loads(line) for line in (out / JOURNAL_NAME).read_text().splitlines())
+    return sorted((r["dst"], r["key"], r["status"], r.get("size"), r.get("error")) for r in lines)
+
+
+def test_same_bytes_summary_exit_code_and_journal_as_local(invoke, folder, tmp_path):
+    (folder / "broken.png").write_bytes(b"not a png")  # fails alone; the others go on
+    outcomes = {}
+    for engine in ("local", "ray"):
+        code, summary = run(invoke, engine, folder, "-r", "-o", tmp_path / engine)
+        summary.pop("seconds")
+        outcomes[engine] = code, json.loads(json.dumps(summary).replace(str(tmp_path / engine), "OUT"))
+    assert outcomes["ray"] == outcomes["local"]
+    code, summary = outcomes["ray"]
+    assert code == 1 and summary["done"] == 5 and summary["failed"] == 1
+    assert "broken.png: not an image" in summary["failures"][0]["error"]
+    written = sorted(p.relative_to(tmp_path / "local") for p in (tmp_path / "local").rglob("*.png"))
+    assert [str(p) for p in written] == ["img0.png", "img1.png", "img2.png", "img3.png", "sub/img4.png"]
+    for rel in written:
+        assert (tmp_path / "ray" / rel).read_bytes() == (tmp_path / "local" / rel).read_bytes()
+    assert records(tmp_path / "ray") == records(tmp_path / "local")
+    assert not (tmp_path / "ray" / SHARDS_NAME).exists()  # folded into the main file at the end
+
+
+def test_each_engine_resumes_the_others_run(invoke, folder, tmp_path):
+    out = tmp_path / "out"
+    code, first = run(invoke, "local", folder / "img0.png", folder / "img1.png", "-o", out)
+    assert code == 0 and first["done"] == 2
+    code, second = run(invoke, "ray", folder, "-r", "-o", out)
+    assert code == 0 and (second["skipped"], second["done"]) == (2, 3)
+    code, third = run(invoke, "local", folder, "-r", "-o", out)
+    assert code == 0 and third["skipped"] == 5
+    code, fourth = run(invoke, "ray", folder, "-r", "-o", out, "--retry-failed")
+    assert code == 0 and fourth["skipped"] == 5
+
+
+def test_interrupted_ray_run_resumes_without_redoing(invoke, folder, tmp_path):
+    out = tmp_path / "out"
+    assert run(invoke, "local", folder, "-r", "-o", out)[0] == 0  # the same records a Ray run writes, faster
+    # as a Ray run killed midway leaves it: records still in an actor's shard,
+    # one output renamed into place without its "done" line, one never written
+    kept, shard = [], []
+    for line in (out / JOURNAL_NAME).read_text().splitlines(keepends=True):
+        if '"img2.png"' in line or '"sub/img4.png"' in line and '"done"' in line:
+            continue
+        (shard if '"img1.png"' in line or '"sub/img4.png"' in line else kept).append(line)
+    (out / JOURNAL_NAME).write_text("".join(kept))
+    (out / SHARDS_NAME).mkdir()
+    (out / SHARDS_NAME / "node-1-abc.jsonl").write_text("".join(shard))
+    (out / "img2.png").unlink()
+    code, summary = run(invoke, "ray", folder, "-r", "-o", out)
+    assert code == 0 and summary["done"] == 1 and summary["outputs"][0]["input"].endswith("img2.png")
+    assert summary["skipped"] == 4 and not (out / SHARDS_NAME).exists()
+
+
+def test_ctrl_c_stops_and_a_local_run_resumes(invoke, test_plugin, tmp_path):
+    """In a fresh process with its own Ray, as a user's shell runs it: Ctrl-C
+    reaches the whole process group (imgedit and the Ray it started)."""
+    site = tmp_path / "site"
+    site.mkdir()
+    fake_distribution(site, "imgedit_slowtest", SLOW_PLUGIN)
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    for i in range(24):
+        Image.fromarray(smooth_rgb(16, 16, seed=i)).save(src / f"im{i:02d}.png")
+    cmd = [sys.executable, "-m", "imgedit", "run", "-p", "slow", str(src), "-o", str(out), "--engine", "ray"]
+    proc = subprocess.Popen(cmd, env={**os.environ, "PYTHONPATH": str(site)}, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    deadline = time.time() + 120
+    while len(list(out.glob("*.png"))) < 4 and time.time() < deadline:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert "run the same command again to resume" in stderr and "Traceback" not in stderr
+    finished = list(out.glob("*.png"))
+    for path in finished:
+        Image.open(path).load()  # decodes fully: complete
+    assert 4 <= len(finished) < 24
+    # the same operation, minus the sleep, resumes here on the local engine
+    test_plugin("imgedit_slowtest", register_operations=lambda register: register(
+        Operation("slow", "sleep", lambda context: lambda image, mask: 1.0 - image)))
+    result = invoke("run", "-p", "slow", src, "-o", out, "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["skipped"] == len(finished) and summary["done"] == 24 - len(finished)
+    assert not (out / SHARDS_NAME).exists()
+
+
+SLOW_PLUGIN = """
+import time
+from imgedit import hookimpl
+from imgedit.operations import Operation
+
+def create(context):
+    def apply(image, mask):
+        time.sleep(0.25)
+        return 1.0 - image
+    return apply
+
+@hookimpl
+def register_operations(register):
+    register(Operation("slow", "sleep", create))
+"""
+
+
+def test_collisions_refused_before_any_work(invoke, tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    for name in ("a.png", "a.jpg"):
+        Image.fromarray(smooth_rgb(16, 16)).save(src / name)
+    result = invoke("denoise", src, "--sigma", "5", "-o", tmp_path / "out", "--format", "png", "--engine", "ray")
+    assert result.exit_code == 2 and "would both be written" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_without_ray_says_how_to_install_it(invoke, folder, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray now fails, as when it is not installed
+    result = invoke("denoise", folder, "-o", tmp_path / "out", "--engine", "ray")
+    assert result.exit_code == 2
+    assert result.stderr.strip() == "Error: the Ray engine needs Ray: pip install 'imgedit[ray]'"
+    assert not (tmp_path / "out").exists()
+
+
+def test_unreachable_cluster_is_one_line_at_once():
+    from imgedit.ray_engine import _check_reachable
+
+    start = time.monotonic()
+    with pytest.raises(ImgeditError, match=r"cannot reach Ray at 127\.0\.0\.1:1: "):
+        _check_reachable("127.0.0.1:1")
+    assert time.monotonic() - start < 5
+    _check_reachable("auto")  # Ray's own lookup: nothing to check
