@@ -69,13 +69,16 @@ class Param:
     """One parameter of an operation (a CLI option and a pipeline ``key=value``).
 
     Attributes:
-        name: python identifier; the CLI option is ``--name-with-dashes``.
+        name: python identifier; the CLI option is ``--name-with-dashes``
+            (a ``bool`` one is a flag), unless ``flag`` says otherwise.
         type: ``int``, ``float``, ``str`` or ``bool``.
         default: value when not given.
         help: one line for ``--help``.
         choices: allowed values, if restricted.
         allow_auto: the string "auto" is accepted besides values of ``type``.
         minimum, maximum: inclusive numeric range, if any.
+        flag: the CLI option, where ``--name-with-dashes`` would clash with a
+            common option (``--name`` is every verb's output template).
     """
 
     name: str
@@ -86,6 +89,7 @@ class Param:
     allow_auto: bool = False
     minimum: Optional[float] = None
     maximum: Optional[float] = None
+    flag: Optional[str] = None
 
     def parse(self, value: Any, where: str) -> Any:
         """Convert ``value`` (often a string) to this parameter's type, or raise

@@ -243,13 +243,15 @@ def _print_summary(summary: Any, quiet: bool, as_json: bool) -> None:
 
 
 def _param_option(param: Param) -> Callable:
-    flag = "--" + param.name.replace("_", "-")
+    flag = param.flag or "--" + param.name.replace("_", "-")
+    # values stay strings here (a flag gives "true"): Operation.parse_params
+    # checks them per method, with the same messages as pipeline stages
+    if param.type is bool:
+        return click.option(flag, param.name, is_flag=True, flag_value="true", default=None, help=param.help)
     kind = param.type.__name__.upper() + ("|auto" if param.allow_auto else "")
-    default = "" if param.default is None else f" [default: {param.default}]"
+    default = "" if param.default in (None, "") else f" [default: {param.default}]"
     if param.choices:
         kind = "|".join(map(str, param.choices))
-    # values stay strings here: Operation.parse_params checks them per method,
-    # with the same messages as pipeline stages
     return click.option(flag, param.name, metavar=kind, help=(param.help or "") + default)
 
 
@@ -334,11 +336,15 @@ def command_line(ctx: click.Context) -> str:
     return " ".join(shlex.quote(w) for w in words)
 
 
-def add_operation_verb(cli: click.Group, name: str, help: str) -> None:
+def add_operation_verb(cli: click.Group, name: str, help: str,
+                       check: Optional[Callable[[Any], None]] = None) -> None:
     """Add the verb ``name`` running the operation of that name.
 
     Idempotent: several plugins offering methods of one operation may all call
     it; the verb is made once and reads the registry when it runs.
+    ``check(pipeline)``, if given, runs before any image is read: it raises
+    UsageError for what the parameters' types cannot tell (a style name that
+    does not exist, say).
     """
     if name in cli.commands:
         return
@@ -362,13 +368,17 @@ def add_operation_verb(cli: click.Group, name: str, help: str) -> None:
     @apply_options(options)
     def verb(**kwargs: Any) -> None:
         from imgedit.pipeline import Pipeline
+        from imgedit.runner import let_idle_compute_threads_sleep
 
+        let_idle_compute_threads_sleep()  # before a check may import torch
         method = kwargs.pop("method")
         raw = {p: kwargs.pop(p) for p in params if kwargs.get(p) is not None}
         for p in params:
             kwargs.pop(p, None)
-        spec = dict(raw, **({"method": method} if method else {}))
-        run_verb(Pipeline.from_specs([(name, spec)]), kwargs)
+        pipeline = Pipeline.from_specs([(name, dict(raw, **({"method": method} if method else {})))])
+        if check is not None:
+            check(pipeline)
+        run_verb(pipeline, kwargs)
 
     cli.add_command(verb)
 

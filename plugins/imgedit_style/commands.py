@@ -1,28 +1,18 @@
-"""CLI verbs of the style plugin: ``imgedit style``, ``imgedit train style``
-and ``imgedit eval style``.
-
-``imgedit style`` is built like :func:`imgedit.verbs.add_operation_verb`
-builds a verb (the common options, one option per parameter of the
-registered ``style`` operations, values checked by the operation with the
-same messages as a pipeline stage), with two differences the generic verb
-cannot express yet: the ``name`` parameter is spelled ``--style`` (``--name``
-is the output-name template of every image verb), and boolean parameters are
-flags (``--preserve-color``, not ``--preserve-color true``).
+"""CLI verbs of the style plugin: ``imgedit style`` (the generic operation
+verb, with a check that the style or painting exists before any image is
+read), ``imgedit train style`` and ``imgedit eval style``.
 """
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import click
 
 from imgedit.errors import UsageError
-from imgedit.operations import Param
-from imgedit.verbs import COMMON_OPTIONS, apply_options, command_line, training_options
-
-CLI_FLAGS = {"name": "--style"}  # parameter -> option, where they differ
+from imgedit.verbs import apply_options, command_line, training_options
 
 STYLE_HELP = """Apply a painting's style to images: a trained style network
 (--style NAME, fast) or any painting by per-image optimisation
@@ -35,18 +25,6 @@ Examples:
   imgedit style photo.jpg --style-image painting.jpg --steps 300
   imgedit run -p "denoise | style name=mosaic" photos/ -o out/
 """
-
-
-def _param_option(param: Param) -> Callable:
-    flag = CLI_FLAGS.get(param.name, "--" + param.name.replace("_", "-"))
-    if param.type is bool:
-        return click.option(flag, param.name, is_flag=True, flag_value="true", default=None, help=param.help)
-    kind = param.type.__name__.upper() + ("|auto" if param.allow_auto else "")
-    if param.choices:
-        kind = "|".join(map(str, param.choices))
-    default = "" if param.default in (None, "") else f" [default: {param.default}]"
-    # values stay strings: Operation.parse_params checks them, as for a pipeline stage
-    return click.option(flag, param.name, metavar=kind, help=(param.help or "") + default)
 
 
 def _check_style_source(raw: dict) -> None:
@@ -64,42 +42,10 @@ def _check_style_source(raw: dict) -> None:
     resolve_style(raw.get("name", ""))
 
 
-def add_style_verb(cli: click.Group) -> None:
-    """Add ``imgedit style`` (once; it reads the registry when it runs)."""
-    if "style" in cli.commands:
-        return
-    from imgedit.registry import get_registry
-
-    methods = get_registry().methods("style")
-    if not methods:
-        raise UsageError("cannot add verb 'style': no operation of that name is registered")
-    params: dict[str, Param] = {}
-    for op in methods:
-        for p in op.params:
-            params.setdefault(p.name, p)
-    choices = [op.method for op in methods]
-    options = list(COMMON_OPTIONS)
-    options.append(click.option("--method", type=click.Choice(choices), help=f"Default: {choices[0]}."))
-    options += [_param_option(p) for p in params.values()]
-
-    @click.command(name="style", help=STYLE_HELP)
-    @apply_options(options)
-    def style_verb(**kwargs: Any) -> None:
-        from imgedit.pipeline import Pipeline
-        from imgedit.runner import let_idle_compute_threads_sleep
-        from imgedit.verbs import run_verb
-
-        let_idle_compute_threads_sleep()  # before the checks below may import torch
-        method = kwargs.pop("method")
-        raw = {p: kwargs.pop(p) for p in params if kwargs.get(p) is not None}
-        for p in params:
-            kwargs.pop(p, None)
-        pipeline = Pipeline.from_specs([("style", dict(raw, **({"method": method} if method else {})))])
-        if pipeline.stages[0].operation.method == "neural":
-            _check_style_source(pipeline.stages[0].params)
-        run_verb(pipeline, kwargs)
-
-    cli.add_command(style_verb)
+def _check_pipeline(pipeline: Any) -> None:
+    stage = pipeline.stages[0]
+    if stage.operation.method == "neural":
+        _check_style_source(stage.params)
 
 
 @click.command("style")
@@ -240,8 +186,8 @@ def eval_style_command(names, sources, limit, size, steps, seed, sheet, device, 
 
 
 def register(cli: click.Group) -> None:
-    from imgedit.verbs import command_group
+    from imgedit.verbs import add_operation_verb, command_group
 
-    add_style_verb(cli)
+    add_operation_verb(cli, "style", STYLE_HELP, check=_check_pipeline)
     command_group(cli, "train", "Train a plugin's model on your own images.").add_command(train_style_command)
     command_group(cli, "eval", "Measure a plugin's model on a benchmark set.").add_command(eval_style_command)

@@ -30,7 +30,7 @@ STYLE = Operation(
     name="style", method="neural", create=create_style, capabilities=STYLE_CAPS, priority=10,
     params=(
         Param("name", str, "", help="a trained style: candy, mosaic, udnie, starry_night, one you trained, "
-                                    "or a .safetensors file from 'imgedit train style'"),
+                                    "or a .safetensors file from 'imgedit train style'", flag="--style"),
         Param("strength", float, 1.0, help="blend with the photo: 0 = unchanged, 1 = fully stylised", minimum=0, maximum=1),
         Param("preserve_color", bool, False, help="keep the photo's colours: transfer only luminance"),
         Param("scale", int, "auto", help="long side in px the style is applied at (auto: the photo's, at most 1024; "
