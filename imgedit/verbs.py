@@ -320,6 +320,19 @@ def whole_image_options(eval_verb: str, default_name: str) -> list[Callable]:
     ]
 
 
+def echo_report(report: dict, notes: list[str], as_json: bool, text: Callable[[], str]) -> None:
+    """An ``eval`` verb's output: the report and its notes as JSON, or
+    ``text()`` (the report as a table) followed by the notes, one per line."""
+    import json
+
+    if as_json:
+        click.echo(json.dumps({**report, "notes": notes}, indent=2))
+        return
+    click.echo(text())
+    for note in notes:
+        click.echo(note)
+
+
 def command_line(ctx: click.Context) -> str:
     """The running command with every option spelled out (defaults too), for
     a model card or checkpoint to say exactly how it was made."""

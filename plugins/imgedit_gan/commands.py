@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any, Optional
@@ -12,7 +11,7 @@ import click
 
 from imgedit.catalog import is_file_argument, spec_for_file, weights_spec
 from imgedit.errors import UsageError
-from imgedit.verbs import apply_options, command_line, training_options, whole_image_options
+from imgedit.verbs import apply_options, command_line, echo_report, training_options, whole_image_options
 from imgedit_gan.catalog import MODEL_NAME
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp")
@@ -174,13 +173,9 @@ def eval_gan_command(model, real_sources, held_out, count, seed, truncation, dev
     if record:
         record_metrics(spec, "eval_gan", report)
         notes.append(f"recorded in {spec.card_path}")
-    if as_json:
-        click.echo(json.dumps({**report, "notes": notes}, indent=2))
-        return
-    click.echo(metrics.format_table(results, f"{model} vs {', '.join(real_sources)}: n={n} per set, seed {seed}, "
-                                             f"truncation {truncation:g}, {speed:.0f} samples/s on {loaded.device}"))
-    for note in notes:
-        click.echo(note)
+    echo_report(report, notes, as_json, lambda: metrics.format_table(
+        results, f"{model} vs {', '.join(real_sources)}: n={n} per set, seed {seed}, "
+                 f"truncation {truncation:g}, {speed:.0f} samples/s on {loaded.device}"))
 
 
 def _real_halves(sources, size: int, count: int, seed: int, card: Optional[dict]):

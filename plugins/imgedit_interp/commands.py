@@ -10,7 +10,7 @@ import click
 
 from imgedit.catalog import is_file_argument, spec_for_file, weights_spec
 from imgedit.errors import UsageError
-from imgedit.verbs import apply_options, command_line, training_options, whole_image_options
+from imgedit.verbs import apply_options, command_line, echo_report, training_options, whole_image_options
 
 MODEL_HELP = "A latent model's name ('imgedit plugins' lists them) or a .safetensors file from 'imgedit train interp-vae'."
 
@@ -181,8 +181,6 @@ def eval_interp_command(model, sources, held_out, pairs, frames, limit, seed, sh
     Example:
       imgedit eval interp --data faces/ --held-out --pairs 8 --sheet morphs.png
     """
-    import json
-
     import torch
 
     from imgedit.devices import resolve_device
@@ -224,12 +222,7 @@ def eval_interp_command(model, sources, held_out, pairs, frames, limit, seed, sh
     if record:
         record_metrics(spec, "eval_interp", report)
         notes.append(f"recorded in {spec.card_path}")
-    if as_json:
-        click.echo(json.dumps({**report, "notes": notes}, indent=2))
-        return
-    click.echo(_format_report(report))
-    for note in notes:
-        click.echo(note)
+    echo_report(report, notes, as_json, lambda: _format_report(report))
 
 
 def _format_report(r: dict) -> str:

@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from imgedit.errors import UsageError
-from imgedit.verbs import apply_options, command_line, training_options
+from imgedit.verbs import apply_options, command_line, echo_report, training_options
 
 STYLE_HELP = """Apply a painting's style to images: a trained style network
 (--style NAME, fast) or any painting by per-image optimisation
@@ -167,8 +167,6 @@ def eval_style_command(names, sources, limit, size, steps, seed, sheet, device, 
     Example:
       imgedit eval style --data kodak24/ --limit 4 --sheet styles.png
     """
-    import json
-
     from imgedit_style.report import evaluate_styles, format_report
 
     if threads:
@@ -177,12 +175,7 @@ def eval_style_command(names, sources, limit, size, steps, seed, sheet, device, 
         torch.set_num_threads(threads)
     report, notes = evaluate_styles(list(names), list(sources), limit=limit, size=size, steps=steps, seed=seed,
                                     sheet=sheet, device=device, record=record, quiet=quiet or as_json)
-    if as_json:
-        click.echo(json.dumps({**report, "notes": notes}, indent=2))
-        return
-    click.echo(format_report(report))
-    for note in notes:
-        click.echo(note)
+    echo_report(report, notes, as_json, lambda: format_report(report))
 
 
 def register(cli: click.Group) -> None:
