@@ -93,9 +93,9 @@ def main() -> None:
     if not files:
         sys.exit(f"no images in {args.data}")
 
-    from imgedit.runner import let_idle_compute_threads_sleep
+    from imgedit.process_tuning import tune_for_batch
 
-    let_idle_compute_threads_sleep()  # as the CLI does, before torch is imported
+    tune_for_batch()  # as the CLI does, before torch is imported
     from imgedit.inputs import InputFile
     from imgedit.masks import parse_box
 

@@ -60,9 +60,9 @@ class PipelineActor:
     """A Ray actor: the pipeline with its models, built once, and a journal shard."""
 
     def __init__(self, specs: list, options: RunOptions, journal_folder: Optional[str], cwd: str, threads: int):
-        from imgedit.runner import let_idle_compute_threads_sleep
+        from imgedit.process_tuning import tune_for_batch
 
-        let_idle_compute_threads_sleep()  # before torch is imported, as the CLI does
+        tune_for_batch()  # before torch is imported, as the CLI does
         from imgedit.devices import set_threads
 
         if os.getcwd() != cwd and os.path.isdir(cwd):

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -427,17 +426,6 @@ def run_files(
             journal.close()
     summary.seconds = time.perf_counter() - start
     return summary
-
-
-def let_idle_compute_threads_sleep() -> None:
-    """Ask OpenMP (torch's CPU thread pool) to put idle threads to sleep at
-    once rather than spin. Between two images a spinning pool holds the cores
-    the decoding and encoding threads need: on 2 cores a cheap operation ran
-    at ~130 img/s spinning and ~200 img/s sleeping, a compute-bound one a few
-    percent slower (benchmarks/bench_runner.py). Works only before torch is
-    imported; a user's own OMP_WAIT_POLICY wins."""
-    if "torch" not in sys.modules:
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def default_workers() -> int:

@@ -99,9 +99,10 @@ def mask_options_from(kwargs: dict[str, Any]):
 def run_verb(pipeline: Any, kwargs: dict[str, Any]) -> None:
     """Run ``pipeline`` over the verb's inputs with the common options in
     ``kwargs`` (as produced by :data:`COMMON_OPTIONS`, plus mask options)."""
-    from imgedit.runner import RunOptions, default_workers, let_idle_compute_threads_sleep, run_files
+    from imgedit.process_tuning import tune_for_batch
+    from imgedit.runner import RunOptions, default_workers, run_files
 
-    let_idle_compute_threads_sleep()  # before anything imports torch
+    tune_for_batch()  # before anything imports torch
     from imgedit.devices import set_threads
     from imgedit.inputs import expand_inputs
 
@@ -381,9 +382,9 @@ def add_operation_verb(cli: click.Group, name: str, help: str,
     @apply_options(options)
     def verb(**kwargs: Any) -> None:
         from imgedit.pipeline import Pipeline
-        from imgedit.runner import let_idle_compute_threads_sleep
+        from imgedit.process_tuning import tune_for_batch
 
-        let_idle_compute_threads_sleep()  # before a check may import torch
+        tune_for_batch()  # before a check may import torch
         method = kwargs.pop("method")
         raw = {p: kwargs.pop(p) for p in params if kwargs.get(p) is not None}
         for p in params:

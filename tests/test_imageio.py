@@ -490,6 +490,26 @@ def test_write_maps_nan_to_black_and_infinities_to_the_bounds(tmp_path):
     assert np.asarray(Image.open(out)).tolist() == [[[0, 255, 0], [255, 0, 128]]]
 
 
+@pytest.mark.parametrize("layout", ["interleaved", "planar", "strided", "gray", "gray+alpha"])
+def test_8_bit_quantisation_is_round_half_even_of_the_clipped_values_in_any_memory_layout(layout):
+    from imgedit.imageio.encode import _quantize
+
+    rng = np.random.default_rng(0)
+    chw = (rng.random((3, 37, 53), dtype=np.float32) * 1.4 - 0.2)
+    chw[0, 0, :3] = [np.nan, np.inf, -np.inf]  # NaN -> 0
+    values = {
+        "interleaved": np.ascontiguousarray(chw.transpose(1, 2, 0)),
+        "planar": chw.transpose(1, 2, 0),  # the HWC view of a CHW tensor
+        "strided": np.ascontiguousarray(chw.transpose(1, 2, 0))[::2, ::3],
+        "gray": chw[0],
+        "gray+alpha": np.ascontiguousarray(chw[:2].transpose(1, 2, 0)),
+    }[layout]
+    expected = np.nan_to_num(np.rint(np.clip(values, 0, 1) * np.float32(255)), nan=0).astype(np.uint8)  # float32, as stored
+    got = _quantize(values, 8)
+    assert got.dtype == np.uint8 and got.shape == values.shape
+    assert np.array_equal(got, expected)
+
+
 # ---------------------------------------------------------------- bad inputs
 
 

@@ -87,20 +87,6 @@ def test_outputs_fsynced_only_when_asked(invoke, folder, tmp_path, monkeypatch):
     assert len(synced) - once >= 2 * 3  # each of 3 files and its folder
 
 
-def test_idle_compute_threads_sleep_unless_the_user_says_otherwise(monkeypatch):
-    from imgedit.runner import let_idle_compute_threads_sleep
-
-    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
-    let_idle_compute_threads_sleep()  # torch is imported already: too late to matter
-    assert "OMP_WAIT_POLICY" not in os.environ
-    monkeypatch.delitem(sys.modules, "torch")
-    let_idle_compute_threads_sleep()
-    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
-    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
-    let_idle_compute_threads_sleep()
-    assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
-
-
 def test_temporaries_of_a_killed_writer_are_cleared(invoke, folder, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
