@@ -235,6 +235,9 @@ def _format_report(r: dict) -> str:
              f"{100 * r['interior_morph_nearer_fraction']:.0f}%",
              f"  ... than the cross-fade of its own end frames (same sharpness): {r['middle_morph_nearer_than_end_fade']} of "
              f"{r['pairs']} (distance {r['middle_morph_nn_mean']:.2f} vs {r['middle_end_fade_nn_mean']:.2f})",
+             f"  sanity check: the pairs' own real faces nearer a real image than their cross-fade: {r['real_nearer_than_fade']} of "
+             f"{2 * r['pairs']} (distance {r['real_nn_mean']:.2f} vs {r['middle_fade_nn_mean']:.2f}); where real faces lose "
+             "too, this measure rewards averaging, not realism",
              "  pair                                   step ratio   middle: morph / fade / end-frame fade"]
     for p in r["per_pair"]:
         lines.append(f"  {p['a'][:18]:18} {p['b'][:18]:18}  {p['step_ratio']:6.2f}      {p['middle_morph_nn']:.2f} / "
