@@ -143,6 +143,11 @@ class Operation:
         priority: default-method ranking among methods of one name.
         weights: model names (see ``register_models``) whose hashes identify
             this operation's output, for resume journals.
+        check: ``check(params)``, run with the parsed parameters when a
+            pipeline is made, before any image is read: raises
+            :class:`~imgedit.errors.UsageError` for what the parameters' types
+            cannot tell (a style name that does not exist, a missing file).
+            Keep it cheap: no model loading.
         plugin: filled in by the host: the plugin that registered it.
     """
 
@@ -154,6 +159,7 @@ class Operation:
     description: str = ""
     priority: int = 0
     weights: tuple[str, ...] = ()
+    check: Optional[Callable[[dict[str, Any]], None]] = None
     plugin: str = ""
 
     @property
@@ -173,4 +179,11 @@ class Operation:
                 known = ", ".join(p.name for p in self.params) or "none"
                 raise UsageError(f"{where}: unknown parameter '{key}' for method '{self.method}' (known: {known})")
             out[key] = p.parse(value, where)
+        if self.check is not None:
+            try:
+                self.check(out)
+            except UsageError as exc:
+                message = str(exc)
+                prefix = f"{self.name}: "  # the stage is named once, by ``where``
+                raise UsageError(f"{where}: {message[len(prefix):] if message.startswith(prefix) else message}") from None
         return out

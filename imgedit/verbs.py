@@ -350,15 +350,13 @@ def command_line(ctx: click.Context) -> str:
     return " ".join(shlex.quote(w) for w in words)
 
 
-def add_operation_verb(cli: click.Group, name: str, help: str,
-                       check: Optional[Callable[[Any], None]] = None) -> None:
+def add_operation_verb(cli: click.Group, name: str, help: str) -> None:
     """Add the verb ``name`` running the operation of that name.
 
     Idempotent: several plugins offering methods of one operation may all call
-    it; the verb is made once and reads the registry when it runs.
-    ``check(pipeline)``, if given, runs before any image is read: it raises
-    UsageError for what the parameters' types cannot tell (a style name that
-    does not exist, say).
+    it; the verb is made once and reads the registry when it runs. Each
+    operation's own ``check`` runs as the pipeline is made, before any image
+    is read.
     """
     if name in cli.commands:
         return
@@ -384,14 +382,12 @@ def add_operation_verb(cli: click.Group, name: str, help: str,
         from imgedit.pipeline import Pipeline
         from imgedit.process_tuning import tune_for_batch
 
-        tune_for_batch()  # before a check may import torch
+        tune_for_batch()  # before an operation's check may import torch
         method = kwargs.pop("method")
         raw = {p: kwargs.pop(p) for p in params if kwargs.get(p) is not None}
         for p in params:
             kwargs.pop(p, None)
         pipeline = Pipeline.from_specs([(name, dict(raw, **({"method": method} if method else {})))])
-        if check is not None:
-            check(pipeline)
         run_verb(pipeline, kwargs)
 
     cli.add_command(verb)

@@ -77,3 +77,23 @@ def test_prepare_sees_the_whole_image_before_tiling():
     out = built.apply(image, tile=128)
     assert seen == [(1, 3, 300, 260)]
     assert torch.allclose(out, torch.full_like(image, float(image.mean())))
+
+
+def test_an_operations_check_sees_the_parsed_params_and_its_error_names_the_stage(test_plugin):
+    from imgedit.operations import Operation, Param
+
+    seen = []
+
+    def check(params):
+        seen.append(params)
+        if params["model"] not in ("small", "large"):
+            raise UsageError(f"upscale: unknown model '{params['model']}'")  # a plugin may name itself; said once
+
+    op = Operation("upscale", "net", lambda ctx, **p: (lambda image, mask: image), check=check,
+                   params=(Param("model", str, "small"), Param("factor", int, 2)))
+    test_plugin("checked_plugin", register_operations=lambda register: register(op))
+    Pipeline.parse("upscale factor=4")
+    assert seen[-1] == {"model": "small", "factor": 4}  # defaults filled in, types converted
+    with pytest.raises(UsageError) as error:
+        Pipeline.parse("denoise sigma=5 | upscale model=huge")
+    assert str(error.value) == "stage 2 (upscale): unknown model 'huge'"

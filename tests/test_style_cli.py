@@ -111,6 +111,20 @@ def test_unknown_style_lists_the_known_ones(invoke, tiny_style, photo, tmp_path)
     assert not (tmp_path / "x.png").exists()
 
 
+def test_a_pipeline_with_an_unknown_style_fails_before_any_image_is_read(invoke, tiny_style, photo, tmp_path):
+    from imgedit.errors import UsageError
+    from imgedit.pipeline import Pipeline
+
+    line = one_line_error(invoke("run", "-p", "denoise sigma=5 | style name=nope", photo.parent, "-o", tmp_path / "out"),
+                          "stage 2 (style): unknown style 'nope'")
+    assert "style: unknown" not in line  # the stage is named once
+    assert not (tmp_path / "out").exists()  # no journal, no output folder: nothing was started
+    with pytest.raises(UsageError, match="unknown style"):
+        Pipeline.parse("style name=nope")  # the Python API checks the same way
+    with pytest.raises(UsageError, match="missing.jpg does not exist"):
+        Pipeline.parse(f"style style_image={tmp_path / 'missing.jpg'}")
+
+
 def test_missing_style_image_and_bad_values_are_one_line_errors(invoke, tiny_style, photo, tmp_path):
     one_line_error(invoke("style", photo, "--style-image", tmp_path / "nope.jpg"), "nope.jpg does not exist")
     one_line_error(invoke("style", photo, "--style", "tiny", "--strength", "2"), "strength", "[0, 1]")

@@ -1,14 +1,12 @@
 """CLI verbs of the style plugin: ``imgedit style`` (the generic operation
-verb, with a check that the style or painting exists before any image is
-read), ``imgedit train style`` and ``imgedit eval style``.
+verb; the operation itself checks that the style or painting exists before
+any image is read), ``imgedit train style`` and ``imgedit eval style``.
 """
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
-
 import click
 
 from imgedit.errors import UsageError
@@ -25,27 +23,6 @@ Examples:
   imgedit style photo.jpg --style-image painting.jpg --steps 300
   imgedit run -p "denoise | style name=mosaic" photos/ -o out/
 """
-
-
-def _check_style_source(raw: dict) -> None:
-    """Refuse, before any image is read, an unknown style, a missing painting or missing VGG weights."""
-    from imgedit_style.catalog import resolve_style
-
-    if raw.get("style_image"):
-        if not Path(raw["style_image"]).expanduser().is_file():
-            raise UsageError(f"--style-image {raw['style_image']} does not exist")
-        if raw.get("loss_net", "random") != "random":
-            from imgedit_style.lossnet import require_vgg_file
-
-            require_vgg_file(raw["loss_net"])
-        return
-    resolve_style(raw.get("name", ""))
-
-
-def _check_pipeline(pipeline: Any) -> None:
-    stage = pipeline.stages[0]
-    if stage.operation.method == "neural":
-        _check_style_source(stage.params)
 
 
 @click.command("style")
@@ -181,6 +158,6 @@ def eval_style_command(names, sources, limit, size, steps, seed, sheet, device, 
 def register(cli: click.Group) -> None:
     from imgedit.verbs import add_operation_verb, command_group
 
-    add_operation_verb(cli, "style", STYLE_HELP, check=_check_pipeline)
+    add_operation_verb(cli, "style", STYLE_HELP)
     command_group(cli, "train", "Train a plugin's model on your own images.").add_command(train_style_command)
     command_group(cli, "eval", "Measure a plugin's model on a benchmark set.").add_command(eval_style_command)

@@ -19,6 +19,26 @@ def create_style(context: Any = None, **params: Any):
     return create(context, **params)
 
 
+def check_style_source(params: dict) -> None:
+    """Refuse, before any image is read, an unknown style, a missing painting
+    or missing VGG weights (cheap: no network is loaded)."""
+    from pathlib import Path
+
+    from imgedit.errors import UsageError
+
+    if params.get("style_image"):
+        if not Path(params["style_image"]).expanduser().is_file():
+            raise UsageError(f"style image {params['style_image']} does not exist")
+        if params.get("loss_net", "random") != "random":
+            from imgedit_style.lossnet import require_vgg_file
+
+            require_vgg_file(params["loss_net"])
+        return
+    from imgedit_style.catalog import resolve_style
+
+    resolve_style(params.get("name", ""))
+
+
 # Not tileable: instance normalisation makes every output pixel depend on
 # the whole image's statistics, and 'scale' resizes the whole image. Peak
 # working memory of the fast network is about 0.15 GB per megapixel (fp32,
@@ -44,6 +64,7 @@ STYLE = Operation(
                                            "(larger = larger strokes)", minimum=32, maximum=4096),
     ),
     description="Style transfer: fast trained style networks, or any painting by per-image optimisation",
+    check=check_style_source,
 )
 
 OPERATIONS = (STYLE,)
