@@ -13,11 +13,13 @@ An operation's ``create(context, **params)`` builds an *applier* once per run
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional, Protocol
 
 from imgedit.errors import UsageError
 
 if TYPE_CHECKING:  # pragma: no cover
+    from pathlib import Path
+
     import torch
 
 
@@ -143,6 +145,11 @@ class Operation:
         priority: default-method ranking among methods of one name.
         weights: model names (see ``register_models``) whose hashes identify
             this operation's output, for resume journals.
+        depends_on: ``depends_on(params) -> paths``: files besides the image
+            whose content this operation's output depends on for these
+            parameters (the weights a parameter picks, a reference image).
+            The resume journal hashes them, so a run redoes what a retrained
+            model or an edited file changed. ``weights`` covers the fixed ones.
         check: ``check(params)``, run with the parsed parameters when a
             pipeline is made, before any image is read: raises
             :class:`~imgedit.errors.UsageError` for what the parameters' types
@@ -159,6 +166,7 @@ class Operation:
     description: str = ""
     priority: int = 0
     weights: tuple[str, ...] = ()
+    depends_on: Optional[Callable[[dict[str, Any]], Iterable["Path"]]] = None
     check: Optional[Callable[[dict[str, Any]], None]] = None
     plugin: str = ""
 

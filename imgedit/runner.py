@@ -189,7 +189,9 @@ def journal_folder(items: list[InputFile], options: RunOptions) -> Optional[Path
 
 
 def recipe(pipeline: Pipeline, options: RunOptions) -> str:
-    """Everything besides the input that determines an output's bytes."""
+    """Everything besides the input that determines an output's bytes: the
+    stages and their parameters, the hashes of the models and files they
+    use, the output format."""
     from imgedit.models import ModelSpec
     from imgedit.registry import get_registry
 
@@ -199,6 +201,9 @@ def recipe(pipeline: Pipeline, options: RunOptions) -> str:
         for name in stage.operation.weights:
             spec: Optional[ModelSpec] = models.get(name)
             weights.append(f"{name}={spec.card().get('sha256') if spec else 'missing'}")
+        if stage.operation.depends_on is not None:
+            for path in stage.operation.depends_on(stage.params):
+                weights.append(f"{path}={file_digest(path) if Path(path).is_file() else 'missing'}")
     parts = [repr(pipeline.describe()), ",".join(weights), f"fmt={options.format} q={options.quality}"]
     if pipeline.needs_mask:
         parts.append(repr(options.masks))

@@ -186,3 +186,24 @@ def test_shipped_weights_load_and_verify(name):
     net = load_style_net(spec)
     out = net(torch.rand(1, 3, 32, 48))
     assert out.shape == (1, 3, 32, 48) and torch.isfinite(out).all()
+
+
+def test_retraining_a_style_or_editing_the_painting_redoes_the_images(invoke, tiny_style, photo, painting, tmp_path):
+    import json
+
+    def run(*args):
+        result = invoke("style", photo.parent / "photo.png", *args, "-o", tmp_path / "out", "--json", "--overwrite")
+        assert result.exit_code == 0, result.output
+        report = json.loads(result.stdout)  # stderr has the progress lines
+        return report["done"], report["skipped"]
+
+    assert run("--style", "tiny") == (1, 0)
+    assert run("--style", "tiny") == (0, 1)  # nothing changed: skipped
+    save_tiny_style(tiny_style.weights, painting, seed=1)  # retrained
+    assert run("--style", "tiny") == (1, 0)
+
+    optimise = ("--style-image", painting, "--steps", "2", "--style-size", "32", "--name", "{stem}.opt.{ext}")
+    assert run(*optimise) == (1, 0)
+    assert run(*optimise) == (0, 1)
+    write_png(painting, 40, 40, seed=2)  # the painting was edited
+    assert run(*optimise) == (1, 0)

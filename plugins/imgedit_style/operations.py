@@ -39,6 +39,24 @@ def check_style_source(params: dict) -> None:
     resolve_style(params.get("name", ""))
 
 
+def style_files(params: dict) -> list:
+    """The file a stylised image depends on besides the photo: the style's
+    weights, or the painting (the resume journal hashes it, so retraining
+    a style or editing the painting redoes the images)."""
+    from pathlib import Path
+
+    from imgedit.errors import ImgeditError
+
+    if params.get("style_image"):
+        return [Path(params["style_image"]).expanduser()]
+    from imgedit_style.catalog import resolve_style
+
+    try:
+        return [resolve_style(params.get("name", "")).weights]
+    except ImgeditError:  # check_style_source has said why already
+        return []
+
+
 # Not tileable: instance normalisation makes every output pixel depend on
 # the whole image's statistics, and 'scale' resizes the whole image. Peak
 # working memory of the fast network is about 0.15 GB per megapixel (fp32,
@@ -64,6 +82,7 @@ STYLE = Operation(
                                            "(larger = larger strokes)", minimum=32, maximum=4096),
     ),
     description="Style transfer: fast trained style networks, or any painting by per-image optimisation",
+    depends_on=style_files,
     check=check_style_source,
 )
 
