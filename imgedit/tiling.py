@@ -396,6 +396,8 @@ def _run_whole(
 ) -> torch.Tensor:
     h, w = image.shape[-2:]
     pads = _border_pads(t, setup.border, setup.overlap + setup.blend, h, w)
+    if not any(pads) and h % setup.multiple == 0 and w % setup.multiple == 0:
+        return _run_as_is(applier, image, mask, device, dtype, out_device)
     reflect = (h > setup.border, w > setup.border)
     x = _cut(image, t, pads, reflect, setup.multiple)  # (B, C, h', w') wherever image is
     m = None if mask is None else _cut(mask, t, pads, reflect, setup.multiple)
@@ -407,6 +409,29 @@ def _run_whole(
     _check_output(y, x.shape)
     y = y[..., pads[2] : pads[2] + h, pads[0] : pads[0] + w]
     return y.to(out_device, torch.float32)
+
+
+def _run_as_is(
+    applier: Applier,
+    image: torch.Tensor,
+    mask: Optional[torch.Tensor],
+    device: torch.device,
+    dtype: torch.dtype,
+    out_device: torch.device,
+) -> torch.Tensor:
+    """The whole image needs no padding: no cutting, and no conversion
+    that would be a no-op. Every torch call gives up the GIL and must win
+    it back, which the I/O threads of a batch make slow: for a cheap
+    operation these calls, not the arithmetic, were the compute thread's
+    cost."""
+    if image.device != device or image.dtype != dtype:
+        image, mask = _to_device(image, device, dtype), _to_device(mask, device, dtype)
+    elif mask is not None and mask.dtype != dtype:
+        mask = mask.to(dtype)
+    y = applier(image, mask)
+    output_shape = getattr(applier, "output_shape", None)  # an applier that changes the size says so
+    _check_output(y, torch.Size(output_shape(tuple(image.shape))) if output_shape is not None else image.shape)
+    return y if y.device == out_device and y.dtype == torch.float32 else y.to(out_device, torch.float32)
 
 
 def _is_oom(err: BaseException) -> bool:
