@@ -411,6 +411,11 @@ def _run_whole(
     return y.to(out_device, torch.float32)
 
 
+def _moved(x: Optional[torch.Tensor], device: torch.device, dtype: torch.dtype) -> Optional[torch.Tensor]:
+    """``x`` on ``device`` as ``dtype``, without a call when it is there already."""
+    return x if x is None or (x.device == device and x.dtype == dtype) else _to_device(x, device, dtype)
+
+
 def _run_as_is(
     applier: Applier,
     image: torch.Tensor,
@@ -424,11 +429,7 @@ def _run_as_is(
     it back, which the I/O threads of a batch make slow: for a cheap
     operation these calls, not the arithmetic, were the compute thread's
     cost."""
-    if image.device != device or image.dtype != dtype:
-        image, mask = _to_device(image, device, dtype), _to_device(mask, device, dtype)
-    elif mask is not None and mask.dtype != dtype:
-        mask = mask.to(dtype)
-    y = applier(image, mask)
+    y = applier(_moved(image, device, dtype), _moved(mask, device, dtype))
     output_shape = getattr(applier, "output_shape", None)  # an applier that changes the size says so
     _check_output(y, torch.Size(output_shape(tuple(image.shape))) if output_shape is not None else image.shape)
     return y if y.device == out_device and y.dtype == torch.float32 else y.to(out_device, torch.float32)
