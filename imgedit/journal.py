@@ -41,6 +41,11 @@ SHARDS_NAME = ".imgedit-journal.d"
 file_digest = sha256_file  # the input part of a journal key
 
 
+def bytes_digest(data: bytes) -> str:
+    """:func:`file_digest` of a file already read into memory."""
+    return hashlib.sha256(data).hexdigest()
+
+
 def make_key(content_digest: str, recipe: str) -> str:
     """Journal key from the input's digest and the run's recipe string."""
     return hashlib.sha256(f"{content_digest}\n{recipe}".encode()).hexdigest()[:32]

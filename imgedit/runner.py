@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterator, Optional, Union
 
 from imgedit.errors import ImgeditError, UsageError
 from imgedit.inputs import InputFile, output_path
-from imgedit.journal import Journal, file_digest, make_key
+from imgedit.journal import Journal, bytes_digest, file_digest, make_key
 from imgedit.masks import MaskOptions
 from imgedit.pipeline import BuiltPipeline, Pipeline
 
@@ -246,14 +246,16 @@ class _Batch:
 
     def decode(self, work: _Work) -> _Work:
         """Runs in an I/O thread: journal check, read, mask."""
-        from imgedit.imageio import read_image
+        from imgedit.imageio.read import read_file_bytes, read_image
         from imgedit.masks import find_mask
         from imgedit.tensor import mask_to_tensor, to_tensor
 
         with _catch(work):
-            if self._skip(work):
+            # one read serves the journal key and the decoder: the key is of the bytes decoded
+            data = read_file_bytes(work.item.path)
+            if self._skip(work, data):
                 return work
-            work.picture = read_image(work.item.path)
+            work.picture = read_image(work.item.path, data=data)
             if self.pipeline.needs_mask:
                 work.hole, work.result.note = find_mask(
                     work.item.path, work.picture.rgb, work.picture.alpha, self.options.masks, relative=work.item.relative
@@ -263,10 +265,10 @@ class _Batch:
             work.picture.rgb = None  # the tensor holds the pixels now; don't keep two copies
         return work
 
-    def _skip(self, work: _Work) -> bool:
+    def _skip(self, work: _Work, data: bytes) -> bool:
         options, journal = self.options, self.journal
         if journal is not None:
-            work.key = make_key(file_digest(work.item.path), self.recipe)
+            work.key = make_key(bytes_digest(data), self.recipe)
             entry = journal.get(work.dst)
             if options.retry_failed and (entry is None or entry.status != "failed"):
                 work.result.status, work.result.note = "skipped", "not a previous failure"

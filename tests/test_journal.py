@@ -70,3 +70,13 @@ def test_a_torn_last_line_does_not_swallow_the_next_record(tmp_path):
     journal.record(tmp_path / "b.png", "k", "failed", error="x")
     journal.close()
     assert Journal(tmp_path).get(tmp_path / "b.png").status == "failed"
+
+
+def test_key_of_bytes_in_memory_equals_key_of_the_file(tmp_path):
+    # the runner hashes the bytes it decodes, the dry run hashes the file: they must agree
+    from imgedit.journal import bytes_digest, file_digest
+
+    path = tmp_path / "big.bin"
+    path.write_bytes(bytes(range(256)) * 5000)  # more than one 1 MiB read block
+    assert bytes_digest(path.read_bytes()) == file_digest(path)
+    assert bytes_digest(b"other") != file_digest(path)

@@ -34,13 +34,27 @@ from imgedit.imageio.source import (
 )
 
 
-def read_image(path: PathLike, *, max_pixels: Optional[int] = None) -> Picture:
+def read_file_bytes(path: PathLike) -> bytes:
+    """The whole file, with :func:`read_image`'s errors for a missing,
+    unreadable, empty file or a directory."""
+    path = Path(path)
+    check_file(path)
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise cannot_read(path, exc) from None
+
+
+def read_image(path: PathLike, *, max_pixels: Optional[int] = None, data: Optional[bytes] = None) -> Picture:
     """Reads an image file with all its pixels at full depth and its metadata.
 
     Args:
         path: the image file (any format Pillow can open).
         max_pixels: refuse images with more pixels than this (0 = no limit).
             Default: env ``IMGEDIT_MAX_PIXELS``, else ``DEFAULT_MAX_PIXELS``.
+        data: the file's bytes when the caller has read them already
+            (:func:`read_file_bytes`); ``path`` then only names the file in
+            errors and metadata.
 
     Returns:
         The picture, with EXIF orientation applied to the pixels.
@@ -51,12 +65,9 @@ def read_image(path: PathLike, *, max_pixels: Optional[int] = None) -> Picture:
         UsageError: ``IMGEDIT_MAX_PIXELS`` is not a number.
     """
     path = Path(path)
-    check_file(path)
     limit = pixel_limit(max_pixels)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise cannot_read(path, exc) from None
+    if data is None:
+        data = read_file_bytes(path)
     with pillow_open(io.BytesIO(data), path) as im:
         check_size(path, im.size, limit)
         try:
