@@ -114,12 +114,14 @@ def test_bad_settings_are_usage_errors(tmp_path, data, painting):
 
 def test_train_verb_makes_the_style_usable_at_once(invoke, user_home, data, painting, tmp_path):
     result = invoke("train", "style", "--style-image", painting, "--data", data, "--name", "my-stripes", "--steps", 2,
-                    "--batch", 1, "--patch", 16, "--style-size", 32, "--preview-every", 1, "--out", tmp_path / "run", "-q")
+                    "--batch", 1, "--patch", 16, "--style-size", 32, "--preview-every", 1, "--out", tmp_path / "run",
+                    "--no-skips", "-q")
     assert result.exit_code == 0, result.output
     target = user_home / "weights" / "imgedit_style" / "my-stripes.safetensors"
     assert target.is_file() and "--style my-stripes" in result.output
     card = json.loads(target.with_suffix(".json").read_text())
     assert card["training"]["commands"][0].startswith("imgedit train style ")
+    assert card["model_config"]["skips"] is False  # and the style below loads and runs without them
     assert "my-stripes" in styles()
     assert (tmp_path / "run" / "samples" / "step_000002.png").is_file()
     photo = tmp_path / "photo.png"

@@ -15,7 +15,12 @@ in the *image*, so every frame changes the picture by the same amount
 (the decoder does not turn equal latent steps into equal image changes:
 faces often hold still, then change quickly). ``even`` decodes a dense
 path of ``DENSE_PER_FRAME`` points per frame, measures the pixel distance
-between neighbours, and places the frames at equal distances along it. The
+between neighbours, and places the frames at equal distances along it.
+Pixels, because pacing in random-feature spaces was not more even by
+another random network's measure: on 8 held-out faces64 pairs of 9 frames,
+the worst pair's largest over smallest step was 2.64 paced by pixels, 2.55
+by one random network, 2.42 by four, 2.37 by pixels and four, but 3 or 4
+pairs went over 2 where pixels had 2. The
 latents are interpolated spherically when the model's latents are Gaussian
 (see :func:`imgedit.latents.interpolate`), linearly otherwise.
 """

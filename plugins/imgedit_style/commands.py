@@ -36,6 +36,9 @@ Examples:
               help="Long side in px the painting is seen at: larger = larger strokes.")
 @click.option("--content-weight", type=click.FloatRange(min=0), default=None,
               help="Weight of the content loss against the style loss (default 0.5): larger keeps more of the photo.")
+@click.option("--skips/--no-skips", default=True, show_default=True,
+              help="U-Net skips in the network: they keep edges sharp; without them the network repaints more "
+                   "freely (a closer style match, softer detail).")
 @click.option("--tv-weight", type=click.FloatRange(min=0), default=0.0, show_default=True, help="Total-variation smoothing.")
 @click.option("--loss-net", type=click.Choice(["random", "vgg16", "vgg19"]), default="random", show_default=True,
               help="The loss network: random weights (no download), or VGG from the local torchvision cache.")
@@ -44,7 +47,7 @@ Examples:
               help="Steps between preview images in OUT/samples/ (and checkpoints).")
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads.")
 def train_style_command(sources, steps, resume, out_dir, export_path, device, batch, lr, seed, quiet, style_image, name,
-                        patch, style_size, content_weight, tv_weight, loss_net, loss_seed, preview_every, threads):
+                        patch, style_size, content_weight, skips, tv_weight, loss_net, loss_seed, preview_every, threads):
     """Train a fast style network for one painting on your photos.
 
     The style is usable at once as 'imgedit style photo.jpg --style NAME'.
@@ -72,8 +75,8 @@ def train_style_command(sources, steps, resume, out_dir, export_path, device, ba
 
         require_vgg_file(loss_net)  # before the photos load
     name, target = _export_target(name, export_path, style_image)
-    cfg = _train_config(style_image, steps, batch, patch, lr, seed, style_size, content_weight, tv_weight, loss_net,
-                        loss_seed, preview_every)
+    cfg = _train_config(style_image, steps, batch, patch, lr, seed, style_size, content_weight, skips, tv_weight,
+                        loss_net, loss_seed, preview_every)
     started = time.time()
     with ProgressBar(cfg.steps, {"style": ".3f", "content": ".3f"}, quiet) as bar:
         trainer = train_style(cfg, sources, out_dir, resolve_device(device), resume=resume, on_progress=bar,
@@ -103,16 +106,17 @@ def _export_target(name, export_path, style_image: Path):
     return name, export_path or default_export_path(name)
 
 
-def _train_config(style_image: Path, steps, batch, patch, lr, seed, style_size, content_weight, tv_weight, loss_net,
-                  loss_seed, preview_every):
+def _train_config(style_image: Path, steps, batch, patch, lr, seed, style_size, content_weight, skips, tv_weight,
+                  loss_net, loss_seed, preview_every):
     from imgedit_style.losses import StyleLossConfig
     from imgedit_style.lossnet import LossNetConfig
+    from imgedit_style.model import StyleNetConfig
     from imgedit_style.train import StyleTrainConfig
 
     loss = StyleLossConfig(tv_weight=tv_weight, **({} if content_weight is None else {"content_weight": content_weight}))
     net = LossNetConfig(kind=loss_net, **({} if loss_seed is None else {"seed": loss_seed}))
     return StyleTrainConfig(style_image=str(style_image.resolve()), steps=steps, batch=batch, patch=patch, lr=lr, seed=seed,
-                            style_size=style_size, val_every=preview_every, checkpoint_every=preview_every, loss=loss,
+                            style_size=style_size, model=StyleNetConfig(skips=skips), val_every=preview_every, checkpoint_every=preview_every, loss=loss,
                             loss_net=net)
 
 
