@@ -299,3 +299,26 @@ def test_mask_folder_paired_by_relative_path(invoke, folder, tmp_path):
     assert result.exit_code == 0, result.output
     notes = sorted(o["note"] for o in summary_of(result)["outputs"])
     assert notes == ["mask file img0.png", "mask file img1.png", "mask file img2.png", "mask file sub/img3.png"]
+
+
+def test_progress_prints_plain_lines_off_a_terminal(capsys, monkeypatch):
+    # a log file or a pipe gets periodic "count/total, rate, ETA" lines, and each failure, but no bar
+    from types import SimpleNamespace
+
+    from imgedit.verbs import Progress
+
+    monkeypatch.setattr(Progress, "interval", 0.0)
+    ok = SimpleNamespace(error=None, status="done", note=None, output="out/a.png")
+    bad = SimpleNamespace(error="in/b.png: corrupt or truncated image", status="failed", note=None, output=None)
+    with Progress(3, quiet=False) as report:
+        report(ok)
+        report(bad)
+        report(ok)
+    err = capsys.readouterr().err.splitlines()
+    assert "failed: in/b.png: corrupt or truncated image" in err
+    counts = [line for line in err if "img/s" in line]
+    assert [line.split()[0] for line in counts] == ["1/3", "2/3", "3/3"] and all("ETA" in line for line in counts)
+
+    with Progress(3, quiet=True) as report:
+        report(ok)
+    assert capsys.readouterr().err == ""
