@@ -104,3 +104,17 @@ def test_eval_command_reports_every_set(tmp_path, invoke):
     assert result.exit_code == 2 and "need at least 4 real images, found 2" in result.output
     result = invoke("eval", "gan", "--model", spec.weights, "--real", real, "--n", "3")
     assert result.exit_code == 0 and "SWD16" in result.output and "gaussian (baseline)" in result.output
+
+
+def test_kid_spread_is_real_when_the_sets_are_smaller_than_a_subset():
+    # sets of 60 rows, far below KID_SUBSET_SIZE: subsets of the whole set would all be the same set
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(60, 8, generator=g), torch.randn(60, 8, generator=g) + 0.5
+    mean, spread = M.kid(a, b)
+    assert spread > 0 and mean > 0
+    again = M.kid(a, b)
+    assert again == (mean, spread)  # seeded subsets
+    whole = M._poly_kernel(a, a).double(), M._poly_kernel(b, b).double(), M._poly_kernel(a, b).double()
+    n = len(a)
+    unbiased = ((whole[0].sum() - whole[0].trace()) + (whole[1].sum() - whole[1].trace())) / (n * (n - 1)) - 2 * whole[2].mean()
+    assert mean == pytest.approx(float(unbiased), abs=3 * spread)  # subsets estimate the same MMD^2

@@ -167,7 +167,7 @@ def eval_gan_command(model, real_sources, held_out, count, seed, truncation, dev
     report = {"model": model, "real": list(real_sources), "held_out": held_out, "n": n, "seed": seed,
               "truncation": truncation, "device": str(loaded.device), "sampling_images_per_s": round(speed, 1),
               "protocol": "imgedit_gan.metrics (SWD: ProGAN, 7x7, 128/image/level, 4x512 directions; "
-                          "KID: cubic kernel, 100 subsets; features: FeatureNet seed "
+                          "KID: cubic kernel, 100 subsets of min(1000, n/2); features: FeatureNet seed "
                           f"{metrics.FEATURE_SEED})", "results": results}
     notes = overlap_warning(card, real_sources, held_out)
     if record:

@@ -26,7 +26,8 @@ Growing of GANs", 2018, after their ``metrics/sliced_wasserstein.py``):
 **KID** (Binkowski et al., "Demystifying MMD GANs", 2018): the unbiased
 estimate of MMD^2 with the cubic polynomial kernel ``k(x, y) = (x.y / d +
 1)^3`` between feature vectors, averaged over 100 random subsets of
-``min(1000, n)`` images of each set; mean and standard deviation over the
+``min(1000, n // 2)`` images of each set (half, so that the subsets
+differ when n is 1000 or less); mean and standard deviation over the
 subsets, x1e3. Unbiased means it is about 0, and can be slightly negative,
 for two samples of one distribution.
 
@@ -156,8 +157,13 @@ def _poly_kernel(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 def kid(a: torch.Tensor, b: torch.Tensor, seed: int = 0) -> tuple[float, float]:
-    """(mean, std) over subsets of the unbiased MMD^2 between feature sets ``a`` and ``b``."""
-    m = min(KID_SUBSET_SIZE, len(a), len(b))
+    """(mean, std) over subsets of the unbiased MMD^2 between feature sets ``a`` and ``b``.
+
+    Subsets hold ``KID_SUBSET_SIZE`` rows, or half of the smaller set when
+    that is less: a subset as large as the set is the whole set every time,
+    and the spread would read 0 whatever the sets. The estimate is unbiased
+    at any subset size, so only the spread depends on it."""
+    m = max(2, min(KID_SUBSET_SIZE, len(a) // 2, len(b) // 2))
     k_aa, k_bb, k_ab = (_poly_kernel(x, y).double().numpy() for x, y in ((a, a), (b, b), (a, b)))
     g = torch.Generator().manual_seed(seed)
     values = []
