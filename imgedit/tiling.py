@@ -174,6 +174,13 @@ def _check_mask(mask: Optional[torch.Tensor], image: torch.Tensor) -> None:
         raise ShapeError("tiling mask", f"(B, 1, H, W) = {(b, 1, h, w)}", got)
 
 
+def _output_shape(applier: Applier, shape: torch.Size) -> torch.Size:
+    """The shape ``applier`` gives for an input of ``shape``: the same,
+    unless it changes the size and says so with ``output_shape``."""
+    output_shape = getattr(applier, "output_shape", None)
+    return shape if output_shape is None else torch.Size(output_shape(tuple(shape)))
+
+
 def _check_output(out: object, expected: torch.Size) -> None:
     if not isinstance(out, torch.Tensor) or out.shape != expected:
         got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
@@ -402,9 +409,8 @@ def _run_whole(
     x = _cut(image, t, pads, reflect, setup.multiple)  # (B, C, h', w') wherever image is
     m = None if mask is None else _cut(mask, t, pads, reflect, setup.multiple)
     y = applier(_to_device(x, device, dtype), _to_device(m, device, dtype))
-    output_shape = getattr(applier, "output_shape", None)  # an applier that changes the size says so
-    if output_shape is not None and not any(pads):
-        _check_output(y, torch.Size(output_shape(tuple(x.shape))))
+    if hasattr(applier, "output_shape") and not any(pads):
+        _check_output(y, _output_shape(applier, x.shape))
         return y.to(out_device, torch.float32)
     _check_output(y, x.shape)
     y = y[..., pads[2] : pads[2] + h, pads[0] : pads[0] + w]
@@ -430,8 +436,7 @@ def _run_as_is(
     operation these calls, not the arithmetic, were the compute thread's
     cost."""
     y = applier(_moved(image, device, dtype), _moved(mask, device, dtype))
-    output_shape = getattr(applier, "output_shape", None)  # an applier that changes the size says so
-    _check_output(y, torch.Size(output_shape(tuple(image.shape))) if output_shape is not None else image.shape)
+    _check_output(y, _output_shape(applier, image.shape))
     return y if y.device == out_device and y.dtype == torch.float32 else y.to(out_device, torch.float32)
 
 

@@ -116,8 +116,8 @@ def _train_config(style_image: Path, steps, batch, patch, lr, seed, style_size, 
     loss = StyleLossConfig(tv_weight=tv_weight, **({} if content_weight is None else {"content_weight": content_weight}))
     net = LossNetConfig(kind=loss_net, **({} if loss_seed is None else {"seed": loss_seed}))
     return StyleTrainConfig(style_image=str(style_image.resolve()), steps=steps, batch=batch, patch=patch, lr=lr, seed=seed,
-                            style_size=style_size, model=StyleNetConfig(skips=skips), val_every=preview_every, checkpoint_every=preview_every, loss=loss,
-                            loss_net=net)
+                            style_size=style_size, model=StyleNetConfig(skips=skips), val_every=preview_every,
+                            checkpoint_every=preview_every, loss=loss, loss_net=net)
 
 
 @click.command("style")
