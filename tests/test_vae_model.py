@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from imgedit_vae.model import ConditionalVAE, VAEConfig, count_parameters, kl_divergence
+from imgedit_vae.model import ConditionalVAE, VAEConfig, count_parameters, grow_from, kl_divergence
 
 SMALL = VAEConfig(widths=(8, 16, 16, 16), blocks=(1, 1, 1, 1), latent_channels=4)
 
@@ -70,6 +70,29 @@ def test_config_round_trip():
     assert VAEConfig.from_dict(cfg.to_dict()) == cfg
     assert cfg.multiple == 4
     assert count_parameters(ConditionalVAE(cfg)) > 0
+
+
+def test_a_grown_model_computes_what_the_narrow_one_did_and_its_new_channels_learn(model):
+    wide = ConditionalVAE(VAEConfig(widths=(12, 24, 16, 20), blocks=(1, 1, 1, 1), latent_channels=4))
+    grow_from(wide, model.state_dict())
+    image, cond = torch.rand(2, 3, 40, 24), torch.rand(2, 1, 40, 24)
+    with torch.no_grad():
+        assert torch.allclose(wide(image, cond)[0], model(image, cond)[0], atol=1e-5)
+    # the zeroed weights from new channels into old ones get gradients: the new channels are not dead
+    out, _, _ = wide(image, cond)
+    (out - image.flip(-1)).abs().mean().backward()
+    stem_into_old = wide.decoder.stages[0][0].conv1.weight.grad[:8, 8:]
+    assert stem_into_old.abs().sum() > 0
+    assert wide.decoder.head.weight.grad[:, 8:].abs().sum() > 0
+
+
+def test_growing_refuses_weights_that_do_not_fit(model):
+    narrow = ConditionalVAE(VAEConfig(widths=(4, 16, 16, 16), blocks=(1, 1, 1, 1), latent_channels=4))
+    with pytest.raises(ValueError, match="does not fit"):
+        grow_from(narrow, model.state_dict())
+    deeper = ConditionalVAE(VAEConfig(widths=(8, 16, 16, 16), blocks=(2, 1, 1, 1), latent_channels=4))
+    with pytest.raises(ValueError, match="another architecture"):
+        grow_from(deeper, model.state_dict())
 
 
 INPAINT = VAEConfig(widths=(8, 16, 16, 16), blocks=(1, 1, 1, 1), latent_channels=4, residual=False)

@@ -126,3 +126,50 @@ def test_bad_training_input_is_one_line_and_exit_2(tmp_path, invoke, data):
     assert result.exit_code == 2 and "multiple of 16" in result.output
     result = invoke("eval", "denoise", "--data", data, "--sigma", "ten")
     assert result.exit_code == 2
+
+
+def test_a_wider_run_starts_from_trained_weights_with_the_same_output(data, tmp_path, invoke):
+    narrow = tmp_path / "narrow.safetensors"
+    result = invoke("train", "denoise", "--data", data, "--steps", "2", "--batch", "2", "--patch", "32",
+                    "--widths", "8,16,16,16", "--out", tmp_path / "run1", "--export", narrow, "-q")
+    assert result.exit_code == 0, result.output
+    from imgedit_vae.denoise import load_denoiser
+
+    before = load_denoiser("cpu", narrow)
+    assert before.cfg.widths == (8, 16, 16, 16)
+    torch.nn.init.normal_(before.decoder.head.weight, std=0.01)  # two steps barely move it from the identity
+    from imgedit.models import save_weights
+
+    save_weights(before.state_dict(), narrow, json.loads(narrow.with_suffix(".json").read_text()))
+
+    wider = TrainConfig(model=VAEConfig(widths=(12, 16, 24, 16), blocks=before.cfg.blocks, latent_channels=before.cfg.latent_channels))
+    trainer = Trainer(wider, ImagePool([data]), torch.device("cpu"), init=narrow)
+    noisy, cond, _ = trainer.batch()
+    trainer.model.eval()
+    with torch.no_grad():
+        assert torch.allclose(trainer.model(noisy, cond)[0], before(noisy, cond)[0], atol=1e-5)
+    assert trainer.commands[0].startswith(f"(started from {narrow}") and "train denoise" in trainer.commands[0]
+
+    grown = tmp_path / "grown.safetensors"
+    result = invoke("train", "denoise", "--data", data, "--steps", "1", "--batch", "2", "--patch", "32", "--init", narrow,
+                    "--widths", "12,16,24,16", "--out", tmp_path / "run2", "--export", grown, "-q")
+    assert result.exit_code == 0, result.output
+    card = json.loads(grown.with_suffix(".json").read_text())
+    assert card["model_config"]["widths"] == [12, 16, 24, 16]
+    assert card["training"]["commands"][0].startswith("(started from") and "--init" in card["training"]["commands"][1]
+
+
+def test_bad_init_or_widths_is_one_line_and_exit_2(data, tmp_path, invoke):
+    result = invoke("train", "denoise", "--data", data, "--steps", "1", "--batch", "2", "--patch", "32",
+                    "--widths", "16,16,16,16", "--out", tmp_path / "run", "--export", tmp_path / "w.safetensors", "-q")
+    assert result.exit_code == 0, result.output
+    result = invoke("train", "denoise", "--data", data, "--init", tmp_path / "w.safetensors", "--widths", "8,16,16,16",
+                    "--out", tmp_path / "r2", "-q")
+    assert result.exit_code == 2 and "does not fit" in result.output and "Traceback" not in result.output
+    result = invoke("train", "denoise", "--data", data, "--init", tmp_path / "nope.safetensors", "--out", tmp_path / "r3")
+    assert result.exit_code == 2 and "nope.safetensors" in result.output
+    result = invoke("train", "denoise", "--data", data, "--init", tmp_path / "w.safetensors",
+                    "--resume", tmp_path / "run" / "checkpoint.safetensors", "--out", tmp_path / "r4")
+    assert result.exit_code == 2 and "give one of them" in result.output
+    result = invoke("train", "denoise", "--data", data, "--widths", "8,16", "--out", tmp_path / "r5")
+    assert result.exit_code == 2 and "--widths" in result.output

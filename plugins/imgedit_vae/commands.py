@@ -4,6 +4,7 @@ plugins' denoisers), ``imgedit train denoise`` and ``imgedit eval denoise``."""
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -21,15 +22,37 @@ def _patch_option(default: int):
 @click.command("denoise")
 @apply_options(training_options("Clean training images: file, folder or glob (repeatable).", 13000, DEFAULT_RUN_DIR, 16, 1e-3))
 @_patch_option(96)
-def train_denoise_command(sources, steps, resume, out_dir, export_path, device, batch, patch, lr, seed, quiet):
+@click.option("--widths", "widths_text", help="Channels at 1/2, 1/4, 1/8, 1/16 resolution, comma-separated "
+                                            "(default: 32,64,80,96).")
+@click.option("--init", type=click.Path(path_type=Path),
+              help="Start a new run from trained weights (.safetensors with its card); with wider --widths, "
+                   "the new channels start so that the output is unchanged.")
+def train_denoise_command(sources, steps, resume, out_dir, export_path, device, batch, patch, lr, seed, quiet, widths_text, init):
     """Train the denoising VAE on clean images (noise is synthesised)."""
+    from functools import partial
+
+    from imgedit.errors import UsageError
     from imgedit_vae.train_denoise import TrainConfig, train
 
+    if init and resume:
+        raise UsageError("--init starts a new run and --resume continues one: give one of them")
     cfg = TrainConfig(steps=steps, batch=batch, patch=_patch_size(patch), lr=lr, seed=seed)
+    if widths_text:
+        cfg.model = replace(cfg.model, widths=_widths(widths_text, len(cfg.model.widths)))
     _train_and_export(
-        train, cfg, sources, out_dir, resume, export_path, device, quiet, name="denoise-vae",
+        partial(train, init=init), cfg, sources, out_dir, resume, export_path, device, quiet, name="denoise-vae",
         description="Conditional VAE denoiser (noise-level map input, sigma 0-75)",
     )
+
+
+def _widths(text: str, levels: int) -> tuple[int, ...]:
+    try:
+        widths = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise click.BadParameter(f"must be {levels} whole numbers separated by commas, got {text!r}", param_hint="--widths") from None
+    if len(widths) != levels or min(widths) < 1:
+        raise click.BadParameter(f"must be {levels} positive whole numbers separated by commas, got {text!r}", param_hint="--widths")
+    return widths
 
 
 @click.command("inpaint")

@@ -26,6 +26,9 @@ def load_vae(spec: ModelSpec, build: Callable[[VAEConfig], torch.nn.Module], dev
     key = (str(spec.weights.resolve()), build.__name__, str(torch.device(device)))
     with _lock:
         if key not in _cache:
-            model = load_model(spec, lambda config: build(VAEConfig.from_dict(config)))
-            _cache[key] = model.to(device).eval().requires_grad_(False)
+            model = load_model(spec, lambda config: build(VAEConfig.from_dict(config))).to(device)
+            if torch.device(device).type == "cpu":
+                # oneDNN's channels-last convolutions: 1.5x faster on a 1600x1200 photo (2 cores)
+                model = model.to(memory_format=torch.channels_last)
+            _cache[key] = model.eval().requires_grad_(False)
         return _cache[key]

@@ -281,6 +281,42 @@ def kl_divergence(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     return 0.5 * torch.mean(mean.pow(2) + logvar.exp() - 1.0 - logvar)
 
 
+def grow_from(model: nn.Module, tensors: dict[str, torch.Tensor]) -> None:
+    """Load a narrower trained network's weights into ``model`` (same
+    architecture, each width at least as large) so that it computes exactly
+    the same output, then trains on from there.
+
+    Each old tensor fills the leading block of the new one. The weights from a
+    new input channel to an old output channel are zeroed, so old channels
+    never read the new ones and the output is unchanged; every other new
+    weight keeps its random start, so the new channels carry signal and their
+    zeroed outgoing weights get gradients at once (Net2Net-style widening,
+    Chen et al. 2016, with zeroed rather than copied units).
+
+    Raises:
+        ValueError: the tensors name other parameters, or one is larger than
+            the model's along some dimension.
+    """
+    state = model.state_dict()
+    if set(state) != set(tensors):
+        odd = sorted(set(state) ^ set(tensors))
+        raise ValueError(f"the weights are of another architecture ({len(odd)} names differ, e.g. {odd[0]})")
+    modules = dict(model.named_modules())
+    with torch.no_grad():
+        for name, new in state.items():
+            old = tensors[name].to(new.dtype)
+            if old.ndim != new.ndim or any(o > n for o, n in zip(old.shape, new.shape)):
+                raise ValueError(f"{name}: {tuple(old.shape)} does not fit in {tuple(new.shape)}")
+            if new.ndim >= 2 and old.shape != new.shape:
+                # ConvTranspose2d weights are (in, out, kh, kw); the others (out, in, ...)
+                out_dim, in_dim = (1, 0) if isinstance(modules[name.rpartition(".")[0]], nn.ConvTranspose2d) else (0, 1)
+                cut = [slice(None)] * new.ndim
+                cut[out_dim], cut[in_dim] = slice(0, old.shape[out_dim]), slice(old.shape[in_dim], None)
+                new[tuple(cut)] = 0
+            new[tuple(slice(0, n) for n in old.shape)] = old
+    model.load_state_dict(state)
+
+
 def _pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
     """Pad bottom/right to a multiple; mirror where the image is big enough, else repeat edges."""
     h, w = x.shape[-2:]

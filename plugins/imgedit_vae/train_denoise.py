@@ -61,17 +61,20 @@ class TrainConfig:
 class Trainer:
     """Model, optimizer, data and random state of one training run."""
 
-    def __init__(self, cfg: TrainConfig, pool: ImagePool, device: torch.device):
+    def __init__(self, cfg: TrainConfig, pool: ImagePool, device: torch.device, init: Optional[Path] = None):
         self.cfg, self.device = cfg, device
         torch.manual_seed(cfg.seed)
-        self.model = ConditionalVAE(cfg.model).to(device)
+        self.model = ConditionalVAE(cfg.model)
+        self.commands: list[str] = []  # every command that trained this run, for the model card
+        if init is not None:
+            self.commands.append(_grow_from_weights(self.model, Path(init)))
+        self.model.to(device)
         self.net = distributed.wrap(self.model)  # what trains: under torchrun, gradients averaged over processes
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.generator = torch.Generator().manual_seed(cfg.seed)
         self.train_pool, val_pool = pool.split(cfg.val_images)
         self.val_clean, self.val_noisy = self._validation_set(val_pool)
         self.step, self.elapsed, self.history = 0, 0.0, []
-        self.commands: list[str] = []  # every command that trained this run, for the model card
 
     def _validation_set(self, val_pool: ImagePool) -> tuple[torch.Tensor, torch.Tensor]:
         if len(val_pool) == 0:
@@ -126,6 +129,28 @@ class Trainer:
         load_run_state(self, state, self._parts())
 
 
+def _grow_from_weights(model: ConditionalVAE, path: Path) -> str:
+    """Start ``model`` from a trained (possibly narrower) denoiser's verified
+    weights; returns the line the model card records about them.
+
+    Raises:
+        UsageError: the file, its card or its sha256 is wrong, or the weights do not fit.
+    """
+    from imgedit.errors import UsageError, WeightsError
+    from imgedit.models import ModelSpec, load_weights
+    from imgedit_vae.model import grow_from
+
+    spec = ModelSpec(name=path.stem, weights=path)
+    try:
+        grow_from(model, load_weights(spec))
+    except (WeightsError, ValueError) as exc:
+        raise UsageError(f"--init {path}: {exc}") from None
+    card = spec.card()
+    trained = card.get("training", {})
+    return (f"(started from {path}, sha256 {card.get('sha256', '?')[:12]}, {trained.get('steps', '?')} steps, "
+            f"{trained.get('wall_time_s', '?')} s, trained by: {' ; '.join(trained.get('commands', []))})")
+
+
 def sigma_map(sigma: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """(B,) sigma on 0-255 -> (B, 1, H, W) noise-level planes on the 0-1 scale."""
     b, _, h, w = like.shape
@@ -133,13 +158,15 @@ def sigma_map(sigma: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 
 
 def train(cfg: TrainConfig, sources: Sequence[str], out_dir: Path, device: torch.device, resume: Optional[Path] = None,
-          on_progress: Optional[Callable[[int, dict], None]] = None, command: str = "") -> Trainer:
+          on_progress: Optional[Callable[[int, dict], None]] = None, command: str = "", init: Optional[Path] = None) -> Trainer:
     """Train (or resume) until ``cfg.steps``; checkpoints go to ``out_dir/checkpoint.safetensors``.
 
-    ``sources`` are image files/folders of clean training images; the other
-    arguments are those of :func:`imgedit.training.train_or_resume`.
+    ``sources`` are image files/folders of clean training images; ``init``
+    starts a new run from trained weights (see :func:`imgedit_vae.model.grow_from`, so a wider
+    ``cfg.model`` keeps what they learnt); the other arguments are those of
+    :func:`imgedit.training.train_or_resume`.
 
     Returns:
         The trainer, with the final model.
     """
-    return train_or_resume(lambda c: Trainer(c, ImagePool(sources), device), cfg, "denoise", out_dir, resume, on_progress, command)
+    return train_or_resume(lambda c: Trainer(c, ImagePool(sources), device, None if resume else init), cfg, "denoise", out_dir, resume, on_progress, command)
