@@ -1,4 +1,5 @@
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -88,6 +89,13 @@ def invoke(cli_runner):
         return cli_runner.invoke(cli, [str(a) for a in args], **kwargs)
 
     return run
+
+
+def interruptible():
+    """``preexec_fn`` for a child that stands in for a command typed at a
+    terminal: Ctrl-C (SIGINT) at its default, even when the tests themselves
+    run in the background, where the shell ignores SIGINT for its children."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def fake_distribution(site, name, module_source):

@@ -16,7 +16,7 @@ from imgedit.errors import ImgeditError
 from imgedit.journal import JOURNAL_NAME, SHARDS_NAME
 from imgedit.operations import Operation
 
-from conftest import fake_distribution, smooth_rgb
+from conftest import fake_distribution, interruptible, smooth_rgb
 
 ray = pytest.importorskip("ray")
 
@@ -116,7 +116,7 @@ def test_ctrl_c_stops_and_a_local_run_resumes(invoke, test_plugin, tmp_path):
         Image.fromarray(smooth_rgb(16, 16, seed=i)).save(src / f"im{i:02d}.png")
     cmd = [sys.executable, "-m", "imgedit", "run", "-p", "slow", str(src), "-o", str(out), "--engine", "ray"]
     proc = subprocess.Popen(cmd, env={**os.environ, "PYTHONPATH": str(site)}, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=interruptible)
     deadline = time.time() + 120
     while len(list(out.glob("*.png"))) < 4 and time.time() < deadline:
         time.sleep(0.05)

@@ -19,7 +19,7 @@ from imgedit.errors import BatchError, UsageError
 from imgedit.journal import JOURNAL_NAME
 from imgedit.runner import _bounded_map
 
-from conftest import fake_distribution, run_imgedit, smooth_rgb
+from conftest import fake_distribution, interruptible, run_imgedit, smooth_rgb
 
 SLOW_PLUGIN = """
 import time
@@ -235,7 +235,8 @@ def _start_batch(tmp_path, env, count=24):
     cmd = [sys.executable, "-m", "imgedit", "run", "-p", "slow seconds=0.15", str(src), "-o", str(tmp_path / "out"), "--json"]
     import subprocess
 
-    return src, subprocess.Popen(cmd, env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return src, subprocess.Popen(cmd, env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                 preexec_fn=interruptible)
 
 
 def _wait_for_outputs(folder, count, timeout=60):
