@@ -65,14 +65,17 @@ class _NoOp:
         return rows
 
 
-def ray_floor(n: int, actors: int) -> float:
-    """Seconds for ``n`` rows through a pool of no-op actors, as the engine
-    builds its pool (same batch size, one CPU per actor); Ray initialised."""
+def ray_floor(n: int) -> float:
+    """Seconds for ``n`` rows through a pool of no-op actors, sized and fed
+    as the engine's pool is (its actor count, batch size, one CPU per actor);
+    Ray initialised."""
     import ray
 
-    from imgedit.ray_engine import BATCH_ROWS, _quiet_ray_data
+    from imgedit.ray_engine import BATCH_ROWS, _actor_pool, _quiet_ray_data
+    from imgedit.runner import RunOptions
 
     _quiet_ray_data()
+    actors, _ = _actor_pool(ray, RunOptions(device="cpu"), n)
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # max_restarts, as in the engine
@@ -99,7 +102,7 @@ def compare(text: str, mask_box, items, workers: int, repeat: int, cold: bool) -
     print(f"{text!r}:\n  local engine:     {n / local:6.1f} img/s ({local:.1f}s)")
     ray.init(include_dashboard=False, log_to_driver=False, logging_level="ERROR")
     warm, first = best("ray")
-    floor = min(ray_floor(n, int(ray.cluster_resources().get("CPU", 1))) for _ in range(repeat))
+    floor = min(ray_floor(n) for _ in range(repeat))
     ray.shutdown()
     print(f"  Ray engine:       {n / warm:6.1f} img/s ({warm:.1f}s) = {100 * local / warm:.0f}% of local; "
           f"first result after {first:.1f}s (actors starting), then {(n - 1) / (warm - first):.1f} img/s")
