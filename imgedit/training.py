@@ -40,6 +40,10 @@ def fit(trainer: Any, out_dir: Path, on_progress: Optional[Callable[[int, dict],
     validates, logs and checkpoints (:mod:`imgedit.distributed`)."""
     cfg = trainer.cfg
     main = distributed.is_main()
+    if str(getattr(trainer, "device", "")).startswith("cuda"):
+        import torch
+
+        torch.backends.cudnn.benchmark = True  # every batch has one shape: time cuDNN's kernels once, use the fastest
     if main:
         out_dir.mkdir(parents=True, exist_ok=True)
     log = (out_dir / "log.jsonl").open("a") if main else None

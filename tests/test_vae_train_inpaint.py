@@ -73,3 +73,23 @@ def test_unknown_hole_kind_and_wrong_checkpoint_kind(data, tmp_path):
           [data], tmp_path / "d", torch.device("cpu"))
     with pytest.raises(UsageError, match="is a 'denoise' checkpoint, not 'inpaint'"):
         train_inpaint(tiny_config(), [data], tmp_path / "y", torch.device("cpu"), resume=tmp_path / "d" / "checkpoint.safetensors")
+
+
+def test_a_run_starts_from_trained_weights_and_init_with_resume_is_refused(data, tmp_path, invoke):
+    trained = train_inpaint(tiny_config(steps=1), [data], tmp_path / "a", torch.device("cpu"))
+    from imgedit.models import save_weights
+
+    weights = tmp_path / "inpaint.safetensors"
+    save_weights(trained.model.state_dict(), weights, {"training": {"steps": 1, "commands": ["imgedit train inpaint"]}})
+    fresh = InpaintTrainer(tiny_config(seed=5), ImagePool([data]), torch.device("cpu"))
+    started = InpaintTrainer(tiny_config(seed=5), ImagePool([data]), torch.device("cpu"), init=weights)
+    for name, value in trained.model.state_dict().items():
+        assert torch.equal(started.model.state_dict()[name], value), name
+    assert not all(torch.equal(fresh.model.state_dict()[n], v) for n, v in trained.model.state_dict().items())
+    assert started.commands[0].startswith(f"(started from {weights}") and "train inpaint" in started.commands[0]
+
+    result = invoke("train", "inpaint", "--data", data, "--init", weights,
+                    "--resume", tmp_path / "a" / "checkpoint.safetensors", "--out", tmp_path / "b")
+    assert result.exit_code == 2 and "give one of them" in result.output and "Traceback" not in result.output
+    result = invoke("train", "inpaint", "--data", data, "--init", tmp_path / "nope.safetensors", "--out", tmp_path / "c")
+    assert result.exit_code == 2 and "nope.safetensors" in result.output

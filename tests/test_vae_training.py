@@ -53,7 +53,7 @@ def test_dihedral_gives_eight_distinct_views():
 
 
 def test_one_training_step_lowers_the_loss_on_its_batch(data):
-    trainer = Trainer(tiny_config(lr=3e-3), ImagePool([data]), torch.device("cpu"))
+    trainer = Trainer(tiny_config(lr=1e-3), ImagePool([data]), torch.device("cpu"))
     torch.nn.init.normal_(trainer.model.decoder.head.weight, std=0.01)
     noisy, cond, clean = trainer.batch()
 

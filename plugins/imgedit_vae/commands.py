@@ -19,23 +19,31 @@ def _patch_option(default: int):
                         help="Patch size in px (multiple of 16).")
 
 
+def _init_option(more: str = ""):
+    return click.option("--init", type=click.Path(path_type=Path),
+                        help=f"Start a new run from trained weights (.safetensors with its card){more}.")
+
+
+def _check_init(init, resume) -> None:
+    from imgedit.errors import UsageError
+
+    if init and resume:
+        raise UsageError("--init starts a new run and --resume continues one: give one of them")
+
+
 @click.command("denoise")
 @apply_options(training_options("Clean training images: file, folder or glob (repeatable).", 13000, DEFAULT_RUN_DIR, 16, 1e-3))
 @_patch_option(96)
 @click.option("--widths", "widths_text", help="Channels at 1/2, 1/4, 1/8, 1/16 resolution, comma-separated "
                                             "(default: 32,64,80,96).")
-@click.option("--init", type=click.Path(path_type=Path),
-              help="Start a new run from trained weights (.safetensors with its card); with wider --widths, "
-                   "the new channels start so that the output is unchanged.")
+@_init_option("; with wider --widths, the new channels start so that the output is unchanged")
 def train_denoise_command(sources, steps, resume, out_dir, export_path, device, batch, patch, lr, seed, quiet, widths_text, init):
     """Train the denoising VAE on clean images (noise is synthesised)."""
     from functools import partial
 
-    from imgedit.errors import UsageError
     from imgedit_vae.train_denoise import TrainConfig, train
 
-    if init and resume:
-        raise UsageError("--init starts a new run and --resume continues one: give one of them")
+    _check_init(init, resume)
     cfg = TrainConfig(steps=steps, batch=batch, patch=_patch_size(patch), lr=lr, seed=seed)
     if widths_text:
         cfg.model = replace(cfg.model, widths=_widths(widths_text, len(cfg.model.widths)))
@@ -59,15 +67,19 @@ def _widths(text: str, levels: int) -> tuple[int, ...]:
 @apply_options(training_options("Training images: file, folder or glob (repeatable); holes are synthesised.",
                                 3000, Path("runs") / "inpaint", 8, 5e-4))
 @_patch_option(128)
-def train_inpaint_command(sources, steps, resume, out_dir, export_path, device, batch, patch, lr, seed, quiet):
+@_init_option("; the critic starts afresh")
+def train_inpaint_command(sources, steps, resume, out_dir, export_path, device, batch, patch, lr, seed, quiet, init):
     """Train the inpainting VAE (with its critic) on complete images; holes are synthesised."""
+    from functools import partial
+
     import torch
 
     from imgedit_vae.train_inpaint import InpaintTrainConfig, train_inpaint
 
+    _check_init(init, resume)
     cfg = InpaintTrainConfig(steps=steps, batch=batch, patch=_patch_size(patch), lr=lr, seed=seed)
     _train_and_export(
-        train_inpaint, cfg, sources, out_dir, resume, export_path, device, quiet, name="inpaint-vae",
+        partial(train_inpaint, init=init), cfg, sources, out_dir, resume, export_path, device, quiet, name="inpaint-vae",
         description="Conditional VAE inpainter (several plausible fills; prior mean = deterministic fill)",
         storage=torch.float16,  # 5 M parameters: half the file, fills differ by < 1/255
     )

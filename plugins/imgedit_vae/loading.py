@@ -4,12 +4,14 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 from typing import Callable, Union
 
 import torch
 
-from imgedit.models import ModelSpec, load_model
-from imgedit_vae.model import VAEConfig
+from imgedit.errors import UsageError, WeightsError
+from imgedit.models import ModelSpec, load_model, load_weights
+from imgedit_vae.model import VAEConfig, grow_from
 
 _cache: dict[tuple, torch.nn.Module] = {}
 _lock = threading.Lock()
@@ -32,3 +34,22 @@ def load_vae(spec: ModelSpec, build: Callable[[VAEConfig], torch.nn.Module], dev
                 model = model.to(memory_format=torch.channels_last)
             _cache[key] = model.eval().requires_grad_(False)
         return _cache[key]
+
+
+def start_from_weights(model: torch.nn.Module, path: Path) -> str:
+    """Start a new training run's ``model`` from trained, verified weights of
+    the same kind (possibly narrower: see :func:`imgedit_vae.model.grow_from`);
+    returns the line the model card records about where the run started.
+
+    Raises:
+        UsageError: the file, its card or its sha256 is wrong, or the weights do not fit.
+    """
+    spec = ModelSpec(name=path.stem, weights=path)
+    try:
+        grow_from(model, load_weights(spec))
+    except (WeightsError, ValueError) as exc:
+        raise UsageError(f"--init {path}: {exc}") from None
+    card = spec.card()
+    trained = card.get("training", {})
+    return (f"(started from {path}, sha256 {card.get('sha256', '?')[:12]}, {trained.get('steps', '?')} steps, "
+            f"{trained.get('wall_time_s', '?')} s, trained by: {' ; '.join(trained.get('commands', []))})")

@@ -20,6 +20,7 @@ from imgedit import distributed
 from imgedit.imagepool import ImagePool
 from imgedit.training import learning_rate, load_run_state, run_state, train_or_resume
 from imgedit_vae.degrade import add_gaussian_noise
+from imgedit_vae.loading import start_from_weights
 from imgedit_vae.metrics import psnr
 from imgedit_vae.model import ConditionalVAE, VAEConfig, kl_divergence
 
@@ -67,7 +68,7 @@ class Trainer:
         self.model = ConditionalVAE(cfg.model)
         self.commands: list[str] = []  # every command that trained this run, for the model card
         if init is not None:
-            self.commands.append(_grow_from_weights(self.model, Path(init)))
+            self.commands.append(start_from_weights(self.model, Path(init)))
         self.model.to(device)
         self.net = distributed.wrap(self.model)  # what trains: under torchrun, gradients averaged over processes
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -87,12 +88,15 @@ class Trainer:
     def batch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(noisy, sigma map, clean) for one step, on the device."""
         cfg, g = self.cfg, self.generator
-        clean = self.train_pool.patches(cfg.batch, cfg.patch, g, cfg.gray_prob)
+        clean = self.train_pool.patches(cfg.batch, cfg.patch, g, cfg.gray_prob).to(self.device)
         sigma = torch.rand(cfg.batch, generator=g) * cfg.sigma_max
         clip = torch.rand(cfg.batch, generator=g) < cfg.clip_prob
-        noisy = add_gaussian_noise(clean, sigma, g, clip)
+        # The noise is drawn on the device (on a CPU it was most of a GPU step's time), from a
+        # seed the run's generator gives each step, so a resumed run draws the same noise.
+        seed = int(torch.randint(2**62, (1,), generator=g))
+        noisy = add_gaussian_noise(clean, sigma, torch.Generator(self.device).manual_seed(seed), clip)
         noisy, sigma, clean = distributed.shard(noisy, sigma, clean)  # the global batch was drawn, this process's rows kept
-        return noisy.to(self.device), sigma_map(sigma, noisy).to(self.device), clean.to(self.device)
+        return noisy, sigma_map(sigma, noisy), clean
 
     def train_step(self) -> dict:
         noisy, cond, clean = self.batch()
@@ -127,28 +131,6 @@ class Trainer:
 
     def load_state(self, state: dict) -> None:
         load_run_state(self, state, self._parts())
-
-
-def _grow_from_weights(model: ConditionalVAE, path: Path) -> str:
-    """Start ``model`` from a trained (possibly narrower) denoiser's verified
-    weights; returns the line the model card records about them.
-
-    Raises:
-        UsageError: the file, its card or its sha256 is wrong, or the weights do not fit.
-    """
-    from imgedit.errors import UsageError, WeightsError
-    from imgedit.models import ModelSpec, load_weights
-    from imgedit_vae.model import grow_from
-
-    spec = ModelSpec(name=path.stem, weights=path)
-    try:
-        grow_from(model, load_weights(spec))
-    except (WeightsError, ValueError) as exc:
-        raise UsageError(f"--init {path}: {exc}") from None
-    card = spec.card()
-    trained = card.get("training", {})
-    return (f"(started from {path}, sha256 {card.get('sha256', '?')[:12]}, {trained.get('steps', '?')} steps, "
-            f"{trained.get('wall_time_s', '?')} s, trained by: {' ; '.join(trained.get('commands', []))})")
 
 
 def sigma_map(sigma: torch.Tensor, like: torch.Tensor) -> torch.Tensor:

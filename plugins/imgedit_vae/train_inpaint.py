@@ -27,6 +27,7 @@ from imgedit import distributed
 from imgedit.imagepool import ImagePool
 from imgedit.training import learning_rate, load_run_state, run_state, train_or_resume
 from imgedit_vae.holes import KINDS, random_hole_mask
+from imgedit_vae.loading import start_from_weights
 from imgedit_vae.metrics import psnr
 from imgedit_vae.model import InpaintVAE, PatchDiscriminator, VAEConfig, kl_between
 
@@ -76,10 +77,14 @@ def hole_batch(n: int, size: int, kinds: Sequence[str], generator: torch.Generat
 class InpaintTrainer:
     """Generator, critic, their optimizers, data and random state of one run."""
 
-    def __init__(self, cfg: InpaintTrainConfig, pool: ImagePool, device: torch.device):
+    def __init__(self, cfg: InpaintTrainConfig, pool: ImagePool, device: torch.device, init: Optional[Path] = None):
         self.cfg, self.device = cfg, device
         torch.manual_seed(cfg.seed)
-        self.model = InpaintVAE(cfg.model).to(device)
+        self.model = InpaintVAE(cfg.model)
+        self.commands: list[str] = []  # every command that trained this run, for the model card
+        if init is not None:  # the critic starts afresh: it catches up within a few hundred steps
+            self.commands.append(start_from_weights(self.model, Path(init)))
+        self.model.to(device)
         self.critic = PatchDiscriminator(width=cfg.disc_width).to(device)
         self.net, self.critic_net = distributed.wrap(self.model), distributed.wrap(self.critic)  # what trains: under torchrun, gradients averaged over processes
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, betas=(0.5, 0.9))
@@ -88,7 +93,6 @@ class InpaintTrainer:
         self.train_pool, val_pool = pool.split(cfg.val_images)
         self.val_clean, self.val_mask = self._validation_set(val_pool)
         self.step, self.elapsed, self.history = 0, 0.0, []
-        self.commands: list[str] = []
 
     def _validation_set(self, val_pool: ImagePool) -> tuple[torch.Tensor, torch.Tensor]:
         if len(val_pool) == 0:
@@ -163,8 +167,9 @@ class InpaintTrainer:
 
 def train_inpaint(cfg: InpaintTrainConfig, sources: Sequence[str], out_dir: Path, device: torch.device,
                   resume: Optional[Path] = None, on_progress: Optional[Callable[[int, dict], None]] = None,
-                  command: str = "") -> InpaintTrainer:
-    """Train (or resume) the inpainting VAE until ``cfg.steps``; see :func:`imgedit_vae.train_denoise.train`."""
+                  command: str = "", init: Optional[Path] = None) -> InpaintTrainer:
+    """Train (or resume) the inpainting VAE until ``cfg.steps``; ``init`` starts a new run from
+    trained generator weights. See :func:`imgedit_vae.train_denoise.train`."""
 
     def build(cfg: InpaintTrainConfig) -> InpaintTrainer:
         unknown = set(cfg.kinds) - set(KINDS)
@@ -172,6 +177,6 @@ def train_inpaint(cfg: InpaintTrainConfig, sources: Sequence[str], out_dir: Path
             from imgedit.errors import UsageError
 
             raise UsageError(f"unknown hole kinds {sorted(unknown)}; use {', '.join(KINDS)}")
-        return InpaintTrainer(cfg, ImagePool(sources), device)
+        return InpaintTrainer(cfg, ImagePool(sources), device, None if resume else init)
 
     return train_or_resume(build, cfg, "inpaint", out_dir, resume, on_progress, command)
