@@ -36,8 +36,9 @@ def test_hole_batch_shapes_and_kinds():
     assert all(0 < float(m.mean()) <= 0.5 for m in masks)
 
 
-def test_one_step_lowers_the_fill_error_on_its_batch(data):
-    trainer = InpaintTrainer(tiny_config(lr=3e-3), ImagePool([data]), torch.device("cpu"))
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_one_step_lowers_the_fill_error_on_its_batch(data, precision):
+    trainer = InpaintTrainer(tiny_config(lr=3e-3, precision=precision), ImagePool([data]), torch.device("cpu"))
     clean, mask = trainer.batch()
 
     def error() -> float:
@@ -53,10 +54,11 @@ def test_one_step_lowers_the_fill_error_on_its_batch(data):
     assert error() < before
 
 
-def test_checkpoint_resumes_to_the_same_state(data, tmp_path):
-    straight = train_inpaint(tiny_config(steps=3), [data], tmp_path / "a", torch.device("cpu"))
-    train_inpaint(tiny_config(steps=2), [data], tmp_path / "b", torch.device("cpu"))
-    resumed = train_inpaint(tiny_config(steps=3), [data], tmp_path / "b", torch.device("cpu"),
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_checkpoint_resumes_to_the_same_state(data, tmp_path, precision):
+    straight = train_inpaint(tiny_config(steps=3, precision=precision), [data], tmp_path / "a", torch.device("cpu"))
+    train_inpaint(tiny_config(steps=2, precision=precision), [data], tmp_path / "b", torch.device("cpu"))
+    resumed = train_inpaint(tiny_config(steps=3, precision=precision), [data], tmp_path / "b", torch.device("cpu"),
                             resume=tmp_path / "b" / "checkpoint.safetensors")
     for net in ("model", "critic"):
         a, b = getattr(straight, net).state_dict(), getattr(resumed, net).state_dict()

@@ -52,8 +52,9 @@ def test_dihedral_gives_eight_distinct_views():
     assert len(views) == 8
 
 
-def test_one_training_step_lowers_the_loss_on_its_batch(data):
-    trainer = Trainer(tiny_config(lr=1e-3), ImagePool([data]), torch.device("cpu"))
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_one_training_step_lowers_the_loss_on_its_batch(data, precision):
+    trainer = Trainer(tiny_config(lr=1e-3, precision=precision), ImagePool([data]), torch.device("cpu"))
     torch.nn.init.normal_(trainer.model.decoder.head.weight, std=0.01)
     noisy, cond, clean = trainer.batch()
 
@@ -70,14 +71,44 @@ def test_one_training_step_lowers_the_loss_on_its_batch(data):
     assert loss() < before
 
 
-def test_checkpoint_resumes_to_the_same_state(data, tmp_path):
-    straight = train(tiny_config(steps=3), [data], tmp_path / "a", torch.device("cpu"))
-    train(tiny_config(steps=2), [data], tmp_path / "b", torch.device("cpu"))
-    resumed = train(tiny_config(steps=3), [data], tmp_path / "b", torch.device("cpu"), resume=tmp_path / "b" / "checkpoint.safetensors")
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_checkpoint_resumes_to_the_same_state(data, tmp_path, precision):
+    straight = train(tiny_config(steps=3, precision=precision), [data], tmp_path / "a", torch.device("cpu"))
+    train(tiny_config(steps=2, precision=precision), [data], tmp_path / "b", torch.device("cpu"))
+    resumed = train(tiny_config(steps=3, precision=precision), [data], tmp_path / "b", torch.device("cpu"),
+                    resume=tmp_path / "b" / "checkpoint.safetensors")
     assert resumed.step == 3
     for (name, p), q in zip(straight.model.state_dict().items(), resumed.model.state_dict().values()):
         assert torch.equal(p, q), name
     assert straight.history[-1]["val_psnr"] == resumed.history[-1]["val_psnr"]
+
+
+def test_bf16_runs_the_forward_in_bfloat16_and_a_resume_may_change_precision(data, tmp_path, invoke):
+    from imgedit.training import autocast
+
+    conv = torch.nn.Conv2d(3, 4, 3)
+    with autocast("cpu", "bf16"):
+        assert conv(torch.rand(1, 3, 8, 8)).dtype == torch.bfloat16
+    with autocast("cpu", "fp32"):
+        assert conv(torch.rand(1, 3, 8, 8)).dtype == torch.float32
+    with pytest.raises(ValueError, match="precision"):
+        autocast("cpu", "fp8")
+    from imgedit.training import PRECISIONS
+    from imgedit.verbs import precision_option
+
+    assert tuple(precision_option()(lambda: None).__click_params__[0].type.choices) == PRECISIONS
+
+    result = invoke("train", "denoise", "--data", data, "--steps", "1", "--batch", "2", "--patch", "32",
+                    "--out", tmp_path / "run", "--export", tmp_path / "w.safetensors", "-q")
+    assert result.exit_code == 0, result.output
+    result = invoke("train", "denoise", "--data", data, "--steps", "2", "--batch", "2", "--patch", "32", "--precision",
+                    "bf16", "--resume", tmp_path / "run" / "checkpoint.safetensors", "--out", tmp_path / "run",
+                    "--export", tmp_path / "w.safetensors", "-q")
+    assert result.exit_code == 0, result.output
+    card = json.loads((tmp_path / "w.json").read_text())
+    assert card["training"]["train_config"]["precision"] == "bf16" and card["training"]["steps"] == 2
+    result = invoke("train", "denoise", "--data", data, "--precision", "fp16", "--out", tmp_path / "r2")
+    assert result.exit_code == 2 and "fp16" in result.output
 
 
 def test_learning_rate_warms_up_then_decays():

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from imgedit.verbs import apply_options, command_line, training_options
+from imgedit.verbs import apply_options, command_line, precision_option, training_options
 
 DEFAULT_RUN_DIR = Path("runs") / "denoise"
 
@@ -37,14 +37,16 @@ def _check_init(init, resume) -> None:
 @click.option("--widths", "widths_text", help="Channels at 1/2, 1/4, 1/8, 1/16 resolution, comma-separated "
                                             "(default: 32,64,80,96).")
 @_init_option("; with wider --widths, the new channels start so that the output is unchanged")
-def train_denoise_command(sources, steps, resume, out_dir, export_path, device, batch, patch, lr, seed, quiet, widths_text, init):
+@precision_option()
+def train_denoise_command(sources, steps, resume, out_dir, export_path, device, batch, patch, lr, seed, quiet, widths_text, init,
+                          precision):
     """Train the denoising VAE on clean images (noise is synthesised)."""
     from functools import partial
 
     from imgedit_vae.train_denoise import TrainConfig, train
 
     _check_init(init, resume)
-    cfg = TrainConfig(steps=steps, batch=batch, patch=_patch_size(patch), lr=lr, seed=seed)
+    cfg = TrainConfig(steps=steps, batch=batch, patch=_patch_size(patch), lr=lr, seed=seed, precision=precision)
     if widths_text:
         cfg.model = replace(cfg.model, widths=_widths(widths_text, len(cfg.model.widths)))
     _train_and_export(
@@ -68,7 +70,8 @@ def _widths(text: str, levels: int) -> tuple[int, ...]:
                                 3000, Path("runs") / "inpaint", 8, 5e-4))
 @_patch_option(128)
 @_init_option("; the critic starts afresh")
-def train_inpaint_command(sources, steps, resume, out_dir, export_path, device, batch, patch, lr, seed, quiet, init):
+@precision_option()
+def train_inpaint_command(sources, steps, resume, out_dir, export_path, device, batch, patch, lr, seed, quiet, init, precision):
     """Train the inpainting VAE (with its critic) on complete images; holes are synthesised."""
     from functools import partial
 
@@ -77,7 +80,7 @@ def train_inpaint_command(sources, steps, resume, out_dir, export_path, device, 
     from imgedit_vae.train_inpaint import InpaintTrainConfig, train_inpaint
 
     _check_init(init, resume)
-    cfg = InpaintTrainConfig(steps=steps, batch=batch, patch=_patch_size(patch), lr=lr, seed=seed)
+    cfg = InpaintTrainConfig(steps=steps, batch=batch, patch=_patch_size(patch), lr=lr, seed=seed, precision=precision)
     _train_and_export(
         partial(train_inpaint, init=init), cfg, sources, out_dir, resume, export_path, device, quiet, name="inpaint-vae",
         description="Conditional VAE inpainter (several plausible fills; prior mean = deterministic fill)",
