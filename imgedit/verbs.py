@@ -351,11 +351,15 @@ def command_line(ctx: click.Context) -> str:
     words = ["imgedit", *ctx.command_path.split()[1:]]
     for param in ctx.command.params:
         value = ctx.params.get(param.name)
-        if value is None or value is False or value == ():
+        if value is None or value == ():
+            continue
+        if isinstance(value, bool):  # a flag, or the off side of an --x/--no-x pair
+            opts = param.opts if value else getattr(param, "secondary_opts", [])
+            words += [max(opts, key=len)] if opts else []
             continue
         flag = max(param.opts, key=len)
         for item in value if isinstance(value, tuple) else [value]:
-            words += [flag] if value is True else [flag, str(item)]
+            words += [flag, str(item)]
     return " ".join(shlex.quote(w) for w in words)
 
 

@@ -182,3 +182,24 @@ def test_command_group_is_shared_by_plugins():
     cli.add_command(click.Command("plain"))
     with pytest.raises(TypeError):
         command_group(cli, "plain", "")
+
+
+def test_command_line_spells_out_every_option_including_the_off_side_of_a_pair():
+    import click
+    from click.testing import CliRunner
+
+    from imgedit.verbs import command_line
+
+    seen = []
+
+    @click.command("demo")
+    @click.option("--skips/--no-skips", default=True)
+    @click.option("--quiet", is_flag=True)
+    @click.option("--data", multiple=True)
+    @click.option("--steps", type=int, default=5)
+    def demo(**_):
+        seen.append(command_line(click.get_current_context()))
+
+    assert CliRunner().invoke(demo, ["--no-skips", "--data", "a b", "--data", "c"]).exit_code == 0
+    assert CliRunner().invoke(demo, ["--quiet"]).exit_code == 0
+    assert seen == ["imgedit --no-skips --data 'a b' --data c --steps 5", "imgedit --skips --quiet --steps 5"]
