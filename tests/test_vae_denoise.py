@@ -142,3 +142,74 @@ def test_cli_keeps_16_bit_and_grayscale(tmp_path, invoke, clean):
     assert np.abs(out16.astype(float) - rgb16).mean() > 100  # it did denoise
     with Image.open(tmp_path / "out" / "g.png") as g:
         assert g.mode == "L"
+
+
+def test_each_symmetry_is_undone_exactly():
+    from imgedit_vae.ensemble import DIHEDRAL, forward, inverse
+
+    image = torch.arange(2 * 3 * 5 * 7, dtype=torch.float32).view(2, 3, 5, 7)
+    seen = set()
+    for turns, mirror in DIHEDRAL:
+        moved = forward(image, turns, mirror)
+        assert moved.shape[-2:] == ((5, 7) if turns % 2 == 0 else (7, 5))
+        assert torch.equal(inverse(moved, turns, mirror), image)
+        seen.add(moved.flatten().tolist().__repr__())
+    assert len(seen) == 8  # eight different copies, not one repeated
+
+
+def test_ensemble_averages_the_copies_turned_back():
+    from imgedit_vae.ensemble import dihedral_mean
+
+    image = torch.rand(1, 3, 6, 9)
+    calls = []
+
+    def corner_marker(x):  # an orientation-dependent "model": brightens its top-left pixel
+        calls.append(tuple(x.shape))
+        out = x.clone()
+        out[..., 0, 0] += 1.0
+        return out
+
+    assert torch.equal(dihedral_mean(corner_marker, image, 1), corner_marker(image))
+    calls.clear()
+    two = dihedral_mean(corner_marker, image, 2)
+    assert len(calls) == 2
+    # the second copy is the image mirrored then turned half round (upside down): its marker lands bottom-left
+    assert torch.allclose(two[..., 0, 0], image[..., 0, 0] + 0.5)
+    assert torch.allclose(two[..., -1, 0], image[..., -1, 0] + 0.5)
+    assert torch.equal(two[..., 1:-1, :], image[..., 1:-1, :])
+    calls.clear()
+    dihedral_mean(corner_marker, image, 4)
+    assert sorted(calls) == [(1, 3, 6, 9), (1, 3, 6, 9), (1, 3, 9, 6), (1, 3, 9, 6)]
+    identity = dihedral_mean(lambda x: x, image, 8)
+    assert torch.allclose(identity, image) and identity is not image
+    with pytest.raises(ValueError, match="1..8"):
+        dihedral_mean(corner_marker, image, 9)
+
+
+def test_ensemble_denoises_odd_sizes_and_grayscale(model, clean):
+    odd = clean[..., :45, :67]
+    noisy = noisy_version(odd, 25)
+    gray = noisy.mean(1, keepdim=True).expand_as(noisy).contiguous()
+    with torch.inference_mode():
+        one = denoise_vae(noisy, model, 25.0)
+        four = denoise_vae(noisy, model, 25.0, ensemble=4)
+        gray_out = denoise_vae(gray, model, 25.0, ensemble=2)
+    assert four.shape == noisy.shape
+    assert not torch.equal(one, four)  # the copies differ
+    assert psnr(four, odd) > psnr(noisy, odd) + 6
+    assert (four - one).abs().mean() < 3 / 255  # the same estimate, slightly averaged
+    assert torch.equal(gray_out[:, 0], gray_out[:, 2])
+
+
+def test_ensemble_param_reaches_the_cli(tmp_path, invoke, clean):
+    noisy = (noisy_version(clean, 25).clamp(0, 1)[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    Image.fromarray(noisy).save(tmp_path / "n.png")
+    outs = {}
+    for n in (1, 2):
+        result = invoke("denoise", tmp_path / "n.png", "-o", tmp_path / f"o{n}", "--sigma", "25", "--ensemble", str(n))
+        assert result.exit_code == 0, result.output
+        outs[n] = np.asarray(Image.open(tmp_path / f"o{n}" / "n.png"))
+    assert not np.array_equal(outs[1], outs[2])
+    result = invoke("denoise", tmp_path / "n.png", "-o", tmp_path / "o9", "--ensemble", "9")
+    assert result.exit_code != 0 and "ensemble" in result.output
+    assert not (tmp_path / "o9").exists() or not any((tmp_path / "o9").iterdir())

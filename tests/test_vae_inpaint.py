@@ -72,6 +72,23 @@ def test_same_seed_same_fill_and_different_seeds_differ(tiny, photo):
     assert torch.equal(mean_fill, inpaint_vae(photo, mask, tiny))  # no seed: deterministic
 
 
+def test_ensemble_averages_the_deterministic_fill_only(tiny, photo, monkeypatch):
+    mask = box_mask(*photo.shape[-2:], 50, 61, 37)  # not square in the crop: the copies turn it
+    one = inpaint_vae(photo, mask, tiny)
+    four = inpaint_vae(photo, mask, tiny, ensemble=4)
+    known = mask.expand_as(four) < 0.5
+    assert torch.equal(four[known], photo[known])
+    assert (four - one).abs().max() > 1e-4  # an untrained model is far from symmetric
+    shapes = []
+    forward = tiny.forward
+    monkeypatch.setattr(tiny, "forward", lambda *a, **k: shapes.append(tuple(a[0].shape)) or forward(*a, **k))
+    assert torch.equal(inpaint_vae(photo, mask, tiny, seed=5, ensemble=4), inpaint_vae(photo, mask, tiny, seed=5))
+    assert len(shapes) == 2  # a seeded fill is one draw, whatever the ensemble
+    shapes.clear()
+    inpaint_vae(photo, mask, tiny, ensemble=2)
+    assert len(shapes) == 2 and shapes[0] == shapes[1]  # the upside-down copy keeps the crop's shape
+
+
 def test_small_hole_in_large_image_matches_running_on_its_crop(tiny):
     torch.manual_seed(0)
     big = torch.nn.functional.interpolate(torch.rand(1, 3, 60, 80), size=(600, 800), mode="bilinear")
@@ -89,9 +106,9 @@ def test_model_never_runs_over_the_whole_large_photo(tiny, monkeypatch):
     seen = []
     original = inpaint_module.fill_region
 
-    def spy(model, image, hole, generator):
+    def spy(model, image, hole, *rest):
         seen.append(image.shape[-2:].numel())
-        return original(model, image, hole, generator)
+        return original(model, image, hole, *rest)
 
     monkeypatch.setattr(inpaint_module, "fill_region", spy)
     big = torch.rand(1, 3, 1200, 1600)
@@ -163,6 +180,10 @@ def test_cli_inpaints_with_vae_by_default_and_writes_samples_side_by_side(tmp_pa
     w = rgb.shape[1]
     assert three.shape == (rgb.shape[0], 3 * w, 3)
     assert not np.array_equal(three[:, :w], three[:, w : 2 * w])
+    result = invoke("inpaint", tmp_path / "a.png", "-o", tmp_path / "ens", "--weights", tiny_weights, "--ensemble", "2")
+    assert result.exit_code == 0, result.output
+    ens = np.asarray(Image.open(tmp_path / "ens" / "a.png"))
+    assert np.array_equal(ens[mask == 0], rgb[mask == 0]) and not np.array_equal(ens, one)
     result = invoke("inpaint", tmp_path / "a.png", "-o", tmp_path / "bad", "--samples", "0")
     assert result.exit_code != 0 and "samples" in result.output and "Traceback" not in result.output
 

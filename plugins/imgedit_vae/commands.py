@@ -123,6 +123,15 @@ def _sigmas(value: str) -> list[float]:
     return sigmas
 
 
+def ensemble_option(verb: str):
+    return click.option("--ensemble", type=click.IntRange(1, 8), default=1, show_default=True,
+                        help=f"Score the model averaged over N flipped/rotated copies, as '{verb} --ensemble N' runs it.")
+
+
+def ensemble_note(ensemble: int) -> str:
+    return f"ensemble of {ensemble}, " if ensemble > 1 else ""
+
+
 @click.command("denoise")
 @click.option("--data", "sources", multiple=True, required=True, help="Clean test images: file, folder or glob (repeatable).")
 @click.option("--sigma", "sigma_text", default="15,25,50", show_default=True, help="Noise levels (0-255), comma-separated.")
@@ -131,11 +140,12 @@ def _sigmas(value: str) -> list[float]:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--limit", type=click.IntRange(min=1), help="Use only the first N images.")
 @click.option("--weights", type=click.Path(path_type=Path), help="Weights to score (default: the shipped model).")
+@ensemble_option("denoise")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads.")
 @click.option("--sheet", type=click.Path(path_type=Path), help="Also write a contact sheet (noisy | methods | clean) at the first sigma.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON rows.")
-def eval_denoise_command(sources, sigma_text, baselines, clip, seed, limit, weights, device, threads, sheet, as_json):
+def eval_denoise_command(sources, sigma_text, baselines, clip, seed, limit, weights, ensemble, device, threads, sheet, as_json):
     """PSNR/SSIM and speed of the denoiser on clean images with synthetic noise."""
     import json
 
@@ -154,7 +164,7 @@ def eval_denoise_command(sources, sigma_text, baselines, clip, seed, limit, weig
 
     def vae(noisy: torch.Tensor, sigma: float) -> torch.Tensor:
         with torch.inference_mode():
-            out = denoise_vae(noisy.to(dev), model, sigma)
+            out = denoise_vae(noisy.to(dev), model, sigma, ensemble=ensemble)
             if dev.type == "cuda":
                 torch.cuda.synchronize(dev)
         return out.cpu()
@@ -171,10 +181,12 @@ def eval_denoise_command(sources, sigma_text, baselines, clip, seed, limit, weig
         if not as_json:
             click.echo(f"contact sheet (noisy | {' | '.join(methods)} | clean) at sigma {sigmas[0]:g}: {sheet}")
     if as_json:
-        click.echo(json.dumps({"data": list(sources), "clip": clip, "seed": seed, "device": str(dev), "rows": rows_as_dicts(rows)}, indent=2))
+        click.echo(json.dumps({"data": list(sources), "clip": clip, "seed": seed, "ensemble": ensemble, "device": str(dev),
+                               "rows": rows_as_dicts(rows)}, indent=2))
     else:
         where = ", ".join(map(str, sources))
-        click.echo(format_table(rows, f"{where}: {len(images)} images, seed {seed}, noisy input {'clipped to 8 bits' if clip else 'not clipped'}, {dev}"))
+        click.echo(format_table(rows, f"{where}: {len(images)} images, seed {seed}, noisy input {'clipped to 8 bits' if clip else 'not clipped'}, "
+                                f"{ensemble_note(ensemble)}{dev}"))
 
 
 @click.command("inpaint")
@@ -186,11 +198,13 @@ def eval_denoise_command(sources, sigma_text, baselines, clip, seed, limit, weig
 @click.option("--limit", type=click.IntRange(min=1), help="Use only the first N images (per set for --pairs).")
 @click.option("--no-baselines", is_flag=True, help="Score the model only.")
 @click.option("--weights", type=click.Path(path_type=Path), help="Weights to score (default: the shipped model).")
+@ensemble_option("inpaint")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads.")
 @click.option("--sheet", type=click.Path(path_type=Path), help="Also write a contact sheet (input | fills | truth).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON rows.")
-def eval_inpaint_command(sources, kinds_text, pairs_dir, hole_color, seed, limit, no_baselines, weights, device, threads, sheet, as_json):
+def eval_inpaint_command(sources, kinds_text, pairs_dir, hole_color, seed, limit, no_baselines, weights, ensemble, device, threads,
+                         sheet, as_json):
     """PSNR/SSIM (whole image and hole) and time of the inpainter beside Telea, NS and biharmonic fills."""
     import json
 
@@ -215,7 +229,7 @@ def eval_inpaint_command(sources, kinds_text, pairs_dir, hole_color, seed, limit
     model = load_inpainter(dev, weights)
 
     def vae(image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        out = inpaint_vae(image.to(dev), mask.to(dev), model)
+        out = inpaint_vae(image.to(dev), mask.to(dev), model, ensemble=ensemble)
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
         return out.cpu()
@@ -241,11 +255,11 @@ def eval_inpaint_command(sources, kinds_text, pairs_dir, hole_color, seed, limit
         write_tensor(contact_sheet(shown, methods), sheet, overwrite=True)
         notes.append(f"contact sheet (input | {' | '.join(methods)} | truth): {sheet}")
     if as_json:
-        click.echo(json.dumps({"data": list(sources), "pairs": str(pairs_dir or ""), "seed": seed, "device": str(dev),
+        click.echo(json.dumps({"data": list(sources), "pairs": str(pairs_dir or ""), "seed": seed, "ensemble": ensemble, "device": str(dev),
                                "notes": notes, "rows": rows_as_dicts(rows)}, indent=2))
     else:
         where = ", ".join([*map(str, sources), *([str(pairs_dir)] if pairs_dir else [])])
-        click.echo(format_table(rows, f"{where}: {len(cases)} cases, mask seed {seed}, {dev}"))
+        click.echo(format_table(rows, f"{where}: {len(cases)} cases, mask seed {seed}, {ensemble_note(ensemble)}{dev}"))
         for note in notes:
             click.echo(note)
 

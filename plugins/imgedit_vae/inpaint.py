@@ -12,7 +12,8 @@ just outside the hole is spread smoothly into the hole's rim.
 
 Without a seed the prior's mean is decoded (one deterministic fill); with a
 seed, a latent sample (one of many plausible fills, the same for the same
-seed).
+seed). ``ensemble`` averages the deterministic fill over flipped and
+rotated copies of the crop (:mod:`imgedit_vae.ensemble`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import torch.nn.functional as F
 
 from imgedit.errors import MaskError, ShapeError
 from imgedit_vae.degrade import is_gray
+from imgedit_vae.ensemble import dihedral_mean
 from imgedit_vae.loading import load_vae
 from imgedit_vae.model import InpaintVAE
 from imgedit_vae.operations import INPAINT_MODEL_NAME, model_spec
@@ -124,15 +126,19 @@ def harmonise(fill: torch.Tensor, image: torch.Tensor, hole: torch.Tensor, width
     return fill + offset * hole
 
 
-def fill_region(model: InpaintVAE, image: torch.Tensor, hole: torch.Tensor, generator: Optional[torch.Generator]) -> torch.Tensor:
-    """Fill ``hole`` ((1, 1, h, w), 1 = hole) in the crop ``image`` ((1, 3, h, w)); known pixels unchanged."""
+def fill_region(model: InpaintVAE, image: torch.Tensor, hole: torch.Tensor, generator: Optional[torch.Generator],
+                ensemble: int = 1) -> torch.Tensor:
+    """Fill ``hole`` ((1, 1, h, w), 1 = hole) in the crop ``image`` ((1, 3, h, w)); known pixels unchanged.
+    A random fill (``generator`` given) is one draw: averaging draws would blur it."""
     h, w = image.shape[-2:]
     scale = working_scale(hole[0, 0].cpu().numpy() > 0.5)
     size = (max(16, round(h * scale)), max(16, round(w * scale)))
     small_hole = (_resize(hole, size) > 0.01).to(image.dtype)  # a pixel touched by the hole is hole
     small = _resize(image * (1 - hole), size)
-    latent = "mean" if generator is None else "sample"
-    _, raw, _ = model(small, small_hole, latent, generator)
+    if generator is None:  # image and hole travel together through the flips
+        raw = dihedral_mean(lambda x: model(x[:, :3], x[:, 3:], "mean")[1], torch.cat([small, small_hole], 1), ensemble)
+    else:
+        _, raw, _ = model(small, small_hole, "sample", generator)
     fill = _resize(raw, (h, w)).clamp(0, 1)
     fill = harmonise(fill, image, hole, width=max(2.0, 1.5 / scale))
     return torch.where(hole > 0.5, fill.clamp(0, 1), image)
@@ -143,6 +149,7 @@ def inpaint_vae(
     mask: Optional[torch.Tensor],
     model: InpaintVAE,
     seed: Optional[int] = None,
+    ensemble: int = 1,
 ) -> torch.Tensor:
     """Fill the holes of a batch with the VAE.
 
@@ -152,6 +159,8 @@ def inpaint_vae(
         model: from :func:`load_inpainter`, on ``image``'s device.
         seed: ``None`` for the deterministic fill (the prior's mean), or the
             seed of one random plausible fill.
+        ensemble: average the deterministic fill over this many flipped/rotated
+            copies (1-8); ignored for a seeded fill.
 
     Returns:
         ``(B, 3, H, W)``, same dtype and device; pixels outside the hole are
@@ -183,7 +192,7 @@ def inpaint_vae(
             for r in hole_regions(hole[i, 0].cpu().numpy()):
                 crop = (slice(r.top, r.bottom), slice(r.left, r.right))
                 filled = fill_region(model, image[i : i + 1, :, crop[0], crop[1]].float(),
-                                     hole[i : i + 1, :, crop[0], crop[1]].float(), generator)
+                                     hole[i : i + 1, :, crop[0], crop[1]].float(), generator, ensemble)
                 out[i : i + 1, :, crop[0], crop[1]] = filled.to(image.dtype)
         # grayscale in, grayscale out
         gray = is_gray(image).view(b, 1, 1, 1)
@@ -204,18 +213,19 @@ class InpaintApplier:
     """The ``inpaint.vae`` applier: one fill, or ``samples`` fills side by
     side (seeds ``seed``, ``seed + 1``, ...; ``seed`` defaults to 0 then)."""
 
-    def __init__(self, model: InpaintVAE, samples: int = 1, seed: Optional[int] = None):
-        self.model, self.samples, self.seed = model, int(samples), seed
+    def __init__(self, model: InpaintVAE, samples: int = 1, seed: Optional[int] = None, ensemble: int = 1):
+        self.model, self.samples, self.seed, self.ensemble = model, int(samples), seed, int(ensemble)
         if self.samples > 1:  # tells the core the output is wider than the input
             self.output_shape = lambda shape: (*shape[:-1], shape[-1] * self.samples)
 
     def __call__(self, image: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
         if self.samples == 1:
-            return inpaint_vae(image, mask, self.model, self.seed)
+            return inpaint_vae(image, mask, self.model, self.seed, self.ensemble)
         first = 0 if self.seed is None else int(self.seed)
         return torch.cat([inpaint_vae(image, mask, self.model, first + k) for k in range(self.samples)], dim=-1)
 
 
-def create_inpaint(context: Any = None, *, samples: int = 1, seed: Optional[int] = None, weights: str = "") -> InpaintApplier:
+def create_inpaint(context: Any = None, *, samples: int = 1, seed: Optional[int] = None, weights: str = "",
+                   ensemble: int = 1) -> InpaintApplier:
     device = getattr(context, "device", torch.device("cpu"))
-    return InpaintApplier(load_inpainter(device, weights or None), samples, seed)
+    return InpaintApplier(load_inpainter(device, weights or None), samples, seed, ensemble)

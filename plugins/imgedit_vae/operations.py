@@ -53,6 +53,8 @@ DENOISE = Operation(
         Param("strength", float, 1.0, help="blend with the input: 0 = unchanged, 1 = fully denoised",
               minimum=0, maximum=1),
         Param("weights", str, "", help="a .safetensors file from 'imgedit train denoise' (default: shipped)"),
+        Param("ensemble", int, 1, help="average over N flipped/rotated copies (1-8): N times slower, a little cleaner",
+              minimum=1, maximum=8),
     ),
     description="Learned denoiser (conditional VAE on a noise-level map), sigma 0-75, given or estimated",
 )
@@ -76,6 +78,8 @@ INPAINT = Operation(
         Param("samples", int, 1, help="number of different fills, written side by side", minimum=1, maximum=16),
         Param("seed", int, None, help="draw a random plausible fill with this seed (default: the deterministic fill)"),
         Param("weights", str, "", help="a .safetensors file from 'imgedit train inpaint' (default: shipped)"),
+        Param("ensemble", int, 1, help="average the deterministic fill over N flipped/rotated copies (1-8): N times slower",
+              minimum=1, maximum=8),
     ),
     description="Learned inpainting (conditional VAE): crops around each hole, keeps known pixels exactly",
 )
