@@ -203,8 +203,8 @@ class ProgressBar:
         self.shown, self.last = shown, {}
 
     def __call__(self, step: int, metrics: dict) -> None:
-        if self.bar.n == 0 and step > 1:
-            self.bar.update(step - 1)  # resumed
+        if self.bar.n == 0 and step > 1:  # resumed: count from here, rate and ETA from the steps run now
+            self.bar.initial = self.bar.n = self.bar.last_print_n = step - 1
         self.last.update({k: v for k, v in metrics.items() if k in self.shown and v is not None})
         self.bar.set_postfix({k: format(self.last[k], f) for k, f in self.shown.items() if k in self.last})
         self.bar.update(1)

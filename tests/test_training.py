@@ -72,5 +72,6 @@ def test_progress_bar_shows_the_chosen_metrics_and_starts_where_a_run_resumed(ca
         bar(6, {"loss": 0.25, "val": None})
         assert bar.bar.n == 6
         assert bar.last == {"loss": 0.25, "val": 20.0}
+        assert bar.bar.format_dict["initial"] == 3  # rate and ETA count only the 3 steps run now
     shown = capsys.readouterr().err
     assert "6/10" in shown and "loss=0.25, val=20.0" in shown and "other" not in shown
