@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import math
 import platform
 import signal
@@ -27,9 +28,18 @@ from imgedit import distributed
 from imgedit.checkpoint import load_checkpoint, save_checkpoint
 
 
+logger = logging.getLogger("imgedit")
+
 PRECISIONS = ("fp32", "bf16")
 # What a resumed run takes from its command line rather than its checkpoint: where it ends and how it computes.
 SESSION_FIELDS = ("steps", "precision")
+
+
+def kept_settings(given: dict, checkpoint: dict) -> str:
+    """The settings a resumed run takes from its checkpoint although its
+    command line (defaults included) says otherwise, as ``"lr 0.0005, seed 2"``."""
+    return ", ".join(f"{k} {v}" for k, v in checkpoint.items()
+                     if k not in SESSION_FIELDS and k in given and given[k] != v)
 
 
 def autocast(device: Any, precision: str) -> contextlib.AbstractContextManager:
@@ -127,8 +137,12 @@ def train_or_resume(build: Callable[[Any], Any], cfg: Any, kind: str, out_dir: P
     state = None
     if resume is not None:
         state = load_checkpoint(resume, kind=kind)
-        given = cfg.to_dict()
+        given = json.loads(json.dumps(cfg.to_dict()))  # tuples as lists, as the checkpoint has them
         cfg = type(cfg).from_dict({**state["config"], **{k: given[k] for k in SESSION_FIELDS if k in given}})
+        kept = kept_settings(given, state["config"])
+        if kept:
+            logger.warning("resuming with the checkpoint's settings, not the command line's: %s", kept)
+            command = command and f"{command}  (resumed with the checkpoint's {kept})"
     distributed.check_batch(cfg.batch)
     trainer = build(cfg)
     if state is not None:

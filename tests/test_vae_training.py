@@ -107,6 +107,16 @@ def test_bf16_runs_the_forward_in_bfloat16_and_a_resume_may_change_precision(dat
     assert result.exit_code == 0, result.output
     card = json.loads((tmp_path / "w.json").read_text())
     assert card["training"]["train_config"]["precision"] == "bf16" and card["training"]["steps"] == 2
+    assert "resumed with" not in result.output and "resumed with" not in card["training"]["commands"][-1]
+    # other settings come from the checkpoint: the user is told, and the card says so
+    result = invoke("train", "denoise", "--data", data, "--steps", "3", "--batch", "2", "--patch", "32", "--lr", "0.5",
+                    "--resume", tmp_path / "run" / "checkpoint.safetensors", "--out", tmp_path / "run",
+                    "--export", tmp_path / "w.safetensors", "-q")
+    assert result.exit_code == 0, result.output
+    assert "checkpoint's settings" in result.output and "lr 0.001" in result.output
+    card = json.loads((tmp_path / "w.json").read_text())
+    assert card["training"]["train_config"]["lr"] == 0.001
+    assert card["training"]["commands"][-1].endswith("(resumed with the checkpoint's lr 0.001)")
     result = invoke("train", "denoise", "--data", data, "--precision", "fp16", "--out", tmp_path / "r2")
     assert result.exit_code == 2 and "fp16" in result.output
 
