@@ -10,6 +10,7 @@ Quality (PSNR/SSIM) is measured by ``imgedit eval denoise``.
 
     python benchmarks/bench_denoise.py
     python benchmarks/bench_denoise.py --threads 2 --megapixels 12
+    python benchmarks/bench_denoise.py --threads 2 --ensemble 2
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import time
 from pathlib import Path
 
 
-def throughput(height: int, width: int, repeats: int) -> float:
+def throughput(height: int, width: int, repeats: int, ensemble: int = 1) -> float:
     import torch
 
     from imgedit_vae.denoise import denoise_vae, load_denoiser
@@ -31,14 +32,14 @@ def throughput(height: int, width: int, repeats: int) -> float:
     model = load_denoiser("cpu")
     image = torch.rand(1, 3, height, width)
     with torch.inference_mode():
-        denoise_vae(image, model, 25.0)  # warm-up: oneDNN picks its kernels
+        denoise_vae(image, model, 25.0, ensemble=ensemble)  # warm-up: oneDNN picks its kernels
         start = time.perf_counter()
         for _ in range(repeats):
-            denoise_vae(image, model, 25.0)
+            denoise_vae(image, model, 25.0, ensemble=ensemble)
     return repeats * height * width / 1e6 / (time.perf_counter() - start)
 
 
-def peak_rss_of_cli(megapixels: float) -> tuple[float, float]:
+def peak_rss_of_cli(megapixels: float, ensemble: int = 1) -> tuple[float, float]:
     """(peak RSS in MB, seconds) of ``imgedit denoise`` on a noisy photo of that size."""
     import numpy as np
     from PIL import Image
@@ -54,7 +55,7 @@ def peak_rss_of_cli(megapixels: float) -> tuple[float, float]:
         Image.fromarray(noisy).save(src)
         start = time.perf_counter()
         subprocess.run([sys.executable, "-m", "imgedit", "denoise", str(src), "-o", str(Path(tmp) / "out.png"), "-q",
-                        "--sigma", "20"], check=True)
+                        "--sigma", "20", "--ensemble", str(ensemble)], check=True)
         seconds = time.perf_counter() - start
     return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, seconds
 
@@ -64,15 +65,16 @@ def main() -> None:
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--megapixels", type=float, default=12.0, help="size of the photo for the memory run")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--ensemble", type=int, default=1, help="flipped/rotated copies averaged (denoise --ensemble)")
     args = parser.parse_args()
     import torch
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, fp32")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, fp32, ensemble of {args.ensemble}")
     for h, w in [(512, 768), (1200, 1600)]:
-        print(f"denoise.vae {w}x{h}: {throughput(h, w, args.repeats):.2f} MP/s")
-    rss, seconds = peak_rss_of_cli(args.megapixels)
+        print(f"denoise.vae {w}x{h}: {throughput(h, w, args.repeats, args.ensemble):.2f} MP/s")
+    rss, seconds = peak_rss_of_cli(args.megapixels, args.ensemble)
     print(f"imgedit denoise on a {args.megapixels:g} MP PNG: peak RSS {rss:.0f} MB, {seconds:.1f} s end to end")
 
 
