@@ -211,14 +211,17 @@ class ProgressBar:
     """
 
     def __init__(self, total: int, shown: dict[str, str], quiet: bool = False):
-        from tqdm import tqdm
-
-        self.bar = tqdm(total=total, disable=quiet or not distributed.is_main(), unit="step", dynamic_ncols=True)
-        self.shown, self.last = shown, {}
+        self.total, self.shown, self.last = total, shown, {}
+        self.enabled = not quiet and distributed.is_main()
+        self.bar: Any = None
 
     def __call__(self, step: int, metrics: dict) -> None:
-        if self.bar.n == 0 and step > 1:  # resumed: count from here, rate and ETA from the steps run now
-            self.bar.initial = self.bar.n = self.bar.last_print_n = step - 1
+        if self.bar is None:
+            from tqdm import tqdm
+
+            # Made at the first step, not before: no empty bar while the data loads (or when
+            # loading fails), and a resumed run's rate and ETA count only the steps run now.
+            self.bar = tqdm(total=self.total, initial=step - 1, disable=not self.enabled, unit="step", dynamic_ncols=True)
         self.last.update({k: v for k, v in metrics.items() if k in self.shown and v is not None})
         self.bar.set_postfix({k: format(self.last[k], f) for k, f in self.shown.items() if k in self.last})
         self.bar.update(1)
@@ -227,4 +230,5 @@ class ProgressBar:
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        self.bar.close()
+        if self.bar is not None:
+            self.bar.close()
