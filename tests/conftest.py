@@ -120,6 +120,34 @@ def run_imgedit(*args, env=None, cwd=None, **kwargs):
 TINY_GAN = {"image_size": 16, "z_dim": 16, "g_width": 8, "d_width": 8}
 
 
+def smooth_images(folder, count=3, height=72, width=80):
+    """Small training images for the VAEs: ``count`` smooth colour PNGs (see :func:`smooth_rgb`)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        Image.fromarray(smooth_rgb(height, width, seed=i)).save(folder / f"{i}.png")
+    return folder
+
+
+def trained_tiny_denoiser(invoke, data, path, run_dir):
+    """A tiny denoiser trained 2 steps by ``imgedit train denoise`` and saved
+    at ``path`` with its card; its head is then randomised and saved again,
+    since two steps barely move it from the identity. Returns the model."""
+    import json
+
+    import torch
+
+    from imgedit.models import save_weights
+    from imgedit_vae.denoise import load_denoiser
+
+    result = invoke("train", "denoise", "--data", data, "--steps", "2", "--batch", "2", "--patch", "32",
+                    "--widths", "8,16,16,16", "--out", run_dir, "--export", path, "-q")
+    assert result.exit_code == 0, result.output
+    model = load_denoiser("cpu", path)
+    torch.nn.init.normal_(model.decoder.head.weight, std=0.01)
+    save_weights(model.state_dict(), path, json.loads(path.with_suffix(".json").read_text()))
+    return model
+
+
 def blob_images(folder, count=12, size=24, seed=0):
     """Small training images: a soft blob of a random colour at a random place."""
     folder.mkdir(parents=True, exist_ok=True)

@@ -3,9 +3,8 @@ checkpoints resume bit for bit."""
 
 import pytest
 import torch
-from PIL import Image
 
-from conftest import smooth_rgb
+from conftest import smooth_images
 from imgedit.errors import UsageError
 from imgedit.imagepool import ImagePool
 from imgedit_vae.model import VAEConfig
@@ -23,11 +22,7 @@ def tiny_config(**kw):
 
 @pytest.fixture
 def data(tmp_path):
-    folder = tmp_path / "data"
-    folder.mkdir()
-    for i in range(3):
-        Image.fromarray(smooth_rgb(72, 80, seed=i)).save(folder / f"{i}.png")
-    return folder
+    return smooth_images(tmp_path / "data")
 
 
 def test_hole_batch_shapes_and_kinds():

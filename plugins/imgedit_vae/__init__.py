@@ -1,5 +1,6 @@
-"""imgedit's conditional-VAE plugin: learned denoising (``denoise.vae``) and
-its training and evaluation verbs.
+"""imgedit's conditional-VAE plugin: learned denoising (``denoise.vae``, a
+colour model and its grayscale partner) and inpainting (``inpaint.vae``),
+with their training and evaluation verbs. Design and history: DESIGN.md.
 
 Cheap to import: torch and the model load only when the registry is built
 or a command runs.

@@ -1,5 +1,6 @@
-"""CLI verbs of the VAE plugin: ``imgedit denoise`` (shared with other
-plugins' denoisers), ``imgedit train denoise`` and ``imgedit eval denoise``."""
+"""CLI verbs of the VAE plugin: ``imgedit denoise`` (the core's generic
+operation verb, shared with other plugins' denoisers), ``imgedit train
+denoise|inpaint`` and ``imgedit eval denoise|inpaint``."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 import click
 
 from imgedit.verbs import apply_options, command_line, precision_option, training_options
+from imgedit_vae.operations import GRAY_MODEL_NAME, MODEL_NAME, model_spec
 
 DEFAULT_RUN_DIR = Path("runs") / "denoise"
 
@@ -36,10 +38,13 @@ def _check_init(init, resume) -> None:
 @_patch_option(96)
 @click.option("--widths", "widths_text", help="Channels at 1/2, 1/4, 1/8, 1/16 resolution, comma-separated "
                                             "(default: 32,64,80,96).")
-@_init_option("; with wider --widths, the new channels start so that the output is unchanged")
+@_init_option("; with wider --widths, the new channels start so that the output is unchanged; "
+              "a --gray run may start from a colour model")
+@click.option("--gray", is_flag=True, help="Train a one-channel model for grayscale images (on the images' luminance); "
+                                         "'imgedit denoise' uses it for grayscale images beside the colour model.")
 @precision_option()
 def train_denoise_command(sources, steps, resume, out_dir, export_path, device, batch, patch, lr, seed, quiet, widths_text, init,
-                          precision):
+                          gray, precision):
     """Train the denoising VAE on clean images (noise is synthesised)."""
     from functools import partial
 
@@ -49,9 +54,12 @@ def train_denoise_command(sources, steps, resume, out_dir, export_path, device, 
     cfg = TrainConfig(steps=steps, batch=batch, patch=_patch_size(patch), lr=lr, seed=seed, precision=precision)
     if widths_text:
         cfg.model = replace(cfg.model, widths=_widths(widths_text, len(cfg.model.widths)))
+    if gray:
+        cfg.model = replace(cfg.model, image_channels=1)
     _train_and_export(
-        partial(train, init=init), cfg, sources, out_dir, resume, export_path, device, quiet, name="denoise-vae",
-        description="Conditional VAE denoiser (noise-level map input, sigma 0-75)",
+        partial(train, init=init), cfg, sources, out_dir, resume, export_path, device, quiet,
+        name=GRAY_MODEL_NAME if gray else MODEL_NAME,
+        description=f"Conditional VAE denoiser{' for grayscale images' if gray else ''} (noise-level map input, sigma 0-75)",
     )
 
 
@@ -139,7 +147,8 @@ def ensemble_note(ensemble: int) -> str:
 @click.option("--clip", is_flag=True, help="Clip and round the noisy input to 8 bits first, as a noisy file is.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--limit", type=click.IntRange(min=1), help="Use only the first N images.")
-@click.option("--weights", type=click.Path(path_type=Path), help="Weights to score (default: the shipped model).")
+@click.option("--weights", type=click.Path(path_type=Path),
+              help="Weights to score (default: the shipped models, the grayscale one for grayscale images).")
 @ensemble_option("denoise")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads.")
@@ -153,7 +162,7 @@ def eval_denoise_command(sources, sigma_text, baselines, clip, seed, limit, weig
     from tqdm import tqdm
 
     from imgedit.devices import resolve_device
-    from imgedit_vae.denoise import denoise_vae, load_denoiser
+    from imgedit_vae.denoise import denoise_vae, load_denoiser, load_gray_denoiser
     from imgedit_vae.evaluate_denoise import baseline_methods, evaluate, format_table, load_clean, rows_as_dicts
 
     sigmas = _sigmas(sigma_text)
@@ -161,10 +170,14 @@ def eval_denoise_command(sources, sigma_text, baselines, clip, seed, limit, weig
         torch.set_num_threads(threads)
     dev = resolve_device(device)
     model = load_denoiser(dev, weights)
+    gray_model = None if weights else load_gray_denoiser(dev)  # as 'imgedit denoise' does
+    scored = [_label(model_spec(weights))]
+    if gray_model is not None:
+        scored.append(f"{_label(model_spec(name=GRAY_MODEL_NAME))} for grayscale images")
 
     def vae(noisy: torch.Tensor, sigma: float) -> torch.Tensor:
         with torch.inference_mode():
-            out = denoise_vae(noisy.to(dev), model, sigma, ensemble=ensemble)
+            out = denoise_vae(noisy.to(dev), model, sigma, ensemble=ensemble, gray_model=gray_model)
             if dev.type == "cuda":
                 torch.cuda.synchronize(dev)
         return out.cpu()
@@ -181,12 +194,17 @@ def eval_denoise_command(sources, sigma_text, baselines, clip, seed, limit, weig
         if not as_json:
             click.echo(f"contact sheet (noisy | {' | '.join(methods)} | clean) at sigma {sigmas[0]:g}: {sheet}")
     if as_json:
-        click.echo(json.dumps({"data": list(sources), "clip": clip, "seed": seed, "ensemble": ensemble, "device": str(dev),
-                               "rows": rows_as_dicts(rows)}, indent=2))
+        click.echo(json.dumps({"data": list(sources), "models": scored, "clip": clip, "seed": seed, "ensemble": ensemble,
+                               "device": str(dev), "rows": rows_as_dicts(rows)}, indent=2))
     else:
         where = ", ".join(map(str, sources))
         click.echo(format_table(rows, f"{where}: {len(images)} images, seed {seed}, noisy input {'clipped to 8 bits' if clip else 'not clipped'}, "
-                                f"{ensemble_note(ensemble)}{dev}"))
+                                f"{ensemble_note(ensemble)}{dev}; vae = {' + '.join(scored)}"))
+
+
+def _label(spec) -> str:
+    """A model as the eval reports name it: its name and the start of its sha256."""
+    return f"{spec.name} ({spec.card().get('sha256', '?')[:12]})"
 
 
 @click.command("inpaint")

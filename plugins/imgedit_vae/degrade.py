@@ -9,7 +9,9 @@ import torch
 
 
 def is_gray(images: torch.Tensor) -> torch.Tensor:
-    """(B, 3, H, W) -> (B,) bool: all three channels equal."""
+    """(B, C, H, W) -> (B,) bool: all channels equal (always, for one channel)."""
+    if images.shape[1] == 1:
+        return torch.ones(images.shape[0], dtype=torch.bool, device=images.device)
     return (images[:, 0] == images[:, 1]).flatten(1).all(1) & (images[:, 1] == images[:, 2]).flatten(1).all(1)
 
 
@@ -26,13 +28,13 @@ def add_gaussian_noise(
     [0, 1] and rounded to 8 bits afterwards, as a noisy file on disk is.
 
     Args:
-        clean: ``(B, 3, H, W)`` in [0, 1].
+        clean: ``(B, C, H, W)`` in [0, 1], C = 3 or 1.
         sigma: ``(B,)`` noise std on the 0-255 scale.
         generator: random source (CPU); the noise is drawn there and moved.
         clip: ``(B,)`` bool, which images to clip and quantise (default none).
 
     Returns:
-        ``(B, 3, H, W)`` noisy images, same device and dtype as ``clean``.
+        ``(B, C, H, W)`` noisy images, same device and dtype as ``clean``.
     """
     where = generator.device if generator is not None else clean.device
     noise = torch.randn(clean.shape, generator=generator, device=where).to(clean.device, clean.dtype)

@@ -19,7 +19,7 @@ from imgedit_vae.degrade import is_gray
 from imgedit_vae.ensemble import dihedral_mean
 from imgedit_vae.loading import load_vae
 from imgedit_vae.model import ConditionalVAE
-from imgedit_vae.operations import model_spec
+from imgedit_vae.operations import GRAY_MODEL_NAME, model_spec
 
 SIGMA_MAX = 75.0  # the trained range; higher requests are clamped to it
 
@@ -37,29 +37,47 @@ def load_denoiser(
     return load_vae(model_spec(weights), ConditionalVAE, device)
 
 
+def load_gray_denoiser(device: Union[str, torch.device] = "cpu") -> Optional[ConditionalVAE]:
+    """The shipped one-channel model for grayscale images, or None where it
+    is not installed (the colour model then denoises grayscale images too).
+
+    Raises:
+        WeightsError: its file is there but its card or sha256 is wrong.
+    """
+    spec = model_spec(name=GRAY_MODEL_NAME)
+    return load_vae(spec, ConditionalVAE, device) if spec.weights.is_file() else None
+
+
 def denoise_vae(
     image: torch.Tensor,
     model: ConditionalVAE,
     sigma: Union[float, torch.Tensor],
     strength: float = 1.0,
     ensemble: int = 1,
+    gray_model: Optional[ConditionalVAE] = None,
 ) -> torch.Tensor:
     """Denoise a batch with the VAE at a given noise level.
 
     Args:
         image: ``(B, 3, H, W)`` float RGB in [0, 1] (grayscale as 3 equal channels).
-        model: from :func:`load_denoiser`, on ``image``'s device.
+        model: from :func:`load_denoiser`, on ``image``'s device; a
+            one-channel model (``imgedit train denoise --gray``) takes
+            grayscale images only.
         sigma: noise std on the 0-255 scale, a number or ``(B,)`` tensor;
             values above 75 are treated as 75.
         strength: in [0, 1]; ``out = image + strength * (denoised - image)``.
         ensemble: average the model over this many flipped/rotated copies
             (1-8, see :mod:`imgedit_vae.ensemble`): slower, slightly better.
+        gray_model: a one-channel model for the grayscale images of the batch
+            (from :func:`load_gray_denoiser`); default: ``model`` takes them.
 
     Returns:
-        ``(B, 3, H, W)`` in [0, 1], same dtype and device as ``image``.
+        ``(B, 3, H, W)`` in [0, 1], same dtype and device as ``image``;
+        grayscale images stay grayscale.
 
     Raises:
         ShapeError: ``image`` is not ``(B, 3, H, W)`` float.
+        UsageError: a colour image for a one-channel ``model``.
 
     Example:
         >>> model = load_denoiser()
@@ -70,13 +88,25 @@ def denoise_vae(
     if not isinstance(image, torch.Tensor) or image.ndim != 4 or image.shape[1] != 3 or not image.is_floating_point():
         got = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
         raise ShapeError("denoise image", "a (B, 3, H, W) float tensor", got)
-    b, _, h, w = image.shape
+    b = image.shape[0]
     sigma_t = torch.as_tensor(sigma, dtype=torch.float32).flatten().expand(b) if not isinstance(sigma, torch.Tensor) else sigma.float().flatten()
     level = (sigma_t.clamp(0, SIGMA_MAX) / 255.0).to(image.device, image.dtype).view(b, 1, 1, 1)  # (B, 1, 1, 1)
-    denoised = dihedral_mean(lambda x: model(x, level.expand(b, 1, *x.shape[-2:]))[0], image, ensemble)
-    # grayscale in, grayscale out: equal channels stay equal
-    gray = is_gray(image).view(b, 1, 1, 1)
-    denoised = torch.where(gray, denoised.mean(1, keepdim=True).expand_as(denoised), denoised)
+    gray = is_gray(image)
+    if model.cfg.image_channels == 1:
+        if not bool(gray.all()):
+            raise UsageError("these denoising weights are for grayscale images only (trained with --gray); this image is in colour")
+        model, gray_model = None, model
+    # Grayscale images go to the one-channel model when there is one; the
+    # colour model's output for them is made gray (equal channels stay equal).
+    by_gray = gray if gray_model is not None else torch.zeros_like(gray)
+    denoised = torch.empty_like(image)
+    for net, rows, channels in ((gray_model, by_gray, 1), (model, ~by_gray, 3)):
+        if net is None or not bool(rows.any()):
+            continue
+        x, lv = image[rows][:, :channels], level[rows]
+        out = dihedral_mean(lambda t, net=net, lv=lv: net(t, lv.expand(len(t), 1, *t.shape[-2:]))[0], x, ensemble)
+        out = torch.where(gray[rows].view(-1, 1, 1, 1), out.mean(1, keepdim=True), out)
+        denoised[rows] = out.expand(-1, 3, -1, -1)
     out = (image + float(strength) * (denoised.clamp(0, 1) - image)).clamp(0, 1)
     # sigma 0 means "no noise": leave those images exactly as they were.
     keep = (sigma_t == 0).to(image.device).view(b, 1, 1, 1)
@@ -84,19 +114,24 @@ def denoise_vae(
 
 
 class DenoiseApplier:
-    """The ``denoise.vae`` applier: fixed or estimated noise level, estimated
-    once per whole image by :meth:`prepare` before the core tiles it."""
+    """The ``denoise.vae`` applier. :meth:`prepare` sees each whole image
+    before the core tiles it: it estimates the noise level once (``sigma=auto``)
+    and settles which model takes the image, so no tile of a colour photo
+    that happens to be gray goes to the grayscale model."""
 
     def __init__(self, model: ConditionalVAE, sigma: Union[float, str], strength: float,
-                 per_image: Optional[torch.Tensor] = None, ensemble: int = 1):
+                 per_image: Optional[torch.Tensor] = None, ensemble: int = 1, gray_model: Optional[ConditionalVAE] = None):
         self.model, self.sigma, self.strength, self.per_image, self.ensemble = model, sigma, strength, per_image, ensemble
+        self.gray_model = gray_model
 
     def prepare(self, image: torch.Tensor, mask: Optional[torch.Tensor] = None) -> "DenoiseApplier":
-        if self.sigma != "auto":
-            return self
-        from imgedit.noise import estimate_sigma_sampled
+        gray_model = self.gray_model if self.gray_model is not None and bool(is_gray(image).all()) else None
+        per_image = self.per_image
+        if self.sigma == "auto":
+            from imgedit.noise import estimate_sigma_sampled
 
-        return DenoiseApplier(self.model, self.sigma, self.strength, estimate_sigma_sampled(image).float().cpu(), self.ensemble)
+            per_image = estimate_sigma_sampled(image).float().cpu()
+        return DenoiseApplier(self.model, self.sigma, self.strength, per_image, self.ensemble, gray_model)
 
     def __call__(self, image: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
         if self.strength == 0:
@@ -109,10 +144,9 @@ class DenoiseApplier:
                 sigma = estimate_sigma_sampled(image).float().cpu()
         else:
             sigma = float(self.sigma)
-        model = self.model
-        if next(model.parameters()).dtype != image.dtype:
-            model = _cast(model, image.dtype)
-        return denoise_vae(image, model, sigma, self.strength, self.ensemble)
+        model, gray_model = (m if m is None or next(m.parameters()).dtype == image.dtype else _cast(m, image.dtype)
+                             for m in (self.model, self.gray_model))
+        return denoise_vae(image, model, sigma, self.strength, self.ensemble, gray_model)
 
 
 def _cast(model: ConditionalVAE, dtype: torch.dtype) -> ConditionalVAE:
@@ -130,6 +164,8 @@ def create_denoise(context: Any = None, *, sigma: Union[float, str] = "auto", st
     if sigma != "auto" and float(sigma) > SIGMA_MAX:
         logger.warning("denoise.vae was trained for sigma up to %g; using %g instead of %g", SIGMA_MAX, SIGMA_MAX, float(sigma))
     model = load_denoiser(device, weights or None)
+    # Only the shipped colour model has a grayscale partner; a user's weights take every image.
+    gray_model = None if weights else load_gray_denoiser(device)
     if dtype != torch.float32:
-        model = _cast(model, dtype)
-    return DenoiseApplier(model, sigma, float(strength), ensemble=int(ensemble))
+        model, gray_model = _cast(model, dtype), None if gray_model is None else _cast(gray_model, dtype)
+    return DenoiseApplier(model, sigma, float(strength), ensemble=int(ensemble), gray_model=gray_model)

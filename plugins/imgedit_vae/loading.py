@@ -11,7 +11,7 @@ import torch
 
 from imgedit.errors import UsageError, WeightsError
 from imgedit.models import ModelSpec, load_model, load_weights
-from imgedit_vae.model import VAEConfig, grow_from
+from imgedit_vae.model import VAEConfig, gray_from_colour, grow_from
 
 _cache: dict[tuple, torch.nn.Module] = {}
 _lock = threading.Lock()
@@ -38,15 +38,19 @@ def load_vae(spec: ModelSpec, build: Callable[[VAEConfig], torch.nn.Module], dev
 
 def start_from_weights(model: torch.nn.Module, path: Path) -> str:
     """Start a new training run's ``model`` from trained, verified weights of
-    the same kind (possibly narrower: see :func:`imgedit_vae.model.grow_from`);
-    returns the line the model card records about where the run started.
+    the same kind (possibly narrower: see :func:`imgedit_vae.model.grow_from`;
+    a grayscale model may start from a colour one: see
+    :func:`imgedit_vae.model.gray_from_colour`); returns the line the model card records about where the run started.
 
     Raises:
         UsageError: the file, its card or its sha256 is wrong, or the weights do not fit.
     """
     spec = ModelSpec(name=path.stem, weights=path)
     try:
-        grow_from(model, load_weights(spec))
+        tensors = load_weights(spec)
+        if model.cfg.image_channels == 1 and tensors.get("decoder.head.bias", torch.empty(0)).numel() == 12:
+            tensors = gray_from_colour(tensors)
+        grow_from(model, tensors)
     except (WeightsError, ValueError) as exc:
         raise UsageError(f"--init {path}: {exc}") from None
     card = spec.card()

@@ -3,8 +3,8 @@
 One small multi-scale U-Net, used by both tasks:
 
 - the input image is pixel-unshuffled by 2 at once, so every convolution runs
-  at half resolution or below (about 50 k multiply-adds per pixel: fast on a
-  laptop CPU);
+  at half resolution or below (the shipped denoiser: 74 k multiply-adds per
+  pixel, fast on a laptop CPU);
 - the condition (a noise-level map for denoising, the hole mask for
   inpainting) enters as extra input planes;
 - the bottleneck at 1/16 resolution is a Gaussian latent: the encoder gives
@@ -315,6 +315,29 @@ def grow_from(model: nn.Module, tensors: dict[str, torch.Tensor]) -> None:
                 new[tuple(cut)] = 0
             new[tuple(slice(0, n) for n in old.shape)] = old
     model.load_state_dict(state)
+
+
+def gray_from_colour(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Weights of a colour :class:`ConditionalVAE` -> those of a one-channel
+    model that gives the same output on a grayscale image as the colour model
+    gives on that image repeated on 3 channels (its output channels averaged).
+
+    Pixel-unshuffle puts input channel ``c``'s four phases at ``4c..4c+3``:
+    the gray stem sums the R, G and B phases' weights (the three inputs are
+    equal) and keeps the condition's; the gray head averages the three
+    colours' output phases.
+
+    Raises:
+        ValueError: the weights are not of a 3-channel model.
+    """
+    out = dict(tensors)
+    stem, head_w, head_b = (tensors[n] for n in ("encoder.stem.weight", "decoder.head.weight", "decoder.head.bias"))
+    if head_w.shape[0] != 12 or stem.shape[1] < 12:
+        raise ValueError(f"not a colour model: its head gives {head_w.shape[0] // 4} channels")
+    out["encoder.stem.weight"] = torch.cat([stem[:, 0:4] + stem[:, 4:8] + stem[:, 8:12], stem[:, 12:]], dim=1)
+    out["decoder.head.weight"] = head_w.view(3, 4, *head_w.shape[1:]).mean(0)
+    out["decoder.head.bias"] = head_b.view(3, 4).mean(0)
+    return out
 
 
 def _pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:

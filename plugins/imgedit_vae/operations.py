@@ -13,10 +13,12 @@ from imgedit.models import ModelSpec, shipped_weights_dir
 from imgedit.operations import Capabilities, Operation, Param
 
 MODEL_NAME = "denoise-vae"
+GRAY_MODEL_NAME = "denoise-vae-gray"  # the shipped colour model's partner for grayscale images
 INPAINT_MODEL_NAME = "inpaint-vae"
 
 _DESCRIPTIONS = {
     MODEL_NAME: "Conditional VAE denoiser, sigma 0-75, colour and grayscale",
+    GRAY_MODEL_NAME: "Conditional VAE denoiser for grayscale images, sigma 0-75",
     INPAINT_MODEL_NAME: "Conditional VAE inpainter: a deterministic fill or several plausible ones",
 }
 
@@ -46,7 +48,7 @@ DENOISE_CAPS = Capabilities(
 
 DENOISE = Operation(
     name="denoise", method="vae", create=create_denoise, capabilities=DENOISE_CAPS, priority=10,
-    weights=(MODEL_NAME,),
+    weights=(MODEL_NAME, GRAY_MODEL_NAME),
     params=(
         Param("sigma", float, "auto", help="noise std on the 0-255 scale (0-75), or auto",
               allow_auto=True, minimum=0, maximum=255),
@@ -85,4 +87,4 @@ INPAINT = Operation(
 )
 
 OPERATIONS = (DENOISE, INPAINT)
-MODELS = (model_spec(), model_spec(name=INPAINT_MODEL_NAME))
+MODELS = (model_spec(), model_spec(name=GRAY_MODEL_NAME), model_spec(name=INPAINT_MODEL_NAME))

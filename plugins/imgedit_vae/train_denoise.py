@@ -17,7 +17,7 @@ from typing import Callable, Optional, Sequence
 import torch
 
 from imgedit import distributed
-from imgedit.imagepool import ImagePool
+from imgedit.imagepool import ImagePool, luminance
 from imgedit.training import autocast, learning_rate, load_run_state, run_state, train_or_resume
 from imgedit_vae.degrade import add_gaussian_noise
 from imgedit_vae.loading import start_from_weights
@@ -39,7 +39,7 @@ class TrainConfig:
     beta_kl: float = 1e-4
     sigma_max: float = 75.0
     clip_prob: float = 0.3  # share of noisy inputs clipped + quantised as in a file
-    gray_prob: float = 0.15  # share of grayscale patches (same noise on all channels)
+    gray_prob: float = 0.15  # share of grayscale patches (same noise on all channels); a 1-channel model sees only gray
     val_images: int = 8
     val_sigma: float = 25.0
     val_every: int = 250
@@ -81,15 +81,23 @@ class Trainer:
     def _validation_set(self, val_pool: ImagePool) -> tuple[torch.Tensor, torch.Tensor]:
         if len(val_pool) == 0:
             return torch.empty(0), torch.empty(0)
-        clean = val_pool.center_crops(128)
+        clean = self._as_model_input(val_pool.center_crops(128))
         sigma = torch.full((len(clean),), self.cfg.val_sigma)
         noisy = add_gaussian_noise(clean, sigma, torch.Generator().manual_seed(0))
         return clean.to(self.device), noisy.to(self.device)
 
+    def _as_model_input(self, clean: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) RGB -> what the model reads: unchanged, or luminance on one channel."""
+        if self.cfg.model.image_channels == 3:
+            return clean
+        return torch.stack([luminance(image)[:1] for image in clean])
+
     def batch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(noisy, sigma map, clean) for one step, on the device."""
         cfg, g = self.cfg, self.generator
-        clean = self.train_pool.patches(cfg.batch, cfg.patch, g, cfg.gray_prob).to(self.device)
+        gray_only = cfg.model.image_channels == 1
+        clean = self.train_pool.patches(cfg.batch, cfg.patch, g, 1.0 if gray_only else cfg.gray_prob)
+        clean = self._as_model_input(clean).to(self.device)
         sigma = torch.rand(cfg.batch, generator=g) * cfg.sigma_max
         clip = torch.rand(cfg.batch, generator=g) < cfg.clip_prob
         # The noise is drawn on the device (on a CPU it was most of a GPU step's time), from a
