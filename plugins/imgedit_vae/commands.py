@@ -162,15 +162,14 @@ def eval_denoise_command(sources, sigma_text, baselines, clip, seed, limit, weig
     from tqdm import tqdm
 
     from imgedit.devices import resolve_device
-    from imgedit_vae.denoise import denoise_vae, load_denoiser, load_gray_denoiser
+    from imgedit_vae.denoise import denoise_vae, load_denoisers
     from imgedit_vae.evaluate_denoise import baseline_methods, evaluate, format_table, load_clean, rows_as_dicts
 
     sigmas = _sigmas(sigma_text)
     if threads:
         torch.set_num_threads(threads)
     dev = resolve_device(device)
-    model = load_denoiser(dev, weights)
-    gray_model = None if weights else load_gray_denoiser(dev)  # as 'imgedit denoise' does
+    model, gray_model = load_denoisers(dev, weights)  # as 'imgedit denoise' picks them
     scored = [_label(model_spec(weights))]
     if gray_model is not None:
         scored.append(f"{_label(model_spec(name=GRAY_MODEL_NAME))} for grayscale images")

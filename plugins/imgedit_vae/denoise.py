@@ -48,6 +48,15 @@ def load_gray_denoiser(device: Union[str, torch.device] = "cpu") -> Optional[Con
     return load_vae(spec, ConditionalVAE, device) if spec.weights.is_file() else None
 
 
+def load_denoisers(
+    device: Union[str, torch.device] = "cpu", weights: Optional[Union[str, Path]] = None
+) -> tuple[ConditionalVAE, Optional[ConditionalVAE]]:
+    """``(model, gray_model)`` for :func:`denoise_vae`: the shipped colour
+    model and its grayscale partner, or a user's ``weights`` alone (only the
+    shipped model has a partner; a user's file takes every image)."""
+    return load_denoiser(device, weights), None if weights else load_gray_denoiser(device)
+
+
 def denoise_vae(
     image: torch.Tensor,
     model: ConditionalVAE,
@@ -163,9 +172,7 @@ def create_denoise(context: Any = None, *, sigma: Union[float, str] = "auto", st
         raise UsageError(f"denoise: strength must be in [0, 1], got {strength}")
     if sigma != "auto" and float(sigma) > SIGMA_MAX:
         logger.warning("denoise.vae was trained for sigma up to %g; using %g instead of %g", SIGMA_MAX, SIGMA_MAX, float(sigma))
-    model = load_denoiser(device, weights or None)
-    # Only the shipped colour model has a grayscale partner; a user's weights take every image.
-    gray_model = None if weights else load_gray_denoiser(device)
+    model, gray_model = load_denoisers(device, weights or None)
     if dtype != torch.float32:
         model, gray_model = _cast(model, dtype), None if gray_model is None else _cast(gray_model, dtype)
     return DenoiseApplier(model, sigma, float(strength), ensemble=int(ensemble), gray_model=gray_model)

@@ -81,23 +81,20 @@ class Trainer:
     def _validation_set(self, val_pool: ImagePool) -> tuple[torch.Tensor, torch.Tensor]:
         if len(val_pool) == 0:
             return torch.empty(0), torch.empty(0)
-        clean = self._as_model_input(val_pool.center_crops(128))
+        clean = val_pool.center_crops(128)
+        if self.cfg.model.image_channels == 1:  # a grayscale model reads luminance
+            clean = torch.stack([luminance(image)[:1] for image in clean])
         sigma = torch.full((len(clean),), self.cfg.val_sigma)
         noisy = add_gaussian_noise(clean, sigma, torch.Generator().manual_seed(0))
         return clean.to(self.device), noisy.to(self.device)
 
-    def _as_model_input(self, clean: torch.Tensor) -> torch.Tensor:
-        """(B, 3, H, W) RGB -> what the model reads: unchanged, or luminance on one channel."""
-        if self.cfg.model.image_channels == 3:
-            return clean
-        return torch.stack([luminance(image)[:1] for image in clean])
-
     def batch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(noisy, sigma map, clean) for one step, on the device."""
         cfg, g = self.cfg, self.generator
+        # a grayscale model gets only gray patches (luminance on 3 equal channels), and reads one of them
         gray_only = cfg.model.image_channels == 1
         clean = self.train_pool.patches(cfg.batch, cfg.patch, g, 1.0 if gray_only else cfg.gray_prob)
-        clean = self._as_model_input(clean).to(self.device)
+        clean = clean[:, : cfg.model.image_channels].to(self.device)
         sigma = torch.rand(cfg.batch, generator=g) * cfg.sigma_max
         clip = torch.rand(cfg.batch, generator=g) < cfg.clip_prob
         # The noise is drawn on the device (on a CPU it was most of a GPU step's time), from a
