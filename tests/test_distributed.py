@@ -137,3 +137,16 @@ def test_each_process_keeps_its_rows_of_the_global_draw(monkeypatch):
 def test_nproc_is_taken_out_of_the_relaunched_command():
     argv = ["train", "style", "--nproc", "2", "--data", "x", "--nproc=3", "--steps", "4"]
     assert distributed.without_nproc(argv) == ["train", "style", "--data", "x", "--steps", "4"]
+
+
+def test_a_finished_worker_leaves_with_status_0_and_its_output_written():
+    # leave() skips interpreter shutdown (os._exit), so it must flush what the process printed itself
+    import subprocess
+    import sys
+
+    code = ("import logging, sys; from imgedit import distributed; print('out', end=''); "
+            "sys.stderr.write('err'); logging.getLogger('imgedit').warning('logged'); distributed.leave(); print('after')")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0
+    assert result.stdout == "out"
+    assert result.stderr.startswith("err") and "logged" in result.stderr
