@@ -42,6 +42,10 @@ def test_pool_patches_are_in_range_and_reproducible(data):
     b = pool.patches(4, 32, torch.Generator().manual_seed(3), gray_prob=0.5)
     assert a.shape == (4, 3, 32, 32) and torch.equal(a, b)
     assert 0 <= a.min() and a.max() <= 1
+    colour = pool.patches(8, 32, torch.Generator().manual_seed(3), gray_prob=0.0)
+    assert all(not torch.equal(p[0], p[1]) for p in colour)  # the photos are colourful: no patch made gray
+    gray = pool.patches(8, 32, torch.Generator().manual_seed(3), gray_prob=1.0)
+    assert all(torch.equal(p[0], p[1]) and torch.equal(p[1], p[2]) for p in gray)
     train_pool, val_pool = pool.split(1)
     assert len(train_pool) == 2 and len(val_pool) == 1
 
@@ -119,6 +123,16 @@ def test_bf16_runs_the_forward_in_bfloat16_and_a_resume_may_change_precision(dat
     assert card["training"]["commands"][-1].endswith("(resumed with the checkpoint's lr 0.001)")
     result = invoke("train", "denoise", "--data", data, "--precision", "fp16", "--out", tmp_path / "r2")
     assert result.exit_code == 2 and "fp16" in result.output
+
+
+def test_gray_share_sets_the_share_of_gray_patches(data, tmp_path, invoke):
+    result = invoke("train", "denoise", "--data", data, "--steps", "1", "--batch", "2", "--patch", "32", "--gray-share", "0",
+                    "--out", tmp_path / "run", "--export", tmp_path / "w.safetensors", "-q")
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "w.json").read_text())["training"]["train_config"]["gray_prob"] == 0.0
+    result = invoke("train", "denoise", "--data", data, "--gray-share", "1.5", "--out", tmp_path / "r2")
+    assert result.exit_code == 2 and "--gray-share" in result.output
+    assert not (tmp_path / "r2").exists()
 
 
 def test_learning_rate_warms_up_then_decays():

@@ -42,16 +42,20 @@ def _check_init(init, resume) -> None:
               "a --gray run may start from a colour model")
 @click.option("--gray", is_flag=True, help="Train a one-channel model for grayscale images (on the images' luminance); "
                                          "'imgedit denoise' uses it for grayscale images beside the colour model.")
+@click.option("--gray-share", type=click.FloatRange(0, 1), default=0.15, show_default=True,
+              help="Share of a colour model's patches made grayscale, so that it handles gray images too; "
+                   "0 gives all of them to colour when a --gray partner takes gray images.")
 @precision_option()
 def train_denoise_command(sources, steps, resume, out_dir, export_path, device, batch, patch, lr, seed, quiet, widths_text, init,
-                          gray, precision):
+                          gray, gray_share, precision):
     """Train the denoising VAE on clean images (noise is synthesised)."""
     from functools import partial
 
     from imgedit_vae.train_denoise import TrainConfig, train
 
     _check_init(init, resume)
-    cfg = TrainConfig(steps=steps, batch=batch, patch=_patch_size(patch), lr=lr, seed=seed, precision=precision)
+    cfg = TrainConfig(steps=steps, batch=batch, patch=_patch_size(patch), lr=lr, seed=seed, precision=precision,
+                      gray_prob=gray_share)
     if widths_text:
         cfg.model = replace(cfg.model, widths=_widths(widths_text, len(cfg.model.widths)))
     if gray:
