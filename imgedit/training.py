@@ -152,7 +152,7 @@ def train_or_resume(build: Callable[[Any], Any], cfg: Any, kind: str, out_dir: P
     fit(trainer, Path(out_dir), on_progress)
     distributed.stop()
     if not distributed.is_main():
-        distributed.leave()  # rank 0 alone exports the weights and reports
+        raise distributed.WorkerDone()  # rank 0 alone exports the weights and reports
     return trainer
 
 

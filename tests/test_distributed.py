@@ -140,12 +140,12 @@ def test_nproc_is_taken_out_of_the_relaunched_command():
 
 
 def test_a_finished_worker_leaves_with_status_0_and_its_output_written():
-    # leave() skips interpreter shutdown (os._exit), so it must flush what the process printed itself
+    # end_finished_worker() skips interpreter shutdown (os._exit), so it must flush what the process printed itself
     import subprocess
     import sys
 
-    code = ("import logging, sys; from imgedit import distributed; print('out', end=''); "
-            "sys.stderr.write('err'); logging.getLogger('imgedit').warning('logged'); distributed.leave(); print('after')")
+    code = ("import logging, sys; from imgedit.cli import end_finished_worker; print('out', end=''); "
+            "sys.stderr.write('err'); logging.getLogger('imgedit').warning('logged'); end_finished_worker(); print('after')")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0
     assert result.stdout == "out"

@@ -3,7 +3,7 @@
 One small multi-scale U-Net, used by both tasks:
 
 - the input image is pixel-unshuffled by 2 at once, so every convolution runs
-  at half resolution or below (the shipped denoiser: 74 k multiply-adds per
+  at half resolution or below (the shipped denoiser: 90 k multiply-adds per
   pixel, fast on a laptop CPU);
 - the condition (a noise-level map for denoising, the hole mask for
   inpainting) enters as extra input planes;
