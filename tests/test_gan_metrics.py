@@ -26,7 +26,7 @@ def blobs(n, seed, size=32):
 def scores():
     real, other = blobs(48, 0), blobs(48, 1)
     sets = {"same": real, "floor": other, "blurred": M.pyr_up(M.pyr_down(other)), "shifted": (other * 0.6 + 0.3).clamp(0, 1)}
-    return M.evaluate(real, sets, seed=0)
+    return M.evaluate(real, sets, seed=0, baseline="shifted")
 
 
 def test_identical_sets_score_zero(scores):
@@ -45,6 +45,19 @@ def test_a_colour_shift_raises_kid_and_lowers_diversity(scores):
     # SWD normalises each set's colour channels (as ProGAN), so the shift is for KID to see
     assert scores["shifted"]["kid_x1e3"] > 50 * max(scores["floor"]["kid_x1e3"], 1.0)
     assert scores["shifted"]["diversity"] < 0.8
+
+
+def test_kid_is_compared_with_the_baseline_subset_by_subset(scores):
+    assert "kid_below_baseline" not in scores["shifted"]  # the baseline itself
+    assert scores["same"]["kid_below_baseline"] == 1.0 and scores["floor"]["kid_below_baseline"] == 1.0
+    a, b = blobs(40, 5), blobs(40, 6)
+    # a set against itself as the baseline is never below it
+    assert M.evaluate(a, {"b": b, "copy": b.clone()}, seed=1, baseline="b")["copy"]["kid_below_baseline"] == 0.0
+    # the subsets of the reference are shared: the paired values differ only by the candidates
+    fa, fb = M.features(a), M.features(b)
+    x, y = M.kid_subsets(fb, fa, seed=3), M.kid_subsets(fb.clone(), fa, seed=3)
+    assert x.shape == (M.KID_SUBSETS,) and (x == y).all()
+    assert M.kid(fb, fa, seed=3) == (float(x.mean()), float(x.std()))
 
 
 def test_same_images_same_numbers():
@@ -95,7 +108,8 @@ def test_eval_command_reports_every_set(tmp_path, invoke):
     report = json.loads(result.output)
     assert report["n"] == 4 and set(report["results"]) == {"real (floor)", "model", "gaussian (baseline)"}
     model = report["results"]["model"]
-    assert set(model) == {"swd_x1e3", "swd_avg_x1e3", "kid_x1e3", "kid_std_x1e3", "diversity"}
+    assert set(model) == {"swd_x1e3", "swd_avg_x1e3", "kid_x1e3", "kid_std_x1e3", "diversity", "kid_below_baseline"}
+    assert 0 <= model["kid_below_baseline"] <= 1 and "kid_below_baseline" not in report["results"]["gaussian (baseline)"]
     # an untrained generator is further from real images than the other half of them
     assert model["swd_avg_x1e3"] > report["results"]["real (floor)"]["swd_avg_x1e3"]
     assert json.loads(spec.card_path.read_text())["metrics"]["eval_gan"]["n"] == 4
@@ -104,6 +118,7 @@ def test_eval_command_reports_every_set(tmp_path, invoke):
     assert result.exit_code == 2 and "need at least 4 real images, found 2" in result.output
     result = invoke("eval", "gan", "--model", spec.weights, "--real", real, "--n", "3")
     assert result.exit_code == 0 and "SWD16" in result.output and "gaussian (baseline)" in result.output
+    assert "KID<base" in result.output
 
 
 def test_kid_spread_is_real_when_the_sets_are_smaller_than_a_subset():

@@ -121,3 +121,26 @@ def test_bad_training_input_is_one_line_and_exit_2(data, tmp_path, invoke):
     assert result.exit_code == 2
     result = invoke("train", "gan", "--data", data, "--name", "a", "--export", tmp_path / "b.safetensors")
     assert result.exit_code == 2 and "differs" in result.output
+
+
+
+def test_train_command_takes_the_augmentation_policy(data, tmp_path, invoke):
+    default = tmp_path / "default.safetensors"
+    result = invoke("train", "gan", "--data", data, "--size", "16", "--steps", "1", "--batch", "2", "--out", tmp_path / "d",
+                    "--export", default, "-q")
+    assert result.exit_code == 0, result.output
+    # the CLI's default (kept torch-free for --help) is the trainer's
+    assert json.loads(default.with_suffix(".json").read_text())["training"]["train_config"]["augment"] == GANTrainConfig().augment
+
+    weights = tmp_path / "plain.safetensors"
+    result = invoke("train", "gan", "--data", data, "--size", "16", "--steps", "1", "--batch", "2", "--out", tmp_path / "a",
+                    "--export", weights, "--augment", "translation", "-q")
+    assert result.exit_code == 0, result.output
+    assert json.loads(weights.with_suffix(".json").read_text())["training"]["train_config"]["augment"] == "translation"
+    assert load_checkpoint(tmp_path / "a" / "checkpoint.safetensors", kind="gan")["config"]["augment"] == "translation"
+
+    result = invoke("train", "gan", "--data", data, "--size", "16", "--steps", "1", "--batch", "2", "--out", tmp_path / "b",
+                    "--export", tmp_path / "b.safetensors", "--augment", "color,sparkle", "-q")
+    assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1
+    assert "unknown augmentation sparkle" in result.output
+    assert not (tmp_path / "b.safetensors").exists()

@@ -29,7 +29,11 @@ estimate of MMD^2 with the cubic polynomial kernel ``k(x, y) = (x.y / d +
 ``min(1000, n // 2)`` images of each set (half, so that the subsets
 differ when n is 1000 or less); mean and standard deviation over the
 subsets, x1e3. Unbiased means it is about 0, and can be slightly negative,
-for two samples of one distribution.
+for two samples of one distribution. That spread is mostly the reference
+subsets' own, so ``evaluate`` also counts, subset by subset (the same
+reference subset for both), how often a set's MMD^2 is below the
+baseline's: a paired comparison that a difference inside the spread can
+still pass or fail.
 
 **Features** for KID and diversity come from :class:`imgedit.features.FeatureNet`,
 a fixed CNN with random weights (736 features; defined there). Random
@@ -156,13 +160,16 @@ def _poly_kernel(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return (x @ y.T / x.shape[1] + 1) ** 3
 
 
-def kid(a: torch.Tensor, b: torch.Tensor, seed: int = 0) -> tuple[float, float]:
-    """(mean, std) over subsets of the unbiased MMD^2 between feature sets ``a`` and ``b``.
+def kid_subsets(a: torch.Tensor, b: torch.Tensor, seed: int = 0) -> np.ndarray:
+    """The unbiased MMD^2 between feature sets ``a`` and ``b`` on each of
+    ``KID_SUBSETS`` random subsets, ``(KID_SUBSETS,)``.
 
     Subsets hold ``KID_SUBSET_SIZE`` rows, or half of the smaller set when
     that is less: a subset as large as the set is the whole set every time,
     and the spread would read 0 whatever the sets. The estimate is unbiased
-    at any subset size, so only the spread depends on it."""
+    at any subset size, so only the spread depends on it. The subsets depend
+    only on ``seed`` and the sizes, so two candidate sets scored against one
+    ``b`` meet the same subsets of it: their values can be compared pair by pair."""
     m = max(2, min(KID_SUBSET_SIZE, len(a) // 2, len(b) // 2))
     k_aa, k_bb, k_ab = (_poly_kernel(x, y).double().numpy() for x, y in ((a, a), (b, b), (a, b)))
     g = torch.Generator().manual_seed(seed)
@@ -171,6 +178,12 @@ def kid(a: torch.Tensor, b: torch.Tensor, seed: int = 0) -> tuple[float, float]:
         i, j = torch.randperm(len(a), generator=g)[:m].numpy(), torch.randperm(len(b), generator=g)[:m].numpy()
         within = k_aa[np.ix_(i, i)].sum() - k_aa[i, i].sum() + k_bb[np.ix_(j, j)].sum() - k_bb[j, j].sum()
         values.append(within / (m * (m - 1)) - 2 * k_ab[np.ix_(i, j)].mean())
+    return np.array(values)
+
+
+def kid(a: torch.Tensor, b: torch.Tensor, seed: int = 0) -> tuple[float, float]:
+    """(mean, std) of :func:`kid_subsets`."""
+    values = kid_subsets(a, b, seed)
     return float(np.mean(values)), float(np.std(values))
 
 
@@ -209,43 +222,56 @@ def pca_gaussian(images: torch.Tensor, n: int, seed: int = 0) -> torch.Tensor:
 
 
 def evaluate(reference: torch.Tensor, candidates: dict[str, torch.Tensor], seed: int = 0,
-             on_set: Optional[Callable[[str], None]] = None) -> dict[str, dict]:
+             on_set: Optional[Callable[[str], None]] = None, baseline: Optional[str] = None) -> dict[str, dict]:
     """Score each candidate set against ``reference`` (same n and size).
+
+    Args:
+        baseline: the name of the candidate to beat: every other set also
+            gets ``kid_below_baseline``, the share of the KID subsets (the
+            same subsets of the reference for both) in which its MMD^2 is
+            below the baseline's. The spread of KID is mostly the reference
+            subsets', so this paired count says whether a difference of
+            means inside that spread is real.
 
     Returns:
         ``{name: {"swd_x1e3": {resolution: value}, "swd_avg_x1e3", "kid_x1e3",
-        "kid_std_x1e3", "diversity"}}``.
+        "kid_std_x1e3", "diversity"[, "kid_below_baseline"]}}``.
     """
     net = FeatureNet()
     ref_desc, ref_feat = swd_descriptors(reference, seed), features(reference, net)
     ref_spread = mean_pairwise_distance(ref_feat)
     resolutions = swd_levels(reference)
-    results = {}
+    results, subsets = {}, {}
     for name, images in candidates.items():
         if images.shape != reference.shape:
             raise ValueError(f"set '{name}' has shape {tuple(images.shape)}, the reference {tuple(reference.shape)}")
         desc = swd_descriptors(images, seed)
         swd = [1e3 * sliced_wasserstein(r, d, seed + level) for level, (r, d) in enumerate(zip(ref_desc, desc))]
         feat = features(images, net)
-        kid_mean, kid_std = kid(feat, ref_feat, seed)
+        subsets[name] = kid_subsets(feat, ref_feat, seed)
         results[name] = {
             "swd_x1e3": dict(zip(resolutions, swd)),
             "swd_avg_x1e3": float(np.mean(swd)),
-            "kid_x1e3": 1e3 * kid_mean,
-            "kid_std_x1e3": 1e3 * kid_std,
+            "kid_x1e3": 1e3 * float(np.mean(subsets[name])),
+            "kid_std_x1e3": 1e3 * float(np.std(subsets[name])),
             "diversity": mean_pairwise_distance(feat) / ref_spread,
         }
         if on_set:
             on_set(name)
+    if baseline in subsets:
+        for name in results:
+            if name != baseline:
+                results[name]["kid_below_baseline"] = float(np.mean(subsets[name] < subsets[baseline]))
     return results
 
 
 def format_table(results: dict[str, dict], title: str) -> str:
     resolutions = list(next(iter(results.values()))["swd_x1e3"])
     head = "".join(f"{'SWD' + str(r):>8}" for r in resolutions)
-    lines = [title, f"{'set':<22}{head}{'SWDavg':>8}{'KIDx1e3':>15}{'divers.':>9}"]
+    lines = [title, f"{'set':<22}{head}{'SWDavg':>8}{'KIDx1e3':>15}{'KID<base':>10}{'divers.':>9}"]
     for name, r in results.items():
         swd = "".join(f"{v:8.2f}" for v in r["swd_x1e3"].values())
         kid_text = f"{r['kid_x1e3']:.2f}+-{r['kid_std_x1e3']:.2f}"
-        lines.append(f"{name:<22}{swd}{r['swd_avg_x1e3']:8.2f}{kid_text:>15}{r['diversity']:9.3f}")
+        below = f"{100 * r['kid_below_baseline']:.0f}%" if "kid_below_baseline" in r else "-"
+        lines.append(f"{name:<22}{swd}{r['swd_avg_x1e3']:8.2f}{kid_text:>15}{below:>10}{r['diversity']:9.3f}")
     return "\n".join(lines)
