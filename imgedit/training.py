@@ -37,7 +37,10 @@ SESSION_FIELDS = ("steps", "precision")
 
 def kept_settings(given: dict, checkpoint: dict) -> str:
     """The settings a resumed run takes from its checkpoint although its
-    command line (defaults included) says otherwise, as ``"lr 0.0005, seed 2"``."""
+    command line (defaults included) says otherwise, as ``"lr 0.0005, seed 2"``.
+    Both are compared as JSON has them (a checkpoint may hold a tuple where
+    the command line's config, through JSON, holds a list)."""
+    checkpoint = json.loads(json.dumps(checkpoint))
     return ", ".join(f"{k} {v}" for k, v in checkpoint.items()
                      if k not in SESSION_FIELDS and k in given and given[k] != v)
 

@@ -78,3 +78,11 @@ def test_progress_bar_shows_the_chosen_metrics_and_starts_where_a_run_resumed(ca
         assert bar.bar.format_dict["initial"] == 3  # rate and ETA count only the 3 steps run now
     shown = capsys.readouterr().err
     assert "6/10" in shown and "loss=0.25, val=20.0" in shown and "other" not in shown
+
+
+def test_kept_settings_names_only_real_differences():
+    from imgedit.training import kept_settings
+
+    # a checkpoint's tuple against the command line's JSON list is the same setting
+    assert kept_settings({"betas": [0.5, 0.999], "lr": 0.001, "steps": 9}, {"betas": (0.5, 0.999), "lr": 0.001, "steps": 5}) == ""
+    assert kept_settings({"betas": [0.5, 0.9], "lr": 0.002}, {"betas": (0.5, 0.999), "lr": 0.001}) == "betas [0.5, 0.999], lr 0.001"
