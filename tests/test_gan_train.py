@@ -123,7 +123,6 @@ def test_bad_training_input_is_one_line_and_exit_2(data, tmp_path, invoke):
     assert result.exit_code == 2 and "differs" in result.output
 
 
-
 def test_train_command_takes_the_augmentation_policy(data, tmp_path, invoke):
     default = tmp_path / "default.safetensors"
     result = invoke("train", "gan", "--data", data, "--size", "16", "--steps", "1", "--batch", "2", "--out", tmp_path / "d",
