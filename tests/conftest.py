@@ -128,23 +128,31 @@ def smooth_images(folder, count=3, height=72, width=80):
     return folder
 
 
-def trained_tiny_denoiser(invoke, data, path, run_dir):
+def trained_tiny_denoiser(invoke, data, path, run_dir, bridge=True):
     """A tiny denoiser trained 2 steps by ``imgedit train denoise`` and saved
     at ``path`` with its card; its head is then randomised and saved again,
-    since two steps barely move it from the identity. Returns the model."""
+    since two steps barely move it from the identity. ``bridge=False`` saves
+    it as weights made before the bridge existed. Returns the model."""
     import json
 
     import torch
 
     from imgedit.models import save_weights
     from imgedit_vae.denoise import load_denoiser
+    from imgedit_vae.model import ConditionalVAE, VAEConfig
 
     result = invoke("train", "denoise", "--data", data, "--steps", "2", "--batch", "2", "--patch", "32",
                     "--widths", "8,16,16,16", "--out", run_dir, "--export", path, "-q")
     assert result.exit_code == 0, result.output
     model = load_denoiser("cpu", path)
     torch.nn.init.normal_(model.decoder.head.weight, std=0.01)
-    save_weights(model.state_dict(), path, json.loads(path.with_suffix(".json").read_text()))
+    card, tensors = json.loads(path.with_suffix(".json").read_text()), model.state_dict()
+    if not bridge:
+        tensors = {k: v for k, v in tensors.items() if not k.startswith("decoder.bridge.")}
+        card["model_config"]["bridge"] = False
+        model = ConditionalVAE(VAEConfig.from_dict(card["model_config"])).eval()
+        model.load_state_dict(tensors)
+    save_weights(tensors, path, card)
     return model
 
 

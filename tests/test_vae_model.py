@@ -1,5 +1,7 @@
 """The conditional VAE itself: shapes, conditioning input, latent, KL."""
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -93,6 +95,29 @@ def test_growing_refuses_weights_that_do_not_fit(model):
     deeper = ConditionalVAE(VAEConfig(widths=(8, 16, 16, 16), blocks=(2, 1, 1, 1), latent_channels=4))
     with pytest.raises(ValueError, match="another architecture"):
         grow_from(deeper, model.state_dict())
+
+
+def test_the_bridge_starts_silent_on_grown_weights_then_carries_the_deepest_level(model):
+    bridged = ConditionalVAE(replace(SMALL, bridge=True))
+    grow_from(bridged, model.state_dict())
+    image, cond = torch.rand(2, 3, 40, 24), torch.rand(2, 1, 40, 24)
+    with torch.no_grad():
+        assert torch.equal(bridged(image, cond)[0], model(image, cond)[0])
+    out, _, _ = bridged(image, cond)
+    (out - image.flip(-1)).abs().mean().backward()
+    assert bridged.decoder.bridge.weight.grad.abs().sum() > 0  # the new path learns at once
+    # once it has weights, the deepest encoder level changes the output without the latent's help
+    with torch.no_grad():
+        torch.nn.init.normal_(bridged.decoder.bridge.weight, std=0.1)
+        before = bridged(image, cond)[0]
+        bridged.encoder.stages[-1][0].conv2.bias += 1.0
+        assert (bridged(image, cond)[0] - before).abs().max() > 1e-4
+
+
+def test_growing_still_refuses_weights_that_lack_a_trained_parameter(model):
+    tensors = {k: v for k, v in model.state_dict().items() if k != "encoder.stem.bias"}
+    with pytest.raises(ValueError, match="another architecture"):
+        grow_from(ConditionalVAE(SMALL), tensors)
 
 
 INPAINT = VAEConfig(widths=(8, 16, 16, 16), blocks=(1, 1, 1, 1), latent_channels=4, residual=False)

@@ -185,10 +185,12 @@ def test_bad_training_input_is_one_line_and_exit_2(tmp_path, invoke, data):
 
 def test_a_wider_run_starts_from_trained_weights_with_the_same_output(data, tmp_path, invoke):
     narrow = tmp_path / "narrow.safetensors"
-    before = trained_tiny_denoiser(invoke, data, narrow, tmp_path / "run1")
-    assert before.cfg.widths == (8, 16, 16, 16)
+    before = trained_tiny_denoiser(invoke, data, narrow, tmp_path / "run1", bridge=False)
+    assert before.cfg.widths == (8, 16, 16, 16) and not before.cfg.bridge
 
-    wider = TrainConfig(model=VAEConfig(widths=(12, 16, 24, 16), blocks=before.cfg.blocks, latent_channels=before.cfg.latent_channels))
+    # wider, and with the bridge that bridgeless weights lack
+    wider = TrainConfig(model=VAEConfig(widths=(12, 16, 24, 16), blocks=before.cfg.blocks,
+                                        latent_channels=before.cfg.latent_channels, bridge=True))
     trainer = Trainer(wider, ImagePool([data]), torch.device("cpu"), init=narrow)
     noisy, cond, _ = trainer.batch()
     trainer.model.eval()
@@ -201,7 +203,7 @@ def test_a_wider_run_starts_from_trained_weights_with_the_same_output(data, tmp_
                     "--widths", "12,16,24,16", "--out", tmp_path / "run2", "--export", grown, "-q")
     assert result.exit_code == 0, result.output
     card = json.loads(grown.with_suffix(".json").read_text())
-    assert card["model_config"]["widths"] == [12, 16, 24, 16]
+    assert card["model_config"]["widths"] == [12, 16, 24, 16] and card["model_config"]["bridge"] is True
     assert card["training"]["commands"][0].startswith("(started from") and "--init" in card["training"]["commands"][1]
 
 

@@ -46,7 +46,7 @@ class TrainConfig:
     checkpoint_every: int = 500
     seed: int = 0
     precision: str = "fp32"  # or "bf16": see imgedit.training.autocast
-    model: VAEConfig = field(default_factory=lambda: VAEConfig(widths=(32, 64, 80, 96), blocks=(2, 2, 2, 1)))
+    model: VAEConfig = field(default_factory=lambda: VAEConfig(widths=(32, 64, 80, 96), blocks=(2, 2, 2, 1), bridge=True))
 
     def to_dict(self) -> dict:
         d = asdict(self)
