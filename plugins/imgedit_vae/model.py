@@ -297,6 +297,10 @@ def kl_divergence(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     return 0.5 * torch.mean(mean.pow(2) + logvar.exp() - 1.0 - logvar)
 
 
+# Paths added to the architecture after weights were shipped; each starts at zero.
+NEW_PATHS = ("decoder.bridge.",)
+
+
 def grow_from(model: nn.Module, tensors: dict[str, torch.Tensor]) -> None:
     """Load a narrower trained network's weights into ``model`` (same
     architecture, each width at least as large) so that it computes exactly
@@ -307,17 +311,18 @@ def grow_from(model: nn.Module, tensors: dict[str, torch.Tensor]) -> None:
     never read the new ones and the output is unchanged; every other new
     weight keeps its random start, so the new channels carry signal and their
     zeroed outgoing weights get gradients at once (Net2Net-style widening,
-    Chen et al. 2016, with zeroed rather than copied units). A parameter the
-    weights lack is allowed when it starts at zero (a new path, such as the
-    bridge, that adds nothing until it trains).
+    Chen et al. 2016, with zeroed rather than copied units). Weights made
+    before a path of ``NEW_PATHS`` existed may lack it: it starts at zero.
+    Any other missing parameter (even one that starts at zero, like the
+    head) is refused.
 
     Raises:
         ValueError: the tensors name other parameters, or one is larger than
             the model's along some dimension.
     """
     state = model.state_dict()
-    # a path the weights lack may start at zero (it adds nothing yet, e.g. the bridge)
-    unused = {name for name in set(state) - set(tensors) if not state[name].any()}
+    # a path added after weights were shipped may be missing from them: it starts at zero, adding nothing yet
+    unused = {name for name in set(state) - set(tensors) if name.startswith(NEW_PATHS) and not state[name].any()}
     if set(state) - unused != set(tensors):
         odd = sorted((set(state) - unused) ^ set(tensors))
         raise ValueError(f"the weights are of another architecture ({len(odd)} names differ, e.g. {odd[0]})")
