@@ -139,7 +139,7 @@ def trained_tiny_denoiser(invoke, data, path, run_dir, bridge=True):
 
     from imgedit.models import save_weights
     from imgedit_vae.denoise import load_denoiser
-    from imgedit_vae.model import ConditionalVAE, VAEConfig
+    from imgedit_vae.model import NEW_PATHS, ConditionalVAE, VAEConfig
 
     result = invoke("train", "denoise", "--data", data, "--steps", "2", "--batch", "2", "--patch", "32",
                     "--widths", "8,16,16,16", "--out", run_dir, "--export", path, "-q")
@@ -148,7 +148,7 @@ def trained_tiny_denoiser(invoke, data, path, run_dir, bridge=True):
     torch.nn.init.normal_(model.decoder.head.weight, std=0.01)
     card, tensors = json.loads(path.with_suffix(".json").read_text()), model.state_dict()
     if not bridge:
-        tensors = {k: v for k, v in tensors.items() if not k.startswith("decoder.bridge.")}
+        tensors = {k: v for k, v in tensors.items() if not k.startswith(NEW_PATHS)}
         card["model_config"]["bridge"] = False
         model = ConditionalVAE(VAEConfig.from_dict(card["model_config"])).eval()
         model.load_state_dict(tensors)

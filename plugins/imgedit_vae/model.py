@@ -41,10 +41,7 @@ class VAEConfig:
     blocks: tuple = (2, 2, 2, 2)  # residual blocks per level, in encoder and decoder each
     latent_channels: int = 32
     residual: bool = True  # predict a correction added to the input image
-    # The encoder's deepest features also reach the decoder, through a 1x1
-    # conv beside the latent. A denoiser's latent collapses to the prior (the
-    # skips carry all it needs), which left its 1/16 level computing nothing.
-    bridge: bool = False
+    bridge: bool = False  # deepest encoder features to the decoder beside the latent (see the module docstring)
 
     @property
     def multiple(self) -> int:
@@ -321,7 +318,6 @@ def grow_from(model: nn.Module, tensors: dict[str, torch.Tensor]) -> None:
             the model's along some dimension.
     """
     state = model.state_dict()
-    # a path added after weights were shipped may be missing from them: it starts at zero, adding nothing yet
     unused = {name for name in set(state) - set(tensors) if name.startswith(NEW_PATHS) and not state[name].any()}
     if set(state) - unused != set(tensors):
         odd = sorted((set(state) - unused) ^ set(tensors))
