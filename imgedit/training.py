@@ -141,8 +141,9 @@ def train_or_resume(build: Callable[[Any], Any], cfg: Any, kind: str, out_dir: P
     if resume is not None:
         state = load_checkpoint(resume, kind=kind)
         given = json.loads(json.dumps(cfg.to_dict()))  # tuples as lists, as the checkpoint has them
-        cfg = type(cfg).from_dict({**state["config"], **{k: given[k] for k in SESSION_FIELDS if k in given}})
-        kept = kept_settings(given, state["config"])
+        saved = type(cfg).from_dict(state["config"]).to_dict()  # a setting newer than the checkpoint: its default
+        cfg = type(cfg).from_dict({**saved, **{k: given[k] for k in SESSION_FIELDS if k in given}})
+        kept = kept_settings(given, saved)
         if kept:
             logger.warning("resuming with the checkpoint's settings, not the command line's: %s", kept)
             command = command and f"{command}  (resumed with the checkpoint's {kept})"

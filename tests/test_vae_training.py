@@ -13,7 +13,7 @@ from conftest import smooth_rgb, trained_tiny_denoiser
 from imgedit.checkpoint import load_checkpoint
 from imgedit.imagepool import ImagePool, dihedral
 from imgedit_vae.model import VAEConfig
-from imgedit_vae.train_denoise import Trainer, TrainConfig, train
+from imgedit_vae.train_denoise import RECON_LOSSES, Trainer, TrainConfig, reconstruction_loss, train
 from imgedit.training import learning_rate
 
 TINY_MODEL = VAEConfig(widths=(8, 16, 16, 16), blocks=(1, 1, 1, 1), latent_channels=4)
@@ -133,6 +133,60 @@ def test_gray_share_sets_the_share_of_gray_patches(data, tmp_path, invoke):
     result = invoke("train", "denoise", "--data", data, "--gray-share", "1.5", "--out", tmp_path / "r2")
     assert result.exit_code == 2 and "--gray-share" in result.output
     assert not (tmp_path / "r2").exists()
+
+
+def test_reconstruction_losses():
+    out, clean = torch.tensor([0.5, 0.0, 0.2]), torch.tensor([0.0, 0.0, 0.4])
+    assert reconstruction_loss(out, clean, "l1").item() == pytest.approx(0.7 / 3)
+    assert reconstruction_loss(out, clean, "mse").item() == pytest.approx(0.29 / 3)
+    with pytest.raises(ValueError, match="l2"):
+        reconstruction_loss(out, clean, "l2")
+
+
+def test_mse_loss_trains_and_is_recorded(data, tmp_path, invoke):
+    from imgedit_vae.commands import train_denoise_command
+
+    loss_option = next(p for p in train_denoise_command.params if p.name == "loss")
+    assert tuple(loss_option.type.choices) == RECON_LOSSES
+    # the step lowers the squared error of its batch, and logs it under the loss's name
+    trainer = Trainer(tiny_config(lr=1e-3, loss="mse"), ImagePool([data]), torch.device("cpu"))
+    torch.nn.init.normal_(trainer.model.decoder.head.weight, std=0.01)
+    batch = trainer.batch()
+    trainer.batch = lambda: batch
+
+    def squared_error() -> float:
+        with torch.no_grad():
+            trainer.model.eval()
+            return float((trainer.model(batch[0], batch[1])[0] - batch[2]).square().mean())
+
+    before = squared_error()
+    assert set(trainer.train_step()) == {"loss", "mse", "kl"}
+    assert squared_error() < before
+
+    result = invoke("train", "denoise", "--data", data, "--steps", "1", "--batch", "2", "--patch", "32", "--loss", "mse",
+                    "--out", tmp_path / "run", "--export", tmp_path / "w.safetensors", "-q")
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "w.json").read_text())["training"]["train_config"]["loss"] == "mse"
+    result = invoke("train", "denoise", "--data", data, "--loss", "l2", "--out", tmp_path / "r2")
+    assert result.exit_code == 2 and "--loss" in result.output
+    assert not (tmp_path / "r2").exists()
+
+
+def test_resuming_a_checkpoint_older_than_a_setting_says_it_keeps_the_old_behaviour(data, tmp_path, invoke):
+    from imgedit.checkpoint import save_checkpoint
+
+    result = invoke("train", "denoise", "--data", data, "--steps", "1", "--batch", "2", "--patch", "32",
+                    "--out", tmp_path / "run", "-q")
+    assert result.exit_code == 0, result.output
+    path = tmp_path / "run" / "checkpoint.safetensors"
+    state = load_checkpoint(path, kind="denoise")
+    del state["config"]["loss"]  # as a checkpoint written before --loss existed
+    save_checkpoint(state, path)
+    result = invoke("train", "denoise", "--data", data, "--steps", "2", "--batch", "2", "--patch", "32", "--loss", "mse",
+                    "--resume", path, "--out", tmp_path / "run", "--export", tmp_path / "w.safetensors", "-q")
+    assert result.exit_code == 0, result.output
+    assert "loss l1" in result.output  # it trained with L1, and goes on so: the user is told
+    assert json.loads((tmp_path / "w.json").read_text())["training"]["train_config"]["loss"] == "l1"
 
 
 def test_learning_rate_warms_up_then_decays():

@@ -45,9 +45,11 @@ def _check_init(init, resume) -> None:
 @click.option("--gray-share", type=click.FloatRange(0, 1), default=0.15, show_default=True,
               help="Share of a colour model's patches made grayscale, so that it handles gray images too; "
                    "0 gives all of them to colour when a --gray partner takes gray images.")
+@click.option("--loss", type=click.Choice(["l1", "mse"]), default="l1", show_default=True,
+              help="Reconstruction loss: l1 trains best from scratch; mse is what PSNR measures, for a last fine-tuning.")
 @precision_option()
 def train_denoise_command(sources, steps, resume, out_dir, export_path, device, batch, patch, lr, seed, quiet, widths_text, init,
-                          gray, gray_share, precision):
+                          gray, gray_share, loss, precision):
     """Train the denoising VAE on clean images (noise is synthesised)."""
     from functools import partial
 
@@ -55,7 +57,7 @@ def train_denoise_command(sources, steps, resume, out_dir, export_path, device, 
 
     _check_init(init, resume)
     cfg = TrainConfig(steps=steps, batch=batch, patch=_patch_size(patch), lr=lr, seed=seed, precision=precision,
-                      gray_prob=gray_share)
+                      gray_prob=gray_share, loss=loss)
     if widths_text:
         cfg.model = replace(cfg.model, widths=_widths(widths_text, len(cfg.model.widths)))
     if gray:

@@ -2,8 +2,8 @@
 
 ``train(cfg, sources, out_dir)`` draws random clean patches, adds Gaussian
 noise at a random level in [0, sigma_max] (some clipped and quantised, as a
-noisy file is), and minimises L1 reconstruction plus beta * KL of the
-latent. AdamW with warm-up and cosine decay. Checkpoints hold everything
+noisy file is), and minimises the reconstruction loss (L1, or MSE, which is
+what PSNR measures: for a last fine-tuning) plus beta * KL of the latent. AdamW with warm-up and cosine decay. Checkpoints hold everything
 needed to resume bit for bit (weights, optimizer, step, the random
 generator, configs). The CLI verb ``imgedit train denoise`` calls it.
 """
@@ -25,6 +25,7 @@ from imgedit_vae.metrics import psnr
 from imgedit_vae.model import ConditionalVAE, VAEConfig, kl_divergence
 
 CHECKPOINT_VERSION = 1
+RECON_LOSSES = ("l1", "mse")
 
 
 @dataclass
@@ -46,6 +47,7 @@ class TrainConfig:
     checkpoint_every: int = 500
     seed: int = 0
     precision: str = "fp32"  # or "bf16": see imgedit.training.autocast
+    loss: str = "l1"  # reconstruction loss, one of RECON_LOSSES
     model: VAEConfig = field(default_factory=lambda: VAEConfig(widths=(32, 64, 80, 96), blocks=(2, 2, 2, 1), bridge=True))
 
     def to_dict(self) -> dict:
@@ -58,6 +60,14 @@ class TrainConfig:
         d = dict(d)
         d["model"] = VAEConfig.from_dict(d["model"])
         return cls(**d)
+
+
+def reconstruction_loss(out: torch.Tensor, clean: torch.Tensor, kind: str) -> torch.Tensor:
+    """Mean absolute (``l1``) or squared (``mse``) error."""
+    if kind not in RECON_LOSSES:
+        raise ValueError(f"unknown reconstruction loss {kind!r} (known: {', '.join(RECON_LOSSES)})")
+    error = out - clean
+    return error.abs().mean() if kind == "l1" else error.square().mean()
 
 
 class Trainer:
@@ -111,14 +121,14 @@ class Trainer:
         self.model.train()
         with autocast(self.device, self.cfg.precision):
             out, mean, logvar = self.net(noisy, cond, sample=True, generator=self.generator)
-            recon = (out.float() - clean).abs().mean()
+            recon = reconstruction_loss(out.float(), clean, self.cfg.loss)
             kl = kl_divergence(mean.float(), logvar.float())
             loss = recon + self.cfg.beta_kl * kl
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
         self.step += 1
-        return {"loss": loss.item(), "l1": recon.item(), "kl": kl.item()}
+        return {"loss": loss.item(), self.cfg.loss: recon.item(), "kl": kl.item()}
 
     @torch.no_grad()
     def validate(self) -> Optional[float]:
