@@ -14,7 +14,12 @@ show, and a compute-bound one):
    Ray and stopping it;
 4. Ray Data's own floor: the same rows through the same actor pool with a
    no-op actor (no imgedit, no torch), the least any Ray Data actor job of
-   this size costs here; local time over it bounds what (2) can reach.
+   this size costs here; local time over it bounds what (2) can reach;
+5. the torch floor: the same, with actors that import torch as they start
+   (every imgedit actor must: images travel the pipeline as torch tensors),
+   the least the engine itself can cost. (Ray's experimental
+   ``RAY_preload_python_modules=torch`` did not lower it: the actors still
+   started in new processes that imported torch, and every run was slower.)
 
 The issue's target: on a 2-core machine, (2) reaches at least 80% of (1)
 on a folder of 200 images.
@@ -65,10 +70,20 @@ class _NoOp:
         return rows
 
 
-def ray_floor(n: int) -> float:
-    """Seconds for ``n`` rows through a pool of no-op actors, sized and fed
-    as the engine's pool is (its actor count, batch size, one CPU per actor);
-    Ray initialised."""
+class _TorchNoOp(_NoOp):
+    """A no-op actor that imports torch as it starts, as every imgedit actor does."""
+
+    def __init__(self):
+        from imgedit.process_tuning import tune_for_batch
+
+        tune_for_batch()  # as the engine's actor does, before torch is imported
+        import torch  # noqa: F401
+
+
+def ray_floor(n: int, actor: type = _NoOp) -> float:
+    """Seconds for ``n`` rows through a pool of ``actor`` (no-op) actors,
+    sized and fed as the engine's pool is (its actor count, batch size, one
+    CPU per actor); Ray initialised."""
     import ray
 
     from imgedit.ray_engine import BATCH_ROWS, _actor_pool, _quiet_ray_data
@@ -80,7 +95,7 @@ def ray_floor(n: int) -> float:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # max_restarts, as in the engine
         dataset = ray.data.from_items([{"index": i} for i in range(n)]).map_batches(
-            _NoOp, batch_size=BATCH_ROWS, compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=1,
+            actor, batch_size=BATCH_ROWS, compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=1,
             max_restarts=0)
     rows = sum(1 for _ in dataset.iter_rows())
     assert rows == n, rows
@@ -103,11 +118,14 @@ def compare(text: str, mask_box, items, workers: int, repeat: int, cold: bool) -
     ray.init(include_dashboard=False, log_to_driver=False, logging_level="ERROR")
     warm, first = best("ray")
     floor = min(ray_floor(n) for _ in range(repeat))
+    torch_floor = min(ray_floor(n, _TorchNoOp) for _ in range(repeat))
     ray.shutdown()
     print(f"  Ray engine:       {n / warm:6.1f} img/s ({warm:.1f}s) = {100 * local / warm:.0f}% of local; "
           f"first result after {first:.1f}s (actors starting), then {(n - 1) / (warm - first):.1f} img/s")
     print(f"  Ray Data floor:   no-op actors over {n} rows take {floor:.1f}s: "
           f"at most {100 * local / floor:.0f}% of local for any Ray Data actor job of this size")
+    print(f"  torch floor:      no-op actors importing torch take {torch_floor:.1f}s: "
+          f"at most {100 * local / torch_floor:.0f}% of local for any actor that runs torch")
     if cold:
         seconds, _ = _run("ray", pipeline, items, workers, mask_box)
         print(f"  Ray engine, cold: {n / seconds:6.1f} img/s ({seconds:.1f}s, starting and stopping Ray) "
