@@ -46,7 +46,7 @@ def _check_init(init, resume) -> None:
               help="Share of a colour model's patches made grayscale, so that it handles gray images too; "
                    "0 gives all of them to colour when a --gray partner takes gray images.")
 @click.option("--loss", type=click.Choice(["l1", "mse"]), default="l1", show_default=True,
-              help="Reconstruction loss: l1 trains best from scratch; mse is what PSNR measures, for a last fine-tuning.")
+              help="Reconstruction loss; mse, the error PSNR measures, is for a last fine-tuning of trained weights.")
 @precision_option()
 def train_denoise_command(sources, steps, resume, out_dir, export_path, device, batch, patch, lr, seed, quiet, widths_text, init,
                           gray, gray_share, loss, precision):
