@@ -5,8 +5,8 @@ noise at a random level in [0, sigma_max] (some clipped and quantised, as a
 noisy file is), and minimises the reconstruction loss (L1, or MSE, which is
 what PSNR measures: for a last fine-tuning) plus beta * KL of the latent.
 AdamW with warm-up and cosine decay. Checkpoints hold everything needed to
-resume bit for bit (weights, optimizer, step, the random
-generator, configs). The CLI verb ``imgedit train denoise`` calls it.
+resume bit for bit (weights, optimizer, step, the random generator,
+configs). The CLI verb ``imgedit train denoise`` calls it.
 """
 
 from __future__ import annotations
