@@ -197,6 +197,8 @@ def test_train_command_exports_and_eval_measures(data, tmp_path, invoke, user_ho
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
     assert report["images"] == 4 and report["pairs"] == 2 and report["step_ratio_max"] >= 1
+    assert report["fade_step_ratio_max"] >= 1 and 0 <= report["morph_more_even_than_fade"] <= 2
+    assert all(p["fade_step_ratio"] >= 1 for p in report["per_pair"])
     assert 0 < report["reconstruction_psnr"] < 60 and 0 <= report["interior_morph_nearer_fraction"] <= 1
     assert 0 <= report["real_nearer_than_fade"] <= 4 and report["real_nn_mean"] > 0
     assert spec.card()["metrics"]["eval_interp"]["pairs"] == 2
@@ -224,10 +226,12 @@ def test_summary_counts_real_faces_against_the_cross_fade_as_a_sanity_check():
 
     # interior frames: 3; the middle one (index 1) is what is compared
     results = [
-        PairResult(0, 1, 1.5, morph_nn=[2, 1.0, 2], fade_nn=[2, 1.5, 2], end_fade_nn=[2, 1.2, 2], real_nn=(1.0, 2.0)),
-        PairResult(2, 3, 2.5, morph_nn=[2, 3.0, 2], fade_nn=[2, 2.0, 2], end_fade_nn=[2, 2.5, 2], real_nn=(2.5, 3.0)),
+        PairResult(0, 1, 1.5, 1.8, morph_nn=[2, 1.0, 2], fade_nn=[2, 1.5, 2], end_fade_nn=[2, 1.2, 2], real_nn=(1.0, 2.0)),
+        PairResult(2, 3, 2.5, 2.0, morph_nn=[2, 3.0, 2], fade_nn=[2, 2.0, 2], end_fade_nn=[2, 2.5, 2], real_nn=(2.5, 3.0)),
     ]
     summary = summarise(results)
     assert summary["middle_morph_nearer"] == 1 and summary["step_ratio_max"] == 2.5
+    assert summary["fade_step_ratio_max"] == 2.0 and summary["fade_step_ratio_mean"] == pytest.approx(1.9)
+    assert summary["morph_more_even_than_fade"] == 1  # 1.5 < 1.8; 2.5 is not < 2.0
     assert summary["real_nearer_than_fade"] == 1  # only 1.0 < 1.5; 2.0, 2.5 and 3.0 are not
     assert summary["real_nn_mean"] == (1.0 + 2.0 + 2.5 + 3.0) / 4

@@ -208,6 +208,7 @@ def eval_interp_command(model, sources, held_out, pairs, frames, limit, seed, sh
               "frames": frames, "reconstruction_psnr": round(recon.mean().item(), 3),
               **{k: round(v, 4) if isinstance(v, float) else v for k, v in evaluate.summarise(results).items()},
               "per_pair": [{"a": real.names[r.a], "b": real.names[r.b], "step_ratio": round(r.step_ratio, 3),
+                            "fade_step_ratio": round(r.fade_step_ratio, 3),
                             "middle_morph_nn": round(r.middle[0], 3), "middle_fade_nn": round(r.middle[1], 3),
                             "middle_end_fade_nn": round(r.middle[2], 3)}
                            for r in results],
@@ -230,6 +231,8 @@ def _format_report(r: dict) -> str:
              f"  reconstruction PSNR       {r['reconstruction_psnr']:.2f} dB",
              f"  step ratio (max/min)      worst {r['step_ratio_max']:.2f}, mean {r['step_ratio_mean']:.2f} over {r['pairs']} "
              f"morphs of {r['frames']} frames",
+             f"  ... of the cross-fade         worst {r['fade_step_ratio_max']:.2f}, mean {r['fade_step_ratio_mean']:.2f} (its steps are "
+             f"equal in pixels); the morph is the more even in {r['morph_more_even_than_fade']} of {r['pairs']}",
              f"  middle frame nearer a real image than the cross-fade of the inputs: {r['middle_morph_nearer']} of {r['pairs']} "
              f"(distance {r['middle_morph_nn_mean']:.2f} vs {r['middle_fade_nn_mean']:.2f}); all interior frames: "
              f"{100 * r['interior_morph_nearer_fraction']:.0f}%",
@@ -238,9 +241,10 @@ def _format_report(r: dict) -> str:
              f"  sanity check: the pairs' own real faces nearer a real image than their cross-fade: {r['real_nearer_than_fade']} of "
              f"{2 * r['pairs']} (distance {r['real_nn_mean']:.2f} vs {r['middle_fade_nn_mean']:.2f}); where real faces lose "
              "too, this measure rewards averaging, not realism",
-             "  pair                                   step ratio   middle: morph / fade / end-frame fade"]
+             "  pair                                   step ratio: morph / fade   middle: morph / fade / end-frame fade"]
     for p in r["per_pair"]:
-        lines.append(f"  {p['a'][:18]:18} {p['b'][:18]:18}  {p['step_ratio']:6.2f}      {p['middle_morph_nn']:.2f} / "
+        lines.append(f"  {p['a'][:18]:18} {p['b'][:18]:18}  {p['step_ratio']:6.2f} / {p['fade_step_ratio']:4.2f}"
+                     f"        {p['middle_morph_nn']:.2f} / "
                      f"{p['middle_fade_nn']:.2f} / {p['middle_end_fade_nn']:.2f}")
     return "\n".join(lines)
 

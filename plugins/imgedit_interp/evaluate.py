@@ -9,6 +9,11 @@
   - **Step ratio**: the distance between consecutive frames in the feature
     space of :class:`imgedit.features.FeatureNet` (a fixed random CNN), largest
     over smallest along the morph. 1 = perfectly even; the target is <= 2.
+    Beside it, the same ratio for the cross-fade of the pair, whose steps
+    are exactly equal in pixels: what is left there is this feature space's
+    own unevenness along a path (its ReLUs respond unevenly to equal pixel
+    changes), which pacing by pixels cannot remove and pacing by other
+    random networks did not (see :mod:`imgedit_interp.morph`).
   - **Realism**: for each interior frame, the distance in that feature space
     to the nearest real image of the evaluation set (the pair's own two
     images left out), for the morph and for the cross-fade at the same
@@ -41,6 +46,7 @@ class PairResult:
     a: int
     b: int
     step_ratio: float
+    fade_step_ratio: float  # ... of the pixel cross-fade of the same pair (even in pixels)
     morph_nn: list[float]  # nearest-real distance of each interior frame
     fade_nn: list[float]  # ... of the cross-fade of the inputs
     end_fade_nn: list[float]  # ... of the cross-fade of the morph's first and last frames
@@ -106,7 +112,7 @@ def evaluate_pairs(model, images: torch.Tensor, pairs: list[tuple[int, int]], fr
         morph = model.decode(latents).cpu()
         fade = cross_fade(ends.cpu(), frames)
         fm, ff, fe = (features(v, net) for v in (morph, fade, cross_fade(morph[[0, -1]], frames)))
-        results.append(PairResult(a, b, step_ratio(fm), *(nearest_distance(f[1:-1], reference, [a, b]).tolist()
+        results.append(PairResult(a, b, step_ratio(fm), step_ratio(ff), *(nearest_distance(f[1:-1], reference, [a, b]).tolist()
                                                           for f in (fm, ff, fe)),
                                   real_nn=tuple(nearest_distance(reference[[a, b]], reference, [a, b]).tolist())))
         videos.append((morph, fade))
@@ -122,6 +128,9 @@ def summarise(results: list[PairResult]) -> dict:
         "pairs": len(results),
         "step_ratio_max": max(ratios),
         "step_ratio_mean": sum(ratios) / len(ratios),
+        "fade_step_ratio_max": max(r.fade_step_ratio for r in results),
+        "fade_step_ratio_mean": sum(r.fade_step_ratio for r in results) / len(results),
+        "morph_more_even_than_fade": sum(r.step_ratio < r.fade_step_ratio for r in results),
         "middle_morph_nearer": sum(m < f for m, f, _ in middles),
         "middle_morph_nearer_than_end_fade": sum(m < e for m, _, e in middles),
         "middle_morph_nn_mean": sum(m for m, _, _ in middles) / len(middles),
