@@ -122,15 +122,16 @@ def evaluate_pairs(model, images: torch.Tensor, pairs: list[tuple[int, int]], fr
 def summarise(results: list[PairResult]) -> dict:
     """The figures the issue names, over all pairs."""
     ratios = [r.step_ratio for r in results]
+    fade_ratios = [r.fade_step_ratio for r in results]
     middles = [r.middle for r in results]
     interior = [(m, f) for r in results for m, f in zip(r.morph_nn, r.fade_nn)]
     return {
         "pairs": len(results),
         "step_ratio_max": max(ratios),
         "step_ratio_mean": sum(ratios) / len(ratios),
-        "fade_step_ratio_max": max(r.fade_step_ratio for r in results),
-        "fade_step_ratio_mean": sum(r.fade_step_ratio for r in results) / len(results),
-        "morph_more_even_than_fade": sum(r.step_ratio < r.fade_step_ratio for r in results),
+        "fade_step_ratio_max": max(fade_ratios),
+        "fade_step_ratio_mean": sum(fade_ratios) / len(fade_ratios),
+        "morph_more_even_than_fade": sum(m < f for m, f in zip(ratios, fade_ratios)),
         "middle_morph_nearer": sum(m < f for m, f, _ in middles),
         "middle_morph_nearer_than_end_fade": sum(m < e for m, _, e in middles),
         "middle_morph_nn_mean": sum(m for m, _, _ in middles) / len(middles),
