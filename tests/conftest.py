@@ -14,6 +14,15 @@ import pytest  # noqa: E402
 from PIL import Image  # noqa: E402
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _user_home_of_the_test_run(tmp_path_factory):
+    """Weights that a test trains without --export go to a throwaway user
+    folder, never to the developer's own (~/.local/share/imgedit)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("IMGEDIT_HOME", str(tmp_path_factory.mktemp("imgedit-home")))
+        yield
+
+
 @pytest.fixture
 def device():
     """The device tests run on: CPU here, a GPU where IMGEDIT_TEST_DEVICE says so."""
