@@ -31,16 +31,16 @@ def test_hole_batch_shapes_and_kinds():
     assert all(0 < float(m.mean()) <= 0.5 for m in masks)
 
 
-@pytest.mark.parametrize("precision", ["fp32", "bf16"])
-def test_one_step_lowers_the_fill_error_on_its_batch(data, precision):
-    trainer = InpaintTrainer(tiny_config(lr=3e-3, precision=precision), ImagePool([data]), torch.device("cpu"))
+@pytest.mark.parametrize("precision, loss", [("fp32", "l1"), ("bf16", "l1"), ("fp32", "mse")])
+def test_one_step_lowers_the_fill_error_on_its_batch(data, precision, loss):
+    trainer = InpaintTrainer(tiny_config(lr=3e-3, precision=precision, loss=loss), ImagePool([data]), torch.device("cpu"))
     clean, mask = trainer.batch()
 
-    def error() -> float:
+    def error() -> float:  # of the deterministic fill, in the loss it is trained with
         with torch.no_grad():
             trainer.model.eval()
             fill, raw, _ = trainer.model(clean, mask, "mean")
-            return float(trainer._reconstruction(raw, clean, mask))
+            return float(trainer._reconstruction(raw, clean, mask, loss))
 
     before = error()
     trainer.batch = lambda: (clean, mask)
@@ -61,9 +61,32 @@ def test_checkpoint_resumes_to_the_same_state(data, tmp_path, precision):
             assert torch.equal(a[name], b[name]), (net, name)
 
 
-def test_unknown_hole_kind_and_wrong_checkpoint_kind(data, tmp_path):
+def test_the_deterministic_fill_alone_takes_the_squared_error(data):
+    trainer = InpaintTrainer(tiny_config(loss="mse"), ImagePool([data]), torch.device("cpu"))
+    seen = []
+    trainer._reconstruction = lambda raw, clean, mask, kind: seen.append(kind) or raw.float().mean() * 0
+    trainer.train_step()
+    assert seen == ["l1", "mse"]  # posterior sample (beside the critic) first, then the prior mean
+
+
+def test_loss_is_chosen_on_the_command_line_and_recorded(data, tmp_path, invoke):
+    import json
+
+    result = invoke("train", "inpaint", "--data", data, "--steps", "1", "--batch", "2", "--patch", "32", "--loss", "mse",
+                    "--out", tmp_path / "run", "--export", tmp_path / "w.safetensors", "-q")
+    assert result.exit_code == 0, result.output
+    card = json.loads((tmp_path / "w.json").read_text())
+    assert card["training"]["train_config"]["loss"] == "mse" and "--loss mse" in card["training"]["commands"][-1]
+    result = invoke("train", "inpaint", "--data", data, "--loss", "l2", "--out", tmp_path / "r2")
+    assert result.exit_code == 2 and "--loss" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "r2").exists()
+
+
+def test_unknown_hole_kind_or_loss_and_wrong_checkpoint_kind(data, tmp_path):
     with pytest.raises(UsageError, match="hole kinds"):
         train_inpaint(tiny_config(kinds=("huge",)), [data], tmp_path / "x", torch.device("cpu"))
+    with pytest.raises(UsageError, match="reconstruction loss 'l2'"):
+        train_inpaint(tiny_config(loss="l2"), [data], tmp_path / "x", torch.device("cpu"))
     from imgedit_vae.train_denoise import TrainConfig, train
 
     train(TrainConfig(steps=1, batch=2, patch=32, val_images=0, model=VAEConfig(widths=(8, 8), blocks=(1, 1))),

@@ -12,8 +12,9 @@ from PIL import Image
 from conftest import smooth_rgb, trained_tiny_denoiser
 from imgedit.checkpoint import load_checkpoint
 from imgedit.imagepool import ImagePool, dihedral
+from imgedit_vae.metrics import RECON_LOSSES, reconstruction_loss
 from imgedit_vae.model import VAEConfig
-from imgedit_vae.train_denoise import RECON_LOSSES, Trainer, TrainConfig, reconstruction_loss, train
+from imgedit_vae.train_denoise import Trainer, TrainConfig, train
 from imgedit.training import learning_rate
 
 TINY_MODEL = VAEConfig(widths=(8, 16, 16, 16), blocks=(1, 1, 1, 1), latent_channels=4)
@@ -139,6 +140,9 @@ def test_reconstruction_losses():
     out, clean = torch.tensor([0.5, 0.0, 0.2]), torch.tensor([0.0, 0.0, 0.4])
     assert reconstruction_loss(out, clean, "l1").item() == pytest.approx(0.7 / 3)
     assert reconstruction_loss(out, clean, "mse").item() == pytest.approx(0.29 / 3)
+    weight = torch.tensor([1.0, 1.0, 3.0])  # a hole pixel counts three times
+    assert reconstruction_loss(out, clean, "l1", weight).item() == pytest.approx(1.1 / 3)
+    assert reconstruction_loss(out, clean, "mse", weight).item() == pytest.approx(0.37 / 3)
     with pytest.raises(ValueError, match="l2"):
         reconstruction_loss(out, clean, "l2")
 

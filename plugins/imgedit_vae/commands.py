@@ -26,6 +26,11 @@ def _init_option(more: str = ""):
                         help=f"Start a new run from trained weights (.safetensors with its card){more}.")
 
 
+def _loss_option(help: str):
+    # imgedit_vae.metrics.RECON_LOSSES, spelt out: importing it would load torch with the CLI
+    return click.option("--loss", type=click.Choice(["l1", "mse"]), default="l1", show_default=True, help=help)
+
+
 def _check_init(init, resume) -> None:
     from imgedit.errors import UsageError
 
@@ -45,8 +50,7 @@ def _check_init(init, resume) -> None:
 @click.option("--gray-share", type=click.FloatRange(0, 1), default=0.15, show_default=True,
               help="Share of a colour model's patches made grayscale, so that it handles gray images too; "
                    "0 gives all of them to colour when a --gray partner takes gray images.")
-@click.option("--loss", type=click.Choice(["l1", "mse"]), default="l1", show_default=True,
-              help="Reconstruction loss; mse, the error PSNR measures, is for a last fine-tuning of trained weights.")
+@_loss_option("Reconstruction loss; mse, the error PSNR measures, is for a last fine-tuning of trained weights.")
 @precision_option()
 def train_denoise_command(sources, steps, resume, out_dir, export_path, device, batch, patch, lr, seed, quiet, widths_text, init,
                           gray, gray_share, loss, precision):
@@ -84,8 +88,11 @@ def _widths(text: str, levels: int) -> tuple[int, ...]:
                                 3000, Path("runs") / "inpaint", 8, 5e-4))
 @_patch_option(128)
 @_init_option("; the critic starts afresh")
+@_loss_option("Reconstruction loss of the deterministic fill (random fills keep L1 and the critic); "
+              "mse, the error PSNR measures, fits it to the mean of the plausible fills.")
 @precision_option()
-def train_inpaint_command(sources, steps, resume, out_dir, export_path, device, batch, patch, lr, seed, quiet, init, precision):
+def train_inpaint_command(sources, steps, resume, out_dir, export_path, device, batch, patch, lr, seed, quiet, init, loss,
+                          precision):
     """Train the inpainting VAE (with its critic) on complete images; holes are synthesised."""
     from functools import partial
 
@@ -94,7 +101,8 @@ def train_inpaint_command(sources, steps, resume, out_dir, export_path, device, 
     from imgedit_vae.train_inpaint import InpaintTrainConfig, train_inpaint
 
     _check_init(init, resume)
-    cfg = InpaintTrainConfig(steps=steps, batch=batch, patch=_patch_size(patch), lr=lr, seed=seed, precision=precision)
+    cfg = InpaintTrainConfig(steps=steps, batch=batch, patch=_patch_size(patch), lr=lr, seed=seed, loss=loss,
+                             precision=precision)
     _train_and_export(
         partial(train_inpaint, init=init), cfg, sources, out_dir, resume, export_path, device, quiet, name="inpaint-vae",
         description="Conditional VAE inpainter (several plausible fills; prior mean = deterministic fill)",

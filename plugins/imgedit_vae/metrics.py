@@ -1,6 +1,6 @@
 """Image quality measures with the conventions of the published tables:
 images in [0, 1], output clipped and rounded to 8 bits, every pixel and
-channel counted."""
+channel counted; and the reconstruction losses the trainers minimise."""
 
 from __future__ import annotations
 
@@ -8,6 +8,20 @@ from typing import Optional
 
 import torch
 import torch.nn.functional as F
+
+
+RECON_LOSSES = ("l1", "mse")
+
+
+def reconstruction_loss(out: torch.Tensor, clean: torch.Tensor, kind: str,
+                        weight: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Mean absolute (``l1``) or squared (``mse``) error, each pixel weighted
+    by ``weight`` (broadcast to ``out``) when given."""
+    if kind not in RECON_LOSSES:
+        raise ValueError(f"unknown reconstruction loss {kind!r} (known: {', '.join(RECON_LOSSES)})")
+    error = out - clean
+    error = error.abs() if kind == "l1" else error.square()
+    return (error if weight is None else error * weight).mean()
 
 
 def quantise8(image: torch.Tensor) -> torch.Tensor:

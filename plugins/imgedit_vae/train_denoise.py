@@ -22,11 +22,10 @@ from imgedit.imagepool import ImagePool, luminance
 from imgedit.training import autocast, learning_rate, load_run_state, run_state, train_or_resume
 from imgedit_vae.degrade import add_gaussian_noise
 from imgedit_vae.loading import start_from_weights
-from imgedit_vae.metrics import psnr
+from imgedit_vae.metrics import RECON_LOSSES, psnr, reconstruction_loss
 from imgedit_vae.model import ConditionalVAE, VAEConfig, kl_divergence
 
 CHECKPOINT_VERSION = 1
-RECON_LOSSES = ("l1", "mse")
 
 
 @dataclass
@@ -61,14 +60,6 @@ class TrainConfig:
         d = dict(d)
         d["model"] = VAEConfig.from_dict(d["model"])
         return cls(**d)
-
-
-def reconstruction_loss(out: torch.Tensor, clean: torch.Tensor, kind: str) -> torch.Tensor:
-    """Mean absolute (``l1``) or squared (``mse``) error."""
-    if kind not in RECON_LOSSES:
-        raise ValueError(f"unknown reconstruction loss {kind!r} (known: {', '.join(RECON_LOSSES)})")
-    error = out - clean
-    return error.abs().mean() if kind == "l1" else error.square().mean()
 
 
 class Trainer:

@@ -5,7 +5,8 @@ strokes and boxes, at most half the patch). The generator decodes a
 posterior sample (the latent given the complete image) and the prior mean
 (the deterministic fill users get by default); its loss is
 
-    L1 on both fills (holes weighted up)
+    L1 on the posterior fill, and L1 (or, with ``loss="mse"``, the squared
+      error PSNR measures) on the prior-mean fill; holes weighted up
     + beta * KL(posterior || prior)          (so prior samples are plausible fills)
     + adv * non-saturating GAN loss          (PatchGAN critic on image + mask)
     + fm * feature matching on the critic    (no pretrained perceptual net here)
@@ -28,7 +29,7 @@ from imgedit.imagepool import ImagePool
 from imgedit.training import autocast, learning_rate, load_run_state, run_state, train_or_resume
 from imgedit_vae.holes import KINDS, random_hole_mask
 from imgedit_vae.loading import start_from_weights
-from imgedit_vae.metrics import psnr
+from imgedit_vae.metrics import RECON_LOSSES, psnr, reconstruction_loss
 from imgedit_vae.model import InpaintVAE, PatchDiscriminator, VAEConfig, kl_between
 
 CHECKPOINT_VERSION = 1
@@ -43,7 +44,8 @@ class InpaintTrainConfig:
     disc_lr: float = 2e-4
     min_lr_ratio: float = 0.05
     warmup: int = 300
-    hole_weight: float = 3.0  # L1 weight inside holes, 1 outside
+    hole_weight: float = 3.0  # reconstruction weight inside holes, 1 outside
+    loss: str = "l1"  # the deterministic fill's reconstruction loss, one of RECON_LOSSES
     beta_kl: float = 0.01
     adv_weight: float = 0.01
     fm_weight: float = 0.1
@@ -109,9 +111,8 @@ class InpaintTrainer:
         clean, masks = distributed.shard(clean, masks)  # the global batch was drawn, this process's rows kept
         return clean.to(self.device), masks.to(self.device)
 
-    def _reconstruction(self, raw: torch.Tensor, clean: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        weight = 1 + (self.cfg.hole_weight - 1) * mask
-        return ((raw.float() - clean).abs() * weight).mean()
+    def _reconstruction(self, raw: torch.Tensor, clean: torch.Tensor, mask: torch.Tensor, kind: str) -> torch.Tensor:
+        return reconstruction_loss(raw.float(), clean, kind, weight=1 + (self.cfg.hole_weight - 1) * mask)
 
     def train_step(self) -> dict:
         cfg = self.cfg
@@ -132,10 +133,11 @@ class InpaintTrainer:
         critic_loss.backward()
         self.critic_optimizer.step()
 
-        # generator: both fills reconstruct, the posterior fill also fools the critic
+        # generator: both fills reconstruct, the posterior fill also fools the critic. The
+        # deterministic fill may be fitted to the mean (mse) while samples stay sharp (L1 + critic).
         with autocast(self.device, cfg.precision):
             mean_fill, mean_raw, _ = self.net(clean, mask, "mean")
-            recon = self._reconstruction(raw, clean, mask) + self._reconstruction(mean_raw, clean, mask)
+            recon = self._reconstruction(raw, clean, mask, "l1") + self._reconstruction(mean_raw, clean, mask, cfg.loss)
             kl = kl_between(*(moments[k].float() for k in ("post_mean", "post_logvar", "prior_mean", "prior_logvar")))
             fake_score, fake_features = self.critic_net(fill, mask)
             adversarial = F.softplus(-fake_score.float()).mean()
@@ -176,11 +178,13 @@ def train_inpaint(cfg: InpaintTrainConfig, sources: Sequence[str], out_dir: Path
     trained generator weights. See :func:`imgedit_vae.train_denoise.train`."""
 
     def build(cfg: InpaintTrainConfig) -> InpaintTrainer:
+        from imgedit.errors import UsageError
+
         unknown = set(cfg.kinds) - set(KINDS)
         if unknown:
-            from imgedit.errors import UsageError
-
             raise UsageError(f"unknown hole kinds {sorted(unknown)}; use {', '.join(KINDS)}")
+        if cfg.loss not in RECON_LOSSES:
+            raise UsageError(f"unknown reconstruction loss {cfg.loss!r}; use {', '.join(RECON_LOSSES)}")
         return InpaintTrainer(cfg, ImagePool(sources), device, None if resume else init)
 
     return train_or_resume(build, cfg, "inpaint", out_dir, resume, on_progress, command)
