@@ -45,7 +45,7 @@ def test_one_step_lowers_the_fill_error_on_its_batch(data, precision, loss):
     before = error()
     trainer.batch = lambda: (clean, mask)
     metrics = trainer.train_step()
-    assert set(metrics) >= {"loss", "l1", "kl", "adv", "fm", "critic"}
+    assert set(metrics) >= {"loss", "recon", "kl", "adv", "fm", "critic"}
     assert error() < before
 
 
@@ -67,6 +67,15 @@ def test_the_deterministic_fill_alone_takes_the_squared_error(data):
     trainer._reconstruction = lambda raw, clean, mask, kind: seen.append(kind) or raw.float().mean() * 0
     trainer.train_step()
     assert seen == ["l1", "mse"]  # posterior sample (beside the critic) first, then the prior mean
+
+
+def test_the_squared_error_enters_as_its_root_with_holes_weighted_up():
+    trainer = object.__new__(InpaintTrainer)
+    trainer.cfg = tiny_config(hole_weight=3.0)
+    clean, raw = torch.zeros(1, 3, 2, 2), torch.full((1, 3, 2, 2), 0.1)
+    mask = torch.tensor([[[[1.0, 0.0], [0.0, 0.0]]]])  # one hole pixel of four: weights 3, 1, 1, 1
+    assert trainer._reconstruction(raw, clean, mask, "mse").item() == pytest.approx((0.01 * 6 / 4) ** 0.5)
+    assert trainer._reconstruction(raw, clean, mask, "l1").item() == pytest.approx(0.1 * 6 / 4)
 
 
 def test_loss_is_chosen_on_the_command_line_and_recorded(data, tmp_path, invoke):
