@@ -1,0 +1,76 @@
+"""Learned inpainting benchmark (not a test): time of ``inpaint.vae`` fills.
+
+1. A 512x512 image with LaMa-style holes (thin, medium, thick; a few seeded
+   masks each): seconds per fill, median and worst, after warm-up. Thin
+   strokes all over the image are the slow case: they are filled at full
+   resolution over the whole image.
+2. A 24-megapixel photo with one small hole: the fill runs on a crop around
+   the hole, so it should cost about what a small image does.
+
+Quality (PSNR/SSIM, contact sheets) is measured by ``imgedit eval inpaint``.
+
+    python benchmarks/bench_inpaint.py
+    python benchmarks/bench_inpaint.py --threads 2 --masks 8
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+
+def seconds(fill, image, mask, repeats: int) -> list[float]:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fill(image, mask)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--masks", type=int, default=4, help="seeded masks per kind")
+    parser.add_argument("--repeats", type=int, default=2, help="timed fills per mask")
+    parser.add_argument("--weights", help="weights to time (default: the shipped inpaint-vae)")
+    args = parser.parse_args()
+    import torch
+
+    from imgedit_vae.holes import KINDS, random_hole_mask
+    from imgedit_vae.inpaint import inpaint_vae, load_inpainter
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model = load_inpainter(torch.device("cpu"), args.weights)
+    parameters = sum(p.numel() for p in model.parameters())
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, fp32, {parameters / 1e6:.2f} M parameters")
+
+    def fill(image, mask):
+        return inpaint_vae(image, mask, model)
+
+    image = torch.rand(1, 3, 512, 512, generator=torch.Generator().manual_seed(0))
+    fill(image, random_hole_mask(512, 512, "thin", torch.Generator().manual_seed(0))[None])  # warm-up
+    worst = 0.0
+    for kind in KINDS:
+        generator = torch.Generator().manual_seed(0)
+        times, shares = [], []
+        for _ in range(args.masks):
+            mask = random_hole_mask(512, 512, kind, generator)[None]
+            shares.append(float(mask.mean()))
+            times += seconds(fill, image, mask, args.repeats)
+        worst = max(worst, max(times))
+        print(f"512x512 {kind:<6} (hole {100 * statistics.mean(shares):4.1f}% on average): "
+              f"median {statistics.median(times):.3f} s, worst {max(times):.3f} s per fill")
+    print(f"512x512 worst fill: {worst:.3f} s")
+
+    big = torch.rand(1, 3, 4000, 6000, generator=torch.Generator().manual_seed(1))
+    mask = torch.zeros(1, 1, 4000, 6000)
+    mask[..., 2000:2060, 3000:3080] = 1  # 60x80 px
+    times = seconds(fill, big, mask, max(3, args.repeats))  # whole-image copies: the first calls page memory in
+    print(f"6000x4000 (24 MP) with a 60x80 hole: median {statistics.median(times):.3f} s per fill")
+
+
+if __name__ == "__main__":
+    main()
