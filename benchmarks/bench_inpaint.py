@@ -4,8 +4,9 @@
    masks each): seconds per fill, median and worst, after warm-up. Thin
    strokes all over the image are the slow case: they are filled at full
    resolution over the whole image.
-2. A 24-megapixel photo with one small hole: the fill runs on a crop around
-   the hole, so it should cost about what a small image does.
+2. A 24-megapixel photo with one small hole: the model runs on a crop
+   around the hole; what the photo's size still costs is the whole-image
+   bookkeeping (finding the holes, copying the output).
 
 Quality (PSNR/SSIM, contact sheets) is measured by ``imgedit eval inpaint``.
 

@@ -22,7 +22,7 @@ from imgedit.imagepool import ImagePool, luminance
 from imgedit.training import autocast, learning_rate, load_run_state, run_state, train_or_resume
 from imgedit_vae.degrade import add_gaussian_noise
 from imgedit_vae.loading import start_from_weights
-from imgedit_vae.metrics import RECON_LOSSES, psnr, reconstruction_loss
+from imgedit_vae.metrics import psnr, reconstruction_loss
 from imgedit_vae.model import ConditionalVAE, VAEConfig, kl_divergence
 
 CHECKPOINT_VERSION = 1
@@ -47,7 +47,7 @@ class TrainConfig:
     checkpoint_every: int = 500
     seed: int = 0
     precision: str = "fp32"  # or "bf16": see imgedit.training.autocast
-    loss: str = "l1"  # reconstruction loss, one of RECON_LOSSES
+    loss: str = "l1"  # reconstruction loss, one of metrics.RECON_LOSSES
     model: VAEConfig = field(default_factory=lambda: VAEConfig(widths=(32, 64, 80, 96), blocks=(2, 2, 2, 1), bridge=True))
 
     def to_dict(self) -> dict:
