@@ -16,7 +16,7 @@ from imgedit.errors import MaskError, ShapeError, UsageError, WeightsError
 from imgedit.models import save_weights, sha256_file
 from imgedit_vae import inpaint as inpaint_module
 from imgedit_vae.evaluate_inpaint import classical_methods, evaluate, pair_cases, synthetic_cases
-from imgedit_vae.inpaint import Region, hole_regions, inpaint_vae, load_inpainter, working_scale
+from imgedit_vae.inpaint import Region, hole_regions, inpaint_vae, load_inpainter, working_scale, working_scales
 from imgedit_vae.model import InpaintVAE, VAEConfig
 from imgedit_vae.operations import INPAINT_MODEL_NAME, model_spec
 
@@ -72,21 +72,42 @@ def test_same_seed_same_fill_and_different_seeds_differ(tiny, photo):
     assert torch.equal(mean_fill, inpaint_vae(photo, mask, tiny))  # no seed: deterministic
 
 
-def test_ensemble_averages_the_deterministic_fill_only(tiny, photo, monkeypatch):
-    mask = box_mask(*photo.shape[-2:], 50, 61, 37)  # not square in the crop: the copies turn it
-    one = inpaint_vae(photo, mask, tiny)
+def spy_on_forward(model, monkeypatch) -> list:
+    """The image shape of every call of ``model`` from now on."""
+    shapes = []
+    forward = model.forward
+    monkeypatch.setattr(model, "forward", lambda *a, **k: shapes.append(tuple(a[0].shape[-2:])) or forward(*a, **k))
+    return shapes
+
+
+def test_deterministic_fill_averages_scales_and_copies_a_seeded_fill_is_one_draw(tiny, photo, monkeypatch):
+    mask = box_mask(*photo.shape[-2:], 50, 61, 37)  # half-width about 18.5 px: worked on at 16/18.5 and at full size
+    one = inpaint_vae(photo, mask, tiny, ensemble=1)
     four = inpaint_vae(photo, mask, tiny, ensemble=4)
     known = mask.expand_as(four) < 0.5
     assert torch.equal(four[known], photo[known])
     assert (four - one).abs().max() > 1e-4  # an untrained model is far from symmetric
-    shapes = []
-    forward = tiny.forward
-    monkeypatch.setattr(tiny, "forward", lambda *a, **k: shapes.append(tuple(a[0].shape)) or forward(*a, **k))
-    assert torch.equal(inpaint_vae(photo, mask, tiny, seed=5, ensemble=4), inpaint_vae(photo, mask, tiny, seed=5))
-    assert len(shapes) == 2  # a seeded fill is one draw, whatever the ensemble
-    shapes.clear()
+    shapes = spy_on_forward(tiny, monkeypatch)
     inpaint_vae(photo, mask, tiny, ensemble=2)
-    assert len(shapes) == 2 and shapes[0] == shapes[1]  # the upside-down copy keeps the crop's shape
+    sizes = sorted(set(shapes))
+    assert len(sizes) == 2 and all(shapes.count(size) == 2 for size in sizes)  # 2 copies (the upside-down one keeps the shape) x 2 scales
+    assert sizes[1] == (101, 101)  # the 37-px box with 32 px of context each side, at full size
+    shapes.clear()
+    assert torch.equal(inpaint_vae(photo, mask, tiny, seed=5, ensemble=4), inpaint_vae(photo, mask, tiny, seed=5))
+    assert shapes == [sizes[0], sizes[0]]  # a seeded fill is one draw, at the first radius, whatever the ensemble
+
+
+def test_default_fill_takes_as_many_copies_as_fit_the_budget(tiny, photo, monkeypatch):
+    mask = box_mask(*photo.shape[-2:], 50, 61, 37)
+    shapes = spy_on_forward(tiny, monkeypatch)
+    inpaint_vae(photo, mask, tiny, ensemble=1)
+    per_copy = sum(h * w for h, w in shapes)  # one copy at every scale
+    for budget, copies in ((1, 1), (3 * per_copy + 1, 3), (10**9, 8)):
+        monkeypatch.setattr(inpaint_module, "ENSEMBLE_BUDGET", budget)
+        shapes.clear()
+        default = inpaint_vae(photo, mask, tiny)
+        assert len(shapes) == 2 * copies
+        assert torch.equal(default, inpaint_vae(photo, mask, tiny, ensemble=copies))
 
 
 def test_small_hole_in_large_image_matches_running_on_its_crop(tiny):
@@ -136,9 +157,10 @@ def test_wide_holes_are_worked_on_at_lower_resolution():
     thin[:, 200:206] = True
     wide = np.zeros((400, 400), bool)
     wide[100:300, 100:300] = True
-    assert working_scale(thin) == 1.0
+    assert working_scale(thin) == 1.0 and working_scales(thin) == [1.0]  # a thin stroke: one scale, full size
     assert working_scale(wide) == pytest.approx(inpaint_module.WORK_RADIUS / 100, rel=0.05)
-    assert working_scale(np.ones((4000, 100), bool)) <= inpaint_module.MAX_WORK_SIDE / 4000
+    assert working_scales(wide) == pytest.approx([r / 100 for r in inpaint_module.WORK_RADII], rel=0.05)
+    assert working_scales(np.ones((4000, 100), bool)) == [inpaint_module.MAX_WORK_SIDE / 4000]  # capped: one scale
 
 
 def test_grayscale_in_grayscale_out_and_no_hole_is_a_copy(tiny, photo):

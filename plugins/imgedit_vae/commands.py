@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Optional
 
 import click
 
@@ -145,13 +146,14 @@ def _sigmas(value: str) -> list[float]:
     return sigmas
 
 
-def ensemble_option(verb: str):
-    return click.option("--ensemble", type=click.IntRange(1, 8), default=1, show_default=True,
-                        help=f"Score the model averaged over N flipped/rotated copies, as '{verb} --ensemble N' runs it.")
+def ensemble_option(verb: str, default: Optional[int]):
+    return click.option("--ensemble", type=click.IntRange(1, 8), default=default, show_default=default is not None,
+                        help=f"Score the model averaged over N flipped/rotated copies, as '{verb} --ensemble N' runs it"
+                        + ("." if default is not None else f" (default: as '{verb}' runs it)."))
 
 
-def ensemble_note(ensemble: int) -> str:
-    return f"ensemble of {ensemble}, " if ensemble > 1 else ""
+def ensemble_note(ensemble: Optional[int]) -> str:
+    return f"ensemble of {ensemble}, " if ensemble is not None and ensemble > 1 else ""
 
 
 @click.command("denoise")
@@ -163,7 +165,7 @@ def ensemble_note(ensemble: int) -> str:
 @click.option("--limit", type=click.IntRange(min=1), help="Use only the first N images.")
 @click.option("--weights", type=click.Path(path_type=Path),
               help="Weights to score (default: the shipped models, the grayscale one for grayscale images).")
-@ensemble_option("denoise")
+@ensemble_option("denoise", 1)
 @click.option("--device", default="auto", show_default=True)
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads.")
 @click.option("--sheet", type=click.Path(path_type=Path), help="Also write a contact sheet (noisy | methods | clean) at the first sigma.")
@@ -229,7 +231,7 @@ def _label(spec) -> str:
 @click.option("--limit", type=click.IntRange(min=1), help="Use only the first N images (per set for --pairs).")
 @click.option("--no-baselines", is_flag=True, help="Score the model only.")
 @click.option("--weights", type=click.Path(path_type=Path), help="Weights to score (default: the shipped model).")
-@ensemble_option("inpaint")
+@ensemble_option("inpaint", None)
 @click.option("--device", default="auto", show_default=True)
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads.")
 @click.option("--sheet", type=click.Path(path_type=Path), help="Also write a contact sheet (input | fills | truth).")

@@ -80,8 +80,8 @@ INPAINT = Operation(
         Param("samples", int, 1, help="number of different fills, written side by side", minimum=1, maximum=16),
         Param("seed", int, None, help="draw a random plausible fill with this seed (default: the deterministic fill)"),
         Param("weights", str, "", help="a .safetensors file from 'imgedit train inpaint' (default: shipped)"),
-        Param("ensemble", int, 1, help="average the deterministic fill over N flipped/rotated copies (1-8): N times slower",
-              minimum=1, maximum=8),
+        Param("ensemble", int, None, help="average the deterministic fill over N flipped/rotated copies (1-8) at each "
+              "working scale (default: as many as fit a fixed budget per hole)", minimum=1, maximum=8),
     ),
     description="Learned inpainting (conditional VAE): crops around each hole, keeps known pixels exactly",
 )
