@@ -78,17 +78,30 @@ def test_the_squared_error_enters_as_its_root_with_holes_weighted_up():
     assert trainer._reconstruction(raw, clean, mask, "l1").item() == pytest.approx(0.1 * 6 / 4)
 
 
-def test_loss_is_chosen_on_the_command_line_and_recorded(data, tmp_path, invoke):
+def test_loss_and_hole_kinds_are_chosen_on_the_command_line_and_recorded(data, tmp_path, invoke):
     import json
 
     result = invoke("train", "inpaint", "--data", data, "--steps", "1", "--batch", "2", "--patch", "32", "--loss", "mse",
-                    "--out", tmp_path / "run", "--export", tmp_path / "w.safetensors", "-q")
+                    "--masks", "medium, thick,thick", "--out", tmp_path / "run", "--export", tmp_path / "w.safetensors", "-q")
     assert result.exit_code == 0, result.output
     card = json.loads((tmp_path / "w.json").read_text())
-    assert card["training"]["train_config"]["loss"] == "mse" and "--loss mse" in card["training"]["commands"][-1]
-    result = invoke("train", "inpaint", "--data", data, "--loss", "l2", "--out", tmp_path / "r2")
-    assert result.exit_code == 2 and "--loss" in result.output and "Traceback" not in result.output
-    assert not (tmp_path / "r2").exists()
+    config = card["training"]["train_config"]
+    assert config["loss"] == "mse" and "--loss mse" in card["training"]["commands"][-1]
+    assert config["kinds"] == ["medium", "thick", "thick"]  # a repeat draws thick twice as often
+    for option, value in (("--loss", "l2"), ("--masks", "thin,huge"), ("--masks", ",")):
+        result = invoke("train", "inpaint", "--data", data, option, value, "--out", tmp_path / "r2")
+        assert result.exit_code == 2 and option in result.output and "Traceback" not in result.output
+        assert not (tmp_path / "r2").exists()
+
+
+def test_hole_kinds_are_drawn_as_often_as_they_are_named(monkeypatch):
+    from imgedit_vae import train_inpaint as module
+
+    drawn = []
+    real = module.random_hole_mask
+    monkeypatch.setattr(module, "random_hole_mask", lambda h, w, kind, g: drawn.append(kind) or real(h, w, kind, g))
+    hole_batch(300, 32, ("medium", "thick", "thick"), torch.Generator().manual_seed(0))
+    assert set(drawn) == {"medium", "thick"} and 150 < drawn.count("thick") < 250
 
 
 def test_unknown_hole_kind_or_loss_and_wrong_checkpoint_kind(data, tmp_path):

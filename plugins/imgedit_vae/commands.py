@@ -91,9 +91,12 @@ def _widths(text: str, levels: int) -> tuple[int, ...]:
 @_init_option("; the critic starts afresh")
 @_loss_option("Reconstruction loss of the deterministic fill (random fills keep L1 and the critic); "
               "mse, the error PSNR measures, fits it to the mean of the plausible fills.")
+@click.option("--masks", "kinds_text", default="thin,medium,thick", show_default=True,
+              help="Hole kinds to train on, comma-separated, each drawn equally often; "
+                   "name a kind twice to draw it twice as often.")
 @precision_option()
 def train_inpaint_command(sources, steps, resume, out_dir, export_path, device, batch, patch, lr, seed, quiet, init, loss,
-                          precision):
+                          kinds_text, precision):
     """Train the inpainting VAE (with its critic) on complete images; holes are synthesised."""
     from functools import partial
 
@@ -103,12 +106,22 @@ def train_inpaint_command(sources, steps, resume, out_dir, export_path, device, 
 
     _check_init(init, resume)
     cfg = InpaintTrainConfig(steps=steps, batch=batch, patch=_patch_size(patch), lr=lr, seed=seed, loss=loss,
-                             precision=precision)
+                             precision=precision, kinds=_hole_kinds(kinds_text))
     _train_and_export(
         partial(train_inpaint, init=init), cfg, sources, out_dir, resume, export_path, device, quiet, name="inpaint-vae",
         description="Conditional VAE inpainter (several plausible fills; prior mean = deterministic fill)",
         storage=torch.float16,  # 5 M parameters: half the file, fills differ by < 1/255
     )
+
+
+def _hole_kinds(text: str) -> tuple[str, ...]:
+    """The hole kinds named by a --masks value, in order, repeats kept."""
+    from imgedit_vae.holes import KINDS
+
+    kinds = tuple(k.strip() for k in text.split(",") if k.strip())
+    if not kinds or set(kinds) - set(KINDS):
+        raise click.BadParameter(f"must be some of {', '.join(KINDS)}, got {text!r}", param_hint="--masks")
+    return kinds
 
 
 def _patch_size(patch: int) -> int:
@@ -248,14 +261,11 @@ def eval_inpaint_command(sources, kinds_text, pairs_dir, hole_color, seed, limit
     from imgedit.errors import UsageError
     from imgedit_vae.evaluate_denoise import load_clean
     from imgedit_vae.evaluate_inpaint import classical_methods, evaluate, format_table, pair_cases, rows_as_dicts, synthetic_cases
-    from imgedit_vae.holes import KINDS
     from imgedit_vae.inpaint import inpaint_vae, load_inpainter
 
     if not sources and not pairs_dir:
         raise UsageError("give --data DIR (random holes) or --pairs DIR (image/mask pairs)")
-    kinds = [k.strip() for k in kinds_text.split(",") if k.strip()]
-    if not kinds or set(kinds) - set(KINDS):
-        raise click.BadParameter(f"must be some of {', '.join(KINDS)}, got {kinds_text!r}", param_hint="--masks")
+    kinds = list(dict.fromkeys(_hole_kinds(kinds_text)))  # each kind scored once
     if threads:
         torch.set_num_threads(threads)
     dev = resolve_device(device)
