@@ -10,7 +10,7 @@ Quality (PSNR/SSIM) is measured by ``imgedit eval denoise``.
 
     python benchmarks/bench_denoise.py
     python benchmarks/bench_denoise.py --threads 2 --megapixels 12
-    python benchmarks/bench_denoise.py --threads 2 --ensemble 2
+    python benchmarks/bench_denoise.py --threads 2 --ensemble 1
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 
-def throughput(height: int, width: int, repeats: int, ensemble: int = 1) -> float:
+def throughput(height: int, width: int, repeats: int, ensemble: int) -> float:
     import torch
 
     from imgedit_vae.denoise import denoise_vae, load_denoiser
@@ -39,7 +39,7 @@ def throughput(height: int, width: int, repeats: int, ensemble: int = 1) -> floa
     return repeats * height * width / 1e6 / (time.perf_counter() - start)
 
 
-def peak_rss_of_cli(megapixels: float, ensemble: int = 1) -> tuple[float, float]:
+def peak_rss_of_cli(megapixels: float, ensemble: int) -> tuple[float, float]:
     """(peak RSS in MB, seconds) of ``imgedit denoise`` on a noisy photo of that size."""
     import numpy as np
     from PIL import Image
@@ -65,12 +65,16 @@ def main() -> None:
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--megapixels", type=float, default=12.0, help="size of the photo for the memory run")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--ensemble", type=int, default=1, help="flipped/rotated copies averaged (denoise --ensemble)")
+    parser.add_argument("--ensemble", type=int, help="flipped/rotated copies averaged (default: as 'imgedit denoise' runs it)")
     args = parser.parse_args()
     import torch
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.ensemble is None:
+        from imgedit_vae.operations import DENOISE_COPIES
+
+        args.ensemble = DENOISE_COPIES
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, fp32, ensemble of {args.ensemble}")
     for h, w in [(512, 768), (1200, 1600)]:
         print(f"denoise.vae {w}x{h}: {throughput(h, w, args.repeats, args.ensemble):.2f} MP/s")

@@ -173,13 +173,17 @@ def test_ensemble_averages_the_copies_turned_back():
     calls.clear()
     two = dihedral_mean(corner_marker, image, 2)
     assert len(calls) == 2
-    # the second copy is the image mirrored then turned half round (upside down): its marker lands bottom-left
+    # the second copy is the image turned a quarter (counter-clockwise): its marker lands top-right
+    assert calls == [(1, 3, 6, 9), (1, 3, 9, 6)]
     assert torch.allclose(two[..., 0, 0], image[..., 0, 0] + 0.5)
-    assert torch.allclose(two[..., -1, 0], image[..., -1, 0] + 0.5)
-    assert torch.equal(two[..., 1:-1, :], image[..., 1:-1, :])
+    assert torch.allclose(two[..., 0, -1], image[..., 0, -1] + 0.5)
+    assert torch.equal(two[..., 1:, :], image[..., 1:, :]) and torch.equal(two[..., 0, 1:-1], image[..., 0, 1:-1])
     calls.clear()
-    dihedral_mean(corner_marker, image, 4)
+    four = dihedral_mean(corner_marker, image, 4)
     assert sorted(calls) == [(1, 3, 6, 9), (1, 3, 6, 9), (1, 3, 9, 6), (1, 3, 9, 6)]
+    # the first four are the four turns: each corner gets a quarter of the marker
+    for corner in ((0, 0), (0, -1), (-1, 0), (-1, -1)):
+        assert torch.allclose(four[..., corner[0], corner[1]], image[..., corner[0], corner[1]] + 0.25)
     identity = dihedral_mean(lambda x: x, image, 8)
     assert torch.allclose(identity, image) and identity is not image
     with pytest.raises(ValueError, match="1..8"):
@@ -191,7 +195,7 @@ def test_ensemble_denoises_odd_sizes_and_grayscale(model, clean):
     noisy = noisy_version(odd, 25)
     gray = noisy.mean(1, keepdim=True).expand_as(noisy).contiguous()
     with torch.inference_mode():
-        one = denoise_vae(noisy, model, 25.0)
+        one = denoise_vae(noisy, model, 25.0, ensemble=1)
         four = denoise_vae(noisy, model, 25.0, ensemble=4)
         gray_out = denoise_vae(gray, model, 25.0, ensemble=2)
     assert four.shape == noisy.shape
@@ -205,11 +209,13 @@ def test_ensemble_param_reaches_the_cli(tmp_path, invoke, clean):
     noisy = (noisy_version(clean, 25).clamp(0, 1)[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
     Image.fromarray(noisy).save(tmp_path / "n.png")
     outs = {}
-    for n in (1, 2):
-        result = invoke("denoise", tmp_path / "n.png", "-o", tmp_path / f"o{n}", "--sigma", "25", "--ensemble", str(n))
+    for n in ("1", "2", "default"):
+        asked = () if n == "default" else ("--ensemble", n)
+        result = invoke("denoise", tmp_path / "n.png", "-o", tmp_path / f"o{n}", "--sigma", "25", *asked)
         assert result.exit_code == 0, result.output
         outs[n] = np.asarray(Image.open(tmp_path / f"o{n}" / "n.png"))
-    assert not np.array_equal(outs[1], outs[2])
+    assert not np.array_equal(outs["1"], outs["2"])
+    assert np.array_equal(outs["default"], outs["2"])  # the default averages two copies
     result = invoke("denoise", tmp_path / "n.png", "-o", tmp_path / "o9", "--ensemble", "9")
     assert result.exit_code != 0 and "ensemble" in result.output
     assert not (tmp_path / "o9").exists() or not any((tmp_path / "o9").iterdir())

@@ -104,8 +104,8 @@ def test_gray_images_go_to_the_gray_model_and_colour_ones_to_the_colour_model():
     assert is_gray(batch).tolist() == [False, True]
     sigma = torch.tensor([20.0, 30.0])
     with torch.no_grad():
-        out = denoise_vae(batch, colour, sigma, gray_model=gray_model)
-        alone = denoise_vae(batch, colour, sigma)  # without a gray model, the colour model takes both
+        out = denoise_vae(batch, colour, sigma, ensemble=1, gray_model=gray_model)
+        alone = denoise_vae(batch, colour, sigma, ensemble=1)  # without a gray model, the colour model takes both
         level = torch.full((1, 1, 40, 56), 30.0 / 255)
         by_gray = gray_model(batch[1:, :1], level)[0].clamp(0, 1)
     assert torch.allclose(out[0], alone[0], atol=1e-6)  # batch of one vs two: float rounding only

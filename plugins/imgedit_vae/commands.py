@@ -12,7 +12,7 @@ from typing import Optional
 import click
 
 from imgedit.verbs import apply_options, command_line, precision_option, training_options
-from imgedit_vae.operations import GRAY_MODEL_NAME, MODEL_NAME, model_spec
+from imgedit_vae.operations import DENOISE_COPIES, GRAY_MODEL_NAME, MODEL_NAME, model_spec
 
 DEFAULT_RUN_DIR = Path("runs") / "denoise"
 
@@ -178,7 +178,7 @@ def ensemble_note(ensemble: Optional[int]) -> str:
 @click.option("--limit", type=click.IntRange(min=1), help="Use only the first N images.")
 @click.option("--weights", type=click.Path(path_type=Path),
               help="Weights to score (default: the shipped models, the grayscale one for grayscale images).")
-@ensemble_option("denoise", 1)
+@ensemble_option("denoise", DENOISE_COPIES)
 @click.option("--device", default="auto", show_default=True)
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads.")
 @click.option("--sheet", type=click.Path(path_type=Path), help="Also write a contact sheet (noisy | methods | clean) at the first sigma.")

@@ -19,7 +19,7 @@ from imgedit_vae.degrade import is_gray
 from imgedit_vae.ensemble import dihedral_mean
 from imgedit_vae.loading import load_vae
 from imgedit_vae.model import ConditionalVAE
-from imgedit_vae.operations import GRAY_MODEL_NAME, model_spec
+from imgedit_vae.operations import DENOISE_COPIES, GRAY_MODEL_NAME, model_spec
 
 SIGMA_MAX = 75.0  # the trained range; higher requests are clamped to it
 
@@ -62,7 +62,7 @@ def denoise_vae(
     model: ConditionalVAE,
     sigma: Union[float, torch.Tensor],
     strength: float = 1.0,
-    ensemble: int = 1,
+    ensemble: int = DENOISE_COPIES,
     gray_model: Optional[ConditionalVAE] = None,
 ) -> torch.Tensor:
     """Denoise a batch with the VAE at a given noise level.
@@ -76,7 +76,7 @@ def denoise_vae(
             values above 75 are treated as 75.
         strength: in [0, 1]; ``out = image + strength * (denoised - image)``.
         ensemble: average the model over this many flipped/rotated copies
-            (1-8, see :mod:`imgedit_vae.ensemble`): slower, slightly better.
+            (1-8, see :mod:`imgedit_vae.ensemble`); each costs one model run.
         gray_model: a one-channel model for the grayscale images of the batch
             (from :func:`load_gray_denoiser`); default: ``model`` takes them.
 
@@ -129,7 +129,7 @@ class DenoiseApplier:
     that happens to be gray goes to the grayscale model."""
 
     def __init__(self, model: ConditionalVAE, sigma: Union[float, str], strength: float,
-                 per_image: Optional[torch.Tensor] = None, ensemble: int = 1, gray_model: Optional[ConditionalVAE] = None):
+                 per_image: Optional[torch.Tensor] = None, ensemble: int = DENOISE_COPIES, gray_model: Optional[ConditionalVAE] = None):
         self.model, self.sigma, self.strength, self.per_image, self.ensemble = model, sigma, strength, per_image, ensemble
         self.gray_model = gray_model
 
@@ -165,7 +165,7 @@ def _cast(model: ConditionalVAE, dtype: torch.dtype) -> ConditionalVAE:
 
 
 def create_denoise(context: Any = None, *, sigma: Union[float, str] = "auto", strength: float = 1.0, weights: str = "",
-                   ensemble: int = 1) -> DenoiseApplier:
+                   ensemble: int = DENOISE_COPIES) -> DenoiseApplier:
     device = getattr(context, "device", torch.device("cpu"))
     dtype = getattr(context, "dtype", torch.float32)
     if not 0.0 <= float(strength) <= 1.0:

@@ -4,8 +4,12 @@ image, turn each result back and average them.
 A denoiser's errors depend on how the image is oriented, its estimate of
 the clean image does not, so averaging the copies cancels part of the
 error, at ``copies`` times the compute. The copies are the eight
-symmetries of the square, in an order where every prefix mixes turns and
-mirrors: 2 copies are the image and the image upside down.
+symmetries of the square; a prefix of their order is used, and the order
+was chosen greedily, each copy the one that added most to the mean before
+it (the denoiser on 8 held-out photos at sigma 15/25/50): the four turns
+first, then the mirrored ones. A quarter turn is the best second copy
+(+0.011 dB over the image upside down, at every sigma), because it swaps
+the directions along which the network's errors lie.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import torch
 
 # (quarter turns, mirror first) for each copy; prefixes of this order are used.
 DIHEDRAL: tuple[tuple[int, bool], ...] = (
-    (0, False), (2, True), (1, False), (3, True), (2, False), (0, True), (3, False), (1, True),
+    (0, False), (1, False), (3, False), (2, False), (1, True), (0, True), (3, True), (2, True),
 )
 MAX_COPIES = len(DIHEDRAL)
 
