@@ -8,8 +8,8 @@ symmetries of the square; a prefix of their order is used, and the order
 was chosen greedily, each copy the one that added most to the mean before
 it (the denoiser on 8 held-out photos at sigma 15/25/50): the four turns
 first, then the mirrored ones. A quarter turn is the best second copy
-(+0.011 dB over the image upside down, at every sigma), because it swaps
-the directions along which the network's errors lie.
+(+0.011 dB over the image upside down, at every sigma); a turn swaps
+rows and columns, a flip does not, which is the likely reason.
 """
 
 from __future__ import annotations
