@@ -90,7 +90,7 @@ def test_deterministic_fill_averages_scales_and_copies_a_seeded_fill_is_one_draw
     shapes = spy_on_forward(tiny, monkeypatch)
     inpaint_vae(photo, mask, tiny, ensemble=2)
     sizes = sorted(set(shapes))
-    assert len(sizes) == 2 and all(shapes.count(size) == 2 for size in sizes)  # 2 copies (the upside-down one keeps the shape) x 2 scales
+    assert len(sizes) == 2 and all(shapes.count(size) == 2 for size in sizes)  # 2 copies (the crop is square: its quarter turn keeps the shape) x 2 scales
     assert sizes[1] == (101, 101)  # the 37-px box with 32 px of context each side, at full size
     shapes.clear()
     assert torch.equal(inpaint_vae(photo, mask, tiny, seed=5, ensemble=4), inpaint_vae(photo, mask, tiny, seed=5))

@@ -164,10 +164,11 @@ def fill_region(model: InpaintVAE, image: torch.Tensor, hole: torch.Tensor, gene
     scales = working_scales(hole_map) if generator is None else [working_scale(hole_map)]
     sizes = [(max(16, round(h * s)), max(16, round(w * s))) for s in scales]
     copies = budget_copies(sizes) if ensemble is None else ensemble
+    known = image * (1 - hole)
     total = torch.zeros_like(image)
     for size in sizes:
         small_hole = (_resize(hole, size) > 0.01).to(image.dtype)  # a pixel touched by the hole is hole
-        small = _resize(image * (1 - hole), size)
+        small = _resize(known, size)
         if generator is None:  # image and hole travel together through the flips
             raw = dihedral_mean(lambda x: model(x[:, :3], x[:, 3:], "mean")[1], torch.cat([small, small_hole], 1), copies)
         else:
