@@ -110,6 +110,37 @@ def test_default_fill_takes_as_many_copies_as_fit_the_budget(tiny, photo, monkey
         assert torch.equal(default, inpaint_vae(photo, mask, tiny, ensemble=copies))
 
 
+def test_wide_hole_fill_is_the_full_size_fill_at_its_edge_and_the_coarse_mean_inside(tiny, photo, monkeypatch):
+    made = []
+
+    def stand_in(model, known, hole, scale, copies, generator):  # a fill that names its scale
+        made.append((scale, copies))
+        return torch.full_like(known, scale)
+
+    monkeypatch.setattr(inpaint_module, "_model_fill", stand_in)
+    monkeypatch.setattr(inpaint_module, "harmonise", lambda fill, *rest, **named: fill)
+    mask = box_mask(*photo.shape[-2:], 40, 60, 100)  # half-width 50: coarse scales 16/50, 24/50, 32/50
+    out = inpaint_vae(photo, mask, tiny)
+    coarse = [scale for scale, _ in made[:-1]]
+    assert coarse == pytest.approx([r / 50 for r in inpaint_module.WORK_RADII], rel=0.05)
+    assert made[-1] == (1.0, 8)  # then full size, with as many copies as fit FINE_BUDGET
+    mean = sum(coarse) / len(coarse)
+    assert out[0, 0, 90, 110].item() == pytest.approx(mean)  # 50 px deep: the coarse mean alone
+    edge = 1 / inpaint_module.FINE_RAMP  # 1 px deep: nearly all the full-size fill
+    assert out[0, 0, 40, 110].item() == pytest.approx((1 - edge) * 1.0 + edge * mean)
+    made.clear()
+    inpaint_vae(photo, mask, tiny, ensemble=2)
+    assert [copies for _, copies in made] == [2, 2, 2, 2]  # --ensemble sets the full-size fill's copies too
+
+
+def test_edge_distance_counts_known_pixels_only():
+    hole = np.zeros((10, 20), bool)
+    hole[:, :10] = True  # reaches the crop's border on three sides
+    depth = inpaint_module.edge_distance(hole)
+    assert depth[5, 9] == 1 and depth[5, 0] == 10  # measured to the known column, not to the border
+    assert (depth[~hole] == 0).all()
+
+
 def test_small_hole_in_large_image_matches_running_on_its_crop(tiny):
     torch.manual_seed(0)
     big = torch.nn.functional.interpolate(torch.rand(1, 3, 60, 80), size=(600, 800), mode="bilinear")
