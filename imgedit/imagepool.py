@@ -85,20 +85,25 @@ class ImagePool:
         pool.images = [self.images[i] for i in idx]
         return pool
 
-    def patches(self, n: int, size: int, generator: torch.Generator, gray_prob: float = 0.0) -> torch.Tensor:
+    def patches(self, n: int, size: int, generator: torch.Generator, gray_prob: float = 0.0,
+                zoom: float = 1.0) -> torch.Tensor:
         """``n`` random ``size`` x ``size`` patches, (n, 3, size, size) float in [0, 1].
 
         Each patch comes from a random image, at a random position, under one
         of the 8 flips/rotations; with probability ``gray_prob`` it is turned
         to luminance (repeated on 3 channels), so one model serves grayscale.
+        With ``zoom`` > 1 each patch is a square up to ``zoom`` times wider
+        (log-uniform, as far as the image allows) scaled down to ``size``:
+        the view of a model that works on photos at a fraction of full size.
         """
         out = torch.empty(n, 3, size, size)
-        r = torch.rand(n, 4, generator=generator)
+        r = torch.rand(n, 4 if zoom <= 1 else 5, generator=generator)  # no extra draw: zoom 1 repeats old runs
         picks = torch.randint(len(self.images), (n,), generator=generator)
         for k in range(n):
             image = self.images[int(picks[k])]
             h, w = image.shape[:2]
-            s = min(size, h, w)
+            wanted = size if zoom <= 1 else round(size * zoom ** float(r[k, 4]))
+            s = min(wanted, h, w)
             y, x = int(r[k, 0] * (h - s + 1)), int(r[k, 1] * (w - s + 1))
             out[k] = dihedral(_crop(image, y, x, s, size), int(r[k, 2] * 8))
             if r[k, 3] < gray_prob:
@@ -134,10 +139,11 @@ class ImagePool:
 
 def _crop(image: np.ndarray, y: int, x: int, s: int, size: int) -> torch.Tensor:
     """The ``s`` x ``s`` square at (y, x) of a uint8 (H, W, 3) image as a
-    (3, size, size) float tensor in [0, 1]; a small image is stretched to ``size``."""
+    (3, size, size) float tensor in [0, 1]; a small image is stretched to
+    ``size``, a large one scaled down (area averaging, as the inpainter does)."""
     crop = torch.from_numpy(image[y : y + s, x : x + s]).permute(2, 0, 1).float() / 255.0
-    if s < size:
-        crop = torch.nn.functional.interpolate(crop[None], size=(size, size), mode="bilinear")[0]
+    if s != size:
+        crop = torch.nn.functional.interpolate(crop[None], size=(size, size), mode="bilinear" if s < size else "area")[0]
     return crop
 
 

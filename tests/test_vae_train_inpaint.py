@@ -82,13 +82,14 @@ def test_loss_and_hole_kinds_are_chosen_on_the_command_line_and_recorded(data, t
     import json
 
     result = invoke("train", "inpaint", "--data", data, "--steps", "1", "--batch", "2", "--patch", "32", "--loss", "mse",
-                    "--masks", "medium, thick,thick", "--out", tmp_path / "run", "--export", tmp_path / "w.safetensors", "-q")
+                    "--masks", "medium, thick,thick", "--zoom", "3", "--out", tmp_path / "run", "--export", tmp_path / "w.safetensors", "-q")
     assert result.exit_code == 0, result.output
     card = json.loads((tmp_path / "w.json").read_text())
     config = card["training"]["train_config"]
     assert config["loss"] == "mse" and "--loss mse" in card["training"]["commands"][-1]
     assert config["kinds"] == ["medium", "thick", "thick"]  # a repeat draws thick twice as often
-    for option, value in (("--loss", "l2"), ("--masks", "thin,huge"), ("--masks", ",")):
+    assert config["zoom"] == 3.0 and "--zoom 3" in card["training"]["commands"][-1]
+    for option, value in (("--loss", "l2"), ("--masks", "thin,huge"), ("--masks", ","), ("--zoom", "0.5")):
         result = invoke("train", "inpaint", "--data", data, option, value, "--out", tmp_path / "r2")
         assert result.exit_code == 2 and option in result.output and "Traceback" not in result.output
         assert not (tmp_path / "r2").exists()

@@ -51,6 +51,21 @@ def test_pool_patches_are_in_range_and_reproducible(data):
     assert len(train_pool) == 2 and len(val_pool) == 1
 
 
+def test_zoomed_patches_are_wider_views_scaled_down(tmp_path):
+    ramp = np.tile(np.linspace(0, 255, 400), (400, 1)).astype(np.uint8)  # brightness = x
+    Image.fromarray(np.stack([ramp] * 3, -1)).save(tmp_path / "ramp.png")
+    pool = ImagePool([tmp_path])
+    spans = {}
+    for zoom in (1.0, 8.0):
+        patches = pool.patches(64, 16, torch.Generator().manual_seed(0), zoom=zoom)
+        assert patches.shape == (64, 3, 16, 16) and 0 <= patches.min() and patches.max() <= 1
+        spans[zoom] = (patches.amax(dim=(1, 2, 3)) - patches.amin(dim=(1, 2, 3))).mean().item()
+    assert spans[1.0] == pytest.approx(15 / 399, rel=0.05)  # 16 px of the 400-px ramp, whatever the turn
+    assert spans[8.0] > 2.5 * spans[1.0]  # squares 1-8x wider (log-uniform), scaled down to 16 px
+    default = pool.patches(4, 16, torch.Generator().manual_seed(1))
+    assert torch.equal(default, pool.patches(4, 16, torch.Generator().manual_seed(1), zoom=1.0))  # no extra draw
+
+
 def test_dihedral_gives_eight_distinct_views():
     image = torch.arange(12.0).view(1, 3, 4)
     views = {tuple(dihedral(image.expand(3, 3, 4), k).flatten().tolist()) for k in range(8)}

@@ -94,9 +94,12 @@ def _widths(text: str, levels: int) -> tuple[int, ...]:
 @click.option("--masks", "kinds_text", default="thin,medium,thick", show_default=True,
               help="Hole kinds to train on, comma-separated, each drawn equally often; "
                    "name a kind twice to draw it twice as often.")
+@click.option("--zoom", type=click.FloatRange(min=1.0), default=1.0, show_default=True,
+              help="Cut patches from squares up to this many times wider than --patch (log-uniform) and scale "
+                   "them down: the fill works on wide holes at a fraction of full size, and so sees photos that way.")
 @precision_option()
 def train_inpaint_command(sources, steps, resume, out_dir, export_path, device, batch, patch, lr, seed, quiet, init, loss,
-                          kinds_text, precision):
+                          kinds_text, zoom, precision):
     """Train the inpainting VAE (with its critic) on complete images; holes are synthesised."""
     from functools import partial
 
@@ -106,7 +109,7 @@ def train_inpaint_command(sources, steps, resume, out_dir, export_path, device, 
 
     _check_init(init, resume)
     cfg = InpaintTrainConfig(steps=steps, batch=batch, patch=_patch_size(patch), lr=lr, seed=seed, loss=loss,
-                             precision=precision, kinds=_hole_kinds(kinds_text))
+                             precision=precision, kinds=_hole_kinds(kinds_text), zoom=zoom)
     _train_and_export(
         partial(train_inpaint, init=init), cfg, sources, out_dir, resume, export_path, device, quiet, name="inpaint-vae",
         description="Conditional VAE inpainter (several plausible fills; prior mean = deterministic fill)",

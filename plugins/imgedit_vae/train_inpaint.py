@@ -50,6 +50,7 @@ class InpaintTrainConfig:
     adv_weight: float = 0.01
     fm_weight: float = 0.1
     kinds: tuple = ("thin", "medium", "thick")
+    zoom: float = 1.0  # patches from squares up to this many times wider, scaled down (ImagePool.patches)
     val_images: int = 8
     val_every: int = 250
     checkpoint_every: int = 500
@@ -106,7 +107,7 @@ class InpaintTrainer:
 
     def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         cfg, g = self.cfg, self.generator
-        clean = self.train_pool.patches(cfg.batch, cfg.patch, g)
+        clean = self.train_pool.patches(cfg.batch, cfg.patch, g, zoom=cfg.zoom)
         masks = hole_batch(cfg.batch, cfg.patch, cfg.kinds, g)
         clean, masks = distributed.shard(clean, masks)  # the global batch was drawn, this process's rows kept
         return clean.to(self.device), masks.to(self.device)
