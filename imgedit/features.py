@@ -12,10 +12,19 @@ conv3x3(64->128), ReLU, avgpool2, conv3x3(128->128), ReLU, adaptive average
 pool to 2x2. The features are the channel means after each of the first
 three convolutions (texture statistics at three scales) and the 2x2 pooled
 last layer (coarse layout): 32 + 64 + 128 + 512 = 736 numbers.
+
+:func:`ensemble_features`: the same images under several such networks
+drawn with other seeds (:data:`ENSEMBLE_SEEDS`), each scaled to count
+equally: a distance between its rows estimates the distance expected from
+a random network of this kind rather than one draw's. ``imgedit
+interpolate`` paces its frames by it; :data:`FEATURE_SEED` is left out, so
+the network that judges the frames in ``imgedit eval interp`` is not one
+that placed them.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Optional
 
 import torch
@@ -23,6 +32,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 FEATURE_SEED = 20240601
+ENSEMBLE_SEEDS = tuple(range(1, 9))  # never FEATURE_SEED (see the module docstring)
 
 
 class FeatureNet(nn.Module):
@@ -59,3 +69,28 @@ def features(images: torch.Tensor, net: Optional[FeatureNet] = None, batch: int 
     """``(N, 736)`` :class:`FeatureNet` features, on the CPU, ``batch`` images at a time."""
     net = net or FeatureNet()
     return torch.cat([net(chunk.float().cpu()) for chunk in images.split(batch)])
+
+
+@functools.lru_cache(maxsize=4)
+def _ensemble(seeds: tuple[int, ...], device: str) -> list[FeatureNet]:
+    return [FeatureNet(seed).to(device) for seed in seeds]
+
+
+@torch.no_grad()
+def ensemble_features(images: torch.Tensor, seeds: tuple[int, ...] = ENSEMBLE_SEEDS, batch: int = 256) -> torch.Tensor:
+    """``(N, 736 * len(seeds))``: :class:`FeatureNet` features of ``images``
+    ``(N, 3, H, W)`` in [0, 1] under each seed's network, on the images' device.
+
+    Each network's block is divided by its mean row norm over these images,
+    so each counts equally in a distance between rows (the scale is relative
+    to this batch: compare rows of one call only).
+
+    Example:
+        >>> ensemble_features(torch.rand(5, 3, 32, 32), seeds=(1, 2)).shape
+        torch.Size([5, 1472])
+    """
+    blocks = []
+    for net in _ensemble(tuple(seeds), str(images.device)):
+        f = torch.cat([net(chunk.float()) for chunk in images.split(batch)])
+        blocks.append(f / f.norm(dim=1).mean().clamp_min(1e-12))
+    return torch.cat(blocks, dim=1)

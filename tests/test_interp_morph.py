@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from imgedit.errors import UsageError
+from imgedit.features import ensemble_features
 from imgedit.latents import interpolate
 from imgedit_interp.morph import cross_fade, frame_count, path_latents, transition_times
 
@@ -72,7 +73,7 @@ def test_even_pacing_makes_equal_image_steps():
         return torch.where(z < 0.8, z * 0.1, 0.08 + (z - 0.8) * 4.6).expand(-1, 12)
 
     keys = torch.tensor([[0.0], [1.0]])
-    path = path_latents(keys, 6, spherical=False, ease="even", decode=decode)
+    path = path_latents(keys, 6, spherical=False, ease="even", decode=decode, measure=lambda x: x)
     steps = (decode(path)[1:] - decode(path)[:-1]).norm(dim=1)
     assert torch.equal(path[0], keys[0]) and torch.equal(path[-1], keys[1]) and len(path) == 6
     assert steps.max() / steps.min() < 1.05
@@ -81,6 +82,24 @@ def test_even_pacing_makes_equal_image_steps():
     assert linear_steps.max() / linear_steps.min() > 10
 
 
+def test_even_pacing_by_default_makes_equal_steps_in_the_feature_ensemble():
+    # images that change little over most of the way, then a lot: a blend of two textures at z**4
+    g = torch.Generator().manual_seed(3)
+    a, b = torch.rand(1, 3, 32, 32, generator=g), torch.rand(1, 3, 32, 32, generator=g).round()
+
+    def decode(z):
+        s = z[:, :1, None, None] ** 4
+        return (1 - s) * a + s * b
+
+    keys = torch.tensor([[0.0], [1.0]])
+    paced = ensemble_features(decode(path_latents(keys, 7, spherical=False, ease="even", decode=decode)))
+    steps = (paced[1:] - paced[:-1]).norm(dim=1)  # one call: its per-network scale is shared by the frames
+    assert steps.max() / steps.min() < 1.15
+    linear = ensemble_features(decode(path_latents(keys, 7, spherical=False)))
+    linear_steps = (linear[1:] - linear[:-1]).norm(dim=1)
+    assert linear_steps.max() / linear_steps.min() > 20
+
+
 def test_even_pacing_of_identical_keyframes_is_still_in_order():
-    path = path_latents(torch.ones(2, 3), 5, ease="even", decode=lambda z: z.clone())
+    path = path_latents(torch.ones(2, 3), 5, ease="even", decode=lambda z: z.clone(), measure=lambda x: x)
     assert len(path) == 5 and torch.allclose(path, torch.ones(5, 3))

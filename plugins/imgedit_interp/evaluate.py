@@ -12,8 +12,9 @@
     Beside it, the same ratio for the cross-fade of the pair, whose steps
     are exactly equal in pixels: what is left there is this feature space's
     own unevenness along a path (its ReLUs respond unevenly to equal pixel
-    changes), which pacing by pixels cannot remove and pacing by other
-    random networks did not (see :mod:`imgedit_interp.morph`).
+    changes), which pacing by pixels cannot remove. ``even`` paces by eight
+    other random networks, never this one, so this figure is not the one
+    the frames were placed by (see :mod:`imgedit_interp.morph`).
   - **Realism**: for each interior frame, the distance in that feature space
     to the nearest real image of the evaluation set (the pair's own two
     images left out), for the morph and for the cross-fade at the same
