@@ -37,7 +37,10 @@
     shipped faces64 GAN (trained on faces, never on these held-out ones),
     its last layer as is, unit-normalised, or every layer's channel means,
     put a real face above the 50% cross-fade for 5, 12 and 6 of 64 faces
-    (32 pairs). The report shows this count next to the morph's so the
+    (32 pairs). Nor does matching each place of the face alone (the
+    nearest real face's features at the same place, averaged over places,
+    from any of the first four layers): 6-9 of 64, or 26-37 of 64 with the
+    features unit-normalised per place, about a coin toss. The report shows this count next to the morph's so the
     realism figure can be read for what it is.
 """
 
