@@ -13,6 +13,7 @@ from PIL import Image
 
 from imgedit.checkpoint import load_checkpoint
 from imgedit.errors import UsageError
+from imgedit.features import ENSEMBLE_SEEDS, FEATURE_SEED
 from imgedit.imageset import load_squares
 from imgedit.latents import LatentModel, LatentModelSpec, load_latent_model
 from imgedit.models import sha256_file
@@ -203,6 +204,17 @@ def test_train_command_exports_and_eval_measures(data, tmp_path, invoke, user_ho
     assert 0 <= report["real_nearer_than_fade"] <= 4 and report["real_nn_mean"] > 0
     assert spec.card()["metrics"]["eval_interp"]["pairs"] == 2
     assert Image.open(tmp_path / "sheet.png").size == (5 * 18 + 2, 4 * 18 + 2)  # 2 pairs x (morph, fade) rows
+
+    # judged by another random network: other figures, said so; one that paces the frames is flagged
+    args = ("eval", "interp", "--model", "blobs", "--data", data, "--held-out", "--pairs", 2, "--frames", 5)
+    other = json.loads(invoke(*args, "--json", "--feature-seed", 101).output)
+    assert other["feature_seed"] == 101 and other["per_pair"] != report["per_pair"] and other["notes"] == []
+    pacing = json.loads(invoke(*args, "--json", "--feature-seed", ENSEMBLE_SEEDS[0]).output)
+    assert any("helped place the frames" in note for note in pacing["notes"])
+    assert "(feature network of seed 101)" in invoke(*args, "--feature-seed", 101).output
+    refused = invoke(*args, "--feature-seed", 101, "--record")
+    assert refused.exit_code != 0 and "leave out --feature-seed" in refused.output
+    assert spec.card()["metrics"]["eval_interp"]["feature_seed"] == FEATURE_SEED  # the recorded figures are untouched
 
 
 SHIPPED = CATALOG.shipped_spec()

@@ -168,12 +168,16 @@ def train_interp_command(sources, steps, resume, out_dir, export_path, device, b
 @click.option("--frames", type=click.IntRange(min=3), default=9, show_default=True, help="Frames per morph.")
 @click.option("--limit", type=click.IntRange(min=1), help="Measure the reconstruction PSNR on at most N images (default: all).")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--feature-seed", type=int, default=None,
+              help="Judge the steps and distances with the random feature network of this seed (default: imgedit's fixed one), "
+                   "to check that the pacing holds for a network that did not place the frames.")
 @click.option("--sheet", type=click.Path(path_type=Path), help="Write a PNG: for each pair, the morph above the cross-fade.")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads.")
 @click.option("--record", is_flag=True, help="Also write the results into the model card's metrics block.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def eval_interp_command(model, sources, held_out, pairs, frames, limit, seed, sheet, device, threads, record, as_json):
+def eval_interp_command(model, sources, held_out, pairs, frames, limit, seed, feature_seed, sheet, device, threads, record,
+                        as_json):
     """Reconstruction PSNR, and how even and how face-like a model's morphs
     are beside a pixel cross-fade (definitions: imgedit_interp/evaluate.py).
 
@@ -184,6 +188,7 @@ def eval_interp_command(model, sources, held_out, pairs, frames, limit, seed, sh
     import torch
 
     from imgedit.devices import resolve_device
+    from imgedit.features import ENSEMBLE_SEEDS, FEATURE_SEED, FeatureNet
     from imgedit.imageset import held_out_of, load_squares, overlap_warning
     from imgedit.models import record_metrics
     from imgedit_interp import evaluate
@@ -194,6 +199,9 @@ def eval_interp_command(model, sources, held_out, pairs, frames, limit, seed, sh
     card = spec.card() if spec is not None else {}
     if record and not card:
         raise UsageError(f"--record: model '{model}' has no model card to record into")
+    feature_seed = FEATURE_SEED if feature_seed is None else feature_seed
+    if record and feature_seed != FEATURE_SEED:
+        raise UsageError("--record keeps the figures of imgedit's fixed feature network; leave out --feature-seed")
     loaded = _load_model(model, resolve_device(device))
     real = load_squares(sources, loaded.image_size[0])
     if held_out:
@@ -203,9 +211,10 @@ def eval_interp_command(model, sources, held_out, pairs, frames, limit, seed, sh
         raise UsageError(f"need at least 4 images, found {len(images)}")
     started = time.perf_counter()
     recon = evaluate.reconstruction_psnr(loaded, images[:limit])
-    results, videos = evaluate.evaluate_pairs(loaded, images, evaluate.random_pairs(len(images), pairs, seed), frames)
+    results, videos = evaluate.evaluate_pairs(loaded, images, evaluate.random_pairs(len(images), pairs, seed), frames,
+                                              net=FeatureNet(feature_seed))
     report = {"model": model, "data": list(sources), "held_out": held_out, "images": len(images), "reconstructed": len(recon), "seed": seed,
-              "frames": frames, "reconstruction_psnr": round(recon.mean().item(), 3),
+              "feature_seed": feature_seed, "frames": frames, "reconstruction_psnr": round(recon.mean().item(), 3),
               **{k: round(v, 4) if isinstance(v, float) else v for k, v in evaluate.summarise(results).items()},
               "per_pair": [{"a": real.names[r.a], "b": real.names[r.b], "step_ratio": round(r.step_ratio, 3),
                             "fade_step_ratio": round(r.fade_step_ratio, 3),
@@ -214,6 +223,9 @@ def eval_interp_command(model, sources, held_out, pairs, frames, limit, seed, sh
                            for r in results],
               "seconds": round(time.perf_counter() - started, 1)}
     notes = overlap_warning(card, sources, held_out)
+    if feature_seed in ENSEMBLE_SEEDS:
+        notes.append(f"--feature-seed {feature_seed} is one of the networks that pace '--ease even': it helped place the "
+                     "frames, so its step ratios flatter the pacing")
     if sheet is not None:
         from imgedit.tensor import grid, write_tensor
 
@@ -227,10 +239,13 @@ def eval_interp_command(model, sources, held_out, pairs, frames, limit, seed, sh
 
 
 def _format_report(r: dict) -> str:
+    from imgedit.features import FEATURE_SEED
+
     lines = [f"{r['model']} on {r['images']} images of {', '.join(r['data'])}{' (held out)' if r['held_out'] else ''}:",
              f"  reconstruction PSNR       {r['reconstruction_psnr']:.2f} dB",
              f"  step ratio (max/min)      worst {r['step_ratio_max']:.2f}, mean {r['step_ratio_mean']:.2f} over {r['pairs']} "
-             f"morphs of {r['frames']} frames",
+             f"morphs of {r['frames']} frames"
+             + (f" (feature network of seed {r['feature_seed']})" if r["feature_seed"] != FEATURE_SEED else ""),
              f"  ... of the cross-fade         worst {r['fade_step_ratio_max']:.2f}, mean {r['fade_step_ratio_mean']:.2f} (its steps are "
              f"equal in pixels); the morph is the more even in {r['morph_more_even_than_fade']} of {r['pairs']}",
              f"  middle frame nearer a real image than the cross-fade of the inputs: {r['middle_morph_nearer']} of {r['pairs']} "
