@@ -40,8 +40,9 @@
     (32 pairs). Nor does matching each place of the face alone (the
     nearest real face's features at the same place, averaged over places,
     from any of the first four layers): 6-9 of 64, or 26-37 of 64 with the
-    features unit-normalised per place, about a coin toss. The report shows this count next to the morph's so the
-    realism figure can be read for what it is.
+    features unit-normalised per place, about a coin toss. The report
+    shows this count next to the morph's so the realism figure can be read
+    for what it is.
 """
 
 from __future__ import annotations
