@@ -136,3 +136,38 @@ def test_a_run_starts_from_trained_weights_and_init_with_resume_is_refused(data,
     assert result.exit_code == 2 and "give one of them" in result.output and "Traceback" not in result.output
     result = invoke("train", "inpaint", "--data", data, "--init", tmp_path / "nope.safetensors", "--out", tmp_path / "c")
     assert result.exit_code == 2 and "nope.safetensors" in result.output
+
+
+def test_a_wider_run_with_a_bridge_starts_from_narrower_weights_with_the_same_fills(data, tmp_path):
+    from dataclasses import replace
+
+    from imgedit.models import save_weights
+
+    trained = train_inpaint(tiny_config(steps=1), [data], tmp_path / "a", torch.device("cpu"))
+    weights = tmp_path / "inpaint.safetensors"
+    save_weights(trained.model.state_dict(), weights, {"training": {"steps": 1, "commands": ["imgedit train inpaint"]}})
+    wider = replace(TINY, widths=(8, 16, 24, 32), bridge=True)
+    grown = InpaintTrainer(tiny_config(model=wider), ImagePool([data]), torch.device("cpu"), init=weights)
+    clean, mask = grown.batch()
+    with torch.no_grad():
+        before, _, _ = trained.model.eval()(clean, mask, "mean")
+        after, _, moments = grown.model.eval()(clean, mask, "mean")
+    assert grown.model.decoder.bridge is not None and moments["prior_mean"].shape[1] == TINY.latent_channels
+    torch.testing.assert_close(after, before, atol=1e-5, rtol=0)
+    grown.train_step()  # and the new paths train: the bridge leaves zero
+    assert grown.model.decoder.bridge.weight.abs().sum() > 0
+
+
+def test_widths_and_bridge_are_chosen_on_the_command_line_and_recorded(data, tmp_path, invoke):
+    import json
+
+    result = invoke("train", "inpaint", "--data", data, "--steps", "1", "--batch", "2", "--patch", "32",
+                    "--widths", "8,16,16,24", "--bridge", "--out", tmp_path / "run", "--export", tmp_path / "w.safetensors", "-q")
+    assert result.exit_code == 0, result.output
+    card = json.loads((tmp_path / "w.json").read_text())
+    assert card["model_config"]["widths"] == [8, 16, 16, 24] and card["model_config"]["bridge"] is True
+    from imgedit_vae.inpaint import load_inpainter
+
+    assert load_inpainter(weights=tmp_path / "w.safetensors").decoder.bridge is not None  # the verb loads it as it trained
+    result = invoke("train", "inpaint", "--data", data, "--widths", "8,16", "--out", tmp_path / "r2")
+    assert result.exit_code == 2 and "--widths" in result.output and not (tmp_path / "r2").exists()

@@ -22,6 +22,11 @@ def _patch_option(default: int):
                         help="Patch size in px (multiple of 16).")
 
 
+def _widths_option(default: str):
+    return click.option("--widths", "widths_text", help="Channels at 1/2, 1/4, 1/8, 1/16 resolution, comma-separated "
+                                                        f"(default: {default}).")
+
+
 def _init_option(more: str = ""):
     return click.option("--init", type=click.Path(path_type=Path),
                         help=f"Start a new run from trained weights (.safetensors with its card){more}.")
@@ -42,8 +47,7 @@ def _check_init(init, resume) -> None:
 @click.command("denoise")
 @apply_options(training_options("Clean training images: file, folder or glob (repeatable).", 13000, DEFAULT_RUN_DIR, 16, 1e-3))
 @_patch_option(96)
-@click.option("--widths", "widths_text", help="Channels at 1/2, 1/4, 1/8, 1/16 resolution, comma-separated "
-                                            "(default: 32,64,80,96).")
+@_widths_option("32,64,80,96")
 @_init_option("; with wider --widths, the new channels start so that the output is unchanged; "
               "a --gray run may start from a colour model")
 @click.option("--gray", is_flag=True, help="Train a one-channel model for grayscale images (on the images' luminance); "
@@ -88,7 +92,11 @@ def _widths(text: str, levels: int) -> tuple[int, ...]:
 @apply_options(training_options("Training images: file, folder or glob (repeatable); holes are synthesised.",
                                 3000, Path("runs") / "inpaint", 8, 5e-4))
 @_patch_option(128)
-@_init_option("; the critic starts afresh")
+@_widths_option("32,64,128,192")
+@click.option("--bridge", is_flag=True, help="Feed the encoder's deepest features to the decoder beside the latent "
+                                           "(a 1x1 conv that starts at zero, so --init weights give the same fills).")
+@_init_option("; with wider --widths or --bridge, the new channels start so that the output is unchanged; "
+              "the critic starts afresh")
 @_loss_option("Reconstruction loss of the deterministic fill (random fills keep L1 and the critic); "
               "mse, the error PSNR measures, fits it to the mean of the plausible fills.")
 @click.option("--masks", "kinds_text", default="thin,medium,thick", show_default=True,
@@ -98,8 +106,8 @@ def _widths(text: str, levels: int) -> tuple[int, ...]:
               help="Cut patches from squares up to this many times wider than --patch (log-uniform) and scale "
                    "them down: the fill works on wide holes at a fraction of full size, and so sees photos that way.")
 @precision_option()
-def train_inpaint_command(sources, steps, resume, out_dir, export_path, device, batch, patch, lr, seed, quiet, init, loss,
-                          kinds_text, zoom, precision):
+def train_inpaint_command(sources, steps, resume, out_dir, export_path, device, batch, patch, lr, seed, quiet, widths_text,
+                          bridge, init, loss, kinds_text, zoom, precision):
     """Train the inpainting VAE (with its critic) on complete images; holes are synthesised."""
     from functools import partial
 
@@ -110,6 +118,9 @@ def train_inpaint_command(sources, steps, resume, out_dir, export_path, device, 
     _check_init(init, resume)
     cfg = InpaintTrainConfig(steps=steps, batch=batch, patch=_patch_size(patch), lr=lr, seed=seed, loss=loss,
                              precision=precision, kinds=_hole_kinds(kinds_text), zoom=zoom)
+    if widths_text:
+        cfg.model = replace(cfg.model, widths=_widths(widths_text, len(cfg.model.widths)))
+    cfg.model = replace(cfg.model, bridge=bridge)
     _train_and_export(
         partial(train_inpaint, init=init), cfg, sources, out_dir, resume, export_path, device, quiet, name="inpaint-vae",
         description="Conditional VAE inpainter (several plausible fills; prior mean = deterministic fill)",
