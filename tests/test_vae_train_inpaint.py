@@ -89,6 +89,7 @@ def test_loss_and_hole_kinds_are_chosen_on_the_command_line_and_recorded(data, t
     assert config["loss"] == "mse" and "--loss mse" in card["training"]["commands"][-1]
     assert config["kinds"] == ["medium", "thick", "thick"]  # a repeat draws thick twice as often
     assert config["zoom"] == 3.0 and "--zoom 3" in card["training"]["commands"][-1]
+    assert card["model_config"]["bridge"] is True  # the shipped architecture, so --init from it works
     for option, value in (("--loss", "l2"), ("--masks", "thin,huge"), ("--masks", ","), ("--zoom", "0.5")):
         result = invoke("train", "inpaint", "--data", data, option, value, "--out", tmp_path / "r2")
         assert result.exit_code == 2 and option in result.output and "Traceback" not in result.output
@@ -169,5 +170,8 @@ def test_widths_and_bridge_are_chosen_on_the_command_line_and_recorded(data, tmp
     from imgedit_vae.inpaint import load_inpainter
 
     assert load_inpainter(weights=tmp_path / "w.safetensors").decoder.bridge is not None  # the verb loads it as it trained
+    result = invoke("train", "inpaint", "--data", data, "--steps", "1", "--batch", "2", "--patch", "32", "--widths", "8,16,16,24",
+                    "--no-bridge", "--out", tmp_path / "r3", "--export", tmp_path / "n.safetensors", "-q")
+    assert result.exit_code == 0 and json.loads((tmp_path / "n.json").read_text())["model_config"]["bridge"] is False
     result = invoke("train", "inpaint", "--data", data, "--widths", "8,16", "--out", tmp_path / "r2")
     assert result.exit_code == 2 and "--widths" in result.output and not (tmp_path / "r2").exists()

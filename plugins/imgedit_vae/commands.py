@@ -93,9 +93,10 @@ def _widths(text: str, levels: int) -> tuple[int, ...]:
                                 3000, Path("runs") / "inpaint", 8, 5e-4))
 @_patch_option(128)
 @_widths_option("32,64,128,192")
-@click.option("--bridge", is_flag=True, help="Feed the encoder's deepest features to the decoder beside the latent "
-                                           "(a 1x1 conv that starts at zero, so --init weights give the same fills).")
-@_init_option("; with wider --widths or --bridge, the new channels start so that the output is unchanged; "
+@click.option("--bridge/--no-bridge", default=True, show_default=True,
+              help="Feed the encoder's deepest features to the decoder beside the latent, as the shipped model does "
+                   "(a 1x1 conv that starts at zero, so --init weights without it give the same fills).")
+@_init_option("; with wider --widths or a new bridge, the new channels start so that the output is unchanged; "
               "the critic starts afresh")
 @_loss_option("Reconstruction loss of the deterministic fill (random fills keep L1 and the critic); "
               "mse, the error PSNR measures, fits it to the mean of the plausible fills.")

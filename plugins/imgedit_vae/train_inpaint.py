@@ -57,7 +57,7 @@ class InpaintTrainConfig:
     seed: int = 0
     precision: str = "fp32"  # or "bf16": see imgedit.training.autocast
     model: VAEConfig = field(default_factory=lambda: VAEConfig(
-        widths=(32, 64, 128, 192), blocks=(1, 2, 2, 2), latent_channels=32, residual=False))
+        widths=(32, 64, 128, 192), blocks=(1, 2, 2, 2), latent_channels=32, residual=False, bridge=True))
     disc_width: int = 32
 
     def to_dict(self) -> dict:
