@@ -114,6 +114,13 @@ def test_the_bridge_starts_silent_on_grown_weights_then_carries_the_deepest_leve
         assert (bridged(image, cond)[0] - before).abs().max() > 1e-4
 
 
+def test_bridged_weights_into_a_bridgeless_model_say_what_it_lacks(model):
+    bridged = ConditionalVAE(replace(SMALL, bridge=True))
+    grow_from(bridged, model.state_dict())
+    with pytest.raises(ValueError, match="have a bridge this model lacks"):
+        grow_from(ConditionalVAE(SMALL), bridged.state_dict())
+
+
 def test_growing_still_refuses_weights_that_lack_a_trained_parameter(model):
     for lacking in ("encoder.stem.bias", "decoder.head.weight"):  # the head starts at zero too: still refused
         tensors = {k: v for k, v in model.state_dict().items() if k != lacking}
