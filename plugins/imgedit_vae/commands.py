@@ -67,8 +67,7 @@ def train_denoise_command(sources, steps, resume, out_dir, export_path, device, 
     _check_init(init, resume)
     cfg = TrainConfig(steps=steps, batch=batch, patch=_patch_size(patch), lr=lr, seed=seed, precision=precision,
                       gray_prob=gray_share, loss=loss)
-    if widths_text:
-        cfg.model = replace(cfg.model, widths=_widths(widths_text, len(cfg.model.widths)))
+    cfg.model = _with_widths(cfg.model, widths_text)
     if gray:
         cfg.model = replace(cfg.model, image_channels=1)
     _train_and_export(
@@ -76,6 +75,11 @@ def train_denoise_command(sources, steps, resume, out_dir, export_path, device, 
         name=GRAY_MODEL_NAME if gray else MODEL_NAME,
         description=f"Conditional VAE denoiser{' for grayscale images' if gray else ''} (noise-level map input, sigma 0-75)",
     )
+
+
+def _with_widths(model, text: Optional[str]):
+    """``model`` (a VAEConfig) with the ``--widths`` given, if any."""
+    return replace(model, widths=_widths(text, len(model.widths))) if text else model
 
 
 def _widths(text: str, levels: int) -> tuple[int, ...]:
@@ -119,8 +123,7 @@ def train_inpaint_command(sources, steps, resume, out_dir, export_path, device, 
     _check_init(init, resume)
     cfg = InpaintTrainConfig(steps=steps, batch=batch, patch=_patch_size(patch), lr=lr, seed=seed, loss=loss,
                              precision=precision, kinds=_hole_kinds(kinds_text), zoom=zoom)
-    if widths_text:
-        cfg.model = replace(cfg.model, widths=_widths(widths_text, len(cfg.model.widths)))
+    cfg.model = _with_widths(cfg.model, widths_text)
     cfg.model = replace(cfg.model, bridge=bridge)
     _train_and_export(
         partial(train_inpaint, init=init), cfg, sources, out_dir, resume, export_path, device, quiet, name="inpaint-vae",

@@ -321,9 +321,9 @@ def grow_from(model: nn.Module, tensors: dict[str, torch.Tensor]) -> None:
     unused = {name for name in set(state) - set(tensors) if name.startswith(NEW_PATHS) and not state[name].any()}
     if set(state) - unused != set(tensors):
         odd = sorted((set(state) - unused) ^ set(tensors))
-        extra = {name.split(".")[1] for name in set(tensors) - set(state) if name.startswith(NEW_PATHS)}
-        if extra and set(odd) <= set(tensors) and all(name.startswith(NEW_PATHS) for name in odd):
-            raise ValueError(f"the weights have a {', '.join(sorted(extra))} this model lacks: train with it too")
+        if all(name in tensors and name.startswith(NEW_PATHS) for name in odd):  # only a new path too many
+            paths = sorted({name.split(".")[1] for name in odd})
+            raise ValueError(f"the weights have a {', '.join(paths)} this model lacks: train with it too")
         raise ValueError(f"the weights are of another architecture ({len(odd)} names differ, e.g. {odd[0]})")
     modules = dict(model.named_modules())
     with torch.no_grad():
