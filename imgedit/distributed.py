@@ -140,6 +140,20 @@ def wrap(module: Any) -> Any:
     return DistributedDataParallel(module, device_ids=[device.index])
 
 
+def average_gradients(module: Any) -> None:
+    """Average ``module``'s gradients over the processes, for a step that ran
+    the plain module rather than its :func:`wrap` (whose backward averages
+    them itself): DDP wants every parameter in every step's loss."""
+    if world() == 1:
+        return
+    import torch.distributed as dist
+
+    for p in module.parameters():
+        if p.grad is not None:
+            dist.all_reduce(p.grad)
+            p.grad /= world()
+
+
 def average(metrics: dict) -> dict:
     """The mean of each numeric metric over the processes (for the log)."""
     if world() == 1 or not metrics:

@@ -83,6 +83,14 @@ def test_two_processes_train_what_one_process_trains(name, inputs, tmp_path):
     assert (tmp_path / "two" / "w.safetensors").is_file()
 
 
+def test_inpaint_steps_that_skip_the_posterior_train_in_two_processes(inputs, tmp_path):
+    verb, args, kind, parts = VERBS["inpaint"]
+    every = [*args(inputs), "--sample-every", 2]  # steps 1 and 3 leave the posterior encoder and critic out
+    train(verb, every, tmp_path / "one", nproc=1, steps=4)
+    train(verb, every, tmp_path / "two", nproc=2, steps=4)
+    assert_same_networks(tmp_path / "one", tmp_path / "two", kind, parts)
+
+
 def test_resume_under_two_processes_continues_exactly(inputs, tmp_path):
     verb, args, kind, parts = VERBS["style"]
     train(verb, args(inputs), tmp_path / "straight", nproc=1, steps=4)
@@ -118,6 +126,10 @@ def test_outside_torchrun_the_helpers_are_the_identity(monkeypatch):
     assert torch.equal(distributed.batch_draw(lambda s: torch.ones(s), (3, 2)), torch.ones(3, 2))
     net = torch.nn.Linear(2, 2)
     assert distributed.wrap(net) is net
+    net(x[:2]).sum().backward()
+    grad = net.weight.grad.clone()
+    distributed.average_gradients(net)
+    assert torch.equal(net.weight.grad, grad)
 
 
 def test_each_process_keeps_its_rows_of_the_global_draw(monkeypatch):

@@ -175,3 +175,50 @@ def test_widths_and_bridge_are_chosen_on_the_command_line_and_recorded(data, tmp
     assert result.exit_code == 0 and json.loads((tmp_path / "n.json").read_text())["model_config"]["bridge"] is False
     result = invoke("train", "inpaint", "--data", data, "--widths", "8,16", "--out", tmp_path / "r2")
     assert result.exit_code == 2 and "--widths" in result.output and not (tmp_path / "r2").exists()
+
+
+def test_between_full_steps_only_the_default_fill_trains(data):
+    trainer = InpaintTrainer(tiny_config(lr=3e-3, sample_every=3), ImagePool([data]), torch.device("cpu"))
+
+    def snapshot() -> dict:
+        return {name: p.detach().clone() for name, p in
+                [*trainer.model.named_parameters(), *(("critic." + n, p) for n, p in trainer.critic.named_parameters())]}
+
+    def changed(before: dict) -> set:
+        now = snapshot()
+        return {name.split(".")[0] for name in before if not torch.equal(before[name], now[name])}
+
+    seen = []
+    real = trainer._reconstruction
+    trainer._reconstruction = lambda raw, clean, mask, kind: seen.append(kind) or real(raw, clean, mask, kind)
+    before = snapshot()
+    full = trainer.train_step()  # step 0: posterior fill, KL and critic too
+    assert changed(before) == {"encoder", "decoder", "posterior", "critic"} and {"kl", "critic"} <= set(full)
+    for step in (1, 2):  # the steps between: the prior-mean fill alone, its loss lowered on its batch
+        clean, mask = trainer.batch()
+        trainer.batch = lambda: (clean, mask)
+        with torch.no_grad():
+            error_before = float(real(trainer.model.eval()(clean, mask, "mean")[1], clean, mask, "l1"))
+        before, seen[:] = snapshot(), []
+        metrics = trainer.train_step()
+        assert seen == ["l1"] and set(metrics) == {"loss", "fill"} and trainer.step == step + 1
+        assert changed(before) == {"encoder", "decoder"}
+        with torch.no_grad():
+            assert float(real(trainer.model.eval()(clean, mask, "mean")[1], clean, mask, "l1")) < error_before
+        del trainer.batch
+    assert {"kl", "critic"} <= set(trainer.train_step())  # step 3: a full step again
+
+
+def test_sample_every_is_chosen_on_the_command_line_and_recorded(data, tmp_path, invoke):
+    import json
+
+    result = invoke("train", "inpaint", "--data", data, "--steps", "2", "--batch", "2", "--patch", "32", "--sample-every", "2",
+                    "--out", tmp_path / "run", "--export", tmp_path / "w.safetensors", "-q")
+    assert result.exit_code == 0, result.output
+    card = json.loads((tmp_path / "w.json").read_text())
+    assert card["training"]["train_config"]["sample_every"] == 2 and "--sample-every 2" in card["training"]["commands"][-1]
+    last = json.loads((tmp_path / "run" / "log.jsonl").read_text().splitlines()[-1])
+    assert last["step"] == 2 and "kl" not in last  # the second step fit the default fill alone...
+    assert last["val_kl"] >= 0 and last["val_psnr"] > 0  # ...but validation still says whether the latent is live
+    result = invoke("train", "inpaint", "--data", data, "--sample-every", "0", "--out", tmp_path / "r2")
+    assert result.exit_code == 2 and "--sample-every" in result.output and not (tmp_path / "r2").exists()
