@@ -70,6 +70,10 @@ def test_gradients_reach_every_parameter(model):
 def test_config_round_trip():
     cfg = VAEConfig(widths=(8, 16), blocks=(1, 2), latent_channels=3, cond_channels=2)
     assert VAEConfig.from_dict(cfg.to_dict()) == cfg
+    assert "decoder_blocks" not in cfg.to_dict()  # cards written before it existed read the same
+    deeper = replace(cfg, decoder_blocks=(1, 3))
+    assert VAEConfig.from_dict(deeper.to_dict()) == deeper and deeper.to_dict()["decoder_blocks"] == [1, 3]
+    assert len(ConditionalVAE(deeper).decoder.stages[1]) == 3 and len(ConditionalVAE(deeper).encoder.stages[1]) == 2
     assert cfg.multiple == 4
     assert count_parameters(ConditionalVAE(cfg)) > 0
 
@@ -92,9 +96,28 @@ def test_growing_refuses_weights_that_do_not_fit(model):
     narrow = ConditionalVAE(VAEConfig(widths=(4, 16, 16, 16), blocks=(1, 1, 1, 1), latent_channels=4))
     with pytest.raises(ValueError, match="does not fit"):
         grow_from(narrow, model.state_dict())
-    deeper = ConditionalVAE(VAEConfig(widths=(8, 16, 16, 16), blocks=(2, 1, 1, 1), latent_channels=4))
+    shallower = ConditionalVAE(VAEConfig(widths=(8, 16, 16, 16), blocks=(1, 1, 1, 1), latent_channels=4,
+                                         decoder_blocks=(1, 1, 1, 1)))
+    deeper = ConditionalVAE(replace(SMALL, decoder_blocks=(1, 1, 1, 2)))
+    grow_from(deeper, model.state_dict())
+    with pytest.raises(ValueError, match=r"residual blocks this model lacks \(decoder.stages.3.1\)"):
+        grow_from(shallower, deeper.state_dict())
+    other = ConditionalVAE(VAEConfig(widths=(8, 16, 16), blocks=(1, 1, 1), latent_channels=4))
     with pytest.raises(ValueError, match="another architecture"):
-        grow_from(deeper, model.state_dict())
+        grow_from(other, model.state_dict())
+
+
+def test_a_model_grown_deeper_computes_what_the_shallow_one_did_and_its_new_blocks_learn(model):
+    deeper = ConditionalVAE(replace(SMALL, blocks=(2, 1, 1, 1), decoder_blocks=(1, 1, 2, 3)))
+    grow_from(deeper, model.state_dict())
+    image, cond = torch.rand(2, 3, 40, 24), torch.rand(2, 1, 40, 24)
+    with torch.no_grad():
+        torch.testing.assert_close(deeper(image, cond)[0], model(image, cond)[0], atol=1e-6, rtol=0)
+    new = [deeper.encoder.stages[0][1], deeper.decoder.stages[2][1], deeper.decoder.stages[3][1], deeper.decoder.stages[3][2]]
+    assert all(not block.conv2.weight.any() and block.conv1.weight.any() for block in new)
+    out, _, _ = deeper(image, cond)
+    (out - image.flip(-1)).abs().mean().backward()
+    assert all(block.conv2.weight.grad.abs().sum() > 0 for block in new)  # each new block learns at once
 
 
 def test_the_bridge_starts_silent_on_grown_weights_then_carries_the_deepest_level(model):

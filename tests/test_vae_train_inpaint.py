@@ -177,6 +177,27 @@ def test_widths_and_bridge_are_chosen_on_the_command_line_and_recorded(data, tmp
     assert result.exit_code == 2 and "--widths" in result.output and not (tmp_path / "r2").exists()
 
 
+def test_a_deeper_decoder_is_chosen_on_the_command_line_grows_from_shallower_weights_and_loads(data, tmp_path, invoke):
+    import json
+
+    from imgedit_vae.inpaint import load_inpainter
+
+    common = ("--data", data, "--steps", "1", "--batch", "2", "--patch", "32", "--widths", "8,16,16,24", "-q")
+    assert invoke("train", "inpaint", *common, "--out", tmp_path / "a", "--export", tmp_path / "a.safetensors").exit_code == 0
+    result = invoke("train", "inpaint", *common, "--decoder-blocks", "1,2,2,3", "--init", tmp_path / "a.safetensors",
+                    "--out", tmp_path / "b", "--export", tmp_path / "b.safetensors")
+    assert result.exit_code == 0, result.output
+    card = json.loads((tmp_path / "b.json").read_text())
+    assert card["model_config"]["decoder_blocks"] == [1, 2, 2, 3] and card["model_config"]["blocks"] == [1, 2, 2, 2]
+    model = load_inpainter(weights=tmp_path / "b.safetensors")  # the verb loads it as it trained
+    assert [len(s) for s in model.decoder.stages] == [1, 2, 2, 3] and [len(s) for s in model.encoder.stages] == [1, 2, 2, 2]
+    assert "decoder_blocks" not in json.loads((tmp_path / "a.json").read_text())["model_config"]
+    result = invoke("train", "inpaint", *common, "--init", tmp_path / "b.safetensors", "--out", tmp_path / "c")
+    assert result.exit_code == 2 and "residual blocks this model lacks" in result.output and "Traceback" not in result.output
+    result = invoke("train", "inpaint", "--data", data, "--decoder-blocks", "1,2,0,2", "--out", tmp_path / "d")
+    assert result.exit_code == 2 and "--decoder-blocks" in result.output and not (tmp_path / "d").exists()
+
+
 def test_between_full_steps_only_the_default_fill_trains(data):
     trainer = InpaintTrainer(tiny_config(lr=3e-3, sample_every=3), ImagePool([data]), torch.device("cpu"))
 

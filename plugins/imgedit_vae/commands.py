@@ -79,17 +79,18 @@ def train_denoise_command(sources, steps, resume, out_dir, export_path, device, 
 
 def _with_widths(model, text: Optional[str]):
     """``model`` (a VAEConfig) with the ``--widths`` given, if any."""
-    return replace(model, widths=_widths(text, len(model.widths))) if text else model
+    return replace(model, widths=_per_level(text, len(model.widths), "--widths")) if text else model
 
 
-def _widths(text: str, levels: int) -> tuple[int, ...]:
+def _per_level(text: str, levels: int, option: str) -> tuple[int, ...]:
+    """One positive whole number per level, from ``"32,64,128,192"``."""
     try:
-        widths = tuple(int(v) for v in text.split(","))
+        values = tuple(int(v) for v in text.split(","))
     except ValueError:
-        raise click.BadParameter(f"must be {levels} whole numbers separated by commas, got {text!r}", param_hint="--widths") from None
-    if len(widths) != levels or min(widths) < 1:
-        raise click.BadParameter(f"must be {levels} positive whole numbers separated by commas, got {text!r}", param_hint="--widths")
-    return widths
+        raise click.BadParameter(f"must be {levels} whole numbers separated by commas, got {text!r}", param_hint=option) from None
+    if len(values) != levels or min(values) < 1:
+        raise click.BadParameter(f"must be {levels} positive whole numbers separated by commas, got {text!r}", param_hint=option)
+    return values
 
 
 @click.command("inpaint")
@@ -100,8 +101,11 @@ def _widths(text: str, levels: int) -> tuple[int, ...]:
 @click.option("--bridge/--no-bridge", default=True, show_default=True,
               help="Feed the encoder's deepest features to the decoder beside the latent, as the shipped model does "
                    "(a 1x1 conv that starts at zero, so --init weights without it give the same fills).")
-@_init_option("; with wider --widths or a new bridge, the new channels start so that the output is unchanged; "
-              "the critic starts afresh")
+@click.option("--decoder-blocks", "decoder_blocks_text",
+              help="Residual blocks per level in the decoder (at 1/2, 1/4, 1/8, 1/16), comma-separated "
+                   "(default: 1,2,2,2, as in the encoder).")
+@_init_option("; with wider --widths, more --decoder-blocks or a new bridge, the new parts start so that the "
+              "output is unchanged; the critic starts afresh")
 @_loss_option("Reconstruction loss of the deterministic fill (random fills keep L1 and the critic); "
               "mse, the error PSNR measures, fits it to the mean of the plausible fills.")
 @click.option("--masks", "kinds_text", default="thin,medium,thick", show_default=True,
@@ -115,7 +119,7 @@ def _widths(text: str, levels: int) -> tuple[int, ...]:
                    "fit the default fill alone, at about a third of the cost.")
 @precision_option()
 def train_inpaint_command(sources, steps, resume, out_dir, export_path, device, batch, patch, lr, seed, quiet, widths_text,
-                          bridge, init, loss, kinds_text, zoom, sample_every, precision):
+                          bridge, decoder_blocks_text, init, loss, kinds_text, zoom, sample_every, precision):
     """Train the inpainting VAE (with its critic) on complete images; holes are synthesised."""
     from functools import partial
 
@@ -129,6 +133,8 @@ def train_inpaint_command(sources, steps, resume, out_dir, export_path, device, 
                              sample_every=sample_every)
     cfg.model = _with_widths(cfg.model, widths_text)
     cfg.model = replace(cfg.model, bridge=bridge)
+    if decoder_blocks_text:
+        cfg.model = replace(cfg.model, decoder_blocks=_per_level(decoder_blocks_text, len(cfg.model.blocks), "--decoder-blocks"))
     _train_and_export(
         partial(train_inpaint, init=init), cfg, sources, out_dir, resume, export_path, device, quiet, name="inpaint-vae",
         description="Conditional VAE inpainter (several plausible fills; prior mean = deterministic fill)",

@@ -39,6 +39,7 @@ class VAEConfig:
     cond_channels: int = 1  # noise-level map (denoise) or hole mask (inpaint)
     widths: tuple = (32, 64, 96, 128)  # at 1/2, 1/4, 1/8, 1/16 resolution
     blocks: tuple = (2, 2, 2, 2)  # residual blocks per level, in encoder and decoder each
+    decoder_blocks: Optional[tuple] = None  # the decoder's, where they differ from ``blocks``
     latent_channels: int = 32
     residual: bool = True  # predict a correction added to the input image
     bridge: bool = False  # deepest encoder features to the decoder beside the latent (see the module docstring)
@@ -51,12 +52,18 @@ class VAEConfig:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["widths"], d["blocks"] = list(self.widths), list(self.blocks)
+        if self.decoder_blocks is None:  # cards of models without it stay as they were
+            del d["decoder_blocks"]
+        else:
+            d["decoder_blocks"] = list(self.decoder_blocks)
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "VAEConfig":
         d = dict(d)
         d["widths"], d["blocks"] = tuple(d["widths"]), tuple(d["blocks"])
+        if d.get("decoder_blocks") is not None:
+            d["decoder_blocks"] = tuple(d["decoder_blocks"])
         return cls(**d)
 
 
@@ -109,7 +116,8 @@ class Decoder(nn.Module):
         if self.bridge is not None:  # starts adding nothing: grown from bridgeless weights, the output is unchanged
             nn.init.zeros_(self.bridge.weight)
             nn.init.zeros_(self.bridge.bias)
-        self.stages = nn.ModuleList([_stage(w[i], cfg.blocks[i]) for i in range(len(w))])
+        blocks = cfg.decoder_blocks or cfg.blocks
+        self.stages = nn.ModuleList([_stage(w[i], blocks[i]) for i in range(len(w))])
         self.ups = nn.ModuleList([nn.ConvTranspose2d(w[i + 1], w[i], 2, stride=2) for i in range(len(w) - 1)])
         self.head = nn.Conv2d(w[0], 4 * cfg.image_channels, 3, padding=1)
 
@@ -298,20 +306,29 @@ def kl_divergence(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
 NEW_PATHS = ("decoder.bridge.",)
 
 
+def _block(name: str) -> Optional[str]:
+    """The residual block a parameter belongs to (``"decoder.stages.3.2."``), if any."""
+    parts = name.split(".")
+    return ".".join(parts[:4]) + "." if len(parts) > 4 and parts[1] == "stages" else None
+
+
 def grow_from(model: nn.Module, tensors: dict[str, torch.Tensor]) -> None:
-    """Load a narrower trained network's weights into ``model`` (same
-    architecture, each width at least as large) so that it computes exactly
-    the same output, then trains on from there.
+    """Load a smaller trained network's weights into ``model`` (same
+    architecture, each width at least as large, as many residual blocks or
+    more) so that it computes exactly the same output, then trains on from
+    there.
 
     Each old tensor fills the leading block of the new one. The weights from a
     new input channel to an old output channel are zeroed, so old channels
     never read the new ones and the output is unchanged; every other new
     weight keeps its random start, so the new channels carry signal and their
     zeroed outgoing weights get gradients at once (Net2Net-style widening,
-    Chen et al. 2016, with zeroed rather than copied units). Weights made
-    before a path of ``NEW_PATHS`` existed may lack it: it starts at zero.
-    Any other missing parameter (even one that starts at zero, like the
-    head) is refused.
+    Chen et al. 2016, with zeroed rather than copied units). A residual block
+    the weights lack starts with its second convolution at zero: it adds
+    nothing until training gives it something to add. Weights made before a
+    path of ``NEW_PATHS`` existed may lack it: it starts at zero. Any other
+    missing parameter (even one that starts at zero, like the head) is
+    refused.
 
     Raises:
         ValueError: the tensors name other parameters, or one is larger than
@@ -319,15 +336,24 @@ def grow_from(model: nn.Module, tensors: dict[str, torch.Tensor]) -> None:
     """
     state = model.state_dict()
     unused = {name for name in set(state) - set(tensors) if name.startswith(NEW_PATHS) and not state[name].any()}
-    if set(state) - unused != set(tensors):
-        odd = sorted((set(state) - unused) ^ set(tensors))
+    known_blocks = {_block(name) for name in tensors}
+    added = {name for name in state if _block(name) not in known_blocks}  # whole blocks the weights lack
+    if set(state) - unused - added != set(tensors):
+        odd = sorted((set(state) - unused - added) ^ set(tensors))
         if all(name in tensors and name.startswith(NEW_PATHS) for name in odd):  # only a new path too many
             paths = sorted({name.split(".")[1] for name in odd})
             raise ValueError(f"the weights have a {', '.join(paths)} this model lacks: train with it too")
+        if all(name in tensors and _block(name) for name in odd):
+            raise ValueError(f"the weights have residual blocks this model lacks ({_block(odd[0])[:-1]}): "
+                             "give it as many blocks")
         raise ValueError(f"the weights are of another architecture ({len(odd)} names differ, e.g. {odd[0]})")
     modules = dict(model.named_modules())
     with torch.no_grad():
         for name, new in state.items():
+            if name in added:
+                if ".conv2." in name:
+                    new.zero_()
+                continue
             if name in unused:
                 continue
             old = tensors[name].to(new.dtype)
