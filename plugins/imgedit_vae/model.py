@@ -337,7 +337,7 @@ def grow_from(model: nn.Module, tensors: dict[str, torch.Tensor]) -> None:
     state = model.state_dict()
     unused = {name for name in set(state) - set(tensors) if name.startswith(NEW_PATHS) and not state[name].any()}
     known_blocks = {_block(name) for name in tensors}
-    added = {name for name in state if _block(name) not in known_blocks}  # whole blocks the weights lack
+    added = {name for name in state if _block(name) and _block(name) not in known_blocks}  # whole blocks the weights lack
     if set(state) - unused - added != set(tensors):
         odd = sorted((set(state) - unused - added) ^ set(tensors))
         if all(name in tensors and name.startswith(NEW_PATHS) for name in odd):  # only a new path too many
