@@ -80,7 +80,7 @@ def spy_on_forward(model, monkeypatch) -> list:
     return shapes
 
 
-def test_deterministic_fill_averages_scales_and_copies_a_seeded_fill_is_one_draw(tiny, photo, monkeypatch):
+def test_deterministic_fill_averages_scales_and_copies_a_seeded_fill_adds_one_draw(tiny, photo, monkeypatch):
     mask = box_mask(*photo.shape[-2:], 50, 61, 37)  # half-width about 18.5 px: worked on at 16/18.5 and at full size
     one = inpaint_vae(photo, mask, tiny, ensemble=1)
     four = inpaint_vae(photo, mask, tiny, ensemble=4)
@@ -93,8 +93,30 @@ def test_deterministic_fill_averages_scales_and_copies_a_seeded_fill_is_one_draw
     assert len(sizes) == 2 and all(shapes.count(size) == 2 for size in sizes)  # 2 copies (the crop is square: its quarter turn keeps the shape) x 2 scales
     assert sizes[1] == (101, 101)  # the 37-px box with 32 px of context each side, at full size
     shapes.clear()
-    assert torch.equal(inpaint_vae(photo, mask, tiny, seed=5, ensemble=4), inpaint_vae(photo, mask, tiny, seed=5))
-    assert shapes == [sizes[0], sizes[0]]  # a seeded fill is one draw, at the first radius, whatever the ensemble
+    inpaint_vae(photo, mask, tiny, seed=5, ensemble=2)
+    assert sorted(shapes) == sorted([*sizes, *sizes, sizes[0], sizes[0]])  # the same, then a draw and the prior mean at the first radius
+
+
+def test_a_seeded_fill_is_the_deterministic_fill_plus_a_draws_departure_from_the_prior_mean(tiny, photo, monkeypatch):
+    import imgedit_vae.model as model_module
+
+    mask = box_mask(*photo.shape[-2:], 50, 61, 37)
+    deterministic = inpaint_vae(photo, mask, tiny, ensemble=2)
+    assert (inpaint_vae(photo, mask, tiny, seed=5, ensemble=2) - deterministic).abs().max() > 1e-3
+    monkeypatch.setattr(model_module, "reparameterise", lambda mean, logvar, generator=None: mean)  # a prior of no spread
+    assert torch.equal(inpaint_vae(photo, mask, tiny, seed=5, ensemble=2), deterministic)
+
+
+def test_fills_for_several_seeds_share_one_deterministic_fill(tiny, photo, monkeypatch):
+    mask = box_mask(*photo.shape[-2:], 50, 61, 37)
+    alone = [inpaint_vae(photo, mask, tiny, seed=seed) for seed in (None, 3, 4)]
+    shapes = spy_on_forward(tiny, monkeypatch)
+    together = inpaint_module.inpaint_vae_fills(photo, mask, tiny, [None, 3, 4])
+    assert all(torch.equal(a, b) for a, b in zip(alone, together))
+    one_seed = len(shapes)
+    shapes.clear()
+    inpaint_vae(photo, mask, tiny, seed=3)
+    assert one_seed == len(shapes) + 1  # one more draw, not another deterministic fill
 
 
 def test_default_fill_takes_as_many_copies_as_fit_the_budget(tiny, photo, monkeypatch):
