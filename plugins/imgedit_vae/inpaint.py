@@ -238,7 +238,7 @@ def fill_region(model: InpaintVAE, image: torch.Tensor, hole: torch.Tensor,
     mean = _mean_fill(model, known, hole, hole_map, ensemble)
     scale = working_scale(hole_map)
     prior_mean = _model_fill(model, known, hole, scale, 1, None) if any(g is not None for g in generators) else None
-    width = max(2.0, 1.5 / working_scales(hole_map)[0])
+    width = max(2.0, 1.5 / scale)  # the first radius is also the coarsest scale of the mean
     out = []
     for generator in generators:
         fill = mean if generator is None else mean + (_model_fill(model, known, hole, scale, 1, generator) - prior_mean)
