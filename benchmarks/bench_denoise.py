@@ -1,7 +1,8 @@
 """Learned denoiser benchmark (not a test): speed and memory of ``denoise.vae``.
 
-1. Throughput in fp32 on this machine's CPU: megapixels per second of the
-   model on a Kodak-sized (768x512) and a 2-megapixel image, after warm-up.
+1. Throughput on this machine's CPU (fp32, or bf16 as ``--precision bf16``
+   runs it): megapixels per second of the model on a Kodak-sized (768x512)
+   and a 2-megapixel image, after warm-up.
 2. Peak memory of ``imgedit denoise`` on a 12-megapixel photo (a fresh
    process; its peak RSS as the kernel reports it), whole-file: read, tile,
    denoise, write.
@@ -11,6 +12,7 @@ Quality (PSNR/SSIM) is measured by ``imgedit eval denoise``.
     python benchmarks/bench_denoise.py
     python benchmarks/bench_denoise.py --threads 2 --megapixels 12
     python benchmarks/bench_denoise.py --threads 2 --ensemble 1
+    python benchmarks/bench_denoise.py --threads 2 --precision bf16
 """
 
 from __future__ import annotations
@@ -24,14 +26,15 @@ import time
 from pathlib import Path
 
 
-def throughput(height: int, width: int, repeats: int, ensemble: int) -> float:
+def throughput(height: int, width: int, repeats: int, ensemble: int, precision: str) -> float:
     import torch
 
+    from imgedit.devices import PRECISIONS, compute_scope
     from imgedit_vae.denoise import denoise_vae, load_denoiser
 
     model = load_denoiser("cpu")
     image = torch.rand(1, 3, height, width)
-    with torch.inference_mode():
+    with torch.inference_mode(), compute_scope(torch.device("cpu"), PRECISIONS[precision])[1]:
         denoise_vae(image, model, 25.0, ensemble=ensemble)  # warm-up: oneDNN picks its kernels
         start = time.perf_counter()
         for _ in range(repeats):
@@ -39,7 +42,7 @@ def throughput(height: int, width: int, repeats: int, ensemble: int) -> float:
     return repeats * height * width / 1e6 / (time.perf_counter() - start)
 
 
-def peak_rss_of_cli(megapixels: float, ensemble: int) -> tuple[float, float]:
+def peak_rss_of_cli(megapixels: float, ensemble: int, precision: str) -> tuple[float, float]:
     """(peak RSS in MB, seconds) of ``imgedit denoise`` on a noisy photo of that size."""
     import numpy as np
     from PIL import Image
@@ -55,7 +58,7 @@ def peak_rss_of_cli(megapixels: float, ensemble: int) -> tuple[float, float]:
         Image.fromarray(noisy).save(src)
         start = time.perf_counter()
         subprocess.run([sys.executable, "-m", "imgedit", "denoise", str(src), "-o", str(Path(tmp) / "out.png"), "-q",
-                        "--sigma", "20", "--ensemble", str(ensemble)], check=True)
+                        "--sigma", "20", "--ensemble", str(ensemble), "--precision", precision], check=True)
         seconds = time.perf_counter() - start
     return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, seconds
 
@@ -66,6 +69,8 @@ def main() -> None:
     parser.add_argument("--megapixels", type=float, default=12.0, help="size of the photo for the memory run")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--ensemble", type=int, help="flipped/rotated copies averaged (default: as 'imgedit denoise' runs it)")
+    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                        help="bf16: as '--precision bf16' runs it (autocast; pays off on CPUs with AVX512-BF16 or AMX)")
     args = parser.parse_args()
     import torch
 
@@ -75,10 +80,13 @@ def main() -> None:
         from imgedit_vae.operations import DENOISE_COPIES
 
         args.ensemble = DENOISE_COPIES
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, fp32, ensemble of {args.ensemble}")
+    from imgedit.devices import cpu_has_bf16
+
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, {args.precision} "
+          f"(native bf16: {'yes' if cpu_has_bf16() else 'no'}), ensemble of {args.ensemble}")
     for h, w in [(512, 768), (1200, 1600)]:
-        print(f"denoise.vae {w}x{h}: {throughput(h, w, args.repeats, args.ensemble):.2f} MP/s")
-    rss, seconds = peak_rss_of_cli(args.megapixels, args.ensemble)
+        print(f"denoise.vae {w}x{h}: {throughput(h, w, args.repeats, args.ensemble, args.precision):.2f} MP/s")
+    rss, seconds = peak_rss_of_cli(args.megapixels, args.ensemble, args.precision)
     print(f"imgedit denoise on a {args.megapixels:g} MP PNG: peak RSS {rss:.0f} MB, {seconds:.1f} s end to end")
 
 

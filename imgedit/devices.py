@@ -3,8 +3,8 @@
 Everything here is resolved once per run, before any model is built. Invalid
 or unavailable requests raise :class:`~imgedit.errors.DeviceError` with a
 one-line message that lists what *is* available; requests that can be safely
-downgraded (reduced precision on the CPU, a precision the operation does not
-list) log a warning on the ``imgedit`` logger and fall back to fp32.
+downgraded (reduced precision the CPU or the operation cannot use) log a
+warning on the ``imgedit`` logger and fall back to fp32.
 
 This module imports torch at the top on purpose: it is only imported when a
 model is about to run, so it does not slow down ``imgedit --help``.
@@ -12,6 +12,7 @@ model is about to run, so it does not slow down ``imgedit --help``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -27,6 +28,8 @@ __all__ = [
     "PRECISIONS",
     "available_devices",
     "check_supported",
+    "compute_scope",
+    "cpu_has_bf16",
     "describe_devices",
     "resolve_device",
     "resolve_precision",
@@ -149,17 +152,46 @@ def _parse_precision(spec: Optional[str]) -> Optional[str]:
     return text
 
 
-def resolve_precision(spec: Optional[str], device: torch.device, capabilities: Capabilities) -> torch.dtype:
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX on
+    x86, BF16 on Arm), as oneDNN sees it. Without it bf16 is emulated and
+    slower than fp32."""
+    try:
+        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a build without oneDNN or without the probe
+        return False
+
+
+def _why_not_on_cpu(name: str, capabilities: Capabilities, what: str) -> str:
+    """Why reduced precision ``name`` cannot run on the CPU, or "" when it can."""
+    if name != "bf16":
+        return f"precision {name} is not used on the CPU"
+    if not capabilities.cpu_bf16:
+        return f"{what} does not run in bf16 on the CPU"
+    if not cpu_has_bf16():
+        return "precision bf16 needs a CPU that computes bf16 natively (AVX512-BF16 or AMX)"
+    return ""
+
+
+def resolve_precision(spec: Optional[str], device: torch.device, capabilities: Capabilities,
+                      what: str = "this operation") -> torch.dtype:
     """Choose the dtype an operation runs in.
 
-    Reduced precision is used only on a GPU (CUDA or MPS) and only when the
-    operation lists it. The CPU always runs fp32: fp16 on the CPU is slow at
-    best and crashes some kernels at worst.
+    On a GPU (CUDA or MPS) reduced precision is used when the operation lists
+    it, and ``auto`` picks it. On the CPU ``auto`` is always fp32; ``bf16`` is
+    used only when asked for, when the operation allows it there
+    (``capabilities.cpu_bf16``) and when the CPU computes bf16 natively
+    (:func:`cpu_has_bf16`): then it is about twice as fast, and emulated it
+    would be slower than fp32. fp16 on the CPU is slow at best and crashes
+    some kernels at worst, so it is never used there. How the dtype is
+    applied is :func:`compute_scope`'s business.
 
     Args:
         spec: ``None``/``"auto"``, ``"fp32"``, ``"fp16"`` or ``"bf16"``.
         device: the resolved device.
-        capabilities: the operation's manifest (``precisions`` is read).
+        capabilities: the operation's manifest (``precisions`` and
+            ``cpu_bf16`` are read).
+        what: how to name the operation in a warning, e.g. ``"style.fast"``.
 
     Returns:
         ``torch.float32``, ``torch.float16`` or ``torch.bfloat16``.
@@ -182,16 +214,35 @@ def resolve_precision(spec: Optional[str], device: torch.device, capabilities: C
     if name == "fp32":
         return torch.float32
     if not on_gpu:
-        logger.warning("precision %s is not used on %s; running in fp32", name, device)
-        return torch.float32
+        why = _why_not_on_cpu(name, capabilities, what)
+        if why:
+            logger.warning("%s; running in fp32", why)
+            return torch.float32
+        return torch.bfloat16
     if name not in supported:
         logger.warning(
-            "precision %s is not supported by this operation (supports: %s); running in fp32",
+            "precision %s is not supported by %s (supports: %s); running in fp32",
             name,
+            what,
             ", ".join(supported) or "fp32",
         )
         return torch.float32
     return PRECISIONS[name]
+
+
+def compute_scope(device: torch.device, dtype: torch.dtype) -> tuple[torch.dtype, contextlib.AbstractContextManager]:
+    """How a resolved precision is applied: the dtype an applier's tensors
+    (and its model) are given, and the context its calls run in.
+
+    bf16 on the CPU runs under torch's autocast: images and weights stay
+    fp32 and only convolutions and matrix products run in bf16, so known
+    pixels and 16-bit sources pass through exactly and the result differs
+    from fp32 by about a level in 255. Everything else casts the tensors to
+    ``dtype`` and needs no context.
+    """
+    if torch.device(device).type == "cpu" and dtype == torch.bfloat16:
+        return torch.float32, torch.autocast("cpu", dtype=torch.bfloat16)
+    return dtype, contextlib.nullcontext()
 
 
 def check_supported(device: torch.device, capabilities: Capabilities, what: str = "this operation") -> None:
@@ -264,4 +315,5 @@ def describe_devices() -> dict[str, Any]:
         "available": available_devices(),
         "auto": str(_auto_device()),
         "threads": torch.get_num_threads(),
+        "cpu_bf16": cpu_has_bf16(),
     }

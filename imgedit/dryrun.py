@@ -61,7 +61,7 @@ def describe_plan(pipeline: Pipeline, items: list[InputFile], options: RunOption
                 **stage.describe(),
                 "plugin": stage.operation.plugin,
                 "device": str(where),
-                "precision": str(resolve_precision(options.precision, where, caps)).replace("torch.", ""),
+                "precision": str(resolve_precision(options.precision, where, caps, stage.operation.key)).replace("torch.", ""),
                 "tile": tile or "whole image",
             }
         )

@@ -29,8 +29,11 @@ class Capabilities:
 
     Attributes:
         devices: device types it runs on ("cpu", "cuda", "mps").
-        precisions: precisions it supports ("fp32", "fp16", "bf16"). Reduced
-            precision is used only on a GPU and only when listed here.
+        precisions: precisions it supports on a GPU ("fp32", "fp16",
+            "bf16"); reduced precision is used there only when listed here.
+        cpu_bf16: it may run in bf16 on the CPU when the user asks for
+            ``--precision bf16`` and the CPU computes bf16 natively (under
+            autocast: its tensors stay fp32, convolutions run in bf16).
         tileable: whether the image may be split into tiles. Set it only for
             operations whose output pixel depends on a bounded neighbourhood.
         tile_overlap: pixels of context each tile needs on every side (at least
@@ -46,6 +49,7 @@ class Capabilities:
 
     devices: tuple[str, ...] = ("cpu", "cuda", "mps")
     precisions: tuple[str, ...] = ("fp32",)
+    cpu_bf16: bool = False
     tileable: bool = False
     tile_overlap: int = 0
     pad_multiple: int = 1
@@ -57,6 +61,7 @@ class Capabilities:
         return {
             "devices": list(self.devices),
             "precisions": list(self.precisions),
+            "cpu_bf16": self.cpu_bf16,
             "tileable": self.tileable,
             "tile_overlap": self.tile_overlap,
             "pad_multiple": self.pad_multiple,

@@ -111,6 +111,7 @@ class _BuiltStage:
     stage: Stage
     context: RunContext
     applier: Applier
+    precision: "torch.dtype"  # what it computes in; context.dtype is what its tensors are (fp32 for bf16 on the CPU)
 
 
 @dataclass
@@ -141,14 +142,15 @@ class BuiltPipeline:
     def _build_stage(self, stage: Stage, device: "torch.device") -> _BuiltStage:
         import torch
 
-        from imgedit.devices import resolve_precision
+        from imgedit.devices import compute_scope, resolve_precision
 
         caps = stage.operation.capabilities
         if device.type not in caps.devices:
             log.warning("%s does not run on %s; using the CPU for it", stage.operation.key, device)
             device = torch.device("cpu")
-        context = RunContext(device, resolve_precision(self.precision_spec, device, caps))
-        return _BuiltStage(stage, context, stage.operation.create(context, **stage.params))
+        precision = resolve_precision(self.precision_spec, device, caps, stage.operation.key)
+        context = RunContext(device, compute_scope(device, precision)[0])
+        return _BuiltStage(stage, context, stage.operation.create(context, **stage.params), precision)
 
     def _cpu_fallback(self, built: _BuiltStage):
         import torch
@@ -164,6 +166,7 @@ class BuiltPipeline:
     ) -> "torch.Tensor":
         """Run every stage on ``image`` ``(B, 3, H, W)`` (float32) and return
         the result on the CPU; between stages the image stays on the device. ``mask`` is ``(B, 1, H, W)``, 1 = hole."""
+        from imgedit.devices import compute_scope
         from imgedit.tensor import check_image
         from imgedit.tiling import run_tiled
 
@@ -178,15 +181,16 @@ class BuiltPipeline:
             prepare = getattr(applier, "prepare", None)
             if prepare is not None:
                 applier = prepare(image, mask if caps.needs_mask else None)
-            image = run_tiled(
-                applier,
-                image,
-                mask if caps.needs_mask else None,
-                capabilities=caps,
-                device=built.context.device,
-                dtype=built.context.dtype,
-                tile=tile,
-                fallback=self._cpu_fallback(built),
-                out_device=following,
-            )
+            with compute_scope(built.context.device, built.precision)[1]:
+                image = run_tiled(
+                    applier,
+                    image,
+                    mask if caps.needs_mask else None,
+                    capabilities=caps,
+                    device=built.context.device,
+                    dtype=built.context.dtype,
+                    tile=tile,
+                    fallback=self._cpu_fallback(built),
+                    out_device=following,
+                )
         return image

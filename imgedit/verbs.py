@@ -38,7 +38,9 @@ COMMON_OPTIONS: list[Callable] = [
     click.option("--name", "name_template", help="Output name template, e.g. '{stem}.{op}.{ext}'."),
     click.option("--device", envvar="IMGEDIT_DEVICE", help="auto, cpu, cuda, cuda:N or mps (default auto)."),
     click.option(
-        "--precision", type=click.Choice(["auto", "fp32", "fp16", "bf16"]), default="auto", show_default=True
+        "--precision", type=click.Choice(["auto", "fp32", "fp16", "bf16"]), default="auto", show_default=True,
+        help="auto: fp16/bf16 on a GPU where the operation allows it, fp32 on the CPU; bf16 on a CPU with "
+             "AVX512-BF16/AMX runs the learned denoiser and inpainter about twice as fast.",
     ),
     click.option("--tile", default="auto", show_default=True, help="Tile size in px, 0 for none, or auto."),
     click.option("--threads", type=click.IntRange(min=1), help="CPU threads for computation."),

@@ -16,6 +16,7 @@ from imgedit import devices
 from imgedit.devices import (
     available_devices,
     check_supported,
+    compute_scope,
     describe_devices,
     resolve_device,
     resolve_precision,
@@ -156,6 +157,61 @@ class TestResolvePrecision:
     def test_invalid_raises(self, spec):
         with pytest.raises(DeviceError, match="precision"):
             resolve_precision(spec, CPU, FP16_OP)
+
+
+class TestBf16OnTheCpu:
+    OP = Capabilities(precisions=("fp32",), cpu_bf16=True)
+
+    @pytest.fixture
+    def native_bf16(self, monkeypatch):
+        monkeypatch.setattr(devices, "cpu_has_bf16", lambda: True)
+
+    def test_asked_for_allowed_and_native_runs_bf16(self, native_bf16, caplog):
+        with caplog.at_level(logging.WARNING, logger="imgedit"):
+            assert resolve_precision("bf16", CPU, self.OP) == torch.bfloat16
+        assert caplog.records == []
+
+    def test_auto_never_picks_it(self, native_bf16):
+        assert resolve_precision("auto", CPU, self.OP) == torch.float32
+        assert resolve_precision(None, CPU, self.OP) == torch.float32
+
+    def test_without_native_bf16_warns_and_runs_fp32(self, monkeypatch, caplog):
+        monkeypatch.setattr(devices, "cpu_has_bf16", lambda: False)
+        with caplog.at_level(logging.WARNING, logger="imgedit"):
+            assert resolve_precision("bf16", CPU, self.OP) == torch.float32
+        assert "natively" in caplog.text and "fp32" in caplog.text
+
+    def test_an_operation_that_does_not_allow_it_is_named(self, native_bf16, caplog):
+        with caplog.at_level(logging.WARNING, logger="imgedit"):
+            assert resolve_precision("bf16", CPU, Capabilities(precisions=("fp32", "bf16")), "style.fast") == torch.float32
+        assert "style.fast does not run in bf16 on the CPU" in caplog.text
+
+    def test_fp16_is_still_refused(self, native_bf16, caplog):
+        with caplog.at_level(logging.WARNING, logger="imgedit"):
+            assert resolve_precision("fp16", CPU, Capabilities(precisions=("fp32", "fp16"), cpu_bf16=True)) == torch.float32
+        assert "fp16" in caplog.text
+
+    def test_the_probe_answers_a_bool(self):
+        assert devices.cpu_has_bf16() in (True, False)
+        assert describe_devices()["cpu_bf16"] == devices.cpu_has_bf16()
+
+    def test_scope_keeps_tensors_fp32_and_runs_convolutions_in_bf16(self):
+        dtype, scope = compute_scope(CPU, torch.bfloat16)
+        assert dtype == torch.float32
+        x = torch.rand(1, 2, 8, 8)
+        weight = torch.rand(3, 2, 3, 3)
+        with scope:
+            inside = torch.nn.functional.conv2d(x, weight)
+        assert inside.dtype == torch.bfloat16
+        assert torch.nn.functional.conv2d(x, weight).dtype == torch.float32  # only inside the scope
+        assert torch.allclose(inside.float(), torch.nn.functional.conv2d(x, weight), rtol=0.02, atol=0.02)
+
+    @pytest.mark.parametrize("device, dtype", [(CPU, torch.float32), (CUDA, torch.float16), (CUDA, torch.bfloat16)])
+    def test_elsewhere_tensors_take_the_dtype_and_no_scope(self, device, dtype):
+        got, scope = compute_scope(device, dtype)
+        assert got == dtype
+        with scope:
+            assert torch.matmul(torch.ones(2, 2), torch.ones(2, 2)).dtype == torch.float32
 
 
 class TestCheckSupported:

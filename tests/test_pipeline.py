@@ -79,6 +79,37 @@ def test_prepare_sees_the_whole_image_before_tiling():
     assert torch.allclose(out, torch.full_like(image, float(image.mean())))
 
 
+def test_bf16_on_the_cpu_gives_the_applier_fp32_tensors_under_autocast(monkeypatch):
+    from imgedit import devices
+    from imgedit.operations import Capabilities, Operation
+    from imgedit.pipeline import Stage
+
+    monkeypatch.setattr(devices, "cpu_has_bf16", lambda: True)
+    seen = []
+
+    def create(context):
+        seen.append(("context", context.dtype))
+
+        def applier(image, mask=None):
+            product = torch.matmul(image[0, 0], image[0, 0].T)  # autocast runs matrix products in bf16
+            seen.append(("call", image.dtype, product.dtype))
+            return image * 0.5
+
+        return applier
+
+    allowed = Operation("halve", "net", create, capabilities=Capabilities(cpu_bf16=True))
+    image = torch.rand(1, 3, 16, 16)
+    out = Pipeline((Stage(allowed, {}),)).build("cpu", "bf16").apply(image)
+    assert seen == [("context", torch.float32), ("call", torch.float32, torch.bfloat16)]
+    assert out.dtype == torch.float32 and torch.equal(out, image * 0.5)
+    assert torch.matmul(image[0, 0], image[0, 0]).dtype == torch.float32  # the scope ended with the stage
+
+    seen.clear()
+    fp32_only = Operation("halve", "net", create, capabilities=Capabilities())
+    Pipeline((Stage(fp32_only, {}),)).build("cpu", "bf16").apply(image)
+    assert seen == [("context", torch.float32), ("call", torch.float32, torch.float32)]
+
+
 def test_an_operations_check_sees_the_parsed_params_and_its_error_names_the_stage(test_plugin):
     from imgedit.operations import Operation, Param
 

@@ -219,3 +219,16 @@ def test_ensemble_param_reaches_the_cli(tmp_path, invoke, clean):
     result = invoke("denoise", tmp_path / "n.png", "-o", tmp_path / "o9", "--ensemble", "9")
     assert result.exit_code != 0 and "ensemble" in result.output
     assert not (tmp_path / "o9").exists() or not any((tmp_path / "o9").iterdir())
+
+
+def test_bf16_on_the_cpu_denoises_as_well_as_fp32(clean, monkeypatch):
+    from imgedit import devices
+    from imgedit.pipeline import Pipeline
+
+    monkeypatch.setattr(devices, "cpu_has_bf16", lambda: True)  # autocast runs (emulated) on any CPU
+    noisy = noisy_version(clean, 25)
+    full = Pipeline.parse("denoise sigma=25").build("cpu", "fp32").apply(noisy)
+    half = Pipeline.parse("denoise sigma=25").build("cpu", "bf16").apply(noisy)
+    assert half.dtype == torch.float32 and not torch.equal(half, full)
+    assert (half - full).abs().mean() < 0.5 / 255
+    assert abs(float(psnr(half, clean) - psnr(full, clean))) < 0.05

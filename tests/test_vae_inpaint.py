@@ -342,8 +342,33 @@ def test_eval_command_runs_on_pairs(tmp_path, invoke, tiny_weights):
     assert {r["method"] for r in report["rows"]} >= {"vae", "telea", "ns"}
     assert all(r["images"] == 2 for r in report["rows"])
     assert (tmp_path / "sheet.png").stat().st_size > 0
+    assert report["precision"] == "fp32"
     result = invoke("eval", "inpaint", "--weights", tiny_weights)
     assert result.exit_code != 0 and "--data" in result.output
+
+
+def test_eval_scores_bf16_where_the_verb_would_run_it(tmp_path, invoke, tiny_weights, monkeypatch):
+    import json
+
+    from imgedit import devices
+
+    rng = np.random.default_rng(2)
+    hole = np.zeros((48, 48), bool)
+    hole[8:28, 10:30] = True
+    write_pair(tmp_path / "pairs" / "s", "im", rng.integers(0, 255, (48, 48, 3), dtype=np.uint8), hole, "white")
+
+    def vae_psnr(*extra):
+        result = invoke("eval", "inpaint", "--pairs", tmp_path / "pairs", "--weights", tiny_weights, "--no-baselines",
+                        "--json", *extra)
+        assert result.exit_code == 0, result.output
+        report = json.loads(result.output[result.output.index("{"):])
+        return report["precision"], report["rows"][0]["psnr"]
+
+    monkeypatch.setattr(devices, "cpu_has_bf16", lambda: False)
+    assert vae_psnr("--precision", "bf16") == vae_psnr()  # this CPU could not: scored in fp32, as the verb runs
+    monkeypatch.setattr(devices, "cpu_has_bf16", lambda: True)
+    precision, psnr = vae_psnr("--precision", "bf16")
+    assert precision == "bf16" and psnr != vae_psnr()[1]
 
 
 # --- the shipped model ---------------------------------------------------------------
@@ -375,3 +400,18 @@ def test_pipeline_refuses_a_mask_stage_after_samples_widen_the_image(tiny_weight
     built = Pipeline.parse(f"inpaint samples=2 weights={tiny_weights}").build(device="cpu")
     out = built.apply(photo, box_mask(*photo.shape[-2:], 10, 10, 20))
     assert out.shape == (1, 3, photo.shape[-2], 2 * photo.shape[-1])
+
+
+def test_bf16_on_the_cpu_keeps_known_pixels_and_stays_near_the_fp32_fill(tiny_weights, photo, monkeypatch):
+    from imgedit import devices
+    from imgedit.pipeline import Pipeline
+
+    monkeypatch.setattr(devices, "cpu_has_bf16", lambda: True)  # autocast runs (emulated) on any CPU
+    mask = box_mask(*photo.shape[-2:], 50, 60, 40)
+    image = (photo * 65535).round() / 65535  # a 16-bit source: bf16 could not hold its known pixels
+    full = Pipeline.parse(f"inpaint weights={tiny_weights}").build("cpu", "fp32").apply(image, mask)
+    half = Pipeline.parse(f"inpaint weights={tiny_weights}").build("cpu", "bf16").apply(image, mask)
+    known = mask.expand_as(image) < 0.5
+    assert half.dtype == torch.float32 and torch.equal(half[known], image[known])
+    assert not torch.equal(half, full)  # it did run in bf16
+    assert (half - full).abs().max() < 4 / 255

@@ -12,7 +12,7 @@ from typing import Optional
 import click
 
 from imgedit.verbs import apply_options, command_line, precision_option, training_options
-from imgedit_vae.operations import DENOISE_COPIES, GRAY_MODEL_NAME, MODEL_NAME, model_spec
+from imgedit_vae.operations import DENOISE, DENOISE_COPIES, GRAY_MODEL_NAME, INPAINT, MODEL_NAME, model_spec
 
 DEFAULT_RUN_DIR = Path("runs") / "denoise"
 
@@ -42,6 +42,28 @@ def _check_init(init, resume) -> None:
 
     if init and resume:
         raise UsageError("--init starts a new run and --resume continues one: give one of them")
+
+
+def _eval_precision_option():
+    return click.option("--precision", type=click.Choice(["fp32", "bf16"]), default="fp32", show_default=True,
+                        help="Score the model computed in bf16 (on a CPU that computes it natively, as "
+                             "'--precision bf16' runs it there; elsewhere the verb's rule applies).")
+
+
+def _precision_scope(precision: str, dev, operation) -> tuple[str, "object"]:
+    """The precision the eval scores and a factory of the context each model
+    call runs in: as the verb would run the operation (see
+    :func:`imgedit.devices.compute_scope`)."""
+    import contextlib
+
+    import torch
+
+    from imgedit.devices import resolve_precision
+
+    dtype = resolve_precision(precision, dev, operation.capabilities, operation.key)
+    if dtype == torch.float32:
+        return "fp32", contextlib.nullcontext
+    return "bf16", lambda: torch.autocast(dev.type, dtype=dtype)  # a GPU's casts are not scored: autocast there too
 
 
 @click.command("denoise")
@@ -209,9 +231,11 @@ def ensemble_note(ensemble: Optional[int]) -> str:
 @ensemble_option("denoise", DENOISE_COPIES)
 @click.option("--device", default="auto", show_default=True)
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads.")
+@_eval_precision_option()
 @click.option("--sheet", type=click.Path(path_type=Path), help="Also write a contact sheet (noisy | methods | clean) at the first sigma.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON rows.")
-def eval_denoise_command(sources, sigma_text, baselines, clip, seed, limit, weights, ensemble, device, threads, sheet, as_json):
+def eval_denoise_command(sources, sigma_text, baselines, clip, seed, limit, weights, ensemble, device, threads, precision, sheet,
+                         as_json):
     """PSNR/SSIM and speed of the denoiser on clean images with synthetic noise."""
     import json
 
@@ -227,12 +251,13 @@ def eval_denoise_command(sources, sigma_text, baselines, clip, seed, limit, weig
         torch.set_num_threads(threads)
     dev = resolve_device(device)
     model, gray_model = load_denoisers(dev, weights)  # as 'imgedit denoise' picks them
+    precision, scope = _precision_scope(precision, dev, DENOISE)
     scored = [_label(model_spec(weights))]
     if gray_model is not None:
         scored.append(f"{_label(model_spec(name=GRAY_MODEL_NAME))} for grayscale images")
 
     def vae(noisy: torch.Tensor, sigma: float) -> torch.Tensor:
-        with torch.inference_mode():
+        with torch.inference_mode(), scope():
             out = denoise_vae(noisy.to(dev), model, sigma, ensemble=ensemble, gray_model=gray_model)
             if dev.type == "cuda":
                 torch.cuda.synchronize(dev)
@@ -251,11 +276,11 @@ def eval_denoise_command(sources, sigma_text, baselines, clip, seed, limit, weig
             click.echo(f"contact sheet (noisy | {' | '.join(methods)} | clean) at sigma {sigmas[0]:g}: {sheet}")
     if as_json:
         click.echo(json.dumps({"data": list(sources), "models": scored, "clip": clip, "seed": seed, "ensemble": ensemble,
-                               "device": str(dev), "rows": rows_as_dicts(rows)}, indent=2))
+                               "device": str(dev), "precision": precision, "rows": rows_as_dicts(rows)}, indent=2))
     else:
         where = ", ".join(map(str, sources))
         click.echo(format_table(rows, f"{where}: {len(images)} images, seed {seed}, noisy input {'clipped to 8 bits' if clip else 'not clipped'}, "
-                                f"{ensemble_note(ensemble)}{dev}; vae = {' + '.join(scored)}"))
+                                f"{ensemble_note(ensemble)}{dev}, {precision}; vae = {' + '.join(scored)}"))
 
 
 def _label(spec) -> str:
@@ -275,10 +300,11 @@ def _label(spec) -> str:
 @ensemble_option("inpaint", None)
 @click.option("--device", default="auto", show_default=True)
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads.")
+@_eval_precision_option()
 @click.option("--sheet", type=click.Path(path_type=Path), help="Also write a contact sheet (input | fills | truth).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON rows.")
 def eval_inpaint_command(sources, kinds_text, pairs_dir, hole_color, seed, limit, no_baselines, weights, ensemble, device, threads,
-                         sheet, as_json):
+                         precision, sheet, as_json):
     """PSNR/SSIM (whole image and hole) and time of the inpainter beside Telea, NS and biharmonic fills."""
     import json
 
@@ -298,9 +324,11 @@ def eval_inpaint_command(sources, kinds_text, pairs_dir, hole_color, seed, limit
         torch.set_num_threads(threads)
     dev = resolve_device(device)
     model = load_inpainter(dev, weights)
+    precision, scope = _precision_scope(precision, dev, INPAINT)
 
     def vae(image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        out = inpaint_vae(image.to(dev), mask.to(dev), model, ensemble=ensemble)
+        with scope():
+            out = inpaint_vae(image.to(dev), mask.to(dev), model, ensemble=ensemble)
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
         return out.cpu()
@@ -327,10 +355,10 @@ def eval_inpaint_command(sources, kinds_text, pairs_dir, hole_color, seed, limit
         notes.append(f"contact sheet (input | {' | '.join(methods)} | truth): {sheet}")
     if as_json:
         click.echo(json.dumps({"data": list(sources), "pairs": str(pairs_dir or ""), "seed": seed, "ensemble": ensemble, "device": str(dev),
-                               "notes": notes, "rows": rows_as_dicts(rows)}, indent=2))
+                               "precision": precision, "notes": notes, "rows": rows_as_dicts(rows)}, indent=2))
     else:
         where = ", ".join([*map(str, sources), *([str(pairs_dir)] if pairs_dir else [])])
-        click.echo(format_table(rows, f"{where}: {len(cases)} cases, mask seed {seed}, {ensemble_note(ensemble)}{dev}"))
+        click.echo(format_table(rows, f"{where}: {len(cases)} cases, mask seed {seed}, {ensemble_note(ensemble)}{dev}, {precision}"))
         for note in notes:
             click.echo(note)
 
