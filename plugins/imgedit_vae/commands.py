@@ -4,10 +4,11 @@ denoise|inpaint`` and ``imgedit eval denoise|inpaint``."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import click
 
@@ -50,12 +51,12 @@ def _eval_precision_option():
                              "'--precision bf16' runs it there; elsewhere the verb's rule applies).")
 
 
-def _precision_scope(precision: str, dev, operation) -> tuple[str, "object"]:
+def _precision_scope(precision: str, dev, operation) -> tuple[str, Callable[[], contextlib.AbstractContextManager]]:
     """The precision the eval scores and a factory of the context each model
-    call runs in: as the verb would run the operation (see
-    :func:`imgedit.devices.compute_scope`)."""
-    import contextlib
-
+    call runs in. The precision is resolved as the verb resolves it; bf16 then
+    runs under autocast, which is how the verb runs it on the CPU
+    (:func:`imgedit.devices.compute_scope`). On a GPU the verb casts instead;
+    the eval keeps its fp32 inputs and autocasts there too."""
     import torch
 
     from imgedit.devices import resolve_precision
@@ -63,7 +64,7 @@ def _precision_scope(precision: str, dev, operation) -> tuple[str, "object"]:
     dtype = resolve_precision(precision, dev, operation.capabilities, operation.key)
     if dtype == torch.float32:
         return "fp32", contextlib.nullcontext
-    return "bf16", lambda: torch.autocast(dev.type, dtype=dtype)  # a GPU's casts are not scored: autocast there too
+    return "bf16", lambda: torch.autocast(dev.type, dtype=dtype)
 
 
 @click.command("denoise")
