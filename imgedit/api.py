@@ -16,7 +16,7 @@ from typing import Any, Optional, Union
 from imgedit.errors import BatchError, UsageError
 from imgedit.masks import MaskOptions
 from imgedit.pipeline import Pipeline
-from imgedit.runner import RunOptions, Summary, default_workers, run_files
+from imgedit.runner import RunOptions, Summary, default_workers, leave_out_own_outputs, run_files
 
 
 def _options(output: Optional[Union[str, Path]], kwargs: dict[str, Any]) -> RunOptions:
@@ -70,7 +70,10 @@ def run(
     targets = [target] if isinstance(target, (str, Path)) else list(target)
     recursive = bool(options.get("recursive", False))
     items = expand_inputs([str(t) for t in targets], recursive=recursive)
-    summary: Summary = run_files(pipeline, items, _options(output, options))
+    run_options = _options(output, options)
+    named = frozenset(Path(t) for t in targets if Path(t).is_file())
+    items, _ = leave_out_own_outputs(pipeline, items, run_options, named)
+    summary: Summary = run_files(pipeline, items, run_options)
     if summary.failed:
         error = BatchError(f"{len(summary.failed)} of {len(summary.results)} images failed: {summary.failed[0].error}")
         error.summary = summary  # type: ignore[attr-defined]

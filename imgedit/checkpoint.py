@@ -69,9 +69,15 @@ def load_checkpoint(path: Path, kind: str) -> dict:
         raise UsageError(f"no such checkpoint: {path}")
     try:
         with safe_open(str(path), framework="pt") as f:
-            structure = json.loads((f.metadata() or {})["structure"])
+            metadata = f.metadata() or {}
+            if "structure" not in metadata:  # a readable .safetensors without it: weights from export/save_weights
+                raise UsageError(f"{path} holds exported model weights, not a training checkpoint: --resume takes "
+                                 "the checkpoint.safetensors that training writes in its --out folder")
+            structure = json.loads(metadata["structure"])
             tensors = {k: f.get_tensor(k) for k in f.keys()}
         state = _unflatten(structure, tensors)
+    except UsageError:
+        raise
     except Exception as exc:  # safetensors and json raise many types for a bad file
         raise UsageError(f"cannot read checkpoint {path}: {(str(exc).splitlines() or [type(exc).__name__])[0]}") from None
     if not isinstance(state, dict) or state.get("kind") != kind:

@@ -55,10 +55,40 @@ class ImgeditGroup(click.Group):
                 click.echo("Interrupted.", err=True)
             ctx.exit(130)
         except Exception as exc:
+            if isinstance(exc, BrokenPipeError) and _stdout_gone():
+                _quiet_exit_for_closed_stdout(ctx)
             if _debug():
                 raise
             click.echo(f"Error: unexpected {type(exc).__name__}: {exc} (run with --debug for details)", err=True)
             ctx.exit(1)
+
+
+def _stdout_gone() -> bool:
+    """Whether stdout's reader has gone (``imgedit info ... | head -1``), so
+    that another pipe breaking (a worker process) is still reported. The
+    kernel flags a pipe without a reader as an error to poll; where poll
+    cannot tell, assume stdout, as Python's docs do."""
+    try:
+        import select
+
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
+    except (AttributeError, OSError, ValueError):  # no poll (Windows) or no descriptor
+        return True
+
+
+def _quiet_exit_for_closed_stdout(ctx: click.Context) -> NoReturn:
+    """Exit without a message, as ``cat`` or ``git log`` do when the reader
+    stops early. As Python's docs advise, stdout is pointed at devnull so the
+    interpreter's last flush cannot fail again; 141 (128 + SIGPIPE) is what
+    those tools report to ``set -o pipefail``."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # no real file descriptor (an in-process test runner)
+        pass
+    ctx.exit(141)
 
 
 def end_finished_worker() -> NoReturn:
@@ -147,18 +177,32 @@ def models_command(as_json: bool) -> None:
 @click.argument("images", nargs=-1, required=True)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def info_command(images: tuple[str, ...], as_json: bool) -> None:
-    """Show format, size, mode, bit depth and metadata of images."""
+    """Show format, size, mode, bit depth and metadata of images.
+
+    A file that cannot be read gets a one-line error on stderr (and, with
+    --json, an entry with "path" and "error"); the others are still shown,
+    and the exit code is 1.
+    """
     from imgedit.imageio import describe_image
 
-    rows = [describe_image(path) for path in images]
+    rows, failed = [], False
+    for path in images:
+        try:
+            row = describe_image(path)
+        except ImgeditError as exc:  # one bad file must not hide the others
+            click.echo(f"Error: {exc}", err=True)
+            row, failed = {"path": path, "error": str(exc)}, True
+        if as_json:
+            rows.append(row)
+        elif "error" not in row:  # as it comes: a long listing starts at once
+            click.echo(str(row.get("path")))
+            for key, value in row.items():
+                if key != "path":
+                    click.echo(f"  {key}: {value}")
     if as_json:
         click.echo(json.dumps(rows, indent=2, default=str))
-        return
-    for row in rows:
-        click.echo(str(row.get("path")))
-        for key, value in row.items():
-            if key != "path":
-                click.echo(f"  {key}: {value}")
+    if failed:
+        raise click.exceptions.Exit(1)
 
 
 def _add_host_commands() -> None:

@@ -31,11 +31,17 @@ def _image_suffixes() -> frozenset[str]:
 
 
 def _scan_folder(folder: Path, recursive: bool) -> list[InputFile]:
-    suffixes = _image_suffixes()
+    suffixes = _image_suffixes()  # once per folder
     pattern = "**/*" if recursive else "*"
-    files = (p for p in folder.glob(pattern) if p.is_file() and p.suffix.lower() in suffixes)
-    # skip sidecar masks and our own hidden temporary files
-    return [InputFile(p, folder) for p in sorted(files) if not _is_sidecar(p) and not p.name.startswith(".")]
+    return [InputFile(p, folder) for p in sorted(folder.glob(pattern)) if _is_image_file(p, suffixes)]
+
+
+def _is_image_file(path: Path, suffixes: Optional[frozenset[str]] = None) -> bool:
+    """What a folder scan or a glob takes: image files, not sidecar masks,
+    not our own hidden temporary files, not a README beside the photos."""
+    suffixes = suffixes or _image_suffixes()
+    return (path.is_file() and path.suffix.lower() in suffixes and not _is_sidecar(path)
+            and not path.name.startswith("."))
 
 
 def _is_sidecar(path: Path) -> bool:
@@ -63,7 +69,7 @@ def expand_inputs(items: Iterable[str], recursive: bool = False) -> list[InputFi
                 raise UsageError(f"no files match {item!r}")
             base = Path(item.split("*")[0].split("?")[0].split("[")[0] or ".")
             base = base if base.is_dir() else base.parent
-            found.extend(InputFile(Path(m), base) for m in matches if Path(m).is_file())
+            found.extend(InputFile(Path(m), base) for m in matches if _is_image_file(Path(m)))
         else:
             raise UsageError(f"no such file or folder: {item}")
     unique = list({f.path.resolve(): f for f in found}.values())
@@ -95,9 +101,35 @@ def output_path(
     if output is not None and single and output.suffix.lower() in _image_suffixes() and not output.is_dir():
         return output
     default = "{stem}.{op}.{ext}" if output is None else "{stem}.{ext}"
-    try:
-        name = (template or default).format(stem=item.path.stem, ext=ext, op=op_label, srcext=item.path.suffix.lstrip("."))
-    except (KeyError, IndexError, ValueError) as exc:
-        raise UsageError(f"bad --name template {template!r}: unknown field {exc}; use {{stem}}, {{ext}}, {{op}}, {{srcext}}") from None
+    if template is not None:
+        check_name_template(template)
+    name = (template or default).format(stem=item.path.stem, ext=ext, op=op_label, srcext=item.path.suffix.lstrip("."))
     folder = item.path.parent if output is None else output / item.relative.parent
     return folder / name
+
+
+NAME_FIELDS = ("stem", "ext", "op", "srcext")
+
+
+def check_name_template(template: str) -> None:
+    """Refuse a ``--name`` template that is not plain fields and text, or
+    that leaves the output folder.
+
+    Raises:
+        UsageError: an unknown, positional, indexed or formatted field, a bad
+            brace, or an absolute path or ``..`` in the template.
+    """
+    import string
+
+    hint = "use {stem}, {ext}, {op} and {srcext}, e.g. '{stem}.{op}.{ext}'"
+    try:
+        fields = [(f, conv, spec) for _, f, spec, conv in string.Formatter().parse(template) if f is not None]
+    except ValueError as exc:  # "Single '}' encountered", "expected '}' before end of string"
+        raise UsageError(f"bad --name template {template!r}: {exc}; {hint}") from None
+    for field_name, conversion, spec in fields:
+        if field_name not in NAME_FIELDS or conversion or spec:
+            shown = "{" + field_name + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}"
+            raise UsageError(f"bad --name template {template!r}: {shown} is not a field; {hint}")
+    parts = Path(template).parts
+    if Path(template).is_absolute() or ".." in parts:
+        raise UsageError(f"bad --name template {template!r}: it must stay inside the output folder (no absolute path or '..')")

@@ -176,15 +176,15 @@ def _is_record(rec: Any) -> bool:
 
 
 def _read_lines(path: Path) -> list[dict[str, Any]]:
-    """The well-formed records of one journal file; torn lines are skipped."""
+    """The well-formed records of one journal file; torn or undecodable lines are skipped."""
     records = []
     try:
-        with open(path, encoding="utf-8") as fh:
+        with open(path, "rb") as fh:  # decoded line by line: one bad byte must not hide the other lines
             for line in fh:
                 try:
-                    rec = json.loads(line)
-                except ValueError:
-                    continue  # a torn line from a killed run
+                    rec = json.loads(line.decode("utf-8"))
+                except ValueError:  # UnicodeDecodeError is one too
+                    continue  # a torn line from a killed run, or bytes that are not UTF-8
                 if _is_record(rec):
                     records.append(rec)
     except FileNotFoundError:

@@ -224,10 +224,11 @@ def find_mask(
         name = image_path.name if image_path is not None else "the image"
         stem = image_path.stem if image_path is not None else "photo"
         raise MaskError(f"no hole found for {name}: " + _WAYS.format(stem=stem))
-    hole, source = found
+    hole, source = _adjust(*found, options)
+    # checked on the final hole: an empty mask inverted is the whole image, not an empty hole
     if not hole.any():
         raise MaskError(f"the hole from {source} is empty (no pixels selected)")
-    return _adjust(hole, source, options)
+    return hole, source
 
 
 def _check_options(options: MaskOptions) -> None:

@@ -110,7 +110,24 @@ def load_weights(spec: ModelSpec, device: "Optional[torch.device]" = None) -> "d
     return load_file(str(spec.weights), device=str(device or "cpu"))
 
 
-def load_model(spec: ModelSpec, build: "Callable[[dict], torch.nn.Module]", train_verb: str = "") -> "torch.nn.Module":
+def check_architecture(spec: ModelSpec, architecture: str, kind: str) -> None:
+    """Refuse weights whose card names another network than ``architecture``
+    (``module.Class``, as cards record it), saying what the card says they are;
+    otherwise they would fail later on a config key the network does not know.
+    A card that names no architecture passes (the weights may still fit).
+
+    Raises:
+        WeightsError: e.g. "model 'mosaic' is not a GAN generator: its card says imgedit_style.model.StyleNet (...)".
+    """
+    card = spec.card()
+    theirs = card.get("architecture")
+    if theirs and theirs != architecture:
+        about = f" ({card['description']})" if card.get("description") else ""
+        raise WeightsError(f"model '{spec.name}' is not {kind}: its card says {theirs}{about}")
+
+
+def load_model(spec: ModelSpec, build: "Callable[[dict], torch.nn.Module]", train_verb: str = "",
+               architecture: str = "", kind: str = "") -> "torch.nn.Module":
     """Build a network from its card's ``model_config`` and load its verified
     weights into it (stored fp16 tensors are cast to the network's dtypes).
 
@@ -118,15 +135,20 @@ def load_model(spec: ModelSpec, build: "Callable[[dict], torch.nn.Module]", trai
         build: ``build(model_config) -> nn.Module``.
         train_verb: the command that trains such weights (``imgedit train
             gan``), for the message when the file is missing.
+        architecture: the network's ``module.Class``: weights whose card names
+            another are refused first (see :func:`check_architecture`).
+        kind: what such weights are, for that message (``"a GAN generator"``).
 
     Raises:
         WeightsError: missing file (saying how to train it) or card, sha256
-            mismatch, no ``model_config``, or weights that do not fit the
-            network built (e.g. another model's weights).
+            mismatch, another architecture, no ``model_config``, or weights
+            that do not fit the network built (e.g. another model's weights).
     """
     if train_verb and not spec.weights.is_file():
         raise WeightsError(f"model '{spec.name}' has no weights yet (expected {spec.weights}); train them with "
                            f"'{train_verb} --data DIR --export {spec.weights}' or pick another with --model")
+    if architecture:
+        check_architecture(spec, architecture, kind or f"a {architecture}")
     tensors = load_weights(spec)  # checks the file and its sha256 first
     config = spec.card().get("model_config")
     if not config:

@@ -41,8 +41,6 @@ def _check_image(image: torch.Tensor) -> None:
         raise ShapeError("estimate_sigma image", "a (B, C, H, W) tensor", got)
     if not image.is_floating_point():
         raise ShapeError("estimate_sigma image", "a float tensor in [0, 1]", image.dtype)
-    if image.shape[-2] < 3 or image.shape[-1] < 3:
-        raise ShapeError("estimate_sigma image", "H and W of at least 3", tuple(image.shape))
 
 
 def _kernels(channels: int, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
@@ -57,14 +55,16 @@ def estimate_sigma(image: torch.Tensor) -> torch.Tensor:
     """Estimate the standard deviation of additive Gaussian noise per image.
 
     Args:
-        image: ``(B, C, H, W)`` float in [0, 1] (RGB: C = 3), H and W >= 3.
+        image: ``(B, C, H, W)`` float in [0, 1] (RGB: C = 3).
 
     Returns:
         ``(B,)`` noise std on the 0-255 scale (the mean of the per-channel
-        estimates), on the input's device and dtype.
+        estimates), on the input's device and dtype. An image under 3 px high
+        or wide has no 3x3 neighbourhood to measure in: its estimate is 0, so
+        a denoiser with ``sigma=auto`` leaves it as it is (as it leaves a clean one).
 
     Raises:
-        ShapeError: ``image`` is not a 4-D float tensor of at least 3x3 pixels.
+        ShapeError: ``image`` is not a 4-D float tensor.
 
     Example:
         >>> clean = torch.linspace(0, 1, 64).expand(1, 3, 64, 64)
@@ -73,6 +73,8 @@ def estimate_sigma(image: torch.Tensor) -> torch.Tensor:
         tensor([9.8])
     """
     _check_image(image)
+    if image.shape[-2] < 3 or image.shape[-1] < 3:
+        return image.new_zeros(image.shape[0])  # nothing measurable, rather than an error for a 1x1 or 2xN image
     # Half precision would lose the small residuals; work in fp32 (or fp64).
     work = image.to(torch.float64 if image.dtype == torch.float64 else torch.float32) * 255.0
     b, c = work.shape[:2]
@@ -94,7 +96,7 @@ def estimate_sigma_sampled(image: torch.Tensor, crop: int = 256, grid: int = 4) 
     50-megapixel photo while the estimate still sees the whole frame.
 
     Args:
-        image: ``(B, C, H, W)`` float in [0, 1], H and W >= 3.
+        image: ``(B, C, H, W)`` float in [0, 1] (under 3x3: 0, see :func:`estimate_sigma`).
         crop: crop side in px; images smaller than the grid of crops are used whole.
         grid: crops per side.
 

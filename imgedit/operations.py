@@ -12,6 +12,7 @@ An operation's ``create(context, **params)`` builds an *applier* once per run
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional, Protocol
 
@@ -106,16 +107,12 @@ class Param:
         if self.allow_auto and isinstance(value, str) and value.lower() == "auto":
             return "auto"
         try:
-            if self.type is bool and isinstance(value, str):
-                low = value.lower()
-                if low not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
-                    raise ValueError(value)
-                out: Any = low in ("1", "true", "yes", "on")
-            else:
-                out = self.type(value)
+            out = self._convert(value)
         except (TypeError, ValueError):
             kind = self.type.__name__ + (" or 'auto'" if self.allow_auto else "")
             raise UsageError(f"{where}: parameter '{self.name}' must be {kind}, got {value!r}") from None
+        if isinstance(out, float) and not math.isfinite(out):  # NaN passes every range check
+            raise UsageError(f"{where}: parameter '{self.name}' must be a finite number, got {value!r}")
         if self.choices is not None and out not in self.choices:
             raise UsageError(
                 f"{where}: parameter '{self.name}' must be one of {', '.join(map(str, self.choices))}; got {value!r}"
@@ -123,6 +120,26 @@ class Param:
         if self.minimum is not None and out < self.minimum or self.maximum is not None and out > self.maximum:
             raise UsageError(f"{where}: parameter '{self.name}' must be in [{self.minimum}, {self.maximum}], got {out}")
         return out
+
+
+    def _convert(self, value: Any) -> Any:
+        """``value`` as ``self.type``; raises ValueError where a conversion
+        would change what the user wrote (a pipeline file's ``true`` as a
+        number, ``2.7`` as an int)."""
+        if self.type is bool:
+            if isinstance(value, bool):
+                return value
+            low = str(value).lower()
+            if low not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+                raise ValueError(value)
+            return low in ("1", "true", "yes", "on")
+        if self.type in (int, float) and isinstance(value, bool):
+            raise ValueError(value)
+        if self.type is int and isinstance(value, float):
+            if not value.is_integer():
+                raise ValueError(value)
+            return int(value)
+        return self.type(value)
 
 
 class Context(Protocol):

@@ -47,10 +47,7 @@ class Pipeline:
             UsageError: empty pipeline, unknown operation/method/parameter or a
                 badly typed value, each naming the stage.
         """
-        parts = [p.strip() for p in text.split("|")]
-        if not text.strip() or any(not p for p in parts):
-            raise UsageError(f"empty stage in pipeline {text!r}")
-        return cls.from_specs([_parse_stage_text(p) for p in parts])
+        return cls.from_specs(parse_stages(text))
 
     @classmethod
     def from_specs(cls, specs: list[tuple[str, dict[str, Any]]]) -> "Pipeline":
@@ -87,14 +84,40 @@ class Pipeline:
         return BuiltPipeline(self, device, precision)
 
 
-def _parse_stage_text(text: str) -> tuple[str, dict[str, str]]:
-    words = shlex.split(text)
+def parse_stages(text: str) -> list[tuple[str, dict[str, str]]]:
+    """Split ``"op key=value ... | op2 ..."`` into ``[(op, {key: value}), ...]``
+    with shell quoting, so a quoted value may hold spaces or a ``|``.
+
+    Raises:
+        UsageError: an empty stage, a word that is not ``key=value``, a
+            parameter given twice or an unclosed quote, naming the stage.
+    """
+    lexer = shlex.shlex(text, posix=True, punctuation_chars="|")
+    lexer.whitespace_split = True
+    stages: list[list[str]] = [[]]
+    try:
+        for word in lexer:
+            if word and set(word) == {"|"}:  # "||" comes as one word: each bar ends a stage
+                stages.extend([] for _ in word)
+            else:
+                stages[-1].append(word)
+    except ValueError as exc:  # shlex: "No closing quotation", "No escaped character"
+        raise UsageError(f"stage {len(stages)}: {str(exc).lower()} in pipeline {text!r}") from None
+    return [_stage_spec(index, words, text) for index, words in enumerate(stages, start=1)]
+
+
+def _stage_spec(index: int, words: list[str], text: str) -> tuple[str, dict[str, str]]:
+    if not words:
+        raise UsageError(f"stage {index} is empty in pipeline {text!r}")
     name, params = words[0], {}
     for word in words[1:]:
         key, sep, value = word.partition("=")
         if not sep or not key:
-            raise UsageError(f"stage '{name}': expected key=value, got {word!r}")
-        params[key.replace("-", "_")] = value
+            raise UsageError(f"stage {index} ({name}): expected key=value, got {word!r}")
+        key = key.replace("-", "_")
+        if key in params:
+            raise UsageError(f"stage {index} ({name}): parameter '{key}' is given twice")
+        params[key] = value
     return name, params
 
 

@@ -50,7 +50,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from imgedit.errors import UsageError
-from imgedit.pipeline import _parse_stage_text
+from imgedit.pipeline import parse_stages
 
 __all__ = ["PIPELINE_FILE_SUFFIXES", "load_pipeline_specs"]
 
@@ -229,16 +229,10 @@ def _compact(path: Path, text: Any) -> list[Spec]:
         raise UsageError(f"{path}: 'pipeline' must be text like \"denoise sigma=25 | inpaint\", got {_kind(text)}")
     if not text.strip():
         raise UsageError(f"{path}: no stages ('pipeline' is empty)")
-    specs = []
-    # Split as Pipeline.parse does; each stage's words go through its parser.
-    for index, part in enumerate((p.strip() for p in text.split("|")), start=1):
-        if not part:
-            raise UsageError(f"{path}: stage {index} of 'pipeline' is empty")
-        try:
-            specs.append(_parse_stage_text(part))
-        except (UsageError, ValueError) as exc:  # ValueError: shlex, e.g. an unclosed quote
-            raise UsageError(f"{path}: stage {index}: {_one_line(exc)}") from None
-    return specs
+    try:
+        return parse_stages(text)
+    except UsageError as exc:
+        raise UsageError(f"{path}: {exc}") from None
 
 
 def _kind(value: Any) -> str:

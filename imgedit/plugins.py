@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import logging
 import os
 import sys
 import traceback
@@ -32,6 +33,7 @@ PLUGINS_DIR = Path(__file__).resolve().parent.parent / "plugins"
 
 pm = pluggy.PluginManager("imgedit")
 pm.add_hookspecs(hookspecs)
+logger = logging.getLogger("imgedit")
 
 
 @dataclass
@@ -67,12 +69,28 @@ _infos: dict[str, PluginInfo] = {}
 _loaded = False
 
 
-def _allowed(*names: str) -> bool:
+def _wanted() -> Optional[set[str]]:
+    """The names ``IMGEDIT_LOAD_PLUGINS`` allows, or None when it is not set (all are)."""
     allow = os.environ.get("IMGEDIT_LOAD_PLUGINS")
-    if allow is None:
-        return True
-    wanted = {n.strip() for n in allow.split(",") if n.strip()}
-    return any(n in wanted for n in names)
+    return None if allow is None else {n.strip() for n in allow.split(",") if n.strip()}
+
+
+def _allowed(*names: str) -> bool:
+    wanted = _wanted()
+    return wanted is None or any(n in wanted for n in names)
+
+
+def _warn_unknown_allowed() -> None:
+    """A name in ``IMGEDIT_LOAD_PLUGINS`` that no plugin has would otherwise
+    just load nothing, silently (a typo leaves imgedit without its verbs)."""
+    wanted = _wanted()
+    if not wanted:
+        return
+    known = set(BUILTIN_PLUGINS)
+    for ep in importlib.metadata.entry_points(group="imgedit"):
+        known |= {ep.name, ep.value.split(":")[0]}
+    for name in sorted(wanted - known):
+        logger.warning("IMGEDIT_LOAD_PLUGINS: no plugin named %s is installed (known: %s)", name, ", ".join(sorted(known)))
 
 
 def _error_text(exc: BaseException) -> str:
@@ -127,6 +145,7 @@ def load_plugins() -> None:
     _loaded = True
     _load_entry_points()
     _load_builtin_fallbacks()
+    _warn_unknown_allowed()
 
 
 def register_plugin(module: Any, name: str, source: str = "test") -> None:
@@ -149,18 +168,34 @@ def unregister_plugin(name: str) -> None:
     registry.reset()
 
 
+def _command_paths(cli: Any) -> dict[str, Any]:
+    """Every verb of ``cli`` by its command line: ``{"style": ..., "train style": ...}``.
+    A group's sub-commands are listed instead of the group, since plugins
+    share groups such as ``train`` and ``eval`` (an empty group is listed itself)."""
+    paths: dict[str, Any] = {}
+    for name, command in cli.commands.items():
+        subcommands = getattr(command, "commands", None)
+        if isinstance(subcommands, dict) and subcommands:
+            paths.update({f"{name} {sub}": c for sub, c in subcommands.items()})
+        else:
+            paths[name] = command
+    return paths
+
+
 def register_commands(cli: Any) -> None:
     """Let every plugin add its verbs to ``cli``, one plugin at a time,
-    recording which verbs each added and any error it raised."""
+    recording which verbs each added (``train inpaint`` for a sub-command of
+    a shared group) and any error it raised."""
     load_plugins()
     for impl in pm.hook.register_commands.get_hookimpls():  # load order
-        before = set(cli.commands)
+        before = _command_paths(cli)
         info = plugin_info(impl.plugin_name)
         try:
             impl.function(cli=cli)
         except Exception as exc:
             info.errors.append(f"register_commands: {_error_text(exc)}")
-        info.commands = sorted(set(cli.commands) - before)
+        # a verb the plugin added or replaced: one it re-adds (a shared operation verb) is not its own
+        info.commands = sorted(path for path, command in _command_paths(cli).items() if before.get(path) is not command)
 
 
 def plugin_info(name: str) -> PluginInfo:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -136,7 +137,41 @@ def plan_output(
     )
     if not options.in_place and (real(dst) == real(item.path) or _same_file(dst, item.path)):
         raise UsageError(f"{item.path}: output would overwrite the input; pass --in-place to allow that")
+    _check_suffix(dst, options)
     return dst
+
+
+def _check_suffix(dst: Path, options: RunOptions) -> None:
+    """The output's suffix names a writable format, the one ``--format`` asks
+    for if given: PNG bytes in a file called .jpg mislead every other program."""
+    from imgedit.imageio import format_for_path
+    from imgedit.imageio.formats import normalize_format
+
+    fmt = format_for_path(dst)
+    if options.format and normalize_format(options.format) != fmt:
+        raise UsageError(
+            f"{dst}: --format {options.format} would write {normalize_format(options.format)} data into a "
+            f"{dst.suffix} file; drop --format, or name the output with a matching suffix"
+        )
+
+
+def check_options(options: RunOptions, count: int) -> None:
+    """Refuse option combinations that cannot do what the user meant, before
+    any image is read (``count``: how many inputs)."""
+    from imgedit.imageio import IMAGE_SUFFIXES
+
+    out = options.output
+    if options.in_place and out is not None:
+        raise UsageError("--in-place writes over the inputs and -o writes elsewhere: give one of them")
+    if options.force and options.retry_failed:
+        raise UsageError("--force redoes every image and --retry-failed only the failed ones: give one of them")
+    if out is None or count == 1 and out.suffix.lower() in IMAGE_SUFFIXES or out.is_dir():
+        return
+    if out.exists():
+        raise UsageError(f"-o {out} is a file; give a folder for {count} inputs" if count > 1
+                         else f"-o {out} is a file without an image suffix; give an image file name or a folder")
+    if out.suffix.lower() in IMAGE_SUFFIXES:
+        raise UsageError(f"-o {out} names one image, but there are {count} inputs; give a folder")
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -150,17 +185,55 @@ def _same_file(a: Path, b: Path) -> bool:
 def plan_outputs(pipeline: Pipeline, items: list[InputFile], options: RunOptions) -> list[Path]:
     """Output paths for all items; two inputs landing on one output is an
     error raised before any image is touched."""
+    check_options(options, len(items))
     single, real = len(items) == 1, _RealPaths()
     outputs = [plan_output(item, pipeline, options, single, real) for item in items]
     seen: dict[Path, Path] = {}
     for item, dst in zip(items, outputs):
         other = seen.setdefault(real(dst), item.path)
         if other != item.path:
-            raise UsageError(
-                f"{other} and {item.path} would both be written to {dst}; "
-                "add {srcext} to the name, e.g. --name '{stem}.{srcext}.{ext}'"
-            )
+            raise UsageError(f"{other} and {item.path} would both be written to {dst}; {_apart(other, item.path)}")
+    if not options.in_place:
+        for item in items:
+            source = seen.get(real(item.path))
+            if source is not None and source != item.path:
+                raise UsageError(f"{source}'s output {item.path} is also an input; give -o a folder of its own")
     return outputs
+
+
+def _apart(a: Path, b: Path) -> str:
+    """How to keep two inputs' outputs apart."""
+    if a.suffix.lower() != b.suffix.lower():
+        return "add {srcext} to the name, e.g. --name '{stem}.{srcext}.{ext}'"
+    return "they have the same name in different folders: run each folder with its own -o, or pass their common parent folder with -r (outputs mirror the tree)"
+
+
+def leave_out_own_outputs(pipeline: Pipeline, items: list[InputFile], options: RunOptions,
+                          named: frozenset[Path] = frozenset()) -> tuple[list[InputFile], list[InputFile]]:
+    """Split the inputs into those to process and those that are this run's
+    own outputs: a second run over a folder that holds the first run's
+    results (``photo.denoise.png`` beside ``photo.png``), or ``-o`` inside an
+    input folder with ``-r``. Those were found by a folder scan or a glob,
+    not named (``named``), and are results, not work: processing them would
+    nest outputs one level deeper on every run."""
+    if options.in_place or len(items) < 2:
+        return items, []
+    real, single = _RealPaths(), False
+    ext = {item.path: _output_ext(item, options) for item in items}
+    output_of: dict[Path, Path] = {}
+    for item in items:
+        try:
+            dst = output_path(item, output=options.output, single=single, op_label=pipeline.label,
+                              ext=ext[item.path], template=options.name)
+        except UsageError:
+            return items, []  # plan_outputs reports it
+        output_of[real(dst)] = item.path
+    keep, own = [], []
+    for item in items:
+        source = output_of.get(real(item.path))
+        is_own = source is not None and source != item.path and item.path not in named
+        (own if is_own else keep).append(item)
+    return keep, own
 
 
 def remove_stale_temps(outputs: list[Path]) -> None:
@@ -256,6 +329,7 @@ class _Batch:
             if self._skip(work, data):
                 return work
             work.picture = read_image(work.item.path, data=data)
+            self._check_frames(work)
             if self.pipeline.needs_mask:
                 work.hole, work.result.note = find_mask(
                     work.item.path, work.picture.rgb, work.picture.alpha, self.options.masks, relative=work.item.relative
@@ -264,6 +338,16 @@ class _Batch:
             work.image = to_tensor(work.picture.rgb)
             work.picture.rgb = None  # the tensor holds the pixels now; don't keep two copies
         return work
+
+    def _check_frames(self, work: _Work) -> None:
+        """Only a multi-frame file's first frame is read: say so, and refuse
+        to write it back over the file, before any work is spent on it."""
+        frames = work.picture.frames
+        if frames > 1:
+            what = f"{work.item.path} has {frames} {'pages' if work.picture.format == 'TIFF' else 'frames'}"
+            if self.options.in_place:  # writing it back would destroy every frame after the first
+                raise ImgeditError(f"{what}; only the first is edited, so --in-place would destroy the others; use -o")
+            log.warning("%s; only the first is edited", what)
 
     def _skip(self, work: _Work, data: bytes) -> bool:
         options, journal = self.options, self.journal
@@ -289,12 +373,17 @@ class _Batch:
         return work
 
     def _result_picture(self, work: _Work) -> Any:
+        """The picture to write: the source's, with the result's pixels."""
+        import numpy as np
+
+        from imgedit.imageio.picture import fit_plane
         from imgedit.tensor import to_numpy
 
         result = work.picture.with_rgb(to_numpy(work.image))
         if work.hole is not None and work.result.note == "transparent pixels" and result.alpha is not None:
-            result.alpha = result.alpha.copy()
-            result.alpha[work.hole] = 1.0  # the filled hole must be visible
+            # the filled hole must be visible, in every panel of a side-by-side sheet (--samples K)
+            hole = fit_plane(work.hole.astype(np.float32), result.alpha.shape) > 0.5
+            result.alpha = np.where(hole, np.float32(1.0), result.alpha)
         return result
 
     def encode(self, work: _Work) -> _Work:
@@ -395,8 +484,14 @@ def open_journal(items: list[InputFile], options: RunOptions) -> Optional[Journa
     folder = journal_folder(items, options)
     if folder is None:
         return None
-    journal = Journal(folder)
-    journal.compact()
+    try:  # a folder we cannot write to fails the run in one line, before any image is read
+        journal = Journal(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        journal.compact()
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise ImgeditError(f"cannot write to {folder}: {exc.strerror or exc}") from None
     return journal
 
 

@@ -18,6 +18,7 @@ import json
 import logging
 import math
 import platform
+import re
 import signal
 import threading
 import time
@@ -26,6 +27,7 @@ from typing import Any, Callable, Optional
 
 from imgedit import distributed
 from imgedit.checkpoint import load_checkpoint, save_checkpoint
+from imgedit.errors import UsageError
 
 
 logger = logging.getLogger("imgedit")
@@ -69,6 +71,46 @@ def learning_rate(cfg: Any, step: int) -> float:
         return cfg.lr * (step + 1) / cfg.warmup
     t = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
     return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+RUN_FILES = ("checkpoint.safetensors", "log.jsonl")
+SAMPLE_NAME = re.compile(r"step_\d{6,}\.png")  # samples/step_NNNNNN.png, as the trainers name their sheets
+
+
+def run_outputs(out_dir: Path) -> list[Path]:
+    """The files of an earlier run in ``out_dir`` that a new run writes too:
+    its checkpoint, its log and its sample sheets (other files are not ours)."""
+    out_dir = Path(out_dir)
+    found = [out_dir / name for name in RUN_FILES if (out_dir / name).is_file()]
+    samples = out_dir / "samples"
+    if samples.is_dir():
+        found += sorted(p for p in samples.iterdir() if SAMPLE_NAME.fullmatch(p.name) and p.is_file())
+    return found
+
+
+def check_fresh_run(out_dir: Path, resume: Optional[Path], overwrite: bool, export: Optional[Path] = None) -> None:
+    """Refuse a new run (no ``resume``) that would replace an earlier run in
+    ``out_dir``, or the model at ``export``, unless ``overwrite``: a fresh
+    run would otherwise append to the old log beside the old samples.
+
+    Raises:
+        UsageError: what would be replaced, and how to continue or start over.
+    """
+    if resume is not None or overwrite:
+        return
+    if run_outputs(out_dir):
+        checkpoint = Path(out_dir) / "checkpoint.safetensors"
+        continue_with = checkpoint if checkpoint.is_file() else "<checkpoint>"
+        raise UsageError(f"{out_dir} already holds a training run: pass --resume {continue_with} to continue it, "
+                         "or --overwrite to start over")
+    if export is not None and Path(export).is_file():
+        raise UsageError(f"a model already exists at {export}: pass --overwrite to replace it, --resume <checkpoint> "
+                         "to continue its run, or choose another --name")
+
+
+def _remove_run_outputs(out_dir: Path) -> None:
+    for path in run_outputs(out_dir):
+        path.unlink()
 
 
 def fit(trainer: Any, out_dir: Path, on_progress: Optional[Callable[[int, dict], None]] = None) -> None:
@@ -117,7 +159,8 @@ def fit(trainer: Any, out_dir: Path, on_progress: Optional[Callable[[int, dict],
 
 
 def train_or_resume(build: Callable[[Any], Any], cfg: Any, kind: str, out_dir: Path, resume: Optional[Path] = None,
-                    on_progress: Optional[Callable[[int, dict], None]] = None, command: str = "") -> Any:
+                    on_progress: Optional[Callable[[int, dict], None]] = None, command: str = "",
+                    overwrite: bool = False) -> Any:
     """What every plugin's ``train`` function does around its trainer.
 
     Args:
@@ -130,13 +173,17 @@ def train_or_resume(build: Callable[[Any], Any], cfg: Any, kind: str, out_dir: P
         resume: checkpoint to continue from, exactly where it stopped.
         on_progress: called after each step with (step, metrics).
         command: the command line, recorded in checkpoints and the model card.
+        overwrite: a new run may replace an earlier run's checkpoint, log and
+            samples in ``out_dir`` (removed once the data has loaded).
 
     Returns:
         The trainer, trained until ``cfg.steps``.
 
     Raises:
-        UsageError: the checkpoint is missing, unreadable or of another kind.
+        UsageError: the checkpoint is missing, unreadable or of another kind;
+            a new run into a folder with an earlier run, without ``overwrite``.
     """
+    check_fresh_run(out_dir, resume, overwrite)
     state = None
     if resume is not None:
         state = load_checkpoint(resume, kind=kind)
@@ -151,6 +198,8 @@ def train_or_resume(build: Callable[[Any], Any], cfg: Any, kind: str, out_dir: P
     trainer = build(cfg)
     if state is not None:
         trainer.load_state(state)
+    elif overwrite and distributed.is_main():
+        _remove_run_outputs(Path(out_dir))  # only now that the data has loaded: a failed start loses nothing
     if command:
         trainer.commands.append(command)
     fit(trainer, Path(out_dir), on_progress)

@@ -8,6 +8,7 @@ the shared ``train``/``eval`` groups and the options every ``train`` verb takes.
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import time
 from pathlib import Path
@@ -85,9 +86,14 @@ def apply_options(options: list[Callable]) -> Callable:
 
 def mask_options_from(kwargs: dict[str, Any]):
     """Pop the mask options out of a verb's kwargs into a MaskOptions."""
-    from imgedit.masks import MaskOptions, parse_box
+    from imgedit.masks import MaskOptions, parse_box, parse_color
 
     box = kwargs.pop("mask_box", None)
+    if kwargs.get("mask_color") is not None:
+        parse_color(kwargs["mask_color"])  # a bad colour is a usage error now, not a failure per image
+    mask = kwargs.get("mask")
+    if mask is not None and not Path(mask).exists():
+        raise UsageError(f"--mask {mask}: no such file or folder")
     return MaskOptions(
         mask=kwargs.pop("mask", None),
         mask_color=kwargs.pop("mask_color", None),
@@ -102,12 +108,14 @@ def run_verb(pipeline: Any, kwargs: dict[str, Any]) -> None:
     """Run ``pipeline`` over the verb's inputs with the common options in
     ``kwargs`` (as produced by :data:`COMMON_OPTIONS`, plus mask options)."""
     from imgedit.process_tuning import tune_for_batch
-    from imgedit.runner import RunOptions, default_workers, run_files
+    from imgedit.runner import RunOptions, check_options, default_workers, leave_out_own_outputs, run_files
 
     tune_for_batch()  # before anything imports torch
     from imgedit.devices import set_threads
     from imgedit.inputs import expand_inputs
 
+    if kwargs["quiet"]:
+        logging.getLogger("imgedit").setLevel(logging.ERROR)  # "print only errors": no warnings either
     masks = mask_options_from(kwargs)
     items = expand_inputs(kwargs["inputs"], recursive=kwargs["recursive"])
     set_threads(kwargs.get("threads"))
@@ -128,6 +136,12 @@ def run_verb(pipeline: Any, kwargs: dict[str, Any]) -> None:
         retry_failed=kwargs["retry_failed"],
         fsync=kwargs["fsync"],
     )
+    check_options(options, len(items))
+    named = frozenset(Path(i) for i in kwargs["inputs"] if Path(i).is_file())
+    items, own = leave_out_own_outputs(pipeline, items, options, named)
+    if own and not (kwargs["quiet"] or kwargs["as_json"]):
+        click.echo(f"left out {len(own)} image{'s' * (len(own) > 1)} named as this run's own outputs "
+                   f"(e.g. {own[0].path}): they are results, not inputs", err=True)
     if pipeline.needs_mask:
         _check_mask_source(pipeline, items, masks)
     if kwargs["dry_run"]:
@@ -207,7 +221,7 @@ class Progress:
         elif self.quiet:
             return
         elif self.total == 1 and not result.error:
-            note = f" (hole from {result.note})" if result.note else f" ({result.note})" if result.status == "skipped" else ""
+            note = "" if not result.note else f" ({result.note})" if result.status == "skipped" else f" (hole from {result.note})"
             click.echo(f"{'skipped' if result.status == 'skipped' else 'wrote'} {result.output}{note}", err=True)
         elif time.monotonic() - self.last >= self.interval:
             self.last = time.monotonic()
@@ -276,13 +290,16 @@ def command_group(cli: click.Group, name: str, help: str) -> click.Group:
 
 def training_options(data_help: str, steps: int, out_dir: Path, batch: int, lr: float) -> list[Callable]:
     """The options every ``imgedit train ...`` verb shares, with its defaults:
-    ``--data`` (repeatable), ``--steps``, ``--resume``, ``--out``, ``--export``,
+    ``--data`` (repeatable), ``--steps``, ``--resume``, ``--out``, ``--overwrite``, ``--export``,
     ``--device``, ``--batch``, ``--lr``, ``--seed``, ``-q`` and ``--nproc``."""
     return [
         click.option("--data", "sources", multiple=True, required=True, help=data_help),
         click.option("--steps", type=click.IntRange(min=1), default=steps, show_default=True, help="Total optimisation steps."),
         click.option("--resume", type=click.Path(path_type=Path), help="Checkpoint to continue from."),
         click.option("--out", "out_dir", type=click.Path(path_type=Path), default=out_dir, show_default=True, help="Folder for the checkpoint and log."),
+        click.option("--overwrite", is_flag=True,
+                     help="Start a new run even where --out holds an earlier one (its checkpoint, log and samples are "
+                          "removed) or the model to export exists (it is replaced)."),
         click.option("--export", "export_path", type=click.Path(path_type=Path), help="Where to write the trained weights (default: your imgedit weights folder)."),
         click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps."),
         click.option("--batch", type=click.IntRange(min=1), default=batch, show_default=True),

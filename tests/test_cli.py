@@ -1,6 +1,9 @@
 """The CLI end to end: verbs, mask sources, outputs, errors."""
 
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -203,3 +206,54 @@ def test_command_line_spells_out_every_option_including_the_off_side_of_a_pair()
     assert CliRunner().invoke(demo, ["--no-skips", "--data", "a b", "--data", "c"]).exit_code == 0
     assert CliRunner().invoke(demo, ["--quiet"]).exit_code == 0
     assert seen == ["imgedit --no-skips --data 'a b' --data c --steps 5", "imgedit --skips --quiet --steps 5"]
+
+
+def test_quiet_prints_no_warnings(invoke, tmp_path):
+    Image.fromarray(smooth_rgb()).save(tmp_path / "a.png")
+    hole = np.zeros((10, 12), np.uint8)
+    hole[3:6, 4:8] = 255
+    Image.fromarray(hole).save(tmp_path / "hole.png")  # not the image's size: a warning
+    loud = invoke("inpaint", tmp_path / "a.png", "--mask", tmp_path / "hole.png", "--method", "ns", "-o", tmp_path / "b.png")
+    assert loud.exit_code == 0 and "resizing the mask" in loud.stderr, loud.output
+    quiet = invoke("inpaint", tmp_path / "a.png", "--mask", tmp_path / "hole.png", "--method", "ns",
+                   "-o", tmp_path / "c.png", "-q")
+    assert quiet.exit_code == 0 and quiet.stderr == "" and (tmp_path / "c.png").exists()
+
+
+def test_info_shows_the_good_files_and_one_line_per_bad_one(invoke, photo, tmp_path):
+    empty, other = tmp_path / "empty.png", tmp_path / "b.png"
+    empty.write_bytes(b"")
+    Image.fromarray(smooth_rgb(seed=1)).save(other)
+    result = invoke("info", photo, empty, other)
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [f"Error: {empty}: is empty (0 bytes), not an image"]
+    lines = result.stdout.splitlines()
+    assert lines[0] == str(photo) and str(other) in lines and str(empty) not in result.stdout
+    listed = invoke("info", "--json", photo, empty, other)
+    assert listed.exit_code == 1 and listed.stderr == result.stderr
+    rows = json.loads(listed.stdout)
+    assert [row["path"] for row in rows] == [str(photo), str(empty), str(other)]
+    assert rows[0]["width"] == 64 and "error" not in rows[0] and rows[2]["format"] == "PNG"
+    assert rows[1] == {"path": str(empty), "error": f"{empty}: is empty (0 bytes), not an image"}
+
+
+def test_closed_stdout_ends_quietly(photo):
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader has gone before imgedit writes, as in `imgedit info a.png | head -0`
+    try:
+        proc = subprocess.run([sys.executable, "-m", "imgedit", "info", str(photo)], stdout=write_end,
+                              stderr=subprocess.PIPE, timeout=120)
+    finally:
+        os.close(write_end)
+    assert proc.returncode == 141 and proc.stderr == b""  # 128 + SIGPIPE, as cat or git log report
+
+
+def test_a_broken_pipe_other_than_stdout_is_still_an_error(monkeypatch):
+    from imgedit import cli
+
+    read_end, write_end = os.pipe()
+    with os.fdopen(write_end, "w") as out, monkeypatch.context() as patch:
+        patch.setattr(sys, "stdout", out)
+        assert not cli._stdout_gone()  # stdout's reader is there: some other pipe broke
+        os.close(read_end)
+        assert cli._stdout_gone()

@@ -101,6 +101,18 @@ def test_weights_of_another_model_are_refused(tmp_path):
         load_gan(spec)
 
 
+def test_sample_refuses_another_plugins_weights_naming_what_they_are(tmp_path, invoke):
+    from imgedit.models import save_weights
+
+    style = save_weights({"w": torch.zeros(1)}, tmp_path / "mosaic.safetensors",
+                         {"architecture": "imgedit_style.model.StyleNet", "description": "Fast style network: mosaic",
+                          "model_config": {"res_blocks": 5}})
+    result = invoke("sample", "--model", style.weights, "-o", tmp_path / "out")
+    assert result.exit_code == 1 and len(result.output.strip().splitlines()) == 1, result.output
+    assert "not a GAN generator" in result.output and "imgedit_style.model.StyleNet" in result.output
+    assert "res_blocks" not in result.output and not (tmp_path / "out").exists()
+
+
 def test_grid_lays_images_out_row_by_row():
     images = torch.zeros(5, 3, 4, 4)
     images[4] = 1.0

@@ -634,3 +634,46 @@ def test_import_is_cheap():
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     assert result.stdout.split() == ["False", "False"]
+
+
+def test_with_rgb_repeats_alpha_per_panel_of_a_side_by_side_sheet():
+    alpha = np.ones((4, 6), np.float32)
+    alpha[1:3, 4:] = 0.0  # transparent at the right edge: a stretch would smear it over the seam
+    pic = Picture(rgb=np.zeros((4, 6, 3), np.float32), alpha=alpha)
+    sheet = pic.with_rgb(np.ones((4, 18, 3), np.float32))  # three panels, as inpaint --samples 3 writes
+    assert sheet.alpha.dtype == np.float32 and np.array_equal(sheet.alpha, np.tile(alpha, (1, 3)))
+    odd = pic.with_rgb(np.ones((4, 9, 3), np.float32))  # not whole panels: resized as before
+    assert odd.alpha.shape == (4, 9) and odd.alpha[0, 0] == 1.0 and odd.alpha[2, -1] == 0.0
+    assert 0.0 < odd.alpha[2, 5] < 1.0
+
+
+def test_only_the_first_frame_is_read_and_the_count_is_kept(tmp_path):
+    frames = [Image.fromarray(_rgb8(6, 10)) for _ in range(3)]
+    frames[0].save(tmp_path / "p.tif", save_all=True, append_images=frames[1:])
+    frames[0].save(tmp_path / "a.webp", save_all=True, append_images=frames[1:2], lossless=True)
+    frames[0].convert("P").save(tmp_path / "a.gif", save_all=True, append_images=[f.convert("P") for f in frames[1:]])
+    frames[0].save(tmp_path / "one.png")
+    tif = read_image(tmp_path / "p.tif")
+    assert tif.frames == 3 and np.array_equal(np.round(tif.rgb * 255).astype(np.uint8), np.asarray(frames[0]))
+    assert read_image(tmp_path / "a.webp").frames == 2
+    assert read_image(tmp_path / "a.gif").frames == 3
+    assert read_image(tmp_path / "one.png").frames == 1
+    data = (tmp_path / "p.tif").read_bytes()
+    (tmp_path / "cut.tif").write_bytes(data[: int(len(data) * 0.6)])  # the second page is damaged
+    with pytest.warns(UserWarning):  # Pillow's own, about the damaged page
+        cut = read_image(tmp_path / "cut.tif")
+    assert cut.frames == 1 and np.array_equal(cut.rgb, tif.rgb)  # the first page still reads
+
+
+def test_describe_reports_the_stored_bit_depth_of_bilevel_and_low_depth_gray(tmp_path):
+    bits = RNG.integers(0, 2, size=(6, 10)).astype(bool)
+    Image.fromarray(bits).save(tmp_path / "bits.png")
+    Image.fromarray(bits).save(tmp_path / "bits.tif")
+    Image.fromarray((RNG.integers(0, 4, size=(6, 10)) * 85).astype(np.uint8)).save(tmp_path / "two.png", bits=2)
+    Image.fromarray(bits).convert("P").save(tmp_path / "pal.png")
+    assert [describe_image(tmp_path / n)["mode"] for n in ("bits.png", "bits.tif")] == ["1", "1"]
+    assert describe_image(tmp_path / "bits.png")["bit_depth"] == 1
+    assert describe_image(tmp_path / "bits.tif")["bit_depth"] == 1
+    assert describe_image(tmp_path / "two.png")["bit_depth"] == 2
+    assert describe_image(tmp_path / "pal.png")["bit_depth"] == 8  # a palette's entries are 8-bit
+    assert read_image(tmp_path / "bits.png").bit_depth == 8  # decoded pixels are 8-bit, as before

@@ -27,8 +27,10 @@ def test_folder_flat_and_recursive(tree):
 
 
 def test_files_and_globs_without_duplicates(tree):
-    items = expand_inputs([str(tree / "a.jpg"), str(tree / "*.png"), str(tree / "a.jpg")])
-    assert [i.path.name for i in items] == ["a.jpg", "b.mask.png", "b.png"]
+    (tree / "notes.txt").write_text("not a photo")
+    items = expand_inputs([str(tree / "a.jpg"), str(tree / "*.png"), str(tree / "a.jpg"), str(tree / "*")])
+    # a glob, like a folder, takes images only: not the sidecar mask, not the notes
+    assert [i.path.name for i in items] == ["a.jpg", "b.png"]
 
 
 def test_missing_and_empty(tree):
@@ -51,3 +53,25 @@ def test_output_paths():
     )
     with pytest.raises(UsageError, match="template"):
         output_path(item, output=None, single=True, op_label="d", ext="png", template="{nope}")
+
+
+@pytest.mark.parametrize(
+    "template,message",
+    [
+        ("{stem.upper}.png", "{stem.upper} is not a field"),
+        ("{stem[0]}.png", "{stem[0]} is not a field"),
+        ("{stem!r}.png", "{stem!r} is not a field"),
+        ("{stem:>40}.png", "{stem:>40} is not a field"),
+        ("{}.png", "{} is not a field"),
+        ("{stem", "expected '}'"),
+        ("../{stem}.png", "must stay inside"),
+        ("/tmp/{stem}.png", "must stay inside"),
+    ],
+)
+def test_name_templates_are_plain_fields_inside_the_folder(template, message):
+    from imgedit.inputs import check_name_template
+
+    with pytest.raises(UsageError) as info:
+        check_name_template(template)
+    assert message in str(info.value)
+    check_name_template("sub/{stem}.{srcext}.{op}.{ext}")  # a sub-folder and every field are fine

@@ -52,12 +52,36 @@ def test_existing_output_is_refused_before_and_at_writing(tmp_path):
     path = tmp_path / "a.gif"
     path.write_bytes(b"keep me")
     with pytest.raises(UsageError, match="exists; pass --overwrite"):
-        check_free(path, 3, overwrite=False)
+        check_free(path, overwrite=False)
     with pytest.raises(UsageError, match="exists; pass --overwrite"):
         write_animation(frames(3), path)
     assert path.read_bytes() == b"keep me"
     write_animation(frames(3), path, overwrite=True)
     assert Image.open(path).n_frames == 3
+
+
+def test_overwriting_a_folder_with_fewer_frames_leaves_one_sequence(tmp_path):
+    out = tmp_path / "frames"
+    write_animation(frames(4), out)
+    (out / "notes.txt").write_text("mine")
+    (out / "frame_keep.png").write_bytes(b"not one of ours")
+    with pytest.raises(UsageError, match="exists .*pass --overwrite"):
+        write_animation(frames(2), out)
+    written = write_animation(frames(2), out, overwrite=True)
+    assert sorted(p.name for p in out.glob("frame_*.png")) == ["frame_0000.png", "frame_0001.png", "frame_keep.png"]
+    assert written == sorted(out.glob("frame_000*.png"))
+    assert (out / "notes.txt").read_text() == "mine"  # only files named as frames are removed
+
+
+def test_any_earlier_frame_refuses_a_folder_without_overwrite(tmp_path):
+    out = tmp_path / "frames"
+    out.mkdir()
+    (out / "frame_0007.png").write_bytes(b"old")  # not a name this run writes, but the same sequence
+    with pytest.raises(UsageError, match="frame_0007.png exists"):
+        check_free(out, overwrite=False)
+    (out / "frame_0007.png").unlink()
+    (out / "other.png").write_bytes(b"x")
+    check_free(out, overwrite=False)  # files that are not frames are not in the way
 
 
 def test_unknown_suffix_is_a_usage_error(tmp_path):

@@ -80,3 +80,15 @@ def test_key_of_bytes_in_memory_equals_key_of_the_file(tmp_path):
     path.write_bytes(bytes(range(256)) * 5000)  # more than one 1 MiB read block
     assert bytes_digest(path.read_bytes()) == file_digest(path)
     assert bytes_digest(b"other") != file_digest(path)
+
+
+def test_a_line_that_is_not_utf8_is_skipped_like_a_torn_one(tmp_path):
+    (tmp_path / "a.png").write_bytes(b"png")
+    write_lines(tmp_path / JOURNAL_NAME, [{"dst": "a.png", "key": "k", "status": "done", "time": 1.0, "size": 3}])
+    with open(tmp_path / JOURNAL_NAME, "ab") as fh:
+        fh.write(b'{"dst": "\xc3')  # half a UTF-8 character, as `printf '...\xc3' >>` leaves
+    journal = Journal(tmp_path)
+    assert journal.is_done(tmp_path / "a.png", "k")  # the good lines still count
+    journal.record(tmp_path / "b.png", "k", "failed", error="x")  # and later runs can append
+    journal.close()
+    assert set(Journal(tmp_path).entries) == {"a.png", "b.png"}

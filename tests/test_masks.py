@@ -343,3 +343,16 @@ def test_invert(image_path):
     assert np.array_equal(hole, ~box_hole((20, 15, 10, 10)))
     with pytest.raises(MaskError, match="empty"):
         find_mask(image_path, rgb_image(), None, MaskOptions(mask_box=(0, 0, W, H), invert=True))
+
+
+def test_an_empty_mask_inverted_is_the_whole_image(tmp_path, image_path, caplog):
+    black = tmp_path / "black.png"
+    Image.fromarray(np.zeros((H, W), np.uint8)).save(black)
+    with pytest.raises(MaskError, match="empty"):  # not inverted: still an empty hole
+        find_mask(image_path, rgb_image(), None, MaskOptions(mask=black))
+    with caplog.at_level(logging.WARNING, logger="imgedit"):
+        hole, source = find_mask(image_path, rgb_image(), None, MaskOptions(mask=black, invert=True))
+    assert hole.shape == (H, W) and hole.all() and source == "mask file black.png"
+    assert "covers the whole image" in caplog.text
+    hole, _ = find_mask(image_path, rgb_image(), None, MaskOptions(mask=black, invert=True, dilate=2))
+    assert hole.all()  # dilating nothing leaves nothing, inverted: all

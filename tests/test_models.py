@@ -54,3 +54,18 @@ def test_user_models_listed(invoke, user_home):
     registry.reset()
     text = invoke("models").output
     assert "mine" in text and "NOT VERIFIED" in text
+
+
+def test_weights_of_another_architecture_are_named_before_loading(tmp_path):
+    from imgedit.models import load_model
+
+    _, spec = _save(tmp_path / "m.safetensors")  # its card says architecture "test", description "tiny"
+    built = []
+    with pytest.raises(WeightsError, match=r"model 'm' is not a GAN generator: its card says test \(tiny\)"):
+        load_model(spec, built.append, architecture="pkg.model.Generator", kind="a GAN generator")
+    assert built == []  # refused before any network is built from a config that is not its own
+    card = json.loads(spec.card_path.read_text())
+    del card["architecture"]
+    spec.card_path.write_text(json.dumps({**card, "model_config": {"width": 1}}))
+    with pytest.raises(WeightsError, match="weights do not fit"):  # no architecture named: the weights are tried
+        load_model(spec, lambda config: torch.nn.Linear(1, 1), architecture="pkg.model.Generator")

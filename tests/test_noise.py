@@ -53,7 +53,7 @@ def test_keeps_device_and_dtype():
     assert est.dtype == torch.float64 and est.device == image.device
 
 
-@pytest.mark.parametrize("bad", [torch.rand(3, 16, 16), torch.zeros(1, 3, 16, 16, dtype=torch.uint8), torch.rand(1, 3, 2, 16)])
+@pytest.mark.parametrize("bad", [torch.rand(3, 16, 16), torch.zeros(1, 3, 16, 16, dtype=torch.uint8)])
 def test_rejects_bad_input(bad):
     with pytest.raises(ShapeError):
         estimate_sigma(bad)
@@ -77,3 +77,13 @@ def test_sampled_estimate_matches_and_spans_the_frame():
     part = big.clone()
     part[..., 450:] = noisy[..., 450:]
     assert abs(estimate_sigma_sampled(part, grid=4).item() - 20.0) < 2.0
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 1, 1), (1, 3, 2, 2), (1, 3, 50, 1), (1, 3, 2, 16)])
+def test_too_small_to_measure_gives_zero_like_a_clean_image(shape):
+    from imgedit.noise import estimate_sigma_sampled
+
+    noisy = torch.rand(shape, dtype=torch.float64)  # very noisy, but no 3x3 neighbourhood to measure it in
+    for estimate in (estimate_sigma(noisy), estimate_sigma_sampled(noisy)):
+        assert estimate.shape == (shape[0],) and estimate.dtype == torch.float64 and (estimate == 0).all()
+    assert estimate_sigma(add_noise(smooth_image(3), 25)).item() > 0  # 3x3 is measured

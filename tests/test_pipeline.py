@@ -23,14 +23,37 @@ def test_parse_stages_and_params():
         ("denoise sigma=lots", "stage 1 (denoise): parameter 'sigma' must be float or 'auto'"),
         ("denoise sigma=300", "must be in [0"),
         ("inpaint method=magic", "unknown method 'magic'"),
-        ("denoise |", "empty stage"),
+        ("denoise |", "stage 2 is empty"),
+        ("denoise || inpaint", "stage 2 is empty"),
         ("denoise sigma", "expected key=value"),
+        ("denoise sigma=25 sigma=30", "stage 1 (denoise): parameter 'sigma' is given twice"),
+        ("denoise | inpaint method='ns", "stage 2: no closing quotation"),
+        ("denoise sigma=nan", "parameter 'sigma' must be a finite number"),
+        ("denoise method=nlm sigma=inf", "must be a finite number"),
     ],
 )
 def test_bad_pipelines_name_the_stage(text, message):
     with pytest.raises(UsageError) as info:
         Pipeline.parse(text)
     assert message in str(info.value)
+
+
+def test_quotes_keep_a_bar_inside_a_value():
+    from imgedit.pipeline import parse_stages
+
+    assert parse_stages('style name="a | b" strength=0.5|denoise') == [
+        ("style", {"name": "a | b", "strength": "0.5"}),
+        ("denoise", {}),
+    ]
+
+
+def test_file_values_are_not_coerced():
+    # a pipeline file's true is not the number 1, and 2.7 is not the int 2
+    with pytest.raises(UsageError, match="'sigma' must be float"):
+        Pipeline.from_specs([("denoise", {"method": "nlm", "sigma": True})])
+    with pytest.raises(UsageError, match="'radius' must be int"):
+        Pipeline.from_specs([("inpaint", {"method": "ns", "radius": 2.7})])
+    assert Pipeline.from_specs([("inpaint", {"method": "ns", "radius": 3.0})]).stages[0].params == {"radius": 3}
 
 
 def test_specs_rebuild_the_same_pipeline():

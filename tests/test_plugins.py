@@ -137,3 +137,26 @@ def test_template_plugin_installs_and_runs(installed_template, photo, tmp_path):
     original = np.asarray(Image.open(photo)).astype(int)
     inverted = np.asarray(Image.open(out)).astype(int)
     assert np.abs(inverted - (255 - original)).max() <= 1
+
+
+def test_plugins_lists_the_subcommands_each_plugin_adds_to_shared_groups(invoke):
+    rows = {row["name"]: row for row in json.loads(invoke("plugins", "--json").stdout)}
+    shared = {name: [c for c in row["commands"] if c.startswith(("train", "eval"))] for name, row in rows.items()}
+    assert shared["imgedit_vae"] == ["eval denoise", "eval inpaint", "train denoise", "train inpaint"]
+    assert shared["imgedit_gan"] == ["eval gan", "train gan"]
+    assert shared["imgedit_interp"] == ["eval interp", "train interp-vae"]
+    assert shared["imgedit_style"] == ["eval style", "train style"]
+    assert {"sample"} <= set(rows["imgedit_gan"]["commands"]) and {"style"} <= set(rows["imgedit_style"]["commands"])
+    # denoise and inpaint are made once, by the first plugin offering the operation: no verb is claimed twice
+    claimed = [c for row in rows.values() for c in row["commands"]]
+    assert len(claimed) == len(set(claimed)) and {"denoise", "inpaint"} <= set(claimed)
+
+
+def test_allow_list_naming_no_installed_plugin_warns():
+    result = run_imgedit("plugins", env={"IMGEDIT_LOAD_PLUGINS": "nosuch,imgedit_classical"})
+    assert result.returncode == 0, result.stderr
+    warning = [line for line in result.stderr.splitlines() if "nosuch" in line]
+    assert len(warning) == 1 and "no plugin named nosuch is installed" in warning[0]
+    assert "imgedit_classical" in warning[0] and "imgedit_vae" in warning[0]  # the known names
+    assert "imgedit_classical" in result.stdout
+    assert run_imgedit("plugins", env={"IMGEDIT_LOAD_PLUGINS": ""}).stderr == ""  # none asked for: nothing to warn of

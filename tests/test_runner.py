@@ -323,3 +323,86 @@ def test_progress_prints_plain_lines_off_a_terminal(capsys, monkeypatch):
     with Progress(3, quiet=True) as report:
         report(ok)
     assert capsys.readouterr().err == ""
+
+
+def test_a_rerun_leaves_out_its_own_outputs(invoke, folder, tmp_path):
+    # results beside the inputs, and -o inside the input folder with -r:
+    # a second run must not take the first run's results for new inputs
+    import shutil
+
+    for index, extra in enumerate(([], ["-o", "out"])):
+        src = shutil.copytree(folder, tmp_path / f"copy{index}")
+        extra = [src / e if e == "out" else e for e in extra]
+        first = invoke("denoise", src, "-r", "--sigma", "5", "--method", "nlm", *extra, "--json")
+        assert first.exit_code == 0 and summary_of(first)["done"] == 4, first.output
+        before = sorted(p.relative_to(src) for p in src.rglob("*.png"))
+        assert len(before) == 8
+        again = invoke("denoise", src, "-r", "--sigma", "5", "--method", "nlm", *extra, "--json")
+        assert again.exit_code == 0, again.output
+        assert summary_of(again)["done"] == 0 and summary_of(again)["skipped"] == 4
+        assert sorted(p.relative_to(src) for p in src.rglob("*.png")) == before
+
+
+def test_an_output_that_is_another_named_input_is_refused(invoke, folder, tmp_path):
+    a, b = folder / "img0.png", folder / "img0.denoise.png"
+    b.write_bytes((folder / "img1.png").read_bytes())
+    kept = b.read_bytes()
+    result = invoke("denoise", a, b, "--sigma", "5", "--method", "nlm", "--overwrite")
+    assert result.exit_code == 2 and "is also an input" in result.stderr
+    assert b.read_bytes() == kept
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--in-place", "-o", "OUT"], "--in-place writes over the inputs"),
+        (["-o", "FILE"], "is a file; give a folder"),
+        (["-o", "OUT/one.png"], "names one image, but there are 4 inputs"),
+        (["--force", "--retry-failed"], "give one of them"),
+        (["--name", "{stem}", "-o", "OUT"], "no file suffix"),
+        (["--format", "png", "--name", "{stem}.jpg", "-o", "OUT"], "would write PNG data into a .jpg file"),
+        (["--mask-color", "zzz"], "--mask-color: expected a hex colour"),
+        (["--mask", "MISSING"], "--mask MISSING: no such file"),
+    ],
+)
+def test_option_conflicts_are_usage_errors_before_any_image(invoke, folder, tmp_path, args, message):
+    (tmp_path / "FILE").write_text("not a folder")
+    args = [str(tmp_path / a) if a in ("OUT", "FILE") else a.replace("OUT", str(tmp_path / "OUT")) for a in args]
+    before = sorted(folder.rglob("*"))
+    verb = "inpaint" if any(a.startswith("--mask") for a in args) else "denoise"
+    result = invoke(verb, folder, "-r", "--method", "ns" if verb == "inpaint" else "nlm", *args)
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert sorted(folder.rglob("*")) == before and not (tmp_path / "OUT").exists()
+
+
+def test_an_output_folder_that_cannot_be_made_is_one_line(invoke, folder, tmp_path):
+    (tmp_path / "FILE").write_text("a file where a folder would go")
+    result = invoke("denoise", folder, "--sigma", "5", "--method", "nlm", "-o", tmp_path / "FILE" / "out")
+    assert result.exit_code == 1, result.output
+    assert "cannot write to" in result.stderr and "unexpected" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_multi_frame_inputs_warn_and_in_place_refuses_them(invoke, tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    pages = [Image.fromarray(smooth_rgb(seed=i)) for i in range(3)]
+    pages[0].save(src / "pages.tif", save_all=True, append_images=pages[1:])
+    pages[0].save(src / "anim.webp", save_all=True, append_images=pages[1:2], lossless=True)
+    pages[0].save(src / "single.png")
+    result = invoke("denoise", src, "--sigma", "5", "-o", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    assert f"Warning: {src / 'pages.tif'} has 3 pages; only the first is edited" in result.stderr.splitlines()
+    assert f"Warning: {src / 'anim.webp'} has 2 frames; only the first is edited" in result.stderr.splitlines()
+    assert "single.png has" not in result.stderr
+    before = {p.name: p.read_bytes() for p in src.iterdir()}
+    result = invoke("denoise", src, "--sigma", "30", "--in-place", "--json")
+    assert result.exit_code == 1  # the batch went on: the single-frame file was edited
+    summary = summary_of(result)
+    assert summary["done"] == 1 and summary["outputs"][0]["input"].endswith("single.png")
+    assert sorted(os.path.basename(f["input"]) for f in summary["failures"]) == ["anim.webp", "pages.tif"]
+    assert all("only the first is edited, so --in-place would destroy the others" in f["error"]
+               and "\n" not in f["error"] for f in summary["failures"])
+    after = {p.name: p.read_bytes() for p in src.iterdir()}
+    assert after.pop("single.png") != before.pop("single.png") and after == before  # the refused ones untouched

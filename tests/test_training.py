@@ -86,3 +86,60 @@ def test_kept_settings_names_only_real_differences():
     # a checkpoint's tuple against the command line's JSON list is the same setting
     assert kept_settings({"betas": [0.5, 0.999], "lr": 0.001, "steps": 9}, {"betas": (0.5, 0.999), "lr": 0.001, "steps": 5}) == ""
     assert kept_settings({"betas": [0.5, 0.9], "lr": 0.002}, {"betas": (0.5, 0.999), "lr": 0.001}) == "betas [0.5, 0.999], lr 0.001"
+
+
+# Tiny settings for each plugin's train verb: every trainer goes through train_or_resume.
+TINY_TRAIN_ARGS = {
+    "gan": ["--size", 16, "--batch", 2],
+    "interp-vae": ["--size", 16, "--z-dim", 8, "--batch", 2],
+    "style": ["--patch", 16, "--style-size", 32, "--batch", 1, "--preview-every", 1, "--no-skips"],
+    "denoise": ["--patch", 32, "--widths", "8,16,16,16", "--batch", 2],
+    "inpaint": ["--patch", 32, "--widths", "8,16,16,16", "--batch", 2],
+}
+
+
+@pytest.mark.parametrize("verb", sorted(TINY_TRAIN_ARGS))
+def test_a_new_run_refuses_to_replace_an_earlier_one_unless_overwrite(verb, tmp_path, invoke):
+    from conftest import smooth_images
+
+    data = smooth_images(tmp_path / "data", count=8)
+    args = ["train", verb, "--data", data, *TINY_TRAIN_ARGS[verb], "-q"]
+    if verb == "style":
+        args += ["--style-image", data / "0.png"]
+    run, weights = tmp_path / "run", tmp_path / "w.safetensors"
+    result = invoke(*args, "--steps", 2, "--out", run, "--export", weights)
+    assert result.exit_code == 0, result.output
+    (run / "notes.txt").write_text("mine")
+    log = (run / "log.jsonl").read_text()
+
+    result = invoke(*args, "--steps", 1, "--out", run, "--export", tmp_path / "other.safetensors")
+    assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1, result.output
+    assert str(run) in result.output and f"--resume {run / 'checkpoint.safetensors'}" in result.output
+    assert "--overwrite" in result.output
+    assert (run / "log.jsonl").read_text() == log and not (tmp_path / "other.safetensors").exists()
+
+    # a new run into a new folder would still replace the exported model
+    result = invoke(*args, "--steps", 1, "--out", tmp_path / "run2", "--export", weights)
+    assert result.exit_code == 2 and str(weights) in result.output and "--overwrite" in result.output
+    assert not (tmp_path / "run2").exists()
+
+    result = invoke(*args, "--steps", 1, "--out", run, "--export", weights, "--overwrite")
+    assert result.exit_code == 0, result.output
+    assert [json.loads(line)["step"] for line in (run / "log.jsonl").read_text().splitlines()] == [1]
+    assert load_checkpoint(run / "checkpoint.safetensors", kind=verb)["step"] == 1  # checkpoint kinds are named as the verbs
+    if verb in ("gan", "interp-vae", "style"):  # the VAEs write no sample sheets
+        assert sorted(p.name for p in (run / "samples").iterdir()) == ["step_000001.png"]  # none left of the old run
+    assert (run / "notes.txt").read_text() == "mine"  # not a file the run writes: kept
+    card = json.loads(weights.with_suffix(".json").read_text())
+    assert card["training"]["steps"] == 1
+
+
+def test_resuming_from_exported_weights_says_they_are_not_a_checkpoint(tmp_path):
+    from imgedit.errors import UsageError
+    from imgedit.models import save_weights
+
+    weights = tmp_path / "candy.safetensors"
+    save_weights({"w": torch.ones(2)}, weights, {"architecture": "imgedit_style.model.StyleNet"})
+    with pytest.raises(UsageError, match="exported model weights, not a training checkpoint") as caught:
+        load_checkpoint(weights, kind="style")
+    assert "--out folder" in str(caught.value) and "structure" not in str(caught.value)

@@ -232,3 +232,15 @@ def test_bf16_on_the_cpu_denoises_as_well_as_fp32(clean, monkeypatch):
     assert half.dtype == torch.float32 and not torch.equal(half, full)
     assert (half - full).abs().mean() < 0.5 / 255
     assert abs(float(psnr(half, clean) - psnr(full, clean))) < 0.05
+
+
+@pytest.mark.parametrize("size", [(1, 1), (2, 2), (1, 50), (50, 2)])
+def test_denoise_auto_leaves_an_image_too_small_to_measure_as_nlm_does(size, tmp_path, invoke):
+    pixels = np.random.default_rng(0).integers(0, 256, (*size, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "tiny.png")
+    for method in ("vae", "nlm"):
+        out = tmp_path / f"{method}.png"
+        result = invoke("denoise", tmp_path / "tiny.png", "--method", method, "-o", out)
+        assert result.exit_code == 0, result.output
+        # vae: sigma 0 is "no noise", the image exactly as it was; nlm measures its padded tiles, about 0
+        assert np.abs(np.asarray(Image.open(out)).astype(int) - pixels).max() <= (0 if method == "vae" else 3), method

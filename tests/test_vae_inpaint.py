@@ -20,6 +20,8 @@ from imgedit_vae.inpaint import Region, hole_regions, inpaint_vae, load_inpainte
 from imgedit_vae.model import InpaintVAE, VAEConfig
 from imgedit_vae.operations import INPAINT_MODEL_NAME, model_spec
 
+from conftest import smooth_rgb
+
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "photo.jpg"
 TINY = VAEConfig(widths=(8, 16, 16, 16), blocks=(1, 1, 1, 1), latent_channels=4, residual=False)
 
@@ -415,3 +417,26 @@ def test_bf16_on_the_cpu_keeps_known_pixels_and_stays_near_the_fp32_fill(tiny_we
     assert half.dtype == torch.float32 and torch.equal(half[known], image[known])
     assert not torch.equal(half, full)  # it did run in bf16
     assert (half - full).abs().max() < 4 / 255
+
+
+def test_samples_side_by_side_keep_the_alpha_of_each_panel(tmp_path, invoke, tiny_weights):
+    rgba = np.dstack([smooth_rgb(48, 64), np.full((48, 64), 255, np.uint8)])
+    rgba[10:20, 10:20, 3] = 0  # the hole
+    Image.fromarray(rgba).save(tmp_path / "cut.png")
+    result = invoke("inpaint", tmp_path / "cut.png", "-o", tmp_path / "cut-out.png", "--weights", tiny_weights,
+                    "--samples", "2", "--seed", "1")
+    assert result.exit_code == 0, result.output
+    out = np.asarray(Image.open(tmp_path / "cut-out.png"))
+    assert out.shape == (48, 128, 4) and out[..., 3].min() == 255  # the hole is filled and visible in both panels
+
+    rgba = np.dstack([smooth_rgb(48, 64), np.full((48, 64), 255, np.uint8)])
+    rgba[5:15, 54:, 3] = 0  # transparent at the right edge, kept: the hole comes from a mask file
+    Image.fromarray(rgba).save(tmp_path / "edge.png")
+    mask = np.zeros((48, 64), np.uint8)
+    mask[30:40, 10:20] = 255
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    result = invoke("inpaint", tmp_path / "edge.png", "--mask", tmp_path / "mask.png", "-o", tmp_path / "edge-out.png",
+                    "--weights", tiny_weights, "--samples", "3")
+    assert result.exit_code == 0, result.output
+    alpha = np.asarray(Image.open(tmp_path / "edge-out.png"))[..., 3]
+    assert np.array_equal(alpha, np.tile(rgba[..., 3], (1, 3)))  # per panel, nothing stretched over the seams

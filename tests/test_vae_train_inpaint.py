@@ -135,7 +135,8 @@ def test_a_run_starts_from_trained_weights_and_init_with_resume_is_refused(data,
     result = invoke("train", "inpaint", "--data", data, "--init", weights,
                     "--resume", tmp_path / "a" / "checkpoint.safetensors", "--out", tmp_path / "b")
     assert result.exit_code == 2 and "give one of them" in result.output and "Traceback" not in result.output
-    result = invoke("train", "inpaint", "--data", data, "--init", tmp_path / "nope.safetensors", "--out", tmp_path / "c")
+    result = invoke("train", "inpaint", "--data", data, "--init", tmp_path / "nope.safetensors", "--out", tmp_path / "c",
+                    "--export", tmp_path / "c.safetensors")
     assert result.exit_code == 2 and "nope.safetensors" in result.output
 
 
@@ -192,7 +193,8 @@ def test_a_deeper_decoder_is_chosen_on_the_command_line_grows_from_shallower_wei
     model = load_inpainter(weights=tmp_path / "b.safetensors")  # the verb loads it as it trained
     assert [len(s) for s in model.decoder.stages] == [1, 2, 2, 3] and [len(s) for s in model.encoder.stages] == [1, 2, 2, 2]
     assert "decoder_blocks" not in json.loads((tmp_path / "a.json").read_text())["model_config"]
-    result = invoke("train", "inpaint", *common, "--init", tmp_path / "b.safetensors", "--out", tmp_path / "c")
+    result = invoke("train", "inpaint", *common, "--init", tmp_path / "b.safetensors", "--out", tmp_path / "c",
+                    "--export", tmp_path / "c.safetensors")
     assert result.exit_code == 2 and "residual blocks this model lacks" in result.output and "Traceback" not in result.output
     result = invoke("train", "inpaint", "--data", data, "--decoder-blocks", "1,2,0,2", "--out", tmp_path / "d")
     assert result.exit_code == 2 and "--decoder-blocks" in result.output and not (tmp_path / "d").exists()

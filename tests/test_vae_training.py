@@ -285,9 +285,10 @@ def test_bad_init_or_widths_is_one_line_and_exit_2(data, tmp_path, invoke):
                     "--widths", "16,16,16,16", "--out", tmp_path / "run", "--export", tmp_path / "w.safetensors", "-q")
     assert result.exit_code == 0, result.output
     result = invoke("train", "denoise", "--data", data, "--init", tmp_path / "w.safetensors", "--widths", "8,16,16,16",
-                    "--out", tmp_path / "r2", "-q")
+                    "--out", tmp_path / "r2", "--export", tmp_path / "w2.safetensors", "-q")
     assert result.exit_code == 2 and "does not fit" in result.output and "Traceback" not in result.output
-    result = invoke("train", "denoise", "--data", data, "--init", tmp_path / "nope.safetensors", "--out", tmp_path / "r3")
+    result = invoke("train", "denoise", "--data", data, "--init", tmp_path / "nope.safetensors", "--out", tmp_path / "r3",
+                    "--export", tmp_path / "w3.safetensors")
     assert result.exit_code == 2 and "nope.safetensors" in result.output
     result = invoke("train", "denoise", "--data", data, "--init", tmp_path / "w.safetensors",
                     "--resume", tmp_path / "run" / "checkpoint.safetensors", "--out", tmp_path / "r4")

@@ -8,6 +8,7 @@ from typing import Any, Optional
 
 from PIL import Image
 
+from imgedit.imageio import pngchunks
 from imgedit.imageio.formats import PathLike
 from imgedit.imageio.metadata import dpi_of, icc_of, text_of
 from imgedit.imageio.orientation import orientation_of
@@ -51,9 +52,19 @@ def describe_image(path: PathLike) -> dict[str, Any]:
         return _summary(im, path, head, file_size)
 
 
+def _stored_bit_depth(im: Image.Image, head: bytes, depth: int) -> int:
+    """Bits per sample as stored: :func:`source_layout` rounds 1-, 2- and
+    4-bit gray up to the 8 bits that :func:`read_image` decodes them to."""
+    ihdr = pngchunks.read_ihdr(head) if im.format == "PNG" else None
+    if ihdr is not None and ihdr.color_type == 0:  # PNG gray: 1, 2, 4, 8 or 16
+        return ihdr.bit_depth
+    return 1 if im.mode == "1" else depth  # bilevel TIFF, BMP...
+
+
 def _summary(im: Image.Image, path: Path, head: bytes, file_size: int) -> dict[str, Any]:
     """The fields of :func:`describe_image` for an opened (not decoded) image."""
     depth, gray, channels, has_alpha = source_layout(im, head)
+    depth = _stored_bit_depth(im, head, depth)
     orientation = orientation_of(im)
     # Pillow reports TIFF sizes already oriented; other formats as stored.
     width, height = im.size if orientation < 5 or im.format == "TIFF" else im.size[::-1]

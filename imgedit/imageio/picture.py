@@ -42,6 +42,7 @@ class Picture:
             "Comment", XMP as "XML:com.adobe.xmp", TIFF description...).
         dpi: (x, y) dots per inch, or None.
         path: where the picture was read from, if anywhere.
+        frames: frames (pages) in the source file; only the first is read.
     """
 
     rgb: np.ndarray
@@ -54,6 +55,7 @@ class Picture:
     text: dict[str, str] = field(default_factory=dict)
     dpi: Optional[tuple[float, float]] = None
     path: Optional[Path] = None
+    frames: int = 1
 
     @property
     def width(self) -> int:
@@ -68,17 +70,35 @@ class Picture:
     def with_rgb(self, rgb: np.ndarray) -> "Picture":
         """Returns a copy with new pixels and the same metadata.
 
-        If the size changed, the alpha plane is resized to match (bilinear).
+        If the size changed, the alpha plane follows (:func:`fit_plane`):
+        repeated per panel of a side-by-side sheet, else resized (bilinear).
 
         Raises:
             ShapeError: ``rgb`` is not (H, W, 3).
         """
         rgb = as_rgb(rgb, "Picture.with_rgb")
-        alpha = self.alpha
-        if alpha is not None and alpha.shape != rgb.shape[:2]:
-            import cv2  # lazy: keeps `import imgedit` cheap
-
-            size = (rgb.shape[1], rgb.shape[0])
-            resized = cv2.resize(alpha.astype(np.float32), size, interpolation=cv2.INTER_LINEAR)
-            alpha = np.clip(resized, 0.0, 1.0)
+        alpha = None if self.alpha is None else fit_plane(self.alpha, rgb.shape[:2])
         return dataclasses.replace(self, rgb=rgb, alpha=alpha, text=dict(self.text))
+
+
+def fit_plane(plane: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """A per-pixel (H, W) plane (alpha, a hole mask...) fitted to an image of ``shape`` (H', W').
+
+    An image as tall as the plane and a whole number of times as wide is a
+    sheet of panels side by side (``inpaint --samples K``): the plane is
+    repeated once per panel, so each panel keeps its own transparency.
+    Any other size: the plane is resized (bilinear, float32 in [0, 1]).
+
+    Example:
+        >>> fit_plane(np.eye(2, dtype=np.float32), (2, 4)).tolist()
+        [[1.0, 0.0, 1.0, 0.0], [0.0, 1.0, 0.0, 1.0]]
+    """
+    height, width = int(shape[0]), int(shape[1])
+    if plane.shape == (height, width):
+        return plane
+    if plane.shape[0] == height and width % plane.shape[1] == 0:
+        return np.tile(plane, (1, width // plane.shape[1]))
+    import cv2  # lazy: keeps `import imgedit` cheap
+
+    resized = cv2.resize(plane.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
+    return np.clip(resized, 0.0, 1.0)

@@ -57,7 +57,9 @@ def read_image(path: PathLike, *, max_pixels: Optional[int] = None, data: Option
             errors and metadata.
 
     Returns:
-        The picture, with EXIF orientation applied to the pixels.
+        The picture, with EXIF orientation applied to the pixels. Of a
+        multi-page TIFF or an animation only the first frame is read;
+        ``Picture.frames`` says how many there are.
 
     Raises:
         ImageReadError: missing, a directory, empty, not an image, corrupt,
@@ -102,10 +104,19 @@ def _picture_from(im: Image.Image, data: bytes, path: Path) -> Picture:
             arr = apply_orientation(arr, orientation)
     unit, depth = to_unit(arr)
     rgb, alpha = split_channels(unit)
+    carried = _carried_metadata(im, orientation)  # before counting frames: that seeks
     return Picture(
         rgb=rgb, alpha=alpha, format=fmt, bit_depth=depth, grayscale=gray,
-        icc_profile=icc, path=path, **_carried_metadata(im, orientation),
+        icc_profile=icc, path=path, frames=_frame_count(im), **carried,
     )
+
+
+def _frame_count(im: Image.Image) -> int:
+    """Frames (pages) in the file; counting reads every frame's header."""
+    try:
+        return max(1, int(getattr(im, "n_frames", 1)))
+    except Exception:  # noqa: BLE001 - a damaged later frame must not stop the first from being edited
+        return 1
 
 
 def _high_depth_pixels(im: Image.Image, data: bytes, fmt: str, path: Path, orientation: int) -> np.ndarray:

@@ -95,8 +95,8 @@ def sample_command(model, count, seed, output, as_grid, truncation, device, over
               help="DiffAugment policy: some of color, translation, cutout (comma-separated), or none. "
                    "color also randomises brightness, saturation and contrast, which helps with a few hundred images "
                    "but lets the generator narrow the colours of a few thousand.")
-def train_gan_command(sources, steps, resume, out_dir, export_path, device, batch, lr, seed, quiet, size, holdout, name, licence,
-                      augment):
+def train_gan_command(sources, steps, resume, out_dir, overwrite, export_path, device, batch, lr, seed, quiet, size, holdout,
+                      name, licence, augment):
     """Train a GAN (hinge loss, DiffAugment, EMA generator) on images.
 
     Every 500 steps a grid of samples goes to OUT/samples/ and a checkpoint
@@ -104,19 +104,20 @@ def train_gan_command(sources, steps, resume, out_dir, export_path, device, batc
     """
     from imgedit import registry
     from imgedit.devices import resolve_device
-    from imgedit.training import ProgressBar
+    from imgedit.training import ProgressBar, check_fresh_run
     from imgedit_gan.catalog import CATALOG
     from imgedit_gan.model import GANConfig
     from imgedit_gan.train import GANTrainConfig, export_gan, train_gan
 
     name, target = CATALOG.export_target(name, export_path, "my-gan")
+    check_fresh_run(out_dir, resume, overwrite, export=target)
     cfg = GANTrainConfig(steps=steps, batch=batch, lr=lr, d_lr=lr, holdout=holdout, seed=seed, augment=augment,
                          model=GANConfig(image_size=size))
     dev = resolve_device(device)
     started = time.time()
     command = command_line(click.get_current_context())
     with ProgressBar(cfg.steps, {"d_loss": ".3f", "g_loss": ".3f"}, quiet) as bar:
-        trainer = train_gan(cfg, sources, out_dir, dev, resume=resume, on_progress=bar, command=command)
+        trainer = train_gan(cfg, sources, out_dir, dev, resume=resume, on_progress=bar, command=command, overwrite=overwrite)
     export_gan(trainer, target, name=name, description=f"{trainer.cfg.model.image_size}x{trainer.cfg.model.image_size} GAN trained "
                f"on {', '.join(map(str, sources))}", sources=list(sources), session_seconds=time.time() - started, licence=licence)
     registry.reset()  # the new model is usable by name at once

@@ -28,6 +28,7 @@ from imgedit.errors import ShapeError, UsageError
 from imgedit.latents import gaussian_latents
 from imgedit.models import ModelSpec, load_model
 from imgedit.tensor import check_image, grid
+from imgedit_gan.catalog import CATALOG
 from imgedit_gan.model import GANConfig, Generator
 
 INVERSION_SEED = 7  # candidate starting latents for encode()
@@ -126,7 +127,8 @@ def load_gan(spec: ModelSpec, device: Union[str, torch.device] = "cpu") -> GANSa
         WeightsError: the weights are missing (saying how to train them), do
             not verify against their card, or are not a generator's.
     """
-    net = load_model(spec, lambda config: Generator(GANConfig.from_dict(config)), train_verb="imgedit train gan")
+    net = load_model(spec, lambda config: Generator(GANConfig.from_dict(config)), train_verb="imgedit train gan",
+                     architecture=CATALOG.architecture, kind="a GAN generator")
     return GANSampler(net, device, name=spec.name)
 
 

@@ -176,7 +176,8 @@ def standing_statistics(G: Generator, z_dim: int, batches: int = 16, batch: int 
 
 
 def train_gan(cfg: GANTrainConfig, sources: Sequence[str], out_dir: Path, device: torch.device, resume: Optional[Path] = None,
-              on_progress: Optional[Callable[[int, dict], None]] = None, command: str = "") -> GANTrainer:
+              on_progress: Optional[Callable[[int, dict], None]] = None, command: str = "",
+              overwrite: bool = False) -> GANTrainer:
     """Train (or resume) until ``cfg.steps``: the images of ``sources`` (files,
     folders, globs) as ``cfg.model.image_size`` squares, less ``cfg.holdout``
     held-out ones; samples go to ``out_dir/samples/``. The other arguments
@@ -200,7 +201,7 @@ def train_gan(cfg: GANTrainConfig, sources: Sequence[str], out_dir: Path, device
         trainer.holdout = held
         return trainer
 
-    return train_or_resume(build, cfg, "gan", out_dir, resume, on_progress, command)
+    return train_or_resume(build, cfg, "gan", out_dir, resume, on_progress, command, overwrite)
 
 
 def export_gan(trainer: GANTrainer, path: Path, *, name: str, description: str, sources: list, session_seconds: float,

@@ -9,6 +9,7 @@ none, never half a video.
 from __future__ import annotations
 
 import io
+import re
 import tempfile
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from imgedit.errors import UsageError
 
 ANIMATION_SUFFIXES = (".gif", ".webp", ".mp4")
 FRAME_SUFFIXES = (".png",)
+FRAME_NAME = re.compile(r"frame_\d{4,}\.png")  # as frame_paths names them
 
 
 def frames_to_uint8(frames: torch.Tensor) -> np.ndarray:
@@ -46,7 +48,14 @@ def frame_paths(folder: Path, count: int) -> list[Path]:
     return [folder / f"frame_{i:0{digits}d}.png" for i in range(count)]
 
 
-def check_free(path: Path, count: int, overwrite: bool) -> None:
+def existing_frames(folder: Path) -> list[Path]:
+    """The numbered PNG frames already in ``folder`` (named as :func:`frame_paths` names them; other files are not ours)."""
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if FRAME_NAME.fullmatch(p.name) and p.is_file())
+
+
+def check_free(path: Path, overwrite: bool) -> None:
     """Refuse, before any work, an output that exists (unless ``overwrite``).
 
     Raises:
@@ -54,11 +63,13 @@ def check_free(path: Path, count: int, overwrite: bool) -> None:
     """
     if overwrite:
         return
-    targets = frame_paths(path, count) if output_kind(path) == "folder" else [path]
-    existing = [p for p in targets if p.exists()]
-    if existing:
-        what = f" ({len(existing)} of {count} frames do)" if len(targets) > 1 else ""
-        raise UsageError(f"{existing[0]} exists{what}; pass --overwrite to replace {'them' if what else 'it'}")
+    if output_kind(path) == "folder":
+        # any earlier frame counts, not only those of the same names: the folder would hold a mixed sequence
+        existing = existing_frames(path)
+        if existing:
+            raise UsageError(f"{existing[0]} exists ({len(existing)} frames in {path}); pass --overwrite to replace them")
+    elif path.exists():
+        raise UsageError(f"{path} exists; pass --overwrite to replace it")
 
 
 def write_animation(frames: torch.Tensor, path: Path, fps: float = 12.0, overwrite: bool = False) -> list[Path]:
@@ -114,12 +125,17 @@ def _encode_mp4(pixels: np.ndarray, fps: float) -> bytes:
 
 
 def _write_frames(pixels: np.ndarray, folder: Path, overwrite: bool) -> list[Path]:
+    """Numbered PNGs in ``folder``; with ``overwrite``, an earlier run's frames
+    beyond this run's are removed (after the new ones are written), so the
+    folder holds one sequence."""
     from PIL import Image
 
-    check_free(folder, len(pixels), overwrite)
+    check_free(folder, overwrite)
     paths = frame_paths(folder, len(pixels))
     folder.mkdir(parents=True, exist_ok=True)
     for frame, path in zip(pixels, paths):
         with atomic_file(path, overwrite=overwrite, durable=False) as handle:  # a frame is cheap to remake
             Image.fromarray(frame).save(handle, format="PNG", compress_level=4)
+    for stale in set(existing_frames(folder)) - set(paths):
+        stale.unlink()
     return paths

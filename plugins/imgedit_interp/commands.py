@@ -92,7 +92,7 @@ def interpolate_command(images, model, seeds, frames, loop, ease, fps, size, out
     if len(images) + len(seed_list) < 2:
         raise UsageError("give at least two images (or two --seeds) to interpolate between")
     total = frame_count(len(images) or len(seed_list), frames, loop)
-    check_free(output, total, overwrite)  # a bad suffix or an existing output fails before any work
+    check_free(output, overwrite)  # a bad suffix or an existing output fails before any work
     loaded = _load_model(model, resolve_device(device))
     if seed_list:
         keys = torch.cat([loaded.sample_latents(1, s) for s in seed_list])
@@ -128,8 +128,8 @@ def _report_encoding(model, targets, keys, paths) -> None:
 @click.option("--z-dim", type=click.IntRange(min=2), default=256, show_default=True, help="Numbers in one latent.")
 @click.option("--beta", type=click.FloatRange(min=0), default=0.005, show_default=True,
               help="KL weight per pixel value: smaller = sharper reconstructions, latents further from N(0, I).")
-def train_interp_command(sources, steps, resume, out_dir, export_path, device, batch, lr, seed, quiet, size, z_dim, beta,
-                         holdout, name, licence):
+def train_interp_command(sources, steps, resume, out_dir, overwrite, export_path, device, batch, lr, seed, quiet, size,
+                         z_dim, beta, holdout, name, licence):
     """Train a VAE with one global latent per image, for morphs and latent walks.
 
     Every 500 steps a sheet (originals, reconstructions, midpoints, prior
@@ -138,18 +138,19 @@ def train_interp_command(sources, steps, resume, out_dir, export_path, device, b
     """
     from imgedit import registry
     from imgedit.devices import resolve_device
-    from imgedit.training import ProgressBar
+    from imgedit.training import ProgressBar, check_fresh_run
     from imgedit_interp.catalog import CATALOG
     from imgedit_interp.model import FaceVAEConfig
     from imgedit_interp.train import InterpTrainConfig, export_interp_vae, train_interp_vae
 
     name, target = CATALOG.export_target(name, export_path, "my-interp-vae")
+    check_fresh_run(out_dir, resume, overwrite, export=target)
     cfg = InterpTrainConfig(steps=steps, batch=batch, lr=lr, beta=beta, holdout=holdout, seed=seed,
                             model=FaceVAEConfig(image_size=size, z_dim=z_dim))
     started = time.time()
     with ProgressBar(cfg.steps, {"mse": ".4f", "kl": ".0f", "val_psnr": ".2f"}, quiet) as bar:
         trainer = train_interp_vae(cfg, sources, out_dir, resolve_device(device), resume=resume, on_progress=bar,
-                                   command=command_line(click.get_current_context()))
+                                   command=command_line(click.get_current_context()), overwrite=overwrite)
     size = trainer.cfg.model.image_size
     export_interp_vae(trainer, target, name=name, description=f"{size}x{size} VAE ({trainer.cfg.model.z_dim}-d latent) trained "
                       f"on {', '.join(map(str, sources))}", sources=list(sources), session_seconds=time.time() - started,

@@ -134,7 +134,7 @@ class InterpTrainer:
 
 def train_interp_vae(cfg: InterpTrainConfig, sources: Sequence[str], out_dir: Path, device: torch.device,
                      resume: Optional[Path] = None, on_progress: Optional[Callable[[int, dict], None]] = None,
-                     command: str = "") -> InterpTrainer:
+                     command: str = "", overwrite: bool = False) -> InterpTrainer:
     """Train (or resume) until ``cfg.steps`` on the images of ``sources``
     (files, folders, globs) as ``cfg.model.image_size`` squares, less
     ``cfg.holdout`` held-out images and ``cfg.val`` validation ones. The other
@@ -160,7 +160,7 @@ def train_interp_vae(cfg: InterpTrainConfig, sources: Sequence[str], out_dir: Pa
         trainer.holdout = held
         return trainer
 
-    return train_or_resume(build, cfg, "interp-vae", out_dir, resume, on_progress, command)
+    return train_or_resume(build, cfg, "interp-vae", out_dir, resume, on_progress, command, overwrite)
 
 
 @torch.no_grad()

@@ -46,8 +46,9 @@ Examples:
 @click.option("--preview-every", type=click.IntRange(min=1), default=100, show_default=True,
               help="Steps between preview images in OUT/samples/ (and checkpoints).")
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads.")
-def train_style_command(sources, steps, resume, out_dir, export_path, device, batch, lr, seed, quiet, style_image, name,
-                        patch, style_size, content_weight, skips, tv_weight, loss_net, loss_seed, preview_every, threads):
+def train_style_command(sources, steps, resume, out_dir, overwrite, export_path, device, batch, lr, seed, quiet, style_image,
+                        name, patch, style_size, content_weight, skips, tv_weight, loss_net, loss_seed, preview_every,
+                        threads):
     """Train a fast style network for one painting on your photos.
 
     The style is usable at once as 'imgedit style photo.jpg --style NAME'.
@@ -63,7 +64,7 @@ def train_style_command(sources, steps, resume, out_dir, export_path, device, ba
 
     from imgedit import registry
     from imgedit.devices import resolve_device
-    from imgedit.training import ProgressBar
+    from imgedit.training import ProgressBar, check_fresh_run
     from imgedit_style.train import export_style, train_style
 
     if threads:
@@ -75,12 +76,13 @@ def train_style_command(sources, steps, resume, out_dir, export_path, device, ba
 
         require_vgg_file(loss_net)  # before the photos load
     name, target = _export_target(name, export_path, style_image)
+    check_fresh_run(out_dir, resume, overwrite, export=target)  # before the photos load
     cfg = _train_config(style_image, steps, batch, patch, lr, seed, style_size, content_weight, skips, tv_weight,
                         loss_net, loss_seed, preview_every)
     started = time.time()
     with ProgressBar(cfg.steps, {"style": ".3f", "content": ".3f"}, quiet) as bar:
         trainer = train_style(cfg, sources, out_dir, resolve_device(device), resume=resume, on_progress=bar,
-                              command=command_line(click.get_current_context()))
+                              command=command_line(click.get_current_context()), overwrite=overwrite)
     painting = Path(trainer.cfg.style_image).name
     export_style(trainer, target, name=name, description=f"Fast style network: {name} (from {painting})",
                  sources=list(sources), session_seconds=time.time() - started)

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from imgedit.errors import ShapeError, UsageError
 from imgedit.models import ModelSpec, load_model
 from imgedit.tensor import check_image
+from imgedit_style.catalog import ARCHITECTURE
 from imgedit_style.model import StyleNet, StyleNetConfig
 
 AUTO_SCALE = 1024  # fast network: apply the style at most at this long side under scale=auto
@@ -107,7 +108,8 @@ def load_style_net(spec: ModelSpec, device: Union[str, torch.device] = "cpu") ->
     key = (str(Path(spec.weights).resolve()), str(torch.device(device)))
     with _lock:
         if key not in _cache:
-            net = load_model(spec, lambda config: StyleNet(StyleNetConfig.from_dict(config)))
+            net = load_model(spec, lambda config: StyleNet(StyleNetConfig.from_dict(config)),
+                             architecture=ARCHITECTURE, kind="a style network")
             _cache[key] = net.float().to(device).eval().requires_grad_(False)
         return _cache[key]
 

@@ -131,7 +131,7 @@ def check_config(cfg: StyleTrainConfig) -> None:
 
 def train_style(cfg: StyleTrainConfig, sources: Sequence[str], out_dir: Path, device: torch.device,
                 resume: Optional[Path] = None, on_progress: Optional[Callable[[int, dict], None]] = None,
-                command: str = "") -> StyleTrainer:
+                command: str = "", overwrite: bool = False) -> StyleTrainer:
     """Train (or resume) until ``cfg.steps`` a network for the painting
     ``cfg.style_image`` on the photos of ``sources`` (files, folders, globs).
     The other arguments are those of :func:`imgedit.training.train_or_resume`.
@@ -152,7 +152,7 @@ def train_style(cfg: StyleTrainConfig, sources: Sequence[str], out_dir: Path, de
         pool = ImagePool(sources, min_side=cfg.model.min_side)
         return StyleTrainer(cfg, pool, painting, device, Path(out_dir) / "samples")
 
-    return train_or_resume(build, cfg, "style", out_dir, resume, on_progress, command)
+    return train_or_resume(build, cfg, "style", out_dir, resume, on_progress, command, overwrite)
 
 
 def export_style(trainer: StyleTrainer, path: Path, *, name: str, description: str, sources: list,

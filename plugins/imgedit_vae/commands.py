@@ -80,8 +80,8 @@ def _precision_scope(precision: str, dev, operation) -> tuple[str, Callable[[], 
                    "0 gives all of them to colour when a --gray partner takes gray images.")
 @_loss_option("Reconstruction loss; mse, the error PSNR measures, is for a last fine-tuning of trained weights.")
 @precision_option()
-def train_denoise_command(sources, steps, resume, out_dir, export_path, device, batch, patch, lr, seed, quiet, widths_text, init,
-                          gray, gray_share, loss, precision):
+def train_denoise_command(sources, steps, resume, out_dir, overwrite, export_path, device, batch, patch, lr, seed, quiet,
+                          widths_text, init, gray, gray_share, loss, precision):
     """Train the denoising VAE on clean images (noise is synthesised)."""
     from functools import partial
 
@@ -94,7 +94,7 @@ def train_denoise_command(sources, steps, resume, out_dir, export_path, device, 
     if gray:
         cfg.model = replace(cfg.model, image_channels=1)
     _train_and_export(
-        partial(train, init=init), cfg, sources, out_dir, resume, export_path, device, quiet,
+        partial(train, init=init), cfg, sources, out_dir, resume, overwrite, export_path, device, quiet,
         name=GRAY_MODEL_NAME if gray else MODEL_NAME,
         description=f"Conditional VAE denoiser{' for grayscale images' if gray else ''} (noise-level map input, sigma 0-75)",
     )
@@ -141,8 +141,8 @@ def _per_level(text: str, levels: int, option: str) -> tuple[int, ...]:
               help="Train the random fills (posterior sample, KL, critic) every this many steps; the steps between "
                    "fit the default fill alone, at about a third of the cost.")
 @precision_option()
-def train_inpaint_command(sources, steps, resume, out_dir, export_path, device, batch, patch, lr, seed, quiet, widths_text,
-                          bridge, decoder_blocks_text, init, loss, kinds_text, zoom, sample_every, precision):
+def train_inpaint_command(sources, steps, resume, out_dir, overwrite, export_path, device, batch, patch, lr, seed, quiet,
+                          widths_text, bridge, decoder_blocks_text, init, loss, kinds_text, zoom, sample_every, precision):
     """Train the inpainting VAE (with its critic) on complete images; holes are synthesised."""
     from functools import partial
 
@@ -159,7 +159,8 @@ def train_inpaint_command(sources, steps, resume, out_dir, export_path, device, 
     if decoder_blocks_text:
         cfg.model = replace(cfg.model, decoder_blocks=_per_level(decoder_blocks_text, len(cfg.model.blocks), "--decoder-blocks"))
     _train_and_export(
-        partial(train_inpaint, init=init), cfg, sources, out_dir, resume, export_path, device, quiet, name="inpaint-vae",
+        partial(train_inpaint, init=init), cfg, sources, out_dir, resume, overwrite, export_path, device, quiet,
+        name="inpaint-vae",
         description="Conditional VAE inpainter (several plausible fills; prior mean = deterministic fill)",
         storage=torch.float16,  # 5 M parameters: half the file, fills differ by < 1/255
     )
@@ -183,18 +184,20 @@ def _patch_size(patch: int) -> int:
     return patch
 
 
-def _train_and_export(train, cfg, sources, out_dir, resume, export_path, device, quiet, *, name, description, storage=None) -> None:
+def _train_and_export(train, cfg, sources, out_dir, resume, overwrite, export_path, device, quiet, *, name, description,
+                      storage=None) -> None:
     """Run a training routine with a progress bar, then export its weights and model card."""
     from imgedit.devices import resolve_device
-    from imgedit.training import ProgressBar
+    from imgedit.training import ProgressBar, check_fresh_run
     from imgedit_vae.export import default_export_path, export_model
 
+    target = export_path or default_export_path(name)
+    check_fresh_run(out_dir, resume, overwrite, export=target)  # before the images load
     dev = resolve_device(device)
     started = time.time()
     command = command_line(click.get_current_context())
     with ProgressBar(cfg.steps, {"loss": ".4f", "val_psnr": ".2f"}, quiet) as bar:
-        trainer = train(cfg, sources, out_dir, dev, resume=resume, on_progress=bar, command=command)
-    target = export_path or default_export_path(name)
+        trainer = train(cfg, sources, out_dir, dev, resume=resume, on_progress=bar, command=command, overwrite=overwrite)
     export_model(trainer, target, name=name, description=description, sources=list(sources),
                  session_seconds=time.time() - started, **({"storage": storage} if storage is not None else {}))
     click.echo(f"Trained {trainer.step} steps ({trainer.elapsed / 60:.1f} min); weights: {target}")

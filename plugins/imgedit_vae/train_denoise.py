@@ -149,7 +149,8 @@ def sigma_map(sigma: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 
 
 def train(cfg: TrainConfig, sources: Sequence[str], out_dir: Path, device: torch.device, resume: Optional[Path] = None,
-          on_progress: Optional[Callable[[int, dict], None]] = None, command: str = "", init: Optional[Path] = None) -> Trainer:
+          on_progress: Optional[Callable[[int, dict], None]] = None, command: str = "", init: Optional[Path] = None,
+          overwrite: bool = False) -> Trainer:
     """Train (or resume) until ``cfg.steps``; checkpoints go to ``out_dir/checkpoint.safetensors``.
 
     ``sources`` are image files/folders of clean training images; ``init``
@@ -160,4 +161,5 @@ def train(cfg: TrainConfig, sources: Sequence[str], out_dir: Path, device: torch
     Returns:
         The trainer, with the final model.
     """
-    return train_or_resume(lambda c: Trainer(c, ImagePool(sources), device, None if resume else init), cfg, "denoise", out_dir, resume, on_progress, command)
+    return train_or_resume(lambda c: Trainer(c, ImagePool(sources), device, None if resume else init), cfg, "denoise", out_dir,
+                           resume, on_progress, command, overwrite)

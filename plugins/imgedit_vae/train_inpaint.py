@@ -208,7 +208,7 @@ class InpaintTrainer:
 
 def train_inpaint(cfg: InpaintTrainConfig, sources: Sequence[str], out_dir: Path, device: torch.device,
                   resume: Optional[Path] = None, on_progress: Optional[Callable[[int, dict], None]] = None,
-                  command: str = "", init: Optional[Path] = None) -> InpaintTrainer:
+                  command: str = "", init: Optional[Path] = None, overwrite: bool = False) -> InpaintTrainer:
     """Train (or resume) the inpainting VAE until ``cfg.steps``; ``init`` starts a new run from
     trained generator weights. See :func:`imgedit_vae.train_denoise.train`."""
 
@@ -222,4 +222,4 @@ def train_inpaint(cfg: InpaintTrainConfig, sources: Sequence[str], out_dir: Path
             raise UsageError(f"unknown reconstruction loss {cfg.loss!r}; use {', '.join(RECON_LOSSES)}")
         return InpaintTrainer(cfg, ImagePool(sources), device, None if resume else init)
 
-    return train_or_resume(build, cfg, "inpaint", out_dir, resume, on_progress, command)
+    return train_or_resume(build, cfg, "inpaint", out_dir, resume, on_progress, command, overwrite)
