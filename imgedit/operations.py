@@ -16,7 +16,7 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional, Protocol
 
-from imgedit.errors import UsageError
+from imgedit.errors import PluginError, UsageError
 
 if TYPE_CHECKING:  # pragma: no cover
     from pathlib import Path
@@ -216,4 +216,7 @@ class Operation:
                 message = str(exc)
                 prefix = f"{self.name}: "  # the stage is named once, by ``where``
                 raise UsageError(f"{where}: {message[len(prefix):] if message.startswith(prefix) else message}") from None
+            except Exception as exc:  # a bug in the plugin's check, not the user's parameters
+                raise PluginError(f"{where}: the check of {self.key} (plugin {self.plugin or '?'}) failed: "
+                                  f"{type(exc).__name__}: {exc}") from exc
         return out

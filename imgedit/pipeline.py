@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import logging
 import shlex
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Optional, Union
+from typing import TYPE_CHECKING, Any, Iterator, Optional, Union
 
-from imgedit.errors import UsageError
+from imgedit.errors import ImgeditError, PluginError, UsageError
 from imgedit.operations import Applier, Operation
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -150,7 +151,10 @@ class BuiltPipeline:
         from imgedit.devices import resolve_device
 
         device = resolve_device(self.device_spec)
-        self.built = [self._build_stage(stage, device) for stage in self.pipeline.stages]
+        self.built = []
+        for index, stage in enumerate(self.pipeline.stages, start=1):
+            with _naming(index, stage, "could not start"):  # a model that cannot load, a plugin's bug
+                self.built.append(self._build_stage(stage, device))
         # An applier with output_shape(shape) changes the image's size (e.g.
         # several fills side by side): no later stage can use the mask then.
         for i, built in enumerate(self.built):
@@ -201,10 +205,10 @@ class BuiltPipeline:
             applier = built.applier
             # An applier that must see the whole image first (a noise level
             # estimated once, not per tile) offers prepare(image, mask) -> applier.
-            prepare = getattr(applier, "prepare", None)
-            if prepare is not None:
-                applier = prepare(image, mask if caps.needs_mask else None)
-            with compute_scope(built.context.device, built.precision)[1]:
+            with _naming(index + 1, built.stage, "failed"), compute_scope(built.context.device, built.precision)[1]:
+                prepare = getattr(applier, "prepare", None)
+                if prepare is not None:
+                    applier = prepare(image, mask if caps.needs_mask else None)
                 image = run_tiled(
                     applier,
                     image,
@@ -217,3 +221,17 @@ class BuiltPipeline:
                     out_device=following,
                 )
         return image
+
+
+@contextmanager
+def _naming(index: int, stage: Stage, what: str) -> Iterator[None]:
+    """Name the stage, operation and plugin in an error that is not one of
+    ours (a plugin's bug, a library's error): "unexpected RuntimeError" alone
+    does not say where to look."""
+    try:
+        yield
+    except ImgeditError:
+        raise
+    except Exception as exc:
+        op = stage.operation
+        raise PluginError(f"stage {index} ({op.key}, plugin {op.plugin or '?'}) {what}: {type(exc).__name__}: {exc}") from exc

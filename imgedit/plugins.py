@@ -185,17 +185,44 @@ def _command_paths(cli: Any) -> dict[str, Any]:
 def register_commands(cli: Any) -> None:
     """Let every plugin add its verbs to ``cli``, one plugin at a time,
     recording which verbs each added (``train inpaint`` for a sub-command of
-    a shared group) and any error it raised."""
+    a shared group) and any error it raised. A plugin may not replace a verb
+    another one (or the host) made: the first is kept and the clash recorded.
+    Re-adding the shared verb of an operation (``add_operation_verb``) is
+    not a clash: the verb lists every plugin's methods."""
     load_plugins()
+    owners = {path: "imgedit" for path in _command_paths(cli)}
     for impl in pm.hook.register_commands.get_hookimpls():  # load order
-        before = _command_paths(cli)
+        before, top = _command_paths(cli), dict(cli.commands)
         info = plugin_info(impl.plugin_name)
         try:
-            impl.function(cli=cli)
+            impl.function(cli=cli) if "cli" in impl.argnames else impl.function()
         except Exception as exc:
             info.errors.append(f"register_commands: {_error_text(exc)}")
-        # a verb the plugin added or replaced: one it re-adds (a shared operation verb) is not its own
-        info.commands = sorted(path for path, command in _command_paths(cli).items() if before.get(path) is not command)
+        after = _command_paths(cli)
+        for path, old in before.items():
+            new = after.get(path)
+            if new is not old and not _same_operation_verb(old, new):
+                _put_back(cli, top, path, old)
+                info.errors.append(f"register_commands: verb '{path}' belongs to {owners[path]}; kept theirs")
+        # a verb the plugin added or re-added: a shared operation verb it re-adds is not its own
+        info.commands = sorted(path for path, command in _command_paths(cli).items()
+                               if before.get(path) is not command and path not in before)
+        for path in info.commands:
+            owners[path] = impl.plugin_name
+
+
+def _same_operation_verb(old: Any, new: Any) -> bool:
+    name = getattr(old, "imgedit_operation", None)
+    return name is not None and getattr(new, "imgedit_operation", None) == name
+
+
+def _put_back(cli: Any, top: dict, path: str, command: Any) -> None:
+    """Restore ``command`` at ``path`` ("info" or "train inpaint"); ``top``
+    is the top level as it was (a plugin may have replaced a whole group)."""
+    group, _, sub = path.partition(" ")
+    cli.commands[group] = top[group]
+    if sub:
+        top[group].commands[sub] = command
 
 
 def plugin_info(name: str) -> PluginInfo:

@@ -4,13 +4,14 @@ models and latent models. Built lazily from the hooks, once per process."""
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import Optional
 
 from imgedit.errors import PluginError, UsageError
 from imgedit.latents import LatentModelSpec
 from imgedit.models import ModelSpec
 from imgedit.operations import Operation
-from imgedit.plugins import call_each_register
+from imgedit.plugins import call_each_register, plugin_infos
 
 
 class Registry:
@@ -26,6 +27,10 @@ class Registry:
         self.problems: dict[str, list[str]] = {}
 
     def add_operation(self, plugin: str, op: Operation) -> None:
+        problem = _operation_problem(op)
+        if problem:
+            self.problems.setdefault(plugin, []).append(problem)
+            return
         op = dataclasses.replace(op, plugin=plugin)
         key = (op.name, op.method)
         if key in self.operations:
@@ -45,6 +50,10 @@ class Registry:
 
     def _add_named(self, table: dict, what: str, plugin: str, spec: "ModelSpec | LatentModelSpec") -> None:
         """Keep the first registration of a name; a later one is a problem of its plugin."""
+        kind = LatentModelSpec if table is self.latent_models else ModelSpec
+        if not isinstance(spec, kind):
+            self.problems.setdefault(plugin, []).append(f"registered {_shown(spec)} as a {what}, not a {kind.__name__}")
+            return
         spec = dataclasses.replace(spec, plugin=plugin)
         if spec.name in table:
             other = table[spec.name].plugin
@@ -72,7 +81,9 @@ class Registry:
         methods = self.methods(name)
         if not methods:
             known = ", ".join(self.operation_names()) or "none"
-            raise UsageError(f"{where}: unknown operation '{name}' (known: {known})")
+            broken = sorted(n for n, why in self.problems.items() if why) + [i.name for i in plugin_infos() if i.errors]
+            hint = f"; plugins with errors, see 'imgedit plugins': {', '.join(sorted(set(broken)))}" if broken else ""
+            raise UsageError(f"{where}: unknown operation '{name}' (known: {known}){hint}")
         op = methods[0] if method is None else next((m for m in methods if m.method == method), None)
         if op is None:
             known = ", ".join(m.method for m in methods)
@@ -84,6 +95,27 @@ class Registry:
                 "choose one with IMGEDIT_LOAD_PLUGINS or uninstall one"
             )
         return op
+
+
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")  # what a pipeline stage and a verb can spell
+
+
+def _operation_problem(op: object) -> str:
+    """Why ``op`` cannot be registered, or ""."""
+    if not isinstance(op, Operation):
+        return f"registered {_shown(op)}, not an Operation"
+    for field_name in ("name", "method"):
+        value = getattr(op, field_name)
+        if not isinstance(value, str) or not _NAME.fullmatch(value):
+            return f"operation {field_name} {value!r} is not a name (letters, digits, '_' and '-')"
+    if not callable(op.create):
+        return f"operation '{op.key}' has no create function (got {_shown(op.create)})"
+    return ""
+
+
+def _shown(value: object) -> str:
+    text = repr(value)
+    return f"{type(value).__name__} {text[:40]}{'...' if len(text) > 40 else ''}"
 
 
 _registry: Optional[Registry] = None

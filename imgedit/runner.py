@@ -310,11 +310,16 @@ class _Batch:
         self.pipeline, self.options, self.journal = pipeline, options, journal
         self.recipe = recipe(pipeline, options)
         self._built = built
+        self.build_failed = False  # then no image can be done: the run stops after the first
 
     @property
     def built(self) -> BuiltPipeline:
         if self._built is None:  # models load on the first image that needs them
-            self._built = self.pipeline.build(self.options.device, self.options.precision)
+            try:
+                self._built = self.pipeline.build(self.options.device, self.options.precision)
+            except Exception:
+                self.build_failed = True
+                raise
         return self._built
 
     def decode(self, work: _Work) -> _Work:
@@ -470,7 +475,7 @@ def run_works(batch: _Batch, works: list[_Work], finish: Callable[[FileResult], 
             writes.append(writers.submit(batch.encode, batch.compute(work)))
             while writes and (len(writes) > depth or writes[0].done()):
                 drain_one()
-            if batch.options.fail_fast and failed:
+            if batch.options.fail_fast and failed or batch.build_failed:
                 break
     finally:
         readers.shutdown(wait=True, cancel_futures=True)

@@ -406,6 +406,7 @@ def add_operation_verb(cli: click.Group, name: str, help: str) -> None:
     if any(op.capabilities.needs_mask for op in methods):
         options += MASK_OPTIONS
     options.append(click.option("--method", type=click.Choice(choices), help=f"Default: {choices[0]}."))
+    params = _without_clashes(params, options, methods)
     options += [_param_option(p) for p in params.values()]
 
     @click.command(name=name, help=help)
@@ -422,7 +423,37 @@ def add_operation_verb(cli: click.Group, name: str, help: str) -> None:
         pipeline = Pipeline.from_specs([(name, dict(raw, **({"method": method} if method else {})))])
         run_verb(pipeline, kwargs)
 
+    verb.imgedit_operation = name  # type: ignore[attr-defined]  # plugins may re-add it: not a clash
     cli.add_command(verb)
+
+
+def _without_clashes(params: dict[str, Param], options: list[Callable], methods: list) -> dict[str, Param]:
+    """The parameters whose option would not clash with a common one
+    (``--quality``, ``--tile``...): a clashing one is left out of the verb,
+    still usable in pipelines, and the clash is shown by ``imgedit plugins``
+    against the plugin that registered it."""
+    from imgedit.registry import get_registry
+
+    def probe(option: Callable) -> click.Option:
+        return option(click.Command("probe")).params[0]
+
+    taken: set[str] = set()
+    for option in options:
+        made = probe(option)
+        taken |= {made.name or "", *made.opts, *made.secondary_opts}
+    kept = {}
+    for name, param in params.items():
+        made = probe(_param_option(param))
+        clash = sorted(({made.name or ""} | set(made.opts)) & taken)
+        if not clash:
+            kept[name] = param
+            continue
+        op = next(op for op in methods if param in op.params)
+        get_registry().problems.setdefault(op.plugin, []).append(
+            f"parameter '{param.name}' of {op.key} clashes with the common option {clash[0]}; it is left out of "
+            f"'imgedit {op.name}' (give it flag='--other-name'), and pipelines still take it"
+        )
+    return kept
 
 
 @click.command(name="run")

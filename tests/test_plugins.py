@@ -160,3 +160,116 @@ def test_allow_list_naming_no_installed_plugin_warns():
     assert "imgedit_classical" in warning[0] and "imgedit_vae" in warning[0]  # the known names
     assert "imgedit_classical" in result.stdout
     assert run_imgedit("plugins", env={"IMGEDIT_LOAD_PLUGINS": ""}).stderr == ""  # none asked for: nothing to warn of
+
+
+def test_a_plugin_cannot_replace_a_verb_it_did_not_make(test_plugin):
+    import click
+
+    from imgedit.plugins import plugin_info, register_commands
+
+    cli = click.Group("imgedit")
+
+    @cli.command("info")
+    def host_info():
+        """The host's verb."""
+
+    def register_commands_hook(cli):
+        @cli.command("info")
+        def impostor():
+            """Not the host's."""
+
+        @cli.command("fresh")
+        def fresh():
+            """The plugin's own."""
+
+    def no_arguments():  # a hook may take fewer arguments than its spec
+        pass
+
+    test_plugin("verb_thief", register_commands=register_commands_hook)
+    test_plugin("quiet_plugin", register_operations=lambda register: None)
+    test_plugin("no_args", register_commands=no_arguments)
+    register_commands(cli)
+    assert cli.commands["info"].callback is host_info.callback
+    assert plugin_info("verb_thief").commands == ["fresh"]
+    assert any("verb 'info' belongs to imgedit" in e for e in plugin_info("verb_thief").errors)
+    assert not plugin_info("no_args").errors
+
+
+def test_a_parameter_named_like_a_common_option_is_left_out_of_the_verb(test_plugin):
+    import click
+
+    from imgedit.operations import Param
+    from imgedit.verbs import add_operation_verb
+
+    test_plugin("clashing_params", register_operations=lambda register: register(
+        _identity_op("clashy", "m", params=(Param("quality", int, 50), Param("levels", int, 4)))))
+    cli = click.Group("imgedit")
+    add_operation_verb(cli, "clashy", "Clash test.")
+    flags = [opt for p in cli.commands["clashy"].params for opt in getattr(p, "opts", [])]
+    assert flags.count("--quality") == 1 and "--levels" in flags
+    problems = registry.get_registry().problems["clashing_params"]
+    assert any("'quality' of clashy.m clashes with the common option --quality" in p for p in problems)
+
+
+def test_junk_registrations_are_problems_of_their_plugin(test_plugin):
+    test_plugin("junk_plugin", register_operations=lambda register: [
+        register("junk"),
+        register(Operation(name="weird", method="x", create=None)),
+        register(_identity_op(name="bad name|x")),
+    ], register_models=lambda register: register(42))
+    reg = registry.get_registry()
+    problems = " / ".join(reg.problems["junk_plugin"])
+    assert "registered str 'junk', not an Operation" in problems
+    assert "'weird.x' has no create function" in problems
+    assert "operation name 'bad name|x' is not a name" in problems
+    assert "registered int 42 as a model, not a ModelSpec" in problems
+    assert "weird" not in reg.operation_names() and "bad name|x" not in reg.operation_names()
+    with pytest.raises(Exception, match="plugins with errors, see 'imgedit plugins': .*junk_plugin"):
+        reg.get("weird")
+
+
+def test_errors_in_plugin_code_name_the_stage_and_the_plugin(test_plugin, tmp_path):
+    import torch
+
+    import imgedit
+    from imgedit.errors import BatchError
+    from imgedit.pipeline import Pipeline
+
+    starts = []
+
+    def create_fails(ctx):
+        starts.append(1)
+        raise RuntimeError("model file is corrupt")
+
+    def apply_fails(ctx):
+        def apply(image, mask):
+            raise ValueError("bad maths")
+        return apply
+
+    def check_fails(params):
+        raise KeyError("oops")
+
+    test_plugin("buggy", register_operations=lambda register: [
+        register(Operation("crashy", "start", create_fails)),
+        register(Operation("crashy", "apply", apply_fails)),
+        register(_identity_op("crashy", "check", check=check_fails)),
+    ])
+    with pytest.raises(PluginError, match=r"stage 1 \(crashy.start, plugin buggy\) could not start: RuntimeError: model"):
+        Pipeline.parse("crashy method=start").build("cpu")
+    built = Pipeline.parse("denoise method=nlm sigma=5 | crashy method=apply").build("cpu")
+    with pytest.raises(PluginError, match=r"stage 2 \(crashy.apply, plugin buggy\) failed: ValueError: bad maths"):
+        built.apply(torch.rand(1, 3, 16, 16))
+    with pytest.raises(PluginError, match=r"the check of crashy.check \(plugin buggy\) failed: KeyError"):
+        Pipeline.parse("crashy method=check")
+    # a stage that cannot start fails the run once, not once per image
+    from PIL import Image
+
+    from conftest import smooth_rgb
+
+    for i in range(3):
+        Image.fromarray(smooth_rgb(seed=i)).save(tmp_path / f"im{i}.png")
+    starts.clear()
+    with pytest.raises(BatchError) as info:
+        imgedit.run("crashy method=start", tmp_path, tmp_path / "out")
+    assert len(starts) == 1 and len(info.value.summary.failed) == 1
+    assert "could not start" in info.value.summary.failed[0].error

@@ -406,3 +406,38 @@ def test_multi_frame_inputs_warn_and_in_place_refuses_them(invoke, tmp_path):
                and "\n" not in f["error"] for f in summary["failures"])
     after = {p.name: p.read_bytes() for p in src.iterdir()}
     assert after.pop("single.png") != before.pop("single.png") and after == before  # the refused ones untouched
+
+
+def test_python_api_masks_and_tensor_contract(folder, tmp_path):
+    hole = np.zeros((48, 64), np.uint8)
+    hole[10:20, 10:20] = 255
+    Image.fromarray(hole).save(tmp_path / "hole.png")
+    summary = imgedit.run("inpaint method=telea", folder / "img0.png", tmp_path / "filled.png", mask=tmp_path / "hole.png")
+    assert len(summary.done) == 1 and "hole.png" in summary.done[0].note
+    image = torch.rand(2, 3, 24, 24)
+    out = imgedit.run("inpaint method=telea", image, mask_box=(4, 4, 6, 6))
+    changed = (out != image).any(dim=1)
+    assert changed.any() and not changed[:, :4].any() and not changed[:, 10:].any()
+    gray = imgedit.run("denoise method=nlm sigma=5", torch.rand(1, 1, 16, 16))
+    assert gray.shape == (1, 3, 16, 16)
+    bad_calls = [
+        (lambda: imgedit.run("denoise", image, tmp_path / "x.png"), UsageError, "for a tensor the result is returned"),
+        (lambda: imgedit.run("denoise", image, bogus=1), UsageError, "bogus do not apply to a tensor"),
+        (lambda: imgedit.run("denoise", (image * 255).to(torch.uint8)), imgedit.errors.ShapeError, "floating-point"),
+        (lambda: imgedit.run("denoise", torch.rand(1, 4, 8, 8)), imgedit.errors.ShapeError, "(B, 3, H, W)"),
+        (lambda: imgedit.run("denoise", torch.rand(0, 3, 8, 8)), imgedit.errors.ShapeError, "(B, 3, H, W)"),
+        (lambda: imgedit.run("denoise", image * 5), UsageError, "must be in [0, 1]"),
+        (lambda: imgedit.run("denoise", np.zeros((1, 3, 8, 8))), UsageError, "target must be"),
+        (lambda: imgedit.run("denoise", [str(folder), image]), UsageError, "a list holding Tensor"),
+        (lambda: imgedit.run("denoise", []), UsageError, "list of targets is empty"),
+        (lambda: imgedit.run(42, image), UsageError, "pipeline must be"),
+        (lambda: imgedit.run("denoise", folder, tmp_path / "q", quality=500), UsageError, "quality must be"),
+        (lambda: imgedit.run("denoise", folder, tmp_path / "q", workers=0), UsageError, "workers must be"),
+        (lambda: imgedit.run("inpaint", folder, tmp_path / "q", mask_box=(1, 2)), UsageError, "--mask-box"),
+        (lambda: imgedit.run("inpaint", folder, tmp_path / "q", mask=tmp_path / "none.png"), UsageError, "no such file"),
+    ]
+    for call, kind, message in bad_calls:
+        with pytest.raises(kind) as info:
+            call()
+        assert message in str(info.value)
+    assert not (tmp_path / "q").exists()
