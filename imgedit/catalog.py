@@ -20,12 +20,21 @@ from typing import Any, Optional, Union
 
 from imgedit.errors import UsageError
 from imgedit.latents import LatentModelSpec
-from imgedit.models import ModelSpec, shipped_weights_dir, user_models, user_weights_dir
+from imgedit.models import ModelSpec, is_safetensors_file, shipped_weights_dir, user_models, user_weights_dir
 
 
 def spec_for_file(path: Union[str, Path]) -> ModelSpec:
-    """A ``.safetensors`` file given on the command line instead of a name."""
+    """A ``.safetensors`` file given on the command line instead of a name
+    (``--model``, ``--weights``, ``--init``, ``--style``). A missing file is
+    reported when the model loads.
+
+    Raises:
+        UsageError: the file is not a safetensors file (a photo, say): its
+            card would otherwise be reported missing, which misleads.
+    """
     path = Path(path).expanduser()
+    if path.is_file() and not is_safetensors_file(path):
+        raise UsageError(f"{path} is not a .safetensors model file")
     return ModelSpec(path.stem, path, plugin="user")
 
 

@@ -46,16 +46,18 @@ class ImagePool:
 
     Args:
         sources: files, folders or globs (as on the command line); folders are searched recursively.
-        min_side: images smaller than this on either side are skipped.
+        min_side: images smaller than this on either side are skipped (one warning counts them).
+        what: what the images are, for the error message.
 
     Raises:
         UsageError: no usable image was found.
     """
 
-    def __init__(self, sources: Iterable[str | Path], min_side: int = 64):
+    def __init__(self, sources: Iterable[str | Path], min_side: int = 64, what: str = "training images"):
         paths = sorted({item.path for item in expand_inputs([str(s) for s in sources], recursive=True)})
         self.paths: list[Path] = []
         self.images: list[np.ndarray] = []
+        too_small: list[Path] = []
         for path in paths:
             try:
                 image = _load_rgb8(path)
@@ -65,8 +67,13 @@ class ImagePool:
             if min(image.shape[:2]) >= min_side:
                 self.paths.append(path)
                 self.images.append(image)
+            else:
+                too_small.append(path)
         if not self.images:
-            raise UsageError(f"no training images of at least {min_side}x{min_side} px in {', '.join(map(str, sources))}")
+            raise UsageError(f"no {what} of at least {min_side}x{min_side} px in {', '.join(map(str, sources))}")
+        if too_small:  # once, with a count: a folder of thousands of thumbnails must not flood the terminal
+            logger.warning("skipping %d image%s smaller than %dx%d px (e.g. %s)", len(too_small),
+                           "s" if len(too_small) > 1 else "", min_side, min_side, too_small[0])
 
     def __len__(self) -> int:
         return len(self.images)

@@ -53,15 +53,16 @@ class ImageSet:
         return ImageSet([self.names[i] for i in keep], self.images[keep])
 
 
-def load_squares(sources: Sequence[str | Path], size: int) -> ImageSet:
+def load_squares(sources: Sequence[str | Path], size: int, what: str = "training images") -> ImageSet:
     """Every readable image of ``sources`` (files, folders, globs; recursive)
     as a centred square of ``size`` px. Unreadable files are skipped with a
-    warning; images smaller than 16 px are ignored.
+    warning; images smaller than 16 px are ignored. ``what`` names the images
+    in the error (an eval loads "real images", not training ones).
 
     Raises:
         UsageError: no usable image.
     """
-    pool = ImagePool(sources, min_side=16)
+    pool = ImagePool(sources, min_side=16, what=what)
     return ImageSet([p.name for p in pool.paths], pool.squares(size))
 
 

@@ -79,6 +79,19 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def is_safetensors_file(path: Path) -> bool:
+    """Whether ``path`` begins as a safetensors file does: its header's length
+    (8 bytes, little-endian) and then the header's JSON. A cheap look at 9
+    bytes, to tell a photo given as weights from a model (an unreadable file
+    passes: loading it says why)."""
+    try:
+        with open(path, "rb") as fh:
+            head, size = fh.read(9), os.fstat(fh.fileno()).st_size
+    except OSError:
+        return True
+    return len(head) == 9 and head[8:9] == b"{" and 8 + int.from_bytes(head[:8], "little") <= size
+
+
 def verify(spec: ModelSpec, actual: Optional[str] = None) -> tuple[bool, str]:
     """Check a model's file against its card. Returns (ok, reason).
 

@@ -362,6 +362,43 @@ def echo_report(report: dict, notes: list[str], as_json: bool, text: Callable[[]
         click.echo(note)
 
 
+def check_record(recorded: Any, new: dict, counts: tuple[str, ...], overwrite: bool, where: str) -> None:
+    """Keep an ``eval`` verb's ``--record`` from replacing a model card's
+    figures with weaker ones: figures on held-out images with figures that
+    are not, or figures over more images (or steps) with figures over fewer.
+
+    Args:
+        recorded: what the card holds now under its ``metrics`` key (``None``: nothing).
+        new: this run's ``held_out`` and ``counts`` (a number, or a list counted by its length).
+        counts: the keys that say how much the figures rest on, e.g. ``("n",)``.
+        overwrite: ``--overwrite`` was given: replace them anyway.
+        where: the card and key, for the message.
+
+    Raises:
+        UsageError: the new figures would be weaker.
+    """
+    if overwrite or not isinstance(recorded, dict):
+        return
+    if recorded.get("held_out") and not new.get("held_out"):
+        raise UsageError(f"--record: {where} holds figures on held-out images and these are not; "
+                         "use --held-out, or --overwrite to replace them anyway")
+
+    def count(value: Any) -> Optional[int]:
+        return len(value) if isinstance(value, list) else value if isinstance(value, int) else None
+
+    for key in counts:
+        old, now = count(recorded.get(key)), count(new.get(key))
+        if old is not None and now is not None and now < old:
+            raise UsageError(f"--record: {where} holds figures with {key}={old} and these have {key}={now}; "
+                             "--overwrite replaces them anyway")
+
+
+def check_overwrite(overwrite: bool, record: bool) -> None:
+    """``--overwrite`` of an ``eval`` verb says how ``--record`` writes: alone it is a slip."""
+    if overwrite and not record:
+        raise UsageError("--overwrite replaces a model card's recorded figures: it needs --record")
+
+
 def command_line(ctx: click.Context) -> str:
     """The running command with every option spelled out (defaults too), for
     a model card or checkpoint to say exactly how it was made."""

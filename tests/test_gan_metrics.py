@@ -133,3 +133,52 @@ def test_kid_spread_is_real_when_the_sets_are_smaller_than_a_subset():
     n = len(a)
     unbiased = ((whole[0].sum() - whole[0].trace()) + (whole[1].sum() - whole[1].trace())) / (n * (n - 1)) - 2 * whole[2].mean()
     assert mean == pytest.approx(float(unbiased), abs=3 * spread)  # subsets estimate the same MMD^2
+
+
+def test_table_columns_stay_apart_for_negative_and_wide_kid():
+    swd = {64: 70.7, 32: 65.41, 16: 151.42}
+    results = {
+        "real (floor)": {"swd_x1e3": swd, "swd_avg_x1e3": 95.84, "kid_x1e3": -169.9, "kid_std_x1e3": 814.91,
+                         "diversity": 1.025, "kid_below_baseline": 0.5},
+        "gaussian (baseline)": {"swd_x1e3": swd, "swd_avg_x1e3": 10101.59, "kid_x1e3": -1394.62, "kid_std_x1e3": 1860.4,
+                                "diversity": 1.408},
+    }
+    lines = M.format_table(results, "title").splitlines()
+    assert lines[1].split() == ["set", "SWD64", "SWD32", "SWD16", "SWDavg", "KIDx1e3", "KID<base", "divers."]
+    assert lines[2].split() == ["real", "(floor)", "70.70", "65.41", "151.42", "95.84", "-169.90+-814.91", "50%", "1.025"]
+    assert lines[3].split() == ["gaussian", "(baseline)", "70.70", "65.41", "151.42", "10101.59", "-1394.62+-1860.40", "-",
+                                "1.408"]
+    assert len({len(line) for line in lines[1:]}) == 1  # right-aligned columns: every row as wide as the header
+
+
+def test_record_keeps_held_out_figures_unless_overwrite(tmp_path, invoke):
+    recorded = {"held_out": True, "n": 1000, "results": {"model": {"kid_x1e3": 1.0}}}
+    spec = save_tiny_gan(tmp_path / "w" / "tiny.safetensors", training={"data": [], "holdout": {"files": ["03.png", "07.png"]}},
+                         metrics={"eval_gan": recorded})
+    before = spec.card_path.read_bytes()
+    real = blob_images(tmp_path / "real", count=12, size=16)
+    args = ("eval", "gan", "--model", spec.weights, "--real", real, "--n", "4")
+
+    refused = invoke(*args, "--record")  # the audit's case: not held out, smaller n, over held-out figures
+    assert refused.exit_code == 2 and refused.output.count("\n") == 1, refused.output
+    assert refused.output.startswith("Error: --record:") and "held-out" in refused.output and "--overwrite" in refused.output
+    assert spec.card_path.read_bytes() == before
+
+    spec.card_path.write_text(json.dumps({**json.loads(before), "metrics": {"eval_gan": {**recorded, "held_out": False}}}))
+    smaller = invoke(*args, "--record")  # same kind of figures, but over fewer images
+    assert smaller.exit_code == 2 and "n=1000" in smaller.output and "n=4" in smaller.output, smaller.output
+    assert json.loads(spec.card_path.read_text())["metrics"]["eval_gan"]["n"] == 1000
+
+    assert invoke(*args, "--record", "--overwrite").exit_code == 0
+    assert json.loads(spec.card_path.read_text())["metrics"]["eval_gan"]["n"] == 4
+    assert invoke(*args, "--record").exit_code == 0  # as many images as recorded: fine
+    alone = invoke(*args, "--overwrite")
+    assert alone.exit_code == 2 and "needs --record" in alone.output
+
+
+def test_too_small_real_images_are_not_called_training_images(tmp_path, invoke):
+    spec = save_tiny_gan(tmp_path / "w" / "tiny.safetensors")
+    small = blob_images(tmp_path / "small", count=4, size=8)
+    result = invoke("eval", "gan", "--model", spec.weights, "--real", small)
+    assert result.exit_code == 2 and "no real images of at least 16x16 px" in result.output
+    assert "training" not in result.output

@@ -183,6 +183,17 @@ def test_a_file_of_another_architecture_is_refused(tmp_path, invoke):
     assert result.exit_code == 2 and "must be an interpolation VAE" in result.output
 
 
+@pytest.mark.parametrize("count", [1, 2, 3])
+def test_too_few_images_for_a_validation_image_is_a_usage_error(tmp_path, invoke, count):
+    data = blob_images(tmp_path / "few", count=count)
+    result = invoke("train", "interp-vae", "--data", data, "--size", 16, "--steps", 2, "--batch", 2,
+                    "--out", tmp_path / "run", "--export", tmp_path / "iv.safetensors", "-q")
+    assert result.exit_code == 2, result.output
+    assert result.output.strip() == (f"Error: too few images to train on: {count} (after --holdout 0); "
+                                     "at least 4 are needed, 1 of them for validation")
+    assert not (tmp_path / "run").exists() and not (tmp_path / "iv.safetensors").exists()  # nothing was started
+
+
 def test_train_command_exports_and_eval_measures(data, tmp_path, invoke, user_home):
     result = invoke("train", "interp-vae", "--data", data, "--size", 16, "--z-dim", 8, "--steps", 2, "--batch", 4,
                     "--holdout", 4, "--out", tmp_path / "run", "--name", "blobs", "-q")
@@ -247,3 +258,53 @@ def test_summary_counts_real_faces_against_the_cross_fade_as_a_sanity_check():
     assert summary["morph_more_even_than_fade"] == 1  # 1.5 < 1.8; 2.5 is not < 2.0
     assert summary["real_nearer_than_fade"] == 1  # only 1.0 < 1.5; 2.0, 2.5 and 3.0 are not
     assert summary["real_nn_mean"] == (1.0 + 2.0 + 2.5 + 3.0) / 4
+
+
+def utkface_faces(folder, count=6):
+    """Blob images named as UTKFace's are: the first 20 characters shared, the end differing."""
+    folder.mkdir(parents=True)
+    for i, src in enumerate(sorted(blob_images(folder.parent / "blobs", count=count, size=16).iterdir())):
+        Image.open(src).convert("RGB").save(folder / f"25_0_1_20170116{174525000 + i:09d}.jpg.chip.jpg", "JPEG")
+    return folder
+
+
+def test_eval_interp_text_says_what_was_reconstructed_and_tells_pairs_apart(tmp_path, invoke):
+    spec = save_tiny_vae(tmp_path / "w" / "tiny.safetensors")
+    faces = utkface_faces(tmp_path / "faces")
+    result = invoke("eval", "interp", "--model", spec.weights, "--data", faces, "--limit", 2, "--pairs", 3, "--frames", 3)
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0].startswith(f"{spec.weights} on 6 images of")
+    assert "(on 2 of the 6 images: --limit)" in lines[1]
+    header = next(i for i, line in enumerate(lines) if line.strip().startswith("pair"))
+    pairs = [line.split()[:2] for line in lines[header + 1:]]
+    assert len(pairs) == 3 and len({name for pair in pairs for name in pair}) == 6  # every face told apart
+    assert all(name.startswith("25_0_1_20170116") and name[-1].isdigit() for pair in pairs for name in pair)
+    assert lines[header].index("step ratio") == lines[header + 1].index(" / ") - 6  # the header sits over its column
+
+
+def test_eval_interp_record_keeps_held_out_figures_unless_overwrite(tmp_path, invoke):
+    recorded = {"held_out": True, "images": 2000, "reconstructed": 2000, "pairs": 8}
+    spec = save_tiny_vae(tmp_path / "w" / "tiny.safetensors", metrics={"eval_interp": recorded})
+    before = spec.card_path.read_bytes()
+    data = blob_images(tmp_path / "data", count=6, size=16)
+    args = ("eval", "interp", "--model", spec.weights, "--data", data, "--pairs", 2, "--frames", 3)
+    refused = invoke(*args, "--record")
+    assert refused.exit_code == 2 and refused.output.count("\n") == 1, refused.output
+    assert "held-out" in refused.output and "--overwrite" in refused.output
+    assert spec.card_path.read_bytes() == before
+
+    spec.card_path.write_text(json.dumps({**json.loads(before), "metrics": {"eval_interp": {**recorded, "held_out": False}}}))
+    fewer = invoke(*args, "--record")
+    assert fewer.exit_code == 2 and "images=2000" in fewer.output and "images=6" in fewer.output, fewer.output
+    assert invoke(*args, "--record", "--overwrite").exit_code == 0
+    assert spec.card()["metrics"]["eval_interp"]["images"] == 6
+    assert invoke(*args, "--record", "--limit", 3).exit_code == 2  # fewer reconstructed than recorded
+
+
+def test_eval_interp_too_small_images_are_not_called_training_images(tmp_path, invoke):
+    spec = save_tiny_vae(tmp_path / "w" / "tiny.safetensors")
+    small = blob_images(tmp_path / "small", count=4, size=8)
+    result = invoke("eval", "interp", "--model", spec.weights, "--data", small)
+    assert result.exit_code == 2 and "no images of at least 16x16 px" in result.output
+    assert "training" not in result.output

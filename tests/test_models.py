@@ -69,3 +69,27 @@ def test_weights_of_another_architecture_are_named_before_loading(tmp_path):
     spec.card_path.write_text(json.dumps({**card, "model_config": {"width": 1}}))
     with pytest.raises(WeightsError, match="weights do not fit"):  # no architecture named: the weights are tried
         load_model(spec, lambda config: torch.nn.Linear(1, 1), architecture="pkg.model.Generator")
+
+
+def test_a_file_that_is_not_a_model_is_a_usage_error_wherever_weights_are_given(tmp_path, invoke, photo):
+    from imgedit.catalog import spec_for_file
+    from imgedit.errors import UsageError
+
+    _, spec = _save(tmp_path / "m.safetensors")
+    assert spec_for_file(spec.weights).weights == spec.weights
+    assert spec_for_file(tmp_path / "ghost.safetensors").name == "ghost"  # missing: said when it loads
+    renamed = tmp_path / "photo.safetensors"
+    renamed.write_bytes(photo.read_bytes())
+    for path in (photo, renamed):  # by its content, not its name
+        with pytest.raises(UsageError, match=f"{path} is not a .safetensors model file"):
+            spec_for_file(path)
+    # every option that takes weights refuses it before any image is read, in one line, with exit code 2
+    for args in (("denoise", photo, "--weights", photo), ("inpaint", photo, "--mask", photo, "--weights", photo),
+                 ("style", photo, "--style", photo), ("sample", "--model", photo, "-n", 1),
+                 ("interpolate", "--seeds", "1,2", "--model", photo),
+                 ("train", "denoise", "--data", photo.parent, "--init", photo, "--out", tmp_path / "run")):
+        result = invoke(*args, "-o", tmp_path / "out") if args[0] != "train" else invoke(*args)
+        assert result.exit_code == 2, (args, result.output)
+        assert result.output.strip().splitlines() == [result.output.strip()], result.output
+        assert result.output.strip().endswith(f"{photo} is not a .safetensors model file"), result.output
+        assert "sha256" not in result.output and not (tmp_path / "out").exists() and not (tmp_path / "run").exists()

@@ -133,6 +133,15 @@ def test_missing_style_image_and_bad_values_are_one_line_errors(invoke, tiny_sty
     one_line_error(invoke("run", "-p", "style name=tiny strength=-1", photo), "strength")
 
 
+def test_a_style_and_a_painting_together_are_a_usage_error(invoke, tiny_style, photo, painting, tmp_path):
+    # they are alternatives: neither may be dropped silently
+    one_line_error(invoke("style", photo, "--style", "tiny", "--style-image", painting, "-o", tmp_path / "x.png"),
+                   "--style NAME", "--style-image FILE", "not both")
+    one_line_error(invoke("run", "-p", f"style name=tiny style_image={painting}", photo, "-o", tmp_path / "x.png"),
+                   "stage 1 (style)", "not both")
+    assert not (tmp_path / "x.png").exists()
+
+
 def test_vgg_loss_net_without_weights_says_where_it_looked(invoke, user_home, photo, painting, tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     line = one_line_error(invoke("style", photo, "--style-image", painting, "--loss-net", "vgg16", "-o", tmp_path / "v.png"))
@@ -166,6 +175,22 @@ def test_eval_style_reports_and_draws_a_sheet(invoke, tiny_style, tmp_path):
     assert -1 <= row["fast_ssim"] <= 1 and report["measuring_seed"] != TINY_LOSS_NET["seed"]
     assert Image.open(tmp_path / "sheet.png").size[0] > 2 * 36
     assert "eval_style" in tiny_style.card()["metrics"]
+
+
+def test_eval_style_record_keeps_figures_over_more_photos_unless_overwrite(invoke, tiny_style, tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i in range(2):
+        write_png(folder / f"{i}.png", 24, 36, seed=i)
+    args = ("eval", "style", "--style", "tiny", "--data", folder, "--size", 36, "--record", "-q")
+    assert invoke(*args, "--steps", 1).exit_code == 0
+    before = tiny_style.card_path.read_bytes()
+    one_line_error(invoke(*args, "--steps", 1, "--limit", 1), "photos=2", "photos=1", "--overwrite")
+    one_line_error(invoke(*args, "--steps", 0), "steps=1", "steps=0")  # no baseline: the ratio would be lost
+    assert tiny_style.card_path.read_bytes() == before
+    assert invoke(*args, "--steps", 0, "--overwrite").exit_code == 0
+    assert tiny_style.card()["metrics"]["eval_style"]["steps"] == 0
+    one_line_error(invoke("eval", "style", "--style", "tiny", "--data", folder, "--overwrite"), "needs --record")
 
 
 def test_shipped_styles_are_registered(invoke):

@@ -131,6 +131,20 @@ def test_train_verb_makes_the_style_usable_at_once(invoke, user_home, data, pain
     assert Image.open(tmp_path / "styled.png").size == (17, 21)
 
 
+def test_a_style_exported_elsewhere_is_named_by_its_path(invoke, user_home, data, painting, tmp_path):
+    target = tmp_path / "elsewhere" / "st.safetensors"  # outside the weights folders: the name 'st' is unknown
+    result = invoke("train", "style", "--style-image", painting, "--data", data, "--export", target, "--steps", 1,
+                    "--batch", 1, "--patch", 16, "--style-size", 32, "--out", tmp_path / "run", "-q")
+    assert result.exit_code == 0, result.output
+    hint = result.output.strip().splitlines()[-1]
+    assert hint == f"Use it: imgedit style photo.jpg --style {target}"
+    assert "st" not in styles()
+    photo = tmp_path / "photo.png"
+    Image.fromarray(np.full((21, 17, 3), 120, np.uint8)).save(photo)
+    result = invoke("style", photo, "--style", hint.split("--style ")[1], "-o", tmp_path / "styled.png")
+    assert result.exit_code == 0, result.output
+
+
 def test_train_verb_refuses_bad_input(invoke, user_home, data, painting, tmp_path):
     result = invoke("train", "style", "--style-image", tmp_path / "missing.jpg", "--data", data)
     assert result.exit_code == 2 and result.output.strip().count("\n") == 0 and "does not exist" in result.output

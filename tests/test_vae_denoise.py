@@ -244,3 +244,22 @@ def test_denoise_auto_leaves_an_image_too_small_to_measure_as_nlm_does(size, tmp
         assert result.exit_code == 0, result.output
         # vae: sigma 0 is "no noise", the image exactly as it was; nlm measures its padded tiles, about 0
         assert np.abs(np.asarray(Image.open(out)).astype(int) - pixels).max() <= (0 if method == "vae" else 3), method
+
+
+def test_eval_skips_images_smaller_than_the_ssim_window(tmp_path, invoke):
+    rng = np.random.default_rng(1)
+    for name, size in (("a_tiny.png", (8, 8)), ("b_thin.png", (40, 10)), ("c_ok.png", (16, 16))):
+        Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)).save(tmp_path / name)
+    args = ("eval", "denoise", "--sigma", "25", "--ensemble", "1", "--json")
+    result = invoke(*args, "--data", tmp_path)
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)["rows"]
+    assert [(r["method"], r["images"]) for r in rows] == [("noisy", 1), ("vae", 1)]  # c_ok.png alone
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("Warning: skipping")]
+    assert len(warnings) == 2 and "8x8 px" in warnings[0] and "10x40 px" in warnings[1]
+    # --limit counts the images that can be scored
+    assert json.loads(invoke(*args, "--data", tmp_path, "--limit", "1").stdout)["rows"][0]["images"] == 1
+
+    result = invoke(*args, "--data", tmp_path / "a_tiny.png")
+    assert result.exit_code == 2 and result.output.splitlines()[-1] == (
+        f"Error: no image of at least 11x11 px (the SSIM window) in {tmp_path / 'a_tiny.png'}")

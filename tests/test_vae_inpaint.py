@@ -373,6 +373,88 @@ def test_eval_scores_bf16_where_the_verb_would_run_it(tmp_path, invoke, tiny_wei
     assert precision == "bf16" and psnr != vae_psnr()[1]
 
 
+def eval_json(result) -> dict:
+    """The JSON report of an eval run whose output may start with warnings."""
+    import json
+
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout[result.stdout.index("{"):])
+
+
+def write_rgb(path, h, w, seed=0):
+    Image.fromarray(np.random.default_rng(seed).integers(0, 255, (h, w, 3), dtype=np.uint8)).save(path)
+    return path
+
+
+def test_ssim_needs_its_window_and_scores_a_hole_at_the_border():
+    from imgedit_vae.metrics import SSIM_WINDOW, ssim
+
+    with pytest.raises(ShapeError, match="11x11"):
+        ssim(torch.rand(1, 3, 8, 8), torch.rand(1, 3, 8, 8))
+    image = torch.rand(1, 3, SSIM_WINDOW, 20).mul(255).round().div(255)
+    corner = torch.zeros(1, 1, SSIM_WINDOW, 20)
+    corner[..., :2, :2] = 1  # within 5 px of the border: no window is centred in it
+    assert float(ssim(image, image, corner)) == pytest.approx(1.0)  # a perfect fill, not 0
+    worse = image.clone()
+    worse[..., :2, :2] = 1 - worse[..., :2, :2]
+    assert float(ssim(worse, image, corner)) < 1
+
+
+@pytest.mark.parametrize("kinds", ["thin", "thick"])
+def test_eval_skips_images_too_small_for_ssim(tmp_path, invoke, tiny_weights, kinds):
+    write_rgb(tmp_path / "one.png", 1, 1)  # the audit's 1x1 image hung in the mask generator
+    write_rgb(tmp_path / "eight.png", 8, 8)  # ... and an 8x8 one crashed in SSIM
+    args = ("eval", "inpaint", "--masks", kinds, "--weights", tiny_weights, "--no-baselines", "--ensemble", 1, "--json")
+    result = invoke(*args, "--data", tmp_path / "one.png", "--data", tmp_path / "eight.png")
+    assert result.exit_code == 2, result.output
+    assert result.output.splitlines()[-1] == (f"Error: no image of at least 11x11 px (the SSIM window) in "
+                                              f"{tmp_path / 'one.png'}, {tmp_path / 'eight.png'}")
+    assert "Warning: skipping" in result.output and "1x1 px" in result.output and "8x8 px" in result.output
+
+    write_rgb(tmp_path / "sixteen.png", 16, 16)
+    report = eval_json(invoke(*args, "--data", tmp_path))
+    assert [(r["group"], r["images"]) for r in report["rows"]] == [(kinds, 1)]
+    assert 0 <= report["rows"][0]["hole_ssim"] <= 1
+
+
+def test_pairs_whose_mask_has_no_hole_are_skipped(tmp_path, caplog):
+    image = np.random.default_rng(3).integers(0, 255, (24, 24, 3), dtype=np.uint8)
+    hole = np.zeros((24, 24), bool)
+    hole[6:14, 6:14] = True
+    write_pair(tmp_path / "set", "a", image, hole, "white")
+    write_pair(tmp_path / "set", "b", image, np.zeros_like(hole), "white")  # nothing to fill: PSNR 120
+    with caplog.at_level("WARNING", logger="imgedit"):
+        cases = pair_cases(tmp_path / "set")
+    assert [c.name for c in cases] == ["a.png"]
+    assert any("b.png" in r.getMessage() and "no white hole" in r.getMessage() for r in caplog.records)
+    rows = evaluate(cases, {"telea": classical_methods()["telea"]})
+    assert rows[0].images == 1 and rows[0].hole_psnr < 100
+    assert [c.name for c in pair_cases(tmp_path / "set", limit=1)] == ["a.png"]
+
+
+def test_eval_fails_when_no_pair_can_be_scored(tmp_path, invoke, tiny_weights):
+    image = np.full((32, 32, 3), 90, np.uint8)
+    image[4:12, 4:12] = 255  # the hole painted over, as EdgeConnect's examples
+    hole = np.zeros((32, 32), bool)
+    hole[4:12, 4:12] = True
+    write_pair(tmp_path / "ec" / "s", "p", image, hole, "white")
+    args = ("eval", "inpaint", "--pairs", tmp_path / "ec", "--weights", tiny_weights, "--no-baselines")
+    result = invoke(*args)
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == [
+        f"Error: nothing to score in {tmp_path / 'ec'}: each of the 1 pairs has the hole painted over "
+        "(no ground truth there); use --sheet FILE to look at the fills"]
+    sheet = tmp_path / "sheet.png"
+    result = invoke(*args, "--sheet", sheet)
+    assert result.exit_code == 2 and sheet.stat().st_size > 0  # the sheet asked for, and still no figures
+    assert f"only the contact sheet was written: {sheet}" in result.output.strip().splitlines()[-1]
+
+
+def test_eval_inpaint_help_says_biharmonic_needs_scikit_image(invoke):
+    help_text = " ".join(invoke("eval", "inpaint", "--help").output.split())
+    assert "NS and (when scikit-image is installed) biharmonic fills" in help_text
+
+
 # --- the shipped model ---------------------------------------------------------------
 
 

@@ -106,6 +106,15 @@ def test_hole_kinds_are_drawn_as_often_as_they_are_named(monkeypatch):
     assert set(drawn) == {"medium", "thick"} and 150 < drawn.count("thick") < 250
 
 
+def test_the_smallest_training_image_is_one_patch(tmp_path):
+    small = smooth_images(tmp_path / "small", count=2, height=48, width=48)  # below the old fixed 64 px
+    trainer = train_inpaint(tiny_config(steps=1), [small], tmp_path / "run", torch.device("cpu"))
+    assert len(trainer.train_pool) + len(trainer.val_clean) == 2
+    with pytest.raises(UsageError, match="no training images of at least 64x64 px"):
+        train_inpaint(tiny_config(patch=64), [small], tmp_path / "run2", torch.device("cpu"))
+    assert not (tmp_path / "run2").exists()
+
+
 def test_unknown_hole_kind_or_loss_and_wrong_checkpoint_kind(data, tmp_path):
     with pytest.raises(UsageError, match="hole kinds"):
         train_inpaint(tiny_config(kinds=("huge",)), [data], tmp_path / "x", torch.device("cpu"))

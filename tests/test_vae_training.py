@@ -3,6 +3,7 @@ checkpoints resume bit for bit, the CLI trains and exports usable weights.
 The shared loop and checkpoint files are tested in test_training.py."""
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -49,6 +50,37 @@ def test_pool_patches_are_in_range_and_reproducible(data):
     assert all(torch.equal(p[0], p[1]) and torch.equal(p[1], p[2]) for p in gray)
     train_pool, val_pool = pool.split(1)
     assert len(train_pool) == 2 and len(val_pool) == 1
+
+
+def test_images_smaller_than_min_side_are_skipped_with_one_warning(tmp_path, caplog):
+    Image.fromarray(smooth_rgb(128, 192)).save(tmp_path / "big.png")
+    for i in range(5):
+        Image.fromarray(smooth_rgb(48, 48, seed=i)).save(tmp_path / f"small{i}.png")
+    with caplog.at_level("WARNING", logger="imgedit"):
+        pool = ImagePool([tmp_path])
+    assert pool.paths == [tmp_path / "big.png"]
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == [f"skipping 5 images smaller than 64x64 px (e.g. {tmp_path / 'small0.png'})"]  # one line, not five
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="imgedit"):
+        assert len(ImagePool([tmp_path], min_side=48)) == 6
+    assert not caplog.records
+
+
+def test_training_takes_images_as_small_as_a_patch_and_says_what_it_skipped(tmp_path, invoke):
+    data = tmp_path / "data"
+    data.mkdir()
+    for i in range(2):
+        Image.fromarray(smooth_rgb(48, 48, seed=i)).save(data / f"{i}.png")  # below the old fixed 64 px, above --patch 32
+    Image.fromarray(smooth_rgb(24, 24)).save(data / "tiny.png")
+    weights = tmp_path / "w.safetensors"
+    result = invoke("train", "denoise", "--data", data, "--steps", "1", "--batch", "2", "--patch", "32",
+                    "--widths", "8,16,16,16", "--out", tmp_path / "run", "--export", weights, "-q")
+    assert result.exit_code == 0, result.output
+    assert f"Warning: skipping 1 image smaller than 32x32 px (e.g. {data / 'tiny.png'})" in result.output
+    assert json.loads(weights.with_suffix(".json").read_text())["training"]["images"] == 1  # the other one validates
+    result = invoke("train", "denoise", "--data", data, "--steps", "1", "--patch", "64", "--out", tmp_path / "run2", "-q")
+    assert result.exit_code == 2 and "no training images of at least 64x64 px" in result.output
 
 
 def test_zoomed_patches_are_wider_views_scaled_down(tmp_path):
@@ -280,12 +312,28 @@ def test_a_wider_run_starts_from_trained_weights_with_the_same_output(data, tmp_
     assert card["training"]["commands"][0].startswith("(started from") and "--init" in card["training"]["commands"][1]
 
 
+def test_init_weights_wider_than_the_default_widths_set_them(data, tmp_path, invoke):
+    from imgedit.models import save_weights
+    from imgedit_vae.model import ConditionalVAE
+
+    wide = replace(TrainConfig().model, widths=(40, 64, 80, 96))  # wider than the default 32,64,80,96 at 1/2
+    weights = tmp_path / "wide.safetensors"
+    save_weights(ConditionalVAE(wide).state_dict(), weights, {"model_config": wide.to_dict(), "training": {}})
+    common = ("train", "denoise", "--data", data, "--steps", "1", "--batch", "2", "--patch", "32", "--init", weights, "-q")
+    result = invoke(*common, "--out", tmp_path / "r1", "--export", tmp_path / "a.safetensors")
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "a.json").read_text())["model_config"]["widths"] == [40, 64, 80, 96]
+    result = invoke(*common, "--widths", "32,64,80,96", "--out", tmp_path / "r2", "--export", tmp_path / "b.safetensors")
+    assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1, result.output
+    assert "does not fit" in result.output and "pass --widths 40,64,80,96 (or wider)" in result.output
+
+
 def test_bad_init_or_widths_is_one_line_and_exit_2(data, tmp_path, invoke):
     result = invoke("train", "denoise", "--data", data, "--steps", "1", "--batch", "2", "--patch", "32",
                     "--widths", "16,16,16,16", "--out", tmp_path / "run", "--export", tmp_path / "w.safetensors", "-q")
     assert result.exit_code == 0, result.output
     result = invoke("train", "denoise", "--data", data, "--init", tmp_path / "w.safetensors", "--widths", "8,16,16,16",
-                    "--out", tmp_path / "r2", "--export", tmp_path / "w2.safetensors", "-q")
+                    "--patch", "32", "--out", tmp_path / "r2", "--export", tmp_path / "w2.safetensors", "-q")
     assert result.exit_code == 2 and "does not fit" in result.output and "Traceback" not in result.output
     result = invoke("train", "denoise", "--data", data, "--init", tmp_path / "nope.safetensors", "--out", tmp_path / "r3",
                     "--export", tmp_path / "w3.safetensors")

@@ -11,7 +11,8 @@ import click
 
 from imgedit.catalog import is_file_argument, spec_for_file, weights_spec
 from imgedit.errors import UsageError
-from imgedit.verbs import apply_options, command_line, echo_report, training_options, whole_image_options
+from imgedit.verbs import (apply_options, check_overwrite, check_record, command_line, echo_report, training_options,
+                            whole_image_options)
 from imgedit_gan.catalog import MODEL_NAME
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp")
@@ -138,9 +139,11 @@ def train_gan_command(sources, steps, resume, out_dir, overwrite, export_path, d
 @click.option("--truncation", type=click.FloatRange(0, 1), default=1.0, show_default=True)
 @click.option("--device", default="auto", show_default=True)
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads.")
-@click.option("--record", is_flag=True, help="Also write the results into the model card's metrics block.")
+@click.option("--record", is_flag=True, help="Also write the results into the model card's metrics block "
+                                             "(refused where that holds held-out figures and these are not, or a larger n).")
+@click.option("--overwrite", is_flag=True, help="With --record: replace the recorded figures even so.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def eval_gan_command(model, real_sources, held_out, count, seed, truncation, device, threads, record, as_json):
+def eval_gan_command(model, real_sources, held_out, count, seed, truncation, device, threads, record, overwrite, as_json):
     """SWD, KID and diversity of a GAN's samples against real images, beside
     the real-vs-real floor and a Gaussian baseline (definitions: imgedit_gan/metrics.py).
 
@@ -158,6 +161,7 @@ def eval_gan_command(model, real_sources, held_out, count, seed, truncation, dev
     from imgedit.models import record_metrics
     from imgedit_gan import metrics
 
+    check_overwrite(overwrite, record)
     if threads:
         torch.set_num_threads(threads)
     spec = weights_spec(model)
@@ -167,6 +171,9 @@ def eval_gan_command(model, real_sources, held_out, count, seed, truncation, dev
     loaded = _load_model(model, resolve_device(device))
     reference, floor = _real_halves(real_sources, loaded.image_size[0], count, seed, card if held_out else None)
     n = len(reference)
+    if record:  # before the minutes of sampling and scoring
+        check_record(card.get("metrics", {}).get("eval_gan"), {"held_out": held_out, "n": n}, ("n",), overwrite,
+                     f"{spec.card_path} (metrics.eval_gan)")
     started = time.perf_counter()
     fake = loaded.decode(_latents(loaded, n, seed, truncation)).cpu()
     speed = n / (time.perf_counter() - started)
@@ -192,7 +199,7 @@ def _real_halves(sources, size: int, count: int, seed: int, card: Optional[dict]
 
     from imgedit.imageset import held_out_of, load_squares
 
-    real = load_squares(sources, size)
+    real = load_squares(sources, size, what="real images")
     if card is not None:
         real = held_out_of(real, card)
     if len(real) < 4:

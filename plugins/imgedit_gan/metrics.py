@@ -267,11 +267,13 @@ def evaluate(reference: torch.Tensor, candidates: dict[str, torch.Tensor], seed:
 
 def format_table(results: dict[str, dict], title: str) -> str:
     resolutions = list(next(iter(results.values()))["swd_x1e3"])
-    head = "".join(f"{'SWD' + str(r):>8}" for r in resolutions)
-    lines = [title, f"{'set':<22}{head}{'SWDavg':>8}{'KIDx1e3':>15}{'KID<base':>10}{'divers.':>9}"]
+    table = [["set", *(f"SWD{r}" for r in resolutions), "SWDavg", "KIDx1e3", "KID<base", "divers."]]
     for name, r in results.items():
-        swd = "".join(f"{v:8.2f}" for v in r["swd_x1e3"].values())
-        kid_text = f"{r['kid_x1e3']:.2f}+-{r['kid_std_x1e3']:.2f}"
         below = f"{100 * r['kid_below_baseline']:.0f}%" if "kid_below_baseline" in r else "-"
-        lines.append(f"{name:<22}{swd}{r['swd_avg_x1e3']:8.2f}{kid_text:>15}{below:>10}{r['diversity']:9.3f}")
+        table.append([name, *(f"{v:.2f}" for v in r["swd_x1e3"].values()), f"{r['swd_avg_x1e3']:.2f}",
+                      f"{r['kid_x1e3']:.2f}+-{r['kid_std_x1e3']:.2f}", below, f"{r['diversity']:.3f}"])
+    # each column as wide as its widest cell, two spaces apart: KID can be negative or 4 digits
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    lines = [title] + ["  ".join(f"{cell:<{w}}" if i == 0 else f"{cell:>{w}}" for i, (cell, w) in enumerate(zip(row, widths)))
+                       for row in table]
     return "\n".join(lines)

@@ -10,7 +10,8 @@ import click
 
 from imgedit.catalog import is_file_argument, spec_for_file, weights_spec
 from imgedit.errors import UsageError
-from imgedit.verbs import apply_options, command_line, echo_report, training_options, whole_image_options
+from imgedit.verbs import (apply_options, check_overwrite, check_record, command_line, echo_report, training_options,
+                            whole_image_options)
 
 MODEL_HELP = "A latent model's name ('imgedit plugins' lists them) or a .safetensors file from 'imgedit train interp-vae'."
 
@@ -175,10 +176,12 @@ def train_interp_command(sources, steps, resume, out_dir, overwrite, export_path
 @click.option("--sheet", type=click.Path(path_type=Path), help="Write a PNG: for each pair, the morph above the cross-fade.")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads.")
-@click.option("--record", is_flag=True, help="Also write the results into the model card's metrics block.")
+@click.option("--record", is_flag=True, help="Also write the results into the model card's metrics block (refused where "
+                                             "that holds held-out figures and these are not, or more images or pairs).")
+@click.option("--overwrite", is_flag=True, help="With --record: replace the recorded figures even so.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def eval_interp_command(model, sources, held_out, pairs, frames, limit, seed, feature_seed, sheet, device, threads, record,
-                        as_json):
+                        overwrite, as_json):
     """Reconstruction PSNR, and how even and how face-like a model's morphs
     are beside a pixel cross-fade (definitions: imgedit_interp/evaluate.py).
 
@@ -194,6 +197,7 @@ def eval_interp_command(model, sources, held_out, pairs, frames, limit, seed, fe
     from imgedit.models import record_metrics
     from imgedit_interp import evaluate
 
+    check_overwrite(overwrite, record)
     if threads:
         torch.set_num_threads(threads)
     spec = weights_spec(model)
@@ -204,15 +208,20 @@ def eval_interp_command(model, sources, held_out, pairs, frames, limit, seed, fe
     if record and feature_seed != FEATURE_SEED:
         raise UsageError("--record keeps the figures of imgedit's fixed feature network; leave out --feature-seed")
     loaded = _load_model(model, resolve_device(device))
-    real = load_squares(sources, loaded.image_size[0])
+    real = load_squares(sources, loaded.image_size[0], what="images")
     if held_out:
         real = held_out_of(real, card)
     images = real.images.float() / 255.0
     if len(images) < 4:
         raise UsageError(f"need at least 4 images, found {len(images)}")
+    chosen = evaluate.random_pairs(len(images), pairs, seed)
+    if record:  # before the minutes of morphing
+        check_record(card.get("metrics", {}).get("eval_interp"),
+                     {"held_out": held_out, "images": len(images), "reconstructed": len(images[:limit]), "pairs": len(chosen)},
+                     ("images", "reconstructed", "pairs"), overwrite, f"{spec.card_path} (metrics.eval_interp)")
     started = time.perf_counter()
     recon = evaluate.reconstruction_psnr(loaded, images[:limit])
-    results, videos = evaluate.evaluate_pairs(loaded, images, evaluate.random_pairs(len(images), pairs, seed), frames,
+    results, videos = evaluate.evaluate_pairs(loaded, images, chosen, frames,
                                               net=FeatureNet(feature_seed))
     report = {"model": model, "data": list(sources), "held_out": held_out, "images": len(images), "reconstructed": len(recon), "seed": seed,
               "feature_seed": feature_seed, "frames": frames, "reconstruction_psnr": round(recon.mean().item(), 3),
@@ -243,7 +252,8 @@ def _format_report(r: dict) -> str:
     from imgedit.features import FEATURE_SEED
 
     lines = [f"{r['model']} on {r['images']} images of {', '.join(r['data'])}{' (held out)' if r['held_out'] else ''}:",
-             f"  reconstruction PSNR       {r['reconstruction_psnr']:.2f} dB",
+             f"  reconstruction PSNR       {r['reconstruction_psnr']:.2f} dB"
+             + (f" (on {r['reconstructed']} of the {r['images']} images: --limit)" if r["reconstructed"] < r["images"] else ""),
              f"  step ratio (max/min)      worst {r['step_ratio_max']:.2f}, mean {r['step_ratio_mean']:.2f} over {r['pairs']} "
              f"morphs of {r['frames']} frames"
              + (f" (feature network of seed {r['feature_seed']})" if r["feature_seed"] != FEATURE_SEED else ""),
@@ -256,13 +266,25 @@ def _format_report(r: dict) -> str:
              f"{r['pairs']} (distance {r['middle_morph_nn_mean']:.2f} vs {r['middle_end_fade_nn_mean']:.2f})",
              f"  sanity check: the pairs' own real faces nearer a real image than their cross-fade: {r['real_nearer_than_fade']} of "
              f"{2 * r['pairs']} (distance {r['real_nn_mean']:.2f} vs {r['middle_fade_nn_mean']:.2f}); where real faces lose "
-             "too, this measure rewards averaging, not realism",
-             "  pair                                   step ratio: morph / fade   middle: morph / fade / end-frame fade"]
-    for p in r["per_pair"]:
-        lines.append(f"  {p['a'][:18]:18} {p['b'][:18]:18}  {p['step_ratio']:6.2f} / {p['fade_step_ratio']:4.2f}"
+             "too, this measure rewards averaging, not realism"]
+    labels = [(_pair_label(p["a"]), _pair_label(p["b"])) for p in r["per_pair"]]
+    w = max([18, *(len(label) for pair in labels for label in pair)])
+    lines.append(f"  {'pair':{2 * w + 1}}  step ratio: morph / fade   middle: morph / fade / end-frame fade")
+    for p, (a, b) in zip(r["per_pair"], labels):
+        lines.append(f"  {a:{w}} {b:{w}}  {p['step_ratio']:6.2f} / {p['fade_step_ratio']:4.2f}"
                      f"        {p['middle_morph_nn']:.2f} / "
                      f"{p['middle_fade_nn']:.2f} / {p['middle_end_fade_nn']:.2f}")
     return "\n".join(lines)
+
+
+def _pair_label(name: str, width: int = 28) -> str:
+    """A file name short enough for the pair table: UTKFace's suffix or the
+    extension dropped, and where still too long, its tail (the part that
+    differs: UTKFace's names share the age, gender and date in front)."""
+    from imgedit.imageset import UTKFACE_SUFFIX
+
+    label = name[: -len(UTKFACE_SUFFIX)] if name.endswith(UTKFACE_SUFFIX) else Path(name).stem or name
+    return label if len(label) <= width else "..." + label[-(width - 3):]
 
 
 def register(cli: click.Group) -> None:

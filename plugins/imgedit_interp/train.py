@@ -151,8 +151,9 @@ def train_interp_vae(cfg: InterpTrainConfig, sources: Sequence[str], out_dir: Pa
             raise UsageError(str(exc)) from None
         images, held = split_holdout(load_squares(sources, cfg.model.image_size), cfg.holdout)
         n_val = min(cfg.val, len(images) // 4)
-        if len(images) - n_val < 2:
-            raise UsageError(f"too few images to train on: {len(images)} (after --holdout {cfg.holdout})")
+        if n_val < 1 or len(images) - n_val < 2:  # validation needs one image in four, and at least one
+            raise UsageError(f"too few images to train on: {len(images)} (after --holdout {cfg.holdout}); "
+                             "at least 4 are needed, 1 of them for validation")
         every = max(1, len(images) // max(n_val, 1))
         val_idx = set(range(0, len(images), every)[:n_val])
         train = images.select(i for i in range(len(images)) if i not in val_idx)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from imgedit.catalog import spec_for_file
 from imgedit.errors import UsageError, WeightsError
 from imgedit.models import ModelSpec, shipped_weights_dir, user_models, user_weights_dir
 
@@ -60,7 +61,7 @@ def resolve_style(name: str) -> ModelSpec:
         path = Path(name).expanduser()
         if not path.is_file():
             raise UsageError(f"style: no such weights file {path}")
-        return ModelSpec(path.stem, path, plugin="user")
+        return spec_for_file(path)
     if name not in known:
         raise UsageError(f"style: unknown style '{name}' (known: {listing}; or give any painting with "
                          "--style-image FILE)")

@@ -29,7 +29,8 @@ Examples:
 @apply_options(training_options("Training photos: file, folder or glob (repeatable).", 2000, Path("runs") / "style", 4,
                                 2e-3))
 @click.option("--style-image", type=click.Path(path_type=Path), required=True, help="The painting.")
-@click.option("--name", help="Name for --style (default: the --export file's name, else the painting's file name).")
+@click.option("--name", help="Name for --style, in your weights folder (default: the --export file's name, else the painting's "
+                                 "file name).")
 @click.option("--patch", type=click.IntRange(min=16), default=256, show_default=True,
               help="Training crop size in px (multiple of 8).")
 @click.option("--style-size", type=click.IntRange(min=32), default=512, show_default=True,
@@ -51,7 +52,9 @@ def train_style_command(sources, steps, resume, out_dir, overwrite, export_path,
                         threads):
     """Train a fast style network for one painting on your photos.
 
-    The style is usable at once as 'imgedit style photo.jpg --style NAME'.
+    Without --export the style goes to your weights folder and is usable at
+    once as 'imgedit style photo.jpg --style NAME'; a file exported elsewhere
+    is used by its path: '--style FILE.safetensors'.
     Every --preview-every steps a preview (photos above their stylisations)
     goes to OUT/samples/ and a checkpoint to OUT/checkpoint.safetensors,
     which --resume continues exactly.
@@ -88,7 +91,16 @@ def train_style_command(sources, steps, resume, out_dir, overwrite, export_path,
                  sources=list(sources), session_seconds=time.time() - started)
     registry.reset()  # the new style is usable by name at once
     click.echo(f"Trained {trainer.step} steps ({trainer.elapsed / 60:.1f} min); weights: {target}\n"
-               f"Previews: {Path(out_dir) / 'samples'}\nUse it: imgedit style photo.jpg --style {name}")
+               f"Previews: {Path(out_dir) / 'samples'}\nUse it: imgedit style photo.jpg --style {_style_argument(name, target)}")
+
+
+def _style_argument(name: str, target: Path) -> str:
+    """What --style takes for the new weights: the name where the catalog
+    finds them by it (the weights folders), else the file's path."""
+    from imgedit_style.catalog import styles
+
+    known = styles().get(name)
+    return name if known is not None and known.weights.resolve() == Path(target).resolve() else str(target)
 
 
 def _export_target(name, export_path, style_image: Path):
@@ -135,10 +147,12 @@ def _train_config(style_image: Path, steps, batch, patch, lr, seed, style_size, 
 @click.option("--sheet", type=click.Path(path_type=Path), help="Write a contact sheet: the photos x every style.")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads.")
-@click.option("--record", is_flag=True, help="Also write each style's results into its model card's metrics block.")
+@click.option("--record", is_flag=True, help="Also write each style's results into its model card's metrics block "
+                                             "(refused where that holds figures over more photos or --steps).")
+@click.option("--overwrite", is_flag=True, help="With --record: replace the recorded figures even so.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
-def eval_style_command(names, sources, limit, size, steps, seed, sheet, device, threads, record, as_json, quiet):
+def eval_style_command(names, sources, limit, size, steps, seed, sheet, device, threads, record, overwrite, as_json, quiet):
     """Style match and content kept for style networks (definitions: imgedit_style/evaluate.py).
 
     Style distance is measured by a random network of another seed than
@@ -150,14 +164,16 @@ def eval_style_command(names, sources, limit, size, steps, seed, sheet, device, 
     Example:
       imgedit eval style --data kodak24/ --limit 4 --sheet styles.png
     """
+    from imgedit.verbs import check_overwrite
     from imgedit_style.report import evaluate_styles, format_report
 
+    check_overwrite(overwrite, record)
     if threads:
         import torch
 
         torch.set_num_threads(threads)
     report, notes = evaluate_styles(list(names), list(sources), limit=limit, size=size, steps=steps, seed=seed,
-                                    sheet=sheet, device=device, record=record, quiet=quiet or as_json)
+                                    sheet=sheet, device=device, record=record, quiet=quiet or as_json, overwrite=overwrite)
     echo_report(report, notes, as_json, lambda: format_report(report))
 
 

@@ -26,6 +26,9 @@ def check_style_source(params: dict) -> None:
 
     from imgedit.errors import UsageError
 
+    if params.get("style_image") and params.get("name"):  # alternatives: taking one silently would hide a typo
+        raise UsageError("style: give a trained style (--style NAME, name=) or a painting (--style-image FILE, "
+                         "style_image=), not both")
     if params.get("style_image"):
         if not Path(params["style_image"]).expanduser().is_file():
             raise UsageError(f"style image {params['style_image']} does not exist")

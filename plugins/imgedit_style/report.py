@@ -12,6 +12,7 @@ import torch
 
 from imgedit.errors import UsageError
 from imgedit.models import ModelSpec
+from imgedit.verbs import check_record
 from imgedit_style import evaluate
 from imgedit_style.catalog import resolve_style, styles
 from imgedit_style.losses import StyleLossConfig
@@ -48,8 +49,14 @@ def style_setup(spec: ModelSpec) -> tuple[torch.Tensor, LossNetConfig, StyleLoss
 
 
 def evaluate_styles(names: list[str], sources: list[str], *, limit: int, size: int, steps: int, seed: Optional[int],
-                    sheet: Optional[Path], device: str, record: bool, quiet: bool) -> tuple[dict, list[str]]:
-    """Measure each style on the photos. Returns (report, notes)."""
+                    sheet: Optional[Path], device: str, record: bool, quiet: bool,
+                    overwrite: bool = False) -> tuple[dict, list[str]]:
+    """Measure each style on the photos. Returns (report, notes).
+
+    Raises:
+        UsageError: ``record`` would replace a card's figures over more photos
+            or optimisation steps, without ``overwrite``.
+    """
     from tqdm import tqdm
 
     from imgedit.devices import resolve_device
@@ -61,6 +68,10 @@ def evaluate_styles(names: list[str], sources: list[str], *, limit: int, size: i
             raise UsageError("no trained styles yet: train one with 'imgedit train style' or name one with --style")
     specs = [resolve_style(name) for name in names]
     photo_names, photos = load_photos(sources, limit, size)
+    if record:  # before the minutes of measuring
+        for spec in specs:
+            check_record((spec.card().get("metrics") or {}).get("eval_style"), {"photos": photo_names, "steps": steps},
+                         ("photos", "steps"), overwrite, f"{spec.card_path} (metrics.eval_style)")
     seed = evaluate.EVAL_SEED if seed is None else seed
     dev = resolve_device(device)
     results: list[evaluate.StyleResult] = []

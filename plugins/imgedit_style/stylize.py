@@ -14,7 +14,6 @@ optimisation against any painting, plus what every user sees around them.
 
 from __future__ import annotations
 
-import logging
 import threading
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -31,7 +30,6 @@ from imgedit_style.model import StyleNet, StyleNetConfig
 AUTO_SCALE = 1024  # fast network: apply the style at most at this long side under scale=auto
 AUTO_SCALE_OPTIMISE = 512  # per-image optimisation is slower: at most this long side
 
-logger = logging.getLogger("imgedit")
 
 _cache: dict[tuple, StyleNet] = {}
 _lock = threading.Lock()
@@ -238,8 +236,9 @@ def create_style(context: Any = None, *, name: str = "", strength: float = 1.0, 
         from imgedit_style.lossnet import build_loss_net
         from imgedit_style.optimize import StyleObjective
 
-        if name:
-            logger.warning("style: --style-image %s is used; the style name '%s' is ignored", style_image, name)
+        if name:  # as check_style_source says, for callers that skip it
+            raise UsageError("style: give a trained style (--style NAME, name=) or a painting (--style-image FILE, "
+                             "style_image=), not both")
         painting = read_style_image(style_image, style_size).to(device)
         objective = StyleObjective(build_loss_net(loss_net, device), painting, StyleLossConfig())
         return OptimisingApplier(objective, int(steps), float(strength), bool(preserve_color), scale)

@@ -20,7 +20,7 @@ DEFAULT_RUN_DIR = Path("runs") / "denoise"
 
 def _patch_option(default: int):
     return click.option("--patch", type=click.IntRange(min=16), default=default, show_default=True,
-                        help="Patch size in px (multiple of 16).")
+                        help="Patch size in px (multiple of 16); images smaller than a patch are skipped.")
 
 
 def _widths_option(default: str):
@@ -43,6 +43,12 @@ def _check_init(init, resume) -> None:
 
     if init and resume:
         raise UsageError("--init starts a new run and --resume continues one: give one of them")
+    if init:  # a missing file, or a photo given as weights, fails before the images load
+        from imgedit.catalog import spec_for_file
+
+        if not init.is_file():
+            raise UsageError(f"--init {init}: no such weights file")
+        spec_for_file(init)
 
 
 def _eval_precision_option():
@@ -70,7 +76,7 @@ def _precision_scope(precision: str, dev, operation) -> tuple[str, Callable[[], 
 @click.command("denoise")
 @apply_options(training_options("Clean training images: file, folder or glob (repeatable).", 13000, DEFAULT_RUN_DIR, 16, 1e-3))
 @_patch_option(96)
-@_widths_option("32,64,80,96")
+@_widths_option("those of the --init weights, else 32,64,80,96")
 @_init_option("; with wider --widths, the new channels start so that the output is unchanged; "
               "a --gray run may start from a colour model")
 @click.option("--gray", is_flag=True, help="Train a one-channel model for grayscale images (on the images' luminance); "
@@ -90,7 +96,7 @@ def train_denoise_command(sources, steps, resume, out_dir, overwrite, export_pat
     _check_init(init, resume)
     cfg = TrainConfig(steps=steps, batch=batch, patch=_patch_size(patch), lr=lr, seed=seed, precision=precision,
                       gray_prob=gray_share, loss=loss)
-    cfg.model = _with_widths(cfg.model, widths_text)
+    cfg.model = _with_widths(cfg.model, widths_text, init)
     if gray:
         cfg.model = replace(cfg.model, image_channels=1)
     _train_and_export(
@@ -100,9 +106,19 @@ def train_denoise_command(sources, steps, resume, out_dir, overwrite, export_pat
     )
 
 
-def _with_widths(model, text: Optional[str]):
-    """``model`` (a VAEConfig) with the ``--widths`` given, if any."""
-    return replace(model, widths=_per_level(text, len(model.widths), "--widths")) if text else model
+def _with_widths(model, text: Optional[str], init: Optional[Path] = None):
+    """``model`` (a VAEConfig) with the ``--widths`` given; without them, those
+    of the ``--init`` weights (their card's), so that a run from a wider model
+    than the default widths starts at once; else the default ones."""
+    if text:
+        return replace(model, widths=_per_level(text, len(model.widths), "--widths"))
+    if init:
+        from imgedit.catalog import spec_for_file
+
+        widths = (spec_for_file(init).card().get("model_config") or {}).get("widths")
+        if isinstance(widths, list) and len(widths) == len(model.widths) and all(isinstance(w, int) and w > 0 for w in widths):
+            return replace(model, widths=tuple(widths))
+    return model
 
 
 def _per_level(text: str, levels: int, option: str) -> tuple[int, ...]:
@@ -120,7 +136,7 @@ def _per_level(text: str, levels: int, option: str) -> tuple[int, ...]:
 @apply_options(training_options("Training images: file, folder or glob (repeatable); holes are synthesised.",
                                 3000, Path("runs") / "inpaint", 8, 5e-4))
 @_patch_option(128)
-@_widths_option("32,64,128,192")
+@_widths_option("those of the --init weights, else 32,64,128,192")
 @click.option("--bridge/--no-bridge", default=True, show_default=True,
               help="Feed the encoder's deepest features to the decoder beside the latent, as the shipped model does "
                    "(a 1x1 conv that starts at zero, so --init weights without it give the same fills).")
@@ -154,7 +170,7 @@ def train_inpaint_command(sources, steps, resume, out_dir, overwrite, export_pat
     cfg = InpaintTrainConfig(steps=steps, batch=batch, patch=_patch_size(patch), lr=lr, seed=seed, loss=loss,
                              precision=precision, kinds=_hole_kinds(kinds_text), zoom=zoom,
                              sample_every=sample_every)
-    cfg.model = _with_widths(cfg.model, widths_text)
+    cfg.model = _with_widths(cfg.model, widths_text, init)
     cfg.model = replace(cfg.model, bridge=bridge)
     if decoder_blocks_text:
         cfg.model = replace(cfg.model, decoder_blocks=_per_level(decoder_blocks_text, len(cfg.model.blocks), "--decoder-blocks"))
@@ -309,7 +325,8 @@ def _label(spec) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON rows.")
 def eval_inpaint_command(sources, kinds_text, pairs_dir, hole_color, seed, limit, no_baselines, weights, ensemble, device, threads,
                          precision, sheet, as_json):
-    """PSNR/SSIM (whole image and hole) and time of the inpainter beside Telea, NS and biharmonic fills."""
+    """PSNR/SSIM (whole image and hole) and time of the inpainter beside Telea, NS and
+    (when scikit-image is installed) biharmonic fills."""
     import json
 
     import torch
@@ -347,7 +364,14 @@ def eval_inpaint_command(sources, kinds_text, pairs_dir, hole_color, seed, limit
         notes.append(f"masks: hole = {hole_color}")
         unscored = sum(not c.scored for c in pairs)
         if unscored:
-            notes.append(f"{unscored} pairs have the hole painted over (no ground truth there): contact sheet only")
+            notes.append(f"{unscored} pairs have the hole painted over (no ground truth there): not scored"
+                         + (", shown on the contact sheet" if sheet else ""))
+    where = ", ".join([*map(str, sources), *([str(pairs_dir)] if pairs_dir else [])])
+    nothing = None if any(c.scored for c in cases) else f"nothing to score in {where}: " + (
+        f"each of the {len(cases)} pairs has the hole painted over (no ground truth there)" if cases
+        else "no pair with a hole (see the warnings)")
+    if nothing and not (sheet and cases):  # before any fill runs
+        raise UsageError(nothing + ("; use --sheet FILE to look at the fills" if cases else ""))
     with tqdm(total=len(cases), disable=as_json, leave=False, unit="img") as bar:
         rows = evaluate(cases, methods, on_case=lambda: bar.update(1))
     if sheet:
@@ -357,11 +381,12 @@ def eval_inpaint_command(sources, kinds_text, pairs_dir, hole_color, seed, limit
         shown = [c for c in cases if c.group == cases[0].group] if sources else cases
         write_tensor(contact_sheet(shown, methods), sheet, overwrite=True)
         notes.append(f"contact sheet (input | {' | '.join(methods)} | truth): {sheet}")
+    if nothing:  # the sheet asked for is written; still, no figure came out
+        raise UsageError(f"{nothing}; only the contact sheet was written: {sheet}")
     if as_json:
         click.echo(json.dumps({"data": list(sources), "pairs": str(pairs_dir or ""), "seed": seed, "ensemble": ensemble, "device": str(dev),
                                "precision": precision, "notes": notes, "rows": rows_as_dicts(rows)}, indent=2))
     else:
-        where = ", ".join([*map(str, sources), *([str(pairs_dir)] if pairs_dir else [])])
         click.echo(format_table(rows, f"{where}: {len(cases)} cases, mask seed {seed}, {ensemble_note(ensemble)}{dev}, {precision}"))
         for note in notes:
             click.echo(note)

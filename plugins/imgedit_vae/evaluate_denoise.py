@@ -7,10 +7,12 @@ the noisy input is not clipped (``clip=True``: clipped to [0, 1] and rounded
 to 8 bits, as a noisy file on disk is); every output is clipped and rounded
 to 8 bits; PSNR and SSIM over all pixels and channels, averaged over images.
 Grayscale files are one channel repeated: noise is the same on all three.
+Images smaller than SSIM's 11x11 window are skipped with a warning.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -18,10 +20,13 @@ from typing import Callable, Iterable, Optional, Sequence
 
 import torch
 
+from imgedit.errors import UsageError
 from imgedit.imageio import read_image
 from imgedit.inputs import expand_inputs
 from imgedit_vae.degrade import add_gaussian_noise
-from imgedit_vae.metrics import psnr, ssim
+from imgedit_vae.metrics import SSIM_WINDOW, psnr, ssim
+
+logger = logging.getLogger("imgedit")
 
 # method name -> fn(noisy (1, 3, H, W) on CPU, sigma) -> denoised
 Method = Callable[[torch.Tensor, float], torch.Tensor]
@@ -37,16 +42,36 @@ class Row:
     images: int
 
 
-def load_clean(sources: Sequence[str], limit: Optional[int] = None) -> list[tuple[Path, torch.Tensor]]:
-    """Clean images as (path, (1, 3, H, W) float in [0, 1]), in path order."""
+def load_clean(sources: Sequence[str], limit: Optional[int] = None,
+               min_side: int = SSIM_WINDOW) -> list[tuple[Path, torch.Tensor]]:
+    """Clean images as (path, (1, 3, H, W) float in [0, 1]), in path order:
+    the first ``limit`` of those at least ``min_side`` px on each side.
+    Smaller ones are skipped with a warning (SSIM's window does not fit them).
+
+    Raises:
+        UsageError: no image is large enough.
+    """
     items = sorted(expand_inputs(list(sources), recursive=True), key=lambda f: str(f.path))
-    if limit:
-        items = items[:limit]
     images = []
     for item in items:
+        if limit and len(images) >= limit:
+            break
         rgb = torch.from_numpy(read_image(item.path).rgb).permute(2, 0, 1)[None].contiguous()
+        if too_small(item.path, rgb, min_side):
+            continue
         images.append((item.path, rgb))
+    if not images:
+        raise UsageError(f"no image of at least {min_side}x{min_side} px (the SSIM window) in {', '.join(map(str, sources))}")
     return images
+
+
+def too_small(path: Path, image: torch.Tensor, min_side: int = SSIM_WINDOW) -> bool:
+    """Whether ``image`` ((1, C, H, W)) is too small to score; warns if so."""
+    h, w = image.shape[-2:]
+    if min(h, w) >= min_side:
+        return False
+    logger.warning("skipping %s: %dx%d px, smaller than the %dx%d px SSIM window", path, w, h, min_side, min_side)
+    return True
 
 
 def baseline_methods() -> dict[str, Method]:

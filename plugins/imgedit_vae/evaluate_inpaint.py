@@ -14,11 +14,13 @@ Two kinds of cases:
 Every output is clipped and rounded to 8 bits before scoring. A pair whose
 image has its hole painted over (one flat colour, as EdgeConnect's
 examples) has no ground truth inside the hole: it goes to the contact sheet
-but is not scored.
+but is not scored. Images smaller than SSIM's 11x11 window, and pairs whose
+mask has no hole, are skipped with a warning.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass
@@ -30,8 +32,11 @@ import torch
 
 from imgedit.errors import UsageError
 from imgedit.imageio import read_image
+from imgedit_vae.evaluate_denoise import too_small
 from imgedit_vae.holes import random_hole_mask
 from imgedit_vae.metrics import psnr, ssim
+
+logger = logging.getLogger("imgedit")
 
 # method name -> fn(image (1, 3, H, W), mask (1, 1, H, W), 1 = hole) -> filled
 Method = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -74,7 +79,9 @@ def synthetic_cases(images: Sequence[tuple[Path, torch.Tensor]], kinds: Sequence
 
 
 def pair_cases(root: Path, hole_color: str = "white", limit: Optional[int] = None) -> list[Case]:
-    """Image/mask pairs under ``root``, the hole being ``hole_color`` ("white" or "black") in the masks.
+    """Image/mask pairs under ``root``, the hole being ``hole_color`` ("white" or "black") in the masks;
+    the first ``limit`` usable ones per set. Images too small to score and masks without a hole
+    are skipped with a warning.
 
     Raises:
         UsageError: no ``images/`` folder with matching ``masks/`` under ``root``,
@@ -90,21 +97,28 @@ def pair_cases(root: Path, hole_color: str = "white", limit: Optional[int] = Non
     cases = []
     for image_dir in image_dirs:
         group = image_dir.parent.name
-        files = sorted(f for f in image_dir.iterdir() if f.is_file())[:limit]
+        files = sorted(f for f in image_dir.iterdir() if f.is_file())
         masks_by_stem = {m.stem: m for m in (image_dir.parent / "masks").iterdir() if m.is_file()}
-        pairs = []
+        kept = 0
         for f in files:
+            if limit and kept >= limit:
+                break
             if f.stem not in masks_by_stem:
                 raise UsageError(f"{f}: no mask named {f.stem}.* in {image_dir.parent / 'masks'}")
-            pairs.append((f, np.asarray(Image.open(masks_by_stem[f.stem]).convert("L")) > 127))
-        for f, bright in pairs:
+            bright = np.asarray(Image.open(masks_by_stem[f.stem]).convert("L")) > 127
             image = _tensor(f)
             hole = torch.from_numpy(bright if hole_color == "white" else ~bright).float()[None, None]
             if hole.shape[-2:] != image.shape[-2:]:
                 raise UsageError(f"{f}: mask is {tuple(hole.shape[-2:])}, image is {tuple(image.shape[-2:])}")
+            if too_small(f, image):
+                continue
+            if not hole.any():  # nothing to fill: a perfect score that would lift the averages
+                logger.warning("skipping %s: its mask %s has no %s hole", f, masks_by_stem[f.stem], hole_color)
+                continue
             inside = image[0][:, hole[0, 0] > 0.5]  # (3, hole pixels)
-            painted = inside.numel() > 0 and float((inside.amax(1) - inside.amin(1)).max()) < 2 / 255
+            painted = float((inside.amax(1) - inside.amin(1)).max()) < 2 / 255
             cases.append(Case(group, f.name, image, hole, scored=not painted))
+            kept += 1
     return cases
 
 

@@ -83,7 +83,9 @@ def random_hole_mask(
         tries: redraws before the last mask is shrunk by erosion to fit.
 
     Returns:
-        ``(1, H, W)`` float mask, 1 = hole, with at least one hole pixel.
+        ``(1, H, W)`` float mask, 1 = hole, with at least one hole pixel
+        (so on an image of under ``1 / max_hole`` pixels, one pixel covers
+        more than ``max_hole``).
 
     Raises:
         UsageError: unknown ``kind``.
@@ -95,10 +97,25 @@ def random_hole_mask(
         if 0 < mask.mean() <= max_hole:
             break
     else:
-        import cv2
-
-        while mask.mean() > max_hole:  # rare: erode the last draw until it fits
-            mask = cv2.erode(mask, np.ones((5, 5), np.uint8))
-        if not mask.any():
-            mask[height // 2, width // 2] = 1
+        mask = _shrink(mask, max_hole)
     return torch.from_numpy(mask).float()[None]
+
+
+def _shrink(mask: np.ndarray, max_hole: float) -> np.ndarray:
+    """Erode ``mask`` (H, W) uint8 until it covers at most ``max_hole``; one
+    centre pixel if nothing is left."""
+    import cv2
+
+    kernel = np.ones((5, 5), np.uint8)
+    for _ in range(max(mask.shape)):  # each pass takes 2 px off every side: bounded
+        if mask.mean() <= max_hole:
+            break
+        eroded = cv2.erode(mask, kernel)
+        if np.array_equal(eroded, mask):
+            # cv2's default border never erodes a mask that fills the image (a tiny
+            # one): count outside as known; only here, so earlier masks stay the same
+            eroded = cv2.erode(mask, kernel, borderType=cv2.BORDER_CONSTANT, borderValue=0)
+        mask = eroded
+    if not mask.any():
+        mask[mask.shape[0] // 2, mask.shape[1] // 2] = 1
+    return mask

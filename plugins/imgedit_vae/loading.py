@@ -9,6 +9,7 @@ from typing import Callable, Union
 
 import torch
 
+from imgedit.catalog import spec_for_file
 from imgedit.errors import UsageError, WeightsError
 from imgedit.models import ModelSpec, load_model, load_weights
 from imgedit_vae.model import VAEConfig, gray_from_colour, grow_from
@@ -45,15 +46,27 @@ def start_from_weights(model: torch.nn.Module, path: Path) -> str:
     Raises:
         UsageError: the file, its card or its sha256 is wrong, or the weights do not fit.
     """
-    spec = ModelSpec(name=path.stem, weights=path)
+    spec = spec_for_file(path)
     try:
         tensors = load_weights(spec)
         if model.cfg.image_channels == 1 and tensors.get("decoder.head.bias", torch.empty(0)).numel() == 12:
             tensors = gray_from_colour(tensors)
         grow_from(model, tensors)
     except (WeightsError, ValueError) as exc:
-        raise UsageError(f"--init {path}: {exc}") from None
+        raise UsageError(f"--init {path}: {exc}{_wider_hint(spec, model)}") from None
     card = spec.card()
     trained = card.get("training", {})
     return (f"(started from {path}, sha256 {card.get('sha256', '?')[:12]}, {trained.get('steps', '?')} steps, "
             f"{trained.get('wall_time_s', '?')} s, trained by: {' ; '.join(trained.get('commands', []))})")
+
+
+def _wider_hint(spec: ModelSpec, model: torch.nn.Module) -> str:
+    """What to pass when the weights are wider than ``model`` (a network only grows from them)."""
+    widths = (spec.card().get("model_config") or {}).get("widths")
+    if not isinstance(widths, list) or len(widths) != len(model.cfg.widths):
+        return ""
+    if all(theirs <= ours for theirs, ours in zip(widths, model.cfg.widths)):
+        return ""
+    return (f"; the weights are wider than --widths {','.join(map(str, model.cfg.widths))}: pass --widths "
+            f"{','.join(map(str, widths))} (or wider), or leave --widths out to take theirs")
+

@@ -9,8 +9,11 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
+from imgedit.errors import ShapeError
+
 
 RECON_LOSSES = ("l1", "mse")
+SSIM_WINDOW = 11  # px: the smallest image SSIM (and so an eval) can score
 
 
 def reconstruction_loss(out: torch.Tensor, clean: torch.Tensor, kind: str,
@@ -57,11 +60,18 @@ def ssim(output: torch.Tensor, reference: torch.Tensor, weight: Optional[torch.T
     ``output`` is clipped and rounded to 8 bits first. The window is applied
     as two 1-D passes in float32 (same result, ~50x faster than 2-D float64).
     With ``weight`` ((B, 1, H, W)), the SSIM map is averaged over the windows
-    centred where ``weight`` is 1 (a hole)."""
+    centred where ``weight`` is 1 (a hole), or, for a hole that lies within 5 px
+    of the border (where no window is centred), over the windows that overlap it.
+
+    Raises:
+        ShapeError: an image smaller than the 11x11 window.
+    """
+    if min(output.shape[-2:]) < SSIM_WINDOW:
+        raise ShapeError("ssim", f"images of at least {SSIM_WINDOW}x{SSIM_WINDOW} px", "x".join(map(str, output.shape[-2:])))
     x, y = quantise8(output).float(), reference.float()
     c = x.shape[1]
-    size = min(11, *x.shape[-2:])
-    taps = _gaussian_taps(size, 1.5 if size == 11 else 1.5 * size / 11).to(x.device)
+    size = SSIM_WINDOW
+    taps = _gaussian_taps(size, 1.5).to(x.device)
     row, col = taps.view(1, 1, 1, size).expand(c, 1, 1, size), taps.view(1, 1, size, 1).expand(c, 1, size, 1)
 
     def blur(t: torch.Tensor) -> torch.Tensor:
@@ -73,5 +83,8 @@ def ssim(output: torch.Tensor, reference: torch.Tensor, weight: Optional[torch.T
     index = ((2 * mx * my + c1) * (2 * cov + c2)) / ((mx**2 + my**2 + c1) * (vx + vy + c2))
     if weight is not None:
         half = size // 2
-        weight = weight[..., half : weight.shape[-2] - half, half : weight.shape[-1] - half]
+        centred = weight[..., half : weight.shape[-2] - half, half : weight.shape[-1] - half]
+        overlapping = F.max_pool2d(weight.to(index.dtype), size, stride=1)
+        none = centred.flatten(1).sum(1) == 0  # else such a hole would score 0
+        weight = torch.where(none.view(-1, 1, 1, 1), overlapping, centred.to(index.dtype))
     return _mean(index, weight)

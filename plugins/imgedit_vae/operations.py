@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Optional, Union
 
+from imgedit.catalog import spec_for_file
 from imgedit.models import ModelSpec, shipped_weights_dir
 from imgedit.operations import Capabilities, Operation, Param
 
@@ -30,9 +31,15 @@ _DESCRIPTIONS = {
 def model_spec(weights: Optional[Union[str, Path]] = None, name: str = MODEL_NAME) -> ModelSpec:
     """The shipped model ``name``, or a user's ``.safetensors`` trained with ``imgedit train ...``."""
     if weights:
-        path = Path(weights).expanduser()
-        return ModelSpec(path.stem, path, plugin="user")
+        return spec_for_file(weights)
     return ModelSpec(name, shipped_weights_dir() / "imgedit_vae" / f"{name}.safetensors", _DESCRIPTIONS[name])
+
+
+def check_weights_file(params: dict) -> None:
+    """Refuse, before any image is read, ``weights`` that are not a model file
+    (cheap: the file's first bytes; a missing file is reported on loading)."""
+    if params.get("weights"):
+        model_spec(params["weights"])
 
 
 def create_denoise(context: Any = None, **params: Any):
@@ -65,6 +72,7 @@ DENOISE = Operation(
               minimum=1, maximum=8),
     ),
     description="Learned denoiser (conditional VAE on a noise-level map), sigma 0-75, given or estimated",
+    check=check_weights_file,
 )
 
 
@@ -90,6 +98,7 @@ INPAINT = Operation(
               "working scale (default: as many as fit a fixed budget per hole)", minimum=1, maximum=8),
     ),
     description="Learned inpainting (conditional VAE): crops around each hole, keeps known pixels exactly",
+    check=check_weights_file,
 )
 
 OPERATIONS = (DENOISE, INPAINT)

@@ -161,5 +161,6 @@ def train(cfg: TrainConfig, sources: Sequence[str], out_dir: Path, device: torch
     Returns:
         The trainer, with the final model.
     """
-    return train_or_resume(lambda c: Trainer(c, ImagePool(sources), device, None if resume else init), cfg, "denoise", out_dir,
-                           resume, on_progress, command, overwrite)
+    # an image smaller than a patch would be stretched to one: a blurred target (such images are skipped, with a warning)
+    return train_or_resume(lambda c: Trainer(c, ImagePool(sources, min_side=c.patch), device, None if resume else init), cfg,
+                           "denoise", out_dir, resume, on_progress, command, overwrite)

@@ -220,6 +220,7 @@ def train_inpaint(cfg: InpaintTrainConfig, sources: Sequence[str], out_dir: Path
             raise UsageError(f"unknown hole kinds {sorted(unknown)}; use {', '.join(KINDS)}")
         if cfg.loss not in RECON_LOSSES:
             raise UsageError(f"unknown reconstruction loss {cfg.loss!r}; use {', '.join(RECON_LOSSES)}")
-        return InpaintTrainer(cfg, ImagePool(sources), device, None if resume else init)
+        # an image smaller than a patch would be stretched to one: a blurred target
+        return InpaintTrainer(cfg, ImagePool(sources, min_side=cfg.patch), device, None if resume else init)
 
     return train_or_resume(build, cfg, "inpaint", out_dir, resume, on_progress, command, overwrite)
