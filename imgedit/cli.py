@@ -158,10 +158,14 @@ def plugins_command(as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def models_command(as_json: bool) -> None:
     """List models: weights file, size, sha256 and whether it verifies."""
-    from imgedit.models import describe
+    from imgedit.models import describe, user_models
     from imgedit.registry import get_registry
 
-    rows = [describe(spec) for spec in get_registry().models.values()]
+    specs = list(get_registry().models.values())
+    listed = {spec.weights.resolve() for spec in specs}
+    # a model you trained under a shipped model's name (the default export) is not the default, but it is yours
+    shadowed = [spec for spec in user_models() if spec.weights.resolve() not in listed]
+    rows = [describe(spec) for spec in specs] + [{**describe(spec), "shadowed_by_shipped": True} for spec in shadowed]
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -170,7 +174,9 @@ def models_command(as_json: bool) -> None:
     for row in rows:
         size = f"{row['size_bytes'] / 1e6:.2f} MB" if row["size_bytes"] else "-"
         mark = "verified" if row["verified"] else f"NOT VERIFIED: {row['status']}"
-        click.echo(f"{row['name']} ({row['plugin']}) {row['weights']} {size} sha256 {(row['sha256'] or '-')[:16]} {mark}")
+        yours = " (yours; the shipped model of this name is the default: pass this file to --weights/--model)" \
+            if row.get("shadowed_by_shipped") else ""
+        click.echo(f"{row['name']} ({row['plugin']}) {row['weights']} {size} sha256 {(row['sha256'] or '-')[:16]} {mark}{yours}")
 
 
 @cli.command(name="info")

@@ -58,7 +58,7 @@ COMMON_OPTIONS: list[Callable] = [
     click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
                  help="Run here, or on a Ray cluster (pip install 'imgedit[ray]')."),
     click.option("--ray-address", envvar="IMGEDIT_RAY_ADDRESS",
-                 help="Ray cluster to join with --engine ray (default: RAY_ADDRESS, else a local Ray)."),
+                 help="Ray cluster to join with --engine ray (default: IMGEDIT_RAY_ADDRESS, else RAY_ADDRESS, else a local Ray)."),
     click.option("-q", "--quiet", is_flag=True, help="Print only errors."),
     click.option("--json", "as_json", is_flag=True, help="Print a JSON summary."),
 ]

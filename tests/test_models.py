@@ -56,6 +56,17 @@ def test_user_models_listed(invoke, user_home):
     assert "mine" in text and "NOT VERIFIED" in text
 
 
+def test_a_model_trained_under_a_shipped_name_is_listed_as_yours(invoke, user_home):
+    mine = user_home / "weights" / "imgedit_vae" / "denoise-vae.safetensors"  # train denoise's default export
+    _save(mine)
+    rows = json.loads(invoke("models", "--json").stdout)
+    shipped = [r for r in rows if r["name"] == "denoise-vae" and not r.get("shadowed_by_shipped")]
+    yours = [r for r in rows if r.get("shadowed_by_shipped")]
+    assert len(shipped) == 1 and shipped[0]["weights"] != str(mine)
+    assert [r["weights"] for r in yours] == [str(mine)] and yours[0]["verified"] is True
+    assert "(yours; the shipped model of this name is the default" in invoke("models").output
+
+
 def test_weights_of_another_architecture_are_named_before_loading(tmp_path):
     from imgedit.models import load_model
 

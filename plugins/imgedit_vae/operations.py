@@ -62,7 +62,7 @@ DENOISE = Operation(
     name="denoise", method="vae", create=create_denoise, capabilities=DENOISE_CAPS, priority=10,
     weights=(MODEL_NAME, GRAY_MODEL_NAME),
     params=(
-        Param("sigma", float, "auto", help="noise std on the 0-255 scale (0-75), or auto",
+        Param("sigma", float, "auto", help="noise std on the 0-255 scale (0-75; more acts as 75, with a warning), or auto",
               allow_auto=True, minimum=0, maximum=255),
         Param("strength", float, 1.0, help="blend with the input: 0 = unchanged, 1 = fully denoised",
               minimum=0, maximum=1),
