@@ -137,6 +137,8 @@ def run_verb(pipeline: Any, kwargs: dict[str, Any]) -> None:
         fsync=kwargs["fsync"],
     )
     check_options(options, len(items))
+    if kwargs.get("ray_address") and kwargs.get("engine") != "ray" and _given("ray_address"):  # not the env var
+        raise UsageError("--ray-address joins a Ray cluster: it needs --engine ray")
     named = frozenset(Path(i) for i in kwargs["inputs"] if Path(i).is_file())
     items, own = leave_out_own_outputs(pipeline, items, options, named)
     if own and not (kwargs["quiet"] or kwargs["as_json"]):
@@ -155,7 +157,15 @@ def run_verb(pipeline: Any, kwargs: dict[str, Any]) -> None:
             summary = run_files_ray(pipeline, items, options, on_result=report, address=kwargs.get("ray_address"))
         else:
             summary = run_files(pipeline, items, options, on_result=report)
-    _print_summary(summary, kwargs["quiet"], kwargs["as_json"])
+    _print_summary(summary, kwargs["quiet"], kwargs["as_json"], planned=len(items))
+
+
+def _given(name: str) -> bool:
+    """Whether the user typed option ``name`` (not its default or environment variable)."""
+    from click.core import ParameterSource
+
+    ctx = click.get_current_context(silent=True)
+    return ctx is not None and ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE
 
 
 def _check_mask_source(pipeline: Any, items: list, masks: Any) -> None:
@@ -234,7 +244,7 @@ class Progress:
             self.bar.close()
 
 
-def _print_summary(summary: Any, quiet: bool, as_json: bool) -> None:
+def _print_summary(summary: Any, quiet: bool, as_json: bool, planned: int) -> None:
     if as_json:
         click.echo(json.dumps(summary.as_dict(), indent=2))
     failed, total = len(summary.failed), len(summary.results)
@@ -255,6 +265,9 @@ def _print_summary(summary: Any, quiet: bool, as_json: bool) -> None:
         error = BatchError(summary.failed[0].error)
         error.exit_code = summary.failed[0].exit_code  # a mask or usage problem stays exit 2
         raise error
+    if failed and total < planned:  # --fail-fast stopped the run: --retry-failed would skip the rest
+        raise BatchError(f"{failed} of {total} images failed; stopped there (--fail-fast), {planned - total} not attempted: "
+                         "run the same command again to go on (what is done is skipped)")
     if failed:
         raise BatchError(f"{failed} of {total} images failed" + (" (--retry-failed redoes only those)" if summary.journal else ""))
 

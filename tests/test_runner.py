@@ -441,3 +441,26 @@ def test_python_api_masks_and_tensor_contract(folder, tmp_path):
             call()
         assert message in str(info.value)
     assert not (tmp_path / "q").exists()
+
+
+def test_fail_fast_says_how_many_were_not_attempted_and_how_to_go_on(invoke, tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "a0.png").write_bytes(b"not a png")
+    for i in range(1, 12):
+        Image.fromarray(smooth_rgb(seed=i)).save(src / f"a{i}.png")
+    result = invoke("denoise", src, "--sigma", "5", "--method", "nlm", "-o", tmp_path / "out", "--fail-fast", "--workers", "1")
+    assert result.exit_code == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert "stopped there (--fail-fast)" in last and "not attempted" in last and "run the same command again" in last
+    again = invoke("denoise", src, "--sigma", "5", "--method", "nlm", "-o", tmp_path / "out", "--json")
+    assert again.exit_code == 1 and summary_of(again)["failed"] == 1
+    assert len(list((tmp_path / "out").glob("*.png"))) == 11
+
+
+def test_ray_address_without_the_ray_engine_is_a_usage_error(invoke, folder, tmp_path):
+    result = invoke("denoise", folder, "--method", "nlm", "-o", tmp_path / "out", "--ray-address", "127.0.0.1:6379")
+    assert result.exit_code == 2 and "needs --engine ray" in result.stderr
+    env = invoke("denoise", folder, "--method", "nlm", "--sigma", "5", "-o", tmp_path / "out", "--json",
+                 env={"IMGEDIT_RAY_ADDRESS": "127.0.0.1:6379"})
+    assert env.exit_code == 0, env.output  # the environment variable alone is not a request
