@@ -42,6 +42,10 @@ class Capabilities:
             untiled run.
         pad_multiple: the operation needs H and W to be multiples of this; the
             engine pads (reflect) and crops back.
+        tile_align: the operation gives the same output for a pixel only when
+            its crop is shifted by a multiple of this (a network that
+            downsamples by this factor); the engine puts tiles on that grid,
+            so a tiled run matches an untiled one.
         memory_mb_per_megapixel: rough working memory per megapixel of input,
             used to choose a tile size and to estimate peak memory.
         needs_mask: the operation needs a hole mask (inpainting).
@@ -54,6 +58,7 @@ class Capabilities:
     tileable: bool = False
     tile_overlap: int = 0
     pad_multiple: int = 1
+    tile_align: int = 1
     memory_mb_per_megapixel: float = 200.0
     needs_mask: bool = False
     batchable: bool = True
@@ -66,6 +71,7 @@ class Capabilities:
             "tileable": self.tileable,
             "tile_overlap": self.tile_overlap,
             "pad_multiple": self.pad_multiple,
+            "tile_align": self.tile_align,
             "memory_mb_per_megapixel": self.memory_mb_per_megapixel,
             "needs_mask": self.needs_mask,
             "batchable": self.batchable,

@@ -115,15 +115,18 @@ class Tile:
     context: Box
 
 
-def _axis_cores(length: int, tile: int) -> list[tuple[int, int]]:
+def _axis_cores(length: int, tile: int, align: int = 1, offset: int = 0) -> list[tuple[int, int]]:
     # Balanced split: n cores of nearly equal size (all <= tile), instead of
     # full tiles and a thin last one that would waste a whole device call.
     n = -(-length // tile)
     edges = [round(i * length / n) for i in range(n + 1)]
+    if align > 1:  # inner edges on the grid: a core may grow by less than align px
+        inner = {e - (e - offset) % align for e in edges[1:-1]}
+        edges = [0, *sorted(e for e in inner if 0 < e < length), length]
     return list(zip(edges[:-1], edges[1:]))
 
 
-def plan_tiles(height: int, width: int, tile: Optional[int], overlap: int) -> list[Tile]:
+def plan_tiles(height: int, width: int, tile: Optional[int], overlap: int, align: int = 1, offset: int = 0) -> list[Tile]:
     """Split an image into a grid of tiles.
 
     Args:
@@ -131,6 +134,8 @@ def plan_tiles(height: int, width: int, tile: Optional[int], overlap: int) -> li
         width: image width in px.
         tile: largest core size in px; ``None`` or 0 gives one tile.
         overlap: context in px around each core, on every side.
+        align, offset: inner core edges fall on ``offset`` modulo ``align``
+            (see ``Capabilities.tile_align``).
 
     Returns:
         Tiles in row-major order. Their cores partition the image exactly; their
@@ -143,8 +148,8 @@ def plan_tiles(height: int, width: int, tile: Optional[int], overlap: int) -> li
         raise UsageError(f"tiling: image size must be at least 1x1, got {height}x{width}")
     if tile is not None and tile < 0 or overlap < 0:
         raise UsageError(f"tiling: tile and overlap must be >= 0, got tile={tile}, overlap={overlap}")
-    rows = _axis_cores(height, tile or height)
-    cols = _axis_cores(width, tile or width)
+    rows = _axis_cores(height, tile or height, align, offset)
+    cols = _axis_cores(width, tile or width, align, offset)
     tiles = []
     for top, bottom in rows:
         for left, right in cols:
@@ -346,6 +351,7 @@ class _Setup:
     blend: int  # feather width around each core
     border: int  # reflected context at the image border
     multiple: int  # pad_multiple
+    align: int = 1  # tile_align
 
 
 def _run_plan(
@@ -361,7 +367,9 @@ def _run_plan(
 ) -> torch.Tensor:
     b, c, h, w = image.shape
     margin = setup.overlap + setup.blend
-    plan = plan_tiles(h, w, tile, margin)
+    # A tile's crop starts margin px before its core, the untiled run's border px
+    # before the image: cores at (margin - border) mod align put both on one grid.
+    plan = plan_tiles(h, w, tile, margin, setup.align, (margin - setup.border) % setup.align)
     if len(plan) == 1:  # whole image: no weights, and the result may stay on the device
         out = _run_whole(applier, image, mask, plan[0], setup, device, dtype, out_device)
         if on_tile is not None:
@@ -520,6 +528,7 @@ def run_tiled(
         blend=_blend_width(capabilities, blend) if capabilities.tileable else 0,
         border=capabilities.tile_overlap if capabilities.tileable else 0,
         multiple=max(1, capabilities.pad_multiple),
+        align=max(1, capabilities.tile_align),
     )
     size = _resolve_tile(tile, tuple(image.shape), capabilities, device, setup.blend)
     while True:

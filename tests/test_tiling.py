@@ -417,3 +417,12 @@ class TestOutOfMemory:
         with pytest.raises(DeviceError, match="out of memory on cpu"):
             image = torch.rand(1, 3, 64, 64)
             run_tiled(oom_above(0), image, capabilities=caps(), device=CPU, fallback=lambda: identity)
+
+
+def test_aligned_cores_fall_on_the_grid_and_still_partition():
+    for length, tile, align, offset in [(1000, 384, 16, 8), (97, 40, 16, 8), (33, 10, 16, 0), (5000, 1286, 32, 5)]:
+        tiles = [t for t in plan_tiles(length, 50, tile, 4, align, offset) if t.core.left == 0]  # one column
+        tops = [t.core.top for t in tiles]
+        assert tops[0] == 0 and all((top - offset) % align == 0 for top in tops[1:])
+        assert all(a.core.bottom == b.core.top for a, b in zip(tiles, tiles[1:])) and tiles[-1].core.bottom == length
+        assert all(t.core.height < tile + align for t in tiles)

@@ -55,7 +55,7 @@ def create_denoise(context: Any = None, **params: Any):
 # bf16 on a CPU that has it halves the time (DESIGN.md, "bf16 on the CPU").
 DENOISE_CAPS = Capabilities(
     devices=("cpu", "cuda", "mps"), precisions=("fp32", "fp16", "bf16"), cpu_bf16=True, tileable=True,
-    tile_overlap=48, pad_multiple=1, memory_mb_per_megapixel=500.0,
+    tile_overlap=48, pad_multiple=1, tile_align=16, memory_mb_per_megapixel=500.0,  # 16: the U-Net's 1/16 level
 )
 
 DENOISE = Operation(
