@@ -178,6 +178,10 @@ class Operation:
             parameters (the weights a parameter picks, a reference image).
             The resume journal hashes them, so a run redoes what a retrained
             model or an edited file changed. ``weights`` covers the fixed ones.
+        resizes: ``resizes(params) -> bool``: whether, with these parameters,
+            the output is not the input's size (several fills side by side).
+            A later stage that needs the mask is then refused before any
+            image is read. Cheap, like ``check``.
         check: ``check(params)``, run with the parsed parameters when a
             pipeline is made, before any image is read: raises
             :class:`~imgedit.errors.UsageError` for what the parameters' types
@@ -196,6 +200,7 @@ class Operation:
     weights: tuple[str, ...] = ()
     depends_on: Optional[Callable[[dict[str, Any]], Iterable["Path"]]] = None
     check: Optional[Callable[[dict[str, Any]], None]] = None
+    resizes: Optional[Callable[[dict[str, Any]], bool]] = None
     plugin: str = ""
 
     @property

@@ -62,6 +62,7 @@ class Pipeline:
             where = f"stage {index} ({name})"
             op = registry.get(name, raw.pop("method", None), where=where)
             stages.append(Stage(op, op.parse_params(raw, where)))
+        _check_sizes(stages)
         return cls(tuple(stages))
 
     @property
@@ -83,6 +84,19 @@ class Pipeline:
     def build(self, device: Optional[str] = None, precision: Optional[str] = None) -> "BuiltPipeline":
         """Create every stage's applier once (this is where models load)."""
         return BuiltPipeline(self, device, precision)
+
+
+def _check_sizes(stages: list[Stage]) -> None:
+    """A stage that changes the image's size (``resizes``) leaves no mask
+    for a later stage that needs one: refuse that before any image."""
+    for index, stage in enumerate(stages):
+        op = stage.operation
+        if op.resizes is None or not op.resizes(stage.params):
+            continue
+        later = next((s for s in stages[index + 1:] if s.operation.capabilities.needs_mask), None)
+        if later is not None:
+            raise UsageError(f"stage '{later.operation.name}' needs the mask, but the earlier stage "
+                             f"'{op.key}' changes the image size with these parameters; put it last")
 
 
 def parse_stages(text: str) -> list[tuple[str, dict[str, str]]]:

@@ -99,6 +99,7 @@ INPAINT = Operation(
     ),
     description="Learned inpainting (conditional VAE): crops around each hole, keeps known pixels exactly",
     check=check_weights_file,
+    resizes=lambda params: params["samples"] > 1,  # K fills side by side
 )
 
 OPERATIONS = (DENOISE, INPAINT)
