@@ -261,7 +261,7 @@ def _print_summary(summary: Any, quiet: bool, as_json: bool, planned: int) -> No
             f"interrupted after {len(summary.done)} images; run the same command again to resume"
             + (f" (journal {summary.journal})" if summary.journal else "")
         )
-    if failed == 1 and total == 1:
+    if failed == 1 and total == 1 and planned == 1:
         error = BatchError(summary.failed[0].error)
         error.exit_code = summary.failed[0].exit_code  # a mask or usage problem stays exit 2
         raise error
