@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Optional, Union
 
 from imgedit.errors import BatchError, ShapeError, UsageError
-from imgedit.masks import MaskOptions, parse_box, parse_color
+from imgedit.masks import MaskOptions, parse_box
 from imgedit.pipeline import Pipeline
 from imgedit.runner import RunOptions, Summary, default_workers, leave_out_own_outputs, run_files
 
@@ -29,19 +29,15 @@ def _options(output: Optional[Union[str, Path]], kwargs: dict[str, Any]) -> RunO
     chosen_masks = {k: v for k, v in kwargs.items() if k in mask_names}
     if chosen_masks.get("mask_box") is not None:
         chosen_masks["mask_box"] = parse_box(",".join(map(str, _sequence(chosen_masks["mask_box"], "mask_box"))))
-    if chosen_masks.get("mask_color") is not None:
-        parse_color(chosen_masks["mask_color"])
     if chosen_masks.get("mask") is not None:
         chosen_masks["mask"] = Path(chosen_masks["mask"])
-        if not chosen_masks["mask"].exists():
-            raise UsageError(f"mask {chosen_masks['mask']}: no such file or folder")
     chosen = {k: v for k, v in kwargs.items() if k in run_names}
     chosen.setdefault("workers", default_workers())
     for name, low, high in (("quality", 1, 100), ("workers", 1, None), ("depth", 1, None)):
         value = chosen.get(name)
         if value is not None and (not isinstance(value, int) or value < low or high is not None and value > high):
             raise UsageError(f"{name} must be an integer in [{low}, {high or 'any'}], got {value!r}")
-    return RunOptions(output=Path(output) if output is not None else None, masks=MaskOptions(**chosen_masks), **chosen)
+    return RunOptions(output=Path(output) if output is not None else None, masks=MaskOptions(**chosen_masks).checked(), **chosen)
 
 
 def _sequence(value: Any, what: str) -> list:

@@ -77,6 +77,19 @@ class MaskOptions:
         """Whether the user named a source (``--mask``, ``--mask-color`` or ``--mask-box``)."""
         return self.mask is not None or self.mask_color is not None or self.mask_box is not None
 
+    def checked(self) -> "MaskOptions":
+        """These options, once a bad colour or a missing mask path has been
+        refused: a usage error before any image, not a failure per image.
+
+        Raises:
+            UsageError: ``mask_color`` is not a hex colour, or ``mask`` does not exist.
+        """
+        if self.mask_color is not None:
+            parse_color(self.mask_color)
+        if self.mask is not None and not Path(self.mask).exists():
+            raise UsageError(f"--mask {self.mask}: no such file or folder")
+        return self
+
 
 def parse_box(text: str) -> tuple[int, int, int, int]:
     """Parse ``--mask-box`` text ``"x,y,w,h"``.

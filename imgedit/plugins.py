@@ -204,9 +204,8 @@ def register_commands(cli: Any) -> None:
             if new is not old and not _same_operation_verb(old, new):
                 _put_back(cli, top, path, old)
                 info.errors.append(f"register_commands: verb '{path}' belongs to {owners[path]}; kept theirs")
-        # a verb the plugin added or re-added: a shared operation verb it re-adds is not its own
-        info.commands = sorted(path for path, command in _command_paths(cli).items()
-                               if before.get(path) is not command and path not in before)
+        # the verbs it added: a shared operation verb it re-adds is not its own
+        info.commands = sorted(path for path in _command_paths(cli) if path not in before)
         for path in info.commands:
             owners[path] = impl.plugin_name
 

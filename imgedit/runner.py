@@ -218,13 +218,12 @@ def leave_out_own_outputs(pipeline: Pipeline, items: list[InputFile], options: R
     nest outputs one level deeper on every run."""
     if options.in_place or len(items) < 2:
         return items, []
-    real, single = _RealPaths(), False
-    ext = {item.path: _output_ext(item, options) for item in items}
+    real = _RealPaths()
     output_of: dict[Path, Path] = {}
     for item in items:
         try:
-            dst = output_path(item, output=options.output, single=single, op_label=pipeline.label,
-                              ext=ext[item.path], template=options.name)
+            dst = output_path(item, output=options.output, single=False, op_label=pipeline.label,
+                              ext=_output_ext(item, options), template=options.name)
         except UsageError:
             return items, []  # plan_outputs reports it
         output_of[real(dst)] = item.path

@@ -86,14 +86,9 @@ def apply_options(options: list[Callable]) -> Callable:
 
 def mask_options_from(kwargs: dict[str, Any]):
     """Pop the mask options out of a verb's kwargs into a MaskOptions."""
-    from imgedit.masks import MaskOptions, parse_box, parse_color
+    from imgedit.masks import MaskOptions, parse_box
 
     box = kwargs.pop("mask_box", None)
-    if kwargs.get("mask_color") is not None:
-        parse_color(kwargs["mask_color"])  # a bad colour is a usage error now, not a failure per image
-    mask = kwargs.get("mask")
-    if mask is not None and not Path(mask).exists():
-        raise UsageError(f"--mask {mask}: no such file or folder")
     return MaskOptions(
         mask=kwargs.pop("mask", None),
         mask_color=kwargs.pop("mask_color", None),
@@ -101,7 +96,7 @@ def mask_options_from(kwargs: dict[str, Any]):
         mask_box=parse_box(box) if box else None,
         dilate=kwargs.pop("dilate", 0),
         invert=kwargs.pop("invert_mask", False),
-    )
+    ).checked()
 
 
 def run_verb(pipeline: Any, kwargs: dict[str, Any]) -> None:
