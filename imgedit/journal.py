@@ -37,6 +37,10 @@ from imgedit.models import sha256_file
 
 JOURNAL_NAME = ".imgedit-journal.jsonl"
 SHARDS_NAME = ".imgedit-journal.d"
+# rewrite the main file when it holds this many times more lines than outputs
+# (and at least MIN_REWRITE_LINES): rare enough to cost nothing per run
+STALE_FACTOR = 4
+MIN_REWRITE_LINES = 1000
 
 file_digest = sha256_file  # the input part of a journal key
 
@@ -70,7 +74,9 @@ class Journal:
         self.shards = self.folder / SHARDS_NAME
         self._write_path = self.path if shard is None else self.shards / f"{shard}.jsonl"
         self._root = os.path.abspath(self.folder)
-        self.entries: dict[str, Entry] = {rec["dst"]: _entry(rec) for rec in self._records()}
+        records = self._records()
+        self.entries: dict[str, Entry] = {rec["dst"]: _entry(rec) for rec in records}
+        self._lines = len(records)
         self._fh: Any = None
         self._lock = threading.Lock()  # encoder threads record concurrently
 
@@ -126,6 +132,7 @@ class Journal:
                 self._fh = _open_append(self._write_path)
             self._fh.write(json.dumps(line) + "\n")
             self._fh.flush()  # survives SIGKILL of this process (the OS has it)
+            self._lines += 1
 
     def close(self) -> None:
         with self._lock:
@@ -139,28 +146,43 @@ class Journal:
             self._fh = None
 
     def compact(self) -> None:
-        """Append the shards' records to the main file and remove the shards.
+        """Append the shards' records to the main file and remove the shards;
+        then, if most of the main file's lines are superseded, rewrite it
+        with each output's last record alone.
 
         Only the process that owns the run calls this, when no one else is
         writing: before a run's workers start and after they have all
         returned. Shards then hold only records newer than the main file's.
         A crash before the shards are removed leaves records in both places;
-        read twice, they give the same state.
+        read twice, they give the same state. The rewrite is atomic: a crash
+        leaves the old file or the new one.
         """
         shards = self._shard_paths()
-        if not shards:
-            return
-        records = sorted((rec for path in shards for rec in _read_lines(path)), key=_time)
+        if shards:
+            records = sorted((rec for path in shards for rec in _read_lines(path)), key=_time)
+            with self._lock:
+                self._close()
+                with _open_append(self.path) as fh:
+                    fh.writelines(json.dumps(rec) + "\n" for rec in records)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+            for path in shards:
+                path.unlink()
+            with suppress(OSError):
+                self.shards.rmdir()
+        if self._lines >= max(MIN_REWRITE_LINES, STALE_FACTOR * len(self.entries)):
+            self._rewrite()
+
+    def _rewrite(self) -> None:
+        """The main file with one line per output: its last record."""
+        from imgedit.atomic import write_bytes_atomic
+
+        last = {rec["dst"]: rec for rec in self._records()}  # only the main file is left: shards are folded in
+        text = "".join(json.dumps(rec) + "\n" for rec in sorted(last.values(), key=_time))
         with self._lock:
             self._close()
-            with _open_append(self.path) as fh:
-                fh.writelines(json.dumps(rec) + "\n" for rec in records)
-                fh.flush()
-                os.fsync(fh.fileno())
-        for path in shards:
-            path.unlink()
-        with suppress(OSError):
-            self.shards.rmdir()
+            write_bytes_atomic(self.path, text.encode("utf-8"))
+            self._lines = len(last)
 
 
 def _entry(rec: dict[str, Any]) -> Entry:

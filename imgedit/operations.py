@@ -46,7 +46,8 @@ class Capabilities:
             its crop is shifted by a multiple of this (a network that
             downsamples by this factor); the engine puts tiles on that grid,
             so a tiled run matches an untiled one.
-        memory_mb_per_megapixel: rough working memory per megapixel of input,
+        memory_mb_per_megapixel: rough working memory per megapixel the
+            operation works on (the image, a tile, or its ``working_size``),
             used to choose a tile size and to estimate peak memory.
         needs_mask: the operation needs a hole mask (inpainting).
         batchable: several same-size images may be stacked into one batch.
@@ -182,6 +183,10 @@ class Operation:
             the output is not the input's size (several fills side by side).
             A later stage that needs the mask is then refused before any
             image is read. Cheap, like ``check``.
+        working_size: ``working_size(params, height, width) -> (h, w)``:
+            the size the model works at for an image of that size, where
+            it is not the image's own (a style applied at a capped size).
+            The ``--dry-run`` memory estimate uses it. Cheap, like ``check``.
         check: ``check(params)``, run with the parsed parameters when a
             pipeline is made, before any image is read: raises
             :class:`~imgedit.errors.UsageError` for what the parameters' types
@@ -201,6 +206,7 @@ class Operation:
     depends_on: Optional[Callable[[dict[str, Any]], Iterable["Path"]]] = None
     check: Optional[Callable[[dict[str, Any]], None]] = None
     resizes: Optional[Callable[[dict[str, Any]], bool]] = None
+    working_size: Optional[Callable[[dict[str, Any], int, int], tuple[int, int]]] = None
     plugin: str = ""
 
     @property

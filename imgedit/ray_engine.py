@@ -22,6 +22,7 @@ import socket
 import time
 import uuid
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -42,6 +43,7 @@ from imgedit.runner import (
 )
 
 RAY_MISSING = "the Ray engine needs Ray: pip install 'imgedit[ray]'"
+PROBE_SECONDS = 10  # for a cluster address to accept a connection and answer
 BATCH_ROWS = 8  # images per actor call: small enough to balance the actors and report progress often
 RESULT_FIELDS = ("status", "error", "exit_code", "note")
 
@@ -113,11 +115,14 @@ def run_files_ray(
     remove_stale_temps(outputs)
     journal = open_journal(items, options)
     summary = Summary(journal=journal.path if journal else None)
-    results: dict[int, FileResult] = {}
-    started = _connect(ray, address)
+    results = _skipped_by_journal(_Batch(pipeline, options, journal, None), items, outputs)
+    for index in sorted(results):
+        if on_result is not None:
+            on_result(results[index])
+    todo = [i for i in range(len(items)) if i not in results]
+    started = _connect(ray, address) if todo else False  # a finished job's rerun needs no cluster
     try:
-        dataset = _dataset(ray, pipeline, items, outputs, options, journal)
-        for row in dataset.iter_rows():
+        for row in _dataset(ray, pipeline, items, outputs, options, journal, todo).iter_rows() if todo else ():
             index = int(row["index"])
             result = FileResult(items[index].path, outputs[index], **{name: row[name] for name in RESULT_FIELDS})
             results[index] = result
@@ -139,6 +144,16 @@ def run_files_ray(
     summary.results = [results[i] for i in sorted(results)]
     summary.seconds = time.perf_counter() - start
     return summary
+
+
+def _skipped_by_journal(batch: _Batch, items: list[InputFile], outputs: list[Path]) -> dict[int, FileResult]:
+    """The results of the inputs the journal says need no work, found here
+    in the driver (reading only the inputs it knows, in I/O threads) so that
+    the cluster gets only real work, and a rerun of a finished job none."""
+    works = [_Work(item, dst) for item, dst in zip(items, outputs)]
+    with ThreadPoolExecutor(max(1, batch.options.workers), "imgedit-check") as pool:
+        skips = list(pool.map(batch.needs_no_work, works))
+    return {i: work.result for i, (work, skip) in enumerate(zip(works, skips)) if skip}
 
 
 def _connect(ray: Any, address: Optional[str]) -> bool:
@@ -163,15 +178,44 @@ def _connect(ray: Any, address: Optional[str]) -> bool:
 
 
 def _check_reachable(address: Optional[str]) -> None:
-    """Fail at once on a cluster address nothing answers at: ``ray.init``
-    would retry for minutes, logging a warning every few seconds."""
+    """Fail at once on a cluster address where nothing, or something other
+    than Ray, answers: ``ray.init`` would retry for minutes, logging a
+    warning every few seconds."""
     host, _, port = (address or "").split("://")[-1].rpartition(":")
     if not host or not port.isdigit():
         return  # None, "auto", "local": Ray's own choice
     try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=10).close()
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=PROBE_SECONDS) as connection:
+            speaks_grpc = os.environ.get("RAY_USE_TLS", "0").lower() in ("1", "true") or _answers_http2(connection)
     except OSError as exc:
         raise ImgeditError(f"cannot reach Ray at {address}: {exc.strerror or exc}") from None
+    if not speaks_grpc:
+        raise ImgeditError(
+            f"{address} answers, but not as Ray: give the head node's GCS port (ray start --head prints it; "
+            "6379 by default), not the dashboard's or another service's"
+        )
+
+
+# The HTTP/2 client preface and an empty SETTINGS frame: every gRPC server,
+# Ray's GCS and Ray Client among them, answers with a SETTINGS frame.
+HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+HTTP2_SETTINGS = 4
+
+
+def _answers_http2(connection: socket.socket) -> bool:
+    """Whether the server on ``connection`` answers an HTTP/2 preface with
+    SETTINGS (a dashboard answers HTTP/1.1's 400; a silent port, nothing)."""
+    try:
+        connection.sendall(HTTP2_PREFACE)
+        header = b""
+        while len(header) < 9:  # a frame header: length (3), type (1), flags (1), stream (4)
+            chunk = connection.recv(9 - len(header))
+            if not chunk:
+                break
+            header += chunk
+    except OSError:  # socket.timeout included: a port that never answers
+        return False
+    return len(header) == 9 and header[3] == HTTP2_SETTINGS
 
 
 def _dataset(
@@ -181,13 +225,11 @@ def _dataset(
     outputs: list[Path],
     options: RunOptions,
     journal: Optional[Journal],
+    todo: list[int],
 ) -> Any:
-    """The rows (one per input) mapped by a pool of pipeline actors."""
+    """The rows (one per input in ``todo``) mapped by a pool of pipeline actors."""
     _quiet_ray_data()
-    rows = [
-        {"index": i, "path": str(item.path), "root": str(item.root), "dst": str(dst)}
-        for i, (item, dst) in enumerate(zip(items, outputs))
-    ]
+    rows = [{"index": i, "path": str(items[i].path), "root": str(items[i].root), "dst": str(outputs[i])} for i in todo]
     actors, gpus = _actor_pool(ray, options, len(rows))
     if gpus and (options.device or "").startswith("cuda"):
         options = dataclasses.replace(options, device="cuda")  # Ray gives each actor one GPU, its cuda:0

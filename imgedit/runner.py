@@ -343,6 +343,20 @@ class _Batch:
             work.picture.rgb = None  # the tensor holds the pixels now; don't keep two copies
         return work
 
+    def needs_no_work(self, work: _Work) -> bool:
+        """Whether the journal lets ``work`` be skipped, by the check
+        :meth:`decode` makes, without decoding: for a driver that hands the
+        rest to other processes. Only inputs the journal knows are read (to
+        hash them); any error means work to do, reported by whoever does it."""
+        from imgedit.imageio.read import read_file_bytes
+
+        if self.journal is None or self.journal.get(work.dst) is None and not self.options.retry_failed:
+            return False
+        try:
+            return self._skip(work, read_file_bytes(work.item.path))
+        except Exception:
+            return False
+
     def _check_frames(self, work: _Work) -> None:
         """Only a multi-frame file's first frame is read: say so, and refuse
         to write it back over the file, before any work is spent on it."""
@@ -472,6 +486,8 @@ def run_works(batch: _Batch, works: list[_Work], finish: Callable[[FileResult], 
     try:
         for work in _bounded_map(readers, batch.decode, works, depth):
             writes.append(writers.submit(batch.encode, batch.compute(work)))
+            # a failed read or compute is known here, before any later image is computed
+            failed = failed or work.result.status == "failed"
             while writes and (len(writes) > depth or writes[0].done()):
                 drain_one()
             if batch.options.fail_fast and failed or batch.build_failed:

@@ -92,3 +92,37 @@ def test_a_line_that_is_not_utf8_is_skipped_like_a_torn_one(tmp_path):
     journal.record(tmp_path / "b.png", "k", "failed", error="x")  # and later runs can append
     journal.close()
     assert set(Journal(tmp_path).entries) == {"a.png", "b.png"}
+
+
+def test_compact_rewrites_a_journal_of_mostly_superseded_lines(tmp_path, monkeypatch):
+    import imgedit.journal as journal_module
+
+    monkeypatch.setattr(journal_module, "MIN_REWRITE_LINES", 8)
+    for name in ("a.png", "b.png"):
+        (tmp_path / name).write_bytes(b"png")
+    for run in range(3):  # three --force reruns over two outputs: 12 lines for 2 outputs
+        journal = Journal(tmp_path)
+        for name in ("a.png", "b.png"):
+            journal.record(tmp_path / name, f"k{run}", "start", replacing=True)
+            journal.record(tmp_path / name, f"k{run}", "done", size=3)
+        journal.close()
+    assert len(lines(tmp_path / JOURNAL_NAME)) == 12
+    before = Journal(tmp_path)
+    before.compact()
+    kept = lines(tmp_path / JOURNAL_NAME)
+    assert [(r["dst"], r["key"], r["status"]) for r in kept] == [("a.png", "k2", "done"), ("b.png", "k2", "done")]
+    assert Journal(tmp_path).entries == before.entries and before.is_done(tmp_path / "a.png", "k2")
+    before.record(tmp_path / "a.png", "k3", "failed", error="boom")  # the journal goes on after a rewrite
+    before.close()
+    assert Journal(tmp_path).entries["a.png"].status == "failed" and len(lines(tmp_path / JOURNAL_NAME)) == 3
+
+
+def test_compact_keeps_a_journal_whose_lines_are_mostly_current(tmp_path, monkeypatch):
+    import imgedit.journal as journal_module
+
+    monkeypatch.setattr(journal_module, "MIN_REWRITE_LINES", 8)
+    records = [{"dst": f"{i}.png", "key": "k", "status": s, "time": float(i)} for i in range(5) for s in ("start", "done")]
+    write_lines(tmp_path / JOURNAL_NAME, records)
+    text = (tmp_path / JOURNAL_NAME).read_text()
+    Journal(tmp_path).compact()
+    assert (tmp_path / JOURNAL_NAME).read_text() == text  # 2 lines an output: a first run, left as it is

@@ -181,3 +181,55 @@ def test_unreachable_cluster_is_one_line_at_once():
         _check_reachable("127.0.0.1:1")
     assert time.monotonic() - start < 5
     _check_reachable("auto")  # Ray's own lookup: nothing to check
+
+
+@pytest.mark.parametrize("answer, ok", [
+    (None, False),  # accepts, then says nothing
+    (b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n", False),  # the dashboard, say
+    (bytes([0, 0, 0, 4, 0, 0, 0, 0, 0]), True),  # an HTTP/2 SETTINGS frame: what Ray's gRPC ports send
+])
+def test_a_cluster_address_must_answer_as_ray(answer, ok, monkeypatch):
+    import socket
+    import threading
+
+    import imgedit.ray_engine as engine
+
+    monkeypatch.setattr(engine, "PROBE_SECONDS", 1)
+    server = socket.create_server(("127.0.0.1", 0))
+    address = f"127.0.0.1:{server.getsockname()[1]}"
+
+    def serve():
+        connection, _ = server.accept()
+        with connection:
+            connection.recv(64)
+            if answer is not None:
+                connection.sendall(answer)
+            time.sleep(1.5)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        if ok:
+            engine._check_reachable(address)
+        else:
+            with pytest.raises(ImgeditError, match=r"answers, but not as Ray: give the head node's GCS port"):
+                engine._check_reachable(address)
+    finally:
+        thread.join()
+        server.close()
+
+
+def test_a_finished_jobs_rerun_does_not_start_ray(invoke, folder, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    assert run(invoke, "local", folder, "-r", "-o", out)[0] == 0
+    import imgedit.ray_engine as engine
+
+    def no_cluster(*args):
+        raise AssertionError("Ray was started for a job with nothing left to do")
+
+    monkeypatch.setattr(engine, "_connect", no_cluster)
+    monkeypatch.setattr(engine, "_dataset", no_cluster)
+    code, summary = run(invoke, "ray", folder, "-r", "-o", out)
+    assert code == 0 and summary["skipped"] == 5 and summary["done"] == 0
+    code, summary = run(invoke, "ray", folder, "-r", "-o", out, "--retry-failed")
+    assert code == 0 and summary["skipped"] == 5

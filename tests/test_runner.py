@@ -127,6 +127,16 @@ def test_fail_fast_stops(invoke, folder, tmp_path):
     assert result.exit_code == 1 and summary["failed"] == 1 and summary["done"] < 3
 
 
+def test_fail_fast_stops_at_the_first_failure_even_with_reads_in_flight(invoke, tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(8):
+        (src / f"bad{i}.png").write_bytes(b"not a png")  # every read fails, and reads run ahead
+    result = invoke("denoise", src, "--sigma", "5", "-o", tmp_path / "out", "--json", "--fail-fast", "--workers", "4")
+    summary = summary_of(result)
+    assert result.exit_code == 1 and summary["failed"] == 1 and summary["done"] == 0
+
+
 def test_pipeline_text_and_file(invoke, folder, tmp_path):
     out = tmp_path / "out"
     result = invoke("run", "-p", "denoise sigma=5 | inpaint method=ns", folder, "-o", out, "--mask-box", "1,1,5,5")
@@ -180,6 +190,32 @@ def test_dry_run_touches_nothing(invoke, folder, tmp_path):
     assert not (tmp_path / "out").exists()
     text = invoke("denoise", folder, "--sigma", "5", "-o", tmp_path / "out", "--dry-run")
     assert "stage 1: denoise.vae" in text.output and "peak memory" in text.output
+
+
+def test_dry_run_memory_estimate_counts_the_process_the_queue_and_the_working_size(invoke, tmp_path):
+    from imgedit.dryrun import BYTES_PER_PIXEL, _process_mb
+
+    src = tmp_path / "big"
+    src.mkdir()
+    for i in range(12):
+        Image.new("RGB", (3000, 2000)).save(src / f"p{i:02d}.png")  # 6 MP each; only headers are read
+
+    def estimate(*args):
+        result = invoke(*args, "--dry-run", "--json")
+        assert result.exit_code == 0, result.output
+        return json.loads(result.stdout)["peak_memory_estimate_mb"]
+
+    image_mb = 6e6 * BYTES_PER_PIXEL / 2**20
+    one = estimate("style", src / "p00.png", "--style", "mosaic", "-o", tmp_path / "o.png")
+    assert one > _process_mb()  # Python and torch are part of the peak
+    # a style applied at its capped working size needs far less than one applied at full size
+    full = estimate("style", src / "p00.png", "--style", "mosaic", "--scale", "3000", "-o", tmp_path / "o.png")
+    assert full - one > 100 * (6 - 1024 * 683 / 1e6)
+    # images decoded ahead and waiting to be written: one per further input, up to 2 x depth
+    three = estimate("style", src / "p00.png", src / "p01.png", src / "p02.png", "--style", "mosaic", "-o", tmp_path / "o")
+    assert abs(three - one - 2 * image_mb) < 0.05 * one
+    many = estimate("style", src, "--style", "mosaic", "-o", tmp_path / "o")  # 12 inputs, queue depth 4
+    assert abs(many - one - 8 * image_mb) < 0.05 * one
 
 
 def test_bounded_map_keeps_order_and_depth():

@@ -60,6 +60,15 @@ def style_files(params: dict) -> list:
         return []
 
 
+def style_working_size(params: dict, height: int, width: int) -> tuple:
+    """The size the style is applied at: ``scale``, or under auto the photo's
+    capped at 1024 px (512 for per-image optimisation)."""
+    from imgedit_style.stylize import AUTO_SCALE, AUTO_SCALE_OPTIMISE, working_size
+
+    cap = AUTO_SCALE_OPTIMISE if params.get("style_image") else AUTO_SCALE
+    return working_size(height, width, params.get("scale", "auto"), cap)
+
+
 # Not tileable: instance normalisation makes every output pixel depend on
 # the whole image's statistics, and 'scale' resizes the whole image. Peak
 # working memory of the fast network is about 0.15 GB per megapixel (fp32,
@@ -87,6 +96,7 @@ STYLE = Operation(
     description="Style transfer: fast trained style networks, or any painting by per-image optimisation",
     depends_on=style_files,
     check=check_style_source,
+    working_size=style_working_size,
 )
 
 OPERATIONS = (STYLE,)
