@@ -12,6 +12,8 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
+from imgedit.errors import UsageError
+
 _umask_cache: list[int] = []
 
 
@@ -114,3 +116,27 @@ def remove_stale_temps_of(folder: Path, names: "set[str]") -> None:
                 if name.startswith(".") and name.endswith(".tmp") and name[1:].rsplit(".", 2)[0] in names:
                     with suppress(OSError):
                         os.unlink(entry.path)
+
+
+def check_writable_folder(folder: Path, what: str) -> None:
+    """Refuse, before the work, an output whose folder could not be written
+    (``/proc``, a read-only disk, a file where a folder should be).
+
+    Args:
+        folder: the folder the output goes in (it need not exist yet).
+        what: the output as the user gave it, e.g. ``"-o frames/"``.
+
+    Raises:
+        UsageError: the nearest existing folder above it is a file or cannot be written in.
+    """
+    existing = Path(folder)
+    while not existing.exists() and existing != existing.parent:  # the folder it would be made in
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UsageError(f"{what}: {existing} is a file, not a folder")
+    try:  # a real write: permission bits alone say nothing of /proc or a read-only mount
+        fd, probe = tempfile.mkstemp(dir=existing, prefix=".imgedit-probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise UsageError(f"{what}: cannot write in {existing} ({exc.strerror or exc})") from None

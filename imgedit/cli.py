@@ -15,7 +15,7 @@ import click
 
 from imgedit import __version__, distributed
 from imgedit.errors import ImgeditError, UsageError
-from imgedit.plugins import plugin_infos, register_commands
+from imgedit.plugins import env_flag, left_out_by_allow_list, plugin_infos, register_commands
 
 
 class _StderrHandler(logging.Handler):
@@ -27,7 +27,7 @@ def _setup_logging(debug: bool) -> None:
     log = logging.getLogger("imgedit")
     if not any(isinstance(h, _StderrHandler) for h in log.handlers):
         log.addHandler(_StderrHandler())
-    log.setLevel(logging.DEBUG if debug else logging.INFO if os.environ.get("IMGEDIT_VERBOSE") else logging.WARNING)
+    log.setLevel(logging.DEBUG if debug else logging.INFO if env_flag("IMGEDIT_VERBOSE") else logging.WARNING)
     log.propagate = False
 
 
@@ -106,7 +106,7 @@ def end_finished_worker() -> NoReturn:
 
 
 def _debug() -> bool:
-    return bool(os.environ.get("IMGEDIT_DEBUG"))
+    return env_flag("IMGEDIT_DEBUG")
 
 
 @click.group(cls=ImgeditGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -152,6 +152,16 @@ def plugins_command(as_json: bool) -> None:
                 click.echo(f"  {key}: {', '.join(row[key])}")
         for error in row["errors"]:
             click.echo(f"  error: {error}")
+    _say_left_out()
+
+
+def _say_left_out() -> None:
+    """An allow-list that leaves plugins out says so, or an empty
+    ``IMGEDIT_LOAD_PLUGINS`` would list nothing and explain nothing."""
+    left_out = left_out_by_allow_list()
+    if left_out:
+        click.echo(f"{len(left_out)} installed plugin{'s' if len(left_out) != 1 else ''} left out by "
+                   f"IMGEDIT_LOAD_PLUGINS: {', '.join(left_out)}")
 
 
 @cli.command(name="models")
@@ -218,6 +228,7 @@ def _add_host_commands() -> None:
 
 
 _add_host_commands()
+_setup_logging(_debug())  # before the plugins load: their warnings read like every other
 register_commands(cli)
 
 

@@ -16,11 +16,12 @@ import contextlib
 import logging
 import os
 import re
+from pathlib import Path
 from typing import Any, Optional
 
 import torch
 
-from imgedit.errors import DeviceError
+from imgedit.errors import DeviceError, UsageError
 from imgedit.operations import Capabilities
 
 __all__ = [
@@ -140,7 +141,7 @@ def resolve_device(spec: Optional[str] = None) -> torch.device:
     return torch.device("cuda", n)
 
 
-def _parse_precision(spec: Optional[str]) -> Optional[str]:
+def parse_precision(spec: Optional[str]) -> Optional[str]:
     """Return the precision name, or None for automatic choice."""
     if spec is None:
         return None
@@ -199,7 +200,7 @@ def resolve_precision(spec: Optional[str], device: torch.device, capabilities: C
     Raises:
         DeviceError: ``spec`` is not a precision name.
     """
-    name = _parse_precision(spec)
+    name = parse_precision(spec)
     on_gpu = torch.device(device).type in _GPU_TYPES
     supported = tuple(capabilities.precisions)
     if name is None:
@@ -317,3 +318,38 @@ def describe_devices() -> dict[str, Any]:
         "threads": torch.get_num_threads(),
         "cpu_bf16": cpu_has_bf16(),
     }
+
+
+def available_memory() -> Optional[int]:
+    """Bytes of memory this machine can still give (MemAvailable), or None where unknown."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def check_fits_in_memory(needed: float, what: str, advice: str) -> None:
+    """Refuse, before the work, a request that would end in a MemoryError after it.
+
+    Args:
+        needed: the bytes the request would hold at once (an estimate).
+        what: the request, e.g. ``"100000000 frames of 64x64"``.
+        advice: what to do instead.
+
+    Raises:
+        UsageError: ``needed`` is more than the memory available.
+    """
+    free = available_memory()
+    if free is not None and needed > free:
+        raise UsageError(f"{what} would need about {_gigabytes(needed)} of memory and {_gigabytes(free)} is "
+                         f"available; {advice}")
+
+
+def _gigabytes(size: float) -> str:
+    return f"{size / 1e9:.1f} GB" if size < 1e12 else f"{size / 1e12:.0f} TB"

@@ -184,10 +184,20 @@ def relaunch(nproc: int, argv: Sequence[str]) -> int:
     try:
         torchrun(["--standalone", f"--nproc-per-node={nproc}", "--module", "imgedit", *argv])
     except ChildFailedError as failed:
-        return next((f.exitcode for _, f in sorted(failed.failures.items()) if f.exitcode), 1)
+        return failure_status([f.exitcode for _, f in sorted(failed.failures.items())])
     except SignalException:  # Ctrl-C or SIGTERM: the processes got it too, and rank 0 saved a checkpoint
         return 130
     return 0
+
+
+def failure_status(codes: Sequence[int]) -> int:
+    """The exit status of a failed multi-process run: the first process's
+    own exit code (2 for a usage error) before a signal's (negative: torchrun
+    terminates the others once one has failed, and -15 would exit as 241);
+    a run that only signals ended exits as a shell says it: 128 + signal."""
+    own = [code for code in codes if code > 0]
+    signals = [-code for code in codes if code < 0]
+    return own[0] if own else 128 + signals[0] if signals else 1
 
 
 def without_nproc(argv: Sequence[str]) -> list[str]:

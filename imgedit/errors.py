@@ -53,6 +53,11 @@ class ShapeError(ImgeditError, ValueError):
         self.got = got
 
 
+class OutputContractError(ShapeError):
+    """An operation's applier returned something other than a finite float
+    image of the expected shape: the plugin's fault, not the input's."""
+
+
 class BatchError(ImgeditError):
     """Some images of a batch failed (each was reported already)."""
 

@@ -5,7 +5,8 @@ Every hook is ``register_*(register)`` or ``register_commands(cli)``: the host
 passes a callback (or the click group) and the plugin calls it once per thing it
 provides. Results are not returned, so pluggy's result list is unused. Specs may
 gain arguments over time (an implementation may accept fewer than the spec);
-they are never renamed.
+they are never renamed. An implementation named like no hook here
+(``register_operation``) would never be called: ``imgedit plugins`` reports it.
 """
 
 from __future__ import annotations

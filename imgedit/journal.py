@@ -18,7 +18,15 @@ Several processes (the Ray engine's actors, on several machines) write one
 shard each, ``.imgedit-journal.d/<shard>.jsonl``, never a shared file: one
 writer per file is safe on any shared storage. Reading takes the main file
 and every shard, in order of the lines' "time"; the driver folds the shards
-into the main file with :meth:`Journal.compact`.
+into the main file with :meth:`Journal.compact`, which also rewrites the main
+file with one line per output once most of its lines are superseded (every
+``--force`` rerun would otherwise add two lines per image for good).
+
+Several runs may write into one output folder at once (two input folders,
+one ``-o``): appending is safe, but folding shards or rewriting the file
+under another run would lose its records. Each run holds a shared lock on
+``.imgedit-journal.lock`` (:meth:`Journal.hold`); only a run that finds
+itself alone, holding it exclusively, compacts.
 """
 
 from __future__ import annotations
@@ -37,6 +45,7 @@ from imgedit.models import sha256_file
 
 JOURNAL_NAME = ".imgedit-journal.jsonl"
 SHARDS_NAME = ".imgedit-journal.d"
+LOCK_NAME = ".imgedit-journal.lock"
 # rewrite the main file when it holds this many times more lines than outputs
 # (and at least MIN_REWRITE_LINES): rare enough to cost nothing per run
 STALE_FACTOR = 4
@@ -79,6 +88,7 @@ class Journal:
         self._lines = len(records)
         self._fh: Any = None
         self._lock = threading.Lock()  # encoder threads record concurrently
+        self._run_lock: Optional[int] = None  # the file descriptor of the held LOCK_NAME
 
     def _shard_paths(self) -> list[Path]:
         try:
@@ -145,6 +155,30 @@ class Journal:
             self._fh.close()
             self._fh = None
 
+    def hold(self) -> None:
+        """Hold the folder's run lock (shared) until :meth:`release`,
+        folding in shards and rewriting first if no other run holds it."""
+        if self._run_lock is None:
+            self._run_lock = os.open(self.folder / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+            self.compact_if_alone()
+
+    def compact_if_alone(self) -> None:
+        """:meth:`compact` if no other run holds the folder's lock; then
+        (back to) holding it shared."""
+        if self._run_lock is None:
+            self.compact()
+            return
+        if _try_lock(self._run_lock, exclusive=True):
+            self.compact()
+        _try_lock(self._run_lock, exclusive=False, wait=True)
+
+    def release(self) -> None:
+        """Close the journal and let go of the run lock."""
+        self.close()
+        if self._run_lock is not None:
+            os.close(self._run_lock)  # closing the descriptor drops the lock, as a killed process's does
+            self._run_lock = None
+
     def compact(self) -> None:
         """Append the shards' records to the main file and remove the shards;
         then, if most of the main file's lines are superseded, rewrite it
@@ -183,6 +217,24 @@ class Journal:
             self._close()
             write_bytes_atomic(self.path, text.encode("utf-8"))
             self._lines = len(last)
+
+
+def _try_lock(fd: int, exclusive: bool, wait: bool = False) -> bool:
+    """Take (or convert to) a shared or exclusive ``flock`` on ``fd``;
+    whether it was taken. Where the OS or the file system has no such
+    locks (Windows, some network mounts), every run counts as alone."""
+    try:
+        import fcntl
+    except ImportError:
+        return True
+    mode = (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | (0 if wait else fcntl.LOCK_NB)
+    try:
+        fcntl.flock(fd, mode)
+    except BlockingIOError:
+        return False  # another run holds it
+    except OSError:
+        return True  # no locks on this file system (ENOLCK): as before there were locks
+    return True
 
 
 def _entry(rec: dict[str, Any]) -> Entry:

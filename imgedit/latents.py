@@ -114,13 +114,44 @@ def _known() -> str:
     return ", ".join(latent_model_names()) or "none"
 
 
+# torch's CPU generator (mt19937) keeps only the low 32 bits of a seed: -1 and
+# 2**32 - 1 draw alike, 2**32 draws as 0, and past 2**64 manual_seed overflows.
+MAX_SEED = 2**32 - 1
+
+
+def check_seed(seed: int, what: str = "seed") -> int:
+    """``seed`` if it is a seed every latent model draws distinctly from.
+
+    Raises:
+        UsageError: ``seed`` outside [0, 2**32 - 1] (another seed would draw the same latents).
+    """
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise UsageError(f"{what} must be a whole number from 0 to {MAX_SEED} (2**32 - 1), got {seed}")
+    return seed
+
+
+def check_truncation(truncation: float) -> float:
+    """``truncation`` if it is in [0, 1] (NaN is not: it passes every comparison but decodes to black).
+
+    Raises:
+        UsageError: anything else.
+    """
+    if not (isinstance(truncation, (int, float)) and 0.0 <= truncation <= 1.0):
+        raise UsageError(f"truncation must be in [0, 1], got {truncation}")
+    return float(truncation)
+
+
 def gaussian_latents(n: int, dim: int, seed: int, device: Any = "cpu") -> "torch.Tensor":
     """``(n, dim)`` N(0, I) latents drawn on the CPU from a generator seeded
     with ``seed``, then moved to ``device``: latent ``i`` of a seed is the
-    same whatever ``n`` is (one draw per row), on every device."""
+    same whatever ``n`` is (one draw per row), on every device.
+
+    Raises:
+        UsageError: ``seed`` outside [0, 2**32 - 1] (see :func:`check_seed`).
+    """
     import torch
 
-    g = torch.Generator().manual_seed(seed)
+    g = torch.Generator().manual_seed(check_seed(seed))
     rows = [torch.randn(dim, generator=g) for _ in range(n)]
     return (torch.stack(rows) if rows else torch.empty(0, dim)).to(device)
 

@@ -58,7 +58,7 @@ class ModelSpec:
 
 def shipped_weights_dir() -> Path:
     """Folder of the weights shipped with imgedit (``IMGEDIT_WEIGHTS`` overrides)."""
-    return Path(os.environ.get("IMGEDIT_WEIGHTS", WEIGHTS_DIR))
+    return Path(os.environ.get("IMGEDIT_WEIGHTS", WEIGHTS_DIR)).expanduser()  # "~/w" as a .env file writes it
 
 
 def user_weights_dir() -> Path:
@@ -66,7 +66,7 @@ def user_weights_dir() -> Path:
     XDG data folder)."""
     home = os.environ.get("IMGEDIT_HOME")
     if home:
-        return Path(home) / "weights"
+        return Path(home).expanduser() / "weights"
     data = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
     return Path(data) / "imgedit" / "weights"
 

@@ -16,7 +16,7 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional, Protocol
 
-from imgedit.errors import PluginError, UsageError
+from imgedit.errors import ImgeditError, PluginError, UsageError
 
 if TYPE_CHECKING:  # pragma: no cover
     from pathlib import Path
@@ -128,6 +128,33 @@ class Param:
             raise UsageError(f"{where}: parameter '{self.name}' must be in [{self.minimum}, {self.maximum}], got {out}")
         return out
 
+    def declaration_problem(self) -> str:
+        """What is wrong with this declaration itself, or "". Checked when
+        the operation is registered, so a plugin author's slip shows in
+        ``imgedit plugins`` instead of refusing (or passing) a user's values."""
+        if self.type not in PARAM_TYPES:
+            return f"type {getattr(self.type, '__name__', repr(self.type))} is not one of int, float, str, bool"
+        if self.minimum is not None and self.maximum is not None and self.minimum > self.maximum:
+            return f"minimum {self.minimum} is above maximum {self.maximum}, so every value is refused"
+        return self._default_problem()
+
+    def _default_problem(self) -> str:
+        if self.default is None or self.type is str and self.default == "":
+            return ""  # "not given": create decides (a seed of None, weights of "" for the shipped ones)
+        if self.allow_auto and self.default == "auto":
+            return ""
+        try:
+            value = self._convert(self.default)
+        except (TypeError, ValueError):
+            return f"default {self.default!r} is not {self.type.__name__}"
+        if self.choices is not None and value not in self.choices:
+            return f"default {value!r} is not one of its choices ({', '.join(map(str, self.choices))})"
+        if isinstance(value, (int, float)) and not self._in_range(value):
+            return f"default {value!r} is outside [{self.minimum}, {self.maximum}]"
+        return ""
+
+    def _in_range(self, value: float) -> bool:
+        return (self.minimum is None or value >= self.minimum) and (self.maximum is None or value <= self.maximum)
 
     def _convert(self, value: Any) -> Any:
         """``value`` as ``self.type``; raises ValueError where a conversion
@@ -147,6 +174,9 @@ class Param:
                 raise ValueError(value)
             return int(value)
         return self.type(value)
+
+
+PARAM_TYPES = (int, float, str, bool)  # what a CLI option and a pipeline "key=value" can carry
 
 
 class Context(Protocol):
@@ -190,8 +220,10 @@ class Operation:
         check: ``check(params)``, run with the parsed parameters when a
             pipeline is made, before any image is read: raises
             :class:`~imgedit.errors.UsageError` for what the parameters' types
-            cannot tell (a style name that does not exist, a missing file).
-            Keep it cheap: no model loading.
+            cannot tell (a style name that does not exist, a missing file),
+            or another imgedit error for the user's situation (a
+            ``WeightsError`` for a style not trained yet): either reaches the
+            user as it is, led by the stage. Keep it cheap: no model loading.
         plugin: filled in by the host: the plugin that registered it.
     """
 
@@ -229,11 +261,18 @@ class Operation:
         if self.check is not None:
             try:
                 self.check(out)
-            except UsageError as exc:
-                message = str(exc)
-                prefix = f"{self.name}: "  # the stage is named once, by ``where``
-                raise UsageError(f"{where}: {message[len(prefix):] if message.startswith(prefix) else message}") from None
-            except Exception as exc:  # a bug in the plugin's check, not the user's parameters
+            except ImgeditError as exc:  # the user's parameters or situation (a style not trained yet), not a bug
+                raise _at_stage(exc, where, self.name) from None
+            except Exception as exc:  # a bug in the plugin's check
                 raise PluginError(f"{where}: the check of {self.key} (plugin {self.plugin or '?'}) failed: "
                                   f"{type(exc).__name__}: {exc}") from exc
         return out
+
+
+def _at_stage(exc: ImgeditError, where: str, name: str) -> ImgeditError:
+    """``exc`` (same type, same exit code) with its message led by the
+    stage; a leading ``name: `` from the check is dropped, so the stage is
+    named once."""
+    message, prefix = str(exc), f"{name}: "
+    exc.args = (f"{where}: {message[len(prefix):] if message.startswith(prefix) else message}",)
+    return exc

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterator, Optional, Union
 
-from imgedit.errors import ImgeditError, PluginError, UsageError
+from imgedit.errors import ImgeditError, OutputContractError, PluginError, UsageError
 from imgedit.operations import Applier, Operation
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -244,6 +244,9 @@ def _naming(index: int, stage: Stage, what: str) -> Iterator[None]:
     does not say where to look."""
     try:
         yield
+    except OutputContractError as exc:
+        op = stage.operation
+        raise PluginError(f"stage {index} ({op.key}, plugin {op.plugin or '?'}) {what}: {exc}") from exc
     except ImgeditError:
         raise
     except Exception as exc:

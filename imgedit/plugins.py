@@ -14,6 +14,7 @@ Hooks are called one plugin at a time, so a plugin that raises is recorded
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import importlib.metadata
 import logging
@@ -34,6 +35,19 @@ PLUGINS_DIR = Path(__file__).resolve().parent.parent / "plugins"
 pm = pluggy.PluginManager("imgedit")
 pm.add_hookspecs(hookspecs)
 logger = logging.getLogger("imgedit")
+
+# What a plugin's own code may raise without taking imgedit down: a module
+# that calls sys.exit("needs a GPU") at import is a broken plugin like any
+# other. KeyboardInterrupt is the user's, so it is never caught.
+PLUGIN_FAILURES = (Exception, SystemExit)
+
+_OFF = ("", "0", "false", "no", "off")
+
+
+def env_flag(name: str) -> bool:
+    """Whether the environment variable ``name`` (IMGEDIT_DEBUG,
+    IMGEDIT_VERBOSE) is on: unset, empty, 0, false, no and off are off."""
+    return os.environ.get(name, "").strip().lower() not in _OFF
 
 
 @dataclass
@@ -67,6 +81,7 @@ class PluginInfo:
 
 _infos: dict[str, PluginInfo] = {}
 _loaded = False
+_left_out: set[str] = set()  # modules of installed plugins IMGEDIT_LOAD_PLUGINS did not allow
 
 
 def _wanted() -> Optional[set[str]]:
@@ -78,6 +93,13 @@ def _wanted() -> Optional[set[str]]:
 def _allowed(*names: str) -> bool:
     wanted = _wanted()
     return wanted is None or any(n in wanted for n in names)
+
+
+def left_out_by_allow_list() -> list[str]:
+    """Installed plugins that ``IMGEDIT_LOAD_PLUGINS`` left out, so that an
+    empty listing can say why it is empty."""
+    load_plugins()
+    return sorted(_left_out)
 
 
 def _warn_unknown_allowed() -> None:
@@ -94,16 +116,35 @@ def _warn_unknown_allowed() -> None:
 
 
 def _error_text(exc: BaseException) -> str:
-    if os.environ.get("IMGEDIT_DEBUG"):
+    if env_flag("IMGEDIT_DEBUG"):
         return "".join(traceback.format_exception(exc)).strip()
-    return f"{type(exc).__name__}: {exc}"
+    # one line per error in `imgedit plugins` (pluggy's PluginValidationError spans three)
+    text = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__  # sys.exit() says nothing
 
 
 def _register_module(name: str, module: Any, source: str, version: Optional[str]) -> None:
     pm.register(module, name=name)
     info = _infos.setdefault(name, PluginInfo(name=name))
     info.module, info.source, info.version = module.__name__, source, version
-    info.hooks = sorted(caller.name for caller in pm.get_hookcallers(module) or [])
+    callers = pm.get_hookcallers(module) or []
+    info.hooks = sorted(caller.name for caller in callers)
+    info.errors.extend(_unknown_hook_problems(module, callers))
+
+
+def _unknown_hook_problems(module: Any, callers: list) -> list[str]:
+    """A hook implementation whose name is no hook (``register_operation``)
+    would be listed and never called. This is pluggy's ``check_pending``,
+    per plugin, so that it names the plugin and spares the others."""
+    known = sorted(name for name, caller in vars(pm.hook).items() if caller.has_spec())
+    problems = []
+    for caller in callers:
+        if caller.has_spec() or all(impl.optionalhook for impl in caller.get_hookimpls() if impl.plugin is module):
+            continue
+        near = difflib.get_close_matches(caller.name, known, n=1)
+        hint = f" (did you mean {near[0]}?)" if near else f" (hooks: {', '.join(known)})"
+        problems.append(f"hook '{caller.name}' is not an imgedit hook and is never called{hint}")
+    return problems
 
 
 def _load_entry_points() -> None:
@@ -113,18 +154,22 @@ def _load_entry_points() -> None:
         if pm.has_plugin(ep.name) or (testing and module_name not in BUILTIN_PLUGINS):
             continue
         if not _allowed(ep.name, module_name):
+            _left_out.add(module_name)
             continue
         version = ep.dist.version if ep.dist is not None else None
         try:
             _register_module(ep.name, ep.load(), "entry point", version)
-        except Exception as exc:  # a broken plugin must not break the others
+        except PLUGIN_FAILURES as exc:  # a broken plugin must not break the others
             _infos[ep.name] = PluginInfo(ep.name, module_name, version, "entry point", errors=[_error_text(exc)])
 
 
 def _load_builtin_fallbacks() -> None:
     loaded_modules = {info.module for info in _infos.values()}
     for module_name in BUILTIN_PLUGINS:
-        if module_name in loaded_modules or pm.has_plugin(module_name) or not _allowed(module_name):
+        if not _allowed(module_name):
+            _left_out.add(module_name)
+            continue
+        if module_name in loaded_modules or pm.has_plugin(module_name):
             continue
         if PLUGINS_DIR.is_dir() and str(PLUGINS_DIR) not in sys.path:
             sys.path.append(str(PLUGINS_DIR))  # source checkout, never installed
@@ -133,7 +178,7 @@ def _load_builtin_fallbacks() -> None:
             from imgedit import __version__
 
             _register_module(module_name, module, "built-in", __version__)
-        except Exception as exc:
+        except PLUGIN_FAILURES as exc:
             _infos[module_name] = PluginInfo(module_name, module_name, None, "built-in", errors=[_error_text(exc)])
 
 
@@ -196,7 +241,7 @@ def register_commands(cli: Any) -> None:
         info = plugin_info(impl.plugin_name)
         try:
             impl.function(cli=cli) if "cli" in impl.argnames else impl.function()
-        except Exception as exc:
+        except PLUGIN_FAILURES as exc:
             info.errors.append(f"register_commands: {_error_text(exc)}")
         after = _command_paths(cli)
         for path, old in before.items():
@@ -246,5 +291,5 @@ def call_each_register(hook_name: str, on_item: Callable[[str, Any], None]) -> N
 
         try:
             impl.function(register=register) if "register" in impl.argnames else impl.function()
-        except Exception as exc:
+        except PLUGIN_FAILURES as exc:
             plugin_info(impl.plugin_name).errors.append(f"{hook_name}: {_error_text(exc)}")

@@ -114,36 +114,59 @@ def run_files_ray(
     outputs = plan_outputs(pipeline, items, options)
     remove_stale_temps(outputs)
     journal = open_journal(items, options)
-    summary = Summary(journal=journal.path if journal else None)
-    results = _skipped_by_journal(_Batch(pipeline, options, journal, None), items, outputs)
+    try:
+        results, interrupted = _run_on_ray(ray, _Job(pipeline, items, outputs, options, journal), on_result, address)
+        # Fold the shards in only when every actor has returned: after a stop
+        # some may still be writing, and the next run folds them in first.
+        if journal is not None and len(results) == len(items):
+            journal.compact_if_alone()
+    finally:
+        if journal is not None:
+            journal.release()
+    return Summary(results=[results[i] for i in sorted(results)], seconds=time.perf_counter() - start,
+                   interrupted=interrupted, journal=journal.path if journal else None)
+
+
+@dataclasses.dataclass
+class _Job:
+    """What the driver planned: the inputs with their outputs, and how."""
+
+    pipeline: Pipeline
+    items: list[InputFile]
+    outputs: list[Path]
+    options: RunOptions
+    journal: Optional[Journal]
+
+
+def _run_on_ray(
+    ray: Any, job: _Job, on_result: Optional[Callable[[FileResult], None]], address: Optional[str]
+) -> tuple[dict[int, FileResult], bool]:
+    """The results by input index, and whether Ctrl-C stopped the run: the
+    inputs the journal says are done, then the cluster's, as they come."""
+    items, outputs = job.items, job.outputs
+    results = _skipped_by_journal(_Batch(job.pipeline, job.options, job.journal, None), items, outputs)
     for index in sorted(results):
         if on_result is not None:
             on_result(results[index])
     todo = [i for i in range(len(items)) if i not in results]
     started = _connect(ray, address) if todo else False  # a finished job's rerun needs no cluster
     try:
-        for row in _dataset(ray, pipeline, items, outputs, options, journal, todo).iter_rows() if todo else ():
+        for row in _dataset(ray, job, todo).iter_rows() if todo else ():
             index = int(row["index"])
             result = FileResult(items[index].path, outputs[index], **{name: row[name] for name in RESULT_FIELDS})
             results[index] = result
             if on_result is not None:
                 on_result(result)
-            if options.fail_fast and result.status == "failed":
+            if job.options.fail_fast and result.status == "failed":
                 break
     except KeyboardInterrupt:
-        summary.interrupted = True
+        return results, True
     except ray.exceptions.RayError as exc:
         raise _job_error(exc) from None
     finally:
         if started:
             ray.shutdown()
-    # Fold the shards in only when every actor has returned: after a stop
-    # some may still be writing, and the next run folds them in first.
-    if journal is not None and len(results) == len(items):
-        journal.compact()
-    summary.results = [results[i] for i in sorted(results)]
-    summary.seconds = time.perf_counter() - start
-    return summary
+    return results, False
 
 
 def _skipped_by_journal(batch: _Batch, items: list[InputFile], outputs: list[Path]) -> dict[int, FileResult]:
@@ -218,25 +241,18 @@ def _answers_http2(connection: socket.socket) -> bool:
     return len(header) == 9 and header[3] == HTTP2_SETTINGS
 
 
-def _dataset(
-    ray: Any,
-    pipeline: Pipeline,
-    items: list[InputFile],
-    outputs: list[Path],
-    options: RunOptions,
-    journal: Optional[Journal],
-    todo: list[int],
-) -> Any:
+def _dataset(ray: Any, job: _Job, todo: list[int]) -> Any:
     """The rows (one per input in ``todo``) mapped by a pool of pipeline actors."""
     _quiet_ray_data()
+    items, outputs, options = job.items, job.outputs, job.options
     rows = [{"index": i, "path": str(items[i].path), "root": str(items[i].root), "dst": str(outputs[i])} for i in todo]
     actors, gpus = _actor_pool(ray, options, len(rows))
     if gpus and (options.device or "").startswith("cuda"):
         options = dataclasses.replace(options, device="cuda")  # Ray gives each actor one GPU, its cuda:0
     arguments = {
-        "specs": pipeline.specs(),
+        "specs": job.pipeline.specs(),
         "options": options,
-        "journal_folder": str(journal.folder) if journal else None,
+        "journal_folder": str(job.journal.folder) if job.journal else None,
         "cwd": os.getcwd(),
         "threads": 1,  # one actor per CPU
     }

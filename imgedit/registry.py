@@ -10,7 +10,7 @@ from typing import Optional
 from imgedit.errors import PluginError, UsageError
 from imgedit.latents import LatentModelSpec
 from imgedit.models import ModelSpec
-from imgedit.operations import Operation
+from imgedit.operations import Operation, Param
 from imgedit.plugins import call_each_register, plugin_infos
 
 
@@ -110,7 +110,35 @@ def _operation_problem(op: object) -> str:
             return f"operation {field_name} {value!r} is not a name (letters, digits, '_' and '-')"
     if not callable(op.create):
         return f"operation '{op.key}' has no create function (got {_shown(op.create)})"
+    return _params_problem(op)
+
+
+def _params_problem(op: Operation) -> str:
+    """Why the ``Param`` declarations of ``op`` cannot be used, or "": a
+    default its own range or choices refuse would reach ``create`` unchecked."""
+    seen: set[str] = set()
+    for param in op.params:
+        if not isinstance(param, Param):
+            return f"operation '{op.key}': parameter {_shown(param)} is not a Param"
+        if param.name in seen:
+            return f"operation '{op.key}': parameter '{param.name}' is declared twice"
+        seen.add(param.name)
+        problem = param.declaration_problem()
+        if problem:
+            return f"operation '{op.key}': parameter '{param.name}': {problem}"
     return ""
+
+
+def _unregistered_weights(reg: Registry) -> None:
+    """An operation naming a model no plugin registers still runs, but its
+    resume key then lacks that model's hash (the journal says "missing"),
+    so a retrained model would not redo its images: a problem of its plugin."""
+    for op in reg.operations.values():
+        for name in op.weights:
+            if name not in reg.models:
+                reg.problems.setdefault(op.plugin, []).append(
+                    f"operation '{op.key}' uses model '{name}', which is not registered by any plugin "
+                    "(register it with register_models)")
 
 
 def _shown(value: object) -> str:
@@ -134,6 +162,7 @@ def get_registry() -> Registry:
         for spec in user_models():
             if spec.name not in reg.models:
                 reg.models[spec.name] = spec
+        _unregistered_weights(reg)
         _registry = reg
     return _registry
 

@@ -67,6 +67,7 @@ class Summary:
     seconds: float = 0.0
     interrupted: bool = False
     journal: Optional[Path] = None
+    unbuildable: bool = False  # the pipeline could not be built (a model would not load): no image can be done
 
     def _with(self, status: str) -> list[FileResult]:
         return [r for r in self.results if r.status == status]
@@ -160,6 +161,7 @@ def check_options(options: RunOptions, count: int) -> None:
     any image is read (``count``: how many inputs)."""
     from imgedit.imageio import IMAGE_SUFFIXES
 
+    check_compute_options(options)
     out = options.output
     if options.in_place and out is not None:
         raise UsageError("--in-place writes over the inputs and -o writes elsewhere: give one of them")
@@ -172,6 +174,25 @@ def check_options(options: RunOptions, count: int) -> None:
                          else f"-o {out} is a file without an image suffix; give an image file name or a folder")
     if out.suffix.lower() in IMAGE_SUFFIXES:
         raise UsageError(f"-o {out} names one image, but there are {count} inputs; give a folder")
+
+
+def check_compute_options(options: RunOptions) -> None:
+    """The device (or ``IMGEDIT_DEVICE``), precision and tile size, and the
+    limits set in the environment, are valid here: one line before any image
+    is read, not the same failure once per image."""
+    import numbers
+
+    from imgedit.devices import parse_precision, resolve_device
+    from imgedit.imageio.source import pixel_limit
+    from imgedit.tiling import cpu_memory_mb
+
+    resolve_device(options.device)
+    parse_precision(options.precision)
+    tile = options.tile
+    if not (tile is None or tile == "auto" or isinstance(tile, numbers.Integral) and not isinstance(tile, bool) and tile >= 0):
+        raise UsageError(f"tile: expected a size in px, 0 or 'auto', got {tile!r}")
+    pixel_limit(None)
+    cpu_memory_mb()
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -277,6 +298,8 @@ def recipe(pipeline: Pipeline, options: RunOptions) -> str:
             for path in stage.operation.depends_on(stage.params):
                 weights.append(f"{path}={file_digest(path) if Path(path).is_file() else 'missing'}")
     parts = [repr(pipeline.describe()), ",".join(weights), f"fmt={options.format} q={options.quality}"]
+    if (options.precision or "auto") not in ("auto", "fp32"):  # reduced precision changes the bytes a little
+        parts.append(f"precision={options.precision}")
     if pipeline.needs_mask:
         parts.append(repr(options.masks))
     return "\n".join(parts)
@@ -500,16 +523,17 @@ def run_works(batch: _Batch, works: list[_Work], finish: Callable[[FileResult], 
 
 
 def open_journal(items: list[InputFile], options: RunOptions) -> Optional[Journal]:
-    """The run's journal, with the shards a Ray run left folded in."""
+    """The run's journal, held until :meth:`Journal.release`, with the
+    shards a Ray run left folded in (unless another run writes there)."""
     folder = journal_folder(items, options)
     if folder is None:
         return None
     try:  # a folder we cannot write to fails the run in one line, before any image is read
-        journal = Journal(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        journal.compact()
         with tempfile.TemporaryFile(dir=folder):
             pass
+        journal = Journal(folder)
+        journal.hold()  # until the run ends; folds in shards first if no other run writes here
     except OSError as exc:
         raise ImgeditError(f"cannot write to {folder}: {exc.strerror or exc}") from None
     return journal
@@ -545,7 +569,8 @@ def run_files(
         summary.interrupted = True
     finally:
         if journal is not None:
-            journal.close()
+            journal.release()
+    summary.unbuildable = batch.build_failed
     summary.seconds = time.perf_counter() - start
     return summary
 

@@ -40,7 +40,7 @@ from typing import Callable, Optional, Union
 import torch
 import torch.nn.functional as F
 
-from imgedit.errors import DeviceError, ShapeError, UsageError
+from imgedit.errors import DeviceError, OutputContractError, ShapeError, UsageError
 from imgedit.operations import Applier, Capabilities
 
 __all__ = ["MIN_TILE", "Box", "Tile", "choose_tile", "plan_tiles", "run_tiled"]
@@ -187,9 +187,15 @@ def _output_shape(applier: Applier, shape: torch.Size) -> torch.Size:
 
 
 def _check_output(out: object, expected: torch.Size) -> None:
+    """An applier returns a float image of the expected shape with finite
+    values: a NaN would be written as black, 0-255 integers as white."""
     if not isinstance(out, torch.Tensor) or out.shape != expected:
         got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        raise ShapeError("applier output", f"the input's shape {tuple(expected)}", got)
+        raise OutputContractError("applier output", f"the input's shape {tuple(expected)}", got)
+    if not out.is_floating_point():
+        raise OutputContractError("applier output", "a float tensor in [0, 1]", out.dtype)
+    if not bool(torch.isfinite(out).all()):
+        raise OutputContractError("applier output", "finite values", "NaN or infinity")
 
 
 # ----------------------------------------------------------------------------
@@ -236,7 +242,7 @@ def choose_tile(
     margin = capabilities.tile_overlap + _blend_width(capabilities, blend)
     budget = _device_budget_mb(torch.device(device))
     if budget is None:
-        cpu_mb = float(os.environ.get("IMGEDIT_CPU_MEMORY_MB") or CPU_MEMORY_MB)
+        cpu_mb = cpu_memory_mb()
         whole = min(CPU_WHOLE_MAX_PIXELS, cpu_mb / max(capabilities.memory_mb_per_megapixel, 1e-6) * 1e6 / max(b, 1))
         if h * w <= whole:
             return None
@@ -248,6 +254,20 @@ def choose_tile(
         return None
     side = int(math.sqrt(allowed)) - 2 * margin - m
     return max(MIN_TILE, side)
+
+
+def cpu_memory_mb() -> float:
+    """The CPU memory budget for one call: ``IMGEDIT_CPU_MEMORY_MB`` or the default."""
+    env = os.environ.get("IMGEDIT_CPU_MEMORY_MB", "").strip()
+    if not env:
+        return CPU_MEMORY_MB
+    try:
+        value = float(env)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value <= 0:
+        raise UsageError(f"IMGEDIT_CPU_MEMORY_MB={env!r} is not a number of megabytes above 0")
+    return value
 
 
 def _blend_width(capabilities: Capabilities, blend: Optional[int]) -> int:

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from imgedit import distributed
+from imgedit.atomic import check_writable_folder
 from imgedit.checkpoint import load_checkpoint, save_checkpoint
 from imgedit.errors import UsageError
 
@@ -93,9 +94,15 @@ def check_fresh_run(out_dir: Path, resume: Optional[Path], overwrite: bool, expo
     ``out_dir``, or the model at ``export``, unless ``overwrite``: a fresh
     run would otherwise append to the old log beside the old samples.
 
+    Also refuses, before any training, a run whose model could not be
+    written at the end (``IMGEDIT_HOME`` a file, a read-only folder).
+
     Raises:
-        UsageError: what would be replaced, and how to continue or start over.
+        UsageError: what would be replaced, and how to continue or start
+            over; or the folder the model goes to cannot be written.
     """
+    if export is not None:
+        check_writable_folder(Path(export).parent, "the trained model")
     if resume is not None or overwrite:
         return
     if run_outputs(out_dir):
@@ -105,7 +112,7 @@ def check_fresh_run(out_dir: Path, resume: Optional[Path], overwrite: bool, expo
                          "or --overwrite to start over")
     if export is not None and Path(export).is_file():
         raise UsageError(f"a model already exists at {export}: pass --overwrite to replace it, --resume <checkpoint> "
-                         "to continue its run, or choose another --name")
+                         "to continue its run, or give another --export path")
 
 
 def _remove_run_outputs(out_dir: Path) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import sys
 import time
 from pathlib import Path
@@ -18,6 +19,17 @@ import click
 
 from imgedit.errors import BatchError, Interrupted, UsageError
 from imgedit.operations import Param
+
+
+class FiniteFloat(click.FloatRange):
+    """``click.FloatRange`` that also refuses NaN and infinity: NaN passes
+    every range check (a NaN truncation drew all-black samples)."""
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
 
 
 def _tile(value: Optional[str]) -> Any:
@@ -37,7 +49,7 @@ COMMON_OPTIONS: list[Callable] = [
     click.option("-o", "--output", type=click.Path(path_type=Path), help="Output file (one input) or folder."),
     click.option("-r", "--recursive", is_flag=True, help="Recurse into sub-folders."),
     click.option("--name", "name_template", help="Output name template, e.g. '{stem}.{op}.{ext}'."),
-    click.option("--device", envvar="IMGEDIT_DEVICE", help="auto, cpu, cuda, cuda:N or mps (default auto)."),
+    click.option("--device", envvar="IMGEDIT_DEVICE", help="auto, cpu, cuda, cuda:N or mps (default: IMGEDIT_DEVICE, else auto)."),
     click.option(
         "--precision", type=click.Choice(["auto", "fp32", "fp16", "bf16"]), default="auto", show_default=True,
         help="auto: fp16/bf16 on a GPU where the operation allows it, fp32 on the CPU; bf16 on a CPU with "
@@ -62,6 +74,13 @@ COMMON_OPTIONS: list[Callable] = [
     click.option("-q", "--quiet", is_flag=True, help="Print only errors."),
     click.option("--json", "as_json", is_flag=True, help="Print a JSON summary."),
 ]
+
+def device_option() -> Callable:
+    """``--device`` for the verbs that are not image verbs (sample,
+    interpolate, train, eval): ``IMGEDIT_DEVICE`` applies to them too."""
+    return click.option("--device", envvar="IMGEDIT_DEVICE", default="auto", show_default=True,
+                        help="auto, cpu, cuda, cuda:N or mps (default: IMGEDIT_DEVICE, else auto).")
+
 
 MASK_OPTIONS: list[Callable] = [
     click.option("--mask", type=click.Path(path_type=Path), help="Mask file (white = hole) or folder of masks by stem."),
@@ -239,6 +258,48 @@ class Progress:
             self.bar.close()
 
 
+class StageProgress:
+    """Progress of one long stage of a verb (inverting, pacing, decoding,
+    writing), as :class:`imgedit.verbs.Progress` shows a batch's: a tqdm bar
+    on a terminal, a plain line every ``interval`` seconds otherwise,
+    nothing when ``quiet`` (``-q``). Call it with the units just done.
+
+        >>> with StageProgress(3000, "decoding", "frame", quiet=False) as advance:
+        ...     advance(256)
+    """
+
+    interval = 10.0  # seconds between plain progress lines
+
+    def __init__(self, total: int, what: str, unit: str, quiet: bool):
+        self.total, self.what, self.unit, self.quiet = total, what, unit, quiet
+        self.count, self.bar = 0, None
+        self.started = self.last = time.monotonic()
+
+    def __enter__(self) -> Callable[[int], None]:
+        if not self.quiet and sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=self.total, desc=self.what, unit=self.unit, file=sys.stderr, leave=False,
+                            dynamic_ncols=True)
+        return self.advance
+
+    def advance(self, done: int = 1) -> None:
+        self.count += done
+        if self.bar is not None:
+            self.bar.update(done)
+        elif not self.quiet and time.monotonic() - self.last >= self.interval:
+            self.last = time.monotonic()
+            rate = self.count / max(self.last - self.started, 1e-9)
+            eta = (self.total - self.count) / max(rate, 1e-9)
+            percent = math.floor(100 * self.count / max(self.total, 1))
+            click.echo(f"{self.what}: {self.count}/{self.total} {self.unit}s ({percent}%), {rate:.1f}/s, "
+                       f"ETA {eta:.0f}s", err=True)
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
 def _print_summary(summary: Any, quiet: bool, as_json: bool, planned: int) -> None:
     if as_json:
         click.echo(json.dumps(summary.as_dict(), indent=2))
@@ -256,6 +317,11 @@ def _print_summary(summary: Any, quiet: bool, as_json: bool, planned: int) -> No
             f"interrupted after {len(summary.done)} images; run the same command again to resume"
             + (f" (journal {summary.journal})" if summary.journal else "")
         )
+    if summary.unbuildable and summary.failed:  # not about an image: say it once, without per-image advice
+        first = summary.failed[0]
+        error = BatchError(f"{first.error.removeprefix(f'{first.source}: ')}; no image was processed")
+        error.exit_code = first.exit_code
+        raise error
     if failed == 1 and total == 1 and planned == 1:
         error = BatchError(summary.failed[0].error)
         error.exit_code = summary.failed[0].exit_code  # a mask or usage problem stays exit 2
@@ -309,9 +375,9 @@ def training_options(data_help: str, steps: int, out_dir: Path, batch: int, lr: 
                      help="Start a new run even where --out holds an earlier one (its checkpoint, log and samples are "
                           "removed) or the model to export exists (it is replaced)."),
         click.option("--export", "export_path", type=click.Path(path_type=Path), help="Where to write the trained weights (default: your imgedit weights folder)."),
-        click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps."),
+        device_option(),
         click.option("--batch", type=click.IntRange(min=1), default=batch, show_default=True),
-        click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=lr, show_default=True),
+        click.option("--lr", type=FiniteFloat(min=0, min_open=True), default=lr, show_default=True),
         click.option("--seed", type=int, default=0, show_default=True),
         click.option("-q", "--quiet", is_flag=True, help="No progress bar."),
         click.option("--nproc", type=click.IntRange(min=1), default=1, show_default=True, expose_value=False,

@@ -22,7 +22,7 @@ from imgedit.devices import (
     resolve_precision,
     set_threads,
 )
-from imgedit.errors import DeviceError
+from imgedit.errors import DeviceError, UsageError
 from imgedit.operations import Capabilities
 
 
@@ -276,3 +276,19 @@ class TestDescribeDevices:
             {"index": 0, "name": "Fake GPU", "memory_mb": 8192},
             {"index": 1, "name": "Fake GPU", "memory_mb": 8192},
         ]
+
+
+@pytest.mark.parametrize("verb", [["sample", "-n", "1", "-o", "o"], ["interpolate", "--seeds", "1,2", "-o", "o.gif"],
+                                  ["train", "denoise", "--data", "."], ["eval", "inpaint", "--data", "."]])
+def test_imgedit_device_applies_to_every_verb_with_a_device_option(invoke, tmp_path, monkeypatch, verb):
+    monkeypatch.chdir(tmp_path)
+    result = invoke(*verb, env={"IMGEDIT_DEVICE": "bogus"})
+    assert result.exit_code == 2 and "device 'bogus' is not a device" in result.output, result.output
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_request_larger_than_memory_is_refused(monkeypatch):
+    monkeypatch.setattr(devices, "available_memory", lambda: 2e9)
+    devices.check_fits_in_memory(1e9, "small", "less")
+    with pytest.raises(UsageError, match=r"^big would need about 3.0 GB of memory and 2.0 GB is available; ask less$"):
+        devices.check_fits_in_memory(3e9, "big", "ask less")

@@ -162,3 +162,12 @@ def test_a_finished_worker_leaves_with_status_0_and_its_output_written():
     assert result.returncode == 0
     assert result.stdout == "out"
     assert result.stderr.startswith("err") and "logged" in result.stderr
+
+
+def test_a_failed_run_exits_with_a_processs_own_code_before_a_signals():
+    from imgedit.distributed import failure_status
+
+    assert failure_status([-15, 2]) == 2  # rank 0 terminated by torchrun after rank 1's usage error
+    assert failure_status([1, -15]) == 1
+    assert failure_status([-9, -15]) == 137  # killed (out of memory, say): as a shell reports it
+    assert failure_status([]) == 1

@@ -197,3 +197,59 @@ def test_shipped_weights_verify_load_and_fit_the_budget():
     assert model.image_size == (64, 64)
     images = model.sample(4, seed=0)
     assert images.shape == (4, 3, 64, 64) and images.std() > 0.05
+
+
+# --- the sample verb's checks before any work --------------------------------------------
+
+
+def test_nan_truncation_is_refused_on_the_command_line_and_in_python(tiny_spec, tmp_path, invoke):
+    from imgedit.errors import UsageError
+    from imgedit_gan.commands import sample_command
+
+    result = invoke("sample", "--model", tiny_spec.weights, "-n", "2", "--truncation", "nan", "-o", tmp_path / "out")
+    assert result.exit_code == 2 and "not a finite number" in result.output
+    with pytest.raises(UsageError, match="truncation must be in"):  # NaN scaled every latent to NaN: black images
+        sample_command.callback(model=str(tiny_spec.weights), count=2, seed=0, output=tmp_path / "out", as_grid=False,
+                                truncation=float("nan"), device="cpu", overwrite=False, quiet=True)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("seed", ["-1", "4294967296", "99999999999999999999"])
+def test_seeds_outside_32_bits_are_usage_errors(tiny_spec, tmp_path, invoke, seed):
+    result = invoke("sample", "--model", tiny_spec.weights, "-n", "1", "--seed", seed, "-o", tmp_path / "out")
+    assert result.exit_code == 2 and "0<=x<=4294967295" in result.output, result.output
+    assert "unexpected" not in result.output and not (tmp_path / "out").exists()
+
+
+def test_huge_n_is_refused_at_once(tiny_spec, tmp_path, invoke):
+    import time
+
+    started = time.monotonic()
+    result = invoke("sample", "--model", tiny_spec.weights, "-n", "100000000", "-o", tmp_path / "out")
+    assert result.exit_code == 2 and "at most 1000000 images per run" in result.output
+    assert time.monotonic() - started < 5  # no list of 1e8 paths built first
+
+
+def test_grid_refuses_a_file_name_it_cannot_write(tiny_spec, tmp_path, invoke):
+    result = invoke("sample", "--model", tiny_spec.weights, "-n", "4", "--grid", "-o", tmp_path / "sheet.gif")
+    assert result.exit_code == 2 and "sheet.gif: a contact sheet is written as .png" in result.output
+    assert not (tmp_path / "sheet.gif").exists()  # not made as a folder
+    assert invoke("sample", "--model", tiny_spec.weights, "-n", "4", "--grid", "-o", tmp_path / "sheet.webp").exit_code == 0
+    assert Image.open(tmp_path / "sheet.webp").format == "WEBP"
+
+
+def test_an_existing_file_as_the_folder_is_refused_before_the_model_loads(tmp_path, invoke):
+    afile = tmp_path / "afile"
+    afile.write_text("mine")
+    result = invoke("sample", "--model", "nope", "-n", "2", "-o", afile)  # an unknown model: it never gets that far
+    assert result.exit_code == 2 and "afile is a file" in result.output and afile.read_text() == "mine"
+
+
+def test_sampling_reports_progress_unless_quiet(tiny_spec, tmp_path, invoke, monkeypatch):
+    from imgedit.verbs import StageProgress
+
+    monkeypatch.setattr(StageProgress, "interval", 0.0)  # a line per image instead of one per 10 s
+    result = invoke("sample", "--model", tiny_spec.weights, "-n", "3", "-o", tmp_path / "out")
+    assert result.exit_code == 0 and "sampling: 3/3 images (100%)" in result.output, result.output
+    result = invoke("sample", "--model", tiny_spec.weights, "-n", "3", "-o", tmp_path / "quiet", "-q")
+    assert result.exit_code == 0 and result.output == "" and len(list((tmp_path / "quiet").iterdir())) == 3

@@ -143,3 +143,10 @@ def test_train_command_takes_the_augmentation_policy(data, tmp_path, invoke):
     assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1
     assert "unknown augmentation sparkle" in result.output
     assert not (tmp_path / "b.safetensors").exists()
+
+
+def test_the_closing_hint_quotes_a_name_with_a_space(data, tmp_path, invoke, user_home):
+    result = invoke("train", "gan", "--data", data, "--size", "16", "--steps", "1", "--batch", "2",
+                    "--out", tmp_path / "run", "--name", "my gan", "-q")
+    assert result.exit_code == 0, result.output
+    assert "imgedit sample --model 'my gan' -n 16" in result.output  # pasted into a shell, it stays one argument

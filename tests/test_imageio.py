@@ -677,3 +677,14 @@ def test_describe_reports_the_stored_bit_depth_of_bilevel_and_low_depth_gray(tmp
     assert describe_image(tmp_path / "two.png")["bit_depth"] == 2
     assert describe_image(tmp_path / "pal.png")["bit_depth"] == 8  # a palette's entries are 8-bit
     assert read_image(tmp_path / "bits.png").bit_depth == 8  # decoded pixels are 8-bit, as before
+
+
+def test_unwritable_output_places_are_refused(tmp_path):
+    from imgedit.atomic import check_writable_folder
+
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    with pytest.raises(UsageError, match="afile is a file, not a folder"):
+        check_writable_folder(afile / "sub", "-o out")
+    check_writable_folder(tmp_path / "new" / "deeper", "-o out")  # made later: its nearest existing folder is writable
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]  # the probe is gone, nothing was made

@@ -88,3 +88,73 @@ def test_unknown_suffix_is_a_usage_error(tmp_path):
     with pytest.raises(UsageError, match=r"\.gif, \.webp or \.mp4"):
         output_kind(tmp_path / "x.avi")
     assert output_kind(tmp_path / "frames") == "folder"
+
+
+def test_gif_plays_at_most_50_fps_and_says_so(tmp_path):
+    from imgedit_interp.animation import output_notes
+
+    path = tmp_path / "fast.gif"
+    write_animation(frames(3), path, fps=120)
+    with Image.open(path) as im:
+        assert im.info["duration"] == 20  # round(1000 / 120) = 8 ms: written as 0, played at 100 ms
+    write_animation(frames(3), path, fps=30, overwrite=True)
+    with Image.open(path) as im:
+        assert im.info["duration"] == 30  # GIF delays are whole 10 ms units
+    (note,) = output_notes(path, 120, 32, 32)
+    assert "at most 50 fps" in note and ".webp or .mp4" in note
+    assert output_notes(path, 50, 32, 32) == [] and output_notes(tmp_path / "f.webp", 120, 32, 32) == []
+
+
+def test_mp4_keeps_every_pixel_of_odd_sizes(tmp_path):
+    from imgedit_interp.animation import output_notes
+
+    path = tmp_path / "odd.mp4"
+    write_animation(frames(3, size=9), path, fps=12)
+    video = cv2.VideoCapture(str(path))
+    assert (int(video.get(cv2.CAP_PROP_FRAME_WIDTH)), int(video.get(cv2.CAP_PROP_FRAME_HEIGHT))) == (10, 10)
+    ok, first = video.read()
+    expected = frames_to_uint8(frames(3, size=9))[0][:, :, ::-1].astype(float)  # BGR
+    assert ok and np.abs(first[:9, :9].astype(float) - expected).mean() < 12
+    assert np.abs(first[:9, 9].astype(float) - expected[:, 8]).mean() < 12  # the padding repeats the edge
+    (note,) = output_notes(path, 12, 9, 9)
+    assert "padded to 10x10" in note
+
+
+def test_an_interrupted_folder_rewrite_keeps_the_old_sequence(tmp_path):
+    out = tmp_path / "frames"
+    write_animation(frames(4), out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    def interrupt_at_the_third(done, count=[0]):
+        count[0] += done
+        if count[0] == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        write_animation(1 - frames(6), out, overwrite=True, on_frame=interrupt_at_the_third)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # no new frame mixed in
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["frames"]  # the staging folder is gone
+    write_animation(1 - frames(2), out, overwrite=True)
+    assert sorted(p.name for p in out.iterdir()) == ["frame_0000.png", "frame_0001.png"]
+
+
+def test_a_killed_runs_staging_folder_is_removed_by_the_next(tmp_path):
+    left = tmp_path / ".frames.k1ll3d.frames.tmp"
+    left.mkdir()
+    (left / "frame_0000.png").write_bytes(b"half")
+    other = tmp_path / ".other.abc.frames.tmp"  # another target's: not ours to remove
+    other.mkdir()
+    write_animation(frames(2), tmp_path / "frames")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.abc.frames.tmp", "frames"]
+
+
+def test_outputs_that_cannot_be_written_are_refused_before_any_work(tmp_path):
+    afile = tmp_path / "afile"
+    afile.write_text("mine")
+    with pytest.raises(UsageError, match="afile is a file: give a .gif"):
+        check_free(afile, overwrite=True)
+    (tmp_path / "dir.gif").mkdir()
+    with pytest.raises(UsageError, match="dir.gif is a folder: give a file name"):
+        check_free(tmp_path / "dir.gif", overwrite=True)
+    with pytest.raises(UsageError, match="afile is a file, not a folder"):
+        check_free(afile / "x.gif", overwrite=False)

@@ -155,6 +155,10 @@ def test_interpolate_gif_walk_between_seeds_with_loop(tiny, tmp_path, invoke):
     (["--seeds", "1,2", "--model", "nope"], "unknown latent model 'nope'", 2),
     (["--seeds", "1,2", "-o", "x.avi"], r"\.gif, \.webp or \.mp4", 2),
     (["missing.png", "other.png"], "missing.png", 1),  # unreadable input: imgedit's exit code for bad images
+    (["--seeds", "-1,2"], r"from 0 to 4294967295", 2),  # torch would draw -1 as 2**32 - 1
+    (["--seeds", "1,4294967296"], r"from 0 to 4294967295", 2),  # ... and 2**32 as 0
+    (["--seeds", "1,99999999999999999999"], r"from 0 to 4294967295", 2),  # ... and overflow on this one
+    (["--seeds", "1,2", "--frames", "100000000"], r"100000000 frames of 16x16 would need about .* of memory", 2),
 ])
 def test_interpolate_errors_are_one_line(tiny, tmp_path, invoke, args, message, code):
     args = [str(tmp_path / a) if a.endswith(".png") else a for a in args]
@@ -166,6 +170,69 @@ def test_interpolate_errors_are_one_line(tiny, tmp_path, invoke, args, message, 
     assert result.exit_code == code and len(result.output.strip().splitlines()) == 1
     assert re.search(message, result.output), result.output
     assert not (tmp_path / "o.gif").exists()
+
+
+def test_nan_fps_is_refused_on_the_command_line(tiny, tmp_path, invoke):
+    result = invoke("interpolate", "--model", tiny.weights, "--seeds", "1,2", "--fps", "nan", "-o", tmp_path / "o.gif")
+    assert result.exit_code == 2 and "'nan' is not a finite number" in result.output
+    assert not (tmp_path / "o.gif").exists()
+
+
+@pytest.mark.parametrize("make,name,message", [
+    (lambda p: p.write_text("mine"), "afile", "afile is a file"),  # was: unexpected FileExistsError
+    (lambda p: p.mkdir(), "dir.gif", "dir.gif is a folder"),  # was: unexpected IsADirectoryError
+])
+def test_output_problems_are_refused_before_the_model_loads(tmp_path, invoke, make, name, message):
+    make(tmp_path / name)
+    result = invoke("interpolate", "--model", "nope", "--seeds", "1,2", "-o", tmp_path / name, "--overwrite")
+    assert result.exit_code == 2 and message in result.output, result.output  # not "unknown latent model"
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_an_unwritable_place_is_a_one_line_error(tiny, invoke):
+    import os
+
+    if not os.path.isdir("/proc/self"):
+        pytest.skip("needs Linux's /proc, where no file can be made")
+    result = invoke("interpolate", "--model", tiny.weights, "--seeds", "1,2", "-o", "/proc/x.gif")
+    assert result.exit_code == 2 and "cannot write in /proc" in result.output and ".tmp" not in result.output
+
+
+def test_interpolate_reports_each_stage_unless_quiet(tiny, tmp_path, invoke, monkeypatch):
+    from imgedit.verbs import StageProgress
+
+    monkeypatch.setattr(StageProgress, "interval", 0.0)  # a line per step instead of one per 10 s
+    result = invoke("interpolate", "--model", tiny.weights, "--seeds", "1,2", "--frames", 3, "-o", tmp_path / "a.gif")
+    assert result.exit_code == 0, result.output
+    for stage in ("pacing: ", "decoding: 3/3 frames", "writing: 3/3 frames"):
+        assert stage in result.output, result.output
+    result = invoke("interpolate", "--model", tiny.weights, "--seeds", "1,2", "--frames", 3, "--fps", 120,
+                    "-o", tmp_path / "b.gif", "-q")
+    assert result.exit_code == 0 and result.output == ""  # no progress, no GIF warning, no summary
+    assert (tmp_path / "b.gif").is_file()
+
+
+def test_the_closing_hint_quotes_a_path_with_a_space(data, tmp_path, invoke):
+    weights = tmp_path / "my vae.safetensors"
+    result = invoke("train", "interp-vae", "--data", data, "--size", 16, "--z-dim", 8, "--steps", 1, "--batch", 4,
+                    "--out", tmp_path / "run", "--export", weights, "-q")
+    assert result.exit_code == 0, result.output
+    assert f"--model '{weights}' -o morph.gif" in result.output
+
+
+def test_gan_inversion_reports_progress(user_home, data, tmp_path, invoke, monkeypatch):
+    from conftest import save_tiny_gan
+
+    from imgedit.verbs import StageProgress
+    from imgedit_gan.sampler import GANSampler
+
+    save_tiny_gan(user_home / "weights" / "imgedit_gan" / "mine.safetensors")
+    monkeypatch.setattr(StageProgress, "interval", 0.0)
+    monkeypatch.setattr(GANSampler, "inversion_steps", 4)  # a tiny GAN inverts in a few steps as well as in 300
+    result = invoke("interpolate", data / "00.png", data / "01.png", "--model", "mine", "--frames", 2, "--ease", "linear",
+                    "-o", tmp_path / "m.gif")
+    assert result.exit_code == 0, result.output
+    assert "inverting 2 images: 4/4 steps (100%)" in result.output and "inverted into mine" in result.output
 
 
 def test_model_without_the_protocol_is_refused(test_plugin, tmp_path, invoke):

@@ -126,3 +126,26 @@ def test_compact_keeps_a_journal_whose_lines_are_mostly_current(tmp_path, monkey
     text = (tmp_path / JOURNAL_NAME).read_text()
     Journal(tmp_path).compact()
     assert (tmp_path / JOURNAL_NAME).read_text() == text  # 2 lines an output: a first run, left as it is
+
+
+def test_a_run_does_not_compact_under_another_run_writing_to_the_same_folder(tmp_path, monkeypatch):
+    import imgedit.journal as journal_module
+
+    monkeypatch.setattr(journal_module, "MIN_REWRITE_LINES", 4)
+    records = [{"dst": "a.png", "key": f"k{i}", "status": "done", "time": float(i)} for i in range(8)]
+    write_lines(tmp_path / JOURNAL_NAME, records)
+    write_lines(tmp_path / SHARDS_NAME / "actor.jsonl", [{"dst": "b.png", "key": "k", "status": "start", "time": 9.0}])
+    first = Journal(tmp_path)
+    first.hold()  # alone: folds the shard in and rewrites
+    assert [r["dst"] for r in lines(tmp_path / JOURNAL_NAME)] == ["a.png", "b.png"]
+    write_lines(tmp_path / JOURNAL_NAME, records)  # superseded lines again, and a shard another run's actor writes
+    write_lines(tmp_path / SHARDS_NAME / "actor.jsonl", [{"dst": "c.png", "key": "k", "status": "start", "time": 9.0}])
+    second = Journal(tmp_path)
+    second.hold()  # the first run still writes here: no folding, no rewrite under it
+    assert len(lines(tmp_path / JOURNAL_NAME)) == 8 and (tmp_path / SHARDS_NAME / "actor.jsonl").exists()
+    second.compact_if_alone()
+    assert len(lines(tmp_path / JOURNAL_NAME)) == 8
+    first.release()
+    second.compact_if_alone()  # alone now
+    assert [r["dst"] for r in lines(tmp_path / JOURNAL_NAME)] == ["a.png", "c.png"]
+    second.release()

@@ -81,3 +81,29 @@ def test_slerp_stays_on_the_sphere_and_hits_the_ends():
     assert torch.allclose(middle.norm(dim=1), a.norm(dim=1), rtol=1e-4)
     assert (interpolate(a, b, 0.5, spherical=False).norm(dim=1) < a.norm(dim=1)).all()  # a chord cuts inside
     assert torch.allclose(interpolate(a, a, 0.3), a, atol=1e-5)  # parallel: no division by zero
+
+
+# --- seeds, truncation and the checks the latent verbs share ----------------------------
+
+
+@pytest.mark.parametrize("seed", [-1, 2**32, 10**20])
+def test_seeds_outside_32_bits_are_refused(seed):
+    # torch keeps only the low 32 bits: -1 would draw as 2**32 - 1, 2**32 as 0, 10**20 overflows
+    from imgedit.latents import gaussian_latents
+
+    with pytest.raises(UsageError, match=r"from 0 to 4294967295"):
+        gaussian_latents(1, 4, seed)
+
+
+def test_the_ends_of_the_seed_range_draw_distinct_latents():
+    from imgedit.latents import MAX_SEED, gaussian_latents
+
+    assert not torch.equal(gaussian_latents(2, 4, 0), gaussian_latents(2, 4, MAX_SEED))
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -0.1, 1.5])
+def test_truncation_outside_0_1_and_nan_are_refused(value):
+    from imgedit.latents import check_truncation
+
+    with pytest.raises(UsageError, match="truncation must be in"):
+        check_truncation(value)

@@ -151,3 +151,21 @@ def test_an_operations_check_sees_the_parsed_params_and_its_error_names_the_stag
     with pytest.raises(UsageError) as error:
         Pipeline.parse("denoise sigma=5 | upscale model=huge")
     assert str(error.value) == "stage 2 (upscale): unknown model 'huge'"
+
+
+@pytest.mark.parametrize("bad_output, what", [
+    (lambda image: image[:, :1], "expected the input's shape"),
+    (lambda image: (image * 255).to(torch.uint8), "expected a float tensor in [0, 1]"),  # would be written white
+    (lambda image: image * float("nan"), "expected finite values, got NaN or infinity"),  # would be written black
+])
+def test_an_applier_that_breaks_the_output_contract_is_named_with_its_stage(test_plugin, bad_output, what):
+    from imgedit.errors import PluginError
+    from imgedit.operations import Operation
+
+    op = Operation("broken", "net", lambda ctx, **p: (lambda image, mask: bad_output(image)))
+    test_plugin("broken_plugin", register_operations=lambda register: register(op))
+    built = Pipeline.parse("denoise method=nlm sigma=5 | broken").build("cpu")
+    with pytest.raises(PluginError) as error:
+        built.apply(torch.rand(1, 3, 16, 16))
+    assert str(error.value).startswith("stage 2 (broken.net, plugin broken_plugin) failed: applier output: ")
+    assert what in str(error.value)

@@ -500,3 +500,46 @@ def test_ray_address_without_the_ray_engine_is_a_usage_error(invoke, folder, tmp
     env = invoke("denoise", folder, "--method", "nlm", "--sigma", "5", "-o", tmp_path / "out", "--json",
                  env={"IMGEDIT_RAY_ADDRESS": "127.0.0.1:6379"})
     assert env.exit_code == 0, env.output  # the environment variable alone is not a request
+
+
+@pytest.mark.parametrize("args, env, message", [
+    (("--device", "cuda:7"), {}, "device 'cuda:7' is not available"),
+    ((), {"IMGEDIT_DEVICE": "bogus"}, "device 'bogus' is not a device"),
+    ((), {"IMGEDIT_MAX_PIXELS": "inf"}, "IMGEDIT_MAX_PIXELS='inf' is not a number of pixels"),
+    ((), {"IMGEDIT_CPU_MEMORY_MB": "-5"}, "IMGEDIT_CPU_MEMORY_MB='-5' is not a number of megabytes above 0"),
+])
+def test_a_bad_device_or_limit_is_one_usage_error_before_any_image(invoke, folder, tmp_path, args, env, message):
+    result = invoke("denoise", folder, "--sigma", "5", "-o", tmp_path / "out", *args, env=env)
+    assert result.exit_code == 2 and message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("option, message", [
+    ({"device": "bogus"}, "device 'bogus' is not a device"),
+    ({"precision": "fp8"}, "precision 'fp8' is not valid"),
+    ({"tile": "x"}, "tile: expected a size in px, 0 or 'auto', got 'x'"),
+])
+def test_the_api_checks_device_precision_and_tile_before_any_image(folder, tmp_path, option, message):
+    import imgedit
+    from imgedit.errors import ImgeditError
+
+    with pytest.raises(ImgeditError, match=message) as error:
+        imgedit.run("denoise sigma=5", folder, tmp_path / "out", **option)
+    assert error.value.exit_code == 2 and not (tmp_path / "out").exists()
+
+
+def test_a_model_that_will_not_load_is_one_error_without_per_image_advice(invoke, folder, tmp_path, monkeypatch):
+    monkeypatch.setenv("IMGEDIT_WEIGHTS", str(tmp_path / "no-weights"))
+    result = invoke("denoise", folder, "--sigma", "5", "-o", tmp_path / "out")
+    last = result.stderr.strip().splitlines()[-1]
+    assert result.exit_code == 1 and "denoise-vae" in last and last.endswith("no image was processed")
+    assert "--fail-fast" not in result.stderr and "not attempted" not in result.stderr
+
+
+def test_reduced_precision_is_part_of_the_recipe(invoke, folder, tmp_path):
+    out = tmp_path / "out"
+    assert summary_of(invoke("denoise", folder, "--sigma", "5", "-o", out, "--json"))["done"] == 3
+    same = summary_of(invoke("denoise", folder, "--sigma", "5", "-o", out, "--json", "--precision", "fp32"))
+    assert same["skipped"] == 3  # fp32 is what auto gave on the CPU: the same bytes
+    bf16 = summary_of(invoke("denoise", folder, "--sigma", "5", "-o", out, "--json", "--precision", "bf16"))
+    assert bf16["done"] == 3  # other bytes, so not "done in an earlier run"

@@ -232,3 +232,43 @@ def test_retraining_a_style_or_editing_the_painting_redoes_the_images(invoke, ti
     assert run(*optimise) == (0, 1)
     write_png(painting, 40, 40, seed=2)  # the painting was edited
     assert run(*optimise) == (1, 0)
+
+
+def test_optimisation_progress_bar_respects_quiet(invoke, user_home, photo, painting, tmp_path):
+    result = invoke("style", photo, "--style-image", painting, "--steps", "3", "--style-size", "32", "-q",
+                    "-o", tmp_path / "opt.png")
+    assert result.exit_code == 0 and result.output == "", result.output  # "print only errors": no tqdm bar
+    assert (tmp_path / "opt.png").is_file()
+
+
+@pytest.mark.parametrize("option", [("--steps", "5"), ("--loss-net", "vgg16"), ("--style-size", "64")])
+def test_optimisation_options_with_a_trained_style_are_refused(invoke, tiny_style, photo, tmp_path, option):
+    one_line_error(invoke("style", photo, "--style", "tiny", *option, "-o", tmp_path / "x.png"),
+                   option[0], "only with --style-image")
+    one_line_error(invoke("run", "-p", f"style name=tiny {option[0][2:].replace('-', '_')}={option[1]}", photo,
+                          "-o", tmp_path / "x.png"), "only with --style-image")
+    assert not (tmp_path / "x.png").exists()
+    assert invoke("style", photo, "--style", "tiny", "--dry-run", "-o", tmp_path / "x.png").exit_code == 0
+
+
+def test_a_model_file_that_is_not_a_style_is_refused_up_front(invoke, user_home, photo, tmp_path):
+    from conftest import save_tiny_gan
+
+    gan = save_tiny_gan(tmp_path / "faces.safetensors")
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i in range(2):
+        write_png(folder / f"{i}.png", seed=i)
+    one_line_error(invoke("style", folder, "--style", gan.weights, "-o", tmp_path / "out"),
+                   "is not a style network", "imgedit_gan.model.Generator")  # once, exit 2: not once per image
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_style_hint_is_quoted_for_a_shell(user_home, painting, tmp_path):
+    from imgedit import registry
+    from imgedit_style.commands import _style_argument
+
+    weights = save_tiny_style(user_home / "weights" / "imgedit_style" / "my style.safetensors", painting).weights
+    registry.reset()
+    assert _style_argument("my style", weights) == "'my style'"
+    assert _style_argument("elsewhere", tmp_path / "a b.safetensors") == f"'{tmp_path / 'a b.safetensors'}'"

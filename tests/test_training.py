@@ -134,6 +134,21 @@ def test_a_new_run_refuses_to_replace_an_earlier_one_unless_overwrite(verb, tmp_
     assert card["training"]["steps"] == 1
 
 
+@pytest.mark.parametrize("verb", sorted(TINY_TRAIN_ARGS))
+def test_a_model_folder_that_cannot_be_written_is_refused_before_training(verb, tmp_path, invoke, monkeypatch):
+    from conftest import smooth_images
+
+    data = smooth_images(tmp_path / "data", count=8)
+    (tmp_path / "home").write_text("a file, not a folder")
+    monkeypatch.setenv("IMGEDIT_HOME", str(tmp_path / "home"))  # the default --export goes under it
+    args = ["train", verb, "--data", data, *TINY_TRAIN_ARGS[verb], "-q", "--steps", 1, "--out", tmp_path / "run"]
+    if verb == "style":
+        args += ["--style-image", data / "0.png"]
+    result = invoke(*args)
+    assert result.exit_code == 2 and "the trained model: " in result.output, result.output
+    assert str(tmp_path / "home") in result.output and not (tmp_path / "run").exists()  # no step was spent
+
+
 def test_resuming_from_exported_weights_says_they_are_not_a_checkpoint(tmp_path):
     from imgedit.errors import UsageError
     from imgedit.models import save_weights

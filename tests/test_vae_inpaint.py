@@ -523,3 +523,13 @@ def test_samples_side_by_side_keep_the_alpha_of_each_panel(tmp_path, invoke, tin
     assert result.exit_code == 0, result.output
     alpha = np.asarray(Image.open(tmp_path / "edge-out.png"))[..., 3]
     assert np.array_equal(alpha, np.tile(rgba[..., 3], (1, 3)))  # per panel, nothing stretched over the seams
+
+
+@pytest.mark.parametrize("seed", ["-1", "4294967296"])
+def test_inpaint_seeds_outside_32_bits_are_refused(invoke, tmp_path, seed):
+    from PIL import Image
+
+    Image.new("RGB", (32, 32)).save(tmp_path / "p.png")
+    result = invoke("inpaint", tmp_path / "p.png", "--mask-box", "4,4,8,8", "--seed", seed, "-o", tmp_path / "o.png")
+    assert result.exit_code == 2 and "parameter 'seed' must be in [0, 4294967295]" in result.output, result.output
+    assert not (tmp_path / "o.png").exists()

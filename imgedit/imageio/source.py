@@ -42,8 +42,8 @@ def pixel_limit(max_pixels: Optional[int]) -> int:
         return DEFAULT_MAX_PIXELS
     try:
         return int(float(env))
-    except ValueError:
-        raise UsageError(f"IMGEDIT_MAX_PIXELS={env!r} is not a number of pixels") from None
+    except (ValueError, OverflowError):  # OverflowError: inf; NaN is a ValueError here
+        raise UsageError(f"IMGEDIT_MAX_PIXELS={env!r} is not a number of pixels (0 for no limit)") from None
 
 
 def _megapixels(pixels: int) -> str:

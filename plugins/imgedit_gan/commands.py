@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import logging
+import shlex
 import time
 from pathlib import Path
 from typing import Any, Optional
@@ -11,12 +13,14 @@ import click
 
 from imgedit.catalog import is_file_argument, spec_for_file, weights_spec
 from imgedit.errors import UsageError
-from imgedit.verbs import (apply_options, check_overwrite, check_record, command_line, echo_report, training_options,
-                            whole_image_options)
+from imgedit.latents import MAX_SEED
+from imgedit.verbs import (FiniteFloat, apply_options, check_overwrite, check_record, command_line, device_option,
+                            echo_report, training_options, whole_image_options)
 from imgedit_gan.catalog import MODEL_NAME
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp")
 MAX_GRID = 1024  # images on one contact sheet
+MAX_SAMPLES = 1_000_000  # images per run: their paths and latents are held in memory, and one folder holds them
 DEFAULT_AUGMENT = "translation,cutout"  # imgedit_gan.train.GANTrainConfig.augment (not imported: --help loads no torch)
 MODEL_HELP = "A latent model's name ('imgedit plugins' lists them) or a .safetensors file from 'imgedit train gan'."
 
@@ -33,35 +37,83 @@ def _load_model(model: str, device: Any) -> Any:
 
 
 def _sample_targets(output: Path, model: str, seed: int, count: int, as_grid: bool) -> list[Path]:
+    """The files ``sample`` writes, checked before any work.
+
+    Raises:
+        UsageError: too many images, or an ``-o`` that cannot hold them.
+    """
     stem = Path(model).stem if is_file_argument(model) else model
     if as_grid:
         if count > MAX_GRID:
             raise UsageError(f"--grid holds at most {MAX_GRID} images, got -n {count}")
-        return [output if output.suffix.lower() in IMAGE_SUFFIXES else output / f"{stem}-seed{seed}-n{count}.png"]
+        return [_sheet_path(output, f"{stem}-seed{seed}-n{count}.png")]
+    if count > MAX_SAMPLES:  # before a list of count paths is built
+        raise UsageError(f"-n {count}: at most {MAX_SAMPLES} images per run (their names and latents are held in "
+                         "memory); image i of a seed does not depend on -n, so run again with another --seed for more")
     if output.suffix.lower() in IMAGE_SUFFIXES:
         raise UsageError(f"-o {output}: without --grid the output is a folder (one file per image)")
+    if output.exists() and not output.is_dir():
+        raise UsageError(f"-o {output} is a file: without --grid the output is a folder (one file per image)")
     digits = max(4, len(str(count - 1)))
     return [output / f"{stem}-seed{seed}-{i:0{digits}d}.png" for i in range(count)]
 
 
+def _sheet_path(output: Path, default_name: str) -> Path:
+    """The contact sheet's file: ``output`` itself where it names a still image, else a file in that folder."""
+    if output.is_dir():
+        return output / default_name
+    if output.suffix.lower() in IMAGE_SUFFIXES:
+        return output
+    if output.suffix:  # a name like sheet.gif is meant as a file: a folder of that name would surprise
+        raise UsageError(f"-o {output}: a contact sheet is written as {', '.join(IMAGE_SUFFIXES)}; "
+                         "give one of those, or a folder")
+    return output / default_name
+
+
+def _existing(targets: list[Path]) -> list[Path]:
+    """The targets that exist, from one listing of their folder (not one stat per file: -n may be large)."""
+    folder = targets[0].parent
+    if not folder.is_dir():
+        return []
+    present = {entry.name for entry in folder.iterdir()}
+    return [t for t in targets if t.name in present]
+
+
 def _latents(model: Any, count: int, seed: int, truncation: float):
+    from imgedit.latents import check_truncation
+
+    check_truncation(truncation)  # NaN would pass the multiplication and decode to black
     if truncation != 1.0 and not model.gaussian:
         raise UsageError("--truncation needs a model with Gaussian latents")
     return model.sample_latents(count, seed) * truncation
 
 
+def _check_memory(model: Any, count: int, as_grid: bool) -> None:
+    """Refuse -n whose latents would not fit in memory: they are drawn at once
+    (and decoded a batch at a time, but all at once for a sheet)."""
+    import math
+
+    from imgedit.devices import check_fits_in_memory
+
+    per_image = 4 * math.prod(model.latent_shape) + (4 * 3 * math.prod(model.image_size) if as_grid else 0)
+    check_fits_in_memory(count * per_image, f"-n {count}", "ask for fewer images per run")
+
+
 @click.command("sample")
 @click.option("--model", default=MODEL_NAME, show_default=True, help=MODEL_HELP)
-@click.option("-n", "--n", "count", type=click.IntRange(min=1), default=16, show_default=True, help="Number of images.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Image i of a seed is the same whatever -n is.")
+@click.option("-n", "--n", "count", type=click.IntRange(min=1), default=16, show_default=True,
+              help=f"Number of images (at most {MAX_SAMPLES}).")
+@click.option("--seed", type=click.IntRange(0, MAX_SEED), default=0, show_default=True,
+              help="Image i of a seed is the same whatever -n is (0 to 2**32 - 1).")
 @click.option("-o", "--output", type=click.Path(path_type=Path), required=True,
               help="Folder for the images; with --grid, the sheet's file (.png, .jpg, ...) or a folder for it.")
 @click.option("--grid", "as_grid", is_flag=True, help="Write one contact sheet instead of one PNG per image.")
-@click.option("--truncation", type=click.FloatRange(0, 1), default=1.0, show_default=True,
+@click.option("--truncation", type=FiniteFloat(0, 1), default=1.0, show_default=True,
               help="Scale the latents toward the mean: 1 = full variety, 0 = the mean image for every seed.")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
+@device_option()
 @click.option("--overwrite", is_flag=True, help="Replace existing files.")
-def sample_command(model, count, seed, output, as_grid, truncation, device, overwrite):
+@click.option("-q", "--quiet", is_flag=True, help="Print only errors.")
+def sample_command(model, count, seed, output, as_grid, truncation, device, overwrite, quiet):
     """Generate new images from a latent model (default: the shipped 64x64 face GAN).
 
     \b
@@ -69,24 +121,36 @@ def sample_command(model, count, seed, output, as_grid, truncation, device, over
       imgedit sample -n 16 --seed 0 -o faces/
       imgedit sample -n 64 --grid -o sheet.png --truncation 0.7
     """
+    from imgedit.atomic import check_writable_folder
     from imgedit.devices import resolve_device
+    from imgedit.latents import check_seed, check_truncation
+    from imgedit.verbs import StageProgress
     from imgedit_gan.sampler import save_grid, save_image
 
+    if quiet:
+        logging.getLogger("imgedit").setLevel(logging.ERROR)  # "print only errors": no warnings either
+    check_seed(seed, "--seed")  # the command line's range, for callers of this function too
+    check_truncation(truncation)
     targets = _sample_targets(output, model, seed, count, as_grid)
-    existing = [t for t in targets if t.exists()]
+    check_writable_folder(targets[0].parent, f"-o {output}")  # before the model loads
+    existing = _existing(targets)
     if existing and not overwrite:
         raise UsageError(f"{existing[0]} exists ({len(existing)} of {len(targets)} outputs do); pass --overwrite to replace them")
     loaded = _load_model(model, resolve_device(device))
+    _check_memory(loaded, count, as_grid)
     z = _latents(loaded, count, seed, truncation)
     if as_grid:
         save_grid(loaded.decode(z).cpu(), targets[0], overwrite=overwrite)
     else:
-        for start in range(0, count, 256):
-            for k, image in enumerate(loaded.decode(z[start : start + 256]).cpu()):
-                # atomic but not fsynced one by one (2x faster): a sample is redrawn from its seed
-                save_image(image, targets[start + k], overwrite=overwrite, durable=False)
+        with StageProgress(count, "sampling", "image", quiet) as advance:
+            for start in range(0, count, 256):
+                for k, image in enumerate(loaded.decode(z[start : start + 256]).cpu()):
+                    # atomic but not fsynced one by one (2x faster): a sample is redrawn from its seed
+                    save_image(image, targets[start + k], overwrite=overwrite, durable=False)
+                    advance(1)
     where = targets[0] if as_grid else output
-    click.echo(f"wrote {count} samples of {model} (seed {seed}, truncation {truncation:g}) to {where}")
+    if not quiet:
+        click.echo(f"wrote {count} samples of {model} (seed {seed}, truncation {truncation:g}) to {where}")
 
 
 @click.command("gan")
@@ -125,7 +189,7 @@ def train_gan_command(sources, steps, resume, out_dir, overwrite, export_path, d
     registered = weights_spec(name)
     use = name if registered is not None and registered.weights.resolve() == target.resolve() else target
     click.echo(f"Trained {trainer.step} steps ({trainer.elapsed / 60:.1f} min); weights: {target}\n"
-               f"Sample with: imgedit sample --model {use} -n 16 -o samples/")
+               f"Sample with: imgedit sample --model {shlex.quote(str(use))} -n 16 -o samples/")
 
 
 @click.command("gan")
@@ -135,9 +199,9 @@ def train_gan_command(sources, steps, resume, out_dir, overwrite, export_path, d
 @click.option("--held-out", is_flag=True, help="Use only the images of --real that the model card lists as held out ('imgedit train gan --holdout N').")
 @click.option("--n", "count", type=click.IntRange(min=2), default=2000, show_default=True,
               help="Images per set. --real is split into two halves of n (reference and floor); with fewer real images n shrinks.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--truncation", type=click.FloatRange(0, 1), default=1.0, show_default=True)
-@click.option("--device", default="auto", show_default=True)
+@click.option("--seed", type=click.IntRange(0, MAX_SEED), default=0, show_default=True)
+@click.option("--truncation", type=FiniteFloat(0, 1), default=1.0, show_default=True)
+@device_option()
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads.")
 @click.option("--record", is_flag=True, help="Also write the results into the model card's metrics block "
                                              "(refused where that holds held-out figures and these are not, or a larger n).")

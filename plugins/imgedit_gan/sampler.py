@@ -19,13 +19,13 @@ came (dB). Images of another size are resized to the model's first.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional, Union
+from typing import Callable, Optional, Union
 
 import torch
 import torch.nn.functional as F
 
-from imgedit.errors import ShapeError, UsageError
-from imgedit.latents import gaussian_latents
+from imgedit.errors import ShapeError
+from imgedit.latents import check_truncation, gaussian_latents
 from imgedit.models import ModelSpec, load_model
 from imgedit.tensor import check_image, grid
 from imgedit_gan.catalog import CATALOG
@@ -43,6 +43,7 @@ class GANSampler:
     """
 
     gaussian = True
+    inversion_steps = 300  # Adam steps of encode(): what a progress bar of it counts to
 
     def __init__(self, net: Generator, device: Union[str, torch.device] = "cpu", name: str = ""):
         self.cfg: GANConfig = net.cfg
@@ -74,14 +75,14 @@ class GANSampler:
         Raises:
             UsageError: ``truncation`` outside [0, 1].
         """
-        if not 0.0 <= truncation <= 1.0:
-            raise UsageError(f"truncation must be in [0, 1], got {truncation}")
-        return self.decode(self.sample_latents(n, seed) * truncation)
+        return self.decode(self.sample_latents(n, seed) * check_truncation(truncation))
 
-    def encode(self, images: torch.Tensor, steps: int = 300, lr: float = 0.05, candidates: int = 16) -> torch.Tensor:
+    def encode(self, images: torch.Tensor, steps: Optional[int] = None, lr: float = 0.05, candidates: int = 16,
+               on_step: Optional[Callable[[int], None]] = None) -> torch.Tensor:
         """Latents whose decodings are closest to ``images`` ``(B, 3, H, W)`` in [0, 1] (by optimisation).
 
-        Sets ``last_inversion_psnr`` (dB) and ``last_inversion_error`` (mean
+        ``steps`` defaults to :attr:`inversion_steps`; ``on_step(1)`` is called
+        after each (a progress bar: inverting takes seconds per image). Sets ``last_inversion_psnr`` (dB) and ``last_inversion_error`` (mean
         absolute error, 0-1 scale), one value per image.
 
         Raises:
@@ -97,12 +98,14 @@ class GANSampler:
         z = self._starting_latents(target, candidates).requires_grad_(True)
         optimizer = torch.optim.Adam([z], lr=lr)
         with torch.enable_grad():
-            for _ in range(steps):
+            for _ in range(self.inversion_steps if steps is None else steps):
                 diff = self.net(z) - target
                 loss = (diff.abs().mean(dim=(1, 2, 3)) + diff.square().mean(dim=(1, 2, 3))).sum()  # per image
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
+                if on_step is not None:
+                    on_step(1)
         z = z.detach()
         error = (self.decode(z) - (target + 1) / 2).abs()
         mse = error.square().mean(dim=(1, 2, 3))

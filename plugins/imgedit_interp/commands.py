@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import logging
+import shlex
 import time
 from pathlib import Path
 
@@ -10,18 +12,21 @@ import click
 
 from imgedit.catalog import is_file_argument, spec_for_file, weights_spec
 from imgedit.errors import UsageError
-from imgedit.verbs import (apply_options, check_overwrite, check_record, command_line, echo_report, training_options,
-                            whole_image_options)
+from imgedit.latents import MAX_SEED
+from imgedit.verbs import (FiniteFloat, apply_options, check_overwrite, check_record, command_line, device_option,
+                            echo_report, training_options, whole_image_options)
 
 MODEL_HELP = "A latent model's name ('imgedit plugins' lists them) or a .safetensors file from 'imgedit train interp-vae'."
 
 
 def _parse_seeds(text: str) -> list[int]:
+    from imgedit.latents import check_seed
+
     try:
         seeds = [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
         raise UsageError(f"--seeds takes whole numbers separated by commas (e.g. 1,5,9), got '{text}'") from None
-    return seeds
+    return [check_seed(seed, "--seeds: each seed") for seed in seeds]
 
 
 def _load_model(model: str, device):
@@ -51,23 +56,33 @@ def _read_keyframes(paths: tuple[Path, ...], size: int):
     return torch.cat([center_square(to_tensor(read_image(p).rgb), size) for p in paths])
 
 
+# Float copies of the whole animation held at once at its peak: the frames,
+# their resized copy, and the clamped and scaled copies made on the way to 8 bits
+# (16 frames at 2048 px peaked at 2.96 GB: 3.7 copies).
+FLOAT_COPIES = 4
+DECODE_BATCH = 64  # latents decoded at a time while a progress bar follows
+
+
 @click.command("interpolate")
 @click.argument("images", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--model", default="faces64-vae", show_default=True, help=MODEL_HELP)
-@click.option("--seeds", help="Walk between random samples of the model instead of images: seeds separated by commas (1,5,9).")
+@click.option("--seeds", help="Walk between random samples of the model instead of images: seeds separated by commas "
+                              "(1,5,9), each from 0 to 2**32 - 1.")
 @click.option("--frames", type=click.IntRange(min=2), default=16, show_default=True,
               help="Frames per transition, both ends included (K keyframes: (K-1)*(frames-1)+1 frames).")
 @click.option("--loop", is_flag=True, help="Return to the first keyframe (its frame is not repeated: the animation loops seamlessly).")
 @click.option("--ease", type=click.Choice(["even", "linear", "smooth", "sine"]), default="even", show_default=True,
               help="Pacing of each transition: even = every frame changes the picture equally; linear = equal "
                    "steps in the latent space; smooth, sine = slowing down at the keyframes.")
-@click.option("--fps", type=click.FloatRange(min=0.1, max=120), default=12.0, show_default=True)
+@click.option("--fps", type=FiniteFloat(min=0.1, max=120), default=12.0, show_default=True,
+              help="Frames per second (a GIF plays at most 50).")
 @click.option("--size", type=click.IntRange(min=8, max=4096), help="Frame size in px (default: the model's, e.g. 64).")
 @click.option("-o", "--output", type=click.Path(path_type=Path), required=True,
               help="A .gif, .webp or .mp4 file, or a folder for numbered PNG frames.")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
+@device_option()
 @click.option("--overwrite", is_flag=True, help="Replace existing output.")
-def interpolate_command(images, model, seeds, frames, loop, ease, fps, size, output, device, overwrite):
+@click.option("-q", "--quiet", is_flag=True, help="Print only errors.")
+def interpolate_command(images, model, seeds, frames, loop, ease, fps, size, output, device, overwrite, quiet):
     """Morph between images, or walk between random samples, through a model's latent space.
 
     Images are centre-cropped to squares and encoded (a GAN inverts them by
@@ -84,32 +99,47 @@ def interpolate_command(images, model, seeds, frames, loop, ease, fps, size, out
     import torch
 
     from imgedit.devices import resolve_device
-    from imgedit_interp.animation import check_free, write_animation
-    from imgedit_interp.morph import frame_count, path_latents
+    from imgedit.verbs import StageProgress
+    from imgedit_interp.animation import GIF_MAX_FPS, check_free, output_kind, output_notes, write_animation
+    from imgedit_interp.morph import frame_count
 
+    if quiet:
+        logging.getLogger("imgedit").setLevel(logging.ERROR)  # "print only errors": no warnings either
     if images and seeds:
         raise UsageError("give images or --seeds, not both")
     seed_list = _parse_seeds(seeds) if seeds else []
     if len(images) + len(seed_list) < 2:
         raise UsageError("give at least two images (or two --seeds) to interpolate between")
     total = frame_count(len(images) or len(seed_list), frames, loop)
-    check_free(output, overwrite)  # a bad suffix or an existing output fails before any work
+    check_free(output, overwrite)  # a bad suffix, an unwritable place or an existing output fails before any work
+    if size:
+        _check_memory(total, size)  # before the model loads
     loaded = _load_model(model, resolve_device(device))
+    side = size or loaded.image_size[0]
+    _check_memory(total, side)  # before the minutes of inverting and pacing
+    for note in output_notes(output, fps, side, side):  # now, not after the work: there is time to change -o
+        logging.getLogger("imgedit").warning(note)
     if seed_list:
         keys = torch.cat([loaded.sample_latents(1, s) for s in seed_list])
         what = f"seeds {','.join(map(str, seed_list))}"
     else:
         targets = _read_keyframes(images, loaded.image_size[0]).to(loaded.device)
-        keys = loaded.encode(targets)
+        keys = _encode(loaded, targets, quiet)
         what = f"{len(images)} images"
-        _report_encoding(loaded, targets, keys, images)
-    latents = path_latents(keys, frames, loop=loop, spherical=loaded.gaussian, ease=ease, decode=loaded.decode)
-    video = loaded.decode(latents).cpu()
+        if not quiet:
+            _report_encoding(loaded, targets, keys, images)
+    latents = _path(loaded, keys, frames, loop, ease, quiet)
+    with StageProgress(len(latents), "decoding", "frame", quiet) as advance:
+        video = _decode(loaded, latents, advance).cpu()
     if size and size != video.shape[-1]:
         video = torch.nn.functional.interpolate(video, size=(size, size), mode="bicubic", align_corners=False).clamp(0, 1)
-    written = write_animation(video, output, fps=fps, overwrite=overwrite)
+    with StageProgress(len(video), "writing", "frame", quiet) as advance:
+        written = write_animation(video, output, fps=fps, overwrite=overwrite, on_frame=advance)
+    played = min(fps, GIF_MAX_FPS) if output_kind(output) == "gif" else fps
     where = output if len(written) == 1 else f"{output}/ ({written[0].name} ...)"
-    click.echo(f"wrote {total} frames ({video.shape[-1]}x{video.shape[-2]}, {fps:g} fps) morphing {what} with {model} to {where}")
+    if not quiet:
+        click.echo(f"wrote {total} frames ({video.shape[-1]}x{video.shape[-2]}, {played:g} fps) morphing {what} "
+                   f"with {model} to {where}")
 
 
 def _report_encoding(model, targets, keys, paths) -> None:
@@ -123,11 +153,70 @@ def _report_encoding(model, targets, keys, paths) -> None:
                "resized image): " + ", ".join(f"{p.name} {v:.1f} dB" for p, v in zip(paths, psnr.tolist())), err=True)
 
 
+def _check_memory(frames: int, side: int) -> None:
+    """Refuse an animation whose frames would not fit in memory (it is held whole, as floats)."""
+    from imgedit.devices import check_fits_in_memory
+
+    check_fits_in_memory(frames * side * side * 3 * 4 * FLOAT_COPIES, f"{frames} frames of {side}x{side}",
+                         "ask for fewer --frames or a smaller --size")
+
+
+def _encode(model, targets, quiet: bool):
+    """The keyframes' latents, with a progress bar where the model encodes by
+    optimisation and says how many steps it takes (a GAN: seconds per image)."""
+    import inspect
+
+    from imgedit.verbs import StageProgress
+
+    steps = getattr(model, "inversion_steps", None)
+    if not steps or "on_step" not in inspect.signature(model.encode).parameters:
+        return model.encode(targets)
+    with StageProgress(steps, f"inverting {len(targets)} images", "step", quiet) as advance:
+        return model.encode(targets, on_step=advance)
+
+
+def _decode(model, latents, advance):
+    """``model.decode`` a batch at a time, ``advance``-ing a progress bar."""
+    import torch
+
+    parts = []
+    for chunk in latents.split(DECODE_BATCH):
+        parts.append(model.decode(chunk))
+        advance(len(chunk))
+    return torch.cat(parts)
+
+
+def _path(model, keys, frames: int, loop: bool, ease: str, quiet: bool):
+    """:func:`~imgedit_interp.morph.path_latents` with a progress bar over
+    ``even``'s pacing (decoding and measuring a dense path: the long part)."""
+    from imgedit_interp.morph import dense_points, path_latents
+
+    if ease != "even":
+        return path_latents(keys, frames, loop=loop, spherical=model.gaussian, ease=ease)
+    from imgedit.features import ENSEMBLE_SEEDS, ensemble_features
+    from imgedit.verbs import StageProgress
+
+    transitions = len(keys) if loop else len(keys) - 1
+    work = transitions * dense_points(frames) * (1 + len(ENSEMBLE_SEEDS))  # decode, then each feature network
+    with StageProgress(work, "pacing", "point", quiet) as advance:
+        def measure(images):  # ensemble_features, one network at a time (each block is scaled on its own: same rows)
+            import torch
+
+            blocks = []
+            for seed in ENSEMBLE_SEEDS:
+                blocks.append(ensemble_features(images, seeds=(seed,)))
+                advance(len(images))
+            return torch.cat(blocks, dim=1)
+
+        return path_latents(keys, frames, loop=loop, spherical=model.gaussian, ease=ease,
+                            decode=lambda z: _decode(model, z, advance), measure=measure)
+
+
 @click.command("interp-vae")
 @apply_options(training_options("Training images: file, folder or glob (repeatable).", 6000, Path("runs") / "interp", 32, 1e-3))
 @apply_options(whole_image_options("imgedit eval interp", "my-interp-vae"))
 @click.option("--z-dim", type=click.IntRange(min=2), default=256, show_default=True, help="Numbers in one latent.")
-@click.option("--beta", type=click.FloatRange(min=0), default=0.005, show_default=True,
+@click.option("--beta", type=FiniteFloat(min=0), default=0.005, show_default=True,
               help="KL weight per pixel value: smaller = sharper reconstructions, latents further from N(0, I).")
 def train_interp_command(sources, steps, resume, out_dir, overwrite, export_path, device, batch, lr, seed, quiet, size,
                          z_dim, beta, holdout, name, licence):
@@ -158,7 +247,7 @@ def train_interp_command(sources, steps, resume, out_dir, overwrite, export_path
                       licence=licence)
     registry.reset()  # the new model is usable by name at once
     click.echo(f"Trained {trainer.step} steps ({trainer.elapsed / 60:.1f} min); weights: {target}\n"
-               f"Morph with: imgedit interpolate a.jpg b.jpg --model {target} -o morph.gif")
+               f"Morph with: imgedit interpolate a.jpg b.jpg --model {shlex.quote(str(target))} -o morph.gif")
 
 
 @click.command("interp")
@@ -169,12 +258,12 @@ def train_interp_command(sources, steps, resume, out_dir, overwrite, export_path
 @click.option("--pairs", type=click.IntRange(min=1), default=8, show_default=True, help="Random pairs to morph.")
 @click.option("--frames", type=click.IntRange(min=3), default=9, show_default=True, help="Frames per morph.")
 @click.option("--limit", type=click.IntRange(min=1), help="Measure the reconstruction PSNR on at most N images (default: all).")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(0, MAX_SEED), default=0, show_default=True)
 @click.option("--feature-seed", type=int, default=None,
               help="Judge the steps and distances with the random feature network of this seed (default: imgedit's fixed one), "
                    "to check that the pacing holds for a network that did not place the frames.")
 @click.option("--sheet", type=click.Path(path_type=Path), help="Write a PNG: for each pair, the morph above the cross-fade.")
-@click.option("--device", default="auto", show_default=True)
+@device_option()
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads.")
 @click.option("--record", is_flag=True, help="Also write the results into the model card's metrics block (refused where "
                                              "that holds held-out figures and these are not, or more images or pairs).")

@@ -88,13 +88,18 @@ def transition_times(frames: int, ease: str = "linear") -> list[float]:
     return [EASINGS[ease](j / (frames - 1)) for j in range(frames)]
 
 
+def dense_points(frames: int) -> int:
+    """How many points of a transition of ``frames`` frames ``even`` decodes and measures."""
+    return min(DENSE_PER_FRAME * (frames - 1), max(DENSE_MAX_STEPS, frames - 1)) + 1
+
+
 @torch.no_grad()
 def even_times(decode: Decoder, a: torch.Tensor, b: torch.Tensor, frames: int, spherical: bool = True,
                measure: Measure = ensemble_features) -> list[float]:
     """The ``frames`` points of the transition from latent ``a`` to ``b``
     (each ``(1, *shape)``) at which the decoded image has moved equal
     distances in ``measure`` (0 first, 1 last)."""
-    dense = torch.linspace(0, 1, min(DENSE_PER_FRAME * (frames - 1), max(DENSE_MAX_STEPS, frames - 1)) + 1)
+    dense = torch.linspace(0, 1, dense_points(frames))
     images = decode(torch.cat([interpolate(a, b, float(t), spherical) for t in dense]))
     points = measure(images).flatten(1).float().cpu()
     travelled = torch.cat([torch.zeros(1), (points[1:] - points[:-1]).norm(dim=1).cumsum(0)])  # (D,)

@@ -5,12 +5,13 @@ any image is read), ``imgedit train style`` and ``imgedit eval style``.
 
 from __future__ import annotations
 
+import shlex
 import time
 from pathlib import Path
 import click
 
 from imgedit.errors import UsageError
-from imgedit.verbs import apply_options, command_line, echo_report, training_options
+from imgedit.verbs import FiniteFloat, apply_options, command_line, device_option, echo_report, training_options
 
 STYLE_HELP = """Apply a painting's style to images: a trained style network
 (--style NAME, fast) or any painting by per-image optimisation
@@ -35,12 +36,12 @@ Examples:
               help="Training crop size in px (multiple of 8).")
 @click.option("--style-size", type=click.IntRange(min=32), default=512, show_default=True,
               help="Long side in px the painting is seen at: larger = larger strokes.")
-@click.option("--content-weight", type=click.FloatRange(min=0), default=None,
+@click.option("--content-weight", type=FiniteFloat(min=0), default=None,
               help="Weight of the content loss against the style loss (default 0.5): larger keeps more of the photo.")
 @click.option("--skips/--no-skips", default=True, show_default=True,
               help="U-Net skips in the network: they keep edges sharp; without them the network repaints more "
                    "freely (a closer style match, softer detail).")
-@click.option("--tv-weight", type=click.FloatRange(min=0), default=0.0, show_default=True, help="Total-variation smoothing.")
+@click.option("--tv-weight", type=FiniteFloat(min=0), default=0.0, show_default=True, help="Total-variation smoothing.")
 @click.option("--loss-net", type=click.Choice(["random", "vgg16", "vgg19"]), default="random", show_default=True,
               help="The loss network: random weights (no download), or VGG from the local torchvision cache.")
 @click.option("--loss-seed", type=int, default=None, help="Seed of the random loss network (default: the recipe's).")
@@ -95,12 +96,13 @@ def train_style_command(sources, steps, resume, out_dir, overwrite, export_path,
 
 
 def _style_argument(name: str, target: Path) -> str:
-    """What --style takes for the new weights: the name where the catalog
-    finds them by it (the weights folders), else the file's path."""
+    """What --style takes for the new weights, quoted for a shell: the name
+    where the catalog finds them by it (the weights folders), else the file's path."""
     from imgedit_style.catalog import styles
 
     known = styles().get(name)
-    return name if known is not None and known.weights.resolve() == Path(target).resolve() else str(target)
+    chosen = name if known is not None and known.weights.resolve() == Path(target).resolve() else str(target)
+    return shlex.quote(chosen)  # pasted into a shell: "my style" must stay one argument
 
 
 def _export_target(name, export_path, style_image: Path):
@@ -145,7 +147,7 @@ def _train_config(style_image: Path, steps, batch, patch, lr, seed, style_size, 
 @click.option("--seed", type=int, default=None,
               help="Seed of the measuring network (default: imgedit_style.evaluate.EVAL_SEED).")
 @click.option("--sheet", type=click.Path(path_type=Path), help="Write a contact sheet: the photos x every style.")
-@click.option("--device", default="auto", show_default=True)
+@device_option()
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads.")
 @click.option("--record", is_flag=True, help="Also write each style's results into its model card's metrics block "
                                              "(refused where that holds figures over more photos or --steps).")

@@ -19,9 +19,15 @@ def create_style(context: Any = None, **params: Any):
     return create(context, **params)
 
 
+# The parameters only per-image optimisation reads, with their defaults (as in STYLE's params below).
+OPTIMISATION_ONLY = {"steps": ("--steps", 300), "loss_net": ("--loss-net", "random"), "style_size": ("--style-size", 512)}
+
+
 def check_style_source(params: dict) -> None:
-    """Refuse, before any image is read, an unknown style, a missing painting
-    or missing VGG weights (cheap: no network is loaded)."""
+    """Refuse, before any image is read, an unknown style, a missing painting,
+    missing VGG weights, a file that is not a style network, or options of
+    the painting's optimisation given to a trained style (cheap: no network
+    is loaded, at most a model card read)."""
     from pathlib import Path
 
     from imgedit.errors import UsageError
@@ -37,9 +43,17 @@ def check_style_source(params: dict) -> None:
 
             require_vgg_file(params["loss_net"])
         return
-    from imgedit_style.catalog import resolve_style
+    given = [flag for key, (flag, default) in OPTIMISATION_ONLY.items() if params.get(key, default) != default]
+    if given:  # a trained style would silently ignore them
+        raise UsageError(f"style: {', '.join(given)} {'applies' if len(given) == 1 else 'apply'} only with "
+                         "--style-image (a painting optimised per image); a trained --style takes none")
+    from imgedit_style.catalog import ARCHITECTURE, resolve_style
 
-    resolve_style(params.get("name", ""))
+    spec = resolve_style(params.get("name", ""))
+    architecture = spec.card().get("architecture")
+    if architecture is not None and architecture != ARCHITECTURE:  # else each image would fail on loading it
+        raise UsageError(f"style: {params.get('name')} is not a style network (its model card names {architecture}); "
+                         "give a style from 'imgedit train style'")
 
 
 def style_files(params: dict) -> list:

@@ -14,6 +14,7 @@ optimisation against any painting, plus what every user sees around them.
 
 from __future__ import annotations
 
+import logging
 import threading
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -184,7 +185,9 @@ class OptimisingApplier:
         if self.strength == 0:
             return image.clone()
         work = resize(image, working_size(*image.shape[-2:], self.scale, AUTO_SCALE_OPTIMISE)).float()
-        with tqdm(total=self.steps, unit="step", desc="style", leave=False, dynamic_ncols=True) as bar:
+        # -q sets the "imgedit" logger to errors only: the bar is not an error
+        quiet = not logging.getLogger("imgedit").isEnabledFor(logging.WARNING)
+        with tqdm(total=self.steps, unit="step", desc="style", leave=False, dynamic_ncols=True, disable=quiet) as bar:
             def progress(step: int, losses: dict) -> None:
                 bar.set_postfix(style=f"{losses['style']:.3f}", content=f"{losses['content']:.3f}")
                 bar.update(1)

@@ -12,7 +12,7 @@ from typing import Callable, Optional
 
 import click
 
-from imgedit.verbs import apply_options, command_line, precision_option, training_options
+from imgedit.verbs import FiniteFloat, apply_options, command_line, device_option, precision_option, training_options
 from imgedit_vae.operations import DENOISE, DENOISE_COPIES, GRAY_MODEL_NAME, INPAINT, MODEL_NAME, model_spec
 
 DEFAULT_RUN_DIR = Path("runs") / "denoise"
@@ -81,7 +81,7 @@ def _precision_scope(precision: str, dev, operation) -> tuple[str, Callable[[], 
               "a --gray run may start from a colour model")
 @click.option("--gray", is_flag=True, help="Train a one-channel model for grayscale images (on the images' luminance); "
                                          "'imgedit denoise' uses it for grayscale images beside the colour model.")
-@click.option("--gray-share", type=click.FloatRange(0, 1), default=0.15, show_default=True,
+@click.option("--gray-share", type=FiniteFloat(0, 1), default=0.15, show_default=True,
               help="Share of a colour model's patches made grayscale, so that it handles gray images too; "
                    "0 gives all of them to colour when a --gray partner takes gray images.")
 @_loss_option("Reconstruction loss; mse, the error PSNR measures, is for a last fine-tuning of trained weights.")
@@ -150,7 +150,7 @@ def _per_level(text: str, levels: int, option: str) -> tuple[int, ...]:
 @click.option("--masks", "kinds_text", default="thin,medium,thick", show_default=True,
               help="Hole kinds to train on, comma-separated, each drawn equally often; "
                    "name a kind twice to draw it twice as often.")
-@click.option("--zoom", type=click.FloatRange(min=1.0), default=1.0, show_default=True,
+@click.option("--zoom", type=FiniteFloat(min=1.0), default=1.0, show_default=True,
               help="Cut patches from squares up to this many times wider than --patch (log-uniform) and scale "
                    "them down: the fill works on wide holes at a fraction of full size, and so sees photos that way.")
 @click.option("--sample-every", type=click.IntRange(min=1), default=1, show_default=True,
@@ -249,7 +249,7 @@ def ensemble_note(ensemble: Optional[int]) -> str:
 @click.option("--weights", type=click.Path(path_type=Path),
               help="Weights to score (default: the shipped models, the grayscale one for grayscale images).")
 @ensemble_option("denoise", DENOISE_COPIES)
-@click.option("--device", default="auto", show_default=True)
+@device_option()
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads.")
 @_eval_precision_option()
 @click.option("--sheet", type=click.Path(path_type=Path), help="Also write a contact sheet (noisy | methods | clean) at the first sigma.")
@@ -318,7 +318,7 @@ def _label(spec) -> str:
 @click.option("--no-baselines", is_flag=True, help="Score the model only.")
 @click.option("--weights", type=click.Path(path_type=Path), help="Weights to score (default: the shipped model).")
 @ensemble_option("inpaint", None)
-@click.option("--device", default="auto", show_default=True)
+@device_option()
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads.")
 @_eval_precision_option()
 @click.option("--sheet", type=click.Path(path_type=Path), help="Also write a contact sheet (input | fills | truth).")

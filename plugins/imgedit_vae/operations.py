@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Optional, Union
 
 from imgedit.catalog import spec_for_file
+from imgedit.latents import MAX_SEED
 from imgedit.models import ModelSpec, shipped_weights_dir
 from imgedit.operations import Capabilities, Operation, Param
 
@@ -92,7 +93,8 @@ INPAINT = Operation(
                               memory_mb_per_megapixel=60.0, needs_mask=True),
     params=(
         Param("samples", int, 1, help="number of different fills, written side by side", minimum=1, maximum=16),
-        Param("seed", int, None, help="draw a random plausible fill with this seed (default: the deterministic fill)"),
+        Param("seed", int, None, help="draw a random plausible fill with this seed (default: the deterministic fill)",
+              minimum=0, maximum=MAX_SEED),
         Param("weights", str, "", help="a .safetensors file from 'imgedit train inpaint' (default: shipped)"),
         Param("ensemble", int, None, help="average the deterministic fill over N flipped/rotated copies (1-8) at each "
               "working scale (default: as many as fit a fixed budget per hole)", minimum=1, maximum=8),

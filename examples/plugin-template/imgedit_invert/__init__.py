@@ -1,6 +1,7 @@
 """A minimal third-party imgedit plugin: one operation and one verb.
 
-Install it with ``pip install ./examples/plugin-template`` and run
+Install it into imgedit's environment with
+``pip install -e ./examples/plugin-template`` and run
 ``imgedit invert photo.jpg`` or use ``invert amount=0.5`` in a pipeline.
 """
 
