@@ -41,7 +41,7 @@ class RunOptions:
     overwrite: bool = False
     in_place: bool = False
     format: Optional[str] = None
-    quality: int = 95
+    quality: Optional[int] = None  # None: as the source where it is the output's format, else 95
     masks: MaskOptions = field(default_factory=MaskOptions)
     fail_fast: bool = False
     workers: int = 2  # I/O threads for decoding, and again for encoding
@@ -297,7 +297,9 @@ def recipe(pipeline: Pipeline, options: RunOptions) -> str:
         if stage.operation.depends_on is not None:
             for path in stage.operation.depends_on(stage.params):
                 weights.append(f"{path}={file_digest(path) if Path(path).is_file() else 'missing'}")
-    parts = [repr(pipeline.describe()), ",".join(weights), f"fmt={options.format} q={options.quality}"]
+    # q=95 for no --quality, as before it followed the source: earlier journals keep matching
+    quality = 95 if options.quality is None else options.quality
+    parts = [repr(pipeline.describe()), ",".join(weights), f"fmt={options.format} q={quality}"]
     if (options.precision or "auto") not in ("auto", "fp32"):  # reduced precision changes the bytes a little
         parts.append(f"precision={options.precision}")
     if pipeline.needs_mask:
@@ -359,7 +361,8 @@ class _Batch:
             self._check_frames(work)
             if self.pipeline.needs_mask:
                 work.hole, work.result.note = find_mask(
-                    work.item.path, work.picture.rgb, work.picture.alpha, self.options.masks, relative=work.item.relative
+                    work.item.path, work.picture.rgb, work.picture.alpha, self.options.masks, relative=work.item.relative,
+                    lossy=work.picture.encoding.is_lossy(work.picture.format),
                 )
                 work.mask = mask_to_tensor(work.hole)
             work.image = to_tensor(work.picture.rgb)

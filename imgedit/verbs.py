@@ -60,7 +60,9 @@ COMMON_OPTIONS: list[Callable] = [
     click.option("--overwrite", is_flag=True, help="Replace existing output files."),
     click.option("--in-place", is_flag=True, help="Write over the input files."),
     click.option("--format", "out_format", type=click.Choice(["jpeg", "png", "tiff", "webp", "bmp"], case_sensitive=False)),
-    click.option("--quality", type=click.IntRange(1, 100), default=95, show_default=True, help="JPEG/WebP quality."),
+    click.option("--quality", type=click.IntRange(1, 100),
+                 help="JPEG/WebP quality 1-100 (default: as the source where it is the output's format: a lossless "
+                      "WebP stays lossless, a JPEG keeps its quality, 75-95, and chroma subsampling; else 95)."),
     click.option("--fail-fast", is_flag=True, help="Stop at the first failing image."),
     click.option("--workers", type=click.IntRange(min=1), help="I/O threads for reading and writing (default: CPU count, 2-8)."),
     click.option("--force", is_flag=True, help="Redo images the journal says are done."),

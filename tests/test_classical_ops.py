@@ -205,3 +205,16 @@ def test_import_is_cheap():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
     assert out.stdout.strip() == "False"
+
+
+def test_nlm_auto_denoises_every_tile_at_the_whole_images_noise_level():
+    from imgedit.pipeline import Pipeline
+
+    torch.manual_seed(0)
+    clean = torch.linspace(0, 1, 192).view(1, 1, 1, 192).expand(1, 3, 160, 192).clone()
+    noise = torch.randn_like(clean) * (torch.linspace(12, 28, 192) / 255)  # more noise to the right: tiles differ
+    noisy = (clean + noise).clamp(0, 1)
+    built = Pipeline.parse("denoise method=nlm").build("cpu")
+    whole = built.apply(noisy, tile=0)
+    tiled = built.apply(noisy, tile=64)
+    assert (whole - tiled).abs().max() <= 2 / 255  # rounding to 8 bits where tiles overlap, no level steps

@@ -356,3 +356,25 @@ def test_an_empty_mask_inverted_is_the_whole_image(tmp_path, image_path, caplog)
     assert "covers the whole image" in caplog.text
     hole, _ = find_mask(image_path, rgb_image(), None, MaskOptions(mask=black, invert=True, dilate=2))
     assert hole.all()  # dilating nothing leaves nothing, inverted: all
+
+
+def test_a_colour_hole_in_a_jpeg_takes_the_smeared_edge_too(tmp_path, invoke):
+    from PIL import Image
+
+    from conftest import smooth_rgb
+
+    rgb = smooth_rgb(96, 128, seed=3)
+    rgb[30:62, 40:80] = (255, 0, 255)  # a magenta hole painted on the photo
+    Image.fromarray(rgb).save(tmp_path / "p.jpg", quality=92)  # 4:2:0: the magenta bleeds a few px out
+    result = invoke("inpaint", tmp_path / "p.jpg", "--mask-color", "ff00ff", "--method", "telea", "-o", tmp_path / "o.png")
+    assert result.exit_code == 0 and "grown 3 px" in result.output, result.output
+    out = np.asarray(Image.open(tmp_path / "o.png")).astype(int)
+    tint = (out[..., 0] + out[..., 2]) / 2 - out[..., 1]  # how magenta
+    original = (rgb[..., 0].astype(int) + rgb[..., 2]) / 2 - rgb[..., 1]
+    band = np.zeros(tint.shape, bool)
+    band[24:68, 34:86] = True  # the hole and 6 px around it
+    assert (tint - original)[band].max() < 60  # no ring of paint left for the fill to spread
+    lossless = tmp_path / "p.png"
+    Image.fromarray(rgb).save(lossless)
+    hole, source = find_mask(lossless, rgb, None, MaskOptions(mask_color="ff00ff"))
+    assert source == "colour #ff00ff" and hole.sum() == 32 * 40  # exact paint in a lossless file: not grown

@@ -21,9 +21,16 @@ Notes on what can be lost (by design):
   Make, Model and DateTime (as plain TIFF tags). A TIFF source's own tags are
   not turned into EXIF (its description, software, artist and copyright go
   to ``text``).
+* The EXIF thumbnail (IFD1) is never carried: it is a copy of the unedited
+  source (showing what an edit removed, sideways once the orientation is
+  applied). PixelXDimension/PixelYDimension are set to the written size.
+* ``write_image(..., quality=None)`` (the default) writes a lossless WebP
+  source back lossless, and a JPEG source at its own chroma subsampling and
+  estimated quality (kept within 75-95); progressive JPEGs stay progressive.
+  Any other source is written at quality 95. An explicit quality always wins.
 * ``text`` goes whole into PNG; elsewhere only what has a home: XMP (JPEG,
   WebP, TIFF), "Comment" (JPEG), "Description"/"Software"/"Author"/
-  "Copyright" (TIFF).
+  "Copyright" (TIFF, as UTF-8).
 
 Pillow's ``ImageFile.LOAD_TRUNCATED_IMAGES`` must stay False: truncated files
 are detected by decoding every pixel inside :func:`read_image`.

@@ -10,7 +10,9 @@ from PIL import Image
 
 from imgedit.errors import ShapeError
 from imgedit.imageio import pngchunks
+from imgedit.imageio.compression import jpeg_options, webp_options
 from imgedit.imageio.decode import swap_red_blue
+from imgedit.imageio.exif import exif_for_output
 from imgedit.imageio.formats import (
     ALPHA_FORMATS,
     DPI_FORMATS,
@@ -19,22 +21,26 @@ from imgedit.imageio.formats import (
     ICC_FORMATS,
     PREFERRED_SUFFIX,
 )
-from imgedit.imageio.metadata import TIFF_XMP_TAG, png_info, tiff_exif_tags, tiff_text_kwargs
+from imgedit.imageio.metadata import TIFF_XMP_TAG, png_info, tiff_exif_tags, tiff_text_kwargs, tiff_text_tags
 from imgedit.imageio.picture import Picture, as_rgb
 from imgedit.imageio.pngchunks import XMP_KEYWORD
 
 _JPEG_MARKER_MAX = 65533  # bytes a JPEG APP marker can hold; larger EXIF/XMP cannot be stored
+_DESCRIPTION, _SOFTWARE = 270, 305  # TIFF tags tifffile sets from its own arguments
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # Rec. 601, as Pillow's convert("L")
 
 
-def encode(picture: Picture, fmt: str, quality: int) -> bytes:
-    """Encodes a picture in memory, at 16 bits where the format and the picture allow."""
+def encode(picture: Picture, fmt: str, quality: Optional[int] = None) -> bytes:
+    """Encodes a picture in memory, at 16 bits where the format and the picture allow.
+
+    ``quality`` None: compress like the source where it was of ``fmt``
+    (see :mod:`imgedit.imageio.compression`), else at quality 95."""
     buffer = io.BytesIO()
     encode_to(buffer, picture, fmt, quality)
     return buffer.getvalue()
 
 
-def encode_to(out: BinaryIO, picture: Picture, fmt: str, quality: int) -> None:
+def encode_to(out: BinaryIO, picture: Picture, fmt: str, quality: Optional[int] = None) -> None:
     """Encodes a picture into the binary file ``out`` (at its start).
 
     Given a real file, Pillow encodes JPEG without holding the GIL (into a
@@ -118,13 +124,17 @@ def _dpi(picture: Picture) -> Optional[tuple[float, ...]]:
     return tuple(float(d) for d in picture.dpi) if picture.dpi else None
 
 
-def _format_kwargs(picture: Picture, fmt: str, quality: int) -> dict[str, Any]:
+def _output_exif(picture: Picture) -> Optional[bytes]:
+    """The picture's EXIF as it may be written: no thumbnail of the source, the written pixel size."""
+    return exif_for_output(picture.exif, picture.width, picture.height) if picture.exif else None
+
+
+def _format_kwargs(picture: Picture, fmt: str, quality: Optional[int]) -> dict[str, Any]:
     """Format-specific Pillow save options: quality, text, XMP."""
     xmp = _xmp_bytes(picture)
     if fmt == "JPEG":
-        # Chroma subsampling visibly smears colour edges; skip it at high quality.
         # (no optimize=True: it doubles encode time for a few percent of size)
-        kwargs: dict[str, Any] = {"quality": quality, "subsampling": 0 if quality >= 90 else 2}
+        kwargs: dict[str, Any] = jpeg_options(picture, quality)
         if picture.text.get("Comment"):
             kwargs["comment"] = picture.text["Comment"]
         if xmp and len(xmp) < _JPEG_MARKER_MAX - 30:
@@ -133,8 +143,7 @@ def _format_kwargs(picture: Picture, fmt: str, quality: int) -> dict[str, Any]:
     if fmt == "PNG":
         return {"pnginfo": png_info(picture.text), "compress_level": 6}
     if fmt == "WEBP":
-        lossless = quality >= 100
-        kwargs = {"quality": quality, "lossless": lossless, "exact": lossless}
+        kwargs = webp_options(picture, quality)
         if xmp:
             kwargs["xmp"] = xmp
         return kwargs
@@ -146,20 +155,20 @@ def _format_kwargs(picture: Picture, fmt: str, quality: int) -> dict[str, Any]:
     return {}
 
 
-def _save_kwargs(picture: Picture, fmt: str, quality: int) -> dict[str, Any]:
+def _save_kwargs(picture: Picture, fmt: str, quality: Optional[int]) -> dict[str, Any]:
     """All Pillow save options: the metadata the format can hold plus format options."""
     kwargs = _format_kwargs(picture, fmt, quality)
     if picture.icc_profile and fmt in ICC_FORMATS:
         kwargs["icc_profile"] = picture.icc_profile
-    exif_fits = fmt != "JPEG" or (picture.exif is not None and len(picture.exif) <= _JPEG_MARKER_MAX)
-    if picture.exif and fmt in EXIF_FORMATS and exif_fits:
-        kwargs["exif"] = picture.exif
+    exif = _output_exif(picture) if fmt in EXIF_FORMATS else None
+    if exif and (fmt != "JPEG" or len(exif) <= _JPEG_MARKER_MAX):
+        kwargs["exif"] = exif
     if picture.dpi and fmt in DPI_FORMATS:
         kwargs["dpi"] = _dpi(picture)
     return kwargs
 
 
-def _save_pillow(out: BinaryIO, picture: Picture, pixels: np.ndarray, fmt: str, quality: int) -> None:
+def _save_pillow(out: BinaryIO, picture: Picture, pixels: np.ndarray, fmt: str, quality: Optional[int]) -> None:
     image = Image.fromarray(pixels)
     try:
         image.save(out, format=fmt, **_save_kwargs(picture, fmt, quality))
@@ -179,8 +188,9 @@ def _encode_png16(picture: Picture, pixels: np.ndarray) -> bytes:
         chunks.append(pngchunks.iccp_chunk(picture.icc_profile))
     if picture.dpi:
         chunks.append(pngchunks.phys_chunk(picture.dpi))
-    if picture.exif:
-        chunks.append(pngchunks.exif_chunk(picture.exif))
+    exif = _output_exif(picture)
+    if exif:
+        chunks.append(pngchunks.exif_chunk(exif))
     for key, value in picture.text.items():
         chunk = pngchunks.text_chunk(key, value)
         if chunk is not None:
@@ -189,12 +199,13 @@ def _encode_png16(picture: Picture, pixels: np.ndarray) -> bytes:
 
 
 def _encode_tiff16(picture: Picture, pixels: np.ndarray) -> bytes:
-    """16-bit TIFF via tifffile (keeps ICC, dpi, description); OpenCV if tifffile is missing."""
+    """16-bit TIFF via tifffile (keeps ICC, dpi, text tags); OpenCV if tifffile is missing."""
     try:
         import tifffile
     except ImportError:
         return _encode_tiff16_cv2(pixels)
     rgb_like = pixels.ndim == 3 and pixels.shape[2] >= 3
+    text_tags = tiff_text_tags(picture.text)  # UTF-8 bytes: tifffile refuses non-ASCII str
     kwargs: dict[str, Any] = {
         "photometric": "rgb" if rgb_like else "minisblack",
         "extrasamples": ("unassalpha",) if pixels.ndim == 3 and pixels.shape[2] in (2, 4) else None,
@@ -202,10 +213,10 @@ def _encode_tiff16(picture: Picture, pixels: np.ndarray) -> bytes:
         "predictor": True,
         "metadata": None,  # no tifffile JSON in ImageDescription
         "iccprofile": picture.icc_profile or None,
-        "description": picture.text.get("Description") or None,
-        "software": picture.text.get("Software") or False,  # False: no "tifffile.py" tag
+        "description": text_tags.pop(_DESCRIPTION, None),
+        "software": text_tags.pop(_SOFTWARE, False),  # False: no "tifffile.py" tag
     }
-    tags = tiff_exif_tags(picture.exif)
+    tags = {**tiff_exif_tags(picture.exif), **text_tags}  # artist, copyright
     kwargs["extratags"] = [(tag, "s", 0, value, True) for tag, value in tags.items()]
     xmp = _xmp_bytes(picture)
     if xmp:

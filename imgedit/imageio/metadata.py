@@ -30,6 +30,14 @@ def _decode_text(value: Any) -> str:
     return str(value)
 
 
+def _utf8_tiff_string(value: str) -> str:
+    """A TIFF ASCII tag as Pillow returns it (bytes read as Latin-1), read as UTF-8 where it is valid UTF-8."""
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except UnicodeError:  # not Latin-1-representable, or genuinely Latin-1 text: keep as read
+        return value
+
+
 def text_of(im: Image.Image) -> dict[str, str]:
     """Textual metadata: PNG text chunks, JPEG/GIF comment, XMP, TIFF ASCII tags."""
     text: dict[str, str] = {}
@@ -43,7 +51,7 @@ def text_of(im: Image.Image) -> dict[str, str]:
         for tag, (key, _) in _TIFF_TEXT_TAGS.items():
             value = im.tag_v2.get(tag)
             if isinstance(value, str) and value.strip("\0 "):
-                text.setdefault(key, value.rstrip("\0"))
+                text.setdefault(key, _utf8_tiff_string(value.rstrip("\0")))
     return text
 
 
@@ -92,9 +100,20 @@ def png_info(text: dict[str, str]) -> Any:
     return info
 
 
-def tiff_text_kwargs(text: dict[str, str]) -> dict[str, str]:
+def tiff_text_tags(text: dict[str, str]) -> dict[int, bytes]:
+    """The text that has a TIFF tag, as tag -> UTF-8 bytes.
+
+    TIFF "ASCII" tags are 8-bit in practice: Pillow, exiftool and most
+    readers take UTF-8 there, whereas Pillow's and tifffile's own string
+    writers turn anything non-ASCII into "?" (or refuse it).
+    """
+    return {tag: text[key].encode("utf-8") for tag, (key, _) in _TIFF_TEXT_TAGS.items() if text.get(key)}
+
+
+def tiff_text_kwargs(text: dict[str, str]) -> dict[str, bytes]:
     """Pillow TIFF save arguments (description, software...) for the text that has a TIFF tag."""
-    return {arg: text[key] for key, arg in _TIFF_TEXT_TAGS.values() if text.get(key)}
+    tags = tiff_text_tags(text)
+    return {arg: tags[tag] for tag, (_, arg) in _TIFF_TEXT_TAGS.items() if tag in tags}
 
 
 def tiff_exif_tags(exif: Optional[bytes]) -> dict[int, str]:

@@ -9,6 +9,7 @@ from typing import Any, Optional
 import numpy as np
 from PIL import Image
 
+from imgedit.imageio.exif import byte_order, entries, first_ifd, without_thumbnail
 from imgedit.imageio.pngchunks import EXIF_PREFIX, XMP_KEYWORD, strip_exif_prefix
 
 ORIENTATION_TAG = 0x0112
@@ -46,24 +47,23 @@ def apply_orientation(arr: np.ndarray, orientation: int) -> np.ndarray:
 
 def _patch_ifd0_orientation(tiff: bytes) -> Optional[bytes]:
     """Sets Orientation = 1 in place in a TIFF/EXIF structure, keeping every other byte."""
-    order = {b"II": "<", b"MM": ">"}.get(tiff[:2])
-    if order is None:
-        return None
-    (ifd,) = struct.unpack_from(order + "I", tiff, 4)
-    (count,) = struct.unpack_from(order + "H", tiff, ifd)
-    for i in range(count):
-        entry = ifd + 2 + 12 * i
-        tag, typ, n = struct.unpack_from(order + "HHI", tiff, entry)
-        if tag == ORIENTATION_TAG and typ == 3 and n == 1:  # SHORT, left-justified in the value field
+    order = byte_order(tiff)
+    for entry in entries(tiff, order, first_ifd(tiff, order)):
+        if entry.tag == ORIENTATION_TAG and entry.type == 3 and entry.count == 1:  # SHORT, left-justified
             patched = bytearray(tiff)
-            struct.pack_into(order + "H", patched, entry + 8, 1)
+            struct.pack_into(order + "H", patched, entry.at + 8, 1)
             return bytes(patched)
     return None
 
 
 def normalized_exif(raw: bytes, reset_orientation: bool) -> bytes:
-    """EXIF with the ``Exif\\0\\0`` prefix and, if asked, Orientation = 1."""
-    body = strip_exif_prefix(raw)
+    """EXIF with the ``Exif\\0\\0`` prefix, without its thumbnail and, if asked, with Orientation = 1.
+
+    The thumbnail (IFD1) is a copy of the source as it was stored: it would
+    show what an edit removed, and after the orientation is applied it
+    would lie sideways; so it is never carried (:func:`without_thumbnail`).
+    """
+    body = strip_exif_prefix(without_thumbnail(raw))
     if reset_orientation:
         try:
             patched = _patch_ifd0_orientation(body)

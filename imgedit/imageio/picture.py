@@ -24,6 +24,30 @@ def as_rgb(rgb: np.ndarray, where: str) -> np.ndarray:
     return rgb
 
 
+@dataclass(frozen=True)
+class SourceEncoding:
+    """How the source file was compressed, for writing the same format back alike
+    when the caller asks for no particular quality (``quality=None``).
+
+    Attributes:
+        lossless: a lossless WebP (VP8L); it is written back lossless.
+        jpeg_quality: a JPEG's quality (1-100) estimated from its quantisation tables.
+        subsampling: a JPEG's chroma subsampling as Pillow names it
+            (0 = 4:4:4, 1 = 4:2:2, 2 = 4:2:0), or None.
+        progressive: a progressive JPEG.
+    """
+
+    lossless: bool = False
+    jpeg_quality: Optional[int] = None
+    subsampling: Optional[int] = None
+    progressive: bool = False
+
+    def is_lossy(self, format: Optional[str]) -> bool:
+        """Whether a file of ``format`` encoded like this blurred its pixels
+        (a colour painted on a JPEG bleeds past its edge)."""
+        return format in ("JPEG", "MPO") or format == "WEBP" and not self.lossless
+
+
 @dataclass
 class Picture:
     """An image plus the metadata needed to write it back without loss.
@@ -36,13 +60,15 @@ class Picture:
         bit_depth: bits per channel of the source, 8 or 16.
         grayscale: the source was single-channel; it is written back so.
         exif: raw EXIF (starting ``Exif\\0\\0``) with Orientation reset to 1,
-            because the orientation is already applied to the pixels.
+            because the orientation is already applied to the pixels, and
+            without the source's thumbnail (IFD1).
         icc_profile: raw ICC profile, or None.
         text: PNG tEXt/iTXt/zTXt chunks and similar text (JPEG comment as
             "Comment", XMP as "XML:com.adobe.xmp", TIFF description...).
         dpi: (x, y) dots per inch, or None.
         path: where the picture was read from, if anywhere.
         frames: frames (pages) in the source file; only the first is read.
+        encoding: how the source (of ``format``) was compressed.
     """
 
     rgb: np.ndarray
@@ -56,6 +82,7 @@ class Picture:
     dpi: Optional[tuple[float, float]] = None
     path: Optional[Path] = None
     frames: int = 1
+    encoding: SourceEncoding = field(default_factory=SourceEncoding)
 
     @property
     def width(self) -> int:

@@ -10,6 +10,7 @@ import numpy as np
 from PIL import Image
 
 from imgedit.errors import ImageReadError
+from imgedit.imageio.compression import source_encoding
 from imgedit.imageio.decode import decode_high_depth, pillow_pixels, split_channels, to_unit
 from imgedit.imageio.formats import HIGH_DEPTH_FORMATS, PathLike
 from imgedit.imageio.metadata import dpi_of, exif_from_text, icc_of, text_of
@@ -105,9 +106,10 @@ def _picture_from(im: Image.Image, data: bytes, path: Path) -> Picture:
     unit, depth = to_unit(arr)
     rgb, alpha = split_channels(unit)
     carried = _carried_metadata(im, orientation)  # before counting frames: that seeks
+    encoding = source_encoding(im, data)  # likewise: an MPO's later frames have their own tables
     return Picture(
         rgb=rgb, alpha=alpha, format=fmt, bit_depth=depth, grayscale=gray,
-        icc_profile=icc, path=path, frames=_frame_count(im), **carried,
+        icc_profile=icc, path=path, frames=_frame_count(im), encoding=encoding, **carried,
     )
 
 

@@ -18,7 +18,7 @@ def write_image(
     path: PathLike,
     *,
     format: Optional[str] = None,  # noqa: A002 - the public name the CLI uses
-    quality: int = 95,
+    quality: Optional[int] = None,
     overwrite: bool = False,
     durable: bool = True,
 ) -> Path:
@@ -34,7 +34,10 @@ def write_image(
         picture: what to write.
         path: destination; missing parent folders are created.
         format: Pillow format name; default from the path suffix.
-        quality: 1-100 for JPEG and WebP (WebP 100 = lossless).
+        quality: 1-100 for JPEG and WebP (WebP 100 = lossless). None (the
+            default): written like the source where it was of this format
+            (a lossless WebP stays lossless; a JPEG keeps its chroma
+            subsampling and its estimated quality, within 75-95), else 95.
         overwrite: replace an existing file.
         durable: fsync before the rename, so the file also survives a power
             cut (the batch runner skips that per file; see ``RunOptions.fsync``).
@@ -67,10 +70,10 @@ def write_image(
     return path
 
 
-def _checked_format(path: Path, fmt: Optional[str], quality: int, overwrite: bool) -> str:
+def _checked_format(path: Path, fmt: Optional[str], quality: Optional[int], overwrite: bool) -> str:
     """Checks the arguments of :func:`write_image` and returns the output format."""
     name = normalize_format(fmt) if fmt else format_for_path(path)
-    if isinstance(quality, bool) or not isinstance(quality, int) or not 1 <= quality <= 100:
+    if quality is not None and (isinstance(quality, bool) or not isinstance(quality, int) or not 1 <= quality <= 100):
         raise UsageError(f"quality must be an integer from 1 to 100, got {quality!r}")
     if path.is_dir():
         raise ImageWriteError(f"{path}: is a directory")

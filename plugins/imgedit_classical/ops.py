@@ -220,12 +220,34 @@ def _create_inpaint(method: str):
     return create
 
 
-def _create_denoise(context: Any = None, *, sigma: Union[float, str] = "auto", strength: float = 1.0):
-    def apply(image: "torch.Tensor", mask: Optional["torch.Tensor"] = None) -> "torch.Tensor":
-        # Denoising uses no mask; it is accepted for the common applier signature.
-        return denoise_nlm(image, sigma=sigma, strength=strength)
+class _NlmApplier:
+    """:func:`denoise_nlm` as an applier. With ``sigma="auto"`` the host
+    calls :meth:`prepare` on the whole image before tiling it, so every tile
+    is denoised at the image's noise level: estimated per tile, the levels
+    differed by up to 2 and the tiles' results by up to 18/255."""
 
-    return apply
+    def __init__(self, sigma: Union[float, str], strength: float, levels: Optional[list] = None):
+        self.sigma, self.strength, self.levels = sigma, strength, levels
+
+    def prepare(self, image: "torch.Tensor", mask: Optional["torch.Tensor"] = None) -> "_NlmApplier":
+        if not isinstance(self.sigma, str):
+            return self
+        from imgedit.noise import estimate_sigma_sampled
+
+        return _NlmApplier(self.sigma, self.strength, [float(s) for s in estimate_sigma_sampled(image)])
+
+    def __call__(self, image: "torch.Tensor", mask: Optional["torch.Tensor"] = None) -> "torch.Tensor":
+        # Denoising uses no mask; it is accepted for the common applier signature.
+        if self.levels is None or len(self.levels) != image.shape[0]:  # called without prepare: per call
+            return denoise_nlm(image, sigma=self.sigma, strength=self.strength)
+        import torch
+
+        return torch.cat([denoise_nlm(one[None], sigma=level, strength=self.strength)
+                          for one, level in zip(image, self.levels)])
+
+
+def _create_denoise(context: Any = None, *, sigma: Union[float, str] = "auto", strength: float = 1.0):
+    return _NlmApplier(sigma, strength)
 
 
 _RADIUS = Param("radius", int, 5, help="inpainting neighbourhood radius in pixels", minimum=1, maximum=50)
