@@ -1,10 +1,12 @@
 """Atomic file writes: a temporary file in the destination's folder, fsynced,
 then renamed into place. An interrupted process (even SIGKILL) leaves either
 the complete file or nothing at the destination; at worst a hidden
-``.NAME.*.tmp`` that :func:`remove_stale_temps_of` clears on the next run."""
+``.NAME.*.tmp`` that :func:`remove_stale_temps_of` clears on the next run
+(for a NAME too long for that, ``.START~HASH.*.tmp``: see :func:`_temp_stem`)."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
 import tempfile
@@ -15,6 +17,10 @@ from typing import BinaryIO, Iterator
 from imgedit.errors import UsageError
 
 _umask_cache: list[int] = []
+
+# mkstemp's temporary is ".{stem}.XXXXXXXX.tmp": the stem and these 14 bytes
+_TEMP_EXTRA = len(".") + len(".") + 8 + len(".tmp")
+_HASH_CHARS = 16  # of sha256: two long names that begin alike never share temporaries
 
 
 class DestinationExists(FileExistsError):
@@ -82,7 +88,8 @@ def atomic_file(dest: Path, overwrite: bool = True, durable: bool = True) -> Ite
     """
     dest = Path(dest)
     mode = stat.S_IMODE(dest.stat().st_mode) if dest.exists() else new_file_mode()
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
+    stem = _temp_stem(dest.name, _name_max(dest.parent))
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{stem}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as handle:
             yield handle
@@ -100,6 +107,34 @@ def atomic_file(dest: Path, overwrite: bool = True, durable: bool = True) -> Ite
         _fsync_dir(dest.parent)
 
 
+def _name_max(folder: Path) -> int:
+    """The longest file name, in bytes, that ``folder``'s file system takes."""
+    try:
+        limit = os.pathconf(folder, "PC_NAME_MAX")
+    except (AttributeError, OSError, ValueError):  # no pathconf (Windows), or no answer
+        return 255
+    return limit if limit and limit > 0 else 255  # -1: "no limit", yet file systems have one
+
+
+def _temp_stem(name: str, name_max: int) -> str:
+    """The NAME part of ``.NAME.XXXXXXXX.tmp``, the temporary files of ``name``.
+
+    It is ``name`` itself where that fits in ``name_max`` bytes; otherwise
+    (a legal name of 242-255 bytes) the start of ``name`` and a hash of all
+    of it, so that the temporary is legal too and :func:`remove_stale_temps_of`
+    still tells whose it is.
+    """
+    room = name_max - _TEMP_EXTRA
+    if len(os.fsencode(name)) <= room:
+        return name
+    digest = "~" + hashlib.sha256(os.fsencode(name)).hexdigest()[:_HASH_CHARS]
+    keep = max(room - len(digest), 0)
+    start = name[:keep]
+    while len(os.fsencode(start)) > keep:  # bytes, not characters: cut whole UTF-8 characters off
+        start = start[:-1]
+    return start + digest
+
+
 def write_bytes_atomic(dest: Path, data: bytes, overwrite: bool = True, durable: bool = True) -> None:
     """Writes ``data`` to ``dest`` through :func:`atomic_file`."""
     with atomic_file(dest, overwrite, durable) as handle:
@@ -111,9 +146,11 @@ def remove_stale_temps_of(folder: Path, names: "set[str]") -> None:
     behind, for every NAME in ``names``; one folder listing, however many."""
     with suppress(OSError):
         with os.scandir(folder) as entries:
+            name_max = _name_max(folder)
+            stems = {_temp_stem(name, name_max) for name in names}  # as atomic_file named them
             for entry in entries:
                 name = entry.name
-                if name.startswith(".") and name.endswith(".tmp") and name[1:].rsplit(".", 2)[0] in names:
+                if name.startswith(".") and name.endswith(".tmp") and name[1:].rsplit(".", 2)[0] in stems:
                     with suppress(OSError):
                         os.unlink(entry.path)
 

@@ -18,6 +18,22 @@ from imgedit.errors import ImgeditError, UsageError
 from imgedit.plugins import env_flag, left_out_by_allow_list, plugin_infos, register_commands
 
 
+def _open_closed_standard_streams() -> None:
+    """Give a closed stdin, stdout or stderr (``imgedit ... 2>&-``) /dev/null:
+    otherwise the next file opened takes its number, and whatever a library
+    prints to stderr lands in that file (it was the journal's lock)."""
+    for fd, name in ((0, "stdin"), (1, "stdout"), (2, "stderr")):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+        if getattr(sys, name) is None:  # Python found it closed at start
+            setattr(sys, name, open(fd, "r" if fd == 0 else "w", closefd=False))
+
+
 class _StderrHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         click.echo(f"{record.levelname.capitalize()}: {record.getMessage()}", err=True)
@@ -227,6 +243,7 @@ def _add_host_commands() -> None:
     cli.add_command(run_command)
 
 
+_open_closed_standard_streams()  # before any file is opened
 _add_host_commands()
 _setup_logging(_debug())  # before the plugins load: their warnings read like every other
 register_commands(cli)

@@ -64,9 +64,12 @@ def _already_done(items: list[InputFile], outputs: list, pipeline: Pipeline, opt
     if folder is None or options.force:
         return 0
     journal, run_recipe = Journal(folder), recipe(pipeline, options)
-    return sum(
-        journal.is_done(dst, make_key(file_digest(item.path), run_recipe)) for item, dst in zip(items, outputs)
-    )
+
+    def done(item: InputFile, dst: Any) -> bool:
+        key = make_key(file_digest(item.path), run_recipe)
+        return journal.is_done(dst, key) or options.in_place and journal.holds_result(dst, key)
+
+    return sum(done(item, dst) for item, dst in zip(items, outputs))
 
 
 def describe_plan(pipeline: Pipeline, items: list[InputFile], options: RunOptions) -> dict[str, Any]:

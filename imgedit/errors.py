@@ -58,6 +58,11 @@ class OutputContractError(ShapeError):
     image of the expected shape: the plugin's fault, not the input's."""
 
 
+class JournalError(ImgeditError):
+    """The resume journal cannot be written: the run stops, since a rerun
+    could not tell what it did."""
+
+
 class BatchError(ImgeditError):
     """Some images of a batch failed (each was reported already)."""
 

@@ -4,11 +4,15 @@ files, and decide where each output goes."""
 from __future__ import annotations
 
 import glob
+import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Iterable, Iterator, Optional
 
 from imgedit.errors import UsageError
+
+logger = logging.getLogger("imgedit")
 
 
 @dataclass(frozen=True)
@@ -32,16 +36,66 @@ def _image_suffixes() -> frozenset[str]:
 
 def _scan_folder(folder: Path, recursive: bool) -> list[InputFile]:
     suffixes = _image_suffixes()  # once per folder
-    pattern = "**/*" if recursive else "*"
-    return [InputFile(p, folder) for p in sorted(folder.glob(pattern)) if _is_image_file(p, suffixes)]
+    return [InputFile(p, folder) for p in sorted(_files_in(folder, recursive)) if _is_image_name(p, suffixes)]
+
+
+def _files_in(folder: Path, recursive: bool) -> Iterator[Path]:
+    """The files in ``folder`` and, if ``recursive``, in its sub-folders, but
+    not in hidden ones (``.thumbnails``, ``.AppleDouble``, our own
+    ``.imgedit-journal.d``), as hidden files are left out. A folder that
+    cannot be listed is reported and left out; the rest of the batch goes on."""
+    pending = [folder]
+    while pending:  # a loop, not recursion: a tree 2000 folders deep is legal
+        current = pending.pop()
+        try:
+            with os.scandir(current) as listing:
+                entries = list(listing)
+        except OSError as exc:  # no permission, a path over PATH_MAX, removed meanwhile
+            _warn_unreadable(current, exc)
+            continue
+        for entry in entries:
+            if recursive and _is_visible_folder(entry):
+                pending.append(Path(entry.path))
+            elif _is_file(entry):
+                yield Path(entry.path)
+
+
+def _is_visible_folder(entry: os.DirEntry) -> bool:
+    # a link to a folder is not followed (as before): it could loop back up the tree
+    return not entry.name.startswith(".") and _quietly(lambda: entry.is_dir(follow_symlinks=False))
+
+
+def _is_file(entry: os.DirEntry) -> bool:
+    # from the listing itself (no stat), so a name too long to stat is still
+    # taken, and fails on its own, with its name, instead of vanishing
+    return _quietly(entry.is_file)
+
+
+def _quietly(test) -> bool:
+    """``test()``, False where it cannot tell (a broken link, a vanished entry)."""
+    try:
+        return test()
+    except OSError:
+        return False
+
+
+def _warn_unreadable(folder: Path, exc: OSError) -> None:
+    shown = str(folder)
+    if len(shown) > 200:  # a path over PATH_MAX: its start and end say where it is
+        shown = f"{shown[:100]}...{shown[-80:]}"
+    logger.warning("cannot read folder %s (%s): its images are left out", shown, exc.strerror or exc)
 
 
 def _is_image_file(path: Path, suffixes: Optional[frozenset[str]] = None) -> bool:
+    """What a glob takes: image files (see :func:`_is_image_name`)."""
+    return _is_image_name(path, suffixes) and _quietly(path.is_file)
+
+
+def _is_image_name(path: Path, suffixes: Optional[frozenset[str]] = None) -> bool:
     """What a folder scan or a glob takes: image files, not sidecar masks,
     not our own hidden temporary files, not a README beside the photos."""
     suffixes = suffixes or _image_suffixes()
-    return (path.is_file() and path.suffix.lower() in suffixes and not _is_sidecar(path)
-            and not path.name.startswith("."))
+    return path.suffix.lower() in suffixes and not _is_sidecar(path) and not path.name.startswith(".")
 
 
 def _is_sidecar(path: Path) -> bool:
@@ -51,6 +105,9 @@ def _is_sidecar(path: Path) -> bool:
 
 def expand_inputs(items: Iterable[str], recursive: bool = False) -> list[InputFile]:
     """Expand files, folders and glob patterns, in order, without duplicates.
+
+    A folder that cannot be listed (no permission, a path past PATH_MAX) is
+    named in a warning and its images left out; the others are still taken.
 
     Raises:
         UsageError: an input does not exist, a glob matches nothing, or nothing

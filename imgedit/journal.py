@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
+from imgedit.errors import JournalError
 from imgedit.models import sha256_file
 
 JOURNAL_NAME = ".imgedit-journal.jsonl"
@@ -71,6 +72,7 @@ class Entry:
     error: Optional[str] = None
     replacing: bool = False  # "start" over a file that existed before
     size: Optional[int] = None  # of the output, on "done"
+    result_key: Optional[str] = None  # on "done" of an --in-place run: the key of the output's own content
 
 
 class Journal:
@@ -85,6 +87,8 @@ class Journal:
         self._root = os.path.abspath(self.folder)
         records = self._records()
         self.entries: dict[str, Entry] = {rec["dst"]: _entry(rec) for rec in records}
+        # who wrote each output, from the records of runs that wrote it: a failed attempt does not own the file
+        self.owners: dict[str, str] = {rec["dst"]: _ops(rec) for rec in records if rec["status"] in WROTE}
         self._lines = len(records)
         self._fh: Any = None
         self._lock = threading.Lock()  # encoder threads record concurrently
@@ -114,9 +118,18 @@ class Journal:
     def get(self, dst: Path) -> Optional[Entry]:
         return self.entries.get(self._name(dst))
 
-    def owns(self, dst: Path) -> bool:
-        """Whether a previous run of imgedit wrote ``dst`` (any key)."""
-        return self._name(dst) in self.entries
+    def owns(self, dst: Path, ops: str) -> bool:
+        """Whether a previous run of imgedit wrote ``dst`` with the same
+        operations (``ops``; any parameters, weights or input): a rerun
+        redoes what changed, but the result of another pipeline (a denoised
+        photo where an inpainted one goes) is not this run's to replace,
+        nor is a file a run only failed to write over."""
+        return self.owner(dst) in ("", ops)
+
+    def owner(self, dst: Path) -> Optional[str]:
+        """The operations of the run that wrote ``dst`` ("" if its journal
+        did not keep them), or None if no run of imgedit wrote it."""
+        return self.owners.get(self._name(dst))
 
     def is_done(self, dst: Path, key: str) -> bool:
         """``dst`` holds a complete result for ``key``."""
@@ -133,15 +146,35 @@ class Journal:
         # the file is ours and complete, unless it was there before we started
         return entry.status == "start" and not entry.replacing and size > 0
 
+    def holds_result(self, dst: Path, key: str) -> bool:
+        """``dst``, written over its input (``--in-place``), already holds
+        this recipe's result: ``key`` is of the file as it is now, and a
+        finished run recorded its output's key. A rerun after Ctrl-C must
+        not edit the edited photos a second time."""
+        entry = self.get(dst)
+        if entry is None or entry.status != "done" or entry.result_key != key:
+            return False
+        try:
+            return entry.size is None or os.stat(dst).st_size == entry.size
+        except OSError:
+            return False
+
     def record(self, dst: Path, key: str, status: str, **extra: Any) -> None:
         name = self._name(dst)
         line = {"dst": name, "key": key, "status": status, "time": round(time.time(), 3), **extra}
         with self._lock:
             self.entries[name] = _entry(line)
-            if self._fh is None:
-                self._fh = _open_append(self._write_path)
-            self._fh.write(json.dumps(line) + "\n")
-            self._fh.flush()  # survives SIGKILL of this process (the OS has it)
+            if status in WROTE:
+                self.owners[name] = _ops(line)
+            try:
+                if self._fh is None:
+                    self._fh = _open_append(self._write_path)
+                self._fh.write(json.dumps(line) + "\n")
+                self._fh.flush()  # survives SIGKILL of this process (the OS has it)
+            except OSError as exc:
+                self._drop_handle()
+                raise JournalError(f"cannot write the resume journal {self._write_path} ({exc.strerror or exc}); "
+                                   "stopped, so that a rerun knows what was done") from None
             self._lines += 1
 
     def close(self) -> None:
@@ -150,10 +183,21 @@ class Journal:
 
     def _close(self) -> None:
         if self._fh is not None:
-            self._fh.flush()
-            os.fsync(self._fh.fileno())  # and a power cut, once per run
-            self._fh.close()
-            self._fh = None
+            try:
+                self._fh.flush()
+                os.fsync(self._fh.fileno())  # and a power cut, once per run
+            except OSError as exc:
+                raise JournalError(f"cannot write the resume journal {self._write_path} ({exc.strerror or exc})") from None
+            finally:
+                self._drop_handle()
+
+    def _drop_handle(self) -> None:
+        """Close the file without writing what is buffered: after a failed
+        write, closing would only fail again with the same error."""
+        fh, self._fh = self._fh, None
+        if fh is not None:
+            with suppress(OSError):
+                fh.close()
 
     def hold(self) -> None:
         """Hold the folder's run lock (shared) until :meth:`release`,
@@ -238,7 +282,17 @@ def _try_lock(fd: int, exclusive: bool, wait: bool = False) -> bool:
 
 
 def _entry(rec: dict[str, Any]) -> Entry:
-    return Entry(rec["status"], rec["key"], rec.get("error"), rec.get("replacing", False), rec.get("size"))
+    return Entry(rec["status"], rec["key"], rec.get("error"), rec.get("replacing", False), rec.get("size"),
+                 rec.get("result_key"))
+
+
+WROTE = ("start", "done")  # the statuses of a run that wrote (or was writing) the output
+
+
+def _ops(rec: dict[str, Any]) -> str:
+    """The operations a record's run wrote with; "" where journals did not keep them."""
+    ops = rec.get("ops")
+    return ops if isinstance(ops, str) else ""
 
 
 def _time(rec: dict[str, Any]) -> float:
@@ -246,7 +300,10 @@ def _time(rec: dict[str, Any]) -> float:
 
 
 def _is_record(rec: Any) -> bool:
-    return isinstance(rec, dict) and {"dst", "key", "status"} <= rec.keys() and isinstance(_time(rec), (int, float))
+    """A line this module could have written; anything else (hand-edited,
+    another program's) is skipped like a torn line."""
+    return (isinstance(rec, dict) and all(isinstance(rec.get(name), str) for name in ("dst", "key", "status"))
+            and isinstance(_time(rec), (int, float)) and not isinstance(_time(rec), bool))
 
 
 def _read_lines(path: Path) -> list[dict[str, Any]]:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, Union
 
-from imgedit.errors import ImgeditError, UsageError
+from imgedit.errors import ImgeditError, JournalError, UsageError
 from imgedit.inputs import InputFile, output_path
 from imgedit.journal import Journal, bytes_digest, file_digest, make_key
 from imgedit.masks import MaskOptions
@@ -270,9 +270,8 @@ def remove_stale_temps(outputs: list[Path]) -> None:
 
 def journal_folder(items: list[InputFile], options: RunOptions) -> Optional[Path]:
     """Where the resume journal lives: the output folder, else the input
-    root of a batch; a single file with a named output has none."""
-    if options.in_place:
-        return None
+    root of a batch (``--in-place`` too: a rerun must know which photos it
+    has edited already); a single file has none unless ``-o`` is a folder."""
     if options.output is not None:
         from imgedit.imageio import IMAGE_SUFFIXES
 
@@ -401,11 +400,17 @@ class _Batch:
             if options.retry_failed and (entry is None or entry.status != "failed"):
                 work.result.status, work.result.note = "skipped", "not a previous failure"
                 return True
-            if not options.force and journal.is_done(work.dst, work.key):
+            done = journal.is_done(work.dst, work.key) or options.in_place and journal.holds_result(work.dst, work.key)
+            if not options.force and done:
                 work.result.status, work.result.note = "skipped", "done in an earlier run"
                 return True
-        ours = journal is not None and journal.owns(work.dst)
+        ops = self.pipeline.label
+        ours = journal is not None and journal.owns(work.dst, ops)
         if work.dst.exists() and not (options.overwrite or options.in_place or ours):
+            other = journal.owner(work.dst) if journal is not None else None
+            if other:
+                raise ImgeditError(f"{work.dst} holds an earlier run's {other} result; pass --overwrite to replace it "
+                                   f"with this run's {ops} result, or give another -o")
             raise ImgeditError(f"{work.dst} exists; pass --overwrite to replace it")
         return False
 
@@ -430,6 +435,11 @@ class _Batch:
             result.alpha = np.where(hole, np.float32(1.0), result.alpha)
         return result
 
+    def _result_key(self, work: _Work) -> dict[str, str]:
+        """For ``--in-place``, the key of what was just written over the
+        input: a rerun finds it there and knows the photo is done."""
+        return {"result_key": make_key(file_digest(work.dst), self.recipe)} if self.options.in_place else {}
+
     def encode(self, work: _Work) -> _Work:
         """Runs in an I/O thread: atomic write, then the journal."""
         from imgedit.imageio import write_image
@@ -439,12 +449,13 @@ class _Batch:
             with _catch(work):
                 picture = self._result_picture(work)
                 if self.journal is not None:
-                    self.journal.record(work.dst, work.key, "start", replacing=work.dst.exists())
+                    self.journal.record(work.dst, work.key, "start", replacing=work.dst.exists(), ops=self.pipeline.label)
                 write_image(
                     picture, work.dst, format=options.format, quality=options.quality, overwrite=True, durable=options.fsync
                 )
                 if self.journal is not None:
-                    self.journal.record(work.dst, work.key, "done", size=os.stat(work.dst).st_size)
+                    self.journal.record(work.dst, work.key, "done", size=os.stat(work.dst).st_size, ops=self.pipeline.label,
+                                        **self._result_key(work))
         work.picture = work.hole = work.image = work.mask = None  # free the pixels now
         if work.result.status == "failed" and self.journal is not None and work.key:
             self.journal.record(work.dst, work.key, "failed", error=work.result.error)
@@ -461,8 +472,8 @@ class _catch:
         return None
 
     def __exit__(self, kind: Any, exc: Optional[BaseException], tb: Any) -> bool:
-        if exc is None or not isinstance(exc, Exception):
-            return False  # KeyboardInterrupt and friends pass through
+        if exc is None or not isinstance(exc, Exception) or isinstance(exc, JournalError):
+            return False  # KeyboardInterrupt and friends pass through; a journal error ends the run
         result, path = self.work.result, str(self.work.item.path)
         if isinstance(exc, ImgeditError):
             message = str(exc)

@@ -221,6 +221,19 @@ def _print_plan(pipeline: Any, items: list, options: Any, as_json: bool) -> None
     )
 
 
+def _say(text: str, bar: Any = None) -> None:
+    """A progress line on stderr, above ``bar`` if there is one. A line that
+    cannot be written (stderr full or gone) is dropped: it must not end a
+    batch that is writing its images fine."""
+    try:
+        if bar is not None:
+            bar.write(text, file=sys.stderr)
+        else:
+            click.echo(text, err=True)
+    except OSError:
+        pass
+
+
 class Progress:
     """Progress of a batch: a tqdm bar on a terminal, plain lines every few
     seconds otherwise, and nothing but errors when quiet."""
@@ -241,19 +254,19 @@ class Progress:
     def report(self, result: Any) -> None:
         self.count += 1
         if result.error and self.total > 1:  # a single input's failure is the final error line
-            (self.bar.write if self.bar else click.echo)(f"failed: {result.error}", file=sys.stderr)
+            _say(f"failed: {result.error}", self.bar)
         if self.bar is not None:
             self.bar.update(1)
         elif self.quiet:
             return
         elif self.total == 1 and not result.error:
             note = "" if not result.note else f" ({result.note})" if result.status == "skipped" else f" (hole from {result.note})"
-            click.echo(f"{'skipped' if result.status == 'skipped' else 'wrote'} {result.output}{note}", err=True)
+            _say(f"{'skipped' if result.status == 'skipped' else 'wrote'} {result.output}{note}")
         elif time.monotonic() - self.last >= self.interval:
             self.last = time.monotonic()
             rate = self.count / max(self.last - self.started, 1e-9)
             eta = (self.total - self.count) / max(rate, 1e-9)
-            click.echo(f"{self.count}/{self.total} images, {rate:.1f} img/s, ETA {eta:.0f}s", err=True)
+            _say(f"{self.count}/{self.total} images, {rate:.1f} img/s, ETA {eta:.0f}s")
 
     def __exit__(self, *exc: Any) -> None:
         if self.bar is not None:
@@ -294,8 +307,7 @@ class StageProgress:
             rate = self.count / max(self.last - self.started, 1e-9)
             eta = (self.total - self.count) / max(rate, 1e-9)
             percent = math.floor(100 * self.count / max(self.total, 1))
-            click.echo(f"{self.what}: {self.count}/{self.total} {self.unit}s ({percent}%), {rate:.1f}/s, "
-                       f"ETA {eta:.0f}s", err=True)
+            _say(f"{self.what}: {self.count}/{self.total} {self.unit}s ({percent}%), {rate:.1f}/s, ETA {eta:.0f}s")
 
     def __exit__(self, *exc: Any) -> None:
         if self.bar is not None:
@@ -307,13 +319,10 @@ def _print_summary(summary: Any, quiet: bool, as_json: bool, planned: int) -> No
         click.echo(json.dumps(summary.as_dict(), indent=2))
     failed, total = len(summary.failed), len(summary.results)
     if total > 1 and not quiet and not as_json:
-        click.echo(
-            f"done {len(summary.done)}, skipped {len(summary.skipped)}, failed {failed} "
-            f"in {summary.seconds:.1f}s" + (f"; journal {summary.journal}" if summary.journal else ""),
-            err=True,
-        )
+        _say(f"done {len(summary.done)}, skipped {len(summary.skipped)}, failed {failed} "
+             f"in {summary.seconds:.1f}s" + (f"; journal {summary.journal}" if summary.journal else ""))
         for result in summary.failed:
-            click.echo(f"  {result.error}", err=True)
+            _say(f"  {result.error}")
     if summary.interrupted:
         raise Interrupted(
             f"interrupted after {len(summary.done)} images; run the same command again to resume"

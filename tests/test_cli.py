@@ -257,3 +257,20 @@ def test_a_broken_pipe_other_than_stdout_is_still_an_error(monkeypatch):
         assert not cli._stdout_gone()  # stdout's reader is there: some other pipe broke
         os.close(read_end)
         assert cli._stdout_gone()
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full") or sys.platform == "win32", reason="needs /dev/full and os.close in the child")
+@pytest.mark.parametrize("stderr", ["full", "closed"])
+def test_a_batch_goes_on_when_stderr_cannot_be_written(tmp_path, stderr):
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(3):
+        Image.fromarray(smooth_rgb(seed=i)).save(src / f"{i}.png")
+    full = open("/dev/full", "w")
+    child = {"stderr": full} if stderr == "full" else {"preexec_fn": lambda: os.close(2)}
+    done = subprocess.run([sys.executable, "-m", "imgedit", "denoise", "--method", "nlm", "--sigma", "5", str(src),
+                           "-o", str(tmp_path / "out")], stdout=subprocess.DEVNULL, **child)
+    full.close()
+    assert done.returncode == 0
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == ["0.png", "1.png", "2.png"]
+    assert (tmp_path / "out" / ".imgedit-journal.lock").read_bytes() == b""  # no stray stderr text landed in it

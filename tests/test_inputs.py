@@ -1,11 +1,19 @@
 """Inputs (files, folders, globs) and where outputs go."""
 
+import io
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from imgedit.errors import UsageError
 from imgedit.inputs import InputFile, expand_inputs, output_path
+
+from conftest import smooth_rgb
 
 
 @pytest.fixture
@@ -75,3 +83,98 @@ def test_name_templates_are_plain_fields_inside_the_folder(template, message):
         check_name_template(template)
     assert message in str(info.value)
     check_name_template("sub/{stem}.{srcext}.{op}.{ext}")  # a sub-folder and every field are fine
+
+
+def png_bytes(seed=0):
+    buffer = io.BytesIO()
+    Image.fromarray(smooth_rgb(16, 16, seed=seed)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def permission_obeying_command():
+    """The prefix that makes a command obey file permissions: none for a
+    user; for root (who reads anything), setpriv dropping the capabilities
+    that override them."""
+    if os.name != "posix":
+        pytest.skip("chmod 000 does not forbid reading here")
+    if os.geteuid() != 0:
+        return []
+    if shutil.which("setpriv") is None:
+        pytest.skip("running as root, and no setpriv to drop the capabilities that ignore permissions")
+    return ["setpriv", "--bounding-set", "-dac_override,-dac_read_search,-fowner"]
+
+
+def test_an_unreadable_folder_is_named_and_the_rest_of_the_batch_goes_on(tmp_path):
+    prefix = permission_obeying_command()
+    for rel in ["ud/a/x.png", "ud/b/y.png"]:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(png_bytes())
+    (tmp_path / "ud/b").chmod(0)
+    try:
+        def run(*extra):
+            command = [*prefix, sys.executable, "-m", "imgedit", "denoise", "--method", "nlm", "-r", "ud", *extra]
+            return subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+
+        loud = run("-o", "udo")
+        quiet = run("-o", "udo2", "-q")
+    finally:
+        (tmp_path / "ud/b").chmod(0o755)  # so that pytest can clear it away
+    assert loud.returncode == 0 and (tmp_path / "udo/a/x.png").exists(), loud.stderr
+    warning = "cannot read folder ud/b (Permission denied): its images are left out"
+    assert [line for line in loud.stderr.splitlines() if "cannot read" in line] == [f"Warning: {warning}"]
+    # -q prints only errors, like for every other warning
+    assert quiet.returncode == 0 and quiet.stderr == "" and (tmp_path / "udo2/a/x.png").exists()
+
+
+def nest_past_path_max(root, image_at, levels=24):
+    """Folders of 200 characters, one in the other, until the path is longer
+    than PATH_MAX (4096 bytes on Linux): made through folder handles, as no
+    path reaches the deepest. ``image_at``: the levels that get an image."""
+    fd = os.open(root, os.O_RDONLY)
+    try:
+        for level in range(levels):
+            if level in image_at:
+                image = os.open(f"img{level}.png", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd)
+                os.write(image, png_bytes(level))
+                os.close(image)
+            name = f"d{level:02d}".ljust(200, "_")
+            os.mkdir(name, dir_fd=fd)
+            fd, parent = os.open(name, os.O_RDONLY, dir_fd=fd), fd
+            os.close(parent)
+    finally:
+        os.close(fd)
+
+
+def test_a_folder_past_path_max_is_named_and_the_rest_of_the_batch_goes_on(invoke, tmp_path):
+    deep = tmp_path / "deep"
+    deep.mkdir()
+    nest_past_path_max(deep, image_at={0, 3, 23})
+    loud = invoke("denoise", "--method", "nlm", "-r", deep, "-o", tmp_path / "out")
+    assert loud.exit_code == 0, loud.output
+    assert sorted(p.name for p in (tmp_path / "out").rglob("*.png")) == ["img0.png", "img3.png"]
+    warnings = [line for line in loud.stderr.splitlines() if "cannot read folder" in line]
+    assert len(warnings) == 1 and warnings[0].endswith("(File name too long): its images are left out")
+    assert str(deep / "d00") in warnings[0]  # where it is, though not all 4000 characters of it
+    quiet = invoke("denoise", "--method", "nlm", "-r", deep, "-o", tmp_path / "out2", "-q")
+    assert quiet.exit_code == 0 and quiet.stderr == ""
+
+
+def test_hidden_folders_are_left_out_unless_named(tree):
+    for rel in [".hdir/x.png", ".thumbnails/a.png", "sub/.AppleDouble/c.png"]:
+        (tree / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tree / rel).write_bytes(b"x")
+    assert names(expand_inputs([str(tree)], recursive=True)) == ["a.jpg", "b.png", "sub/c.png", "sub/deep/d.tif"]
+    assert names(expand_inputs([str(tree / ".hdir")], recursive=True)) == ["x.png"]  # asked for by name
+    assert names(expand_inputs([str(tree / ".hdir")])) == ["x.png"]
+
+
+def test_our_own_files_are_never_inputs(tree):
+    from imgedit.atomic import atomic_file
+    from imgedit.journal import JOURNAL_NAME, LOCK_NAME, SHARDS_NAME
+
+    for rel in [JOURNAL_NAME, LOCK_NAME, f"{SHARDS_NAME}/0.jsonl", ".clip.gif.k2j4_x.frames.tmp/frame_0001.png"]:
+        (tree / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tree / rel).write_bytes(b"x")
+    with atomic_file(tree / "sub" / "e.png"), atomic_file(tree / "f.png"):  # their temporaries exist meanwhile
+        assert names(expand_inputs([str(tree)], recursive=True)) == ["a.jpg", "b.png", "sub/c.png", "sub/deep/d.tif"]
+        assert names(expand_inputs([str(tree / "*")], recursive=True)) == ["a.jpg", "b.png"]

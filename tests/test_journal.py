@@ -149,3 +149,14 @@ def test_a_run_does_not_compact_under_another_run_writing_to_the_same_folder(tmp
     second.compact_if_alone()  # alone now
     assert [r["dst"] for r in lines(tmp_path / JOURNAL_NAME)] == ["a.png", "c.png"]
     second.release()
+
+
+def test_lines_of_the_wrong_shape_are_skipped_like_torn_ones(tmp_path):
+    write_lines(tmp_path / JOURNAL_NAME, [
+        {"dst": ["x"], "key": "k", "status": "done", "time": 1.0},  # hand-edited: a list is no path
+        {"dst": {"a": 1}, "key": "k", "status": "done"},
+        {"dst": "a.png", "key": 7, "status": "done"},
+        {"dst": "a.png", "key": "k", "status": "done", "time": "noon"},
+        {"dst": "b.png", "key": "k", "status": "done", "time": 2.0},
+    ])
+    assert list(Journal(tmp_path).entries) == ["b.png"]

@@ -440,7 +440,7 @@ def test_multi_frame_inputs_warn_and_in_place_refuses_them(invoke, tmp_path):
     assert sorted(os.path.basename(f["input"]) for f in summary["failures"]) == ["anim.webp", "pages.tif"]
     assert all("only the first is edited, so --in-place would destroy the others" in f["error"]
                and "\n" not in f["error"] for f in summary["failures"])
-    after = {p.name: p.read_bytes() for p in src.iterdir()}
+    after = {p.name: p.read_bytes() for p in src.iterdir() if not p.name.startswith(".imgedit-journal")}
     assert after.pop("single.png") != before.pop("single.png") and after == before  # the refused ones untouched
 
 
@@ -543,3 +543,71 @@ def test_reduced_precision_is_part_of_the_recipe(invoke, folder, tmp_path):
     assert same["skipped"] == 3  # fp32 is what auto gave on the CPU: the same bytes
     bf16 = summary_of(invoke("denoise", folder, "--sigma", "5", "-o", out, "--json", "--precision", "bf16"))
     assert bf16["done"] == 3  # other bytes, so not "done in an earlier run"
+
+
+def test_a_journal_that_cannot_be_written_stops_the_run_in_one_line(invoke, folder, tmp_path, monkeypatch):
+    import errno
+
+    import imgedit.journal as journal_module
+
+    class FullDisk:
+        def write(self, text):
+            raise OSError(errno.EFBIG, "File too large")
+
+        def flush(self):
+            pass
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(journal_module, "_open_append", lambda path: FullDisk())
+    result = invoke("denoise", folder, "-r", "--sigma", "5", "--method", "nlm", "-o", tmp_path / "out")
+    assert result.exit_code == 1, result.output
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("Error: cannot write the resume journal ") and "(File too large)" in last
+    assert "unexpected" not in result.stderr
+
+
+def test_an_interrupted_in_place_run_resumes_without_editing_a_photo_twice(invoke, folder, tmp_path):
+    import shutil
+
+    once, resumed = tmp_path / "once", tmp_path / "resumed"
+    shutil.copytree(folder, once)
+    shutil.copytree(folder, resumed)
+    assert invoke("denoise", once, "-r", "--method", "nlm", "--sigma", "20", "--in-place").exit_code == 0
+    # as a Ctrl-C leaves it: the first two photos edited, the rest not yet
+    first = sorted(resumed.rglob("*.png"))[:2]
+    result = invoke("denoise", *first, "--method", "nlm", "--sigma", "20", "--in-place", "--json")
+    assert summary_of(result)["done"] == 2
+    again = invoke("denoise", resumed, "-r", "--method", "nlm", "--sigma", "20", "--in-place", "--json")
+    summary = summary_of(again)
+    assert again.exit_code == 0 and summary["done"] == 2 and summary["skipped"] == 2
+    for path in sorted(once.rglob("*.png")):
+        assert (resumed / path.relative_to(once)).read_bytes() == path.read_bytes()  # each edited exactly once
+    plan = json.loads(invoke("denoise", resumed, "-r", "--method", "nlm", "--sigma", "20", "--in-place", "--dry-run",
+                             "--json").stdout)
+    assert plan["already_done"] == 4
+
+
+def test_another_pipelines_results_are_not_replaced_without_overwrite(invoke, folder, tmp_path):
+    out = tmp_path / "out"
+    assert invoke("denoise", folder, "--method", "nlm", "--sigma", "5", "-o", out).exit_code == 0
+    denoised = (out / "img0.png").read_bytes()
+    other = invoke("inpaint", folder, "--method", "telea", "--mask-box", "2,2,8,8", "-o", out, "--json")
+    assert other.exit_code == 1 and summary_of(other)["done"] == 0
+    assert "holds an earlier run's denoise result; pass --overwrite" in summary_of(other)["failures"][0]["error"]
+    assert (out / "img0.png").read_bytes() == denoised
+    changed = invoke("denoise", folder, "--method", "nlm", "--sigma", "9", "-o", out, "--json")
+    assert summary_of(changed)["done"] == 3  # the same operations with other parameters: redone, as before
+    forced = invoke("inpaint", folder, "--method", "telea", "--mask-box", "2,2,8,8", "-o", out, "--json", "--overwrite")
+    assert summary_of(forced)["done"] == 3
+
+
+def test_a_failed_attempt_does_not_make_a_users_file_replaceable(invoke, folder, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "img0.png").write_bytes(b"user's own file")
+    for _ in range(2):  # the first run's "failed" line must not let the second replace it
+        result = invoke("denoise", folder, "--sigma", "5", "--method", "nlm", "-o", out, "--json")
+        assert result.exit_code == 1 and "--overwrite" in summary_of(result)["failures"][0]["error"]
+    assert (out / "img0.png").read_bytes() == b"user's own file"

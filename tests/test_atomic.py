@@ -1,0 +1,59 @@
+"""Atomic writes: temporaries beside the destination, within the file
+system's name limit, and cleared after a killed writer."""
+
+import os
+
+import pytest
+
+from imgedit.atomic import atomic_file, remove_stale_temps_of, write_bytes_atomic
+
+
+def name_max(folder):
+    try:
+        return os.pathconf(folder, "PC_NAME_MAX")
+    except (AttributeError, OSError, ValueError):
+        return 255
+
+
+def long_name(folder, start="L", ending=".png"):
+    """A legal name as long as the file system allows (255 bytes on most):
+    its temporary can no longer be the name plus 14 bytes."""
+    return start * ((name_max(folder) - len(ending)) // len(start.encode())) + ending
+
+
+def temporaries(folder):
+    return sorted(name for name in os.listdir(folder) if name.endswith(".tmp"))
+
+
+@pytest.mark.parametrize("start", ["L", "é"])  # é: two bytes; the limit counts bytes, not characters
+def test_the_longest_legal_name_can_be_written(tmp_path, start):
+    dest = tmp_path / long_name(tmp_path, start)
+    with atomic_file(dest) as handle:
+        (temporary,) = temporaries(tmp_path)  # hidden, and legal on this file system
+        assert temporary.startswith(".") and len(os.fsencode(temporary)) <= name_max(tmp_path)
+        handle.write(b"image")
+    assert dest.read_bytes() == b"image" and temporaries(tmp_path) == []
+
+
+def test_a_killed_writers_temporary_of_a_long_name_is_cleared_and_no_one_elses(tmp_path):
+    mine, other = long_name(tmp_path, ending="1.png"), long_name(tmp_path, ending="2.png")  # same start
+    left_behind = {}
+    for name in (mine, other, "short.png"):
+        with pytest.raises(KeyboardInterrupt), atomic_file(tmp_path / name):
+            (left_behind[name],) = set(temporaries(tmp_path)) - set(left_behind.values())
+            raise KeyboardInterrupt
+        (tmp_path / left_behind[name]).write_bytes(b"half")  # what a SIGKILL would have left
+    assert len(set(left_behind.values())) == 3
+    remove_stale_temps_of(tmp_path, {mine})
+    assert temporaries(tmp_path) == sorted([left_behind[other], left_behind["short.png"]])
+    remove_stale_temps_of(tmp_path, {other, "short.png"})
+    assert temporaries(tmp_path) == []
+
+
+def test_short_names_keep_their_temporaries_name(tmp_path):
+    # a temporary left by an older version is still recognised as this one's
+    (tmp_path / ".photo.png.k2j4_x8y.tmp").write_bytes(b"half")
+    (tmp_path / ".photo.png.notes.k2j4_x8y.tmp").write_bytes(b"someone else's")
+    write_bytes_atomic(tmp_path / "photo.png", b"image")
+    remove_stale_temps_of(tmp_path, {"photo.png"})
+    assert temporaries(tmp_path) == [".photo.png.notes.k2j4_x8y.tmp"]
