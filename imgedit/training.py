@@ -19,6 +19,7 @@ import logging
 import math
 import platform
 import re
+import shlex
 import signal
 import threading
 import time
@@ -28,7 +29,7 @@ from typing import Any, Callable, Optional
 from imgedit import distributed
 from imgedit.atomic import check_writable_folder
 from imgedit.checkpoint import load_checkpoint, save_checkpoint
-from imgedit.errors import UsageError
+from imgedit.errors import Interrupted, UsageError
 
 
 logger = logging.getLogger("imgedit")
@@ -155,9 +156,12 @@ def fit(trainer: Any, out_dir: Path, on_progress: Optional[Callable[[int, dict],
             if on_progress:
                 on_progress(trainer.step, metrics)
     except KeyboardInterrupt:
-        if main:
-            save_checkpoint(trainer.state(), out_dir / "checkpoint.safetensors")
-        raise
+        if not main:
+            raise
+        checkpoint = out_dir / "checkpoint.safetensors"
+        save_checkpoint(trainer.state(), checkpoint)
+        raise Interrupted(f"interrupted at step {trainer.step} of {cfg.steps}; the checkpoint is saved: "
+                          f"add --resume {shlex.quote(str(checkpoint))} to go on") from None
     finally:
         if log is not None:
             log.close()

@@ -48,10 +48,15 @@ def test_sigterm_saves_a_checkpoint_before_stopping(tmp_path):
                 os.kill(os.getpid(), signal.SIGTERM)  # as a scheduler pre-empting the job
             return metrics
 
+    from imgedit.errors import Interrupted
+
     before = signal.getsignal(signal.SIGTERM)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(Interrupted) as stopped:
         fit(Preempted(), tmp_path)
     assert load_checkpoint(tmp_path / "checkpoint.safetensors", kind="count")["step"] == 3
+    assert "interrupted at step 3 of " in str(stopped.value)
+    assert f"add --resume {tmp_path / 'checkpoint.safetensors'} to go on" in str(stopped.value)  # what to do next
+    assert stopped.value.exit_code == 130
     assert signal.getsignal(signal.SIGTERM) == before
 
 

@@ -533,3 +533,18 @@ def test_inpaint_seeds_outside_32_bits_are_refused(invoke, tmp_path, seed):
     result = invoke("inpaint", tmp_path / "p.png", "--mask-box", "4,4,8,8", "--seed", seed, "-o", tmp_path / "o.png")
     assert result.exit_code == 2 and "parameter 'seed' must be in [0, 4294967295]" in result.output, result.output
     assert not (tmp_path / "o.png").exists()
+
+
+def test_eval_progress_in_a_log_file_is_lines_not_a_redrawn_bar(tmp_path, invoke, tiny_weights, monkeypatch):
+    from imgedit.verbs import StageProgress
+
+    monkeypatch.setattr(StageProgress, "interval", 0.0)  # a line per image instead of one per 10 s
+    rng = np.random.default_rng(1)
+    hole = np.zeros((48, 48), bool)
+    hole[10:30, 12:36] = True
+    for i in range(2):
+        write_pair(tmp_path / "pairs" / "s", f"im{i}", rng.integers(0, 255, (48, 48, 3), dtype=np.uint8), hole, "white")
+    result = invoke("eval", "inpaint", "--pairs", tmp_path / "pairs", "--weights", tiny_weights, "--no-baselines")
+    assert result.exit_code == 0, result.output
+    assert "\r" not in result.stderr  # CliRunner's stderr is no terminal: no carriage-return bar in the log
+    assert "eval inpaint: 2/2 images (100%)" in result.stderr

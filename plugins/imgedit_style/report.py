@@ -57,10 +57,9 @@ def evaluate_styles(names: list[str], sources: list[str], *, limit: int, size: i
         UsageError: ``record`` would replace a card's figures over more photos
             or optimisation steps, without ``overwrite``.
     """
-    from tqdm import tqdm
-
     from imgedit.devices import resolve_device
     from imgedit.models import record_metrics
+    from imgedit.verbs import StageProgress
 
     if not names:
         names = [name for name, spec in styles().items() if spec.weights.is_file()]
@@ -78,7 +77,7 @@ def evaluate_styles(names: list[str], sources: list[str], *, limit: int, size: i
     columns: list[list[torch.Tensor]] = []
     notes: list[str] = []
     started = time.perf_counter()
-    with tqdm(total=len(specs) * len(photos) * max(steps, 1), disable=quiet, unit="step", desc="eval style") as bar:
+    with StageProgress(len(specs) * len(photos) * max(steps, 1), "eval style", "step", quiet) as advance:
         for spec in specs:
             painting, recipe, loss = style_setup(spec)
             if recipe.kind == "random" and recipe.seed == seed:
@@ -92,9 +91,9 @@ def evaluate_styles(names: list[str], sources: list[str], *, limit: int, size: i
                 optimised = None
                 if objective is not None:
                     with torch.enable_grad():
-                        optimised = optimise_image(photo.to(dev), objective, steps, on_step=lambda *_: bar.update(1)).cpu()
+                        optimised = optimise_image(photo.to(dev), objective, steps, on_step=lambda *_: advance(1)).cpu()
                 else:
-                    bar.update(1)
+                    advance(1)
                 results.append(evaluate.StyleResult(
                     spec.name, name, meter(fast).item(), meter(optimised).item() if optimised is not None else None,
                     evaluate.structure_kept(photo, fast).item(),

@@ -12,7 +12,8 @@ from typing import Callable, Optional
 
 import click
 
-from imgedit.verbs import FiniteFloat, apply_options, command_line, device_option, precision_option, training_options
+from imgedit.verbs import (FiniteFloat, StageProgress, apply_options, command_line, device_option, precision_option,
+                           training_options)
 from imgedit_vae.operations import DENOISE, DENOISE_COPIES, GRAY_MODEL_NAME, INPAINT, MODEL_NAME, model_spec
 
 DEFAULT_RUN_DIR = Path("runs") / "denoise"
@@ -260,7 +261,6 @@ def eval_denoise_command(sources, sigma_text, baselines, clip, seed, limit, weig
     import json
 
     import torch
-    from tqdm import tqdm
 
     from imgedit.devices import resolve_device
     from imgedit_vae.denoise import denoise_vae, load_denoisers
@@ -285,8 +285,9 @@ def eval_denoise_command(sources, sigma_text, baselines, clip, seed, limit, weig
 
     methods = {"vae": vae, **(baseline_methods() if baselines else {})}
     images = load_clean(sources, limit)
-    with tqdm(total=len(images) * len(sigmas), disable=as_json, leave=False, unit="img") as bar:
-        rows = evaluate(images, sigmas, methods, seed=seed, clip=clip, on_image=lambda: bar.update(1))
+    # a bar on a terminal, a line every few seconds in a log file
+    with StageProgress(len(images) * len(sigmas), "eval denoise", "image", quiet=as_json) as advance:
+        rows = evaluate(images, sigmas, methods, seed=seed, clip=clip, on_image=lambda: advance(1))
     if sheet:
         from imgedit.tensor import write_tensor
         from imgedit_vae.evaluate_denoise import contact_sheet
@@ -330,7 +331,6 @@ def eval_inpaint_command(sources, kinds_text, pairs_dir, hole_color, seed, limit
     import json
 
     import torch
-    from tqdm import tqdm
 
     from imgedit.devices import resolve_device
     from imgedit.errors import UsageError
@@ -372,8 +372,8 @@ def eval_inpaint_command(sources, kinds_text, pairs_dir, hole_color, seed, limit
         else "no pair with a hole (see the warnings)")
     if nothing and not (sheet and cases):  # before any fill runs
         raise UsageError(nothing + ("; use --sheet FILE to look at the fills" if cases else ""))
-    with tqdm(total=len(cases), disable=as_json, leave=False, unit="img") as bar:
-        rows = evaluate(cases, methods, on_case=lambda: bar.update(1))
+    with StageProgress(len(cases), "eval inpaint", "image", quiet=as_json) as advance:
+        rows = evaluate(cases, methods, on_case=lambda: advance(1))
     if sheet:
         from imgedit.tensor import write_tensor
         from imgedit_vae.evaluate_inpaint import contact_sheet
