@@ -85,14 +85,20 @@ class Journal:
         self.shards = self.folder / SHARDS_NAME
         self._write_path = self.path if shard is None else self.shards / f"{shard}.jsonl"
         self._root = os.path.abspath(self.folder)
-        records = self._records()
-        self.entries: dict[str, Entry] = {rec["dst"]: _entry(rec) for rec in records}
-        # who wrote each output, from the records of runs that wrote it: a failed attempt does not own the file
-        self.owners: dict[str, str] = {rec["dst"]: _ops(rec) for rec in records if rec["status"] in WROTE}
-        self._lines = len(records)
         self._fh: Any = None
         self._lock = threading.Lock()  # encoder threads record concurrently
+        self.reread()
         self._run_lock: Optional[int] = None  # the file descriptor of the held LOCK_NAME
+
+    def reread(self) -> None:
+        """Read the state from the files again: another run writing into the
+        same folder may have finished outputs since."""
+        records = self._records()
+        with self._lock:
+            self.entries: dict[str, Entry] = {rec["dst"]: _entry(rec) for rec in records}
+            # who wrote each output, from the records of runs that wrote it: a failed attempt does not own the file
+            self.owners: dict[str, str] = {rec["dst"]: _ops(rec) for rec in records if rec["status"] in WROTE}
+            self._lines = len(records)
 
     def _shard_paths(self) -> list[Path]:
         try:

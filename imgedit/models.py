@@ -12,12 +12,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
-from imgedit.atomic import new_file_mode, write_bytes_atomic
+from imgedit.atomic import write_bytes_atomic
 from imgedit.errors import WeightsError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -177,21 +176,14 @@ def load_model(spec: ModelSpec, build: "Callable[[dict], torch.nn.Module]", trai
 def save_weights(tensors: "dict[str, torch.Tensor]", path: Path, card: dict[str, Any]) -> ModelSpec:
     """Write ``path`` (.safetensors) and its card atomically; the card gets the
     file's sha256 and size. Returns the new model's spec (named after the file)."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp)
-        os.chmod(tmp, new_file_mode())  # mkstemp makes 0600; a weights file is an ordinary file
-        card = {**card, "sha256": sha256_file(Path(tmp)), "size_bytes": os.path.getsize(tmp)}
-        write_bytes_atomic(path.with_suffix(".json"), (json.dumps(card, indent=2, sort_keys=True) + "\n").encode())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    data = save({k: v.detach().contiguous().cpu() for k, v in tensors.items()})  # a few MB: in memory, then atomic
+    card = {**card, "sha256": hashlib.sha256(data).hexdigest(), "size_bytes": len(data)}
+    write_bytes_atomic(path.with_suffix(".json"), (json.dumps(card, indent=2, sort_keys=True) + "\n").encode())
+    write_bytes_atomic(path, data)
     return ModelSpec(name=path.stem, weights=path, description=card.get("description", ""))
 
 

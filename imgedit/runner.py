@@ -392,7 +392,7 @@ class _Batch:
                 raise ImgeditError(f"{what}; only the first is edited, so --in-place would destroy the others; use -o")
             log.warning("%s; only the first is edited", what)
 
-    def _skip(self, work: _Work, data: bytes) -> bool:
+    def _skip(self, work: _Work, data: bytes, reread: bool = True) -> bool:
         options, journal = self.options, self.journal
         if journal is not None:
             work.key = make_key(bytes_digest(data), self.recipe)
@@ -407,6 +407,9 @@ class _Batch:
         ops = self.pipeline.label
         ours = journal is not None and journal.owns(work.dst, ops)
         if work.dst.exists() and not (options.overwrite or options.in_place or ours):
+            if journal is not None and reread:  # another run into this folder may have written it since we read the journal
+                journal.reread()
+                return self._skip(work, data, reread=False)
             other = journal.owner(work.dst) if journal is not None else None
             if other:
                 raise ImgeditError(f"{work.dst} holds an earlier run's {other} result; pass --overwrite to replace it "

@@ -104,3 +104,15 @@ def test_a_file_that_is_not_a_model_is_a_usage_error_wherever_weights_are_given(
         assert result.output.strip().splitlines() == [result.output.strip()], result.output
         assert result.output.strip().endswith(f"{photo} is not a .safetensors model file"), result.output
         assert "sha256" not in result.output and not (tmp_path / "out").exists() and not (tmp_path / "run").exists()
+
+
+def test_weights_of_a_name_near_the_name_limit_are_written(tmp_path):
+    import torch
+
+    from imgedit.models import save_weights, sha256_file
+
+    path = tmp_path / ("w" * 240 + ".safetensors")  # 252 bytes: legal, though a ".NAME.XXXX.tmp" beside it is not
+    spec = save_weights({"a": torch.ones(3)}, path, {"model_config": {}})
+    card = json.loads(path.with_suffix(".json").read_text())
+    assert spec.weights == path and card["sha256"] == sha256_file(path) and card["size_bytes"] == path.stat().st_size
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([path.name, path.with_suffix(".json").name])

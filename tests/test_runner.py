@@ -611,3 +611,24 @@ def test_a_failed_attempt_does_not_make_a_users_file_replaceable(invoke, folder,
         result = invoke("denoise", folder, "--sigma", "5", "--method", "nlm", "-o", out, "--json")
         assert result.exit_code == 1 and "--overwrite" in summary_of(result)["failures"][0]["error"]
     assert (out / "img0.png").read_bytes() == b"user's own file"
+
+
+def test_an_output_another_run_finished_meanwhile_is_skipped_not_refused(folder, tmp_path):
+    from imgedit.inputs import InputFile
+    from imgedit.journal import Journal, bytes_digest, make_key
+    from imgedit.pipeline import Pipeline
+    from imgedit.runner import RunOptions, _Batch, _Work, recipe
+
+    out = tmp_path / "out"
+    out.mkdir()
+    pipeline, options = Pipeline.parse("denoise method=nlm sigma=5"), RunOptions(output=out)
+    ours = _Batch(pipeline, options, Journal(out), None)  # this run read the journal: nothing done yet
+    data = (folder / "img0.png").read_bytes()
+    other = Journal(out)  # a second run, started at the same time on the same inputs, finishes img0 first
+    (out / "img0.png").write_bytes(b"its result")
+    key = make_key(bytes_digest(data), recipe(pipeline, options))
+    other.record(out / "img0.png", key, "start", replacing=False, ops=pipeline.label)
+    other.record(out / "img0.png", key, "done", size=len(b"its result"), ops=pipeline.label)
+    other.close()
+    work = _Work(InputFile(folder / "img0.png", folder), out / "img0.png")
+    assert ours._skip(work, data) and work.result.note == "done in an earlier run"  # not "exists; pass --overwrite"
