@@ -58,6 +58,11 @@ class OutputContractError(ShapeError):
     image of the expected shape: the plugin's fault, not the input's."""
 
 
+class OutputExistsError(ImgeditError):
+    """An output is there already and this run may not replace it: the fix
+    is --overwrite (or another -o), not a retry."""
+
+
 class JournalError(ImgeditError):
     """The resume journal cannot be written: the run stops, since a rerun
     could not tell what it did."""

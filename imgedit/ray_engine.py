@@ -45,7 +45,7 @@ from imgedit.runner import (
 RAY_MISSING = "the Ray engine needs Ray: pip install 'imgedit[ray]'"
 PROBE_SECONDS = 10  # for a cluster address to accept a connection and answer
 BATCH_ROWS = 8  # images per actor call: small enough to balance the actors and report progress often
-RESULT_FIELDS = ("status", "error", "exit_code", "note")
+RESULT_FIELDS = ("status", "error", "exit_code", "note", "needs_overwrite")
 
 
 def import_ray() -> Any:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, Union
 
-from imgedit.errors import ImgeditError, JournalError, UsageError
+from imgedit.errors import ImgeditError, JournalError, OutputExistsError, UsageError
 from imgedit.inputs import InputFile, output_path
 from imgedit.journal import Journal, bytes_digest, file_digest, make_key
 from imgedit.masks import MaskOptions
@@ -59,6 +59,7 @@ class FileResult:
     error: Optional[str] = None
     exit_code: int = 1
     note: str = ""
+    needs_overwrite: bool = False  # failed only because the output exists and is not this run's to replace
 
 
 @dataclass
@@ -412,9 +413,9 @@ class _Batch:
                 return self._skip(work, data, reread=False)
             other = journal.owner(work.dst) if journal is not None else None
             if other:
-                raise ImgeditError(f"{work.dst} holds an earlier run's {other} result; pass --overwrite to replace it "
-                                   f"with this run's {ops} result, or give another -o")
-            raise ImgeditError(f"{work.dst} exists; pass --overwrite to replace it")
+                raise OutputExistsError(f"{work.dst} holds an earlier run's {other} result; pass --overwrite to replace "
+                                        f"it with this run's {ops} result, or give another -o")
+            raise OutputExistsError(f"{work.dst} exists; pass --overwrite to replace it")
         return False
 
     def compute(self, work: _Work) -> _Work:
@@ -481,6 +482,7 @@ class _catch:
         if isinstance(exc, ImgeditError):
             message = str(exc)
             result.exit_code = exc.exit_code
+            result.needs_overwrite = isinstance(exc, OutputExistsError)
         else:  # one bad file must not end a batch of thousands
             log.debug("unexpected error on %s", path, exc_info=True)
             message = f"unexpected {type(exc).__name__}: {exc}"

@@ -13,7 +13,7 @@ import math
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 import click
 
@@ -80,14 +80,15 @@ COMMON_OPTIONS: list[Callable] = [
 def device_option() -> Callable:
     """``--device`` for the verbs that are not image verbs (sample,
     interpolate, train, eval): ``IMGEDIT_DEVICE`` applies to them too."""
-    return click.option("--device", envvar="IMGEDIT_DEVICE", default="auto", show_default=True,
+    return click.option("--device", envvar="IMGEDIT_DEVICE", default="auto",
                         help="auto, cpu, cuda, cuda:N or mps (default: IMGEDIT_DEVICE, else auto).")
 
 
 MASK_OPTIONS: list[Callable] = [
     click.option("--mask", type=click.Path(path_type=Path), help="Mask file (white = hole) or folder of masks by stem."),
     click.option("--mask-color", help="Hole painted in this colour, e.g. ff00ff."),
-    click.option("--color-tolerance", type=click.IntRange(0, 255), default=24, show_default=True),
+    click.option("--color-tolerance", type=click.IntRange(0, 255), default=24, show_default=True,
+                 help="How far (0-255, per channel) a pixel may be from --mask-color and still be hole."),
     click.option("--mask-box", help="Hole as a box x,y,w,h."),
     click.option("--dilate", type=click.IntRange(min=0), default=0, help="Grow the hole by N px."),
     click.option("--invert-mask", is_flag=True, help="Swap hole and kept pixels."),
@@ -341,20 +342,37 @@ def _print_summary(summary: Any, quiet: bool, as_json: bool, planned: int) -> No
         raise BatchError(f"{failed} of {total} images failed; stopped there (--fail-fast), {planned - total} not attempted: "
                          "run the same command again to go on (what is done is skipped)")
     if failed:
-        raise BatchError(f"{failed} of {total} images failed" + (" (--retry-failed redoes only those)" if summary.journal else ""))
+        raise BatchError(f"{failed} of {total} images failed" + _advice(summary))
 
 
-def _param_option(param: Param) -> Callable:
+def _methods_with(name: str, methods: list) -> list[str]:
+    """The methods that take parameter ``name``; [] when all of them do."""
+    having = [op.method for op in methods if op.param(name) is not None]
+    return [] if len(having) == len(methods) else having
+
+
+def _advice(summary: Any) -> str:
+    """What to do about a batch's failures: outputs in the way need
+    --overwrite (retrying would refuse them again); others a retry."""
+    if all(result.needs_overwrite for result in summary.failed):
+        return " (their outputs exist: pass --overwrite to replace them, or give another -o)"
+    return " (--retry-failed redoes only those)" if summary.journal else ""
+
+
+def _param_option(param: Param, only: Sequence[str] = ()) -> Callable:
+    """The option of ``param``; its help starts with the methods it belongs
+    to when ``only`` names some (other methods refuse it)."""
+    help_text = (f"({', '.join(only)}) " if only else "") + (param.help or "")
     flag = param.flag or "--" + param.name.replace("_", "-")
     # values stay strings here (a flag gives "true"): Operation.parse_params
     # checks them per method, with the same messages as pipeline stages
     if param.type is bool:
-        return click.option(flag, param.name, is_flag=True, flag_value="true", default=None, help=param.help)
+        return click.option(flag, param.name, is_flag=True, flag_value="true", default=None, help=help_text)
     kind = param.type.__name__.upper() + ("|auto" if param.allow_auto else "")
     default = "" if param.default in (None, "") else f" [default: {param.default}]"
     if param.choices:
         kind = "|".join(map(str, param.choices))
-    return click.option(flag, param.name, metavar=kind, help=(param.help or "") + default)
+    return click.option(flag, param.name, metavar=kind, help=help_text + default)
 
 
 def command_group(cli: click.Group, name: str, help: str) -> click.Group:
@@ -529,7 +547,7 @@ def add_operation_verb(cli: click.Group, name: str, help: str) -> None:
         options += MASK_OPTIONS
     options.append(click.option("--method", type=click.Choice(choices), help=f"Default: {choices[0]}."))
     params = _without_clashes(params, options, methods)
-    options += [_param_option(p) for p in params.values()]
+    options += [_param_option(p, _methods_with(p.name, methods)) for p in params.values()]
 
     @click.command(name=name, help=help)
     @apply_options(options)
@@ -587,7 +605,7 @@ def run_command(pipeline_text: Optional[str], pipeline_file: Optional[Path], **k
 
     \b
     Examples:
-      imgedit run -p "denoise sigma=25 | inpaint method=telea" photos/ -o out/
+      imgedit run -p "denoise sigma=25 | inpaint method=telea" photos/ -o out/ --mask masks/
       imgedit run -f edit.toml scans/ -r -o clean/
     """
     from imgedit.pipeline import Pipeline

@@ -632,3 +632,24 @@ def test_an_output_another_run_finished_meanwhile_is_skipped_not_refused(folder,
     other.close()
     work = _Work(InputFile(folder / "img0.png", folder), out / "img0.png")
     assert ours._skip(work, data) and work.result.note == "done in an earlier run"  # not "exists; pass --overwrite"
+
+
+def test_the_closing_line_advises_overwrite_when_outputs_are_in_the_way(invoke, folder, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    for name in ("img0.png", "img1.png"):
+        (out / name).write_bytes(b"user's own file")
+    result = invoke("denoise", folder, "--sigma", "5", "--method", "nlm", "-o", out)
+    last = result.stderr.strip().splitlines()[-1]
+    assert result.exit_code == 1 and last == ("Error: 2 of 3 images failed (their outputs exist: pass --overwrite to "
+                                              "replace them, or give another -o)")
+    (folder / "img2.png").write_bytes(b"not a png")  # a failure a retry can help with (once the file is fixed)
+    result = invoke("denoise", folder, "--sigma", "5", "--method", "nlm", "-o", out)
+    assert result.stderr.strip().splitlines()[-1].endswith("(--retry-failed redoes only those)")
+
+
+def test_a_verbs_options_say_which_methods_take_them(invoke):
+    text = " ".join(invoke("inpaint", "--help").output.split())
+    assert "--radius INT (ns, telea) inpainting neighbourhood radius" in text
+    assert "--seed INT (vae) draw a random plausible fill" in text
+    assert "--dilate" in text and "(vae) Grow" not in text  # a common option names no method

@@ -56,7 +56,8 @@ def resolve_style(name: str) -> ModelSpec:
     known = styles()
     listing = ", ".join(known) or "none"
     if not name:
-        raise UsageError(f"style: give a style with --style NAME (known: {listing}) or a painting with --style-image FILE")
+        raise UsageError(f"style: give a style with --style NAME (name= in a pipeline; known: {listing}) or a painting "
+                         "with --style-image FILE (style_image=)")
     if name.endswith(".safetensors") or Path(name).expanduser().is_file():
         path = Path(name).expanduser()
         if not path.is_file():
@@ -64,7 +65,7 @@ def resolve_style(name: str) -> ModelSpec:
         return spec_for_file(path)
     if name not in known:
         raise UsageError(f"style: unknown style '{name}' (known: {listing}; or give any painting with "
-                         "--style-image FILE)")
+                         "--style-image FILE, style_image= in a pipeline)")
     spec = known[name]
     if not spec.weights.is_file():
         raise WeightsError(f"style '{name}' has no weights yet (expected {spec.weights}); train them with "

@@ -98,13 +98,13 @@ STYLE = Operation(
         Param("strength", float, 1.0, help="blend with the photo: 0 = unchanged, 1 = fully stylised", minimum=0, maximum=1),
         Param("preserve_color", bool, False, help="keep the photo's colours: transfer only luminance"),
         Param("scale", int, "auto", help="long side in px the style is applied at (auto: the photo's, at most 1024; "
-                                         "512 with style_image); the output keeps the photo's size",
+                                         "512 with a painting, --style-image); the output keeps the photo's size",
               allow_auto=True, minimum=16, maximum=16384),
         Param("style_image", str, "", help="any painting: stylise by per-image optimisation instead (slower)"),
-        Param("steps", int, 300, help="optimisation steps with style_image", minimum=1, maximum=100000),
-        Param("loss_net", str, "random", help="loss network with style_image: random, or vgg16/vgg19 from the local "
-                                              "torchvision cache", choices=LOSS_NETS),
-        Param("style_size", int, 512, help="long side in px the painting is seen at with style_image "
+        Param("steps", int, 300, help="optimisation steps with a painting (--style-image)", minimum=1, maximum=100000),
+        Param("loss_net", str, "random", help="loss network with a painting (--style-image): random, or vgg16/vgg19 "
+                                              "from the local torchvision cache", choices=LOSS_NETS),
+        Param("style_size", int, 512, help="long side in px the painting (--style-image) is seen at "
                                            "(larger = larger strokes)", minimum=32, maximum=4096),
     ),
     description="Style transfer: fast trained style networks, or any painting by per-image optimisation",
