@@ -173,6 +173,10 @@ class Journal:
             if status in WROTE:
                 self.owners[name] = _ops(line)
             try:
+                if self._fh is not None and os.fstat(self._fh.fileno()).st_nlink == 0:
+                    self._drop_handle()  # the file was deleted (the output folder removed mid-run): start it again
+                    self._fh = _open_append(self._write_path)
+                    self._fh.writelines(json.dumps(rec) + "\n" for rec in self._snapshot())
                 if self._fh is None:
                     self._fh = _open_append(self._write_path)
                 self._fh.write(json.dumps(line) + "\n")
@@ -182,6 +186,20 @@ class Journal:
                 raise JournalError(f"cannot write the resume journal {self._write_path} ({exc.strerror or exc}); "
                                    "stopped, so that a rerun knows what was done") from None
             self._lines += 1
+
+    def _snapshot(self) -> list[dict[str, Any]]:
+        """The state as records, one per output: what a journal deleted under
+        a run is started again with, so the outputs written are not lost to
+        the next run."""
+        now = round(time.time(), 3)
+        records = []
+        for name, entry in self.entries.items():
+            rec = {"dst": name, "key": entry.key, "status": entry.status, "time": now, "error": entry.error,
+                   "replacing": entry.replacing, "size": entry.size, "result_key": entry.result_key}
+            if entry.status in WROTE and name in self.owners:
+                rec["ops"] = self.owners[name]
+            records.append({k: v for k, v in rec.items() if v is not None})
+        return records
 
     def close(self) -> None:
         with self._lock:

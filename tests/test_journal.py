@@ -160,3 +160,24 @@ def test_lines_of_the_wrong_shape_are_skipped_like_torn_ones(tmp_path):
         {"dst": "b.png", "key": "k", "status": "done", "time": 2.0},
     ])
     assert list(Journal(tmp_path).entries) == ["b.png"]
+
+
+def test_a_journal_deleted_under_a_run_is_started_again_with_everything_it_knew(tmp_path):
+    import shutil
+
+    out = tmp_path / "out"
+    out.mkdir()
+    journal = Journal(out)
+    for name in ("a.png", "b.png"):
+        (out / name).write_bytes(b"png")
+        journal.record(out / name, "k", "start", replacing=False, ops="denoise")
+        journal.record(out / name, "k", "done", size=3, ops="denoise")
+    shutil.rmtree(out)  # the user removes the output folder mid-run; the writer recreates it for the next image
+    out.mkdir()
+    (out / "c.png").write_bytes(b"png")
+    journal.record(out / "c.png", "k", "done", size=3, ops="denoise")
+    journal.close()
+    again = Journal(out)
+    assert sorted(again.entries) == ["a.png", "b.png", "c.png"]  # nothing the run did is forgotten
+    assert again.is_done(out / "c.png", "k") and again.owns(out / "c.png", "denoise")
+    assert not again.is_done(out / "a.png", "k")  # its file went with the folder: it will be redone
