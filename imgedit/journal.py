@@ -93,12 +93,22 @@ class Journal:
     def reread(self) -> None:
         """Read the state from the files again: another run writing into the
         same folder may have finished outputs since."""
+        self.read_at = time.time()
         records = self._records()
         with self._lock:
             self.entries: dict[str, Entry] = {rec["dst"]: _entry(rec) for rec in records}
             # who wrote each output, from the records of runs that wrote it: a failed attempt does not own the file
             self.owners: dict[str, str] = {rec["dst"]: _ops(rec) for rec in records if rec["status"] in WROTE}
             self._lines = len(records)
+
+    def written_since_read(self, dst: Path) -> bool:
+        """Whether ``dst`` changed after the journal was last read, so that
+        another run's record of it may be missing: only then is rereading
+        worth it (a folder of a user's own files would reread it per file)."""
+        try:
+            return os.stat(dst).st_mtime >= self.read_at - 1  # a second's slack for coarse file-system clocks
+        except OSError:
+            return False
 
     def _shard_paths(self) -> list[Path]:
         try:

@@ -408,7 +408,7 @@ class _Batch:
         ops = self.pipeline.label
         ours = journal is not None and journal.owns(work.dst, ops)
         if work.dst.exists() and not (options.overwrite or options.in_place or ours):
-            if journal is not None and reread:  # another run into this folder may have written it since we read the journal
+            if journal is not None and reread and journal.written_since_read(work.dst):  # by another run, maybe
                 journal.reread()
                 return self._skip(work, data, reread=False)
             other = journal.owner(work.dst) if journal is not None else None

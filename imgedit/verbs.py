@@ -235,6 +235,12 @@ def _say(text: str, bar: Any = None) -> None:
         pass
 
 
+def _rate_and_eta(count: int, total: int, seconds: float) -> tuple[float, float]:
+    """Units per second so far, and the seconds the rest would take at that rate."""
+    rate = count / max(seconds, 1e-9)
+    return rate, (total - count) / max(rate, 1e-9)
+
+
 class Progress:
     """Progress of a batch: a tqdm bar on a terminal, plain lines every few
     seconds otherwise, and nothing but errors when quiet."""
@@ -265,8 +271,7 @@ class Progress:
             _say(f"{'skipped' if result.status == 'skipped' else 'wrote'} {result.output}{note}")
         elif time.monotonic() - self.last >= self.interval:
             self.last = time.monotonic()
-            rate = self.count / max(self.last - self.started, 1e-9)
-            eta = (self.total - self.count) / max(rate, 1e-9)
+            rate, eta = _rate_and_eta(self.count, self.total, self.last - self.started)
             _say(f"{self.count}/{self.total} images, {rate:.1f} img/s, ETA {eta:.0f}s")
 
     def __exit__(self, *exc: Any) -> None:
@@ -305,8 +310,7 @@ class StageProgress:
             self.bar.update(done)
         elif not self.quiet and time.monotonic() - self.last >= self.interval:
             self.last = time.monotonic()
-            rate = self.count / max(self.last - self.started, 1e-9)
-            eta = (self.total - self.count) / max(rate, 1e-9)
+            rate, eta = _rate_and_eta(self.count, self.total, self.last - self.started)
             percent = math.floor(100 * self.count / max(self.total, 1))
             _say(f"{self.what}: {self.count}/{self.total} {self.unit}s ({percent}%), {rate:.1f}/s, ETA {eta:.0f}s")
 

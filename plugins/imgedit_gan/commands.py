@@ -123,14 +123,12 @@ def sample_command(model, count, seed, output, as_grid, truncation, device, over
     """
     from imgedit.atomic import check_writable_folder
     from imgedit.devices import resolve_device
-    from imgedit.latents import check_seed, check_truncation
     from imgedit.verbs import StageProgress
     from imgedit_gan.sampler import save_grid, save_image
 
     if quiet:
         logging.getLogger("imgedit").setLevel(logging.ERROR)  # "print only errors": no warnings either
-    check_seed(seed, "--seed")  # the command line's range, for callers of this function too
-    check_truncation(truncation)
+    # seed and truncation: the options' ranges check them, and gaussian_latents / _latents do for Python callers
     targets = _sample_targets(output, model, seed, count, as_grid)
     check_writable_folder(targets[0].parent, f"-o {output}")  # before the model loads
     existing = _existing(targets)
