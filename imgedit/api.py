@@ -78,7 +78,8 @@ def run(
 
     Raises:
         UsageError: bad pipeline, target or options; ShapeError: a tensor
-        that is not a float image; BatchError: some files failed (the
+        that is not a float image; BatchError: some files failed, or an
+        input folder could not be read and its images were left out (the
         summary is on the exception as ``.summary``).
     """
     if isinstance(pipeline, str):
@@ -89,19 +90,22 @@ def run(
 
     if isinstance(target, torch.Tensor):
         return _run_tensor(pipeline, target, output, mask, options)
-    from imgedit.inputs import expand_inputs
+    from imgedit.inputs import scan_inputs
 
     targets = _paths(target)
     if mask is not None:
         options["mask"] = mask
     recursive = bool(options.get("recursive", False))
     run_options = _options(output, options)
-    items = expand_inputs([str(t) for t in targets], recursive=recursive)
+    scan = scan_inputs([str(t) for t in targets], recursive=recursive)
     named = frozenset(Path(t) for t in targets if Path(t).is_file())
-    items, _ = leave_out_own_outputs(pipeline, items, run_options, named)
+    items, _ = leave_out_own_outputs(pipeline, items=scan.files, options=run_options, named=named)
     summary: Summary = run_files(pipeline, items, run_options)
-    if summary.failed:
-        error = BatchError(f"{len(summary.failed)} of {len(summary.results)} images failed: {summary.failed[0].error}")
+    summary.unreadable = scan.unreadable
+    if summary.failed or summary.unreadable:
+        error = BatchError(f"{len(summary.failed)} of {len(summary.results)} images failed: {summary.failed[0].error}"
+                           if summary.failed else
+                           f"{len(scan.unreadable)} input folder(s) could not be read, their images left out: {scan.unreadable[0]}")
         error.summary = summary  # type: ignore[attr-defined]
         raise error
     return summary

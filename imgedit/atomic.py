@@ -2,7 +2,7 @@
 then renamed into place. An interrupted process (even SIGKILL) leaves either
 the complete file or nothing at the destination; at worst a hidden
 ``.NAME.*.tmp`` that :func:`remove_stale_temps_of` clears on the next run
-(for a NAME too long for that, ``.START~HASH.*.tmp``: see :func:`_temp_stem`)."""
+(for a NAME too long for that, ``.START~HASH.*.tmp``: see :func:`temp_stem`)."""
 
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ from imgedit.errors import UsageError
 
 _umask_cache: list[int] = []
 
-# mkstemp's temporary is ".{stem}.XXXXXXXX.tmp": the stem and these 14 bytes
-_TEMP_EXTRA = len(".") + len(".") + 8 + len(".tmp")
+# mkstemp's temporary is ".{stem}.XXXXXXXX{suffix}": the stem, the suffix and these 10 bytes
+_TEMP_EXTRA = len(".") + len(".") + 8
 _HASH_CHARS = 16  # of sha256: two long names that begin alike never share temporaries
 
 
@@ -88,7 +88,7 @@ def atomic_file(dest: Path, overwrite: bool = True, durable: bool = True) -> Ite
     """
     dest = Path(dest)
     mode = stat.S_IMODE(dest.stat().st_mode) if dest.exists() else new_file_mode()
-    stem = _temp_stem(dest.name, _name_max(dest.parent))
+    stem = temp_stem(dest.name, name_max(dest.parent))
     fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{stem}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as handle:
@@ -107,7 +107,7 @@ def atomic_file(dest: Path, overwrite: bool = True, durable: bool = True) -> Ite
         _fsync_dir(dest.parent)
 
 
-def _name_max(folder: Path) -> int:
+def name_max(folder: Path) -> int:
     """The longest file name, in bytes, that ``folder``'s file system takes."""
     try:
         limit = os.pathconf(folder, "PC_NAME_MAX")
@@ -116,15 +116,16 @@ def _name_max(folder: Path) -> int:
     return limit if limit and limit > 0 else 255  # -1: "no limit", yet file systems have one
 
 
-def _temp_stem(name: str, name_max: int) -> str:
-    """The NAME part of ``.NAME.XXXXXXXX.tmp``, the temporary files of ``name``.
+def temp_stem(name: str, name_max: int, suffix: str = ".tmp") -> str:
+    """The NAME part of ``.NAME.XXXXXXXX.tmp``, the temporary files of ``name``
+    (or of ``.NAME.XXXXXXXX{suffix}``, as ``tempfile`` names them).
 
     It is ``name`` itself where that fits in ``name_max`` bytes; otherwise
     (a legal name of 242-255 bytes) the start of ``name`` and a hash of all
     of it, so that the temporary is legal too and :func:`remove_stale_temps_of`
     still tells whose it is.
     """
-    room = name_max - _TEMP_EXTRA
+    room = name_max - _TEMP_EXTRA - len(os.fsencode(suffix))
     if len(os.fsencode(name)) <= room:
         return name
     digest = "~" + hashlib.sha256(os.fsencode(name)).hexdigest()[:_HASH_CHARS]
@@ -146,8 +147,8 @@ def remove_stale_temps_of(folder: Path, names: "set[str]") -> None:
     behind, for every NAME in ``names``; one folder listing, however many."""
     with suppress(OSError):
         with os.scandir(folder) as entries:
-            name_max = _name_max(folder)
-            stems = {_temp_stem(name, name_max) for name in names}  # as atomic_file named them
+            limit = name_max(folder)
+            stems = {temp_stem(name, limit) for name in names}  # as atomic_file named them
             for entry in entries:
                 name = entry.name
                 if name.startswith(".") and name.endswith(".tmp") and name[1:].rsplit(".", 2)[0] in stems:

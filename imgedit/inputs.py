@@ -34,16 +34,27 @@ def _image_suffixes() -> frozenset[str]:
     return IMAGE_SUFFIXES
 
 
-def _scan_folder(folder: Path, recursive: bool) -> list[InputFile]:
+@dataclass
+class InputScan:
+    """What the inputs name: the image files, and the folders that could
+    not be listed (their images are missing from ``files``: a batch that
+    left some out has not done all it was asked)."""
+
+    files: list[InputFile]
+    unreadable: list[Path]
+
+
+def _scan_folder(folder: Path, recursive: bool, unreadable: list[Path]) -> list[InputFile]:
     suffixes = _image_suffixes()  # once per folder
-    return [InputFile(p, folder) for p in sorted(_files_in(folder, recursive)) if _is_image_name(p, suffixes)]
+    return [InputFile(p, folder) for p in sorted(_files_in(folder, recursive, unreadable)) if _is_image_name(p, suffixes)]
 
 
-def _files_in(folder: Path, recursive: bool) -> Iterator[Path]:
+def _files_in(folder: Path, recursive: bool, unreadable: list[Path]) -> Iterator[Path]:
     """The files in ``folder`` and, if ``recursive``, in its sub-folders, but
     not in hidden ones (``.thumbnails``, ``.AppleDouble``, our own
     ``.imgedit-journal.d``), as hidden files are left out. A folder that
-    cannot be listed is reported and left out; the rest of the batch goes on."""
+    cannot be listed is reported, added to ``unreadable`` and left out; the
+    rest of the batch goes on."""
     pending = [folder]
     while pending:  # a loop, not recursion: a tree 2000 folders deep is legal
         current = pending.pop()
@@ -52,6 +63,7 @@ def _files_in(folder: Path, recursive: bool) -> Iterator[Path]:
                 entries = list(listing)
         except OSError as exc:  # no permission, a path over PATH_MAX, removed meanwhile
             _warn_unreadable(current, exc)
+            unreadable.append(current)
             continue
         for entry in entries:
             if recursive and _is_visible_folder(entry):
@@ -80,10 +92,13 @@ def _quietly(test) -> bool:
 
 
 def _warn_unreadable(folder: Path, exc: OSError) -> None:
-    shown = str(folder)
-    if len(shown) > 200:  # a path over PATH_MAX: its start and end say where it is
-        shown = f"{shown[:100]}...{shown[-80:]}"
-    logger.warning("cannot read folder %s (%s): its images are left out", shown, exc.strerror or exc)
+    logger.warning("cannot read folder %s (%s): its images are left out", shorten_path(folder), exc.strerror or exc)
+
+
+def shorten_path(path: Path) -> str:
+    """``path`` for a message; one over PATH_MAX by its start and end, which say where it is."""
+    shown = str(path)
+    return f"{shown[:100]}...{shown[-80:]}" if len(shown) > 200 else shown
 
 
 def _is_image_file(path: Path, suffixes: Optional[frozenset[str]] = None) -> bool:
@@ -108,16 +123,23 @@ def expand_inputs(items: Iterable[str], recursive: bool = False) -> list[InputFi
 
     A folder that cannot be listed (no permission, a path past PATH_MAX) is
     named in a warning and its images left out; the others are still taken.
+    :func:`scan_inputs` also says which folders those were.
 
     Raises:
         UsageError: an input does not exist, a glob matches nothing, or nothing
             at all was given.
     """
+    return scan_inputs(items, recursive).files
+
+
+def scan_inputs(items: Iterable[str], recursive: bool = False) -> InputScan:
+    """:func:`expand_inputs`, with the folders that could not be listed."""
     found: list[InputFile] = []
+    unreadable: list[Path] = []
     for item in items:
         path = Path(item)
         if path.is_dir():
-            found.extend(_scan_folder(path, recursive))
+            found.extend(_scan_folder(path, recursive, unreadable))
         elif path.exists():
             found.append(InputFile(path, path.parent))
         elif glob.has_magic(item):
@@ -132,7 +154,7 @@ def expand_inputs(items: Iterable[str], recursive: bool = False) -> list[InputFi
     unique = list({f.path.resolve(): f for f in found}.values())
     if not unique and items:
         raise UsageError("no images found in " + ", ".join(map(str, items)))
-    return unique
+    return InputScan(unique, unreadable)
 
 
 def output_path(

@@ -69,6 +69,7 @@ class Summary:
     interrupted: bool = False
     journal: Optional[Path] = None
     unbuildable: bool = False  # the pipeline could not be built (a model would not load): no image can be done
+    unreadable: list[Path] = field(default_factory=list)  # input folders that could not be listed: their images were left out
 
     def _with(self, status: str) -> list[FileResult]:
         return [r for r in self.results if r.status == status]
@@ -95,6 +96,7 @@ class Summary:
             "journal": str(self.journal) if self.journal else None,
             "outputs": [{"input": str(r.source), "output": str(r.output), "note": r.note} for r in self.done],
             "failures": [{"input": str(r.source), "error": r.error} for r in self.failed],
+            "unreadable_folders": [str(folder) for folder in self.unreadable],
         }
 
 

@@ -129,12 +129,13 @@ def run_verb(pipeline: Any, kwargs: dict[str, Any]) -> None:
 
     tune_for_batch()  # before anything imports torch
     from imgedit.devices import set_threads
-    from imgedit.inputs import expand_inputs
+    from imgedit.inputs import scan_inputs
 
     if kwargs["quiet"]:
         logging.getLogger("imgedit").setLevel(logging.ERROR)  # "print only errors": no warnings either
     masks = mask_options_from(kwargs)
-    items = expand_inputs(kwargs["inputs"], recursive=kwargs["recursive"])
+    scan = scan_inputs(kwargs["inputs"], recursive=kwargs["recursive"])
+    items = scan.files
     set_threads(kwargs.get("threads"))
     options = RunOptions(
         output=kwargs["output"],
@@ -174,6 +175,7 @@ def run_verb(pipeline: Any, kwargs: dict[str, Any]) -> None:
             summary = run_files_ray(pipeline, items, options, on_result=report, address=kwargs.get("ray_address"))
         else:
             summary = run_files(pipeline, items, options, on_result=report)
+    summary.unreadable = scan.unreadable
     _print_summary(summary, kwargs["quiet"], kwargs["as_json"], planned=len(items))
 
 
@@ -324,8 +326,10 @@ def _print_summary(summary: Any, quiet: bool, as_json: bool, planned: int) -> No
         click.echo(json.dumps(summary.as_dict(), indent=2))
     failed, total = len(summary.failed), len(summary.results)
     if total > 1 and not quiet and not as_json:
-        _say(f"done {len(summary.done)}, skipped {len(summary.skipped)}, failed {failed} "
-             f"in {summary.seconds:.1f}s" + (f"; journal {summary.journal}" if summary.journal else ""))
+        unread = len(summary.unreadable)
+        _say(f"done {len(summary.done)}, skipped {len(summary.skipped)}, failed {failed}"
+             + (f", {_count(unread, 'folder')} unreadable" if unread else "")
+             + f" in {summary.seconds:.1f}s" + (f"; journal {summary.journal}" if summary.journal else ""))
         for result in summary.failed:
             _say(f"  {result.error}")
     if summary.interrupted:
@@ -346,7 +350,25 @@ def _print_summary(summary: Any, quiet: bool, as_json: bool, planned: int) -> No
         raise BatchError(f"{failed} of {total} images failed; stopped there (--fail-fast), {planned - total} not attempted: "
                          "run the same command again to go on (what is done is skipped)")
     if failed:
-        raise BatchError(f"{failed} of {total} images failed" + _advice(summary))
+        raise BatchError(f"{failed} of {total} images failed" + _advice(summary) + _unreadable_note(summary, "; "))
+    if summary.unreadable:
+        raise BatchError(_unreadable_note(summary))
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'s' * (n != 1)}"
+
+
+def _unreadable_note(summary: Any, lead: str = "") -> str:
+    """What a batch left out because folders could not be listed: it did not
+    do all it was asked, so the exit code says so (as rsync's and cp's do)."""
+    from imgedit.inputs import shorten_path
+
+    if not summary.unreadable:
+        return ""
+    first = shorten_path(summary.unreadable[0])
+    return (f"{lead}{_count(len(summary.unreadable), 'input folder')} could not be read and their images were left out "
+            f"(e.g. {first}): fix the permissions and run the same command again (what is done is skipped)")
 
 
 def _methods_with(name: str, methods: list) -> list[str]:

@@ -104,7 +104,7 @@ def permission_obeying_command():
     return ["setpriv", "--bounding-set", "-dac_override,-dac_read_search,-fowner"]
 
 
-def test_an_unreadable_folder_is_named_and_the_rest_of_the_batch_goes_on(tmp_path):
+def test_an_unreadable_folder_is_named_the_rest_of_the_batch_goes_on_and_the_exit_code_says_so(tmp_path):
     prefix = permission_obeying_command()
     for rel in ["ud/a/x.png", "ud/b/y.png"]:
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -119,11 +119,15 @@ def test_an_unreadable_folder_is_named_and_the_rest_of_the_batch_goes_on(tmp_pat
         quiet = run("-o", "udo2", "-q")
     finally:
         (tmp_path / "ud/b").chmod(0o755)  # so that pytest can clear it away
-    assert loud.returncode == 0 and (tmp_path / "udo/a/x.png").exists(), loud.stderr
+    assert loud.returncode == 1 and (tmp_path / "udo/a/x.png").exists(), loud.stderr
     warning = "cannot read folder ud/b (Permission denied): its images are left out"
     assert [line for line in loud.stderr.splitlines() if "cannot read" in line] == [f"Warning: {warning}"]
-    # -q prints only errors, like for every other warning
-    assert quiet.returncode == 0 and quiet.stderr == "" and (tmp_path / "udo2/a/x.png").exists()
+    # not all that was asked was done: like cp -r and rsync, the run ends in an error (exit 1), saying what to do
+    error = ("Error: 1 input folder could not be read and their images were left out (e.g. ud/b): "
+             "fix the permissions and run the same command again (what is done is skipped)")
+    assert loud.stderr.splitlines()[-1] == error
+    # -q prints only errors: the warning goes, the error stays
+    assert quiet.returncode == 1 and quiet.stderr.splitlines() == [error] and (tmp_path / "udo2/a/x.png").exists()
 
 
 def nest_past_path_max(root, image_at, levels=24):
@@ -150,13 +154,32 @@ def test_a_folder_past_path_max_is_named_and_the_rest_of_the_batch_goes_on(invok
     deep.mkdir()
     nest_past_path_max(deep, image_at={0, 3, 23})
     loud = invoke("denoise", "--method", "nlm", "-r", deep, "-o", tmp_path / "out")
-    assert loud.exit_code == 0, loud.output
+    assert loud.exit_code == 1, loud.output
     assert sorted(p.name for p in (tmp_path / "out").rglob("*.png")) == ["img0.png", "img3.png"]
     warnings = [line for line in loud.stderr.splitlines() if "cannot read folder" in line]
     assert len(warnings) == 1 and warnings[0].endswith("(File name too long): its images are left out")
     assert str(deep / "d00") in warnings[0]  # where it is, though not all 4000 characters of it
     quiet = invoke("denoise", "--method", "nlm", "-r", deep, "-o", tmp_path / "out2", "-q")
-    assert quiet.exit_code == 0 and quiet.stderr == ""
+    assert quiet.exit_code == 1 and len(quiet.stderr.splitlines()) == 1 and "could not be read" in quiet.stderr
+
+
+def test_the_python_api_and_json_say_which_folders_were_left_out(invoke, tmp_path):
+    import json
+
+    import imgedit
+    from imgedit.errors import BatchError
+
+    deep = tmp_path / "deep"
+    deep.mkdir()
+    nest_past_path_max(deep, image_at={0, 23})
+    with pytest.raises(BatchError, match="could not be read") as caught:
+        imgedit.run("denoise method=nlm sigma=5", str(deep), tmp_path / "out", recursive=True)
+    summary = caught.value.summary
+    assert len(summary.done) == 1 and len(summary.unreadable) == 1 and str(summary.unreadable[0]).startswith(str(deep))
+    result = invoke("denoise", "--method", "nlm", "--sigma", "5", "-r", deep, "-o", tmp_path / "out2", "--json")
+    report = json.loads(result.stdout)
+    assert result.exit_code == 1 and report["done"] == 1
+    assert [Path(p) for p in report["unreadable_folders"]] == summary.unreadable
 
 
 def test_hidden_folders_are_left_out_unless_named(tree):

@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from imgedit.errors import UsageError
-from imgedit_interp.animation import check_free, frames_to_uint8, output_kind, write_animation
+from imgedit_interp.animation import STAGING_SUFFIX, _staging_stem, check_free, frames_to_uint8, output_kind, write_animation
 
 
 def frames(n=7, size=32):
@@ -146,6 +146,19 @@ def test_a_killed_runs_staging_folder_is_removed_by_the_next(tmp_path):
     other.mkdir()
     write_animation(frames(2), tmp_path / "frames")
     assert sorted(p.name for p in tmp_path.iterdir()) == [".other.abc.frames.tmp", "frames"]
+
+
+def test_a_frame_folder_named_near_name_max_is_staged_under_a_shortened_name(tmp_path):
+    from imgedit.atomic import name_max
+
+    out = tmp_path / ("f" * (name_max(tmp_path) - 5))  # legal, but ".NAME.XXXXXXXX.frames.tmp" is not
+    write_animation(frames(3), out)
+    assert sorted(p.name for p in out.iterdir()) == ["frame_0000.png", "frame_0001.png", "frame_0002.png"]
+    left = tmp_path / f".{_staging_stem(out)}.k1ll3d{STAGING_SUFFIX}"  # a killed run's, named as this one names them
+    left.mkdir()
+    write_animation(frames(2), out, overwrite=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [out.name]
+    assert sorted(p.name for p in out.iterdir()) == ["frame_0000.png", "frame_0001.png"]
 
 
 def test_outputs_that_cannot_be_written_are_refused_before_any_work(tmp_path):

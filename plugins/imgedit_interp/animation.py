@@ -192,7 +192,7 @@ def _write_frames(pixels: np.ndarray, folder: Path, overwrite: bool, on_frame: O
     check_free(folder, overwrite)
     folder.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_staging(folder)
-    staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=STAGING_SUFFIX))
+    staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{_staging_stem(folder)}.", suffix=STAGING_SUFFIX))
     try:
         staged = frame_paths(staging, len(pixels))
         for frame, path in zip(pixels, staged):
@@ -220,11 +220,20 @@ def _move_frames_in(staged: list[Path], folder: Path, overwrite: bool) -> list[P
     return paths
 
 
+def _staging_stem(folder: Path) -> str:
+    """The NAME of ``.NAME.XXXXXXXX.frames.tmp``: ``folder``'s name, or for a
+    name too long for that, its start and a hash (as atomic files do)."""
+    from imgedit.atomic import name_max, temp_stem
+
+    return temp_stem(folder.name, name_max(folder.parent), STAGING_SUFFIX)
+
+
 def remove_stale_staging(folder: Path) -> None:
     """Remove the staging folders that killed writers of ``folder`` left beside it."""
     with suppress(OSError):
+        prefix = f".{_staging_stem(folder)}."
         for entry in folder.parent.iterdir():
-            if entry.name.startswith(f".{folder.name}.") and entry.name.endswith(STAGING_SUFFIX) and entry.is_dir():
+            if entry.name.startswith(prefix) and entry.name.endswith(STAGING_SUFFIX) and entry.is_dir():
                 shutil.rmtree(entry, ignore_errors=True)
 
 
