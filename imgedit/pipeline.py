@@ -60,7 +60,8 @@ class Pipeline:
         for index, (name, raw) in enumerate(specs, start=1):
             raw = dict(raw)
             where = f"stage {index} ({name})"
-            op = registry.get(name, raw.pop("method", None), where=where)
+            name, method = _name_and_method(name, raw.pop("method", None), where)
+            op = registry.get(name, method, where=where)
             stages.append(Stage(op, op.parse_params(raw, where)))
         _check_sizes(stages)
         return cls(tuple(stages))
@@ -86,6 +87,17 @@ class Pipeline:
         return BuiltPipeline(self, device, precision)
 
 
+def _name_and_method(name: str, method: Optional[str], where: str) -> tuple[str, Optional[str]]:
+    """``denoise.nlm`` as ``denoise method=nlm``: the spelling 'imgedit
+    plugins' and --dry-run show, so a plan's stage can be pasted back."""
+    base, dot, dotted = str(name).partition(".")
+    if not dot:
+        return name, method
+    if method is not None and str(method) != dotted:
+        raise UsageError(f"{where}: the name says method '{dotted}' but method={method} is given; give one of them")
+    return base, dotted
+
+
 def _check_sizes(stages: list[Stage]) -> None:
     """A stage that changes the image's size (``resizes``) leaves no mask
     for a later stage that needs one: refuse that before any image."""
@@ -109,6 +121,7 @@ def parse_stages(text: str) -> list[tuple[str, dict[str, str]]]:
     """
     lexer = shlex.shlex(text, posix=True, punctuation_chars="|")
     lexer.whitespace_split = True
+    lexer.commenters = ""  # a '#' is text (sigma=25#strong, art#1.png), not a comment dropping the stages after it
     stages: list[list[str]] = [[]]
     try:
         for word in lexer:

@@ -147,9 +147,19 @@ def _unknown_hook_problems(module: Any, callers: list) -> list[str]:
     return problems
 
 
+def _load_order(ep: Any) -> tuple:
+    """Built-ins first, in their own order, then other plugins by name: a
+    plugin's verb that clashes with a built-in's is the one left out and
+    flagged, whatever order the environment lists the packages in."""
+    module_name = ep.value.split(":")[0]
+    if module_name in BUILTIN_PLUGINS:
+        return (0, BUILTIN_PLUGINS.index(module_name), "")
+    return (1, 0, ep.name)
+
+
 def _load_entry_points() -> None:
     testing = getattr(sys, "_called_from_test", False)
-    for ep in importlib.metadata.entry_points(group="imgedit"):
+    for ep in sorted(importlib.metadata.entry_points(group="imgedit"), key=_load_order):
         module_name = ep.value.split(":")[0]
         if pm.has_plugin(ep.name) or (testing and module_name not in BUILTIN_PLUGINS):
             continue

@@ -557,6 +557,8 @@ def add_operation_verb(cli: click.Group, name: str, help: str) -> None:
     is read.
     """
     if name in cli.commands:
+        if getattr(cli.commands[name], "imgedit_operation", None) != name:  # another command took the name first
+            raise UsageError(f"cannot add verb '{name}': the command '{name}' is already another plugin's")
         return
     from imgedit.registry import get_registry
 
@@ -623,10 +625,11 @@ def _without_clashes(params: dict[str, Param], options: list[Callable], methods:
 
 
 @click.command(name="run")
-@click.option("-p", "--pipeline", "pipeline_text", help='Stages, e.g. "denoise sigma=25 | inpaint".')
+@click.option("-p", "--pipeline", "pipeline_text", multiple=True,
+              help='Stages, e.g. "denoise sigma=25 | inpaint"; several -p run one after the other.')
 @click.option("-f", "--file", "pipeline_file", type=click.Path(path_type=Path), help="Pipeline file (TOML or YAML).")
 @apply_options(COMMON_OPTIONS + MASK_OPTIONS)
-def run_command(pipeline_text: Optional[str], pipeline_file: Optional[Path], **kwargs: Any) -> None:
+def run_command(pipeline_text: tuple[str, ...], pipeline_file: Optional[Path], **kwargs: Any) -> None:
     """Run a pipeline of operations from any plugin over images.
 
     \b
@@ -636,12 +639,12 @@ def run_command(pipeline_text: Optional[str], pipeline_file: Optional[Path], **k
     """
     from imgedit.pipeline import Pipeline
 
-    if (pipeline_text is None) == (pipeline_file is None):
+    if bool(pipeline_text) == (pipeline_file is not None):
         raise UsageError("give the pipeline with either -p TEXT or -f FILE")
     if pipeline_file is not None:
         from imgedit.pipeline_file import load_pipeline_specs
 
         pipeline = Pipeline.from_specs(load_pipeline_specs(pipeline_file))
     else:
-        pipeline = Pipeline.parse(pipeline_text)
+        pipeline = Pipeline.parse(" | ".join(pipeline_text))
     run_verb(pipeline, kwargs)

@@ -30,6 +30,8 @@ def test_parse_stages_and_params():
         ("denoise | inpaint method='ns", "stage 2: no closing quotation"),
         ("denoise sigma=nan", "parameter 'sigma' must be a finite number"),
         ("denoise method=nlm sigma=inf", "must be a finite number"),
+        ("denoise.nlm method=vae", "stage 1 (denoise.nlm): the name says method 'nlm' but method=vae is given"),
+        ("denoise.magic", "stage 1 (denoise.magic): unknown method 'magic' for 'denoise'"),
     ],
 )
 def test_bad_pipelines_name_the_stage(text, message):
@@ -45,6 +47,24 @@ def test_quotes_keep_a_bar_inside_a_value():
         ("style", {"name": "a | b", "strength": "0.5"}),
         ("denoise", {}),
     ]
+
+
+def test_a_hash_is_text_not_a_comment():
+    from imgedit.pipeline import parse_stages
+
+    assert parse_stages("denoise method=nlm sigma=25#strong | style style_image=art#1.png") == [
+        ("denoise", {"method": "nlm", "sigma": "25#strong"}),
+        ("style", {"style_image": "art#1.png"}),
+    ]
+    with pytest.raises(UsageError, match="'sigma' must be float"):  # refused, not read as sigma=25 and one stage
+        Pipeline.parse("denoise method=nlm sigma=25#strong | inpaint method=telea")
+
+
+def test_the_dotted_key_names_the_method_as_plans_show_it():
+    pipeline = Pipeline.parse("denoise.nlm sigma=25 | inpaint.telea")
+    assert [s.operation.key for s in pipeline.stages] == ["denoise.nlm", "inpaint.telea"]
+    assert Pipeline.parse("denoise.nlm method=nlm").stages[0].operation.key == "denoise.nlm"
+    assert Pipeline.from_specs([("inpaint.ns", {"radius": 3})]).stages[0].params == {"radius": 3}  # as a file's op
 
 
 def test_file_values_are_not_coerced():

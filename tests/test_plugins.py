@@ -195,6 +195,58 @@ def test_a_plugin_cannot_replace_a_verb_it_did_not_make(test_plugin):
     assert not plugin_info("no_args").errors
 
 
+def test_built_in_verbs_win_whatever_order_the_packages_are_listed_in(tmp_path, photo):
+    # on PYTHONPATH, the plugin's package is listed before imgedit's own: it still loads after the built-ins
+    fake_distribution(tmp_path, "imgedit_clash", """
+        import click
+        import imgedit
+        from imgedit.verbs import add_operation_verb, command_group
+
+        @imgedit.hookimpl
+        def register_commands(cli):
+            @cli.command(name="style")
+            def mine():
+                "Not the built-in style."
+
+            @command_group(cli, "train", help="Train.").command(name="denoise")
+            def mine_too():
+                "Not the built-in trainer."
+
+            add_operation_verb(cli, "denoise", help="mine")
+        """)
+    env = {"PYTHONPATH": str(tmp_path)}  # run from tmp_path: a checkout's own egg-info would list imgedit first
+    rows = {row["name"]: row for row in json.loads(run_imgedit("plugins", "--json", env=env, cwd=tmp_path).stdout)}
+    assert [rows[name]["status"] for name in ("imgedit_vae", "imgedit_style", "imgedit_clash")] == ["ok", "ok", "error"]
+    assert sorted(e.split(": ")[1] for e in rows["imgedit_clash"]["errors"]) == [
+        "verb 'style' belongs to imgedit_style; kept theirs", "verb 'train denoise' belongs to imgedit_vae; kept theirs"]
+    assert "style" in rows["imgedit_style"]["commands"] and "train denoise" in rows["imgedit_vae"]["commands"]
+    result = run_imgedit("style", photo, "--style", "mosaic", "-o", tmp_path / "styled.png", "-q", env=env, cwd=tmp_path)
+    assert result.returncode == 0 and (tmp_path / "styled.png").exists(), result.stderr
+
+
+def test_an_operation_verb_whose_name_another_command_holds_is_a_problem_of_the_late_plugin(test_plugin):
+    import click
+
+    from imgedit.operations import Operation
+    from imgedit.plugins import plugin_info, register_commands
+    from imgedit.verbs import add_operation_verb
+
+    cli = click.Group("imgedit")
+
+    def takes_the_name(cli):
+        @cli.command("smudge")
+        def not_an_operation():
+            """A plain command."""
+
+    smudge = Operation("smudge", "soft", lambda ctx: (lambda image, mask: image))
+    test_plugin("first_plugin", register_commands=takes_the_name)
+    test_plugin("late_plugin", register_operations=lambda register: register(smudge),
+                register_commands=lambda cli: add_operation_verb(cli, "smudge", help="x"))
+    register_commands(cli)
+    assert not hasattr(cli.commands["smudge"], "imgedit_operation")  # the first plugin's command stays
+    assert any("the command 'smudge' is already another plugin's" in e for e in plugin_info("late_plugin").errors)
+
+
 def test_a_parameter_named_like_a_common_option_is_left_out_of_the_verb(test_plugin):
     import click
 

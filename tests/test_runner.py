@@ -149,6 +149,14 @@ def test_pipeline_text_and_file(invoke, folder, tmp_path):
     assert (tmp_path / "f.png").exists()
 
 
+def test_several_pipeline_options_run_one_after_the_other(invoke, folder, tmp_path):
+    result = invoke("run", "-p", "denoise.nlm sigma=5", "-p", "inpaint method=ns", folder / "img0.png",
+                    "-o", tmp_path / "two.png", "--mask-box", "1,1,5,5", "--dry-run", "--json")
+    assert result.exit_code == 0, result.output
+    assert [stage["operation"] + "." + stage["method"] for stage in json.loads(result.stdout)["stages"]] == [
+        "denoise.nlm", "inpaint.ns"]
+
+
 @pytest.mark.parametrize(
     "args,message",
     [
@@ -156,6 +164,7 @@ def test_pipeline_text_and_file(invoke, folder, tmp_path):
         (["-p", "denoise sigma=x"], "stage 1 (denoise)"),
         (["-p", "denoise | inpaint"], "stage 2 (inpaint) needs a mask"),
         ([], "either -p TEXT or -f FILE"),
+        (["-p", "denoise", "-p", "inpaint method=ns"], "stage 2 (inpaint) needs a mask"),  # both -p count
     ],
 )
 def test_pipeline_checked_before_any_image(invoke, tmp_path, args, message):
