@@ -113,6 +113,25 @@ def _is_image_name(path: Path, suffixes: Optional[frozenset[str]] = None) -> boo
     return path.suffix.lower() in suffixes and not _is_sidecar(path) and not path.name.startswith(".")
 
 
+def output_is_file(output: Path, count: int) -> bool:
+    """Whether ``-o output`` is the one output file of ``count`` inputs (else a folder)."""
+    return count == 1 and names_an_image_file(output) and not output.is_dir()
+
+
+def names_an_image_file(path: Path) -> bool:
+    """Whether ``-o path`` names an image file rather than a folder: its
+    suffix is one an image format uses, readable here or not (``out.pdf``
+    and ``out.psd`` are files imgedit cannot write, refused as such, not
+    folders made under those names); ``results.v2`` stays a folder."""
+    suffix = path.suffix.lower()
+    if suffix in _image_suffixes():
+        return True
+    from PIL import Image
+
+    Image.init()
+    return suffix in Image.registered_extensions()
+
+
 def _is_sidecar(path: Path) -> bool:
     stem = path.stem
     return stem.endswith(".mask") or stem.endswith("_mask")
@@ -177,7 +196,7 @@ def output_path(
     """
     if in_place:
         return item.path
-    if output is not None and single and output.suffix.lower() in _image_suffixes() and not output.is_dir():
+    if output is not None and output_is_file(output, 1 if single else 2):
         return output
     default = "{stem}.{op}.{ext}" if output is None else "{stem}.{ext}"
     if template is not None:

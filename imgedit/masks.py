@@ -156,13 +156,15 @@ def load_mask_file(path: Path, size: tuple[int, int]) -> "np.ndarray":
     Args:
         path: the mask file.
         size: ``(H, W)`` of the image it belongs to (numpy shape order). A
-            mask of another size is resized (nearest) with a warning.
+            mask of another size but the same shape (drawn on a smaller
+            copy) is resized (nearest) with a warning.
 
     Returns:
         ``(H, W)`` bool array, True = hole.
 
     Raises:
-        MaskError: the file is missing or cannot be decoded.
+        MaskError: the file is missing or cannot be decoded, or its shape
+            (width to height) is not the image's.
 
     Example:
         >>> hole = load_mask_file(Path("photo.mask.png"), rgb.shape[:2])  # doctest: +SKIP
@@ -181,6 +183,7 @@ def load_mask_file(path: Path, size: tuple[int, int]) -> "np.ndarray":
         raise MaskError(f"cannot read mask file {path}: {exc}") from None
     height, width = size
     if img.size != (width, height):
+        _check_same_shape(path, img.size, (width, height))
         logger.warning(
             "mask %s is %dx%d but the image is %dx%d; resizing the mask (nearest)",
             path, img.size[0], img.size[1], width, height,
@@ -191,6 +194,22 @@ def load_mask_file(path: Path, size: tuple[int, int]) -> "np.ndarray":
         # threshold on the native range instead.
         return np.asarray(img).astype(np.float64) > 32767
     return np.asarray(img.convert("L")) > 127
+
+
+SHAPE_TOLERANCE = 0.02  # besides a pixel of rounding: a mask drawn on a scaled copy; a turned or cropped one is far off
+
+
+def _check_same_shape(path: Path, mask_size: tuple[int, int], image_size: tuple[int, int]) -> None:
+    """Refuse a mask whose width-to-height ratio is not the image's:
+    stretched to fit, it would mark the wrong pixels (a mask drawn on the
+    file's stored pixels of a photo its EXIF turns is the usual case)."""
+    (mw, mh), (iw, ih) = mask_size, image_size
+    height_for_width = mw * ih / iw  # the mask's height if it had the image's shape
+    if abs(mh - height_for_width) <= 1 + SHAPE_TOLERANCE * height_for_width:
+        return
+    turned = " (drawn on the photo before its EXIF orientation turned it?)" if (mw, mh) == (ih, iw) else ""
+    raise MaskError(f"mask {path} is {mw}x{mh} but the image is {iw}x{ih}, another shape{turned}: "
+                    "stretched, it would mark the wrong pixels; give a mask of the image's shape")
 
 
 def find_mask(

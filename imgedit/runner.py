@@ -162,7 +162,7 @@ def _check_suffix(dst: Path, options: RunOptions) -> None:
 def check_options(options: RunOptions, count: int) -> None:
     """Refuse option combinations that cannot do what the user meant, before
     any image is read (``count``: how many inputs)."""
-    from imgedit.imageio import IMAGE_SUFFIXES
+    from imgedit.inputs import names_an_image_file, output_is_file
 
     check_compute_options(options)
     out = options.output
@@ -170,12 +170,12 @@ def check_options(options: RunOptions, count: int) -> None:
         raise UsageError("--in-place writes over the inputs and -o writes elsewhere: give one of them")
     if options.force and options.retry_failed:
         raise UsageError("--force redoes every image and --retry-failed only the failed ones: give one of them")
-    if out is None or count == 1 and out.suffix.lower() in IMAGE_SUFFIXES or out.is_dir():
+    if out is None or output_is_file(out, count) or out.is_dir():
         return
     if out.exists():
         raise UsageError(f"-o {out} is a file; give a folder for {count} inputs" if count > 1
                          else f"-o {out} is a file without an image suffix; give an image file name or a folder")
-    if out.suffix.lower() in IMAGE_SUFFIXES:
+    if names_an_image_file(out):
         raise UsageError(f"-o {out} names one image, but there are {count} inputs; give a folder")
 
 
@@ -276,10 +276,9 @@ def journal_folder(items: list[InputFile], options: RunOptions) -> Optional[Path
     root of a batch (``--in-place`` too: a rerun must know which photos it
     has edited already); a single file has none unless ``-o`` is a folder."""
     if options.output is not None:
-        from imgedit.imageio import IMAGE_SUFFIXES
+        from imgedit.inputs import output_is_file
 
-        is_file = len(items) == 1 and options.output.suffix.lower() in IMAGE_SUFFIXES and not options.output.is_dir()
-        return None if is_file else options.output
+        return None if output_is_file(options.output, len(items)) else options.output
     return items[0].root if len(items) > 1 else None
 
 

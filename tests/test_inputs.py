@@ -63,6 +63,18 @@ def test_output_paths():
         output_path(item, output=None, single=True, op_label="d", ext="png", template="{nope}")
 
 
+def test_an_output_named_with_any_image_formats_suffix_is_a_file_not_a_folder(invoke, tmp_path):
+    item = InputFile(Path("/in/x.png"), Path("/in"))
+    # suffixes of formats imgedit does not read are still file names; a suffix no format uses is a folder's
+    assert output_path(item, output=Path("/o/y.pdf"), single=True, op_label="d", ext="png") == Path("/o/y.pdf")
+    assert output_path(item, output=Path("/o/run.v2"), single=True, op_label="d", ext="png") == Path("/o/run.v2/x.png")
+    photo = tmp_path / "a.png"
+    Image.fromarray(smooth_rgb()).save(photo)
+    result = invoke("denoise", "--method", "nlm", photo, "-o", tmp_path / "a.pdf")
+    assert result.exit_code == 0 and (tmp_path / "a.pdf").is_file(), result.output  # used to make a folder a.pdf/
+    assert (tmp_path / "a.pdf").read_bytes().startswith(b"%PDF")
+
+
 @pytest.mark.parametrize(
     "template,message",
     [

@@ -309,6 +309,17 @@ def test_wrong_size_mask_resized_with_warning(tmp_path, caplog):
     assert "30x20" in caplog.text and "60x40" in caplog.text
 
 
+def test_a_mask_of_another_shape_is_refused_not_stretched(tmp_path):
+    turned = save_mask(tmp_path / "turned.png", (1, 1, 5, 5), size=(W, H))  # the image's sides swapped
+    with pytest.raises(MaskError, match=r"is 40x60 but the image is 60x40, another shape \(drawn on the photo before"):
+        load_mask_file(turned, (H, W))
+    cropped = save_mask(tmp_path / "cropped.png", (1, 1, 5, 5), size=(H, W - 10))
+    with pytest.raises(MaskError, match="is 50x40 but the image is 60x40, another shape: stretched"):
+        load_mask_file(cropped, (H, W))
+    third = save_mask(tmp_path / "third.png", (2, 2, 4, 4), size=(13, 20))  # drawn on a copy a third the size
+    assert load_mask_file(third, (H, W)).shape == (H, W)
+
+
 def test_load_mask_file_16_bit_and_rgba(tmp_path):
     arr = np.zeros((H, W), np.uint16)
     arr[:10] = 65535
