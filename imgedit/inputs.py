@@ -22,6 +22,7 @@ class InputFile:
 
     path: Path
     root: Path
+    from_folder: bool = False  # found by scanning a folder or a glob, not named: a batch, however small
 
     @property
     def relative(self) -> Path:
@@ -46,7 +47,8 @@ class InputScan:
 
 def _scan_folder(folder: Path, recursive: bool, unreadable: list[Path]) -> list[InputFile]:
     suffixes = _image_suffixes()  # once per folder
-    return [InputFile(p, folder) for p in sorted(_files_in(folder, recursive, unreadable)) if _is_image_name(p, suffixes)]
+    return [InputFile(p, folder, from_folder=True) for p in sorted(_files_in(folder, recursive, unreadable))
+            if _is_image_name(p, suffixes)]
 
 
 def _files_in(folder: Path, recursive: bool, unreadable: list[Path]) -> Iterator[Path]:
@@ -167,7 +169,7 @@ def scan_inputs(items: Iterable[str], recursive: bool = False) -> InputScan:
                 raise UsageError(f"no files match {item!r}")
             base = Path(item.split("*")[0].split("?")[0].split("[")[0] or ".")
             base = base if base.is_dir() else base.parent
-            found.extend(InputFile(Path(m), base) for m in matches if _is_image_file(Path(m)))
+            found.extend(InputFile(Path(m), base, from_folder=True) for m in matches if _is_image_file(Path(m)))
         else:
             raise UsageError(f"no such file or folder: {item}")
     unique = list({f.path.resolve(): f for f in found}.values())

@@ -274,12 +274,14 @@ def remove_stale_temps(outputs: list[Path]) -> None:
 def journal_folder(items: list[InputFile], options: RunOptions) -> Optional[Path]:
     """Where the resume journal lives: the output folder, else the input
     root of a batch (``--in-place`` too: a rerun must know which photos it
-    has edited already); a single file has none unless ``-o`` is a folder."""
+    has edited already), even a folder holding one photo, so a rerun skips
+    it as it would skip many; a file named alone has none unless ``-o`` is
+    a folder."""
     if options.output is not None:
         from imgedit.inputs import output_is_file
 
         return None if output_is_file(options.output, len(items)) else options.output
-    return items[0].root if len(items) > 1 else None
+    return items[0].root if len(items) > 1 or items and items[0].from_folder else None
 
 
 def recipe(pipeline: Pipeline, options: RunOptions) -> str:

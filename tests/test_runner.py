@@ -388,6 +388,18 @@ def test_a_rerun_leaves_out_its_own_outputs(invoke, folder, tmp_path):
         assert sorted(p.relative_to(src) for p in src.rglob("*.png")) == before
 
 
+def test_a_folder_of_one_photo_reruns_like_a_folder_of_many(invoke, folder, tmp_path):
+    src = tmp_path / "one"
+    src.mkdir()
+    (src / "a.png").write_bytes((folder / "img0.png").read_bytes())
+    for attempt in ("first", "again"):
+        result = invoke("run", "-p", "denoise method=nlm sigma=5", src, "--json")
+        assert result.exit_code == 0, result.output  # the rerun used to fail: 'a.denoise.png exists; pass --overwrite'
+    assert summary_of(result)["skipped"] == 1 and (src / "a.denoise.png").exists()
+    named = invoke("denoise", src / "a.png", "--method", "nlm", "--sigma", "5")  # a file named alone: no journal
+    assert named.exit_code == 1 and "pass --overwrite" in named.stderr
+
+
 def test_an_output_that_is_another_named_input_is_refused(invoke, folder, tmp_path):
     a, b = folder / "img0.png", folder / "img0.denoise.png"
     b.write_bytes((folder / "img1.png").read_bytes())
