@@ -644,7 +644,11 @@ def run_command(pipeline_text: tuple[str, ...], pipeline_file: Optional[Path], *
     if pipeline_file is not None:
         from imgedit.pipeline_file import load_pipeline_specs
 
-        pipeline = Pipeline.from_specs(load_pipeline_specs(pipeline_file))
+        specs = load_pipeline_specs(pipeline_file)
+        try:
+            pipeline = Pipeline.from_specs(specs)
+        except UsageError as exc:  # "stage 2 (inpaint): ..." says which stage, not which file
+            raise type(exc)(f"{pipeline_file}: {exc}") from None
     else:
         pipeline = Pipeline.parse(" | ".join(pipeline_text))
     run_verb(pipeline, kwargs)

@@ -147,6 +147,9 @@ def test_pipeline_text_and_file(invoke, folder, tmp_path):
     result = invoke("run", "-f", recipe, folder / "img0.png", "-o", tmp_path / "f.png")
     assert result.exit_code == 0, result.output
     assert (tmp_path / "f.png").exists()
+    recipe.write_text('[[stage]]\nop = "denoise"\nsigma = "lots"\n')
+    result = invoke("run", "-f", recipe, folder / "img0.png", "-o", tmp_path / "g.png")
+    assert result.exit_code == 2 and result.stderr.startswith(f"Error: {recipe}: stage 1 (denoise): "), result.output
 
 
 def test_several_pipeline_options_run_one_after_the_other(invoke, folder, tmp_path):
