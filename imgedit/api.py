@@ -9,11 +9,13 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import fields
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Optional, Union
 
-from imgedit.errors import BatchError, ShapeError, UsageError
+from imgedit.errors import BatchError, MaskError, ShapeError, UsageError
 from imgedit.masks import MaskOptions, parse_box
 from imgedit.pipeline import Pipeline
 from imgedit.runner import RunOptions, Summary, default_workers, leave_out_own_outputs, run_files
@@ -22,10 +24,11 @@ from imgedit.runner import RunOptions, Summary, default_workers, leave_out_own_o
 def _options(output: Optional[Union[str, Path]], kwargs: dict[str, Any]) -> RunOptions:
     """The run's options, checked as the CLI checks them, before any image."""
     mask_names = {f.name for f in fields(MaskOptions)}
-    run_names = {f.name for f in fields(RunOptions)}
+    run_names = {f.name for f in fields(RunOptions)} - {"output", "masks"}  # given as output=, and built here
     unknown = set(kwargs) - mask_names - run_names - {"recursive"}
     if unknown:
         raise UsageError(f"unknown option(s): {', '.join(sorted(unknown))}")
+    kwargs = _checked_as_cli(kwargs)
     chosen_masks = {k: v for k, v in kwargs.items() if k in mask_names}
     if chosen_masks.get("mask_box") is not None:
         chosen_masks["mask_box"] = parse_box(",".join(map(str, _sequence(chosen_masks["mask_box"], "mask_box"))))
@@ -33,11 +36,77 @@ def _options(output: Optional[Union[str, Path]], kwargs: dict[str, Any]) -> RunO
         chosen_masks["mask"] = Path(chosen_masks["mask"])
     chosen = {k: v for k, v in kwargs.items() if k in run_names}
     chosen.setdefault("workers", default_workers())
-    for name, low, high in (("quality", 1, 100), ("workers", 1, None), ("depth", 1, None)):
-        value = chosen.get(name)
-        if value is not None and (not isinstance(value, int) or value < low or high is not None and value > high):
-            raise UsageError(f"{name} must be an integer in [{low}, {high or 'any'}], got {value!r}")
     return RunOptions(output=Path(output) if output is not None else None, masks=MaskOptions(**chosen_masks).checked(), **chosen)
+
+
+#: The API's name of an option where the CLI's differs (``--format`` is ``out_format`` there).
+_CLI_NAMES = {"name": "name_template", "format": "out_format", "invert": "invert_mask"}
+
+#: The options whose type, range or choices the CLI's own option checks
+#: (device, precision and tile: :func:`imgedit.runner.check_compute_options`).
+_AS_CLI = ("recursive", "overwrite", "in_place", "fail_fast", "force", "retry_failed", "fsync", "invert",
+           "format", "quality", "workers", "depth", "color_tolerance", "dilate")
+
+
+def _checked_as_cli(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``kwargs`` with each value the CLI's option would refuse refused,
+    and None for "not given" (the default) dropped."""
+    cli = _cli_options()
+    checked = dict(kwargs)
+    for name in _AS_CLI:
+        if name not in kwargs:
+            continue
+        if kwargs[name] is None:
+            del checked[name]
+        else:
+            checked[name] = _as_cli(name, kwargs[name], cli[_CLI_NAMES.get(name, name)])
+    return checked
+
+
+@lru_cache(maxsize=1)
+def _cli_options() -> dict[str, Any]:
+    """The CLI's common and mask options by name, as click made them."""
+    import click
+
+    from imgedit.verbs import COMMON_OPTIONS, MASK_OPTIONS
+
+    made = {}
+    for option in COMMON_OPTIONS + MASK_OPTIONS:
+        param = option(click.Command("probe")).params[0]
+        made[param.name] = param
+    made["depth"] = click.Option(["--depth"], type=click.IntRange(min=1))  # the API's own: the CLI has no --depth
+    return made
+
+
+def _as_cli(name: str, value: Any, param: Any) -> Any:
+    """``value`` converted by the CLI's option ``param`` (its range or
+    choices), or a UsageError; Python's loose truths are refused first:
+    ``"no"`` is no False, and ``True`` no quality."""
+    import click
+
+    if getattr(param, "is_flag", False):
+        fits = isinstance(value, bool)
+    elif isinstance(param.type, click.IntRange):
+        fits = isinstance(value, int) and not isinstance(value, bool)
+    else:
+        fits = isinstance(value, str)
+    if fits:
+        try:
+            return param.type.convert(value, param, None)
+        except click.BadParameter:
+            pass
+    raise UsageError(f"{name} must be {_expected(param)}, got {value!r}")
+
+
+def _expected(param: Any) -> str:
+    import click
+
+    kind = param.type
+    if getattr(param, "is_flag", False):
+        return "True or False"
+    if isinstance(kind, click.IntRange):
+        return f"an integer in [{kind.min}, {'any' if kind.max is None else kind.max}]"
+    return "one of " + ", ".join(kind.choices)
 
 
 def _sequence(value: Any, what: str) -> list:
@@ -66,7 +135,9 @@ def run(
             gray is taken as RGB); or a path / glob / folder / list of them,
             processed exactly like the CLI does.
         output: output file or folder for paths (default: beside the input).
-        mask: for a tensor, the ``(B, 1, H, W)`` hole mask (1 = hole); for
+        mask: for a tensor, the ``(B, 1, H, W)`` hole mask (``(1, 1, H, W)``
+            for every image), read as a mask file is (white = hole): bool,
+            uint8 above 127, other integers nonzero, floats from 0.5; for
             paths, a mask file or folder, as ``--mask``.
         **options: any :class:`RunOptions` or :class:`MaskOptions` field
             (``device``, ``tile``, ``overwrite``, ``mask_box``, ...) and
@@ -77,8 +148,11 @@ def run(
         The result tensor (on the CPU) for a tensor; a :class:`Summary` for paths.
 
     Raises:
-        UsageError: bad pipeline, target or options; ShapeError: a tensor
-        that is not a float image; BatchError: some files failed, or an
+        UsageError: bad pipeline, target or options (checked as the CLI
+        checks its options), image values that are not finite or not in
+        [0, 1], or a stage that needs a mask without one; MaskError: a
+        ``mask_box`` outside the image; ShapeError: a tensor that is not a
+        float image, or a mask of the wrong shape; BatchError: some files failed, or an
         input folder could not be read and its images were left out (the
         summary is on the exception as ``.summary``).
     """
@@ -95,8 +169,8 @@ def run(
     targets = _paths(target)
     if mask is not None:
         options["mask"] = mask
-    recursive = bool(options.get("recursive", False))
     run_options = _options(output, options)
+    recursive = options.get("recursive") or False  # checked by _options: True, False or None
     scan = scan_inputs([str(t) for t in targets], recursive=recursive)
     named = frozenset(Path(t) for t in targets if Path(t).is_file())
     items, _ = leave_out_own_outputs(pipeline, items=scan.files, options=run_options, named=named)
@@ -124,30 +198,116 @@ def _paths(target: Any) -> list[Union[str, Path]]:
 
 
 def _run_tensor(pipeline: Pipeline, image: Any, output: Any, mask: Any, options: dict[str, Any]) -> Any:
-    import torch
-
-    from imgedit.tensor import check_image
-
     if output is not None:
         raise UsageError("output is for paths; for a tensor the result is returned")
     unknown = sorted(set(options) - set(TENSOR_OPTIONS))
     if unknown:
         raise UsageError(f"option(s) {', '.join(unknown)} do not apply to a tensor (those that do: {', '.join(TENSOR_OPTIONS)})")
-    check_image(image)
-    if image.shape[1] == 1:
-        image = image.expand(-1, 3, -1, -1)  # gray as RGB, as files are read
-    if image.shape[1] != 3 or min(image.shape) == 0:
-        raise ShapeError("image", "(B, 3, H, W) with B, H, W > 0 (or 1 channel)", tuple(image.shape))
-    image = image.float().cpu()
-    low, high = float(image.min()), float(image.max())
-    if low < 0 or high > 1:
-        raise UsageError(f"image values must be in [0, 1], got {low:.3g} to {high:.3g} (divide 8-bit values by 255)")
-    box = options.get("mask_box")
-    if box is not None:
-        if mask is not None:
-            raise UsageError("give mask or mask_box, not both")
-        x, y, w, h = parse_box(",".join(map(str, _sequence(box, "mask_box"))))
-        mask = torch.zeros(image.shape[0], 1, *image.shape[-2:])
-        mask[..., max(y, 0) : max(y + h, 0), max(x, 0) : max(x + w, 0)] = 1
+    image = _tensor_image(image)
+    mask = _tensor_mask(pipeline, image, mask, options.get("mask_box"))
     built = pipeline.build(options.get("device"), options.get("precision"))
     return built.apply(image, mask, tile=options.get("tile", "auto"))
+
+
+def _tensor_image(given: Any) -> Any:
+    """The caller's tensor as the pipeline takes it: ``(B, 3, H, W)``
+    float32 on the CPU, finite, in [0, 1], and never the caller's own
+    memory (an applier may edit its input in place).
+
+    Raises:
+        ShapeError: not a float (B, 3, H, W) (or gray) tensor.
+        UsageError: values that are not finite or not in [0, 1].
+    """
+    import torch
+
+    from imgedit.tensor import check_image, copy_if_shared
+
+    check_image(given)
+    image = given.expand(-1, 3, -1, -1) if given.shape[1] == 1 else given  # gray as RGB, as files are read
+    if image.shape[1] != 3 or min(image.shape) == 0:
+        raise ShapeError("image", "(B, 3, H, W) with B, H, W > 0 (or 1 channel)", tuple(image.shape))
+    image = copy_if_shared(image.float().cpu(), given)
+    low, high = torch.stack(torch.aminmax(image)).tolist()  # a NaN makes both NaN
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise UsageError("image values must be finite numbers in [0, 1], got NaN or infinity")
+    if low < 0 or high > 1:
+        raise UsageError(f"image values must be in [0, 1], got {low:.3g} to {high:.3g} (divide 8-bit values by 255)")
+    return image
+
+
+def _tensor_mask(pipeline: Pipeline, image: Any, mask: Any, box: Any) -> Any:
+    """The ``(B, 1, H, W)`` float hole mask (1 = hole) from ``mask`` or
+    ``box``, or None; refused before any stage runs when a stage needs
+    one and there is none."""
+    if box is not None and mask is not None:
+        raise UsageError("give mask or mask_box, not both")
+    if box is not None:
+        mask = _box_mask(image, box)
+    elif mask is not None:
+        mask = _hole_mask(image, mask)
+    needing = next((i for i, s in enumerate(pipeline.stages, 1) if s.operation.capabilities.needs_mask), None)
+    if mask is None and needing is not None:
+        name = pipeline.stages[needing - 1].operation.name
+        raise UsageError(f"stage {needing} ({name}) needs a mask: pass mask= (a (B, 1, H, W) tensor, 1 = hole) "
+                         "or mask_box=(x, y, w, h)")
+    return mask
+
+
+def _box_mask(image: Any, box: Any) -> Any:
+    """``mask_box`` as a mask, clipped to the image; a box outside it is
+    refused, as the CLI's ``--mask-box`` is."""
+    import torch
+
+    x, y, w, h = parse_box(",".join(map(str, _sequence(box, "mask_box"))))
+    height, width = image.shape[-2:]
+    x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + w, width), min(y + h, height)
+    if x0 >= x1 or y0 >= y1:
+        raise MaskError(f"mask_box {x},{y},{w},{h} lies outside the {width}x{height} image")
+    mask = torch.zeros(image.shape[0], 1, height, width)
+    mask[..., y0:y1, x0:x1] = 1
+    return mask
+
+
+def _hole_mask(image: Any, mask: Any) -> Any:
+    """The caller's mask as the guide promises plugins: float, 1 = hole,
+    0 = kept, read as the CLI reads a mask file (white = hole): bool as
+    it is, uint8 above 127 (0-255, as an 8-bit file), other integers
+    nonzero (0/1 labels), floats from 0.5. A fresh tensor, never the
+    caller's: an applier may edit its mask in place.
+
+    Raises:
+        ShapeError: not a tensor of shape (B, 1, H, W) or (1, 1, H, W).
+        UsageError: a float mask with NaN or infinity.
+        MaskError: a mask with nonzero values but no hole (0/1 in a uint8 mask).
+    """
+    import torch
+
+    b, _, h, w = image.shape
+    expected = f"a (B, 1, H, W) = {(b, 1, h, w)} tensor, or (1, 1, H, W) for every image"
+    if not isinstance(mask, torch.Tensor):
+        raise ShapeError("mask", expected, type(mask).__name__)
+    if mask.ndim != 4 or mask.shape[1] != 1 or tuple(mask.shape[-2:]) != (h, w) or mask.shape[0] not in (1, b):
+        raise ShapeError("mask", expected, tuple(mask.shape))
+    mask = mask.detach().cpu()
+    if mask.is_floating_point() and not bool(torch.isfinite(mask).all()):
+        raise UsageError("mask values must be finite, got NaN or infinity")
+    hole = _hole(mask)
+    if not bool(hole.any()) and bool(mask.any()):  # values given, none a hole: read on another scale than meant
+        if mask.dtype == torch.uint8:
+            raise MaskError("mask: no pixel is a hole: a uint8 mask is read as an 8-bit mask file, a hole above 127; "
+                            "for 0/1 values pass mask.bool()")
+        raise MaskError("mask: no pixel is a hole: a float mask is a hole from 0.5")
+    return hole.expand(b, 1, h, w).to(torch.float32, memory_format=torch.contiguous_format)
+
+
+def _hole(mask: Any) -> Any:
+    """``mask`` as a bool tensor, True = hole (see :func:`_hole_mask`)."""
+    import torch
+
+    if mask.dtype == torch.bool:
+        return mask
+    if mask.dtype == torch.uint8:
+        return mask > 127  # what load_mask_file takes from an 8-bit file
+    if not mask.is_floating_point():
+        return mask != 0
+    return mask >= 0.5

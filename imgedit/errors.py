@@ -54,8 +54,14 @@ class ShapeError(ImgeditError, ValueError):
 
 
 class OutputContractError(ShapeError):
-    """An operation's applier returned something other than a finite float
-    image of the expected shape: the plugin's fault, not the input's."""
+    """An operation's ``create`` or applier broke the plugin contract (no
+    applier, or output that is not a finite float image of the expected
+    shape with values in about [0, 1]): the plugin's fault, not the input's.
+    The pipeline leads its message with the stage and plugin."""
+
+    def __init__(self, message: str):
+        ImgeditError.__init__(self, message)
+        self.expected = self.got = None
 
 
 class OutputExistsError(ImgeditError):

@@ -204,14 +204,18 @@ class BuiltPipeline:
             device = torch.device("cpu")
         precision = resolve_precision(self.precision_spec, device, caps, stage.operation.key)
         context = RunContext(device, compute_scope(device, precision)[0])
-        return _BuiltStage(stage, context, stage.operation.create(context, **stage.params), precision)
+        applier = stage.operation.create(context, **stage.params)
+        _check_applier(applier, stage.operation)
+        return _BuiltStage(stage, context, applier, precision)
 
     def _cpu_fallback(self, built: _BuiltStage):
         import torch
 
         def rebuild() -> Applier:
             context = RunContext(torch.device("cpu"), torch.float32)
-            return built.stage.operation.create(context, **built.stage.params)
+            applier = built.stage.operation.create(context, **built.stage.params)
+            _check_applier(applier, built.stage.operation)
+            return applier
 
         return rebuild
 
@@ -219,7 +223,13 @@ class BuiltPipeline:
         self, image: "torch.Tensor", mask: "Optional[torch.Tensor]" = None, tile: Union[int, str, None] = "auto"
     ) -> "torch.Tensor":
         """Run every stage on ``image`` ``(B, 3, H, W)`` (float32) and return
-        the result on the CPU; between stages the image stays on the device. ``mask`` is ``(B, 1, H, W)``, 1 = hole."""
+        the result on the CPU; between stages the image stays on the device. ``mask`` is ``(B, 1, H, W)``, 1 = hole.
+
+        Appliers may edit what they are given in place, and the first stage
+        is given ``image`` and the last stage that needs it ``mask``
+        themselves, without a copy (a batch reads each image once and
+        needs it no more): pass copies to keep them, as :func:`imgedit.run`
+        does with a caller's tensor."""
         from imgedit.devices import compute_scope
         from imgedit.tensor import check_image
         from imgedit.tiling import run_tiled
@@ -230,16 +240,17 @@ class BuiltPipeline:
             # intermediate images stay on the device for the next stage
             following = self.built[index + 1].context.device if index + 1 < len(self.built) else "cpu"
             applier = built.applier
+            stage_mask = self._mask_for(index, mask)
             # An applier that must see the whole image first (a noise level
             # estimated once, not per tile) offers prepare(image, mask) -> applier.
             with _naming(index + 1, built.stage, "failed"), compute_scope(built.context.device, built.precision)[1]:
                 prepare = getattr(applier, "prepare", None)
                 if prepare is not None:
-                    applier = prepare(image, mask if caps.needs_mask else None)
+                    applier = prepare(image, stage_mask)
                 image = run_tiled(
                     applier,
                     image,
-                    mask if caps.needs_mask else None,
+                    stage_mask,
                     capabilities=caps,
                     device=built.context.device,
                     dtype=built.context.dtype,
@@ -247,7 +258,56 @@ class BuiltPipeline:
                     fallback=self._cpu_fallback(built),
                     out_device=following,
                 )
+                _check_range(image)
         return image
+
+    def _mask_for(self, index: int, mask: "Optional[torch.Tensor]") -> "Optional[torch.Tensor]":
+        """The mask for stage ``index``: None if it needs none, a copy if a
+        later stage needs it too (an applier may edit its mask in place)."""
+        if mask is None or not self.built[index].stage.operation.capabilities.needs_mask:
+            return None
+        later = any(b.stage.operation.capabilities.needs_mask for b in self.built[index + 1:])
+        return mask.clone() if later else mask
+
+
+def _check_applier(applier: object, op: Operation) -> None:
+    """What ``create`` returned can be run: found when the pipeline is
+    built, not as a TypeError on every image.
+
+    Raises:
+        OutputContractError: not callable, or a tileable operation whose
+            applier changes the image's size (tiles could not be put back).
+    """
+    if not callable(applier):
+        got = "None" if applier is None else f"a {type(applier).__name__}"
+        raise OutputContractError(f"create returned {got}, not an applier (a callable applier(image, mask) -> image)"
+                                  + (": a missing 'return'?" if applier is None else ""))
+    if hasattr(applier, "output_shape") and op.capabilities.tileable:
+        raise OutputContractError("the applier has output_shape (its output is not the input's size), but the "
+                                  "operation is tileable: the guide forbids both; set tileable=False")
+
+
+OUTPUT_RANGE = (-0.5, 1.5)
+"""A stage's output values outside this are refused, not clamped:
+sharpening or resampling overshoots [0, 1] a little (the writer clamps
+that), but values this far out are a wrong scale (0-255, or an offset)
+that would be written all white or all black."""
+
+
+def _check_range(image: "torch.Tensor") -> None:
+    """Refuse a stage's output far outside [0, 1], with a hint when it
+    looks like a 0-255 scale (checked on the whole result, once a tiled
+    stage's tiles are put together)."""
+    import torch
+
+    if not image.numel():
+        return
+    low, high = torch.stack(torch.aminmax(image)).tolist()  # one pass, one device sync
+    if OUTPUT_RANGE[0] <= low and high <= OUTPUT_RANGE[1]:
+        return
+    hint = "; it looks like a 0-255 scale: divide by 255" if 1.5 < high <= 300 and low > -50 else ""
+    raise OutputContractError(f"applier output: expected values in [0, 1] (a little overshoot, within "
+                              f"[{OUTPUT_RANGE[0]}, {OUTPUT_RANGE[1]}], is fine), got {low:.4g} to {high:.4g}{hint}")
 
 
 @contextmanager

@@ -110,7 +110,16 @@ def _operation_problem(op: object) -> str:
             return f"operation {field_name} {value!r} is not a name (letters, digits, '_' and '-')"
     if not callable(op.create):
         return f"operation '{op.key}' has no create function (got {_shown(op.create)})"
-    return _params_problem(op)
+    return _resize_problem(op) or _params_problem(op)
+
+
+def _resize_problem(op: Operation) -> str:
+    """A tileable operation must give each tile back at its size: one that
+    declares ``resizes`` could only fail once an image is tiled."""
+    if op.resizes is not None and op.capabilities.tileable:
+        return (f"operation '{op.key}' is tileable but declares resizes (its output may not be the input's size): "
+                "tiles could not be put back; set tileable=False")
+    return ""
 
 
 def _params_problem(op: Operation) -> str:

@@ -23,6 +23,16 @@ def check_image(image: torch.Tensor, what: str = "image") -> None:
         raise ShapeError(what, "a floating-point tensor", image.dtype)
 
 
+def copy_if_shared(x: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
+    """``x``, or a copy of it where it shares memory with ``source``: an
+    applier may edit its input in place, so the host gives it a copy
+    where ``source`` is still read (an overlapping tile, a caller's
+    tensor), and no copy where a conversion or a pad made one already."""
+    if x.untyped_storage().data_ptr() != source.untyped_storage().data_ptr():
+        return x
+    return x.clone(memory_format=torch.contiguous_format)  # contiguous: an expanded view has one pixel for many
+
+
 def to_tensor(rgb: np.ndarray) -> torch.Tensor:
     """(H, W, C) float array -> (1, C, H, W) float32 tensor.
 

@@ -42,6 +42,7 @@ import torch.nn.functional as F
 
 from imgedit.errors import DeviceError, OutputContractError, ShapeError, UsageError
 from imgedit.operations import Applier, Capabilities
+from imgedit.tensor import copy_if_shared
 
 __all__ = ["MIN_TILE", "Box", "Tile", "choose_tile", "plan_tiles", "run_tiled"]
 
@@ -186,16 +187,24 @@ def _output_shape(applier: Applier, shape: torch.Size) -> torch.Size:
     return shape if output_shape is None else torch.Size(output_shape(tuple(shape)))
 
 
-def _check_output(out: object, expected: torch.Size) -> None:
+def _check_output(out: object, expected: torch.Size, what: str = "") -> None:
     """An applier returns a float image of the expected shape with finite
-    values: a NaN would be written as black, 0-255 integers as white."""
-    if not isinstance(out, torch.Tensor) or out.shape != expected:
-        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        raise OutputContractError("applier output", f"the input's shape {tuple(expected)}", got)
+    values: a NaN would be written as black, 0-255 integers as white.
+    ``what`` says what ``expected`` is when it is not the image's own
+    shape (a tile, or the image padded by the host), so the author is not
+    shown a shape their image never had. (Values far outside [0, 1] are
+    the pipeline's check: this engine runs any function.)"""
+    if out is None or not isinstance(out, torch.Tensor):
+        got = "None" if out is None else f"a {type(out).__name__}"
+        raise OutputContractError(f"applier output: the applier returned {got}, not an image tensor"
+                                  + (" (a missing 'return'?)" if out is None else ""))
+    if out.shape != expected:
+        shape = f"{tuple(expected)}, {what}" if what else f"{tuple(expected)}"
+        raise OutputContractError(f"applier output: expected the input's shape {shape}, got {tuple(out.shape)}")
     if not out.is_floating_point():
-        raise OutputContractError("applier output", "a float tensor in [0, 1]", out.dtype)
+        raise OutputContractError(f"applier output: expected a float tensor in [0, 1], got {out.dtype}")
     if not bool(torch.isfinite(out).all()):
-        raise OutputContractError("applier output", "finite values", "NaN or infinity")
+        raise OutputContractError("applier output: expected finite values, got NaN or infinity")
 
 
 # ----------------------------------------------------------------------------
@@ -402,10 +411,13 @@ def _run_plan(
     reflect = (h > setup.border, w > setup.border)
     for done, t in enumerate(plan, start=1):
         pads = _border_pads(t, setup.border, margin, h, w)
-        x = _cut(image, t, pads, reflect, setup.multiple)  # (B, C, h', w')
+        # Tiles overlap: an applier that edits its input in place must get
+        # a tile of its own, or it would change its neighbours' context.
+        x = _own(_to_device(_cut(image, t, pads, reflect, setup.multiple), device, dtype), image)  # (B, C, h', w')
         m = None if mask is None else _cut(mask, t, pads, reflect, setup.multiple)  # (B, 1, h', w')
-        y = applier(_to_device(x, device, dtype), _to_device(m, device, dtype))
-        _check_output(y, x.shape)
+        m = _own(_to_device(m, device, dtype), mask)
+        y = applier(x, m)
+        _check_output(y, x.shape, f"a tile of the {tuple(image.shape)} image")
         region = t.core.grow(setup.blend, h, w)  # the pixels this tile contributes
         top, left = pads[2] + region.top - t.context.top, pads[0] + region.left - t.context.left
         y = y[..., top : top + region.height, left : left + region.width].to("cpu", torch.float32)
@@ -434,15 +446,21 @@ def _run_whole(
     if not any(pads) and h % setup.multiple == 0 and w % setup.multiple == 0:
         return _run_as_is(applier, image, mask, device, dtype, out_device)
     reflect = (h > setup.border, w > setup.border)
-    x = _cut(image, t, pads, reflect, setup.multiple)  # (B, C, h', w') wherever image is
+    x = _cut(image, t, pads, reflect, setup.multiple)  # (B, C, h', w') wherever image is: padded, so a copy
     m = None if mask is None else _cut(mask, t, pads, reflect, setup.multiple)
     y = applier(_to_device(x, device, dtype), _to_device(m, device, dtype))
+    padded = f"the {tuple(image.shape)} image padded by the host"
     if hasattr(applier, "output_shape") and not any(pads):
-        _check_output(y, _output_shape(applier, x.shape))
+        _check_output(y, _output_shape(applier, x.shape), padded)
         return y.to(out_device, torch.float32)
-    _check_output(y, x.shape)
+    _check_output(y, x.shape, padded)
     y = y[..., pads[2] : pads[2] + h, pads[0] : pads[0] + w]
     return y.to(out_device, torch.float32)
+
+
+def _own(x: Optional[torch.Tensor], source: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+    """A tile cut from ``source`` that the applier may edit in place."""
+    return None if x is None else copy_if_shared(x, source)
 
 
 def _moved(x: Optional[torch.Tensor], device: torch.device, dtype: torch.dtype) -> Optional[torch.Tensor]:

@@ -177,6 +177,9 @@ def test_an_operations_check_sees_the_parsed_params_and_its_error_names_the_stag
     (lambda image: image[:, :1], "expected the input's shape"),
     (lambda image: (image * 255).to(torch.uint8), "expected a float tensor in [0, 1]"),  # would be written white
     (lambda image: image * float("nan"), "expected finite values, got NaN or infinity"),  # would be written black
+    (lambda image: image * 255, "it looks like a 0-255 scale: divide by 255"),  # would be written white
+    (lambda image: image - 2.0, "expected values in [0, 1]"),  # would be written black
+    (lambda image: None, "the applier returned None"),
 ])
 def test_an_applier_that_breaks_the_output_contract_is_named_with_its_stage(test_plugin, bad_output, what):
     from imgedit.errors import PluginError
@@ -189,3 +192,128 @@ def test_an_applier_that_breaks_the_output_contract_is_named_with_its_stage(test
         built.apply(torch.rand(1, 3, 16, 16))
     assert str(error.value).startswith("stage 2 (broken.net, plugin broken_plugin) failed: applier output: ")
     assert what in str(error.value)
+
+
+def _one_stage(create, **capabilities):
+    from imgedit.operations import Capabilities, Operation
+    from imgedit.pipeline import Stage
+
+    op = Operation("edit", "test", create, capabilities=Capabilities(**capabilities))
+    return Pipeline((Stage(op, {}),))
+
+
+@pytest.mark.parametrize("in_place, pure", [
+    (lambda image: image.mul_(0.5), lambda image: image * 0.5),
+    (lambda image: image.sub_(0.25).clamp_(min=0), lambda image: (image - 0.25).clamp(min=0)),
+    (lambda image: torch.relu_(image.sub_(0.3)), lambda image: torch.relu(image - 0.3)),
+])
+def test_an_applier_editing_its_input_in_place_gives_the_tiled_output_of_one_that_does_not(in_place, pure):
+    image = torch.rand(1, 3, 56, 72)
+    caps = dict(tileable=True, tile_overlap=4)
+    edited = _one_stage(lambda ctx: (lambda x, mask=None: in_place(x)), **caps).build("cpu")
+    copied = _one_stage(lambda ctx: (lambda x, mask=None: pure(x)), **caps).build("cpu")
+    tiled = edited.apply(image.clone(), tile=16)  # overlapping tiles: each must be a copy of its own
+    assert torch.equal(tiled, copied.apply(image.clone(), tile=16))
+    assert torch.allclose(tiled, edited.apply(image.clone(), tile=0), atol=1e-6)
+
+
+def test_a_mask_edited_in_place_is_still_whole_for_the_next_stage_and_the_next_tile():
+    from imgedit.operations import Capabilities, Operation
+    from imgedit.pipeline import Stage
+
+    def stages(count, erase, **capabilities):
+        seen = []
+
+        def create(ctx):
+            def apply(image, mask):
+                seen.append(float(mask.sum()))
+                if erase:
+                    mask.zero_()
+                return image
+            return apply
+
+        op = Operation("erase", "mask", create, capabilities=Capabilities(needs_mask=True, **capabilities))
+        return Pipeline((Stage(op, {}),) * count).build("cpu"), seen
+
+    mask = torch.zeros(1, 1, 48, 48)
+    mask[..., 8:40, 8:40] = 1
+    # two stages on the whole image; one stage on nine tiles, the middle one cut without padding
+    for count, tile, caps, calls in ((2, 0, {}, 2), (1, 16, dict(tileable=True, tile_overlap=2), 9)):
+        erasing, seen = stages(count, True, **caps)
+        reading, expected = stages(count, False, **caps)
+        erasing.apply(torch.rand(1, 3, 48, 48), mask.clone(), tile=tile)
+        reading.apply(torch.rand(1, 3, 48, 48), mask.clone(), tile=tile)
+        assert seen == expected and len(seen) == calls
+
+
+def test_a_whole_untiled_image_is_not_copied_for_its_only_reader():
+    given = []
+    built = _one_stage(lambda ctx: (lambda x, mask=None: given.append(x) or x)).build("cpu")
+    image = torch.rand(1, 3, 16, 16)
+    built.apply(image)
+    assert given[0] is image  # a batch's decoded image is read by nobody else: a copy would be waste
+
+
+def test_out_of_range_output_is_refused_on_the_whole_tiled_result_but_a_little_overshoot_is_fine():
+    from imgedit.errors import PluginError
+
+    overshoot = _one_stage(lambda ctx: (lambda x, mask=None: x * 1.4 - 0.2), tileable=True, tile_overlap=2)
+    out = overshoot.build("cpu").apply(torch.rand(1, 3, 40, 40), tile=16)
+    assert out.min() < 0 and out.max() > 1  # sharpening-like overshoot: clamped when written, not refused
+    scaled = _one_stage(lambda ctx: (lambda x, mask=None: x * 255), tileable=True, tile_overlap=2)
+    with pytest.raises(PluginError, match=r"failed: applier output: expected values in \[0, 1\].*got 0(\.\d+)? to 2\d\d"):
+        scaled.build("cpu").apply(torch.rand(1, 3, 40, 40), tile=16)
+
+
+def test_an_out_of_range_result_writes_no_file(test_plugin, invoke, photo, tmp_path):
+    from imgedit.operations import Operation
+
+    op = Operation("brighten", "bad", lambda ctx: (lambda image, mask: image * 255))
+    test_plugin("scale_plugin", register_operations=lambda register: register(op))
+    result = invoke("run", "-p", "brighten", photo, "-o", tmp_path / "out.png")
+    assert result.exit_code == 1 and "stage 1 (brighten.bad, plugin scale_plugin)" in result.output
+    assert "0-255 scale" in result.output and not (tmp_path / "out.png").exists()
+
+
+def test_create_returning_none_is_refused_when_the_pipeline_is_built(test_plugin):
+    from imgedit.errors import PluginError
+    from imgedit.operations import Operation
+
+    op = Operation("forgetful", "net", lambda ctx: None)
+    test_plugin("forgetful_plugin", register_operations=lambda register: register(op))
+    with pytest.raises(PluginError) as error:
+        Pipeline.parse("forgetful").build("cpu")
+    assert str(error.value).startswith("stage 1 (forgetful.net, plugin forgetful_plugin) could not start: "
+                                       "create returned None, not an applier")
+
+
+@pytest.mark.parametrize("tile, shown", [
+    (16, "a tile of the (1, 3, 50, 70) image"),
+    (0, "the (1, 3, 50, 70) image padded by the host"),
+])
+def test_a_wrong_output_shape_says_what_the_host_gave_the_applier(tile, shown):
+    from imgedit.errors import PluginError
+
+    caps = dict(tileable=True, tile_overlap=4, pad_multiple=8)
+    built = _one_stage(lambda ctx: (lambda x, mask=None: x[..., :-1]), **caps).build("cpu")
+    with pytest.raises(PluginError, match="expected the input's shape") as error:
+        built.apply(torch.rand(1, 3, 50, 70), tile=tile)
+    assert shown in str(error.value)
+    returns_none = _one_stage(lambda ctx: (lambda x, mask=None: None), **caps).build("cpu")
+    with pytest.raises(PluginError, match="the applier returned None, not an image tensor") as error:
+        returns_none.apply(torch.rand(1, 3, 50, 70), tile=tile)
+    assert "expected" not in str(error.value)  # no padded or tile shape the author never made
+
+
+def test_a_tileable_applier_with_output_shape_cannot_start():
+    from imgedit.errors import PluginError
+
+    class SideBySide:
+        def __call__(self, image, mask=None):
+            return torch.cat([image, image], dim=-1)
+
+        def output_shape(self, shape):
+            return (*shape[:-1], 2 * shape[-1])
+
+    with pytest.raises(PluginError, match=r"stage 1 \(edit.test, plugin \?\) could not start: the applier has output_shape"):
+        _one_stage(lambda ctx: SideBySide(), tileable=True, tile_overlap=4).build("cpu")

@@ -101,6 +101,20 @@ def test_impossible_param_declaration_leaves_the_operation_out(test_plugin, para
     assert "blur" not in reg.operation_names()
 
 
+def test_a_tileable_operation_that_resizes_is_left_out_when_it_registers(test_plugin, invoke):
+    from imgedit.operations import Capabilities
+
+    sheet = _identity_op(capabilities=Capabilities(tileable=True, tile_overlap=4), resizes=lambda params: True)
+    test_plugin("tiles_and_resizes", register_operations=lambda register: register(sheet))
+    reg = registry.get_registry()
+    assert reg.problems["tiles_and_resizes"] == [
+        "operation 'blur.box' is tileable but declares resizes (its output may not be the input's size): "
+        "tiles could not be put back; set tileable=False"]
+    assert "blur" not in reg.operation_names()
+    rows = _rows(invoke("plugins", "--json").stdout)
+    assert rows["tiles_and_resizes"]["status"] == "error" and "is tileable but declares resizes" in rows["tiles_and_resizes"]["errors"][0]
+
+
 def test_defaults_meaning_not_given_are_accepted(test_plugin):
     params = (
         Param("sigma", float, "auto", allow_auto=True, minimum=0, maximum=255),

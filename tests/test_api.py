@@ -1,0 +1,141 @@
+"""The Python API holds tensors and options to the contract the CLI and the
+plugin guide promise: the caller's tensor is never changed, masks reach
+plugins as float holes, and bad values are refused before any stage runs."""
+
+import pytest
+import torch
+
+import imgedit
+from imgedit.errors import MaskError, ShapeError, UsageError
+from imgedit.operations import Capabilities, Operation
+
+
+@pytest.fixture
+def recorder(test_plugin):
+    """Register ``probe.seen``, which records the image and mask it is given."""
+    calls = []
+
+    def create(ctx):
+        def apply(image, mask):
+            calls.append((image.clone(), None if mask is None else mask.clone()))
+            return image
+        return apply
+
+    op = Operation("probe", "seen", create, capabilities=Capabilities(needs_mask=True))
+    test_plugin("probe_plugin", register_operations=lambda register: register(op))
+    return calls
+
+
+# --- the caller's tensor -----------------------------------------------------------------
+
+@pytest.mark.parametrize("channels", [3, 1])
+def test_an_applier_editing_in_place_never_changes_the_callers_tensor(test_plugin, channels):
+    op = Operation("halve", "inplace", lambda ctx: (lambda image, mask: image.mul_(0.5)))
+    test_plugin("in_place_plugin", register_operations=lambda register: register(op))
+    given = torch.rand(1, channels, 8, 8)
+    before = given.clone()
+    out = imgedit.run("halve", given)
+    assert torch.equal(given, before)
+    assert torch.equal(out, before.expand(-1, 3, -1, -1) * 0.5)
+
+
+# --- masks ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype, values, hole", [
+    (torch.uint8, (0, 76, 255), (0, 0, 1)),  # as an 8-bit mask file: above 127 is the hole
+    (torch.bool, (False, True, True), (0, 1, 1)),
+    (torch.int64, (0, 1, 7), (0, 1, 1)),  # 0/1 labels: nonzero is the hole
+    (torch.float32, (0.1, 0.5, 0.9), (0, 1, 1)),  # fractional: from 0.5
+])
+def test_a_mask_reaches_the_plugin_as_float_holes(recorder, dtype, values, hole):
+    mask = torch.zeros(1, 1, 6, 6, dtype=dtype)
+    for column, value in enumerate(values):
+        mask[..., column] = value
+    imgedit.run("probe", torch.rand(1, 3, 6, 6), mask=mask)
+    got = recorder[0][1]
+    assert got.dtype == torch.float32 and set(got.unique().tolist()) <= {0.0, 1.0}
+    assert got[0, 0, 0, :3].tolist() == [float(h) for h in hole]
+
+
+def test_one_mask_serves_every_image_of_a_batch(recorder):
+    mask = torch.zeros(1, 1, 6, 6, dtype=torch.bool)
+    mask[..., 2:4, 2:4] = True
+    imgedit.run("probe", torch.rand(3, 3, 6, 6), mask=mask)
+    assert recorder[0][1].shape == (3, 1, 6, 6) and recorder[0][1].sum() == 12
+
+
+@pytest.mark.parametrize("mask, error, message", [
+    (torch.ones(1, 1, 4, 4), ShapeError, "mask: expected a (B, 1, H, W) = (2, 1, 6, 6) tensor"),
+    (torch.ones(2, 3, 6, 6), ShapeError, "got (2, 3, 6, 6)"),
+    (torch.ones(6, 6), ShapeError, "got (6, 6)"),
+    ([[1, 0]], ShapeError, "got list"),
+    (torch.full((2, 1, 6, 6), float("nan")), UsageError, "mask values must be finite"),
+    (torch.ones(2, 1, 6, 6, dtype=torch.uint8), MaskError, "for 0/1 values pass mask.bool()"),
+])
+def test_a_bad_mask_is_refused_before_any_stage(recorder, mask, error, message):
+    with pytest.raises(error) as info:
+        imgedit.run("probe", torch.rand(2, 3, 6, 6), mask=mask)
+    assert message in str(info.value) and recorder == []
+
+
+def test_a_mask_box_outside_the_image_is_refused_as_the_cli_refuses_it(invoke, photo, tmp_path):
+    with pytest.raises(MaskError, match="mask_box 100,100,6,6 lies outside the 64x48 image") as info:
+        imgedit.run("inpaint method=telea", torch.rand(1, 3, 48, 64), mask_box=(100, 100, 6, 6))
+    cli = invoke("inpaint", photo, "--method", "telea", "--mask-box", "100,100,6,6", "-o", tmp_path / "o.png")
+    assert cli.exit_code == info.value.exit_code == 2 and "lies outside the 64x48 image" in cli.output
+
+
+def test_a_stage_that_needs_a_mask_without_one_is_refused_before_any_stage_runs(test_plugin):
+    ran = []
+    first = Operation("count", "calls", lambda ctx: (lambda image, mask: ran.append(1) or image))
+    test_plugin("counting_plugin", register_operations=lambda register: register(first))
+    with pytest.raises(UsageError, match=r"stage 2 \(inpaint\) needs a mask: pass mask=.* or mask_box="):
+        imgedit.run("count | inpaint method=telea", torch.rand(1, 3, 16, 16))
+    assert ran == []
+
+
+# --- the input's values --------------------------------------------------------------------
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_a_non_finite_input_is_a_usage_error_about_the_input(recorder, value):
+    image = torch.rand(1, 3, 8, 8)
+    image[0, 1, 2, 3] = value
+    with pytest.raises(UsageError, match="image values must be finite"):
+        imgedit.run("denoise method=nlm", image)
+    with pytest.raises(UsageError, match="image values must be finite"):
+        imgedit.run("probe", image, mask_box=(1, 1, 2, 2))
+    assert recorder == []
+
+
+# --- options for paths: checked as the CLI checks them -------------------------------------
+
+@pytest.mark.parametrize("option, message", [
+    ({"format": "gif"}, "format must be one of jpeg, png, tiff, webp, bmp, got 'gif'"),  # --format refuses gif
+    ({"dilate": -1}, "dilate must be an integer in [0, any], got -1"),
+    ({"color_tolerance": 999}, "color_tolerance must be an integer in [0, 255], got 999"),
+    ({"quality": True}, "quality must be an integer in [1, 100], got True"),
+    ({"overwrite": "no"}, "overwrite must be True or False, got 'no'"),
+    ({"recursive": 1}, "recursive must be True or False, got 1"),
+    ({"depth": 0}, "depth must be an integer in [1, any], got 0"),
+    ({"masks": None}, "unknown option(s): masks"),
+])
+def test_options_the_cli_would_refuse_are_refused_before_any_image(photo, tmp_path, option, message):
+    out = tmp_path / "out"
+    with pytest.raises(UsageError) as info:
+        imgedit.run("inpaint method=telea", photo, out, mask_box=(4, 4, 8, 8), **option)
+    assert str(info.value) == message
+    assert not out.exists()  # no image, no journal
+
+
+def test_overwrite_no_does_not_overwrite(photo, tmp_path):
+    existing = tmp_path / "out.png"
+    existing.write_bytes(b"keep me")
+    with pytest.raises(UsageError):
+        imgedit.run("inpaint method=telea", photo, existing, mask_box=(4, 4, 8, 8), overwrite="no")
+    assert existing.read_bytes() == b"keep me"
+
+
+def test_options_the_cli_takes_are_taken(photo, tmp_path):
+    summary = imgedit.run("inpaint method=telea", photo, tmp_path / "out.jpg", mask_box=(4, 4, 8, 8),
+                          format="JPEG", quality=80, dilate=2, overwrite=True, depth=2, workers=None)
+    assert len(summary.done) == 1 and (tmp_path / "out.jpg").read_bytes()[:2] == b"\xff\xd8"
