@@ -13,7 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from PIL import Image, ImageCms, ImageOps
+from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
 from imgedit import imageio
 from imgedit.errors import ImageReadError, ImageWriteError, ShapeError, UsageError
@@ -172,12 +172,51 @@ def test_grayscale_jpeg_stays_grayscale(tmp_path):
     assert Image.open(write_image(pic, tmp_path / "out.jpg")).mode == "L"
 
 
-def test_grayscale_from_unequal_channels_uses_luma(tmp_path):
-    pic = _picture(_rgb8(), grayscale=True)
+def test_grayscale_with_channels_a_rounding_apart_uses_luma(tmp_path):
+    gray = RNG.integers(1, 255, size=(6, 10), dtype=np.uint8)
+    rgb = np.stack([gray, gray + RNG.integers(0, 2, gray.shape, dtype=np.uint8), gray - 1], axis=2)  # 8-bit rounding
+    pic = _picture(rgb, grayscale=True)
     out = write_image(pic, tmp_path / "out.png")
     expected = np.round(np.clip(pic.rgb @ np.array([0.299, 0.587, 0.114], np.float32), 0, 1) * 255)
     back = Image.open(out)
     assert back.mode == "L" and np.array_equal(np.asarray(back), expected.astype(np.uint8))
+
+
+def _gray_source(path: Path, mode: str) -> Path:
+    """A small gray file: 8-bit gray, gray+alpha, 16-bit gray or bilevel."""
+    gray = RNG.integers(0, 256, size=(6, 10), dtype=np.uint8)
+    if mode == "I;16":
+        return _write_cv2(path, gray.astype(np.uint16) * 257 + 3)
+    image = Image.fromarray(gray).convert(mode) if mode != "LA" else Image.merge("LA", [Image.fromarray(gray)] * 2)
+    image.save(path)
+    return path
+
+
+@pytest.mark.parametrize("mode,colour_mode", [("L", "RGB"), ("LA", "RGBA"), ("I;16", "RGB"), ("1", "RGB")])
+@pytest.mark.parametrize("suffix", [".png", ".tif", ".jpg", ".webp"])
+def test_colour_edit_of_a_gray_source_is_written_in_colour_in_every_format(tmp_path, mode, colour_mode, suffix):
+    pic = read_image(_gray_source(tmp_path / "in.png", mode))
+    assert pic.grayscale
+    tinted = pic.with_rgb(pic.rgb * np.array([1.0, 0.6, 0.2], np.float32))  # what a style does to a gray photo
+    back = read_image(write_image(tinted, tmp_path / f"out{suffix}"))
+    assert not back.grayscale
+    if suffix in (".png", ".tif"):  # lossless: the colours themselves, at the source's depth
+        assert back.bit_depth == pic.bit_depth and (back.alpha is not None) == (colour_mode == "RGBA")
+        assert np.abs(back.rgb - tinted.rgb).max() <= 0.5 / (255 if pic.bit_depth == 8 else 65535) + 1e-6
+
+
+@pytest.mark.parametrize("suffix", [".png", ".jpg", ".tif"])
+def test_still_gray_edit_of_a_gray_source_stays_gray(tmp_path, suffix):
+    pic = read_image(_gray_source(tmp_path / "in.png", "L"))
+    denoised = pic.with_rgb(np.repeat(pic.rgb.mean(axis=2, keepdims=True) * 0.9, 3, axis=2))
+    assert Image.open(write_image(denoised, tmp_path / f"out{suffix}")).mode == "L"
+
+
+def test_gray_profile_is_not_put_on_colour_pixels(tmp_path):
+    lab_icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("LAB")).tobytes()
+    gray_icc = lab_icc[:16] + b"GRAY" + lab_icc[20:]  # a profile whose header says it describes gray
+    pic = _picture(_rgb8(), grayscale=True, icc_profile=gray_icc)
+    assert Image.open(write_image(pic, tmp_path / "out.png")).info.get("icc_profile") is None
 
 
 def test_16bit_to_jpeg_becomes_8bit(tmp_path):
@@ -372,6 +411,61 @@ def test_other_formats_read(tmp_path, suffix, fmt):
         assert np.array_equal(np.round(pic.rgb * 255).astype(np.uint8), src)
 
 
+def _unit_samples(shape: tuple[int, ...]) -> np.ndarray:
+    return RNG.integers(0, 65536, size=shape).astype(np.float64) / 65535
+
+
+@pytest.mark.parametrize("layout", ["float32 RGB", "float16 RGB", "uint16 gray+alpha", "float32 RGB planar"])
+def test_tiffs_pillow_cannot_open_are_read_with_tifffile(tmp_path, layout):
+    import tifffile
+
+    gray = "gray" in layout
+    unit = _unit_samples((6, 10, 2) if gray else (6, 10, 3))
+    samples = {"float32": unit.astype(np.float32), "float16": unit.astype(np.float16),
+               "uint16": np.round(unit * 65535).astype(np.uint16)}[layout.split()[0]]
+    options = {"extrasamples": ["unassalpha"]} if gray else {"photometric": "rgb"}
+    if "planar" in layout:
+        samples, options = np.moveaxis(samples, -1, 0), {**options, "planarconfig": "separate"}
+    tifffile.imwrite(tmp_path / "in.tif", samples, **options, resolution=(300, 300), resolutionunit=2)
+    with pytest.raises(UnidentifiedImageError):  # the premise: Pillow has no mode for these
+        Image.open(tmp_path / "in.tif")
+    pic = read_image(tmp_path / "in.tif")
+    expected = unit.astype(np.float16) if "float16" in layout else unit
+    assert (pic.format, pic.bit_depth, pic.grayscale, pic.dpi) == ("TIFF", 16, gray, (300.0, 300.0))
+    if gray:
+        assert np.abs(pic.rgb[:, :, 1] - expected[:, :, 0]).max() < 1e-6
+        assert np.abs(pic.alpha - expected[:, :, 1]).max() < 1e-6
+    else:
+        assert pic.alpha is None and np.abs(pic.rgb - expected).max() < 1e-6
+    info = describe_image(tmp_path / "in.tif")
+    assert (info["width"], info["height"], info["has_alpha"], info["grayscale"]) == (10, 6, gray, gray)
+
+
+def test_float_tiff_beyond_0_1_is_clipped_and_says_so(tmp_path, caplog):
+    import tifffile
+
+    tifffile.imwrite(tmp_path / "hdr.tif", np.array([[[0.5, 2.0, -0.25]] * 4] * 3, np.float32), photometric="rgb")
+    pic = read_image(tmp_path / "hdr.tif")
+    assert np.array_equal(pic.rgb[0, 0], np.array([0.5, 1.0, 0.0], np.float32))
+    assert "-0.25 to 2 are clipped to [0, 1]" in caplog.text
+
+
+@pytest.mark.parametrize("dtype", [np.uint32, np.int32])
+def test_32_bit_integer_tiff_is_scaled_by_its_type_or_refused_when_that_makes_it_black(tmp_path, dtype):
+    import tifffile
+
+    top = np.iinfo(dtype).max
+    unit = _unit_samples((6, 10))
+    tifffile.imwrite(tmp_path / "full.tif", np.round(unit * top).astype(dtype))
+    pic = read_image(tmp_path / "full.tif")
+    assert pic.grayscale and pic.bit_depth == 16 and np.abs(pic.rgb[:, :, 0] - unit).max() < 1e-6
+    small = np.round(unit * 255000).astype(dtype)
+    small[0, 0] = 255000
+    tifffile.imwrite(tmp_path / "small.tif", small)  # once clipped at 65535: mostly white
+    with pytest.raises(ImageReadError, match=f"reach only 255000 of {top}; scaled to that range the picture is black"):
+        read_image(tmp_path / "small.tif")
+
+
 def test_webp_lossless_at_quality_100_keeps_alpha(tmp_path):
     src = np.dstack([_rgb8(), RNG.integers(1, 256, size=(6, 10), dtype=np.uint8)])
     pic = _picture(src[:, :, :3], alpha=src[:, :, 3].astype(np.float32) / 255)
@@ -550,6 +644,56 @@ BAD_INPUTS = {
     "truncated_png16": (lambda p: _truncated_png16(p / "trunc16.png"), "truncated"),
     "absurd": (lambda p: _absurd_png(p / "huge.png"), "above the limit of 250 MP; raise it with IMGEDIT_MAX_PIXELS"),
 }
+
+
+_ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
+
+
+def _png_with_data(path: Path, rgb: np.ndarray, interlaced: bool = False, cut: int = 0) -> Path:
+    """An RGB PNG whose IDAT is one complete zlib stream, of the filtered rows less the last ``cut`` bytes
+    (interlaced: Adam7, the passes written by hand, as Pillow cannot)."""
+    passes = _ADAM7 if interlaced else ((0, 0, 1, 1),)
+    raw = b"".join(b"\0" + row.tobytes() for x0, y0, dx, dy in passes for row in rgb[y0::dy, x0::dx] if row.size)
+    ihdr = struct.pack(">IIBBBBB", rgb.shape[1], rgb.shape[0], 8, 2, 0, 0, int(interlaced))
+    path.write_bytes(pngchunks.PNG_SIGNATURE + pngchunks.make_chunk(b"IHDR", ihdr)
+                     + pngchunks.make_chunk(b"IDAT", zlib.compress(raw[: len(raw) - cut]))
+                     + pngchunks.make_chunk(b"IEND", b""))
+    return path
+
+
+@pytest.mark.parametrize("interlaced", [False, True])
+@pytest.mark.parametrize("height", [12, 13])  # interlaced: the last row is in the last pass, or the one above it
+def test_png_whose_complete_data_stream_holds_too_few_rows_is_refused(tmp_path, interlaced, height):
+    rgb = RNG.integers(1, 256, size=(height, 16, 3), dtype=np.uint8)
+    path = _png_with_data(tmp_path / "short.png", rgb, interlaced, cut=49 * (height // 2))  # whole rows of 49 bytes
+    assert Image.open(path).load() is not None  # Pillow itself takes it, leaving rows black
+    with pytest.raises(ImageReadError, match="corrupt or truncated image .not enough image data"):
+        read_image(path)
+    cut_in_last_pass = _png_with_data(tmp_path / "one_row_short.png", rgb, interlaced, cut=49)
+    with pytest.raises(ImageReadError, match="corrupt or truncated image"):
+        read_image(cut_in_last_pass)
+
+
+@pytest.mark.parametrize("interlaced", [False, True])
+def test_png_with_black_last_rows_is_read_whole(tmp_path, interlaced):
+    rgb = RNG.integers(1, 256, size=(13, 16, 3), dtype=np.uint8)
+    rgb[-2:] = 0  # the sign of missing rows, here genuine: the data stream is checked, and complete
+    pic = read_image(_png_with_data(tmp_path / "black.png", rgb, interlaced))
+    assert np.array_equal(np.round(pic.rgb * 255).astype(np.uint8), rgb)
+    palette = Image.fromarray(rgb).quantize(8)
+    palette.putpixel((0, 12), 0)
+    palette.save(tmp_path / "pal.png")
+    assert read_image(tmp_path / "pal.png").height == 13
+
+
+def test_huge_png_header_over_one_row_of_data_is_refused_at_once(tmp_path):
+    path = tmp_path / "big.png"  # 25 MP, under the limit; one whole row of data
+    ihdr = struct.pack(">IIBBBBB", 5000, 5000, 8, 2, 0, 0, 0)
+    path.write_bytes(pngchunks.PNG_SIGNATURE + pngchunks.make_chunk(b"IHDR", ihdr)
+                     + pngchunks.make_chunk(b"IDAT", zlib.compress(bytes(1 + 5000 * 3)))
+                     + pngchunks.make_chunk(b"IEND", b""))
+    with pytest.raises(ImageReadError, match="not enough image data"):
+        read_image(path)
 
 
 @pytest.mark.parametrize("case", sorted(BAD_INPUTS))

@@ -1,5 +1,6 @@
 """Tests for imgedit.imageio's faithfulness to the source beyond pixels: the EXIF thumbnail,
-lossless WebP, JPEG quality / subsampling / progressive, non-ASCII TIFF text."""
+lossless WebP, JPEG quality / subsampling / progressive, non-ASCII TIFF text, AVIF metadata,
+sRGB for formats without a profile, EXIF too large for JPEG, PNG gamma chunks, GIF/TGA alpha."""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import ExifTags, Image, JpegImagePlugin
+from PIL import ExifTags, Image, ImageCms, JpegImagePlugin, features
 
-from imgedit.imageio import Picture, read_image, write_image
+from imgedit.imageio import Picture, encode, pngchunks, read_image, write_image
 from imgedit.imageio.compression import estimate_jpeg_quality, is_lossless_webp
 from imgedit.imageio.exif import without_thumbnail
 
@@ -243,3 +244,123 @@ def test_non_ascii_text_round_trips_through_tiff(tmp_path, depth):
 def test_latin1_tiff_text_is_still_read(tmp_path):
     Image.fromarray(_rgb8()).save(tmp_path / "in.tif", description=b"caf\xe9")  # not valid UTF-8
     assert read_image(tmp_path / "in.tif").text["Description"] == "café"
+
+
+# ---------------------------------------------------------------- AVIF, and formats without a profile
+
+
+def _adobe_rgb_icc() -> bytes:
+    """A minimal ICC v2 matrix/TRC display profile: Adobe RGB (1998)'s D50-adapted primaries, gamma 2.2."""
+
+    def xyz(*values: float) -> bytes:
+        return b"XYZ \0\0\0\0" + struct.pack(">3i", *(round(v * 65536) for v in values))
+
+    gamma = b"curv\0\0\0\0" + struct.pack(">IH", 1, 563) + b"\0\0"  # 563/256 = 2.2 (u8Fixed8)
+    text = b"Adobe RGB (test)\0"
+    desc = b"desc\0\0\0\0" + struct.pack(">I", len(text)) + text + bytes(78)  # no Unicode or ScriptCode text
+    white = xyz(0.9642, 1.0, 0.8249)
+    tags = [(b"desc", desc), (b"wtpt", white), (b"rXYZ", xyz(0.6097, 0.3111, 0.0195)),
+            (b"gXYZ", xyz(0.2053, 0.6257, 0.0609)), (b"bXYZ", xyz(0.1492, 0.0632, 0.7446)),
+            (b"rTRC", gamma), (b"gTRC", gamma), (b"bTRC", gamma)]
+    table, body, start = b"", b"", 128 + 4 + 12 * len(tags)
+    for signature, data in tags:
+        data += bytes(-len(data) % 4)
+        table += signature + struct.pack(">II", start + len(body), len(data))
+        body += data
+    size = start + len(body)
+    header = struct.pack(">I4sI4s4s4s12s4s", size, bytes(4), 0x02100000, b"mntr", b"RGB ", b"XYZ ", bytes(12), b"acsp")
+    header += bytes(28) + white[8:] + bytes(48)  # platform..intent, the D50 illuminant, creator, id, reserved
+    return header + struct.pack(">I", len(tags)) + table + body
+
+
+@pytest.mark.skipif(not features.check("avif"), reason="Pillow without AVIF")
+def test_avif_round_trip_keeps_alpha_icc_exif_and_xmp(tmp_path):
+    rgba = np.dstack([_smooth8(), np.tile(np.linspace(0, 255, 24).astype(np.uint8), (16, 1))])
+    xmp = b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><dc>test</dc></x:xmpmeta>'
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    Image.fromarray(rgba).save(tmp_path / "in.avif", quality=90, icc_profile=icc,
+                               exif=_camera_exif(1, 24, 16).tobytes(), xmp=xmp)
+    out = write_image(read_image(tmp_path / "in.avif"), tmp_path / "out.avif")
+    back = read_image(out)
+    assert back.alpha is not None and np.abs(back.alpha * 255 - rgba[:, :, 3]).max() < 8
+    assert back.icc_profile == icc and "xmpmeta" in back.text["XML:com.adobe.xmp"]
+    assert Image.open(out).getexif()[0x010F] == "ACME"
+
+
+@pytest.mark.parametrize("suffix", [".bmp", ".gif", ".tga"])
+def test_a_format_without_profiles_gets_adobe_rgb_pixels_converted_to_srgb(tmp_path, suffix):
+    icc = _adobe_rgb_icc()
+    rgb = _smooth8()
+    out = write_image(Picture(rgb=rgb.astype(np.float32) / 255, icc_profile=icc), tmp_path / f"out{suffix}")
+    srgb = ImageCms.profileToProfile(Image.fromarray(rgb), ImageCms.ImageCmsProfile(io.BytesIO(icc)),
+                                     ImageCms.createProfile("sRGB"))
+    written = np.asarray(Image.open(out).convert("RGB"), np.int16)
+    error = np.abs(written - np.asarray(srgb, np.int16)).mean()
+    assert error < 3 if suffix == ".gif" else error == 0  # GIF: a palette of 256 colours
+    assert np.abs(written - rgb).mean() > 5  # the unconverted pixels: they would show dull
+
+
+def test_an_srgb_source_to_bmp_keeps_its_pixels_exactly(tmp_path):
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    rgb = _rgb8()
+    out = write_image(Picture(rgb=rgb.astype(np.float32) / 255, icc_profile=icc), tmp_path / "out.bmp")
+    assert np.array_equal(np.asarray(Image.open(out)), rgb)
+
+
+# ---------------------------------------------------------------- EXIF and XMP too large for JPEG
+
+
+def test_exif_too_large_for_a_jpeg_keeps_what_fits_and_warns_once(tmp_path, caplog, monkeypatch):
+    monkeypatch.setattr(encode, "_warned", set())
+    exif = _camera_exif(1, 16, 8)
+    exif[0x8298] = "(c) ACME"  # Copyright
+    exif.get_ifd(EXIF_IFD)[0x927C] = b"M" * 40_000  # a long MakerNote
+    exif[0x010E] = "d" * 30_000  # and a long ImageDescription: 70 KB in all
+    picture = Picture(rgb=_rgb8().astype(np.float32) / 255, exif=exif.tobytes(), path=tmp_path / "in.png")
+    for name in ("a.jpg", "b.jpg"):
+        written = Image.open(write_image(picture, tmp_path / name)).getexif()
+        assert (written[0x010F], written[0x8298], written[0x010E]) == ("ACME", "(c) ACME", "d" * 30_000)
+        assert written.get_ifd(EXIF_IFD)[0x9003] == "2024:01:02 03:04:05" and 0x927C not in written.get_ifd(EXIF_IFD)
+    assert caplog.text.count("left out: MakerNote") == 1
+
+
+def test_xmp_too_large_for_a_jpeg_is_left_out_with_a_warning(tmp_path, caplog, monkeypatch):
+    monkeypatch.setattr(encode, "_warned", set())
+    xmp = '<x:xmpmeta xmlns:x="adobe:ns:meta/">' + "Y" * 70_000 + "</x:xmpmeta>"
+    picture = Picture(rgb=_rgb8().astype(np.float32) / 255, text={"XML:com.adobe.xmp": xmp})
+    assert "xmp" not in Image.open(write_image(picture, tmp_path / "out.jpg")).info
+    assert "XMP of 68 KB is more than a JPEG segment holds" in caplog.text
+
+
+# ---------------------------------------------------------------- PNG colour chunks
+
+
+@pytest.mark.parametrize("depth", [8, 16])
+def test_png_gamma_chromaticity_and_srgb_chunks_reach_a_png_output(tmp_path, depth):
+    Image.fromarray(_rgb8()).save(tmp_path / "in.png")
+    chunks = [pngchunks.make_chunk(b"gAMA", struct.pack(">I", 100000)),  # gamma 1.0: linear samples
+              pngchunks.make_chunk(b"cHRM", struct.pack(">8I", 31270, 32900, 64000, 33000, 30000, 60000, 15000, 6000)),
+              pngchunks.make_chunk(b"sRGB", b"\x01")]
+    data = (tmp_path / "in.png").read_bytes()
+    (tmp_path / "in.png").write_bytes(data[:33] + b"".join(chunks) + data[33:])  # after IHDR
+    picture = read_image(tmp_path / "in.png")
+    picture.bit_depth = depth
+    written = dict(pngchunks.iter_chunks(write_image(picture, tmp_path / "out.png").read_bytes()))
+    assert {kind: written.get(kind) for kind in (b"gAMA", b"cHRM", b"sRGB")} == {c[4:8]: c[8:-4] for c in chunks}
+    order = list(dict(pngchunks.iter_chunks((tmp_path / "out.png").read_bytes())))
+    assert order.index(b"gAMA") < order.index(b"IDAT")
+
+
+# ---------------------------------------------------------------- alpha in GIF and TGA
+
+
+@pytest.mark.parametrize("suffix", [".gif", ".tga"])
+def test_gif_keeps_transparency_and_tga_keeps_alpha(tmp_path, suffix):
+    alpha = np.full((8, 16), 255, np.uint8)
+    alpha[2:5, 3:9] = 0
+    alpha[6, :] = 100  # half transparent: GIF has only clear or opaque, cut at half
+    picture = Picture(rgb=_rgb8().astype(np.float32) / 255, alpha=alpha.astype(np.float32) / 255)
+    back = read_image(write_image(picture, tmp_path / f"out{suffix}"))
+    assert back.alpha is not None
+    expected = (alpha >= 128) * 255 if suffix == ".gif" else alpha
+    assert np.array_equal(np.round(back.alpha * 255), expected)

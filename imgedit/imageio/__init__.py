@@ -8,32 +8,50 @@ can hold.
 
 Notes on what can be lost (by design):
 
-* JPEG, BMP and other formats without alpha drop the alpha plane; JPEG, WebP
-  and BMP are 8-bit only, so 16-bit pictures are quantised to 8 bits there.
+* JPEG, BMP and other formats without alpha drop the alpha plane; GIF keeps
+  it as transparent or opaque (cut at half). JPEG, WebP and BMP are 8-bit
+  only, so 16-bit pictures are quantised to 8 bits there.
+* A grayscale source is written back single-channel while its pixels are
+  still gray (channels at most one 8-bit level apart); an edit that coloured
+  it (a style) is written in RGB(A) at the same depth, in every format.
 * WebP has no grayscale mode: grayscale pictures are written as RGB.
 * A 16-bit grayscale picture with alpha written to TIFF is stored as RGBA.
 * CMYK (and LAB/HSV/YCbCr) sources are converted to RGB; CMYK uses the
   embedded ICC profile when there is one, else Pillow's naive formula. The
   source ICC profile describes the old colour space, so it is dropped.
-* 32-bit integer ("I") and float ("F") sources are clipped to [0, 65535] and
-  [0, 1] respectively and treated as 16-bit.
-* EXIF is carried whole into JPEG, PNG and WebP; TIFF output gets only its
-  Make, Model and DateTime (as plain TIFF tags). A TIFF source's own tags are
-  not turned into EXIF (its description, software, artist and copyright go
-  to ``text``).
+* TIFFs Pillow cannot open (float or half-float RGB, 16-bit gray+alpha) are
+  read with tifffile. A TIFF's integer samples are scaled by their type's
+  range; 32-bit ones that fill under 1/256 of it are refused (scaled, the
+  picture would be black). Float samples are taken with 0 black and 1 white
+  and clipped to [0, 1], with a warning when they reach beyond it. Wider
+  samples are kept at 16 bits. Other formats' 32-bit integer ("I") and
+  float ("F") sources are clipped to [0, 65535] and [0, 1].
+* EXIF is carried whole into JPEG, PNG, WebP and AVIF; TIFF output gets only
+  its Make, Model and DateTime (as plain TIFF tags). A TIFF source's own tags
+  are not turned into EXIF (its description, software, artist and copyright
+  go to ``text``). EXIF over a JPEG segment's 64 KB loses its MakerNote, then
+  its largest values, until it fits, with a warning; XMP that large is left
+  out of a JPEG, with a warning.
 * The EXIF thumbnail (IFD1) is never carried: it is a copy of the unedited
   source (showing what an edit removed, sideways once the orientation is
   applied). PixelXDimension/PixelYDimension are set to the written size.
+* The ICC profile goes into JPEG, PNG, WebP, TIFF and AVIF; other formats
+  (BMP, GIF, TGA...) get their pixels converted to sRGB instead, which is
+  what readers assume for an untagged image. A PNG source's gAMA, cHRM and
+  sRGB chunks are written back to PNG.
 * ``write_image(..., quality=None)`` (the default) writes a lossless WebP
   source back lossless, and a JPEG source at its own chroma subsampling and
   estimated quality (kept within 75-95); progressive JPEGs stay progressive.
-  Any other source is written at quality 95. An explicit quality always wins.
+  Any other source is written at quality 95 (AVIF: Pillow's 75). An explicit
+  quality always wins.
 * ``text`` goes whole into PNG; elsewhere only what has a home: XMP (JPEG,
-  WebP, TIFF), "Comment" (JPEG), "Description"/"Software"/"Author"/
+  WebP, AVIF, TIFF), "Comment" (JPEG), "Description"/"Software"/"Author"/
   "Copyright" (TIFF, as UTF-8).
 
 Pillow's ``ImageFile.LOAD_TRUNCATED_IMAGES`` must stay False: truncated files
-are detected by decoding every pixel inside :func:`read_image`.
+are detected by decoding every pixel inside :func:`read_image`. A PNG whose
+(complete) data stream holds fewer rows than its header says, which Pillow
+takes quietly, is refused as truncated too.
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import logging
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Optional
@@ -13,6 +14,11 @@ from PIL import Image
 from imgedit.errors import ImageReadError
 from imgedit.imageio.metadata import icc_of
 from imgedit.imageio.source import WIDE_MODES
+
+logger = logging.getLogger("imgedit")
+
+_FLOAT_SLACK = 1 / 65535  # floats outside [0, 1] by less than a 16-bit level are rounding, not data
+_DARKEST_WHITE = 1 / 256  # 32-bit integers whose largest is below this share of the type's range: refused
 
 
 def swap_red_blue(arr: np.ndarray) -> np.ndarray:
@@ -29,6 +35,54 @@ def to_unit(arr: np.ndarray) -> tuple[np.ndarray, int]:
     if arr.dtype.kind in "ui":
         return np.clip(arr, 0, 65535).astype(np.float32) / np.float32(65535), 16
     return np.clip(np.nan_to_num(arr.astype(np.float32)), 0.0, 1.0), 16
+
+
+def samples_to_unit(arr: np.ndarray, path: Path) -> tuple[np.ndarray, int]:
+    """Samples whose dtype is the file's own (tifffile, OpenCV) -> float32 in [0, 1] and the bit depth kept.
+
+    Integers are scaled by their type's range, as TIFF defines them (0 is
+    black, the type's largest value white; negative values are clipped to
+    black): 8-bit stays 8-bit, anything wider becomes 16-bit.
+
+    Floats are taken as they are, 0 black and 1 white, the convention of
+    float TIFF and EXR files. Values beyond [0, 1] are clipped, as a display
+    clips scene-linear highlights above white; the clip is logged, since
+    floats stored on another scale (0-255) then come out mostly white.
+
+    Raises:
+        ImageReadError: 32-bit integer samples that fill under 1/256 of their
+            type's range (counts, depths in mm: no white point is known).
+    """
+    if arr.dtype == np.bool_:  # bilevel
+        arr = arr.astype(np.uint8) * np.uint8(255)
+    if arr.dtype == np.uint8:
+        return to_unit(arr)
+    if arr.dtype.kind == "f":
+        _log_float_clip(arr, path)
+        return to_unit(arr)
+    top = np.iinfo(arr.dtype).max
+    if arr.dtype.itemsize >= 4:
+        _check_fills_range(arr, top, path)
+    unit = np.clip(arr, 0, None).astype(np.float32) / np.float32(top)
+    return unit, 8 if arr.dtype.itemsize == 1 else 16
+
+
+def _log_float_clip(arr: np.ndarray, path: Path) -> None:
+    low, high = float(np.nanmin(arr)), float(np.nanmax(arr))
+    if low < -_FLOAT_SLACK or high > 1 + _FLOAT_SLACK:
+        logger.warning("%s: float samples from %.4g to %.4g are clipped to [0, 1] (0 is black, 1 white)",
+                       path, low, high)
+
+
+def _check_fills_range(arr: np.ndarray, top: int, path: Path) -> None:
+    """Refuses 32-bit integers that, scaled by their type's range, would make a black picture:
+    data crushed to a few levels is worse than a clear message."""
+    largest = int(arr.max())
+    if largest < top * _DARKEST_WHITE:
+        raise ImageReadError(
+            f"{path}: {arr.dtype.itemsize * 8}-bit integer samples reach only {largest} of {top}; "
+            "scaled to that range the picture is black. Convert it to 16-bit, or to float in [0, 1], first"
+        )
 
 
 def split_channels(arr: np.ndarray) -> tuple[np.ndarray, Optional[np.ndarray]]:
@@ -123,10 +177,15 @@ def _tifffile_decode(data: bytes) -> Optional[np.ndarray]:
         return None
     try:
         with tifffile.TiffFile(io.BytesIO(data)) as tif:
-            page = tif.pages[0]
-            arr = page.asarray()
-            if page.planarconfig == 2 and arr.ndim == 3:  # separate planes: (C, H, W)
-                arr = np.moveaxis(arr, 0, -1)
+            arr = tiff_page_samples(tif.pages[0])
     except Exception:  # noqa: BLE001 - e.g. a codec tifffile lacks: let OpenCV try
         return None
     return arr if arr.ndim in (2, 3) and (arr.ndim == 2 or arr.shape[2] <= 4) else None
+
+
+def tiff_page_samples(page: Any) -> np.ndarray:
+    """A tifffile page's samples as (H, W) or (H, W, C), whatever its planar layout."""
+    arr = page.asarray()
+    if page.planarconfig == 2 and arr.ndim == 3:  # separate planes: (C, H, W)
+        arr = np.moveaxis(arr, 0, -1)
+    return arr

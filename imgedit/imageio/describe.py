@@ -12,7 +12,8 @@ from imgedit.imageio import pngchunks
 from imgedit.imageio.formats import PathLike
 from imgedit.imageio.metadata import dpi_of, icc_of, text_of
 from imgedit.imageio.orientation import orientation_of
-from imgedit.imageio.source import check_file, pillow_open, source_layout
+from imgedit.imageio.source import UnrecognisedImageError, check_file, is_tiff, pillow_open, source_layout
+from imgedit.imageio.tiffread import tiff_header_fields
 
 # PNG ``im.info`` keys that are not text chunks.
 _PNG_NON_TEXT = {"dpi", "gamma", "srgb", "icc_profile", "exif", "transparency", "aspect", "chromaticity", "xmp"}
@@ -48,8 +49,25 @@ def describe_image(path: PathLike) -> dict[str, Any]:
     file_size = check_file(path)
     with open(path, "rb") as handle:
         head = handle.read(64)
-    with pillow_open(path, path) as im:
-        return _summary(im, path, head, file_size)
+    try:
+        with pillow_open(path, path) as im:
+            return _summary(im, path, head, file_size)
+    except UnrecognisedImageError:
+        if not is_tiff(head):
+            raise
+    return _tifffile_summary(path, file_size)  # a TIFF layout Pillow has no mode for (float RGB...)
+
+
+def _tifffile_summary(path: Path, file_size: int) -> dict[str, Any]:
+    """The fields of :func:`describe_image` for a TIFF only tifffile can read."""
+    fields = tiff_header_fields(path)
+    icc = fields.pop("icc")
+    width, height = fields["width"], fields["height"]
+    return {
+        "path": str(path), **fields, "icc_profile": icc is not None,
+        "icc_description": _icc_description(bytes(icc)) if icc else None,
+        "file_size": file_size, "megapixels": round(width * height / 1e6, 3),
+    }
 
 
 def _stored_bit_depth(im: Image.Image, head: bytes, depth: int) -> int:

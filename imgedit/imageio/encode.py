@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
+import logging
 from typing import Any, BinaryIO, Optional
 
 import numpy as np
@@ -12,7 +14,7 @@ from imgedit.errors import ShapeError
 from imgedit.imageio import pngchunks
 from imgedit.imageio.compression import jpeg_options, webp_options
 from imgedit.imageio.decode import swap_red_blue
-from imgedit.imageio.exif import exif_for_output
+from imgedit.imageio.exif import exif_for_output, fit_exif
 from imgedit.imageio.formats import (
     ALPHA_FORMATS,
     DPI_FORMATS,
@@ -24,8 +26,16 @@ from imgedit.imageio.formats import (
 from imgedit.imageio.metadata import TIFF_XMP_TAG, png_info, tiff_exif_tags, tiff_text_kwargs, tiff_text_tags
 from imgedit.imageio.picture import Picture, as_rgb
 from imgedit.imageio.pngchunks import XMP_KEYWORD
+from imgedit.imageio.profiles import profile_for_pixels, to_srgb
+
+logger = logging.getLogger("imgedit")
 
 _JPEG_MARKER_MAX = 65533  # bytes a JPEG APP marker can hold; larger EXIF/XMP cannot be stored
+_JPEG_XMP_MAX = _JPEG_MARKER_MAX - 30  # less the XMP namespace header
+# Channels at most one 8-bit level apart are gray up to rounding (an 8-bit stage, float error):
+# a gray photo's denoise or inpaint stays gray, a colour edit of it (a style) does not.
+_GRAY_SPREAD = np.float32(1 / 255 + 1e-6)
+_warned: set[str] = set()  # warnings given once per process, not once per file of a batch
 _DESCRIPTION, _SOFTWARE = 270, 305  # TIFF tags tifffile sets from its own arguments
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # Rec. 601, as Pillow's convert("L")
 
@@ -48,15 +58,49 @@ def encode_to(out: BinaryIO, picture: Picture, fmt: str, quality: Optional[int] 
     """
     depth = 16 if picture.bit_depth == 16 and fmt in HIGH_DEPTH_FORMATS else 8
     keep_alpha = picture.alpha is not None and fmt in ALPHA_FORMATS
-    # WebP has no gray mode; Pillow cannot read back 16-bit gray+alpha TIFF, so use RGBA there.
-    gray = picture.grayscale and fmt != "WEBP" and not (fmt == "TIFF" and depth == 16 and keep_alpha)
-    pixels = _output_pixels(picture, depth, keep_alpha, gray)
+    rgb = as_rgb(picture.rgb, "Picture.rgb")
+    gray = _writes_gray(picture, rgb, fmt, depth, keep_alpha)
+    icc = profile_for_pixels(picture.icc_profile, gray)
+    if icc != picture.icc_profile:
+        picture = dataclasses.replace(picture, icc_profile=icc)
+    pixels = _output_pixels(picture, rgb, depth, keep_alpha, gray)
     if depth == 16 and fmt == "PNG":
         out.write(_encode_png16(picture, pixels))
     elif depth == 16:
         out.write(_encode_tiff16(picture, pixels))
     else:
         _save_pillow(out, picture, pixels, fmt, quality)
+
+
+def _writes_gray(picture: Picture, rgb: np.ndarray, fmt: str, depth: int, keep_alpha: bool) -> bool:
+    """Whether to write single-channel gray: a gray source whose pixels are still gray.
+
+    A colour edit of a gray photo (a style) is written in colour, as every
+    format then shows the same picture. WebP has no gray mode; Pillow cannot
+    read back 16-bit gray+alpha TIFF, so that is written as RGBA.
+    """
+    if not picture.grayscale or fmt == "WEBP" or (fmt == "TIFF" and depth == 16 and keep_alpha):
+        return False
+    return is_gray(rgb)
+
+
+def is_gray(rgb: np.ndarray) -> bool:
+    """Whether the channels of (H, W, 3) ``rgb`` agree up to rounding (one 8-bit level)."""
+    red = rgb[:, :, 0]
+    difference = np.empty(red.shape, np.float32)  # one buffer for both channels: 24 ms for 12 MP
+    for channel in (1, 2):
+        np.subtract(rgb[:, :, channel], red, out=difference)
+        np.abs(difference, out=difference)
+        if difference.max() > _GRAY_SPREAD:  # a NaN (written as 0 anyway) does not make a picture colour
+            return False
+    return True
+
+
+def _warn_once(kind: str, message: str, *args: Any) -> None:
+    """Logs a warning the first time ``kind`` happens in this process."""
+    if kind not in _warned:
+        _warned.add(kind)
+        logger.warning(message + " (not repeated for further files)", *args)
 
 
 def _quantize(values: np.ndarray, depth: int) -> np.ndarray:
@@ -94,9 +138,8 @@ def _clip_and_scale8(values: np.ndarray) -> np.ndarray:
     return cv2.convertScaleAbs(clipped, alpha=255.0)  # values are >= 0, so "Abs" changes nothing
 
 
-def _output_pixels(picture: Picture, depth: int, keep_alpha: bool, gray: bool) -> np.ndarray:
+def _output_pixels(picture: Picture, rgb: np.ndarray, depth: int, keep_alpha: bool, gray: bool) -> np.ndarray:
     """The samples to encode: (H, W) gray, (H, W, 2) gray+alpha, (H, W, 3|4) RGB(A)."""
-    rgb = as_rgb(picture.rgb, "Picture.rgb")
     if not gray and not keep_alpha:  # the common case: no planes to split and stack
         return _quantize(rgb, depth)
     planes: list[np.ndarray]
@@ -130,20 +173,26 @@ def _output_exif(picture: Picture) -> Optional[bytes]:
 
 
 def _format_kwargs(picture: Picture, fmt: str, quality: Optional[int]) -> dict[str, Any]:
-    """Format-specific Pillow save options: quality, text, XMP."""
+    """Format-specific Pillow save options: quality, text, XMP, PNG colour chunks."""
     xmp = _xmp_bytes(picture)
     if fmt == "JPEG":
         # (no optimize=True: it doubles encode time for a few percent of size)
         kwargs: dict[str, Any] = jpeg_options(picture, quality)
         if picture.text.get("Comment"):
             kwargs["comment"] = picture.text["Comment"]
-        if xmp and len(xmp) < _JPEG_MARKER_MAX - 30:
+        if xmp and len(xmp) < _JPEG_XMP_MAX:
             kwargs["xmp"] = xmp
+        elif xmp:  # (extended XMP, split over segments, is beyond Pillow's writer)
+            _warn_once("jpeg-xmp", "%s: XMP of %d KB is more than a JPEG segment holds (64 KB); it is left out",
+                       picture.path, len(xmp) // 1024)
         return kwargs
     if fmt == "PNG":
-        return {"pnginfo": png_info(picture.text), "compress_level": 6}
-    if fmt == "WEBP":
-        kwargs = webp_options(picture, quality)
+        info = png_info(picture.text)
+        for ctype, data in picture.color_chunks.items():
+            info.add(ctype.encode("latin-1"), data)  # Pillow writes gAMA, cHRM, sRGB before the pixel data
+        return {"pnginfo": info, "compress_level": 6}
+    if fmt in ("WEBP", "AVIF"):
+        kwargs = webp_options(picture, quality) if fmt == "WEBP" else _avif_options(quality)
         if xmp:
             kwargs["xmp"] = xmp
         return kwargs
@@ -155,21 +204,52 @@ def _format_kwargs(picture: Picture, fmt: str, quality: Optional[int]) -> dict[s
     return {}
 
 
+def _avif_options(quality: Optional[int]) -> dict[str, Any]:
+    """An explicit quality; else Pillow's default (75)."""
+    return {} if quality is None else {"quality": quality}
+
+
+def _jpeg_exif(picture: Picture, exif: bytes) -> Optional[bytes]:
+    """EXIF cut to what a JPEG segment holds, saying once what had to go."""
+    fitted, dropped = fit_exif(exif, _JPEG_MARKER_MAX)
+    if dropped:
+        _warn_once("jpeg-exif", "%s: EXIF of %d KB is more than a JPEG segment holds (64 KB); left out: %s",
+                   picture.path, len(exif) // 1024, ", ".join(dropped))
+    return fitted
+
+
 def _save_kwargs(picture: Picture, fmt: str, quality: Optional[int]) -> dict[str, Any]:
     """All Pillow save options: the metadata the format can hold plus format options."""
     kwargs = _format_kwargs(picture, fmt, quality)
     if picture.icc_profile and fmt in ICC_FORMATS:
         kwargs["icc_profile"] = picture.icc_profile
     exif = _output_exif(picture) if fmt in EXIF_FORMATS else None
-    if exif and (fmt != "JPEG" or len(exif) <= _JPEG_MARKER_MAX):
+    if exif and fmt == "JPEG":
+        exif = _jpeg_exif(picture, exif)
+    if exif:
         kwargs["exif"] = exif
     if picture.dpi and fmt in DPI_FORMATS:
         kwargs["dpi"] = _dpi(picture)
     return kwargs
 
 
+def _gif_alpha(pixels: np.ndarray) -> np.ndarray:
+    """RGBA whose pixels are transparent (alpha below half) or opaque, all transparent ones alike:
+    GIF has one transparent palette entry, which Pillow assigns only to alpha 0."""
+    rgba = pixels if pixels.shape[2] == 4 else pixels[:, :, [0, 0, 0, 1]]  # gray+alpha -> RGBA
+    clear = rgba[:, :, 3] < 128
+    rgba = rgba.copy()
+    rgba[clear] = 0
+    rgba[~clear, 3] = 255
+    return rgba
+
+
 def _save_pillow(out: BinaryIO, picture: Picture, pixels: np.ndarray, fmt: str, quality: Optional[int]) -> None:
+    if fmt == "GIF" and pixels.ndim == 3 and pixels.shape[2] in (2, 4):
+        pixels = _gif_alpha(pixels)
     image = Image.fromarray(pixels)
+    if picture.icc_profile and fmt not in ICC_FORMATS:
+        image = to_srgb(image, picture.icc_profile)
     try:
         image.save(out, format=fmt, **_save_kwargs(picture, fmt, quality))
     except (OSError, ValueError, KeyError):
@@ -182,8 +262,8 @@ def _save_pillow(out: BinaryIO, picture: Picture, pixels: np.ndarray, fmt: str, 
 
 
 def _encode_png16(picture: Picture, pixels: np.ndarray) -> bytes:
-    """16-bit PNG (Pillow cannot write it) with iCCP, pHYs, eXIf and text chunks."""
-    chunks = []
+    """16-bit PNG (Pillow cannot write it) with gAMA/cHRM/sRGB, iCCP, pHYs, eXIf and text chunks."""
+    chunks = [pngchunks.make_chunk(ctype.encode("latin-1"), data) for ctype, data in picture.color_chunks.items()]
     if picture.icc_profile:
         chunks.append(pngchunks.iccp_chunk(picture.icc_profile))
     if picture.dpi:

@@ -185,3 +185,70 @@ def with_pixel_size(exif: bytes, width: int, height: int) -> bytes:
 def exif_for_output(exif: bytes, width: int, height: int) -> bytes:
     """The EXIF to write with ``width`` x ``height`` pixels: no thumbnail, true pixel size."""
     return with_pixel_size(without_thumbnail(exif), width, height)
+
+
+# ---------------------------------------------------------------- fitting a size limit
+
+_MAKER_NOTE_TAG = 0x927C
+_GPS_IFD_TAG, _INTEROP_IFD_TAG = 0x8825, 0xA005
+# What identifies the photo: Make, Model, DateTime, Artist, Copyright, Orientation. Dropped last.
+_IDENTIFYING_TAGS = frozenset({0x010F, 0x0110, 0x0132, 0x013B, 0x8298, 0x0112})
+
+
+def _value_size(value: object) -> int:
+    """Roughly the bytes a tag's value takes in the TIFF structure."""
+    if isinstance(value, (bytes, str)):
+        return len(value)
+    if isinstance(value, tuple):
+        return 8 * len(value)
+    return 4
+
+
+def _droppable(parsed: Image.Exif) -> list[tuple[dict, int]]:
+    """(directory, tag) of every value in IFD0, the Exif IFD and the GPS IFD, in the order
+    they are given up: the MakerNote first, then the largest, the identifying tags last."""
+    # (get_ifd of an absent pointer would add an empty directory to the output)
+    directories = [parsed] + [parsed.get_ifd(tag) for tag in (EXIF_IFD_TAG, _GPS_IFD_TAG) if tag in parsed]
+    pointers = {EXIF_IFD_TAG, _GPS_IFD_TAG, _INTEROP_IFD_TAG}
+    values = [(ifd, tag) for ifd in directories for tag in list(ifd) if tag not in pointers]
+
+    def order(item: tuple[dict, int]) -> tuple[bool, bool, int]:
+        ifd, tag = item
+        return tag != _MAKER_NOTE_TAG, ifd is parsed and tag in _IDENTIFYING_TAGS, -_value_size(ifd[tag])
+
+    return sorted(values, key=order)
+
+
+def _tag_name(tag: int) -> str:
+    from PIL import ExifTags
+
+    return ExifTags.TAGS.get(tag) or ExifTags.GPSTAGS.get(tag) or f"tag 0x{tag:04X}"
+
+
+def fit_exif(exif: bytes, limit: int) -> tuple[Optional[bytes], list[str]]:
+    """EXIF (``Exif\\0\\0`` + TIFF) cut down to at most ``limit`` bytes (a JPEG segment holds 64 KB).
+
+    Values are dropped one at a time, the MakerNote first, then the largest
+    (a long description, an embedded preview), until the rest fits; the
+    camera, date, author and copyright go last. EXIF that already fits is
+    returned unchanged, byte for byte.
+
+    Returns:
+        The EXIF (None if nothing fits or Pillow cannot parse it) and the
+        names of the tags dropped.
+    """
+    if len(exif) <= limit:
+        return exif, []
+    parsed = Image.Exif()
+    dropped: list[str] = []
+    try:
+        parsed.load(exif)
+        for ifd, tag in _droppable(parsed):
+            del ifd[tag]
+            dropped.append(_tag_name(tag))
+            fitted = parsed.tobytes()
+            if len(fitted) <= limit:
+                return fitted, dropped
+    except Exception:  # noqa: BLE001 - Pillow raises many types for damaged EXIF
+        pass
+    return None, ["all of it"]

@@ -18,10 +18,10 @@ BASE_SUFFIXES = {
 }
 PREFERRED_SUFFIX = {"JPEG": ".jpg", "PNG": ".png", "TIFF": ".tif", "WEBP": ".webp", "BMP": ".bmp"}
 _FORMAT_ALIASES = {"JPG": "JPEG", "TIF": "TIFF"}
-ALPHA_FORMATS = frozenset({"PNG", "TIFF", "WEBP"})
+ALPHA_FORMATS = frozenset({"PNG", "TIFF", "WEBP", "AVIF", "TGA", "GIF"})  # GIF: transparent or opaque only
 HIGH_DEPTH_FORMATS = frozenset({"PNG", "TIFF"})
-EXIF_FORMATS = frozenset({"JPEG", "PNG", "WEBP"})  # TIFF: see metadata.tiff_exif_tags
-ICC_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "TIFF"})
+EXIF_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "AVIF"})  # TIFF: see metadata.tiff_exif_tags
+ICC_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "TIFF", "AVIF"})  # others get sRGB pixels (profiles.to_srgb)
 DPI_FORMATS = frozenset({"JPEG", "PNG", "TIFF", "BMP"})
 _UNDECODABLE = frozenset({"MPEG"})  # Pillow identifies MPEG files but cannot decode them
 

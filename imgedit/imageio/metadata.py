@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 from contextlib import suppress
 from typing import Any, Optional
 
@@ -48,11 +49,34 @@ def text_of(im: Image.Image) -> dict[str, str]:
     if im.info.get("xmp") and XMP_KEYWORD not in text:
         text[XMP_KEYWORD] = _decode_text(im.info["xmp"])
     if im.format == "TIFF" and hasattr(im, "tag_v2"):
-        for tag, (key, _) in _TIFF_TEXT_TAGS.items():
-            value = im.tag_v2.get(tag)
-            if isinstance(value, str) and value.strip("\0 "):
-                text.setdefault(key, _utf8_tiff_string(value.rstrip("\0")))
+        for key, value in tiff_text(im.tag_v2).items():
+            text.setdefault(key, value)
     return text
+
+
+def tiff_text(tags: Any) -> dict[str, str]:
+    """The TIFF ASCII tags carried as text (description, software...), from a tag -> value mapping."""
+    text = {}
+    for tag, (key, _) in _TIFF_TEXT_TAGS.items():
+        value = tags.get(tag)
+        if isinstance(value, str) and value.strip("\0 "):
+            text[key] = _utf8_tiff_string(value.rstrip("\0"))
+    return text
+
+
+def png_color_chunks(im: Image.Image) -> dict[str, bytes]:
+    """A PNG's gAMA, cHRM and sRGB chunks, rebuilt exactly from Pillow's parse (it divides by 100000)."""
+    if im.format != "PNG":
+        return {}
+    chunks = {}
+    if isinstance(im.info.get("gamma"), float):
+        chunks["gAMA"] = struct.pack(">I", round(im.info["gamma"] * 100000))
+    chromaticity = im.info.get("chromaticity")
+    if isinstance(chromaticity, tuple) and len(chromaticity) == 8:
+        chunks["cHRM"] = struct.pack(">8I", *(round(value * 100000) for value in chromaticity))
+    if isinstance(im.info.get("srgb"), int):
+        chunks["sRGB"] = bytes([im.info["srgb"]])
+    return chunks
 
 
 def icc_of(im: Image.Image) -> Optional[bytes]:

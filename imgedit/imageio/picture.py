@@ -69,6 +69,9 @@ class Picture:
         path: where the picture was read from, if anywhere.
         frames: frames (pages) in the source file; only the first is read.
         encoding: how the source (of ``format``) was compressed.
+        color_chunks: a PNG source's colour-space chunks (gAMA, cHRM,
+            sRGB) by chunk type, as stored; written back to PNG, where a
+            gamma-1.0 file without its gAMA would show far too dark.
     """
 
     rgb: np.ndarray
@@ -83,6 +86,7 @@ class Picture:
     path: Optional[Path] = None
     frames: int = 1
     encoding: SourceEncoding = field(default_factory=SourceEncoding)
+    color_chunks: dict[str, bytes] = field(default_factory=dict)
 
     @property
     def width(self) -> int:

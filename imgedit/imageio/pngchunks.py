@@ -21,6 +21,10 @@ EXIF_PREFIX = b"Exif\x00\x00"
 """The JPEG APP1 prefix of EXIF data; PNG's eXIf chunk stores the TIFF structure without it."""
 _IDAT_PIECE = 1 << 20  # split pixel data into 1 MiB IDAT chunks, as encoders usually do
 _COLOR_TYPES = {1: 0, 2: 4, 3: 2, 4: 6}  # channels -> PNG colour type (gray, GA, RGB, RGBA)
+_SAMPLES = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}  # colour type -> samples per pixel (palette: one index)
+# Adam7 passes: (first column, first row, column step, row step)
+_ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
+_INFLATE_PIECE = 1 << 20
 
 
 class Ihdr(NamedTuple):
@@ -30,6 +34,7 @@ class Ihdr(NamedTuple):
     height: int
     bit_depth: int
     color_type: int  # 0 gray, 2 RGB, 3 palette, 4 gray+alpha, 6 RGBA
+    interlaced: bool = False  # Adam7
 
 
 def make_chunk(ctype: bytes, data: bytes) -> bytes:
@@ -49,8 +54,8 @@ def read_ihdr(head: bytes) -> Optional[Ihdr]:
     """
     if len(head) < 33 or not head.startswith(PNG_SIGNATURE) or head[12:16] != b"IHDR":
         return None
-    width, height, depth, ctype = struct.unpack(">IIBB", head[16:26])
-    return Ihdr(width, height, depth, ctype)
+    width, height, depth, ctype, _, _, interlace = struct.unpack(">IIBBBBB", head[16:29])
+    return Ihdr(width, height, depth, ctype, interlace == 1)
 
 
 def iter_chunks(png: bytes) -> Iterator[tuple[bytes, bytes]]:
@@ -142,3 +147,34 @@ def encode_png16(pixels: np.ndarray, extra_chunks: list[bytes], level: int = 6) 
     parts += [make_chunk(b"IDAT", compressed[i : i + _IDAT_PIECE]) for i in range(0, len(compressed), _IDAT_PIECE)]
     parts.append(make_chunk(b"IEND", b""))
     return b"".join(parts)
+
+
+def image_data_size(ihdr: Ihdr) -> int:
+    """Bytes the IDAT stream of a complete PNG inflates to: each row of each (Adam7) pass, plus its filter byte."""
+    bits = _SAMPLES.get(ihdr.color_type, 1) * ihdr.bit_depth
+    passes = _ADAM7 if ihdr.interlaced else ((0, 0, 1, 1),)
+    total = 0
+    for x0, y0, dx, dy in passes:
+        width = (ihdr.width - x0 + dx - 1) // dx if ihdr.width > x0 else 0
+        height = (ihdr.height - y0 + dy - 1) // dy if ihdr.height > y0 else 0
+        if width and height:
+            total += height * (1 + (width * bits + 7) // 8)
+    return total
+
+
+def inflated_data_size(png: bytes, enough: int) -> int:
+    """Bytes the IDAT stream inflates to, counted without keeping them; stops at ``enough``
+    (so a decompression bomb costs no memory) and at damaged data."""
+    inflater = zlib.decompressobj()
+    total = 0
+    try:
+        for ctype, data in iter_chunks(png):
+            while ctype == b"IDAT" and not inflater.eof and total < enough:
+                piece = inflater.decompress(data, _INFLATE_PIECE)  # (b"": what zlib still holds)
+                total += len(piece)
+                data = inflater.unconsumed_tail
+                if not piece and not data:  # this chunk is used up
+                    break
+    except zlib.error:
+        pass
+    return total

@@ -10,10 +10,11 @@ import numpy as np
 from PIL import Image
 
 from imgedit.errors import ImageReadError
+from imgedit.imageio import pngchunks
 from imgedit.imageio.compression import source_encoding
-from imgedit.imageio.decode import decode_high_depth, pillow_pixels, split_channels, to_unit
+from imgedit.imageio.decode import decode_high_depth, pillow_pixels, samples_to_unit, split_channels, to_unit
 from imgedit.imageio.formats import HIGH_DEPTH_FORMATS, PathLike
-from imgedit.imageio.metadata import dpi_of, exif_from_text, icc_of, text_of
+from imgedit.imageio.metadata import dpi_of, exif_from_text, icc_of, png_color_chunks, text_of
 from imgedit.imageio.orientation import (
     ORIENTATION_TAG,
     apply_orientation,
@@ -25,14 +26,19 @@ from imgedit.imageio.orientation import (
 from imgedit.imageio.picture import Picture
 from imgedit.imageio.source import (
     WIDE_MODES,
+    UnrecognisedImageError,
     cannot_read,
     check_file,
     check_size,
+    is_tiff,
     one_line,
     pillow_open,
     pixel_limit,
     source_layout,
 )
+from imgedit.imageio.tiffread import read_tiff_with_tifffile
+
+_TIFF_BITS, _TIFF_SAMPLE_FORMAT = 258, 339
 
 
 def read_file_bytes(path: PathLike) -> bytes:
@@ -50,7 +56,8 @@ def read_image(path: PathLike, *, max_pixels: Optional[int] = None, data: Option
     """Reads an image file with all its pixels at full depth and its metadata.
 
     Args:
-        path: the image file (any format Pillow can open).
+        path: the image file (any format Pillow can open; a TIFF Pillow
+            cannot open, such as float RGB, is read with tifffile).
         max_pixels: refuse images with more pixels than this (0 = no limit).
             Default: env ``IMGEDIT_MAX_PIXELS``, else ``DEFAULT_MAX_PIXELS``.
         data: the file's bytes when the caller has read them already
@@ -71,6 +78,15 @@ def read_image(path: PathLike, *, max_pixels: Optional[int] = None, data: Option
     limit = pixel_limit(max_pixels)
     if data is None:
         data = read_file_bytes(path)
+    try:
+        return _read_with_pillow(data, path, limit)
+    except UnrecognisedImageError:
+        if not is_tiff(data):
+            raise
+    return read_tiff_with_tifffile(data, path, limit)  # a TIFF layout Pillow has no mode for
+
+
+def _read_with_pillow(data: bytes, path: Path, limit: int) -> Picture:
     with pillow_open(io.BytesIO(data), path) as im:
         check_size(path, im.size, limit)
         try:
@@ -94,16 +110,20 @@ def _picture_from(im: Image.Image, data: bytes, path: Path) -> Picture:
     fmt = im.format or "UNKNOWN"
     tiff_orientation = im.tag_v2.get(ORIENTATION_TAG) if fmt == "TIFF" else None  # Pillow drops it on load
     im.load()
+    if fmt == "PNG":
+        _check_png_data_complete(im, data)
     orientation = orientation_of(im) if tiff_orientation is None else valid_orientation(tiff_orientation)
     # Pillow truncates 16-bit colour (and gray+alpha) to 8 bits; only its gray modes are exact.
-    if depth == 16 and fmt in HIGH_DEPTH_FORMATS and im.mode not in WIDE_MODES:
+    # Its "I" and "F" modes clip or wrap a TIFF's 32-bit samples: tifffile keeps their type.
+    if (depth == 16 and fmt in HIGH_DEPTH_FORMATS and im.mode not in WIDE_MODES) or _wide_tiff_samples(im):
         arr, icc = _high_depth_pixels(im, data, fmt, path, orientation), icc_of(im)
+        unit, depth = samples_to_unit(arr, path)
     else:
         arr, icc, converted = pillow_pixels(im)
         gray = gray and not converted
         if tiff_orientation is None:  # Pillow's TIFF loader has already applied it
             arr = apply_orientation(arr, orientation)
-    unit, depth = to_unit(arr)
+        unit, depth = to_unit(arr)
     rgb, alpha = split_channels(unit)
     carried = _carried_metadata(im, orientation)  # before counting frames: that seeks
     encoding = source_encoding(im, data)  # likewise: an MPO's later frames have their own tables
@@ -111,6 +131,47 @@ def _picture_from(im: Image.Image, data: bytes, path: Path) -> Picture:
         rgb=rgb, alpha=alpha, format=fmt, bit_depth=depth, grayscale=gray,
         icc_profile=icc, path=path, frames=_frame_count(im), encoding=encoding, **carried,
     )
+
+
+def _check_png_data_complete(im: Image.Image, data: bytes) -> None:
+    """Refuses a PNG whose image data ends before its last row (libpng: "Not enough image data").
+
+    Pillow stops quietly where a complete zlib stream ends, leaving the rows
+    it did not get zero (black). So a zero last row (or, interlaced, last
+    row of the last pass: the one above) is the cheap sign, and only then
+    is the stream inflated again, without keeping it, and measured against
+    the header. A photo pays for reading one pixel.
+    """
+    width, height = im.size
+    pixels = im.load()
+    if not any(_row_is_blank(pixels, width, y) for y in range(max(0, height - 2), height)):
+        return
+    ihdr = pngchunks.read_ihdr(data[:64])
+    if ihdr is None:
+        return
+    needed = pngchunks.image_data_size(ihdr)
+    got = pngchunks.inflated_data_size(data, needed)
+    if got < needed:
+        raise ValueError(f"not enough image data: {got} of {needed} bytes for {width}x{height} pixels")
+
+
+def _row_is_blank(pixels: Any, width: int, y: int) -> bool:
+    """Whether row ``y`` is all zero; stops at the first pixel that is not (pixel access,
+    not a crop: a crop of a very wide row trips Pillow's decompression-bomb check)."""
+    for x in range(width):
+        value = pixels[x, y]
+        if any(value) if isinstance(value, tuple) else value:
+            return False
+    return True
+
+
+def _wide_tiff_samples(im: Image.Image) -> bool:
+    """A TIFF of 32-bit integer or float samples (Pillow's "I"/"F" modes would clip or wrap them)."""
+    if im.format != "TIFF" or im.mode not in WIDE_MODES:
+        return False
+    bits = im.tag_v2.get(_TIFF_BITS, (8,))
+    bits = max(bits) if isinstance(bits, tuple) else int(bits)
+    return bits >= 32 or im.tag_v2.get(_TIFF_SAMPLE_FORMAT) == 3
 
 
 def _frame_count(im: Image.Image) -> int:
@@ -131,7 +192,7 @@ def _high_depth_pixels(im: Image.Image, data: bytes, fmt: str, path: Path, orien
 
 
 def _carried_metadata(im: Image.Image, orientation: int) -> dict[str, Any]:
-    """The Picture's ``exif``, ``text`` and ``dpi``, with the orientation reset where it is applied."""
+    """The Picture's ``exif``, ``text``, ``dpi`` and ``color_chunks``, with the orientation reset where applied."""
     text = text_of(im)
     raw_exif = im.info.get("exif") or exif_from_text(text)
     if orientation != 1:
@@ -140,4 +201,5 @@ def _carried_metadata(im: Image.Image, orientation: int) -> dict[str, Any]:
         "exif": normalized_exif(raw_exif, orientation != 1) if raw_exif else None,
         "text": text,
         "dpi": dpi_of(im, orientation),
+        "color_chunks": png_color_chunks(im),
     }

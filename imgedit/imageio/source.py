@@ -20,6 +20,16 @@ DEFAULT_MAX_PIXELS: int = 250_000_000
 GRAY16_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})
 WIDE_MODES = GRAY16_MODES | {"I", "F"}
 _PIL_LIMIT_LOCK = threading.Lock()
+_TIFF_MAGIC = (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+")  # classic and BigTIFF, both byte orders
+
+
+class UnrecognisedImageError(ImageReadError):
+    """Pillow does not know the file's contents (another reader may: see :func:`is_tiff`)."""
+
+
+def is_tiff(head: bytes) -> bool:
+    """Whether ``head`` (the file's first bytes) starts like a TIFF."""
+    return head[:4] in _TIFF_MAGIC
 
 
 def one_line(exc: BaseException) -> str:
@@ -81,7 +91,7 @@ def pillow_open(source: Any, path: Path) -> Iterator[Image.Image]:
             finally:
                 Image.MAX_IMAGE_PIXELS = saved
     except UnidentifiedImageError:
-        raise ImageReadError(f"{path}: not an image (unrecognised file contents)") from None
+        raise UnrecognisedImageError(f"{path}: not an image (unrecognised file contents)") from None
     except Exception as exc:  # noqa: BLE001 - Pillow raises many types for bad headers
         raise ImageReadError(f"{path}: corrupt image header ({one_line(exc)})") from None
     with im:

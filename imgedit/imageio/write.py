@@ -24,10 +24,12 @@ def write_image(
 ) -> Path:
     """Writes a picture atomically, keeping as much of its metadata as the format can hold.
 
-    16-bit pictures stay 16-bit in PNG and TIFF; grayscale pictures are
-    written single-channel (except WebP); alpha is kept in PNG, TIFF and WebP
-    and dropped elsewhere (JPEG, BMP). EXIF, ICC profile, text and dpi are
-    carried where the format supports them. The file appears complete or not
+    16-bit pictures stay 16-bit in PNG and TIFF; grayscale pictures whose
+    pixels are still gray are written single-channel (except WebP); alpha is
+    kept in PNG, TIFF, WebP, AVIF, TGA and (transparent or opaque) GIF and
+    dropped elsewhere (JPEG, BMP). EXIF, ICC profile, text and dpi are
+    carried where the format supports them; a format without ICC profiles
+    gets sRGB pixels. The file appears complete or not
     at all: it is written beside the destination and renamed into place.
 
     Args:
