@@ -18,6 +18,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Optional, Union
 
+from imgedit.checkpoint import is_checkpoint, recorded_weights
 from imgedit.errors import UsageError
 from imgedit.latents import LatentModelSpec
 from imgedit.models import ModelSpec, is_safetensors_file, shipped_weights_dir, user_models, user_weights_dir
@@ -30,12 +31,23 @@ def spec_for_file(path: Union[str, Path]) -> ModelSpec:
 
     Raises:
         UsageError: the file is not a safetensors file (a photo, say): its
-            card would otherwise be reported missing, which misleads.
+            card would otherwise be reported missing, which misleads; or it
+            is a training checkpoint (the message names its run's weights).
     """
     path = Path(path).expanduser()
     if path.is_file() and not is_safetensors_file(path):
         raise UsageError(f"{path} is not a .safetensors model file")
+    if path.is_file() and is_checkpoint(path):
+        raise UsageError(_checkpoint_given_as_weights(path))
     return ModelSpec(path.stem, path, plugin="user")
+
+
+def _checkpoint_given_as_weights(path: Path) -> str:
+    """What to say of a training checkpoint given where model weights go."""
+    weights = recorded_weights(path)
+    use = f"use {weights}" if weights else "use the file named after 'weights:' when its training ended"
+    return (f"{path} is a training checkpoint (for 'imgedit train ... --resume'), not model weights: "
+            f"{use}, the weights its run exported")
 
 
 def is_file_argument(model: str) -> bool:

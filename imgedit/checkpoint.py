@@ -12,17 +12,20 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any, Optional
 
 from imgedit.atomic import write_bytes_atomic
 from imgedit.errors import UsageError
 
+if TYPE_CHECKING:
+    import torch
+
 _TENSOR = "__tensor__"
 
 
-def _flatten(value: Any, path: str, tensors: dict[str, torch.Tensor]) -> Any:
+def _flatten(value: Any, path: str, tensors: dict[str, "torch.Tensor"]) -> Any:
+    import torch  # here, not at the top: the catalog reads checkpoints' records without loading torch
+
     if isinstance(value, torch.Tensor):
         tensors[path] = value.detach().contiguous().cpu()
         return {_TENSOR: path}
@@ -35,7 +38,7 @@ def _flatten(value: Any, path: str, tensors: dict[str, torch.Tensor]) -> Any:
     return value
 
 
-def _unflatten(value: Any, tensors: dict[str, torch.Tensor]) -> Any:
+def _unflatten(value: Any, tensors: dict[str, "torch.Tensor"]) -> Any:
     if isinstance(value, dict) and _TENSOR in value:
         return tensors[value[_TENSOR]]
     if isinstance(value, dict) and "__dict__" in value:
@@ -50,23 +53,52 @@ def _unflatten(value: Any, tensors: dict[str, torch.Tensor]) -> Any:
 def save_checkpoint(state: dict, path: Path) -> None:
     from safetensors.torch import save
 
-    tensors: dict[str, torch.Tensor] = {}
+    tensors: dict[str, "torch.Tensor"] = {}
     structure = _flatten(state, "", tensors)
     write_bytes_atomic(Path(path), save(tensors, metadata={"structure": json.dumps(structure)}))
 
 
+CHECKPOINT_NAME = "checkpoint.safetensors"  # what training writes in its --out folder
+
+
+def checkpoint_file(path: Path) -> Path:
+    """The checkpoint ``--resume`` names: the file itself, or a run folder's
+    ``checkpoint.safetensors``.
+
+    Raises:
+        UsageError: no such file, or a folder without a checkpoint.
+    """
+    path = Path(path)
+    if path.is_dir():
+        if (path / CHECKPOINT_NAME).is_file():
+            return path / CHECKPOINT_NAME
+        raise UsageError(f"{path} is a folder with no {CHECKPOINT_NAME}: --resume takes the checkpoint that training "
+                         "writes in its --out folder")
+    if not path.is_file():
+        raise UsageError(f"no such checkpoint: {path}")
+    return path
+
+
 def load_checkpoint(path: Path, kind: str) -> dict:
     """Load a checkpoint of the given kind ("denoise", "inpaint", "gan": the
-    ``kind`` entry its trainer saved).
+    ``kind`` entry its trainer saved); ``path`` may be the run's folder.
 
     Raises:
         UsageError: the file is missing, unreadable or of another kind.
     """
+    return _read(checkpoint_file(path), kind, with_tensors=True)
+
+
+def checkpoint_info(path: Path, kind: str) -> dict:
+    """What :func:`load_checkpoint` returns, without reading the tensors
+    (each is None): the step, config and record of a run, read at once
+    before a resumed run loads its data."""
+    return _read(checkpoint_file(path), kind, with_tensors=False)
+
+
+def _read(path: Path, kind: str, with_tensors: bool) -> dict:
     from safetensors import safe_open
 
-    path = Path(path)
-    if not path.is_file():
-        raise UsageError(f"no such checkpoint: {path}")
     try:
         with safe_open(str(path), framework="pt") as f:
             metadata = f.metadata() or {}
@@ -74,7 +106,7 @@ def load_checkpoint(path: Path, kind: str) -> dict:
                 raise UsageError(f"{path} holds exported model weights, not a training checkpoint: --resume takes "
                                  "the checkpoint.safetensors that training writes in its --out folder")
             structure = json.loads(metadata["structure"])
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
+            tensors = {k: f.get_tensor(k) if with_tensors else None for k in f.keys()}
         state = _unflatten(structure, tensors)
     except UsageError:
         raise
@@ -84,3 +116,25 @@ def load_checkpoint(path: Path, kind: str) -> dict:
         got = state.get("kind") if isinstance(state, dict) else type(state).__name__
         raise UsageError(f"{path} is a {got!r} checkpoint, not {kind!r}")
     return state
+
+
+def is_checkpoint(path: Path) -> bool:
+    """Whether ``path`` is a training checkpoint (given where exported weights are expected)."""
+    from imgedit.models import safetensors_metadata
+
+    return "structure" in safetensors_metadata(Path(path))
+
+
+def recorded_weights(path: Path) -> Optional[Path]:
+    """The weights file the run of checkpoint ``path`` exports to, as it
+    records it (None where it does not: a checkpoint older than the record)."""
+    from collections import defaultdict
+
+    from imgedit.models import safetensors_metadata
+
+    try:
+        state = _unflatten(json.loads(safetensors_metadata(Path(path))["structure"]), defaultdict(lambda: None))
+        export = json.loads(state.get("provenance", "{}")).get("export")
+    except (KeyError, ValueError, AttributeError):
+        return None
+    return Path(export["path"]) if export else None

@@ -55,6 +55,7 @@ class ImagePool:
 
     def __init__(self, sources: Iterable[str | Path], min_side: int = 64, what: str = "training images"):
         paths = sorted({item.path for item in expand_inputs([str(s) for s in sources], recursive=True)})
+        self.what = what
         self.paths: list[Path] = []
         self.images: list[np.ndarray] = []
         too_small: list[Path] = []
@@ -88,6 +89,7 @@ class ImagePool:
     def subset(self, idx: list[int]) -> "ImagePool":
         """The images at positions ``idx`` (shared, not copied)."""
         pool = object.__new__(ImagePool)
+        pool.what = self.what
         pool.paths = [self.paths[i] for i in idx]
         pool.images = [self.images[i] for i in idx]
         return pool
@@ -117,6 +119,14 @@ class ImagePool:
                 out[k] = luminance(out[k])
         return out
 
+    def warn_smaller_than(self, size: int, fate: str) -> None:
+        """One warning, with a count, for the images smaller than ``size`` px
+        on a side, saying their ``fate``: a model trained on them learns the blur."""
+        small = [path for path, image in zip(self.paths, self.images) if min(image.shape[:2]) < size]
+        if small:
+            logger.warning("%d of the %d %s %s smaller than %dx%d px, %s (e.g. %s)", len(small), len(self.images),
+                           self.what, "is" if len(small) == 1 else "are", size, size, fate, small[0])
+
     def center_crops(self, size: int) -> torch.Tensor:
         """One centre crop per image, (N, 3, size, size): a fixed validation batch."""
         crops = []
@@ -132,6 +142,7 @@ class ImagePool:
         Returns ``(N, 3, size, size)`` uint8, to keep a large pool small."""
         import cv2
 
+        self.warn_smaller_than(size, "scaled up to it (blurred)")
         out = torch.empty(len(self), 3, size, size, dtype=torch.uint8)
         for k, image in enumerate(self.images):
             h, w = image.shape[:2]

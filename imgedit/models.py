@@ -91,6 +91,21 @@ def is_safetensors_file(path: Path) -> bool:
     return len(head) == 9 and head[8:9] == b"{" and 8 + int.from_bytes(head[:8], "little") <= size
 
 
+def safetensors_metadata(path: Path) -> dict[str, str]:
+    """The ``__metadata__`` of a safetensors file's header (no torch, no
+    tensors read); empty for a file that is not one or cannot be read."""
+    try:
+        with open(path, "rb") as fh:
+            size = int.from_bytes(fh.read(8), "little")
+            if size > 100_000_000:  # not a header: a photo's bytes, say
+                return {}
+            header = json.loads(fh.read(size))
+    except (OSError, ValueError):
+        return {}
+    metadata = header.get("__metadata__") if isinstance(header, dict) else None
+    return metadata if isinstance(metadata, dict) else {}
+
+
 def verify(spec: ModelSpec, actual: Optional[str] = None) -> tuple[bool, str]:
     """Check a model's file against its card. Returns (ok, reason).
 

@@ -17,18 +17,20 @@ import contextlib
 import json
 import logging
 import math
+import os
 import platform
 import re
 import shlex
 import signal
+import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 from imgedit import distributed
 from imgedit.atomic import check_writable_folder
-from imgedit.checkpoint import load_checkpoint, save_checkpoint
+from imgedit.checkpoint import checkpoint_info, load_checkpoint, save_checkpoint
 from imgedit.errors import Interrupted, UsageError
 
 
@@ -90,30 +92,85 @@ def run_outputs(out_dir: Path) -> list[Path]:
     return found
 
 
-def check_fresh_run(out_dir: Path, resume: Optional[Path], overwrite: bool, export: Optional[Path] = None) -> None:
+def run_export(resume: Optional[Path], kind: str) -> Optional[tuple[str, Path]]:
+    """The name and weights file of the run ``resume`` continues, as its
+    checkpoint records them (read without its tensors); None for a new run or
+    a checkpoint made before they were recorded.
+
+    Raises:
+        UsageError: the checkpoint is missing, unreadable or of another kind.
+    """
+    if resume is None:
+        return None
+    export = json.loads(checkpoint_info(resume, kind).get("provenance", "{}")).get("export")
+    return (export["name"], Path(export["path"])) if export else None
+
+
+def export_target(chosen: tuple[str, Path], resume: Optional[Path], kind: str, told: bool) -> tuple[str, Path]:
+    """(name, weights file) of the model a run exports: ``chosen`` (from the
+    command line and its defaults), except that a resumed run not ``told``
+    otherwise (no ``--export``, no ``--name``) exports to its own, recorded
+    model, never over another run's model at the default place."""
+    own = run_export(resume, kind)
+    return own if own is not None and not told else chosen
+
+
+def check_fresh_run(out_dir: Path, resume: Optional[Path], overwrite: bool, export: Optional[Path] = None,
+                    kind: Optional[str] = None) -> None:
     """Refuse a new run (no ``resume``) that would replace an earlier run in
-    ``out_dir``, or the model at ``export``, unless ``overwrite``: a fresh
-    run would otherwise append to the old log beside the old samples.
+    ``out_dir``, or any run that would replace a model at ``export`` that it
+    did not make (a resumed run's own model, recorded in its checkpoint of
+    ``kind``, is its to replace), unless ``overwrite``: a fresh run would
+    otherwise append to the old log beside the old samples.
 
     Also refuses, before any training, a run whose model could not be
-    written at the end (``IMGEDIT_HOME`` a file, a read-only folder).
+    written at the end (``IMGEDIT_HOME`` a file, a read-only folder, a folder
+    at the model's path, a name too long), or whose ``out_dir`` cannot be.
 
     Raises:
         UsageError: what would be replaced, and how to continue or start
             over; or the folder the model goes to cannot be written.
     """
+    check_writable_folder(Path(out_dir), "--out")
     if export is not None:
-        check_writable_folder(Path(export).parent, "the trained model")
-    if resume is not None or overwrite:
+        check_export_path(Path(export))
+    if overwrite:
         return
-    if run_outputs(out_dir):
+    if resume is None and run_outputs(out_dir):
         checkpoint = Path(out_dir) / "checkpoint.safetensors"
         continue_with = checkpoint if checkpoint.is_file() else "<checkpoint>"
         raise UsageError(f"{out_dir} already holds a training run: pass --resume {continue_with} to continue it, "
                          "or --overwrite to start over")
-    if export is not None and Path(export).is_file():
+    if export is None or not Path(export).is_file():
+        return
+    if resume is None:
         raise UsageError(f"a model already exists at {export}: pass --overwrite to replace it, --resume <checkpoint> "
                          "to continue its run, or give another --export path")
+    own = run_export(resume, kind) if kind else None
+    if own is None:
+        raise UsageError(f"a model already exists at {export} and the checkpoint does not say that this run made it: "
+                         "pass --overwrite to replace it, or give another --export path")
+    if Path(export).resolve() != own[1].resolve():
+        raise UsageError(f"a model already exists at {export}, and this run exports to {own[1]}: pass --overwrite to "
+                         "replace it, or leave out --export and --name to update the run's own model")
+
+
+def check_export_path(path: Path) -> None:
+    """Refuse, before any training, a weights file that could not be written at the end.
+
+    Raises:
+        UsageError: its folder cannot be written, the path is a folder, or its name is too long.
+    """
+    check_writable_folder(path.parent, "the trained model")
+    longest = max(len(os.fsencode(name)) for name in (path.name, path.with_suffix(".json").name))  # weights, card
+    if longest > NAME_MAX:  # checked first: even a stat of such a path fails
+        raise UsageError(f"--export {path.name[:40]}...: the file name is too long ({len(os.fsencode(path.name))} bytes; "
+                         f"a file name holds at most {NAME_MAX}, its card's name too)")
+    if path.is_dir():
+        raise UsageError(f"--export {path} is a folder: give the weights file's path (e.g. {path / 'model.safetensors'})")
+
+
+NAME_MAX = 255  # bytes in one file name on the usual file systems
 
 
 def _remove_run_outputs(out_dir: Path) -> None:
@@ -121,10 +178,18 @@ def _remove_run_outputs(out_dir: Path) -> None:
         path.unlink()
 
 
-def fit(trainer: Any, out_dir: Path, on_progress: Optional[Callable[[int, dict], None]] = None) -> None:
+def fit(trainer: Any, out_dir: Path, on_progress: Optional[Callable[[int, dict], None]] = None,
+        resumed_from: Optional[Path] = None) -> None:
     """Run ``trainer`` until ``trainer.cfg.steps``, logging and checkpointing
     into ``out_dir``. Under torchrun every process steps, rank 0 alone
-    validates, logs and checkpoints (:mod:`imgedit.distributed`)."""
+    validates, logs and checkpoints (:mod:`imgedit.distributed`).
+
+    The first Ctrl-C or SIGTERM lets the current step finish, then saves the
+    checkpoint and raises :class:`Interrupted`: a checkpoint saved in the
+    middle of a step (the random state drawn, the weights not yet updated)
+    would not resume bit for bit. A second one stops at once and keeps the
+    last checkpoint saved (``resumed_from`` where none was saved yet).
+    """
     cfg = trainer.cfg
     main = distributed.is_main()
     if str(getattr(trainer, "device", "")).startswith("cuda"):
@@ -133,71 +198,131 @@ def fit(trainer: Any, out_dir: Path, on_progress: Optional[Callable[[int, dict],
         torch.backends.cudnn.benchmark = True  # every batch has one shape: time cuDNN's kernels once, use the fastest
     if main:
         out_dir.mkdir(parents=True, exist_ok=True)
+    checkpoint = out_dir / "checkpoint.safetensors"
+    last_saved = (resumed_from, trainer.step) if resumed_from is not None else None
     log = (out_dir / "log.jsonl").open("a") if main else None
-    stop_on_term = threading.current_thread() is threading.main_thread()
-    if stop_on_term:
-        previous = signal.signal(signal.SIGTERM, _interrupt)
+    stop = StopRequest()
     try:
-        while trainer.step < cfg.steps:
-            start = time.perf_counter()
-            metrics = distributed.average(trainer.train_step())
-            trainer.elapsed += time.perf_counter() - start
-            if not main:
-                continue
-            if trainer.step % cfg.val_every == 0 or trainer.step == cfg.steps:
-                result = trainer.validate()
-                metrics.update(result if isinstance(result, dict) else {"val_psnr": result})
-                record = {"step": trainer.step, "elapsed": round(trainer.elapsed, 1), **metrics}
-                trainer.history.append(record)
-                log.write(json.dumps(record) + "\n")
-                log.flush()
-            if trainer.step % cfg.checkpoint_every == 0 or trainer.step == cfg.steps:
-                save_checkpoint(trainer.state(), out_dir / "checkpoint.safetensors")
-            if on_progress:
-                on_progress(trainer.step, metrics)
-    except KeyboardInterrupt:
+        with stop.catching_signals():
+            while trainer.step < cfg.steps:
+                start = time.perf_counter()
+                # the stop request travels with the metrics: every process stops after the same step
+                metrics = distributed.average({**trainer.train_step(), STOP_METRIC: float(stop.requested)})
+                stopping = metrics.pop(STOP_METRIC) > 0
+                trainer.elapsed += time.perf_counter() - start
+                if main:
+                    _after_step(trainer, metrics, log, checkpoint, on_progress)
+                    if trainer.step % cfg.checkpoint_every == 0 or trainer.step == cfg.steps:
+                        last_saved = (checkpoint, trainer.step)
+                if stopping and trainer.step < cfg.steps:
+                    if not main:
+                        raise KeyboardInterrupt  # rank 0 says what was saved
+                    if last_saved != (checkpoint, trainer.step):
+                        save_checkpoint(trainer.state(), checkpoint)
+                    raise Interrupted(f"interrupted at step {trainer.step} of {cfg.steps}; the checkpoint is saved: "
+                                      f"add --resume {shlex.quote(str(checkpoint))} to go on")
+    except KeyboardInterrupt:  # a second Ctrl-C: the step under way is half done, so nothing of it is saved
         if not main:
             raise
-        checkpoint = out_dir / "checkpoint.safetensors"
-        save_checkpoint(trainer.state(), checkpoint)
-        raise Interrupted(f"interrupted at step {trainer.step} of {cfg.steps}; the checkpoint is saved: "
-                          f"add --resume {shlex.quote(str(checkpoint))} to go on") from None
+        raise Interrupted(_stopped_at_once(trainer, last_saved)) from None
     finally:
         if log is not None:
             log.close()
-        if stop_on_term:
-            signal.signal(signal.SIGTERM, previous)
+
+
+STOP_METRIC = "__stop__"
+
+
+def _after_step(trainer: Any, metrics: dict, log: Any, checkpoint: Path,
+                on_progress: Optional[Callable[[int, dict], None]]) -> None:
+    """Rank 0's part of a step: validate and log, checkpoint, report progress."""
+    cfg = trainer.cfg
+    if trainer.step % cfg.val_every == 0 or trainer.step == cfg.steps:
+        result = trainer.validate()
+        metrics.update(result if isinstance(result, dict) else {"val_psnr": result})
+        record = {"step": trainer.step, "elapsed": round(trainer.elapsed, 1), **metrics}
+        trainer.history.append(record)
+        log.write(json.dumps(record) + "\n")
+        log.flush()
+    if trainer.step % cfg.checkpoint_every == 0 or trainer.step == cfg.steps:
+        save_checkpoint(trainer.state(), checkpoint)
+    if on_progress:
+        on_progress(trainer.step, metrics)
+
+
+def _stopped_at_once(trainer: Any, last_saved: Optional[tuple[Path, int]]) -> str:
+    said = f"stopped at once in step {trainer.step + 1} of {trainer.cfg.steps}, which is not saved"
+    if last_saved is None:
+        return f"{said}; no checkpoint was saved yet"
+    path, step = last_saved
+    return f"{said}; the checkpoint of step {step} is kept: add --resume {shlex.quote(str(path))} to go on"
+
+
+class StopRequest:
+    """Ctrl-C and SIGTERM while :meth:`catching_signals`: the first one sets
+    ``requested`` (the loop stops between steps), a second one raises
+    KeyboardInterrupt at once. Outside the main thread signals are not ours
+    to catch, and the default behaviour stays."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        logger.warning("stopping after this step to save the checkpoint (press Ctrl-C again to stop at once, "
+                       "keeping the last checkpoint saved)")
+
+    @contextlib.contextmanager
+    def catching_signals(self) -> Any:
+        if threading.current_thread() is not threading.main_thread():
+            yield self
+            return
+        previous = {sig: signal.signal(sig, self._handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield self
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
 
 def train_or_resume(build: Callable[[Any], Any], cfg: Any, kind: str, out_dir: Path, resume: Optional[Path] = None,
                     on_progress: Optional[Callable[[int, dict], None]] = None, command: str = "",
-                    overwrite: bool = False) -> Any:
+                    overwrite: bool = False, sources: Sequence = (), export: Optional[tuple[str, Path]] = None) -> Any:
     """What every plugin's ``train`` function does around its trainer.
 
     Args:
         build: ``build(cfg) -> trainer`` (loads the data, makes the networks).
+            The trainer may set ``data_licence``: the terms of this session's
+            images, which the run's record keeps with those of earlier sessions.
         cfg: the run's config; when resuming, the checkpoint's config is used
             instead (``type(cfg).from_dict``), except :data:`SESSION_FIELDS`.
         kind: the checkpoint kind (``"denoise"``, ``"gan"``): a checkpoint of
             another kind is refused.
         out_dir: folder for ``checkpoint.safetensors`` and ``log.jsonl``.
-        resume: checkpoint to continue from, exactly where it stopped.
+        resume: checkpoint to continue from, exactly where it stopped (or its run folder).
         on_progress: called after each step with (step, metrics).
         command: the command line, recorded in checkpoints and the model card.
         overwrite: a new run may replace an earlier run's checkpoint, log and
             samples in ``out_dir`` (removed once the data has loaded).
+        sources: this session's training data, added to the run's record.
+        export: (name, weights file) the run exports to, recorded so that a
+            resumed run goes on exporting there (:func:`export_target`).
 
     Returns:
         The trainer, trained until ``cfg.steps``.
 
     Raises:
-        UsageError: the checkpoint is missing, unreadable or of another kind;
-            a new run into a folder with an earlier run, without ``overwrite``.
+        UsageError: the checkpoint is missing, unreadable or of another kind,
+            or already at ``cfg.steps``; a new run into a folder with an
+            earlier run, without ``overwrite``.
     """
     check_fresh_run(out_dir, resume, overwrite)
     state = None
     if resume is not None:
         state = load_checkpoint(resume, kind=kind)
+        check_steps_left(state, cfg.steps)
         given = json.loads(json.dumps(cfg.to_dict()))  # tuples as lists, as the checkpoint has them
         saved = type(cfg).from_dict(state["config"]).to_dict()  # a setting newer than the checkpoint: its default
         cfg = type(cfg).from_dict({**saved, **{k: given[k] for k in SESSION_FIELDS if k in given}})
@@ -213,11 +338,60 @@ def train_or_resume(build: Callable[[Any], Any], cfg: Any, kind: str, out_dir: P
         _remove_run_outputs(Path(out_dir))  # only now that the data has loaded: a failed start loses nothing
     if command:
         trainer.commands.append(command)
-    fit(trainer, Path(out_dir), on_progress)
+    record_session(trainer, sources, export)
+    fit(trainer, Path(out_dir), on_progress, resumed_from=resume)
     distributed.stop()
     if not distributed.is_main():
         raise distributed.WorkerDone()  # rank 0 alone exports the weights and reports
     return trainer
+
+
+def check_steps_left(state: dict, steps: int) -> None:
+    """Refuse to resume a run that is already at ``steps``: it would only export and log the same model again.
+
+    Raises:
+        UsageError: the run's step is ``steps`` or more.
+    """
+    done = int(state["step"])
+    if done < steps:
+        return
+    if done >= int(state["config"].get("steps", done + 1)):
+        raise UsageError(f"the run already finished at step {done}; give a larger --steps to go on")
+    raise UsageError(f"the run is already at step {done}; give a --steps larger than {done} to go on")
+
+
+def record_session(trainer: Any, sources: Sequence, export: Optional[tuple[str, Path]]) -> None:
+    """Add this session's data, its terms (``trainer.data_licence``) and the
+    model it exports to the run's record, which its checkpoints carry: a
+    model card then names the data and terms of every session, not the
+    last one's alone."""
+    record = provenance(trainer)
+    record["data"] = _unique(record.get("data", []) + [str(s) for s in sources])
+    licence = getattr(trainer, "data_licence", None)
+    if licence:
+        record["licences"] = _unique(record.get("licences", []) + [licence])
+    if export is not None:
+        name, path = export
+        record["export"] = {"name": name, "path": str(Path(path).resolve())}
+
+
+def provenance(trainer: Any) -> dict:
+    """The run's record across its sessions: ``data`` (every source it trained
+    on), ``licences`` (their terms, where known) and ``export`` (its model)."""
+    if not isinstance(getattr(trainer, "provenance", None), dict):
+        trainer.provenance = {}
+    return trainer.provenance
+
+
+def run_licence(trainer: Any, session_licence: str) -> str:
+    """The terms a model card states: those of every session's data (a
+    resumed run on other images keeps a restriction an earlier session's
+    images carry), ``session_licence`` among them."""
+    return " ".join(_unique([*provenance(trainer).get("licences", []), session_licence]))
+
+
+def _unique(items: list) -> list:
+    return list(dict.fromkeys(items))
 
 
 def training_summary(trainer: Any, sources: list, images: int, session_seconds: float) -> dict[str, Any]:
@@ -226,7 +400,7 @@ def training_summary(trainer: Any, sources: list, images: int, session_seconds: 
 
     return {
         "commands": trainer.commands,
-        "data": [str(s) for s in sources],
+        "data": _unique(provenance(trainer).get("data", []) + [str(s) for s in sources]),  # every session's
         "images": images,
         "steps": trainer.step,
         "train_config": trainer.cfg.to_dict(),
@@ -235,10 +409,6 @@ def training_summary(trainer: Any, sources: list, images: int, session_seconds: 
         "device": str(trainer.device),
         "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}",
     }
-
-
-def _interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
 
 
 def run_state(trainer: Any, kind: str, version: int, parts: dict[str, Any]) -> dict:
@@ -254,6 +424,7 @@ def run_state(trainer: Any, kind: str, version: int, parts: dict[str, Any]) -> d
         "generator": trainer.generator.get_state(),
         "history": json.dumps(trainer.history),
         "commands": json.dumps(trainer.commands),
+        "provenance": json.dumps(provenance(trainer)),
     }
 
 
@@ -265,30 +436,61 @@ def load_run_state(trainer: Any, state: dict, parts: dict[str, Any]) -> None:
     trainer.step, trainer.elapsed = int(state["step"]), float(state["elapsed"])
     trainer.history = json.loads(state["history"])
     trainer.commands = json.loads(state.get("commands", "[]"))
+    trainer.provenance = json.loads(state.get("provenance", "{}"))  # none in checkpoints made before it
 
 
 class ProgressBar:
-    """A tqdm bar to pass as ``fit``'s ``on_progress``: it counts steps (a
-    resumed run starts where it stopped) and shows the latest value of the
-    chosen metrics (``{"loss": ".4f", "val_psnr": ".2f"}``); a metric logged
-    only at validation steps keeps its last value. Use it as a context manager.
+    """Training progress to pass as ``fit``'s ``on_progress``: a tqdm bar on a
+    terminal, and where stderr is a file or a pipe (a log, ``nohup``) a plain
+    line every ``interval`` seconds and at the last step, as the eval verbs
+    report theirs (:class:`imgedit.verbs.StageProgress`): a bar's redraws would
+    be one endless line there. It counts steps (a resumed run starts where it
+    stopped) and shows the latest value of the chosen metrics (``{"loss":
+    ".4f", "val_psnr": ".2f"}``); a metric logged only at validation steps
+    keeps its last value. Use it as a context manager.
     """
+
+    interval = 10.0  # seconds between plain progress lines
 
     def __init__(self, total: int, shown: dict[str, str], quiet: bool = False):
         self.total, self.shown, self.last = total, shown, {}
         self.enabled = not quiet and distributed.is_main()
         self.bar: Any = None
+        self.first: Optional[int] = None  # the first step of this session, and when it ended
+        self.started = self.reported = 0.0
 
     def __call__(self, step: int, metrics: dict) -> None:
-        if self.bar is None:
-            from tqdm import tqdm
-
-            # Made at the first step, not before: no empty bar while the data loads (or when
-            # loading fails), and a resumed run's rate and ETA count only the steps run now.
-            self.bar = tqdm(total=self.total, initial=step - 1, disable=not self.enabled, unit="step", dynamic_ncols=True)
         self.last.update({k: v for k, v in metrics.items() if k in self.shown and v is not None})
-        self.bar.set_postfix({k: format(self.last[k], f) for k, f in self.shown.items() if k in self.last})
-        self.bar.update(1)
+        if not self.enabled:
+            return
+        if self.first is None:  # at the first step, not before: nothing shown while the data loads (or fails to)
+            self.first, self.started = step, time.monotonic()
+            self.reported = self.started
+            if sys.stderr.isatty():
+                from tqdm import tqdm
+
+                # a resumed run's rate and ETA count only the steps run now
+                self.bar = tqdm(total=self.total, initial=step - 1, unit="step", dynamic_ncols=True)
+        if self.bar is not None:
+            self.bar.set_postfix(self._metrics())
+            self.bar.update(1)
+        elif time.monotonic() - self.reported >= self.interval or step == self.total:
+            self.reported = time.monotonic()
+            self._line(step)
+
+    def _metrics(self) -> dict[str, str]:
+        return {k: format(self.last[k], f) for k, f in self.shown.items() if k in self.last}
+
+    def _line(self, step: int) -> None:
+        parts = [f"step {step}/{self.total} ({math.floor(100 * step / max(self.total, 1))}%)"]
+        rate = (step - self.first) / max(self.reported - self.started, 1e-9)  # timed from the first step's end
+        if step > self.first:
+            parts.append(f"{rate:.2f} steps/s, ETA {(self.total - step) / rate:.0f}s")
+        parts += [f"{k}={v}" for k, v in self._metrics().items()]
+        try:  # a line that cannot be written (stderr gone) must not end the run
+            print(", ".join(parts), file=sys.stderr, flush=True)
+        except (OSError, ValueError):
+            pass
 
     def __enter__(self) -> "ProgressBar":
         return self

@@ -478,6 +478,21 @@ def whole_image_options(eval_verb: str, default_name: str) -> list[Callable]:
     ]
 
 
+def check_sheet(sheet: Optional[Path]) -> None:
+    """Refuse, before an evaluation, a ``--sheet`` that could not be written
+    after it (an unknown suffix, a folder, a folder that cannot be
+    written): failing then would lose the figures."""
+    if sheet is None:
+        return
+    from imgedit.atomic import check_writable_folder
+    from imgedit.imageio.formats import format_for_path
+
+    if sheet.is_dir():
+        raise UsageError(f"--sheet {sheet} is a folder: give the contact sheet's file (e.g. {sheet / 'sheet.png'})")
+    format_for_path(sheet)
+    check_writable_folder(sheet.parent, f"--sheet {sheet}")
+
+
 def echo_report(report: dict, notes: list[str], as_json: bool, text: Callable[[], str]) -> None:
     """An ``eval`` verb's output: the report and its notes as JSON, or
     ``text()`` (the report as a table) followed by the notes, one per line."""

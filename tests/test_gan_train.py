@@ -112,6 +112,20 @@ def test_utkface_training_data_gets_the_non_commercial_licence(tmp_path, invoke)
     assert "NON-COMMERCIAL RESEARCH USE ONLY" in json.loads(weights.with_suffix(".json").read_text())["data_licence"]
 
 
+def test_a_run_resumed_on_other_data_keeps_the_licence_and_data_of_every_session(data, tmp_path, invoke):
+    faces = blob_images(tmp_path / "faces", count=4)
+    for path in faces.iterdir():
+        path.rename(path.with_name(f"2{path.stem}_0_1_2017{UTKFACE_SUFFIX}"))
+    weights, run = tmp_path / "faces.safetensors", tmp_path / "run"
+    args = ["train", "gan", "--size", "16", "--batch", "2", "--out", run, "-q"]
+    assert invoke(*args, "--data", faces, "--steps", 1, "--export", weights).exit_code == 0
+    result = invoke(*args, "--data", data, "--steps", 2, "--resume", run / "checkpoint.safetensors")
+    assert result.exit_code == 0, result.output
+    card = json.loads(weights.with_suffix(".json").read_text())
+    assert "NON-COMMERCIAL RESEARCH USE ONLY" in card["data_licence"]  # the first session's images still bind the weights
+    assert card["training"]["data"] == [str(faces), str(data)] and card["training"]["steps"] == 2
+
+
 def test_bad_training_input_is_one_line_and_exit_2(data, tmp_path, invoke):
     result = invoke("train", "gan", "--data", data, "--size", "48", "--out", tmp_path / "r")
     assert result.exit_code == 2 and "power of two" in result.output
@@ -150,3 +164,11 @@ def test_the_closing_hint_quotes_a_name_with_a_space(data, tmp_path, invoke, use
                     "--out", tmp_path / "run", "--name", "my gan", "-q")
     assert result.exit_code == 0, result.output
     assert "imgedit sample --model 'my gan' -n 16" in result.output  # pasted into a shell, it stays one argument
+
+
+def test_images_smaller_than_the_training_size_are_warned_about(data, tmp_path, invoke, caplog):
+    result = invoke("train", "gan", "--data", data, "--size", "32", "--steps", "1", "--batch", "2",  # 24-px blobs
+                    "--out", tmp_path / "run", "--export", tmp_path / "w.safetensors", "-q")
+    assert result.exit_code == 0, result.output
+    assert any("12 of the 12 training images are smaller than 32x32 px, scaled up to it (blurred)" in r.getMessage()
+               for r in caplog.records)

@@ -375,3 +375,18 @@ def test_eval_interp_too_small_images_are_not_called_training_images(tmp_path, i
     result = invoke("eval", "interp", "--model", spec.weights, "--data", small)
     assert result.exit_code == 2 and "no images of at least 16x16 px" in result.output
     assert "training" not in result.output
+
+
+def test_eval_interp_refuses_a_sheet_it_could_not_write_before_morphing_or_recording(tmp_path, invoke, monkeypatch):
+    import imgedit_interp.evaluate as evaluate
+
+    def morphed(*args, **kwargs):
+        raise AssertionError("morphed before the sheet was checked")
+
+    monkeypatch.setattr(evaluate, "reconstruction_psnr", morphed)
+    spec = save_tiny_vae(tmp_path / "w" / "tiny.safetensors")
+    before = spec.card_path.read_bytes()
+    data = blob_images(tmp_path / "data", count=6, size=16)
+    result = invoke("eval", "interp", "--model", spec.weights, "--data", data, "--record", "--sheet", tmp_path / "morphs.txt")
+    assert result.exit_code == 2 and "unknown image suffix" in result.output, result.output
+    assert spec.card_path.read_bytes() == before

@@ -152,3 +152,34 @@ def test_train_verb_refuses_bad_input(invoke, user_home, data, painting, tmp_pat
     assert result.exit_code == 2 and "shipped style" in result.output
     result = invoke("train", "style", "--style-image", painting, "--data", data, "--patch", 20, "--out", tmp_path / "r")
     assert result.exit_code == 2 and "multiple of 8" in result.output
+
+
+def test_a_resumed_run_keeps_its_own_name_whatever_the_painting_is_called(invoke, user_home, data, painting, tmp_path):
+    candy = tmp_path / "candy.png"  # a painting named like a shipped style: the run is named otherwise
+    candy.write_bytes(painting.read_bytes())
+    args = ["train", "style", "--style-image", candy, "--data", data, "--batch", 1, "--patch", 16, "--style-size", 32,
+            "--out", tmp_path / "run", "--no-skips", "-q"]
+    result = invoke(*args, "--steps", 1)
+    assert result.exit_code == 2 and "named candy after its painting candy.png" in result.output
+    assert invoke(*args, "--steps", 1, "--name", "mine").exit_code == 0
+    result = invoke(*args, "--steps", 2, "--resume", tmp_path / "run" / "checkpoint.safetensors")
+    assert result.exit_code == 0, result.output
+    assert "--style mine" in result.output
+    assert json.loads((user_home / "weights" / "imgedit_style" / "mine.json").read_text())["training"]["steps"] == 2
+
+
+def test_eval_style_refuses_a_sheet_it_could_not_write_before_measuring(invoke, user_home, data, tmp_path, monkeypatch):
+    import imgedit_style.report as report
+
+    def measured(*args, **kwargs):
+        raise AssertionError("measured before the sheet was checked")
+
+    monkeypatch.setattr(report, "load_photos", measured)
+    (tmp_path / "file").write_text("a file, not a folder")
+    result = invoke("eval", "style", "--style", "mosaic", "--data", data, "--sheet", tmp_path / "file" / "sheet.png")
+    assert result.exit_code == 2 and "is a file" in result.output, result.output
+
+
+def test_photos_smaller_than_the_patch_are_warned_about(tmp_path, data, painting, caplog):
+    train_style(tiny_config(painting, steps=1, patch=48), [data], tmp_path / "run", torch.device("cpu"))  # 40-px photos
+    assert any("6 of the 6 training images are smaller than 48x48 px" in r.getMessage() for r in caplog.records)

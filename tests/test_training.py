@@ -4,6 +4,7 @@
 import json
 import os
 import signal
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -70,7 +71,10 @@ def test_fit_logs_what_validate_returns(tmp_path, validation, logged):
     assert load_checkpoint(tmp_path / "checkpoint.safetensors", kind="count")["step"] == 4
 
 
-def test_progress_bar_shows_the_chosen_metrics_and_starts_where_a_run_resumed(capsys):
+def test_progress_bar_shows_the_chosen_metrics_and_starts_where_a_run_resumed(capsys, monkeypatch):
+    import sys
+
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)  # a bar is drawn on a terminal only
     with ProgressBar(10, {"loss": ".2f", "val": ".1f"}):
         pass  # no step: the data failed to load, say
     assert capsys.readouterr().err == ""  # no empty bar left behind
@@ -83,6 +87,24 @@ def test_progress_bar_shows_the_chosen_metrics_and_starts_where_a_run_resumed(ca
         assert bar.bar.format_dict["initial"] == 3  # rate and ETA count only the 3 steps run now
     shown = capsys.readouterr().err
     assert "6/10" in shown and "loss=0.25, val=20.0" in shown and "other" not in shown
+
+
+def test_progress_piped_to_a_file_is_a_line_every_few_seconds(capsys, monkeypatch):
+    import sys
+
+    import imgedit.training as training
+
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False)
+    now = [0.0]
+    monkeypatch.setattr(training.time, "monotonic", lambda: now[0])
+    with ProgressBar(10, {"loss": ".2f"}) as bar:
+        for step in range(4, 11):  # a run resumed after step 3
+            now[0] += 3  # each step takes 3 s
+            bar(step, {"loss": 1 / step})
+    lines = capsys.readouterr().err.splitlines()
+    assert "\r" not in "".join(lines)
+    assert lines == ["step 8/10 (80%), 0.33 steps/s, ETA 6s, loss=0.12",  # 12 s after the first step
+                     "step 10/10 (100%), 0.33 steps/s, ETA 0s, loss=0.10"]  # and the last step, whenever it comes
 
 
 def test_kept_settings_names_only_real_differences():
@@ -152,6 +174,67 @@ def test_a_model_folder_that_cannot_be_written_is_refused_before_training(verb, 
     result = invoke(*args)
     assert result.exit_code == 2 and "the trained model: " in result.output, result.output
     assert str(tmp_path / "home") in result.output and not (tmp_path / "run").exists()  # no step was spent
+
+
+def _tiny_train_args(verb, data):
+    args = ["train", verb, "--data", data, *TINY_TRAIN_ARGS[verb], "-q"]
+    return args + (["--style-image", data / "0.png"] if verb == "style" else [])
+
+
+def _card_steps(weights):
+    return json.loads(weights.with_suffix(".json").read_text())["training"]["steps"]
+
+
+@pytest.mark.parametrize("verb", sorted(TINY_TRAIN_ARGS))
+def test_a_resumed_run_exports_to_its_own_model_and_replaces_no_other(verb, tmp_path, invoke, user_home):
+    from conftest import smooth_images
+
+    args = _tiny_train_args(verb, smooth_images(tmp_path / "data", count=8))
+    own = tmp_path / "own.safetensors"
+    assert invoke(*args, "--steps", 1, "--out", tmp_path / "a", "--export", own).exit_code == 0
+    result = invoke(*args, "--steps", 1, "--out", tmp_path / "b")  # another run's model, at the default place
+    assert result.exit_code == 0, result.output
+    other = Path(result.output.split("weights: ")[1].split()[0])
+    checkpoint = tmp_path / "a" / "checkpoint.safetensors"
+
+    result = invoke(*args, "--steps", 2, "--out", tmp_path / "a", "--resume", checkpoint)  # no --export: its own
+    assert result.exit_code == 0, result.output
+    assert f"weights: {own.resolve()}" in result.output
+    assert _card_steps(own) == 2 and _card_steps(other) == 1
+
+    result = invoke(*args, "--steps", 3, "--out", tmp_path / "a", "--resume", checkpoint, "--export", other)
+    assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1, result.output
+    assert str(other) in result.output and "--overwrite" in result.output
+    assert _card_steps(other) == 1 and load_checkpoint(checkpoint, kind=verb)["step"] == 2
+
+    # a run that has finished: nothing to do, and nothing is exported or logged again
+    log, exported = (tmp_path / "a" / "log.jsonl").read_text(), own.stat().st_mtime_ns
+    result = invoke(*args, "--steps", 2, "--out", tmp_path / "a", "--resume", tmp_path / "a")  # the run's folder will do
+    assert result.exit_code == 2, result.output
+    assert "the run already finished at step 2; give a larger --steps to go on" in result.output
+    assert (tmp_path / "a" / "log.jsonl").read_text() == log and own.stat().st_mtime_ns == exported
+
+
+@pytest.mark.parametrize("make, message", [(lambda p: p.mkdir(), "is a folder"),
+                                           (lambda p: None, "the file name is too long")])
+def test_an_export_path_that_cannot_be_a_file_is_refused_before_training(tmp_path, invoke, make, message):
+    from conftest import smooth_images
+
+    args = _tiny_train_args("denoise", smooth_images(tmp_path / "data", count=3))
+    export = tmp_path / "x" if message == "is a folder" else tmp_path / ("x" * 250 + ".safetensors")
+    make(export)
+    result = invoke(*args, "--steps", 1, "--out", tmp_path / "run", "--export", export)
+    assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1, result.output
+    assert message in result.output and "unexpected" not in result.output and not (tmp_path / "run").exists()
+
+
+def test_an_out_folder_that_cannot_be_written_is_refused_before_training(tmp_path, invoke):
+    from conftest import smooth_images
+
+    args = _tiny_train_args("denoise", smooth_images(tmp_path / "data", count=3))
+    (tmp_path / "out").write_text("a file")
+    result = invoke(*args, "--steps", 1, "--out", tmp_path / "out" / "run", "--export", tmp_path / "w.safetensors")
+    assert result.exit_code == 2 and "--out: " in result.output and "unexpected" not in result.output, result.output
 
 
 def test_resuming_from_exported_weights_says_they_are_not_a_checkpoint(tmp_path):

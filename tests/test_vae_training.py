@@ -135,6 +135,44 @@ def test_checkpoint_resumes_to_the_same_state(data, tmp_path, precision):
     assert straight.history[-1]["val_psnr"] == resumed.history[-1]["val_psnr"]
 
 
+def _ctrl_c_inside_step(monkeypatch, step, presses=1):
+    """Press Ctrl-C ``presses`` times in the middle of training step ``step``
+    (1-based): after its batch is drawn, before its weights change."""
+    import os
+    import signal
+
+    import imgedit_vae.train_denoise as train_denoise
+
+    calls = []
+
+    def loss_and_interrupt(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == step:
+            for _ in range(presses):
+                os.kill(os.getpid(), signal.SIGINT)
+        return reconstruction_loss(*args, **kwargs)
+
+    monkeypatch.setattr(train_denoise, "reconstruction_loss", loss_and_interrupt)
+
+
+@pytest.mark.parametrize("presses, said", [(1, "interrupted at step 2 of 4; the checkpoint is saved"),
+                                           (2, "stopped at once in step 3 of 4, which is not saved; "
+                                               "the checkpoint of step 2 is kept")])
+def test_a_run_interrupted_inside_a_step_resumes_bit_for_bit(data, tmp_path, monkeypatch, presses, said):
+    from imgedit.errors import Interrupted
+
+    cfg = tiny_config(steps=4, val_every=100, checkpoint_every=2)
+    straight = train(cfg, [data], tmp_path / "a", torch.device("cpu"))
+    _ctrl_c_inside_step(monkeypatch, step=presses + 1, presses=presses)  # one press: step 2; two: step 3
+    with pytest.raises(Interrupted) as stopped:
+        train(cfg, [data], tmp_path / "b", torch.device("cpu"))
+    assert said in str(stopped.value) and stopped.value.exit_code == 130
+    monkeypatch.undo()
+    resumed = train(cfg, [data], tmp_path / "b", torch.device("cpu"), resume=tmp_path / "b" / "checkpoint.safetensors")
+    for (name, p), q in zip(straight.model.state_dict().items(), resumed.model.state_dict().values()):
+        assert torch.equal(p, q), name
+
+
 def test_bf16_runs_the_forward_in_bfloat16_and_a_resume_may_change_precision(data, tmp_path, invoke):
     from imgedit.training import autocast
 
@@ -274,6 +312,45 @@ def test_train_and_eval_commands_end_to_end(data, tmp_path, invoke):
     noisy30 = next(r for r in rows if r["sigma"] == 30 and r["method"] == "noisy")
     nlm30 = next(r for r in rows if r["sigma"] == 30 and r["method"] == "nlm")
     assert nlm30["psnr"] > noisy30["psnr"]
+
+
+@pytest.mark.parametrize("verb, module", [("denoise", "imgedit_vae.evaluate_denoise"), ("inpaint", "imgedit_vae.evaluate_inpaint")])
+@pytest.mark.parametrize("sheet, message", [("sheet.nosuchformat", "unknown image suffix"), ("file/sheet.png", "is a file"),
+                                            ("folder", "is a folder")])
+def test_a_sheet_that_cannot_be_written_is_refused_before_evaluating(data, tmp_path, invoke, monkeypatch, verb, module,
+                                                                   sheet, message):
+    import importlib
+
+    def evaluated(*args, **kwargs):
+        raise AssertionError("evaluated before the sheet was checked")
+
+    monkeypatch.setattr(importlib.import_module(module), "evaluate", evaluated)
+    (tmp_path / "file").write_text("a file, not a folder")
+    (tmp_path / "folder").mkdir()
+    result = invoke("eval", verb, "--data", data, "--limit", 1, "--sheet", tmp_path / sheet)
+    assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1, result.output
+    assert message in result.output
+
+
+def test_eval_skips_a_corrupt_file_with_a_warning_and_counts_what_it_scored(data, tmp_path, invoke, caplog):
+    (data / "1.png").write_bytes(b"not a png")  # one of three
+    result = invoke("eval", "denoise", "--data", data, "--sigma", "25", "--ensemble", 1)
+    assert result.exit_code == 0, result.output
+    assert f"{data}: 2 images, seed 0" in result.output
+    assert any("skipping" in r.getMessage() and "1.png" in r.getMessage() for r in caplog.records)
+
+
+def test_training_ends_with_how_to_use_the_weights_and_its_checkpoint_is_not_taken_for_them(data, tmp_path, invoke):
+    weights = tmp_path / "my weights.safetensors"
+    result = invoke("train", "denoise", "--data", data, "--steps", "1", "--batch", "2", "--patch", "32",
+                    "--widths", "8,16,16,16", "--out", tmp_path / "run", "--export", weights, "-q")
+    assert result.exit_code == 0, result.output
+    assert result.output.strip().splitlines()[-1] == f"Use it: imgedit denoise photo.jpg --weights '{weights}'"
+    Image.fromarray(smooth_rgb(48, 64, seed=9)).save(tmp_path / "noisy.png")
+    result = invoke("denoise", tmp_path / "noisy.png", "-o", tmp_path / "out.png",
+                    "--weights", tmp_path / "run" / "checkpoint.safetensors")
+    assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1, result.output
+    assert "is a training checkpoint" in result.output and f"use {weights.resolve()}" in result.output
 
 
 def test_bad_training_input_is_one_line_and_exit_2(tmp_path, invoke, data):

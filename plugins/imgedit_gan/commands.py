@@ -167,20 +167,22 @@ def train_gan_command(sources, steps, resume, out_dir, overwrite, export_path, d
     """
     from imgedit import registry
     from imgedit.devices import resolve_device
-    from imgedit.training import ProgressBar, check_fresh_run
+    from imgedit.training import ProgressBar, check_fresh_run, export_target
     from imgedit_gan.catalog import CATALOG
     from imgedit_gan.model import GANConfig
     from imgedit_gan.train import GANTrainConfig, export_gan, train_gan
 
-    name, target = CATALOG.export_target(name, export_path, "my-gan")
-    check_fresh_run(out_dir, resume, overwrite, export=target)
+    name, target = export_target(CATALOG.export_target(name, export_path, "my-gan"), resume, "gan",
+                                 told=bool(name or export_path))
+    check_fresh_run(out_dir, resume, overwrite, export=target, kind="gan")
     cfg = GANTrainConfig(steps=steps, batch=batch, lr=lr, d_lr=lr, holdout=holdout, seed=seed, augment=augment,
                          model=GANConfig(image_size=size))
     dev = resolve_device(device)
     started = time.time()
     command = command_line(click.get_current_context())
     with ProgressBar(cfg.steps, {"d_loss": ".3f", "g_loss": ".3f"}, quiet) as bar:
-        trainer = train_gan(cfg, sources, out_dir, dev, resume=resume, on_progress=bar, command=command, overwrite=overwrite)
+        trainer = train_gan(cfg, sources, out_dir, dev, resume=resume, on_progress=bar, command=command, overwrite=overwrite,
+                            export=(name, target), licence=licence)
     export_gan(trainer, target, name=name, description=f"{trainer.cfg.model.image_size}x{trainer.cfg.model.image_size} GAN trained "
                f"on {', '.join(map(str, sources))}", sources=list(sources), session_seconds=time.time() - started, licence=licence)
     registry.reset()  # the new model is usable by name at once

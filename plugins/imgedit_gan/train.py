@@ -27,7 +27,7 @@ import torch
 from imgedit import distributed
 from imgedit.errors import UsageError
 from imgedit.models import save_weights
-from imgedit.training import load_run_state, run_state, train_or_resume, training_summary
+from imgedit.training import load_run_state, run_licence, run_state, train_or_resume, training_summary
 from imgedit_gan.augment import diff_augment, parse_policy
 from imgedit.imageset import HOLDOUT_RULE, ImageSet, data_licence, load_squares, split_holdout
 from imgedit_gan.model import Discriminator, GANConfig, Generator, count_parameters
@@ -177,11 +177,14 @@ def standing_statistics(G: Generator, z_dim: int, batches: int = 16, batch: int 
 
 def train_gan(cfg: GANTrainConfig, sources: Sequence[str], out_dir: Path, device: torch.device, resume: Optional[Path] = None,
               on_progress: Optional[Callable[[int, dict], None]] = None, command: str = "",
-              overwrite: bool = False) -> GANTrainer:
+              overwrite: bool = False, export: Optional[tuple[str, Path]] = None,
+              licence: Optional[str] = None) -> GANTrainer:
     """Train (or resume) until ``cfg.steps``: the images of ``sources`` (files,
     folders, globs) as ``cfg.model.image_size`` squares, less ``cfg.holdout``
     held-out ones; samples go to ``out_dir/samples/``. The other arguments
-    are those of :func:`imgedit.training.train_or_resume`.
+    are those of :func:`imgedit.training.train_or_resume`;
+    ``licence`` states the terms of this session's images (default: UTKFace's
+    where their names say so), kept in the run's record with earlier sessions'.
 
     Returns:
         The trainer (``export_generator()`` is the model to ship).
@@ -199,9 +202,10 @@ def train_gan(cfg: GANTrainConfig, sources: Sequence[str], out_dir: Path, device
         images, held = split_holdout(load_squares(sources, cfg.model.image_size), cfg.holdout)
         trainer = GANTrainer(cfg, images, device, Path(out_dir) / "samples")
         trainer.holdout = held
+        trainer.data_licence = licence or data_licence(images.names)  # this session's: the run keeps every session's
         return trainer
 
-    return train_or_resume(build, cfg, "gan", out_dir, resume, on_progress, command, overwrite)
+    return train_or_resume(build, cfg, "gan", out_dir, resume, on_progress, command, overwrite, sources, export)
 
 
 def export_gan(trainer: GANTrainer, path: Path, *, name: str, description: str, sources: list, session_seconds: float,
@@ -221,7 +225,7 @@ def export_gan(trainer: GANTrainer, path: Path, *, name: str, description: str, 
             "holdout": {"count": len(trainer.holdout), "rule": HOLDOUT_RULE, "files": trainer.holdout},
             "last_log": trainer.history[-1] if trainer.history else None,
         },
-        "data_licence": licence or data_licence(trainer.images.names),
+        "data_licence": run_licence(trainer, licence or data_licence(trainer.images.names)),
         "metrics": {},  # imgedit eval gan --record fills this in
     }
     # fp16 storage halves the file; samples differ from fp32 weights by well under 1/255

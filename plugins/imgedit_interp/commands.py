@@ -7,13 +7,14 @@ import logging
 import shlex
 import time
 from pathlib import Path
+from typing import Optional
 
 import click
 
 from imgedit.catalog import is_file_argument, spec_for_file, weights_spec
 from imgedit.errors import UsageError
 from imgedit.latents import MAX_SEED
-from imgedit.verbs import (FiniteFloat, apply_options, check_overwrite, check_record, command_line, device_option,
+from imgedit.verbs import (FiniteFloat, apply_options, check_overwrite, check_record, check_sheet, command_line, device_option,
                             echo_report, training_options, whole_image_options)
 
 MODEL_HELP = "A latent model's name ('imgedit plugins' lists them) or a .safetensors file from 'imgedit train interp-vae'."
@@ -228,19 +229,21 @@ def train_interp_command(sources, steps, resume, out_dir, overwrite, export_path
     """
     from imgedit import registry
     from imgedit.devices import resolve_device
-    from imgedit.training import ProgressBar, check_fresh_run
+    from imgedit.training import ProgressBar, check_fresh_run, export_target
     from imgedit_interp.catalog import CATALOG
     from imgedit_interp.model import FaceVAEConfig
     from imgedit_interp.train import InterpTrainConfig, export_interp_vae, train_interp_vae
 
-    name, target = CATALOG.export_target(name, export_path, "my-interp-vae")
-    check_fresh_run(out_dir, resume, overwrite, export=target)
+    name, target = export_target(CATALOG.export_target(name, export_path, "my-interp-vae"), resume, "interp-vae",
+                                 told=bool(name or export_path))
+    check_fresh_run(out_dir, resume, overwrite, export=target, kind="interp-vae")
     cfg = InterpTrainConfig(steps=steps, batch=batch, lr=lr, beta=beta, holdout=holdout, seed=seed,
                             model=FaceVAEConfig(image_size=size, z_dim=z_dim))
     started = time.time()
     with ProgressBar(cfg.steps, {"mse": ".4f", "kl": ".0f", "val_psnr": ".2f"}, quiet) as bar:
         trainer = train_interp_vae(cfg, sources, out_dir, resolve_device(device), resume=resume, on_progress=bar,
-                                   command=command_line(click.get_current_context()), overwrite=overwrite)
+                                   command=command_line(click.get_current_context()), overwrite=overwrite,
+                                   export=(name, target), licence=licence)
     size = trainer.cfg.model.image_size
     export_interp_vae(trainer, target, name=name, description=f"{size}x{size} VAE ({trainer.cfg.model.z_dim}-d latent) trained "
                       f"on {', '.join(map(str, sources))}", sources=list(sources), session_seconds=time.time() - started,
@@ -287,6 +290,7 @@ def eval_interp_command(model, sources, held_out, pairs, frames, limit, seed, fe
     from imgedit_interp import evaluate
 
     check_overwrite(overwrite, record)
+    check_sheet(sheet)  # before the minutes of morphing: failing after them would lose the figures and the --record
     if threads:
         torch.set_num_threads(threads)
     spec = weights_spec(model)

@@ -27,7 +27,8 @@ from imgedit import distributed
 from imgedit.errors import UsageError
 from imgedit.imageset import HOLDOUT_RULE, ImageSet, data_licence, load_squares, split_holdout
 from imgedit.models import save_weights
-from imgedit.training import learning_rate, load_run_state, run_state, train_or_resume, training_summary
+from imgedit.training import (learning_rate, load_run_state, run_licence, run_state, train_or_resume,
+                              training_summary)
 from imgedit_interp.model import FaceVAE, FaceVAEConfig, count_parameters, kl_divergence
 
 CHECKPOINT_VERSION = 1
@@ -134,11 +135,14 @@ class InterpTrainer:
 
 def train_interp_vae(cfg: InterpTrainConfig, sources: Sequence[str], out_dir: Path, device: torch.device,
                      resume: Optional[Path] = None, on_progress: Optional[Callable[[int, dict], None]] = None,
-                     command: str = "", overwrite: bool = False) -> InterpTrainer:
+                     command: str = "", overwrite: bool = False, export: Optional[tuple[str, Path]] = None,
+                     licence: Optional[str] = None) -> InterpTrainer:
     """Train (or resume) until ``cfg.steps`` on the images of ``sources``
     (files, folders, globs) as ``cfg.model.image_size`` squares, less
     ``cfg.holdout`` held-out images and ``cfg.val`` validation ones. The other
-    arguments are those of :func:`imgedit.training.train_or_resume`.
+    arguments are those of :func:`imgedit.training.train_or_resume`;
+    ``licence`` states the terms of this session's images (default: UTKFace's
+    where their names say so), kept in the run's record with earlier sessions'.
 
     Raises:
         UsageError: no images, too few, a bad image size, an unreadable checkpoint.
@@ -159,9 +163,10 @@ def train_interp_vae(cfg: InterpTrainConfig, sources: Sequence[str], out_dir: Pa
         train = images.select(i for i in range(len(images)) if i not in val_idx)
         trainer = InterpTrainer(cfg, train, images.select(sorted(val_idx)), device, Path(out_dir) / "samples")
         trainer.holdout = held
+        trainer.data_licence = licence or data_licence(images.names)  # this session's: the run keeps every session's
         return trainer
 
-    return train_or_resume(build, cfg, "interp-vae", out_dir, resume, on_progress, command, overwrite)
+    return train_or_resume(build, cfg, "interp-vae", out_dir, resume, on_progress, command, overwrite, sources, export)
 
 
 @torch.no_grad()
@@ -196,7 +201,7 @@ def export_interp_vae(trainer: InterpTrainer, path: Path, *, name: str, descript
             "holdout": {"count": len(trainer.holdout), "rule": HOLDOUT_RULE, "files": trainer.holdout},
             "last_log": trainer.history[-1] if trainer.history else None,
         },
-        "data_licence": licence or data_licence(trainer.images.names),
+        "data_licence": run_licence(trainer, licence or data_licence(trainer.images.names)),
         "metrics": {},  # imgedit eval interp --record fills this in
     }
     tensors = {k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()}

@@ -8,10 +8,13 @@ from __future__ import annotations
 import shlex
 import time
 from pathlib import Path
+from typing import Optional
+
 import click
 
 from imgedit.errors import UsageError
-from imgedit.verbs import FiniteFloat, apply_options, command_line, device_option, echo_report, training_options
+from imgedit.verbs import (FiniteFloat, apply_options, check_sheet, command_line, device_option, echo_report,
+                            training_options)
 
 STYLE_HELP = """Apply a painting's style to images: a trained style network
 (--style NAME, fast) or any painting by per-image optimisation
@@ -79,14 +82,15 @@ def train_style_command(sources, steps, resume, out_dir, overwrite, export_path,
         from imgedit_style.lossnet import require_vgg_file
 
         require_vgg_file(loss_net)  # before the photos load
-    name, target = _export_target(name, export_path, style_image)
-    check_fresh_run(out_dir, resume, overwrite, export=target)  # before the photos load
+    name, target = _style_target(name, export_path, style_image, resume)
+    check_fresh_run(out_dir, resume, overwrite, export=target, kind="style")  # before the photos load
     cfg = _train_config(style_image, steps, batch, patch, lr, seed, style_size, content_weight, skips, tv_weight,
                         loss_net, loss_seed, preview_every)
     started = time.time()
     with ProgressBar(cfg.steps, {"style": ".3f", "content": ".3f"}, quiet) as bar:
         trainer = train_style(cfg, sources, out_dir, resolve_device(device), resume=resume, on_progress=bar,
-                              command=command_line(click.get_current_context()), overwrite=overwrite)
+                              command=command_line(click.get_current_context()), overwrite=overwrite,
+                              export=(name, target))
     painting = Path(trainer.cfg.style_image).name
     export_style(trainer, target, name=name, description=f"Fast style network: {name} (from {painting})",
                  sources=list(sources), session_seconds=time.time() - started)
@@ -116,10 +120,27 @@ def _export_target(name, export_path, style_image: Path):
     if export_path is not None and name and name != export_path.stem:
         raise UsageError(f"--name {name} differs from the --export file's name {export_path.stem}: "
                          "a style is named after its file")
+    given = name
     name = name or (export_path.stem if export_path is not None else style_image.stem)
     if export_path is None and name in SHIPPED:
-        raise UsageError(f"--name {name} is a shipped style: choose another name (or --export into the shipped weights folder)")
+        said = f"--name {name}" if given else f"the style would be named {name} after its painting {style_image.name}, and {name}"
+        raise UsageError(f"{said} is a shipped style: choose another --name (or --export into the shipped weights folder)")
     return name, export_path or default_export_path(name)
+
+
+def _style_target(name, export_path, style_image: Path, resume):
+    """:func:`_export_target`, except that a resumed run told neither
+    ``--name`` nor ``--export`` keeps its own: the name and file its
+    checkpoint records, or (an older checkpoint) its painting's name."""
+    from imgedit.checkpoint import checkpoint_info
+    from imgedit.training import run_export
+
+    if resume is None or name or export_path:
+        return _export_target(name, export_path, style_image)
+    own = run_export(resume, "style")
+    if own is not None:
+        return own
+    return _export_target(None, None, Path(checkpoint_info(resume, "style")["config"]["style_image"]))
 
 
 def _train_config(style_image: Path, steps, batch, patch, lr, seed, style_size, content_weight, skips, tv_weight,
@@ -170,6 +191,7 @@ def eval_style_command(names, sources, limit, size, steps, seed, sheet, device, 
     from imgedit_style.report import evaluate_styles, format_report
 
     check_overwrite(overwrite, record)
+    check_sheet(sheet)  # before the minutes of measuring
     if threads:
         import torch
 

@@ -131,7 +131,7 @@ def check_config(cfg: StyleTrainConfig) -> None:
 
 def train_style(cfg: StyleTrainConfig, sources: Sequence[str], out_dir: Path, device: torch.device,
                 resume: Optional[Path] = None, on_progress: Optional[Callable[[int, dict], None]] = None,
-                command: str = "", overwrite: bool = False) -> StyleTrainer:
+                command: str = "", overwrite: bool = False, export: Optional[tuple[str, Path]] = None) -> StyleTrainer:
     """Train (or resume) until ``cfg.steps`` a network for the painting
     ``cfg.style_image`` on the photos of ``sources`` (files, folders, globs).
     The other arguments are those of :func:`imgedit.training.train_or_resume`.
@@ -150,9 +150,10 @@ def train_style(cfg: StyleTrainConfig, sources: Sequence[str], out_dir: Path, de
             logger.warning("resuming: the checkpoint's painting %s is used, not %s", cfg.style_image, requested)
         painting = read_style_image(cfg.style_image, cfg.style_size)
         pool = ImagePool(sources, min_side=cfg.model.min_side)
+        pool.warn_smaller_than(cfg.patch, "their patches scaled up to it (blurred)")
         return StyleTrainer(cfg, pool, painting, device, Path(out_dir) / "samples")
 
-    return train_or_resume(build, cfg, "style", out_dir, resume, on_progress, command, overwrite)
+    return train_or_resume(build, cfg, "style", out_dir, resume, on_progress, command, overwrite, sources, export)
 
 
 def export_style(trainer: StyleTrainer, path: Path, *, name: str, description: str, sources: list,

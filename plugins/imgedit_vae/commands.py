@@ -12,7 +12,7 @@ from typing import Callable, Optional
 
 import click
 
-from imgedit.verbs import (FiniteFloat, StageProgress, apply_options, command_line, device_option, precision_option,
+from imgedit.verbs import (FiniteFloat, StageProgress, apply_options, check_sheet, command_line, device_option, precision_option,
                            training_options)
 from imgedit_vae.operations import DENOISE, DENOISE_COPIES, GRAY_MODEL_NAME, INPAINT, MODEL_NAME, model_spec
 
@@ -102,7 +102,7 @@ def train_denoise_command(sources, steps, resume, out_dir, overwrite, export_pat
         cfg.model = replace(cfg.model, image_channels=1)
     _train_and_export(
         partial(train, init=init), cfg, sources, out_dir, resume, overwrite, export_path, device, quiet,
-        name=GRAY_MODEL_NAME if gray else MODEL_NAME,
+        kind="denoise", name=GRAY_MODEL_NAME if gray else MODEL_NAME,
         description=f"Conditional VAE denoiser{' for grayscale images' if gray else ''} (noise-level map input, sigma 0-75)",
     )
 
@@ -177,7 +177,7 @@ def train_inpaint_command(sources, steps, resume, out_dir, overwrite, export_pat
         cfg.model = replace(cfg.model, decoder_blocks=_per_level(decoder_blocks_text, len(cfg.model.blocks), "--decoder-blocks"))
     _train_and_export(
         partial(train_inpaint, init=init), cfg, sources, out_dir, resume, overwrite, export_path, device, quiet,
-        name="inpaint-vae",
+        kind="inpaint", name="inpaint-vae",
         description="Conditional VAE inpainter (several plausible fills; prior mean = deterministic fill)",
         storage=torch.float16,  # 5 M parameters: half the file, fills differ by < 1/255
     )
@@ -201,23 +201,29 @@ def _patch_size(patch: int) -> int:
     return patch
 
 
-def _train_and_export(train, cfg, sources, out_dir, resume, overwrite, export_path, device, quiet, *, name, description,
-                      storage=None) -> None:
+def _train_and_export(train, cfg, sources, out_dir, resume, overwrite, export_path, device, quiet, *, kind, name,
+                      description, storage=None) -> None:
     """Run a training routine with a progress bar, then export its weights and model card."""
+    import shlex
+
     from imgedit.devices import resolve_device
-    from imgedit.training import ProgressBar, check_fresh_run
+    from imgedit.training import ProgressBar, check_fresh_run, run_export
     from imgedit_vae.export import default_export_path, export_model
 
-    target = export_path or default_export_path(name)
-    check_fresh_run(out_dir, resume, overwrite, export=target)  # before the images load
+    own = run_export(resume, kind)
+    name = own[0] if own else name  # a resumed --gray run is gray without --gray: its config is the checkpoint's
+    target = export_path or (own[1] if own else default_export_path(name))
+    check_fresh_run(out_dir, resume, overwrite, export=target, kind=kind)  # before the images load
     dev = resolve_device(device)
     started = time.time()
     command = command_line(click.get_current_context())
     with ProgressBar(cfg.steps, {"loss": ".4f", "val_psnr": ".2f"}, quiet) as bar:
-        trainer = train(cfg, sources, out_dir, dev, resume=resume, on_progress=bar, command=command, overwrite=overwrite)
+        trainer = train(cfg, sources, out_dir, dev, resume=resume, on_progress=bar, command=command, overwrite=overwrite,
+                        export=(name, target))
     export_model(trainer, target, name=name, description=description, sources=list(sources),
                  session_seconds=time.time() - started, **({"storage": storage} if storage is not None else {}))
-    click.echo(f"Trained {trainer.step} steps ({trainer.elapsed / 60:.1f} min); weights: {target}")
+    click.echo(f"Trained {trainer.step} steps ({trainer.elapsed / 60:.1f} min); weights: {target}\n"
+               f"Use it: imgedit {kind} photo.jpg --weights {shlex.quote(str(target))}")
 
 
 def _sigmas(value: str) -> list[float]:
@@ -267,6 +273,7 @@ def eval_denoise_command(sources, sigma_text, baselines, clip, seed, limit, weig
     from imgedit_vae.evaluate_denoise import baseline_methods, evaluate, format_table, load_clean, rows_as_dicts
 
     sigmas = _sigmas(sigma_text)
+    check_sheet(sheet)  # before the minutes of evaluating
     if threads:
         torch.set_num_threads(threads)
     dev = resolve_device(device)
@@ -341,6 +348,7 @@ def eval_inpaint_command(sources, kinds_text, pairs_dir, hole_color, seed, limit
     if not sources and not pairs_dir:
         raise UsageError("give --data DIR (random holes) or --pairs DIR (image/mask pairs)")
     kinds = list(dict.fromkeys(_hole_kinds(kinds_text)))  # each kind scored once
+    check_sheet(sheet)  # before the minutes of evaluating
     if threads:
         torch.set_num_threads(threads)
     dev = resolve_device(device)

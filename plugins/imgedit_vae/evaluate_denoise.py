@@ -20,7 +20,7 @@ from typing import Callable, Iterable, Optional, Sequence
 
 import torch
 
-from imgedit.errors import UsageError
+from imgedit.errors import ImgeditError, UsageError
 from imgedit.imageio import read_image
 from imgedit.inputs import expand_inputs
 from imgedit_vae.degrade import add_gaussian_noise
@@ -46,7 +46,9 @@ def load_clean(sources: Sequence[str], limit: Optional[int] = None,
                min_side: int = SSIM_WINDOW) -> list[tuple[Path, torch.Tensor]]:
     """Clean images as (path, (1, 3, H, W) float in [0, 1]), in path order:
     the first ``limit`` of those at least ``min_side`` px on each side.
-    Smaller ones are skipped with a warning (SSIM's window does not fit them).
+    Smaller ones are skipped with a warning (SSIM's window does not fit them),
+    and so are files that cannot be read: one corrupt file in a benchmark
+    folder must not cost the whole evaluation (training skips them too).
 
     Raises:
         UsageError: no image is large enough.
@@ -56,7 +58,11 @@ def load_clean(sources: Sequence[str], limit: Optional[int] = None,
     for item in items:
         if limit and len(images) >= limit:
             break
-        rgb = torch.from_numpy(read_image(item.path).rgb).permute(2, 0, 1)[None].contiguous()
+        try:
+            rgb = torch.from_numpy(read_image(item.path).rgb).permute(2, 0, 1)[None].contiguous()
+        except ImgeditError as exc:
+            logger.warning("skipping %s: %s", item.path, exc)
+            continue
         if too_small(item.path, rgb, min_side):
             continue
         images.append((item.path, rgb))

@@ -150,7 +150,7 @@ def sigma_map(sigma: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 
 def train(cfg: TrainConfig, sources: Sequence[str], out_dir: Path, device: torch.device, resume: Optional[Path] = None,
           on_progress: Optional[Callable[[int, dict], None]] = None, command: str = "", init: Optional[Path] = None,
-          overwrite: bool = False) -> Trainer:
+          overwrite: bool = False, export: Optional[tuple[str, Path]] = None) -> Trainer:
     """Train (or resume) until ``cfg.steps``; checkpoints go to ``out_dir/checkpoint.safetensors``.
 
     ``sources`` are image files/folders of clean training images; ``init``
@@ -163,4 +163,4 @@ def train(cfg: TrainConfig, sources: Sequence[str], out_dir: Path, device: torch
     """
     # an image smaller than a patch would be stretched to one: a blurred target (such images are skipped, with a warning)
     return train_or_resume(lambda c: Trainer(c, ImagePool(sources, min_side=c.patch), device, None if resume else init), cfg,
-                           "denoise", out_dir, resume, on_progress, command, overwrite)
+                           "denoise", out_dir, resume, on_progress, command, overwrite, sources, export)

@@ -208,7 +208,8 @@ class InpaintTrainer:
 
 def train_inpaint(cfg: InpaintTrainConfig, sources: Sequence[str], out_dir: Path, device: torch.device,
                   resume: Optional[Path] = None, on_progress: Optional[Callable[[int, dict], None]] = None,
-                  command: str = "", init: Optional[Path] = None, overwrite: bool = False) -> InpaintTrainer:
+                  command: str = "", init: Optional[Path] = None, overwrite: bool = False,
+                  export: Optional[tuple[str, Path]] = None) -> InpaintTrainer:
     """Train (or resume) the inpainting VAE until ``cfg.steps``; ``init`` starts a new run from
     trained generator weights. See :func:`imgedit_vae.train_denoise.train`."""
 
@@ -223,4 +224,4 @@ def train_inpaint(cfg: InpaintTrainConfig, sources: Sequence[str], out_dir: Path
         # an image smaller than a patch would be stretched to one: a blurred target
         return InpaintTrainer(cfg, ImagePool(sources, min_side=cfg.patch), device, None if resume else init)
 
-    return train_or_resume(build, cfg, "inpaint", out_dir, resume, on_progress, command, overwrite)
+    return train_or_resume(build, cfg, "inpaint", out_dir, resume, on_progress, command, overwrite, sources, export)
