@@ -117,7 +117,8 @@ class Param:
             out = self._convert(value)
         except (TypeError, ValueError):
             kind = self.type.__name__ + (" or 'auto'" if self.allow_auto else "")
-            raise UsageError(f"{where}: parameter '{self.name}' must be {kind}, got {value!r}") from None
+            hint = " (a file's yes/no/on/off are booleans: quote the text)" if isinstance(value, bool) and self.type is str else ""
+            raise UsageError(f"{where}: parameter '{self.name}' must be {kind}, got {value!r}{hint}") from None
         if isinstance(out, float) and not math.isfinite(out):  # NaN passes every range check
             raise UsageError(f"{where}: parameter '{self.name}' must be a finite number, got {value!r}")
         if self.choices is not None and out not in self.choices:
@@ -167,7 +168,7 @@ class Param:
             if low not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
                 raise ValueError(value)
             return low in ("1", "true", "yes", "on")
-        if self.type in (int, float) and isinstance(value, bool):
+        if self.type in (int, float, str) and isinstance(value, bool):  # YAML reads no/yes/on/off as booleans
             raise ValueError(value)
         if self.type is int and isinstance(value, float):
             if not value.is_integer():

@@ -74,6 +74,9 @@ def test_file_values_are_not_coerced():
     with pytest.raises(UsageError, match="'radius' must be int"):
         Pipeline.from_specs([("inpaint", {"method": "ns", "radius": 2.7})])
     assert Pipeline.from_specs([("inpaint", {"method": "ns", "radius": 3.0})]).stages[0].params == {"radius": 3}
+    with pytest.raises(UsageError, match="'name' must be str, got False .a file's yes/no/on/off are booleans"):
+        Pipeline.from_specs([("style", {"name": False})])  # YAML's "name: no": not the style 'False'
+
 
 
 def test_specs_rebuild_the_same_pipeline():
