@@ -105,10 +105,10 @@ def _check_sizes(stages: list[Stage]) -> None:
         op = stage.operation
         if op.resizes is None or not op.resizes(stage.params):
             continue
-        later = next((s for s in stages[index + 1:] if s.operation.capabilities.needs_mask), None)
+        later = next((n for n, s in enumerate(stages[index + 1:], index + 2) if s.operation.capabilities.needs_mask), None)
         if later is not None:
-            raise UsageError(f"stage '{later.operation.name}' needs the mask, but the earlier stage "
-                             f"'{op.key}' changes the image size with these parameters; put it last")
+            raise UsageError(f"stage {later} ({stages[later - 1].operation.name}) needs the mask, but stage {index + 1} "
+                             f"({op.key}) changes the image size with these parameters; put it last")
 
 
 def parse_stages(text: str) -> list[tuple[str, dict[str, str]]]:

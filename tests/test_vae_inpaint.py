@@ -479,7 +479,7 @@ def test_shipped_model_beats_a_flat_fill(photo):
 def test_pipeline_refuses_a_mask_stage_after_samples_widen_the_image(tiny_weights, photo):
     from imgedit.pipeline import Pipeline
 
-    with pytest.raises(UsageError, match="changes the image size"):  # when parsed: before any model or image
+    with pytest.raises(UsageError, match=r"^stage 2 \(inpaint\) needs the mask, but stage 1 \(inpaint.vae\) changes the image size"):
         Pipeline.parse(f"inpaint samples=2 weights={tiny_weights} | inpaint method=telea")
     Pipeline.parse(f"inpaint samples=1 weights={tiny_weights} | inpaint method=telea")  # one fill keeps the size
     built = Pipeline.parse(f"inpaint samples=2 weights={tiny_weights}").build(device="cpu")
