@@ -439,7 +439,7 @@ class _Batch:
         if work.hole is not None and work.result.note == "transparent pixels" and result.alpha is not None:
             # the filled hole must be visible, in every panel of a side-by-side sheet (--samples K)
             hole = fit_plane(work.hole.astype(np.float32), result.alpha.shape) > 0.5
-            result.alpha = np.where(hole, np.float32(1.0), result.alpha)
+            result.alpha = np.where(hole | _soft_rim(result.alpha, hole), np.float32(1.0), result.alpha)
         return result
 
     def _result_key(self, work: _Work) -> dict[str, str]:
@@ -600,3 +600,16 @@ def run_files(
 def default_workers() -> int:
     """I/O threads: enough to keep one compute thread fed."""
     return max(2, min(8, (os.cpu_count() or 2)))
+
+
+def _soft_rim(alpha: "np.ndarray", hole: "np.ndarray") -> "np.ndarray":
+    """(H, W) bool: the partly transparent pixels joined to a hole made of transparency:
+    a soft eraser's feathered edge (alpha at least a half, so known). Left
+    translucent around the filled hole they show as a ring on any
+    background; translucency apart from the hole is the picture's own."""
+    import cv2
+    import numpy as np
+
+    _, labels = cv2.connectedComponents(((alpha < 1.0) | hole).astype(np.uint8), connectivity=8)
+    touching = np.unique(labels[hole])
+    return np.isin(labels, touching[touching > 0]) & ~hole

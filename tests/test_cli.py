@@ -64,6 +64,23 @@ def test_inpaint_transparent_hole_becomes_opaque(invoke, tmp_path):
     assert out.shape == (48, 64, 4) and out[..., 3].min() == 255
 
 
+def test_a_soft_erased_holes_feathered_rim_is_made_opaque_and_other_translucency_kept(invoke, tmp_path):
+    rgba = np.dstack([smooth_rgb(), np.full((48, 64), 255, np.uint8)])
+    rgba[10:20, 10:20, 3] = 0
+    for ring, alpha in ((1, 60), (2, 140), (3, 220)):  # a soft eraser: alpha rising away from the hole
+        rgba[10 - ring:20 + ring, 10 - ring:20 + ring, 3] = np.minimum(rgba[10 - ring:20 + ring, 10 - ring:20 + ring, 3],
+                                                                       alpha)
+    rgba[10:20, 10:20, 3] = 0
+    rgba[30:40, 45:60, 3] = 200  # the picture's own translucency, away from the hole
+    src = tmp_path / "soft.png"
+    Image.fromarray(rgba).save(src)
+    result = invoke("inpaint", src, "--method", "telea", "-o", tmp_path / "out.png")
+    assert result.exit_code == 0, result.output
+    alpha = pixels(tmp_path / "out.png")[..., 3]
+    assert (alpha[:25, :25] == 255).all()  # no translucent ring around the fill, for any background to show through
+    assert (alpha[30:40, 45:60] == 200).all()
+
+
 def test_inpaint_without_hole_lists_the_ways(invoke, photo):
     result = invoke("inpaint", photo)
     assert_one_line_error(result, 2, "--mask")
