@@ -60,6 +60,7 @@ class FileResult:
     exit_code: int = 1
     note: str = ""
     needs_overwrite: bool = False  # failed only because the output exists and is not this run's to replace
+    panels: int = 1  # results side by side in the output (inpaint --samples K)
 
 
 @dataclass
@@ -94,7 +95,7 @@ class Summary:
             "seconds": round(self.seconds, 3),
             "interrupted": self.interrupted,
             "journal": str(self.journal) if self.journal else None,
-            "outputs": [{"input": str(r.source), "output": str(r.output), "note": r.note} for r in self.done],
+            "outputs": [{"input": str(r.source), "output": str(r.output), "note": r.note, "panels": r.panels} for r in self.done],
             "failures": [{"input": str(r.source), "error": r.error} for r in self.failed],
             "unreadable_folders": [str(folder) for folder in self.unreadable],
         }
@@ -324,6 +325,7 @@ class _Work:
     hole: Any = None  # (H, W) bool
     image: Any = None  # (1, 3, H, W) tensor
     mask: Any = None  # (1, 1, H, W) tensor
+    size: tuple = ()  # (H, W) as read: a result K times as wide holds K results side by side
     result: FileResult = None  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
@@ -369,6 +371,7 @@ class _Batch:
                 )
                 work.mask = mask_to_tensor(work.hole)
             work.image = to_tensor(work.picture.rgb)
+            work.size = tuple(work.picture.rgb.shape[:2])
             work.picture.rgb = None  # the tensor holds the pixels now; don't keep two copies
         return work
 
@@ -436,6 +439,9 @@ class _Batch:
         from imgedit.tensor import to_numpy
 
         result = work.picture.with_rgb(to_numpy(work.image))
+        (height, width), (out_height, out_width) = work.size, result.rgb.shape[:2]
+        if out_height == height and out_width > width and out_width % width == 0:
+            work.result.panels = out_width // width
         if work.hole is not None and work.result.note == "transparent pixels" and result.alpha is not None:
             # the filled hole must be visible, in every panel of a side-by-side sheet (--samples K)
             hole = fit_plane(work.hole.astype(np.float32), result.alpha.shape) > 0.5

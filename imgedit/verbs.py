@@ -269,8 +269,7 @@ class Progress:
         elif self.quiet:
             return
         elif self.total == 1 and not result.error:
-            note = "" if not result.note else f" ({result.note})" if result.status == "skipped" else f" (hole from {result.note})"
-            _say(f"{'skipped' if result.status == 'skipped' else 'wrote'} {result.output}{note}")
+            _say(f"{'skipped' if result.status == 'skipped' else 'wrote'} {result.output}{_result_note(result)}")
         elif time.monotonic() - self.last >= self.interval:
             self.last = time.monotonic()
             rate, eta = _rate_and_eta(self.count, self.total, self.last - self.started)
@@ -319,6 +318,15 @@ class StageProgress:
     def __exit__(self, *exc: Any) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+def _result_note(result: Any) -> str:
+    """What a single result's line adds: why it was skipped, where its hole came from, how many fills it holds."""
+    if result.status == "skipped":
+        return f" ({result.note})" if result.note else ""
+    notes = ([f"hole from {result.note}"] if result.note else []) + (
+        [f"{result.panels} results side by side"] if result.panels > 1 else [])
+    return f" ({', '.join(notes)})" if notes else ""
 
 
 def _print_summary(summary: Any, quiet: bool, as_json: bool, planned: int) -> None:

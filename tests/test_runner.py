@@ -677,3 +677,25 @@ def test_a_verbs_options_say_which_methods_take_them(invoke):
     assert "--radius INT (ns, telea) inpainting neighbourhood radius" in text
     assert "--seed INT (vae) draw a random plausible fill" in text
     assert "--dilate" in text and "(vae) Grow" not in text  # a common option names no method
+
+
+def test_a_result_holding_several_side_by_side_says_so(invoke, test_plugin, folder, tmp_path):
+    import torch
+
+    from imgedit.operations import Capabilities, Operation
+
+    class Twice:
+        def __call__(self, image, mask):
+            return torch.cat([image, 1 - image], dim=-1)
+
+        def output_shape(self, shape):
+            return (*shape[:-1], 2 * shape[-1])
+
+    twice = Operation("twice", "sheet", lambda ctx: Twice(), capabilities=Capabilities(tileable=False),
+                      resizes=lambda params: True)
+    test_plugin("sheet_plugin", register_operations=lambda register: register(twice))
+    result = invoke("run", "-p", "twice", folder / "img0.png", "-o", tmp_path / "sheet.png")
+    assert result.exit_code == 0, result.output
+    assert result.stderr.strip() == f"wrote {tmp_path / 'sheet.png'} (2 results side by side)"
+    report = json.loads(invoke("run", "-p", "twice", folder / "img1.png", "-o", tmp_path / "s2.png", "--json").stdout)
+    assert report["outputs"][0]["panels"] == 2
