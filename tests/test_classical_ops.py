@@ -139,6 +139,19 @@ def test_denoise_errors():
             denoise_nlm(noisy, **bad)
 
 
+def test_a_gray_image_is_denoised_as_gray_and_better_than_the_colour_nlm_does():
+    import cv2
+
+    clean = gradient_image(96, 96).mean(1, keepdim=True).expand(-1, 3, -1, -1).contiguous()
+    g = torch.Generator().manual_seed(1)
+    noisy = (clean + torch.randn(1, 1, 96, 96, generator=g).expand(-1, 3, -1, -1) * 25 / 255).clamp(0, 1)
+    out = denoise_nlm(noisy, sigma=25.0)
+    assert torch.equal(out[:, 0], out[:, 1]) and torch.equal(out[:, 1], out[:, 2])  # gray stays gray
+    h = nlm_strength_h(25.0)
+    colour = cv2.fastNlMeansDenoisingColored(ops._to_bgr8(noisy[0]), None, h, h, ops.NLM_TEMPLATE, ops.NLM_SEARCH)
+    assert psnr(out, clean) > psnr(ops._from_bgr8(colour, noisy[0])[None], clean) + 1
+
+
 def test_nlm_rule():
     assert nlm_strength_h(20.0) == pytest.approx(ops.NLM_H_PER_SIGMA * 20.0)
 
