@@ -8,7 +8,8 @@ import logging
 import shlex
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Iterator, Optional, Union
+from functools import partial
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, Union
 
 from imgedit.errors import ImgeditError, OutputContractError, PluginError, UsageError
 from imgedit.operations import Applier, Operation
@@ -220,10 +221,13 @@ class BuiltPipeline:
         return rebuild
 
     def apply(
-        self, image: "torch.Tensor", mask: "Optional[torch.Tensor]" = None, tile: Union[int, str, None] = "auto"
+        self, image: "torch.Tensor", mask: "Optional[torch.Tensor]" = None, tile: Union[int, str, None] = "auto",
+        on_tile: "Optional[Callable[[str, int, int], None]]" = None,
     ) -> "torch.Tensor":
         """Run every stage on ``image`` ``(B, 3, H, W)`` (float32) and return
         the result on the CPU; between stages the image stays on the device. ``mask`` is ``(B, 1, H, W)``, 1 = hole.
+        ``on_tile(stage, done, total)`` hears of each tile a tiled stage finishes
+        (``stage`` as "stage 1 (denoise)"), for the progress of one large image.
 
         Appliers may edit what they are given in place, and the first stage
         is given ``image`` and the last stage that needs it ``mask``
@@ -257,6 +261,7 @@ class BuiltPipeline:
                     tile=tile,
                     fallback=self._cpu_fallback(built),
                     out_device=following,
+                    on_tile=None if on_tile is None else partial(on_tile, f"stage {index + 1} ({built.stage.label})"),
                 )
                 _check_range(image)
         return image

@@ -335,10 +335,12 @@ class _Work:
 class _Batch:
     """The state of one run: options, journal, stages."""
 
-    def __init__(self, pipeline: Pipeline, options: RunOptions, journal: Optional[Journal], built: Optional[BuiltPipeline]):
+    def __init__(self, pipeline: Pipeline, options: RunOptions, journal: Optional[Journal], built: Optional[BuiltPipeline],
+                 on_tile: Optional[Callable[[str, int, int], None]] = None):
         self.pipeline, self.options, self.journal = pipeline, options, journal
         self.recipe = recipe(pipeline, options)
         self._built = built
+        self.on_tile = on_tile
         self.build_failed = False  # then no image can be done: the run stops after the first
 
     @property
@@ -428,7 +430,7 @@ class _Batch:
         """Runs in the calling thread: the pipeline itself, nothing else."""
         if work.image is not None:
             with _catch(work):
-                work.image = self.built.apply(work.image, work.mask, tile=self.options.tile)
+                work.image = self.built.apply(work.image, work.mask, tile=self.options.tile, on_tile=self.on_tile)
         return work
 
     def _result_picture(self, work: _Work) -> Any:
@@ -573,8 +575,11 @@ def run_files(
     options: RunOptions,
     on_result: Optional[Callable[[FileResult], None]] = None,
     built: Optional[BuiltPipeline] = None,
+    on_tile: Optional[Callable[[str, int, int], None]] = None,
 ) -> Summary:
     """Process ``items``; failures are recorded in the summary, never raised.
+    ``on_tile(stage, done, total)`` hears of each tile of a tiled stage (see
+    :meth:`BuiltPipeline.apply`).
 
     Ctrl-C stops reading new images, lets the writes in flight finish, saves
     the journal and returns a summary marked ``interrupted``.
@@ -583,7 +588,7 @@ def run_files(
     outputs = plan_outputs(pipeline, items, options)
     remove_stale_temps(outputs)
     journal = open_journal(items, options)
-    batch = _Batch(pipeline, options, journal, built)
+    batch = _Batch(pipeline, options, journal, built, on_tile)
     summary = Summary(journal=journal.path if journal else None)
 
     def finish(result: FileResult) -> None:

@@ -174,7 +174,8 @@ def run_verb(pipeline: Any, kwargs: dict[str, Any]) -> None:
 
             summary = run_files_ray(pipeline, items, options, on_result=report, address=kwargs.get("ray_address"))
         else:
-            summary = run_files(pipeline, items, options, on_result=report)
+            summary = run_files(pipeline, items, options, on_result=report,
+                                on_tile=TileProgress(quiet) if len(items) == 1 else None)
     summary.unreadable = scan.unreadable
     _print_summary(summary, kwargs["quiet"], kwargs["as_json"], planned=len(items))
 
@@ -318,6 +319,33 @@ class StageProgress:
     def __exit__(self, *exc: Any) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+class TileProgress:
+    """Progress through the tiles of a single large image (``on_tile`` of
+    :func:`imgedit.runner.run_files`), one :class:`StageProgress` per
+    tiled stage: a batch's progress counts images, and one 12-megapixel
+    photo would otherwise run a minute without a word."""
+
+    def __init__(self, quiet: bool):
+        self.quiet, self.stage, self.progress = quiet, "", None
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if total <= 1:  # run whole: nothing to count
+            return
+        if stage != self.stage:
+            self.close()
+            self.stage = stage
+            self.progress = StageProgress(total, stage, "tile", self.quiet)
+            self.progress.__enter__()
+        self.progress.advance(1)
+        if done >= total:
+            self.close()
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.__exit__(None, None, None)
+            self.progress = None
 
 
 def _result_note(result: Any) -> str:

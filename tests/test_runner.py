@@ -699,3 +699,20 @@ def test_a_result_holding_several_side_by_side_says_so(invoke, test_plugin, fold
     assert result.stderr.strip() == f"wrote {tmp_path / 'sheet.png'} (2 results side by side)"
     report = json.loads(invoke("run", "-p", "twice", folder / "img1.png", "-o", tmp_path / "s2.png", "--json").stdout)
     assert report["outputs"][0]["panels"] == 2
+
+
+def test_a_single_large_image_reports_its_tiles(invoke, folder, tmp_path, monkeypatch):
+    from imgedit.verbs import StageProgress
+
+    monkeypatch.setattr(StageProgress, "interval", 0.0)  # a line per tile, not one every 10 s
+    result = invoke("denoise", folder / "img0.png", "--method", "nlm", "--sigma", "5", "--tile", "32",
+                    "-o", tmp_path / "one.png")
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.stderr.splitlines() if " tiles (" in line]
+    assert lines and all(line.startswith("stage 1 (denoise): ") for line in lines), result.stderr
+    import re
+
+    done, total = map(int, re.search(r": (\d+)/(\d+) tiles", lines[-1]).groups())
+    assert done == total > 1  # the last line: every tile
+    batch = invoke("denoise", folder, "--method", "nlm", "--sigma", "5", "--tile", "32", "-o", tmp_path / "many")
+    assert batch.exit_code == 0 and " tiles (" not in batch.stderr  # a batch counts images
