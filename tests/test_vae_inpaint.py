@@ -218,6 +218,78 @@ def test_wide_holes_are_worked_on_at_lower_resolution():
     assert working_scales(np.ones((4000, 100), bool)) == [inpaint_module.MAX_WORK_SIDE / 4000]  # capped: one scale
 
 
+def test_a_hole_thinner_than_the_training_holes_is_shown_grown_and_only_it_is_pasted(tiny, photo, monkeypatch):
+    mask = torch.zeros(1, 1, *photo.shape[-2:])
+    mask[..., 100, 20:230] = 1  # a 1-px scratch: on one phase of the 2x pixel-unshuffle
+    seen = []
+    forward = tiny.forward
+    monkeypatch.setattr(tiny, "forward", lambda *a, **k: seen.append(a[1].clone()) or forward(*a, **k))
+    image = photo.clone()
+    image[mask.expand_as(image) > 0.5] = 1.0
+    out = inpaint_vae(image, mask, tiny, ensemble=1)
+    (shown,) = seen  # one scale (full size), one copy
+    rows = shown[0, 0].sum(1)
+    assert set(torch.nonzero(rows).flatten().tolist()) == {99, 100, 101}  # grown by 1 px (the crop starts at row 0)
+    known = mask.expand_as(out) < 0.5
+    assert torch.equal(out[known], image[known])  # the grown rim is pasted back from the input
+    assert (out[~known] != 1.0).all()
+    wide = np.zeros((40, 40), bool)
+    wide[10:30, 5:35] = True
+    line3 = np.zeros((40, 40), bool)
+    line3[:, 18:21] = True
+    for hole in (wide, line3):  # as wide as the training holes or wider: shown as it is
+        assert np.array_equal(inpaint_module.shown_hole(hole), hole)
+
+
+def test_seam_correction_blurs_at_reduced_scale_and_matches_the_full_scale_one(monkeypatch):
+    torch.manual_seed(0)
+    h, w = 400, 320
+    smooth = lambda: torch.nn.functional.interpolate(torch.rand(1, 3, 8, 6), size=(h, w), mode="bicubic")
+    image, fill = smooth(), smooth() * 0.8 + 0.1
+    yy, xx = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+    hole = (((yy - 200) / 120) ** 2 + ((xx - 160) / 80) ** 2 < 1).float()[None, None]  # half-width 80 px
+    width = 40.0
+    blurred = []
+    blur = inpaint_module._blur
+    monkeypatch.setattr(inpaint_module, "_blur", lambda t, sigma: blurred.append(t.shape[-2:].numel()) or blur(t, sigma))
+    reduced = inpaint_module.harmonise(fill, image, hole, width)
+    assert blurred and max(blurred) <= h * w / 25  # every blur on the crop scaled down by 5
+    full = inpaint_module.harmonise(fill, image, hole, width, factor=1)
+    assert max(blurred[3:]) == h * w  # factor 1: the blurs at full size, as before
+    assert (full - fill).abs().max() > 90 / 255  # a large correction to match (100 levels)
+    assert (reduced - full).abs().max() < 2 / 255 and (reduced - full)[hole.expand_as(full) > 0.5].abs().mean() < 0.3 / 255
+
+
+def test_a_long_thin_hole_across_a_large_photo_is_filled_in_pieces_at_full_size(tiny, monkeypatch):
+    torch.manual_seed(0)
+    h, w = 700, 3000
+    big = torch.nn.functional.interpolate(torch.rand(1, 3, 14, 60), size=(h, w), mode="bilinear")
+    mask = torch.zeros(1, 1, h, w)
+    rows = (100 + torch.arange(w - 200) * 500 // (w - 200))  # a 3-px diagonal scratch, 2800 px long
+    for dy in (-1, 0, 1):
+        mask[0, 0, rows + dy, torch.arange(100, w - 100)] = 1
+    seen = []
+    original = inpaint_module.fill_region
+    monkeypatch.setattr(inpaint_module, "fill_region", lambda model, image, hole, *rest: seen.append(image.shape[-2:]) or original(model, image, hole, *rest))
+    out = inpaint_vae(big, mask, tiny, ensemble=1)
+    assert len(seen) > 3 and max(max(shape) for shape in seen) <= inpaint_module.MAX_WORK_SIDE  # each worked on at full size
+    known = mask.expand_as(out) < 0.5
+    assert torch.equal(out[known], big[known]) and not torch.equal(out, big)
+    hole_map = mask[0, 0].numpy() > 0.5
+    (region,) = hole_regions(hole_map)
+    pieces = inpaint_module.region_pieces(hole_map, region)
+    owned = np.zeros((h, w), int)
+    for piece in pieces:
+        crop, core = piece.crop, piece.core
+        assert crop.top <= core.top and core.bottom <= crop.bottom and crop.left <= core.left and core.right <= crop.right
+        owned[core.top : core.bottom, core.left : core.right] += 1
+    assert (owned[hole_map] == 1).all() and len(pieces) == len(seen)  # every hole pixel is pasted from one piece
+    wide = np.zeros((h, w), bool)
+    wide[200:500, 1000:2000] = True  # a wide hole keeps its one crop and its working scales
+    (region,) = hole_regions(wide)
+    assert inpaint_module.region_pieces(wide, region) == [inpaint_module.Piece(region, region)]
+
+
 def test_grayscale_in_grayscale_out_and_no_hole_is_a_copy(tiny, photo):
     gray = photo.mean(1, keepdim=True).expand(1, 3, *photo.shape[-2:]).contiguous()
     out = inpaint_vae(gray, box_mask(*photo.shape[-2:], 40, 40, 30), tiny)
