@@ -142,7 +142,7 @@ def test_template_plugin_installs_and_runs(installed_template, photo, tmp_path):
 def test_plugins_lists_the_subcommands_each_plugin_adds_to_shared_groups(invoke):
     rows = {row["name"]: row for row in json.loads(invoke("plugins", "--json").stdout)}
     shared = {name: [c for c in row["commands"] if c.startswith(("train", "eval"))] for name, row in rows.items()}
-    assert shared["imgedit_vae"] == ["eval denoise", "eval inpaint", "train denoise", "train inpaint"]
+    assert shared["imgedit_vae"] == ["eval denoise", "eval inpaint", "train denoise", "train inpaint", "train sigma"]
     assert shared["imgedit_gan"] == ["eval gan", "train gan"]
     assert shared["imgedit_interp"] == ["eval interp", "train interp-vae"]
     assert shared["imgedit_style"] == ["eval style", "train style"]

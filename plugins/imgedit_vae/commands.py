@@ -1,6 +1,6 @@
 """CLI verbs of the VAE plugin: ``imgedit denoise`` (the core's generic
 operation verb, shared with other plugins' denoisers), ``imgedit train
-denoise|inpaint`` and ``imgedit eval denoise|inpaint``."""
+denoise|inpaint|sigma`` and ``imgedit eval denoise|inpaint``."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ import click
 
 from imgedit.verbs import (FiniteFloat, StageProgress, apply_options, check_sheet, command_line, device_option, precision_option,
                            training_options)
-from imgedit_vae.operations import DENOISE, DENOISE_COPIES, GRAY_MODEL_NAME, INPAINT, MODEL_NAME, model_spec
+from imgedit_vae.operations import (DENOISE, DENOISE_COPIES, GRAY_MODEL_NAME, INPAINT, MODEL_NAME, SIGMA_MODEL_NAME,
+                                   model_spec)
 
 DEFAULT_RUN_DIR = Path("runs") / "denoise"
 
@@ -183,6 +184,26 @@ def train_inpaint_command(sources, steps, resume, out_dir, overwrite, export_pat
     )
 
 
+@click.command("sigma")
+@apply_options(training_options("Clean training images: file, folder or glob (repeatable); noise (and JPEG) is synthesised.",
+                                4000, Path("runs") / "sigma", 32, 1e-3))
+@click.option("--loss", type=click.Choice(["sqrt", "l1"]), default="sqrt", show_default=True,
+              help="L1 on sqrt(sigma) (weighs low levels more) or on sigma.")
+@click.option("--jpeg-share", type=FiniteFloat(0, 1), default=0.3, show_default=True,
+              help="Share of noisy patches saved as JPEG (quality 60-98) before the estimator reads them.")
+def train_sigma_command(sources, steps, resume, out_dir, overwrite, export_path, device, batch, lr, seed, quiet, loss,
+                        jpeg_share):
+    """Train a learned noise-level estimator (noise and JPEG are synthesised); 'denoise --sigma auto' does not use it yet."""
+    from imgedit_vae.train_sigma import TrainConfig, train
+
+    cfg = TrainConfig(steps=steps, batch=batch, lr=lr, seed=seed, loss=loss, jpeg_prob=jpeg_share)
+    _train_and_export(train, cfg, sources, out_dir, resume, overwrite, export_path, device, quiet, kind="sigma",
+                      name=SIGMA_MODEL_NAME, description="Noise-level estimator (tiny CNN on patches, sigma 0-75, "
+                                                          "Gaussian, clipped, JPEG)",
+                      shown={"loss": ".4f", "val_mae": ".2f"},
+                      use_hint="Measure it against the classical estimator: python benchmarks/bench_sigma.py --weights")
+
+
 def _hole_kinds(text: str) -> tuple[str, ...]:
     """The hole kinds named by a --masks value, in order, repeats kept."""
     from imgedit_vae.holes import KINDS
@@ -202,7 +223,7 @@ def _patch_size(patch: int) -> int:
 
 
 def _train_and_export(train, cfg, sources, out_dir, resume, overwrite, export_path, device, quiet, *, kind, name,
-                      description, storage=None) -> None:
+                      description, storage=None, shown=None, use_hint=None) -> None:
     """Run a training routine with a progress bar, then export its weights and model card."""
     import shlex
 
@@ -217,13 +238,14 @@ def _train_and_export(train, cfg, sources, out_dir, resume, overwrite, export_pa
     dev = resolve_device(device)
     started = time.time()
     command = command_line(click.get_current_context())
-    with ProgressBar(cfg.steps, {"loss": ".4f", "val_psnr": ".2f"}, quiet) as bar:
+    with ProgressBar(cfg.steps, shown or {"loss": ".4f", "val_psnr": ".2f"}, quiet) as bar:
         trainer = train(cfg, sources, out_dir, dev, resume=resume, on_progress=bar, command=command, overwrite=overwrite,
                         export=(name, target))
     export_model(trainer, target, name=name, description=description, sources=list(sources),
                  session_seconds=time.time() - started, **({"storage": storage} if storage is not None else {}))
     click.echo(f"Trained {trainer.step} steps ({trainer.elapsed / 60:.1f} min); weights: {target}\n"
-               f"Use it: imgedit {kind} photo.jpg --weights {shlex.quote(str(target))}")
+               + (f"Use it: imgedit {kind} photo.jpg --weights {shlex.quote(str(target))}" if use_hint is None else
+                  f"{use_hint} {shlex.quote(str(target))}"))
 
 
 def _sigmas(value: str) -> list[float]:
@@ -407,6 +429,7 @@ def register(cli: click.Group) -> None:
     training = command_group(cli, "train", "Train a plugin's model on your own images.")
     training.add_command(train_denoise_command)
     training.add_command(train_inpaint_command)
+    training.add_command(train_sigma_command)
     evaluations = command_group(cli, "eval", "Measure a plugin's model on a benchmark set.")
     evaluations.add_command(eval_denoise_command)
     evaluations.add_command(eval_inpaint_command)

@@ -1,0 +1,164 @@
+"""The learned noise-level estimator (``imgedit train sigma``): its training
+routine on tiny data, its features and per-image estimate on images with a
+known answer. It is not shipped nor used by ``denoise --sigma auto`` (it lost
+to the classical estimator on JPEG q75 at low noise: DESIGN.md), and the tests
+say so."""
+
+import json
+
+import pytest
+import torch
+
+from conftest import smooth_images, smooth_rgb
+from imgedit.models import sha256_file
+from imgedit_vae.operations import DENOISE, MODELS, SIGMA_MODEL_NAME
+from imgedit_vae.sigma_net import SigmaNet, SigmaNetConfig, estimate_sigma_learned, patch_grid
+from imgedit_vae.train_sigma import TrainConfig, Trainer, degrade, jpeg, train
+
+TINY_NET = SigmaNetConfig(widths=(4, 4, 8, 8), patch=32, grid=2)
+
+
+def tiny_config(**kw):
+    base = dict(steps=2, batch=4, warmup=1, val_images=1, val_crop=48, val_every=1, checkpoint_every=1, model=TINY_NET)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+@pytest.fixture
+def data(tmp_path):
+    return smooth_images(tmp_path / "data", count=3, height=64, width=72)
+
+
+@pytest.fixture(scope="module")
+def net():
+    """An untrained estimator as training starts it: it reads the classical
+    (Immerkaer) estimate of each patch, so its answer is known."""
+    torch.manual_seed(0)
+    return SigmaNet(SigmaNetConfig(classical_input=True, jpeg_input=True)).eval()
+
+
+def smooth(height=256, width=256, seed=0):
+    """(1, 3, H, W) smooth colour image in [0, 1]."""
+    return torch.from_numpy(smooth_rgb(height, width, seed=seed)).permute(2, 0, 1)[None].float() / 255
+
+
+def noisy(clean, sigma, quality=0, clip=True, seed=0):
+    n = len(clean)
+    return degrade(clean, torch.full((n,), float(sigma)), torch.full((n,), clip), torch.full((n,), quality), seed)
+
+
+# --- training ---------------------------------------------------------------------------
+
+
+def test_one_training_step_lowers_the_loss_on_a_fixed_batch(data, tmp_path):
+    from imgedit.imagepool import ImagePool
+
+    trainer = Trainer(tiny_config(lr=3e-3, warmup=1), ImagePool([data], min_side=48), torch.device("cpu"))
+    batch = trainer.batch()
+    assert batch[0].shape == (4, 3, 32, 32) and batch[1].shape == (4,)
+    assert 0 <= float(batch[0].min()) and float(batch[0].max()) <= 1
+    trainer.batch = lambda: batch  # the same batch again: the step must have learnt from it
+    with torch.no_grad():
+        before = float(trainer.loss(trainer.model.forward_sqrt(batch[0]), batch[1]))
+    metrics = trainer.train_step()
+    with torch.no_grad():
+        after = float(trainer.loss(trainer.model.forward_sqrt(batch[0]), batch[1]))
+    assert metrics["loss"] == pytest.approx(before, rel=1e-5)
+    assert after < before, (before, after)
+
+
+def test_checkpoint_resumes_to_the_same_state(data, tmp_path):
+    straight = train(tiny_config(steps=3), [data], tmp_path / "a", torch.device("cpu"))
+    train(tiny_config(steps=2), [data], tmp_path / "b", torch.device("cpu"))
+    resumed = train(tiny_config(steps=3), [data], tmp_path / "b", torch.device("cpu"),
+                    resume=tmp_path / "b" / "checkpoint.safetensors")
+    assert resumed.step == 3
+    for (name, p), q in zip(straight.model.state_dict().items(), resumed.model.state_dict().values()):
+        assert torch.equal(p, q), name
+    assert straight.history[-1]["val_mae"] == resumed.history[-1]["val_mae"]
+
+
+def test_cli_trains_and_exports_a_usable_estimator(tmp_path, invoke):
+    data = smooth_images(tmp_path / "data", count=3, height=136, width=144)  # the CLI's default 128 px validation crops
+    target = tmp_path / "sigma.safetensors"
+    result = invoke("train", "sigma", "--data", data, "--steps", "1", "--batch", "2", "--out", tmp_path / "run",
+                    "--export", target, "-q")
+    assert result.exit_code == 0, result.output
+    card = json.loads(target.with_suffix(".json").read_text())
+    assert card["architecture"] == "imgedit_vae.sigma_net.SigmaNet" and card["sha256"] == sha256_file(target)
+    assert card["training"]["steps"] == 1 and "imgedit train sigma" in card["training"]["commands"][0]
+    from imgedit.catalog import spec_for_file
+    from imgedit.models import load_model
+
+    loaded = load_model(spec_for_file(target), lambda c: SigmaNet(SigmaNetConfig.from_dict(c)))  # sha256 checked
+    assert estimate_sigma_learned(smooth(80, 96), loaded.eval()).shape == (1,)
+    result = invoke("train", "sigma", "--data", data, "--steps", "2", "--resume", tmp_path / "run",
+                    "--out", tmp_path / "run", "-q")
+    assert result.exit_code == 0, result.output
+    assert json.loads(target.with_suffix(".json").read_text())["training"]["steps"] == 2  # its own model, updated
+
+
+def test_degradations_clip_quantise_and_jpeg():
+    clean = smooth(64, 64)
+    out = noisy(clean, 50)
+    assert float(out.min()) >= 0 and float(out.max()) <= 1
+    assert torch.equal(out, (out * 255).round() / 255)  # 8-bit levels
+    gray = clean.mean(1, keepdim=True).expand(-1, 3, -1, -1)
+    for image in (clean[0], gray[0]):
+        back = jpeg(image, 90)
+        assert back.shape == image.shape and float((back - image).abs().mean()) < 2 / 255
+    assert torch.equal(jpeg(gray[0], 75)[0], jpeg(gray[0], 75)[2])  # gray stays gray
+
+
+# --- the network and the per-image estimate ----------------------------------------------
+
+
+def test_patch_grid_covers_the_image_within_bounds():
+    corners = patch_grid(300, 500, 64, 8)
+    assert len(corners) == 8 * 8
+    assert min(y for y, _ in corners) == 0 and max(y for y, _ in corners) == 300 - 64
+    assert max(x for _, x in corners) == 500 - 64
+    assert patch_grid(64, 64, 64, 8) == [(0, 0)]
+
+
+def test_any_size_gray_or_colour_gives_one_estimate_per_image():
+    net = SigmaNet(TINY_NET).eval()
+    for shape in ((2, 3, 40, 50), (1, 1, 33, 90), (1, 3, 10, 7), (1, 3, 1, 1)):
+        est = estimate_sigma_learned(torch.rand(shape), net)
+        assert est.shape == (shape[0],) and bool(((est >= 0) & (est <= 75)).all())
+
+
+def test_the_estimator_is_not_shipped_nor_used_by_denoise():
+    assert SIGMA_MODEL_NAME not in DENOISE.weights and all(spec.name != SIGMA_MODEL_NAME for spec in MODELS)
+
+
+def test_a_fresh_estimator_starts_as_the_classical_one(net):
+    """Its head's last layer is zero: every patch reads sqrt(Immerkaer) through a softplus."""
+    for sigma in (10, 25, 50):  # not clipped: clipping lowers the classical reading (to 45 here at 50)
+        est = float(estimate_sigma_learned(noisy(smooth(), sigma, clip=False, seed=sigma), net)[0])
+        assert abs(est - sigma) <= 1.0 + 0.05 * sigma, (sigma, est)
+    assert float(estimate_sigma_learned(smooth(), net)[0]) < 2  # clean reads low
+    gray = smooth(seed=3).mean(1, keepdim=True)  # (1, 1, H, W): read as 3 equal channels
+    assert float(estimate_sigma_learned(noisy(gray.expand(-1, 3, -1, -1), 20), net)[0]) == pytest.approx(20, abs=2)
+
+
+def test_jpeg_features_tell_jpeg_from_white_noise(net):
+    clean = smooth(64, 64)
+    white = net.features(noisy(clean, 15, seed=1))[1][0]  # immerkaer, clipped, half-res immerkaer, blockiness x, y
+    jpeg75 = net.features(noisy(clean, 15, quality=75, seed=1))[1][0]
+    assert white[2] == pytest.approx(float(white[0]), rel=0.1)  # white noise: the same level at half resolution
+    assert jpeg75[2] > 1.1 * jpeg75[0]  # JPEG takes the fine noise more than the coarse
+    assert max(jpeg75[3], jpeg75[4]) > max(white[3], white[4]) + 0.02  # and leaves an 8x8 grid
+    assert float(net.features(noisy(clean * 0 + 1, 30))[1][0, 1]) > 0.4  # white clipped: seen
+
+
+def test_patch_predictions_are_pooled_by_the_configured_quantile(monkeypatch):
+    net = SigmaNet(TINY_NET).eval()
+    values = torch.arange(1.0, 5.0)  # 4 patches (2x2 grid): 1, 2, 3, 4
+    monkeypatch.setattr(net, "forward", lambda x: values[: len(x)])
+    image = torch.rand(1, 3, 64, 64)
+    assert len(patch_grid(64, 64, 32, 2)) == 4
+    net.cfg = SigmaNetConfig(widths=TINY_NET.widths, patch=32, grid=2, quantile=0.5)
+    assert float(estimate_sigma_learned(image, net)[0]) == pytest.approx(2.5)
+    net.cfg = SigmaNetConfig(widths=TINY_NET.widths, patch=32, grid=2, quantile=0.0)
+    assert float(estimate_sigma_learned(image, net)[0]) == pytest.approx(1.0)
