@@ -222,12 +222,14 @@ class BuiltPipeline:
 
     def apply(
         self, image: "torch.Tensor", mask: "Optional[torch.Tensor]" = None, tile: Union[int, str, None] = "auto",
-        on_tile: "Optional[Callable[[str, int, int], None]]" = None,
+        on_tile: "Optional[Callable[[str, int, int], None]]" = None, notes: Optional[list[str]] = None,
     ) -> "torch.Tensor":
         """Run every stage on ``image`` ``(B, 3, H, W)`` (float32) and return
         the result on the CPU; between stages the image stays on the device. ``mask`` is ``(B, 1, H, W)``, 1 = hole.
         ``on_tile(stage, done, total)`` hears of each tile a tiled stage finishes
         (``stage`` as "stage 1 (denoise)"), for the progress of one large image.
+        ``notes`` gets what a prepared applier says of the image it will
+        process (its ``note``, e.g. "sigma 12.3 estimated"), for the user.
 
         Appliers may edit what they are given in place, and the first stage
         is given ``image`` and the last stage that needs it ``mask``
@@ -251,6 +253,8 @@ class BuiltPipeline:
                 prepare = getattr(applier, "prepare", None)
                 if prepare is not None:
                     applier = prepare(image, stage_mask)
+                    if notes is not None and getattr(applier, "note", ""):
+                        notes.append(str(applier.note))
                 image = run_tiled(
                     applier,
                     image,

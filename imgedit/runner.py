@@ -61,6 +61,7 @@ class FileResult:
     note: str = ""
     needs_overwrite: bool = False  # failed only because the output exists and is not this run's to replace
     panels: int = 1  # results side by side in the output (inpaint --samples K)
+    details: list = field(default_factory=list)  # what the stages said of this image ("sigma 12.3 estimated")
 
 
 @dataclass
@@ -95,7 +96,8 @@ class Summary:
             "seconds": round(self.seconds, 3),
             "interrupted": self.interrupted,
             "journal": str(self.journal) if self.journal else None,
-            "outputs": [{"input": str(r.source), "output": str(r.output), "note": r.note, "panels": r.panels} for r in self.done],
+            "outputs": [{"input": str(r.source), "output": str(r.output), "note": r.note, "panels": r.panels,
+                         "details": r.details} for r in self.done],
             "failures": [{"input": str(r.source), "error": r.error} for r in self.failed],
             "unreadable_folders": [str(folder) for folder in self.unreadable],
         }
@@ -430,7 +432,8 @@ class _Batch:
         """Runs in the calling thread: the pipeline itself, nothing else."""
         if work.image is not None:
             with _catch(work):
-                work.image = self.built.apply(work.image, work.mask, tile=self.options.tile, on_tile=self.on_tile)
+                work.image = self.built.apply(work.image, work.mask, tile=self.options.tile, on_tile=self.on_tile,
+                                              notes=work.result.details)
         return work
 
     def _result_picture(self, work: _Work) -> Any:

@@ -349,10 +349,11 @@ class TileProgress:
 
 
 def _result_note(result: Any) -> str:
-    """What a single result's line adds: why it was skipped, where its hole came from, how many fills it holds."""
+    """What a single result's line adds: why it was skipped, where its hole
+    came from, what its stages said of it, how many results it holds."""
     if result.status == "skipped":
         return f" ({result.note})" if result.note else ""
-    notes = ([f"hole from {result.note}"] if result.note else []) + (
+    notes = ([f"hole from {result.note}"] if result.note else []) + list(result.details) + (
         [f"{result.panels} results side by side"] if result.panels > 1 else [])
     return f" ({', '.join(notes)})" if notes else ""
 

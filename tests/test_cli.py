@@ -87,6 +87,26 @@ def test_inpaint_without_hole_lists_the_ways(invoke, photo):
     assert not (photo.parent / "photo.inpaint.png").exists()
 
 
+@pytest.mark.parametrize("method", ["vae", "nlm"])
+def test_denoise_says_the_sigma_it_estimated(invoke, tmp_path, method):
+    import json
+    import re
+
+    rng = np.random.default_rng(0)
+    clean = smooth_rgb(96, 96).astype(np.float32)
+    src = tmp_path / "noisy.png"
+    Image.fromarray(np.clip(clean + rng.normal(0, 20, clean.shape), 0, 255).round().astype(np.uint8)).save(src)
+    result = invoke("denoise", src, "--method", method, "-o", tmp_path / "clean.png")
+    assert result.exit_code == 0, result.output
+    said = re.fullmatch(rf"wrote {re.escape(str(tmp_path / 'clean.png'))} \(sigma (\d+\.\d) estimated\)",
+                        result.stderr.strip())
+    assert said and 16 < float(said.group(1)) < 24, result.stderr
+    report = json.loads(invoke("denoise", src, "--method", method, "-o", tmp_path / "again.png", "--json").stdout)
+    assert report["outputs"][0]["details"] == [f"sigma {said.group(1)} estimated"]
+    fixed = invoke("denoise", src, "--method", method, "--sigma", "20", "-o", tmp_path / "fixed.png")
+    assert fixed.stderr.strip() == f"wrote {tmp_path / 'fixed.png'}"  # nothing estimated, nothing to say
+
+
 def test_denoise_sigma(invoke, tmp_path):
     rng = np.random.default_rng(0)
     clean = smooth_rgb(64, 64).astype(np.float32)

@@ -255,7 +255,9 @@ class _NlmApplier:
             return self
         from imgedit.noise import estimate_sigma_sampled
 
-        return _NlmApplier(self.sigma, self.strength, [float(s) for s in estimate_sigma_sampled(image)])
+        prepared = _NlmApplier(self.sigma, self.strength, [float(s) for s in estimate_sigma_sampled(image)])
+        prepared.note = "sigma " + ", ".join(f"{s:.1f}" for s in prepared.levels) + " estimated"
+        return prepared
 
     def __call__(self, image: "torch.Tensor", mask: Optional["torch.Tensor"] = None) -> "torch.Tensor":
         # Denoising uses no mask; it is accepted for the common applier signature.

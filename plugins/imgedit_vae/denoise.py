@@ -122,6 +122,11 @@ def denoise_vae(
     return torch.where(keep, image, out)
 
 
+def estimated_note(sigmas: list) -> str:
+    """What ``sigma=auto`` chose, for the user: "sigma 12.3 estimated"."""
+    return "sigma " + ", ".join(f"{float(s):.1f}" for s in sigmas) + " estimated"
+
+
 class DenoiseApplier:
     """The ``denoise.vae`` applier. :meth:`prepare` sees each whole image
     before the core tiles it: it estimates the noise level once (``sigma=auto``)
@@ -132,6 +137,7 @@ class DenoiseApplier:
                  per_image: Optional[torch.Tensor] = None, ensemble: int = DENOISE_COPIES, gray_model: Optional[ConditionalVAE] = None):
         self.model, self.sigma, self.strength, self.per_image, self.ensemble = model, sigma, strength, per_image, ensemble
         self.gray_model = gray_model
+        self.note = ""  # what prepare() found: the estimated sigma
 
     def prepare(self, image: torch.Tensor, mask: Optional[torch.Tensor] = None) -> "DenoiseApplier":
         gray_model = self.gray_model if self.gray_model is not None and bool(is_gray(image).all()) else None
@@ -140,7 +146,10 @@ class DenoiseApplier:
             from imgedit.noise import estimate_sigma_sampled
 
             per_image = estimate_sigma_sampled(image).float().cpu()
-        return DenoiseApplier(self.model, self.sigma, self.strength, per_image, self.ensemble, gray_model)
+        prepared = DenoiseApplier(self.model, self.sigma, self.strength, per_image, self.ensemble, gray_model)
+        if self.sigma == "auto":
+            prepared.note = estimated_note(per_image.tolist())
+        return prepared
 
     def __call__(self, image: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
         if self.strength == 0:
