@@ -178,8 +178,7 @@ def run(
     summary.unreadable = scan.unreadable
     if summary.failed or summary.unreadable:
         error = BatchError(f"{len(summary.failed)} of {len(summary.results)} images failed: {summary.failed[0].error}"
-                           if summary.failed else
-                           f"{len(scan.unreadable)} input folder(s) could not be read, their images left out: {scan.unreadable[0]}")
+                           if summary.failed else summary.unreadable_note())
         error.summary = summary  # type: ignore[attr-defined]
         raise error
     return summary

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 from imgedit.errors import ShapeError
 
-__all__ = ["estimate_sigma", "estimate_sigma_sampled"]
+__all__ = ["describe_estimate", "estimate_sigma", "estimate_sigma_sampled"]
 
 # Fraction of pixels (strongest gradients) left out as edges/texture.
 _EDGE_FRACTION = 0.1
@@ -113,3 +113,8 @@ def estimate_sigma_sampled(image: torch.Tensor, crop: int = 256, grid: int = 4) 
     crops = [image[..., y : y + ch, x : x + cw] for y in ys for x in xs]
     estimates = torch.stack([estimate_sigma(c) for c in crops], dim=1)  # (B, grid*grid)
     return estimates.median(dim=1).values
+
+
+def describe_estimate(sigmas: "list[float]") -> str:
+    """What ``sigma=auto`` chose, for the user (a denoiser's note): "sigma 12.3 estimated"."""
+    return "sigma " + ", ".join(f"{float(s):.1f}" for s in sigmas) + " estimated"

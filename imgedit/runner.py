@@ -88,6 +88,19 @@ class Summary:
     def failed(self) -> list[FileResult]:
         return self._with("failed")
 
+    def unreadable_note(self) -> str:
+        """What the batch left out because folders could not be listed ("" if
+        none): it did not do all it was asked, so it ends in an error (as
+        rsync's and cp's do)."""
+        from imgedit.inputs import shorten_path
+
+        if not self.unreadable:
+            return ""
+        count = len(self.unreadable)
+        return (f"{count} input folder{'s' * (count != 1)} could not be read and their images were left out "
+                f"(e.g. {shorten_path(self.unreadable[0])}): fix the permissions and run the same command again "
+                "(what is done is skipped)")
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "done": len(self.done),

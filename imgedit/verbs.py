@@ -365,7 +365,7 @@ def _print_summary(summary: Any, quiet: bool, as_json: bool, planned: int) -> No
     if total > 1 and not quiet and not as_json:
         unread = len(summary.unreadable)
         _say(f"done {len(summary.done)}, skipped {len(summary.skipped)}, failed {failed}"
-             + (f", {_count(unread, 'folder')} unreadable" if unread else "")
+             + (f", {unread} folder{'s' * (unread != 1)} unreadable" if unread else "")
              + f" in {summary.seconds:.1f}s" + (f"; journal {summary.journal}" if summary.journal else ""))
         for result in summary.failed:
             _say(f"  {result.error}")
@@ -387,25 +387,10 @@ def _print_summary(summary: Any, quiet: bool, as_json: bool, planned: int) -> No
         raise BatchError(f"{failed} of {total} images failed; stopped there (--fail-fast), {planned - total} not attempted: "
                          "run the same command again to go on (what is done is skipped)")
     if failed:
-        raise BatchError(f"{failed} of {total} images failed" + _advice(summary) + _unreadable_note(summary, "; "))
+        raise BatchError(f"{failed} of {total} images failed" + _advice(summary)
+                         + (f"; {summary.unreadable_note()}" if summary.unreadable else ""))
     if summary.unreadable:
-        raise BatchError(_unreadable_note(summary))
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}{'s' * (n != 1)}"
-
-
-def _unreadable_note(summary: Any, lead: str = "") -> str:
-    """What a batch left out because folders could not be listed: it did not
-    do all it was asked, so the exit code says so (as rsync's and cp's do)."""
-    from imgedit.inputs import shorten_path
-
-    if not summary.unreadable:
-        return ""
-    first = shorten_path(summary.unreadable[0])
-    return (f"{lead}{_count(len(summary.unreadable), 'input folder')} could not be read and their images were left out "
-            f"(e.g. {first}): fix the permissions and run the same command again (what is done is skipped)")
+        raise BatchError(summary.unreadable_note())
 
 
 def _methods_with(name: str, methods: list) -> list[str]:

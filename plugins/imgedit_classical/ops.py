@@ -253,10 +253,10 @@ class _NlmApplier:
     def prepare(self, image: "torch.Tensor", mask: Optional["torch.Tensor"] = None) -> "_NlmApplier":
         if not isinstance(self.sigma, str):
             return self
-        from imgedit.noise import estimate_sigma_sampled
+        from imgedit.noise import describe_estimate, estimate_sigma_sampled
 
         prepared = _NlmApplier(self.sigma, self.strength, [float(s) for s in estimate_sigma_sampled(image)])
-        prepared.note = "sigma " + ", ".join(f"{s:.1f}" for s in prepared.levels) + " estimated"
+        prepared.note = describe_estimate(prepared.levels)
         return prepared
 
     def __call__(self, image: "torch.Tensor", mask: Optional["torch.Tensor"] = None) -> "torch.Tensor":

@@ -122,11 +122,6 @@ def denoise_vae(
     return torch.where(keep, image, out)
 
 
-def estimated_note(sigmas: list) -> str:
-    """What ``sigma=auto`` chose, for the user: "sigma 12.3 estimated"."""
-    return "sigma " + ", ".join(f"{float(s):.1f}" for s in sigmas) + " estimated"
-
-
 class DenoiseApplier:
     """The ``denoise.vae`` applier. :meth:`prepare` sees each whole image
     before the core tiles it: it estimates the noise level once (``sigma=auto``)
@@ -141,14 +136,14 @@ class DenoiseApplier:
 
     def prepare(self, image: torch.Tensor, mask: Optional[torch.Tensor] = None) -> "DenoiseApplier":
         gray_model = self.gray_model if self.gray_model is not None and bool(is_gray(image).all()) else None
-        per_image = self.per_image
+        per_image, note = self.per_image, ""
         if self.sigma == "auto":
-            from imgedit.noise import estimate_sigma_sampled
+            from imgedit.noise import describe_estimate, estimate_sigma_sampled
 
             per_image = estimate_sigma_sampled(image).float().cpu()
+            note = describe_estimate(per_image.tolist())
         prepared = DenoiseApplier(self.model, self.sigma, self.strength, per_image, self.ensemble, gray_model)
-        if self.sigma == "auto":
-            prepared.note = estimated_note(per_image.tolist())
+        prepared.note = note
         return prepared
 
     def __call__(self, image: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
