@@ -194,7 +194,16 @@ def models_command(as_json: bool) -> None:
     rows = [describe(spec) for spec in specs] + [{**describe(spec), "shadowed_by_shipped": True} for spec in shadowed]
     if as_json:
         click.echo(json.dumps(rows, indent=2))
-        return
+    else:
+        _print_models(rows)
+    # An install without its weights (or a tampered file) must fail a packager's smoke test, not pass it.
+    failed = [row["name"] for row in rows if not row["verified"]]
+    if failed:
+        click.echo(f"Error: {len(failed)} of {len(rows)} models do not verify: {', '.join(failed)}", err=True)
+        raise SystemExit(1)
+
+
+def _print_models(rows: list[dict]) -> None:
     if not rows:
         click.echo("no models registered")
     for row in rows:

@@ -22,7 +22,21 @@ from imgedit.errors import WeightsError
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+
+def _installed_weights_dir() -> Path:
+    """The shipped weights: the ``imgedit_weights`` data package an install
+    (wheel or editable) maps to the top-level ``weights/`` folder, else that
+    folder beside the package (a checkout used without installing)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("imgedit_weights")
+    for location in (spec.submodule_search_locations or []) if spec else []:
+        if Path(location).is_dir():  # an editable install also lists its path hook
+            return Path(location)
+    return Path(__file__).resolve().parent.parent / "weights"
+
+
+WEIGHTS_DIR = _installed_weights_dir()
 
 
 @dataclass(frozen=True)

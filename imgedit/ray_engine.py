@@ -42,7 +42,8 @@ from imgedit.runner import (
     remove_stale_temps,
 )
 
-RAY_MISSING = "the Ray engine needs Ray: pip install 'imgedit[ray]'"
+# Not 'imgedit[ray]': another project holds the name imgedit on PyPI.
+RAY_MISSING = "the Ray engine needs Ray: pip install 'ray[data]>=2.9'"
 PROBE_SECONDS = 10  # for a cluster address to accept a connection and answer
 BATCH_ROWS = 8  # images per actor call: small enough to balance the actors and report progress often
 RESULT_FIELDS = ("status", "error", "exit_code", "note", "needs_overwrite")

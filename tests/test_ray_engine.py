@@ -169,7 +169,7 @@ def test_without_ray_says_how_to_install_it(invoke, folder, tmp_path, monkeypatc
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray now fails, as when it is not installed
     result = invoke("denoise", folder, "-o", tmp_path / "out", "--engine", "ray")
     assert result.exit_code == 2
-    assert result.stderr.strip() == "Error: the Ray engine needs Ray: pip install 'imgedit[ray]'"
+    assert result.stderr.strip() == "Error: the Ray engine needs Ray: pip install 'ray[data]>=2.9'"
     assert not (tmp_path / "out").exists()
 
 
