@@ -11,8 +11,9 @@ import os
 import stat
 import tempfile
 from contextlib import contextmanager, suppress
+from contextvars import ContextVar
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Callable, Iterator, Optional
 
 from imgedit.errors import UsageError
 
@@ -21,6 +22,10 @@ _umask_cache: list[int] = []
 # mkstemp's temporary is ".{stem}.XXXXXXXX{suffix}": the stem, the suffix and these 10 bytes
 _TEMP_EXTRA = len(".") + len(".") + 8
 _HASH_CHARS = 16  # of sha256: two long names that begin alike never share temporaries
+
+
+# per thread (each thread has its own context): the writer threads of a batch each set their own
+_before_rename: ContextVar[Optional[Callable[[Path], None]]] = ContextVar("imgedit_before_rename", default=None)
 
 
 class DestinationExists(FileExistsError):
@@ -73,6 +78,23 @@ def _fsync_dir(folder: Path) -> None:
 
 
 @contextmanager
+def before_rename(callback: Callable[[Path], None]) -> Iterator[None]:
+    """Call ``callback(temporary)`` in every :func:`atomic_file` write made
+    in this block by this thread, once the data is in the temporary file and
+    just before it is renamed into place; if it raises, nothing is renamed.
+
+    A journal records there what is about to appear (the result's own
+    hash): a process killed right after the rename leaves a record that
+    tells the next run the file already is the result.
+    """
+    token = _before_rename.set(callback)
+    try:
+        yield
+    finally:
+        _before_rename.reset(token)
+
+
+@contextmanager
 def atomic_file(dest: Path, overwrite: bool = True, durable: bool = True) -> Iterator[BinaryIO]:
     """A binary file to write ``dest`` through: a temporary file beside it,
     renamed into place when the block ends without an exception, removed if
@@ -98,6 +120,9 @@ def atomic_file(dest: Path, overwrite: bool = True, durable: bool = True) -> Ite
                 os.fsync(handle.fileno())
         with suppress(OSError, NotImplementedError):
             os.chmod(tmp, mode)
+        callback = _before_rename.get()
+        if callback is not None:
+            callback(Path(tmp))
         _commit(tmp, dest, overwrite)
     except BaseException:
         with suppress(OSError):

@@ -6,9 +6,9 @@ import sys
 from typing import Any
 
 from imgedit.inputs import InputFile
-from imgedit.journal import Journal, file_digest, make_key
+from imgedit.journal import Journal, file_digest
 from imgedit.pipeline import Pipeline
-from imgedit.runner import RunOptions, journal_folder, plan_outputs, recipe
+from imgedit.runner import JournalKeys, RunOptions, journal_folder, plan_outputs
 
 BYTES_PER_PIXEL = 3 * 4  # a decoded RGB float32 image
 # Full-size float images a stage holds besides its working memory: the one
@@ -63,10 +63,10 @@ def _already_done(items: list[InputFile], outputs: list, pipeline: Pipeline, opt
     folder = journal_folder(items, options)
     if folder is None or options.force:
         return 0
-    journal, run_recipe = Journal(folder), recipe(pipeline, options)
+    journal, keys = Journal(folder), JournalKeys(pipeline, options)  # with the mask files' content, as a run keys them
 
     def done(item: InputFile, dst: Any) -> bool:
-        key = make_key(file_digest(item.path), run_recipe)
+        key = keys.of(item, file_digest(item.path))
         return journal.is_done(dst, key) or options.in_place and journal.holds_result(dst, key)
 
     return sum(done(item, dst) for item, dst in zip(items, outputs))

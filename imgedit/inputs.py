@@ -6,7 +6,7 @@ from __future__ import annotations
 import glob
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator, Optional
 
@@ -45,19 +45,69 @@ class InputScan:
     unreadable: list[Path]
 
 
+@dataclass
+class _LinksLeftOut:
+    """Symbolic links a folder scan did not follow: broken ones (their
+    target is gone, or they loop on themselves) and links to a folder above
+    them (following one would scan the same folders forever)."""
+
+    broken: list[Path] = field(default_factory=list)
+    loops: list[Path] = field(default_factory=list)
+
+    def warn(self) -> None:
+        """One line for all of them: the user sees what the batch lacks."""
+        said = []
+        if self.broken:
+            said.append(f"{_count(self.broken, 'broken symbolic link')} (e.g. {shorten_path(self.broken[0])})")
+        if self.loops:
+            said.append(f"{_count(self.loops, 'symbolic link')} to a folder above it, which would loop "
+                        f"(e.g. {shorten_path(self.loops[0])})")
+        if said:
+            logger.warning("left out %s", " and ".join(said))
+
+
+def _count(things: list, name: str) -> str:
+    return f"{len(things)} {name}{'s' * (len(things) != 1)}"
+
+
 def _scan_folder(folder: Path, recursive: bool, unreadable: list[Path]) -> list[InputFile]:
     suffixes = _image_suffixes()  # once per folder
-    return [InputFile(p, folder, from_folder=True) for p in sorted(_files_in(folder, recursive, unreadable))
-            if _is_image_name(p, suffixes)]
+    links = _LinksLeftOut()
+    found = sorted(_files_in(folder, recursive, unreadable, links))
+    links.warn()
+    return [InputFile(p, folder, from_folder=True) for p in found if _is_image_name(p, suffixes)]
 
 
-def _files_in(folder: Path, recursive: bool, unreadable: list[Path]) -> Iterator[Path]:
+def _files_in(folder: Path, recursive: bool, unreadable: list[Path], links: _LinksLeftOut) -> Iterator[Path]:
     """The files in ``folder`` and, if ``recursive``, in its sub-folders, but
     not in hidden ones (``.thumbnails``, ``.AppleDouble``, our own
     ``.imgedit-journal.d``), as hidden files are left out. A folder that
     cannot be listed is reported, added to ``unreadable`` and left out; the
-    rest of the batch goes on."""
-    pending = [folder]
+    rest of the batch goes on.
+
+    Links to folders are followed, as ``find -L`` does, once every folder
+    reached without one has been listed, and each real folder is listed
+    once: a link to a folder already listed adds nothing, and one to a
+    folder above it (a loop) is left out, added to ``links`` with the broken
+    links."""
+    linked: list[Path] = []
+    yield from _walk(folder, recursive, unreadable, links, linked)
+    listed = [os.path.realpath(folder)] if linked else []  # the real trees listed so far
+    while linked:
+        link = linked.pop(0)
+        target = os.path.realpath(link)
+        if _is_within(os.path.realpath(link.parent), target):
+            links.loops.append(link)
+        elif not any(_is_within(target, tree, visible=True) for tree in listed):
+            listed.append(target)
+            yield from _walk(link, recursive, unreadable, links, linked)
+
+
+def _walk(top: Path, recursive: bool, unreadable: list[Path], links: _LinksLeftOut,
+          linked: list[Path]) -> Iterator[Path]:
+    """The files under ``top`` reached without a link to a folder; those links
+    go to ``linked``, broken links to ``links``."""
+    pending = [top]
     while pending:  # a loop, not recursion: a tree 2000 folders deep is legal
         current = pending.pop()
         try:
@@ -68,15 +118,28 @@ def _files_in(folder: Path, recursive: bool, unreadable: list[Path]) -> Iterator
             unreadable.append(current)
             continue
         for entry in entries:
-            if recursive and _is_visible_folder(entry):
-                pending.append(Path(entry.path))
+            visible, is_link = not entry.name.startswith("."), _quietly(entry.is_symlink)
+            if recursive and visible and _is_folder(entry, is_link):
+                (linked if is_link else pending).append(Path(entry.path))
             elif _is_file(entry):
                 yield Path(entry.path)
+            elif is_link and visible and not os.path.exists(entry.path):
+                links.broken.append(Path(entry.path))
 
 
-def _is_visible_folder(entry: os.DirEntry) -> bool:
-    # a link to a folder is not followed (as before): it could loop back up the tree
-    return not entry.name.startswith(".") and _quietly(lambda: entry.is_dir(follow_symlinks=False))
+def _is_folder(entry: os.DirEntry, is_link: bool) -> bool:
+    # a real folder from the listing itself (no stat); a link's target needs one
+    return _quietly(lambda: entry.is_dir(follow_symlinks=is_link))
+
+
+def _is_within(path: str, tree: str, visible: bool = False) -> bool:
+    """Whether real ``path`` is ``tree`` or inside it; with ``visible``,
+    only through folders that are not hidden (a folder scan lists those)."""
+    inside = os.path.relpath(path, tree)
+    if inside == ".":
+        return True
+    parts = Path(inside).parts
+    return parts[0] != ".." and not (visible and any(part.startswith(".") for part in parts))
 
 
 def _is_file(entry: os.DirEntry) -> bool:
@@ -172,10 +235,28 @@ def scan_inputs(items: Iterable[str], recursive: bool = False) -> InputScan:
             found.extend(InputFile(Path(m), base, from_folder=True) for m in matches if _is_image_file(Path(m)))
         else:
             raise UsageError(f"no such file or folder: {item}")
-    unique = list({f.path.resolve(): f for f in found}.values())
+    unique = _one_per_file(found)
     if not unique and items:
         raise UsageError("no images found in " + ", ".join(map(str, items)))
     return InputScan(unique, unreadable)
+
+
+def _one_per_file(found: list[InputFile]) -> list[InputFile]:
+    """``found`` with each real file once, in order: the first found, but a
+    file rather than a link to it (``a.png`` and ``z.png -> a.png``:
+    ``a.png``'s output, named as the photo is, not ``z.png``'s)."""
+    same_file: dict[Path, list[int]] = {}
+    for index, item in enumerate(found):
+        same_file.setdefault(item.path.resolve(), []).append(index)
+    keep = sorted(_not_a_link(found, indexes) for indexes in same_file.values())
+    return [found[index] for index in keep]
+
+
+def _not_a_link(found: list[InputFile], indexes: list[int]) -> int:
+    """The first of ``indexes`` whose file is not a symbolic link, else the first."""
+    if len(indexes) == 1:  # the usual case: no lstat
+        return indexes[0]
+    return next((index for index in indexes if not found[index].path.is_symlink()), indexes[0])
 
 
 def output_path(

@@ -4,15 +4,25 @@ One line per event, keyed by the output path:
 
     {"dst": "sub/a.png", "key": "<hash>", "status": "start" | "done" | "failed", ...}
 
-``key`` hashes the input's content, the pipeline with its parameters, the
+``key`` hashes the input's content (and its mask files', see
+:class:`imgedit.runner.JournalKeys`), the pipeline with its parameters, the
 weights' hashes and the output options, so a re-run skips exactly what is
 done and redoes what changed. Each line is flushed before the output file is
-renamed into place; since writes are atomic, an output that exists with a
+renamed into place ("start" once the result is complete in its temporary
+file, see :func:`imgedit.atomic.before_rename`); since writes are atomic, an output that exists with a
 "start" line of the same key is complete (the process died between the rename
 and the "done" line) and is not redone. A torn last line (SIGKILL mid-write)
 is ignored. "done" lines carry the output's size, checked on resume: after a
 power cut an output may exist with its data never written (outputs are not
-fsynced one by one unless asked), and such a file is redone.
+fsynced one by one unless asked), and such a file is redone. An ``--in-place``
+run's "start" line also carries ``result_key``, the key of the file about to
+be renamed over the input: a rerun after a kill between the rename and the
+"done" line finds the photo already edited, and does not edit it twice.
+
+"start" and "done" lines name the input the output was made from (``src``,
+its path as resolved, and ``src_sha256``, its content's digest): a result of
+another photo with the same name (a second input folder, one ``-o``) is not
+a rerun's to replace.
 
 Several processes (the Ray engine's actors, on several machines) write one
 shard each, ``.imgedit-journal.d/<shard>.jsonl``, never a shared file: one
@@ -36,10 +46,10 @@ import json
 import os
 import threading
 import time
-from contextlib import suppress
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 from imgedit.errors import JournalError
 from imgedit.models import sha256_file
@@ -72,7 +82,28 @@ class Entry:
     error: Optional[str] = None
     replacing: bool = False  # "start" over a file that existed before
     size: Optional[int] = None  # of the output, on "done"
-    result_key: Optional[str] = None  # on "done" of an --in-place run: the key of the output's own content
+    result_key: Optional[str] = None  # on "start" and "done" of an --in-place run: the key of the output's own content
+
+
+@dataclass(frozen=True)
+class Source:
+    """The input an output is made from: its path, as resolved, and the
+    digest of its content."""
+
+    path: str
+    digest: str
+
+    def fields(self) -> dict[str, str]:
+        """As a record's fields."""
+        return {"src": self.path, "src_sha256": self.digest}
+
+    def same_input(self, other: "Source") -> bool:
+        """Whether ``other`` is this input, as a user means it: the same file
+        (edited since: its result is redone, as any changed input's is) or
+        the same content (its folder moved or renamed since: the content is
+        what the result was made from). Another file with other content is
+        another photo, though it has the same name."""
+        return self.path == other.path or self.digest == other.digest
 
 
 class Journal:
@@ -99,6 +130,8 @@ class Journal:
             self.entries: dict[str, Entry] = {rec["dst"]: _entry(rec) for rec in records}
             # who wrote each output, from the records of runs that wrote it: a failed attempt does not own the file
             self.owners: dict[str, str] = {rec["dst"]: _ops(rec) for rec in records if rec["status"] in WROTE}
+            self.sources: dict[str, Optional[Source]] = {rec["dst"]: _source(rec) for rec in records
+                                                         if rec["status"] in WROTE}
             self._lines = len(records)
 
     def written_since_read(self, dst: Path) -> bool:
@@ -134,13 +167,23 @@ class Journal:
     def get(self, dst: Path) -> Optional[Entry]:
         return self.entries.get(self._name(dst))
 
-    def owns(self, dst: Path, ops: str) -> bool:
+    def owns(self, dst: Path, ops: str, source: Optional[Source] = None) -> bool:
         """Whether a previous run of imgedit wrote ``dst`` with the same
-        operations (``ops``; any parameters, weights or input): a rerun
-        redoes what changed, but the result of another pipeline (a denoised
-        photo where an inpainted one goes) is not this run's to replace,
-        nor is a file a run only failed to write over."""
-        return self.owner(dst) in ("", ops)
+        operations (``ops``; any parameters or weights) from the same input
+        (``source``; see :meth:`Source.same_input`): a rerun redoes what
+        changed, but the result of another pipeline (a denoised photo where
+        an inpainted one goes) or of another photo (``d01/a.png``'s where
+        ``d00/a.png``'s went) is not this run's to replace, nor is a file a
+        run only failed to write over. Records that do not name their input
+        (older journals) are taken as this input's, as they were before."""
+        if self.owner(dst) not in ("", ops):
+            return False
+        made_from = self.source_of(dst)
+        return source is None or made_from is None or made_from.same_input(source)
+
+    def source_of(self, dst: Path) -> Optional[Source]:
+        """The input the run that wrote ``dst`` made it from, if its record says."""
+        return self.sources.get(self._name(dst))
 
     def owner(self, dst: Path) -> Optional[str]:
         """The operations of the run that wrote ``dst`` ("" if its journal
@@ -164,11 +207,12 @@ class Journal:
 
     def holds_result(self, dst: Path, key: str) -> bool:
         """``dst``, written over its input (``--in-place``), already holds
-        this recipe's result: ``key`` is of the file as it is now, and a
-        finished run recorded its output's key. A rerun after Ctrl-C must
-        not edit the edited photos a second time."""
+        this recipe's result: ``key`` is of the file as it is now, and a run
+        recorded its output's key, on "done" or, killed before that, on the
+        "start" it wrote before the rename. A rerun after Ctrl-C or SIGKILL
+        must not edit the edited photos a second time."""
         entry = self.get(dst)
-        if entry is None or entry.status != "done" or entry.result_key != key:
+        if entry is None or entry.status not in WROTE or entry.result_key != key:
             return False
         try:
             return entry.size is None or os.stat(dst).st_size == entry.size
@@ -182,6 +226,7 @@ class Journal:
             self.entries[name] = _entry(line)
             if status in WROTE:
                 self.owners[name] = _ops(line)
+                self.sources[name] = _source(line)
             try:
                 if self._fh is not None and os.fstat(self._fh.fileno()).st_nlink == 0:
                     self._drop_handle()  # the file was deleted (the output folder removed mid-run): start it again
@@ -208,6 +253,8 @@ class Journal:
                    "replacing": entry.replacing, "size": entry.size, "result_key": entry.result_key}
             if entry.status in WROTE and name in self.owners:
                 rec["ops"] = self.owners[name]
+            if entry.status in WROTE and self.sources.get(name) is not None:
+                rec.update(self.sources[name].fields())
             records.append({k: v for k, v in rec.items() if v is not None})
         return records
 
@@ -297,6 +344,27 @@ class Journal:
             self._lines = len(last)
 
 
+@contextmanager
+def alone_in(folder: Optional[Path]) -> Iterator[bool]:
+    """Whether no run holds ``folder``'s run lock (see :meth:`Journal.hold`);
+    if none does, it is held exclusively until the block ends, so that no
+    run starts writing there meanwhile. True where no run could hold it
+    (``folder`` None or missing); False where the lock cannot be opened:
+    what is done only when alone (clearing temporaries) can wait."""
+    if folder is None or not os.path.isdir(folder):
+        yield True
+        return
+    try:
+        fd = os.open(Path(folder) / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:
+        yield False
+        return
+    try:
+        yield _try_lock(fd, exclusive=True)
+    finally:
+        os.close(fd)  # drops the lock
+
+
 def _try_lock(fd: int, exclusive: bool, wait: bool = False) -> bool:
     """Take (or convert to) a shared or exclusive ``flock`` on ``fd``;
     whether it was taken. Where the OS or the file system has no such
@@ -321,6 +389,12 @@ def _entry(rec: dict[str, Any]) -> Entry:
 
 
 WROTE = ("start", "done")  # the statuses of a run that wrote (or was writing) the output
+
+
+def _source(rec: dict[str, Any]) -> Optional[Source]:
+    """The input a record's output was made from; None where it does not say."""
+    path, digest = rec.get("src"), rec.get("src_sha256")
+    return Source(path, digest) if isinstance(path, str) and isinstance(digest, str) else None
 
 
 def _ops(rec: dict[str, Any]) -> str:

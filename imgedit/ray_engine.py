@@ -36,6 +36,7 @@ from imgedit.runner import (
     Summary,
     _Batch,
     _Work,
+    journal_folder,
     open_journal,
     plan_outputs,
     run_works,
@@ -113,7 +114,7 @@ def run_files_ray(
     ray = import_ray()
     start = time.perf_counter()
     outputs = plan_outputs(pipeline, items, options)
-    remove_stale_temps(outputs)
+    remove_stale_temps(outputs, journal_folder(items, options))  # the folder whose lock another run would hold
     journal = open_journal(items, options)
     try:
         results, interrupted = _run_on_ray(ray, _Job(pipeline, items, outputs, options, journal), on_result, address)

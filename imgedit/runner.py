@@ -16,13 +16,14 @@ import tempfile
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, Union
 
 from imgedit.errors import ImgeditError, JournalError, OutputExistsError, UsageError
 from imgedit.inputs import InputFile, output_path
-from imgedit.journal import Journal, bytes_digest, file_digest, make_key
+from imgedit.journal import Journal, Source, bytes_digest, file_digest, make_key
 from imgedit.masks import MaskOptions
 from imgedit.pipeline import BuiltPipeline, Pipeline
 
@@ -72,6 +73,8 @@ class Summary:
     journal: Optional[Path] = None
     unbuildable: bool = False  # the pipeline could not be built (a model would not load): no image can be done
     unreadable: list[Path] = field(default_factory=list)  # input folders that could not be listed: their images were left out
+    planned: Optional[int] = None  # images the run was given: more than its results when it stopped early
+    error: Optional[str] = None  # what stopped the run itself (a journal that cannot be written), not one image
 
     def _with(self, status: str) -> list[FileResult]:
         return [r for r in self.results if r.status == status]
@@ -101,19 +104,44 @@ class Summary:
                 f"(e.g. {shorten_path(self.unreadable[0])}): fix the permissions and run the same command again "
                 "(what is done is skipped)")
 
+    @property
+    def not_attempted(self) -> int:
+        """Images never tried: after --fail-fast, Ctrl-C or a run-level error."""
+        return max(0, self.planned - len(self.results)) if self.planned is not None else 0
+
     def as_dict(self) -> dict[str, Any]:
+        """The summary for ``--json``: every string valid Unicode (see :func:`_json_text`)."""
+        text = _json_text
         return {
             "done": len(self.done),
             "skipped": len(self.skipped),
             "failed": len(self.failed),
+            "not_attempted": self.not_attempted,
             "seconds": round(self.seconds, 3),
             "interrupted": self.interrupted,
-            "journal": str(self.journal) if self.journal else None,
-            "outputs": [{"input": str(r.source), "output": str(r.output), "note": r.note, "panels": r.panels,
-                         "details": r.details} for r in self.done],
-            "failures": [{"input": str(r.source), "error": r.error} for r in self.failed],
-            "unreadable_folders": [str(folder) for folder in self.unreadable],
+            "error": text(self.error) if self.error else None,
+            "journal": text(str(self.journal)) if self.journal else None,
+            "outputs": [{"input": text(str(r.source)), "output": text(str(r.output)), "note": text(r.note),
+                         "panels": r.panels, "details": [text(d) for d in r.details]} for r in self.done],
+            "failures": [{"input": text(str(r.source)), "error": r.error and text(r.error)} for r in self.failed],
+            "unreadable_folders": [text(str(folder)) for folder in self.unreadable],
         }
+
+
+def _json_text(text: str) -> str:
+    """``text`` as valid Unicode. A file name that is not UTF-8 reaches Python
+    with its bad bytes as lone surrogates (``bad\\udcffname.png``), which
+    strict JSON readers refuse or garble; those bytes are written as
+    ``\\xff`` escapes instead (``bad\\xffname.png``, as ``ls --quoting-style=escape``
+    and Python's ``backslashreplace`` show them): readable, valid, and the
+    rest of the name intact. (A name that really holds a backslash and "xff"
+    looks the same: names this odd are rare, and each line still says which
+    file it is.)"""
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a surrogate no file name decodes to: escape it as it is
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return raw.decode("utf-8", "backslashreplace")
 
 
 # -- planning ------------------------------------------------------------
@@ -256,9 +284,43 @@ def leave_out_own_outputs(pipeline: Pipeline, items: list[InputFile], options: R
     input folder with ``-r``. Those were found by a folder scan or a glob,
     not named (``named``), and are results, not work: processing them would
     nest outputs one level deeper on every run."""
-    if options.in_place or len(items) < 2:
+    if options.in_place:
         return items, []
     real = _RealPaths()
+    items, nested = _leave_out_output_tree(items, options, named, real)
+    if len(items) < 2:
+        return items, nested
+    keep, own = _leave_out_output_names(pipeline, items, options, named, real)
+    return keep, nested + own
+
+
+def _leave_out_output_tree(items: list[InputFile], options: RunOptions, named: frozenset[Path],
+                           real: _RealPaths) -> tuple[list[InputFile], list[InputFile]]:
+    """With ``-o`` a strict sub-folder of an input folder, everything found
+    under ``-o``: all of it is results, of this pipeline or of an earlier
+    run with other options (``--format jpeg`` after PNGs), which the names
+    this run would write do not recognise. (``-o`` the input folder itself
+    holds the photos too: there only the names tell.)"""
+    if options.output is None:
+        return items, []
+    output = Path(os.path.realpath(options.output))
+    roots: dict[Path, Path] = {}
+    keep, own = [], []
+    for item in items:
+        if item.from_folder and item.path not in named:
+            if item.root not in roots:
+                roots[item.root] = Path(os.path.realpath(item.root))
+            root = roots[item.root]
+            if output != root and output.is_relative_to(root) and real(item.path).is_relative_to(output):
+                own.append(item)
+                continue
+        keep.append(item)
+    return keep, own
+
+
+def _leave_out_output_names(pipeline: Pipeline, items: list[InputFile], options: RunOptions, named: frozenset[Path],
+                            real: _RealPaths) -> tuple[list[InputFile], list[InputFile]]:
+    """Split the inputs: those found where this run writes another input's result are its own outputs."""
     output_of: dict[Path, Path] = {}
     for item in items:
         try:
@@ -275,16 +337,44 @@ def leave_out_own_outputs(pipeline: Pipeline, items: list[InputFile], options: R
     return keep, own
 
 
-def remove_stale_temps(outputs: list[Path]) -> None:
+def remove_stale_temps(outputs: list[Path], lock_folder: Optional[Path] = None) -> None:
     """Clear what writers killed mid-write left beside these outputs: one
-    listing per output folder, not one per image."""
+    listing per output folder, not one per image.
+
+    Only while no other run holds the run lock of ``lock_folder`` (the
+    journal's folder; by default the nearest folder above the outputs that
+    has one), held meanwhile: a temporary there may be another run's write
+    in flight, not a dead one's. A run that is not alone leaves them; the
+    next run that is clears them. (Judging by age instead would delete a
+    slow write of a large image, or keep a dead run's for hours.)"""
     from imgedit.atomic import remove_stale_temps_of
+    from imgedit.journal import alone_in
 
     names: dict[Path, set[str]] = {}
     for dst in outputs:
         names.setdefault(dst.parent, set()).add(dst.name)
-    for folder, wanted in names.items():
-        remove_stale_temps_of(folder, wanted)
+    with alone_in(lock_folder or _nearest_run_lock(list(names))) as alone:
+        if not alone:
+            log.debug("another run writes here: its temporary files are left alone")
+            return
+        for folder, wanted in names.items():
+            remove_stale_temps_of(folder, wanted)
+
+
+def _nearest_run_lock(folders: list[Path]) -> Optional[Path]:
+    """The nearest folder, at or above all of ``folders``, holding a run lock."""
+    from imgedit.journal import LOCK_NAME
+
+    if not folders:
+        return None
+    try:
+        common = Path(os.path.commonpath([os.path.abspath(f) for f in folders]))
+    except ValueError:  # on different drives (Windows)
+        return None
+    for folder in (common, *common.parents):
+        if (folder / LOCK_NAME).exists():
+            return folder
+    return None
 
 
 def journal_folder(items: list[InputFile], options: RunOptions) -> Optional[Path]:
@@ -322,8 +412,96 @@ def recipe(pipeline: Pipeline, options: RunOptions) -> str:
     if (options.precision or "auto") not in ("auto", "fp32"):  # reduced precision changes the bytes a little
         parts.append(f"precision={options.precision}")
     if pipeline.needs_mask:
-        parts.append(repr(options.masks))
+        parts.append(repr(options.masks))  # the mask files' content is in each image's key: see JournalKeys
     return "\n".join(parts)
+
+
+class JournalKeys:
+    """The journal keys of a run's inputs: each input's content, with its
+    mask files' content where the pipeline takes a mask, and the recipe. A
+    key without mask files is the key journals always had."""
+
+    def __init__(self, pipeline: Pipeline, options: RunOptions):
+        self.recipe = recipe(pipeline, options)
+        self.masks = _MaskFiles(options.masks.mask) if pipeline.needs_mask else None
+
+    def of(self, item: InputFile, digest: str) -> str:
+        """The key of ``item`` read as content of ``digest`` (:func:`file_digest`)."""
+        masks = self.masks.digests(item) if self.masks is not None else []
+        return make_key(" ".join([digest, *masks]), self.recipe)
+
+
+class _MaskFiles:
+    """The mask files that may give an image its hole: ``--mask FILE``, the
+    files a ``--mask DIR`` pairs with it, else its sidecars. Their content
+    goes into the image's journal key, so that a redrawn mask makes its
+    image be redone (the recipe has only ``--mask``'s path).
+
+    They are found as :func:`imgedit.masks.find_mask` pairs them, but every
+    candidate, not only the one it takes (a sidecar even where transparency
+    wins): a change to any of them redoes the image, never the other way
+    round. One listing per folder, kept for the run: a folder of 10,000
+    photos is not listed 10,000 times."""
+
+    def __init__(self, mask: Optional[Path]):
+        self.mask = None if mask is None else Path(mask)
+        self.mask_is_folder = self.mask is not None and self.mask.is_dir()
+        self._listings: dict[Path, dict[str, list[str]]] = {}  # lower-case name: the names so spelt
+        self._digests: dict[tuple, str] = {}
+
+    def digests(self, item: InputFile) -> list[str]:
+        """The content digests of ``item``'s candidate mask files, in a fixed order."""
+        return [digest for path in self._candidates(item) if (digest := self._digest(path))]
+
+    def _candidates(self, item: InputFile) -> list[Path]:
+        from imgedit.masks import IMAGE_SUFFIXES
+
+        stem = item.path.stem
+        if self.mask is None:
+            folders, bases = [item.path.parent], (f"{stem}.mask", f"{stem}_mask")
+        elif self.mask_is_folder:  # the image's own sub-folder first, then the flat folder
+            sub = item.relative.parent
+            folders = ([self.mask / sub] if sub != Path(".") and ".." not in sub.parts else []) + [self.mask]
+            bases = (f"{stem}.mask", f"{stem}_mask", stem)
+        else:
+            return [self.mask]
+        found = []
+        for folder in folders:
+            listing = self._listing(folder)
+            for base in bases:
+                for suffix in IMAGE_SUFFIXES:  # the suffix in any case, the stem exact
+                    names = listing.get((base + suffix).lower(), ())
+                    found += [folder / name for name in names if name.startswith(base)]
+        return found
+
+    def _listing(self, folder: Path) -> dict[str, list[str]]:
+        listing = self._listings.get(folder)
+        if listing is None:
+            listing = {}
+            with suppress(OSError):  # no such folder: no mask there
+                with os.scandir(folder) as entries:
+                    for entry in entries:
+                        # beside the photos, only sidecars: not a dict of 100,000 photos' names
+                        if (self.mask_is_folder or _is_sidecar_name(entry.name)) and entry.is_file():
+                            listing.setdefault(entry.name.lower(), []).append(entry.name)
+            self._listings[folder] = listing
+        return listing
+
+    def _digest(self, path: Path) -> Optional[str]:
+        """The file's digest, hashed once per version of it (one ``--mask``
+        file for every image is read once); None if it is gone."""
+        try:
+            st = os.stat(path)
+            version = (str(path), st.st_size, st.st_mtime_ns, st.st_ino)
+            if version not in self._digests:
+                self._digests[version] = file_digest(path)
+            return self._digests[version]
+        except OSError:
+            return None
+
+
+def _is_sidecar_name(name: str) -> bool:
+    return Path(name).stem.endswith((".mask", "_mask"))
 
 
 # -- the stages ----------------------------------------------------------
@@ -336,6 +514,8 @@ class _Work:
     item: InputFile
     dst: Path
     key: str = ""
+    source: Optional[Source] = None  # the input, as the journal names it
+    result_key: Optional[str] = None  # --in-place: the key of the result written over the input
     picture: Any = None  # decoded metadata (and pixels until they become a tensor)
     hole: Any = None  # (H, W) bool
     image: Any = None  # (1, 3, H, W) tensor
@@ -353,7 +533,8 @@ class _Batch:
     def __init__(self, pipeline: Pipeline, options: RunOptions, journal: Optional[Journal], built: Optional[BuiltPipeline],
                  on_tile: Optional[Callable[[str, int, int], None]] = None):
         self.pipeline, self.options, self.journal = pipeline, options, journal
-        self.recipe = recipe(pipeline, options)
+        self.keys = JournalKeys(pipeline, options)
+        self.real = _RealPaths()
         self._built = built
         self.on_tile = on_tile
         self.build_failed = False  # then no image can be done: the run stops after the first
@@ -419,27 +600,49 @@ class _Batch:
     def _skip(self, work: _Work, data: bytes, reread: bool = True) -> bool:
         options, journal = self.options, self.journal
         if journal is not None:
-            work.key = make_key(bytes_digest(data), self.recipe)
+            digest = bytes_digest(data)
+            work.key, work.source = self.keys.of(work.item, digest), Source(str(self.real(work.item.path)), digest)
             entry = journal.get(work.dst)
             if options.retry_failed and (entry is None or entry.status != "failed"):
                 work.result.status, work.result.note = "skipped", "not a previous failure"
                 return True
             done = journal.is_done(work.dst, work.key) or options.in_place and journal.holds_result(work.dst, work.key)
             if not options.force and done:
+                self._record_done_if_killed(work)
                 work.result.status, work.result.note = "skipped", "done in an earlier run"
                 return True
-        ops = self.pipeline.label
-        ours = journal is not None and journal.owns(work.dst, ops)
+        ours = journal is not None and journal.owns(work.dst, self.pipeline.label, work.source)
         if work.dst.exists() and not (options.overwrite or options.in_place or ours):
             if journal is not None and reread and journal.written_since_read(work.dst):  # by another run, maybe
                 journal.reread()
                 return self._skip(work, data, reread=False)
-            other = journal.owner(work.dst) if journal is not None else None
-            if other:
-                raise OutputExistsError(f"{work.dst} holds an earlier run's {other} result; pass --overwrite to replace "
-                                        f"it with this run's {ops} result, or give another -o")
-            raise OutputExistsError(f"{work.dst} exists; pass --overwrite to replace it")
+            raise self._exists_error(work)
         return False
+
+    def _exists_error(self, work: _Work) -> OutputExistsError:
+        """Why ``work``'s output, there already, is not this run's to replace."""
+        journal, ops = self.journal, self.pipeline.label
+        other = journal.owner(work.dst) if journal is not None else None
+        if other is None:
+            return OutputExistsError(f"{work.dst} exists; pass --overwrite to replace it")
+        if other not in ("", ops):
+            return OutputExistsError(f"{work.dst} holds an earlier run's {other} result; pass --overwrite to replace "
+                                     f"it with this run's {ops} result, or give another -o")
+        source = journal.source_of(work.dst)
+        made_from = f", {source.path}" if source is not None else ""
+        return OutputExistsError(f"{work.dst} holds the result of another input{made_from}; pass --overwrite to "
+                                 f"replace it with {work.item.path}'s, or give another -o")
+
+    def _record_done_if_killed(self, work: _Work) -> None:
+        """The run that wrote ``work``'s output was killed between the rename
+        and its "done" line: say it is done now, for the runs after this one."""
+        entry = self.journal.get(work.dst)
+        if entry.status != "start":
+            return
+        source = self.journal.source_of(work.dst)
+        self.journal.record(work.dst, entry.key, "done", size=os.stat(work.dst).st_size, ops=self.pipeline.label,
+                            **(source.fields() if source else {}),
+                            **({"result_key": entry.result_key} if entry.result_key else {}))
 
     def compute(self, work: _Work) -> _Work:
         """Runs in the calling thread: the pipeline itself, nothing else."""
@@ -466,27 +669,58 @@ class _Batch:
             result.alpha = np.where(hole | _soft_rim(result.alpha, hole), np.float32(1.0), result.alpha)
         return result
 
-    def _result_key(self, work: _Work) -> dict[str, str]:
-        """For ``--in-place``, the key of what was just written over the
-        input: a rerun finds it there and knows the photo is done."""
-        return {"result_key": make_key(file_digest(work.dst), self.recipe)} if self.options.in_place else {}
+    def _written(self, work: _Work) -> dict[str, str]:
+        """What "start" and "done" say of the output besides its key: the
+        input it is made from and, for ``--in-place``, the key of the result
+        itself, which a rerun finds over the input and knows to be done."""
+        return {**(work.source.fields() if work.source else {}),
+                **({"result_key": work.result_key} if work.result_key else {})}
 
-    def encode(self, work: _Work) -> _Work:
-        """Runs in an I/O thread: atomic write, then the journal."""
+    def _record_start(self, work: _Work, temporary: Path) -> None:
+        """The "start" line, written when the result is complete in its
+        temporary file and about to be renamed into place (see
+        :func:`imgedit.atomic.before_rename`)."""
+        if self.options.in_place:
+            work.result_key = self.keys.of(work.item, file_digest(temporary))
+        self.journal.record(work.dst, work.key, "start", replacing=work.dst.exists(), ops=self.pipeline.label,
+                            **self._written(work))
+
+    def _write(self, work: _Work, picture: Any) -> None:
+        """Write the result atomically, journalled: "start" just before the
+        rename, "done" after it."""
+        from imgedit.atomic import before_rename
         from imgedit.imageio import write_image
 
         options = self.options
+        if self.journal is None:
+            write_image(picture, work.dst, format=options.format, quality=options.quality, overwrite=True,
+                        durable=options.fsync)
+            return
+        stopped: list[JournalError] = []  # write_image would report it as the image's own failure
+
+        def record_start(temporary: Path) -> None:
+            try:
+                self._record_start(work, temporary)
+            except JournalError as exc:
+                stopped.append(exc)
+                raise
+
+        try:
+            with before_rename(record_start):
+                write_image(picture, work.dst, format=options.format, quality=options.quality, overwrite=True,
+                            durable=options.fsync)
+        except ImgeditError:
+            if stopped:
+                raise stopped[0] from None
+            raise
+        self.journal.record(work.dst, work.key, "done", size=os.stat(work.dst).st_size, ops=self.pipeline.label,
+                            **self._written(work))
+
+    def encode(self, work: _Work) -> _Work:
+        """Runs in an I/O thread: atomic write, then the journal."""
         if work.image is not None:
             with _catch(work):
-                picture = self._result_picture(work)
-                if self.journal is not None:
-                    self.journal.record(work.dst, work.key, "start", replacing=work.dst.exists(), ops=self.pipeline.label)
-                write_image(
-                    picture, work.dst, format=options.format, quality=options.quality, overwrite=True, durable=options.fsync
-                )
-                if self.journal is not None:
-                    self.journal.record(work.dst, work.key, "done", size=os.stat(work.dst).st_size, ops=self.pipeline.label,
-                                        **self._result_key(work))
+                self._write(work, self._result_picture(work))
         work.picture = work.hole = work.image = work.mask = None  # free the pixels now
         if work.result.status == "failed" and self.journal is not None and work.key:
             self.journal.record(work.dst, work.key, "failed", error=work.result.error)
@@ -602,10 +836,10 @@ def run_files(
     """
     start = time.perf_counter()
     outputs = plan_outputs(pipeline, items, options)
-    remove_stale_temps(outputs)
+    remove_stale_temps(outputs, journal_folder(items, options))
     journal = open_journal(items, options)
     batch = _Batch(pipeline, options, journal, built, on_tile)
-    summary = Summary(journal=journal.path if journal else None)
+    summary = Summary(journal=journal.path if journal else None, planned=len(items))
 
     def finish(result: FileResult) -> None:
         summary.results.append(result)
@@ -616,6 +850,10 @@ def run_files(
         run_works(batch, [_Work(item, dst) for item, dst in zip(items, outputs)], finish)
     except KeyboardInterrupt:
         summary.interrupted = True
+    except JournalError as exc:  # the run stops: what it did is still worth saying (--json)
+        summary.error = str(exc)
+        exc.summary = summary  # type: ignore[attr-defined]
+        raise
     finally:
         if journal is not None:
             journal.release()

@@ -17,7 +17,7 @@ from typing import Any, Callable, Optional, Sequence
 
 import click
 
-from imgedit.errors import BatchError, Interrupted, UsageError
+from imgedit.errors import BatchError, ImgeditError, Interrupted, UsageError
 from imgedit.operations import Param
 
 
@@ -70,7 +70,7 @@ COMMON_OPTIONS: list[Callable] = [
     click.option("--fsync", is_flag=True, help="Flush every output to disk before moving on (survives a power cut; slower)."),
     click.option("--dry-run", is_flag=True, help="Print the plan and exit without touching an image."),
     click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
-                 help="Run here, or on a Ray cluster (pip install 'imgedit[ray]')."),
+                 help="Run here, or on a Ray cluster (pip install 'ray[data]>=2.9')."),
     click.option("--ray-address", envvar="IMGEDIT_RAY_ADDRESS",
                  help="Ray cluster to join with --engine ray (default: IMGEDIT_RAY_ADDRESS, else RAY_ADDRESS, else a local Ray)."),
     click.option("-q", "--quiet", is_flag=True, help="Print only errors."),
@@ -168,16 +168,32 @@ def run_verb(pipeline: Any, kwargs: dict[str, Any]) -> None:
         _print_plan(pipeline, items, options, kwargs["as_json"])
         return
     quiet = kwargs["quiet"] or kwargs["as_json"]
-    with Progress(len(items), quiet) as report:
-        if kwargs.get("engine") == "ray":
-            from imgedit.ray_engine import run_files_ray
+    try:
+        with Progress(len(items), quiet) as report:
+            if kwargs.get("engine") == "ray":
+                from imgedit.ray_engine import run_files_ray
 
-            summary = run_files_ray(pipeline, items, options, on_result=report, address=kwargs.get("ray_address"))
-        else:
-            summary = run_files(pipeline, items, options, on_result=report,
-                                on_tile=TileProgress(quiet) if len(items) == 1 else None)
-    summary.unreadable = scan.unreadable
+                summary = run_files_ray(pipeline, items, options, on_result=report, address=kwargs.get("ray_address"))
+            else:
+                summary = run_files(pipeline, items, options, on_result=report,
+                                    on_tile=TileProgress(quiet) if len(items) == 1 else None)
+    except ImgeditError as exc:
+        if kwargs["as_json"]:  # a script reading stdout gets an answer, not nothing
+            _print_run_error(exc, scan.unreadable, planned=len(items))
+        raise
+    summary.unreadable, summary.planned = scan.unreadable, len(items)
     _print_summary(summary, kwargs["quiet"], kwargs["as_json"], planned=len(items))
+
+
+def _print_run_error(exc: ImgeditError, unreadable: list, planned: int) -> None:
+    """The ``--json`` summary of a run that an error stopped as a whole (a
+    journal or an output folder that cannot be written): the error, and what
+    was done before it where the runner says."""
+    from imgedit.runner import Summary
+
+    summary = getattr(exc, "summary", None) or Summary()
+    summary.error, summary.unreadable, summary.planned = str(exc), unreadable, planned
+    click.echo(json.dumps(summary.as_dict(), indent=2))
 
 
 def _given(name: str) -> bool:
@@ -244,6 +260,24 @@ def _rate_and_eta(count: int, total: int, seconds: float) -> tuple[float, float]
     return rate, (total - count) / max(rate, 1e-9)
 
 
+def _pace(rate: float, unit: str) -> str:
+    """``rate`` as people read it: "2.5 img/s", or "12.3 s/img" below one a
+    second, where "0.0/s" would say nothing (a slow model on large photos)."""
+    if rate >= 1 or rate <= 0:
+        return f"{rate:.1f} {unit}/s"
+    return f"{1 / rate:.1f} s/{unit}"
+
+
+def _duration(seconds: float) -> str:
+    """"45s", "12m05s", "3h20m": an ETA of hours is not read in seconds."""
+    seconds = round(seconds)
+    if seconds < 100:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
 class Progress:
     """Progress of a batch: a tqdm bar on a terminal, plain lines every few
     seconds otherwise, and nothing but errors when quiet."""
@@ -274,7 +308,7 @@ class Progress:
         elif time.monotonic() - self.last >= self.interval:
             self.last = time.monotonic()
             rate, eta = _rate_and_eta(self.count, self.total, self.last - self.started)
-            _say(f"{self.count}/{self.total} images, {rate:.1f} img/s, ETA {eta:.0f}s")
+            _say(f"{self.count}/{self.total} images, {_pace(rate, 'img')}, ETA {_duration(eta)}")
 
     def __exit__(self, *exc: Any) -> None:
         if self.bar is not None:
@@ -314,7 +348,8 @@ class StageProgress:
             self.last = time.monotonic()
             rate, eta = _rate_and_eta(self.count, self.total, self.last - self.started)
             percent = math.floor(100 * self.count / max(self.total, 1))
-            _say(f"{self.what}: {self.count}/{self.total} {self.unit}s ({percent}%), {rate:.1f}/s, ETA {eta:.0f}s")
+            _say(f"{self.what}: {self.count}/{self.total} {self.unit}s ({percent}%), {_pace(rate, self.unit)}, "
+                 f"ETA {_duration(eta)}")
 
     def __exit__(self, *exc: Any) -> None:
         if self.bar is not None:

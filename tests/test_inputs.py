@@ -213,3 +213,38 @@ def test_our_own_files_are_never_inputs(tree):
     with atomic_file(tree / "sub" / "e.png"), atomic_file(tree / "f.png"):  # their temporaries exist meanwhile
         assert names(expand_inputs([str(tree)], recursive=True)) == ["a.jpg", "b.png", "sub/c.png", "sub/deep/d.tif"]
         assert names(expand_inputs([str(tree / "*")], recursive=True)) == ["a.jpg", "b.png"]
+
+
+def test_linked_folders_are_followed_once_and_what_is_left_out_is_said(invoke, tmp_path):
+    outside = tmp_path / "d02"
+    (outside / "deeper").mkdir(parents=True)
+    for rel in ["x.png", "deeper/y.png"]:
+        (outside / rel).write_bytes(png_bytes())
+    lk = tmp_path / "lk"
+    (lk / "sub").mkdir(parents=True)
+    (lk / "a.png").write_bytes(png_bytes(1))
+    (lk / "sub" / "b.png").write_bytes(png_bytes(2))
+    (lk / "ext").symlink_to(outside)  # followed, as find -L does
+    (lk / "again").symlink_to(lk / "sub")  # a folder listed already: its images once
+    (outside / "back").symlink_to(lk)  # through the other link, to a tree listed already
+    (lk / "up").symlink_to(tmp_path)  # a folder above it: would loop
+    (lk / "dead").symlink_to(tmp_path / "gone")
+    assert names(expand_inputs([str(lk)], recursive=True)) == ["a.png", "ext/deeper/y.png", "ext/x.png", "sub/b.png"]
+    result = invoke("denoise", lk, "-r", "--method", "nlm", "--sigma", "5", "-o", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    assert sorted(str(p.relative_to(tmp_path / "out")) for p in (tmp_path / "out").rglob("*.png")) == [
+        "a.png", "ext/deeper/y.png", "ext/x.png", "sub/b.png"]
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("Warning:")]
+    assert warnings == [f"Warning: left out 1 broken symbolic link (e.g. {lk / 'dead'}) and 1 symbolic link to a "
+                        f"folder above it, which would loop (e.g. {lk / 'up'})"]
+
+
+def test_a_file_and_a_link_to_it_are_one_input_named_as_the_file(tmp_path):
+    (tmp_path / "b.png").write_bytes(png_bytes())
+    (tmp_path / "a.png").symlink_to("b.png")  # first in order, but a link
+    (tmp_path / "c.png").write_bytes(png_bytes(1))
+    (tmp_path / "z.png").symlink_to("c.png")
+    assert names(expand_inputs([str(tmp_path)])) == ["b.png", "c.png"]
+    # named twice, or by a link first: the first named that is not a link
+    assert [i.path.name for i in expand_inputs([str(tmp_path / "z.png"), str(tmp_path / "c.png")])] == ["c.png"]
+    assert [i.path.name for i in expand_inputs([str(tmp_path / "c.png"), str(tmp_path / "c.png")])] == ["c.png"]

@@ -181,3 +181,52 @@ def test_a_journal_deleted_under_a_run_is_started_again_with_everything_it_knew(
     assert sorted(again.entries) == ["a.png", "b.png", "c.png"]  # nothing the run did is forgotten
     assert again.is_done(out / "c.png", "k") and again.owns(out / "c.png", "denoise")
     assert not again.is_done(out / "a.png", "k")  # its file went with the folder: it will be redone
+
+
+def test_an_output_is_owned_by_the_input_it_was_made_from(tmp_path):
+    from imgedit.journal import Source
+
+    (tmp_path / "a.png").write_bytes(b"png")
+    made_from = Source("/photos/d00/a.png", "sha-of-d00-a")
+    journal = Journal(tmp_path)
+    journal.record(tmp_path / "a.png", "k1", "start", replacing=False, ops="inpaint", **made_from.fields())
+    journal.record(tmp_path / "a.png", "k1", "done", size=3, ops="inpaint", **made_from.fields())
+    journal.close()
+    again = Journal(tmp_path)
+    assert again.source_of(tmp_path / "a.png") == made_from
+    assert again.owns(tmp_path / "a.png", "inpaint", made_from)
+    assert again.owns(tmp_path / "a.png", "inpaint", Source("/photos/d00/a.png", "edited since"))
+    assert again.owns(tmp_path / "a.png", "inpaint", Source("/moved/d00/a.png", "sha-of-d00-a"))
+    assert not again.owns(tmp_path / "a.png", "inpaint", Source("/photos/d01/a.png", "sha-of-d01-a"))
+    assert not again.owns(tmp_path / "a.png", "denoise", made_from)
+    # a journal that did not name inputs: as before, the same operations own it
+    write_lines(tmp_path / JOURNAL_NAME, [{"dst": "a.png", "key": "k1", "status": "done", "time": 1.0, "ops": "inpaint"}])
+    assert Journal(tmp_path).owns(tmp_path / "a.png", "inpaint", Source("/photos/d01/a.png", "sha-of-d01-a"))
+
+
+def test_an_in_place_result_is_known_from_the_start_line_written_before_the_rename(tmp_path):
+    (tmp_path / "a.png").write_bytes(b"edited")
+    write_lines(tmp_path / JOURNAL_NAME, [
+        {"dst": "a.png", "key": "of-the-original", "status": "start", "time": 1.0, "replacing": True,
+         "result_key": "of-the-result"},
+    ])
+    journal = Journal(tmp_path)
+    assert journal.holds_result(tmp_path / "a.png", "of-the-result")
+    assert not journal.holds_result(tmp_path / "a.png", "of-the-original")  # killed before the rename: redo it
+    assert not journal.is_done(tmp_path / "a.png", "of-the-original")
+
+
+def test_alone_in_holds_the_run_lock_only_when_no_run_does(tmp_path):
+    from imgedit.journal import alone_in
+
+    with alone_in(tmp_path) as alone:
+        assert alone
+        with alone_in(tmp_path) as second:
+            assert not second  # held meanwhile: a run starting now would wait
+    other = Journal(tmp_path)
+    other.hold()
+    with alone_in(tmp_path) as alone:
+        assert not alone
+    other.release()
+    with alone_in(None) as alone, alone_in(tmp_path / "missing") as missing:
+        assert alone and missing

@@ -716,3 +716,11 @@ def test_a_single_large_image_reports_its_tiles(invoke, folder, tmp_path, monkey
     assert done == total > 1  # the last line: every tile
     batch = invoke("denoise", folder, "--method", "nlm", "--sigma", "5", "--tile", "32", "-o", tmp_path / "many")
     assert batch.exit_code == 0 and " tiles (" not in batch.stderr  # a batch counts images
+
+
+def test_progress_lines_say_seconds_per_image_when_slow_and_eta_in_minutes():
+    from imgedit.verbs import _duration, _pace
+
+    assert _pace(15.2, "img") == "15.2 img/s"
+    assert _pace(1 / 26.7, "image") == "26.7 s/image"  # was "0.0/s" in a slow eval
+    assert [_duration(s) for s in (0, 45.4, 99, 615, 3600, 12000)] == ["0s", "45s", "99s", "10m15s", "1h00m", "3h20m"]
