@@ -12,13 +12,15 @@ for ``imgedit --help``; the loader is imported only when a model is used.
 
 from __future__ import annotations
 
+import difflib
 import importlib
+import shlex
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Collection, Iterable, Optional, Union
 
-from imgedit.checkpoint import is_checkpoint, recorded_weights
+from imgedit.checkpoint import is_checkpoint, recorded_progress, recorded_weights
 from imgedit.errors import UsageError
 from imgedit.latents import LatentModelSpec
 from imgedit.models import ModelSpec, is_safetensors_file, shipped_weights_dir, user_models, user_weights_dir
@@ -43,11 +45,61 @@ def spec_for_file(path: Union[str, Path]) -> ModelSpec:
 
 
 def _checkpoint_given_as_weights(path: Path) -> str:
-    """What to say of a training checkpoint given where model weights go."""
-    weights = recorded_weights(path)
-    use = f"use {weights}" if weights else "use the file named after 'weights:' when its training ended"
-    return (f"{path} is a training checkpoint (for 'imgedit train ... --resume'), not model weights: "
-            f"{use}, the weights its run exported")
+    """What to say of a training checkpoint given where model weights go:
+    the weights its run exported, or (none yet: a run stopped before its
+    last step) how to export them."""
+    said = f"{path} is a training checkpoint (for 'imgedit train ... --resume'), not model weights"
+    weights, progress = recorded_weights(path), recorded_progress(path)
+    if weights is None:
+        return f"{said}: use the file named after 'weights:' when its training ended, the weights its run exported"
+    if weights.is_file():
+        return f"{said}: use {weights}, the weights its run exported"
+    if progress is None:
+        return f"{said}, and its run has exported no weights yet (to {weights}): resume it to the end with --resume"
+    kind, step = progress
+    resume = f"imgedit train {kind} --data DATA --resume {shlex.quote(str(path))}"
+    return (f"{said}, and its run has exported no weights yet (it stopped at step {step}): '{resume} --steps {step}' "
+            f"exports them as they are, a larger --steps trains on first")
+
+
+def check_model_name(name: str, shipped: Collection[str] = (), what: str = "model", said: str = "") -> None:
+    """Refuse, before any training, a name a model could not have in the
+    weights folder, where it is found by name: the model is written as
+    ``<folder>/<name>.safetensors``, so a path separator or a leading dot
+    would put it elsewhere or hide it, a ``.safetensors`` ending makes
+    ``x.safetensors.safetensors`` (and the name then reads as a file), and a
+    shipped model's name is taken (the shipped one would hide it).
+
+    Args:
+        shipped: the names of the shipped models of this kind.
+        what: what the model is, for the message ("style").
+        said: how the name came (default ``--name NAME``).
+
+    Raises:
+        UsageError: the name, what is wrong with it and what to do instead.
+    """
+    said = said or f"--name {name}"
+    if not name.strip():
+        raise UsageError(f"--name is empty: give the {what} a name")
+    if "/" in name or "\\" in name:  # either separator: a name must mean the same file on every system
+        raise UsageError(f"{said}: a name cannot hold '/' or '\\' (the {what} goes into your weights folder; "
+                         "--export PATH writes it elsewhere)")
+    if name.startswith("."):  # '..', '.hidden'
+        raise UsageError(f"{said}: a name cannot begin with '.'")
+    if name.lower().endswith(".safetensors"):
+        raise UsageError(f"{said}: give the name without .safetensors (--name {name[: -len('.safetensors')]}); "
+                         "--export PATH names the file")
+    if name in shipped:
+        raise UsageError(f"{said} is a shipped {what}'s name: choose another --name (or --export into the shipped "
+                         "weights folder)")
+
+
+def did_you_mean(name: str, known: Iterable[str]) -> str:
+    """``"; did you mean mosaic?"`` for the known name closest to ``name``
+    (case ignored, as the CLI suggests commands), or "" where none is close."""
+    by_lower = {k.lower(): k for k in known}
+    near = difflib.get_close_matches(name.lower(), list(by_lower), n=1)
+    return f"; did you mean {by_lower[near[0]]}?" if near else ""
 
 
 def is_file_argument(model: str) -> bool:
@@ -95,8 +147,12 @@ class LatentCatalog:
         to the user weights folder, where it is found by name.
 
         Raises:
-            UsageError: ``--name`` differs from the ``--export`` file's name.
+            UsageError: a name no model can have (:func:`check_model_name`;
+                the shipped model's, unless ``--export`` says where), or
+                ``--name`` differs from the ``--export`` file's name.
         """
+        if name is not None:
+            check_model_name(name, shipped=(self.name,) if export_path is None else ())
         if export_path is not None and name and name != export_path.stem:
             raise UsageError(f"--name {name} differs from the --export file's name {export_path.stem}: "
                              "a model is named after its file")

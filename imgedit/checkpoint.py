@@ -128,13 +128,31 @@ def is_checkpoint(path: Path) -> bool:
 def recorded_weights(path: Path) -> Optional[Path]:
     """The weights file the run of checkpoint ``path`` exports to, as it
     records it (None where it does not: a checkpoint older than the record)."""
+    try:
+        export = json.loads(_record(path).get("provenance", "{}")).get("export")
+    except (ValueError, AttributeError):
+        return None
+    return Path(export["path"]) if export else None
+
+
+def recorded_progress(path: Path) -> Optional[tuple[str, int]]:
+    """(kind, step) of checkpoint ``path`` (``("gan", 149)``), read without its
+    tensors; None where the file does not say."""
+    record = _record(path)
+    try:
+        return str(record["kind"]), int(record["step"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _record(path: Path) -> dict:
+    """A checkpoint's structure with every tensor None ({} for a file that is not one)."""
     from collections import defaultdict
 
     from imgedit.models import safetensors_metadata
 
     try:
         state = _unflatten(json.loads(safetensors_metadata(Path(path))["structure"]), defaultdict(lambda: None))
-        export = json.loads(state.get("provenance", "{}")).get("export")
-    except (KeyError, ValueError, AttributeError):
-        return None
-    return Path(export["path"]) if export else None
+    except (KeyError, ValueError, AttributeError, TypeError):
+        return {}
+    return state if isinstance(state, dict) else {}

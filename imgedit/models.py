@@ -128,6 +128,8 @@ def verify(spec: ModelSpec, actual: Optional[str] = None) -> tuple[bool, str]:
     """
     if not spec.weights.is_file():
         return False, f"missing file {spec.weights}"
+    if not spec.card_path.is_file():  # weights copied without their card, most often
+        return False, f"{spec.card_path}: model card not found beside {spec.weights.name} (copy it with the weights)"
     expected = spec.card().get("sha256")
     if not expected:
         return False, f"no sha256 in model card {spec.card_path}"

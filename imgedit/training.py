@@ -26,11 +26,12 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from types import SimpleNamespace
+from typing import Any, Callable, Collection, Optional, Sequence
 
 from imgedit import distributed
 from imgedit.atomic import check_writable_folder
-from imgedit.checkpoint import checkpoint_info, load_checkpoint, save_checkpoint
+from imgedit.checkpoint import checkpoint_file, checkpoint_info, load_checkpoint, save_checkpoint
 from imgedit.errors import Interrupted, UsageError
 
 
@@ -41,14 +42,80 @@ PRECISIONS = ("fp32", "bf16")
 SESSION_FIELDS = ("steps", "precision")
 
 
-def kept_settings(given: dict, checkpoint: dict) -> str:
+def kept_settings(given: dict, checkpoint: dict, typed: Optional[Collection[str]] = None) -> str:
     """The settings a resumed run takes from its checkpoint although its
-    command line (defaults included) says otherwise, as ``"lr 0.0005, seed 2"``.
-    Both are compared as JSON has them (a checkpoint may hold a tuple where
-    the command line's config, through JSON, holds a list)."""
-    checkpoint = json.loads(json.dumps(checkpoint))
+    command line says otherwise, as ``"lr 0.0005, model.z_dim 64"``: those of
+    ``typed`` (settings by their dotted path, :func:`typed_settings`), or
+    all of them where it is None. Both are compared as JSON has them (a
+    checkpoint may hold a tuple where the command line's config, through
+    JSON, holds a list)."""
+    given, checkpoint = _leaves(json.loads(json.dumps(given))), _leaves(json.loads(json.dumps(checkpoint)))
     return ", ".join(f"{k} {v}" for k, v in checkpoint.items()
-                     if k not in SESSION_FIELDS and k in given and given[k] != v)
+                     if k not in SESSION_FIELDS and k in given and given[k] != v and (typed is None or k in typed))
+
+
+def _leaves(settings: dict, prefix: str = "") -> dict:
+    """A nested config as ``{"model.z_dim": 64, ...}``: a difference is named where it is."""
+    found: dict = {}
+    for key, value in settings.items():
+        if isinstance(value, dict):
+            found.update(_leaves(value, f"{prefix}{key}."))
+        else:
+            found[f"{prefix}{key}"] = value
+    return found
+
+
+def given_on_command_line(option: str) -> bool:
+    """Whether the running ``imgedit train`` verb's ``option`` (its parameter
+    name: ``out_dir``, ``batch``) was typed (or set by its environment
+    variable) rather than left at its default. True outside the CLI: a
+    Python caller's arguments are all meant."""
+    typed = typed_options()
+    return typed is None or option in typed
+
+
+def typed_options() -> Optional[set[str]]:
+    """The parameters of the running training verb given on its command line;
+    None outside one (a Python caller, or a command that is no training verb)."""
+    import click
+    from click.core import ParameterSource
+
+    ctx = click.get_current_context(silent=True)
+    if ctx is None or "out_dir" not in ctx.params:  # every training verb has --out
+        return None
+    defaults = (ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP)
+    return {name for name in ctx.params if ctx.get_parameter_source(name) not in defaults}
+
+
+def typed_settings(cfg: Any) -> Optional[set[str]]:
+    """The config settings (dotted paths) that options typed on the command
+    line set: an option sets the setting of its name, unless the config's
+    ``OPTION_FIELDS`` (``{"size": ("model.image_size",)}``) says which;
+    None outside the CLI (every setting counts)."""
+    typed = typed_options()
+    if typed is None:
+        return None
+    fields = getattr(type(cfg), "OPTION_FIELDS", {})
+    return {path for option in typed for path in fields.get(option, (option,))}
+
+
+def typed_command(command: str) -> str:
+    """The running training verb's command line with only the options typed:
+    a resumed run takes every other setting from its checkpoint, so the
+    defaults :func:`imgedit.verbs.command_line` spells out would be recorded
+    as if given. ``command`` itself outside the CLI, or where it is empty."""
+    typed = typed_options()
+    if not command or typed is None:
+        return command
+    import click
+
+    from imgedit.verbs import command_line
+
+    ctx = click.get_current_context()
+    # command_line leaves out a parameter whose value is None: the untyped ones here
+    only_typed = SimpleNamespace(command_path=ctx.command_path, command=ctx.command,
+                                 params={name: value for name, value in ctx.params.items() if name in typed})
+    return command_line(only_typed)  # type: ignore[arg-type]
 
 
 def autocast(device: Any, precision: str) -> contextlib.AbstractContextManager:
@@ -115,32 +182,52 @@ def export_target(chosen: tuple[str, Path], resume: Optional[Path], kind: str, t
     return own if own is not None and not told else chosen
 
 
+def run_folder(out_dir: Path, resume: Optional[Path]) -> Path:
+    """The folder a run writes its checkpoint, log and samples to: ``out_dir``,
+    except that a resumed run given no ``--out`` goes on in its own folder
+    (its checkpoint's), not in the verb's default one, which may hold another run.
+
+    Raises:
+        UsageError: no checkpoint at ``resume``.
+    """
+    if resume is None or given_on_command_line("out_dir"):
+        return Path(out_dir)
+    return checkpoint_file(resume).parent
+
+
+def same_run(out_dir: Path, resume: Optional[Path]) -> bool:
+    """Whether the run in ``out_dir`` is the one ``resume`` continues (its checkpoint is that folder's)."""
+    if resume is None:
+        return False
+    return (Path(out_dir) / "checkpoint.safetensors").resolve() == checkpoint_file(resume).resolve()
+
+
 def check_fresh_run(out_dir: Path, resume: Optional[Path], overwrite: bool, export: Optional[Path] = None,
                     kind: Optional[str] = None) -> None:
-    """Refuse a new run (no ``resume``) that would replace an earlier run in
-    ``out_dir``, or any run that would replace a model at ``export`` that it
-    did not make (a resumed run's own model, recorded in its checkpoint of
-    ``kind``, is its to replace), unless ``overwrite``: a fresh run would
-    otherwise append to the old log beside the old samples.
+    """Refuse a run that would replace another run in its folder
+    (:func:`run_folder`: a new run's ``out_dir``, or a resumed run's own
+    folder unless ``--out`` names another), or any run that would replace a
+    model at ``export`` that it did not make (a resumed run's own model,
+    recorded in its checkpoint of ``kind``, is its to replace), unless
+    ``overwrite``: it would otherwise append to the other run's log beside
+    its samples and replace its checkpoint.
 
     Also refuses, before any training, a run whose model could not be
     written at the end (``IMGEDIT_HOME`` a file, a read-only folder, a folder
-    at the model's path, a name too long), or whose ``out_dir`` cannot be.
+    at the model's path, a name too long), or whose folder cannot be.
 
     Raises:
         UsageError: what would be replaced, and how to continue or start
             over; or the folder the model goes to cannot be written.
     """
-    check_writable_folder(Path(out_dir), "--out")
+    out_dir = run_folder(out_dir, resume)
+    check_writable_folder(out_dir, "--out")
     if export is not None:
         check_export_path(Path(export))
     if overwrite:
         return
-    if resume is None and run_outputs(out_dir):
-        checkpoint = Path(out_dir) / "checkpoint.safetensors"
-        continue_with = checkpoint if checkpoint.is_file() else "<checkpoint>"
-        raise UsageError(f"{out_dir} already holds a training run: pass --resume {continue_with} to continue it, "
-                         "or --overwrite to start over")
+    if run_outputs(out_dir) and not same_run(out_dir, resume):
+        _refuse_other_run(out_dir, resume)
     if export is None or not Path(export).is_file():
         return
     if resume is None:
@@ -153,6 +240,16 @@ def check_fresh_run(out_dir: Path, resume: Optional[Path], overwrite: bool, expo
     if Path(export).resolve() != own[1].resolve():
         raise UsageError(f"a model already exists at {export}, and this run exports to {own[1]}: pass --overwrite to "
                          "replace it, or leave out --export and --name to update the run's own model")
+
+
+def _refuse_other_run(out_dir: Path, resume: Optional[Path]) -> None:
+    checkpoint = Path(out_dir) / "checkpoint.safetensors"
+    if resume is None:
+        continue_with = checkpoint if checkpoint.is_file() else "<checkpoint>"
+        raise UsageError(f"{out_dir} already holds a training run: pass --resume {continue_with} to continue it, "
+                         "or --overwrite to start over")
+    raise UsageError(f"--out {out_dir} holds another training run than the one of {resume}: leave out --out to go on "
+                     f"in {checkpoint_file(resume).parent}, give another --out, or pass --overwrite to replace that run")
 
 
 def check_export_path(path: Path) -> None:
@@ -219,12 +316,12 @@ def fit(trainer: Any, out_dir: Path, on_progress: Optional[Callable[[int, dict],
                         raise KeyboardInterrupt  # rank 0 says what was saved
                     if last_saved != (checkpoint, trainer.step):
                         save_checkpoint(trainer.state(), checkpoint)
-                    raise Interrupted(f"interrupted at step {trainer.step} of {cfg.steps}; the checkpoint is saved: "
-                                      f"add --resume {shlex.quote(str(checkpoint))} to go on")
+                    raise stop.error(f"{stop.stopped} at step {trainer.step} of {cfg.steps}; the checkpoint is saved: "
+                                     f"add --resume {shlex.quote(str(checkpoint))} to go on")
     except KeyboardInterrupt:  # a second Ctrl-C: the step under way is half done, so nothing of it is saved
         if not main:
             raise
-        raise Interrupted(_stopped_at_once(trainer, last_saved)) from None
+        raise stop.error(_stopped_at_once(trainer, last_saved)) from None
     finally:
         if log is not None:
             log.close()
@@ -266,13 +363,31 @@ class StopRequest:
 
     def __init__(self) -> None:
         self.requested = False
+        self.signum: Optional[int] = None  # the last signal received
 
     def _handle(self, signum: int, frame: Any) -> None:
+        self.signum = signum
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
-        logger.warning("stopping after this step to save the checkpoint (press Ctrl-C again to stop at once, "
-                       "keeping the last checkpoint saved)")
+        if signum == signal.SIGTERM:  # a scheduler or `kill`: nobody may be at a keyboard
+            logger.warning("SIGTERM: stopping after this step to save the checkpoint (a second SIGTERM or Ctrl-C "
+                           "stops at once, keeping the last checkpoint saved)")
+        else:
+            logger.warning("stopping after this step to save the checkpoint (press Ctrl-C again to stop at once, "
+                           "keeping the last checkpoint saved)")
+
+    @property
+    def stopped(self) -> str:
+        return "stopped by SIGTERM" if self.signum == signal.SIGTERM else "interrupted"
+
+    def error(self, message: str) -> Interrupted:
+        """The error that ends the run, exiting as a process killed by the
+        signal would: 130 for Ctrl-C (SIGINT), 143 for SIGTERM."""
+        error = Interrupted(message)
+        if self.signum == signal.SIGTERM:
+            error.exit_code = 128 + signal.SIGTERM
+        return error
 
     @contextlib.contextmanager
     def catching_signals(self) -> Any:
@@ -300,64 +415,80 @@ def train_or_resume(build: Callable[[Any], Any], cfg: Any, kind: str, out_dir: P
             instead (``type(cfg).from_dict``), except :data:`SESSION_FIELDS`.
         kind: the checkpoint kind (``"denoise"``, ``"gan"``): a checkpoint of
             another kind is refused.
-        out_dir: folder for ``checkpoint.safetensors`` and ``log.jsonl``.
+        out_dir: folder for ``checkpoint.safetensors`` and ``log.jsonl``; a
+            resumed run given no ``--out`` on the command line goes on in its
+            checkpoint's folder instead (:func:`run_folder`).
         resume: checkpoint to continue from, exactly where it stopped (or its run folder).
         on_progress: called after each step with (step, metrics).
-        command: the command line, recorded in checkpoints and the model card.
-        overwrite: a new run may replace an earlier run's checkpoint, log and
-            samples in ``out_dir`` (removed once the data has loaded).
+        command: the command line, recorded in checkpoints and the model card
+            (resumed on the CLI: the options typed alone, :func:`resumed_config`).
+        overwrite: a run may replace another run's checkpoint, log and
+            samples in its folder (removed once the data has loaded).
         sources: this session's training data, added to the run's record.
         export: (name, weights file) the run exports to, recorded so that a
             resumed run goes on exporting there (:func:`export_target`).
 
     Returns:
-        The trainer, trained until ``cfg.steps``.
+        The trainer, trained until ``cfg.steps`` (a run resumed at ``cfg.steps``: as it was).
 
     Raises:
         UsageError: the checkpoint is missing, unreadable or of another kind,
-            or already at ``cfg.steps``; a new run into a folder with an
-            earlier run, without ``overwrite``.
+            or already past ``cfg.steps``; a run into a folder with another
+            run, without ``overwrite``.
     """
+    out_dir = run_folder(out_dir, resume)
     check_fresh_run(out_dir, resume, overwrite)
     state = None
     if resume is not None:
         state = load_checkpoint(resume, kind=kind)
         check_steps_left(state, cfg.steps)
-        given = json.loads(json.dumps(cfg.to_dict()))  # tuples as lists, as the checkpoint has them
-        saved = type(cfg).from_dict(state["config"]).to_dict()  # a setting newer than the checkpoint: its default
-        cfg = type(cfg).from_dict({**saved, **{k: given[k] for k in SESSION_FIELDS if k in given}})
-        kept = kept_settings(given, saved)
-        if kept:
-            logger.warning("resuming with the checkpoint's settings, not the command line's: %s", kept)
-            command = command and f"{command}  (resumed with the checkpoint's {kept})"
+        cfg, command = resumed_config(cfg, state["config"], command)
     distributed.check_batch(cfg.batch)
     trainer = build(cfg)
     if state is not None:
         trainer.load_state(state)
-    elif overwrite and distributed.is_main():
-        _remove_run_outputs(Path(out_dir))  # only now that the data has loaded: a failed start loses nothing
+    if overwrite and distributed.is_main() and not same_run(out_dir, resume):
+        _remove_run_outputs(out_dir)  # only now that the data has loaded: a failed start loses nothing
     if command:
         trainer.commands.append(command)
     record_session(trainer, sources, export)
-    fit(trainer, Path(out_dir), on_progress, resumed_from=resume)
+    fit(trainer, out_dir, on_progress, resumed_from=resume)
     distributed.stop()
     if not distributed.is_main():
         raise distributed.WorkerDone()  # rank 0 alone exports the weights and reports
     return trainer
 
 
+def resumed_config(cfg: Any, saved: dict, command: str) -> tuple[Any, str]:
+    """The config a resumed run goes on with, the checkpoint's ``saved`` one
+    but for :data:`SESSION_FIELDS`, and the command it records: on the CLI
+    the options typed alone (:func:`typed_command`). Only options typed that
+    differ from the run's settings are warned about and noted in the record."""
+    given = json.loads(json.dumps(cfg.to_dict()))  # tuples as lists, as the checkpoint has them
+    saved = type(cfg).from_dict(saved).to_dict()  # a setting newer than the checkpoint: its default
+    resumed = type(cfg).from_dict({**saved, **{k: given[k] for k in SESSION_FIELDS if k in given}})
+    command = typed_command(command)
+    kept = kept_settings(given, saved, typed_settings(cfg))
+    if kept:
+        logger.warning("resuming with the checkpoint's settings, not the command line's: %s", kept)
+        command = command and f"{command}  (resumed with the checkpoint's {kept})"
+    return resumed, command
+
+
 def check_steps_left(state: dict, steps: int) -> None:
-    """Refuse to resume a run that is already at ``steps``: it would only export and log the same model again.
+    """Refuse to resume a run that is already past ``steps``. A run at
+    ``steps`` exactly trains no more and only exports its weights, as they
+    are: the way to get the weights of a run stopped early (said).
 
     Raises:
-        UsageError: the run's step is ``steps`` or more.
+        UsageError: the run's step is more than ``steps``.
     """
     done = int(state["step"])
-    if done < steps:
-        return
-    if done >= int(state["config"].get("steps", done + 1)):
-        raise UsageError(f"the run already finished at step {done}; give a larger --steps to go on")
-    raise UsageError(f"the run is already at step {done}; give a --steps larger than {done} to go on")
+    if done > steps:
+        raise UsageError(f"the run is already at step {done}; give a --steps larger than {done} to go on "
+                         f"(or --steps {done} to export its weights as they are)")
+    if done == steps:
+        logger.warning("the run is already at step %d: exporting its weights as they are, without training", done)
 
 
 def record_session(trainer: Any, sources: Sequence, export: Optional[tuple[str, Path]]) -> None:

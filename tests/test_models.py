@@ -43,6 +43,19 @@ def test_missing_card_and_file(tmp_path):
         load_weights(spec)
 
 
+def test_weights_copied_without_their_card_say_the_card_is_missing(tmp_path):
+    _save(tmp_path / "e3.safetensors")
+    copy = tmp_path / "nocard.safetensors"
+    copy.write_bytes((tmp_path / "e3.safetensors").read_bytes())  # cp e3.safetensors nocard.safetensors
+    ok, reason = verify(ModelSpec("nocard", copy))
+    assert not ok
+    assert reason == f"{tmp_path / 'nocard.json'}: model card not found beside nocard.safetensors (copy it with the weights)"
+    with pytest.raises(WeightsError, match="model card not found beside nocard.safetensors"):
+        load_weights(ModelSpec("nocard", copy))
+    (tmp_path / "nocard.json").write_text("{}")  # a card there, but without its sha256
+    assert verify(ModelSpec("nocard", copy)) == (False, f"no sha256 in model card {tmp_path / 'nocard.json'}")
+
+
 def test_user_models_listed(invoke, user_home):
     _save(user_home / "weights" / "style" / "mine.safetensors")
     assert [m.name for m in user_models()] == ["mine"]

@@ -111,6 +111,28 @@ def test_unknown_style_lists_the_known_ones(invoke, tiny_style, photo, tmp_path)
     assert not (tmp_path / "x.png").exists()
 
 
+@pytest.mark.parametrize("typed, meant", [("mosiac", "mosaic"), ("Mosaic", "mosaic"), ("TINY", "tiny"), ("tinny", "tiny")])
+def test_an_unknown_style_close_to_a_known_one_is_suggested(invoke, tiny_style, photo, tmp_path, typed, meant):
+    line = one_line_error(invoke("style", photo, "--style", typed, "-o", tmp_path / "x.png"),
+                          f"unknown style '{typed}'; did you mean {meant}? (known: ")
+    assert all(name in line for name in (*SHIPPED, "tiny"))
+    one_line_error(invoke("run", "-p", f"style name={typed}", photo, "-o", tmp_path / "x.png"), f"did you mean {meant}?")
+
+
+def test_an_unknown_style_far_from_every_known_one_gets_no_suggestion(invoke, tiny_style, photo, tmp_path):
+    line = one_line_error(invoke("style", photo, "--style", "zzzzzz", "-o", tmp_path / "x.png"), "unknown style 'zzzzzz'")
+    assert "did you mean" not in line
+
+
+def test_a_folder_given_as_the_painting_is_called_a_folder(invoke, user_home, photo, tmp_path):
+    folder = photo.parent  # a folder of photos, not a painting
+    one_line_error(invoke("style", photo, "--style-image", folder, "-o", tmp_path / "x.png"),
+                   f"style image {folder} is a folder, not an image")
+    one_line_error(invoke("train", "style", "--style-image", folder, "--data", folder, "--out", tmp_path / "run"),
+                   f"style image {folder} is a folder, not an image")
+    assert not (tmp_path / "run").exists() and not (tmp_path / "x.png").exists()
+
+
 def test_a_pipeline_with_an_unknown_style_fails_before_any_image_is_read(invoke, tiny_style, photo, tmp_path):
     from imgedit.errors import UsageError
     from imgedit.pipeline import Pipeline

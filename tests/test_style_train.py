@@ -183,3 +183,55 @@ def test_eval_style_refuses_a_sheet_it_could_not_write_before_measuring(invoke, 
 def test_photos_smaller_than_the_patch_are_warned_about(tmp_path, data, painting, caplog):
     train_style(tiny_config(painting, steps=1, patch=48), [data], tmp_path / "run", torch.device("cpu"))  # 40-px photos
     assert any("6 of the 6 training images are smaller than 48x48 px" in r.getMessage() for r in caplog.records)
+
+
+def test_a_resumed_run_keeps_its_painting_wherever_the_file_went(tmp_path, data, painting):
+    from imgedit.models import sha256_file
+
+    whole = train_style(tiny_config(painting, steps=3), [data], tmp_path / "whole", torch.device("cpu"))
+    original = sha256_file(painting)
+    train_style(tiny_config(painting, steps=2), [data], tmp_path / "part", torch.device("cpu"))
+    moved = painting.rename(tmp_path / "moved.png")  # the run's painting is no longer where it was
+    resumed = train_style(tiny_config("", steps=3), [data], tmp_path / "part", torch.device("cpu"),
+                          resume=tmp_path / "part")  # no painting given: the checkpoint's
+    for (name, a), b in zip(whole.model.state_dict().items(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert resumed.painting_sha256 == original
+    resumed = train_style(tiny_config(moved, steps=4), [data], tmp_path / "part", torch.device("cpu"),
+                          resume=tmp_path / "part")  # given where it is now: the same painting
+    assert resumed.step == 4 and resumed.cfg.style_image == str(moved)
+
+
+def test_a_resumed_run_refuses_an_edited_painting_and_trains_on_its_own(invoke, user_home, data, painting, tmp_path):
+    from imgedit.models import sha256_file
+
+    args = ["train", "style", "--data", data, "--batch", 1, "--patch", 16, "--style-size", 32, "--preview-every", 1,
+            "-q", "--out", tmp_path / "run", "--export", tmp_path / "w.safetensors"]
+    whole = ["train", "style", "--data", data, "--batch", 1, "--patch", 16, "--style-size", 32, "--preview-every", 1,
+             "-q", "--out", tmp_path / "whole", "--export", tmp_path / "whole.safetensors", "--style-image", painting]
+    assert invoke(*whole, "--steps", 3).exit_code == 0
+    assert invoke(*args, "--steps", 2, "--style-image", painting).exit_code == 0
+    original = sha256_file(painting)
+    Image.fromarray(np.zeros((48, 48, 3), np.uint8)).save(painting)  # edited in place
+
+    result = invoke(*args, "--steps", 3, "--resume", tmp_path / "run", "--style-image", painting)
+    assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1, result.output
+    assert f"--style-image {painting} is not the painting this run trains on (stripes.png" in result.output
+    assert "its content differs" in result.output and load_checkpoint(tmp_path / "run", kind="style")["step"] == 2
+    result = invoke(*args, "--steps", 3, "--resume", tmp_path / "run", "--style-image", tmp_path)
+    assert result.exit_code == 2 and "is a folder, not an image" in result.output
+
+    result = invoke(*args, "--steps", 3, "--resume", tmp_path / "run")  # no --style-image: the checkpoint's painting
+    assert result.exit_code == 0, result.output
+    card = json.loads((tmp_path / "w.json").read_text())
+    assert card["style"]["image_sha256"] == original  # what it trained on, not what the file holds now
+    ours = load_checkpoint(tmp_path / "run", kind="style")["model"]
+    theirs = load_checkpoint(tmp_path / "whole", kind="style")["model"]
+    assert all(torch.equal(ours[k], theirs[k]) for k in theirs)  # exactly as if never stopped
+
+
+def test_a_new_run_needs_a_painting(invoke, user_home, data, tmp_path):
+    result = invoke("train", "style", "--data", data, "--out", tmp_path / "run")
+    assert result.exit_code == 2 and "--style-image: give the painting to train on" in result.output
+    with pytest.raises(UsageError, match="give the painting"):
+        train_style(tiny_config(""), [data], tmp_path / "run", torch.device("cpu"))

@@ -41,24 +41,44 @@ def test_checkpoint_file_round_trips_without_pickle(tmp_path):
     assert back["nested"][1]["betas"] == (0.9, 0.99) and torch.equal(back["nested"][1]["x"][0], torch.ones(2))
 
 
-def test_sigterm_saves_a_checkpoint_before_stopping(tmp_path):
+@pytest.mark.parametrize("signum, said, exit_code, warned", [
+    (signal.SIGTERM, "stopped by SIGTERM at step 3 of ", 143, "SIGTERM: stopping after this step"),  # a scheduler pre-empting the job
+    (signal.SIGINT, "interrupted at step 3 of ", 130, "press Ctrl-C again"),  # Ctrl-C
+])
+def test_a_signal_saves_a_checkpoint_before_stopping(tmp_path, caplog, signum, said, exit_code, warned):
     class Preempted(CountingTrainer):
         def train_step(self):
             metrics = super().train_step()
             if self.step == 3:
-                os.kill(os.getpid(), signal.SIGTERM)  # as a scheduler pre-empting the job
+                os.kill(os.getpid(), signum)
             return metrics
 
     from imgedit.errors import Interrupted
 
-    before = signal.getsignal(signal.SIGTERM)
+    before = signal.getsignal(signum)
     with pytest.raises(Interrupted) as stopped:
         fit(Preempted(), tmp_path)
     assert load_checkpoint(tmp_path / "checkpoint.safetensors", kind="count")["step"] == 3
-    assert "interrupted at step 3 of " in str(stopped.value)
+    assert said in str(stopped.value)
     assert f"add --resume {tmp_path / 'checkpoint.safetensors'} to go on" in str(stopped.value)  # what to do next
-    assert stopped.value.exit_code == 130
-    assert signal.getsignal(signal.SIGTERM) == before
+    assert stopped.value.exit_code == exit_code  # 128 + the signal, as the shell reports a process it ended
+    assert [r.getMessage() for r in caplog.records if warned in r.getMessage()]
+    assert signal.getsignal(signum) == before
+
+
+def test_a_second_sigterm_stops_at_once_with_the_sigterm_exit_code(tmp_path):
+    class Killed(CountingTrainer):
+        def train_step(self):
+            if self.step == 2:
+                os.kill(os.getpid(), signal.SIGTERM)
+                os.kill(os.getpid(), signal.SIGTERM)  # the second, in the middle of the step
+            return super().train_step()
+
+    from imgedit.errors import Interrupted
+
+    with pytest.raises(Interrupted) as stopped:
+        fit(Killed(), tmp_path)
+    assert "stopped at once in step 3" in str(stopped.value) and stopped.value.exit_code == 143
 
 
 @pytest.mark.parametrize("validation, logged", [(31.5, {"val_psnr": 31.5}), ({"d_loss": 0.5, "g_loss": 1.5}, {"d_loss": 0.5, "g_loss": 1.5}),
@@ -113,6 +133,16 @@ def test_kept_settings_names_only_real_differences():
     # a checkpoint's tuple against the command line's JSON list is the same setting
     assert kept_settings({"betas": [0.5, 0.999], "lr": 0.001, "steps": 9}, {"betas": (0.5, 0.999), "lr": 0.001, "steps": 5}) == ""
     assert kept_settings({"betas": [0.5, 0.9], "lr": 0.002}, {"betas": (0.5, 0.999), "lr": 0.001}) == "betas [0.5, 0.999], lr 0.001"
+
+
+def test_kept_settings_names_only_the_settings_typed_each_where_it_is():
+    from imgedit.training import kept_settings
+
+    given = {"batch": 32, "lr": 0.002, "model": {"image_size": 32, "z_dim": 128}}
+    saved = {"batch": 8, "lr": 0.001, "model": {"image_size": 16, "z_dim": 64}}
+    assert kept_settings(given, saved) == "batch 8, lr 0.001, model.image_size 16, model.z_dim 64"  # outside the CLI: all
+    assert kept_settings(given, saved, typed={"lr", "model.image_size"}) == "lr 0.001, model.image_size 16"
+    assert kept_settings(given, saved, typed=set()) == ""  # a plain --resume: nothing the user said is overruled
 
 
 # Tiny settings for each plugin's train verb: every trainer goes through train_or_resume.
@@ -207,12 +237,17 @@ def test_a_resumed_run_exports_to_its_own_model_and_replaces_no_other(verb, tmp_
     assert str(other) in result.output and "--overwrite" in result.output
     assert _card_steps(other) == 1 and load_checkpoint(checkpoint, kind=verb)["step"] == 2
 
-    # a run that has finished: nothing to do, and nothing is exported or logged again
+    # a run past --steps is refused; at --steps exactly it exports its weights as they are, and trains nothing
     log, exported = (tmp_path / "a" / "log.jsonl").read_text(), own.stat().st_mtime_ns
-    result = invoke(*args, "--steps", 2, "--out", tmp_path / "a", "--resume", tmp_path / "a")  # the run's folder will do
-    assert result.exit_code == 2, result.output
-    assert "the run already finished at step 2; give a larger --steps to go on" in result.output
-    assert (tmp_path / "a" / "log.jsonl").read_text() == log and own.stat().st_mtime_ns == exported
+    result = invoke(*args, "--steps", 1, "--resume", tmp_path / "a")  # the run's folder will do
+    assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1, result.output
+    assert "already at step 2; give a --steps larger than 2 to go on (or --steps 2 to export" in result.output
+    assert own.stat().st_mtime_ns == exported
+    result = invoke(*args, "--steps", 2, "--resume", tmp_path / "a")
+    assert result.exit_code == 0, result.output
+    assert "already at step 2: exporting its weights as they are, without training" in result.output
+    assert (tmp_path / "a" / "log.jsonl").read_text() == log and _card_steps(own) == 2
+    assert load_checkpoint(checkpoint, kind=verb)["step"] == 2
 
 
 @pytest.mark.parametrize("make, message", [(lambda p: p.mkdir(), "is a folder"),

@@ -20,14 +20,14 @@ from __future__ import annotations
 import copy
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, ClassVar, Optional, Sequence
 
 import torch
 
 from imgedit import distributed
 from imgedit.errors import UsageError
 from imgedit.models import save_weights
-from imgedit.training import load_run_state, run_licence, run_state, train_or_resume, training_summary
+from imgedit.training import load_run_state, run_folder, run_licence, run_state, train_or_resume, training_summary
 from imgedit_gan.augment import diff_augment, parse_policy
 from imgedit.imageset import HOLDOUT_RULE, ImageSet, data_licence, load_squares, split_holdout
 from imgedit_gan.model import Discriminator, GANConfig, Generator, count_parameters
@@ -54,6 +54,9 @@ class GANTrainConfig:
     grid: int = 64  # samples in the progress grid
     seed: int = 0
     model: GANConfig = field(default_factory=GANConfig)
+
+    # the settings an option of 'imgedit train gan' sets where they are not named alike (imgedit.training.typed_settings)
+    OPTION_FIELDS: ClassVar[dict] = {"size": ("model.image_size",), "lr": ("lr", "d_lr")}
 
     def to_dict(self) -> dict:
         return asdict(self)  # the nested GANConfig too
@@ -193,6 +196,8 @@ def train_gan(cfg: GANTrainConfig, sources: Sequence[str], out_dir: Path, device
         UsageError: no images, a bad augmentation policy or image size, an unreadable checkpoint.
     """
 
+    out_dir = run_folder(out_dir, resume)  # a resumed run given no --out goes on in its own folder
+
     def build(cfg: GANTrainConfig) -> GANTrainer:
         try:
             parse_policy(cfg.augment)
@@ -200,7 +205,7 @@ def train_gan(cfg: GANTrainConfig, sources: Sequence[str], out_dir: Path, device
         except ValueError as exc:
             raise UsageError(str(exc)) from None
         images, held = split_holdout(load_squares(sources, cfg.model.image_size), cfg.holdout)
-        trainer = GANTrainer(cfg, images, device, Path(out_dir) / "samples")
+        trainer = GANTrainer(cfg, images, device, out_dir / "samples")
         trainer.holdout = held
         trainer.data_licence = licence or data_licence(images.names)  # this session's: the run keeps every session's
         return trainer

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, ClassVar, Optional, Sequence
 
 import torch
 
@@ -27,7 +27,7 @@ from imgedit import distributed
 from imgedit.errors import UsageError
 from imgedit.imageset import HOLDOUT_RULE, ImageSet, data_licence, load_squares, split_holdout
 from imgedit.models import save_weights
-from imgedit.training import (learning_rate, load_run_state, run_licence, run_state, train_or_resume,
+from imgedit.training import (learning_rate, load_run_state, run_folder, run_licence, run_state, train_or_resume,
                               training_summary)
 from imgedit_interp.model import FaceVAE, FaceVAEConfig, count_parameters, kl_divergence
 
@@ -50,6 +50,10 @@ class InterpTrainConfig:
     checkpoint_every: int = 500
     seed: int = 0
     model: FaceVAEConfig = field(default_factory=FaceVAEConfig)
+
+    # the settings an option of 'imgedit train interp-vae' sets where they are not named alike
+    # (imgedit.training.typed_settings)
+    OPTION_FIELDS: ClassVar[dict] = {"size": ("model.image_size",), "z_dim": ("model.z_dim",)}
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -148,6 +152,8 @@ def train_interp_vae(cfg: InterpTrainConfig, sources: Sequence[str], out_dir: Pa
         UsageError: no images, too few, a bad image size, an unreadable checkpoint.
     """
 
+    out_dir = run_folder(out_dir, resume)  # a resumed run given no --out goes on in its own folder
+
     def build(cfg: InterpTrainConfig) -> InterpTrainer:
         try:
             cfg.model.levels  # noqa: B018 - raises ValueError for a size that is not a power of two
@@ -161,7 +167,7 @@ def train_interp_vae(cfg: InterpTrainConfig, sources: Sequence[str], out_dir: Pa
         every = max(1, len(images) // max(n_val, 1))
         val_idx = set(range(0, len(images), every)[:n_val])
         train = images.select(i for i in range(len(images)) if i not in val_idx)
-        trainer = InterpTrainer(cfg, train, images.select(sorted(val_idx)), device, Path(out_dir) / "samples")
+        trainer = InterpTrainer(cfg, train, images.select(sorted(val_idx)), device, out_dir / "samples")
         trainer.holdout = held
         trainer.data_licence = licence or data_licence(images.names)  # this session's: the run keeps every session's
         return trainer

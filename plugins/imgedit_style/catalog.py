@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from imgedit.catalog import spec_for_file
+from imgedit.catalog import did_you_mean, spec_for_file
 from imgedit.errors import UsageError, WeightsError
 from imgedit.models import ModelSpec, shipped_weights_dir, user_models, user_weights_dir
 
@@ -64,8 +64,8 @@ def resolve_style(name: str) -> ModelSpec:
             raise UsageError(f"style: no such weights file {path}")
         return spec_for_file(path)
     if name not in known:
-        raise UsageError(f"style: unknown style '{name}' (known: {listing}; or give any painting with "
-                         "--style-image FILE, style_image= in a pipeline)")
+        raise UsageError(f"style: unknown style '{name}'{did_you_mean(name, known)} (known: {listing}; or give any "
+                         "painting with --style-image FILE, style_image= in a pipeline)")
     spec = known[name]
     if not spec.weights.is_file():
         raise WeightsError(f"style '{name}' has no weights yet (expected {spec.weights}); train them with "

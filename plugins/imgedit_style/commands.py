@@ -32,7 +32,8 @@ Examples:
 @click.command("style")
 @apply_options(training_options("Training photos: file, folder or glob (repeatable).", 2000, Path("runs") / "style", 4,
                                 2e-3))
-@click.option("--style-image", type=click.Path(path_type=Path), required=True, help="The painting.")
+@click.option("--style-image", type=click.Path(path_type=Path),
+              help="The painting (a resumed run goes on with its checkpoint's: one given must be the same).")
 @click.option("--name", help="Name for --style, in your weights folder (default: the --export file's name, else the painting's "
                                  "file name).")
 @click.option("--patch", type=click.IntRange(min=16), default=256, show_default=True,
@@ -61,7 +62,8 @@ def train_style_command(sources, steps, resume, out_dir, overwrite, export_path,
     is used by its path: '--style FILE.safetensors'.
     Every --preview-every steps a preview (photos above their stylisations)
     goes to OUT/samples/ and a checkpoint to OUT/checkpoint.safetensors,
-    which --resume continues exactly.
+    which --resume continues exactly: it keeps the painting, so a resumed
+    run needs no --style-image (one given must have the same content).
 
     \b
     Example:
@@ -71,13 +73,16 @@ def train_style_command(sources, steps, resume, out_dir, overwrite, export_path,
 
     from imgedit import registry
     from imgedit.devices import resolve_device
-    from imgedit.training import ProgressBar, check_fresh_run
+    from imgedit.training import ProgressBar, check_fresh_run, run_folder
+    from imgedit_style.operations import check_style_image
     from imgedit_style.train import export_style, train_style
 
     if threads:
         torch.set_num_threads(threads)
-    if not style_image.is_file():
-        raise UsageError(f"--style-image {style_image} does not exist")
+    if style_image is None and resume is None:
+        raise UsageError("--style-image: give the painting to train on (a resumed run goes on with its checkpoint's)")
+    if style_image is not None:
+        check_style_image(style_image)
     if loss_net != "random":
         from imgedit_style.lossnet import require_vgg_file
 
@@ -95,8 +100,9 @@ def train_style_command(sources, steps, resume, out_dir, overwrite, export_path,
     export_style(trainer, target, name=name, description=f"Fast style network: {name} (from {painting})",
                  sources=list(sources), session_seconds=time.time() - started)
     registry.reset()  # the new style is usable by name at once
+    previews = run_folder(out_dir, resume) / "samples"
     click.echo(f"Trained {trainer.step} steps ({trainer.elapsed / 60:.1f} min); weights: {target}\n"
-               f"Previews: {Path(out_dir) / 'samples'}\nUse it: imgedit style photo.jpg --style {_style_argument(name, target)}")
+               f"Previews: {previews}\nUse it: imgedit style photo.jpg --style {_style_argument(name, target)}")
 
 
 def _style_argument(name: str, target: Path) -> str:
@@ -113,29 +119,35 @@ def _export_target(name, export_path, style_image: Path):
     """The style's name and weights file.
 
     Raises:
-        UsageError: a name that differs from the --export file's, or a shipped style's name outside the shipped folder.
+        UsageError: a name no style can have (:func:`imgedit.catalog.check_model_name`; a shipped
+            style's, outside the shipped folder), or a name that differs from the --export file's.
     """
+    from imgedit.catalog import check_model_name
     from imgedit_style.catalog import SHIPPED, default_export_path
 
+    if name is not None:
+        check_model_name(name, SHIPPED if export_path is None else (), "style")
     if export_path is not None and name and name != export_path.stem:
         raise UsageError(f"--name {name} differs from the --export file's name {export_path.stem}: "
                          "a style is named after its file")
-    given = name
-    name = name or (export_path.stem if export_path is not None else style_image.stem)
-    if export_path is None and name in SHIPPED:
-        said = f"--name {name}" if given else f"the style would be named {name} after its painting {style_image.name}, and {name}"
-        raise UsageError(f"{said} is a shipped style: choose another --name (or --export into the shipped weights folder)")
-    return name, export_path or default_export_path(name)
+    if name or export_path is not None:
+        return name or export_path.stem, export_path or default_export_path(name)
+    name = style_image.stem
+    if name in SHIPPED:
+        raise UsageError(f"the style would be named {name} after its painting {style_image.name}, and {name} is a "
+                         "shipped style: choose another --name (or --export into the shipped weights folder)")
+    check_model_name(name, what="style", said=f"the style's name {name} (its painting's file name; give --name)")
+    return name, default_export_path(name)
 
 
-def _style_target(name, export_path, style_image: Path, resume):
+def _style_target(name, export_path, style_image: Optional[Path], resume):
     """:func:`_export_target`, except that a resumed run told neither
     ``--name`` nor ``--export`` keeps its own: the name and file its
     checkpoint records, or (an older checkpoint) its painting's name."""
     from imgedit.checkpoint import checkpoint_info
     from imgedit.training import run_export
 
-    if resume is None or name or export_path:
+    if resume is None or name is not None or export_path:
         return _export_target(name, export_path, style_image)
     own = run_export(resume, "style")
     if own is not None:
@@ -143,8 +155,8 @@ def _style_target(name, export_path, style_image: Path, resume):
     return _export_target(None, None, Path(checkpoint_info(resume, "style")["config"]["style_image"]))
 
 
-def _train_config(style_image: Path, steps, batch, patch, lr, seed, style_size, content_weight, skips, tv_weight,
-                  loss_net, loss_seed, preview_every):
+def _train_config(style_image: Optional[Path], steps, batch, patch, lr, seed, style_size, content_weight, skips,
+                  tv_weight, loss_net, loss_seed, preview_every):
     from imgedit_style.losses import StyleLossConfig
     from imgedit_style.lossnet import LossNetConfig
     from imgedit_style.model import StyleNetConfig
@@ -152,7 +164,8 @@ def _train_config(style_image: Path, steps, batch, patch, lr, seed, style_size, 
 
     loss = StyleLossConfig(tv_weight=tv_weight, **({} if content_weight is None else {"content_weight": content_weight}))
     net = LossNetConfig(kind=loss_net, **({} if loss_seed is None else {"seed": loss_seed}))
-    return StyleTrainConfig(style_image=str(style_image.resolve()), steps=steps, batch=batch, patch=patch, lr=lr, seed=seed,
+    painting = str(style_image.resolve()) if style_image else ""  # none on a resume: the checkpoint's
+    return StyleTrainConfig(style_image=painting, steps=steps, batch=batch, patch=patch, lr=lr, seed=seed,
                             style_size=style_size, model=StyleNetConfig(skips=skips), val_every=preview_every,
                             checkpoint_every=preview_every, loss=loss, loss_net=net)
 

@@ -6,6 +6,7 @@ methods; the networks load only when the operation is created.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from imgedit.operations import Capabilities, Operation, Param
@@ -23,21 +24,32 @@ def create_style(context: Any = None, **params: Any):
 OPTIMISATION_ONLY = {"steps": ("--steps", 300), "loss_net": ("--loss-net", "random"), "style_size": ("--style-size", 512)}
 
 
+def check_style_image(path: Path) -> None:
+    """Refuse a painting that is not a file, saying whether it is missing or a folder.
+
+    Raises:
+        UsageError: "style image photos is a folder, not an image: ...", or "... does not exist".
+    """
+    from imgedit.errors import UsageError
+
+    if path.is_dir():
+        raise UsageError(f"style image {path} is a folder, not an image: give one painting's file")
+    if not path.is_file():
+        raise UsageError(f"style image {path} does not exist")
+
+
 def check_style_source(params: dict) -> None:
     """Refuse, before any image is read, an unknown style, a missing painting,
     missing VGG weights, a file that is not a style network, or options of
     the painting's optimisation given to a trained style (cheap: no network
     is loaded, at most a model card read)."""
-    from pathlib import Path
-
     from imgedit.errors import UsageError
 
     if params.get("style_image") and params.get("name"):  # alternatives: taking one silently would hide a typo
         raise UsageError("style: give a trained style (--style NAME, name=) or a painting (--style-image FILE, "
                          "style_image=), not both")
     if params.get("style_image"):
-        if not Path(params["style_image"]).expanduser().is_file():
-            raise UsageError(f"style image {params['style_image']} does not exist")
+        check_style_image(Path(params["style_image"]).expanduser())
         if params.get("loss_net", "random") != "random":
             from imgedit_style.lossnet import require_vgg_file
 
@@ -60,8 +72,6 @@ def style_files(params: dict) -> list:
     """The file a stylised image depends on besides the photo: the style's
     weights, or the painting (the resume journal hashes it, so retraining
     a style or editing the painting redoes the images)."""
-    from pathlib import Path
-
     from imgedit.errors import ImgeditError
 
     if params.get("style_image"):

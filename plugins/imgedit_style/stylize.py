@@ -201,16 +201,17 @@ def read_style_image(path: Union[str, Path], size: int) -> torch.Tensor:
     """A painting as ``(1, 3, h, w)`` in [0, 1], its long side ``size`` px.
 
     Raises:
-        UsageError: the file does not exist or is not an image.
+        UsageError: the file does not exist, is a folder or is not an image.
     """
     from imgedit.errors import ImageReadError
     from imgedit.imageio import read_image
     from imgedit.tensor import to_tensor
     from imgedit_style.optimize import resize_long_side
 
+    from imgedit_style.operations import check_style_image
+
     path = Path(path).expanduser()
-    if not path.is_file():
-        raise UsageError(f"style image {path} does not exist")
+    check_style_image(path)
     try:
         picture = read_image(path)
     except ImageReadError as exc:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Callable, ClassVar, Optional, Sequence
 
 import torch
 
@@ -49,6 +49,11 @@ class TrainConfig:
     precision: str = "fp32"  # or "bf16": see imgedit.training.autocast
     loss: str = "l1"  # reconstruction loss, one of metrics.RECON_LOSSES
     model: VAEConfig = field(default_factory=lambda: VAEConfig(widths=(32, 64, 80, 96), blocks=(2, 2, 2, 1), bridge=True))
+
+    # the settings an option of 'imgedit train denoise' sets where they are not named alike
+    # (imgedit.training.typed_settings: a resumed run warns of those typed that it does not take)
+    OPTION_FIELDS: ClassVar[dict] = {"widths_text": ("model.widths",), "gray": ("model.image_channels",),
+                                     "gray_share": ("gray_prob",)}
 
     def to_dict(self) -> dict:
         d = asdict(self)

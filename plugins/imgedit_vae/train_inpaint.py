@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Callable, ClassVar, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -64,6 +64,11 @@ class InpaintTrainConfig:
     model: VAEConfig = field(default_factory=lambda: VAEConfig(
         widths=(32, 64, 128, 192), blocks=(1, 2, 2, 2), latent_channels=32, residual=False, bridge=True))
     disc_width: int = 32
+
+    # the settings an option of 'imgedit train inpaint' sets where they are not named alike
+    # (imgedit.training.typed_settings: a resumed run warns of those typed that it does not take)
+    OPTION_FIELDS: ClassVar[dict] = {"widths_text": ("model.widths",), "bridge": ("model.bridge",),
+                                     "decoder_blocks_text": ("model.decoder_blocks",), "kinds_text": ("kinds",)}
 
     def to_dict(self) -> dict:
         d = asdict(self)

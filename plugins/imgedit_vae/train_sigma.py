@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Callable, ClassVar, Optional, Sequence
 
 import cv2
 import numpy as np
@@ -56,6 +56,10 @@ class TrainConfig:
     seed: int = 0
     precision: str = "fp32"
     model: SigmaNetConfig = field(default_factory=lambda: SigmaNetConfig(classical_input=True, jpeg_input=True))
+
+    # the settings an option of 'imgedit train sigma' sets where they are not named alike
+    # (imgedit.training.typed_settings: a resumed run warns of those typed that it does not take)
+    OPTION_FIELDS: ClassVar[dict] = {"jpeg_share": ("jpeg_prob",)}
 
     def to_dict(self) -> dict:
         d = asdict(self)
