@@ -100,7 +100,9 @@ def load_latent_model(name: str, device: Any) -> LatentModel:
 
     spec = get_registry().latent_models.get(name)
     if spec is None:
-        raise UsageError(f"unknown latent model '{name}' (known: {_known()})")
+        from imgedit.catalog import did_you_mean
+
+        raise UsageError(f"unknown latent model '{name}' (known: {_known()}){did_you_mean(name, latent_model_names())}")
     model = spec.load(device)
     if not isinstance(model, LatentModel):
         missing = [m for m in ("latent_shape", "image_size", "gaussian", "device", "sample_latents", "decode", "encode")
@@ -174,3 +176,69 @@ def interpolate(z0: "torch.Tensor", z1: "torch.Tensor", t: float, spherical: boo
     safe = torch.where(near, torch.ones_like(sin), sin)
     out = torch.where(near, torch.lerp(a, b, t), (torch.sin((1 - t) * omega) * a + torch.sin(t * omega) * b) / safe)
     return out.view_as(z0)
+
+
+def load_latent_model_argument(model: str, device: Any) -> LatentModel:
+    """The latent model a ``--model`` argument names: a registered name, or
+    a weights file of whatever plugin's kind its card names (as by name: see
+    :func:`_catalog_of`), so ``sample`` and ``interpolate`` take the same files.
+
+    Raises:
+        UsageError: an unknown name, a missing file, weights that do not
+            verify or fit, or a model of another kind: another --model fixes each.
+    """
+    from imgedit.catalog import is_file_argument, spec_for_file
+    from imgedit.errors import WeightsError
+
+    try:
+        if not is_file_argument(model):
+            return load_latent_model(model, device)
+        spec = spec_for_file(model)
+        return _catalog_of(spec).load(spec, device)
+    except WeightsError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _catalog_of(spec: Any) -> Any:
+    """The latent catalog whose architecture ``spec``'s card names: the one
+    that registers such weights by name when they are in the user's folder.
+
+    Raises:
+        UsageError: no file, no card, or a card no loaded plugin's catalog claims.
+    """
+    if not spec.weights.is_file():
+        raise UsageError(f"--model {spec.weights}: no such file")
+    card = spec.card()
+    if not card:
+        raise UsageError(f"--model {spec.weights}: no model card {spec.card_path.name} beside it (it says what the weights are)")
+    catalogs = _latent_catalogs()
+    found = next((c for c in catalogs if c.architecture == card.get("architecture")), None)
+    if found is None:
+        about = f" ({card['description']})" if card.get("description") else ""
+        known = " or ".join(c.architecture for c in catalogs) or "none"
+        raise UsageError(f"--model {spec.weights} is not a latent model: its card says "
+                         f"{card.get('architecture') or 'no architecture'}{about}; latent models are {known}")
+    return found
+
+
+def _latent_catalogs() -> list[Any]:
+    """The :class:`~imgedit.catalog.LatentCatalog` of each plugin that
+    registered latent models, kept as ``<plugin module>.catalog.CATALOG``
+    (imgedit_gan and imgedit_interp do); a plugin that IMGEDIT_LOAD_PLUGINS
+    leaves out registers none, so its files are refused as its names are."""
+    import importlib
+
+    from imgedit.catalog import LatentCatalog
+    from imgedit.plugins import pm
+    from imgedit.registry import get_registry
+
+    catalogs = []
+    for plugin in dict.fromkeys(spec.plugin for spec in get_registry().latent_models.values()):
+        module = getattr(pm.get_plugin(plugin), "__name__", plugin)
+        try:
+            catalog = importlib.import_module(f"{module}.catalog").CATALOG
+        except (ImportError, AttributeError):  # its latent models are not weights files a catalog knows
+            continue
+        if isinstance(catalog, LatentCatalog):
+            catalogs.append(catalog)
+    return catalogs

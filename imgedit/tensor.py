@@ -23,6 +23,24 @@ def check_image(image: torch.Tensor, what: str = "image") -> None:
         raise ShapeError(what, "a floating-point tensor", image.dtype)
 
 
+# Values an image passed to a model may hold: a little overshoot (a resize's
+# ringing) is fine; a 0-255 scale is not.
+IMAGE_RANGE = (-0.5, 1.5)
+
+
+def check_unit_range(images: torch.Tensor, what: str = "images") -> None:
+    """Refuse images far outside [0, 1] (:data:`IMAGE_RANGE`), or not finite.
+
+    Raises:
+        ShapeError: e.g. "images: expected values in [0, 1] (divide 8-bit values by 255), got 0 to 255".
+    """
+    if not images.numel():
+        return
+    low, high = torch.stack(torch.aminmax(images.detach())).tolist()  # one pass, one device sync
+    if not (IMAGE_RANGE[0] <= low and high <= IMAGE_RANGE[1]):  # NaN fails both
+        raise ShapeError(what, "values in [0, 1] (divide 8-bit values by 255)", f"{low:.4g} to {high:.4g}")
+
+
 def copy_if_shared(x: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
     """``x``, or a copy of it where it shares memory with ``source``: an
     applier may edit its input in place, so the host gives it a copy

@@ -10,10 +10,13 @@ from __future__ import annotations
 import json
 import logging
 import math
+import signal
 import sys
+import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 import click
 
@@ -724,3 +727,33 @@ def run_command(pipeline_text: tuple[str, ...], pipeline_file: Optional[Path], *
     else:
         pipeline = Pipeline.parse(" | ".join(pipeline_text))
     run_verb(pipeline, kwargs)
+
+
+@contextmanager
+def sigterm_as_interrupt(kept: str) -> Iterator[None]:
+    """Stop on SIGTERM (``kill``, a job scheduler) as on Ctrl-C instead of
+    dying where the process stands: the exception unwinds through every
+    clean-up (a file being written, a staging folder), then one line saying
+    what is ``kept``, and exit 143 (128 + SIGTERM). Main thread only, where
+    signals arrive."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    except _Terminated:
+        error = Interrupted(f"stopped by SIGTERM; {kept}")  # as training says it
+        error.exit_code = 128 + signal.SIGTERM
+        raise error from None
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program is; a KeyboardInterrupt, so that no
+    ``except Exception`` on the way swallows it and every Ctrl-C clean-up runs."""
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise _Terminated

@@ -207,3 +207,26 @@ def save_tiny_vae(path, seed=0, **card):
     net = FaceVAE(FaceVAEConfig(**TINY_VAE))
     card = {"architecture": "imgedit_interp.model.FaceVAE", "model_config": TINY_VAE, "description": "tiny", **card}
     return save_weights(net.state_dict(), path, card)
+
+
+# Runs imgedit with PIL's save sending the process a signal at the third image it writes.
+_SIGNAL_AT_THE_THIRD_SAVE = """
+import os, signal, sys
+from PIL import Image
+save, saved = Image.Image.save, []
+def save_and_signal(self, *args, **kwargs):
+    saved.append(1)
+    if len(saved) == 3:
+        os.kill(os.getpid(), getattr(signal, os.environ["SIGNAL"]))
+    return save(self, *args, **kwargs)
+Image.Image.save = save_and_signal
+from imgedit.cli import cli
+cli(sys.argv[1:], prog_name="imgedit")
+"""
+
+
+def run_signalled_at_third_save(signal_name: str, *args) -> "subprocess.CompletedProcess":
+    """``imgedit ARGS`` in a child that sends itself ``signal_name`` (SIGTERM,
+    SIGINT) as it saves its third image: a kill in the middle of writing."""
+    return subprocess.run([sys.executable, "-c", _SIGNAL_AT_THE_THIRD_SAVE, *map(str, args)], capture_output=True,
+                          text=True, env={**os.environ, "SIGNAL": signal_name}, preexec_fn=interruptible, timeout=300)

@@ -2,6 +2,7 @@
 (decode, encode by inversion), weights verification, the ``sample`` verb."""
 
 import json
+import signal
 
 import pytest
 import torch
@@ -14,7 +15,7 @@ from imgedit_gan.catalog import CATALOG, MODEL_NAME
 from imgedit.tensor import grid
 from imgedit_gan.sampler import GANSampler, load_gan
 
-from conftest import TINY_GAN, save_tiny_gan
+from conftest import TINY_GAN, run_signalled_at_third_save, save_tiny_gan, save_tiny_vae
 
 
 @pytest.fixture
@@ -40,7 +41,8 @@ def test_seeds_reproduce_and_do_not_depend_on_n(sampler):
     a = sampler.sample(6, seed=3)
     assert torch.equal(a, sampler.sample(6, seed=3))
     assert torch.equal(sampler.sample_latents(6, seed=3)[:2], sampler.sample_latents(2, seed=3))
-    assert torch.allclose(a[:2], sampler.sample(2, seed=3), atol=1e-5)  # kernels differ by batch size: rounding only
+    for n in (1, 2, 3, 5, 64, 65):  # to the bit: each image is decoded in the same batch whatever n is
+        assert torch.equal(sampler.sample(n, seed=3)[:6], sampler.sample(70, seed=3)[:n][:6]), n
     assert not torch.equal(a, sampler.sample(6, seed=4))
     assert (a[0] - a[1]).abs().max() > 1e-3  # different latents, different images
 
@@ -73,6 +75,20 @@ def test_wrong_shapes_are_typed_errors(sampler):
         sampler.encode(torch.zeros(1, 1, 16, 16))
     with pytest.raises(ShapeError, match="shape \\(B, C, H, W\\)"):
         sampler.encode(torch.zeros(3, 16, 16))
+
+
+def test_empty_batches_give_empty_results(sampler):
+    assert sampler.sample(0).shape == (0, 3, 16, 16)
+    assert sampler.decode(torch.zeros(0, 16)).shape == (0, 3, 16, 16)
+    assert sampler.encode(torch.zeros(0, 3, 16, 16)).shape == (0, 16) and sampler.last_inversion_psnr.shape == (0,)
+
+
+def test_encode_refuses_images_on_a_0_255_scale(sampler):
+    with pytest.raises(ValueError, match=r"images: expected values in \[0, 1\] \(divide 8-bit values by 255\), got 0 to 255"):
+        sampler.encode(torch.linspace(0, 255, 3 * 16 * 16).view(1, 3, 16, 16), steps=1)
+    with pytest.raises(ValueError, match="got nan"):
+        sampler.encode(torch.full((1, 3, 16, 16), float("nan")), steps=1)
+    sampler.encode(torch.rand(1, 3, 16, 16) * 1.2 - 0.1, steps=1)  # a resize's overshoot is fine
 
 
 def test_fp16_weights_sample_like_fp32(tiny_spec, tmp_path):
@@ -108,8 +124,8 @@ def test_sample_refuses_another_plugins_weights_naming_what_they_are(tmp_path, i
                          {"architecture": "imgedit_style.model.StyleNet", "description": "Fast style network: mosaic",
                           "model_config": {"res_blocks": 5}})
     result = invoke("sample", "--model", style.weights, "-o", tmp_path / "out")
-    assert result.exit_code == 1 and len(result.output.strip().splitlines()) == 1, result.output
-    assert "not a GAN generator" in result.output and "imgedit_style.model.StyleNet" in result.output
+    assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1, result.output
+    assert "is not a latent model" in result.output and "imgedit_style.model.StyleNet" in result.output
     assert "res_blocks" not in result.output and not (tmp_path / "out").exists()
 
 
@@ -158,7 +174,7 @@ def test_sample_errors_are_one_line(tmp_path, invoke, monkeypatch, user_home):
     monkeypatch.setenv("IMGEDIT_WEIGHTS", str(tmp_path / "no-weights"))  # as if the shipped model were not trained
     registry.reset()  # the user_home fixture resets it again afterwards
     result = invoke("sample", "-n", "2", "-o", tmp_path / "out")
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # another --model fixes it: a usage error
     assert "has no weights yet" in result.output and "imgedit train gan" in result.output
     assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
     result = invoke("sample", "--model", "nope", "-o", tmp_path / "out")
@@ -253,3 +269,81 @@ def test_sampling_reports_progress_unless_quiet(tiny_spec, tmp_path, invoke, mon
     assert result.exit_code == 0 and "sampling: 3/3 images (100%)" in result.output, result.output
     result = invoke("sample", "--model", tiny_spec.weights, "-n", "3", "-o", tmp_path / "quiet", "-q")
     assert result.exit_code == 0 and result.output == "" and len(list((tmp_path / "quiet").iterdir())) == 3
+
+
+# --- --model, exact samples, --overwrite, SIGTERM -----------------------------------------
+
+
+def test_a_vae_file_samples_as_it_does_by_name(user_home, tmp_path, invoke):
+    vae = save_tiny_vae(user_home / "weights" / "imgedit_interp" / "my-vae.safetensors")
+    by_name = invoke("sample", "--model", "my-vae", "-n", "3", "-o", tmp_path / "by-name")
+    by_file = invoke("sample", "--model", vae.weights, "-n", "3", "-o", tmp_path / "by-file")
+    assert by_name.exit_code == 0 and by_file.exit_code == 0, by_file.output  # was: "not a GAN generator", exit 1
+    assert [p.read_bytes() for p in sorted((tmp_path / "by-name").iterdir())] == \
+        [p.read_bytes() for p in sorted((tmp_path / "by-file").iterdir())]
+
+
+def _bad_models(tmp_path):
+    """--model values that cannot be used, and what the error says of each."""
+    from imgedit.models import save_weights
+
+    wrong_sha = save_tiny_gan(tmp_path / "wrong-sha.safetensors")
+    wrong_sha.card_path.write_text(json.dumps({**json.loads(wrong_sha.card_path.read_text()), "sha256": "0" * 64}))
+    style = save_weights({"w": torch.zeros(1)}, tmp_path / "style.safetensors",
+                         {"architecture": "imgedit_style.model.StyleNet", "model_config": {}})
+    no_card = save_tiny_gan(tmp_path / "no-card.safetensors")
+    no_card.card_path.unlink()
+    return [(tmp_path / "missing.safetensors", "missing.safetensors: no such file"), (wrong_sha.weights, "sha256 mismatch"),
+            (style.weights, "is not a latent model: its card says imgedit_style.model.StyleNet"),
+            (no_card.weights, "no model card no-card.json"), ("nope", "unknown latent model 'nope'")]
+
+
+@pytest.mark.parametrize("verb", [["sample", "-n", "1", "-o", "out"], ["interpolate", "--seeds", "1,2", "-o", "out.gif"]])
+def test_a_bad_model_is_a_one_line_usage_error_in_both_verbs(tmp_path, invoke, monkeypatch, verb):
+    monkeypatch.chdir(tmp_path)
+    for model, message in _bad_models(tmp_path):
+        result = invoke(*verb, "--model", model)
+        assert result.exit_code == 2 and message in result.output, (model, result.output)
+        assert len(result.output.strip().splitlines()) == 1 and not any(tmp_path.glob("out*")), result.output
+
+
+def test_image_i_of_a_seed_is_the_same_to_the_bit_whatever_n_is(tiny_spec, tmp_path, invoke, monkeypatch):
+    import imgedit_gan.sampler as sampler_module
+
+    written = {}
+    monkeypatch.setattr(sampler_module, "save_image", lambda image, path, **kw: written.setdefault(path.name, image))
+    monkeypatch.setattr(sampler_module, "save_grid", lambda images, path, **kw: written.setdefault(path.name, images))
+    for n in (70, 1, 2, 3, 5, 65):
+        assert invoke("sample", "--model", tiny_spec.weights, "-n", n, "--seed", "3", "-o", tmp_path / f"n{n}").exit_code == 0
+    assert invoke("sample", "--model", tiny_spec.weights, "-n", 3, "--seed", "3", "--grid", "-o", tmp_path).exit_code == 0
+    images = [written[f"tiny-gan-seed3-{i:04d}.png"] for i in range(70)]
+    assert all(torch.equal(a, b) for a, b in zip(written["tiny-gan-seed3-n3.png"], images))
+    assert not torch.equal(images[0], images[1])
+
+
+def test_overwrite_leaves_one_run_of_a_seed_and_the_users_other_files(tiny_spec, tmp_path, invoke):
+    out = tmp_path / "mix"
+    assert invoke("sample", "--model", tiny_spec.weights, "-n", "6", "-o", out).exit_code == 0
+    assert invoke("sample", "--model", tiny_spec.weights, "-n", "2", "--seed", "1", "-o", out).exit_code == 0
+    mine = {"notes.txt": b"mine", "tiny-gan-seed0-0009.jpg": b"mine", "tiny-gan-seed0-final.png": b"mine"}
+    for name, data in mine.items():
+        (out / name).write_bytes(data)
+    result = invoke("sample", "--model", tiny_spec.weights, "-n", "3", "--truncation", "0", "-o", out, "--overwrite")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.glob("tiny-gan-seed0-????.png")) == [f"tiny-gan-seed0-{i:04d}.png" for i in range(3)]
+    assert len(list(out.glob("tiny-gan-seed1-*.png"))) == 2  # another seed's run is whole: not ours to remove
+    assert all((out / name).read_bytes() == data for name, data in mine.items())
+    for path in out.glob("tiny-gan-seed0-000?.png"):
+        path.unlink()
+    (out / "tiny-gan-seed0-0004.png").write_bytes(b"an earlier run's")
+    result = invoke("sample", "--model", tiny_spec.weights, "-n", "3", "-o", out)  # its names are free, but it would mix
+    assert result.exit_code == 2 and "tiny-gan-seed0-0004.png exists" in result.output, result.output
+
+
+def test_sigterm_stops_sampling_as_ctrl_c_does(tiny_spec, tmp_path):
+    out = tmp_path / "out"
+    result = run_signalled_at_third_save("SIGTERM", "sample", "--model", tiny_spec.weights, "-n", "6", "-o", out)
+    assert result.returncode == 128 + signal.SIGTERM, result  # was: killed (-15), silently
+    assert result.stderr.strip() == "Error: stopped by SIGTERM; each image written so far is complete", result.stderr
+    assert sorted(p.name for p in out.iterdir()) == [f"tiny-gan-seed0-{i:04d}.png" for i in range(2)]  # no temporary file
+    assert all(Image.open(p).size == (16, 16) for p in out.iterdir())

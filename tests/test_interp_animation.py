@@ -138,6 +138,37 @@ def test_an_interrupted_folder_rewrite_keeps_the_old_sequence(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["frame_0000.png", "frame_0001.png"]
 
 
+def test_sigterm_during_the_moves_waits_until_the_new_sequence_is_in(tmp_path, monkeypatch):
+    import os
+    import signal
+
+    out = tmp_path / "frames"
+    write_animation(frames(4), out)
+    moved, replace = [], os.replace
+
+    def move_and_terminate(source, target):
+        moved.append(target)
+        if len(moved) == 2:
+            os.kill(os.getpid(), signal.SIGTERM)  # as the verb's handler would, it raises: mid-move, mixing the sequences
+        replace(source, target)
+
+    class Stopped(KeyboardInterrupt):
+        pass
+
+    def stop(signum, frame):
+        raise Stopped
+
+    monkeypatch.setattr(os, "replace", move_and_terminate)
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        with pytest.raises(Stopped):  # held until the moves are done, then delivered
+            write_animation(1 - frames(6), out, overwrite=True)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert sorted(p.name for p in out.iterdir()) == [f"frame_{i:04d}.png" for i in range(6)]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["frames"]
+
+
 def test_a_killed_runs_staging_folder_is_removed_by_the_next(tmp_path):
     left = tmp_path / ".frames.k1ll3d.frames.tmp"
     left.mkdir()

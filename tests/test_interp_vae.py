@@ -242,12 +242,55 @@ def test_model_without_the_protocol_is_refused(test_plugin, tmp_path, invoke):
     assert result.exit_code == 2 and "does not implement the latent-model protocol" in result.output
 
 
-def test_a_file_of_another_architecture_is_refused(tmp_path, invoke):
+def test_a_gan_file_interpolates_as_it_does_by_name(user_home, tmp_path, invoke):
     from conftest import save_tiny_gan
 
-    gan = save_tiny_gan(tmp_path / "gan.safetensors")
-    result = invoke("interpolate", "--model", gan.weights, "--seeds", "1,2", "-o", tmp_path / "o.gif")
-    assert result.exit_code == 2 and "must be an interpolation VAE" in result.output
+    gan = save_tiny_gan(user_home / "weights" / "imgedit_gan" / "my-gan.safetensors")
+    by_name = invoke("interpolate", "--model", "my-gan", "--seeds", "1,2", "--frames", 3, "-o", tmp_path / "by-name.gif")
+    by_file = invoke("interpolate", "--model", gan.weights, "--seeds", "1,2", "--frames", 3, "-o", tmp_path / "by-file.gif")
+    assert by_name.exit_code == 0 and by_file.exit_code == 0, by_file.output  # was: "must be an interpolation VAE"
+    assert (tmp_path / "by-name.gif").read_bytes() == (tmp_path / "by-file.gif").read_bytes()
+
+
+def test_empty_batches_and_0_255_images(tiny):
+    model = load_vae(tiny, "cpu")
+    assert model.decode(torch.zeros(0, 8)).shape == (0, 3, 16, 16) and model.encode(torch.zeros(0, 3, 16, 16)).shape == (0, 8)
+    with pytest.raises(ValueError, match=r"images: expected values in \[0, 1\] \(divide 8-bit values by 255\), got 0 to 255"):
+        model.encode(torch.linspace(0, 255, 3 * 16 * 16).view(1, 3, 16, 16))
+
+
+def test_interpolate_takes_folders_and_globs_in_name_order(tiny, data, tmp_path, invoke):
+    (data / "notes.txt").write_text("not an image")
+    (data / "sub").mkdir()  # no -r: its images are not keyframes
+    blob_images(data / "sub", count=1)
+    files = sorted(data.glob("*.png"))
+    args = ("--model", tiny.weights, "--frames", 2, "--ease", "linear", "-q")
+    assert invoke("interpolate", *files, *args, "-o", tmp_path / "files.gif").exit_code == 0
+    result = invoke("interpolate", data, *args, "-o", tmp_path / "folder.gif")
+    assert result.exit_code == 0, result.output  # was: "give at least two images"
+    assert (tmp_path / "folder.gif").read_bytes() == (tmp_path / "files.gif").read_bytes()
+    result = invoke("interpolate", data / "0[0-2].png", data / "00.png", *args[:-1], "-o", tmp_path / "glob.gif")
+    assert "wrote 4 frames" in result.output and "morphing 4 images" in result.output  # 00 01 02, then 00 again
+    result = invoke("interpolate", tmp_path / "nothing-*.png", *args, "-o", tmp_path / "none.gif")
+    assert result.exit_code == 2 and "no files match" in result.output
+
+
+@pytest.mark.parametrize("signal_name, exit_code, said", [
+    ("SIGTERM", 143, "Error: stopped by SIGTERM; {out} is left as it was"),  # was: killed (-15), silently, staging left
+    ("SIGINT", 130, "Interrupted."),  # Ctrl-C
+])
+def test_a_signal_while_writing_frames_leaves_the_folder_as_it_was(tiny, tmp_path, signal_name, exit_code, said):
+    from conftest import run_signalled_at_third_save
+    from imgedit_interp.animation import write_animation
+
+    out = tmp_path / "frames"
+    write_animation(torch.zeros(2, 3, 16, 16), out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    result = run_signalled_at_third_save(signal_name, "interpolate", "--model", tiny.weights, "--seeds", "1,2",
+                                         "--frames", "8", "--ease", "linear", "-o", out, "--overwrite", "-q")
+    assert result.returncode == exit_code and result.stderr.strip() == said.format(out=out), result
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["frames", "models"]  # no staging folder
 
 
 @pytest.mark.parametrize("count", [1, 2, 3])

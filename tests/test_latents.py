@@ -107,3 +107,9 @@ def test_truncation_outside_0_1_and_nan_are_refused(value):
 
     with pytest.raises(UsageError, match="truncation must be in"):
         check_truncation(value)
+
+
+def test_a_misspelt_latent_model_gets_a_suggestion(invoke):
+    result = invoke("sample", "--model", "faces64-gam", "-n", "1", "-o", "unused")
+    assert result.exit_code == 2
+    assert "unknown latent model 'faces64-gam'" in result.output and "did you mean faces64-gan?" in result.output

@@ -4,36 +4,27 @@
 from __future__ import annotations
 
 import logging
+import re
 import shlex
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 import click
 
-from imgedit.catalog import is_file_argument, spec_for_file, weights_spec
+from imgedit.catalog import is_file_argument, weights_spec
 from imgedit.errors import UsageError
-from imgedit.latents import MAX_SEED
+from imgedit.latents import MAX_SEED, load_latent_model_argument
 from imgedit.verbs import (FiniteFloat, apply_options, check_overwrite, check_record, command_line, device_option,
-                            echo_report, training_options, whole_image_options)
+                            echo_report, sigterm_as_interrupt, training_options, whole_image_options)
 from imgedit_gan.catalog import MODEL_NAME
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp")
 MAX_GRID = 1024  # images on one contact sheet
 MAX_SAMPLES = 1_000_000  # images per run: their paths and latents are held in memory, and one folder holds them
 DEFAULT_AUGMENT = "translation,cutout"  # imgedit_gan.train.GANTrainConfig.augment (not imported: --help loads no torch)
-MODEL_HELP = "A latent model's name ('imgedit plugins' lists them) or a .safetensors file from 'imgedit train gan'."
-
-
-def _load_model(model: str, device: Any) -> Any:
-    """The latent model named ``model``, or the generator in that file."""
-    if is_file_argument(model):
-        from imgedit_gan.sampler import load_gan
-
-        return load_gan(spec_for_file(model), device)
-    from imgedit.latents import load_latent_model
-
-    return load_latent_model(model, device)
+MODEL_HELP = ("A latent model's name ('imgedit plugins' lists them) or its .safetensors file "
+              "(from 'imgedit train gan' or 'imgedit train interp-vae', say).")
 
 
 def _sample_targets(output: Path, model: str, seed: int, count: int, as_grid: bool) -> list[Path]:
@@ -70,13 +61,19 @@ def _sheet_path(output: Path, default_name: str) -> Path:
     return output / default_name
 
 
-def _existing(targets: list[Path]) -> list[Path]:
-    """The targets that exist, from one listing of their folder (not one stat per file: -n may be large)."""
+def _existing(targets: list[Path], as_grid: bool, model: str, seed: int) -> list[Path]:
+    """What this run would replace: the sheet, or for images every one of
+    this model and seed that an earlier run wrote in the folder, at any -n
+    (named as :func:`_sample_targets` names them; the user's other files
+    are not ours), from one listing (not one stat per file: -n may be large)."""
+    if as_grid:
+        return [t for t in targets if t.exists()]
     folder = targets[0].parent
     if not folder.is_dir():
         return []
-    present = {entry.name for entry in folder.iterdir()}
-    return [t for t in targets if t.name in present]
+    stem = Path(model).stem if is_file_argument(model) else model
+    ours = re.compile(rf"{re.escape(stem)}-seed{seed}-\d{{4,}}\.png")
+    return sorted(path for path in folder.iterdir() if ours.fullmatch(path.name))
 
 
 def _latents(model: Any, count: int, seed: int, truncation: float):
@@ -86,6 +83,32 @@ def _latents(model: Any, count: int, seed: int, truncation: float):
     if truncation != 1.0 and not model.gaussian:
         raise UsageError("--truncation needs a model with Gaussian latents")
     return model.sample_latents(count, seed) * truncation
+
+
+def _decoded(model: Any, z: Any, count: int) -> Iterator[tuple[int, Any]]:
+    """``(start, images)`` per chunk of :data:`~imgedit_gan.sampler.DECODE_CHUNK`
+    latents, the padding beyond ``count`` dropped: ``z`` holds whole chunks
+    of the seed's latents, so image i is decoded in the same batch whatever
+    -n is (a kernel's rounding depends on the batch), to the bit."""
+    from imgedit_gan.sampler import DECODE_CHUNK
+
+    for start in range(0, count, DECODE_CHUNK):
+        yield start, model.decode(z[start : start + DECODE_CHUNK]).cpu()[: count - start]
+
+
+def _write_samples(model: Any, z: Any, targets: list[Path], overwrite: bool, quiet: bool) -> None:
+    """One PNG per target, as its chunk is decoded."""
+    from imgedit.atomic import remove_stale_temps_of
+    from imgedit.verbs import StageProgress
+    from imgedit_gan.sampler import save_image
+
+    remove_stale_temps_of(targets[0].parent, {t.name for t in targets})  # those a killed run left
+    with StageProgress(len(targets), "sampling", "image", quiet) as advance:
+        for start, images in _decoded(model, z, len(targets)):
+            for k, image in enumerate(images):
+                # atomic but not fsynced one by one (2x faster): a sample is redrawn from its seed
+                save_image(image, targets[start + k], overwrite=overwrite, durable=False)
+                advance(1)
 
 
 def _check_memory(model: Any, count: int, as_grid: bool) -> None:
@@ -121,31 +144,31 @@ def sample_command(model, count, seed, output, as_grid, truncation, device, over
       imgedit sample -n 16 --seed 0 -o faces/
       imgedit sample -n 64 --grid -o sheet.png --truncation 0.7
     """
+    import torch
+
     from imgedit.atomic import check_writable_folder
     from imgedit.devices import resolve_device
-    from imgedit.verbs import StageProgress
-    from imgedit_gan.sampler import save_grid, save_image
+    from imgedit_gan.sampler import save_grid, whole_chunks
 
     if quiet:
         logging.getLogger("imgedit").setLevel(logging.ERROR)  # "print only errors": no warnings either
     # seed and truncation: the options' ranges check them, and gaussian_latents / _latents do for Python callers
     targets = _sample_targets(output, model, seed, count, as_grid)
     check_writable_folder(targets[0].parent, f"-o {output}")  # before the model loads
-    existing = _existing(targets)
-    if existing and not overwrite:
-        raise UsageError(f"{existing[0]} exists ({len(existing)} of {len(targets)} outputs do); pass --overwrite to replace them")
-    loaded = _load_model(model, resolve_device(device))
-    _check_memory(loaded, count, as_grid)
-    z = _latents(loaded, count, seed, truncation)
-    if as_grid:
-        save_grid(loaded.decode(z).cpu(), targets[0], overwrite=overwrite)
-    else:
-        with StageProgress(count, "sampling", "image", quiet) as advance:
-            for start in range(0, count, 256):
-                for k, image in enumerate(loaded.decode(z[start : start + 256]).cpu()):
-                    # atomic but not fsynced one by one (2x faster): a sample is redrawn from its seed
-                    save_image(image, targets[start + k], overwrite=overwrite, durable=False)
-                    advance(1)
+    existing = _existing(targets, as_grid, model, seed)
+    if existing and not overwrite:  # any earlier image of the seed, not only those of -n: the folder would mix two runs
+        raise UsageError(f"{existing[0]} exists" + (f" ({len(existing)} images of seed {seed} do)" if len(existing) > 1 else "")
+                         + "; pass --overwrite to replace them")
+    with sigterm_as_interrupt("each image written so far is complete"):
+        loaded = load_latent_model_argument(model, resolve_device(device))
+        _check_memory(loaded, whole_chunks(count), as_grid)
+        z = _latents(loaded, whole_chunks(count), seed, truncation)  # whole chunks: see _decoded
+        if as_grid:
+            save_grid(torch.cat([images for _, images in _decoded(loaded, z, count)]), targets[0], overwrite=overwrite)
+        else:
+            _write_samples(loaded, z, targets, overwrite, quiet)
+            for stale in set(existing) - set(targets):  # an earlier run's images beyond -n: it would mix with this one
+                stale.unlink(missing_ok=True)
     where = targets[0] if as_grid else output
     if not quiet:
         click.echo(f"wrote {count} samples of {model} (seed {seed}, truncation {truncation:g}) to {where}")
@@ -232,7 +255,7 @@ def eval_gan_command(model, real_sources, held_out, count, seed, truncation, dev
     card = spec.card() if spec is not None else {}
     if record and not card:
         raise UsageError(f"--record: model '{model}' has no model card to record into")
-    loaded = _load_model(model, resolve_device(device))
+    loaded = load_latent_model_argument(model, resolve_device(device))
     reference, floor = _real_halves(real_sources, loaded.image_size[0], count, seed, card if held_out else None)
     n = len(reference)
     if record:  # before the minutes of sampling and scoring

@@ -66,7 +66,7 @@ class Generator(nn.Module):
         self.to_rgb = nn.ConvTranspose2d(width, 3, 4, 2, 1)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        x = self.project(z).view(z.shape[0], -1, 4, 4)  # (B, C, 4, 4)
+        x = self.project(z).unflatten(1, (-1, 4, 4))  # (B, C, 4, 4); view(B, -1, ...) fails for B = 0
         x = torch.relu(self.project_norm(x))
         x = self.ups(x)  # (B, g_width, S/2, S/2)
         return torch.tanh(self.to_rgb(x))  # (B, 3, S, S)

@@ -2,9 +2,12 @@
 (sha256 checked, nothing unpickled), sample with a seed and a truncation,
 decode latents, and encode images by inverting the generator.
 
-Sampling: image ``i`` of seed ``s`` is the same whatever ``n`` is (latent
-``i`` is the ``i``-th draw of a ``torch.Generator`` seeded with ``s``, on the
-CPU). Truncation ``t`` in [0, 1] scales the latents toward the mean latent
+Sampling: image ``i`` of seed ``s`` is the same whatever ``n`` is, to the
+bit (latent ``i`` is the ``i``-th draw of a ``torch.Generator`` seeded with
+``s``, on the CPU, and it is always decoded in the same batch of
+:data:`DECODE_CHUNK` latents: a kernel's rounding depends on the batch size,
+so ``n`` is rounded up to whole chunks with the seed's next latents).
+Truncation ``t`` in [0, 1] scales the latents toward the mean latent
 (0): ``z * t``. ``t = 1`` is the full distribution, smaller values trade
 variety for typical, cleaner images, and ``t = 0`` gives the same "mean face"
 for every seed.
@@ -27,11 +30,17 @@ import torch.nn.functional as F
 from imgedit.errors import ShapeError
 from imgedit.latents import check_truncation, gaussian_latents
 from imgedit.models import ModelSpec, load_model
-from imgedit.tensor import check_image, grid
+from imgedit.tensor import check_image, check_unit_range, grid
 from imgedit_gan.catalog import CATALOG
 from imgedit_gan.model import GANConfig, Generator
 
 INVERSION_SEED = 7  # candidate starting latents for encode()
+DECODE_CHUNK = 64  # latents per forward pass, always (as fast as 256 on a CPU; see the module docstring)
+
+
+def whole_chunks(n: int) -> int:
+    """``n`` rounded up to a multiple of :data:`DECODE_CHUNK`: how many latents to draw for ``n`` exact images."""
+    return -(-n // DECODE_CHUNK) * DECODE_CHUNK
 
 
 class GANSampler:
@@ -61,12 +70,20 @@ class GANSampler:
         return gaussian_latents(n, self.cfg.z_dim, seed, self.device)
 
     @torch.no_grad()
-    def decode(self, z: torch.Tensor, batch: int = 256) -> torch.Tensor:
-        """``(B, z_dim)`` -> ``(B, 3, S, S)`` in [0, 1], ``batch`` latents at a time."""
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """``(B, z_dim)`` -> ``(B, 3, S, S)`` in [0, 1] (``B`` may be 0).
+
+        :data:`DECODE_CHUNK` latents at a time, the last chunk padded with
+        zeros: latent ``i`` goes through a batch of the same size and place
+        whatever ``B`` is.
+        """
         if z.ndim != 2 or z.shape[1] != self.cfg.z_dim:
             raise ShapeError("latents", f"shape (B, {self.cfg.z_dim})", tuple(z.shape))
-        parts = [self.net(chunk.to(self.device, torch.float32)) for chunk in z.split(batch)]
-        out = torch.cat(parts) if parts else torch.empty(0, 3, *self.image_size, device=self.device)
+        out = torch.empty(len(z), 3, *self.image_size, device=self.device)
+        for start in range(0, len(z), DECODE_CHUNK):
+            chunk = z[start : start + DECODE_CHUNK].to(self.device, torch.float32)
+            padded = F.pad(chunk, (0, 0, 0, DECODE_CHUNK - len(chunk)))  # (DECODE_CHUNK, z_dim)
+            out[start : start + len(chunk)] = self.net(padded)[: len(chunk)]
         return ((out + 1) / 2).clamp(0, 1)
 
     def sample(self, n: int, seed: int = 0, truncation: float = 1.0) -> torch.Tensor:
@@ -75,7 +92,8 @@ class GANSampler:
         Raises:
             UsageError: ``truncation`` outside [0, 1].
         """
-        return self.decode(self.sample_latents(n, seed) * check_truncation(truncation))
+        z = self.sample_latents(whole_chunks(n), seed) * check_truncation(truncation)  # the seed's next latents as padding
+        return self.decode(z)[:n]
 
     def encode(self, images: torch.Tensor, steps: Optional[int] = None, lr: float = 0.05, candidates: int = 16,
                on_step: Optional[Callable[[int], None]] = None) -> torch.Tensor:
@@ -86,11 +104,16 @@ class GANSampler:
         absolute error, 0-1 scale), one value per image.
 
         Raises:
-            ShapeError: ``images`` is not a float ``(B, 3, H, W)`` tensor.
+            ShapeError: ``images`` is not a float ``(B, 3, H, W)`` tensor with
+                values in about [0, 1] (a 0-255 scale is refused: it would invert to nonsense).
         """
         check_image(images, "images")
         if images.shape[1] != 3:
             raise ShapeError("images", "3 channels (RGB)", images.shape[1])
+        check_unit_range(images)
+        if not len(images):  # nothing to invert (the generator cannot run on an empty batch)
+            self.last_inversion_psnr = self.last_inversion_error = torch.empty(0, device=self.device)
+            return torch.empty(0, self.cfg.z_dim, device=self.device)
         target = images.to(self.device, torch.float32)
         if tuple(target.shape[-2:]) != self.image_size:
             target = F.interpolate(target, size=self.image_size, mode="bilinear", antialias=True, align_corners=False)

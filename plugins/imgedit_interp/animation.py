@@ -237,18 +237,23 @@ def remove_stale_staging(folder: Path) -> None:
                 shutil.rmtree(entry, ignore_errors=True)
 
 
+DEFERRED_SIGNALS = (signal.SIGINT, signal.SIGTERM)  # Ctrl-C, and kill or a job scheduler
+
+
 @contextmanager
 def _deferred_interrupt() -> Iterator[None]:
-    """Hold a Ctrl-C (SIGINT) until the block ends, then raise it (main thread
-    only: elsewhere signals cannot be caught, nor arrive)."""
+    """Hold a Ctrl-C (SIGINT) or SIGTERM until the block ends, then deliver
+    it to the handler it would have reached (main thread only: elsewhere
+    signals cannot be caught, nor arrive)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     caught: list[int] = []
-    previous = signal.signal(signal.SIGINT, lambda number, frame: caught.append(number))
+    previous = {number: signal.signal(number, lambda got, frame: caught.append(got)) for number in DEFERRED_SIGNALS}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, signal.SIG_DFL if previous is None else previous)
+        for number, handler in previous.items():
+            signal.signal(number, signal.SIG_DFL if handler is None else handler)
     if caught:
-        raise KeyboardInterrupt
+        signal.raise_signal(caught[0])  # KeyboardInterrupt, the verb's SIGTERM handler, or the default: the process ends

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import glob
 import logging
 import shlex
 import time
@@ -11,13 +12,14 @@ from typing import Optional
 
 import click
 
-from imgedit.catalog import is_file_argument, spec_for_file, weights_spec
+from imgedit.catalog import weights_spec
 from imgedit.errors import UsageError
-from imgedit.latents import MAX_SEED
+from imgedit.latents import MAX_SEED, load_latent_model_argument
 from imgedit.verbs import (FiniteFloat, apply_options, check_overwrite, check_record, check_sheet, command_line, device_option,
-                            echo_report, training_options, whole_image_options)
+                            echo_report, sigterm_as_interrupt, training_options, whole_image_options)
 
-MODEL_HELP = "A latent model's name ('imgedit plugins' lists them) or a .safetensors file from 'imgedit train interp-vae'."
+MODEL_HELP = ("A latent model's name ('imgedit plugins' lists them) or its .safetensors file "
+              "(from 'imgedit train gan' or 'imgedit train interp-vae', say).")
 
 
 def _parse_seeds(text: str) -> list[int]:
@@ -30,24 +32,27 @@ def _parse_seeds(text: str) -> list[int]:
     return [check_seed(seed, "--seeds: each seed") for seed in seeds]
 
 
-def _load_model(model: str, device):
-    """The latent model named ``model``, or the interpolation VAE in that file."""
-    from imgedit.latents import load_latent_model
-    from imgedit_interp.catalog import CATALOG
+def _keyframe_paths(images: tuple[Path, ...]) -> list[Path]:
+    """The key images in order: a file as given (a repeat is a keyframe
+    too: ``a b a`` goes there and back), a folder's images and a glob's
+    matches in sorted order, as every image verb scans them (a folder's
+    sub-folders are not: there is no -r).
 
-    if not is_file_argument(model):
-        return load_latent_model(model, device)
-    spec = spec_for_file(model)
-    architecture = spec.card().get("architecture")
-    if spec.weights.is_file() and architecture != CATALOG.architecture:
-        raise UsageError(f"--model {model}: a file must be an interpolation VAE (its card names {architecture or 'no architecture'}); "
-                         "give other models by name")
-    from imgedit_interp.latent import load_vae
+    Raises:
+        UsageError: a folder with no images, a glob that matches none.
+    """
+    from imgedit.inputs import expand_inputs
 
-    return load_vae(spec, device)
+    paths: list[Path] = []
+    for item in images:
+        if item.is_dir() or (not item.exists() and glob.has_magic(str(item))):
+            paths.extend(found.path for found in expand_inputs([str(item)]))
+        else:
+            paths.append(item)  # a missing file is reported when it is read, as before
+    return paths
 
 
-def _read_keyframes(paths: tuple[Path, ...], size: int):
+def _read_keyframes(paths: list[Path], size: int):
     """The images as ``(K, 3, size, size)`` centred squares in [0, 1]."""
     import torch
 
@@ -86,6 +91,7 @@ DECODE_BATCH = 64  # latents decoded at a time while a progress bar follows
 def interpolate_command(images, model, seeds, frames, loop, ease, fps, size, output, device, overwrite, quiet):
     """Morph between images, or walk between random samples, through a model's latent space.
 
+    IMAGES are files, folders (their images in name order) or globs.
     Images are centre-cropped to squares and encoded (a GAN inverts them by
     optimisation, which takes a few seconds per image); every frame is
     decoded from a point between their latents, spherically for Gaussian
@@ -95,10 +101,9 @@ def interpolate_command(images, model, seeds, frames, loop, ease, fps, size, out
     Examples:
       imgedit interpolate a.jpg b.jpg --frames 16 -o morph.gif
       imgedit interpolate a.jpg b.jpg c.jpg --loop --size 256 -o morph.mp4
+      imgedit interpolate faces/ --loop -o faces.webp
       imgedit interpolate --model faces64-gan --seeds 1,5,9 --frames 30 -o walk.webp
     """
-    import torch
-
     from imgedit.devices import resolve_device
     from imgedit.verbs import StageProgress
     from imgedit_interp.animation import GIF_MAX_FPS, check_free, output_kind, output_notes, write_animation
@@ -108,39 +113,56 @@ def interpolate_command(images, model, seeds, frames, loop, ease, fps, size, out
         logging.getLogger("imgedit").setLevel(logging.ERROR)  # "print only errors": no warnings either
     if images and seeds:
         raise UsageError("give images or --seeds, not both")
+    paths = _keyframe_paths(images)
     seed_list = _parse_seeds(seeds) if seeds else []
-    if len(images) + len(seed_list) < 2:
+    if len(paths) + len(seed_list) < 2:
         raise UsageError("give at least two images (or two --seeds) to interpolate between")
-    total = frame_count(len(images) or len(seed_list), frames, loop)
+    total = frame_count(len(paths) or len(seed_list), frames, loop)
     check_free(output, overwrite)  # a bad suffix, an unwritable place or an existing output fails before any work
     if size:
         _check_memory(total, size)  # before the model loads
-    loaded = _load_model(model, resolve_device(device))
-    side = size or loaded.image_size[0]
-    _check_memory(total, side)  # before the minutes of inverting and pacing
-    for note in output_notes(output, fps, side, side):  # now, not after the work: there is time to change -o
-        logging.getLogger("imgedit").warning(note)
-    if seed_list:
-        keys = torch.cat([loaded.sample_latents(1, s) for s in seed_list])
-        what = f"seeds {','.join(map(str, seed_list))}"
-    else:
-        targets = _read_keyframes(images, loaded.image_size[0]).to(loaded.device)
-        keys = _encode(loaded, targets, quiet)
-        what = f"{len(images)} images"
-        if not quiet:
-            _report_encoding(loaded, targets, keys, images)
-    latents = _path(loaded, keys, frames, loop, ease, quiet)
-    with StageProgress(len(latents), "decoding", "frame", quiet) as advance:
-        video = _decode(loaded, latents, advance).cpu()
-    if size and size != video.shape[-1]:
-        video = torch.nn.functional.interpolate(video, size=(size, size), mode="bicubic", align_corners=False).clamp(0, 1)
-    with StageProgress(len(video), "writing", "frame", quiet) as advance:
-        written = write_animation(video, output, fps=fps, overwrite=overwrite, on_frame=advance)
+    with sigterm_as_interrupt(f"{output} is left as it was"):
+        loaded = load_latent_model_argument(model, resolve_device(device))
+        side = size or loaded.image_size[0]
+        _check_memory(total, side)  # before the minutes of inverting and pacing
+        for note in output_notes(output, fps, side, side):  # now, not after the work: there is time to change -o
+            logging.getLogger("imgedit").warning(note)
+        keys, what = _keyframe_latents(loaded, paths, seed_list, quiet)
+        video = _frames(loaded, keys, frames, loop, ease, size, quiet)
+        with StageProgress(len(video), "writing", "frame", quiet) as advance:
+            written = write_animation(video, output, fps=fps, overwrite=overwrite, on_frame=advance)
     played = min(fps, GIF_MAX_FPS) if output_kind(output) == "gif" else fps
     where = output if len(written) == 1 else f"{output}/ ({written[0].name} ...)"
     if not quiet:
         click.echo(f"wrote {total} frames ({video.shape[-1]}x{video.shape[-2]}, {played:g} fps) morphing {what} "
                    f"with {model} to {where}")
+
+
+def _keyframe_latents(model, paths: list[Path], seeds: list[int], quiet: bool):
+    """(latents of the keyframes, what they are for the closing line): the seeds' samples, or the images encoded."""
+    import torch
+
+    if seeds:
+        return torch.cat([model.sample_latents(1, s) for s in seeds]), f"seeds {','.join(map(str, seeds))}"
+    targets = _read_keyframes(paths, model.image_size[0]).to(model.device)
+    keys = _encode(model, targets, quiet)
+    if not quiet:
+        _report_encoding(model, targets, keys, paths)
+    return keys, f"{len(paths)} images"
+
+
+def _frames(model, keys, frames: int, loop: bool, ease: str, size: Optional[int], quiet: bool):
+    """The animation ``(N, 3, S, S)`` on the CPU: the path's latents decoded, resized to ``size``."""
+    import torch
+
+    from imgedit.verbs import StageProgress
+
+    latents = _path(model, keys, frames, loop, ease, quiet)
+    with StageProgress(len(latents), "decoding", "frame", quiet) as advance:
+        video = _decode(model, latents, advance).cpu()
+    if size and size != video.shape[-1]:
+        video = torch.nn.functional.interpolate(video, size=(size, size), mode="bicubic", align_corners=False).clamp(0, 1)
+    return video
 
 
 def _report_encoding(model, targets, keys, paths) -> None:
@@ -300,7 +322,7 @@ def eval_interp_command(model, sources, held_out, pairs, frames, limit, seed, fe
     feature_seed = FEATURE_SEED if feature_seed is None else feature_seed
     if record and feature_seed != FEATURE_SEED:
         raise UsageError("--record keeps the figures of imgedit's fixed feature network; leave out --feature-seed")
-    loaded = _load_model(model, resolve_device(device))
+    loaded = load_latent_model_argument(model, resolve_device(device))
     real = load_squares(sources, loaded.image_size[0], what="images")
     if held_out:
         real = held_out_of(real, card)

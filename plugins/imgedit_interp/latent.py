@@ -16,8 +16,10 @@ import torch
 from imgedit.errors import ShapeError
 from imgedit.latents import gaussian_latents
 from imgedit.models import ModelSpec, load_model
-from imgedit.tensor import center_square, check_image
+from imgedit.tensor import center_square, check_image, check_unit_range
 from imgedit_interp.model import FaceVAE, FaceVAEConfig
+
+
 
 
 class VAELatentModel:
@@ -47,9 +49,10 @@ class VAELatentModel:
         """``(B, z_dim)`` -> ``(B, 3, S, S)`` in [0, 1], ``batch`` latents at a time."""
         if z.ndim != 2 or z.shape[1] != self.cfg.z_dim:
             raise ShapeError("latents", f"shape (B, {self.cfg.z_dim})", tuple(z.shape))
+        if not len(z):  # z.split would give one empty chunk, which the decoder cannot reshape
+            return torch.empty(0, 3, *self.image_size, device=self.device)
         parts = [self.net.decoder(self.net.unwhiten(chunk.to(self.device, torch.float32))) for chunk in z.split(batch)]
-        out = torch.cat(parts) if parts else torch.empty(0, 3, *self.image_size, device=self.device)
-        return ((out + 1) / 2).clamp(0, 1)
+        return ((torch.cat(parts) + 1) / 2).clamp(0, 1)
 
     @torch.no_grad()
     def encode(self, images: torch.Tensor, batch: int = 256) -> torch.Tensor:
@@ -57,11 +60,13 @@ class VAELatentModel:
         (whitened: see :class:`~imgedit_interp.model.FaceVAE`).
 
         Raises:
-            ShapeError: ``images`` is not a float ``(B, 3, H, W)`` tensor.
+            ShapeError: ``images`` is not a float ``(B, 3, H, W)`` tensor with
+                values in about [0, 1] (a 0-255 scale is refused: it would encode to nonsense).
         """
         check_image(images, "images")
         if images.shape[1] != 3:
             raise ShapeError("images", "3 channels (RGB)", images.shape[1])
+        check_unit_range(images)
         x = center_square(images.to(self.device, torch.float32), self.cfg.image_size)
         parts = [self.net.whiten(self.net.encoder(chunk * 2 - 1)[0]) for chunk in x.split(batch)]
         return torch.cat(parts) if parts else torch.empty(0, self.cfg.z_dim, device=self.device)
