@@ -26,7 +26,7 @@ def tiny_config(**kw):
 
 @pytest.fixture
 def data(tmp_path):
-    return smooth_images(tmp_path / "data", count=3, height=64, width=72)
+    return smooth_images(tmp_path / "data", count=3, height=100, width=108)  # the 48-px crops, cut at twice that
 
 
 @pytest.fixture(scope="module")
@@ -50,10 +50,29 @@ def noisy(clean, sigma, quality=0, clip=True, seed=0):
 # --- training ---------------------------------------------------------------------------
 
 
+def test_patches_are_cut_at_twice_the_size_and_scaled_down(data):
+    """JPEG blocks and sensor noise of the training photos (labelled clean)
+    must not reach the patches: each is cut at source_scale times its size
+    and area-averaged, so a checkerboard of single pixels comes out flat."""
+    from imgedit.imagepool import ImagePool
+    from imgedit_vae.train_sigma import scaled_down
+
+    board = (torch.arange(8)[:, None] + torch.arange(8)[None]) % 2
+    assert torch.equal(scaled_down(board.float().expand(1, 3, 8, 8), 2), torch.full((1, 3, 4, 4), 0.5))
+    cut = []
+    trainer = Trainer(tiny_config(), ImagePool([data], min_side=96), torch.device("cpu"))
+    trainer.train_pool.patches = lambda n, size, g, gray=0.0: cut.append(size) or torch.zeros(n, 3, size, size)
+    noisy, _ = trainer.batch()
+    assert cut == [(32 + 8) * 2] and noisy.shape == (4, 3, 32, 32)
+    assert TrainConfig.from_dict(tiny_config().to_dict()).source_scale == 2
+    old = {k: v for k, v in tiny_config().to_dict().items() if k != "source_scale"}
+    assert TrainConfig.from_dict(old).source_scale == 1  # a run from before resumes as it was
+
+
 def test_one_training_step_lowers_the_loss_on_a_fixed_batch(data, tmp_path):
     from imgedit.imagepool import ImagePool
 
-    trainer = Trainer(tiny_config(lr=3e-3, warmup=1), ImagePool([data], min_side=48), torch.device("cpu"))
+    trainer = Trainer(tiny_config(lr=3e-3, warmup=1), ImagePool([data], min_side=96), torch.device("cpu"))
     batch = trainer.batch()
     assert batch[0].shape == (4, 3, 32, 32) and batch[1].shape == (4,)
     assert 0 <= float(batch[0].min()) and float(batch[0].max()) <= 1
@@ -79,7 +98,7 @@ def test_checkpoint_resumes_to_the_same_state(data, tmp_path):
 
 
 def test_cli_trains_and_exports_a_usable_estimator(tmp_path, invoke):
-    data = smooth_images(tmp_path / "data", count=3, height=136, width=144)  # the CLI's default 128 px validation crops
+    data = smooth_images(tmp_path / "data", count=3, height=264, width=272)  # the CLI's 128 px validation crops, cut at 2x
     target = tmp_path / "sigma.safetensors"
     result = invoke("train", "sigma", "--data", data, "--steps", "1", "--batch", "2", "--out", tmp_path / "run",
                     "--export", target, "-q")

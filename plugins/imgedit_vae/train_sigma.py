@@ -55,6 +55,12 @@ class TrainConfig:
     checkpoint_every: int = 500
     seed: int = 0
     precision: str = "fp32"
+    # Patches (and validation crops) are cut this many times larger and
+    # area-averaged down. The training photos are JPEG files with their own
+    # sensor noise, labelled clean: at full size a q75 photo whose noise the
+    # encoder took away looked like them, and the third run called it clean.
+    # Scaled down 2x, their blocks and noise mostly vanish.
+    source_scale: int = 2
     model: SigmaNetConfig = field(default_factory=lambda: SigmaNetConfig(classical_input=True, jpeg_input=True))
 
     # the settings an option of 'imgedit train sigma' sets where they are not named alike
@@ -72,6 +78,7 @@ class TrainConfig:
         d = dict(d)
         d["jpeg_quality"] = tuple(d["jpeg_quality"])
         d["model"] = SigmaNetConfig.from_dict(d["model"])
+        d.setdefault("source_scale", 1)  # runs from before it cut patches at full size
         return cls(**d)
 
 
@@ -86,6 +93,11 @@ def jpeg(image: torch.Tensor, quality: int) -> torch.Tensor:
     out = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     out = np.repeat(out[..., None], 3, axis=2) if gray else out[..., ::-1]
     return torch.from_numpy(np.ascontiguousarray(out)).permute(2, 0, 1).float() / 255.0
+
+
+def scaled_down(images: torch.Tensor, factor: int) -> torch.Tensor:
+    """``(B, 3, H, W)`` images area-averaged down by ``factor`` (1: as they are)."""
+    return images if factor == 1 else torch.nn.functional.avg_pool2d(images, factor)
 
 
 def degrade(clean: torch.Tensor, sigma: torch.Tensor, clip: torch.Tensor, quality: torch.Tensor,
@@ -115,7 +127,7 @@ class Trainer:
     def _validation_set(self, val_pool: ImagePool) -> tuple[torch.Tensor, torch.Tensor, list[tuple[int, int]]]:
         if len(val_pool) == 0:
             return torch.empty(0), torch.empty(0), []
-        clean = val_pool.center_crops(self.cfg.val_crop)
+        clean = scaled_down(val_pool.center_crops(self.cfg.val_crop * self.cfg.source_scale), self.cfg.source_scale)
         n = len(clean)
         noisy, sigmas, conditions = [], [], []
         for i, (sigma, quality) in enumerate(VAL_CONDITIONS):
@@ -135,7 +147,8 @@ class Trainer:
         """(noisy patches, sigma) for one step, on the device."""
         cfg, g = self.cfg, self.generator
         p = cfg.model.patch
-        clean = self.train_pool.patches(cfg.batch, p + MARGIN, g, cfg.gray_prob)  # (B, 3, P+8, P+8)
+        s = cfg.source_scale
+        clean = scaled_down(self.train_pool.patches(cfg.batch, (p + MARGIN) * s, g, cfg.gray_prob), s)  # (B, 3, P+8, P+8)
         sigma = self.draw_sigma(cfg.batch)
         clip = torch.rand(cfg.batch, generator=g) < cfg.clip_prob
         lo, hi = cfg.jpeg_quality
@@ -200,6 +213,6 @@ def train(cfg: TrainConfig, sources: Sequence[str], out_dir: Path, device: torch
     Returns:
         The trainer, with the final model.
     """
-    min_side = max(cfg.model.patch + MARGIN, cfg.val_crop)
+    min_side = max(cfg.model.patch + MARGIN, cfg.val_crop) * cfg.source_scale
     return train_or_resume(lambda c: Trainer(c, ImagePool(sources, min_side=min_side), device), cfg, "sigma", out_dir,
                            resume, on_progress, command, overwrite, sources, export)
