@@ -488,10 +488,10 @@ def _run_as_is(
 
 def _is_oom(err: BaseException) -> bool:
     # CUDA raises OutOfMemoryError; MPS and older CUDA builds raise a plain
-    # RuntimeError whose message says "out of memory".
-    return isinstance(err, torch.cuda.OutOfMemoryError) or (
-        isinstance(err, RuntimeError) and "out of memory" in str(err).lower()
-    )
+    # RuntimeError whose message says "out of memory"; the CPU allocator's
+    # says "can't allocate memory" (a style at a huge --scale, say).
+    message = str(err).lower() if isinstance(err, RuntimeError) else ""
+    return isinstance(err, torch.cuda.OutOfMemoryError) or "out of memory" in message or "can't allocate memory" in message
 
 
 def _free_cache(device: torch.device) -> None:

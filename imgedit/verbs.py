@@ -158,6 +158,8 @@ def run_verb(pipeline: Any, kwargs: dict[str, Any]) -> None:
         fsync=kwargs["fsync"],
     )
     check_options(options, len(items))
+    if _given("tile") and options.tile and not kwargs["quiet"]:
+        _say_untiled(pipeline, options.tile)
     if kwargs.get("ray_address") and kwargs.get("engine") != "ray" and _given("ray_address"):  # not the env var
         raise UsageError("--ray-address joins a Ray cluster: it needs --engine ray")
     named = frozenset(Path(i) for i in kwargs["inputs"] if Path(i).is_file())
@@ -205,6 +207,18 @@ def _given(name: str) -> bool:
 
     ctx = click.get_current_context(silent=True)
     return ctx is not None and ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE
+
+
+def _say_untiled(pipeline: Any, tile: Any) -> None:
+    """One line naming the stages a typed ``--tile`` does not apply to (they
+    work on the whole image: a style's look depends on all of it), so that
+    it is not taken for a memory limit it is not."""
+    whole = [s.label for s in pipeline.stages if not s.operation.capabilities.tileable]
+    if not whole:
+        return
+    tiled = [s.label for s in pipeline.stages if s.operation.capabilities.tileable]
+    where = f"; it applies to {', '.join(tiled)}" if tiled else " and is ignored"
+    _say(f"note: {', '.join(whole)} works on the whole image: --tile {tile} does not split it{where}")
 
 
 def _check_mask_source(pipeline: Any, items: list, masks: Any) -> None:

@@ -311,3 +311,16 @@ def test_a_batch_goes_on_when_stderr_cannot_be_written(tmp_path, stderr):
     assert done.returncode == 0
     assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == ["0.png", "1.png", "2.png"]
     assert (tmp_path / "out" / ".imgedit-journal.lock").read_bytes() == b""  # no stray stderr text landed in it
+
+
+def test_a_typed_tile_says_which_stages_it_does_not_split(invoke, photo, tmp_path):
+    both = invoke("run", "-p", "denoise method=nlm sigma=5 | inpaint method=telea", photo, "--mask-box", "2,2,8,8",
+                  "--tile", "64", "-o", tmp_path / "both.png")
+    assert both.exit_code == 0, both.output
+    assert "note: inpaint works on the whole image: --tile 64 does not split it; it applies to denoise" in both.stderr
+    alone = invoke("inpaint", photo, "--method", "telea", "--mask-box", "2,2,8,8", "--tile", "64", "-o", tmp_path / "a.png")
+    assert "note: inpaint works on the whole image: --tile 64 does not split it and is ignored" in alone.stderr
+    for quiet_or_default in (["--tile", "64", "-q"], []):
+        result = invoke("inpaint", photo, "--method", "telea", "--mask-box", "2,2,8,8", *quiet_or_default,
+                        "-o", tmp_path / "b.png", "--overwrite")
+        assert result.exit_code == 0 and "note:" not in result.stderr

@@ -413,6 +413,15 @@ class TestOutOfMemory:
         with pytest.raises(DeviceError, match="cannot be tiled"):
             run_tiled(op, torch.zeros(1, 3, 300, 300), capabilities=c, device=CUDA)
 
+    def test_the_cpu_allocators_failure_is_out_of_memory_too(self, caplog):
+        error = RuntimeError("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: can't allocate memory: "
+                             "you tried to allocate 38076596224 bytes. Error code 12 (Cannot allocate memory)")
+        with caplog.at_level(logging.WARNING, logger="imgedit"):
+            out = run_tiled(oom_above(200, error), torch.zeros(1, 3, 300, 300), capabilities=caps(), device=CPU, tile=None)
+        assert torch.equal(out, torch.ones(1, 3, 300, 300)) and "retrying with 150 px tiles" in caplog.text
+        with pytest.raises(DeviceError, match=r"out of memory on cpu \(this operation cannot be tiled\); try a smaller"):
+            run_tiled(oom_above(0, error), torch.zeros(1, 3, 64, 64), capabilities=Capabilities(tileable=False), device=CPU)
+
     def test_cpu_oom_has_no_cpu_fallback(self):
         with pytest.raises(DeviceError, match="out of memory on cpu"):
             image = torch.rand(1, 3, 64, 64)
