@@ -1,8 +1,6 @@
 """The learned noise-level estimator (``imgedit train sigma``): its training
 routine on tiny data, its features and per-image estimate on images with a
-known answer. It is not shipped nor used by ``denoise --sigma auto`` (it lost
-to the classical estimator on JPEG q75 at low noise: DESIGN.md), and the tests
-say so."""
+known answer, and the shipped estimator behind ``denoise --sigma auto``."""
 
 import json
 
@@ -146,8 +144,35 @@ def test_any_size_gray_or_colour_gives_one_estimate_per_image():
         assert est.shape == (shape[0],) and bool(((est >= 0) & (est <= 75)).all())
 
 
-def test_the_estimator_is_not_shipped_nor_used_by_denoise():
-    assert SIGMA_MODEL_NAME not in DENOISE.weights and all(spec.name != SIGMA_MODEL_NAME for spec in MODELS)
+def test_the_shipped_estimator_reads_sigma_auto_for_the_vae_denoiser():
+    from imgedit.models import verify
+    from imgedit_vae import denoise
+    from imgedit_vae.operations import model_spec
+
+    spec = model_spec(name=SIGMA_MODEL_NAME)
+    assert SIGMA_MODEL_NAME in DENOISE.weights and any(s.name == SIGMA_MODEL_NAME for s in MODELS)  # in the journal key
+    assert verify(spec)[0]
+    applier = denoise.create_denoise(sigma="auto", ensemble=1)
+    assert isinstance(applier.sigma_net, SigmaNet)
+    clean = smooth(128, 160)
+    for sigma in (0, 25):
+        image = noisy(clean, sigma, seed=3)
+        prepared = applier.prepare(image)
+        learned = float(estimate_sigma_learned(image, applier.sigma_net)[0])
+        assert float(prepared.per_image[0]) == pytest.approx(learned)
+        assert abs(learned - sigma) < 3, (sigma, learned)  # a trained estimator, not a stub
+    assert denoise.create_denoise(sigma=25, ensemble=1).sigma_net is None  # a given sigma needs no estimate
+
+
+def test_without_the_estimators_weights_sigma_auto_is_classical(tmp_path, monkeypatch):
+    from imgedit.noise import estimate_sigma_sampled
+    from imgedit_vae import denoise
+
+    monkeypatch.setattr(denoise, "_sigma_nets", {})
+    monkeypatch.setattr(denoise, "model_spec", lambda name=None, **kw: type("Spec", (), {"weights": tmp_path / "none"})())
+    assert denoise.load_sigma_net("cpu") is None
+    image = noisy(smooth(96, 96), 15, seed=1)
+    assert torch.equal(denoise.estimate_noise(image, None), estimate_sigma_sampled(image).float())
 
 
 def test_a_fresh_estimator_starts_as_the_classical_one(net):

@@ -19,7 +19,8 @@ from imgedit_vae.degrade import is_gray
 from imgedit_vae.ensemble import dihedral_mean
 from imgedit_vae.loading import load_vae
 from imgedit_vae.model import ConditionalVAE
-from imgedit_vae.operations import DENOISE_COPIES, GRAY_MODEL_NAME, model_spec
+from imgedit_vae.operations import DENOISE_COPIES, GRAY_MODEL_NAME, SIGMA_MODEL_NAME, model_spec
+from imgedit_vae.sigma_net import SigmaNet, SigmaNetConfig, estimate_sigma_learned
 
 SIGMA_MAX = 75.0  # the trained range; higher requests are clamped to it
 
@@ -46,6 +47,43 @@ def load_gray_denoiser(device: Union[str, torch.device] = "cpu") -> Optional[Con
     """
     spec = model_spec(name=GRAY_MODEL_NAME)
     return load_vae(spec, ConditionalVAE, device) if spec.weights.is_file() else None
+
+
+_sigma_nets: dict[str, SigmaNet] = {}
+
+
+def load_sigma_net(device: Union[str, torch.device] = "cpu") -> Optional[SigmaNet]:
+    """The shipped noise-level estimator behind ``sigma=auto`` (once per
+    device), or None where it is not installed (the classical estimator of
+    :mod:`imgedit.noise` then reads the noise level).
+
+    Raises:
+        WeightsError: its file is there but its card or sha256 is wrong.
+    """
+    from imgedit.models import load_model
+
+    spec = model_spec(name=SIGMA_MODEL_NAME)
+    key = str(torch.device(device))
+    if key not in _sigma_nets:
+        if not spec.weights.is_file():
+            return None
+        net = load_model(spec, lambda config: SigmaNet(SigmaNetConfig.from_dict(config)))
+        _sigma_nets[key] = net.to(device).eval().requires_grad_(False)
+    return _sigma_nets[key]
+
+
+def estimate_noise(image: torch.Tensor, net: Optional[SigmaNet]) -> torch.Tensor:
+    """``sigma=auto``: each image's noise std (0-255 scale, ``(B,)`` on the
+    CPU), read by the learned estimator ``net``, or by the classical one
+    where there is none. The learned one reads texture, clipping and JPEG
+    that the classical one takes for noise or misses (DESIGN.md). An image
+    smaller than its patches would be read padded: the classical one reads
+    those (and calls one under 3x3 clean, nothing to measure)."""
+    if net is None or min(image.shape[-2:]) < net.cfg.patch:
+        from imgedit.noise import estimate_sigma_sampled
+
+        return estimate_sigma_sampled(image).float().cpu()
+    return estimate_sigma_learned(image, net).float().cpu()
 
 
 def load_denoisers(
@@ -129,20 +167,22 @@ class DenoiseApplier:
     that happens to be gray goes to the grayscale model."""
 
     def __init__(self, model: ConditionalVAE, sigma: Union[float, str], strength: float,
-                 per_image: Optional[torch.Tensor] = None, ensemble: int = DENOISE_COPIES, gray_model: Optional[ConditionalVAE] = None):
+                 per_image: Optional[torch.Tensor] = None, ensemble: int = DENOISE_COPIES, gray_model: Optional[ConditionalVAE] = None,
+                 sigma_net: Optional[SigmaNet] = None):
         self.model, self.sigma, self.strength, self.per_image, self.ensemble = model, sigma, strength, per_image, ensemble
-        self.gray_model = gray_model
+        self.gray_model, self.sigma_net = gray_model, sigma_net
         self.note = ""  # what prepare() found: the estimated sigma
 
     def prepare(self, image: torch.Tensor, mask: Optional[torch.Tensor] = None) -> "DenoiseApplier":
         gray_model = self.gray_model if self.gray_model is not None and bool(is_gray(image).all()) else None
         per_image, note = self.per_image, ""
         if self.sigma == "auto":
-            from imgedit.noise import describe_estimate, estimate_sigma_sampled
+            from imgedit.noise import describe_estimate
 
-            per_image = estimate_sigma_sampled(image).float().cpu()
+            per_image = estimate_noise(image, self.sigma_net)
             note = describe_estimate(per_image.tolist())
-        prepared = DenoiseApplier(self.model, self.sigma, self.strength, per_image, self.ensemble, gray_model)
+        prepared = DenoiseApplier(self.model, self.sigma, self.strength, per_image, self.ensemble, gray_model,
+                                  self.sigma_net)
         prepared.note = note
         return prepared
 
@@ -152,9 +192,7 @@ class DenoiseApplier:
         if self.sigma == "auto":
             sigma = self.per_image
             if sigma is None or len(sigma) != image.shape[0]:  # called without prepare (plain use)
-                from imgedit.noise import estimate_sigma_sampled
-
-                sigma = estimate_sigma_sampled(image).float().cpu()
+                sigma = estimate_noise(image, self.sigma_net)
         else:
             sigma = float(self.sigma)
         model, gray_model = (m if m is None or next(m.parameters()).dtype == image.dtype else _cast(m, image.dtype)
@@ -179,4 +217,5 @@ def create_denoise(context: Any = None, *, sigma: Union[float, str] = "auto", st
     model, gray_model = load_denoisers(device, weights or None)
     if dtype != torch.float32:
         model, gray_model = _cast(model, dtype), None if gray_model is None else _cast(gray_model, dtype)
-    return DenoiseApplier(model, sigma, float(strength), ensemble=int(ensemble), gray_model=gray_model)
+    sigma_net = load_sigma_net(device) if sigma == "auto" else None
+    return DenoiseApplier(model, sigma, float(strength), ensemble=int(ensemble), gray_model=gray_model, sigma_net=sigma_net)

@@ -17,7 +17,7 @@ from imgedit.operations import Capabilities, Operation, Param
 MODEL_NAME = "denoise-vae"
 GRAY_MODEL_NAME = "denoise-vae-gray"  # the shipped colour model's partner for grayscale images
 INPAINT_MODEL_NAME = "inpaint-vae"
-SIGMA_MODEL_NAME = "sigma-net"  # the learned noise-level estimator (imgedit train sigma); not shipped, see MODELS
+SIGMA_MODEL_NAME = "sigma-net"  # the learned noise-level estimator behind denoise.vae's sigma=auto (imgedit train sigma)
 # The denoiser averages two copies (the image and its quarter turn) unless
 # asked otherwise: on Kodak24 at sigma 25 that is 32.20 dB against 32.13 for
 # one, at half the speed (0.6 MP/s on two cores, above the 0.5 floor).
@@ -63,7 +63,7 @@ DENOISE_CAPS = Capabilities(
 
 DENOISE = Operation(
     name="denoise", method="vae", create=create_denoise, capabilities=DENOISE_CAPS, priority=10,
-    weights=(MODEL_NAME, GRAY_MODEL_NAME),
+    weights=(MODEL_NAME, GRAY_MODEL_NAME, SIGMA_MODEL_NAME),  # sigma-net reads sigma=auto: a rerun redoes with new weights
     params=(
         Param("sigma", float, "auto", help="noise std on the 0-255 scale (0-75; more acts as 75, with a warning), or auto",
               allow_auto=True, minimum=0, maximum=255),
@@ -107,6 +107,6 @@ INPAINT = Operation(
 )
 
 OPERATIONS = (DENOISE, INPAINT)
-# sigma-net (imgedit train sigma) is not shipped: it lost to the classical
-# estimator on JPEG q75 at low noise (DESIGN.md, "A learned noise level").
-MODELS = (model_spec(), model_spec(name=GRAY_MODEL_NAME), model_spec(name=INPAINT_MODEL_NAME))
+# sigma-net reads denoise.vae's sigma=auto (DESIGN.md, "A learned noise level").
+MODELS = (model_spec(), model_spec(name=GRAY_MODEL_NAME), model_spec(name=INPAINT_MODEL_NAME),
+          model_spec(name=SIGMA_MODEL_NAME))

@@ -1,6 +1,7 @@
 """A tiny CNN that reads the level of Gaussian noise in an image: a learned
-alternative to the classical ``--sigma auto`` (:mod:`imgedit.noise`). Not
-shipped nor used by ``denoise.vae`` yet: see DESIGN.md, "A learned noise level".
+alternative to the classical estimator (:mod:`imgedit.noise`), shipped as
+``sigma-net`` and used by ``denoise.vae``'s ``sigma=auto``: see DESIGN.md,
+"A learned noise level".
 
 ``SigmaNet`` maps a ``(B, 3, P, P)`` patch in [0, 1] to its noise std on the
 0-255 scale. The first stage works at full detail (a 2x2 pixel-unshuffle, so
