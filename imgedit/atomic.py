@@ -22,6 +22,7 @@ _umask_cache: list[int] = []
 # mkstemp's temporary is ".{stem}.XXXXXXXX{suffix}": the stem, the suffix and these 10 bytes
 _TEMP_EXTRA = len(".") + len(".") + 8
 _HASH_CHARS = 16  # of sha256: two long names that begin alike never share temporaries
+NAME_MAX = 255  # bytes in one file name on the usual file systems
 
 
 # per thread (each thread has its own context): the writer threads of a batch each set their own
@@ -141,6 +142,30 @@ def name_max(folder: Path) -> int:
     return limit if limit and limit > 0 else 255  # -1: "no limit", yet file systems have one
 
 
+def name_too_long(path: "Path | str") -> Optional[str]:
+    """What is wrong with ``path`` where one of its names is longer than
+    :data:`NAME_MAX` bytes (``"file name too long: xxx... (300 bytes; ...)"``),
+    else None. Checked without touching the disk: even a stat of such a path
+    fails (ENAMETOOLONG), which would otherwise surface as an unexpected error."""
+    for part in Path(path).parts:
+        size = len(os.fsencode(part))
+        if size > NAME_MAX:
+            shown = part if len(part) <= 40 else f"{part[:40]}..."
+            return f"file name too long: {shown} ({size} bytes; a file name holds at most {NAME_MAX})"
+    return None
+
+
+def check_name_lengths(path: "Path | str", what: str) -> None:
+    """Refuse ``path`` where :func:`name_too_long` says why, as ``"{what}: file name too long: ..."``.
+
+    Raises:
+        UsageError: one of its names is longer than :data:`NAME_MAX` bytes.
+    """
+    problem = name_too_long(path)
+    if problem is not None:
+        raise UsageError(f"{what}: {problem}")
+
+
 def temp_stem(name: str, name_max: int, suffix: str = ".tmp") -> str:
     """The NAME part of ``.NAME.XXXXXXXX.tmp``, the temporary files of ``name``
     (or of ``.NAME.XXXXXXXX{suffix}``, as ``tempfile`` names them).
@@ -190,8 +215,10 @@ def check_writable_folder(folder: Path, what: str) -> None:
         what: the output as the user gave it, e.g. ``"-o frames/"``.
 
     Raises:
-        UsageError: the nearest existing folder above it is a file or cannot be written in.
+        UsageError: a name in it is too long for any file system, or the
+            nearest existing folder above it is a file or cannot be written in.
     """
+    check_name_lengths(folder, what)  # before the stats below, which such a name fails
     existing = Path(folder)
     while not existing.exists() and existing != existing.parent:  # the folder it would be made in
         existing = existing.parent

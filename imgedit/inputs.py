@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator, Optional
 
+from imgedit.atomic import check_name_lengths
 from imgedit.errors import UsageError
 
 logger = logging.getLogger("imgedit")
@@ -179,7 +180,12 @@ def _is_image_name(path: Path, suffixes: Optional[frozenset[str]] = None) -> boo
 
 
 def output_is_file(output: Path, count: int) -> bool:
-    """Whether ``-o output`` is the one output file of ``count`` inputs (else a folder)."""
+    """Whether ``-o output`` is the one output file of ``count`` inputs (else a folder).
+
+    Raises:
+        UsageError: a name in ``output`` is too long for any file system (its stat would fail).
+    """
+    check_name_lengths(output, f"-o {shorten_path(output)}")
     return count == 1 and names_an_image_file(output) and not output.is_dir()
 
 
@@ -210,8 +216,8 @@ def expand_inputs(items: Iterable[str], recursive: bool = False) -> list[InputFi
     :func:`scan_inputs` also says which folders those were.
 
     Raises:
-        UsageError: an input does not exist, a glob matches nothing, or nothing
-            at all was given.
+        UsageError: an input does not exist (or has a name too long for any
+            file system), a glob matches nothing, or nothing at all was given.
     """
     return scan_inputs(items, recursive).files
 
@@ -221,6 +227,7 @@ def scan_inputs(items: Iterable[str], recursive: bool = False) -> InputScan:
     found: list[InputFile] = []
     unreadable: list[Path] = []
     for item in items:
+        check_name_lengths(item, "input")  # before the stats below, which such a name fails
         path = Path(item)
         if path.is_dir():
             found.extend(_scan_folder(path, recursive, unreadable))
@@ -276,6 +283,10 @@ def output_path(
     ``{stem}.{ext}``; with ``-o FILE.ext`` and a single input, to that file.
     ``template`` overrides the name (fields: stem, ext, op, and srcext: the
     input's own suffix, to keep ``a.jpg`` and ``a.png`` apart).
+
+    Raises:
+        UsageError: a bad ``template`` (:func:`check_name_template`), or a
+            ``template`` or ``output`` that names no file a file system holds.
     """
     if in_place:
         return item.path
@@ -284,9 +295,17 @@ def output_path(
     default = "{stem}.{op}.{ext}" if output is None else "{stem}.{ext}"
     if template is not None:
         check_name_template(template)
+        _check_template_length(template, ext, op_label)
     name = (template or default).format(stem=item.path.stem, ext=ext, op=op_label, srcext=item.path.suffix.lstrip("."))
     folder = item.path.parent if output is None else output / item.relative.parent
     return folder / name
+
+
+def _check_template_length(template: str, ext: str, op_label: str) -> None:
+    """Refuse a ``--name`` whose own text makes every output name too long
+    for a file system (each image would fail alike as it is written); an
+    input whose long name alone does is that image's failure, not the batch's."""
+    check_name_lengths(template.format(stem="", ext=ext, op=op_label, srcext=""), "--name")
 
 
 NAME_FIELDS = ("stem", "ext", "op", "srcext")

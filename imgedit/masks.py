@@ -42,6 +42,10 @@ logger = logging.getLogger("imgedit")
 #: Suffixes tried (case-insensitively) for mask files in a folder or beside an image.
 IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".webp", ".bmp", ".tif", ".tiff", ".jpg", ".jpeg", ".gif")
 
+#: Largest ``--dilate``: an elliptical kernel of 2N+1 px takes minutes per photo past it (1024: 2 minutes for
+#: 3 MP); a hole that much larger is better given as a larger mask.
+MAX_DILATE = 1000
+
 _WAYS = (
     "give --mask FILE|DIR, make the hole transparent, put {stem}.mask.png beside it, "
     "or use --mask-color HEX / --mask-box x,y,w,h"
@@ -92,7 +96,20 @@ class MaskOptions:
             parse_color(self.mask_color)
         if self.mask is not None and not Path(self.mask).exists():
             raise UsageError(f"--mask {self.mask}: no such file or folder")
+        self._warn_outranked()
         return self
+
+    def _warn_outranked(self) -> None:
+        """Say once, not per image, that an explicit source below another
+        one given can never apply: the first source that applies wins, and
+        ``--mask`` (a file, or a folder that must pair every image) and
+        ``--mask-color`` always apply."""
+        given = [(n, v) for n, v in (("--mask", self.mask), ("--mask-color", self.mask_color),
+                                     ("--mask-box", self.mask_box)) if v is not None]
+        if len(given) > 1:
+            ignored = " and ".join(name for name, _ in given[1:])
+            logger.warning("ignoring %s: %s gives the hole (mask sources are tried in a fixed order, the first wins)",
+                           ignored, given[0][0])
 
 
 def parse_box(text: str) -> tuple[int, int, int, int]:
@@ -272,8 +289,8 @@ def find_mask(
 
 
 def _check_options(options: MaskOptions) -> None:
-    if options.dilate < 0:
-        raise UsageError(f"--dilate must be >= 0, got {options.dilate}")
+    if not 0 <= options.dilate <= MAX_DILATE:
+        raise UsageError(f"--dilate must be in [0, {MAX_DILATE}], got {options.dilate}")
     if not 0 <= options.color_tolerance <= 255:
         raise UsageError(f"--color-tolerance must be in [0, 255], got {options.color_tolerance}")
 

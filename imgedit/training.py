@@ -30,9 +30,9 @@ from types import SimpleNamespace
 from typing import Any, Callable, Collection, Optional, Sequence
 
 from imgedit import distributed
-from imgedit.atomic import check_writable_folder
+from imgedit.atomic import NAME_MAX, check_writable_folder
 from imgedit.checkpoint import checkpoint_file, checkpoint_info, load_checkpoint, save_checkpoint
-from imgedit.errors import Interrupted, UsageError
+from imgedit.errors import ImgeditError, Interrupted, UsageError
 
 
 logger = logging.getLogger("imgedit")
@@ -150,9 +150,11 @@ SAMPLE_NAME = re.compile(r"step_\d{6,}\.png")  # samples/step_NNNNNN.png, as the
 
 def run_outputs(out_dir: Path) -> list[Path]:
     """The files of an earlier run in ``out_dir`` that a new run writes too:
-    its checkpoint, its log and its sample sheets (other files are not ours)."""
+    its checkpoint, its log and its sample sheets (other files are not ours).
+    An empty log is no run: one that failed before its first step left it
+    (before the log was opened at the first record)."""
     out_dir = Path(out_dir)
-    found = [out_dir / name for name in RUN_FILES if (out_dir / name).is_file()]
+    found = [out_dir / name for name in RUN_FILES if (out_dir / name).is_file() and (out_dir / name).stat().st_size]
     samples = out_dir / "samples"
     if samples.is_dir():
         found += sorted(p for p in samples.iterdir() if SAMPLE_NAME.fullmatch(p.name) and p.is_file())
@@ -214,7 +216,8 @@ def check_fresh_run(out_dir: Path, resume: Optional[Path], overwrite: bool, expo
 
     Also refuses, before any training, a run whose model could not be
     written at the end (``IMGEDIT_HOME`` a file, a read-only folder, a folder
-    at the model's path, a name too long), or whose folder cannot be.
+    at the model's path, a name too long), or would replace a device or a
+    pipe there (even with ``overwrite``), or whose folder cannot be written.
 
     Raises:
         UsageError: what would be replaced, and how to continue or start
@@ -256,8 +259,12 @@ def check_export_path(path: Path) -> None:
     """Refuse, before any training, a weights file that could not be written at the end.
 
     Raises:
-        UsageError: its folder cannot be written, the path is a folder, or its name is too long.
+        UsageError: the path is empty, its folder cannot be written, the path
+            is a folder or another file than a regular one (a device, a
+            pipe: the weights would replace it), or its name is too long.
     """
+    if not path.name:  # "" (the current folder, as a Path) or "/"
+        raise UsageError(f"--export {str(path)!r} names no file: give the weights file's path (e.g. model.safetensors)")
     check_writable_folder(path.parent, "the trained model")
     longest = max(len(os.fsencode(name)) for name in (path.name, path.with_suffix(".json").name))  # weights, card
     if longest > NAME_MAX:  # checked first: even a stat of such a path fails
@@ -265,9 +272,8 @@ def check_export_path(path: Path) -> None:
                          f"a file name holds at most {NAME_MAX}, its card's name too)")
     if path.is_dir():
         raise UsageError(f"--export {path} is a folder: give the weights file's path (e.g. {path / 'model.safetensors'})")
-
-
-NAME_MAX = 255  # bytes in one file name on the usual file systems
+    if path.exists() and not path.is_file():
+        raise UsageError(f"--export {path} exists and is not a regular file")
 
 
 def _remove_run_outputs(out_dir: Path) -> None:
@@ -286,6 +292,13 @@ def fit(trainer: Any, out_dir: Path, on_progress: Optional[Callable[[int, dict],
     middle of a step (the random state drawn, the weights not yet updated)
     would not resume bit for bit. A second one stops at once and keeps the
     last checkpoint saved (``resumed_from`` where none was saved yet).
+
+    A step whose loss is not finite, or a checkpoint whose numbers are not,
+    ends the run with :class:`TrainingDiverged`, keeping the last checkpoint
+    saved: a diverged run only goes on diverging.
+
+    The log is opened at its first record: a run that fails before it (a
+    batch too large for memory) leaves no log that would pass for a run.
     """
     cfg = trainer.cfg
     main = distributed.is_main()
@@ -297,7 +310,7 @@ def fit(trainer: Any, out_dir: Path, on_progress: Optional[Callable[[int, dict],
         out_dir.mkdir(parents=True, exist_ok=True)
     checkpoint = out_dir / "checkpoint.safetensors"
     last_saved = (resumed_from, trainer.step) if resumed_from is not None else None
-    log = (out_dir / "log.jsonl").open("a") if main else None
+    log = _Log(out_dir / "log.jsonl") if main else None
     stop = StopRequest()
     try:
         with stop.catching_signals():
@@ -306,6 +319,7 @@ def fit(trainer: Any, out_dir: Path, on_progress: Optional[Callable[[int, dict],
                 # the stop request travels with the metrics: every process stops after the same step
                 metrics = distributed.average({**trainer.train_step(), STOP_METRIC: float(stop.requested)})
                 stopping = metrics.pop(STOP_METRIC) > 0
+                check_finite_loss(metrics, trainer.step)  # on every process: all see the averaged metrics
                 trainer.elapsed += time.perf_counter() - start
                 if main:
                     _after_step(trainer, metrics, log, checkpoint, on_progress)
@@ -315,7 +329,7 @@ def fit(trainer: Any, out_dir: Path, on_progress: Optional[Callable[[int, dict],
                     if not main:
                         raise KeyboardInterrupt  # rank 0 says what was saved
                     if last_saved != (checkpoint, trainer.step):
-                        save_checkpoint(trainer.state(), checkpoint)
+                        _save_checkpoint(trainer, checkpoint)
                     raise stop.error(f"{stop.stopped} at step {trainer.step} of {cfg.steps}; the checkpoint is saved: "
                                      f"add --resume {shlex.quote(str(checkpoint))} to go on")
     except KeyboardInterrupt:  # a second Ctrl-C: the step under way is half done, so nothing of it is saved
@@ -330,6 +344,71 @@ def fit(trainer: Any, out_dir: Path, on_progress: Optional[Callable[[int, dict],
 STOP_METRIC = "__stop__"
 
 
+class _Log:
+    """The run's JSON-lines log, appended to; the file is opened at the first record."""
+
+    def __init__(self, path: Path):
+        self.path, self.file = path, None
+
+    def write(self, text: str) -> None:
+        if self.file is None:
+            self.file = self.path.open("a")
+        self.file.write(text)
+
+    def flush(self) -> None:
+        if self.file is not None:
+            self.file.flush()
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+
+
+class TrainingDiverged(ImgeditError):
+    """Training produced numbers that are not finite (a learning rate too
+    large, say): nothing of it is saved or exported."""
+
+
+def check_finite_loss(metrics: dict, step: int) -> None:
+    """Refuse a step whose loss (any metric of ``train_step``) is not finite.
+
+    Raises:
+        TrainingDiverged: which metrics, at which step.
+    """
+    bad = [name for name, value in metrics.items() if isinstance(value, float) and not math.isfinite(value)]
+    if bad:
+        raise TrainingDiverged(f"training diverged at step {step}: the loss is not finite ({', '.join(bad)}); "
+                               "lower --lr")
+
+
+def check_finite_tensors(tensors: Any, step: int, what: str) -> None:
+    """Refuse to save ``tensors`` (a checkpoint's state, a model's weights:
+    nested dicts, lists and tensors) where a float in them is NaN or infinite.
+
+    Raises:
+        TrainingDiverged: the first such tensor's name, the step and ``what`` was refused.
+    """
+    bad = next(_non_finite(tensors), None)
+    if bad is not None:
+        raise TrainingDiverged(f"training diverged by step {step}: {bad} is not finite (NaN or too large); "
+                               f"{what}; lower --lr")
+
+
+def _non_finite(value: Any, name: str = "") -> Any:
+    """The names of the float tensors in ``value`` holding NaN or infinity."""
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        if value.is_floating_point() and not torch.isfinite(value).all():
+            yield name or "a tensor"
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _non_finite(item, f"{name}.{key}" if name else str(key))
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            yield from _non_finite(item, f"{name}[{index}]")
+
+
 def _after_step(trainer: Any, metrics: dict, log: Any, checkpoint: Path,
                 on_progress: Optional[Callable[[int, dict], None]]) -> None:
     """Rank 0's part of a step: validate and log, checkpoint, report progress."""
@@ -342,9 +421,17 @@ def _after_step(trainer: Any, metrics: dict, log: Any, checkpoint: Path,
         log.write(json.dumps(record) + "\n")
         log.flush()
     if trainer.step % cfg.checkpoint_every == 0 or trainer.step == cfg.steps:
-        save_checkpoint(trainer.state(), checkpoint)
+        _save_checkpoint(trainer, checkpoint)
     if on_progress:
         on_progress(trainer.step, metrics)
+
+
+def _save_checkpoint(trainer: Any, checkpoint: Path) -> None:
+    """Save the trainer's state, unless training diverged: a checkpoint
+    with NaN weights would replace the last good one."""
+    state = trainer.state()
+    check_finite_tensors(state, trainer.step, "the checkpoint of this step is not saved")
+    save_checkpoint(state, checkpoint)
 
 
 def _stopped_at_once(trainer: Any, last_saved: Optional[tuple[Path, int]]) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import signal
 import sys
 import threading
@@ -20,7 +21,10 @@ from typing import Any, Callable, Iterator, Optional, Sequence
 
 import click
 
+from imgedit.atomic import name_too_long
 from imgedit.errors import BatchError, ImgeditError, Interrupted, UsageError
+from imgedit.latents import MAX_SEED
+from imgedit.masks import MAX_DILATE
 from imgedit.operations import Param
 
 
@@ -33,6 +37,55 @@ class FiniteFloat(click.FloatRange):
         if not math.isfinite(number):
             self.fail(f"{value!r} is not a finite number", param, ctx)
         return number
+
+
+# Upper bounds of the whole-number options, checked by click (a usage error,
+# exit 2): a number past a C long otherwise reaches torch, numpy or OpenCV
+# as an overflow error or a page of C++ stack frames.
+MAX_THREADS = 1024  # a thread per core of the largest machines; more only take turns
+MAX_NPROC = os.cpu_count() or 1  # each process is a whole trainer: past one per core they only take turns
+MAX_BATCH = 4096  # images in one global batch: far past what these small networks gain from, or one step holds
+MAX_SIDE = 8192  # px on a side: an image of 8192 x 8192 is 67 MP, held at once as floats
+MAX_COUNT = 10**9  # images, pairs or steps: more than a folder holds or years of training
+MAX_LR = 1.0  # learning rate: past it Adam's steps dwarf any weight here (a run that diverges below it is stopped)
+
+SEED = click.IntRange(0, MAX_SEED)  # what every generator here draws distinctly from (imgedit.latents.MAX_SEED)
+THREADS = click.IntRange(1, MAX_THREADS)
+COUNT = click.IntRange(1, MAX_COUNT)
+
+
+def side(minimum: int) -> click.IntRange:
+    """An image side or patch size in px, from ``minimum`` to :data:`MAX_SIDE`."""
+    return click.IntRange(minimum, MAX_SIDE)
+
+
+def threads_option(help: str = "CPU threads.") -> Callable:
+    """``--threads N``, N from 1 to :data:`MAX_THREADS`."""
+    return click.option("--threads", type=THREADS, help=help)
+
+
+def seed_option(default: Optional[int] = 0, help: Optional[str] = None, flag: str = "--seed") -> Callable:
+    """A seed option (``--seed``), from 0 to :data:`MAX_SEED` (2**32 - 1)."""
+    return click.option(flag, type=SEED, default=default, show_default=default is not None, help=help)
+
+
+class CheckedPath(click.Path):
+    """``click.Path`` that refuses an empty path, which would silently mean
+    the current folder (an output written there, a mask folder read from
+    there), and (``check_names``) a name longer than a file system holds,
+    whose first stat would fail as an unexpected error."""
+
+    def __init__(self, check_names: bool = True) -> None:
+        super().__init__(path_type=Path)
+        self.check_names = check_names
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+        if not isinstance(value, Path) and os.fspath(value) == "":
+            self.fail("the path is empty; give a file or folder (. for the current one)", param, ctx)
+        problem = name_too_long(value) if self.check_names else None
+        if problem is not None:
+            self.fail(problem, param, ctx)
+        return super().convert(value, param, ctx)
 
 
 def _tile(value: Optional[str]) -> Any:
@@ -49,7 +102,7 @@ def _tile(value: Optional[str]) -> Any:
 
 COMMON_OPTIONS: list[Callable] = [
     click.argument("inputs", nargs=-1, required=True),
-    click.option("-o", "--output", type=click.Path(path_type=Path), help="Output file (one input) or folder."),
+    click.option("-o", "--output", type=CheckedPath(), help="Output file (one input) or folder."),
     click.option("-r", "--recursive", is_flag=True, help="Recurse into sub-folders."),
     click.option("--name", "name_template", help="Output name template, e.g. '{stem}.{op}.{ext}'."),
     click.option("--device", envvar="IMGEDIT_DEVICE", help="auto, cpu, cuda, cuda:N or mps (default: IMGEDIT_DEVICE, else auto)."),
@@ -59,7 +112,7 @@ COMMON_OPTIONS: list[Callable] = [
              "AVX512-BF16/AMX runs the learned denoiser and inpainter about twice as fast.",
     ),
     click.option("--tile", default="auto", show_default=True, help="Tile size in px, 0 for none, or auto."),
-    click.option("--threads", type=click.IntRange(min=1), help="CPU threads for computation."),
+    threads_option("CPU threads for computation."),
     click.option("--overwrite", is_flag=True, help="Replace existing output files."),
     click.option("--in-place", is_flag=True, help="Write over the input files."),
     click.option("--format", "out_format", type=click.Choice(["jpeg", "png", "tiff", "webp", "bmp"], case_sensitive=False)),
@@ -67,7 +120,7 @@ COMMON_OPTIONS: list[Callable] = [
                  help="JPEG/WebP quality 1-100 (default: as the source where it is the output's format: a lossless "
                       "WebP stays lossless, a JPEG keeps its quality, 75-95, and chroma subsampling; else 95)."),
     click.option("--fail-fast", is_flag=True, help="Stop at the first failing image."),
-    click.option("--workers", type=click.IntRange(min=1), help="I/O threads for reading and writing (default: CPU count, 2-8)."),
+    click.option("--workers", type=THREADS, help="I/O threads for reading and writing (default: CPU count, 2-8)."),
     click.option("--force", is_flag=True, help="Redo images the journal says are done."),
     click.option("--retry-failed", is_flag=True, help="Redo only the images that failed last time."),
     click.option("--fsync", is_flag=True, help="Flush every output to disk before moving on (survives a power cut; slower)."),
@@ -88,12 +141,12 @@ def device_option() -> Callable:
 
 
 MASK_OPTIONS: list[Callable] = [
-    click.option("--mask", type=click.Path(path_type=Path), help="Mask file (white = hole) or folder of masks by stem."),
+    click.option("--mask", type=CheckedPath(), help="Mask file (white = hole) or folder of masks by stem."),
     click.option("--mask-color", help="Hole painted in this colour, e.g. ff00ff."),
     click.option("--color-tolerance", type=click.IntRange(0, 255), default=24, show_default=True,
                  help="How far (0-255, per channel) a pixel may be from --mask-color and still be hole."),
     click.option("--mask-box", help="Hole as a box x,y,w,h."),
-    click.option("--dilate", type=click.IntRange(min=0), default=0, help="Grow the hole by N px."),
+    click.option("--dilate", type=click.IntRange(0, MAX_DILATE), default=0, help="Grow the hole by N px."),
     click.option("--invert-mask", is_flag=True, help="Swap hole and kept pixels."),
 ]
 
@@ -497,22 +550,23 @@ def training_options(data_help: str, steps: int, out_dir: Path, batch: int, lr: 
     ``--device``, ``--batch``, ``--lr``, ``--seed``, ``-q`` and ``--nproc``."""
     return [
         click.option("--data", "sources", multiple=True, required=True, help=data_help),
-        click.option("--steps", type=click.IntRange(min=1), default=steps, show_default=True, help="Total optimisation steps."),
-        click.option("--resume", type=click.Path(path_type=Path), help="Checkpoint to continue from."),
-        click.option("--out", "out_dir", type=click.Path(path_type=Path), default=out_dir, show_default=True, help="Folder for the checkpoint and log."),
+        click.option("--steps", type=COUNT, default=steps, show_default=True, help="Total optimisation steps."),
+        click.option("--resume", type=CheckedPath(), help="Checkpoint to continue from."),
+        click.option("--out", "out_dir", type=CheckedPath(), default=out_dir, show_default=True, help="Folder for the checkpoint and log."),
         click.option("--overwrite", is_flag=True,
                      help="Start a new run even where --out holds an earlier one (its checkpoint, log and samples are "
                           "removed) or the model to export exists (it is replaced)."),
-        click.option("--export", "export_path", type=click.Path(path_type=Path), help="Where to write the trained weights (default: your imgedit weights folder)."),
+        # the weights' name is checked with its card's (imgedit.training.check_export_path)
+        click.option("--export", "export_path", type=CheckedPath(check_names=False), help="Where to write the trained weights (default: your imgedit weights folder)."),
         device_option(),
-        click.option("--batch", type=click.IntRange(min=1), default=batch, show_default=True),
-        click.option("--lr", type=FiniteFloat(min=0, min_open=True), default=lr, show_default=True),
-        click.option("--seed", type=int, default=0, show_default=True),
+        click.option("--batch", type=click.IntRange(1, MAX_BATCH), default=batch, show_default=True),
+        click.option("--lr", type=FiniteFloat(min=0, min_open=True, max=MAX_LR), default=lr, show_default=True),
+        seed_option(),
         click.option("-q", "--quiet", is_flag=True, help="No progress bar."),
-        click.option("--nproc", type=click.IntRange(min=1), default=1, show_default=True, expose_value=False,
+        click.option("--nproc", type=click.IntRange(1, MAX_NPROC), default=1, show_default=True, expose_value=False,
                      callback=_distributed_training,
-                     help="Train in N processes on this machine (torchrun, DistributedDataParallel); "
-                          "--batch is the global batch."),
+                     help="Train in N processes on this machine (torchrun, DistributedDataParallel), at most one "
+                          "per CPU core; --batch is the global batch."),
     ]
 
 
@@ -542,9 +596,9 @@ def whole_image_options(eval_verb: str, default_name: str) -> list[Callable]:
     """The options of verbs that train on whole images as squares (``train
     gan``, ``train interp-vae``): ``--size``, ``--holdout``, ``--name``, ``--licence``."""
     return [
-        click.option("--size", type=click.IntRange(min=8), default=64, show_default=True,
+        click.option("--size", type=side(8), default=64, show_default=True,
                      help="Image size in px (a power of two); images are centre-cropped to squares and resized."),
-        click.option("--holdout", type=click.IntRange(min=0), default=0, show_default=True,
+        click.option("--holdout", type=click.IntRange(0, MAX_COUNT), default=0, show_default=True,
                      help="Keep N images out of training (those whose file names have the smallest sha256), "
                           f"listed in the model card for '{eval_verb} --held-out'."),
         click.option("--name", help=f"The model's name for --model (default: the --export file's name, else {default_name})."),
@@ -552,10 +606,16 @@ def whole_image_options(eval_verb: str, default_name: str) -> list[Callable]:
     ]
 
 
-def check_sheet(sheet: Optional[Path]) -> None:
+def sheet_option(help: str) -> Callable:
+    """``--sheet FILE``: a contact sheet an ``eval`` verb writes (check it with :func:`check_sheet`)."""
+    return click.option("--sheet", type=CheckedPath(), help=help)
+
+
+def check_sheet(sheet: Optional[Path], overwrite: bool = False) -> None:
     """Refuse, before an evaluation, a ``--sheet`` that could not be written
     after it (an unknown suffix, a folder, a folder that cannot be
-    written): failing then would lose the figures."""
+    written): failing then would lose the figures; and one that exists,
+    unless ``overwrite``: the sheet would replace it silently."""
     if sheet is None:
         return
     from imgedit.atomic import check_writable_folder
@@ -565,6 +625,8 @@ def check_sheet(sheet: Optional[Path]) -> None:
         raise UsageError(f"--sheet {sheet} is a folder: give the contact sheet's file (e.g. {sheet / 'sheet.png'})")
     format_for_path(sheet)
     check_writable_folder(sheet.parent, f"--sheet {sheet}")
+    if not overwrite and (sheet.exists() or sheet.is_symlink()):
+        raise UsageError(f"--sheet {sheet} exists: pass --overwrite to replace it, or give another --sheet")
 
 
 def echo_report(report: dict, notes: list[str], as_json: bool, text: Callable[[], str]) -> None:
@@ -611,10 +673,24 @@ def check_record(recorded: Any, new: dict, counts: tuple[str, ...], overwrite: b
                              "--overwrite replaces them anyway")
 
 
-def check_overwrite(overwrite: bool, record: bool) -> None:
-    """``--overwrite`` of an ``eval`` verb says how ``--record`` writes: alone it is a slip."""
-    if overwrite and not record:
-        raise UsageError("--overwrite replaces a model card's recorded figures: it needs --record")
+_REPLACED = {"record": "a model card's recorded figures", "sheet": "an existing --sheet"}
+
+
+def check_overwrite(overwrite: bool, **given: Any) -> None:
+    """``--overwrite`` of an ``eval`` verb says how the outputs it names are
+    written: without any of them it is a slip.
+
+    Args:
+        overwrite: ``--overwrite`` was given.
+        given: the value of each option of the verb that it applies to
+            (``record=False``, ``sheet=None``): of ``record`` and ``sheet``.
+
+    Raises:
+        UsageError: ``overwrite`` without any of them.
+    """
+    if overwrite and all(value is None or value is False for value in given.values()):
+        raise UsageError(f"--overwrite replaces {' or '.join(_REPLACED[name] for name in given)}: it needs "
+                         + " or ".join(f"--{name}" for name in given))
 
 
 def command_line(ctx: click.Context) -> str:
@@ -716,7 +792,7 @@ def _without_clashes(params: dict[str, Param], options: list[Callable], methods:
 @click.command(name="run")
 @click.option("-p", "--pipeline", "pipeline_text", multiple=True,
               help='Stages, e.g. "denoise sigma=25 | inpaint"; several -p run one after the other.')
-@click.option("-f", "--file", "pipeline_file", type=click.Path(path_type=Path), help="Pipeline file (TOML or YAML).")
+@click.option("-f", "--file", "pipeline_file", type=CheckedPath(), help="Pipeline file (TOML or YAML).")
 @apply_options(COMMON_OPTIONS + MASK_OPTIONS)
 def run_command(pipeline_text: tuple[str, ...], pipeline_file: Optional[Path], **kwargs: Any) -> None:
     """Run a pipeline of operations from any plugin over images.

@@ -230,3 +230,14 @@ def run_signalled_at_third_save(signal_name: str, *args) -> "subprocess.Complete
     SIGINT) as it saves its third image: a kill in the middle of writing."""
     return subprocess.run([sys.executable, "-c", _SIGNAL_AT_THE_THIRD_SAVE, *map(str, args)], capture_output=True,
                           text=True, env={**os.environ, "SIGNAL": signal_name}, preexec_fn=interruptible, timeout=300)
+
+
+# Tiny settings for each plugin's train verb: small enough that one step takes
+# well under a second (every trainer goes through imgedit.training.train_or_resume).
+TINY_TRAIN_ARGS = {
+    "gan": ["--size", 16, "--batch", 2],
+    "interp-vae": ["--size", 16, "--z-dim", 8, "--batch", 2],
+    "style": ["--patch", 16, "--style-size", 32, "--batch", 1, "--preview-every", 1, "--no-skips"],
+    "denoise": ["--patch", 32, "--widths", "8,16,16,16", "--batch", 2],
+    "inpaint": ["--patch", 32, "--widths", "8,16,16,16", "--batch", 2],
+}

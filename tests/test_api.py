@@ -111,7 +111,7 @@ def test_a_non_finite_input_is_a_usage_error_about_the_input(recorder, value):
 
 @pytest.mark.parametrize("option, message", [
     ({"format": "gif"}, "format must be one of jpeg, png, tiff, webp, bmp, got 'gif'"),  # --format refuses gif
-    ({"dilate": -1}, "dilate must be an integer in [0, any], got -1"),
+    ({"dilate": -1}, "dilate must be an integer in [0, 1000], got -1"),
     ({"color_tolerance": 999}, "color_tolerance must be an integer in [0, 255], got 999"),
     ({"quality": True}, "quality must be an integer in [1, 100], got True"),
     ({"overwrite": "no"}, "overwrite must be True or False, got 'no'"),

@@ -10,6 +10,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from conftest import TINY_TRAIN_ARGS
 from imgedit.checkpoint import load_checkpoint, save_checkpoint
 from imgedit.training import ProgressBar, fit
 
@@ -145,14 +146,6 @@ def test_kept_settings_names_only_the_settings_typed_each_where_it_is():
     assert kept_settings(given, saved, typed=set()) == ""  # a plain --resume: nothing the user said is overruled
 
 
-# Tiny settings for each plugin's train verb: every trainer goes through train_or_resume.
-TINY_TRAIN_ARGS = {
-    "gan": ["--size", 16, "--batch", 2],
-    "interp-vae": ["--size", 16, "--z-dim", 8, "--batch", 2],
-    "style": ["--patch", 16, "--style-size", 32, "--batch", 1, "--preview-every", 1, "--no-skips"],
-    "denoise": ["--patch", 32, "--widths", "8,16,16,16", "--batch", 2],
-    "inpaint": ["--patch", 32, "--widths", "8,16,16,16", "--batch", 2],
-}
 
 
 @pytest.mark.parametrize("verb", sorted(TINY_TRAIN_ARGS))

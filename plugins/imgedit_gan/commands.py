@@ -15,8 +15,9 @@ import click
 from imgedit.catalog import is_file_argument, weights_spec
 from imgedit.errors import UsageError
 from imgedit.latents import MAX_SEED, load_latent_model_argument
-from imgedit.verbs import (FiniteFloat, apply_options, check_overwrite, check_record, command_line, device_option,
-                            echo_report, sigterm_as_interrupt, training_options, whole_image_options)
+from imgedit.verbs import (COUNT, FiniteFloat, CheckedPath, apply_options, check_overwrite, check_record, command_line,
+                            device_option, echo_report, sigterm_as_interrupt, threads_option, training_options,
+                            whole_image_options)
 from imgedit_gan.catalog import MODEL_NAME
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp")
@@ -128,7 +129,7 @@ def _check_memory(model: Any, count: int, as_grid: bool) -> None:
               help=f"Number of images (at most {MAX_SAMPLES}).")
 @click.option("--seed", type=click.IntRange(0, MAX_SEED), default=0, show_default=True,
               help="Image i of a seed is the same whatever -n is (0 to 2**32 - 1).")
-@click.option("-o", "--output", type=click.Path(path_type=Path), required=True,
+@click.option("-o", "--output", type=CheckedPath(), required=True,
               help="Folder for the images; with --grid, the sheet's file (.png, .jpg, ...) or a folder for it.")
 @click.option("--grid", "as_grid", is_flag=True, help="Write one contact sheet instead of one PNG per image.")
 @click.option("--truncation", type=FiniteFloat(0, 1), default=1.0, show_default=True,
@@ -220,12 +221,12 @@ def train_gan_command(sources, steps, resume, out_dir, overwrite, export_path, d
 @click.option("--real", "real_sources", multiple=True, required=True,
               help="Real images the model was NOT trained on (a held-out split): folder, file or glob (repeatable).")
 @click.option("--held-out", is_flag=True, help="Use only the images of --real that the model card lists as held out ('imgedit train gan --holdout N').")
-@click.option("--n", "count", type=click.IntRange(min=2), default=2000, show_default=True,
+@click.option("--n", "count", type=click.IntRange(2, COUNT.max), default=2000, show_default=True,
               help="Images per set. --real is split into two halves of n (reference and floor); with fewer real images n shrinks.")
 @click.option("--seed", type=click.IntRange(0, MAX_SEED), default=0, show_default=True)
 @click.option("--truncation", type=FiniteFloat(0, 1), default=1.0, show_default=True)
 @device_option()
-@click.option("--threads", type=click.IntRange(min=1), help="CPU threads.")
+@threads_option()
 @click.option("--record", is_flag=True, help="Also write the results into the model card's metrics block "
                                              "(refused where that holds held-out figures and these are not, or a larger n).")
 @click.option("--overwrite", is_flag=True, help="With --record: replace the recorded figures even so.")
@@ -248,7 +249,7 @@ def eval_gan_command(model, real_sources, held_out, count, seed, truncation, dev
     from imgedit.models import record_metrics
     from imgedit_gan import metrics
 
-    check_overwrite(overwrite, record)
+    check_overwrite(overwrite, record=record)
     if threads:
         torch.set_num_threads(threads)
     spec = weights_spec(model)

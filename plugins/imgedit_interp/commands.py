@@ -14,9 +14,10 @@ import click
 
 from imgedit.catalog import weights_spec
 from imgedit.errors import UsageError
-from imgedit.latents import MAX_SEED, load_latent_model_argument
-from imgedit.verbs import (FiniteFloat, apply_options, check_overwrite, check_record, check_sheet, command_line, device_option,
-                            echo_report, sigterm_as_interrupt, training_options, whole_image_options)
+from imgedit.latents import load_latent_model_argument
+from imgedit.verbs import (COUNT, FiniteFloat, CheckedPath, apply_options, check_overwrite, check_record, check_sheet,
+                            command_line, device_option, echo_report, seed_option, sheet_option, sigterm_as_interrupt,
+                            threads_option, training_options, whole_image_options)
 
 MODEL_HELP = ("A latent model's name ('imgedit plugins' lists them) or its .safetensors file "
               "(from 'imgedit train gan' or 'imgedit train interp-vae', say).")
@@ -62,6 +63,9 @@ def _read_keyframes(paths: list[Path], size: int):
     return torch.cat([center_square(to_tensor(read_image(p).rgb), size) for p in paths])
 
 
+MAX_Z_DIM = 4096  # numbers in one latent: its prior's covariance is z_dim x z_dim, and a 64-px face has 12288 values
+MAX_EVAL_FRAMES = 1000  # frames per morph of eval interp: its evenness shows in a few dozen; more only take time
+
 # Float copies of the whole animation held at once at its peak: the frames,
 # their resized copy, and the clamped and scaled copies made on the way to 8 bits
 # (16 frames at 2048 px peaked at 2.96 GB: 3.7 copies).
@@ -70,7 +74,7 @@ DECODE_BATCH = 64  # latents decoded at a time while a progress bar follows
 
 
 @click.command("interpolate")
-@click.argument("images", nargs=-1, type=click.Path(path_type=Path))
+@click.argument("images", nargs=-1, type=CheckedPath())
 @click.option("--model", default="faces64-vae", show_default=True, help=MODEL_HELP)
 @click.option("--seeds", help="Walk between random samples of the model instead of images: seeds separated by commas "
                               "(1,5,9), each from 0 to 2**32 - 1.")
@@ -83,7 +87,7 @@ DECODE_BATCH = 64  # latents decoded at a time while a progress bar follows
 @click.option("--fps", type=FiniteFloat(min=0.1, max=120), default=12.0, show_default=True,
               help="Frames per second (a GIF plays at most 50).")
 @click.option("--size", type=click.IntRange(min=8, max=4096), help="Frame size in px (default: the model's, e.g. 64).")
-@click.option("-o", "--output", type=click.Path(path_type=Path), required=True,
+@click.option("-o", "--output", type=CheckedPath(), required=True,
               help="A .gif, .webp or .mp4 file, or a folder for numbered PNG frames.")
 @device_option()
 @click.option("--overwrite", is_flag=True, help="Replace existing output.")
@@ -184,6 +188,16 @@ def _check_memory(frames: int, side: int) -> None:
                          "ask for fewer --frames or a smaller --size")
 
 
+def _check_eval_memory(pairs: int, frames: int, side: int) -> None:
+    """Refuse an ``eval interp`` whose morphs would not fit in memory: each
+    pair's morph and cross-fade are kept for the sheet, and one pair's path
+    is worked on in several more copies."""
+    from imgedit.devices import check_fits_in_memory
+
+    check_fits_in_memory((2 * pairs + FLOAT_COPIES) * frames * side * side * 3 * 4,
+                         f"{pairs} morphs of {frames} frames of {side}x{side}", "ask for fewer --frames or --pairs")
+
+
 def _encode(model, targets, quiet: bool):
     """The keyframes' latents, with a progress bar where the model encodes by
     optimisation and says how many steps it takes (a GAN: seconds per image)."""
@@ -238,7 +252,7 @@ def _path(model, keys, frames: int, loop: bool, ease: str, quiet: bool):
 @click.command("interp-vae")
 @apply_options(training_options("Training images: file, folder or glob (repeatable).", 6000, Path("runs") / "interp", 32, 1e-3))
 @apply_options(whole_image_options("imgedit eval interp", "my-interp-vae"))
-@click.option("--z-dim", type=click.IntRange(min=2), default=256, show_default=True, help="Numbers in one latent.")
+@click.option("--z-dim", type=click.IntRange(2, MAX_Z_DIM), default=256, show_default=True, help="Numbers in one latent.")
 @click.option("--beta", type=FiniteFloat(min=0), default=0.005, show_default=True,
               help="KL weight per pixel value: smaller = sharper reconstructions, latents further from N(0, I).")
 def train_interp_command(sources, steps, resume, out_dir, overwrite, export_path, device, batch, lr, seed, quiet, size,
@@ -280,19 +294,19 @@ def train_interp_command(sources, steps, resume, out_dir, overwrite, export_path
 @click.option("--data", "sources", multiple=True, required=True,
               help="Images the model was NOT trained on: folder, file or glob (repeatable); with --held-out, its held-out split.")
 @click.option("--held-out", is_flag=True, help="Use only the images of --data that the model card lists as held out.")
-@click.option("--pairs", type=click.IntRange(min=1), default=8, show_default=True, help="Random pairs to morph.")
-@click.option("--frames", type=click.IntRange(min=3), default=9, show_default=True, help="Frames per morph.")
-@click.option("--limit", type=click.IntRange(min=1), help="Measure the reconstruction PSNR on at most N images (default: all).")
-@click.option("--seed", type=click.IntRange(0, MAX_SEED), default=0, show_default=True)
-@click.option("--feature-seed", type=int, default=None,
-              help="Judge the steps and distances with the random feature network of this seed (default: imgedit's fixed one), "
-                   "to check that the pacing holds for a network that did not place the frames.")
-@click.option("--sheet", type=click.Path(path_type=Path), help="Write a PNG: for each pair, the morph above the cross-fade.")
+@click.option("--pairs", type=COUNT, default=8, show_default=True, help="Random pairs to morph.")
+@click.option("--frames", type=click.IntRange(3, MAX_EVAL_FRAMES), default=9, show_default=True, help="Frames per morph.")
+@click.option("--limit", type=COUNT, help="Measure the reconstruction PSNR on at most N images (default: all).")
+@seed_option()
+@seed_option(None, flag="--feature-seed",
+             help="Judge the steps and distances with the random feature network of this seed (default: imgedit's fixed one), "
+                  "to check that the pacing holds for a network that did not place the frames.")
+@sheet_option("Write a PNG: for each pair, the morph above the cross-fade.")
 @device_option()
-@click.option("--threads", type=click.IntRange(min=1), help="CPU threads.")
+@threads_option()
 @click.option("--record", is_flag=True, help="Also write the results into the model card's metrics block (refused where "
                                              "that holds held-out figures and these are not, or more images or pairs).")
-@click.option("--overwrite", is_flag=True, help="With --record: replace the recorded figures even so.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing --sheet; with --record, the recorded figures even so.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def eval_interp_command(model, sources, held_out, pairs, frames, limit, seed, feature_seed, sheet, device, threads, record,
                         overwrite, as_json):
@@ -311,8 +325,8 @@ def eval_interp_command(model, sources, held_out, pairs, frames, limit, seed, fe
     from imgedit.models import record_metrics
     from imgedit_interp import evaluate
 
-    check_overwrite(overwrite, record)
-    check_sheet(sheet)  # before the minutes of morphing: failing after them would lose the figures and the --record
+    check_overwrite(overwrite, record=record, sheet=sheet)
+    check_sheet(sheet, overwrite)  # before the minutes of morphing: failing after them would lose the figures and the --record
     if threads:
         torch.set_num_threads(threads)
     spec = weights_spec(model)
@@ -330,6 +344,7 @@ def eval_interp_command(model, sources, held_out, pairs, frames, limit, seed, fe
     if len(images) < 4:
         raise UsageError(f"need at least 4 images, found {len(images)}")
     chosen = evaluate.random_pairs(len(images), pairs, seed)
+    _check_eval_memory(len(chosen), frames, loaded.image_size[0])  # before the minutes of morphing
     if record:  # before the minutes of morphing
         check_record(card.get("metrics", {}).get("eval_interp"),
                      {"held_out": held_out, "images": len(images), "reconstructed": len(images[:limit]), "pairs": len(chosen)},

@@ -27,8 +27,8 @@ from imgedit import distributed
 from imgedit.errors import UsageError
 from imgedit.imageset import HOLDOUT_RULE, ImageSet, data_licence, load_squares, split_holdout
 from imgedit.models import save_weights
-from imgedit.training import (learning_rate, load_run_state, run_folder, run_licence, run_state, train_or_resume,
-                              training_summary)
+from imgedit.training import (check_finite_tensors, learning_rate, load_run_state, run_folder, run_licence, run_state,
+                              train_or_resume, training_summary)
 from imgedit_interp.model import FaceVAE, FaceVAEConfig, count_parameters, kl_divergence
 
 CHECKPOINT_VERSION = 1
@@ -192,7 +192,10 @@ def export_interp_vae(trainer: InterpTrainer, path: Path, *, name: str, descript
     :class:`~imgedit_interp.model.FaceVAE`), then write the VAE (fp16; loading
     casts back to fp32) and its model card."""
     model = trainer.model.eval()
-    model.fit_latent_prior(encoder_means(model, trainer.images))
+    check_finite_tensors(model.state_dict(), trainer.step, "nothing is exported")
+    means = encoder_means(model, trainer.images)
+    check_finite_tensors({"the latent means of the training images": means}, trainer.step, "nothing is exported")
+    model.fit_latent_prior(means)  # a Cholesky factorisation: NaN means would fail it as an unexpected error
     card: dict[str, Any] = {
         "name": name,
         "description": description,
@@ -211,4 +214,5 @@ def export_interp_vae(trainer: InterpTrainer, path: Path, *, name: str, descript
         "metrics": {},  # imgedit eval interp --record fills this in
     }
     tensors = {k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()}
+    check_finite_tensors(tensors, trainer.step, "nothing is exported")  # fp16: finite weights past 65504 are not
     save_weights(tensors, Path(path), card)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from imgedit.atomic import check_name_lengths
 from imgedit.catalog import did_you_mean, spec_for_file
 from imgedit.errors import UsageError, WeightsError
 from imgedit.models import ModelSpec, shipped_weights_dir, user_models, user_weights_dir
@@ -58,6 +59,7 @@ def resolve_style(name: str) -> ModelSpec:
     if not name:
         raise UsageError(f"style: give a style with --style NAME (name= in a pipeline; known: {listing}) or a painting "
                          "with --style-image FILE (style_image=)")
+    check_name_lengths(name, "style: --style")  # before the stat below, which such a name fails
     if name.endswith(".safetensors") or Path(name).expanduser().is_file():
         path = Path(name).expanduser()
         if not path.is_file():

@@ -13,8 +13,8 @@ from typing import Optional
 import click
 
 from imgedit.errors import UsageError
-from imgedit.verbs import (FiniteFloat, apply_options, check_sheet, command_line, device_option, echo_report,
-                            training_options)
+from imgedit.verbs import (COUNT, MAX_COUNT, CheckedPath, FiniteFloat, apply_options, check_sheet, command_line, device_option,
+                            echo_report, seed_option, sheet_option, side, threads_option, training_options)
 
 STYLE_HELP = """Apply a painting's style to images: a trained style network
 (--style NAME, fast) or any painting by per-image optimisation
@@ -32,13 +32,13 @@ Examples:
 @click.command("style")
 @apply_options(training_options("Training photos: file, folder or glob (repeatable).", 2000, Path("runs") / "style", 4,
                                 2e-3))
-@click.option("--style-image", type=click.Path(path_type=Path),
+@click.option("--style-image", type=CheckedPath(),
               help="The painting (a resumed run goes on with its checkpoint's: one given must be the same).")
 @click.option("--name", help="Name for --style, in your weights folder (default: the --export file's name, else the painting's "
                                  "file name).")
-@click.option("--patch", type=click.IntRange(min=16), default=256, show_default=True,
+@click.option("--patch", type=side(16), default=256, show_default=True,
               help="Training crop size in px (multiple of 8).")
-@click.option("--style-size", type=click.IntRange(min=32), default=512, show_default=True,
+@click.option("--style-size", type=side(32), default=512, show_default=True,
               help="Long side in px the painting is seen at: larger = larger strokes.")
 @click.option("--content-weight", type=FiniteFloat(min=0), default=None,
               help="Weight of the content loss against the style loss (default 0.5): larger keeps more of the photo.")
@@ -48,10 +48,10 @@ Examples:
 @click.option("--tv-weight", type=FiniteFloat(min=0), default=0.0, show_default=True, help="Total-variation smoothing.")
 @click.option("--loss-net", type=click.Choice(["random", "vgg16", "vgg19"]), default="random", show_default=True,
               help="The loss network: random weights (no download), or VGG from the local torchvision cache.")
-@click.option("--loss-seed", type=int, default=None, help="Seed of the random loss network (default: the recipe's).")
-@click.option("--preview-every", type=click.IntRange(min=1), default=100, show_default=True,
+@seed_option(None, flag="--loss-seed", help="Seed of the random loss network (default: the recipe's).")
+@click.option("--preview-every", type=COUNT, default=100, show_default=True,
               help="Steps between preview images in OUT/samples/ (and checkpoints).")
-@click.option("--threads", type=click.IntRange(min=1), help="CPU threads.")
+@threads_option()
 def train_style_command(sources, steps, resume, out_dir, overwrite, export_path, device, batch, lr, seed, quiet, style_image,
                         name, patch, style_size, content_weight, skips, tv_weight, loss_net, loss_seed, preview_every,
                         threads):
@@ -173,19 +173,18 @@ def _train_config(style_image: Optional[Path], steps, batch, patch, lr, seed, st
 @click.command("style")
 @click.option("--style", "names", multiple=True, help="Styles to measure (repeatable; default: every style with weights).")
 @click.option("--data", "sources", multiple=True, required=True, help="Photos: folder, file or glob (repeatable).")
-@click.option("--limit", type=click.IntRange(min=1), default=4, show_default=True, help="Use at most N photos.")
-@click.option("--size", type=click.IntRange(min=32), default=256, show_default=True,
+@click.option("--limit", type=COUNT, default=4, show_default=True, help="Use at most N photos.")
+@click.option("--size", type=side(32), default=256, show_default=True,
               help="Long side in px the photos are measured at.")
-@click.option("--steps", type=click.IntRange(min=0), default=300, show_default=True,
+@click.option("--steps", type=click.IntRange(0, MAX_COUNT), default=300, show_default=True,
               help="Steps of the per-image optimisation baseline (0: skip it and the ratio).")
-@click.option("--seed", type=int, default=None,
-              help="Seed of the measuring network (default: imgedit_style.evaluate.EVAL_SEED).")
-@click.option("--sheet", type=click.Path(path_type=Path), help="Write a contact sheet: the photos x every style.")
+@seed_option(None, help="Seed of the measuring network (default: imgedit_style.evaluate.EVAL_SEED).")
+@sheet_option("Write a contact sheet: the photos x every style.")
 @device_option()
-@click.option("--threads", type=click.IntRange(min=1), help="CPU threads.")
+@threads_option()
 @click.option("--record", is_flag=True, help="Also write each style's results into its model card's metrics block "
                                              "(refused where that holds figures over more photos or --steps).")
-@click.option("--overwrite", is_flag=True, help="With --record: replace the recorded figures even so.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing --sheet; with --record, the recorded figures even so.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def eval_style_command(names, sources, limit, size, steps, seed, sheet, device, threads, record, overwrite, as_json, quiet):
@@ -203,8 +202,8 @@ def eval_style_command(names, sources, limit, size, steps, seed, sheet, device, 
     from imgedit.verbs import check_overwrite
     from imgedit_style.report import evaluate_styles, format_report
 
-    check_overwrite(overwrite, record)
-    check_sheet(sheet)  # before the minutes of measuring
+    check_overwrite(overwrite, record=record, sheet=sheet)
+    check_sheet(sheet, overwrite)  # before the minutes of measuring
     if threads:
         import torch
 

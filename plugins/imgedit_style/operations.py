@@ -30,8 +30,10 @@ def check_style_image(path: Path) -> None:
     Raises:
         UsageError: "style image photos is a folder, not an image: ...", or "... does not exist".
     """
+    from imgedit.atomic import check_name_lengths
     from imgedit.errors import UsageError
 
+    check_name_lengths(path, "style image")  # before the stats below, which such a name fails
     if path.is_dir():
         raise UsageError(f"style image {path} is a folder, not an image: give one painting's file")
     if not path.is_file():

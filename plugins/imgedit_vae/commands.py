@@ -12,7 +12,8 @@ from typing import Callable, Optional
 
 import click
 
-from imgedit.verbs import (FiniteFloat, StageProgress, apply_options, check_sheet, command_line, device_option, precision_option,
+from imgedit.verbs import (COUNT, CheckedPath, FiniteFloat, StageProgress, apply_options, check_overwrite, check_sheet, command_line,
+                           device_option, precision_option, seed_option, sheet_option, side, threads_option,
                            training_options)
 from imgedit_vae.operations import (DENOISE, DENOISE_COPIES, GRAY_MODEL_NAME, INPAINT, MODEL_NAME, SIGMA_MODEL_NAME,
                                    model_spec)
@@ -21,7 +22,7 @@ DEFAULT_RUN_DIR = Path("runs") / "denoise"
 
 
 def _patch_option(default: int):
-    return click.option("--patch", type=click.IntRange(min=16), default=default, show_default=True,
+    return click.option("--patch", type=side(16), default=default, show_default=True,
                         help="Patch size in px (multiple of 16); images smaller than a patch are skipped.")
 
 
@@ -31,7 +32,7 @@ def _widths_option(default: str):
 
 
 def _init_option(more: str = ""):
-    return click.option("--init", type=click.Path(path_type=Path),
+    return click.option("--init", type=CheckedPath(),
                         help=f"Start a new run from trained weights (.safetensors with its card){more}.")
 
 
@@ -51,6 +52,10 @@ def _check_init(init, resume) -> None:
         if not init.is_file():
             raise UsageError(f"--init {init}: no such weights file")
         spec_for_file(init)
+
+
+def _sheet_overwrite_option():
+    return click.option("--overwrite", is_flag=True, help="Replace an existing --sheet.")
 
 
 def _eval_precision_option():
@@ -155,7 +160,7 @@ def _per_level(text: str, levels: int, option: str) -> tuple[int, ...]:
 @click.option("--zoom", type=FiniteFloat(min=1.0), default=1.0, show_default=True,
               help="Cut patches from squares up to this many times wider than --patch (log-uniform) and scale "
                    "them down: the fill works on wide holes at a fraction of full size, and so sees photos that way.")
-@click.option("--sample-every", type=click.IntRange(min=1), default=1, show_default=True,
+@click.option("--sample-every", type=COUNT, default=1, show_default=True,
               help="Train the random fills (posterior sample, KL, critic) every this many steps; the steps between "
                    "fit the default fill alone, at about a third of the cost.")
 @precision_option()
@@ -193,7 +198,7 @@ def train_inpaint_command(sources, steps, resume, out_dir, overwrite, export_pat
               help="Share of noisy patches saved as JPEG (quality 60-98) before the estimator reads them.")
 def train_sigma_command(sources, steps, resume, out_dir, overwrite, export_path, device, batch, lr, seed, quiet, loss,
                         jpeg_share):
-    """Train a learned noise-level estimator (noise and JPEG are synthesised); 'denoise --sigma auto' does not use it yet."""
+    """Train a learned noise-level estimator (noise and JPEG are synthesised), like the sigma-net that 'denoise --sigma auto' uses."""
     from imgedit_vae.train_sigma import TrainConfig, train
 
     cfg = TrainConfig(steps=steps, batch=batch, lr=lr, seed=seed, loss=loss, jpeg_prob=jpeg_share)
@@ -273,18 +278,19 @@ def ensemble_note(ensemble: Optional[int]) -> str:
 @click.option("--sigma", "sigma_text", default="15,25,50", show_default=True, help="Noise levels (0-255), comma-separated.")
 @click.option("--baselines", is_flag=True, help="Also score OpenCV NLM (and scikit-image wavelet/TV when installed).")
 @click.option("--clip", is_flag=True, help="Clip and round the noisy input to 8 bits first, as a noisy file is.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--limit", type=click.IntRange(min=1), help="Use only the first N images.")
-@click.option("--weights", type=click.Path(path_type=Path),
+@seed_option()
+@click.option("--limit", type=COUNT, help="Use only the first N images.")
+@click.option("--weights", type=CheckedPath(),
               help="Weights to score (default: the shipped models, the grayscale one for grayscale images).")
 @ensemble_option("denoise", DENOISE_COPIES)
 @device_option()
-@click.option("--threads", type=click.IntRange(min=1), help="CPU threads.")
+@threads_option()
 @_eval_precision_option()
-@click.option("--sheet", type=click.Path(path_type=Path), help="Also write a contact sheet (noisy | methods | clean) at the first sigma.")
+@sheet_option("Also write a contact sheet (noisy | methods | clean) at the first sigma.")
+@_sheet_overwrite_option()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON rows.")
 def eval_denoise_command(sources, sigma_text, baselines, clip, seed, limit, weights, ensemble, device, threads, precision, sheet,
-                         as_json):
+                         overwrite, as_json):
     """PSNR/SSIM and speed of the denoiser on clean images with synthetic noise."""
     import json
 
@@ -295,7 +301,8 @@ def eval_denoise_command(sources, sigma_text, baselines, clip, seed, limit, weig
     from imgedit_vae.evaluate_denoise import baseline_methods, evaluate, format_table, load_clean, rows_as_dicts
 
     sigmas = _sigmas(sigma_text)
-    check_sheet(sheet)  # before the minutes of evaluating
+    check_overwrite(overwrite, sheet=sheet)
+    check_sheet(sheet, overwrite)  # before the minutes of evaluating
     if threads:
         torch.set_num_threads(threads)
     dev = resolve_device(device)
@@ -343,18 +350,19 @@ def _label(spec) -> str:
 @click.option("--masks", "kinds_text", default="thin,medium,thick", show_default=True, help="Hole kinds for --data, comma-separated.")
 @click.option("--pairs", "pairs_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), help="Ready-made pairs: DIR/**/images/NAME.* with DIR/**/masks/NAME.*.")
 @click.option("--hole-color", type=click.Choice(["white", "black"]), default="white", show_default=True, help="Colour of the hole in the --pairs masks (EdgeConnect: white; MI-GAN: black).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random masks.")
-@click.option("--limit", type=click.IntRange(min=1), help="Use only the first N images (per set for --pairs).")
+@seed_option(help="Seed of the random masks.")
+@click.option("--limit", type=COUNT, help="Use only the first N images (per set for --pairs).")
 @click.option("--no-baselines", is_flag=True, help="Score the model only.")
-@click.option("--weights", type=click.Path(path_type=Path), help="Weights to score (default: the shipped model).")
+@click.option("--weights", type=CheckedPath(), help="Weights to score (default: the shipped model).")
 @ensemble_option("inpaint", None)
 @device_option()
-@click.option("--threads", type=click.IntRange(min=1), help="CPU threads.")
+@threads_option()
 @_eval_precision_option()
-@click.option("--sheet", type=click.Path(path_type=Path), help="Also write a contact sheet (input | fills | truth).")
+@sheet_option("Also write a contact sheet (input | fills | truth).")
+@_sheet_overwrite_option()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON rows.")
 def eval_inpaint_command(sources, kinds_text, pairs_dir, hole_color, seed, limit, no_baselines, weights, ensemble, device, threads,
-                         precision, sheet, as_json):
+                         precision, sheet, overwrite, as_json):
     """PSNR/SSIM (whole image and hole) and time of the inpainter beside Telea, NS and
     (when scikit-image is installed) biharmonic fills."""
     import json
@@ -370,7 +378,8 @@ def eval_inpaint_command(sources, kinds_text, pairs_dir, hole_color, seed, limit
     if not sources and not pairs_dir:
         raise UsageError("give --data DIR (random holes) or --pairs DIR (image/mask pairs)")
     kinds = list(dict.fromkeys(_hole_kinds(kinds_text)))  # each kind scored once
-    check_sheet(sheet)  # before the minutes of evaluating
+    check_overwrite(overwrite, sheet=sheet)
+    check_sheet(sheet, overwrite)  # before the minutes of evaluating
     if threads:
         torch.set_num_threads(threads)
     dev = resolve_device(device)

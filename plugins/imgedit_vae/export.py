@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from imgedit.models import save_weights, user_weights_dir
-from imgedit.training import training_summary
+from imgedit.training import check_finite_tensors, training_summary
 from imgedit_vae.model import count_parameters
 
 
@@ -35,4 +35,6 @@ def export_model(trainer: Any, path: Path, *, name: str, description: str, sourc
         # The weights inherit the terms of their training images: name them.
         "data_licence": "the licences of the training images listed under training.data apply",
     }
-    save_weights({k: v.to(storage) if v.is_floating_point() else v for k, v in model.state_dict().items()}, Path(path), card)
+    tensors = {k: v.to(storage) if v.is_floating_point() else v for k, v in model.state_dict().items()}
+    check_finite_tensors(tensors, trainer.step, "nothing is exported")  # NaN weights would load and fill with NaN
+    save_weights(tensors, Path(path), card)
