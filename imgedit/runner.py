@@ -744,6 +744,9 @@ class _catch:
             message = str(exc)
             result.exit_code = exc.exit_code
             result.needs_overwrite = isinstance(exc, OutputExistsError)
+        elif isinstance(exc, OSError) and exc.strerror:  # the OS refused a read or a write: say what, plainly
+            log.debug("OS error on %s", path, exc_info=True)
+            message = f"{exc.filename or self.work.dst}: {exc.strerror.lower()}"
         else:  # one bad file must not end a batch of thousands
             log.debug("unexpected error on %s", path, exc_info=True)
             message = f"unexpected {type(exc).__name__}: {exc}"

@@ -175,3 +175,13 @@ def test_json_names_a_file_that_is_not_utf8_in_valid_unicode(invoke, tmp_path):
     for name in inputs:
         name.encode("utf-8")  # no lone surrogate: strict readers take it
     assert any(name.endswith("bad\\xffname.png") for name in inputs)
+
+
+def test_an_output_name_too_long_for_the_file_system_fails_that_image_plainly(invoke, tmp_path):
+    src = photos(tmp_path / "in", [0, 1], names=["a" * 250 + ".png", "short.png"])  # 254 bytes: a name that fits
+    result = invoke("denoise", src, "--method", "nlm", "--sigma", "5", "--json")  # beside it: aaa....denoise.png, 262
+    summary = summary_of(result)
+    assert result.exit_code == 1 and summary["done"] == 1 and summary["failed"] == 1
+    error = summary["failures"][0]["error"]
+    assert "file name too long" in error and "unexpected" not in error, error
+    assert (src / "short.denoise.png").is_file()
