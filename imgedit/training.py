@@ -394,6 +394,20 @@ def check_finite_tensors(tensors: Any, step: int, what: str) -> None:
                                f"{what}; lower --lr")
 
 
+def export_weights(tensors: "dict[str, Any]", path: Path, card: dict, step: int) -> Any:
+    """Write a trained model's ``tensors`` (as stored: fp16 makes finite
+    weights past 65504 infinite) with its ``card``, unless a float in them
+    is not finite: NaN weights would load and fill, paint or sample black.
+
+    Raises:
+        TrainingDiverged: a weight is NaN or infinite; nothing is written.
+    """
+    from imgedit.models import save_weights
+
+    check_finite_tensors(tensors, step, "nothing is exported")
+    return save_weights(tensors, Path(path), card)
+
+
 def _non_finite(value: Any, name: str = "") -> Any:
     """The names of the float tensors in ``value`` holding NaN or infinity."""
     import torch

@@ -168,7 +168,6 @@ def test_without_the_estimators_weights_sigma_auto_is_classical(tmp_path, monkey
     from imgedit.noise import estimate_sigma_sampled
     from imgedit_vae import denoise
 
-    monkeypatch.setattr(denoise, "_sigma_nets", {})
     monkeypatch.setattr(denoise, "model_spec", lambda name=None, **kw: type("Spec", (), {"weights": tmp_path / "none"})())
     assert denoise.load_sigma_net("cpu") is None
     image = noisy(smooth(96, 96), 15, seed=1)

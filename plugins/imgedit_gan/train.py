@@ -26,8 +26,7 @@ import torch
 
 from imgedit import distributed
 from imgedit.errors import UsageError
-from imgedit.models import save_weights
-from imgedit.training import (check_finite_tensors, load_run_state, run_folder, run_licence, run_state, train_or_resume,
+from imgedit.training import (export_weights, load_run_state, run_folder, run_licence, run_state, train_or_resume,
                               training_summary)
 from imgedit_gan.augment import diff_augment, parse_policy
 from imgedit.imageset import HOLDOUT_RULE, ImageSet, data_licence, load_squares, split_holdout
@@ -236,5 +235,4 @@ def export_gan(trainer: GANTrainer, path: Path, *, name: str, description: str, 
     }
     # fp16 storage halves the file; samples differ from fp32 weights by well under 1/255
     tensors = {k: v.half() if v.is_floating_point() else v for k, v in G.state_dict().items()}
-    check_finite_tensors(tensors, trainer.step, "nothing is exported")  # NaN weights would sample black images
-    save_weights(tensors, Path(path), card)
+    export_weights(tensors, Path(path), card, trainer.step)

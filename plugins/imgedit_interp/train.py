@@ -26,9 +26,8 @@ import torch
 from imgedit import distributed
 from imgedit.errors import UsageError
 from imgedit.imageset import HOLDOUT_RULE, ImageSet, data_licence, load_squares, split_holdout
-from imgedit.models import save_weights
-from imgedit.training import (check_finite_tensors, learning_rate, load_run_state, run_folder, run_licence, run_state,
-                              train_or_resume, training_summary)
+from imgedit.training import (check_finite_tensors, export_weights, learning_rate, load_run_state, run_folder,
+                              run_licence, run_state, train_or_resume, training_summary)
 from imgedit_interp.model import FaceVAE, FaceVAEConfig, count_parameters, kl_divergence
 
 CHECKPOINT_VERSION = 1
@@ -214,5 +213,4 @@ def export_interp_vae(trainer: InterpTrainer, path: Path, *, name: str, descript
         "metrics": {},  # imgedit eval interp --record fills this in
     }
     tensors = {k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()}
-    check_finite_tensors(tensors, trainer.step, "nothing is exported")  # fp16: finite weights past 65504 are not
-    save_weights(tensors, Path(path), card)
+    export_weights(tensors, Path(path), card, trainer.step)

@@ -26,9 +26,9 @@ import torch
 from imgedit import distributed
 from imgedit.errors import UsageError
 from imgedit.imagepool import ImagePool
-from imgedit.models import save_weights, sha256_file
+from imgedit.models import sha256_file
 from imgedit.checkpoint import checkpoint_info
-from imgedit.training import (check_finite_tensors, learning_rate, load_run_state, run_folder, run_state, train_or_resume,
+from imgedit.training import (export_weights, learning_rate, load_run_state, run_folder, run_state, train_or_resume,
                               training_summary)
 from imgedit_style.losses import StyleLossConfig, check_weights
 from imgedit_style.lossnet import LossNetConfig, build_loss_net
@@ -259,5 +259,4 @@ def export_style(trainer: StyleTrainer, path: Path, *, name: str, description: s
         "metrics": {},  # imgedit eval style --record fills this in
     }
     tensors = {k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()}
-    check_finite_tensors(tensors, trainer.step, "nothing is exported")  # NaN weights would paint every photo black
-    save_weights(tensors, Path(path), card)
+    export_weights(tensors, Path(path), card, trainer.step)

@@ -17,7 +17,7 @@ import torch
 from imgedit.errors import ShapeError, UsageError
 from imgedit_vae.degrade import is_gray
 from imgedit_vae.ensemble import dihedral_mean
-from imgedit_vae.loading import load_vae
+from imgedit_vae.loading import load_cached, load_vae
 from imgedit_vae.model import ConditionalVAE
 from imgedit_vae.operations import DENOISE_COPIES, GRAY_MODEL_NAME, SIGMA_MODEL_NAME, model_spec
 from imgedit_vae.sigma_net import SigmaNet, SigmaNetConfig, estimate_sigma_learned
@@ -49,9 +49,6 @@ def load_gray_denoiser(device: Union[str, torch.device] = "cpu") -> Optional[Con
     return load_vae(spec, ConditionalVAE, device) if spec.weights.is_file() else None
 
 
-_sigma_nets: dict[str, SigmaNet] = {}
-
-
 def load_sigma_net(device: Union[str, torch.device] = "cpu") -> Optional[SigmaNet]:
     """The shipped noise-level estimator behind ``sigma=auto`` (once per
     device), or None where it is not installed (the classical estimator of
@@ -60,16 +57,10 @@ def load_sigma_net(device: Union[str, torch.device] = "cpu") -> Optional[SigmaNe
     Raises:
         WeightsError: its file is there but its card or sha256 is wrong.
     """
-    from imgedit.models import load_model
-
     spec = model_spec(name=SIGMA_MODEL_NAME)
-    key = str(torch.device(device))
-    if key not in _sigma_nets:
-        if not spec.weights.is_file():
-            return None
-        net = load_model(spec, lambda config: SigmaNet(SigmaNetConfig.from_dict(config)))
-        _sigma_nets[key] = net.to(device).eval().requires_grad_(False)
-    return _sigma_nets[key]
+    if not spec.weights.is_file():
+        return None
+    return load_cached(spec, lambda config: SigmaNet(SigmaNetConfig.from_dict(config)), device, SigmaNet.__name__)
 
 
 def estimate_noise(image: torch.Tensor, net: Optional[SigmaNet]) -> torch.Tensor:

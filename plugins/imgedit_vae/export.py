@@ -8,8 +8,8 @@ from typing import Any
 
 import torch
 
-from imgedit.models import save_weights, user_weights_dir
-from imgedit.training import check_finite_tensors, training_summary
+from imgedit.models import user_weights_dir
+from imgedit.training import export_weights, training_summary
 from imgedit_vae.model import count_parameters
 
 
@@ -36,5 +36,4 @@ def export_model(trainer: Any, path: Path, *, name: str, description: str, sourc
         "data_licence": "the licences of the training images listed under training.data apply",
     }
     tensors = {k: v.to(storage) if v.is_floating_point() else v for k, v in model.state_dict().items()}
-    check_finite_tensors(tensors, trainer.step, "nothing is exported")  # NaN weights would load and fill with NaN
-    save_weights(tensors, Path(path), card)
+    export_weights(tensors, Path(path), card, trainer.step)
