@@ -20,6 +20,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Collection, Iterable, Optional, Union
 
+from imgedit.atomic import check_name_lengths
 from imgedit.checkpoint import is_checkpoint, recorded_progress, recorded_weights
 from imgedit.errors import UsageError
 from imgedit.latents import LatentModelSpec
@@ -34,8 +35,10 @@ def spec_for_file(path: Union[str, Path]) -> ModelSpec:
     Raises:
         UsageError: the file is not a safetensors file (a photo, say): its
             card would otherwise be reported missing, which misleads; or it
-            is a training checkpoint (the message names its run's weights).
+            is a training checkpoint (the message names its run's weights);
+            or one of its names is longer than a file name can be.
     """
+    check_name_lengths(path, "model file")  # before the stat below, which such a name fails
     path = Path(path).expanduser()
     if path.is_file() and not is_safetensors_file(path):
         raise UsageError(f"{path} is not a .safetensors model file")

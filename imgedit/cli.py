@@ -14,7 +14,7 @@ from typing import Any, NoReturn
 import click
 
 from imgedit import __version__, distributed
-from imgedit.errors import ImgeditError, UsageError
+from imgedit.errors import ImgeditError
 from imgedit.plugins import env_flag, left_out_by_allow_list, plugin_infos, register_commands
 
 
@@ -63,7 +63,7 @@ class ImgeditGroup(click.Group):
                 traceback.print_exc()
             if distributed.is_main():
                 click.echo(f"Error: {exc}", err=True)
-            elif not isinstance(exc, UsageError):  # a usage error is the same in every process: rank 0 says it
+            elif not exc.same_in_every_process:  # a usage error, say: rank 0 says it for all
                 click.echo(f"Error (process {distributed.rank()}): {exc}", err=True)
             ctx.exit(exc.exit_code)
         except KeyboardInterrupt:

@@ -8,12 +8,16 @@ class ImgeditError(Exception):
     """Base class for every error imgedit reports to a user."""
 
     exit_code = 1
+    # True where every process of a multi-process run (``--nproc``) raises the
+    # same error from the same inputs, so rank 0 alone reports it
+    same_in_every_process = False
 
 
 class UsageError(ImgeditError):
     """The command line or a parameter is wrong (exit code 2)."""
 
     exit_code = 2
+    same_in_every_process = True
 
 
 class ImageReadError(ImgeditError):

@@ -264,6 +264,9 @@ class Operation:
                 self.check(out)
             except ImgeditError as exc:  # the user's parameters or situation (a style not trained yet), not a bug
                 raise _at_stage(exc, where, self.name) from None
+            except OSError as exc:  # the file system refused a path the user gave (a stat of a bad name)
+                reason = f"{exc.filename}: {exc.strerror}" if exc.filename and exc.strerror else str(exc)
+                raise UsageError(f"{where}: {reason}") from None
             except Exception as exc:  # a bug in the plugin's check
                 raise PluginError(f"{where}: the check of {self.key} (plugin {self.plugin or '?'}) failed: "
                                   f"{type(exc).__name__}: {exc}") from exc

@@ -368,6 +368,8 @@ class TrainingDiverged(ImgeditError):
     """Training produced numbers that are not finite (a learning rate too
     large, say): nothing of it is saved or exported."""
 
+    same_in_every_process = True  # the processes check the same averaged losses and the same weights
+
 
 def check_finite_loss(metrics: dict, step: int) -> None:
     """Refuse a step whose loss (any metric of ``train_step``) is not finite.

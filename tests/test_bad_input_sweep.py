@@ -283,6 +283,15 @@ def test_an_input_name_too_long_is_a_usage_error(tmp_path, invoke, args, said):
     assert said in _error_line(result)
 
 
+@pytest.mark.parametrize("args", [["denoise", "a.png", "--weights"], ["inpaint", "a.png", "--weights"],
+                                  ["sample", "-n", "1", "--model"]])
+def test_a_model_file_name_too_long_is_a_usage_error(tmp_path, invoke, args):
+    # a name-or-file option: the stat that tells a file from a name failed with ENAMETOOLONG
+    result = invoke(*args, f"{LONG}.safetensors", "-o", str(tmp_path / "out"))
+    assert result.exit_code == 2, result.output
+    assert "model file: file name too long" in _error_line(result)
+
+
 def test_a_style_image_name_too_long_is_a_usage_error(tmp_path):
     from imgedit_style.operations import check_style_image
 

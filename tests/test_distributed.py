@@ -171,3 +171,33 @@ def test_a_failed_run_exits_with_a_processs_own_code_before_a_signals():
     assert failure_status([1, -15]) == 1
     assert failure_status([-9, -15]) == 137  # killed (out of memory, say): as a shell reports it
     assert failure_status([]) == 1
+
+
+@pytest.mark.parametrize("error, said", [
+    ("UsageError", ""), ("TrainingDiverged", ""),  # every process raises these alike: rank 0 alone says it
+    ("WeightsError", "Error (process 1): broken\n")])
+def test_an_error_every_process_shares_is_said_once(monkeypatch, error, said):
+    import click
+    from click.testing import CliRunner
+
+    from imgedit import errors, training
+    from imgedit.cli import ImgeditGroup
+
+    raised = getattr(errors, error, None) or getattr(training, error)
+
+    @click.group(cls=ImgeditGroup)
+    def group():
+        pass
+
+    @group.command()
+    def fail():
+        raise raised("broken")
+
+    monkeypatch.setenv(distributed.TORCHRUN_ENV, "test")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    result = CliRunner().invoke(group, ["fail"])
+    assert result.exit_code == raised.exit_code
+    assert result.stderr == said
+    monkeypatch.setenv("RANK", "0")
+    assert CliRunner().invoke(group, ["fail"]).stderr == "Error: broken\n"

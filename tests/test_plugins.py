@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from imgedit import hookspecs, registry
-from imgedit.errors import PluginError
+from imgedit.errors import PluginError, UsageError
 from imgedit.operations import Operation
 
 from conftest import fake_distribution, run_imgedit
@@ -313,6 +313,13 @@ def test_errors_in_plugin_code_name_the_stage_and_the_plugin(test_plugin, tmp_pa
         built.apply(torch.rand(1, 3, 16, 16))
     with pytest.raises(PluginError, match=r"the check of crashy.check \(plugin buggy\) failed: KeyError"):
         Pipeline.parse("crashy method=check")
+    # an OSError in a check is the file system refusing the user's path, not a bug in the plugin
+    def check_stats(params):
+        raise PermissionError(13, "Permission denied", "/secret/model.safetensors")
+
+    test_plugin("statting", register_operations=lambda register: [register(_identity_op("stats", "check", check=check_stats))])
+    with pytest.raises(UsageError, match=r"^stats: /secret/model.safetensors: Permission denied$"):
+        Pipeline.parse("stats method=check")
     # a stage that cannot start fails the run once, not once per image
     from PIL import Image
 
