@@ -314,7 +314,10 @@ def _check_range(image: "torch.Tensor") -> None:
     low, high = torch.stack(torch.aminmax(image)).tolist()  # one pass, one device sync
     if OUTPUT_RANGE[0] <= low and high <= OUTPUT_RANGE[1]:
         return
-    hint = "; it looks like a 0-255 scale: divide by 255" if 1.5 < high <= 300 and low > -50 else ""
+    if OUTPUT_RANGE[0] <= low and 8 < high <= 300:  # nothing below 0, bright values in the tens or hundreds
+        hint = "; it looks like a 0-255 scale: divide by 255"
+    else:  # a filter that overshoots (sharpening, contrast): the plugin clamps its own result
+        hint = "; clamp the result to [0, 1] in the operation (image.clamp(0, 1))"
     raise OutputContractError(f"applier output: expected values in [0, 1] (a little overshoot, within "
                               f"[{OUTPUT_RANGE[0]}, {OUTPUT_RANGE[1]}], is fine), got {low:.4g} to {high:.4g}{hint}")
 

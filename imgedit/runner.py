@@ -393,8 +393,13 @@ def journal_folder(items: list[InputFile], options: RunOptions) -> Optional[Path
 def recipe(pipeline: Pipeline, options: RunOptions) -> str:
     """Everything besides the input that determines an output's bytes: the
     stages and their parameters, the hashes of the models and files they
-    use, the output format."""
+    use, the output format; and, where the inputs are kept (not
+    ``--in-place``), the plugin and version that provide each stage, so an
+    upgraded plugin, or another plugin now providing the operation, redoes
+    the results. In place the photo already holds the earlier version's
+    edit: an upgrade must not edit it a second time."""
     from imgedit.models import ModelSpec
+    from imgedit.plugins import plugin_info
     from imgedit.registry import get_registry
 
     models = get_registry().models
@@ -413,6 +418,9 @@ def recipe(pipeline: Pipeline, options: RunOptions) -> str:
         parts.append(f"precision={options.precision}")
     if pipeline.needs_mask:
         parts.append(repr(options.masks))  # the mask files' content is in each image's key: see JournalKeys
+    if not options.in_place:
+        providers = {stage.operation.plugin for stage in pipeline.stages if stage.operation.plugin}
+        parts.append("plugins=" + ",".join(f"{name}@{plugin_info(name).version}" for name in sorted(providers)))
     return "\n".join(parts)
 
 

@@ -182,6 +182,8 @@ def test_an_operations_check_sees_the_parsed_params_and_its_error_names_the_stag
     (lambda image: image * float("nan"), "expected finite values, got NaN or infinity"),  # would be written black
     (lambda image: image * 255, "it looks like a 0-255 scale: divide by 255"),  # would be written white
     (lambda image: image - 2.0, "expected values in [0, 1]"),  # would be written black
+    (lambda image: (image - 0.5) * 6 + 0.5, "got -2."),  # a strong sharpen: not a 0-255 scale
+    (lambda image: (image - 0.5) * 6 + 0.5, "clamp the result to [0, 1] in the operation"),
     (lambda image: None, "the applier returned None"),
 ])
 def test_an_applier_that_breaks_the_output_contract_is_named_with_its_stage(test_plugin, bad_output, what):

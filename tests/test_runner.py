@@ -2,6 +2,7 @@
 dry runs and the Python API."""
 
 import json
+import shutil
 import os
 import signal
 import sys
@@ -724,3 +725,23 @@ def test_progress_lines_say_seconds_per_image_when_slow_and_eta_in_minutes():
     assert _pace(15.2, "img") == "15.2 img/s"
     assert _pace(1 / 26.7, "image") == "26.7 s/image"  # was "0.0/s" in a slow eval
     assert [_duration(s) for s in (0, 45.4, 99, 615, 3600, 12000)] == ["0s", "45s", "99s", "10m15s", "1h00m", "3h20m"]
+
+
+def test_an_upgraded_plugin_redoes_kept_inputs_but_not_edits_in_place(invoke, folder, tmp_path, test_plugin):
+    from imgedit.operations import Operation
+    from imgedit.plugins import plugin_info
+
+    brighten = Operation(name="brighten", method="add", create=lambda ctx: (lambda image, mask: (image + 0.1).clamp(0, 1)))
+    test_plugin("imgedit_brighten", register_operations=lambda register: register(brighten))
+    plugin_info("imgedit_brighten").version = "1.0"
+    out = tmp_path / "out"
+    assert summary_of(invoke("run", "-p", "brighten", folder, "-o", out, "--json"))["done"] == 3
+    assert summary_of(invoke("run", "-p", "brighten", folder, "-o", out, "--json"))["skipped"] == 3
+    in_place = tmp_path / "in-place"
+    shutil.copytree(folder, in_place)
+    assert summary_of(invoke("run", "-p", "brighten", in_place, "--in-place", "--json"))["done"] == 3
+    edited = (in_place / "img0.png").read_bytes()
+    plugin_info("imgedit_brighten").version = "1.1"  # a new release may compute other bytes
+    assert summary_of(invoke("run", "-p", "brighten", folder, "-o", out, "--json"))["done"] == 3
+    assert summary_of(invoke("run", "-p", "brighten", in_place, "--in-place", "--json"))["skipped"] == 3
+    assert (in_place / "img0.png").read_bytes() == edited  # brightened once, not twice
