@@ -749,6 +749,7 @@ class _catch:
             return False  # KeyboardInterrupt and friends pass through; a journal error ends the run
         result, path = self.work.result, str(self.work.item.path)
         if isinstance(exc, ImgeditError):
+            log.debug("error on %s", path, exc_info=True)  # --debug: down to a plugin's own frame, via __cause__
             message = str(exc)
             result.exit_code = exc.exit_code
             result.needs_overwrite = isinstance(exc, OutputExistsError)

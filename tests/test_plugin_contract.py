@@ -253,3 +253,22 @@ def test_hook_with_a_bad_signature_is_one_line(tmp_path):
     assert len(errors) == 1 and "PluginValidationError" in errors[0] and "'extra'" in errors[0]
     # every line is a plugin, one of its fields or one of its errors: nothing runs over
     assert all(line.startswith(("imgedit_", "  ")) for line in result.stdout.splitlines())
+
+
+def test_debug_logging_of_a_failed_image_reaches_the_plugins_own_frame(test_plugin, photo, tmp_path, caplog):
+    # the pipeline wraps a plugin's exception in a PluginError; --debug must still show where it was raised
+    import traceback
+
+    import imgedit
+    from imgedit.errors import BatchError
+
+    def create(ctx):
+        def apply_that_explodes(image, mask):
+            raise RuntimeError("exploded")
+        return apply_that_explodes
+
+    test_plugin("exploding", register_operations=lambda register: register(Operation("explode", "now", create)))
+    with caplog.at_level(logging.DEBUG, logger="imgedit"), pytest.raises(BatchError):
+        imgedit.run("explode", photo, tmp_path / "out.png")
+    logged = "".join("".join(traceback.format_exception(*r.exc_info)) for r in caplog.records if r.exc_info)
+    assert "apply_that_explodes" in logged and "RuntimeError: exploded" in logged
