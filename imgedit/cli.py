@@ -15,7 +15,7 @@ import click
 
 from imgedit import __version__, distributed
 from imgedit.errors import ImgeditError
-from imgedit.plugins import env_flag, left_out_by_allow_list, plugin_infos, register_commands
+from imgedit.plugins import command_owner, env_flag, left_out_by_allow_list, plugin_infos, register_commands
 
 
 def _open_closed_standard_streams() -> None:
@@ -51,6 +51,10 @@ class ImgeditGroup(click.Group):
     """Turns typed errors into one-line messages and exit codes (2 usage,
     1 failure); a traceback only with ``--debug``."""
 
+    def resolve_command(self, ctx: click.Context, args: list[str]) -> Any:
+        ctx.meta["imgedit.verb_words"] = args[:2]  # "train denoise": whose verb failed, if it fails unexpectedly
+        return super().resolve_command(ctx, args)
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
@@ -75,8 +79,20 @@ class ImgeditGroup(click.Group):
                 _quiet_exit_for_closed_stdout(ctx)
             if _debug():
                 raise
-            click.echo(f"Error: unexpected {type(exc).__name__}: {exc} (run with --debug for details)", err=True)
+            click.echo(f"Error: unexpected {type(exc).__name__}{_in_plugin_verb(ctx)}: {exc} "
+                       "(run with --debug for details)", err=True)
             ctx.exit(1)
+
+
+def _in_plugin_verb(ctx: click.Context) -> str:
+    """The words " in plugin P's command 'V'" for the verb that ran, where a
+    plugin made it; "" for imgedit's own (its bugs are imgedit's to report)."""
+    words = ctx.meta.get("imgedit.verb_words", [])
+    for path in (" ".join(words[:2]), " ".join(words[:1])):  # a shared group's sub-command, else the verb
+        owner = command_owner(ctx.command, path)
+        if owner and owner != "imgedit":
+            return f" in plugin {owner}'s command '{path}'"
+    return ""
 
 
 def _stdout_gone() -> bool:

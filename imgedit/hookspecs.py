@@ -44,8 +44,9 @@ def register_operations(register: "Callable[[Operation], None]") -> None:
 
     Args:
         register: call once per :class:`imgedit.operations.Operation`. An
-            operation is keyed by ``(name, method)``; two plugins registering the
-            same key is an error naming both. Registration must be cheap: import
+            operation is keyed by ``(name, method)``; where two plugins register the
+            same key, the first loaded (built-ins first) keeps it and the other
+            is flagged in ``imgedit plugins``. Registration must be cheap: import
             torch and load weights inside ``Operation.create``, not here.
     """
 

@@ -50,7 +50,9 @@ class Capabilities:
             operation works on (the image, a tile, or its ``working_size``),
             used to choose a tile size and to estimate peak memory.
         needs_mask: the operation needs a hole mask (inpainting).
-        batchable: several same-size images may be stacked into one batch.
+        batchable: reserved, not read yet: the file runner never stacks
+            images (it applies one at a time), and a batch given to
+            ``imgedit.run`` reaches the applier as it is, whatever this says.
     """
 
     devices: tuple[str, ...] = ("cpu", "cuda", "mps")
@@ -84,8 +86,9 @@ class Param:
     """One parameter of an operation (a CLI option and a pipeline ``key=value``).
 
     Attributes:
-        name: python identifier; the CLI option is ``--name-with-dashes``
-            (a ``bool`` one is a flag), unless ``flag`` says otherwise.
+        name: python identifier, not ``method`` or ``op`` (a stage's own
+            keys); the CLI option is ``--name-with-dashes`` (a ``bool`` one
+            is a ``--name/--no-name`` pair), unless ``flag`` says otherwise.
         type: ``int``, ``float``, ``str`` or ``bool``.
         default: value when not given.
         help: one line for ``--help``.

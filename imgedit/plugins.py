@@ -21,6 +21,7 @@ import logging
 import os
 import sys
 import traceback
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -148,29 +149,43 @@ def _unknown_hook_problems(module: Any, callers: list) -> list[str]:
 
 
 def _load_order(ep: Any) -> tuple:
-    """Built-ins first, in their own order, then other plugins by name: a
-    plugin's verb that clashes with a built-in's is the one left out and
-    flagged, whatever order the environment lists the packages in."""
+    """Built-ins first, in their own order, then other plugins by name (and
+    two of one name by distribution): a plugin's verb that clashes with a
+    built-in's is the one left out and flagged, whatever order the
+    environment lists the packages in."""
     module_name = ep.value.split(":")[0]
     if module_name in BUILTIN_PLUGINS:
-        return (0, BUILTIN_PLUGINS.index(module_name), "")
-    return (1, 0, ep.name)
+        return (0, BUILTIN_PLUGINS.index(module_name), "", "")
+    return (1, 0, ep.name, _distribution(ep))
 
 
 def _load_entry_points() -> None:
     testing = getattr(sys, "_called_from_test", False)
+    taken_by: dict[str, str] = {}  # entry-point name -> the distribution whose plugin holds it
     for ep in sorted(importlib.metadata.entry_points(group="imgedit"), key=_load_order):
         module_name = ep.value.split(":")[0]
-        if pm.has_plugin(ep.name) or (testing and module_name not in BUILTIN_PLUGINS):
+        if testing and module_name not in BUILTIN_PLUGINS:
             continue
         if not _allowed(ep.name, module_name):
             _left_out.add(module_name)
             continue
         version = ep.dist.version if ep.dist is not None else None
+        if ep.name in taken_by:  # pluggy holds one plugin per name: the first keeps it, this one is listed as an error
+            row = f"{ep.name} ({_distribution(ep)})"  # its own row, so the first's stays ok
+            _infos[row] = PluginInfo(row, module_name, version, "entry point", errors=[
+                f"not loaded: {_distribution(ep)} and {taken_by[ep.name]} both declare the entry point '{ep.name}', "
+                f"and {taken_by[ep.name]}'s is loaded; uninstall one, or rename the entry point"])
+            continue
+        taken_by[ep.name] = _distribution(ep)
         try:
             _register_module(ep.name, ep.load(), "entry point", version)
         except PLUGIN_FAILURES as exc:  # a broken plugin must not break the others
             _infos[ep.name] = PluginInfo(ep.name, module_name, version, "entry point", errors=[_error_text(exc)])
+
+
+def _distribution(ep: Any) -> str:
+    """The distribution that declares ``ep``, as pip names it ("imgedit-foo")."""
+    return ep.dist.name if ep.dist is not None else ep.value.split(":")[0]
 
 
 def _load_builtin_fallbacks() -> None:
@@ -237,6 +252,17 @@ def _command_paths(cli: Any) -> dict[str, Any]:
     return paths
 
 
+# cli -> {verb path: "imgedit" or the plugin that made it}, for messages naming a verb's owner
+_owners: "weakref.WeakKeyDictionary[Any, dict[str, str]]" = weakref.WeakKeyDictionary()
+
+
+def command_owner(cli: Any, path: str) -> str:
+    """Who made the verb ``path`` ("info", "train denoise") of ``cli``:
+    "imgedit", a plugin's name, or "" where :func:`register_commands` has
+    not recorded it (yet)."""
+    return _owners.get(cli, {}).get(path, "")
+
+
 def register_commands(cli: Any) -> None:
     """Let every plugin add its verbs to ``cli``, one plugin at a time,
     recording which verbs each added (``train inpaint`` for a sub-command of
@@ -245,8 +271,8 @@ def register_commands(cli: Any) -> None:
     Re-adding the shared verb of an operation (``add_operation_verb``) is
     not a clash: the verb lists every plugin's methods."""
     load_plugins()
-    owners = {path: "imgedit" for path in _command_paths(cli)}
-    for impl in pm.hook.register_commands.get_hookimpls():  # load order
+    owners = _owners[cli] = {path: "imgedit" for path in _command_paths(cli)}
+    for impl in _in_load_order(pm.hook.register_commands.get_hookimpls()):
         before, top = _command_paths(cli), dict(cli.commands)
         info = plugin_info(impl.plugin_name)
         try:
@@ -263,6 +289,20 @@ def register_commands(cli: Any) -> None:
         info.commands = sorted(path for path in _command_paths(cli) if path not in before)
         for path in info.commands:
             owners[path] = impl.plugin_name
+
+
+def _in_load_order(impls: list) -> list:
+    """``impls`` by when their plugins loaded, built-ins first: pluggy puts a
+    ``trylast`` implementation first, and built-ins found by the fallback
+    load after entry points, yet the first one wins a clashing verb or
+    operation, and that must be a built-in."""
+    order = {name: index for index, name in enumerate(_infos)}
+
+    def rank(impl: Any) -> tuple[bool, int]:
+        info = _infos.get(impl.plugin_name)  # None: registered with pm.register, not through this module
+        return (info is None or info.module not in BUILTIN_PLUGINS, order.get(impl.plugin_name, len(order)))
+
+    return sorted(impls, key=rank)
 
 
 def _same_operation_verb(old: Any, new: Any) -> bool:
@@ -294,7 +334,7 @@ def call_each_register(hook_name: str, on_item: Callable[[str, Any], None]) -> N
     ``on_item(plugin_name, item)`` who registered each item."""
     load_plugins()
     caller = getattr(pm.hook, hook_name)
-    for impl in caller.get_hookimpls():  # load order
+    for impl in _in_load_order(caller.get_hookimpls()):
 
         def register(item: Any, _plugin: str = impl.plugin_name) -> None:
             on_item(_plugin, item)

@@ -4,14 +4,17 @@ models and latent models. Built lazily from the hooks, once per process."""
 from __future__ import annotations
 
 import dataclasses
+import logging
 import re
 from typing import Optional
 
-from imgedit.errors import PluginError, UsageError
+from imgedit.errors import UsageError
 from imgedit.latents import LatentModelSpec
 from imgedit.models import ModelSpec
 from imgedit.operations import Operation, Param
 from imgedit.plugins import call_each_register, plugin_infos
+
+logger = logging.getLogger("imgedit")
 
 
 class Registry:
@@ -21,10 +24,11 @@ class Registry:
         self.operations: dict[tuple[str, str], Operation] = {}
         self.models: dict[str, ModelSpec] = {}
         self.latent_models: dict[str, LatentModelSpec] = {}
-        # key -> the plugins that registered it; more than one is a conflict
-        self.conflicts: dict[str, list[str]] = {}
+        # operation key -> the later plugins whose registration of it was left out
+        self.left_out: dict[str, list[str]] = {}
         # plugin -> registration problems, shown by `imgedit plugins`
         self.problems: dict[str, list[str]] = {}
+        self._warned: set[str] = set()  # the operation keys whose left-out registrations were warned of
 
     def add_operation(self, plugin: str, op: Operation) -> None:
         problem = _operation_problem(op)
@@ -34,11 +38,13 @@ class Registry:
         op = dataclasses.replace(op, plugin=plugin)
         key = (op.name, op.method)
         if key in self.operations:
-            owners = self.conflicts.setdefault(op.key, [self.operations[key].plugin])
-            owners.append(plugin)
-            message = f"operation '{op.key}' is registered by both {owners[0]} and {plugin}"
-            for owner in (owners[0], plugin):
-                self.problems.setdefault(owner, []).append(message)
+            # As with verbs and models, the first loaded keeps it (built-ins load first),
+            # between third-party plugins too: their load order is fixed, by name, so
+            # the same one wins on every machine, and the other is flagged, not both broken.
+            first = self.operations[key].plugin
+            self.left_out.setdefault(op.key, []).append(plugin)
+            self.problems.setdefault(plugin, []).append(
+                f"operation '{op.key}' is already registered by {first}; kept theirs (give yours another method name)")
             return
         self.operations[key] = op
 
@@ -73,9 +79,11 @@ class Registry:
     def get(self, name: str, method: Optional[str] = None, where: str = "") -> Operation:
         """The operation ``name`` with ``method`` (default: highest priority).
 
+        Where a later plugin's registration of it was left out, a warning
+        says so, once per operation.
+
         Raises:
             UsageError: unknown operation or method.
-            PluginError: two plugins registered this operation.
         """
         where = where or name
         methods = self.methods(name)
@@ -88,12 +96,10 @@ class Registry:
         if op is None:
             known = ", ".join(m.method for m in methods)
             raise UsageError(f"{where}: unknown method '{method}' for '{name}' (known: {known})")
-        if op.key in self.conflicts:
-            owners = " and ".join(self.conflicts[op.key])
-            raise PluginError(
-                f"operation '{op.key}' is registered by both {owners}; "
-                "choose one with IMGEDIT_LOAD_PLUGINS or uninstall one"
-            )
+        if op.key in self.left_out and op.key not in self._warned:
+            self._warned.add(op.key)
+            logger.warning("operation '%s' of %s is used; %s registered it too and is left out (see 'imgedit plugins')",
+                           op.key, op.plugin, " and ".join(self.left_out[op.key]))
         return op
 
 
@@ -122,6 +128,13 @@ def _resize_problem(op: Operation) -> str:
     return ""
 
 
+# Parameter names a stage or verb takes for itself, so a parameter of that name could never be set.
+RESERVED_PARAMS = {
+    "method": "the name is reserved: 'method=' in a pipeline and --method in the verb pick the method",
+    "op": "the name is reserved: 'op' names the operation of a stage in a pipeline file",
+}
+
+
 def _params_problem(op: Operation) -> str:
     """Why the ``Param`` declarations of ``op`` cannot be used, or "": a
     default its own range or choices refuse would reach ``create`` unchecked."""
@@ -129,6 +142,11 @@ def _params_problem(op: Operation) -> str:
     for param in op.params:
         if not isinstance(param, Param):
             return f"operation '{op.key}': parameter {_shown(param)} is not a Param"
+        if not isinstance(param.name, str) or not param.name.isidentifier():
+            return (f"operation '{op.key}': parameter name {param.name!r} is not a Python identifier "
+                    "(the verb's option and create's keyword argument need one)")
+        if param.name in RESERVED_PARAMS:
+            return f"operation '{op.key}': parameter '{param.name}': {RESERVED_PARAMS[param.name]}; give it another name"
         if param.name in seen:
             return f"operation '{op.key}': parameter '{param.name}' is declared twice"
         seen.add(param.name)

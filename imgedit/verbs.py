@@ -464,7 +464,10 @@ def _result_note(result: Any) -> str:
 
 
 def _print_summary(summary: Any, quiet: bool, as_json: bool, planned: int) -> None:
+    stopped = _unbuildable_error(summary)
     if as_json:
+        if stopped is not None:  # the run stopped as a whole: its error, as for a journal that cannot be written
+            summary.error = str(stopped)
         click.echo(json.dumps(summary.as_dict(), indent=2))
     failed, total = len(summary.failed), len(summary.results)
     if total > 1 and not quiet and not as_json:
@@ -479,11 +482,8 @@ def _print_summary(summary: Any, quiet: bool, as_json: bool, planned: int) -> No
             f"interrupted after {len(summary.done)} images; run the same command again to resume"
             + (f" (journal {summary.journal})" if summary.journal else "")
         )
-    if summary.unbuildable and summary.failed:  # not about an image: say it once, without per-image advice
-        first = summary.failed[0]
-        error = BatchError(f"{first.error.removeprefix(f'{first.source}: ')}; no image was processed")
-        error.exit_code = first.exit_code
-        raise error
+    if stopped is not None:
+        raise stopped
     if failed == 1 and total == 1 and planned == 1:
         error = BatchError(summary.failed[0].error)
         error.exit_code = summary.failed[0].exit_code  # a mask or usage problem stays exit 2
@@ -496,6 +496,17 @@ def _print_summary(summary: Any, quiet: bool, as_json: bool, planned: int) -> No
                          + (f"; {summary.unreadable_note()}" if summary.unreadable else ""))
     if summary.unreadable:
         raise BatchError(summary.unreadable_note())
+
+
+def _unbuildable_error(summary: Any) -> Optional[BatchError]:
+    """The error of a run whose pipeline could not be built (a model would
+    not load), or None: not about an image, so said once, without per-image advice."""
+    if summary.interrupted or not (summary.unbuildable and summary.failed):
+        return None
+    first = summary.failed[0]
+    error = BatchError(f"{first.error.removeprefix(f'{first.source}: ')}; no image was processed")
+    error.exit_code = first.exit_code
+    return error
 
 
 def _methods_with(name: str, methods: list) -> list[str]:
@@ -517,10 +528,12 @@ def _param_option(param: Param, only: Sequence[str] = ()) -> Callable:
     to when ``only`` names some (other methods refuse it)."""
     help_text = (f"({', '.join(only)}) " if only else "") + (param.help or "")
     flag = param.flag or "--" + param.name.replace("_", "-")
-    # values stay strings here (a flag gives "true"): Operation.parse_params
-    # checks them per method, with the same messages as pipeline stages
-    if param.type is bool:
-        return click.option(flag, param.name, is_flag=True, flag_value="true", default=None, help=help_text)
+    # values stay as typed (a string, a bool from a flag pair): Operation.parse_params
+    # checks them per method, with the same messages as pipeline stages; None is "not given"
+    if param.type is bool:  # a pair, or a default of True could not be turned off
+        off = "--no-" + flag.lstrip("-")
+        shown = "" if param.default is None else f" [default: {(flag if param.default else off).lstrip('-')}]"
+        return click.option(f"{flag}/{off}", param.name, default=None, help=help_text + shown)
     kind = param.type.__name__.upper() + ("|auto" if param.allow_auto else "")
     default = "" if param.default in (None, "") else f" [default: {param.default}]"
     if param.choices:
@@ -723,7 +736,11 @@ def add_operation_verb(cli: click.Group, name: str, help: str) -> None:
     """
     if name in cli.commands:
         if getattr(cli.commands[name], "imgedit_operation", None) != name:  # another command took the name first
-            raise UsageError(f"cannot add verb '{name}': the command '{name}' is already another plugin's")
+            from imgedit.plugins import command_owner
+
+            owner = command_owner(cli, name)
+            whose = "imgedit's own" if owner == "imgedit" else f"plugin {owner}'s" if owner else "taken"
+            raise UsageError(f"cannot add verb '{name}': the command '{name}' is {whose}")
         return
     from imgedit.registry import get_registry
 
@@ -777,7 +794,7 @@ def _without_clashes(params: dict[str, Param], options: list[Callable], methods:
     kept = {}
     for name, param in params.items():
         made = probe(_param_option(param))
-        clash = sorted(({made.name or ""} | set(made.opts)) & taken)
+        clash = sorted(({made.name or ""} | set(made.opts) | set(made.secondary_opts)) & taken)
         if not clash:
             kept[name] = param
             continue

@@ -52,14 +52,15 @@ def test_plugin_raising_in_hook_is_isolated(invoke, test_plugin, photo):
     assert result.exit_code == 0, result.output
 
 
-def test_conflicting_operations_name_both_plugins(invoke, test_plugin):
+def test_conflicting_operations_keep_the_first_and_flag_the_second(invoke, test_plugin):
     test_plugin("first_blur", register_operations=lambda register: register(_identity_op()))
     test_plugin("second_blur", register_operations=lambda register: register(_identity_op()))
-    with pytest.raises(PluginError, match="first_blur and second_blur"):
-        registry.get_registry().get("blur")
+    assert registry.get_registry().get("blur").plugin == "first_blur"
     rows = {row["name"]: row for row in json.loads(invoke("plugins", "--json").stdout)}
-    assert rows["second_blur"]["status"] == "error"
-    assert "first_blur" in rows["second_blur"]["errors"][0]
+    assert rows["first_blur"]["status"] == "ok" and rows["first_blur"]["operations"] == ["blur.box"]
+    assert rows["second_blur"]["status"] == "error" and rows["second_blur"]["operations"] == []
+    assert rows["second_blur"]["errors"] == [
+        "operation 'blur.box' is already registered by first_blur; kept theirs (give yours another method name)"]
 
 
 def test_default_method_is_highest_priority(test_plugin):
@@ -244,7 +245,8 @@ def test_an_operation_verb_whose_name_another_command_holds_is_a_problem_of_the_
                 register_commands=lambda cli: add_operation_verb(cli, "smudge", help="x"))
     register_commands(cli)
     assert not hasattr(cli.commands["smudge"], "imgedit_operation")  # the first plugin's command stays
-    assert any("the command 'smudge' is already another plugin's" in e for e in plugin_info("late_plugin").errors)
+    assert any("cannot add verb 'smudge': the command 'smudge' is plugin first_plugin's" in e
+               for e in plugin_info("late_plugin").errors)
 
 
 def test_a_parameter_named_like_a_common_option_is_left_out_of_the_verb(test_plugin):
@@ -318,7 +320,7 @@ def test_errors_in_plugin_code_name_the_stage_and_the_plugin(test_plugin, tmp_pa
         raise PermissionError(13, "Permission denied", "/secret/model.safetensors")
 
     test_plugin("statting", register_operations=lambda register: [register(_identity_op("stats", "check", check=check_stats))])
-    with pytest.raises(UsageError, match=r"^stats: /secret/model.safetensors: Permission denied$"):
+    with pytest.raises(UsageError, match=r"^stage 1 \(stats\): /secret/model.safetensors: Permission denied$"):
         Pipeline.parse("stats method=check")
     # a stage that cannot start fails the run once, not once per image
     from PIL import Image
@@ -332,3 +334,20 @@ def test_errors_in_plugin_code_name_the_stage_and_the_plugin(test_plugin, tmp_pa
         imgedit.run("crashy method=start", tmp_path, tmp_path / "out")
     assert len(starts) == 1 and len(info.value.summary.failed) == 1
     assert "could not start" in info.value.summary.failed[0].error
+
+
+def test_json_of_a_run_whose_stage_cannot_start_carries_its_error(invoke, test_plugin, tmp_path):
+    from PIL import Image
+
+    from conftest import smooth_rgb
+
+    def create_fails(ctx):
+        raise RuntimeError("model file is corrupt")
+
+    test_plugin("unstartable", register_operations=lambda register: register(Operation("stuck", "x", create_fails)))
+    for i in range(2):
+        Image.fromarray(smooth_rgb(seed=i)).save(tmp_path / f"im{i}.png")
+    result = invoke("run", "-p", "stuck", tmp_path, "-o", tmp_path / "out", "--json")
+    error = result.stderr.strip().splitlines()[-1]
+    assert result.exit_code == 1 and error.endswith("no image was processed"), result.output
+    assert json.loads(result.stdout)["error"] == error.removeprefix("Error: ")
