@@ -4,10 +4,11 @@ Plugins implement the hooks in :mod:`imgedit.hookspecs`; import ``hookimpl``
 from here to mark them.
 """
 
+from imgedit.errors import ImgeditError, UsageError  # no torch: catching them costs nothing to import
 from imgedit.hookspecs import hookimpl
 
 __version__ = "0.1.0"
-__all__ = ["hookimpl", "__version__", "Pipeline", "run"]
+__all__ = ["hookimpl", "__version__", "Pipeline", "run", "ImgeditError", "UsageError"]
 
 
 def __getattr__(name: str):

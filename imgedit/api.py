@@ -1,15 +1,19 @@
 """The Python API: the same pipelines and runner as the CLI.
 
-    >>> import imgedit
+    >>> import imgedit, torch
     >>> pipeline = imgedit.Pipeline.parse("denoise sigma=25 | inpaint")
-    >>> out = imgedit.run(pipeline, tensor, mask=hole)          # (B, 3, H, W) -> (B, 3, H, W)
-    >>> imgedit.run(pipeline, "photo.jpg", "clean.jpg", mask_box=(10, 10, 40, 40))
-    >>> summary = imgedit.run("denoise", "scans/", "clean/", recursive=True)
+    >>> image = torch.rand(1, 3, 64, 64)                           # (B, 3, H, W) in [0, 1]
+    >>> hole = torch.zeros(1, 1, 64, 64); hole[..., 20:30, 20:30] = 1   # 1 = hole
+    >>> imgedit.run(pipeline, image, mask=hole).shape
+    torch.Size([1, 3, 64, 64])
+    >>> imgedit.run(pipeline, "photo.jpg", "clean.jpg", mask_box=(10, 10, 40, 40))  # doctest: +SKIP
+    >>> summary = imgedit.run("denoise", "scans/", "clean/", recursive=True)  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import fields
 from functools import lru_cache
 from pathlib import Path
@@ -33,6 +37,9 @@ def _options(output: Optional[Union[str, Path]], kwargs: dict[str, Any]) -> RunO
     if chosen_masks.get("mask_box") is not None:
         chosen_masks["mask_box"] = parse_box(",".join(map(str, _sequence(chosen_masks["mask_box"], "mask_box"))))
     if chosen_masks.get("mask") is not None:
+        if not isinstance(chosen_masks["mask"], (str, os.PathLike)):
+            raise UsageError(f"mask: for files the mask is a mask file or folder (a str or Path), got "
+                             f"{type(chosen_masks['mask']).__name__}; a mask tensor goes with a tensor image")
         chosen_masks["mask"] = Path(chosen_masks["mask"])
     chosen = {k: v for k, v in kwargs.items() if k in run_names}
     chosen.setdefault("workers", default_workers())
@@ -132,7 +139,8 @@ def run(
     Args:
         pipeline: a :class:`Pipeline` or its text form.
         target: a ``(B, 3, H, W)`` float tensor in [0, 1] (``(B, 1, H, W)``
-            gray is taken as RGB); or a path / glob / folder / list of them,
+            gray is taken as RGB; float16, bfloat16 and float64 are computed
+            in float32); or a path / glob / folder / list of them,
             processed exactly like the CLI does.
         output: output file or folder for paths (default: beside the input).
         mask: for a tensor, the ``(B, 1, H, W)`` hole mask (``(1, 1, H, W)``
@@ -145,14 +153,23 @@ def run(
             ``tile`` and ``mask_box``.
 
     Returns:
-        The result tensor (on the CPU) for a tensor; a :class:`Summary` for paths.
+        For a tensor, the result: on the CPU, in the input's dtype, with 3
+        channels (a gray input too), never requiring grad. The operations
+        are not differentiable: they run without autograd (no graph is
+        built for an input that requires grad) and give no gradient back.
+        For paths, a :class:`Summary`.
 
     Raises:
         UsageError: bad pipeline, target or options (checked as the CLI
         checks its options), image values that are not finite or not in
-        [0, 1], or a stage that needs a mask without one; MaskError: a
-        ``mask_box`` outside the image; ShapeError: a tensor that is not a
-        float image, or a mask of the wrong shape; BatchError: some files failed, or an
+        [0, 1], a stage that needs a mask without one, or a mask tensor
+        with paths; MaskError: a ``mask_box`` outside the image;
+        ShapeError: a tensor that is not a float image (or holds no data:
+        the meta device), or a mask of the wrong shape; DeviceError: a
+        ``device`` or ``precision`` that is not available; WeightsError: a
+        model's weights are missing or do not verify; PluginError: a stage
+        failed on an error that is not imgedit's own (a plugin's bug), naming
+        the stage and its plugin; BatchError: some files failed, or an
         input folder could not be read and its images were left out (the
         summary is on the exception as ``.summary``).
     """
@@ -202,10 +219,11 @@ def _run_tensor(pipeline: Pipeline, image: Any, output: Any, mask: Any, options:
     unknown = sorted(set(options) - set(TENSOR_OPTIONS))
     if unknown:
         raise UsageError(f"option(s) {', '.join(unknown)} do not apply to a tensor (those that do: {', '.join(TENSOR_OPTIONS)})")
+    given_dtype = image.dtype
     image = _tensor_image(image)
     mask = _tensor_mask(pipeline, image, mask, options.get("mask_box"))
     built = pipeline.build(options.get("device"), options.get("precision"))
-    return built.apply(image, mask, tile=options.get("tile", "auto"))
+    return built.apply(image, mask, tile=options.get("tile", "auto")).to(given_dtype)  # computed in float32
 
 
 def _tensor_image(given: Any) -> Any:
@@ -214,7 +232,8 @@ def _tensor_image(given: Any) -> Any:
     memory (an applier may edit its input in place).
 
     Raises:
-        ShapeError: not a float (B, 3, H, W) (or gray) tensor.
+        ShapeError: not a float (B, 3, H, W) (or gray) tensor, or one on
+            the meta device (no data to edit).
         UsageError: values that are not finite or not in [0, 1].
     """
     import torch
@@ -222,6 +241,8 @@ def _tensor_image(given: Any) -> Any:
     from imgedit.tensor import check_image, copy_if_shared
 
     check_image(given)
+    _check_has_data(given, "image")
+    given = given.detach()  # the operations are not differentiable: no graph from the caller's tensor
     image = given.expand(-1, 3, -1, -1) if given.shape[1] == 1 else given  # gray as RGB, as files are read
     if image.shape[1] != 3 or min(image.shape) == 0:
         raise ShapeError("image", "(B, 3, H, W) with B, H, W > 0 (or 1 channel)", tuple(image.shape))
@@ -232,6 +253,13 @@ def _tensor_image(given: Any) -> Any:
     if low < 0 or high > 1:
         raise UsageError(f"image values must be in [0, 1], got {low:.3g} to {high:.3g} (divide 8-bit values by 255)")
     return image
+
+
+def _check_has_data(tensor: Any, what: str) -> None:
+    """Refuse a meta tensor (a shape without values) before copying it
+    fails as torch's NotImplementedError."""
+    if tensor.is_meta:
+        raise ShapeError(what, "a tensor with values (on the CPU or a GPU)", f"a tensor on the {tensor.device} device")
 
 
 def _tensor_mask(pipeline: Pipeline, image: Any, mask: Any, box: Any) -> Any:
@@ -287,6 +315,7 @@ def _hole_mask(image: Any, mask: Any) -> Any:
         raise ShapeError("mask", expected, type(mask).__name__)
     if mask.ndim != 4 or mask.shape[1] != 1 or tuple(mask.shape[-2:]) != (h, w) or mask.shape[0] not in (1, b):
         raise ShapeError("mask", expected, tuple(mask.shape))
+    _check_has_data(mask, "mask")
     mask = mask.detach().cpu()
     if mask.is_floating_point() and not bool(torch.isfinite(mask).all()):
         raise UsageError("mask values must be finite, got NaN or infinity")

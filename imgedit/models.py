@@ -197,11 +197,25 @@ def load_model(spec: ModelSpec, build: "Callable[[dict], torch.nn.Module]", trai
     if not config:
         raise WeightsError(f"model '{spec.name}': its card {spec.card_path} has no model_config")
     try:
-        model = build(config)
+        with _keeping_rng_state():  # the random init is overwritten by the weights: the caller's seed stays as it was
+            model = build(config)
         model.load_state_dict(tensors)
     except (RuntimeError, ValueError, TypeError, KeyError) as exc:
         raise WeightsError(f"model '{spec.name}': weights do not fit this model: {str(exc).splitlines()[0]}") from None
     return model
+
+
+def _keeping_rng_state():
+    """Restore torch's CPU random state afterwards, and the default
+    device's where modules are built on a GPU by default (the plugins
+    build on the CPU: forking every GPU's state would only cost time)."""
+    import torch
+
+    device = torch.get_default_device()
+    if device.type == "cpu":
+        return torch.random.fork_rng(devices=[])
+    index = device.index if device.index is not None else torch.get_device_module(device.type).current_device()
+    return torch.random.fork_rng(devices=[index], device_type=device.type)
 
 
 def save_weights(tensors: "dict[str, torch.Tensor]", path: Path, card: dict[str, Any]) -> ModelSpec:

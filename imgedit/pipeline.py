@@ -22,10 +22,16 @@ log = logging.getLogger("imgedit")
 
 @dataclass(frozen=True)
 class Stage:
-    """One checked stage: the operation and its parsed parameters."""
+    """One stage: the operation and its parameters (parsed and checked by
+    the :class:`Pipeline` it is put in)."""
 
     operation: Operation
     params: dict[str, Any]
+
+    def __hash__(self) -> int:
+        # A Pipeline parses its stages' params to int, float, str, bool or
+        # None, so they hash; equal stages have one key and equal params.
+        return hash((self.operation.key, tuple(sorted(self.params.items()))))
 
     @property
     def label(self) -> str:
@@ -37,9 +43,28 @@ class Stage:
 
 @dataclass(frozen=True)
 class Pipeline:
-    """An ordered list of stages, checked before any image is touched."""
+    """An ordered list of stages, checked before any image is touched.
+
+    Built from :class:`Stage` objects too, it checks them as :meth:`parse`
+    does: each stage's params are parsed by its operation (types, ranges,
+    unknown names, defaults filled in), and an empty pipeline is refused.
+    Pipelines are hashable; do not edit a stage's params afterwards, make
+    a new pipeline."""
 
     stages: tuple[Stage, ...]
+
+    def __post_init__(self) -> None:
+        stages = tuple(self.stages)  # a list given is a tuple here, so the pipeline hashes
+        if not stages:
+            raise UsageError("the pipeline is empty: give at least one stage")
+        checked = []
+        for index, stage in enumerate(stages, start=1):
+            if not isinstance(stage, Stage):
+                raise UsageError(f"stage {index}: expected a Stage, got {type(stage).__name__}")
+            where = f"stage {index} ({stage.operation.name})"
+            checked.append(Stage(stage.operation, stage.operation.parse_params(stage.params, where)))
+        _check_sizes(checked)
+        object.__setattr__(self, "stages", tuple(checked))  # frozen: set once, here
 
     @classmethod
     def parse(cls, text: str) -> "Pipeline":
@@ -62,9 +87,7 @@ class Pipeline:
             raw = dict(raw)
             where = f"stage {index} ({name})"
             name, method = _name_and_method(name, raw.pop("method", None), where)
-            op = registry.get(name, method, where=where)
-            stages.append(Stage(op, op.parse_params(raw, where)))
-        _check_sizes(stages)
+            stages.append(Stage(registry.get(name, method, where=where), raw))  # Pipeline's __post_init__ parses the params, once
         return cls(tuple(stages))
 
     @property
@@ -235,12 +258,34 @@ class BuiltPipeline:
         is given ``image`` and the last stage that needs it ``mask``
         themselves, without a copy (a batch reads each image once and
         needs it no more): pass copies to keep them, as :func:`imgedit.run`
-        does with a caller's tensor."""
-        from imgedit.devices import compute_scope
+        does with a caller's tensor.
+
+        The stages run without autograd (an operation that optimises per
+        image enables it for itself), and the result is detached: an ``image``
+        that requires grad gets no graph built, and no gradient back.
+
+        Raises:
+            ShapeError: ``image`` is not a float ``(B, 3, H, W)`` tensor (a
+                gray one is refused here: :func:`imgedit.run` takes it as RGB).
+            PluginError: a stage failed on an error that is not imgedit's own
+                (a plugin's bug), naming the stage and its plugin.
+        """
+        import torch
+
+        from imgedit.errors import ShapeError
         from imgedit.tensor import check_image
-        from imgedit.tiling import run_tiled
 
         check_image(image)
+        if image.shape[1] != 3:  # plugins are promised RGB: say so before any stage, not from inside one
+            raise ShapeError("image", "(B, 3, H, W) RGB (for gray: image.repeat(1, 3, 1, 1))", tuple(image.shape))
+        with torch.no_grad():  # not inference_mode: style.neural's enable_grad() inside must still work
+            return self._apply_stages(image, mask, tile, on_tile, notes).detach()
+
+    def _apply_stages(self, image: "torch.Tensor", mask: "Optional[torch.Tensor]", tile: Union[int, str, None],
+                      on_tile: "Optional[Callable[[str, int, int], None]]", notes: Optional[list[str]]) -> "torch.Tensor":
+        from imgedit.devices import compute_scope
+        from imgedit.tiling import run_tiled
+
         for index, built in enumerate(self.built):
             caps = built.stage.operation.capabilities
             # intermediate images stay on the device for the next stage

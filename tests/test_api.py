@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import imgedit
-from imgedit.errors import MaskError, ShapeError, UsageError
+from imgedit.errors import ImgeditError, MaskError, ShapeError, UsageError
 from imgedit.operations import Capabilities, Operation
 
 
@@ -139,3 +139,69 @@ def test_options_the_cli_takes_are_taken(photo, tmp_path):
     summary = imgedit.run("inpaint method=telea", photo, tmp_path / "out.jpg", mask_box=(4, 4, 8, 8),
                           format="JPEG", quality=80, dilate=2, overwrite=True, depth=2, workers=None)
     assert len(summary.done) == 1 and (tmp_path / "out.jpg").read_bytes()[:2] == b"\xff\xd8"
+
+
+# --- what comes back -----------------------------------------------------------------------
+
+@pytest.fixture
+def halving(test_plugin):
+    """Register ``halve.copy`` (``image * 0.5``), which records whether autograd was on."""
+    grad_enabled = []
+
+    def create(ctx):
+        return lambda image, mask: grad_enabled.append(torch.is_grad_enabled()) or image * 0.5
+
+    test_plugin("halving_plugin", register_operations=lambda register: register(Operation("halve", "copy", create)))
+    return grad_enabled
+
+
+def test_an_input_that_requires_grad_gets_no_graph_and_a_detached_result(halving):
+    given = torch.rand(1, 3, 8, 8, requires_grad=True)
+    out = imgedit.run("halve", given)
+    assert halving == [False]  # no graph built through the operation
+    assert not out.requires_grad and out.grad_fn is None
+    assert torch.equal(out, given.detach() * 0.5)
+    nlm = imgedit.run("denoise method=nlm sigma=20", given)  # a real operation: as detached
+    assert not nlm.requires_grad and nlm.shape == given.shape
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
+def test_the_result_keeps_the_inputs_dtype(halving, dtype):
+    given = torch.rand(2, 3, 8, 8).to(dtype)
+    out = imgedit.run("halve", given)
+    assert out.dtype == dtype and torch.equal(out, (given.float() * 0.5).to(dtype))
+
+
+# --- tensors and paths do not mix; tensors without values ----------------------------------
+
+@pytest.mark.parametrize("image, options", [
+    (torch.empty(1, 3, 8, 8, device="meta"), {"mask_box": (1, 1, 2, 2)}),
+    (torch.rand(1, 3, 8, 8), {"mask": torch.ones(1, 1, 8, 8, device="meta")}),
+])
+def test_a_meta_tensor_is_a_shape_error_naming_the_device(recorder, image, options):
+    with pytest.raises(ShapeError, match="got a tensor on the meta device"):
+        imgedit.run("probe", image, **options)
+    assert recorder == []
+
+
+def test_a_mask_tensor_with_file_targets_is_a_usage_error(photo, tmp_path):
+    out = tmp_path / "out"
+    with pytest.raises(UsageError, match=r"for files the mask is a mask file or folder .*got Tensor"):
+        imgedit.run("inpaint method=telea", photo, out, mask=torch.ones(1, 1, 8, 8))
+    assert not out.exists()
+
+
+# --- the module ----------------------------------------------------------------------------
+
+def test_the_errors_to_catch_are_at_the_top_level():
+    assert imgedit.ImgeditError is ImgeditError and imgedit.UsageError is UsageError
+    assert {"ImgeditError", "UsageError"} <= set(imgedit.__all__)
+
+
+def test_the_module_examples_run():
+    import doctest
+
+    from imgedit import api
+
+    result = doctest.testmod(api)
+    assert result.attempted >= 4 and result.failed == 0

@@ -129,3 +129,15 @@ def test_weights_of_a_name_near_the_name_limit_are_written(tmp_path):
     card = json.loads(path.with_suffix(".json").read_text())
     assert spec.weights == path and card["sha256"] == sha256_file(path) and card["size_bytes"] == path.stat().st_size
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([path.name, path.with_suffix(".json").name])
+
+
+def test_loading_a_model_leaves_the_callers_random_state_alone(tmp_path):
+    from imgedit.models import load_model
+
+    net = torch.nn.Linear(4, 4)
+    spec = save_weights(net.state_dict(), tmp_path / "lin.safetensors", {"model_config": {"features": 4}})
+    torch.manual_seed(7)
+    before = torch.get_rng_state()
+    loaded = load_model(spec, lambda config: torch.nn.Linear(config["features"], config["features"]))
+    assert torch.equal(torch.get_rng_state(), before)  # the random init, overwritten by the weights, drew nothing
+    assert torch.equal(loaded.weight, net.weight)

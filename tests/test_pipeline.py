@@ -322,3 +322,79 @@ def test_a_tileable_applier_with_output_shape_cannot_start():
 
     with pytest.raises(PluginError, match=r"stage 1 \(edit.test, plugin \?\) could not start: the applier has output_shape"):
         _one_stage(lambda ctx: SideBySide(), tileable=True, tile_overlap=4).build("cpu")
+
+
+# --- a pipeline made of Stage objects --------------------------------------------------------
+
+def _nlm():
+    from imgedit.registry import get_registry
+
+    return get_registry().get("denoise", "nlm")
+
+
+def test_stages_given_directly_are_checked_as_parsed_ones():
+    from imgedit.pipeline import Stage
+
+    made = Pipeline([Stage(_nlm(), {"sigma": "10"})])  # a list, a string value
+    assert made == Pipeline.parse("denoise method=nlm sigma=10")
+    assert made.stages[0].params == {"sigma": 10.0, "strength": 1.0} and isinstance(made.stages, tuple)
+    for params, message in (({"bogus": 1}, "stage 1 (denoise): unknown parameter 'bogus'"),
+                            ({"sigma": -5}, "stage 1 (denoise): parameter 'sigma' must be in [0, 255]"),
+                            ({"sigma": "ten"}, "stage 1 (denoise): parameter 'sigma' must be float or 'auto'")):
+        with pytest.raises(UsageError) as info:
+            Pipeline((Stage(_nlm(), params),))
+        assert message in str(info.value)
+    with pytest.raises(UsageError, match="the pipeline is empty"):
+        Pipeline(())
+    with pytest.raises(UsageError, match="stage 1: expected a Stage, got str"):
+        Pipeline(("denoise",))
+
+
+def test_nlm_takes_only_auto_as_auto():
+    from imgedit_classical.ops import _NlmApplier
+
+    image = torch.rand(1, 3, 16, 16)
+    assert _NlmApplier("AUTO", 1.0).prepare(image).levels is not None  # estimated once, for the whole image
+    unprepared = _NlmApplier("ten", 1.0)
+    assert unprepared.prepare(image) is unprepared
+    with pytest.raises(UsageError, match="sigma must be a number or 'auto', got 'ten'"):
+        unprepared(image)
+
+
+def test_equal_pipelines_hash_alike():
+    a, b = Pipeline.parse("denoise method=nlm sigma=10 | inpaint"), Pipeline.parse("denoise.nlm sigma=10.0 | inpaint")
+    assert a == b and hash(a) == hash(b) and len({a, b, Pipeline.parse("denoise method=nlm")}) == 2
+    assert {a: "cached"}[b] == "cached"
+
+
+# --- BuiltPipeline.apply ---------------------------------------------------------------------
+
+def test_stages_run_without_autograd_and_give_a_detached_result():
+    seen = []
+    built = _one_stage(lambda ctx: (lambda x, mask=None: seen.append(torch.is_grad_enabled()) or x * 0.5)).build("cpu")
+    image = torch.rand(1, 3, 8, 8, requires_grad=True)
+    out = built.apply(image)
+    assert seen == [False] and not out.requires_grad and torch.equal(out, image.detach() * 0.5)
+
+
+def test_an_operation_that_optimises_per_image_still_gets_gradients():
+    def optimise(x, mask=None):  # as style.neural does: a few gradient steps towards 0.25
+        with torch.enable_grad():
+            work = x.clone().requires_grad_(True)
+            for _ in range(20):
+                (grad,) = torch.autograd.grad((work - 0.25).square().sum(), work)
+                work = (work - 0.25 * grad).detach().requires_grad_(True)
+        return work.detach()
+
+    out = _one_stage(lambda ctx: optimise).build("cpu").apply(torch.rand(1, 3, 8, 8))
+    assert torch.allclose(out, torch.full_like(out, 0.25), atol=1e-3)
+
+
+def test_a_gray_image_is_refused_before_any_stage():
+    from imgedit.errors import ShapeError
+
+    ran = []
+    built = _one_stage(lambda ctx: (lambda x, mask=None: ran.append(1) or x)).build("cpu")
+    with pytest.raises(ShapeError, match=r"\(B, 3, H, W\) RGB \(for gray: image.repeat\(1, 3, 1, 1\)\), got \(1, 1, 8, 8\)"):
+        built.apply(torch.rand(1, 1, 8, 8))
+    assert ran == []

@@ -251,7 +251,7 @@ class _NlmApplier:
         self.sigma, self.strength, self.levels = sigma, strength, levels
 
     def prepare(self, image: "torch.Tensor", mask: Optional["torch.Tensor"] = None) -> "_NlmApplier":
-        if not isinstance(self.sigma, str):
+        if not (isinstance(self.sigma, str) and self.sigma.lower() == "auto"):  # other text: denoise_nlm refuses it
             return self
         from imgedit.noise import describe_estimate, estimate_sigma_sampled
 
