@@ -93,8 +93,18 @@ def check_model_name(name: str, shipped: Collection[str] = (), what: str = "mode
         raise UsageError(f"{said}: give the name without .safetensors (--name {name[: -len('.safetensors')]}); "
                          "--export PATH names the file")
     if name in shipped:
-        raise UsageError(f"{said} is a shipped {what}'s name: choose another --name (or --export into the shipped "
+        raise UsageError(f"{said} is a shipped model's name: choose another --name (or --export into the shipped "
                          "weights folder)")
+
+
+def shipped_model_names() -> set[str]:
+    """Every plugin's shipped models' names. A model trained under one of them
+    would be hidden wherever models are found by name (``sample --model
+    faces64-vae`` takes the shipped VAE over a GAN of that name), so no train
+    verb takes one, whichever plugin shipped it."""
+    from imgedit.registry import get_registry
+
+    return {name for name, spec in get_registry().models.items() if spec.plugin != "user"}
 
 
 def did_you_mean(name: str, known: Iterable[str]) -> str:
@@ -155,7 +165,7 @@ class LatentCatalog:
                 ``--name`` differs from the ``--export`` file's name.
         """
         if name is not None:
-            check_model_name(name, shipped=(self.name,) if export_path is None else ())
+            check_model_name(name, shipped=shipped_model_names() if export_path is None else ())
         if export_path is not None and name and name != export_path.stem:
             raise UsageError(f"--name {name} differs from the --export file's name {export_path.stem}: "
                              "a model is named after its file")

@@ -59,6 +59,17 @@ def test_a_shipped_models_name_is_refused_unless_exported_elsewhere(verb, tmp_pa
     assert export.is_file()
 
 
+@pytest.mark.parametrize("verb, other", [("gan", "faces64-vae"), ("interp-vae", "mosaic"), ("style", "faces64-gan")])
+def test_another_plugins_shipped_model_name_is_refused_too(verb, other, tmp_path, invoke, user_home):
+    # models are found by name across plugins: 'sample --model faces64-vae' would take the shipped VAE
+    from conftest import smooth_images
+
+    data = smooth_images(tmp_path / "data", count=8)
+    result = invoke(*_train_args(verb, data), "--out", tmp_path / "run", "--name", other)
+    assert result.exit_code == 2 and f"--name {other} is a shipped model's name" in result.output, result.output
+    assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.parametrize("verb", sorted(VERBS))
 def test_a_good_name_is_written_in_the_weights_folder(verb, tmp_path, invoke, user_home):
     from conftest import smooth_images
@@ -73,7 +84,7 @@ def test_a_name_is_checked_alike_for_every_kind():
     from imgedit.catalog import check_model_name
 
     check_model_name("my-gan", shipped=("faces64-gan",))
-    with pytest.raises(UsageError, match="is a shipped style's name"):
+    with pytest.raises(UsageError, match="is a shipped model's name"):
         check_model_name("mosaic", shipped=("mosaic",), what="style")
     with pytest.raises(UsageError, match=r"^the painting's name \.x: a name cannot begin"):
         check_model_name(".x", said="the painting's name .x")

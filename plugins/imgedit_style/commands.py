@@ -122,20 +122,20 @@ def _export_target(name, export_path, style_image: Path):
         UsageError: a name no style can have (:func:`imgedit.catalog.check_model_name`; a shipped
             style's, outside the shipped folder), or a name that differs from the --export file's.
     """
-    from imgedit.catalog import check_model_name
-    from imgedit_style.catalog import SHIPPED, default_export_path
+    from imgedit.catalog import check_model_name, shipped_model_names
+    from imgedit_style.catalog import default_export_path
 
     if name is not None:
-        check_model_name(name, SHIPPED if export_path is None else (), "style")
+        check_model_name(name, shipped_model_names() if export_path is None else (), "style")
     if export_path is not None and name and name != export_path.stem:
         raise UsageError(f"--name {name} differs from the --export file's name {export_path.stem}: "
                          "a style is named after its file")
     if name or export_path is not None:
         return name or export_path.stem, export_path or default_export_path(name)
     name = style_image.stem
-    if name in SHIPPED:
+    if name in shipped_model_names():
         raise UsageError(f"the style would be named {name} after its painting {style_image.name}, and {name} is a "
-                         "shipped style: choose another --name (or --export into the shipped weights folder)")
+                         "shipped model's name: choose another --name (or --export into the shipped weights folder)")
     check_model_name(name, what="style", said=f"the style's name {name} (its painting's file name; give --name)")
     return name, default_export_path(name)
 
