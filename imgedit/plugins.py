@@ -20,6 +20,7 @@ import importlib.metadata
 import logging
 import os
 import sys
+import threading
 import traceback
 import weakref
 from dataclasses import dataclass, field
@@ -82,6 +83,10 @@ class PluginInfo:
 
 _infos: dict[str, PluginInfo] = {}
 _loaded = False
+# Threads of a service may make their first calls at once: one loads, the
+# others wait for it (a re-entrant lock: a plugin's import may call back in)
+_load_lock = threading.RLock()
+_loading = False
 _left_out: set[str] = set()  # modules of installed plugins IMGEDIT_LOAD_PLUGINS did not allow
 
 
@@ -209,13 +214,20 @@ def _load_builtin_fallbacks() -> None:
 
 def load_plugins() -> None:
     """Discover and register plugins once (idempotent and cheap afterwards)."""
-    global _loaded
+    global _loaded, _loading
     if _loaded:
         return
-    _loaded = True
-    _load_entry_points()
-    _load_builtin_fallbacks()
-    _warn_unknown_allowed()
+    with _load_lock:
+        if _loaded or _loading:  # loaded while this thread waited; or a plugin's import calling back in
+            return
+        _loading = True
+        try:
+            _load_entry_points()
+            _load_builtin_fallbacks()
+            _warn_unknown_allowed()
+        finally:
+            _loading = False
+            _loaded = True  # not retried on failure: what failed is each plugin's error row
 
 
 def register_plugin(module: Any, name: str, source: str = "test") -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
+import threading
 from typing import Optional
 
 from imgedit.errors import UsageError
@@ -174,12 +175,17 @@ def _shown(value: object) -> str:
 
 
 _registry: Optional[Registry] = None
+_registry_lock = threading.RLock()  # first calls from several threads: one builds, the others wait for it
 
 
 def get_registry() -> Registry:
     """The process-wide registry, built from the plugins on first use."""
     global _registry
-    if _registry is None:
+    if _registry is not None:
+        return _registry
+    with _registry_lock:
+        if _registry is not None:
+            return _registry
         from imgedit.models import user_models
 
         reg = Registry()

@@ -351,3 +351,23 @@ def test_json_of_a_run_whose_stage_cannot_start_carries_its_error(invoke, test_p
     error = result.stderr.strip().splitlines()[-1]
     assert result.exit_code == 1 and error.endswith("no image was processed"), result.output
     assert json.loads(result.stdout)["error"] == error.removeprefix("Error: ")
+
+
+def test_first_calls_from_several_threads_at_once_all_find_the_operations():
+    # a service's first requests arrive together: each thread must wait for the one loading the plugins
+    import subprocess
+    import sys
+
+    code = """
+import threading
+from concurrent.futures import ThreadPoolExecutor
+import imgedit
+start = threading.Barrier(8)
+def parse(_):
+    start.wait()
+    return imgedit.Pipeline.parse("denoise method=nlm sigma=20").stages[0].operation.key
+print(sorted(set(ThreadPoolExecutor(8).map(parse, range(8)))))
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "['denoise.nlm']"
