@@ -14,6 +14,8 @@ from imgedit_vae.degrade import add_gaussian_noise
 from imgedit_vae.denoise import create_denoise, denoise_vae, load_denoiser, model_spec
 from imgedit_vae.metrics import psnr
 
+from conftest import smooth_rgb
+
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "photo.jpg"
 
 
@@ -141,6 +143,40 @@ def test_tiles_on_the_unets_grid_match_the_whole_image(clean):
     whole, tiled = built.apply(noisy, tile=None), built.apply(noisy, tile=300)
     assert (whole - tiled).abs().max() < 0.4 / 255
     assert (whole - tiled).abs().mean() < 0.005 / 255
+
+
+def test_tiled_matches_whole_at_a_size_off_the_unets_grid():
+    # 201x255 is no multiple of 16: the quarter-turned copy of the default
+    # ensemble had its padding on the image's left and top, its grid
+    # anchored at the far edges, and tiles gave another output (2.4 levels
+    # here, 7.5 on a photo crop); every copy now shares the tile's grid
+    from imgedit.pipeline import Pipeline
+
+    image = torch.from_numpy(smooth_rgb(201, 255)).permute(2, 0, 1)[None].float() / 255
+    noisy = noisy_version(image, 25)
+    built = Pipeline.parse("denoise sigma=25").build(device="cpu")
+    whole, tiled = built.apply(noisy, tile=None), built.apply(noisy, tile=96)
+    assert (whole - tiled).abs().max() < 1.5 / 255
+    assert (whole - tiled).abs().mean() < 0.05 / 255
+
+
+def test_every_ensemble_copy_is_padded_on_the_images_bottom_and_right(model, clean, monkeypatch):
+    shown = []
+    forward = model.forward
+
+    def spy(image, cond, *rest):
+        shown.append(image[0, 0].clone())
+        return forward(image, cond, *rest)
+
+    monkeypatch.setattr(model, "forward", spy)
+    odd = clean[..., :45, :67]
+    with torch.inference_mode():
+        denoise_vae(odd, model, 25.0, ensemble=4)
+    # 45x67 padded to 48x80 before it is turned: the image sits at the top-left of every copy turned back
+    assert [tuple(s.shape) for s in shown] == [(48, 80), (80, 48), (80, 48), (48, 80)]
+    for (turns, mirror), s in zip(((0, False), (1, False), (3, False), (2, False)), shown):
+        back = torch.rot90(s, -turns)
+        assert torch.equal(back[:45, :67], odd[0, 0])
 
 
 def test_cli_keeps_16_bit_and_grayscale(tmp_path, invoke, clean):

@@ -74,6 +74,20 @@ def test_same_seed_same_fill_and_different_seeds_differ(tiny, photo):
     assert torch.equal(mean_fill, inpaint_vae(photo, mask, tiny))  # no seed: deterministic
 
 
+def test_a_seeded_fill_does_not_depend_on_the_images_place_in_the_batch(tiny, photo):
+    mask = box_mask(*photo.shape[-2:], 50, 60, 48)
+    other = photo.flip(-1)
+    alone = inpaint_vae(photo, mask, tiny, seed=3)
+    batch = inpaint_vae(torch.cat([other, photo, photo]), mask, tiny, seed=3)
+    assert torch.equal(batch[1:2], alone) and torch.equal(batch[2:3], alone)  # index 1, index 2 (twice in one batch)
+    assert torch.equal(batch[0:1], inpaint_vae(other, mask, tiny, seed=3))  # index 0
+    assert (inpaint_vae(photo, mask, tiny, seed=4) - alone).abs().max() > 1e-4  # another seed, another fill
+    # samples (seeds 3, 4) of a batch: each panel as the image alone gets it, and they differ
+    three, four = inpaint_module.inpaint_vae_fills(torch.cat([other, photo]), mask, tiny, [3, 4])
+    assert torch.equal(three[1:2], alone) and torch.equal(four[1:2], inpaint_vae(photo, mask, tiny, seed=4))
+    assert (three - four).abs().max() > 1e-4
+
+
 def spy_on_forward(model, monkeypatch) -> list:
     """The image shape of every call of ``model`` from now on."""
     shapes = []

@@ -399,7 +399,9 @@ def inpaint_vae_fills(
     ensemble: Optional[int] = None,
 ) -> list[torch.Tensor]:
     """One fill of the batch per seed, as :func:`inpaint_vae` makes it for
-    that seed; the deterministic fill they share is made once."""
+    that seed; the deterministic fill they share is made once. Each image's
+    draws come from a generator of its own seeded with ``seed``, so an
+    image gets the same fill alone or anywhere in a batch."""
     if not isinstance(image, torch.Tensor) or image.ndim != 4 or image.shape[1] != 3 or not image.is_floating_point():
         got = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
         raise ShapeError("inpaint image", "a (B, 3, H, W) float tensor", got)
@@ -408,11 +410,13 @@ def inpaint_vae_fills(
     b, _, h, w = image.shape
     if mask.ndim != 4 or mask.shape[1] != 1 or mask.shape[-2:] != (h, w) or mask.shape[0] not in (1, b):
         raise ShapeError("inpaint mask", f"shape ({b}, 1, {h}, {w})", tuple(mask.shape))
-    generators = [None if seed is None else torch.Generator().manual_seed(int(seed)) for seed in seeds]
     hole = (mask > 0.5).expand(b, 1, h, w)
     outs = [image.clone() for _ in seeds]
     with torch.inference_mode():
         for i in range(b):
+            # Each image's draws start from its seed: its fill does not
+            # depend on where it sits in the batch or what comes before it.
+            generators = [None if seed is None else torch.Generator().manual_seed(int(seed)) for seed in seeds]
             hole_map = hole[i, 0].cpu().numpy()
             for region in hole_regions(hole_map):
                 pieces = region_pieces(hole_map, region)

@@ -54,7 +54,8 @@ def create_denoise(context: Any = None, **params: Any):
 # Peak working memory measured at 0.42 GB per megapixel (fp32, CPU, one
 # 1000x1000 image); 0.5 leaves headroom. The U-Net sees far, so tiles carry
 # 48 px of context and a 24 px feathered seam: tiled output stays within 1.5
-# 8-bit levels of whole-image output (0.05 on average; see the tests).
+# 8-bit levels of whole-image output (0.05 on average; see the tests) at any
+# size: the ensemble's copies share the tiles' 1/16 grid (denoise._ensemble).
 # bf16 on a CPU that has it halves the time (DESIGN.md, "bf16 on the CPU").
 DENOISE_CAPS = Capabilities(
     devices=("cpu", "cuda", "mps"), precisions=("fp32", "fp16", "bf16"), cpu_bf16=True, tileable=True,
