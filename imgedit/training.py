@@ -396,6 +396,12 @@ def check_finite_tensors(tensors: Any, step: int, what: str) -> None:
                                f"{what}; lower --lr")
 
 
+def trained_line(trainer: Any, target: Path) -> str:
+    """What every train verb says at the end: ``Trained 1 step (0.0 min); weights: PATH``."""
+    steps = f"{trainer.step} step{'' if trainer.step == 1 else 's'}"
+    return f"Trained {steps} ({trainer.elapsed / 60:.1f} min); weights: {target}"
+
+
 def export_weights(tensors: "dict[str, Any]", path: Path, card: dict, step: int) -> Any:
     """Write a trained model's ``tensors`` (as stored: fp16 makes finite
     weights past 65504 infinite) with its ``card``, unless a float in them

@@ -115,7 +115,8 @@ COMMON_OPTIONS: list[Callable] = [
     threads_option("CPU threads for computation."),
     click.option("--overwrite", is_flag=True, help="Replace existing output files."),
     click.option("--in-place", is_flag=True, help="Write over the input files."),
-    click.option("--format", "out_format", type=click.Choice(["jpeg", "png", "tiff", "webp", "bmp"], case_sensitive=False)),
+    click.option("--format", "out_format", type=click.Choice(["jpeg", "png", "tiff", "webp", "bmp"], case_sensitive=False),
+                 help="Output format (default: the input's; with -o FILE, the file's extension)."),
     click.option("--quality", type=click.IntRange(1, 100),
                  help="JPEG/WebP quality 1-100 (default: as the source where it is the output's format: a lossless "
                       "WebP stays lossless, a JPEG keeps its quality, 75-95, and chroma subsampling; else 95)."),
@@ -298,7 +299,7 @@ def _print_plan(pipeline: Any, items: list, options: Any, as_json: bool) -> None
     if as_json:
         click.echo(json.dumps(plan, indent=2))
         return
-    click.echo(f"{plan['inputs']} inputs ({plan['already_done']} already done), first output {plan['first_output']}")
+    click.echo(f"{plan['inputs']} input{'' if plan['inputs'] == 1 else 's'} ({plan['already_done']} already done), first output {plan['first_output']}")
     for number, stage in enumerate(plan["stages"], 1):
         params = " ".join(f"{k}={v}" for k, v in stage["params"].items())
         click.echo(

@@ -376,3 +376,33 @@ def test_a_mask_box_or_colour_beside_a_mask_file_is_named_as_ignored(tmp_path, c
                     "-o", tmp_path / "out.png")
     assert result.exit_code == 0, result.output
     assert "ignoring --mask-box: --mask gives the hole" in result.output
+
+
+@pytest.mark.parametrize("verb, weights, said", [
+    ("denoise", "{tmp}/nope.safetensors", "nope.safetensors: no such file"),
+    ("inpaint", "{tmp}/nope.safetensors", "nope.safetensors: no such file"),
+    ("denoise", "inpaint-vae", "model 'inpaint-vae' is not a denoiser"),
+    ("denoise", "sigma-net", "model 'sigma-net' is not a denoiser"),
+    ("inpaint", "denoise-vae", "model 'denoise-vae' is not an inpainter"),
+    ("denoise", "tampered", "sha256 mismatch")])
+def test_weights_that_are_missing_or_of_another_kind_are_a_usage_error(tmp_path, invoke, verb, weights, said):
+    # exit 2, before any image is read, as a --model that is missing or of another kind is
+    import shutil
+
+    from imgedit.models import shipped_weights_dir
+
+    shipped = shipped_weights_dir() / "imgedit_vae"
+    if weights == "tampered":
+        for ext in (".safetensors", ".json"):
+            shutil.copy(shipped / f"denoise-vae{ext}", tmp_path / f"tampered{ext}")
+        with open(tmp_path / "tampered.safetensors", "r+b") as fh:
+            fh.seek(-1, 2)
+            fh.write(b"\0" if fh.read(1) != b"\0" else b"\1")
+        path = tmp_path / "tampered.safetensors"
+    else:
+        path = shipped / f"{weights}.safetensors" if "{" not in weights else Path(weights.format(tmp=tmp_path))
+    image = smooth_images(tmp_path / "in", count=1) / "0.png"
+    result = invoke(verb, image, "--mask-box", "2,2,8,8", "-o", tmp_path / "out.png", "--weights", path) if verb == "inpaint" \
+        else invoke(verb, image, "-o", tmp_path / "out.png", "--weights", path)
+    assert result.exit_code == 2, result.output
+    assert said in _error_line(result) and not (tmp_path / "out.png").exists()

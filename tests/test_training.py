@@ -274,3 +274,13 @@ def test_resuming_from_exported_weights_says_they_are_not_a_checkpoint(tmp_path)
     with pytest.raises(UsageError, match="exported model weights, not a training checkpoint") as caught:
         load_checkpoint(weights, kind="style")
     assert "--out folder" in str(caught.value) and "structure" not in str(caught.value)
+
+
+def test_the_closing_line_counts_steps_in_english():
+    from types import SimpleNamespace
+
+    from imgedit.training import trained_line
+
+    assert trained_line(SimpleNamespace(step=1, elapsed=6.0), Path("w.safetensors")) == \
+        "Trained 1 step (0.1 min); weights: w.safetensors"
+    assert trained_line(SimpleNamespace(step=3, elapsed=0.0), Path("w")).startswith("Trained 3 steps (0.0 min)")

@@ -172,7 +172,7 @@ def sample_command(model, count, seed, output, as_grid, truncation, device, over
                 stale.unlink(missing_ok=True)
     where = targets[0] if as_grid else output
     if not quiet:
-        click.echo(f"wrote {count} samples of {model} (seed {seed}, truncation {truncation:g}) to {where}")
+        click.echo(f"wrote {count} sample{'' if count == 1 else 's'} of {model} (seed {seed}, truncation {truncation:g}) to {where}")
 
 
 @click.command("gan")
@@ -191,7 +191,7 @@ def train_gan_command(sources, steps, resume, out_dir, overwrite, export_path, d
     """
     from imgedit import registry
     from imgedit.devices import resolve_device
-    from imgedit.training import ProgressBar, check_fresh_run, export_target
+    from imgedit.training import ProgressBar, check_fresh_run, export_target, trained_line
     from imgedit_gan.catalog import CATALOG
     from imgedit_gan.model import GANConfig
     from imgedit_gan.train import GANTrainConfig, export_gan, train_gan
@@ -212,7 +212,7 @@ def train_gan_command(sources, steps, resume, out_dir, overwrite, export_path, d
     registry.reset()  # the new model is usable by name at once
     registered = weights_spec(name)
     use = name if registered is not None and registered.weights.resolve() == target.resolve() else target
-    click.echo(f"Trained {trainer.step} steps ({trainer.elapsed / 60:.1f} min); weights: {target}\n"
+    click.echo(trained_line(trainer, target) + "\n" +
                f"Sample with: imgedit sample --model {shlex.quote(str(use))} -n 16 -o samples/")
 
 

@@ -265,7 +265,7 @@ def train_interp_command(sources, steps, resume, out_dir, overwrite, export_path
     """
     from imgedit import registry
     from imgedit.devices import resolve_device
-    from imgedit.training import ProgressBar, check_fresh_run, export_target
+    from imgedit.training import ProgressBar, check_fresh_run, export_target, trained_line
     from imgedit_interp.catalog import CATALOG
     from imgedit_interp.model import FaceVAEConfig
     from imgedit_interp.train import InterpTrainConfig, export_interp_vae, train_interp_vae
@@ -285,7 +285,7 @@ def train_interp_command(sources, steps, resume, out_dir, overwrite, export_path
                       f"on {', '.join(map(str, sources))}", sources=list(sources), session_seconds=time.time() - started,
                       licence=licence)
     registry.reset()  # the new model is usable by name at once
-    click.echo(f"Trained {trainer.step} steps ({trainer.elapsed / 60:.1f} min); weights: {target}\n"
+    click.echo(trained_line(trainer, target) + "\n" +
                f"Morph with: imgedit interpolate a.jpg b.jpg --model {shlex.quote(str(target))} -o morph.gif")
 
 

@@ -73,7 +73,7 @@ def train_style_command(sources, steps, resume, out_dir, overwrite, export_path,
 
     from imgedit import registry
     from imgedit.devices import resolve_device
-    from imgedit.training import ProgressBar, check_fresh_run, run_folder
+    from imgedit.training import ProgressBar, check_fresh_run, run_folder, trained_line
     from imgedit_style.operations import check_style_image
     from imgedit_style.train import export_style, train_style
 
@@ -101,7 +101,7 @@ def train_style_command(sources, steps, resume, out_dir, overwrite, export_path,
                  sources=list(sources), session_seconds=time.time() - started)
     registry.reset()  # the new style is usable by name at once
     previews = run_folder(out_dir, resume) / "samples"
-    click.echo(f"Trained {trainer.step} steps ({trainer.elapsed / 60:.1f} min); weights: {target}\n"
+    click.echo(trained_line(trainer, target) + "\n" +
                f"Previews: {previews}\nUse it: imgedit style photo.jpg --style {_style_argument(name, target)}")
 
 

@@ -233,7 +233,7 @@ def _train_and_export(train, cfg, sources, out_dir, resume, overwrite, export_pa
     import shlex
 
     from imgedit.devices import resolve_device
-    from imgedit.training import ProgressBar, check_fresh_run, run_export
+    from imgedit.training import ProgressBar, check_fresh_run, run_export, trained_line
     from imgedit_vae.export import default_export_path, export_model
 
     own = run_export(resume, kind)
@@ -248,7 +248,7 @@ def _train_and_export(train, cfg, sources, out_dir, resume, overwrite, export_pa
                         export=(name, target))
     export_model(trainer, target, name=name, description=description, sources=list(sources),
                  session_seconds=time.time() - started, **({"storage": storage} if storage is not None else {}))
-    click.echo(f"Trained {trainer.step} steps ({trainer.elapsed / 60:.1f} min); weights: {target}\n"
+    click.echo(trained_line(trainer, target) + "\n"
                + (f"Use it: imgedit {kind} photo.jpg --weights {shlex.quote(str(target))}" if use_hint is None else
                   f"{use_hint} {shlex.quote(str(target))}"))
 

@@ -7,11 +7,12 @@ methods, and the model code loads only when an operation is created.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Callable, Optional, Union
 
 from imgedit.catalog import spec_for_file
 from imgedit.latents import MAX_SEED
-from imgedit.models import ModelSpec, shipped_weights_dir
+from imgedit.errors import UsageError, WeightsError
+from imgedit.models import ModelSpec, check_architecture, shipped_weights_dir, verify
 from imgedit.operations import Capabilities, Operation, Param
 
 MODEL_NAME = "denoise-vae"
@@ -38,11 +39,28 @@ def model_spec(weights: Optional[Union[str, Path]] = None, name: str = MODEL_NAM
     return ModelSpec(name, shipped_weights_dir() / "imgedit_vae" / f"{name}.safetensors", _DESCRIPTIONS[name])
 
 
-def check_weights_file(params: dict) -> None:
-    """Refuse, before any image is read, ``weights`` that are not a model file
-    (cheap: the file's first bytes; a missing file is reported on loading)."""
-    if params.get("weights"):
-        model_spec(params["weights"])
+def weights_check(architecture: str, kind: str, train_verb: str) -> Callable[[dict], None]:
+    """The check of an operation's ``weights`` parameter: refuse, before any
+    image is read and as a usage error (exit 2, as ``--model`` is), a file
+    that is missing, not a model file, does not verify against its card, or
+    holds another kind of model (a sigma-net given to denoise)."""
+
+    def check(params: dict) -> None:
+        if not params.get("weights"):
+            return
+        spec = model_spec(params["weights"])
+        if not spec.weights.is_file():
+            raise UsageError(f"weights {spec.weights}: no such file (weights from '{train_verb}', or leave "
+                             "weights out for the shipped model)")
+        ok, reason = verify(spec)
+        if not ok:
+            raise UsageError(f"weights {reason}")
+        try:
+            check_architecture(spec, architecture, kind)
+        except WeightsError as exc:
+            raise UsageError(str(exc)) from None
+
+    return check
 
 
 def create_denoise(context: Any = None, **params: Any):
@@ -76,7 +94,7 @@ DENOISE = Operation(
               minimum=1, maximum=8),
     ),
     description="Learned denoiser (conditional VAE on a noise-level map), sigma 0-75, given or estimated",
-    check=check_weights_file,
+    check=weights_check("imgedit_vae.model.ConditionalVAE", "a denoiser", "imgedit train denoise"),
 )
 
 
@@ -103,7 +121,7 @@ INPAINT = Operation(
               "working scale (default: as many as fit a fixed budget per hole)", minimum=1, maximum=8),
     ),
     description="Learned inpainting (conditional VAE): crops around each hole, keeps known pixels exactly",
-    check=check_weights_file,
+    check=weights_check("imgedit_vae.model.InpaintVAE", "an inpainter", "imgedit train inpaint"),
     resizes=lambda params: params["samples"] > 1,  # K fills side by side
 )
 
