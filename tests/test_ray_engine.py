@@ -15,6 +15,7 @@ from PIL import Image
 from imgedit.errors import ImgeditError
 from imgedit.journal import JOURNAL_NAME, SHARDS_NAME
 from imgedit.operations import Operation
+from imgedit.plugins import plugin_info
 
 from conftest import fake_distribution, interruptible, smooth_rgb
 
@@ -131,6 +132,7 @@ def test_ctrl_c_stops_and_a_local_run_resumes(invoke, test_plugin, tmp_path):
     # the same operation, minus the sleep, resumes here on the local engine
     test_plugin("imgedit_slowtest", register_operations=lambda register: register(
         Operation("slow", "sleep", lambda context: lambda image, mask: 1.0 - image)))
+    plugin_info("imgedit_slowtest").version = "0.3"  # the installed distribution's: the recipe names plugin and version
     result = invoke("run", "-p", "slow", src, "-o", out, "--json")
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)

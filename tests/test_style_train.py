@@ -149,7 +149,7 @@ def test_train_verb_refuses_bad_input(invoke, user_home, data, painting, tmp_pat
     result = invoke("train", "style", "--style-image", tmp_path / "missing.jpg", "--data", data)
     assert result.exit_code == 2 and result.output.strip().count("\n") == 0 and "does not exist" in result.output
     result = invoke("train", "style", "--style-image", painting, "--data", data, "--name", "mosaic")
-    assert result.exit_code == 2 and "shipped style" in result.output
+    assert result.exit_code == 2 and "shipped model's name" in result.output
     result = invoke("train", "style", "--style-image", painting, "--data", data, "--patch", 20, "--out", tmp_path / "r")
     assert result.exit_code == 2 and "multiple of 8" in result.output
 
