@@ -118,21 +118,47 @@ class Journal:
         self._root = os.path.abspath(self.folder)
         self._fh: Any = None
         self._lock = threading.Lock()  # encoder threads record concurrently
+        # Rereads run one at a time, so a slower, older read never lands after
+        # a newer one; and from where the last read of the main file ended
+        # (its inode and byte offset), so each reads only what was appended.
+        self._reread_lock = threading.Lock()
+        self._read_up_to: Optional[tuple[int, int]] = None
+        self.entries: dict[str, Entry] = {}
+        self.owners: dict[str, str] = {}  # who wrote each output: a failed attempt does not own the file
+        self.sources: dict[str, Optional[Source]] = {}
+        self._lines = self._lines_read = 0  # lines in the files: as last read, and with this run's since
         self.reread()
         self._run_lock: Optional[int] = None  # the file descriptor of the held LOCK_NAME
 
     def reread(self) -> None:
         """Read the state from the files again: another run writing into the
-        same folder may have finished outputs since."""
-        self.read_at = time.time()
-        records = self._records()
-        with self._lock:
-            self.entries: dict[str, Entry] = {rec["dst"]: _entry(rec) for rec in records}
-            # who wrote each output, from the records of runs that wrote it: a failed attempt does not own the file
-            self.owners: dict[str, str] = {rec["dst"]: _ops(rec) for rec in records if rec["status"] in WROTE}
-            self.sources: dict[str, Optional[Source]] = {rec["dst"]: _source(rec) for rec in records
-                                                         if rec["status"] in WROTE}
-            self._lines = len(records)
+        same folder may have finished outputs since. Only the lines appended
+        since the last read are read, unless the main file was replaced (a
+        compaction) or shards are there; then all of it."""
+        with self._reread_lock:
+            read_at = time.time()
+            if self._read_up_to is not None and not self._shard_paths():
+                records, up_to = _read_records(self.path, *self._read_up_to)
+                if up_to is not None:  # the same file, grown (or not): apply what is new on top
+                    with self._lock:
+                        self._apply(records)
+                        self._lines = self._lines_read = self._lines_read + len(records)  # this run's lines among them
+                    self._read_up_to, self.read_at = up_to, read_at
+                    return
+            records, up_to = self._records()
+            with self._lock:
+                self.entries, self.owners, self.sources = {}, {}, {}
+                self._apply(records)
+                self._lines = self._lines_read = len(records)
+            self._read_up_to, self.read_at = up_to, read_at
+
+    def _apply(self, records: list[dict[str, Any]]) -> None:
+        """Records in file order onto the state: each output's last record wins."""
+        for rec in records:
+            self.entries[rec["dst"]] = _entry(rec)
+            if rec["status"] in WROTE:
+                self.owners[rec["dst"]] = _ops(rec)
+                self.sources[rec["dst"]] = _source(rec)
 
     def written_since_read(self, dst: Path) -> bool:
         """Whether ``dst`` changed after the journal was last read, so that
@@ -149,14 +175,15 @@ class Journal:
         except OSError:
             return []
 
-    def _records(self) -> list[dict[str, Any]]:
+    def _records(self) -> tuple[list[dict[str, Any]], Optional[tuple[int, int]]]:
         """The main file's records in file order, then the shards', all
-        stably sorted by time when there are shards (one file is in order)."""
+        stably sorted by time when there are shards (one file is in order);
+        and, without shards, where the main file's next read may start."""
         shards = self._shard_paths()
-        records = [rec for path in [self.path, *shards] for rec in _read_lines(path)]
+        records, up_to = _read_records(self.path)
         if shards:
-            records.sort(key=_time)
-        return records
+            records = sorted(records + [rec for path in shards for rec in _read_lines(path)], key=_time)
+        return records, None if shards else up_to
 
     def _name(self, dst: Path) -> str:
         # abspath, not resolve(): no symlink walk (a dozen syscalls) per image
@@ -336,12 +363,12 @@ class Journal:
         """The main file with one line per output: its last record."""
         from imgedit.atomic import write_bytes_atomic
 
-        last = {rec["dst"]: rec for rec in self._records()}  # only the main file is left: shards are folded in
+        last = {rec["dst"]: rec for rec in self._records()[0]}  # only the main file is left: shards are folded in
         text = "".join(json.dumps(rec) + "\n" for rec in sorted(last.values(), key=_time))
         with self._lock:
             self._close()
             write_bytes_atomic(self.path, text.encode("utf-8"))
-            self._lines = len(last)
+            self._lines = self._lines_read = len(last)
 
 
 @contextmanager
@@ -416,19 +443,38 @@ def _is_record(rec: Any) -> bool:
 
 def _read_lines(path: Path) -> list[dict[str, Any]]:
     """The well-formed records of one journal file; torn or undecodable lines are skipped."""
-    records = []
+    return _read_records(path)[0]
+
+
+def _read_records(path: Path, inode: Optional[int] = None,
+                  offset: int = 0) -> tuple[list[dict[str, Any]], Optional[tuple[int, int]]]:
+    """The well-formed records of a journal file from byte ``offset`` on,
+    and (inode, offset) just past its last complete line, where the next
+    read may start: a line still being written is left for it. Given the
+    ``inode`` of an earlier read, a replaced or shortened file gives
+    ``([], None)`` (read it whole again); a missing file gives no records."""
+    records: list[dict[str, Any]] = []
     try:
         with open(path, "rb") as fh:  # decoded line by line: one bad byte must not hide the other lines
+            stat = os.fstat(fh.fileno())
+            if inode is not None and (stat.st_ino != inode or stat.st_size < offset):
+                return [], None
+            fh.seek(offset)
+            end = offset
             for line in fh:
                 try:
                     rec = json.loads(line.decode("utf-8"))
                 except ValueError:  # UnicodeDecodeError is one too
+                    if not line.endswith(b"\n"):
+                        break  # still being written: the next read takes it whole
+                    end += len(line)
                     continue  # a torn line from a killed run, or bytes that are not UTF-8
+                end += len(line)  # whole, with or without its newline (a writer killed just before it)
                 if _is_record(rec):
                     records.append(rec)
+            return records, (stat.st_ino, end)
     except FileNotFoundError:
-        pass
-    return records
+        return records, None
 
 
 def _open_append(path: Path) -> Any:

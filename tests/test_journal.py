@@ -230,3 +230,65 @@ def test_alone_in_holds_the_run_lock_only_when_no_run_does(tmp_path):
     other.release()
     with alone_in(None) as alone, alone_in(tmp_path / "missing") as missing:
         assert alone and missing
+
+
+def _record(name, key, status="done", t=1.0):
+    return {"dst": name, "key": key, "status": status, "time": t, "ops": "denoise.nlm"}
+
+
+def test_a_reread_takes_the_lines_another_run_appended_and_leaves_a_line_being_written(tmp_path):
+    journal_file = tmp_path / JOURNAL_NAME
+    write_lines(journal_file, [_record("a.png", "k1")])
+    journal = Journal(tmp_path)
+    half = json.dumps(_record("b.png", "k2"))
+    with open(journal_file, "a") as fh:  # another run mid-write: half a line, no newline yet
+        fh.write(json.dumps(_record("a.png", "k3")) + "\n" + half[:20])
+    journal.reread()
+    assert journal.get(tmp_path / "a.png").key == "k3" and journal.get(tmp_path / "b.png") is None
+    with open(journal_file, "a") as fh:
+        fh.write(half[20:] + "\n")
+    journal.reread()
+    assert journal.get(tmp_path / "b.png").key == "k2"  # the line, whole now, was not skipped as torn
+    assert journal.get(tmp_path / "a.png").key == "k3"
+
+
+def test_a_reread_after_the_file_was_replaced_reads_it_whole(tmp_path):
+    # another run compacted the journal (an atomic rewrite: a new file) after this one read it
+    journal_file = tmp_path / JOURNAL_NAME
+    write_lines(journal_file, [_record("a.png", "k1"), _record("b.png", "k1")])
+    journal = Journal(tmp_path)
+    replacement = tmp_path / "new.jsonl"
+    write_lines(replacement, [_record("a.png", "k9")])
+    replacement.replace(journal_file)
+    journal.reread()
+    assert journal.get(tmp_path / "a.png").key == "k9" and journal.get(tmp_path / "b.png") is None
+
+
+def test_an_older_reread_finishing_last_does_not_hide_a_newer_ones_records(tmp_path, monkeypatch):
+    # encoder threads reread when an output appears; an older read landing last hid another run's
+    # outputs, and the image failed as 'exists' (two runs into one -o with a large journal)
+    import threading
+
+    write_lines(tmp_path / SHARDS_NAME / "node1.jsonl", [_record("a.png", "k1")])  # shards: every read is whole
+    journal = Journal(tmp_path)
+    read_whole, first_read_done, go_on = Journal._records, threading.Event(), threading.Event()
+
+    def slow_first_read(self):
+        records = read_whole(self)
+        if threading.current_thread().name == "slow":
+            first_read_done.set()
+            go_on.wait(10)  # it has read; it has not put its state in place yet
+        return records
+
+    monkeypatch.setattr(Journal, "_records", slow_first_read)
+    slow = threading.Thread(target=journal.reread, name="slow")
+    slow.start()
+    first_read_done.wait(10)
+    write_lines(tmp_path / SHARDS_NAME / "node2.jsonl", [_record("b.png", "k2", t=2.0)])  # another run's output
+    newer = threading.Thread(target=journal.reread)
+    newer.start()
+    newer.join(0.5)  # finished (nothing made it wait) or waiting for the slow read
+    go_on.set()
+    slow.join()
+    newer.join()
+    assert journal.get(tmp_path / "b.png") is not None
