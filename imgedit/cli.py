@@ -207,7 +207,11 @@ def models_command(as_json: bool) -> None:
     listed = {spec.weights.resolve() for spec in specs}
     # a model you trained under a shipped model's name (the default export) is not the default, but it is yours
     shadowed = [spec for spec in user_models() if spec.weights.resolve() not in listed]
-    rows = [describe(spec) for spec in specs] + [{**describe(spec), "shadowed_by_shipped": True} for spec in shadowed]
+    shipped = get_registry().models
+    rows = [describe(spec) for spec in specs] + [
+        {**describe(spec), "shadowed_by_shipped": True,
+         "option": shipped[spec.name].extra.get("option", "--weights/--model") if spec.name in shipped else "--weights/--model"}
+        for spec in shadowed]
     if as_json:
         click.echo(json.dumps(rows, indent=2))
     else:
@@ -225,7 +229,7 @@ def _print_models(rows: list[dict]) -> None:
     for row in rows:
         size = f"{row['size_bytes'] / 1e6:.2f} MB" if row["size_bytes"] else "-"
         mark = "verified" if row["verified"] else f"NOT VERIFIED: {row['status']}"
-        yours = " (yours; the shipped model of this name is the default: pass this file to --weights/--model)" \
+        yours = f" (yours; the shipped model of this name is the default: pass this file to {row['option']})" \
             if row.get("shadowed_by_shipped") else ""
         click.echo(f"{row['name']} ({row['plugin']}) {row['weights']} {size} sha256 {(row['sha256'] or '-')[:16]} {mark}{yours}")
 

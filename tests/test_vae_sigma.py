@@ -108,10 +108,27 @@ def test_cli_trains_and_exports_a_usable_estimator(tmp_path, invoke):
 
     loaded = load_model(spec_for_file(target), lambda c: SigmaNet(SigmaNetConfig.from_dict(c)))  # sha256 checked
     assert estimate_sigma_learned(smooth(80, 96), loaded.eval()).shape == (1,)
+    # what the closing line says works: denoise reads sigma=auto with it
+    assert result.output.strip().splitlines()[-1] == f"Use it: imgedit denoise photo.jpg --sigma-weights {target}"
+    photo, out = data / "0.png", tmp_path / "out"
+    denoise = ("denoise", photo, "-o", out, "--sigma-weights", target, "--json")
+    assert json.loads(invoke(*denoise).stdout)["done"] == 1
+    assert json.loads(invoke(*denoise).stdout)["skipped"] == 1
     result = invoke("train", "sigma", "--data", data, "--steps", "2", "--resume", tmp_path / "run",
                     "--out", tmp_path / "run", "-q")
     assert result.exit_code == 0, result.output
     assert json.loads(target.with_suffix(".json").read_text())["training"]["steps"] == 2  # its own model, updated
+    assert json.loads(invoke(*denoise).stdout)["done"] == 1  # the estimator retrained in place: the image is redone
+
+
+def test_sigma_weights_of_another_kind_are_a_usage_error(tmp_path, invoke):
+    from imgedit.models import shipped_weights_dir
+
+    photo = smooth_images(tmp_path / "in", count=1) / "0.png"
+    denoiser = shipped_weights_dir() / "imgedit_vae" / "denoise-vae.safetensors"
+    result = invoke("denoise", photo, "-o", tmp_path / "out.png", "--sigma-weights", denoiser)
+    assert result.exit_code == 2 and "model 'denoise-vae' is not a noise-level estimator" in result.output
+    assert not (tmp_path / "out.png").exists()
 
 
 def test_degradations_clip_quantise_and_jpeg():
@@ -168,7 +185,7 @@ def test_without_the_estimators_weights_sigma_auto_is_classical(tmp_path, monkey
     from imgedit.noise import estimate_sigma_sampled
     from imgedit_vae import denoise
 
-    monkeypatch.setattr(denoise, "model_spec", lambda name=None, **kw: type("Spec", (), {"weights": tmp_path / "none"})())
+    monkeypatch.setattr(denoise, "model_spec", lambda weights=None, name=None: type("Spec", (), {"weights": tmp_path / "none"})())
     assert denoise.load_sigma_net("cpu") is None
     image = noisy(smooth(96, 96), 15, seed=1)
     assert torch.equal(denoise.estimate_noise(image, None), estimate_sigma_sampled(image).float())
@@ -204,3 +221,16 @@ def test_patch_predictions_are_pooled_by_the_configured_quantile(monkeypatch):
     assert float(estimate_sigma_learned(image, net)[0]) == pytest.approx(2.5)
     net.cfg = SigmaNetConfig(widths=TINY_NET.widths, patch=32, grid=2, quantile=0.0)
     assert float(estimate_sigma_learned(image, net)[0]) == pytest.approx(1.0)
+
+
+def test_models_says_where_your_own_sigma_net_goes(invoke, user_home):
+    import shutil
+
+    from imgedit.models import shipped_weights_dir
+
+    mine = user_home / "weights" / "imgedit_vae"
+    mine.mkdir(parents=True)
+    for ext in (".safetensors", ".json"):  # what 'imgedit train sigma' exports by default
+        shutil.copy(shipped_weights_dir() / "imgedit_vae" / f"{SIGMA_MODEL_NAME}{ext}", mine / f"{SIGMA_MODEL_NAME}{ext}")
+    lines = [line for line in invoke("models").output.splitlines() if str(mine) in line]
+    assert len(lines) == 1 and lines[0].endswith("pass this file to denoise --sigma-weights)")

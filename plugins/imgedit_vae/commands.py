@@ -206,7 +206,7 @@ def train_sigma_command(sources, steps, resume, out_dir, overwrite, export_path,
                       name=SIGMA_MODEL_NAME, description="Noise-level estimator (tiny CNN on patches, sigma 0-75, "
                                                           "Gaussian, clipped, JPEG)",
                       shown={"loss": ".4f", "val_mae": ".2f"},
-                      use_hint="Measure it against the classical estimator: python benchmarks/bench_sigma.py --weights")
+                      use_hint="Use it: imgedit denoise photo.jpg --sigma-weights")
 
 
 def _hole_kinds(text: str) -> tuple[str, ...]:

@@ -49,16 +49,18 @@ def load_gray_denoiser(device: Union[str, torch.device] = "cpu") -> Optional[Con
     return load_vae(spec, ConditionalVAE, device) if spec.weights.is_file() else None
 
 
-def load_sigma_net(device: Union[str, torch.device] = "cpu") -> Optional[SigmaNet]:
-    """The shipped noise-level estimator behind ``sigma=auto`` (once per
-    device), or None where it is not installed (the classical estimator of
+def load_sigma_net(device: Union[str, torch.device] = "cpu",
+                   weights: Optional[Union[str, Path]] = None) -> Optional[SigmaNet]:
+    """The noise-level estimator behind ``sigma=auto`` (once per device and
+    file): ``weights`` from ``imgedit train sigma``, else the shipped one, or
+    None where that is not installed (the classical estimator of
     :mod:`imgedit.noise` then reads the noise level).
 
     Raises:
-        WeightsError: its file is there but its card or sha256 is wrong.
+        WeightsError: a file given is missing, or its card or sha256 is wrong.
     """
-    spec = model_spec(name=SIGMA_MODEL_NAME)
-    if not spec.weights.is_file():
+    spec = model_spec(weights, name=SIGMA_MODEL_NAME)
+    if weights is None and not spec.weights.is_file():
         return None
     return load_cached(spec, lambda config: SigmaNet(SigmaNetConfig.from_dict(config)), device, SigmaNet.__name__)
 
@@ -217,7 +219,7 @@ def _cast(model: ConditionalVAE, dtype: torch.dtype) -> ConditionalVAE:
 
 
 def create_denoise(context: Any = None, *, sigma: Union[float, str] = "auto", strength: float = 1.0, weights: str = "",
-                   ensemble: int = DENOISE_COPIES) -> DenoiseApplier:
+                   sigma_weights: str = "", ensemble: int = DENOISE_COPIES) -> DenoiseApplier:
     device = getattr(context, "device", torch.device("cpu"))
     dtype = getattr(context, "dtype", torch.float32)
     if not 0.0 <= float(strength) <= 1.0:
@@ -227,5 +229,7 @@ def create_denoise(context: Any = None, *, sigma: Union[float, str] = "auto", st
     model, gray_model = load_denoisers(device, weights or None)
     if dtype != torch.float32:
         model, gray_model = _cast(model, dtype), None if gray_model is None else _cast(gray_model, dtype)
-    sigma_net = load_sigma_net(device) if sigma == "auto" else None
+    if sigma_weights and sigma != "auto":
+        logger.warning("denoise: sigma_weights reads the noise level only with sigma=auto; sigma %s is used as given", sigma)
+    sigma_net = load_sigma_net(device, sigma_weights or None) if sigma == "auto" else None
     return DenoiseApplier(model, sigma, float(strength), ensemble=int(ensemble), gray_model=gray_model, sigma_net=sigma_net)

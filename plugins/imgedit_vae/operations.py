@@ -6,6 +6,7 @@ methods, and the model code loads only when an operation is created.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any, Callable, Optional, Union
 
@@ -39,28 +40,39 @@ def model_spec(weights: Optional[Union[str, Path]] = None, name: str = MODEL_NAM
     return ModelSpec(name, shipped_weights_dir() / "imgedit_vae" / f"{name}.safetensors", _DESCRIPTIONS[name])
 
 
-def weights_check(architecture: str, kind: str, train_verb: str) -> Callable[[dict], None]:
-    """The check of an operation's ``weights`` parameter: refuse, before any
-    image is read and as a usage error (exit 2, as ``--model`` is), a file
-    that is missing, not a model file, does not verify against its card, or
-    holds another kind of model (a sigma-net given to denoise)."""
+def weights_check(*files: tuple[str, str, str, str]) -> Callable[[dict], None]:
+    """The check of an operation's weights parameters, each given as
+    ``(param, architecture, kind, train verb)``: refuse, before any image is
+    read and as a usage error (exit 2, as ``--model`` is), a file that is
+    missing, not a model file, does not verify against its card, or holds
+    another kind of model (a sigma-net given to denoise)."""
 
     def check(params: dict) -> None:
-        if not params.get("weights"):
-            return
-        spec = model_spec(params["weights"])
-        if not spec.weights.is_file():
-            raise UsageError(f"weights {spec.weights}: no such file (weights from '{train_verb}', or leave "
-                             "weights out for the shipped model)")
-        ok, reason = verify(spec)
-        if not ok:
-            raise UsageError(f"weights {reason}")
-        try:
-            check_architecture(spec, architecture, kind)
-        except WeightsError as exc:
-            raise UsageError(str(exc)) from None
+        for param, architecture, kind, train_verb in files:
+            if params.get(param):
+                _check_weights(param, model_spec(params[param]), architecture, kind, train_verb)
 
     return check
+
+
+def _check_weights(param: str, spec: ModelSpec, architecture: str, kind: str, train_verb: str) -> None:
+    if not spec.weights.is_file():
+        raise UsageError(f"{param} {spec.weights}: no such file (weights from '{train_verb}', or leave {param} out "
+                         "for the shipped model)")
+    ok, reason = verify(spec)
+    if not ok:
+        raise UsageError(f"{param}: {reason}")
+    try:
+        check_architecture(spec, architecture, kind)
+    except WeightsError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def weights_files(*params: str) -> Callable[[dict], list[Path]]:
+    """The user's weights files an operation's result depends on, for the
+    resume journal (which hashes them): retraining into the same file must
+    redo the images, as new shipped weights do."""
+    return lambda values: [Path(values[p]).expanduser() for p in params if values.get(p)]
 
 
 def create_denoise(context: Any = None, **params: Any):
@@ -89,12 +101,17 @@ DENOISE = Operation(
         Param("strength", float, 1.0, help="blend with the input: 0 = unchanged, 1 = fully denoised",
               minimum=0, maximum=1),
         Param("weights", str, "", help="a .safetensors file from 'imgedit train denoise' (default: shipped)"),
+        Param("sigma_weights", str, "", help="a .safetensors file from 'imgedit train sigma' that reads sigma=auto "
+              "(default: shipped)"),
         Param("ensemble", int, DENOISE_COPIES, help="average over N flipped/rotated copies (1-8): each copy costs one "
               "model run; 1 is twice as fast as the default and a little noisier",
               minimum=1, maximum=8),
     ),
     description="Learned denoiser (conditional VAE on a noise-level map), sigma 0-75, given or estimated",
-    check=weights_check("imgedit_vae.model.ConditionalVAE", "a denoiser", "imgedit train denoise"),
+    check=weights_check(("weights", "imgedit_vae.model.ConditionalVAE", "a denoiser", "imgedit train denoise"),
+                        ("sigma_weights", "imgedit_vae.sigma_net.SigmaNet", "a noise-level estimator",
+                         "imgedit train sigma")),
+    depends_on=weights_files("weights", "sigma_weights"),
 )
 
 
@@ -121,11 +138,13 @@ INPAINT = Operation(
               "working scale (default: as many as fit a fixed budget per hole)", minimum=1, maximum=8),
     ),
     description="Learned inpainting (conditional VAE): crops around each hole, keeps known pixels exactly",
-    check=weights_check("imgedit_vae.model.InpaintVAE", "an inpainter", "imgedit train inpaint"),
+    check=weights_check(("weights", "imgedit_vae.model.InpaintVAE", "an inpainter", "imgedit train inpaint")),
+    depends_on=weights_files("weights"),
     resizes=lambda params: params["samples"] > 1,  # K fills side by side
 )
 
 OPERATIONS = (DENOISE, INPAINT)
 # sigma-net reads denoise.vae's sigma=auto (DESIGN.md, "A learned noise level").
+# "option": where a model of the kind you trained is given ('imgedit models' says so of yours)
 MODELS = (model_spec(), model_spec(name=GRAY_MODEL_NAME), model_spec(name=INPAINT_MODEL_NAME),
-          model_spec(name=SIGMA_MODEL_NAME))
+          dataclasses.replace(model_spec(name=SIGMA_MODEL_NAME), extra={"option": "denoise --sigma-weights"}))
