@@ -51,6 +51,18 @@ def new_file_mode() -> int:
     return 0o666 & ~_umask_cache[0]
 
 
+def _replaced_mode(dest: Path) -> int:
+    """The permission bits for the file that replaces ``dest``: those of
+    ``dest`` itself where it is a regular file (lstat: a link's target may
+    be anyone's file, a setuid program), bar setuid, setgid and sticky (an
+    image is no program); else those of a new file."""
+    try:
+        info = os.lstat(dest)
+    except OSError:
+        return new_file_mode()
+    return info.st_mode & 0o777 if stat.S_ISREG(info.st_mode) else new_file_mode()
+
+
 def _commit(tmp: str, dest: Path, overwrite: bool) -> None:
     """Moves the finished temporary file into place, never clobbering unless asked."""
     if overwrite:
@@ -110,7 +122,7 @@ def atomic_file(dest: Path, overwrite: bool = True, durable: bool = True) -> Ite
         OSError: the file cannot be written.
     """
     dest = Path(dest)
-    mode = stat.S_IMODE(dest.stat().st_mode) if dest.exists() else new_file_mode()
+    mode = _replaced_mode(dest)
     stem = temp_stem(dest.name, name_max(dest.parent))
     fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{stem}.", suffix=".tmp")
     try:

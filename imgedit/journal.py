@@ -37,6 +37,12 @@ one ``-o``): appending is safe, but folding shards or rewriting the file
 under another run would lose its records. Each run holds a shared lock on
 ``.imgedit-journal.lock`` (:meth:`Journal.hold`); only a run that finds
 itself alone, holding it exclusively, compacts.
+
+The folder may hold a stranger's files (a service editing uploads in place):
+every journal path is opened without following a link, and anything there
+but a regular file (a folder for the shards) stops the run, so that a
+planted link, FIFO or device cannot make imgedit write, create or delete a
+file elsewhere, hang, or run out of memory.
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 import threading
 import time
 from contextlib import contextmanager, suppress
@@ -61,6 +68,12 @@ LOCK_NAME = ".imgedit-journal.lock"
 # (and at least MIN_REWRITE_LINES): rare enough to cost nothing per run
 STALE_FACTOR = 4
 MIN_REWRITE_LINES = 1000
+# a line longer than this is skipped unread, like a torn one: records are
+# under 2 KB, and a planted 1 GB line must not be held in memory
+MAX_LINE = 1 << 20
+# a link is refused, not followed; a FIFO opens at once (then refused), not
+# waiting for a writer. Windows has neither: the lstat before the open stands alone
+_OPEN_FLAGS = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
 
 file_digest = sha256_file  # the input part of a journal key
 
@@ -170,8 +183,18 @@ class Journal:
             return False
 
     def _shard_paths(self) -> list[Path]:
+        """The regular files in the shards folder, a folder of its own: not a
+        link to one elsewhere, whose files would be read and deleted."""
         try:
-            return sorted(p for p in self.shards.iterdir() if p.suffix == ".jsonl")
+            mode = os.lstat(self.shards).st_mode
+        except OSError:
+            return []
+        if not stat.S_ISDIR(mode):
+            raise JournalError(_refusal(self.shards, mode, "a folder"))
+        try:
+            with os.scandir(self.shards) as entries:
+                return sorted(Path(e.path) for e in entries
+                              if Path(e.name).suffix == ".jsonl" and e.is_file(follow_symlinks=False))
         except OSError:
             return []
 
@@ -311,7 +334,7 @@ class Journal:
         """Hold the folder's run lock (shared) until :meth:`release`,
         folding in shards and rewriting first if no other run holds it."""
         if self._run_lock is None:
-            self._run_lock = os.open(self.folder / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+            self._run_lock = _open_regular(self.folder / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
             self.compact_if_alone()
 
     def compact_if_alone(self) -> None:
@@ -377,12 +400,16 @@ def alone_in(folder: Optional[Path]) -> Iterator[bool]:
     if none does, it is held exclusively until the block ends, so that no
     run starts writing there meanwhile. True where no run could hold it
     (``folder`` None or missing); False where the lock cannot be opened:
-    what is done only when alone (clearing temporaries) can wait."""
+    what is done only when alone (clearing temporaries) can wait.
+
+    Raises:
+        JournalError: the lock file is a link, FIFO, device or folder.
+    """
     if folder is None or not os.path.isdir(folder):
         yield True
         return
     try:
-        fd = os.open(Path(folder) / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = _open_regular(Path(folder) / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError:
         yield False
         return
@@ -452,39 +479,111 @@ def _read_records(path: Path, inode: Optional[int] = None,
     and (inode, offset) just past its last complete line, where the next
     read may start: a line still being written is left for it. Given the
     ``inode`` of an earlier read, a replaced or shortened file gives
-    ``([], None)`` (read it whole again); a missing file gives no records."""
+    ``([], None)`` (read it whole again); a missing file gives no records.
+
+    Raises:
+        JournalError: ``path`` is a link, FIFO, device or folder.
+    """
     records: list[dict[str, Any]] = []
     try:
-        with open(path, "rb") as fh:  # decoded line by line: one bad byte must not hide the other lines
-            stat = os.fstat(fh.fileno())
-            if inode is not None and (stat.st_ino != inode or stat.st_size < offset):
-                return [], None
-            fh.seek(offset)
-            end = offset
-            for line in fh:
-                try:
-                    rec = json.loads(line.decode("utf-8"))
-                except ValueError:  # UnicodeDecodeError is one too
-                    if not line.endswith(b"\n"):
-                        break  # still being written: the next read takes it whole
-                    end += len(line)
-                    continue  # a torn line from a killed run, or bytes that are not UTF-8
-                end += len(line)  # whole, with or without its newline (a writer killed just before it)
-                if _is_record(rec):
-                    records.append(rec)
-            return records, (stat.st_ino, end)
+        fd = _open_regular(path, os.O_RDONLY)
     except FileNotFoundError:
         return records, None
+    with open(fd, "rb") as fh:  # decoded line by line: one bad byte must not hide the other lines
+        info = os.fstat(fh.fileno())
+        if inode is not None and (info.st_ino != inode or info.st_size < offset):
+            return [], None
+        fh.seek(offset)
+        end = offset
+        for line, size in _lines(fh):
+            if line is None:
+                end += size  # not a record, even unfinished: a writer ends it with a newline before appending
+                continue
+            try:
+                rec = json.loads(line.decode("utf-8"))
+            except ValueError:  # UnicodeDecodeError is one too
+                if not line.endswith(b"\n"):
+                    break  # still being written: the next read takes it whole
+                end += len(line)
+                continue  # a torn line from a killed run, or bytes that are not UTF-8
+            end += len(line)  # whole, with or without its newline (a writer killed just before it)
+            if _is_record(rec):
+                records.append(rec)
+        return records, (info.st_ino, end)
+
+
+def _lines(fh: Any) -> Iterator[tuple[Optional[bytes], int]]:
+    """The lines of ``fh`` from where it stands, each with its size in bytes;
+    a line longer than :data:`MAX_LINE` comes as None, read and dropped in
+    pieces, so that a huge one costs no more memory than a piece."""
+    while True:
+        line = fh.readline(MAX_LINE + 1)
+        if len(line) <= MAX_LINE:
+            if not line:
+                return
+            yield line, len(line)
+            continue
+        size = len(line)
+        while not line.endswith(b"\n"):
+            line = fh.readline(1 << 16)  # the rest is dropped: small pieces
+            if not line:
+                break
+            size += len(line)
+        yield None, size
+
+
+def _open_regular(path: Path, flags: int, mode: int = 0o666) -> int:
+    """``os.open`` of a journal or lock file that refuses anything but a
+    regular file. The lstat first says what is there; a link put there
+    after it fails the open (O_NOFOLLOW), a FIFO or device the fstat.
+
+    Raises:
+        JournalError: ``path`` is a link, FIFO, device or folder.
+    """
+    _refuse_unless_regular(path)
+    fd = os.open(path, flags | _OPEN_FLAGS, mode)  # O_NONBLOCK is no matter to a regular file
+    try:
+        _refuse_unless_regular(path, os.fstat(fd))
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _refuse_unless_regular(path: Path, info: Optional[os.stat_result] = None) -> None:
+    """Raise JournalError where ``path`` (as ``info`` says, else as its lstat
+    does) is there and is not a regular file."""
+    if info is None:
+        try:
+            info = os.lstat(path)
+        except OSError:
+            return  # missing (it is created) or unreachable: the open says why
+    if not stat.S_ISREG(info.st_mode):
+        raise JournalError(_refusal(path, info.st_mode, "a regular file"))
+
+
+def _refusal(path: Path, mode: int, wanted: str) -> str:
+    """One line for a journal path that is not ``wanted``: what it is instead, and what to do."""
+    if stat.S_ISLNK(mode):
+        return f"{path} is a symbolic link: imgedit does not follow links for its journal; remove it"
+    kinds = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a device"),
+             (stat.S_ISBLK, "a device"), (stat.S_ISSOCK, "a socket"), (stat.S_ISREG, "a file"))
+    what = next((name for test, name in kinds if test(mode)), "not a file")
+    return f"{path} is {what}: imgedit keeps its journal there in {wanted}; remove it"
 
 
 def _open_append(path: Path) -> Any:
     """Open a journal file for appending, first ending a line torn by a
     killed writer so the next record is not glued onto it."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fh = open(path, "a+b")
-    if fh.tell() > 0:
-        fh.seek(-1, os.SEEK_END)
-        if fh.read(1) != b"\n":
-            fh.write(b"\n")
-    fh.close()
-    return open(path, "a", encoding="utf-8")
+    fd = _open_regular(path, os.O_RDWR | os.O_APPEND | os.O_CREAT)
+    try:
+        size = os.lseek(fd, 0, os.SEEK_END)
+        if size > 0:
+            os.lseek(fd, size - 1, os.SEEK_SET)
+            if os.read(fd, 1) != b"\n":
+                os.write(fd, b"\n")  # O_APPEND: at the end, wherever the offset is
+    except BaseException:
+        os.close(fd)
+        raise
+    return open(fd, "a", encoding="utf-8")

@@ -3,8 +3,13 @@ actors), read together in time order, folded into the main file by the
 driver; torn lines are ignored."""
 
 import json
+import os
+from pathlib import Path
 
-from imgedit.journal import JOURNAL_NAME, SHARDS_NAME, Journal
+import pytest
+
+from imgedit.errors import JournalError
+from imgedit.journal import JOURNAL_NAME, MAX_LINE, SHARDS_NAME, Journal, _read_records
 
 
 def lines(path):
@@ -292,3 +297,54 @@ def test_an_older_reread_finishing_last_does_not_hide_a_newer_ones_records(tmp_p
     slow.join()
     newer.join()
     assert journal.get(tmp_path / "b.png") is not None
+
+
+def test_a_line_longer_than_any_record_is_skipped_without_being_held_in_memory(tmp_path):
+    # a planted 300 MB line took 1.1 GB to read; real lines are under 2 KB
+    import tracemalloc
+
+    planted = json.dumps({**_record("huge.png", "k0"), "pad": "x" * (16 * MAX_LINE)})  # a record in form
+    write_lines(tmp_path / JOURNAL_NAME, [_record("a.png", "k1")])
+    with open(tmp_path / JOURNAL_NAME, "a") as fh:
+        fh.write(planted + "\n" + json.dumps(_record("b.png", "k2")) + "\n")
+    del planted
+    tracemalloc.start()
+    try:
+        journal = Journal(tmp_path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert journal.get(tmp_path / "huge.png") is None
+    assert journal.get(tmp_path / "a.png").key == "k1" and journal.get(tmp_path / "b.png").key == "k2"
+    assert peak < 4 * MAX_LINE  # a few pieces of MAX_LINE at most, not the line's 16
+
+
+def test_a_reread_passes_over_a_huge_line_still_growing_and_reads_what_follows(tmp_path):
+    write_lines(tmp_path / JOURNAL_NAME, [_record("a.png", "k1")])
+    journal = Journal(tmp_path)
+    with open(tmp_path / JOURNAL_NAME, "a") as fh:
+        fh.write("x" * (2 * MAX_LINE))  # no newline
+    journal.reread()
+    Journal(tmp_path).record(tmp_path / "b.png", "k2", "done")  # another run: ends that line first
+    journal.reread()
+    assert journal.get(tmp_path / "b.png").key == "k2" and journal.get(tmp_path / "a.png").key == "k1"
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/null"), reason="no /dev/null here")
+def test_a_journal_file_that_is_a_device_is_refused():
+    with pytest.raises(JournalError, match="is a device"):
+        _read_records(Path("/dev/null"))  # /dev/zero, read as lines, is a MemoryError
+
+
+def test_only_regular_files_in_the_shards_folder_are_read_and_removed(tmp_path):
+    outside = tmp_path / "outside.jsonl"
+    write_lines(outside, [_record("x.png", "k9")])
+    folder = tmp_path / "out"
+    write_lines(folder / SHARDS_NAME / "node1.jsonl", [_record("a.png", "k1")])
+    (folder / SHARDS_NAME / "node2.jsonl").symlink_to(outside)
+    journal = Journal(folder)
+    assert journal.get(folder / "x.png") is None and journal.get(folder / "a.png").key == "k1"
+    journal.compact()
+    assert lines(outside) == [_record("x.png", "k9")]
+    assert not (folder / SHARDS_NAME / "node1.jsonl").exists()
+    assert "x.png" not in (folder / JOURNAL_NAME).read_text()
