@@ -54,7 +54,7 @@ import stat
 import threading
 import time
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
@@ -71,6 +71,9 @@ MIN_REWRITE_LINES = 1000
 # a line longer than this is skipped unread, like a torn one: records are
 # under 2 KB, and a planted 1 GB line must not be held in memory
 MAX_LINE = 1 << 20
+# an input's mtime this close to its record's time (or after it) is not
+# trusted to tell it unchanged: file-system clocks tick in up to 2 s (FAT)
+RACY_SECONDS = 2.0
 # a link is refused, not followed; a FIFO opens at once (then refused), not
 # waiting for a writer. Windows has neither: the lstat before the open stands alone
 _OPEN_FLAGS = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
@@ -101,14 +104,17 @@ class Entry:
 @dataclass(frozen=True)
 class Source:
     """The input an output is made from: its path, as resolved, and the
-    digest of its content."""
+    digest of its content; and, where known, the file's (size, mtime_ns,
+    inode) as it was read, and (from a record) when that was recorded."""
 
     path: str
     digest: str
+    stat: Optional[tuple[int, int, int]] = field(default=None, compare=False)
+    recorded: Optional[float] = field(default=None, compare=False)
 
-    def fields(self) -> dict[str, str]:
+    def fields(self) -> dict[str, Any]:
         """As a record's fields."""
-        return {"src": self.path, "src_sha256": self.digest}
+        return {"src": self.path, "src_sha256": self.digest, **({"src_stat": list(self.stat)} if self.stat else {})}
 
     def same_input(self, other: "Source") -> bool:
         """Whether ``other`` is this input, as a user means it: the same file
@@ -172,6 +178,20 @@ class Journal:
             if rec["status"] in WROTE:
                 self.owners[rec["dst"]] = _ops(rec)
                 self.sources[rec["dst"]] = _source(rec)
+
+    def unread_digest(self, dst: Path, path: str, info: os.stat_result) -> Optional[str]:
+        """The digest ``dst``'s record gives its input, where the input
+        ``path`` is that file and, by its size, mtime and inode, unchanged
+        since it was read: a rerun over thousands of done photos need not
+        read them all again. None (read it) where the record says less, or
+        where the file's mtime lies within :data:`RACY_SECONDS` of the record,
+        so that an edit in the same tick of a coarse clock is not missed."""
+        source = self.sources.get(self._name(dst))
+        if source is None or source.stat is None or source.recorded is None or source.path != path:
+            return None
+        if source.stat != stat_key(info) or info.st_mtime_ns / 1e9 > source.recorded - RACY_SECONDS:
+            return None
+        return source.digest
 
     def written_since_read(self, dst: Path) -> bool:
         """Whether ``dst`` changed after the journal was last read, so that
@@ -447,8 +467,16 @@ WROTE = ("start", "done")  # the statuses of a run that wrote (or was writing) t
 
 def _source(rec: dict[str, Any]) -> Optional[Source]:
     """The input a record's output was made from; None where it does not say."""
-    path, digest = rec.get("src"), rec.get("src_sha256")
-    return Source(path, digest) if isinstance(path, str) and isinstance(digest, str) else None
+    path, digest, stat_ = rec.get("src"), rec.get("src_sha256"), rec.get("src_stat")
+    if not (isinstance(path, str) and isinstance(digest, str)):
+        return None
+    known = isinstance(stat_, list) and len(stat_) == 3 and all(type(n) is int for n in stat_)
+    return Source(path, digest, tuple(stat_) if known else None, _time(rec))
+
+
+def stat_key(info: os.stat_result) -> tuple[int, int, int]:
+    """What tells a file unchanged without reading it: (size, mtime_ns, inode)."""
+    return info.st_size, info.st_mtime_ns, info.st_ino
 
 
 def _ops(rec: dict[str, Any]) -> str:

@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterator, Optional, Union
 
 from imgedit.errors import ImgeditError, JournalError, OutputExistsError, UsageError
 from imgedit.inputs import InputFile, output_path
-from imgedit.journal import Journal, Source, bytes_digest, file_digest, make_key
+from imgedit.journal import Journal, Source, bytes_digest, file_digest, make_key, stat_key
 from imgedit.masks import MaskOptions
 from imgedit.pipeline import BuiltPipeline, Pipeline
 
@@ -564,9 +564,12 @@ class _Batch:
         from imgedit.tensor import mask_to_tensor, to_tensor
 
         with _catch(work):
+            info = _stat(work.item.path)  # before the read: a change after it shows on the next run
+            if info is not None and self._done_unread(work, info):
+                return work
             # one read serves the journal key and the decoder: the key is of the bytes decoded
             data = read_file_bytes(work.item.path)
-            if self._skip(work, data):
+            if self._skip(work, data, info=info):
                 return work
             work.picture = read_image(work.item.path, data=data)
             self._check_frames(work)
@@ -591,9 +594,31 @@ class _Batch:
         if self.journal is None or self.journal.get(work.dst) is None and not self.options.retry_failed:
             return False
         try:
-            return self._skip(work, read_file_bytes(work.item.path))
+            info = _stat(work.item.path)
+            return (info is not None and self._done_unread(work, info)
+                    or self._skip(work, read_file_bytes(work.item.path), info=info))
         except Exception:
             return False
+
+    def _done_unread(self, work: _Work, info: os.stat_result) -> bool:
+        """Skip ``work`` as done without reading its input, where the journal
+        knows the input's digest and the file is unchanged since (see
+        :meth:`Journal.unread_digest`): a rerun over a folder of done photos
+        then reads none of them. Anything less sure reads the file."""
+        options, journal = self.options, self.journal
+        if journal is None or options.force or options.retry_failed or options.in_place:
+            return False
+        real = str(self.real(work.item.path))
+        digest = journal.unread_digest(work.dst, real, info)
+        if digest is None:
+            return False
+        key = self.keys.of(work.item, digest)
+        if not journal.is_done(work.dst, key):
+            return False
+        work.key, work.source = key, Source(real, digest, stat_key(info))
+        self._record_done_if_killed(work)
+        work.result.status, work.result.note = "skipped", "done in an earlier run"
+        return True
 
     def _check_frames(self, work: _Work) -> None:
         """Only a multi-frame file's first frame is read: say so, and refuse
@@ -605,11 +630,12 @@ class _Batch:
                 raise ImgeditError(f"{what}; only the first is edited, so --in-place would destroy the others; use -o")
             log.warning("%s; only the first is edited", what)
 
-    def _skip(self, work: _Work, data: bytes, reread: bool = True) -> bool:
+    def _skip(self, work: _Work, data: bytes, reread: bool = True, info: Optional[os.stat_result] = None) -> bool:
         options, journal = self.options, self.journal
         if journal is not None:
             digest = bytes_digest(data)
-            work.key, work.source = self.keys.of(work.item, digest), Source(str(self.real(work.item.path)), digest)
+            source = Source(str(self.real(work.item.path)), digest, stat_key(info) if info is not None else None)
+            work.key, work.source = self.keys.of(work.item, digest), source
             entry = journal.get(work.dst)
             if options.retry_failed and (entry is None or entry.status != "failed"):
                 work.result.status, work.result.note = "skipped", "not a previous failure"
@@ -623,7 +649,7 @@ class _Batch:
         if work.dst.exists() and not (options.overwrite or options.in_place or ours):
             if journal is not None and reread and journal.written_since_read(work.dst):  # by another run, maybe
                 journal.reread()
-                return self._skip(work, data, reread=False)
+                return self._skip(work, data, reread=False, info=info)
             raise self._exists_error(work)
         return False
 
@@ -872,6 +898,14 @@ def run_files(
     summary.unbuildable = batch.build_failed
     summary.seconds = time.perf_counter() - start
     return summary
+
+
+def _stat(path: Path) -> Optional[os.stat_result]:
+    """``path``'s stat, or None: the read that follows says what is wrong."""
+    try:
+        return os.stat(path)
+    except OSError:
+        return None
 
 
 def default_workers() -> int:

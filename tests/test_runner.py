@@ -745,3 +745,43 @@ def test_an_upgraded_plugin_redoes_kept_inputs_but_not_edits_in_place(invoke, fo
     assert summary_of(invoke("run", "-p", "brighten", folder, "-o", out, "--json"))["done"] == 3
     assert summary_of(invoke("run", "-p", "brighten", in_place, "--in-place", "--json"))["skipped"] == 3
     assert (in_place / "img0.png").read_bytes() == edited  # brightened once, not twice
+
+
+def _age(folder, seconds=3600):
+    """Inputs last changed an hour ago, as a folder of photos is: only then is a file's stat trusted."""
+    for path in folder.rglob("*.png"):
+        os.utime(path, (time.time() - seconds, time.time() - seconds))
+
+
+def test_a_rerun_skips_unchanged_inputs_without_reading_them(invoke, folder, tmp_path, monkeypatch):
+    import imgedit.imageio.read as read_module
+
+    _age(folder)
+    out = tmp_path / "out"
+    assert summary_of(invoke("denoise", folder, "-r", "--method", "nlm", "-o", out, "--json"))["done"] == 4
+    reads = []
+    real_read = read_module.read_file_bytes
+    monkeypatch.setattr(read_module, "read_file_bytes", lambda path: reads.append(path) or real_read(path))
+    again = summary_of(invoke("denoise", folder, "-r", "--method", "nlm", "-o", out, "--json"))
+    assert again["skipped"] == 4 and reads == []
+    plan = invoke("denoise", folder, "-r", "--method", "nlm", "-o", out, "--dry-run")
+    assert "4 inputs (4 already done)" in plan.output and reads == []
+    # an edit shows in the file's mtime (and size): that input is read and redone, the others not
+    Image.fromarray(smooth_rgb(seed=9)).save(folder / "img1.png")
+    changed = summary_of(invoke("denoise", folder, "-r", "--method", "nlm", "-o", out, "--json"))
+    assert changed["done"] == 1 and [p.name for p in reads] == ["img1.png"]
+
+
+def test_an_input_changed_within_the_clock_tick_of_its_record_is_read(invoke, tmp_path):
+    # a file saved again within a second or two of the run that read it may keep its size and mtime
+    # (a coarse clock, an uncompressed format): such a file is read, not trusted by its stat
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    photo = src / "a.bmp"
+    Image.fromarray(smooth_rgb(seed=1)).save(photo)
+    assert summary_of(invoke("denoise", src, "--method", "nlm", "-o", out, "--json"))["done"] == 1
+    before = os.stat(photo)
+    Image.fromarray(smooth_rgb(seed=2)).save(photo)  # the same size: an uncompressed bitmap
+    os.utime(photo, ns=(before.st_atime_ns, before.st_mtime_ns))  # the same mtime, as a coarse clock gives
+    assert os.stat(photo).st_size == before.st_size and os.stat(photo).st_ino == before.st_ino
+    assert summary_of(invoke("denoise", src, "--method", "nlm", "-o", out, "--json"))["done"] == 1
