@@ -36,7 +36,14 @@ def _open_closed_standard_streams() -> None:
 
 class _StderrHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
-        click.echo(f"{record.levelname.capitalize()}: {record.getMessage()}", err=True)
+        click.echo(_printable(f"{record.levelname.capitalize()}: {record.getMessage()}"), err=True)
+
+
+def _printable(text: str) -> str:
+    """Control characters escaped: messages name files, and a file's name may hold any."""
+    from imgedit.verbs import printable  # not at the top: importing opens files (see _open_closed_standard_streams)
+
+    return printable(text)
 
 
 def _setup_logging(debug: bool) -> None:
@@ -66,9 +73,9 @@ class ImgeditGroup(click.Group):
             if _debug():
                 traceback.print_exc()
             if distributed.is_main():
-                click.echo(f"Error: {exc}", err=True)
+                click.echo(_printable(f"Error: {exc}"), err=True)
             elif not exc.same_in_every_process:  # a usage error, say: rank 0 says it for all
-                click.echo(f"Error (process {distributed.rank()}): {exc}", err=True)
+                click.echo(_printable(f"Error (process {distributed.rank()}): {exc}"), err=True)
             ctx.exit(exc.exit_code)
         except KeyboardInterrupt:
             if distributed.is_main():

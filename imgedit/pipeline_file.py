@@ -42,10 +42,17 @@ uses :mod:`tomllib` (Python 3.11+) or, on older Pythons, ``tomli``.
 Every problem is a :class:`~imgedit.errors.UsageError` with a one-line
 message that starts with the file name (and names the stage where one is at
 fault).
+
+The file may come from someone else (an upload to a service), so it is
+bounded: at most :data:`MAX_FILE_BYTES`, no YAML aliases (``*name``: a few
+hundred bytes of them expand to gigabytes), no nesting deeper than the
+parser's recursion, no text over :data:`MAX_TEXT` characters, and values in
+messages are cut short.
 """
 
 from __future__ import annotations
 
+import reprlib
 from pathlib import Path
 from typing import Any, Callable
 
@@ -63,6 +70,15 @@ Spec = tuple[str, dict[str, Any]]
 # null) is refused here with the file and stage named.
 _SCALARS = (str, int, float, bool)
 
+#: Largest pipeline file read: a real one is a few hundred bytes.
+MAX_FILE_BYTES = 1 << 20
+#: Longest text (name, value or compact pipeline) taken: later errors quote it whole.
+MAX_TEXT = 1000
+
+# Values shown in messages: a few elements, a short string, never the whole value.
+_SHORT = reprlib.Repr()
+_SHORT.maxstring = _SHORT.maxother = 60
+
 
 def load_pipeline_specs(path: Path) -> list[Spec]:
     """Read a pipeline file into ``[(op_name, {param: value, "method": m}), ...]``,
@@ -76,10 +92,11 @@ def load_pipeline_specs(path: Path) -> list[Spec]:
         holds ``"method"`` only when the stage names one.
 
     Raises:
-        UsageError: unknown suffix, missing or unreadable file, syntax error
-            (with its line where the parser reports one), PyYAML/tomli not
-            installed, unknown top-level keys, no stages, a stage that is not
-            a table/mapping, a stage without ``op``, or a bad value.
+        UsageError: unknown suffix, missing, unreadable or too large file,
+            syntax error (with its line where the parser reports one), a YAML
+            alias, nesting too deep, PyYAML/tomli not installed, unknown
+            top-level keys, no stages, a stage that is not a table/mapping, a
+            stage without ``op``, or a bad or too long value.
 
     Example:
         >>> specs = load_pipeline_specs(Path("pipeline.toml"))  # doctest: +SKIP
@@ -108,9 +125,13 @@ def _read_bytes(path: Path) -> bytes:
     if not path.is_file():
         raise UsageError(f"pipeline file {path} is not a file")
     try:
-        return path.read_bytes()
+        with path.open("rb") as file:
+            raw = file.read(MAX_FILE_BYTES + 1)  # not the size from stat: the file may grow meanwhile
     except OSError as exc:
         raise UsageError(f"cannot read pipeline file {path}: {exc.strerror or exc}") from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise UsageError(f"{path}: pipeline file is over {MAX_FILE_BYTES // 1024} KB; a pipeline is a few stages")
+    return raw
 
 
 def _decode(path: Path, raw: bytes) -> str:
@@ -138,6 +159,8 @@ def _load_toml(path: Path) -> Any:
         return loads(text)
     except ValueError as exc:  # TOMLDecodeError is a ValueError; its text ends "(at line L, column C)"
         raise UsageError(f"{path}: invalid TOML: {_one_line(exc)}") from None
+    except RecursionError:
+        raise UsageError(f"{path}: invalid TOML: arrays or tables nested too deeply") from None
 
 
 def _load_yaml(path: Path) -> Any:
@@ -147,7 +170,11 @@ def _load_yaml(path: Path) -> Any:
         raise UsageError("reading YAML pipelines needs PyYAML: pip install pyyaml") from None
     text = _decode(path, _read_bytes(path))
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_yaml_loader(yaml))  # noqa: S506 - a SafeLoader, less aliases
+    except RecursionError:
+        raise UsageError(f"{path}: invalid YAML: lists or mappings nested too deeply") from None
+    except ValueError as exc:  # a value the constructor refuses: an integer of over 4300 digits
+        raise UsageError(f"{path}: invalid YAML: {_one_line(exc)}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None)
@@ -157,6 +184,20 @@ def _load_yaml(path: Path) -> Any:
                 f"{path}: invalid YAML at line {mark.line + 1}, column {mark.column + 1}: {what}"
             ) from None
         raise UsageError(f"{path}: invalid YAML: {_one_line(exc)}") from None
+
+
+def _yaml_loader(yaml: Any) -> type:
+    """PyYAML's SafeLoader refusing aliases: each ``*name`` is a reference
+    to a whole value, so nested ones make a tiny file a huge document."""
+
+    class NoAliasLoader(yaml.SafeLoader):
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            if self.check_event(yaml.AliasEvent):
+                raise yaml.composer.ComposerError(
+                    None, None, "aliases (*name) are not allowed in a pipeline file", self.peek_event().start_mark)
+            return super().compose_node(parent, index)
+
+    return NoAliasLoader
 
 
 def _one_line(what: object) -> str:
@@ -173,7 +214,7 @@ def _specs_from_data(path: Path, data: Any, key: str, table: str) -> list[Spec]:
         raise UsageError(f"{path}: expected a {table} with '{key}' or 'pipeline' at the top, got {_kind(data)}")
     unknown = [k for k in data if k not in (key, "pipeline")]
     if unknown:
-        names = ", ".join(repr(str(k)) for k in unknown)
+        names = ", ".join(_short(str(k)) for k in unknown[:10]) + (", ..." if len(unknown) > 10 else "")
         raise UsageError(f"{path}: unknown top-level key{'s' if len(unknown) > 1 else ''} {names} "
                          f"(expected '{key}' or 'pipeline')")
     if key in data and "pipeline" in data:
@@ -197,26 +238,29 @@ def _stage(path: Path, index: int, stage: Any, table: str) -> Spec:
     if not isinstance(stage, dict):
         raise UsageError(f"{where}: expected a {table} with 'op', got {_kind(stage)}")
     if "op" not in stage:
-        keys = ", ".join(map(str, stage))
+        keys = ", ".join(_clip(str(k)) for k in list(stage)[:10]) + (", ..." if len(stage) > 10 else "")
         has = f"; its keys: {keys}" if keys else "; it is empty"
         raise UsageError(f"{where}: no 'op' (the operation to run){has}")
     name = stage["op"]
-    if not isinstance(name, str) or not name.strip():
-        raise UsageError(f"{where}: 'op' must be an operation name, got {name!r}")
+    if not isinstance(name, str) or not name.strip() or len(name) > MAX_TEXT:
+        raise UsageError(f"{where}: 'op' must be an operation name, got {_kind(name)}")
     name = name.strip()
-    where = f"{path}: stage {index} ({name})"
+    where = f"{path}: stage {index} ({_clip(name)})"
     params: dict[str, Any] = {}
     for key, value in stage.items():
         if key == "op":
             continue
-        if not isinstance(key, str) or not key:
-            raise UsageError(f"{where}: parameter names must be text, got {key!r}")
+        if not isinstance(key, str) or not key or len(key) > MAX_TEXT:
+            raise UsageError(f"{where}: parameter names must be text, got {_kind(key)}")
         if key == "method" and not isinstance(value, str):
-            raise UsageError(f"{where}: 'method' must be a method name, got {value!r}")
+            raise UsageError(f"{where}: 'method' must be a method name, got {_kind(value)}")
         if not isinstance(value, _SCALARS):
             raise UsageError(
-                f"{where}: parameter '{key}' must be a number, true/false or text, got {_kind(value)}"
+                f"{where}: parameter {_short(key)} must be a number, true/false or text, got {_kind(value)}"
             )
+        if isinstance(value, str) and len(value) > MAX_TEXT:
+            raise UsageError(f"{where}: parameter {_short(key)} is text of {len(value)} characters, "
+                             f"over the {MAX_TEXT} a value may have")
         norm = key.replace("-", "_")
         if norm in params:
             raise UsageError(f"{where}: parameter '{norm}' is given twice")
@@ -229,6 +273,9 @@ def _compact(path: Path, text: Any) -> list[Spec]:
         raise UsageError(f"{path}: 'pipeline' must be text like \"denoise sigma=25 | inpaint\", got {_kind(text)}")
     if not text.strip():
         raise UsageError(f"{path}: no stages ('pipeline' is empty)")
+    if len(text) > MAX_TEXT:
+        raise UsageError(f"{path}: 'pipeline' is {len(text)} characters, over {MAX_TEXT}; "
+                         "give longer pipelines as stages")
     try:
         return parse_stages(text)
     except UsageError as exc:
@@ -243,5 +290,16 @@ def _kind(value: Any) -> str:
     if isinstance(value, list):
         return "a list"
     if isinstance(value, str):
-        return f"text {value!r}"
-    return f"{type(value).__name__} {value!r}"
+        return f"text {_short(value)}"
+    return f"{type(value).__name__} {_short(value)}"
+
+
+def _short(value: Any) -> str:
+    """``repr(value)``, cut short: a value from the file may be megabytes."""
+    return _SHORT.repr(value)
+
+
+def _clip(text: str) -> str:
+    """A name from the file as plain text, one line and cut short."""
+    text = text if text.isprintable() else repr(text)[1:-1]
+    return text if len(text) <= 60 else text[:57] + "..."

@@ -316,6 +316,7 @@ def _say(text: str, bar: Any = None) -> None:
     """A progress line on stderr, above ``bar`` if there is one. A line that
     cannot be written (stderr full or gone) is dropped: it must not end a
     batch that is writing its images fine."""
+    text = printable(text)
     try:
         if bar is not None:
             bar.write(text, file=sys.stderr)
@@ -323,6 +324,15 @@ def _say(text: str, bar: Any = None) -> None:
             click.echo(text, err=True)
     except OSError:
         pass
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters (and undecodable bytes of a file name)
+    escaped, as ``\\x1b`` or ``\\n``: a file's name must not send terminal
+    escapes or fake a line of its own."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
 
 
 def _rate_and_eta(count: int, total: int, seconds: float) -> tuple[float, float]:

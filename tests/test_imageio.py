@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import io
+import logging
 import os
 import struct
 import subprocess
 import sys
+import warnings
 import zlib
 from pathlib import Path
 
@@ -731,6 +733,28 @@ def test_pillow_limit_does_not_fire_first(tmp_path, monkeypatch):
     assert Image.MAX_IMAGE_PIXELS == 10  # restored
 
 
+def test_a_tiff_past_pillows_limit_reads_under_ours(tmp_path, monkeypatch):
+    # Pillow checks a TIFF's size again when it decodes (load), not only at open
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 10)
+    Image.fromarray(_rgb8(10, 10)).save(tmp_path / "a.tif")
+    assert read_image(tmp_path / "a.tif").width == 10
+    assert read_image(tmp_path / "a.tif", max_pixels=0).width == 10
+    with pytest.raises(ImageReadError, match="above the limit"):
+        read_image(tmp_path / "a.tif", max_pixels=50)
+    assert Image.MAX_IMAGE_PIXELS == 10  # restored
+
+
+def test_decoder_warnings_are_logged_not_printed(tmp_path, caplog, capfd):
+    tag = struct.pack("<HHII", 0x010E, 2, 0x7FFFFFFF, 26)  # ImageDescription of 2 GB, in a file of 700 bytes
+    exif = b"Exif\0\0II*\0" + struct.pack("<IH", 8, 1) + tag + struct.pack("<I", 0)
+    Image.fromarray(_rgb8()).save(tmp_path / "a.jpg", exif=exif)
+    shown = warnings.showwarning
+    with caplog.at_level(logging.DEBUG, logger="imgedit"):
+        assert read_image(tmp_path / "a.jpg").width == 10
+    assert f"{tmp_path / 'a.jpg'}: UserWarning while decoding: Tag data larger than file" in caplog.text
+    assert capfd.readouterr().err == "" and warnings.showwarning is shown
+
+
 # ---------------------------------------------------------------- Picture, describe
 
 
@@ -791,7 +815,7 @@ def test_with_rgb_repeats_alpha_per_panel_of_a_side_by_side_sheet():
     assert 0.0 < odd.alpha[2, 5] < 1.0
 
 
-def test_only_the_first_frame_is_read_and_the_count_is_kept(tmp_path):
+def test_only_the_first_frame_is_read_and_the_count_is_kept(tmp_path, caplog, capfd):
     frames = [Image.fromarray(_rgb8(6, 10)) for _ in range(3)]
     frames[0].save(tmp_path / "p.tif", save_all=True, append_images=frames[1:])
     frames[0].save(tmp_path / "a.webp", save_all=True, append_images=frames[1:2], lossless=True)
@@ -804,9 +828,12 @@ def test_only_the_first_frame_is_read_and_the_count_is_kept(tmp_path):
     assert read_image(tmp_path / "one.png").frames == 1
     data = (tmp_path / "p.tif").read_bytes()
     (tmp_path / "cut.tif").write_bytes(data[: int(len(data) * 0.6)])  # the second page is damaged
-    with pytest.warns(UserWarning):  # Pillow's own, about the damaged page
+    with caplog.at_level(logging.DEBUG, logger="imgedit"):
         cut = read_image(tmp_path / "cut.tif")
     assert cut.frames == 1 and np.array_equal(cut.rgb, tif.rgb)  # the first page still reads
+    # Pillow's warning about the damaged page: logged for --debug, naming the file, not printed raw
+    assert f"{tmp_path / 'cut.tif'}: UserWarning while decoding: " in caplog.text
+    assert capfd.readouterr().err == ""
 
 
 def test_describe_reports_the_stored_bit_depth_of_bilevel_and_low_depth_gray(tmp_path):

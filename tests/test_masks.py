@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +12,7 @@ import pytest
 from PIL import Image
 
 from imgedit.errors import MaskError, UsageError
+from imgedit.imageio import pngchunks
 from imgedit.masks import MaskOptions, find_mask, load_mask_file, parse_box, parse_color, sidecar_path
 
 H, W = 40, 60
@@ -336,6 +339,53 @@ def test_unreadable_mask_file(tmp_path):
     (tmp_path / "bad.png").write_bytes(b"not a png")
     with pytest.raises(MaskError, match="bad.png"):
         load_mask_file(tmp_path / "bad.png", (H, W))
+
+
+def header_only_png(path: Path, width: int, height: int, bits: int = 8) -> Path:
+    """A gray PNG declaring ``width`` x ``height`` with almost no pixel data: decoding it would fail (truncated)."""
+    ihdr = struct.pack(">IIBBBBB", width, height, bits, 0, 0, 0, 0)
+    path.write_bytes(pngchunks.PNG_SIGNATURE + pngchunks.make_chunk(b"IHDR", ihdr)
+                     + pngchunks.make_chunk(b"IDAT", zlib.compress(b"\0" * 16)) + pngchunks.make_chunk(b"IEND", b""))
+    return path
+
+
+def test_mask_above_the_pixel_limit_is_refused_from_its_header(tmp_path, monkeypatch, capfd):
+    huge = header_only_png(tmp_path / "huge.png", 100_000, 100_000)
+    with pytest.raises(MaskError, match=r"cannot read mask file .*huge.png: image is 100000x100000 = 1e\+04 MP, above"):
+        load_mask_file(huge, (H, W))
+    monkeypatch.setenv("IMGEDIT_MAX_PIXELS", "1000")  # the photos' limit applies to masks too
+    with pytest.raises(MaskError, match="above the limit of 0.001 MP"):
+        load_mask_file(save_mask(tmp_path / "m.png", (1, 1, 5, 5)), (H, W))
+    assert capfd.readouterr() == ("", "")
+
+
+def test_mask_far_larger_than_the_image_is_refused_before_decoding(tmp_path):
+    big = header_only_png(tmp_path / "big.png", 15_040, 11_280, bits=1)  # 170 MP, the image's shape
+    with pytest.raises(MaskError, match=r"big.png is 15040x11280, over 4 times the size of the 60x40 image"):
+        load_mask_file(big, (H, W))
+    taller = header_only_png(tmp_path / "taller.png", 4 * W, 4 * H + 1)
+    with pytest.raises(MaskError, match="taller.png is 240x161, over 4 times"):
+        load_mask_file(taller, (H, W))
+    twice = save_mask(tmp_path / "twice.png", (10, 10, 20, 20), size=(2 * H, 2 * W))  # a larger copy's mask
+    assert np.array_equal(load_mask_file(twice, (H, W)), box_hole((5, 5, 10, 10)))
+
+
+def test_mask_ignores_pillows_own_limit_and_prints_nothing(tmp_path, monkeypatch, capfd):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 500)  # 60x40 is past twice this: Pillow would refuse it
+    path = save_mask(tmp_path / "m.png", (1, 1, 5, 5))
+    assert load_mask_file(path, (H, W)).sum() == 25
+    assert Image.MAX_IMAGE_PIXELS == 500 and capfd.readouterr() == ("", "")
+
+
+def test_a_mask_too_large_for_memory_is_a_one_line_error(tmp_path, monkeypatch):
+    from PIL import ImageFile
+
+    def out_of_memory(self):
+        raise MemoryError()
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", out_of_memory)
+    with pytest.raises(MaskError, match=r"^cannot read mask file .*m.png: not enough memory to decode it$"):
+        load_mask_file(save_mask(tmp_path / "m.png", (1, 1, 5, 5)), (H, W))
 
 
 def test_dilate_grows(image_path):

@@ -242,3 +242,52 @@ def test_not_utf8(tmp_path):
     path = tmp_path / "p.toml"
     path.write_bytes(b'[[stage]]\nop = "\xff"\n')
     assert "UTF-8" in load_error(path)
+
+
+# ----------------------------------------------------------------- hostile files (an upload to a service)
+LAUGHS = "".join(f"  a{n}: &a{n} [{', '.join([f'*a{n - 1}'] * 9)}]\n" for n in range(1, 6))
+
+
+def test_yaml_aliases_refused(tmp_path):
+    # 5 levels of 9 aliases: 59 049 strings, whose repr filled the message before
+    pytest.importorskip("yaml")
+    text = f"x:\n  a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n{LAUGHS}stages:\n  - op: a\n    method: *a5\n"
+    message = load_error(write(tmp_path, "p.yaml", text))
+    assert "aliases (*name) are not allowed" in message and "line 3" in message
+    assert len(message) < 300
+
+
+@pytest.mark.parametrize("suffix, text", [
+    (".toml", "x = " + "[" * 10_000),
+    (".toml", "x = " + "{a=" * 10_000),
+    (".yaml", "stages: " + "[" * 5_000),
+])
+def test_deep_nesting_is_a_usage_error(tmp_path, suffix, text):
+    assert "nested too deeply" in load_error(write(tmp_path, "p" + suffix, text))
+
+
+def test_file_over_the_size_limit_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr("imgedit.pipeline_file.MAX_FILE_BYTES", 100)
+    path = write(tmp_path, "p.toml", '[[stage]]\nop = "denoise"\n' + "# padding\n" * 10)
+    assert "over 0 KB" in load_error(path)
+    write(tmp_path, "p.toml", '[[stage]]\nop = "denoise"\n')
+    assert load_pipeline_specs(path) == [("denoise", {})]
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("stage = '" + "x" * 5000 + "'\n", "got text 'xxxxx"),  # a long value, not a stage list
+    ('[[stage]]\nop = "a"\nmethod = [' + '"m", ' * 2000 + "]\n", "'method' must be a method name, got a list"),
+    ('[[stage]]\nop = "' + "x" * 5000 + '"\n', "'op' must be an operation name, got text 'xxxxx"),
+    ('[[stage]]\nop = "a"\nsigma = "' + "x" * 5000 + '"\n', "parameter 'sigma' is text of 5000 characters"),
+    ('pipeline = "denoise sigma=' + "x" * 5000 + '"\n', "'pipeline' is 5014 characters"),
+    ('[[stage]]\nop = "a\\nb"\nsigma = [1]\n', "stage 1 (a\\nb): parameter 'sigma'"),  # one line
+])
+def test_long_values_are_cut_short_in_messages(tmp_path, text, expected):
+    message = load_error(write(tmp_path, "p.toml", text))
+    assert expected in message and len(message) < 300
+
+
+def test_long_yaml_integer_is_a_usage_error(tmp_path):
+    pytest.importorskip("yaml")
+    path = write(tmp_path, "p.yaml", "stages:\n  - op: a\n    sigma: " + "1" * 5000 + "\n")
+    assert "invalid YAML" in load_error(path)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import stat
 import threading
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Optional
@@ -19,8 +21,18 @@ DEFAULT_MAX_PIXELS: int = 250_000_000
 
 GRAY16_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})
 WIDE_MODES = GRAY16_MODES | {"I", "F"}
-_PIL_LIMIT_LOCK = threading.Lock()
 _TIFF_MAGIC = (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+")  # classic and BigTIFF, both byte orders
+
+logger = logging.getLogger("imgedit")
+
+# Pillow's limit and Python's warning printer are process-wide; the reader
+# threads share one switch, counted, so that the first to finish does not
+# switch them back under another still decoding.
+_PIL_LIMIT_LOCK = threading.Lock()
+_users = 0
+_saved_limit: Optional[int] = None
+_saved_showwarning: Any = None
+_decoding = threading.local()  # .path: the file this thread is opening or decoding
 
 
 class UnrecognisedImageError(ImageReadError):
@@ -79,23 +91,51 @@ def check_file(path: Path) -> int:
 def pillow_open(source: Any, path: Path) -> Iterator[Image.Image]:
     """Opens an image header with Pillow, mapping failures to ImageReadError.
 
-    Pillow's own decompression-bomb limit is switched off just for the header
-    parse, so that our (larger, configurable) limit is the one that applies.
+    Inside the block (see :func:`decoding`) Pillow's own decompression-bomb
+    limit is off, so that ours (larger, configurable) is the one that
+    applies: callers :func:`check_size` the header before they decode.
     """
+    with decoding(path):
+        try:
+            im = Image.open(source)
+        except UnidentifiedImageError:
+            raise UnrecognisedImageError(f"{path}: not an image (unrecognised file contents)") from None
+        except Exception as exc:  # noqa: BLE001 - Pillow raises many types for bad headers
+            raise ImageReadError(f"{path}: corrupt image header ({one_line(exc)})") from None
+        with im:
+            yield im
+
+
+@contextmanager
+def decoding(path: Path) -> Iterator[None]:
+    """While this thread opens or decodes ``path``: Pillow's pixel limit off
+    (it fires again at a TIFF's ``load()``, refusing what ``IMGEDIT_MAX_PIXELS``
+    allows), and the warnings it raises ("Corrupt EXIF data", "Tag data larger
+    than file") logged at debug level with the file named, not printed raw
+    with library paths. Other threads' warnings print as before."""
+    global _users, _saved_limit, _saved_showwarning
+    with _PIL_LIMIT_LOCK:
+        if _users == 0:
+            _saved_limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+            _saved_showwarning, warnings.showwarning = warnings.showwarning, _show_warning
+        _users += 1
+    outer, _decoding.path = getattr(_decoding, "path", None), path
     try:
+        yield
+    finally:
+        _decoding.path = outer
         with _PIL_LIMIT_LOCK:
-            saved = Image.MAX_IMAGE_PIXELS
-            Image.MAX_IMAGE_PIXELS = None
-            try:
-                im = Image.open(source)
-            finally:
-                Image.MAX_IMAGE_PIXELS = saved
-    except UnidentifiedImageError:
-        raise UnrecognisedImageError(f"{path}: not an image (unrecognised file contents)") from None
-    except Exception as exc:  # noqa: BLE001 - Pillow raises many types for bad headers
-        raise ImageReadError(f"{path}: corrupt image header ({one_line(exc)})") from None
-    with im:
-        yield im
+            _users -= 1
+            if _users == 0:
+                Image.MAX_IMAGE_PIXELS, warnings.showwarning = _saved_limit, _saved_showwarning
+
+
+def _show_warning(message: Any, category: type, filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
+    path = getattr(_decoding, "path", None)
+    if path is None:  # raised on a thread that is not decoding: not ours to hide
+        _saved_showwarning(message, category, filename, lineno, file, line)
+    else:
+        logger.debug("%s: %s while decoding: %s", path, category.__name__, " ".join(str(message).split()))
 
 
 def check_size(path: Path, size: tuple[int, int], limit: int) -> None:
