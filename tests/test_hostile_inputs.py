@@ -125,3 +125,16 @@ def test_a_folder_changed_just_now_is_listed_afresh(tmp_path):
     _mask(photos / "a.mask.png")
     os.utime(photos, ns=(before.st_atime_ns, before.st_mtime_ns))  # added within the same tick of the clock
     assert sidecar_path(photos / "a.jpg") == photos / "a.mask.png"
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this OS")
+def test_a_fifo_given_as_an_image_is_refused_at_once_for_what_it_is(tmp_path):
+    # it read as 'is empty (0 bytes)'; reading it would wait for a writer forever
+    from conftest import run_imgedit
+
+    fifo = tmp_path / "photo.png"
+    os.mkfifo(fifo)
+    result = run_imgedit("denoise", fifo, "--method", "nlm", "-o", tmp_path / "out.png", timeout=120)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1].endswith(f"{fifo}: is a FIFO, not an image file")
+    assert not (tmp_path / "out.png").exists()

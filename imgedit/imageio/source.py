@@ -82,6 +82,9 @@ def check_file(path: Path) -> int:
         raise cannot_read(path, exc) from None
     if stat.S_ISDIR(st.st_mode):
         raise ImageReadError(f"{path}: is a directory, not an image file")
+    if not stat.S_ISREG(st.st_mode):  # a FIFO or device reads as 0 bytes, or forever
+        kind = "a FIFO" if stat.S_ISFIFO(st.st_mode) else "a socket" if stat.S_ISSOCK(st.st_mode) else "a device"
+        raise ImageReadError(f"{path}: is {kind}, not an image file")
     if st.st_size == 0:
         raise ImageReadError(f"{path}: is empty (0 bytes), not an image")
     return st.st_size
