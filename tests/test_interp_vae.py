@@ -433,3 +433,13 @@ def test_eval_interp_refuses_a_sheet_it_could_not_write_before_morphing_or_recor
     result = invoke("eval", "interp", "--model", spec.weights, "--data", data, "--record", "--sheet", tmp_path / "morphs.txt")
     assert result.exit_code == 2 and "unknown image suffix" in result.output, result.output
     assert spec.card_path.read_bytes() == before
+
+
+def test_a_morph_that_does_not_move_is_the_least_even_not_the_most():
+    # all frames alike (a collapsed model) scored 0, better than a perfectly even morph's 1
+    from imgedit_interp.evaluate import step_ratio
+
+    assert step_ratio(torch.zeros(6, 4)) == float("inf")
+    stalls = torch.tensor([[0.0], [1.0], [1.0], [2.0]])  # one step of nothing between two of 1
+    assert step_ratio(stalls) == float("inf")
+    assert step_ratio(torch.tensor([[0.0], [1.0], [3.0]])) == pytest.approx(2.0)

@@ -433,6 +433,9 @@ def test_eval_command_runs_on_pairs(tmp_path, invoke, tiny_weights):
     assert report["precision"] == "fp32"
     result = invoke("eval", "inpaint", "--weights", tiny_weights)
     assert result.exit_code != 0 and "--data" in result.output
+    # the hole's colour is not guessed: white holes read as black ones score plausible, wrong numbers
+    result = invoke("eval", "inpaint", "--pairs", tmp_path / "pairs", "--weights", tiny_weights)
+    assert result.exit_code == 2 and "--pairs needs --hole-color white|black" in result.output
 
 
 def test_eval_scores_bf16_where_the_verb_would_run_it(tmp_path, invoke, tiny_weights, monkeypatch):
@@ -446,7 +449,7 @@ def test_eval_scores_bf16_where_the_verb_would_run_it(tmp_path, invoke, tiny_wei
     write_pair(tmp_path / "pairs" / "s", "im", rng.integers(0, 255, (48, 48, 3), dtype=np.uint8), hole, "white")
 
     def vae_psnr(*extra):
-        result = invoke("eval", "inpaint", "--pairs", tmp_path / "pairs", "--weights", tiny_weights, "--no-baselines",
+        result = invoke("eval", "inpaint", "--pairs", tmp_path / "pairs", "--hole-color", "white", "--weights", tiny_weights, "--no-baselines",
                         "--json", *extra)
         assert result.exit_code == 0, result.output
         report = json.loads(result.output[result.output.index("{"):])
@@ -524,7 +527,7 @@ def test_eval_fails_when_no_pair_can_be_scored(tmp_path, invoke, tiny_weights):
     hole = np.zeros((32, 32), bool)
     hole[4:12, 4:12] = True
     write_pair(tmp_path / "ec" / "s", "p", image, hole, "white")
-    args = ("eval", "inpaint", "--pairs", tmp_path / "ec", "--weights", tiny_weights, "--no-baselines")
+    args = ("eval", "inpaint", "--pairs", tmp_path / "ec", "--hole-color", "white", "--weights", tiny_weights, "--no-baselines")
     result = invoke(*args)
     assert result.exit_code == 2
     assert result.output.strip().splitlines() == [
@@ -630,7 +633,20 @@ def test_eval_progress_in_a_log_file_is_lines_not_a_redrawn_bar(tmp_path, invoke
     hole[10:30, 12:36] = True
     for i in range(2):
         write_pair(tmp_path / "pairs" / "s", f"im{i}", rng.integers(0, 255, (48, 48, 3), dtype=np.uint8), hole, "white")
-    result = invoke("eval", "inpaint", "--pairs", tmp_path / "pairs", "--weights", tiny_weights, "--no-baselines")
+    result = invoke("eval", "inpaint", "--pairs", tmp_path / "pairs", "--hole-color", "white", "--weights", tiny_weights, "--no-baselines")
     assert result.exit_code == 0, result.output
     assert "\r" not in result.stderr  # CliRunner's stderr is no terminal: no carriage-return bar in the log
     assert "eval inpaint: 2/2 images (100%)" in result.stderr
+
+
+def test_no_method_scored_by_eval_sees_the_truth_under_the_hole():
+    # OpenCV's fills read hole pixels at the border; a method returning its input would have scored perfectly
+    image = torch.from_numpy(smooth_rgb(32, 32, seed=3)).permute(2, 0, 1)[None].float() / 255
+    mask = torch.zeros(1, 1, 32, 32)
+    mask[..., :8, 10:20] = 1  # at the top border
+    case = synthetic_cases([(Path("a.png"), image)], ["thin"], 0)[0]
+    case.mask = mask
+    seen = []
+    row = evaluate([case], {"echo": lambda given, hole: seen.append(given) or given})[0]
+    assert bool((seen[0][mask.expand_as(image) > 0.5] == 0).all())
+    assert row.hole_psnr < 40  # the hole's truth was not handed back

@@ -97,9 +97,13 @@ def random_pairs(n_images: int, count: int, seed: int) -> list[tuple[int, int]]:
 
 
 def step_ratio(frame_features: torch.Tensor) -> float:
-    """Largest over smallest feature distance between consecutive frames."""
+    """Largest over smallest feature distance between consecutive frames;
+    infinite where a step does not move (frames that repeat, or a model
+    that gives one image for every frame: the least even morph, not the
+    most)."""
     steps = (frame_features[1:] - frame_features[:-1]).norm(dim=1)
-    return (steps.max() / steps.min().clamp_min(1e-12)).item()
+    smallest = float(steps.min())
+    return float("inf") if smallest <= 1e-12 else float(steps.max()) / smallest
 
 
 def nearest_distance(query: torch.Tensor, reference: torch.Tensor, exclude: list[int]) -> torch.Tensor:

@@ -349,7 +349,8 @@ def _label(spec) -> str:
 @click.option("--data", "sources", multiple=True, help="Complete images to punch random holes in: file, folder or glob (repeatable).")
 @click.option("--masks", "kinds_text", default="thin,medium,thick", show_default=True, help="Hole kinds for --data, comma-separated.")
 @click.option("--pairs", "pairs_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), help="Ready-made pairs: DIR/**/images/NAME.* with DIR/**/masks/NAME.*.")
-@click.option("--hole-color", type=click.Choice(["white", "black"]), default="white", show_default=True, help="Colour of the hole in the --pairs masks (EdgeConnect: white; MI-GAN: black).")
+@click.option("--hole-color", type=click.Choice(["white", "black"]), help="Colour of the hole in the --pairs masks, "
+              "required with --pairs (EdgeConnect, LaMa: white; MI-GAN: black).")
 @seed_option(help="Seed of the random masks.")
 @click.option("--limit", type=COUNT, help="Use only the first N images (per set for --pairs).")
 @click.option("--no-baselines", is_flag=True, help="Score the model only.")
@@ -377,6 +378,9 @@ def eval_inpaint_command(sources, kinds_text, pairs_dir, hole_color, seed, limit
 
     if not sources and not pairs_dir:
         raise UsageError("give --data DIR (random holes) or --pairs DIR (image/mask pairs)")
+    if pairs_dir and hole_color is None:  # a guess swaps hole and known pixels and scores plausible, wrong numbers
+        raise UsageError("--pairs needs --hole-color white|black, the hole's colour in its masks (EdgeConnect, LaMa: "
+                         "white; MI-GAN: black)")
     kinds = list(dict.fromkeys(_hole_kinds(kinds_text)))  # each kind scored once
     check_overwrite(overwrite, sheet=sheet)
     check_sheet(sheet, overwrite)  # before the minutes of evaluating

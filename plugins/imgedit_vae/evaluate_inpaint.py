@@ -156,9 +156,10 @@ def evaluate(cases: Sequence[Case], methods: dict[str, Method], on_case: Optiona
     scores: dict[tuple[str, str], list[tuple[float, ...]]] = defaultdict(list)
     for case in cases:
         if case.scored:
+            given = _blanked(case)
             for name, method in methods.items():
                 start = time.perf_counter()
-                out = method(case.image, case.mask)
+                out = method(given, case.mask)
                 seconds = time.perf_counter() - start
                 scores[case.group, name].append((
                     float(psnr(out, case.image)), float(ssim(out, case.image)),
@@ -170,6 +171,13 @@ def evaluate(cases: Sequence[Case], methods: dict[str, Method], on_case: Optiona
             for (group, name), values in scores.items()]
 
 
+def _blanked(case: Case) -> torch.Tensor:
+    """The image with its hole's pixels zeroed: what every method is given,
+    so none sees the truth it is scored against (OpenCV's fills read hole
+    pixels at the image border)."""
+    return case.image * (case.mask <= 0.5)
+
+
 def contact_sheet(cases: Iterable[Case], methods: dict[str, Method], count: int = 6, width: int = 256) -> torch.Tensor:
     """One row per case (the first ``count``): the input with its hole
     greyed out, each method's fill, the ground truth; each scaled to
@@ -179,7 +187,7 @@ def contact_sheet(cases: Iterable[Case], methods: dict[str, Method], count: int 
     rows = []
     for case in list(cases)[:count]:
         shown = torch.where(case.mask > 0.5, torch.full_like(case.image, 0.5), case.image)
-        tiles = [shown, *(method(case.image, case.mask) for method in methods.values()), case.image]
+        tiles = [shown, *(method(_blanked(case), case.mask) for method in methods.values()), case.image]
         h, w = case.image.shape[-2:]
         size = (max(1, round(h * width / w)), width)
         tiles = [F.pad(F.interpolate(t.clamp(0, 1), size=size, mode="area")[0], (2, 2, 2, 2), value=1.0) for t in tiles]
