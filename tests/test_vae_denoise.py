@@ -315,3 +315,17 @@ def test_eval_skips_images_smaller_than_the_ssim_window(tmp_path, invoke):
     result = invoke(*args, "--data", tmp_path / "a_tiny.png")
     assert result.exit_code == 2 and result.output.splitlines()[-1] == (
         f"Error: no image of at least 11x11 px (the SSIM window) in {tmp_path / 'a_tiny.png'}")
+
+
+def test_weights_of_another_network_are_named_for_what_they_are():
+    # 'eval denoise --weights faces64-gan.safetensors' said only "weights do not fit this model: 'widths'"
+    from imgedit.errors import WeightsError
+    from imgedit.models import shipped_weights_dir
+    from imgedit_vae.denoise import load_denoisers
+    from imgedit_vae.inpaint import load_inpainter
+
+    gan = shipped_weights_dir() / "imgedit_gan" / "faces64-gan.safetensors"
+    with pytest.raises(WeightsError, match=r"^model 'faces64-gan' is not a denoiser: its card says imgedit_gan"):
+        load_denoisers("cpu", gan)
+    with pytest.raises(WeightsError, match=r"^model 'denoise-vae' is not an inpainter"):
+        load_inpainter("cpu", shipped_weights_dir() / "imgedit_vae" / "denoise-vae.safetensors")

@@ -62,7 +62,7 @@ def load_sigma_net(device: Union[str, torch.device] = "cpu",
     spec = model_spec(weights, name=SIGMA_MODEL_NAME)
     if weights is None and not spec.weights.is_file():
         return None
-    return load_cached(spec, lambda config: SigmaNet(SigmaNetConfig.from_dict(config)), device, SigmaNet.__name__)
+    return load_cached(spec, lambda config: SigmaNet(SigmaNetConfig.from_dict(config)), device, SigmaNet)
 
 
 def estimate_noise(image: torch.Tensor, net: Optional[SigmaNet]) -> torch.Tensor:
