@@ -8,7 +8,7 @@ from typing import Any
 from imgedit.inputs import InputFile
 from imgedit.journal import Journal, file_digest
 from imgedit.pipeline import Pipeline
-from imgedit.runner import JournalKeys, RunOptions, _RealPaths, _stat, journal_folder, plan_outputs
+from imgedit.runner import JournalKeys, RunOptions, _RealPaths, done_unread, journal_folder, plan_outputs
 
 BYTES_PER_PIXEL = 3 * 4  # a decoded RGB float32 image
 # Full-size float images a stage holds besides its working memory: the one
@@ -64,15 +64,11 @@ def _already_done(items: list[InputFile], outputs: list, pipeline: Pipeline, opt
     if folder is None or options.force:
         return 0
     journal, keys = Journal(folder), JournalKeys(pipeline, options)  # with the mask files' content, as a run keys them
-
     real = _RealPaths()
 
     def done(item: InputFile, dst: Any) -> bool:
-        if not options.in_place:  # as the run would, without reading an input the journal knows unchanged
-            info = _stat(item.path)
-            known = journal.unread_digest(dst, str(real(item.path)), info) if info is not None else None
-            if known is not None and journal.is_done(dst, keys.of(item, known)):
-                return True
+        if not options.in_place and done_unread(journal, keys, item, dst, real):  # as the run skips it, unread
+            return True
         key = keys.of(item, file_digest(item.path))
         return journal.is_done(dst, key) or options.in_place and journal.holds_result(dst, key)
 

@@ -564,9 +564,9 @@ class _Batch:
         from imgedit.tensor import mask_to_tensor, to_tensor
 
         with _catch(work):
-            info = _stat(work.item.path)  # before the read: a change after it shows on the next run
-            if info is not None and self._done_unread(work, info):
+            if self._done_unread(work):
                 return work
+            info = _stat(work.item.path)  # before the read: a change after it shows on the next run
             # one read serves the journal key and the decoder: the key is of the bytes decoded
             data = read_file_bytes(work.item.path)
             if self._skip(work, data, info=info):
@@ -594,28 +594,24 @@ class _Batch:
         if self.journal is None or self.journal.get(work.dst) is None and not self.options.retry_failed:
             return False
         try:
+            if self._done_unread(work):
+                return True
             info = _stat(work.item.path)
-            return (info is not None and self._done_unread(work, info)
-                    or self._skip(work, read_file_bytes(work.item.path), info=info))
+            return self._skip(work, read_file_bytes(work.item.path), info=info)
         except Exception:
             return False
 
-    def _done_unread(self, work: _Work, info: os.stat_result) -> bool:
-        """Skip ``work`` as done without reading its input, where the journal
-        knows the input's digest and the file is unchanged since (see
-        :meth:`Journal.unread_digest`): a rerun over a folder of done photos
-        then reads none of them. Anything less sure reads the file."""
-        options, journal = self.options, self.journal
-        if journal is None or options.force or options.retry_failed or options.in_place:
+    def _done_unread(self, work: _Work) -> bool:
+        """Skip ``work`` as done without reading its input (see
+        :func:`done_unread`): a rerun over a folder of done photos then
+        reads none of them. Anything less sure reads the file."""
+        options = self.options
+        if self.journal is None or options.force or options.retry_failed or options.in_place:
             return False
-        real = str(self.real(work.item.path))
-        digest = journal.unread_digest(work.dst, real, info)
-        if digest is None:
+        done = done_unread(self.journal, self.keys, work.item, work.dst, self.real)
+        if done is None:
             return False
-        key = self.keys.of(work.item, digest)
-        if not journal.is_done(work.dst, key):
-            return False
-        work.key, work.source = key, Source(real, digest, stat_key(info))
+        work.key, work.source = done
         self._record_done_if_killed(work)
         work.result.status, work.result.note = "skipped", "done in an earlier run"
         return True
@@ -898,6 +894,23 @@ def run_files(
     summary.unbuildable = batch.build_failed
     summary.seconds = time.perf_counter() - start
     return summary
+
+
+def done_unread(journal: Journal, keys: JournalKeys, item: InputFile, dst: Path,
+                real: _RealPaths) -> Optional[tuple[str, Source]]:
+    """(key, source) of ``item``, where the journal holds this recipe's
+    result at ``dst`` and knows the input's digest, the file being unchanged
+    since (:meth:`Journal.unread_digest`): the run and ``--dry-run`` skip it
+    without reading it. None where the file must be read to tell."""
+    info = _stat(item.path)
+    if info is None:
+        return None
+    path = str(real(item.path))
+    digest = journal.unread_digest(dst, path, info)
+    if digest is None:
+        return None
+    key = keys.of(item, digest)
+    return (key, Source(path, digest, stat_key(info))) if journal.is_done(dst, key) else None
 
 
 def _stat(path: Path) -> Optional[os.stat_result]:

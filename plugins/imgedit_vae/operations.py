@@ -40,22 +40,31 @@ def model_spec(weights: Optional[Union[str, Path]] = None, name: str = MODEL_NAM
     return ModelSpec(name, shipped_weights_dir() / "imgedit_vae" / f"{name}.safetensors", _DESCRIPTIONS[name])
 
 
-def weights_check(*files: tuple[str, str, str, str]) -> Callable[[dict], None]:
+# The plugin's networks as model cards name them, and what each is, for the
+# message when weights of one are given where another is wanted
+NETWORKS = {
+    "imgedit_vae.model.ConditionalVAE": "a denoiser",
+    "imgedit_vae.model.InpaintVAE": "an inpainter",
+    "imgedit_vae.sigma_net.SigmaNet": "a noise-level estimator",
+}
+
+
+def weights_check(*files: tuple[str, str, str]) -> Callable[[dict], None]:
     """The check of an operation's weights parameters, each given as
-    ``(param, architecture, kind, train verb)``: refuse, before any image is
+    ``(param, architecture, train verb)``: refuse, before any image is
     read and as a usage error (exit 2, as ``--model`` is), a file that is
     missing, not a model file, does not verify against its card, or holds
     another kind of model (a sigma-net given to denoise)."""
 
     def check(params: dict) -> None:
-        for param, architecture, kind, train_verb in files:
+        for param, architecture, train_verb in files:
             if params.get(param):
-                _check_weights(param, model_spec(params[param]), architecture, kind, train_verb)
+                _check_weights(param, model_spec(params[param]), architecture, train_verb)
 
     return check
 
 
-def _check_weights(param: str, spec: ModelSpec, architecture: str, kind: str, train_verb: str) -> None:
+def _check_weights(param: str, spec: ModelSpec, architecture: str, train_verb: str) -> None:
     if not spec.weights.is_file():
         raise UsageError(f"{param} {spec.weights}: no such file (weights from '{train_verb}', or leave {param} out "
                          "for the shipped model)")
@@ -63,7 +72,7 @@ def _check_weights(param: str, spec: ModelSpec, architecture: str, kind: str, tr
     if not ok:
         raise UsageError(f"{param}: {reason}")
     try:
-        check_architecture(spec, architecture, kind)
+        check_architecture(spec, architecture, NETWORKS[architecture])
     except WeightsError as exc:
         raise UsageError(str(exc)) from None
 
@@ -108,9 +117,8 @@ DENOISE = Operation(
               minimum=1, maximum=8),
     ),
     description="Learned denoiser (conditional VAE on a noise-level map), sigma 0-75, given or estimated",
-    check=weights_check(("weights", "imgedit_vae.model.ConditionalVAE", "a denoiser", "imgedit train denoise"),
-                        ("sigma_weights", "imgedit_vae.sigma_net.SigmaNet", "a noise-level estimator",
-                         "imgedit train sigma")),
+    check=weights_check(("weights", "imgedit_vae.model.ConditionalVAE", "imgedit train denoise"),
+                        ("sigma_weights", "imgedit_vae.sigma_net.SigmaNet", "imgedit train sigma")),
     depends_on=weights_files("weights", "sigma_weights"),
 )
 
@@ -138,7 +146,7 @@ INPAINT = Operation(
               "working scale (default: as many as fit a fixed budget per hole)", minimum=1, maximum=8),
     ),
     description="Learned inpainting (conditional VAE): crops around each hole, keeps known pixels exactly",
-    check=weights_check(("weights", "imgedit_vae.model.InpaintVAE", "an inpainter", "imgedit train inpaint")),
+    check=weights_check(("weights", "imgedit_vae.model.InpaintVAE", "imgedit train inpaint")),
     depends_on=weights_files("weights"),
     resizes=lambda params: params["samples"] > 1,  # K fills side by side
 )
