@@ -397,6 +397,22 @@ def test_painted_over_holes_are_not_scored_and_missing_masks_fail(tmp_path):
         pair_cases(tmp_path / "set" / "masks")
 
 
+def test_pair_masks_are_read_as_the_inpaint_verb_reads_them(tmp_path):
+    image = np.full((16, 24, 3), 90, np.uint8)
+    hole = np.zeros((16, 24), bool)
+    hole[4:8, 4:12] = True
+    write_pair(tmp_path / "set", "p", image, hole, "white")
+    small = Image.fromarray(hole.astype(np.uint8) * 255).resize((12, 8), Image.Resampling.NEAREST)
+    small.save(tmp_path / "set" / "masks" / "p.png")  # drawn on a half-size copy: resized
+    assert np.array_equal(pair_cases(tmp_path / "set")[0].mask[0, 0].numpy() > 0.5, hole)
+    Image.fromarray(np.zeros((24, 16), np.uint8)).save(tmp_path / "set" / "masks" / "p.png")  # turned
+    with pytest.raises(MaskError, match="p.png"):
+        pair_cases(tmp_path / "set")
+    (tmp_path / "set" / "masks" / "p.png").write_bytes(b"not a png")
+    with pytest.raises(MaskError, match="cannot read mask file .*p.png"):
+        pair_cases(tmp_path / "set")
+
+
 def test_seeded_masks_and_scores(photo):
     images = [(Path("a.png"), photo), (Path("b.png"), photo.flip(-1))]
     first, again = synthetic_cases(images, ["thin", "thick"], seed=0), synthetic_cases(images, ["thin", "thick"], seed=0)

@@ -312,6 +312,9 @@ def test_train_and_eval_commands_end_to_end(data, tmp_path, invoke):
     noisy30 = next(r for r in rows if r["sigma"] == 30 and r["method"] == "noisy")
     nlm30 = next(r for r in rows if r["sigma"] == 30 and r["method"] == "nlm")
     assert nlm30["psnr"] > noisy30["psnr"]
+    result = invoke("eval", "denoise", "--data", data, "--sigma", "10", "--weights", weights, "--no-baselines", "--json")
+    assert result.exit_code == 0, result.output  # the spelling eval inpaint takes, too
+    assert {r["method"] for r in json.loads(result.output[result.output.index("{"):])["rows"]} == {"noisy", "vae"}
 
 
 @pytest.mark.parametrize("verb, module", [("denoise", "imgedit_vae.evaluate_denoise"), ("inpaint", "imgedit_vae.evaluate_inpaint")])

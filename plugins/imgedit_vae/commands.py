@@ -276,7 +276,8 @@ def ensemble_note(ensemble: Optional[int]) -> str:
 @click.command("denoise")
 @click.option("--data", "sources", multiple=True, required=True, help="Clean test images: file, folder or glob (repeatable).")
 @click.option("--sigma", "sigma_text", default="15,25,50", show_default=True, help="Noise levels (0-255), comma-separated.")
-@click.option("--baselines", is_flag=True, help="Also score OpenCV NLM (and scikit-image wavelet/TV when installed).")
+@click.option("--baselines/--no-baselines", default=False, show_default=True,
+              help="Also score OpenCV NLM (and scikit-image wavelet/TV when installed); NLM is slow.")
 @click.option("--clip", is_flag=True, help="Clip and round the noisy input to 8 bits first, as a noisy file is.")
 @seed_option()
 @click.option("--limit", type=COUNT, help="Use only the first N images.")
@@ -353,7 +354,8 @@ def _label(spec) -> str:
               "required with --pairs (EdgeConnect, LaMa: white; MI-GAN: black).")
 @seed_option(help="Seed of the random masks.")
 @click.option("--limit", type=COUNT, help="Use only the first N images (per set for --pairs).")
-@click.option("--no-baselines", is_flag=True, help="Score the model only.")
+@click.option("--baselines/--no-baselines", default=True, show_default=True,
+              help="Also score Telea, NS (and biharmonic when scikit-image is installed), or the model only.")
 @click.option("--weights", type=CheckedPath(), help="Weights to score (default: the shipped model).")
 @ensemble_option("inpaint", None)
 @device_option()
@@ -362,7 +364,7 @@ def _label(spec) -> str:
 @sheet_option("Also write a contact sheet (input | fills | truth).")
 @_sheet_overwrite_option()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON rows.")
-def eval_inpaint_command(sources, kinds_text, pairs_dir, hole_color, seed, limit, no_baselines, weights, ensemble, device, threads,
+def eval_inpaint_command(sources, kinds_text, pairs_dir, hole_color, seed, limit, baselines, weights, ensemble, device, threads,
                          precision, sheet, overwrite, as_json):
     """PSNR/SSIM (whole image and hole) and time of the inpainter beside Telea, NS and
     (when scikit-image is installed) biharmonic fills."""
@@ -397,7 +399,7 @@ def eval_inpaint_command(sources, kinds_text, pairs_dir, hole_color, seed, limit
             torch.cuda.synchronize(dev)
         return out.cpu()
 
-    methods = {"vae": vae, **({} if no_baselines else classical_methods())}
+    methods = {"vae": vae, **(classical_methods() if baselines else {})}
     cases, notes = [], []
     if sources:
         cases += synthetic_cases(load_clean(sources, limit), kinds, seed)

@@ -32,6 +32,7 @@ import torch
 
 from imgedit.errors import UsageError
 from imgedit.imageio import read_image
+from imgedit.masks import load_mask_file
 from imgedit_vae.evaluate_denoise import too_small
 from imgedit_vae.holes import random_hole_mask
 from imgedit_vae.metrics import psnr, ssim
@@ -85,10 +86,10 @@ def pair_cases(root: Path, hole_color: str = "white", limit: Optional[int] = Non
 
     Raises:
         UsageError: no ``images/`` folder with matching ``masks/`` under ``root``,
-            an image without a mask, or a mask whose size differs from its image.
+            or an image without a mask.
+        MaskError: a mask that cannot be read, or whose shape is not its image's
+            (one drawn on a scaled copy is resized, as ``imgedit inpaint --mask`` does).
     """
-    from PIL import Image
-
     if hole_color not in ("white", "black"):
         raise UsageError(f"hole colour must be white or black, got {hole_color!r}")
     image_dirs = sorted(d for d in Path(root).rglob("images") if d.is_dir() and (d.parent / "masks").is_dir())
@@ -105,11 +106,10 @@ def pair_cases(root: Path, hole_color: str = "white", limit: Optional[int] = Non
                 break
             if f.stem not in masks_by_stem:
                 raise UsageError(f"{f}: no mask named {f.stem}.* in {image_dir.parent / 'masks'}")
-            bright = np.asarray(Image.open(masks_by_stem[f.stem]).convert("L")) > 127
             image = _tensor(f)
+            # read as 'imgedit inpaint --mask' reads it: guarded, thresholded at half range, resized when drawn smaller
+            bright = load_mask_file(masks_by_stem[f.stem], tuple(image.shape[-2:]))
             hole = torch.from_numpy(bright if hole_color == "white" else ~bright).float()[None, None]
-            if hole.shape[-2:] != image.shape[-2:]:
-                raise UsageError(f"{f}: mask is {tuple(hole.shape[-2:])}, image is {tuple(image.shape[-2:])}")
             if too_small(f, image):
                 continue
             if not hole.any():  # nothing to fill: a perfect score that would lift the averages
