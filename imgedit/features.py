@@ -31,6 +31,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from imgedit.tensor import interpolate
+
 FEATURE_SEED = 20240601
 ENSEMBLE_SEEDS = tuple(range(1, 9))  # never FEATURE_SEED (see the module docstring)
 
@@ -52,7 +54,7 @@ class FeatureNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-2:] != (64, 64):
-            x = F.interpolate(x, size=(64, 64), mode="bilinear", antialias=True, align_corners=False)
+            x = interpolate(x, (64, 64), "bilinear", antialias=True, align_corners=False)
         x = (x - 0.5) / 0.25
         found = []
         for conv in self.convs[:-1]:

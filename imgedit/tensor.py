@@ -23,6 +23,22 @@ def check_image(image: torch.Tensor, what: str = "image") -> None:
         raise ShapeError(what, "a floating-point tensor", image.dtype)
 
 
+# Resizes that PyTorch's MPS backend lacks or limits: area averaging only
+# between sizes that divide exactly ("Adaptive pool MPS: input sizes must be
+# divisible by output sizes"), bicubic before torch 2.6, and antialiased
+# bilinear. They run on the CPU and the result goes back: a resize is small
+# work beside the model's, and a photo of any size must work.
+_CPU_RESIZE_DEVICES = ("mps",)
+
+
+def interpolate(t: torch.Tensor, size: tuple[int, int], mode: str, **options: Any) -> torch.Tensor:
+    """:func:`torch.nn.functional.interpolate` to ``size`` that works on every
+    device: the modes MPS lacks or limits are computed on the CPU there."""
+    if t.device.type in _CPU_RESIZE_DEVICES and (mode in ("area", "bicubic") or options.get("antialias")):
+        return torch.nn.functional.interpolate(t.cpu(), size=size, mode=mode, **options).to(t.device)
+    return torch.nn.functional.interpolate(t, size=size, mode=mode, **options)
+
+
 # Values an image passed to a model may hold: a little overshoot (a resize's
 # ringing) is fine; a 0-255 scale is not.
 IMAGE_RANGE = (-0.5, 1.5)
@@ -113,5 +129,5 @@ def center_square(images: torch.Tensor, size: int) -> torch.Tensor:
     if s == size:
         return square
     if s > size:
-        return torch.nn.functional.interpolate(square, size=(size, size), mode="area")
-    return torch.nn.functional.interpolate(square, size=(size, size), mode="bicubic", align_corners=False).clamp(0, 1)
+        return interpolate(square, (size, size), "area")
+    return interpolate(square, (size, size), "bicubic", align_corners=False).clamp(0, 1)

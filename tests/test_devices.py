@@ -292,3 +292,20 @@ def test_a_request_larger_than_memory_is_refused(monkeypatch):
     devices.check_fits_in_memory(1e9, "small", "less")
     with pytest.raises(UsageError, match=r"^big would need about 3.0 GB of memory and 2.0 GB is available; ask less$"):
         devices.check_fits_in_memory(3e9, "big", "ask less")
+
+
+def test_resizes_mps_lacks_run_on_the_cpu_and_others_stay(monkeypatch):
+    import torch.nn.functional as F
+
+    import imgedit.tensor as tensor
+
+    image = torch.rand(1, 3, 30, 40, generator=torch.Generator().manual_seed(0))
+    for mode, options in (("area", {}), ("bicubic", {"align_corners": False}), ("bilinear", {"antialias": True})):
+        assert torch.equal(tensor.interpolate(image, (17, 23), mode, **options), F.interpolate(image, size=(17, 23), mode=mode, **options))
+    # A meta tensor stands in for an MPS one: copying it to the CPU fails, so a routed resize shows itself.
+    monkeypatch.setattr(tensor, "_CPU_RESIZE_DEVICES", ("meta",))
+    meta = torch.empty(1, 3, 30, 40, device="meta")
+    assert tensor.interpolate(meta, (17, 23), "nearest").shape == (1, 3, 17, 23)  # MPS has it
+    for mode, options in (("area", {}), ("bicubic", {}), ("bilinear", {"antialias": True})):
+        with pytest.raises(NotImplementedError):
+            tensor.interpolate(meta, (17, 23), mode, **options)

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from imgedit.errors import ShapeError
 from imgedit.latents import check_truncation, gaussian_latents
 from imgedit.models import ModelSpec, load_model
-from imgedit.tensor import check_image, check_unit_range, grid
+from imgedit.tensor import check_image, check_unit_range, grid, interpolate
 from imgedit_gan.catalog import CATALOG
 from imgedit_gan.model import GANConfig, Generator
 
@@ -116,7 +116,7 @@ class GANSampler:
             return torch.empty(0, self.cfg.z_dim, device=self.device)
         target = images.to(self.device, torch.float32)
         if tuple(target.shape[-2:]) != self.image_size:
-            target = F.interpolate(target, size=self.image_size, mode="bilinear", antialias=True, align_corners=False)
+            target = interpolate(target, self.image_size, "bilinear", antialias=True, align_corners=False)
         target = target * 2 - 1  # the generator's range
         z = self._starting_latents(target, candidates).requires_grad_(True)
         optimizer = torch.optim.Adam([z], lr=lr)

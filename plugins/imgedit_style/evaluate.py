@@ -25,6 +25,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
+from imgedit.tensor import interpolate
 from imgedit_style.losses import StyleLossConfig, style_distance, style_targets
 from imgedit_style.lossnet import LossNetConfig, build_loss_net
 
@@ -128,4 +129,4 @@ def fit_cell(image: torch.Tensor, height: int, width: int) -> torch.Tensor:
     else:
         cw = round(h * width / height)
         image = image[..., :, (w - cw) // 2 : (w - cw) // 2 + cw]
-    return F.interpolate(image, size=(height, width), mode="area" if image.shape[-1] >= width else "bicubic").clamp(0, 1)
+    return interpolate(image, (height, width), "area" if image.shape[-1] >= width else "bicubic").clamp(0, 1)

@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import Callable, Optional
 
 import torch
-import torch.nn.functional as F
 
+from imgedit.tensor import interpolate
 from imgedit_style.losses import StyleLossConfig, content_distance, content_scale, style_distance, style_targets, total_variation
 from imgedit_style.lossnet import LossNet
 
@@ -28,7 +28,7 @@ def resize_long_side(image: torch.Tensor, size: int) -> torch.Tensor:
     scale = size / max(h, w)
     shape = (max(1, round(h * scale)), max(1, round(w * scale)))
     mode = "area" if scale < 1 else "bicubic"
-    out = F.interpolate(image, size=shape, mode=mode, **({} if mode == "area" else {"align_corners": False}))
+    out = interpolate(image, shape, mode, **({} if mode == "area" else {"align_corners": False}))
     return out.clamp(0, 1)
 
 

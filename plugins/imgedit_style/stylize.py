@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from imgedit.errors import ShapeError, UsageError
 from imgedit.models import ModelSpec, load_model
-from imgedit.tensor import check_image
+from imgedit.tensor import check_image, interpolate
 from imgedit_style.catalog import ARCHITECTURE
 from imgedit_style.model import StyleNet, StyleNetConfig
 
@@ -82,8 +82,8 @@ def resize(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     if tuple(image.shape[-2:]) == tuple(size):
         return image
     if size[0] <= image.shape[-2] and size[1] <= image.shape[-1]:
-        return F.interpolate(image, size=size, mode="area")
-    return F.interpolate(image, size=size, mode="bicubic", align_corners=False).clamp(0, 1)
+        return interpolate(image, size, "area")
+    return interpolate(image, size, "bicubic", align_corners=False).clamp(0, 1)
 
 
 def run_network(net: StyleNet, image: torch.Tensor) -> torch.Tensor:

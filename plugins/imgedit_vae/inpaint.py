@@ -38,6 +38,7 @@ import torch
 import torch.nn.functional as F
 
 from imgedit.errors import MaskError, ShapeError
+from imgedit.tensor import interpolate
 from imgedit_vae.degrade import is_gray
 from imgedit_vae.ensemble import MAX_COPIES, dihedral_mean
 from imgedit_vae.loading import load_vae
@@ -243,7 +244,7 @@ def _resize(t: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     if tuple(t.shape[-2:]) == size:
         return t
     smaller = size[0] < t.shape[-2]
-    return F.interpolate(t, size=size, mode="area") if smaller else F.interpolate(t, size=size, mode="bicubic", align_corners=False)
+    return interpolate(t, size, "area") if smaller else interpolate(t, size, "bicubic", align_corners=False)
 
 
 def _blur(t: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -275,8 +276,8 @@ def harmonise(fill: torch.Tensor, image: torch.Tensor, hole: torch.Tensor, width
         return fill + offset * hole
     h, w = hole.shape[-2:]
     size = (-(-h // factor), -(-w // factor))
-    known = F.interpolate(1 - hole, size=size, mode="area")  # (1, 1, h', w'): share of known pixels
-    difference = F.interpolate((image - fill) * (1 - hole), size=size, mode="area")
+    known = interpolate(1 - hole, size, "area")  # (1, 1, h', w'): share of known pixels
+    difference = interpolate((image - fill) * (1 - hole), size, "area")
     rim = (_blur(1 - known, width / 2 / factor) > 1e-3).to(fill.dtype)  # the rim, as above, at this scale
     offset = _blur(difference * rim, width / factor) / (_blur(known * rim, width / factor) + 0.05)
     return fill + F.interpolate(offset, size=(h, w), mode="bilinear", align_corners=False) * hole
