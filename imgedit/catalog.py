@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import difflib
 import importlib
-import shlex
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -25,6 +24,7 @@ from imgedit.checkpoint import is_checkpoint, recorded_progress, recorded_weight
 from imgedit.errors import UsageError
 from imgedit.latents import LatentModelSpec
 from imgedit.models import ModelSpec, is_safetensors_file, shipped_weights_dir, user_models, user_weights_dir
+from imgedit.shell import quote_arg
 
 
 def spec_for_file(path: Union[str, Path]) -> ModelSpec:
@@ -60,7 +60,7 @@ def _checkpoint_given_as_weights(path: Path) -> str:
     if progress is None:
         return f"{said}, and its run has exported no weights yet (to {weights}): resume it to the end with --resume"
     kind, step = progress
-    resume = f"imgedit train {kind} --data DATA --resume {shlex.quote(str(path))}"
+    resume = f"imgedit train {kind} --data DATA --resume {quote_arg(str(path))}"
     return (f"{said}, and its run has exported no weights yet (it stopped at step {step}): '{resume} --steps {step}' "
             f"exports them as they are, a larger --steps trains on first")
 

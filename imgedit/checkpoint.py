@@ -106,7 +106,8 @@ def _read(path: Path, kind: str, with_tensors: bool) -> dict:
                 raise UsageError(f"{path} holds exported model weights, not a training checkpoint: --resume takes "
                                  "the checkpoint.safetensors that training writes in its --out folder")
             structure = json.loads(metadata["structure"])
-            tensors = {k: f.get_tensor(k) if with_tensors else None for k in f.keys()}
+            names = list(f.keys())
+        tensors = _load_tensors(path) if with_tensors else dict.fromkeys(names)
         state = _unflatten(structure, tensors)
     except UsageError:
         raise
@@ -116,6 +117,16 @@ def _read(path: Path, kind: str, with_tensors: bool) -> dict:
         got = state.get("kind") if isinstance(state, dict) else type(state).__name__
         raise UsageError(f"{path} is a {got!r} checkpoint, not {kind!r}")
     return state
+
+
+def _load_tensors(path: Path) -> dict[str, "torch.Tensor"]:
+    """The file's tensors in memory of their own. ``get_tensor`` maps them
+    from the file, which then stays mapped while they live; Windows refuses
+    to replace a mapped file, so a resumed run could not save its next
+    checkpoint over the one it started from."""
+    from safetensors.torch import load
+
+    return load(path.read_bytes())
 
 
 def is_checkpoint(path: Path) -> bool:

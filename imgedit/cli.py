@@ -9,7 +9,7 @@ import logging
 import os
 import sys
 import traceback
-from typing import Any, NoReturn
+from typing import Any, Iterator, NoReturn, Optional
 
 import click
 
@@ -90,6 +90,11 @@ class ImgeditGroup(click.Group):
                        "(run with --debug for details)", err=True)
             ctx.exit(1)
 
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        from imgedit.verbs import format_commands  # not at the top: see _printable
+
+        format_commands(self, ctx, formatter)
+
 
 def _in_plugin_verb(ctx: click.Context) -> str:
     """The words " in plugin P's command 'V'" for the verb that ran, where a
@@ -165,7 +170,7 @@ def cli(debug: bool) -> None:
     _setup_logging(debug)
 
 
-@cli.command(name="plugins")
+@cli.command(name="plugins", short_help="List plugins: name, version, hooks, what they add, status.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def plugins_command(as_json: bool) -> None:
     """List plugins: name, version, hooks, operations, models, latent models, status."""
@@ -203,7 +208,7 @@ def _say_left_out() -> None:
                    f"IMGEDIT_LOAD_PLUGINS: {', '.join(left_out)}")
 
 
-@cli.command(name="models")
+@cli.command(name="models", short_help="List models: weights file, size, sha256, whether it verifies.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def models_command(as_json: bool) -> None:
     """List models: weights file, size, sha256 and whether it verifies."""
@@ -247,30 +252,55 @@ def _print_models(rows: list[dict]) -> None:
 def info_command(images: tuple[str, ...], as_json: bool) -> None:
     """Show format, size, mode, bit depth and metadata of images.
 
-    A file that cannot be read gets a one-line error on stderr (and, with
-    --json, an entry with "path" and "error"); the others are still shown,
-    and the exit code is 1.
+    IMAGES are files, or globs (quoted) as every image verb takes them. A
+    file that cannot be read gets a one-line error on stderr (and, with
+    --json, an entry with "path" and "error"); the others are still shown.
+    The exit code is 2 where an input does not exist (as for every verb),
+    else 1 where one could not be read.
     """
     from imgedit.imageio import describe_image
 
-    rows, failed = [], False
-    for path in images:
+    rows, exit_code = [], 0
+    for path, problem in _info_paths(images):
         try:
+            if problem is not None:
+                raise problem
             row = describe_image(path)
         except ImgeditError as exc:  # one bad file must not hide the others
-            click.echo(f"Error: {exc}", err=True)
-            row, failed = {"path": path, "error": str(exc)}, True
+            click.echo(_printable(f"Error: {exc}"), err=True)
+            row, exit_code = {"path": path, "error": str(exc)}, max(exit_code, exc.exit_code)
         if as_json:
             rows.append(row)
         elif "error" not in row:  # as it comes: a long listing starts at once
-            click.echo(str(row.get("path")))
+            click.echo(_printable(str(row.get("path"))))
             for key, value in row.items():
                 if key != "path":
-                    click.echo(f"  {key}: {value}")
+                    click.echo(_printable(f"  {key}: {value}"))  # text keys and ICC descriptions come from the file
     if as_json:
         click.echo(json.dumps(rows, indent=2, default=str))
-    if failed:
-        raise click.exceptions.Exit(1)
+    if exit_code:
+        raise click.exceptions.Exit(exit_code)
+
+
+def _info_paths(images: tuple[str, ...]) -> Iterator[tuple[str, Optional[ImgeditError]]]:
+    """``(path, None)`` for each file to describe, or ``(argument, error)``
+    for an argument that names nothing: the error every image verb gives for
+    it (imgedit.inputs: "no such file or folder: X", or a glob that matches
+    nothing), which is a usage error (exit 2). A quoted glob gives its
+    matches."""
+    from imgedit.inputs import expand_inputs
+
+    for item in images:
+        if os.path.lexists(item):  # a file as given (a folder or a dangling link: describe_image says what it is)
+            yield item, None
+            continue
+        try:
+            found = expand_inputs([item])
+        except ImgeditError as exc:
+            yield item, exc
+            continue
+        for match in found:
+            yield str(match.path), None
 
 
 def _add_host_commands() -> None:

@@ -133,11 +133,20 @@ def wrap(module: Any) -> Any:
     from torch.nn.parallel import DistributedDataParallel
 
     device = next(module.parameters()).device
+    _refuse_mps(device)
     if device.type != "cuda":  # batch-norm statistics stay per process: SyncBatchNorm needs CUDA
         return DistributedDataParallel(module)
     # all processes' rows in each batch-norm statistic, as in one process (converts module in place)
     module = torch.nn.SyncBatchNorm.convert_sync_batchnorm(module)
     return DistributedDataParallel(module, device_ids=[device.index])
+
+
+def _refuse_mps(device: Any) -> None:
+    """Refuse to train on MPS in several processes: their group is gloo,
+    which moves CPU tensors only, and ``--device auto`` picks MPS on a Mac."""
+    if device.type == "mps":
+        raise UsageError(f"--nproc {world()} does not train on mps (the processes exchange gradients through gloo, "
+                         "which takes CPU tensors only): add --device cpu, or train in one process")
 
 
 def average_gradients(module: Any) -> None:
@@ -171,6 +180,7 @@ def relaunch(nproc: int, argv: Sequence[str]) -> int:
     """Run ``imgedit ARGV`` in ``nproc`` processes under torchrun on this
     machine (its elastic agent, in this process); returns the exit status:
     0, or the first failing process's (whose error it has printed)."""
+    check_nproc(nproc)
     import logging
 
     from torch.distributed.elastic.multiprocessing.api import SignalException
@@ -188,6 +198,18 @@ def relaunch(nproc: int, argv: Sequence[str]) -> int:
     except SignalException:  # Ctrl-C or SIGTERM: the processes got it too, and rank 0 saved a checkpoint
         return 130
     return 0
+
+
+def check_nproc(nproc: int) -> None:
+    """Refuse ``--nproc N`` where torchrun cannot start the processes.
+
+    Raises:
+        UsageError: N > 1 on Windows, whose PyTorch builds lack the libuv
+            that torchrun's rendezvous asks for.
+    """
+    if nproc > 1 and os.name == "nt":
+        raise UsageError(f"--nproc {nproc}: training in several processes is not supported on Windows "
+                         "(PyTorch's torchrun fails there); leave out --nproc")
 
 
 def failure_status(codes: Sequence[int]) -> int:

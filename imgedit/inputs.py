@@ -7,7 +7,7 @@ import glob
 import logging
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Iterable, Iterator, Optional
 
 from imgedit.atomic import check_name_lengths
@@ -136,7 +136,10 @@ def _is_folder(entry: os.DirEntry, is_link: bool) -> bool:
 def _is_within(path: str, tree: str, visible: bool = False) -> bool:
     """Whether real ``path`` is ``tree`` or inside it; with ``visible``,
     only through folders that are not hidden (a folder scan lists those)."""
-    inside = os.path.relpath(path, tree)
+    try:
+        inside = os.path.relpath(path, tree)
+    except ValueError:  # on two Windows drives: no relative path, and not inside
+        return False
     if inside == ".":
         return True
     parts = Path(inside).parts
@@ -311,6 +314,13 @@ def _check_template_length(template: str, ext: str, op_label: str) -> None:
 NAME_FIELDS = ("stem", "ext", "op", "srcext")
 
 
+def _leaves_folder(name: PurePath) -> bool:
+    """Whether ``name`` points outside the folder it is joined to: an anchor
+    (``/x``; on Windows also ``\\x`` and ``C:x``, which are not absolute
+    but replace the folder's root or drive) or a ``..``."""
+    return bool(name.anchor) or ".." in name.parts
+
+
 def check_name_template(template: str) -> None:
     """Refuse a ``--name`` template that is not plain fields and text, or
     that leaves the output folder.
@@ -330,6 +340,5 @@ def check_name_template(template: str) -> None:
         if field_name not in NAME_FIELDS or conversion or spec:
             shown = "{" + field_name + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}"
             raise UsageError(f"bad --name template {template!r}: {shown} is not a field; {hint}")
-    parts = Path(template).parts
-    if Path(template).is_absolute() or ".." in parts:
-        raise UsageError(f"bad --name template {template!r}: it must stay inside the output folder (no absolute path or '..')")
+    if _leaves_folder(Path(template)):
+        raise UsageError(f"bad --name template {template!r}: it must stay inside the output folder (no absolute path, drive or '..')")

@@ -231,7 +231,10 @@ class Journal:
     def _name(self, dst: Path) -> str:
         # abspath, not resolve(): no symlink walk (a dozen syscalls) per image
         absolute = os.path.abspath(dst)
-        inside = os.path.relpath(absolute, self._root)
+        try:
+            inside = os.path.relpath(absolute, self._root)
+        except ValueError:  # another drive on Windows: named as any output outside the folder is
+            return absolute
         return absolute if inside.startswith("..") else inside
 
     def get(self, dst: Path) -> Optional[Entry]:

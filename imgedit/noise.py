@@ -51,6 +51,13 @@ def _kernels(channels: int, device: torch.device, dtype: torch.dtype) -> tuple[t
     return lap, sobel
 
 
+def _work_device(device: torch.device) -> torch.device:
+    """Where the estimate is computed: on the image's device, but on the CPU
+    for MPS, which has no ``kthvalue`` kernel before torch 2.9 (the result
+    is a few numbers, and MPS shares memory with the CPU)."""
+    return torch.device("cpu") if device.type == "mps" else device
+
+
 def estimate_sigma(image: torch.Tensor) -> torch.Tensor:
     """Estimate the standard deviation of additive Gaussian noise per image.
 
@@ -76,7 +83,8 @@ def estimate_sigma(image: torch.Tensor) -> torch.Tensor:
     if image.shape[-2] < 3 or image.shape[-1] < 3:
         return image.new_zeros(image.shape[0])  # nothing measurable, rather than an error for a 1x1 or 2xN image
     # Half precision would lose the small residuals; work in fp32 (or fp64).
-    work = image.to(torch.float64 if image.dtype == torch.float64 else torch.float32) * 255.0
+    dtype = torch.float64 if image.dtype == torch.float64 else torch.float32
+    work = image.to(_work_device(image.device), dtype) * 255.0
     b, c = work.shape[:2]
     lap, sobel = _kernels(c, work.device, work.dtype)
     residual = F.conv2d(work, lap, groups=c).abs().flatten(2)  # (B, C, (H-2)(W-2))
@@ -87,7 +95,7 @@ def estimate_sigma(image: torch.Tensor) -> torch.Tensor:
     threshold = grad.kthvalue(k, dim=-1, keepdim=True).values  # (B, C, 1)
     keep = (grad <= threshold).to(work.dtype)
     sigma = math.sqrt(math.pi / 2.0) * (residual * keep).sum(-1) / (6.0 * keep.sum(-1).clamp_min(1.0))
-    return sigma.mean(dim=1).to(image.dtype).reshape(b)
+    return sigma.mean(dim=1).to(image.device, image.dtype).reshape(b)
 
 
 def estimate_sigma_sampled(image: torch.Tensor, crop: int = 256, grid: int = 4) -> torch.Tensor:

@@ -5,6 +5,7 @@ once per run (models load once) and applied to many images."""
 from __future__ import annotations
 
 import logging
+import os
 import shlex
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -135,6 +136,12 @@ def _check_sizes(stages: list[Stage]) -> None:
                              f"({op.key}) changes the image size with these parameters; put it last")
 
 
+def backslash_escapes() -> bool:
+    """Whether a backslash escapes the next character in a pipeline, as in
+    a POSIX shell; on Windows it separates path parts, so it is plain text."""
+    return os.name != "nt"
+
+
 def parse_stages(text: str) -> list[tuple[str, dict[str, str]]]:
     """Split ``"op key=value ... | op2 ..."`` into ``[(op, {key: value}), ...]``
     with shell quoting, so a quoted value may hold spaces or a ``|``.
@@ -146,6 +153,8 @@ def parse_stages(text: str) -> list[tuple[str, dict[str, str]]]:
     lexer = shlex.shlex(text, posix=True, punctuation_chars="|")
     lexer.whitespace_split = True
     lexer.commenters = ""  # a '#' is text (sigma=25#strong, art#1.png), not a comment dropping the stages after it
+    if not backslash_escapes():
+        lexer.escape = ""  # keep C:\Users\me\art.jpg whole; quotes still group words
     stages: list[list[str]] = [[]]
     try:
         for word in lexer:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import tempfile
 import time
 from collections import deque
@@ -19,13 +20,16 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, Union
 
 from imgedit.errors import ImgeditError, JournalError, OutputExistsError, UsageError
 from imgedit.inputs import InputFile, output_path
 from imgedit.journal import Journal, Source, bytes_digest, file_digest, make_key, stat_key
 from imgedit.masks import MaskOptions
 from imgedit.pipeline import BuiltPipeline, Pipeline
+
+if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
 
 log = logging.getLogger("imgedit")
 
@@ -250,20 +254,32 @@ def _same_file(a: Path, b: Path) -> bool:
         return False
 
 
+def names_ignore_case() -> bool:
+    """Whether file names usually ignore case here: APFS on macOS and NTFS
+    on Windows do by default, so Photo.jpg and photo.jpg are one file."""
+    return sys.platform in ("darwin", "win32")
+
+
+def _file_key(path: Path) -> str:
+    """``path`` as the file system tells files apart: two outputs with one
+    key would overwrite each other."""
+    return str(path).casefold() if names_ignore_case() else str(path)
+
+
 def plan_outputs(pipeline: Pipeline, items: list[InputFile], options: RunOptions) -> list[Path]:
     """Output paths for all items; two inputs landing on one output is an
     error raised before any image is touched."""
     check_options(options, len(items))
     single, real = len(items) == 1, _RealPaths()
     outputs = [plan_output(item, pipeline, options, single, real) for item in items]
-    seen: dict[Path, Path] = {}
+    seen: dict[str, Path] = {}
     for item, dst in zip(items, outputs):
-        other = seen.setdefault(real(dst), item.path)
+        other = seen.setdefault(_file_key(real(dst)), item.path)
         if other != item.path:
             raise UsageError(f"{other} and {item.path} would both be written to {dst}; {_apart(other, item.path)}")
     if not options.in_place:
         for item in items:
-            source = seen.get(real(item.path))
+            source = seen.get(_file_key(real(item.path)))
             if source is not None and source != item.path:
                 raise UsageError(f"{source}'s output {item.path} is also an input; give -o a folder of its own")
     return outputs

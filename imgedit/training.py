@@ -20,7 +20,6 @@ import math
 import os
 import platform
 import re
-import shlex
 import signal
 import sys
 import threading
@@ -33,6 +32,8 @@ from imgedit import distributed
 from imgedit.atomic import NAME_MAX, check_writable_folder
 from imgedit.checkpoint import checkpoint_file, checkpoint_info, load_checkpoint, save_checkpoint
 from imgedit.errors import ImgeditError, Interrupted, UsageError
+from imgedit.shell import quote_arg
+from imgedit.verbs import duration, pace
 
 
 logger = logging.getLogger("imgedit")
@@ -331,7 +332,7 @@ def fit(trainer: Any, out_dir: Path, on_progress: Optional[Callable[[int, dict],
                     if last_saved != (checkpoint, trainer.step):
                         _save_checkpoint(trainer, checkpoint)
                     raise stop.error(f"{stop.stopped} at step {trainer.step} of {cfg.steps}; the checkpoint is saved: "
-                                     f"add --resume {shlex.quote(str(checkpoint))} to go on")
+                                     f"add --resume {quote_arg(str(checkpoint))} to go on")
     except KeyboardInterrupt:  # a second Ctrl-C: the step under way is half done, so nothing of it is saved
         if not main:
             raise
@@ -461,7 +462,7 @@ def _stopped_at_once(trainer: Any, last_saved: Optional[tuple[Path, int]]) -> st
     if last_saved is None:
         return f"{said}; no checkpoint was saved yet"
     path, step = last_saved
-    return f"{said}; the checkpoint of step {step} is kept: add --resume {shlex.quote(str(path))} to go on"
+    return f"{said}; the checkpoint of step {step} is kept: add --resume {quote_arg(str(path))} to go on"
 
 
 class StopRequest:
@@ -725,7 +726,7 @@ class ProgressBar:
         parts = [f"step {step}/{self.total} ({math.floor(100 * step / max(self.total, 1))}%)"]
         rate = (step - self.first) / max(self.reported - self.started, 1e-9)  # timed from the first step's end
         if step > self.first:
-            parts.append(f"{rate:.2f} steps/s, ETA {(self.total - step) / rate:.0f}s")
+            parts.append(f"{pace(rate, 'step')}, ETA {duration((self.total - step) / rate)}")  # as the other verbs say it
         parts += [f"{k}={v}" for k, v in self._metrics().items()]
         try:  # a line that cannot be written (stderr gone) must not end the run
             print(", ".join(parts), file=sys.stderr, flush=True)

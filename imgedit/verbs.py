@@ -94,9 +94,9 @@ def _tile(value: Optional[str]) -> Any:
     try:
         number = int(value)
     except ValueError:
-        raise click.BadParameter("must be a number of pixels, 0 (no tiling) or 'auto'") from None
+        raise click.BadParameter("must be a number of pixels, 0 (no tiling) or 'auto'", param_hint="'--tile'") from None
     if number < 0:
-        raise click.BadParameter("must be >= 0")
+        raise click.BadParameter("must be >= 0", param_hint="'--tile'")
     return number or None
 
 
@@ -341,7 +341,7 @@ def _rate_and_eta(count: int, total: int, seconds: float) -> tuple[float, float]
     return rate, (total - count) / max(rate, 1e-9)
 
 
-def _pace(rate: float, unit: str) -> str:
+def pace(rate: float, unit: str) -> str:
     """``rate`` as people read it: "2.5 img/s", or "12.3 s/img" below one a
     second, where "0.0/s" would say nothing (a slow model on large photos)."""
     if rate >= 1 or rate <= 0:
@@ -349,7 +349,7 @@ def _pace(rate: float, unit: str) -> str:
     return f"{1 / rate:.1f} s/{unit}"
 
 
-def _duration(seconds: float) -> str:
+def duration(seconds: float) -> str:
     """"45s", "12m05s", "3h20m": an ETA of hours is not read in seconds."""
     seconds = round(seconds)
     if seconds < 100:
@@ -389,7 +389,7 @@ class Progress:
         elif time.monotonic() - self.last >= self.interval:
             self.last = time.monotonic()
             rate, eta = _rate_and_eta(self.count, self.total, self.last - self.started)
-            _say(f"{self.count}/{self.total} images, {_pace(rate, 'img')}, ETA {_duration(eta)}")
+            _say(f"{self.count}/{self.total} images, {pace(rate, 'img')}, ETA {duration(eta)}")
 
     def __exit__(self, *exc: Any) -> None:
         if self.bar is not None:
@@ -429,8 +429,8 @@ class StageProgress:
             self.last = time.monotonic()
             rate, eta = _rate_and_eta(self.count, self.total, self.last - self.started)
             percent = math.floor(100 * self.count / max(self.total, 1))
-            _say(f"{self.what}: {self.count}/{self.total} {self.unit}s ({percent}%), {_pace(rate, self.unit)}, "
-                 f"ETA {_duration(eta)}")
+            _say(f"{self.what}: {self.count}/{self.total} {self.unit}s ({percent}%), {pace(rate, self.unit)}, "
+                 f"ETA {duration(eta)}")
 
     def __exit__(self, *exc: Any) -> None:
         if self.bar is not None:
@@ -520,6 +520,11 @@ def _unbuildable_error(summary: Any) -> Optional[BatchError]:
     return error
 
 
+def _declared(name: str, methods: list) -> list[Param]:
+    """The declarations of parameter ``name`` by the methods that take it."""
+    return [op.param(name) for op in methods if op.param(name) is not None]
+
+
 def _methods_with(name: str, methods: list) -> list[str]:
     """The methods that take parameter ``name``; [] when all of them do."""
     having = [op.method for op in methods if op.param(name) is not None]
@@ -534,22 +539,117 @@ def _advice(summary: Any) -> str:
     return " (--retry-failed redoes only those)" if summary.journal else ""
 
 
-def _param_option(param: Param, only: Sequence[str] = ()) -> Callable:
+def _param_option(param: Param, only: Sequence[str] = (), declared: Sequence[Param] = ()) -> Callable:
     """The option of ``param``; its help starts with the methods it belongs
-    to when ``only`` names some (other methods refuse it)."""
+    to when ``only`` names some (other methods refuse it). ``declared``:
+    every method's declaration of that name; the option takes the values
+    any of them takes."""
     help_text = (f"({', '.join(only)}) " if only else "") + (param.help or "")
     flag = param.flag or "--" + param.name.replace("_", "-")
-    # values stay as typed (a string, a bool from a flag pair): Operation.parse_params
-    # checks them per method, with the same messages as pipeline stages; None is "not given"
+    # None is "not given"; a value is checked by click against the declared
+    # range or choices (a usage error naming the option, as for every other
+    # option), then by Operation.parse_params per method, as pipeline stages are
     if param.type is bool:  # a pair, or a default of True could not be turned off
         off = "--no-" + flag.lstrip("-")
-        shown = "" if param.default is None else f" [default: {(flag if param.default else off).lstrip('-')}]"
+        shown = "" if param.default is None else f"  [default: {(flag if param.default else off).lstrip('-')}]"
         return click.option(f"{flag}/{off}", param.name, default=None, help=help_text + shown)
     kind = param.type.__name__.upper() + ("|auto" if param.allow_auto else "")
-    default = "" if param.default in (None, "") else f" [default: {param.default}]"
     if param.choices:
         kind = "|".join(map(str, param.choices))
-    return click.option(flag, param.name, metavar=kind, help=help_text + default)
+    declared = _widest([param, *declared])
+    extra = ([] if param.default in (None, "") else [f"default: {param.default}"]) + _range_text(declared)
+    return click.option(flag, param.name, metavar=kind, type=_OptionType(declared) if declared else None,
+                        help=help_text + (f"  [{'; '.join(extra)}]" if extra else ""))
+
+
+def _widest(declared: Sequence[Param]) -> Optional[Param]:
+    """The first of ``declared`` (the declarations of one parameter name by
+    a verb's methods) with the range and choices of all of them, so that
+    the option refuses only what every method refuses; None where they
+    differ in type or in allowing "auto" (the option takes text, and each
+    method checks it)."""
+    from dataclasses import replace
+
+    first = declared[0]
+    if any(p.type is not first.type or p.allow_auto != first.allow_auto for p in declared):
+        return None
+
+    def bound(values: list, pick: Callable) -> Any:
+        return None if any(v is None for v in values) else pick(values)
+
+    choices = bound([p.choices for p in declared], lambda all_: tuple(dict.fromkeys(c for cs in all_ for c in cs)))
+    return replace(first, minimum=bound([p.minimum for p in declared], min),
+                   maximum=bound([p.maximum for p in declared], max), choices=choices)
+
+
+def _range_text(param: Optional[Param]) -> list[str]:
+    """The range of a numeric parameter as click shows an option's ("1<=x<=8"), or []."""
+    if param is None or param.type not in (int, float) or param.choices:
+        return []
+    low, high = _bounds(param)
+    if low is not None and high is not None:
+        return [f"{low}<=x<={high}"]
+    return [f"x>={low}"] if low is not None else [f"x<={high}"] if high is not None else []
+
+
+def _bounds(param: Param) -> tuple[Any, Any]:
+    """``param``'s minimum and maximum, whole numbers for an int parameter."""
+    if param.type is not int:
+        return param.minimum, param.maximum
+    return (None if param.minimum is None else math.ceil(param.minimum),
+            None if param.maximum is None else math.floor(param.maximum))
+
+
+class _OptionType(click.ParamType):
+    """The values of an operation parameter's option: click's own type for
+    the parameter's declared type, range and choices, and besides it the
+    word "auto" where the parameter allows it (as :meth:`Param.parse` takes it)."""
+
+    def __init__(self, param: Param):
+        self.auto = param.allow_auto
+        low, high = _bounds(param)
+        if param.type is str:
+            self.base = self.inner = click.Choice([str(c) for c in param.choices]) if param.choices else click.STRING
+        elif param.type is int:
+            self.base, self.inner = click.INT, click.IntRange(low, high)
+        else:  # float; numeric choices are left to Param.parse
+            self.base, self.inner = click.FLOAT, FiniteFloat(low, high)
+        self.name = self.inner.name
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+        if self.auto and isinstance(value, str) and value.lower() == "auto":
+            return "auto"
+        if self.auto:
+            try:
+                self.base.convert(value, param, ctx)
+            except click.BadParameter:
+                self.fail(f"{value!r} is not a valid {self.base.name} or 'auto'.", param, ctx)
+        return self.inner.convert(value, param, ctx)
+
+    def shell_complete(self, ctx: Any, param: Any, incomplete: str) -> Any:
+        return self.inner.shell_complete(ctx, param, incomplete)  # a Choice's choices
+
+
+def format_commands(group: click.Group, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+    """The "Commands" section of a group's ``--help``: each command's
+    ``short_help``, else the whole first sentence of its help, wrapped where
+    it is long (click's own cuts it at the terminal's width with "...", and
+    a plugin's verb may say what it does in more words)."""
+    rows = []
+    for name in group.list_commands(ctx):
+        command = group.get_command(ctx, name)
+        if command is not None and not command.hidden:
+            rows.append((name, command.get_short_help_str(limit=10**6)))
+    if rows:
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+class _Group(click.Group):
+    """A shared group (``train``, ``eval``) listing whole summaries (:func:`format_commands`)."""
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        format_commands(self, ctx, formatter)
 
 
 def command_group(cli: click.Group, name: str, help: str) -> click.Group:
@@ -561,7 +661,7 @@ def command_group(cli: click.Group, name: str, help: str) -> click.Group:
     """
     group = cli.commands.get(name)
     if group is None:
-        group = click.Group(name, help=help)
+        group = _Group(name, help=help)
         cli.add_command(group)
     elif not isinstance(group, click.Group):
         raise TypeError(f"imgedit {name} is a command, not a group")
@@ -570,22 +670,25 @@ def command_group(cli: click.Group, name: str, help: str) -> click.Group:
 
 def training_options(data_help: str, steps: int, out_dir: Path, batch: int, lr: float) -> list[Callable]:
     """The options every ``imgedit train ...`` verb shares, with its defaults:
-    ``--data`` (repeatable), ``--steps``, ``--resume``, ``--out``, ``--overwrite``, ``--export``,
+    ``--data`` (repeatable), ``--steps``, ``--resume``, ``-o/--out``, ``--overwrite``, ``--export``,
     ``--device``, ``--batch``, ``--lr``, ``--seed``, ``-q`` and ``--nproc``."""
     return [
         click.option("--data", "sources", multiple=True, required=True, help=data_help),
         click.option("--steps", type=COUNT, default=steps, show_default=True, help="Total optimisation steps."),
         click.option("--resume", type=CheckedPath(), help="Checkpoint to continue from."),
-        click.option("--out", "out_dir", type=CheckedPath(), default=out_dir, show_default=True, help="Folder for the checkpoint and log."),
+        click.option("-o", "--out", "out_dir", type=CheckedPath(), default=out_dir, show_default=True,
+                     help="Folder for the checkpoint and log."),
         click.option("--overwrite", is_flag=True,
                      help="Start a new run even where --out holds an earlier one (its checkpoint, log and samples are "
                           "removed) or the model to export exists (it is replaced)."),
         # the weights' name is checked with its card's (imgedit.training.check_export_path)
         click.option("--export", "export_path", type=CheckedPath(check_names=False), help="Where to write the trained weights (default: your imgedit weights folder)."),
         device_option(),
-        click.option("--batch", type=click.IntRange(1, MAX_BATCH), default=batch, show_default=True),
-        click.option("--lr", type=FiniteFloat(min=0, min_open=True, max=MAX_LR), default=lr, show_default=True),
-        seed_option(),
+        click.option("--batch", type=click.IntRange(1, MAX_BATCH), default=batch, show_default=True,
+                     help="Images (or patches) per optimisation step; with --nproc, over all processes together."),
+        click.option("--lr", type=FiniteFloat(min=0, min_open=True, max=MAX_LR), default=lr, show_default=True,
+                     help="Learning rate (the peak, where the trainer warms up and decays it)."),
+        seed_option(help="Seed of the initial weights and of training's random draws."),
         click.option("-q", "--quiet", is_flag=True, help="No progress bar."),
         click.option("--nproc", type=click.IntRange(1, MAX_NPROC), default=1, show_default=True, expose_value=False,
                      callback=_distributed_training,
@@ -720,7 +823,7 @@ def check_overwrite(overwrite: bool, **given: Any) -> None:
 def command_line(ctx: click.Context) -> str:
     """The running command with every option spelled out (defaults too), for
     a model card or checkpoint to say exactly how it was made."""
-    import shlex
+    from imgedit.shell import quote_arg
 
     words = ["imgedit", *ctx.command_path.split()[1:]]
     for param in ctx.command.params:
@@ -734,11 +837,13 @@ def command_line(ctx: click.Context) -> str:
         flag = max(param.opts, key=len)
         for item in value if isinstance(value, tuple) else [value]:
             words += [flag, str(item)]
-    return " ".join(shlex.quote(w) for w in words)
+    return " ".join(quote_arg(w) for w in words)
 
 
-def add_operation_verb(cli: click.Group, name: str, help: str) -> None:
-    """Add the verb ``name`` running the operation of that name.
+def add_operation_verb(cli: click.Group, name: str, help: str, short_help: Optional[str] = None) -> None:
+    """Add the verb ``name`` running the operation of that name; ``help``
+    is its ``--help`` text, ``short_help`` its line in ``imgedit --help``
+    (default: the first sentence of ``help``).
 
     Idempotent: several plugins offering methods of one operation may all call
     it; the verb is made once and reads the registry when it runs. Each
@@ -768,9 +873,9 @@ def add_operation_verb(cli: click.Group, name: str, help: str) -> None:
         options += MASK_OPTIONS
     options.append(click.option("--method", type=click.Choice(choices), help=f"Default: {choices[0]}."))
     params = _without_clashes(params, options, methods)
-    options += [_param_option(p, _methods_with(p.name, methods)) for p in params.values()]
+    options += [_param_option(p, _methods_with(p.name, methods), _declared(p.name, methods)) for p in params.values()]
 
-    @click.command(name=name, help=help)
+    @click.command(name=name, help=help, short_help=short_help)
     @apply_options(options)
     def verb(**kwargs: Any) -> None:
         from imgedit.pipeline import Pipeline

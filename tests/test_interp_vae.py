@@ -154,7 +154,7 @@ def test_interpolate_gif_walk_between_seeds_with_loop(tiny, tmp_path, invoke):
     (["a.png", "b.png", "--seeds", "1,2"], "not both", 2),
     (["--seeds", "1,2", "--model", "nope"], "unknown latent model 'nope'", 2),
     (["--seeds", "1,2", "-o", "x.avi"], r"\.gif, \.webp or \.mp4", 2),
-    (["missing.png", "other.png"], "missing.png", 1),  # unreadable input: imgedit's exit code for bad images
+    (["missing.png", "other.png"], r"no such file or folder: .*missing\.png", 2),  # as every verb says it
     (["--seeds", "-1,2"], r"from 0 to 4294967295", 2),  # torch would draw -1 as 2**32 - 1
     (["--seeds", "1,4294967296"], r"from 0 to 4294967295", 2),  # ... and 2**32 as 0
     (["--seeds", "1,99999999999999999999"], r"from 0 to 4294967295", 2),  # ... and overflow on this one

@@ -720,11 +720,11 @@ def test_a_single_large_image_reports_its_tiles(invoke, folder, tmp_path, monkey
 
 
 def test_progress_lines_say_seconds_per_image_when_slow_and_eta_in_minutes():
-    from imgedit.verbs import _duration, _pace
+    from imgedit.verbs import duration, pace
 
-    assert _pace(15.2, "img") == "15.2 img/s"
-    assert _pace(1 / 26.7, "image") == "26.7 s/image"  # was "0.0/s" in a slow eval
-    assert [_duration(s) for s in (0, 45.4, 99, 615, 3600, 12000)] == ["0s", "45s", "99s", "10m15s", "1h00m", "3h20m"]
+    assert pace(15.2, "img") == "15.2 img/s"
+    assert pace(1 / 26.7, "image") == "26.7 s/image"  # was "0.0/s" in a slow eval
+    assert [duration(s) for s in (0, 45.4, 99, 615, 3600, 12000)] == ["0s", "45s", "99s", "10m15s", "1h00m", "3h20m"]
 
 
 def test_an_upgraded_plugin_redoes_kept_inputs_but_not_edits_in_place(invoke, folder, tmp_path, test_plugin):

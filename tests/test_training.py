@@ -124,8 +124,8 @@ def test_progress_piped_to_a_file_is_a_line_every_few_seconds(capsys, monkeypatc
             bar(step, {"loss": 1 / step})
     lines = capsys.readouterr().err.splitlines()
     assert "\r" not in "".join(lines)
-    assert lines == ["step 8/10 (80%), 0.33 steps/s, ETA 6s, loss=0.12",  # 12 s after the first step
-                     "step 10/10 (100%), 0.33 steps/s, ETA 0s, loss=0.10"]  # and the last step, whenever it comes
+    assert lines == ["step 8/10 (80%), 3.0 s/step, ETA 6s, loss=0.12",  # 12 s after the first step
+                     "step 10/10 (100%), 3.0 s/step, ETA 0s, loss=0.10"]  # and the last step, whenever it comes
 
 
 def test_kept_settings_names_only_real_differences():

@@ -639,7 +639,7 @@ def test_inpaint_seeds_outside_32_bits_are_refused(invoke, tmp_path, seed):
 
     Image.new("RGB", (32, 32)).save(tmp_path / "p.png")
     result = invoke("inpaint", tmp_path / "p.png", "--mask-box", "4,4,8,8", "--seed", seed, "-o", tmp_path / "o.png")
-    assert result.exit_code == 2 and "parameter 'seed' must be in [0, 4294967295]" in result.output, result.output
+    assert result.exit_code == 2 and f"Invalid value for '--seed': {seed} is not in the range 0<=x<=4294967295." in result.output, result.output
     assert not (tmp_path / "o.png").exists()
 
 

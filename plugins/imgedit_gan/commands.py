@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import re
-import shlex
 import time
 from pathlib import Path
 from typing import Any, Iterator, Optional
@@ -15,9 +14,10 @@ import click
 from imgedit.catalog import is_file_argument, weights_spec
 from imgedit.errors import UsageError
 from imgedit.latents import MAX_SEED, load_latent_model_argument
+from imgedit.shell import quote_arg
 from imgedit.verbs import (COUNT, FiniteFloat, CheckedPath, apply_options, check_overwrite, check_record, command_line,
-                            device_option, echo_report, sigterm_as_interrupt, threads_option, training_options,
-                            whole_image_options)
+                            device_option, echo_report, printable, sigterm_as_interrupt, threads_option,
+                            training_options, whole_image_options)
 from imgedit_gan.catalog import MODEL_NAME
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp")
@@ -123,7 +123,7 @@ def _check_memory(model: Any, count: int, as_grid: bool) -> None:
     check_fits_in_memory(count * per_image, f"-n {count}", "ask for fewer images per run")
 
 
-@click.command("sample")
+@click.command("sample", short_help="Generate new images from a latent model (default: face GAN).")
 @click.option("--model", default=MODEL_NAME, show_default=True, help=MODEL_HELP)
 @click.option("-n", "--n", "count", type=click.IntRange(min=1), default=16, show_default=True,
               help=f"Number of images (at most {MAX_SAMPLES}).")
@@ -172,7 +172,8 @@ def sample_command(model, count, seed, output, as_grid, truncation, device, over
                 stale.unlink(missing_ok=True)
     where = targets[0] if as_grid else output
     if not quiet:
-        click.echo(f"wrote {count} sample{'' if count == 1 else 's'} of {model} (seed {seed}, truncation {truncation:g}) to {where}")
+        click.echo(printable(f"wrote {count} sample{'' if count == 1 else 's'} of {model} (seed {seed}, "
+                             f"truncation {truncation:g}) to {where}"), err=True)
 
 
 @click.command("gan")
@@ -213,18 +214,20 @@ def train_gan_command(sources, steps, resume, out_dir, overwrite, export_path, d
     registered = weights_spec(name)
     use = name if registered is not None and registered.weights.resolve() == target.resolve() else target
     click.echo(trained_line(trainer, target) + "\n" +
-               f"Sample with: imgedit sample --model {shlex.quote(str(use))} -n 16 -o samples/")
+               f"Sample with: imgedit sample --model {quote_arg(str(use))} -n 16 -o samples/")
 
 
-@click.command("gan")
+@click.command("gan", short_help="SWD, KID and diversity of a GAN's samples against real images.")
 @click.option("--model", default=MODEL_NAME, show_default=True, help=MODEL_HELP)
 @click.option("--real", "real_sources", multiple=True, required=True,
               help="Real images the model was NOT trained on (a held-out split): folder, file or glob (repeatable).")
 @click.option("--held-out", is_flag=True, help="Use only the images of --real that the model card lists as held out ('imgedit train gan --holdout N').")
-@click.option("--n", "count", type=click.IntRange(2, COUNT.max), default=2000, show_default=True,
+@click.option("-n", "--n", "count", type=click.IntRange(2, COUNT.max), default=2000, show_default=True,
               help="Images per set. --real is split into two halves of n (reference and floor); with fewer real images n shrinks.")
-@click.option("--seed", type=click.IntRange(0, MAX_SEED), default=0, show_default=True)
-@click.option("--truncation", type=FiniteFloat(0, 1), default=1.0, show_default=True)
+@click.option("--seed", type=click.IntRange(0, MAX_SEED), default=0, show_default=True,
+              help="Seed of the real images' split, the model's latents, the Gaussian baseline and the metrics' draws.")
+@click.option("--truncation", type=FiniteFloat(0, 1), default=1.0, show_default=True,
+              help="Scale the latents toward the mean, as 'imgedit sample --truncation' does: 1 = full variety.")
 @device_option()
 @threads_option()
 @click.option("--record", is_flag=True, help="Also write the results into the model card's metrics block "

@@ -3,9 +3,7 @@
 
 from __future__ import annotations
 
-import glob
 import logging
-import shlex
 import time
 from pathlib import Path
 from typing import Optional
@@ -15,9 +13,10 @@ import click
 from imgedit.catalog import weights_spec
 from imgedit.errors import UsageError
 from imgedit.latents import load_latent_model_argument
+from imgedit.shell import quote_arg
 from imgedit.verbs import (COUNT, FiniteFloat, CheckedPath, apply_options, check_overwrite, check_record, check_sheet,
-                            command_line, device_option, echo_report, seed_option, sheet_option, sigterm_as_interrupt,
-                            threads_option, training_options, whole_image_options)
+                            command_line, device_option, echo_report, printable, seed_option, sheet_option,
+                            sigterm_as_interrupt, threads_option, training_options, whole_image_options)
 
 MODEL_HELP = ("A latent model's name ('imgedit plugins' lists them) or its .safetensors file "
               "(from 'imgedit train gan' or 'imgedit train interp-vae', say).")
@@ -40,16 +39,17 @@ def _keyframe_paths(images: tuple[Path, ...]) -> list[Path]:
     sub-folders are not: there is no -r).
 
     Raises:
-        UsageError: a folder with no images, a glob that matches none.
+        UsageError: a file or folder that does not exist, a folder with no
+            images, a glob that matches none.
     """
     from imgedit.inputs import expand_inputs
 
     paths: list[Path] = []
     for item in images:
-        if item.is_dir() or (not item.exists() and glob.has_magic(str(item))):
+        if item.is_dir() or not item.exists():  # a missing file: the usage error every image verb gives
             paths.extend(found.path for found in expand_inputs([str(item)]))
         else:
-            paths.append(item)  # a missing file is reported when it is read, as before
+            paths.append(item)
     return paths
 
 
@@ -73,7 +73,7 @@ FLOAT_COPIES = 4
 DECODE_BATCH = 64  # latents decoded at a time while a progress bar follows
 
 
-@click.command("interpolate")
+@click.command("interpolate", short_help="Morph between images, or walk between a model's samples.")
 @click.argument("images", nargs=-1, type=CheckedPath())
 @click.option("--model", default="faces64-vae", show_default=True, help=MODEL_HELP)
 @click.option("--seeds", help="Walk between random samples of the model instead of images: seeds separated by commas "
@@ -138,8 +138,8 @@ def interpolate_command(images, model, seeds, frames, loop, ease, fps, size, out
     played = min(fps, GIF_MAX_FPS) if output_kind(output) == "gif" else fps
     where = output if len(written) == 1 else f"{output}/ ({written[0].name} ...)"
     if not quiet:
-        click.echo(f"wrote {total} frames ({video.shape[-1]}x{video.shape[-2]}, {played:g} fps) morphing {what} "
-                   f"with {model} to {where}")
+        click.echo(printable(f"wrote {total} frames ({video.shape[-1]}x{video.shape[-2]}, {played:g} fps) morphing "
+                             f"{what} with {model} to {where}"), err=True)
 
 
 def _keyframe_latents(model, paths: list[Path], seeds: list[int], quiet: bool):
@@ -176,8 +176,9 @@ def _report_encoding(model, targets, keys, paths) -> None:
     mse = (model.decode(keys) - targets).square().mean(dim=(1, 2, 3))
     psnr = 10 * torch.log10(1 / mse.clamp_min(1e-10))
     how = "inverted" if getattr(model, "last_inversion_psnr", None) is not None else "encoded"
-    click.echo(f"{how} into {getattr(model, 'name', '') or 'the model'} (PSNR of each decoded latent against its cropped, "
-               "resized image): " + ", ".join(f"{p.name} {v:.1f} dB" for p, v in zip(paths, psnr.tolist())), err=True)
+    click.echo(printable(f"{how} into {getattr(model, 'name', '') or 'the model'} (PSNR of each decoded latent against its "
+                         "cropped, resized image): " + ", ".join(f"{p.name} {v:.1f} dB" for p, v in zip(paths, psnr.tolist()))),
+               err=True)
 
 
 def _check_memory(frames: int, side: int) -> None:
@@ -249,7 +250,7 @@ def _path(model, keys, frames: int, loop: bool, ease: str, quiet: bool):
                             decode=lambda z: _decode(model, z, advance), measure=measure)
 
 
-@click.command("interp-vae")
+@click.command("interp-vae", short_help="Train a VAE with one latent per image, for morphs and walks.")
 @apply_options(training_options("Training images: file, folder or glob (repeatable).", 6000, Path("runs") / "interp", 32, 1e-3))
 @apply_options(whole_image_options("imgedit eval interp", "my-interp-vae"))
 @click.option("--z-dim", type=click.IntRange(2, MAX_Z_DIM), default=256, show_default=True, help="Numbers in one latent.")
@@ -286,10 +287,10 @@ def train_interp_command(sources, steps, resume, out_dir, overwrite, export_path
                       licence=licence)
     registry.reset()  # the new model is usable by name at once
     click.echo(trained_line(trainer, target) + "\n" +
-               f"Morph with: imgedit interpolate a.jpg b.jpg --model {shlex.quote(str(target))} -o morph.gif")
+               f"Morph with: imgedit interpolate a.jpg b.jpg --model {quote_arg(str(target))} -o morph.gif")
 
 
-@click.command("interp")
+@click.command("interp", short_help="Reconstruction PSNR; how even and face-like a model's morphs are.")
 @click.option("--model", default="faces64-vae", show_default=True, help=MODEL_HELP)
 @click.option("--data", "sources", multiple=True, required=True,
               help="Images the model was NOT trained on: folder, file or glob (repeatable); with --held-out, its held-out split.")
@@ -297,7 +298,7 @@ def train_interp_command(sources, steps, resume, out_dir, overwrite, export_path
 @click.option("--pairs", type=COUNT, default=8, show_default=True, help="Random pairs to morph.")
 @click.option("--frames", type=click.IntRange(3, MAX_EVAL_FRAMES), default=9, show_default=True, help="Frames per morph.")
 @click.option("--limit", type=COUNT, help="Measure the reconstruction PSNR on at most N images (default: all).")
-@seed_option()
+@seed_option(help="Seed of the random pairs.")
 @seed_option(None, flag="--feature-seed",
              help="Judge the steps and distances with the random feature network of this seed (default: imgedit's fixed one), "
                   "to check that the pacing holds for a network that did not place the frames.")

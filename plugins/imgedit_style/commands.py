@@ -5,7 +5,6 @@ any image is read), ``imgedit train style`` and ``imgedit eval style``.
 
 from __future__ import annotations
 
-import shlex
 import time
 from pathlib import Path
 from typing import Optional
@@ -13,6 +12,7 @@ from typing import Optional
 import click
 
 from imgedit.errors import UsageError
+from imgedit.shell import quote_arg
 from imgedit.verbs import (COUNT, MAX_COUNT, CheckedPath, FiniteFloat, apply_options, check_sheet, command_line, device_option,
                             echo_report, seed_option, sheet_option, side, threads_option, training_options)
 
@@ -112,7 +112,7 @@ def _style_argument(name: str, target: Path) -> str:
 
     known = styles().get(name)
     chosen = name if known is not None and known.weights.resolve() == Path(target).resolve() else str(target)
-    return shlex.quote(chosen)  # pasted into a shell: "my style" must stay one argument
+    return quote_arg(chosen)  # pasted into a shell: "my style" must stay one argument
 
 
 def _export_target(name, export_path, style_image: Path):
@@ -216,6 +216,6 @@ def eval_style_command(names, sources, limit, size, steps, seed, sheet, device, 
 def register(cli: click.Group) -> None:
     from imgedit.verbs import add_operation_verb, command_group
 
-    add_operation_verb(cli, "style", STYLE_HELP)
+    add_operation_verb(cli, "style", STYLE_HELP, short_help="Apply a painting's style to images.")
     command_group(cli, "train", "Train a plugin's model on your own images.").add_command(train_style_command)
     command_group(cli, "eval", "Measure a plugin's model on a benchmark set.").add_command(eval_style_command)

@@ -20,6 +20,18 @@ from imgedit_vae.operations import (DENOISE, DENOISE_COPIES, GRAY_MODEL_NAME, IN
 
 DEFAULT_RUN_DIR = Path("runs") / "denoise"
 
+# The denoise verb's help, as imgedit_classical gives it too: the first plugin to add the verb names it.
+DENOISE_SHORT_HELP = "Remove noise from images (--sigma N, 0-255, or auto)."
+DENOISE_HELP = """Remove noise from images: --sigma N on the 0-255 scale, or auto
+(the noise level read from each image); --method picks the denoiser.
+
+\b
+Examples:
+  imgedit denoise photo.jpg                      # noise level read from the image
+  imgedit denoise scans/ -r -o clean/ --sigma 25
+  imgedit denoise photo.jpg --strength 0.7 -o softer.jpg
+"""
+
 
 def _patch_option(default: int):
     return click.option("--patch", type=side(16), default=default, show_default=True,
@@ -133,13 +145,15 @@ def _per_level(text: str, levels: int, option: str) -> tuple[int, ...]:
     try:
         values = tuple(int(v) for v in text.split(","))
     except ValueError:
-        raise click.BadParameter(f"must be {levels} whole numbers separated by commas, got {text!r}", param_hint=option) from None
+        raise click.BadParameter(f"must be {levels} whole numbers separated by commas, got {text!r}",
+                                 param_hint=f"'{option}'") from None
     if len(values) != levels or min(values) < 1:
-        raise click.BadParameter(f"must be {levels} positive whole numbers separated by commas, got {text!r}", param_hint=option)
+        raise click.BadParameter(f"must be {levels} positive whole numbers separated by commas, got {text!r}",
+                                 param_hint=f"'{option}'")
     return values
 
 
-@click.command("inpaint")
+@click.command("inpaint", short_help="Train the inpainting VAE and its critic on complete images.")
 @apply_options(training_options("Training images: file, folder or glob (repeatable); holes are synthesised.",
                                 3000, Path("runs") / "inpaint", 8, 5e-4))
 @_patch_option(128)
@@ -189,7 +203,7 @@ def train_inpaint_command(sources, steps, resume, out_dir, overwrite, export_pat
     )
 
 
-@click.command("sigma")
+@click.command("sigma", short_help="Train a noise-level estimator for 'denoise --sigma auto'.")
 @apply_options(training_options("Clean training images: file, folder or glob (repeatable); noise (and JPEG) is synthesised.",
                                 4000, Path("runs") / "sigma", 32, 1e-3))
 @click.option("--loss", type=click.Choice(["sqrt", "l1"]), default="sqrt", show_default=True,
@@ -215,7 +229,7 @@ def _hole_kinds(text: str) -> tuple[str, ...]:
 
     kinds = tuple(k.strip() for k in text.split(",") if k.strip())
     if not kinds or set(kinds) - set(KINDS):
-        raise click.BadParameter(f"must be some of {', '.join(KINDS)}, got {text!r}", param_hint="--masks")
+        raise click.BadParameter(f"must be some of {', '.join(KINDS)}, got {text!r}", param_hint="'--masks'")
     return kinds
 
 
@@ -230,7 +244,7 @@ def _patch_size(patch: int) -> int:
 def _train_and_export(train, cfg, sources, out_dir, resume, overwrite, export_path, device, quiet, *, kind, name,
                       description, storage=None, shown=None, use_hint=None) -> None:
     """Run a training routine with a progress bar, then export its weights and model card."""
-    import shlex
+    from imgedit.shell import quote_arg
 
     from imgedit.devices import resolve_device
     from imgedit.training import ProgressBar, check_fresh_run, run_export, trained_line
@@ -249,17 +263,17 @@ def _train_and_export(train, cfg, sources, out_dir, resume, overwrite, export_pa
     export_model(trainer, target, name=name, description=description, sources=list(sources),
                  session_seconds=time.time() - started, **({"storage": storage} if storage is not None else {}))
     click.echo(trained_line(trainer, target) + "\n"
-               + (f"Use it: imgedit {kind} photo.jpg --weights {shlex.quote(str(target))}" if use_hint is None else
-                  f"{use_hint} {shlex.quote(str(target))}"))
+               + (f"Use it: imgedit {kind} photo.jpg --weights {quote_arg(str(target))}" if use_hint is None else
+                  f"{use_hint} {quote_arg(str(target))}"))
 
 
 def _sigmas(value: str) -> list[float]:
     try:
         sigmas = [float(v) for v in value.split(",") if v.strip()]
     except ValueError:
-        raise click.BadParameter(f"must be numbers separated by commas, got {value!r}") from None
+        raise click.BadParameter(f"must be numbers separated by commas, got {value!r}", param_hint="'--sigma'") from None
     if not sigmas or any(not 0 <= s <= 255 for s in sigmas):
-        raise click.BadParameter(f"each sigma must be in [0, 255], got {value!r}")
+        raise click.BadParameter(f"each sigma must be in [0, 255], got {value!r}", param_hint="'--sigma'")
     return sigmas
 
 
@@ -273,13 +287,13 @@ def ensemble_note(ensemble: Optional[int]) -> str:
     return f"ensemble of {ensemble}, " if ensemble is not None and ensemble > 1 else ""
 
 
-@click.command("denoise")
+@click.command("denoise", short_help="PSNR/SSIM and speed of the denoiser on synthetic noise.")
 @click.option("--data", "sources", multiple=True, required=True, help="Clean test images: file, folder or glob (repeatable).")
 @click.option("--sigma", "sigma_text", default="15,25,50", show_default=True, help="Noise levels (0-255), comma-separated.")
 @click.option("--baselines/--no-baselines", default=False, show_default=True,
               help="Also score OpenCV NLM (and scikit-image wavelet/TV when installed); NLM is slow.")
 @click.option("--clip", is_flag=True, help="Clip and round the noisy input to 8 bits first, as a noisy file is.")
-@seed_option()
+@seed_option(help="Seed of the synthetic noise (the same noise for every method).")
 @click.option("--limit", type=COUNT, help="Use only the first N images.")
 @click.option("--weights", type=CheckedPath(),
               help="Weights to score (default: the shipped models, the grayscale one for grayscale images).")
@@ -290,8 +304,9 @@ def ensemble_note(ensemble: Optional[int]) -> str:
 @sheet_option("Also write a contact sheet (noisy | methods | clean) at the first sigma.")
 @_sheet_overwrite_option()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON rows.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def eval_denoise_command(sources, sigma_text, baselines, clip, seed, limit, weights, ensemble, device, threads, precision, sheet,
-                         overwrite, as_json):
+                         overwrite, as_json, quiet):
     """PSNR/SSIM and speed of the denoiser on clean images with synthetic noise."""
     import json
 
@@ -323,7 +338,7 @@ def eval_denoise_command(sources, sigma_text, baselines, clip, seed, limit, weig
     methods = {"vae": vae, **(baseline_methods() if baselines else {})}
     images = load_clean(sources, limit)
     # a bar on a terminal, a line every few seconds in a log file
-    with StageProgress(len(images) * len(sigmas), "eval denoise", "image", quiet=as_json) as advance:
+    with StageProgress(len(images) * len(sigmas), "eval denoise", "image", quiet=quiet or as_json) as advance:
         rows = evaluate(images, sigmas, methods, seed=seed, clip=clip, on_image=lambda: advance(1))
     if sheet:
         from imgedit.tensor import write_tensor
@@ -346,7 +361,7 @@ def _label(spec) -> str:
     return f"{spec.name} ({spec.card().get('sha256', '?')[:12]})"
 
 
-@click.command("inpaint")
+@click.command("inpaint", short_help="PSNR/SSIM and time of the inpainter beside classical fills.")
 @click.option("--data", "sources", multiple=True, help="Complete images to punch random holes in: file, folder or glob (repeatable).")
 @click.option("--masks", "kinds_text", default="thin,medium,thick", show_default=True, help="Hole kinds for --data, comma-separated.")
 @click.option("--pairs", "pairs_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), help="Ready-made pairs: DIR/**/images/NAME.* with DIR/**/masks/NAME.*.")
@@ -364,8 +379,9 @@ def _label(spec) -> str:
 @sheet_option("Also write a contact sheet (input | fills | truth).")
 @_sheet_overwrite_option()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON rows.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def eval_inpaint_command(sources, kinds_text, pairs_dir, hole_color, seed, limit, baselines, weights, ensemble, device, threads,
-                         precision, sheet, overwrite, as_json):
+                         precision, sheet, overwrite, as_json, quiet):
     """PSNR/SSIM (whole image and hole) and time of the inpainter beside Telea, NS and
     (when scikit-image is installed) biharmonic fills."""
     import json
@@ -417,7 +433,7 @@ def eval_inpaint_command(sources, kinds_text, pairs_dir, hole_color, seed, limit
         else "no pair with a hole (see the warnings)")
     if nothing and not (sheet and cases):  # before any fill runs
         raise UsageError(nothing + ("; use --sheet FILE to look at the fills" if cases else ""))
-    with StageProgress(len(cases), "eval inpaint", "image", quiet=as_json) as advance:
+    with StageProgress(len(cases), "eval inpaint", "image", quiet=quiet or as_json) as advance:
         rows = evaluate(cases, methods, on_case=lambda: advance(1))
     if sheet:
         from imgedit.tensor import write_tensor
@@ -440,7 +456,7 @@ def eval_inpaint_command(sources, kinds_text, pairs_dir, hole_color, seed, limit
 def register(cli: click.Group) -> None:
     from imgedit.verbs import add_operation_verb, command_group
 
-    add_operation_verb(cli, "denoise", help="Remove noise from images (--sigma N on the 0-255 scale, or auto).")
+    add_operation_verb(cli, "denoise", help=DENOISE_HELP, short_help=DENOISE_SHORT_HELP)
     training = command_group(cli, "train", "Train a plugin's model on your own images.")
     training.add_command(train_denoise_command)
     training.add_command(train_inpaint_command)

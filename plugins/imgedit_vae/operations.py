@@ -105,7 +105,8 @@ DENOISE = Operation(
     name="denoise", method="vae", create=create_denoise, capabilities=DENOISE_CAPS, priority=10,
     weights=(MODEL_NAME, GRAY_MODEL_NAME, SIGMA_MODEL_NAME),  # sigma-net reads sigma=auto: a rerun redoes with new weights
     params=(
-        Param("sigma", float, "auto", help="noise std on the 0-255 scale (0-75; more acts as 75, with a warning), or auto",
+        Param("sigma", float, "auto", help="noise std on the 0-255 scale, or auto (method vae works on 0-75: more "
+                                           "acts as 75, with a warning)",
               allow_auto=True, minimum=0, maximum=255),
         Param("strength", float, 1.0, help="blend with the input: 0 = unchanged, 1 = fully denoised",
               minimum=0, maximum=1),

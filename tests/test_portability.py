@@ -1,0 +1,199 @@
+"""Behaviour on Windows and macOS, simulated here on Linux: their path
+rules, file-name case, mapped files, shells and missing backends."""
+
+import os
+import sys
+from pathlib import Path, PureWindowsPath
+from types import SimpleNamespace
+
+import pytest
+import torch
+from conftest import smooth_rgb
+from PIL import Image
+
+from imgedit import distributed, noise
+from imgedit.checkpoint import load_checkpoint, save_checkpoint
+from imgedit.errors import UsageError
+from imgedit.inputs import InputFile, check_name_template, scan_inputs
+from imgedit.journal import Journal
+from imgedit.pipeline import Pipeline, parse_stages
+from imgedit.runner import RunOptions, plan_outputs
+from imgedit.shell import quote_arg
+
+
+def relpath_across_drives(monkeypatch, drive: Path) -> None:
+    """``os.path.relpath`` as on Windows when ``drive`` is another drive:
+    between a path on it and one off it there is no relative path."""
+    real_relpath = os.path.relpath
+
+    def relpath(path, start=os.curdir):
+        if str(path).startswith(str(drive)) != str(os.path.abspath(start)).startswith(str(drive)):
+            raise ValueError(f"path is on mount {str(path)[:2]!r}, start on mount {str(start)[:2]!r}")
+        return real_relpath(path, start)
+
+    monkeypatch.setattr(os.path, "relpath", relpath)
+
+
+# --- 1. pipeline text: a Windows path keeps its backslashes
+
+def test_a_windows_path_in_a_pipeline_keeps_its_backslashes(monkeypatch):
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "name", "nt")
+        stages = parse_stages(r'style style_image=C:\Users\me\art.jpg | denoise out="C:\my photos\x"')
+    assert stages == [("style", {"style_image": r"C:\Users\me\art.jpg"}), ("denoise", {"out": r"C:\my photos\x"})]
+
+
+def test_a_backslash_still_escapes_in_a_posix_pipeline(monkeypatch):
+    monkeypatch.setattr(os, "name", "posix")
+    assert parse_stages(r"style style_image=my\ art.jpg") == [("style", {"style_image": "my art.jpg"})]
+
+
+# --- 2. the journal of an output folder on another drive than the input
+
+def test_the_journal_names_an_output_on_another_drive_by_its_absolute_path(tmp_path, monkeypatch):
+    out, other = tmp_path / "out", tmp_path / "d-drive"
+    out.mkdir()
+    dst = other / "a.png"
+    relpath_across_drives(monkeypatch, other)
+    journal = Journal(out)
+    journal.record(dst, "key1", "done")
+    assert journal.get(dst).key == "key1"
+    assert Journal(out).get(dst).key == "key1"  # a rerun finds it under the same name
+
+
+# --- 3. outputs whose names differ only in case, where file names ignore case
+
+@pytest.fixture
+def photos_in_two_folders(tmp_path):
+    items = []
+    for folder, name in (("a", "Photo.png"), ("b", "photo.png")):
+        (tmp_path / folder).mkdir()
+        Image.fromarray(smooth_rgb(16, 16)).save(tmp_path / folder / name)
+        items.append(InputFile(tmp_path / folder / name, tmp_path / folder))
+    return items
+
+
+@pytest.mark.parametrize("platform", ["darwin", "win32"])
+def test_outputs_differing_in_case_collide_where_names_ignore_case(photos_in_two_folders, tmp_path, monkeypatch,
+                                                                    platform):
+    options = RunOptions(output=tmp_path / "out")
+    with monkeypatch.context() as patch:
+        patch.setattr(sys, "platform", platform)
+        with pytest.raises(UsageError, match="would both be written") as refused:
+            plan_outputs(Pipeline.parse("denoise"), photos_in_two_folders, options)
+    assert all(str(item.path) in str(refused.value) for item in photos_in_two_folders)
+
+
+def test_outputs_differing_in_case_are_apart_on_linux(photos_in_two_folders, tmp_path, monkeypatch):
+    monkeypatch.setattr(sys, "platform", "linux")
+    outputs = plan_outputs(Pipeline.parse("denoise"), photos_in_two_folders, RunOptions(output=tmp_path / "out"))
+    assert len(set(outputs)) == 2
+
+
+# --- 4. a loaded checkpoint does not keep its file mapped
+
+def _mapped_files() -> str:
+    try:
+        return Path("/proc/self/maps").read_text()
+    except OSError:
+        pytest.skip("no /proc/self/maps to see mapped files in")
+
+
+def test_a_loaded_checkpoint_does_not_keep_its_file_mapped(tmp_path):
+    path = tmp_path / "checkpoint.safetensors"
+    save_checkpoint({"kind": "denoise", "step": 3, "model": {"w": torch.arange(6.0)}}, path)
+    state = load_checkpoint(path, "denoise")
+    # Windows refuses to replace a mapped file: the resumed run's next save would fail
+    assert os.path.realpath(path) not in _mapped_files()
+    state["step"] = 4
+    save_checkpoint(state, path)
+    assert torch.equal(state["model"]["w"], torch.arange(6.0))
+    assert load_checkpoint(path, "denoise")["step"] == 4
+
+
+# --- 5. --nproc on Windows, and on a Mac's MPS
+
+def test_nproc_is_refused_on_windows_before_torchrun_starts(monkeypatch):
+    import torch.distributed.run
+
+    monkeypatch.setattr(torch.distributed.run, "main", lambda argv: pytest.fail("torchrun was started"))
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "name", "nt")
+        with pytest.raises(UsageError, match="not supported on Windows") as refused:
+            distributed.relaunch(2, ["train", "denoise"])
+    assert refused.value.exit_code == 2
+    distributed.check_nproc(1)  # one process needs no torchrun
+
+
+def test_training_on_mps_in_several_processes_is_refused(monkeypatch):
+    monkeypatch.setattr(distributed, "world", lambda: 2)
+    on_mps = SimpleNamespace(parameters=lambda: iter([SimpleNamespace(device=torch.device("mps"))]))
+    with pytest.raises(UsageError, match="--device cpu"):
+        distributed.wrap(on_mps)
+
+
+# --- 6. noise estimate on MPS (no kthvalue kernel before torch 2.9)
+
+def test_the_noise_estimate_runs_on_the_cpu_for_mps():
+    assert noise._work_device(torch.device("mps")) == torch.device("cpu")
+    assert noise._work_device(torch.device("cuda", 1)) == torch.device("cuda", 1)
+
+
+def test_the_noise_estimate_keeps_the_images_device_and_dtype():
+    image = torch.rand(2, 3, 16, 16, dtype=torch.float16)
+    sigma = noise.estimate_sigma(image)
+    assert sigma.shape == (2,) and sigma.dtype == torch.float16 and sigma.device == image.device
+
+
+# --- 7. a --name template that leaves the output folder on Windows
+
+@pytest.mark.parametrize("template", [r"\{stem}.png", "C:{stem}.png", r"C:\out\{stem}.png", r"..\{stem}.png"])
+def test_a_name_template_that_leaves_the_folder_on_windows_is_refused(monkeypatch, template):
+    monkeypatch.setattr("imgedit.inputs.Path", PureWindowsPath)
+    with pytest.raises(UsageError, match="stay inside the output folder"):
+        check_name_template(template)
+
+
+def test_a_name_template_in_a_sub_folder_is_taken_on_windows(monkeypatch):
+    monkeypatch.setattr("imgedit.inputs.Path", PureWindowsPath)
+    check_name_template(r"sub\{stem}.{op}.{ext}")
+
+
+# --- 8. a folder link to another drive in a recursive scan
+
+def test_a_folder_link_to_another_drive_is_scanned(tmp_path, monkeypatch):
+    photos, other = tmp_path / "photos", tmp_path / "d-drive"
+    photos.mkdir()
+    other.mkdir()
+    Image.fromarray(smooth_rgb(16, 16)).save(photos / "a.png")
+    Image.fromarray(smooth_rgb(16, 16)).save(other / "b.png")
+    (photos / "linked").symlink_to(other, target_is_directory=True)
+    relpath_across_drives(monkeypatch, other)
+    found = scan_inputs([str(photos)], recursive=True).files
+    assert [item.path.name for item in found] == ["a.png", "b.png"]
+
+
+# --- 9. suggested commands quoted for the user's shell
+
+def test_a_suggested_argument_is_quoted_for_cmd_on_windows(monkeypatch):
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "name", "nt")
+        quoted = quote_arg(r"C:\runs\my run\checkpoint.safetensors")
+    assert quoted == r'"C:\runs\my run\checkpoint.safetensors"'
+
+
+def test_a_suggested_argument_is_quoted_for_a_posix_shell(monkeypatch):
+    monkeypatch.setattr(os, "name", "posix")
+    assert quote_arg("runs/my run/checkpoint.safetensors") == "'runs/my run/checkpoint.safetensors'"
+    assert quote_arg("runs/a/checkpoint.safetensors") == "runs/a/checkpoint.safetensors"
+
+
+def test_the_resume_hint_of_a_stopped_run_is_quoted_for_cmd_on_windows(monkeypatch):
+    from imgedit.training import _stopped_at_once
+
+    trainer = SimpleNamespace(step=7, cfg=SimpleNamespace(steps=10))
+    saved = (Path("runs/my run/checkpoint.safetensors"), 7)
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "name", "nt")
+        said = _stopped_at_once(trainer, saved)
+    assert '--resume "runs' in said and "'" not in said
