@@ -43,6 +43,8 @@ def main() -> None:
     parser.add_argument("--weights", help="weights to time (default: the shipped inpaint-vae)")
     parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
                         help="bf16: as '--precision bf16' runs it (autocast; pays off on CPUs with AVX512-BF16 or AMX)")
+    parser.add_argument("--ensemble", type=int, choices=range(1, 9), metavar="N",
+                        help="copies per working scale, as 'inpaint --ensemble N' (default: as 'inpaint' runs it)")
     parser.add_argument("--large", action="store_true", help="also time a large hole and a long scratch on the 24 MP photo")
     args = parser.parse_args()
     import torch
@@ -61,7 +63,7 @@ def main() -> None:
 
     def fill(image, mask):
         with compute_scope(torch.device("cpu"), PRECISIONS[args.precision])[1]:
-            return inpaint_vae(image, mask, model)
+            return inpaint_vae(image, mask, model, ensemble=args.ensemble)
 
     image = torch.rand(1, 3, 512, 512, generator=torch.Generator().manual_seed(0))
     fill(image, random_hole_mask(512, 512, "thin", torch.Generator().manual_seed(0))[None])  # warm-up

@@ -60,10 +60,15 @@ WORK_RADIUS = 16.0
 # px with 8 copies 31.67/27.97/23.37; adding 48 px or a 5-radius set did not
 # add to that.
 WORK_RADII = (WORK_RADIUS, 24.0, 32.0)
-# Model pixels (all scales, all copies) one crop's default fill may take:
-# 1 M gave 31.66/28.04/23.58 on the same cases, a 512x512 photo with thin
-# strokes gets 3 copies (well under a second on two cores), a thick hole 8.
-ENSEMBLE_BUDGET = 1_000_000
+# Model pixels (all scales, all copies) one crop's default fill may take,
+# and the full-size fill's own budget (FINE_BUDGET, below). The model runs at
+# about 0.55 M pixels a second on two AVX2 cores, so the two set the time of
+# a fill. On the 8 validation photos (mask seeds 0-2), thin/medium/thick
+# whole-image PSNR and the worst 512x512 fill on two AVX2 cores:
+# 1 M + 1 M 31.700/28.293/23.813 in 3.06 s; 1 M + 0.3 M 31.700/28.278/23.797
+# in 2.98 s; 0.6 M + 0.3 M 31.671/28.227/23.766 in 1.41 s (Kodak24 -0.01 dB
+# each); one copy of each 31.489/28.128/23.717 in 1.17 s.
+ENSEMBLE_BUDGET = 600_000
 # Near the hole's edge a fill made at the finest scale (full size, or the
 # crop down to MAX_WORK_SIDE) beats the coarse ones: it carries on the fine
 # detail of the known pixels, which the coarse fills blur. Deep in a wide
@@ -74,7 +79,7 @@ ENSEMBLE_BUDGET = 1_000_000
 # ramps of 16, 24 and 32 px gave 28.26/23.76, 28.27/23.79, 28.26/23.78, and
 # one fine copy instead of the budget's 28.24/23.77.
 FINE_RAMP = 24.0
-FINE_BUDGET = 1_000_000  # model pixels the fine fill's copies may take
+FINE_BUDGET = 300_000  # model pixels the fine fill's copies may take: one copy of a 512x512 crop
 MAX_WORK_SIDE = 1024  # px: a crop's longest side at working resolution
 MIN_CONTEXT = 32  # px of known context around a hole's bounding box, at least...
 CONTEXT_SHARE = 0.5  # ...or this share of the box's longest side
