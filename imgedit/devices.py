@@ -300,7 +300,7 @@ def _cuda_details() -> list[dict[str, Any]]:
 
 
 def describe_devices() -> dict[str, Any]:
-    """Describe the torch build and the devices, for ``--dry-run``/debug output.
+    """Describe the torch build and the devices (public: for a bug report or a script checking its machine).
 
     Returns:
         A JSON-serialisable dict with the torch version, CUDA availability,

@@ -1,5 +1,6 @@
 """Everything the plugins registered: operations (by name and method),
-models and latent models. Built lazily from the hooks, once per process."""
+models and latent models. Built lazily from the hooks on first use, and
+again after :func:`reset` (a train verb that wrote new weights calls it)."""
 
 from __future__ import annotations
 

@@ -1,8 +1,10 @@
 """The tiling engine: run an operation on an image tile by tile.
 
-Every operation whose manifest says ``tileable`` gets this for free. The image
-stays on the CPU; only one tile (its core plus context) is moved to the device
-at a time, and the output is accumulated on the CPU in float32.
+Every operation whose manifest says ``tileable`` gets this for free. An image
+cut into tiles is held on the CPU; only one tile (its core plus context) is
+moved to the device at a time, and the output is accumulated on the CPU in
+float32. An image that fits in one tile runs whole where it is. Either way the
+result goes to ``out_device`` (the next stage's device, or the CPU).
 
 Geometry of one tile, along each axis::
 

@@ -673,3 +673,13 @@ def test_no_method_scored_by_eval_sees_the_truth_under_the_hole():
     row = evaluate([case], {"echo": lambda given, hole: seen.append(given) or given})[0]
     assert bool((seen[0][mask.expand_as(image) > 0.5] == 0).all())
     assert row.hole_psnr < 40  # the hole's truth was not handed back
+
+
+def test_classical_baselines_come_from_the_registry_not_another_plugins_code(monkeypatch):
+    import imgedit.registry
+    from imgedit_vae.evaluate_denoise import baseline_methods
+
+    assert {"telea", "ns"} <= set(classical_methods()) and "nlm" in baseline_methods()
+    empty = type("Empty", (), {"methods": lambda self, name: []})()
+    monkeypatch.setattr(imgedit.registry, "get_registry", lambda: empty)  # imgedit_classical left out
+    assert not {"telea", "ns"} & set(classical_methods()) and "nlm" not in baseline_methods()

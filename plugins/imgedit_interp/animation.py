@@ -28,11 +28,10 @@ from typing import Callable, Iterator, Optional
 import numpy as np
 import torch
 
-from imgedit.atomic import DestinationExists, atomic_file, write_bytes_atomic
+from imgedit.atomic import DestinationExists, write_bytes_atomic
 from imgedit.errors import UsageError
 
 ANIMATION_SUFFIXES = (".gif", ".webp", ".mp4")
-FRAME_SUFFIXES = (".png",)
 FRAME_NAME = re.compile(r"frame_\d{4,}\.png")  # as frame_paths names them
 STAGING_SUFFIX = ".frames.tmp"  # a folder of new frames beside the target: .NAME.XXXX.frames.tmp
 GIF_MAX_FPS = 50.0  # a 20 ms delay: browsers play shorter ones at 100 ms

@@ -17,7 +17,6 @@ from imgedit_style.lossnet import LossNet
 
 DEFAULT_STEPS = 300
 DEFAULT_LR = 0.03
-STYLE_SIZE = 512  # long side the painting is seen at (the stroke size follows it)
 
 
 def resize_long_side(image: torch.Tensor, size: int) -> torch.Tensor:

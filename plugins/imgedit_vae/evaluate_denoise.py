@@ -81,11 +81,16 @@ def too_small(path: Path, image: torch.Tensor, min_side: int = SSIM_WINDOW) -> b
 
 
 def baseline_methods() -> dict[str, Method]:
-    """The classical denoisers available here: OpenCV NLM always, scikit-image's
-    wavelet (BayesShrink) and TV (Chambolle) when it is installed."""
-    from imgedit_classical.ops import denoise_nlm
+    """The classical denoisers available here: OpenCV NLM where a plugin
+    registers it (imgedit_classical, taken from the registry as a pipeline
+    takes it: this plugin imports no other), scikit-image's wavelet
+    (BayesShrink) and TV (Chambolle) when it is installed."""
+    from imgedit.registry import get_registry
 
-    methods: dict[str, Method] = {"nlm": lambda noisy, sigma: denoise_nlm(noisy.clamp(0, 1), sigma=sigma)}
+    methods: dict[str, Method] = {}
+    nlm = {op.method: op for op in get_registry().methods("denoise")}.get("nlm")
+    if nlm is not None:
+        methods["nlm"] = lambda noisy, sigma: nlm.create(None, sigma=sigma)(noisy.clamp(0, 1), None)
     try:
         from skimage.restoration import denoise_tv_chambolle, denoise_wavelet
     except ImportError:

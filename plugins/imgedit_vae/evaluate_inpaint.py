@@ -122,22 +122,17 @@ def pair_cases(root: Path, hole_color: str = "white", limit: Optional[int] = Non
     return cases
 
 
+CLASSICAL = ("telea", "ns")  # inpaint methods scored beside the model, where a plugin registers them
+
+
 def classical_methods() -> dict[str, Method]:
-    """OpenCV's Telea and Navier-Stokes fills (radius 5, 8-bit), and
-    scikit-image's biharmonic fill when it is installed."""
-    import cv2
+    """OpenCV's Telea and Navier-Stokes fills (imgedit_classical's, radius 5,
+    taken from the registry as a pipeline takes them: this plugin imports no
+    other), and scikit-image's biharmonic fill when it is installed."""
+    from imgedit.registry import get_registry
 
-    def opencv(flag: int) -> Method:
-        def fill(image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-            rgb8 = (image[0].clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
-            hole8 = (mask[0, 0] > 0.5).numpy().astype(np.uint8) * 255
-            out = cv2.inpaint(np.ascontiguousarray(rgb8[:, :, ::-1]), hole8, 5.0, flag)[:, :, ::-1]
-            filled = torch.from_numpy(np.ascontiguousarray(out)).permute(2, 0, 1)[None].float() / 255
-            return torch.where(mask > 0.5, filled, image)
-
-        return fill
-
-    methods = {"telea": opencv(cv2.INPAINT_TELEA), "ns": opencv(cv2.INPAINT_NS)}
+    registered = {op.method: op for op in get_registry().methods("inpaint")}
+    methods: dict[str, Method] = {name: registered[name].create(None) for name in CLASSICAL if name in registered}
     try:
         from skimage.restoration import inpaint_biharmonic
     except ImportError:
