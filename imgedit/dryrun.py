@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import Any, Optional
 
 from imgedit.inputs import InputFile
-from imgedit.journal import Journal, file_digest
+from imgedit.journal import JOURNAL_NAME, Journal, file_digest
 from imgedit.pipeline import Pipeline
 from imgedit.runner import JournalKeys, RunOptions, _RealPaths, done_unread, journal_folder, plan_outputs
 
@@ -75,6 +75,12 @@ def _already_done(items: list[InputFile], outputs: list, pipeline: Pipeline, opt
     return sum(done(item, dst) for item, dst in zip(items, outputs))
 
 
+def _journal_path(items: list[InputFile], options: RunOptions) -> Optional[str]:
+    """The journal file the run would keep, as its summary names it; None: none."""
+    folder = journal_folder(items, options)
+    return str(folder / JOURNAL_NAME) if folder is not None else None
+
+
 def describe_plan(pipeline: Pipeline, items: list[InputFile], options: RunOptions) -> dict[str, Any]:
     """The plan: inputs, outputs, stages with their parameters, device,
     precision, tile size and an estimate of peak memory."""
@@ -119,7 +125,7 @@ def describe_plan(pipeline: Pipeline, items: list[InputFile], options: RunOption
         "inputs": len(items),
         "already_done": _already_done(items, outputs, pipeline, options),
         "first_output": str(outputs[0]) if outputs else None,
-        "journal": str(journal_folder(items, options) or "none"),
+        "journal": _journal_path(items, options),
         "workers": options.workers,
         "queue_depth": options.depth,
         "largest_image_mp": round(largest, 2),

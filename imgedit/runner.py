@@ -246,6 +246,63 @@ def check_compute_options(options: RunOptions) -> None:
     cpu_memory_mb()
 
 
+#: The output formats whose encoder takes a quality (see imgedit.imageio.encode), as users spell them.
+QUALITY_FORMATS = {"JPEG": "JPEG", "WEBP": "WebP", "AVIF": "AVIF"}
+
+
+def ignored_options(pipeline: Pipeline, items: list[InputFile], options: RunOptions) -> list[str]:
+    """One line for each option in ``options`` that this run would accept
+    and then not use ("ignoring --force: ..."), for the CLI to say before
+    any image is read; the run goes on without them. ``items``: the inputs
+    as they will run (after :func:`leave_out_own_outputs`). Combinations
+    that can only be a mistake are refused by :func:`check_options` instead."""
+    from imgedit.inputs import output_is_file
+
+    if not items:
+        return []
+    notes = []
+    to_file = options.output is not None and output_is_file(options.output, len(items))
+    if options.name is not None and (to_file or options.in_place):
+        why = "-o FILE names the output" if to_file else "--in-place writes over the inputs"
+        notes.append(f"ignoring --name: {why}")
+    if options.quality is not None:
+        formats = _output_formats(pipeline, items, options)
+        if formats and not formats & QUALITY_FORMATS.keys():
+            notes.append(f"ignoring --quality: only {_listed(QUALITY_FORMATS.values())} outputs use it, and this run "
+                         f"writes {_listed(sorted(formats))}")
+    if (options.force or options.retry_failed) and journal_folder(items, options) is None:
+        flag, then = (("--force", "nothing is skipped as done (--overwrite replaces an existing output)") if options.force
+                      else ("--retry-failed", "no failure is on record and the image is processed"))
+        notes.append(f"ignoring {flag}: one file given alone{' with -o FILE' if to_file else ''} keeps no journal, "
+                     f"so {then}")
+    return notes
+
+
+def _listed(words: Any) -> str:
+    """"a", "a and b", "a, b and c"."""
+    words = list(words)
+    return " and ".join(filter(None, [", ".join(words[:-1]), words[-1]]))
+
+
+def _output_formats(pipeline: Pipeline, items: list[InputFile], options: RunOptions) -> set[str]:
+    """The formats the run's outputs will be written in, as :func:`plan_output`
+    names them and the writer reads their suffixes; an empty set where
+    planning fails (the run reports why)."""
+    from imgedit.imageio import format_for_path
+    from imgedit.imageio.formats import normalize_format
+
+    try:
+        if options.format:
+            return {normalize_format(options.format)}
+        single = len(items) == 1
+        return {format_for_path(output_path(item, output=options.output, single=single, op_label=pipeline.label,
+                                            ext=_output_ext(item, options), template=options.name,
+                                            in_place=options.in_place))
+                for item in items}
+    except UsageError:
+        return set()
+
+
 def _same_file(a: Path, b: Path) -> bool:
     """Whether ``a`` exists and is ``b`` (through a symbolic link, say)."""
     try:

@@ -27,6 +27,8 @@ from imgedit.latents import MAX_SEED
 from imgedit.masks import MAX_DILATE
 from imgedit.operations import Param
 
+log = logging.getLogger("imgedit")
+
 
 class FiniteFloat(click.FloatRange):
     """``click.FloatRange`` that also refuses NaN and infinity: NaN passes
@@ -182,7 +184,8 @@ def run_verb(pipeline: Any, kwargs: dict[str, Any]) -> None:
     """Run ``pipeline`` over the verb's inputs with the common options in
     ``kwargs`` (as produced by :data:`COMMON_OPTIONS`, plus mask options)."""
     from imgedit.process_tuning import tune_for_batch
-    from imgedit.runner import RunOptions, check_options, default_workers, leave_out_own_outputs, run_files
+    from imgedit.runner import (RunOptions, check_options, default_workers, ignored_options, leave_out_own_outputs,
+                                run_files)
 
     tune_for_batch()  # before anything imports torch
     from imgedit.devices import set_threads
@@ -221,6 +224,8 @@ def run_verb(pipeline: Any, kwargs: dict[str, Any]) -> None:
     if own and not (kwargs["quiet"] or kwargs["as_json"]):
         click.echo(f"left out {len(own)} image{'s' * (len(own) > 1)} named as this run's own outputs "
                    f"(e.g. {own[0].path}): they are results, not inputs", err=True)
+    for note in ignored_options(pipeline, items, options) + _ignored_mask_options(pipeline, masks):
+        log.warning(note)
     if pipeline.needs_mask:
         _check_mask_source(pipeline, items, masks)
     if kwargs["dry_run"]:
@@ -242,6 +247,23 @@ def run_verb(pipeline: Any, kwargs: dict[str, Any]) -> None:
         raise
     summary.unreadable, summary.planned = scan.unreadable, len(items)
     _print_summary(summary, kwargs["quiet"], kwargs["as_json"], planned=len(items))
+
+
+#: The mask options' parameter names and flags, in MASK_OPTIONS' order.
+_MASK_FLAGS = {"mask": "--mask", "mask_color": "--mask-color", "color_tolerance": "--color-tolerance",
+               "mask_box": "--mask-box", "dilate": "--dilate", "invert_mask": "--invert-mask"}
+
+
+def _ignored_mask_options(pipeline: Any, masks: Any) -> list[str]:
+    """A line for the mask options typed that this run would not use: all
+    of them where no stage takes a mask, ``--color-tolerance`` without
+    ``--mask-color`` (see :func:`imgedit.runner.ignored_options`)."""
+    if not pipeline.needs_mask:
+        typed = [flag for name, flag in _MASK_FLAGS.items() if _given(name)]
+        return [f"ignoring {', '.join(typed)}: no stage of the pipeline uses a mask"] if typed else []
+    if _given("color_tolerance") and masks.mask_color is None:
+        return ["ignoring --color-tolerance: it says how near --mask-color a pixel must be, and no --mask-color is given"]
+    return []
 
 
 def _print_run_error(exc: ImgeditError, unreadable: list, planned: int) -> None:
@@ -307,7 +329,7 @@ def _print_plan(pipeline: Any, items: list, options: Any, as_json: bool) -> None
             f"[{stage['device']}, {stage['precision']}, tile {stage['tile']}]"
         )
     click.echo(
-        f"journal: {plan['journal']}; workers {plan['workers']}, queue depth {plan['queue_depth']}; "
+        f"journal: {plan['journal'] or 'none'}; workers {plan['workers']}, queue depth {plan['queue_depth']}; "
         f"largest image {plan['largest_image_mp']} MP; peak memory about {plan['peak_memory_estimate_mb']} MB"
     )
 

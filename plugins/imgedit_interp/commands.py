@@ -123,6 +123,10 @@ def interpolate_command(images, model, seeds, frames, loop, ease, fps, size, out
         raise UsageError("give at least two images (or two --seeds) to interpolate between")
     total = frame_count(len(paths) or len(seed_list), frames, loop)
     check_free(output, overwrite)  # a bad suffix, an unwritable place or an existing output fails before any work
+    to_folder = output_kind(output) == "folder"
+    if to_folder and _typed("fps"):
+        logging.getLogger("imgedit").warning(f"ignoring --fps: a folder of PNG frames has no frame rate; "
+                                             f"write a .gif, .webp or .mp4 to play at {fps:g} fps")
     if size:
         _check_memory(total, size)  # before the model loads
     with sigterm_as_interrupt(f"{output} is left as it was"):
@@ -136,10 +140,18 @@ def interpolate_command(images, model, seeds, frames, loop, ease, fps, size, out
         with StageProgress(len(video), "writing", "frame", quiet) as advance:
             written = write_animation(video, output, fps=fps, overwrite=overwrite, on_frame=advance)
     played = min(fps, GIF_MAX_FPS) if output_kind(output) == "gif" else fps
+    rate = "" if to_folder else f", {played:g} fps"  # numbered PNGs have none
     where = output if len(written) == 1 else f"{output}/ ({written[0].name} ...)"
     if not quiet:
-        click.echo(printable(f"wrote {total} frames ({video.shape[-1]}x{video.shape[-2]}, {played:g} fps) morphing "
+        click.echo(printable(f"wrote {total} frames ({video.shape[-1]}x{video.shape[-2]}{rate}) morphing "
                              f"{what} with {model} to {where}"), err=True)
+
+
+def _typed(name: str) -> bool:
+    """Whether the user typed option ``name`` on the command line (not its default)."""
+    from click.core import ParameterSource
+
+    return click.get_current_context().get_parameter_source(name) == ParameterSource.COMMANDLINE
 
 
 def _keyframe_latents(model, paths: list[Path], seeds: list[int], quiet: bool):
