@@ -862,10 +862,41 @@ def command_line(ctx: click.Context) -> str:
     return " ".join(quote_arg(w) for w in words)
 
 
-def add_operation_verb(cli: click.Group, name: str, help: str, short_help: Optional[str] = None) -> None:
+# The help of the verbs whose methods come from several plugins (the
+# classical and the VAE plugin both fill holes and remove noise): the verb is
+# the host's, so its help is too, and each plugin adds the verb without
+# help. Any plugin left out, the verb stays the same.
+SHARED_VERB_HELP: dict[str, tuple[str, str]] = {
+    "inpaint": ("Fill holes in images (mask, transparency, colour or box).",
+                """Fill holes in images; --method picks the fill. The hole comes from
+--mask (a file, or a folder of masks by stem), the image's transparency, a
+sidecar photo.mask.png, --mask-color or --mask-box.
+
+\b
+Examples:
+  imgedit inpaint photo.png                      # hole from transparency or photo.mask.png
+  imgedit inpaint photos/ -o filled/ --mask masks/
+  imgedit inpaint photo.jpg --mask-box 120,80,64,48 --dilate 4
+"""),
+    "denoise": ("Remove noise from images (--sigma N, 0-255, or auto).",
+                """Remove noise from images: --sigma N on the 0-255 scale, or auto
+(the noise level read from each image); --method picks the denoiser.
+
+\b
+Examples:
+  imgedit denoise photo.jpg                      # noise level read from the image
+  imgedit denoise scans/ -r -o clean/ --sigma 25
+  imgedit denoise photo.jpg --strength 0.7 -o softer.jpg
+"""),
+}
+
+
+def add_operation_verb(cli: click.Group, name: str, help: Optional[str] = None, short_help: Optional[str] = None) -> None:
     """Add the verb ``name`` running the operation of that name; ``help``
     is its ``--help`` text, ``short_help`` its line in ``imgedit --help``
-    (default: the first sentence of ``help``).
+    (default: the first sentence of ``help``). Without ``help``, a verb of
+    :data:`SHARED_VERB_HELP` takes its help from there, another a line
+    naming its operation.
 
     Idempotent: several plugins offering methods of one operation may all call
     it; the verb is made once and reads the registry when it runs. Each
@@ -896,6 +927,9 @@ def add_operation_verb(cli: click.Group, name: str, help: str, short_help: Optio
     options.append(click.option("--method", type=click.Choice(choices), help=f"Default: {choices[0]}."))
     params = _without_clashes(params, options, methods)
     options += [_param_option(p, _methods_with(p.name, methods), _declared(p.name, methods)) for p in params.values()]
+
+    if help is None:
+        short_help, help = SHARED_VERB_HELP.get(name, (short_help, f"Run the '{name}' operation on images."))
 
     @click.command(name=name, help=help, short_help=short_help)
     @apply_options(options)

@@ -92,6 +92,17 @@ def test_allow_list_loads_only_named_plugins():
     assert result.returncode == 0 and "--mask-box" in result.stdout
 
 
+@pytest.mark.parametrize("plugin, methods", [("imgedit_classical", "ns|telea"), ("imgedit_vae", "vae")])
+def test_a_shared_verb_is_the_same_whichever_plugin_offers_it(plugin, methods):
+    # Both plugins fill holes and remove noise: either alone gives both verbs, with the host's help.
+    for verb in ("inpaint", "denoise"):
+        result = run_imgedit(verb, "--help", env={"IMGEDIT_LOAD_PLUGINS": plugin})
+        assert result.returncode == 0, result.stderr
+        assert "Examples:" in result.stdout and f"imgedit {verb} photo" in result.stdout
+    result = run_imgedit("inpaint", "--help", env={"IMGEDIT_LOAD_PLUGINS": plugin})
+    assert f"--method [{methods}]" in result.stdout
+
+
 def test_help_does_not_import_torch():
     code = "import sys; from imgedit.cli import cli; cli(['--help'], standalone_mode=False); print('torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

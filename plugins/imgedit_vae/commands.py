@@ -20,19 +20,6 @@ from imgedit_vae.operations import (DENOISE, DENOISE_COPIES, GRAY_MODEL_NAME, IN
 
 DEFAULT_RUN_DIR = Path("runs") / "denoise"
 
-# The denoise verb's help, as imgedit_classical gives it too: the first plugin to add the verb names it.
-DENOISE_SHORT_HELP = "Remove noise from images (--sigma N, 0-255, or auto)."
-DENOISE_HELP = """Remove noise from images: --sigma N on the 0-255 scale, or auto
-(the noise level read from each image); --method picks the denoiser.
-
-\b
-Examples:
-  imgedit denoise photo.jpg                      # noise level read from the image
-  imgedit denoise scans/ -r -o clean/ --sigma 25
-  imgedit denoise photo.jpg --strength 0.7 -o softer.jpg
-"""
-
-
 def _patch_option(default: int):
     return click.option("--patch", type=side(16), default=default, show_default=True,
                         help="Patch size in px (multiple of 16); images smaller than a patch are skipped.")
@@ -456,7 +443,8 @@ def eval_inpaint_command(sources, kinds_text, pairs_dir, hole_color, seed, limit
 def register(cli: click.Group) -> None:
     from imgedit.verbs import add_operation_verb, command_group
 
-    add_operation_verb(cli, "denoise", help=DENOISE_HELP, short_help=DENOISE_SHORT_HELP)
+    add_operation_verb(cli, "denoise")  # the host's verbs (imgedit.verbs.SHARED_VERB_HELP), which imgedit_classical
+    add_operation_verb(cli, "inpaint")  # adds too: each works with either plugin left out
     training = command_group(cli, "train", "Train a plugin's model on your own images.")
     training.add_command(train_denoise_command)
     training.add_command(train_inpaint_command)
