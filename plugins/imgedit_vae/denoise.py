@@ -18,7 +18,7 @@ from imgedit.errors import ShapeError, UsageError
 from imgedit_vae.degrade import is_gray
 from imgedit_vae.ensemble import dihedral_mean
 from imgedit_vae.loading import load_cached, load_vae
-from imgedit_vae.model import ConditionalVAE, _pad_to_multiple
+from imgedit_vae.model import ConditionalVAE, pad_to_multiple
 from imgedit_vae.operations import DENOISE_COPIES, GRAY_MODEL_NAME, SIGMA_MODEL_NAME, model_spec
 from imgedit_vae.sigma_net import SigmaNet, SigmaNetConfig, estimate_sigma_learned
 
@@ -167,7 +167,7 @@ def _ensemble(net: ConditionalVAE, image: torch.Tensor, level: torch.Tensor, cop
     (96 px tiles), against under 0.1 now.
     """
     h, w = image.shape[-2:]
-    padded = _pad_to_multiple(image, net.cfg.multiple)  # (B, C, H', W'); unchanged for a multiple
+    padded = pad_to_multiple(image, net.cfg.multiple)  # (B, C, H', W'); unchanged for a multiple
     out = dihedral_mean(lambda t: net(t, level.expand(len(t), 1, *t.shape[-2:]))[0], padded, copies)
     return out[..., :h, :w]
 

@@ -162,7 +162,7 @@ class ConditionalVAE(nn.Module):
             are ``(B, L, H', W')`` at 1/16 of the padded size.
         """
         h, w = image.shape[-2:]
-        x = _pad_to_multiple(torch.cat([image, cond], dim=1), self.cfg.multiple)
+        x = pad_to_multiple(torch.cat([image, cond], dim=1), self.cfg.multiple)
         skips, mean, logvar = self.encoder(F.pixel_unshuffle(x, 2))
         z = reparameterise(mean, logvar, generator) if sample else mean
         out = F.pixel_shuffle(self.decoder(z, skips), 2)[..., :h, :w]
@@ -235,11 +235,11 @@ class InpaintVAE(nn.Module):
         """
         h, w = image.shape[-2:]
         known = image * (1 - mask)
-        x = _pad_to_multiple(torch.cat([known, mask], dim=1), self.cfg.multiple)
+        x = pad_to_multiple(torch.cat([known, mask], dim=1), self.cfg.multiple)
         skips, prior_mean, prior_logvar = self.encoder(F.pixel_unshuffle(x, 2))
         moments = {"prior_mean": prior_mean, "prior_logvar": prior_logvar}
         if latent == "posterior":
-            full = _pad_to_multiple(torch.cat([image, mask], dim=1), self.cfg.multiple)
+            full = pad_to_multiple(torch.cat([image, mask], dim=1), self.cfg.multiple)
             post_mean, post_logvar = self.posterior(F.pixel_unshuffle(full, 2))
             moments.update(post_mean=post_mean, post_logvar=post_logvar)
             z = reparameterise(post_mean, post_logvar, generator)
@@ -392,7 +392,7 @@ def gray_from_colour(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor
     return out
 
 
-def _pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
+def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
     """Pad bottom/right to a multiple; mirror where the image is big enough, else repeat edges."""
     h, w = x.shape[-2:]
     ph, pw = (-h) % multiple, (-w) % multiple
