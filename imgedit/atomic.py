@@ -17,6 +17,21 @@ from typing import BinaryIO, Callable, Iterator, Optional
 
 from imgedit.errors import UsageError
 
+__all__ = [
+    "DestinationExists",
+    "NAME_MAX",
+    "atomic_file",
+    "before_rename",
+    "check_name_lengths",
+    "check_writable_folder",
+    "name_max",
+    "name_too_long",
+    "new_file_mode",
+    "remove_stale_temps_of",
+    "temp_stem",
+    "write_bytes_atomic",
+]
+
 _umask_cache: list[int] = []
 
 # mkstemp's temporary is ".{stem}.XXXXXXXX{suffix}": the stem, the suffix and these 10 bytes

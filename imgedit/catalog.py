@@ -26,6 +26,16 @@ from imgedit.latents import LatentModelSpec
 from imgedit.models import ModelSpec, is_safetensors_file, shipped_weights_dir, user_models, user_weights_dir
 from imgedit.shell import quote_arg
 
+__all__ = [
+    "LatentCatalog",
+    "check_model_name",
+    "did_you_mean",
+    "is_file_argument",
+    "shipped_model_names",
+    "spec_for_file",
+    "weights_spec",
+]
+
 
 def spec_for_file(path: Union[str, Path]) -> ModelSpec:
     """A ``.safetensors`` file given on the command line instead of a name

@@ -20,6 +20,17 @@ from imgedit.errors import UsageError
 if TYPE_CHECKING:
     import torch
 
+__all__ = [
+    "CHECKPOINT_NAME",
+    "checkpoint_file",
+    "checkpoint_info",
+    "is_checkpoint",
+    "load_checkpoint",
+    "recorded_progress",
+    "recorded_weights",
+    "save_checkpoint",
+]
+
 _TENSOR = "__tensor__"
 
 

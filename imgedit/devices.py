@@ -28,6 +28,7 @@ __all__ = [
     "ENV_DEVICE",
     "PRECISIONS",
     "available_devices",
+    "check_fits_in_memory",
     "check_supported",
     "compute_scope",
     "cpu_has_bf16",

@@ -26,6 +26,29 @@ from typing import Any, Callable, Sequence
 
 from imgedit.errors import UsageError
 
+__all__ = [
+    "TORCHRUN_ENV",
+    "WorkerDone",
+    "average",
+    "average_gradients",
+    "batch_draw",
+    "check_batch",
+    "check_nproc",
+    "failure_status",
+    "is_main",
+    "local_rank",
+    "rank",
+    "relaunch",
+    "rows",
+    "shard",
+    "start",
+    "stop",
+    "under_torchrun",
+    "without_nproc",
+    "world",
+    "wrap",
+]
+
 TORCHRUN_ENV = "TORCHELASTIC_RUN_ID"  # set by torchrun in every process it starts
 
 

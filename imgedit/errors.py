@@ -3,6 +3,23 @@ one-line message and an exit code (2 for usage, 1 for failures)."""
 
 from __future__ import annotations
 
+__all__ = [
+    "BatchError",
+    "DeviceError",
+    "ImageReadError",
+    "ImageWriteError",
+    "ImgeditError",
+    "Interrupted",
+    "JournalError",
+    "MaskError",
+    "OutputContractError",
+    "OutputExistsError",
+    "PluginError",
+    "ShapeError",
+    "UsageError",
+    "WeightsError",
+]
+
 
 class ImgeditError(Exception):
     """Base class for every error imgedit reports to a user."""

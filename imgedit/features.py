@@ -33,6 +33,8 @@ import torch.nn.functional as F
 
 from imgedit.tensor import interpolate
 
+__all__ = ["ENSEMBLE_SEEDS", "FEATURE_SEED", "FeatureNet", "ensemble_features", "features"]
+
 FEATURE_SEED = 20240601
 ENSEMBLE_SEEDS = tuple(range(1, 9))  # never FEATURE_SEED (see the module docstring)
 

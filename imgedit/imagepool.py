@@ -21,6 +21,8 @@ from imgedit.errors import ImgeditError, UsageError
 from imgedit.imageio import read_image
 from imgedit.inputs import expand_inputs
 
+__all__ = ["ImagePool", "dihedral", "luminance"]
+
 logger = logging.getLogger("imgedit")
 
 # Photos larger than this (longest side) are downscaled by an integer factor

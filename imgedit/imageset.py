@@ -20,6 +20,18 @@ import torch
 from imgedit.errors import UsageError
 from imgedit.imagepool import ImagePool
 
+__all__ = [
+    "HOLDOUT_RULE",
+    "ImageSet",
+    "UTKFACE_SUFFIX",
+    "data_licence",
+    "held_out_names",
+    "held_out_of",
+    "load_squares",
+    "overlap_warning",
+    "split_holdout",
+]
+
 HOLDOUT_RULE = "the N files whose names have the smallest sha256 (of the UTF-8 file name)"
 
 # UTKFace's aligned crops are named AGE_GENDER_RACE_DATETIME.jpg.chip.jpg

@@ -13,6 +13,19 @@ from typing import Iterable, Iterator, Optional
 from imgedit.atomic import check_name_lengths
 from imgedit.errors import UsageError
 
+__all__ = [
+    "InputFile",
+    "InputScan",
+    "NAME_FIELDS",
+    "check_name_template",
+    "expand_inputs",
+    "names_an_image_file",
+    "output_is_file",
+    "output_path",
+    "scan_inputs",
+    "shorten_path",
+]
+
 logger = logging.getLogger("imgedit")
 
 

@@ -23,6 +23,19 @@ from imgedit.errors import UsageError
 if TYPE_CHECKING:  # pragma: no cover - typing only, keeps start-up cheap
     import torch
 
+__all__ = [
+    "LatentModel",
+    "LatentModelSpec",
+    "MAX_SEED",
+    "check_seed",
+    "check_truncation",
+    "gaussian_latents",
+    "interpolate",
+    "latent_model_names",
+    "load_latent_model",
+    "load_latent_model_argument",
+]
+
 
 @runtime_checkable
 class LatentModel(Protocol):

@@ -22,6 +22,23 @@ from imgedit.errors import WeightsError
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
+__all__ = [
+    "ModelSpec",
+    "check_architecture",
+    "describe",
+    "is_safetensors_file",
+    "load_model",
+    "load_weights",
+    "record_metrics",
+    "safetensors_metadata",
+    "save_weights",
+    "sha256_file",
+    "shipped_weights_dir",
+    "user_models",
+    "user_weights_dir",
+    "verify",
+]
+
 
 def _installed_weights_dir() -> Path:
     """The shipped weights: the ``imgedit_weights`` data package an install

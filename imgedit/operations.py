@@ -23,6 +23,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
     import torch
 
+__all__ = ["Applier", "Capabilities", "Context", "Operation", "PARAM_TYPES", "Param"]
+
 
 @dataclass(frozen=True)
 class Capabilities:

@@ -16,6 +16,8 @@ from imgedit.models import ModelSpec
 from imgedit.operations import Operation, Param
 from imgedit.plugins import call_each_register, plugin_infos
 
+__all__ = ["RESERVED_PARAMS", "Registry", "get_registry", "reset"]
+
 logger = logging.getLogger("imgedit")
 
 

@@ -6,6 +6,8 @@ import os
 import shlex
 import subprocess
 
+__all__ = ["quote_arg"]
+
 
 def quote_arg(word: str) -> str:
     """``word`` as one argument of a command line a user pastes: quoted for

@@ -12,6 +12,20 @@ import torch
 
 from imgedit.errors import ShapeError
 
+__all__ = [
+    "IMAGE_RANGE",
+    "center_square",
+    "check_image",
+    "check_unit_range",
+    "copy_if_shared",
+    "grid",
+    "interpolate",
+    "mask_to_tensor",
+    "to_numpy",
+    "to_tensor",
+    "write_tensor",
+]
+
 
 def check_image(image: torch.Tensor, what: str = "image") -> None:
     """Raise :class:`ShapeError` unless ``image`` is a float (B, C, H, W) tensor."""

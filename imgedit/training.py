@@ -35,6 +35,28 @@ from imgedit.errors import ImgeditError, Interrupted, UsageError
 from imgedit.shell import quote_arg
 from imgedit.verbs import duration, pace
 
+__all__ = [
+    "PRECISIONS",
+    "ProgressBar",
+    "TrainingDiverged",
+    "autocast",
+    "check_export_path",
+    "check_finite_tensors",
+    "check_fresh_run",
+    "export_target",
+    "export_weights",
+    "fit",
+    "learning_rate",
+    "load_run_state",
+    "run_export",
+    "run_folder",
+    "run_licence",
+    "run_state",
+    "train_or_resume",
+    "trained_line",
+    "training_summary",
+]
+
 
 logger = logging.getLogger("imgedit")
 

@@ -27,6 +27,50 @@ from imgedit.latents import MAX_SEED
 from imgedit.masks import MAX_DILATE
 from imgedit.operations import Param
 
+__all__ = [
+    "COMMON_OPTIONS",
+    "COUNT",
+    "CheckedPath",
+    "FiniteFloat",
+    "MASK_OPTIONS",
+    "MAX_BATCH",
+    "MAX_COUNT",
+    "MAX_LR",
+    "MAX_NPROC",
+    "MAX_SIDE",
+    "MAX_THREADS",
+    "Progress",
+    "SEED",
+    "SHARED_VERB_HELP",
+    "StageProgress",
+    "THREADS",
+    "TileProgress",
+    "add_operation_verb",
+    "apply_options",
+    "check_overwrite",
+    "check_record",
+    "check_sheet",
+    "command_group",
+    "command_line",
+    "device_option",
+    "duration",
+    "echo_report",
+    "format_commands",
+    "mask_options_from",
+    "pace",
+    "precision_option",
+    "printable",
+    "run_command",
+    "run_verb",
+    "seed_option",
+    "sheet_option",
+    "side",
+    "sigterm_as_interrupt",
+    "threads_option",
+    "training_options",
+    "whole_image_options",
+]
+
 log = logging.getLogger("imgedit")
 
 
