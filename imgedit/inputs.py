@@ -12,6 +12,7 @@ from typing import Iterable, Iterator, Optional
 
 from imgedit.atomic import check_name_lengths
 from imgedit.errors import UsageError
+from imgedit.masks import is_sidecar_name
 
 __all__ = [
     "InputFile",
@@ -192,7 +193,7 @@ def _is_image_name(path: Path, suffixes: Optional[frozenset[str]] = None) -> boo
     """What a folder scan or a glob takes: image files, not sidecar masks,
     not our own hidden temporary files, not a README beside the photos."""
     suffixes = suffixes or _image_suffixes()
-    return path.suffix.lower() in suffixes and not _is_sidecar(path) and not path.name.startswith(".")
+    return path.suffix.lower() in suffixes and not is_sidecar_name(path.name) and not path.name.startswith(".")
 
 
 def output_is_file(output: Path, count: int) -> bool:
@@ -217,11 +218,6 @@ def names_an_image_file(path: Path) -> bool:
 
     Image.init()
     return suffix in Image.registered_extensions()
-
-
-def _is_sidecar(path: Path) -> bool:
-    stem = path.stem
-    return stem.endswith(".mask") or stem.endswith("_mask")
 
 
 def expand_inputs(items: Iterable[str], recursive: bool = False) -> list[InputFile]:

@@ -35,7 +35,9 @@ __all__ = [
     "IMAGE_SUFFIXES",
     "MaskOptions",
     "find_mask",
+    "is_sidecar_name",
     "load_mask_file",
+    "mask_search",
     "parse_box",
     "parse_color",
     "sidecar_path",
@@ -379,15 +381,41 @@ def _sub_folder(mask: Path, relative: Optional[Path]) -> Optional[Path]:
     return mask / parent
 
 
+def sidecar_bases(stem: str) -> tuple[str, ...]:
+    """The names (without suffix) of a sidecar mask of the image ``stem``, in the order they win."""
+    return (f"{stem}.mask", f"{stem}_mask")
+
+
+def is_sidecar_name(name: str) -> bool:
+    """Whether a file called ``name`` is a sidecar mask (``photo.mask.png``, ``photo_mask.png``),
+    not a photo: folder scans leave it out."""
+    return Path(name).stem.endswith((".mask", "_mask"))
+
+
+def mask_search(image_path: Path, relative: Optional[Path] = None,
+                mask_folder: Optional[Path] = None) -> list[tuple[Path, tuple[str, ...]]]:
+    """Where the mask of ``image_path`` may lie, in the order it is looked
+    for: ``(folder, names)``, each name with any of :data:`IMAGE_SUFFIXES`
+    (suffix in any case, name exact). Without ``mask_folder``: its sidecars
+    beside it. With ``--mask mask_folder``: the image's own sub-folder of it
+    (``relative``'s parent, as the input was found), then the folder itself,
+    each by sidecar names and then the image's stem. The one rule for
+    :func:`find_mask` and for the run's journal, which hashes every file found."""
+    stem = image_path.stem
+    if mask_folder is None:
+        return [(image_path.parent, sidecar_bases(stem))]
+    sub = _sub_folder(mask_folder, relative)
+    return [(folder, (*sidecar_bases(stem), stem)) for folder in ([sub] if sub is not None else []) + [mask_folder]]
+
+
 def _explicit_mask_path(mask: Path, image_path: Optional[Path], relative: Optional[Path] = None) -> Path:
     if mask.is_dir():
         if image_path is None:
             raise MaskError(f"--mask {mask} is a folder, which pairs masks by image name; no image name here")
         stem = image_path.stem
         sub = _sub_folder(mask, relative)
-        # The image's own sub-folder first, then the flat folder.
-        for folder in ((sub,) if sub is not None else ()) + (mask,):
-            found = _paired(folder, image_path) if folder.is_dir() else None
+        for folder, bases in mask_search(image_path, relative, mask):
+            found = _paired(folder, image_path, bases) if folder.is_dir() else None
             if found is not None:
                 return found
         looked = f"{stem}.png, {stem}.mask.png, {stem}_mask.png and other image suffixes"
@@ -400,12 +428,11 @@ def _explicit_mask_path(mask: Path, image_path: Optional[Path], relative: Option
     return mask
 
 
-def _paired(folder: Path, image_path: Path) -> Optional[Path]:
-    """``folder/<stem>.mask.*``, then ``<stem>_mask.*``, then ``<stem>.*``; never the image itself."""
-    stem = image_path.stem
+def _paired(folder: Path, image_path: Path, bases: tuple[str, ...]) -> Optional[Path]:
+    """The first of ``folder/<base>.*`` for ``bases`` (from :func:`mask_search`); never the image itself."""
     by_name = _files_by_name(folder)
     image_real = image_path.resolve() if image_path.exists() else None
-    for base in (f"{stem}.mask", f"{stem}_mask", stem):
+    for base in bases:
         for suffix in IMAGE_SUFFIXES:
             p = _file(folder, by_name, base + suffix)
             # Pairing is by exact stem; only the suffix is case-insensitive.
@@ -437,11 +464,11 @@ def sidecar_path(image_path: Optional[Path]) -> Optional[Path]:
 def _sidecar(image_path: Optional[Path]) -> Optional[Path]:
     if image_path is None or not image_path.parent.is_dir():
         return None
-    stem = image_path.stem
-    by_name = _files_by_name(image_path.parent)
-    for base in (f"{stem}.mask", f"{stem}_mask"):
+    [(folder, bases)] = mask_search(image_path)
+    by_name = _files_by_name(folder)
+    for base in bases:
         for suffix in IMAGE_SUFFIXES:
-            p = _file(image_path.parent, by_name, base + suffix)
+            p = _file(folder, by_name, base + suffix)
             if p is not None and p.name[: len(base)] == base:
                 return p
     return None

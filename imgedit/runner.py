@@ -535,19 +535,12 @@ class _MaskFiles:
         return [digest for path in self._candidates(item) if (digest := self._digest(path))]
 
     def _candidates(self, item: InputFile) -> list[Path]:
-        from imgedit.masks import IMAGE_SUFFIXES
+        from imgedit.masks import IMAGE_SUFFIXES, mask_search
 
-        stem = item.path.stem
-        if self.mask is None:
-            folders, bases = [item.path.parent], (f"{stem}.mask", f"{stem}_mask")
-        elif self.mask_is_folder:  # the image's own sub-folder first, then the flat folder
-            sub = item.relative.parent
-            folders = ([self.mask / sub] if sub != Path(".") and ".." not in sub.parts else []) + [self.mask]
-            bases = (f"{stem}.mask", f"{stem}_mask", stem)
-        else:
+        if self.mask is not None and not self.mask_is_folder:
             return [self.mask]
         found = []
-        for folder in folders:
+        for folder, bases in mask_search(item.path, item.relative, self.mask):
             listing = self._listing(folder)
             for base in bases:
                 for suffix in IMAGE_SUFFIXES:  # the suffix in any case, the stem exact
@@ -556,6 +549,8 @@ class _MaskFiles:
         return found
 
     def _listing(self, folder: Path) -> dict[str, list[str]]:
+        from imgedit.masks import is_sidecar_name
+
         listing = self._listings.get(folder)
         if listing is None:
             listing = {}
@@ -563,7 +558,7 @@ class _MaskFiles:
                 with os.scandir(folder) as entries:
                     for entry in entries:
                         # beside the photos, only sidecars: not a dict of 100,000 photos' names
-                        if (self.mask_is_folder or _is_sidecar_name(entry.name)) and entry.is_file():
+                        if (self.mask_is_folder or is_sidecar_name(entry.name)) and entry.is_file():
                             listing.setdefault(entry.name.lower(), []).append(entry.name)
             self._listings[folder] = listing
         return listing
@@ -579,10 +574,6 @@ class _MaskFiles:
             return self._digests[version]
         except OSError:
             return None
-
-
-def _is_sidecar_name(name: str) -> bool:
-    return Path(name).stem.endswith((".mask", "_mask"))
 
 
 # -- the stages ----------------------------------------------------------

@@ -455,3 +455,32 @@ def test_a_colour_holes_anti_aliased_edge_is_taken_into_the_hole():
     touched = np.abs(painted.astype(int) - photo.round()).max(-1) > 20  # the stroke and the rim it tinted
     assert source == "colour #ff0000 and its anti-aliased edge" and hole[touched].all()
     assert hole.sum() < 1.6 * touched.sum()  # the rim, not a broad band of the photo
+
+
+def test_the_journal_hashes_every_mask_find_mask_could_take_and_in_its_order(tmp_path):
+    # One rule (masks.mask_search) for where a mask may lie: the run's journal hashes the files
+    # find_mask looks at, so a redrawn mask redoes its image, whichever of them wins.
+    import numpy as np
+    from PIL import Image
+
+    from imgedit.inputs import InputFile
+    from imgedit.masks import MaskOptions, find_mask
+    from imgedit.runner import _MaskFiles
+
+    photo = tmp_path / "photos" / "trip" / "x.png"
+    photo.parent.mkdir(parents=True)
+    Image.new("RGB", (8, 8)).save(photo)
+    hole = np.zeros((8, 8), np.uint8)
+    for where, top in (("masks/trip/x.png", 1), ("masks/x_mask.png", 2), ("masks/x.png", 3)):
+        (tmp_path / where).parent.mkdir(parents=True, exist_ok=True)
+        marked = hole.copy()
+        marked[top, top] = 255  # each file a hole of its own, to tell which one was taken
+        Image.fromarray(marked).save(tmp_path / where)
+    item = InputFile(photo, tmp_path / "photos", from_folder=True)
+    candidates = _MaskFiles(tmp_path / "masks")._candidates(item)
+    assert candidates == [tmp_path / "masks/trip/x.png", tmp_path / "masks/x_mask.png", tmp_path / "masks/x.png"]
+    found, _ = find_mask(photo, np.zeros((8, 8, 3), np.uint8), None, MaskOptions(mask=tmp_path / "masks"),
+                         relative=item.relative)
+    assert np.argwhere(found).tolist() == [[1, 1]]  # the first candidate, the image's own sub-folder's
+    Image.new("RGB", (8, 8)).save(photo.with_name("x.mask.png"))  # a sidecar: only without --mask
+    assert _MaskFiles(None)._candidates(item) == [photo.with_name("x.mask.png")]
