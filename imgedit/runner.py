@@ -178,19 +178,17 @@ def plan_output(
 ) -> Path:
     """The output path for ``item``; refuses to overwrite the input."""
     real = real or _RealPaths()
-    dst = output_path(
-        item,
-        output=options.output,
-        single=single,
-        op_label=pipeline.label,
-        ext=_output_ext(item, options),
-        template=options.name,
-        in_place=options.in_place,
-    )
+    dst = _named_output(item, pipeline, options, single)
     if not options.in_place and (real(dst) == real(item.path) or _same_file(dst, item.path)):
         raise UsageError(f"{item.path}: output would overwrite the input; pass --in-place to allow that")
     _check_suffix(dst, options)
     return dst
+
+
+def _named_output(item: InputFile, pipeline: Pipeline, options: RunOptions, single: bool) -> Path:
+    """The output path the options name for ``item``, unchecked."""
+    return output_path(item, output=options.output, single=single, op_label=pipeline.label,
+                       ext=_output_ext(item, options), template=options.name, in_place=options.in_place)
 
 
 def _check_suffix(dst: Path, options: RunOptions) -> None:
@@ -295,10 +293,7 @@ def _output_formats(pipeline: Pipeline, items: list[InputFile], options: RunOpti
         if options.format:
             return {normalize_format(options.format)}
         single = len(items) == 1
-        return {format_for_path(output_path(item, output=options.output, single=single, op_label=pipeline.label,
-                                            ext=_output_ext(item, options), template=options.name,
-                                            in_place=options.in_place))
-                for item in items}
+        return {format_for_path(_named_output(item, pipeline, options, single)) for item in items}
     except UsageError:
         return set()
 

@@ -68,6 +68,7 @@ __all__ = [
     "sigterm_as_interrupt",
     "threads_option",
     "training_options",
+    "typed_option",
     "whole_image_options",
 ]
 
@@ -259,9 +260,9 @@ def run_verb(pipeline: Any, kwargs: dict[str, Any]) -> None:
         fsync=kwargs["fsync"],
     )
     check_options(options, len(items))
-    if _given("tile") and options.tile and not kwargs["quiet"]:
+    if typed_option("tile") and options.tile and not kwargs["quiet"]:
         _say_untiled(pipeline, options.tile)
-    if kwargs.get("ray_address") and kwargs.get("engine") != "ray" and _given("ray_address"):  # not the env var
+    if kwargs.get("ray_address") and kwargs.get("engine") != "ray" and typed_option("ray_address"):  # not the env var
         raise UsageError("--ray-address joins a Ray cluster: it needs --engine ray")
     named = frozenset(Path(i) for i in kwargs["inputs"] if Path(i).is_file())
     items, own = leave_out_own_outputs(pipeline, items, options, named)
@@ -303,9 +304,9 @@ def _ignored_mask_options(pipeline: Any, masks: Any) -> list[str]:
     of them where no stage takes a mask, ``--color-tolerance`` without
     ``--mask-color`` (see :func:`imgedit.runner.ignored_options`)."""
     if not pipeline.needs_mask:
-        typed = [flag for name, flag in _MASK_FLAGS.items() if _given(name)]
+        typed = [flag for name, flag in _MASK_FLAGS.items() if typed_option(name)]
         return [f"ignoring {', '.join(typed)}: no stage of the pipeline uses a mask"] if typed else []
-    if _given("color_tolerance") and masks.mask_color is None:
+    if typed_option("color_tolerance") and masks.mask_color is None:
         return ["ignoring --color-tolerance: it says how near --mask-color a pixel must be, and no --mask-color is given"]
     return []
 
@@ -321,7 +322,7 @@ def _print_run_error(exc: ImgeditError, unreadable: list, planned: int) -> None:
     click.echo(json.dumps(summary.as_dict(), indent=2))
 
 
-def _given(name: str) -> bool:
+def typed_option(name: str) -> bool:
     """Whether the user typed option ``name`` (not its default or environment variable)."""
     from click.core import ParameterSource
 

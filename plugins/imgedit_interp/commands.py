@@ -16,7 +16,7 @@ from imgedit.latents import load_latent_model_argument
 from imgedit.shell import quote_arg
 from imgedit.verbs import (COUNT, FiniteFloat, CheckedPath, apply_options, check_overwrite, check_record, check_sheet,
                             command_line, device_option, echo_report, printable, seed_option, sheet_option,
-                            sigterm_as_interrupt, threads_option, training_options, whole_image_options)
+                            sigterm_as_interrupt, threads_option, training_options, typed_option, whole_image_options)
 
 MODEL_HELP = ("A latent model's name ('imgedit plugins' lists them) or its .safetensors file "
               "(from 'imgedit train gan' or 'imgedit train interp-vae', say).")
@@ -124,7 +124,7 @@ def interpolate_command(images, model, seeds, frames, loop, ease, fps, size, out
     total = frame_count(len(paths) or len(seed_list), frames, loop)
     check_free(output, overwrite)  # a bad suffix, an unwritable place or an existing output fails before any work
     to_folder = output_kind(output) == "folder"
-    if to_folder and _typed("fps"):
+    if to_folder and typed_option("fps"):
         logging.getLogger("imgedit").warning(f"ignoring --fps: a folder of PNG frames has no frame rate; "
                                              f"write a .gif, .webp or .mp4 to play at {fps:g} fps")
     if size:
@@ -146,12 +146,6 @@ def interpolate_command(images, model, seeds, frames, loop, ease, fps, size, out
         click.echo(printable(f"wrote {total} frames ({video.shape[-1]}x{video.shape[-2]}{rate}) morphing "
                              f"{what} with {model} to {where}"), err=True)
 
-
-def _typed(name: str) -> bool:
-    """Whether the user typed option ``name`` on the command line (not its default)."""
-    from click.core import ParameterSource
-
-    return click.get_current_context().get_parameter_source(name) == ParameterSource.COMMANDLINE
 
 
 def _keyframe_latents(model, paths: list[Path], seeds: list[int], quiet: bool):
