@@ -225,6 +225,28 @@ def test_regions_merge_when_contexts_overlap_and_cover_every_hole():
     assert Region(0, 10, 0, 10).overlaps(Region(5, 15, 5, 15)) and not Region(0, 10, 0, 10).overlaps(Region(10, 20, 0, 10))
 
 
+def test_regions_are_placed_in_image_coordinates_and_an_empty_mask_has_none():
+    hole = np.zeros((600, 800), bool)
+    hole[290:310, 390:430] = True  # 20x40: context of max(MIN_CONTEXT, half of 40) = 32 px
+    hole[590:600, 0:5] = True  # at the corner: its context stops at the photo's edge
+    assert sorted(hole_regions(hole), key=lambda r: r.top) == [Region(258, 342, 358, 462), Region(558, 600, 0, 37)]
+    assert hole_regions(np.zeros((600, 800), bool)) == []
+
+
+@pytest.mark.parametrize("sigma", [0.8, 3.75, 15.0])
+def test_the_seam_blur_on_the_cpu_matches_the_convolution_it_stands_for(sigma):
+    torch.manual_seed(0)
+    for shape in ((1, 1, 50, 70), (1, 3, 64, 40), (1, 4, 9, 12)):  # the last smaller than the blur's reach
+        t = torch.rand(shape)
+        fast = inpaint_module._blur(t, sigma)  # float32 on the CPU: OpenCV
+        reference = inpaint_module._blur(t.double(), sigma)  # elsewhere: torch's separable convolution
+        assert fast.shape == t.shape and fast.dtype == t.dtype
+        assert torch.allclose(fast.double(), reference, atol=1e-6)
+    edge = torch.zeros(1, 1, 20, 20)
+    edge[..., :, :10] = 1
+    assert float(inpaint_module._blur(edge, 3.0)[0, 0, 10, 0]) < 0.75  # zero outside, not the edge repeated
+
+
 def test_wide_holes_are_worked_on_at_lower_resolution():
     thin = np.zeros((400, 400), bool)
     thin[:, 200:206] = True
@@ -310,8 +332,15 @@ def test_a_long_thin_hole_across_a_large_photo_is_filled_in_pieces_at_full_size(
 
 def test_grayscale_in_grayscale_out_and_no_hole_is_a_copy(tiny, photo):
     gray = photo.mean(1, keepdim=True).expand(1, 3, *photo.shape[-2:]).contiguous()
-    out = inpaint_vae(gray, box_mask(*photo.shape[-2:], 40, 40, 30), tiny)
+    mask = box_mask(*photo.shape[-2:], 40, 40, 30)
+    out = inpaint_vae(gray, mask, tiny)
     assert torch.equal(out[:, 0], out[:, 1]) and torch.equal(out[:, 1], out[:, 2])
+    tinted = gray.clone()
+    tinted[0, 0, 101, 101] += 0.1  # one coloured pixel, off any sparse sample: a colour photo
+    hole = mask[0, 0] > 0.5
+    assert not torch.equal(inpaint_vae(tinted, mask, tiny)[0, 0][hole], inpaint_vae(tinted, mask, tiny)[0, 1][hole])
+    together = inpaint_vae(torch.cat([tinted, gray]), mask, tiny)  # each image of a batch decides for itself
+    assert torch.equal(together[1], out[0]) and not torch.equal(together[0, 0][hole], together[0, 1][hole])
     assert torch.equal(inpaint_vae(photo, torch.zeros(1, 1, *photo.shape[-2:]), tiny), photo)
 
 

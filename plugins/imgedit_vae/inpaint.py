@@ -137,9 +137,16 @@ def hole_regions(hole: np.ndarray) -> list[Region]:
     import cv2
 
     h, w = hole.shape
-    count, _, stats, _ = cv2.connectedComponentsWithStats(hole.astype(np.uint8), connectivity=8)
+    u8 = hole.astype(np.uint8)
+    # Label the holes' bounding box only: a small hole in a 24 MP photo
+    # would otherwise cost a labelling pass over the whole photo.
+    left, top, box_w, box_h = cv2.boundingRect(u8)
+    if not box_w:
+        return []
+    count, _, stats, _ = cv2.connectedComponentsWithStats(u8[top : top + box_h, left : left + box_w], connectivity=8)
     regions = []
     for x, y, bw, bh, _ in stats[1:count].tolist():
+        x, y = x + left, y + top
         margin = max(MIN_CONTEXT, int(CONTEXT_SHARE * max(bw, bh)))
         regions.append(Region(max(0, y - margin), min(h, y + bh + margin), max(0, x - margin), min(w, x + bw + margin)))
     merged = True
@@ -259,6 +266,15 @@ def _blur(t: torch.Tensor, sigma: float) -> torch.Tensor:
     taps = torch.exp(-(x**2) / (2 * sigma**2))
     taps = taps / taps.sum()
     c = t.shape[1]
+    if t.device.type == "cpu" and t.dtype == torch.float32:
+        # OpenCV's separable filter: 5-20x torch's grouped convolution on
+        # the CPU (one channel at sigma 4 on a 512x512 crop: 1.4 against 35 ms).
+        import cv2
+
+        kernel = taps.numpy()
+        planes = [cv2.sepFilter2D(plane, -1, kernel, kernel, borderType=cv2.BORDER_CONSTANT)
+                  for plane in t[0].contiguous().numpy()]
+        return torch.from_numpy(np.stack(planes))[None]
     t = F.conv2d(t, taps.view(1, 1, 1, -1).expand(c, 1, 1, -1), padding=(0, radius), groups=c)
     return F.conv2d(t, taps.view(1, 1, -1, 1).expand(c, 1, -1, 1), padding=(radius, 0), groups=c)
 
@@ -350,15 +366,25 @@ def fill_region(model: InpaintVAE, image: torch.Tensor, hole: torch.Tensor,
 
 
 def _fill_piece(model: InpaintVAE, image: torch.Tensor, hole: torch.Tensor, i: int, piece: Piece,
-                generators: Sequence[Optional[torch.Generator]], ensemble: Optional[int], outs: list[torch.Tensor]) -> None:
-    """Fill ``piece`` of batch item ``i`` and paste its core into each of ``outs``."""
+                generators: Sequence[Optional[torch.Generator]], ensemble: Optional[int], outs: list[torch.Tensor],
+                gray: bool) -> None:
+    """Fill ``piece`` of batch item ``i`` and paste its core into each of
+    ``outs``; ``gray``: the image is grayscale, so the fill is made so too."""
     crop, core = piece.crop, piece.core
     rows, cols = slice(crop.top, crop.bottom), slice(crop.left, crop.right)
-    filled = fill_region(model, image[i : i + 1, :, rows, cols].float(), hole[i : i + 1, :, rows, cols].float(),
-                         generators, ensemble)
+    crop_hole = hole[i : i + 1, :, rows, cols]
+    filled = fill_region(model, image[i : i + 1, :, rows, cols].float(), crop_hole.float(), generators, ensemble)
     inner = (slice(core.top - crop.top, core.bottom - crop.top), slice(core.left - crop.left, core.right - crop.left))
     for out, fill in zip(outs, filled):
+        if gray:  # on the hole only: the mean of three equal values need not give the value back bit for bit
+            fill = torch.where(crop_hole, fill.mean(1, keepdim=True).expand_as(fill), fill)
         out[i, :, core.top : core.bottom, core.left : core.right] = fill[0, :, inner[0], inner[1]].to(image.dtype)
+
+
+def _looks_gray(image: torch.Tensor) -> bool:
+    """Whether ``image`` ((1, 3, H, W)) is grayscale; a colour photo shows it
+    in a sparse sample, so only a gray one costs a pass over every pixel."""
+    return bool(is_gray(image[..., ::16, ::16])) and bool(is_gray(image))
 
 
 def inpaint_vae(
@@ -424,16 +450,16 @@ def inpaint_vae_fills(
             # depend on where it sits in the batch or what comes before it.
             generators = [None if seed is None else torch.Generator().manual_seed(int(seed)) for seed in seeds]
             hole_map = hole[i, 0].cpu().numpy()
-            for region in hole_regions(hole_map):
+            regions = hole_regions(hole_map)
+            gray = bool(regions) and _looks_gray(image[i : i + 1])  # grayscale in, grayscale out
+            for region in regions:
                 pieces = region_pieces(hole_map, region)
                 copies = ensemble
                 if ensemble is None and len(pieces) > 1:  # the pieces share one budget
                     copies = budget_copies([(p.crop.bottom - p.crop.top, p.crop.right - p.crop.left) for p in pieces])
                 for piece in pieces:
-                    _fill_piece(model, image, hole, i, piece, generators, copies, outs)
-        # grayscale in, grayscale out
-        gray = is_gray(image).view(b, 1, 1, 1) & hole
-        return [torch.where(gray, out.mean(1, keepdim=True).expand_as(out), out) for out in outs]
+                    _fill_piece(model, image, hole, i, piece, generators, copies, outs, gray)
+        return outs
 
 
 def load_inpainter(device: Union[str, torch.device] = "cpu", weights: Optional[Union[str, Path]] = None) -> InpaintVAE:
