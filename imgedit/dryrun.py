@@ -22,16 +22,16 @@ PROCESS_MB_WITHOUT_RESOURCE = 600  # Python with torch imported, where the OS do
 def _largest_size(items: list[InputFile]) -> tuple[int, int]:
     """``(height, width)`` of the input with the most pixels, from headers."""
     from imgedit.errors import ImgeditError
-    from imgedit.imageio import describe_image
+    from imgedit.imageio.describe import image_size
 
     largest = (0, 0)
     for item in items:
         try:
-            info = describe_image(item.path)  # header only: cheap
+            size = image_size(item.path)  # header only: cheap
         except ImgeditError:
             continue  # the run itself will report it
-        if info["width"] * info["height"] > largest[0] * largest[1]:
-            largest = (info["height"], info["width"])
+        if size[0] * size[1] > largest[0] * largest[1]:
+            largest = size
     return largest
 
 
@@ -67,6 +67,8 @@ def _already_done(items: list[InputFile], outputs: list, pipeline: Pipeline, opt
     real = _RealPaths()
 
     def done(item: InputFile, dst: Any) -> bool:
+        if journal.get(dst) is None:  # nothing recorded there: no need to read (and hash) the input
+            return False
         if not options.in_place and done_unread(journal, keys, item, dst, real):  # as the run skips it, unread
             return True
         key = keys.of(item, file_digest(item.path))

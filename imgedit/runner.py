@@ -160,17 +160,19 @@ def _output_ext(item: InputFile, options: RunOptions) -> str:
 
 
 class _RealPaths:
-    """``Path.resolve()`` with one lookup per folder rather than per file, so
-    planning thousands of files in a few folders costs a few syscalls."""
+    """``path``'s folder resolved (links followed), joined to its name, as a
+    string: one lookup per folder rather than per file, and no Path objects,
+    so planning thousands of files in a few folders costs a few syscalls."""
 
     def __init__(self) -> None:
-        self._folders: dict[Path, Path] = {}
+        self._folders: dict[str, str] = {}
 
-    def __call__(self, path: Path) -> Path:
-        folder = self._folders.get(path.parent)
-        if folder is None:
-            folder = self._folders[path.parent] = path.parent.resolve()
-        return folder / path.name
+    def __call__(self, path: Path) -> str:
+        folder, name = os.path.split(os.fspath(path))
+        real = self._folders.get(folder)
+        if real is None:
+            real = self._folders[folder] = os.path.realpath(folder or ".")
+        return os.path.join(real, name)
 
 
 def plan_output(
@@ -312,10 +314,10 @@ def names_ignore_case() -> bool:
     return sys.platform in ("darwin", "win32")
 
 
-def _file_key(path: Path) -> str:
-    """``path`` as the file system tells files apart: two outputs with one
-    key would overwrite each other."""
-    return str(path).casefold() if names_ignore_case() else str(path)
+def _file_key(path: str) -> str:
+    """``path`` (real, as :class:`_RealPaths` gives it) as the file system
+    tells files apart: two outputs with one key would overwrite each other."""
+    return path.casefold() if names_ignore_case() else path
 
 
 def plan_outputs(pipeline: Pipeline, items: list[InputFile], options: RunOptions) -> list[Path]:
@@ -379,7 +381,7 @@ def _leave_out_output_tree(items: list[InputFile], options: RunOptions, named: f
             if item.root not in roots:
                 roots[item.root] = Path(os.path.realpath(item.root))
             root = roots[item.root]
-            if output != root and output.is_relative_to(root) and real(item.path).is_relative_to(output):
+            if output != root and output.is_relative_to(root) and Path(real(item.path)).is_relative_to(output):
                 own.append(item)
                 continue
         keep.append(item)
@@ -389,7 +391,7 @@ def _leave_out_output_tree(items: list[InputFile], options: RunOptions, named: f
 def _leave_out_output_names(pipeline: Pipeline, items: list[InputFile], options: RunOptions, named: frozenset[Path],
                             real: _RealPaths) -> tuple[list[InputFile], list[InputFile]]:
     """Split the inputs: those found where this run writes another input's result are its own outputs."""
-    output_of: dict[Path, Path] = {}
+    output_of: dict[str, Path] = {}
     for item in items:
         try:
             dst = output_path(item, output=options.output, single=False, op_label=pipeline.label,
@@ -689,7 +691,7 @@ class _Batch:
         options, journal = self.options, self.journal
         if journal is not None:
             digest = bytes_digest(data)
-            source = Source(str(self.real(work.item.path)), digest, stat_key(info) if info is not None else None)
+            source = Source(self.real(work.item.path), digest, stat_key(info) if info is not None else None)
             work.key, work.source = self.keys.of(work.item, digest), source
             entry = journal.get(work.dst)
             if options.retry_failed and (entry is None or entry.status != "failed"):
@@ -964,7 +966,7 @@ def done_unread(journal: Journal, keys: JournalKeys, item: InputFile, dst: Path,
     info = _stat(item.path)
     if info is None:
         return None
-    path = str(real(item.path))
+    path = real(item.path)
     digest = journal.unread_digest(dst, path, info)
     if digest is None:
         return None

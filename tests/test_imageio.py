@@ -803,6 +803,28 @@ def test_describe_image_fields_without_decoding(tmp_path, monkeypatch):
         describe_image(tmp_path / "missing.png")
 
 
+def test_image_size_is_the_displayed_size_from_the_header(tmp_path, monkeypatch):
+    from PIL import ImageFile
+
+    from imgedit.imageio.describe import image_size
+
+    tifffile = pytest.importorskip("tifffile")
+    Image.fromarray(_rgb8(8, 16)).save(tmp_path / "turned.jpg", exif=_exif(6))  # stored 16 wide, shown 8 wide
+    Image.fromarray(_rgb8(8, 16)).save(tmp_path / "plain.png")
+    tifffile.imwrite(tmp_path / "turned.tif", _rgb16(4, 7), photometric="rgb", extratags=[(274, "H", 1, 7, True)])
+    tifffile.imwrite(tmp_path / "float.tif", np.zeros((5, 9, 3), np.float32), photometric="rgb")  # tifffile only
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: pytest.fail("image_size decoded pixels"))
+    sizes = {name: image_size(tmp_path / name) for name in ("turned.jpg", "plain.png", "turned.tif", "float.tif")}
+    assert sizes == {"turned.jpg": (16, 8), "plain.png": (8, 16), "turned.tif": (7, 4), "float.tif": (5, 9)}
+    for name, size in sizes.items():
+        info = describe_image(tmp_path / name)
+        assert (info["height"], info["width"]) == size
+    (tmp_path / "text.png").write_text("not an image")
+    for bad in ("missing.png", "text.png"):
+        with pytest.raises(ImageReadError, match=bad):
+            image_size(tmp_path / bad)
+
+
 def test_import_is_cheap():
     code = "import sys, imgedit.imageio; print('cv2' in sys.modules, 'torch' in sys.modules)"
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))

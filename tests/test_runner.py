@@ -772,6 +772,21 @@ def test_a_rerun_skips_unchanged_inputs_without_reading_them(invoke, folder, tmp
     assert changed["done"] == 1 and [p.name for p in reads] == ["img1.png"]
 
 
+def test_a_dry_run_reads_only_the_inputs_the_journal_has_a_result_for(invoke, folder, tmp_path, monkeypatch):
+    import imgedit.dryrun as dryrun
+
+    hashed = []
+    real_digest = dryrun.file_digest
+    monkeypatch.setattr(dryrun, "file_digest", lambda path: hashed.append(path.name) or real_digest(path))
+    out = tmp_path / "out"
+    plan = invoke("denoise", folder, "-r", "--method", "nlm", "-o", out, "--dry-run")
+    assert "4 inputs (0 already done)" in plan.output and hashed == []  # nothing recorded: nothing to read
+    assert summary_of(invoke("denoise", folder, "-r", "--method", "nlm", "-o", out, "--json"))["done"] == 4
+    plan = invoke("denoise", folder, "-r", "--method", "nlm", "-o", out, "--dry-run")
+    assert "4 inputs (4 already done)" in plan.output  # just written: their stat is not trusted, so they are read
+    assert sorted(hashed) == sorted(p.name for p in folder.rglob("*.png"))
+
+
 def test_an_input_changed_within_the_clock_tick_of_its_record_is_read(invoke, tmp_path):
     # a file saved again within a second or two of the run that read it may keep its size and mtime
     # (a coarse clock, an uncompressed format): such a file is read, not trusted by its stat

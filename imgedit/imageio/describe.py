@@ -58,6 +58,31 @@ def describe_image(path: PathLike) -> dict[str, Any]:
     return _tifffile_summary(path, file_size)  # a TIFF layout Pillow has no mode for (float RGB...)
 
 
+def image_size(path: PathLike) -> tuple[int, int]:
+    """``(height, width)`` of an image file as displayed (after its EXIF
+    orientation), from its header: what :func:`describe_image` reports,
+    without the profile, text and layout it also reads.
+
+    Raises:
+        ImageReadError: as :func:`describe_image`.
+    """
+    path = Path(path)
+    check_file(path)
+    try:
+        with pillow_open(path, path) as im:
+            width, height = _displayed_size(im, orientation_of(im))
+            return height, width
+    except UnrecognisedImageError:
+        summary = describe_image(path)  # a TIFF only tifffile reads, or the error worded as for any file
+    return summary["height"], summary["width"]
+
+
+def _displayed_size(im: Image.Image, orientation: int) -> tuple[int, int]:
+    """``(width, height)`` as displayed: Pillow reports TIFF sizes already
+    oriented, other formats as stored."""
+    return im.size if orientation < 5 or im.format == "TIFF" else im.size[::-1]
+
+
 def _tifffile_summary(path: Path, file_size: int) -> dict[str, Any]:
     """The fields of :func:`describe_image` for a TIFF only tifffile can read."""
     fields = tiff_header_fields(path)
@@ -84,8 +109,7 @@ def _summary(im: Image.Image, path: Path, head: bytes, file_size: int) -> dict[s
     depth, gray, channels, has_alpha = source_layout(im, head)
     depth = _stored_bit_depth(im, head, depth)
     orientation = orientation_of(im)
-    # Pillow reports TIFF sizes already oriented; other formats as stored.
-    width, height = im.size if orientation < 5 or im.format == "TIFF" else im.size[::-1]
+    width, height = _displayed_size(im, orientation)
     icc = icc_of(im)
     text_keys = _header_text_keys(im)
     return {
