@@ -43,6 +43,7 @@ __all__ = [
     "check_export_path",
     "check_finite_tensors",
     "check_fresh_run",
+    "export_model",
     "export_target",
     "export_weights",
     "fit",
@@ -437,6 +438,33 @@ def export_weights(tensors: "dict[str, Any]", path: Path, card: dict, step: int)
 
     check_finite_tensors(tensors, step, "nothing is exported")
     return save_weights(tensors, Path(path), card)
+
+
+def export_model(model: Any, path: Path, *, name: str, description: str, config: dict, step: int,
+                 storage: str = "float16", **card: Any) -> Any:
+    """Write a trained ``model`` (a torch module) with its model card, as
+    :func:`export_weights` does: floats stored as ``storage`` (``float16``
+    halves the file, and loading casts back to float32; the outputs of the
+    shipped models move by well under 1/255), and the card's fields every
+    model has (name, description, the model's class, ``config``, parameter
+    count, storage) with those of ``card`` (training, licence, metrics...).
+
+    Raises:
+        TrainingDiverged: a weight is NaN or infinite; nothing is written.
+    """
+    import torch
+
+    dtype = getattr(torch, storage)
+    header = {
+        "name": name,
+        "description": description,
+        "architecture": f"{type(model).__module__}.{type(model).__qualname__}",
+        "model_config": config,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "storage_dtype": storage,
+    }
+    tensors = {k: v.to(dtype) if v.is_floating_point() else v for k, v in model.state_dict().items()}
+    return export_weights(tensors, Path(path), {**header, **card}, step)
 
 
 def _non_finite(value: Any, name: str = "") -> Any:

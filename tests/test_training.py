@@ -284,3 +284,28 @@ def test_the_closing_line_counts_steps_in_english():
     assert trained_line(SimpleNamespace(step=1, elapsed=6.0), Path("w.safetensors")) == \
         "Trained 1 step (0.1 min); weights: w.safetensors"
     assert trained_line(SimpleNamespace(step=3, elapsed=0.0), Path("w")).startswith("Trained 3 steps (0.0 min)")
+
+
+def test_export_model_writes_the_shared_card_fields_and_stores_floats_as_asked(tmp_path):
+    from safetensors.torch import load_file
+
+    from imgedit.training import TrainingDiverged, export_model
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))
+    path = tmp_path / "net.safetensors"
+    export_model(net, path, name="net", description="a test", config={"width": 4}, step=7,
+                 training={"steps": 7}, metrics={})
+    card = json.loads(path.with_suffix(".json").read_text())
+    assert card["name"] == "net" and card["description"] == "a test"
+    assert card["training"] == {"steps": 7} and card["metrics"] == {}
+    assert card["architecture"] == "torch.nn.modules.container.Sequential" and card["model_config"] == {"width": 4}
+    assert card["parameters"] == 3 * 4 * 9 + 4 + 4 + 4 and card["storage_dtype"] == "float16"
+    tensors = load_file(path)
+    assert tensors["0.weight"].dtype == torch.float16 and tensors["1.num_batches_tracked"].dtype == torch.int64
+    export_model(net, path, name="net", description="a test", config={}, step=7, storage="float32")
+    assert load_file(path)["0.weight"].dtype == torch.float32
+    with torch.no_grad():
+        net[0].weight[0, 0, 0, 0] = float("nan")
+    with pytest.raises(TrainingDiverged, match="0.weight"):
+        export_model(net, tmp_path / "nan.safetensors", name="nan", description="", config={}, step=8)
+    assert not (tmp_path / "nan.safetensors").exists()

@@ -20,17 +20,17 @@ from __future__ import annotations
 import copy
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Optional, Sequence
+from typing import Callable, ClassVar, Optional, Sequence
 
 import torch
 
 from imgedit import distributed
 from imgedit.errors import UsageError
-from imgedit.training import (export_weights, load_run_state, run_folder, run_licence, run_state, train_or_resume,
+from imgedit.training import (export_model, load_run_state, run_folder, run_licence, run_state, train_or_resume,
                               training_summary)
 from imgedit_gan.augment import diff_augment, parse_policy
 from imgedit.imageset import HOLDOUT_RULE, ImageSet, data_licence, load_squares, split_holdout
-from imgedit_gan.model import Discriminator, GANConfig, Generator, count_parameters
+from imgedit_gan.model import Discriminator, GANConfig, Generator
 
 CHECKPOINT_VERSION = 1
 STATS_SEED = 20240601  # latents for re-estimating BatchNorm statistics (not the training stream)
@@ -215,24 +215,16 @@ def train_gan(cfg: GANTrainConfig, sources: Sequence[str], out_dir: Path, device
 
 def export_gan(trainer: GANTrainer, path: Path, *, name: str, description: str, sources: list, session_seconds: float,
                licence: Optional[str] = None) -> None:
-    """Write G_ema (fp16; loading casts back to fp32) and its model card."""
-    G = trainer.export_generator()
-    card: dict[str, Any] = {
-        "name": name,
-        "description": description,
-        "architecture": f"{Generator.__module__}.{Generator.__qualname__}",
-        "model_config": trainer.cfg.model.to_dict(),
-        "parameters": count_parameters(G),
-        "storage_dtype": "float16",
-        "latent": {"shape": [trainer.cfg.model.z_dim], "distribution": "N(0, I)"},
-        "training": {
+    """Write G_ema (fp16) and its model card."""
+    export_model(
+        trainer.export_generator(), path, name=name, description=description, config=trainer.cfg.model.to_dict(),
+        step=trainer.step,
+        latent={"shape": [trainer.cfg.model.z_dim], "distribution": "N(0, I)"},
+        training={
             **training_summary(trainer, sources, len(trainer.images), session_seconds),
             "holdout": {"count": len(trainer.holdout), "rule": HOLDOUT_RULE, "files": trainer.holdout},
             "last_log": trainer.history[-1] if trainer.history else None,
         },
-        "data_licence": run_licence(trainer, licence or data_licence(trainer.images.names)),
-        "metrics": {},  # imgedit eval gan --record fills this in
-    }
-    # fp16 storage halves the file; samples differ from fp32 weights by well under 1/255
-    tensors = {k: v.half() if v.is_floating_point() else v for k, v in G.state_dict().items()}
-    export_weights(tensors, Path(path), card, trainer.step)
+        data_licence=run_licence(trainer, licence or data_licence(trainer.images.names)),
+        metrics={},  # imgedit eval gan --record fills this in
+    )

@@ -26,9 +26,9 @@ import torch
 from imgedit import distributed
 from imgedit.errors import UsageError
 from imgedit.imageset import HOLDOUT_RULE, ImageSet, data_licence, load_squares, split_holdout
-from imgedit.training import (check_finite_tensors, export_weights, learning_rate, load_run_state, run_folder,
+from imgedit.training import (check_finite_tensors, export_model, learning_rate, load_run_state, run_folder,
                               run_licence, run_state, train_or_resume, training_summary)
-from imgedit_interp.model import FaceVAE, FaceVAEConfig, count_parameters, kl_divergence
+from imgedit_interp.model import FaceVAE, FaceVAEConfig, kl_divergence
 
 CHECKPOINT_VERSION = 1
 SHEET_SEED = 11  # prior samples on the progress sheets
@@ -188,29 +188,21 @@ def encoder_means(model: FaceVAE, images: ImageSet, batch: int = 256) -> torch.T
 def export_interp_vae(trainer: InterpTrainer, path: Path, *, name: str, description: str, sources: list,
                       session_seconds: float, licence: Optional[str] = None) -> None:
     """Measure the latent prior on the training images (see
-    :class:`~imgedit_interp.model.FaceVAE`), then write the VAE (fp16; loading
-    casts back to fp32) and its model card."""
+    :class:`~imgedit_interp.model.FaceVAE`), then write the VAE (fp16) and its model card."""
     model = trainer.model.eval()
     check_finite_tensors(model.state_dict(), trainer.step, "nothing is exported")
     means = encoder_means(model, trainer.images)
     check_finite_tensors({"the latent means of the training images": means}, trainer.step, "nothing is exported")
     model.fit_latent_prior(means)  # a Cholesky factorisation: NaN means would fail it as an unexpected error
-    card: dict[str, Any] = {
-        "name": name,
-        "description": description,
-        "architecture": f"{FaceVAE.__module__}.{FaceVAE.__qualname__}",
-        "model_config": trainer.cfg.model.to_dict(),
-        "parameters": count_parameters(model),
-        "storage_dtype": "float16",
-        "latent": {"shape": [trainer.cfg.model.z_dim], "distribution": "N(0, I)"},
-        "training": {
+    export_model(
+        model, path, name=name, description=description, config=trainer.cfg.model.to_dict(), step=trainer.step,
+        latent={"shape": [trainer.cfg.model.z_dim], "distribution": "N(0, I)"},
+        training={
             **training_summary(trainer, sources, len(trainer.images), session_seconds),
             "validation_images": len(trainer.val),
             "holdout": {"count": len(trainer.holdout), "rule": HOLDOUT_RULE, "files": trainer.holdout},
             "last_log": trainer.history[-1] if trainer.history else None,
         },
-        "data_licence": run_licence(trainer, licence or data_licence(trainer.images.names)),
-        "metrics": {},  # imgedit eval interp --record fills this in
-    }
-    tensors = {k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()}
-    export_weights(tensors, Path(path), card, trainer.step)
+        data_licence=run_licence(trainer, licence or data_licence(trainer.images.names)),
+        metrics={},  # imgedit eval interp --record fills this in
+    )

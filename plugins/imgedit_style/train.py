@@ -28,11 +28,11 @@ from imgedit.errors import UsageError
 from imgedit.imagepool import ImagePool
 from imgedit.models import sha256_file
 from imgedit.checkpoint import checkpoint_info
-from imgedit.training import (export_weights, learning_rate, load_run_state, run_folder, run_state, train_or_resume,
+from imgedit.training import (export_model, learning_rate, load_run_state, run_folder, run_state, train_or_resume,
                               training_summary)
 from imgedit_style.losses import StyleLossConfig, check_weights
 from imgedit_style.lossnet import LossNetConfig, build_loss_net
-from imgedit_style.model import StyleNet, StyleNetConfig, count_parameters
+from imgedit_style.model import StyleNet, StyleNetConfig
 from imgedit_style.optimize import StyleObjective
 
 CHECKPOINT_VERSION = 1
@@ -232,18 +232,13 @@ def check_same_painting(path: Path, kept_file: str, kept_sha256: str) -> None:
 
 def export_style(trainer: StyleTrainer, path: Path, *, name: str, description: str, sources: list,
                  session_seconds: float) -> None:
-    """Write the network (fp16; loading casts back to fp32) and its model card:
+    """Write the network (fp16) and its model card:
     the command, data, steps, wall time, painting and loss-network recipe."""
     model = trainer.model.eval()
     painting = Path(trainer.cfg.style_image)
-    card: dict[str, Any] = {
-        "name": name,
-        "description": description,
-        "architecture": f"{StyleNet.__module__}.{StyleNet.__qualname__}",
-        "model_config": trainer.cfg.model.to_dict(),
-        "parameters": count_parameters(model),
-        "storage_dtype": "float16",
-        "style": {
+    export_model(
+        model, path, name=name, description=description, config=trainer.cfg.model.to_dict(), step=trainer.step,
+        style={
             "image": str(painting),
             "image_sha256": trainer.painting_sha256 or None,  # of the painting trained on, whatever the file holds now
             "style_size": trainer.cfg.style_size,
@@ -251,12 +246,10 @@ def export_style(trainer: StyleTrainer, path: Path, *, name: str, description: s
             "loss_net_recipe": trainer.cfg.loss_net.describe(),
             "loss": trainer.cfg.loss.to_dict(),
         },
-        "training": {
+        training={
             **training_summary(trainer, sources, len(trainer.pool), session_seconds),
             "last_log": trainer.history[-1] if trainer.history else None,
         },
-        "data_licence": "the licences of the painting and of the training photos listed under training.data apply",
-        "metrics": {},  # imgedit eval style --record fills this in
-    }
-    tensors = {k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()}
-    export_weights(tensors, Path(path), card, trainer.step)
+        data_licence="the licences of the painting and of the training photos listed under training.data apply",
+        metrics={},  # imgedit eval style --record fills this in
+    )

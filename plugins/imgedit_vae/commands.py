@@ -170,8 +170,6 @@ def train_inpaint_command(sources, steps, resume, out_dir, overwrite, export_pat
     """Train the inpainting VAE (with its critic) on complete images; holes are synthesised."""
     from functools import partial
 
-    import torch
-
     from imgedit_vae.train_inpaint import InpaintTrainConfig, train_inpaint
 
     _check_init(init, resume)
@@ -186,7 +184,7 @@ def train_inpaint_command(sources, steps, resume, out_dir, overwrite, export_pat
         partial(train_inpaint, init=init), cfg, sources, out_dir, resume, overwrite, export_path, device, quiet,
         kind="inpaint", name="inpaint-vae",
         description="Conditional VAE inpainter (several plausible fills; prior mean = deterministic fill)",
-        storage=torch.float16,  # 5 M parameters: half the file, fills differ by < 1/255
+        storage="float16",  # 5 M parameters: half the file, fills differ by < 1/255
     )
 
 
@@ -235,7 +233,7 @@ def _train_and_export(train, cfg, sources, out_dir, resume, overwrite, export_pa
 
     from imgedit.devices import resolve_device
     from imgedit.training import ProgressBar, check_fresh_run, run_export, trained_line
-    from imgedit_vae.export import default_export_path, export_model
+    from imgedit_vae.export import default_export_path, export_vae
 
     own = run_export(resume, kind)
     name = own[0] if own else name  # a resumed --gray run is gray without --gray: its config is the checkpoint's
@@ -247,8 +245,8 @@ def _train_and_export(train, cfg, sources, out_dir, resume, overwrite, export_pa
     with ProgressBar(cfg.steps, shown or {"loss": ".4f", "val_psnr": ".2f"}, quiet) as bar:
         trainer = train(cfg, sources, out_dir, dev, resume=resume, on_progress=bar, command=command, overwrite=overwrite,
                         export=(name, target))
-    export_model(trainer, target, name=name, description=description, sources=list(sources),
-                 session_seconds=time.time() - started, **({"storage": storage} if storage is not None else {}))
+    export_vae(trainer, target, name=name, description=description, sources=list(sources),
+               session_seconds=time.time() - started, storage=storage or "float32")
     click.echo(trained_line(trainer, target) + "\n"
                + (f"Use it: imgedit {kind} photo.jpg --weights {quote_arg(str(target))}" if use_hint is None else
                   f"{use_hint} {quote_arg(str(target))}"))
