@@ -23,13 +23,14 @@ runs anywhere torch does.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from imgedit.errors import ShapeError
 
-__all__ = ["describe_estimate", "estimate_sigma", "estimate_sigma_sampled"]
+__all__ = ["describe_estimate", "estimate_sigma", "estimate_sigma_sampled", "settle_estimate"]
 
 # Fraction of pixels (strongest gradients) left out as edges/texture.
 _EDGE_FRACTION = 0.1
@@ -123,6 +124,14 @@ def estimate_sigma_sampled(image: torch.Tensor, crop: int = 256, grid: int = 4) 
     return estimates.median(dim=1).values
 
 
+def settle_estimate(sigmas: Any) -> "list[float]":
+    """Estimated levels as a denoiser uses them and :func:`describe_estimate`
+    says them: rounded to 0.01, so that ``sigma=`` the said value gives the
+    same bytes as ``sigma=auto`` did (a user can pin what auto chose)."""
+    return [round(float(s), 2) for s in sigmas]
+
+
 def describe_estimate(sigmas: "list[float]") -> str:
-    """What ``sigma=auto`` chose, for the user (a denoiser's note): "sigma 12.3 estimated"."""
-    return "sigma " + ", ".join(f"{float(s):.1f}" for s in sigmas) + " estimated"
+    """What ``sigma=auto`` chose, for the user (a denoiser's note):
+    "sigma 12.34 estimated", every digit that :func:`settle_estimate` keeps."""
+    return "sigma " + ", ".join(f"{round(float(s), 2):g}" for s in sigmas) + " estimated"

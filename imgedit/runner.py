@@ -461,13 +461,19 @@ def journal_folder(items: list[InputFile], options: RunOptions) -> Optional[Path
 
 
 def recipe(pipeline: Pipeline, options: RunOptions) -> str:
-    """Everything besides the input that determines an output's bytes: the
-    stages and their parameters, the hashes of the models and files they
-    use, the output format; and, where the inputs are kept (not
+    """Everything besides the input that the command sets and that
+    determines an output's bytes: the stages and their parameters, the
+    hashes of the models and files they use, the output format, a precision
+    or tile size given; and, where the inputs are kept (not
     ``--in-place``), the plugin and version that provide each stage, so an
     upgraded plugin, or another plugin now providing the operation, redoes
     the results. In place the photo already holds the earlier version's
-    edit: an upgrade must not edit it a second time."""
+    edit: an upgrade must not edit it a second time.
+
+    What the machine decides is left out, so a run resumed on another one
+    skips what is done: the device, ``--precision auto`` (reduced on a GPU)
+    and the automatic tile size (from the memory free), each of which moves
+    values by about a level."""
     from imgedit.models import ModelSpec
     from imgedit.plugins import plugin_info
     from imgedit.registry import get_registry
@@ -486,6 +492,8 @@ def recipe(pipeline: Pipeline, options: RunOptions) -> str:
     parts = [repr(pipeline.describe()), ",".join(weights), f"fmt={options.format} q={quality}"]
     if (options.precision or "auto") not in ("auto", "fp32"):  # reduced precision changes the bytes a little
         parts.append(f"precision={options.precision}")
+    if options.tile != "auto":  # a chosen tile (or none) moves values at the seams by a level: as precision, above
+        parts.append(f"tile={options.tile or 0}")
     if pipeline.needs_mask:
         parts.append(repr(options.masks))  # the mask files' content is in each image's key: see JournalKeys
     if not options.in_place:

@@ -271,6 +271,8 @@ def run_verb(pipeline: Any, kwargs: dict[str, Any]) -> None:
                    f"(e.g. {own[0].path}): they are results, not inputs", err=True)
     for note in ignored_options(pipeline, items, options) + _ignored_mask_options(pipeline, masks):
         log.warning(note)
+    if kwargs.get("engine") == "ray" and typed_option("threads"):
+        log.warning("ignoring --threads: with --engine ray each actor computes on one thread (one actor per CPU)")
     if pipeline.needs_mask:
         _check_mask_source(pipeline, items, masks)
     if kwargs["dry_run"]:

@@ -98,11 +98,14 @@ def test_denoise_says_the_sigma_it_estimated(invoke, tmp_path, method):
     Image.fromarray(np.clip(clean + rng.normal(0, 20, clean.shape), 0, 255).round().astype(np.uint8)).save(src)
     result = invoke("denoise", src, "--method", method, "-o", tmp_path / "clean.png")
     assert result.exit_code == 0, result.output
-    said = re.fullmatch(rf"wrote {re.escape(str(tmp_path / 'clean.png'))} \(sigma (\d+\.\d) estimated\)",
+    said = re.fullmatch(rf"wrote {re.escape(str(tmp_path / 'clean.png'))} \(sigma (\d+(?:\.\d\d?)?) estimated\)",
                         result.stderr.strip())
     assert said and 16 < float(said.group(1)) < 24, result.stderr
     report = json.loads(invoke("denoise", src, "--method", method, "-o", tmp_path / "again.png", "--json").stdout)
     assert report["outputs"][0]["details"] == [f"sigma {said.group(1)} estimated"]
+    pinned = invoke("denoise", src, "--method", method, "--sigma", said.group(1), "-o", tmp_path / "pinned.png")
+    assert pinned.exit_code == 0  # the level said is the level used: pinning it gives the same bytes
+    assert (tmp_path / "pinned.png").read_bytes() == (tmp_path / "clean.png").read_bytes()
     fixed = invoke("denoise", src, "--method", method, "--sigma", "20", "-o", tmp_path / "fixed.png")
     assert fixed.stderr.strip() == f"wrote {tmp_path / 'fixed.png'}"  # nothing estimated, nothing to say
 

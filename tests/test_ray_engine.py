@@ -235,3 +235,12 @@ def test_a_finished_jobs_rerun_does_not_start_ray(invoke, folder, tmp_path, monk
     assert code == 0 and summary["skipped"] == 5 and summary["done"] == 0
     code, summary = run(invoke, "ray", folder, "-r", "-o", out, "--retry-failed")
     assert code == 0 and summary["skipped"] == 5
+
+
+def test_threads_are_said_to_be_ignored_with_ray(invoke, folder, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    assert run(invoke, "local", folder, "-r", "-o", out)[0] == 0  # all done: Ray is not started
+    result = invoke("run", "-p", PIPELINE, folder, "-r", "-o", out, "--engine", "ray", "--threads", "2")
+    assert result.exit_code == 0 and "ignoring --threads: with --engine ray each actor computes on one thread" in result.stderr
+    local = invoke("run", "-p", PIPELINE, folder, "-r", "-o", out, "--threads", "2")
+    assert local.exit_code == 0 and "ignoring --threads" not in local.stderr

@@ -570,6 +570,19 @@ def test_reduced_precision_is_part_of_the_recipe(invoke, folder, tmp_path):
     assert bf16["done"] == 3  # other bytes, so not "done in an earlier run"
 
 
+def test_a_tile_size_given_is_part_of_the_recipe(invoke, folder, tmp_path):
+    out = tmp_path / "out"
+    assert summary_of(invoke("denoise", folder, "--method", "nlm", "--sigma", "5", "-o", out, "--json"))["done"] == 3
+    tiled = summary_of(invoke("denoise", folder, "--method", "nlm", "--sigma", "5", "-o", out, "--json", "--tile", "16"))
+    assert tiled["done"] == 3  # seams move values by a level: not "done in an earlier run"
+    again = summary_of(invoke("denoise", folder, "--method", "nlm", "--sigma", "5", "-o", out, "--json", "--tile", "16"))
+    assert again["skipped"] == 3
+    untiled = summary_of(invoke("denoise", folder, "--method", "nlm", "--sigma", "5", "-o", out, "--json", "--tile", "0"))
+    assert untiled["done"] == 3  # 0 (no tiling) given is a choice too
+    auto = summary_of(invoke("denoise", folder, "--method", "nlm", "--sigma", "5", "-o", out, "--json", "--tile", "auto"))
+    assert auto["done"] == 3  # auto is the plain command's key: what the first run wrote, now replaced
+
+
 def test_a_journal_that_cannot_be_written_stops_the_run_in_one_line(invoke, folder, tmp_path, monkeypatch):
     import errno
 

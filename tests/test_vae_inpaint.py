@@ -382,6 +382,13 @@ def test_cli_inpaints_with_vae_by_default_and_writes_samples_side_by_side(tmp_pa
     assert np.array_equal(ens[mask == 0], rgb[mask == 0]) and not np.array_equal(ens, one)
     result = invoke("inpaint", tmp_path / "a.png", "-o", tmp_path / "bad", "--samples", "0")
     assert result.exit_code != 0 and "samples" in result.output and "Traceback" not in result.output
+    result = invoke("inpaint", tmp_path / "a.png", "-o", tmp_path / "nine", "--weights", tiny_weights, "--seed", "9")
+    nine = np.asarray(Image.open(tmp_path / "nine" / "a.png"))
+    assert result.exit_code == 0 and np.array_equal(three[:, 2 * w :], nine)  # panel k is seed S+k, made again alone
+    top = str(2**32 - 1)
+    result = invoke("inpaint", tmp_path / "a.png", "-o", tmp_path / "top", "--weights", tiny_weights, "--seed", top,
+                    "--samples", "2")
+    assert result.exit_code == 2 and f"at most {2**32 - 2}" in result.output and not (tmp_path / "top").exists()
 
 
 def test_vae_is_the_default_inpaint_method():

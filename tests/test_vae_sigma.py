@@ -176,7 +176,7 @@ def test_the_shipped_estimator_reads_sigma_auto_for_the_vae_denoiser():
         image = noisy(clean, sigma, seed=3)
         prepared = applier.prepare(image)
         learned = float(estimate_sigma_learned(image, applier.sigma_net)[0])
-        assert float(prepared.per_image[0]) == pytest.approx(learned)
+        assert float(prepared.per_image[0]) == pytest.approx(learned, abs=0.005)  # as said: to 0.01
         assert abs(learned - sigma) < 3, (sigma, learned)  # a trained estimator, not a stub
     assert denoise.create_denoise(sigma=25, ensemble=1).sigma_net is None  # a given sigma needs no estimate
 

@@ -253,9 +253,9 @@ class _NlmApplier:
     def prepare(self, image: "torch.Tensor", mask: Optional["torch.Tensor"] = None) -> "_NlmApplier":
         if not (isinstance(self.sigma, str) and self.sigma.lower() == "auto"):  # other text: denoise_nlm refuses it
             return self
-        from imgedit.noise import describe_estimate, estimate_sigma_sampled
+        from imgedit.noise import describe_estimate, estimate_sigma_sampled, settle_estimate
 
-        prepared = _NlmApplier(self.sigma, self.strength, [float(s) for s in estimate_sigma_sampled(image)])
+        prepared = _NlmApplier(self.sigma, self.strength, settle_estimate(estimate_sigma_sampled(image)))
         prepared.note = describe_estimate(prepared.levels)
         return prepared
 

@@ -189,10 +189,10 @@ class DenoiseApplier:
         gray_model = self.gray_model if self.gray_model is not None and bool(is_gray(image).all()) else None
         per_image, note = self.per_image, ""
         if self.sigma == "auto":
-            from imgedit.noise import describe_estimate
+            from imgedit.noise import describe_estimate, settle_estimate
 
-            per_image = estimate_noise(image, self.sigma_net)
-            note = describe_estimate(per_image.tolist())
+            levels = settle_estimate(estimate_noise(image, self.sigma_net))
+            per_image, note = torch.tensor(levels, dtype=torch.float32), describe_estimate(levels)
         prepared = DenoiseApplier(self.model, self.sigma, self.strength, per_image, self.ensemble, gray_model,
                                   self.sigma_net)
         prepared.note = note

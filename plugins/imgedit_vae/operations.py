@@ -64,6 +64,19 @@ def weights_check(*files: tuple[str, str, str]) -> Callable[[dict], None]:
     return check
 
 
+_check_inpaint_weights = weights_check(("weights", "imgedit_vae.model.InpaintVAE", "imgedit train inpaint"))
+
+
+def _check_inpaint(params: dict) -> None:
+    """The weights, and the seeds: ``samples`` fills take the seeds from
+    ``seed`` up, and the last must be one a single fill could be asked for with."""
+    first, samples = params.get("seed") or 0, params.get("samples") or 1
+    if first + samples - 1 > MAX_SEED:
+        raise UsageError(f"seed {first} with samples {samples} would use seeds up to {first + samples - 1}; "
+                         f"the largest is {MAX_SEED}: give a seed of at most {MAX_SEED - samples + 1}")
+    _check_inpaint_weights(params)
+
+
 def _check_weights(param: str, spec: ModelSpec, architecture: str, train_verb: str) -> None:
     if not spec.weights.is_file():
         raise UsageError(f"{param} {spec.weights}: no such file (weights from '{train_verb}', or leave {param} out "
@@ -139,15 +152,16 @@ INPAINT = Operation(
     capabilities=Capabilities(devices=("cpu", "cuda", "mps"), precisions=("fp32",), cpu_bf16=True, tileable=False,
                               memory_mb_per_megapixel=60.0, needs_mask=True),
     params=(
-        Param("samples", int, 1, help="number of different fills, written side by side", minimum=1, maximum=16),
-        Param("seed", int, None, help="draw a random plausible fill with this seed (default: the deterministic fill)",
-              minimum=0, maximum=MAX_SEED),
+        Param("samples", int, 1, help="number of different fills, written side by side: the fills of seeds S, S+1, "
+              "..., S+K-1 (S: the seed, default 0), so each can be made again alone", minimum=1, maximum=16),
+        Param("seed", int, None, help="draw a random plausible fill with this seed (default: the deterministic fill; "
+              "with samples, the first of the seeds)", minimum=0, maximum=MAX_SEED),
         Param("weights", str, "", help="a .safetensors file from 'imgedit train inpaint' (default: shipped)"),
         Param("ensemble", int, None, help="average the deterministic fill over N flipped/rotated copies (1-8) at each "
               "working scale (default: as many as fit a fixed budget per hole)", minimum=1, maximum=8),
     ),
     description="Learned inpainting (conditional VAE): crops around each hole, keeps known pixels exactly",
-    check=weights_check(("weights", "imgedit_vae.model.InpaintVAE", "imgedit train inpaint")),
+    check=_check_inpaint,
     depends_on=weights_files("weights"),
     resizes=lambda params: params["samples"] > 1,  # K fills side by side
 )
