@@ -272,11 +272,17 @@ def test_xmp_orientation_applied_and_reset(tmp_path):
 def test_exif_camera_tags_reach_tiff(tmp_path, depth):
     if depth == 16:
         pytest.importorskip("tifffile")
-    Image.fromarray(_rgb8()).save(tmp_path / "in.jpg", exif=_exif(1, make="Nikon", model="D1"))
+    exif = _exif(1, make="Nikon", model="D1")
+    exif[0x0131], exif[0x013B], exif[0x8298] = "Lightroom 9", "A. Person", "(c) 2026"
+    Image.fromarray(_rgb8()).save(tmp_path / "in.jpg", exif=exif)
     pic = read_image(tmp_path / "in.jpg")
     pic.bit_depth = depth
     tags = Image.open(write_image(pic, tmp_path / "out.tif")).tag_v2
     assert (tags[271], tags[272], max(tags[258])) == ("Nikon", "D1", depth)
+    assert (tags[305], tags[315], tags[33432]) == ("Lightroom 9", "A. Person", "(c) 2026")
+    pic.text = {"Software": "imgedit test"}  # text the picture carries wins over its EXIF's copy
+    tags = Image.open(write_image(pic, tmp_path / "text.tif")).tag_v2
+    assert tags[305] == "imgedit test" and tags[315] == "A. Person"
 
 
 @pytest.mark.parametrize("orientation", range(1, 9))

@@ -27,7 +27,9 @@ Notes on what can be lost (by design):
   samples are kept at 16 bits. Other formats' 32-bit integer ("I") and
   float ("F") sources are clipped to [0, 65535] and [0, 1].
 * EXIF is carried whole into JPEG, PNG, WebP and AVIF; TIFF output gets only
-  its Make, Model and DateTime (as plain TIFF tags). A TIFF source's own tags
+  its first directory's strings (Make, Model, DateTime, Software,
+  ImageDescription, Artist, Copyright, as plain TIFF tags; the picture's
+  ``text`` wins where it has the same tag). A TIFF source's own tags
   are not turned into EXIF (its description, software, artist and copyright
   go to ``text``). EXIF over a JPEG segment's 64 KB loses its MakerNote, then
   its largest values, until it fits, with a warning; XMP that large is left
@@ -46,7 +48,9 @@ Notes on what can be lost (by design):
   quality always wins.
 * ``text`` goes whole into PNG; elsewhere only what has a home: XMP (JPEG,
   WebP, AVIF, TIFF), "Comment" (JPEG), "Description"/"Software"/"Author"/
-  "Copyright" (TIFF, as UTF-8).
+  "Copyright" (TIFF, as UTF-8). A PNG source's tIME (when the file was last
+  changed) is not carried: the output is a new file, and writing none keeps
+  outputs the same from run to run.
 
 Pillow's ``ImageFile.LOAD_TRUNCATED_IMAGES`` must stay False: truncated files
 are detected by decoding every pixel inside :func:`read_image`. A PNG whose

@@ -197,7 +197,8 @@ def _format_kwargs(picture: Picture, fmt: str, quality: Optional[int]) -> dict[s
             kwargs["xmp"] = xmp
         return kwargs
     if fmt == "TIFF":
-        tiffinfo: dict[int, Any] = dict(tiff_exif_tags(picture.exif))
+        given = tiff_text_tags(picture.text)  # the picture's text wins over its EXIF's copy of a tag
+        tiffinfo: dict[int, Any] = {tag: v for tag, v in tiff_exif_tags(picture.exif).items() if tag not in given}
         if xmp:
             tiffinfo[TIFF_XMP_TAG] = xmp
         return {"compression": "tiff_adobe_deflate", "tiffinfo": tiffinfo, **tiff_text_kwargs(picture.text)}
@@ -285,7 +286,9 @@ def _encode_tiff16(picture: Picture, pixels: np.ndarray) -> bytes:
     except ImportError:
         return _encode_tiff16_cv2(pixels)
     rgb_like = pixels.ndim == 3 and pixels.shape[2] >= 3
-    text_tags = tiff_text_tags(picture.text)  # UTF-8 bytes: tifffile refuses non-ASCII str
+    # UTF-8 bytes (tifffile refuses non-ASCII str); the picture's text wins over its EXIF's copy of a tag
+    text_tags = {**{tag: v.encode("utf-8") for tag, v in tiff_exif_tags(picture.exif).items()},
+                 **tiff_text_tags(picture.text)}
     kwargs: dict[str, Any] = {
         "photometric": "rgb" if rgb_like else "minisblack",
         "extrasamples": ("unassalpha",) if pixels.ndim == 3 and pixels.shape[2] in (2, 4) else None,
@@ -296,8 +299,7 @@ def _encode_tiff16(picture: Picture, pixels: np.ndarray) -> bytes:
         "description": text_tags.pop(_DESCRIPTION, None),
         "software": text_tags.pop(_SOFTWARE, False),  # False: no "tifffile.py" tag
     }
-    tags = {**tiff_exif_tags(picture.exif), **text_tags}  # artist, copyright
-    kwargs["extratags"] = [(tag, "s", 0, value, True) for tag, value in tags.items()]
+    kwargs["extratags"] = [(tag, "s", 0, value, True) for tag, value in text_tags.items()]  # make, artist...
     xmp = _xmp_bytes(picture)
     if xmp:
         kwargs["extratags"].append((TIFF_XMP_TAG, "B", len(xmp), xmp, True))

@@ -12,7 +12,9 @@ from imgedit.imageio import pngchunks
 from imgedit.imageio.pngchunks import XMP_KEYWORD
 
 TIFF_XMP_TAG = 700
-_TIFF_EXIF_TAGS = (271, 272, 306)  # Make, Model, DateTime
+# EXIF's IFD0 strings a TIFF holds as its own tags: ImageDescription, Make,
+# Model, Software, DateTime, Artist, Copyright.
+_TIFF_EXIF_TAGS = (270, 271, 272, 305, 306, 315, 33432)
 # TIFF ASCII tags carried as text: tag -> (matching PNG keyword, Pillow TIFF save argument).
 _TIFF_TEXT_TAGS = {
     270: ("Description", "description"),
@@ -141,7 +143,8 @@ def tiff_text_kwargs(text: dict[str, str]) -> dict[str, bytes]:
 
 
 def tiff_exif_tags(exif: Optional[bytes]) -> dict[int, str]:
-    """Camera make/model/date from EXIF as plain TIFF tags.
+    """Camera make/model/date, software, description, artist and copyright
+    from EXIF as plain TIFF tags.
 
     A whole EXIF block cannot be merged into a TIFF safely (Pillow fails on
     the sub-IFD pointers), so a TIFF output keeps just these IFD0 strings.
