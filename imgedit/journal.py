@@ -18,6 +18,9 @@ fsynced one by one unless asked), and such a file is redone. An ``--in-place``
 run's "start" line also carries ``result_key``, the key of the file about to
 be renamed over the input: a rerun after a kill between the rename and the
 "done" line finds the photo already edited, and does not edit it twice.
+It carries ``result_sha256`` too, the digest of that file's content, which a
+rerun with other settings recognises: it skips the photo, which holds the
+earlier edit, rather than edit it a second time.
 
 "start" and "done" lines name the input the output was made from (``src``,
 its path as resolved, and ``src_sha256``, its content's digest): a result of
@@ -99,6 +102,7 @@ class Entry:
     replacing: bool = False  # "start" over a file that existed before
     size: Optional[int] = None  # of the output, on "done"
     result_key: Optional[str] = None  # on "start" and "done" of an --in-place run: the key of the output's own content
+    result_sha256: Optional[str] = None  # and the digest of that content: what any later recipe can recognise
 
 
 @dataclass(frozen=True)
@@ -278,6 +282,15 @@ class Journal:
         # the file is ours and complete, unless it was there before we started
         return entry.status == "start" and not entry.replacing and size > 0
 
+    def holds_earlier_edit(self, dst: Path, digest: str) -> Optional[str]:
+        """The operations of the ``--in-place`` run whose result ``dst``
+        holds now (``digest``: its content's), whatever recipe that run had
+        ("" if its journal did not keep them); None: not such a result."""
+        entry = self.get(dst)
+        if entry is None or entry.status not in WROTE or entry.result_sha256 != digest:
+            return None
+        return self.owner(dst) or ""
+
     def holds_result(self, dst: Path, key: str) -> bool:
         """``dst``, written over its input (``--in-place``), already holds
         this recipe's result: ``key`` is of the file as it is now, and a run
@@ -323,7 +336,8 @@ class Journal:
         records = []
         for name, entry in self.entries.items():
             rec = {"dst": name, "key": entry.key, "status": entry.status, "time": now, "error": entry.error,
-                   "replacing": entry.replacing, "size": entry.size, "result_key": entry.result_key}
+                   "replacing": entry.replacing, "size": entry.size, "result_key": entry.result_key,
+                   "result_sha256": entry.result_sha256}
             if entry.status in WROTE and name in self.owners:
                 rec["ops"] = self.owners[name]
             if entry.status in WROTE and self.sources.get(name) is not None:
@@ -462,7 +476,7 @@ def _try_lock(fd: int, exclusive: bool, wait: bool = False) -> bool:
 
 def _entry(rec: dict[str, Any]) -> Entry:
     return Entry(rec["status"], rec["key"], rec.get("error"), rec.get("replacing", False), rec.get("size"),
-                 rec.get("result_key"))
+                 rec.get("result_key"), rec.get("result_sha256"))
 
 
 WROTE = ("start", "done")  # the statuses of a run that wrote (or was writing) the output

@@ -593,6 +593,8 @@ class _Work:
     key: str = ""
     source: Optional[Source] = None  # the input, as the journal names it
     result_key: Optional[str] = None  # --in-place: the key of the result written over the input
+    result_digest: Optional[str] = None  # --in-place: and the digest of its content
+    read_stat: Optional[tuple] = None  # the input's (size, mtime_ns, inode) just before it was read
     picture: Any = None  # decoded metadata (and pixels until they become a tensor)
     hole: Any = None  # (H, W) bool
     image: Any = None  # (1, 3, H, W) tensor
@@ -636,6 +638,7 @@ class _Batch:
             if self._done_unread(work):
                 return work
             info = _stat(work.item.path)  # before the read: a change after it shows on the next run
+            work.read_stat = stat_key(info) if info is not None else None
             # one read serves the journal key and the decoder: the key is of the bytes decoded
             data = read_file_bytes(work.item.path)
             if self._skip(work, data, info=info):
@@ -710,6 +713,13 @@ class _Batch:
                 self._record_done_if_killed(work)
                 work.result.status, work.result.note = "skipped", "done in an earlier run"
                 return True
+            earlier = journal.holds_earlier_edit(work.dst, digest) if options.in_place and not options.force else None
+            if earlier is not None:  # another recipe's edit: editing it again would stack the two
+                by = f" ({earlier})" if earlier else ""
+                work.result.status = "skipped"
+                work.result.note = f"holds an earlier in-place edit{by} made with other settings; --force edits it again"
+                log.warning("%s: %s", work.item.path, work.result.note)
+                return True
         ours = journal is not None and journal.owns(work.dst, self.pipeline.label, work.source)
         if work.dst.exists() and not (options.overwrite or options.in_place or ours):
             if journal is not None and reread and journal.written_since_read(work.dst):  # by another run, maybe
@@ -741,7 +751,8 @@ class _Batch:
         source = self.journal.source_of(work.dst)
         self.journal.record(work.dst, entry.key, "done", size=os.stat(work.dst).st_size, ops=self.pipeline.label,
                             **(source.fields() if source else {}),
-                            **({"result_key": entry.result_key} if entry.result_key else {}))
+                            **({"result_key": entry.result_key} if entry.result_key else {}),
+                            **({"result_sha256": entry.result_sha256} if entry.result_sha256 else {}))
 
     def compute(self, work: _Work) -> _Work:
         """Runs in the calling thread: the pipeline itself, nothing else."""
@@ -773,14 +784,15 @@ class _Batch:
         input it is made from and, for ``--in-place``, the key of the result
         itself, which a rerun finds over the input and knows to be done."""
         return {**(work.source.fields() if work.source else {}),
-                **({"result_key": work.result_key} if work.result_key else {})}
+                **({"result_key": work.result_key, "result_sha256": work.result_digest} if work.result_key else {})}
 
     def _record_start(self, work: _Work, temporary: Path) -> None:
         """The "start" line, written when the result is complete in its
         temporary file and about to be renamed into place (see
         :func:`imgedit.atomic.before_rename`)."""
         if self.options.in_place:
-            work.result_key = self.keys.of(work.item, file_digest(temporary))
+            work.result_digest = file_digest(temporary)
+            work.result_key = self.keys.of(work.item, work.result_digest)
         self.journal.record(work.dst, work.key, "start", replacing=work.dst.exists(), ops=self.pipeline.label,
                             **self._written(work))
 
@@ -792,12 +804,14 @@ class _Batch:
 
         options = self.options
         if self.journal is None:
-            write_image(picture, work.dst, format=options.format, quality=options.quality, overwrite=True,
-                        durable=options.fsync)
+            with before_rename(lambda temporary: self._check_unchanged(work)):
+                write_image(picture, work.dst, format=options.format, quality=options.quality, overwrite=True,
+                            durable=options.fsync)
             return
         stopped: list[JournalError] = []  # write_image would report it as the image's own failure
 
         def record_start(temporary: Path) -> None:
+            self._check_unchanged(work)
             try:
                 self._record_start(work, temporary)
             except JournalError as exc:
@@ -814,6 +828,18 @@ class _Batch:
             raise
         self.journal.record(work.dst, work.key, "done", size=os.stat(work.dst).st_size, ops=self.pipeline.label,
                             **self._written(work))
+
+    def _check_unchanged(self, work: _Work) -> None:
+        """With ``--in-place``, just before the result is renamed over the
+        input: the input must still be the file that was read. One replaced
+        meanwhile (a sync client, another program) would be lost under an
+        edit of its old content, and the journal would call it done."""
+        if not self.options.in_place or work.read_stat is None:
+            return
+        now = _stat(work.item.path)
+        if now is None or stat_key(now) != work.read_stat:
+            raise ImgeditError(f"{work.item.path} changed while it was being edited, so it was left as it is; "
+                               "run the same command again to edit the new version")
 
     def encode(self, work: _Work) -> _Work:
         """Runs in an I/O thread: atomic write, then the journal."""

@@ -185,3 +185,48 @@ def test_an_output_name_too_long_for_the_file_system_fails_that_image_plainly(in
     error = summary["failures"][0]["error"]
     assert "file name too long" in error and "unexpected" not in error, error
     assert (src / "short.denoise.png").is_file()
+
+
+@pytest.mark.parametrize("alone", [False, True])  # a folder (journal) or one file given alone (no journal)
+def test_an_in_place_photo_replaced_while_it_is_edited_is_not_lost(invoke, tmp_path, monkeypatch, alone):
+    from imgedit import runner
+
+    folder = photos(tmp_path / "in", [0, 1, 2])
+    newer = smooth_rgb(seed=9)
+    compute = runner._Batch.compute
+
+    def replaced_meanwhile(self, work):  # a sync client writes a newer img1.png while it is computed
+        if work.item.path.name == "img1.png":
+            Image.fromarray(newer).save(tmp_path / "new.png")
+            os.replace(tmp_path / "new.png", work.item.path)
+        return compute(self, work)
+
+    monkeypatch.setattr(runner._Batch, "compute", replaced_meanwhile)
+    command = ("denoise", "--in-place", "--method", "nlm", "--sigma", "10", "--json")
+    result = invoke(*command, folder / "img1.png" if alone else folder)
+    summary = summary_of(result)
+    assert result.exit_code == 1 and summary["failed"] == 1 and summary["done"] == (0 if alone else 2)
+    assert "changed while it was being edited" in summary["failures"][0]["error"]
+    assert np.array_equal(np.asarray(Image.open(folder / "img1.png")), newer)  # the newer photo, untouched
+    assert not [p for p in folder.iterdir() if p.name.endswith(".tmp")]
+    monkeypatch.setattr(runner._Batch, "compute", compute)
+    again = summary_of(invoke(*command, folder / "img1.png" if alone else folder))
+    assert again["done"] == 1 and again["failed"] == 0  # the next run edits the new version
+    assert not np.array_equal(np.asarray(Image.open(folder / "img1.png")), newer)
+
+
+def test_an_in_place_rerun_with_other_settings_does_not_edit_an_edited_photo_again(invoke, tmp_path):
+    folder = photos(tmp_path / "in", [0, 1, 2])
+    first = ("denoise", "--in-place", "--method", "nlm", "--sigma", "25", "--json")
+    assert summary_of(invoke(*first, folder / "img0.png", folder / "img1.png"))["done"] == 2  # then Ctrl-C, say
+    edited = {name: (folder / name).read_bytes() for name in ("img0.png", "img1.png")}
+    other = invoke("denoise", "--in-place", "--method", "nlm", "--sigma", "20", "--json", folder)
+    summary = summary_of(other)
+    assert other.exit_code == 0 and summary["done"] == 1 and summary["skipped"] == 2  # img2 alone is edited
+    assert "holds an earlier in-place edit (denoise) made with other settings" in other.stderr
+    assert all((folder / name).read_bytes() == data for name, data in edited.items())
+    again = summary_of(invoke("denoise", "--in-place", "--method", "nlm", "--sigma", "20", "--json", folder))
+    assert again["skipped"] == 3 and again["done"] == 0  # still known, run after run
+    forced = summary_of(invoke("denoise", "--in-place", "--method", "nlm", "--sigma", "20", "--json", "--force",
+                               folder / "img0.png", folder / "img1.png", folder / "img2.png"))
+    assert forced["done"] == 3 and (folder / "img0.png").read_bytes() != edited["img0.png"]  # asked for: edited again
