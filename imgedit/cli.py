@@ -310,9 +310,13 @@ def _add_host_commands() -> None:
 
 
 _open_closed_standard_streams()  # before any file is opened
-_add_host_commands()
-_setup_logging(_debug())  # before the plugins load: their warnings read like every other
-register_commands(cli)
+try:
+    _add_host_commands()
+    _setup_logging(_debug())  # before the plugins load: their warnings read like every other
+    register_commands(cli)
+except KeyboardInterrupt:  # Ctrl-C while the plugins load: no traceback, as later
+    sys.stderr.write("Interrupted.\n")
+    sys.exit(130)
 
 
 def main() -> None:

@@ -16,10 +16,32 @@ import contextlib
 import logging
 import os
 import re
+import signal
+import threading
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
-import torch
+
+@contextlib.contextmanager
+def _ctrl_c_held() -> Iterator[None]:
+    """Hold Ctrl-C until the block ends, then raise it: torch's start-up
+    runs numpy's import from C and drops a KeyboardInterrupt raised inside
+    it, so a Ctrl-C in that second went unheard and the batch ran on."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield
+        return
+    pressed: list[int] = []
+    signal.signal(signal.SIGINT, lambda signum, frame: pressed.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if pressed:
+        raise KeyboardInterrupt
+
+
+with _ctrl_c_held():
+    import torch
 
 from imgedit.errors import DeviceError, UsageError
 from imgedit.operations import Capabilities

@@ -227,7 +227,14 @@ def mask_options_from(kwargs: dict[str, Any]):
 
 def run_verb(pipeline: Any, kwargs: dict[str, Any]) -> None:
     """Run ``pipeline`` over the verb's inputs with the common options in
-    ``kwargs`` (as produced by :data:`COMMON_OPTIONS`, plus mask options)."""
+    ``kwargs`` (as produced by :data:`COMMON_OPTIONS`, plus mask options).
+    SIGTERM (a scheduler, ``kill``) stops it as Ctrl-C does: the writes in
+    flight end, the summary is said, and it exits 143."""
+    with sigterm_as_interrupt("every output written so far is complete; run the same command again to resume"):
+        _run_verb(pipeline, kwargs)
+
+
+def _run_verb(pipeline: Any, kwargs: dict[str, Any]) -> None:
     from imgedit.process_tuning import tune_for_batch
     from imgedit.runner import (RunOptions, check_options, default_workers, ignored_options, leave_out_own_outputs,
                                 run_files)
@@ -1066,10 +1073,19 @@ def sigterm_as_interrupt(kept: str) -> Iterator[None]:
         yield
         return
     previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    _received.clear()
     try:
         yield
     except _Terminated:
         error = Interrupted(f"stopped by SIGTERM; {kept}")  # as training says it
+        error.exit_code = 128 + signal.SIGTERM
+        raise error from None
+    except Interrupted as stopped:
+        if not _received:
+            raise
+        # a batch stops on SIGTERM as on Ctrl-C (the writes in flight end, the
+        # summary is said) and says so as an Interrupted of its own: say the signal
+        error = Interrupted(f"stopped by SIGTERM; {stopped}")
         error.exit_code = 128 + signal.SIGTERM
         raise error from None
     finally:
@@ -1081,5 +1097,9 @@ class _Terminated(KeyboardInterrupt):
     ``except Exception`` on the way swallows it and every Ctrl-C clean-up runs."""
 
 
+_received: list[int] = []  # SIGTERM arrived in the present sigterm_as_interrupt block
+
+
 def _raise_terminated(signum: int, frame: Any) -> None:
+    _received.append(signum)
     raise _Terminated

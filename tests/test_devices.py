@@ -309,3 +309,20 @@ def test_resizes_mps_lacks_run_on_the_cpu_and_others_stay(monkeypatch):
     for mode, options in (("area", {}), ("bicubic", {}), ("bilinear", {"antialias": True})):
         with pytest.raises(NotImplementedError):
             tensor.interpolate(meta, (17, 23), mode, **options)
+
+
+def test_ctrl_c_during_torchs_start_up_is_held_and_raised_after_it():
+    import os
+    import signal
+
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        pytest.skip("SIGINT is not Python's default here (ignored in a background job)")
+    reached = []
+    with pytest.raises(KeyboardInterrupt):
+        with devices._ctrl_c_held():
+            os.kill(os.getpid(), signal.SIGINT)  # as a Ctrl-C while torch's C start-up runs
+            reached.append("the rest of the block")  # the start-up is not cut short...
+    assert reached == ["the rest of the block"]  # ...and the Ctrl-C is heard after it
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    with devices._ctrl_c_held():
+        pass  # nothing pressed: nothing raised

@@ -338,6 +338,21 @@ def test_ctrl_c_saves_and_says_how_to_resume(tmp_path):
     assert json.loads(result.stdout)["skipped"] == finished
 
 
+def test_sigterm_stops_a_batch_as_ctrl_c_does_and_exits_143(tmp_path):
+    env = _slow_env(tmp_path)
+    src, proc = _start_batch(tmp_path, env)  # with --json
+    out = tmp_path / "out"
+    _wait_for_outputs(out, 3)
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 143, stderr
+    assert "stopped by SIGTERM; interrupted after" in stderr and "run the same command again to resume" in stderr
+    summary = json.loads(stdout)  # the summary is said, as after Ctrl-C
+    assert summary["interrupted"] is True and summary["done"] >= 3 and summary["not_attempted"] > 0
+    assert "Traceback" not in stderr and not [p for p in out.iterdir() if p.name.endswith(".tmp")]
+    _check_complete(out, src)
+
+
 def test_mask_folder_paired_by_relative_path(invoke, folder, tmp_path):
     masks = tmp_path / "masks"
     (masks / "sub").mkdir(parents=True)
