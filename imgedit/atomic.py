@@ -6,6 +6,7 @@ the complete file or nothing at the destination; at worst a hidden
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import stat
@@ -20,6 +21,7 @@ from imgedit.errors import UsageError
 __all__ = [
     "DestinationExists",
     "NAME_MAX",
+    "NO_SPACE",
     "atomic_file",
     "before_rename",
     "check_name_lengths",
@@ -38,6 +40,9 @@ _umask_cache: list[int] = []
 _TEMP_EXTRA = len(".") + len(".") + 8
 _HASH_CHARS = 16  # of sha256: two long names that begin alike never share temporaries
 NAME_MAX = 255  # bytes in one file name on the usual file systems
+# The errnos of a write that failed for want of room: no space left, or the
+# user's quota spent (EDQUOT, not on every platform). Freeing some is the fix.
+NO_SPACE = frozenset({errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)})
 
 
 # per thread (each thread has its own context): the writer threads of a batch each set their own

@@ -6,6 +6,7 @@ from __future__ import annotations
 __all__ = [
     "BatchError",
     "DeviceError",
+    "DiskFullError",
     "ImageReadError",
     "ImageWriteError",
     "ImgeditError",
@@ -15,6 +16,7 @@ __all__ = [
     "OutputContractError",
     "OutputExistsError",
     "PluginError",
+    "RunStopped",
     "ShapeError",
     "UsageError",
     "WeightsError",
@@ -90,9 +92,19 @@ class OutputExistsError(ImgeditError):
     is --overwrite (or another -o), not a retry."""
 
 
-class JournalError(ImgeditError):
+class RunStopped(ImgeditError):
+    """The run cannot go on, since every image after would fail alike: it
+    stops, saying what it did."""
+
+
+class JournalError(RunStopped):
     """The resume journal cannot be written: the run stops, since a rerun
     could not tell what it did."""
+
+
+class DiskFullError(ImageWriteError, RunStopped):
+    """An output could not be written for want of space (or of quota): the
+    images after it would be computed only to fail alike, so the run stops."""
 
 
 class BatchError(ImgeditError):

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, Union
 
-from imgedit.errors import ImgeditError, JournalError, OutputExistsError, UsageError
+from imgedit.errors import DiskFullError, ImgeditError, JournalError, OutputExistsError, RunStopped, UsageError
 from imgedit.inputs import InputFile, output_path
 from imgedit.journal import Journal, Source, bytes_digest, file_digest, make_key, stat_key
 from imgedit.masks import MaskOptions
@@ -862,8 +862,8 @@ class _catch:
         return None
 
     def __exit__(self, kind: Any, exc: Optional[BaseException], tb: Any) -> bool:
-        if exc is None or not isinstance(exc, Exception) or isinstance(exc, JournalError):
-            return False  # KeyboardInterrupt and friends pass through; a journal error ends the run
+        if exc is None or not isinstance(exc, Exception) or isinstance(exc, RunStopped):
+            return False  # KeyboardInterrupt and friends pass through; a journal error or a full disk ends the run
         result, path = self.work.result, str(self.work.item.path)
         if isinstance(exc, ImgeditError):
             log.debug("error on %s", path, exc_info=True)  # --debug: down to a plugin's own frame, via __cause__
@@ -979,10 +979,13 @@ def run_files(
         run_works(batch, [_Work(item, dst) for item, dst in zip(items, outputs)], finish)
     except KeyboardInterrupt:
         summary.interrupted = True
-    except JournalError as exc:  # the run stops: what it did is still worth saying (--json)
+    except RunStopped as exc:  # the journal or the disk: what the run did is still worth saying (--json)
+        if isinstance(exc, DiskFullError):
+            exc = DiskFullError(f"{exc}; stopped there: free some space and run the same command again (what is "
+                                "done is skipped)")
         summary.error = str(exc)
         exc.summary = summary  # type: ignore[attr-defined]
-        raise
+        raise exc from None
     finally:
         if journal is not None:
             journal.release()

@@ -26,18 +26,19 @@ import threading
 import time
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Callable, Collection, Optional, Sequence
+from typing import Any, Callable, Collection, Iterator, Optional, Sequence
 
 from imgedit import distributed
-from imgedit.atomic import NAME_MAX, check_writable_folder
-from imgedit.checkpoint import checkpoint_file, checkpoint_info, load_checkpoint, save_checkpoint
-from imgedit.errors import ImgeditError, Interrupted, UsageError
+from imgedit.atomic import NAME_MAX, NO_SPACE, check_writable_folder, write_bytes_atomic
+from imgedit.checkpoint import CHECKPOINT_NAME, checkpoint_file, checkpoint_info, load_checkpoint, save_checkpoint
+from imgedit.errors import DiskFullError, ImageWriteError, ImgeditError, Interrupted, UsageError
 from imgedit.shell import quote_arg
 from imgedit.verbs import duration, pace
 
 __all__ = [
     "PRECISIONS",
     "ProgressBar",
+    "RunWriteError",
     "TrainingDiverged",
     "autocast",
     "check_export_path",
@@ -321,8 +322,14 @@ def fit(trainer: Any, out_dir: Path, on_progress: Optional[Callable[[int, dict],
     ends the run with :class:`TrainingDiverged`, keeping the last checkpoint
     saved: a diverged run only goes on diverging.
 
+    A checkpoint, log record or sample sheet that cannot be written (a full
+    disk) ends the run with :class:`RunWriteError`, keeping the last
+    checkpoint saved (on a signal: :class:`Interrupted`, saying the same).
+
     The log is opened at its first record: a run that fails before it (a
-    batch too large for memory) leaves no log that would pass for a run.
+    batch too large for memory) leaves no log that would pass for a run. A
+    resumed run first cuts it back to its checkpoint's step: the steps run
+    after that checkpoint are run, and logged, again.
     """
     cfg = trainer.cfg
     main = distributed.is_main()
@@ -335,6 +342,11 @@ def fit(trainer: Any, out_dir: Path, on_progress: Optional[Callable[[int, dict],
     checkpoint = out_dir / "checkpoint.safetensors"
     last_saved = (resumed_from, trainer.step) if resumed_from is not None else None
     log = _Log(out_dir / "log.jsonl") if main else None
+    if log is not None and resumed_from is not None:
+        with _writing("the training log", log.path, last_saved):
+            log.drop_after(trainer.step)
+        if trainer.step < cfg.steps:  # a run at its last step says it only exports (check_steps_left)
+            logger.info("resuming from step %d (%s)", trainer.step, _checkpoint_named(resumed_from))
     stop = StopRequest()
     try:
         with stop.catching_signals():
@@ -346,14 +358,14 @@ def fit(trainer: Any, out_dir: Path, on_progress: Optional[Callable[[int, dict],
                 check_finite_loss(metrics, trainer.step)  # on every process: all see the averaged metrics
                 trainer.elapsed += time.perf_counter() - start
                 if main:
-                    _after_step(trainer, metrics, log, checkpoint, on_progress)
+                    _after_step(trainer, metrics, log, checkpoint, on_progress, last_saved)
                     if trainer.step % cfg.checkpoint_every == 0 or trainer.step == cfg.steps:
                         last_saved = (checkpoint, trainer.step)
                 if stopping and trainer.step < cfg.steps:
                     if not main:
                         raise KeyboardInterrupt  # rank 0 says what was saved
                     if last_saved != (checkpoint, trainer.step):
-                        _save_checkpoint(trainer, checkpoint)
+                        _save_on_stop(trainer, checkpoint, last_saved, stop)
                     raise stop.error(f"{stop.stopped} at step {trainer.step} of {cfg.steps}; the checkpoint is saved: "
                                      f"add --resume {quote_arg(str(checkpoint))} to go on")
     except KeyboardInterrupt:  # a second Ctrl-C: the step under way is half done, so nothing of it is saved
@@ -368,16 +380,71 @@ def fit(trainer: Any, out_dir: Path, on_progress: Optional[Callable[[int, dict],
 STOP_METRIC = "__stop__"
 
 
+def _checkpoint_named(resume: Path) -> Path:
+    """The checkpoint file ``--resume`` names (it may name the run's folder)."""
+    resume = Path(resume)
+    return resume / CHECKPOINT_NAME if resume.is_dir() else resume
+
+
+def _log_up_to(text: str, step: int) -> str:
+    """The log ``text`` without the records of steps after ``step`` and
+    without a last line cut short (no newline, and not a whole record)."""
+    *lines, last = text.split("\n")  # last: "" where the text ends with its newline
+    kept = [line for line in lines if not _logged_after(line, step)]
+    if last and _parsed(last) is not _NOT_JSON and not _logged_after(last, step):
+        kept.append(last)  # a whole record that lacks only its newline
+    return "".join(f"{line}\n" for line in kept)
+
+
+def _logged_after(line: str, step: int) -> bool:
+    """Whether a log line is the record of a step after ``step``."""
+    record = _parsed(line)
+    logged = record.get("step") if isinstance(record, dict) else None
+    return isinstance(logged, (int, float)) and not isinstance(logged, bool) and logged > step
+
+
+_NOT_JSON = object()
+
+
+def _parsed(line: str) -> Any:
+    """The JSON value of a log line, or :data:`_NOT_JSON`."""
+    try:
+        return json.loads(line)
+    except ValueError:
+        return _NOT_JSON
+
+
 class _Log:
-    """The run's JSON-lines log, appended to; the file is opened at the first record."""
+    """The run's JSON-lines log, appended to; the file is opened at the first record.
+
+    Records go to the file as they are written, unbuffered: one that cannot
+    be written (a full disk) fails there, and no part of it waits in a buffer
+    that closing the file would try again, failing once more.
+    """
 
     def __init__(self, path: Path):
         self.path, self.file = path, None
 
     def write(self, text: str) -> None:
         if self.file is None:
-            self.file = self.path.open("a")
-        self.file.write(text)
+            self.file = self.path.open("ab", buffering=0)
+        data = text.encode()
+        while data:  # an unbuffered write may take only part of it
+            data = data[self.file.write(data):]
+
+    def drop_after(self, step: int) -> None:
+        """Cut the log back to ``step``, the checkpoint a resumed run goes on
+        from: the records of later steps (a killed run logged them, and the
+        resumed run logs them again) and a last line a crash cut short go;
+        every other line stays. Rewritten atomically, and only if a line goes.
+        """
+        try:
+            text = self.path.read_bytes().decode("utf-8", "surrogateescape")  # any line not ours stays as it was
+        except FileNotFoundError:
+            return
+        kept = _log_up_to(text, step)
+        if kept != text:
+            write_bytes_atomic(self.path, kept.encode("utf-8", "surrogateescape"))
 
     def flush(self) -> None:
         if self.file is not None:
@@ -386,6 +453,12 @@ class _Log:
     def close(self) -> None:
         if self.file is not None:
             self.file.close()
+
+
+class RunWriteError(ImgeditError):
+    """A file of a training run (its checkpoint, its log, a sample sheet)
+    cannot be written, a full disk say: the run stops, and the last
+    checkpoint saved, untouched, is where it can go on from."""
 
 
 class TrainingDiverged(ImgeditError):
@@ -483,18 +556,23 @@ def _non_finite(value: Any, name: str = "") -> Any:
 
 
 def _after_step(trainer: Any, metrics: dict, log: Any, checkpoint: Path,
-                on_progress: Optional[Callable[[int, dict], None]]) -> None:
-    """Rank 0's part of a step: validate and log, checkpoint, report progress."""
+                on_progress: Optional[Callable[[int, dict], None]], last_saved: Optional[tuple[Path, int]]) -> None:
+    """Rank 0's part of a step: validate and log, checkpoint, report progress.
+    A file that cannot be written ends the run, saying that ``last_saved``
+    (the checkpoint path and its step) is kept."""
     cfg = trainer.cfg
     if trainer.step % cfg.val_every == 0 or trainer.step == cfg.steps:
-        result = trainer.validate()
+        with _sheet_written(last_saved, checkpoint.parent):
+            result = trainer.validate()
         metrics.update(result if isinstance(result, dict) else {"val_psnr": result})
         record = {"step": trainer.step, "elapsed": round(trainer.elapsed, 1), **metrics}
         trainer.history.append(record)
-        log.write(json.dumps(record) + "\n")
-        log.flush()
+        with _writing("the training log", log.path, last_saved):
+            log.write(json.dumps(record) + "\n")
+            log.flush()
     if trainer.step % cfg.checkpoint_every == 0 or trainer.step == cfg.steps:
-        _save_checkpoint(trainer, checkpoint)
+        with _writing("the checkpoint", checkpoint, last_saved):
+            _save_checkpoint(trainer, checkpoint)
     if on_progress:
         on_progress(trainer.step, metrics)
 
@@ -505,6 +583,47 @@ def _save_checkpoint(trainer: Any, checkpoint: Path) -> None:
     state = trainer.state()
     check_finite_tensors(state, trainer.step, "the checkpoint of this step is not saved")
     save_checkpoint(state, checkpoint)
+
+
+def _save_on_stop(trainer: Any, checkpoint: Path, last_saved: Optional[tuple[Path, int]], stop: "StopRequest") -> None:
+    """Save the checkpoint of a run a signal stops; where it cannot be
+    written, the run ends as stopped all the same, saying what is kept."""
+    try:
+        with _writing("the checkpoint", checkpoint, last_saved):
+            _save_checkpoint(trainer, checkpoint)
+    except RunWriteError as failed:
+        raise stop.error(f"{stop.stopped} at step {trainer.step} of {trainer.cfg.steps}, but {failed}") from None
+
+
+@contextlib.contextmanager
+def _writing(what: str, path: Path, last_saved: Optional[tuple[Path, int]]) -> Iterator[None]:
+    """Turn an OSError writing ``what`` at ``path`` (a full disk) into a
+    :class:`RunWriteError` saying which checkpoint is kept and how to go on."""
+    try:
+        yield
+    except OSError as exc:
+        raise RunWriteError(f"cannot write {what} {path} ({exc.strerror or exc}); "
+                            f"{_kept(last_saved, path.parent, exc.errno in NO_SPACE)}") from None
+
+
+@contextlib.contextmanager
+def _sheet_written(last_saved: Optional[tuple[Path, int]], out_dir: Path) -> Iterator[None]:
+    """As :func:`_writing`, for a sample sheet that ``validate()`` writes:
+    its :class:`ImageWriteError` names the file and the OSError already."""
+    try:
+        yield
+    except ImageWriteError as exc:
+        raise RunWriteError(f"{exc}; {_kept(last_saved, out_dir, isinstance(exc, DiskFullError))}") from None
+
+
+def _kept(last_saved: Optional[tuple[Path, int]], out_dir: Path, no_space: bool) -> str:
+    """What a run that cannot write its files in ``out_dir`` keeps, and how to go on."""
+    fix = "free some space" if no_space else "fix that"
+    if last_saved is None:  # a rerun into a folder with a log of this run must say it starts over
+        again = "start over with --overwrite" if run_outputs(out_dir) else "run the command again"
+        return f"no checkpoint was saved yet: {fix}, then {again}"
+    path, step = last_saved
+    return f"the checkpoint of step {step} is kept: {fix}, then add --resume {quote_arg(str(path))} to go on"
 
 
 def _stopped_at_once(trainer: Any, last_saved: Optional[tuple[Path, int]]) -> str:

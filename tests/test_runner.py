@@ -621,6 +621,30 @@ def test_a_journal_that_cannot_be_written_stops_the_run_in_one_line(invoke, fold
     assert "unexpected" not in result.stderr
 
 
+def test_a_full_disk_stops_the_batch_at_the_first_output_it_cannot_write(invoke, folder, tmp_path, monkeypatch):
+    import errno
+
+    import imgedit.imageio.write as write_module
+
+    encode, written = write_module.encode_to, []
+
+    def fills_the_disk(out, *args):  # the second output finds the disk full
+        if written:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        written.append(encode(out, *args))
+
+    monkeypatch.setattr(write_module, "encode_to", fills_the_disk)
+    out = tmp_path / "out"
+    result = invoke("denoise", folder, "-r", "--sigma", "5", "--method", "nlm", "-o", out, "--json", "--workers", "1")
+    summary = json.loads(result.stdout)
+    assert result.exit_code == 1 and summary["done"] == 1 and summary["not_attempted"] >= 1  # not computed to fail
+    assert "no space left on device" in summary["error"].lower() and "run the same command again" in summary["error"]
+    assert "unexpected" not in result.stderr and not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
+    monkeypatch.setattr(write_module, "encode_to", encode)
+    again = summary_of(invoke("denoise", folder, "-r", "--sigma", "5", "--method", "nlm", "-o", out, "--json"))
+    assert again["skipped"] == 1 and again["done"] == 3  # space freed: the rest is done, the first kept
+
+
 def test_an_interrupted_in_place_run_resumes_without_editing_a_photo_twice(invoke, folder, tmp_path):
     import shutil
 

@@ -2,6 +2,7 @@
 (SIGTERM, validation metrics), the progress bar."""
 
 import json
+import logging
 import os
 import signal
 from pathlib import Path
@@ -309,3 +310,169 @@ def test_export_model_writes_the_shared_card_fields_and_stores_floats_as_asked(t
     with pytest.raises(TrainingDiverged, match="0.weight"):
         export_model(net, tmp_path / "nan.safetensors", name="nan", description="", config={}, step=8)
     assert not (tmp_path / "nan.safetensors").exists()
+
+
+def _no_space_at_save(monkeypatch, failing):
+    """Make checkpoint saves number ``failing`` (counted from 1) fail as a full disk does."""
+    import errno
+
+    import imgedit.checkpoint as checkpoint_module
+
+    write, saves = checkpoint_module.write_bytes_atomic, []
+
+    def full_disk(path, data, *args, **kwargs):
+        saves.append(path)
+        if len(saves) in failing:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return write(path, data, *args, **kwargs)
+
+    monkeypatch.setattr(checkpoint_module, "write_bytes_atomic", full_disk)
+
+
+def _every_third_step_checkpointed(trainer):
+    trainer.cfg.checkpoint_every = 3
+    return trainer
+
+
+def test_a_full_disk_at_a_checkpoint_keeps_the_last_one_and_says_how_to_go_on(tmp_path, monkeypatch):
+    from imgedit.errors import ImgeditError
+    from imgedit.training import RunWriteError
+
+    _no_space_at_save(monkeypatch, failing={2})
+    with pytest.raises(RunWriteError) as failed:
+        fit(_every_third_step_checkpointed(CountingTrainer(steps=10)), tmp_path)
+    checkpoint = tmp_path / "checkpoint.safetensors"
+    assert isinstance(failed.value, ImgeditError) and failed.value.exit_code == 1
+    assert str(failed.value) == (f"cannot write the checkpoint {checkpoint} (No space left on device); the checkpoint "
+                                 f"of step 3 is kept: free some space, then add --resume {checkpoint} to go on")
+    assert load_checkpoint(checkpoint, kind="count")["step"] == 3
+
+
+@pytest.mark.parametrize("val_every, then", [(100, "run the command again"), (1, "start over with --overwrite")])
+def test_a_full_disk_at_the_first_checkpoint_says_none_was_saved(tmp_path, monkeypatch, val_every, then):
+    from imgedit.training import RunWriteError
+
+    _no_space_at_save(monkeypatch, failing={1})
+    with pytest.raises(RunWriteError) as failed:
+        fit(_every_third_step_checkpointed(CountingTrainer(steps=10, val_every=val_every)), tmp_path)
+    # a log of this run in the folder makes a plain rerun refuse it: the way on is --overwrite
+    assert str(failed.value).endswith(f"(No space left on device); no checkpoint was saved yet: free some space, then {then}")
+    assert not (tmp_path / "checkpoint.safetensors").exists()
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full, which is always full")
+def test_a_log_that_cannot_be_written_ends_the_run_in_one_line(tmp_path):
+    from imgedit.training import RunWriteError
+
+    (tmp_path / "log.jsonl").symlink_to("/dev/full")
+    with pytest.raises(RunWriteError) as failed:
+        fit(_every_third_step_checkpointed(CountingTrainer(steps=10, val_every=4)), tmp_path)
+    assert str(failed.value).startswith(f"cannot write the training log {tmp_path / 'log.jsonl'} (No space left on device); "
+                                        "the checkpoint of step 3 is kept")
+
+
+def test_a_sample_sheet_that_cannot_be_written_says_which_checkpoint_is_kept(tmp_path):
+    from imgedit.errors import DiskFullError
+    from imgedit.training import RunWriteError
+
+    class SheetOnAFullDisk(CountingTrainer):
+        def validate(self):  # as write_image says it
+            raise DiskFullError("samples/step_000004.png: cannot write (No space left on device)")
+
+    with pytest.raises(RunWriteError) as failed:
+        fit(_every_third_step_checkpointed(SheetOnAFullDisk(steps=10, val_every=4)), tmp_path)
+    assert str(failed.value) == ("samples/step_000004.png: cannot write (No space left on device); the checkpoint of "
+                                 f"step 3 is kept: free some space, then add --resume {tmp_path / 'checkpoint.safetensors'} "
+                                 "to go on")
+
+
+def test_a_checkpoint_that_cannot_be_saved_on_sigterm_still_ends_in_one_line(tmp_path, monkeypatch):
+    from imgedit.errors import Interrupted
+
+    class Preempted(CountingTrainer):
+        def train_step(self):
+            metrics = super().train_step()
+            if self.step == 4:
+                os.kill(os.getpid(), signal.SIGTERM)
+            return metrics
+
+    _no_space_at_save(monkeypatch, failing={2})  # the save on SIGTERM, after step 4
+    with pytest.raises(Interrupted) as stopped:
+        fit(_every_third_step_checkpointed(Preempted(steps=10)), tmp_path)
+    checkpoint = tmp_path / "checkpoint.safetensors"
+    assert str(stopped.value) == (f"stopped by SIGTERM at step 4 of 10, but cannot write the checkpoint {checkpoint} "
+                                  f"(No space left on device); the checkpoint of step 3 is kept: free some space, "
+                                  f"then add --resume {checkpoint} to go on")
+    assert stopped.value.exit_code == 143 and load_checkpoint(checkpoint, kind="count")["step"] == 3
+
+
+def test_a_full_disk_on_the_command_line_is_one_line_naming_the_checkpoint(tmp_path, invoke, monkeypatch):
+    from conftest import smooth_images
+
+    _no_space_at_save(monkeypatch, failing={1})
+    args = _tiny_train_args("denoise", smooth_images(tmp_path / "data", count=3))
+    result = invoke(*args, "--steps", 1, "--out", tmp_path / "run", "--export", tmp_path / "w.safetensors")
+    assert result.exit_code == 1 and len(result.output.strip().splitlines()) == 1, result.output
+    assert f"cannot write the checkpoint {tmp_path / 'run' / 'checkpoint.safetensors'} (No space left" in result.output
+    assert "unexpected" not in result.output and "plugin" not in result.output
+    assert not (tmp_path / "w.safetensors").exists()
+
+
+class _Said(logging.Handler):
+    """The messages of the ``imgedit`` logger, however the CLI's tests left its propagation."""
+
+    def __init__(self):
+        super().__init__(logging.INFO)
+        self.messages = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+
+@pytest.fixture
+def said(caplog):
+    handler = _Said()
+    caplog.set_level(logging.INFO, logger="imgedit")  # restored after the test
+    logging.getLogger("imgedit").addHandler(handler)
+    yield handler.messages
+    logging.getLogger("imgedit").removeHandler(handler)
+
+
+def test_a_resumed_run_cuts_the_log_back_to_its_checkpoint(tmp_path, said):
+    checkpoint = tmp_path / "checkpoint.safetensors"
+    save_checkpoint({"kind": "count", "step": 3}, checkpoint)
+    # a run killed in step 6, its last checkpoint of step 3: steps 4 and 5 logged, the record of 6 cut short
+    before = [json.dumps({"step": step, "loss": 9.0}) for step in range(1, 6)]
+    (tmp_path / "log.jsonl").write_text("\n".join([*before[:2], "# a note", *before[2:]]) + '\n{"step": 6, "lo')
+
+    resumed = CountingTrainer(steps=7, val_every=1)
+    resumed.step = 3
+    fit(resumed, tmp_path, resumed_from=checkpoint)
+    lines = (tmp_path / "log.jsonl").read_text().splitlines()
+    assert lines[:4] == [*before[:2], "# a note", before[2]]  # kept as they were, the note too
+    steps = [json.loads(line)["step"] for line in lines if line.startswith("{")]
+    assert steps == [1, 2, 3, 4, 5, 6, 7]  # each once: the killed run's 4 and 5 are gone
+    assert json.loads(lines[4])["loss"] == 0.25  # the resumed run's record, not the killed run's
+    assert [m for m in said if m.startswith("resuming")] == [f"resuming from step 3 ({checkpoint})"]
+
+
+def test_resuming_at_the_checkpoints_last_record_leaves_the_log_as_it_was(tmp_path, said):
+    save_checkpoint({"kind": "count", "step": 2}, tmp_path / "checkpoint.safetensors")
+    log = tmp_path / "log.jsonl"
+    log.write_text('{"step": 1}\n{"step": 2}\n')
+    written = log.stat().st_mtime_ns
+    done = CountingTrainer(steps=2)
+    done.step = 2
+    fit(done, tmp_path, resumed_from=tmp_path)  # a run at its last step: it trains nothing, and says nothing of resuming
+    assert log.read_text() == '{"step": 1}\n{"step": 2}\n' and log.stat().st_mtime_ns == written
+    assert not [m for m in said if m.startswith("resuming")]
+
+
+def test_a_last_record_without_its_newline_is_kept_on_a_line_of_its_own(tmp_path):
+    save_checkpoint({"kind": "count", "step": 2}, tmp_path / "checkpoint.safetensors")
+    log = tmp_path / "log.jsonl"
+    log.write_text('{"step": 1}\n{"step": 2}')  # killed between a record and its newline
+    resumed = CountingTrainer(steps=3, val_every=1)
+    resumed.step = 2
+    fit(resumed, tmp_path, resumed_from=tmp_path)  # the run's folder will do
+    assert [json.loads(line)["step"] for line in log.read_text().splitlines()] == [1, 2, 3]

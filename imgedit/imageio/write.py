@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-from imgedit.atomic import DestinationExists, atomic_file
-from imgedit.errors import ImageWriteError, ShapeError, UsageError
+from imgedit.atomic import NO_SPACE, DestinationExists, atomic_file
+from imgedit.errors import DiskFullError, ImageWriteError, ShapeError, UsageError
 from imgedit.imageio.encode import encode_to
 from imgedit.imageio.formats import PathLike, format_for_path, normalize_format
 from imgedit.imageio.picture import Picture
@@ -66,6 +66,8 @@ def write_image(
     except OSError as exc:
         if exc.errno is None:  # Pillow's encoders raise errno-less OSErrors
             raise ImageWriteError(f"{path}: cannot encode as {fmt} ({one_line(exc)})") from None
+        if exc.errno in NO_SPACE:
+            raise DiskFullError(f"{path}: cannot write ({one_line(exc)})") from None
         raise ImageWriteError(f"{path}: cannot write ({one_line(exc)})") from None
     except Exception as exc:  # noqa: BLE001 - encoders raise many types
         raise ImageWriteError(f"{path}: cannot encode as {fmt} ({one_line(exc)})") from None
