@@ -910,7 +910,8 @@ def run_works(batch: _Batch, works: list[_Work], finish: Callable[[FileResult], 
 
     def drain_one() -> None:
         nonlocal failed
-        result = writes.popleft().result().result
+        result = writes[0].result().result  # taken off the queue once it is in hand: see the finally below
+        writes.popleft()
         failed = failed or result.status == "failed"
         finish(result)
 
@@ -925,10 +926,23 @@ def run_works(batch: _Batch, works: list[_Work], finish: Callable[[FileResult], 
             if batch.options.fail_fast and failed or batch.build_failed:
                 break
     finally:
-        readers.shutdown(wait=True, cancel_futures=True)
+        # A second Ctrl-C cannot cut these short: the threads are joined at
+        # exit all the same. So it is let pass, and the writes that end are
+        # counted (it said "interrupted after 0 images" of a photo written).
+        _uninterrupted(lambda: readers.shutdown(wait=True, cancel_futures=True))
         while writes:
-            drain_one()
-        writers.shutdown(wait=True)
+            _uninterrupted(drain_one)
+        _uninterrupted(lambda: writers.shutdown(wait=True))
+
+
+def _uninterrupted(step: Callable[[], None]) -> None:
+    """Run ``step`` to its end, again after each Ctrl-C that breaks into it."""
+    while True:
+        try:
+            step()
+            return
+        except KeyboardInterrupt:
+            log.warning("finishing the writes in flight: every output is complete or absent")
 
 
 def open_journal(items: list[InputFile], options: RunOptions) -> Optional[Journal]:

@@ -852,3 +852,47 @@ def test_an_input_changed_within_the_clock_tick_of_its_record_is_read(invoke, tm
     os.utime(photo, ns=(before.st_atime_ns, before.st_mtime_ns))  # the same mtime, as a coarse clock gives
     assert os.stat(photo).st_size == before.st_size and os.stat(photo).st_ino == before.st_ino
     assert summary_of(invoke("denoise", src, "--method", "nlm", "-o", out, "--json"))["done"] == 1
+
+
+def test_a_second_ctrl_c_while_the_writes_in_flight_end_still_counts_them(monkeypatch):
+    from concurrent.futures import Future
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from imgedit import runner
+    from imgedit.inputs import InputFile
+
+    second_press = []
+
+    class Batch:
+        options, build_failed = SimpleNamespace(depth=4, workers=2, fail_fast=False), False
+
+        def decode(self, work):
+            return work
+
+        def compute(self, work):
+            if work.item.path.name == "c.png":
+                second_press.append("armed")
+                raise KeyboardInterrupt  # the first Ctrl-C, while the third image computes
+            return work
+
+        def encode(self, work):
+            time.sleep(0.2)  # a write still under way when Ctrl-C comes
+            work.result.status = "done"
+            return work
+
+    result_of = Future.result
+
+    def result(self, timeout=None):
+        if second_press == ["armed"]:
+            second_press.append("pressed")
+            raise KeyboardInterrupt  # the second Ctrl-C, while the writes in flight end
+        return result_of(self, timeout)
+
+    monkeypatch.setattr(Future, "result", result)
+    finished = []
+    works = [runner._Work(InputFile(Path(name), Path(".")), Path("out") / name) for name in ("a.png", "b.png", "c.png")]
+    with pytest.raises(KeyboardInterrupt):
+        runner.run_works(Batch(), works, finished.append)
+    assert second_press == ["armed", "pressed"]
+    assert [(r.source.name, r.status) for r in finished] == [("a.png", "done"), ("b.png", "done")]
