@@ -69,6 +69,17 @@ def test_style_a_file_keeps_its_size(invoke, tiny_style, photo, tmp_path):
     assert out.shape == (23, 31, 3) and np.abs(out.astype(int) - np.asarray(Image.open(photo)).astype(int)).mean() > 2
 
 
+def test_a_photo_styled_below_its_size_says_so_and_how_to_style_it_at_full_size(invoke, tiny_style, tmp_path):
+    wide = write_png(tmp_path / "wide.png", 40, 1100)  # longer than scale=auto's 1024 px
+    result = invoke("style", wide, "--style", "tiny", "-o", tmp_path / "auto.png")
+    assert result.exit_code == 0 and result.stderr.strip() == (
+        f"wrote {tmp_path / 'auto.png'} (styled at 1024 px and scaled up to 1100: --scale 1100 styles it at full size)")
+    full = invoke("style", wide, "--style", "tiny", "-o", tmp_path / "full.png", "--scale", "1100")
+    assert full.exit_code == 0 and full.stderr.strip() == f"wrote {tmp_path / 'full.png'}"  # asked for: nothing to say
+    small = invoke("style", write_png(tmp_path / "small.png"), "--style", "tiny", "-o", tmp_path / "small-out.png")
+    assert small.stderr.strip() == f"wrote {tmp_path / 'small-out.png'}"
+
+
 def test_strength_zero_and_preserve_color_on_the_command_line(invoke, tiny_style, photo, tmp_path):
     result = invoke("style", photo, "--style", "tiny", "--strength", "0", "-o", tmp_path / "same.png")
     assert result.exit_code == 0, result.output

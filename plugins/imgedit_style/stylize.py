@@ -159,11 +159,27 @@ def check_rgb(image: torch.Tensor) -> None:
         raise ShapeError("style image", "3 channels (RGB)", image.shape[1])
 
 
+def scaled_down_note(height: int, width: int, scale: Union[int, str, None], auto_max: int) -> str:
+    """What to tell the user when ``scale=auto`` applies the style below the
+    photo's own size (a soft result on a large photo): "" otherwise."""
+    long_side = max(height, width)
+    if scale not in (None, "auto", 0) or long_side <= auto_max:
+        return ""
+    return f"styled at {auto_max} px and scaled up to {long_side}: --scale {long_side} styles it at full size"
+
+
 class FastStyleApplier:
     """The ``style`` applier with a trained network."""
 
+    note = ""  # what prepare() found: the style applied below the photo's size
+
     def __init__(self, net: StyleNet, strength: float, preserve_color: bool, scale: Union[int, str, None]):
         self.net, self.strength, self.preserve_color, self.scale = net, strength, preserve_color, scale
+
+    def prepare(self, image: torch.Tensor, mask: Optional[torch.Tensor] = None) -> "FastStyleApplier":
+        prepared = FastStyleApplier(self.net, self.strength, self.preserve_color, self.scale)
+        prepared.note = scaled_down_note(*image.shape[-2:], self.scale, AUTO_SCALE)
+        return prepared
 
     def __call__(self, image: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
         return stylise(image, self.net, self.strength, self.preserve_color, self.scale)
@@ -172,9 +188,16 @@ class FastStyleApplier:
 class OptimisingApplier:
     """The ``style`` applier for ``style_image``: per-image optimisation with a progress bar."""
 
+    note = ""  # as FastStyleApplier's
+
     def __init__(self, objective: Any, steps: int, strength: float, preserve_color: bool, scale: Union[int, str, None]):
         self.objective, self.steps = objective, steps
         self.strength, self.preserve_color, self.scale = strength, preserve_color, scale
+
+    def prepare(self, image: torch.Tensor, mask: Optional[torch.Tensor] = None) -> "OptimisingApplier":
+        prepared = OptimisingApplier(self.objective, self.steps, self.strength, self.preserve_color, self.scale)
+        prepared.note = scaled_down_note(*image.shape[-2:], self.scale, AUTO_SCALE_OPTIMISE)
+        return prepared
 
     def __call__(self, image: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
         from tqdm import tqdm
