@@ -719,3 +719,50 @@ def test_classical_baselines_come_from_the_registry_not_another_plugins_code(mon
     empty = type("Empty", (), {"methods": lambda self, name: []})()
     monkeypatch.setattr(imgedit.registry, "get_registry", lambda: empty)  # imgedit_classical left out
     assert not {"telea", "ns"} & set(classical_methods()) and "nlm" not in baseline_methods()
+
+
+def test_grain_is_measured_on_the_known_pixels_around_the_hole():
+    from imgedit_vae.grain import grain_level
+
+    torch.manual_seed(0)
+    smooth = torch.nn.functional.interpolate(torch.rand(1, 3, 6, 8), size=(96, 128), mode="bicubic").clamp(0.1, 0.9)
+    noisy = (smooth + torch.randn(smooth.shape) * 10 / 255).clamp(0, 1)
+    known = np.ones((96, 128), bool)
+    known[30:70, 40:90] = False
+    holed = noisy.clone()
+    holed[..., 30:70, 40:90] = torch.rand(1, 3, 40, 50)  # whatever the hole holds is not measured
+    level = grain_level(holed, known)
+    assert level.shape == (3,) and torch.allclose(level, torch.full((3,), 10.0), atol=1.5), level
+    assert float(grain_level(smooth, known).max()) < 1.5  # a clean photo: next to no grain
+    assert float(grain_level(noisy, np.zeros((96, 128), bool)).max()) == 0  # nothing known: nothing measured
+
+
+def test_grain_matches_the_fill_to_a_noisy_photo_keeping_known_pixels_and_seeds(tiny, photo):
+    from imgedit.noise import estimate_sigma
+
+    torch.manual_seed(1)
+    noisy = (photo + torch.randn(photo.shape) * 12 / 255).clamp(0, 1)
+    mask = box_mask(*photo.shape[-2:], 60, 80, 64)
+    plain = inpaint_vae(noisy, mask, tiny)
+    grainy = inpaint_vae(noisy, mask, tiny, grain=True)
+    hole = mask.expand_as(noisy) > 0.5
+    assert torch.equal(grainy[~hole], noisy[~hole])  # known pixels bit for bit
+    inside = (slice(None), slice(None), slice(64, 120), slice(84, 140))
+    assert float(estimate_sigma(plain[inside])) < 4 < 8 < float(estimate_sigma(grainy[inside])) < 16
+    assert torch.equal(inpaint_vae(noisy, mask, tiny, grain=True), grainy)  # the same command, the same grain
+    assert not torch.equal(inpaint_vae(noisy, mask, tiny, seed=3, grain=True)[hole],
+                           inpaint_vae(noisy, mask, tiny, seed=4, grain=True)[hole])
+    gray = noisy.mean(1, keepdim=True).expand_as(noisy).contiguous()
+    out = inpaint_vae(gray, mask, tiny, grain=True)
+    assert torch.equal(out[:, 0], out[:, 1]) and torch.equal(out[:, 1], out[:, 2])  # grayscale stays gray
+
+
+def test_cli_grain_option(tmp_path, invoke, tiny_weights, photo):
+    rgb = (photo[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "a.png")
+    result = invoke("inpaint", tmp_path / "a.png", "--mask-box", "60,50,40,40", "--weights", tiny_weights, "--grain",
+                    "-o", tmp_path / "out.png")
+    assert result.exit_code == 0, result.output
+    result = invoke("run", "-p", f"inpaint grain=true weights={tiny_weights}", tmp_path / "a.png", "--mask-box",
+                    "60,50,40,40", "-o", tmp_path / "run.png")
+    assert result.exit_code == 0 and (tmp_path / "run.png").read_bytes() == (tmp_path / "out.png").read_bytes()

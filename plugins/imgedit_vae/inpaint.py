@@ -41,6 +41,7 @@ from imgedit.errors import MaskError, ShapeError
 from imgedit.tensor import interpolate
 from imgedit_vae.degrade import is_gray
 from imgedit_vae.ensemble import MAX_COPIES, dihedral_mean
+from imgedit_vae.grain import add_grain, grain_level
 from imgedit_vae.loading import load_vae
 from imgedit_vae.model import InpaintVAE
 from imgedit_vae.operations import INPAINT_MODEL_NAME, model_spec
@@ -367,17 +368,21 @@ def fill_region(model: InpaintVAE, image: torch.Tensor, hole: torch.Tensor,
 
 def _fill_piece(model: InpaintVAE, image: torch.Tensor, hole: torch.Tensor, i: int, piece: Piece,
                 generators: Sequence[Optional[torch.Generator]], ensemble: Optional[int], outs: list[torch.Tensor],
-                gray: bool) -> None:
+                gray: bool, grain_seeds: Optional[Sequence[int]] = None) -> None:
     """Fill ``piece`` of batch item ``i`` and paste its core into each of
-    ``outs``; ``gray``: the image is grayscale, so the fill is made so too."""
+    ``outs``; ``gray``: the image is grayscale, so the fill is made so too;
+    ``grain_seeds`` (one per fill): add the photo's grain to each fill, drawn from these."""
     crop, core = piece.crop, piece.core
     rows, cols = slice(crop.top, crop.bottom), slice(crop.left, crop.right)
-    crop_hole = hole[i : i + 1, :, rows, cols]
-    filled = fill_region(model, image[i : i + 1, :, rows, cols].float(), crop_hole.float(), generators, ensemble)
+    crop_image, crop_hole = image[i : i + 1, :, rows, cols].float(), hole[i : i + 1, :, rows, cols]
+    filled = fill_region(model, crop_image, crop_hole.float(), generators, ensemble)
+    level = grain_level(crop_image, ~crop_hole[0, 0].cpu().numpy()) if grain_seeds is not None else None
     inner = (slice(core.top - crop.top, core.bottom - crop.top), slice(core.left - crop.left, core.right - crop.left))
-    for out, fill in zip(outs, filled):
+    for k, (out, fill) in enumerate(zip(outs, filled)):
         if gray:  # on the hole only: the mean of three equal values need not give the value back bit for bit
             fill = torch.where(crop_hole, fill.mean(1, keepdim=True).expand_as(fill), fill)
+        if level is not None:  # a seed of its own for each crop: two holes do not get one pattern
+            fill = add_grain(fill, crop_hole, level, (grain_seeds[k] * 1_000_003 + crop.top * 40_009 + crop.left) % 2**62, gray)
         out[i, :, core.top : core.bottom, core.left : core.right] = fill[0, :, inner[0], inner[1]].to(image.dtype)
 
 
@@ -393,6 +398,7 @@ def inpaint_vae(
     model: InpaintVAE,
     seed: Optional[int] = None,
     ensemble: Optional[int] = None,
+    grain: bool = False,
 ) -> torch.Tensor:
     """Fill the holes of a batch with the VAE.
 
@@ -405,6 +411,10 @@ def inpaint_vae(
         ensemble: flipped/rotated copies (1-8) of each working scale that the
             deterministic fill averages; ``None`` takes as many as fit
             ``ENSEMBLE_BUDGET``.
+        grain: add Gaussian noise of the level measured around each hole
+            to its fill (:mod:`imgedit_vae.grain`), drawn from ``seed`` (0
+            without one), so the fill of a grainy photo does not show as a
+            flat patch; it lowers PSNR.
 
     Returns:
         ``(B, 3, H, W)``, same dtype and device; pixels outside the hole are
@@ -420,7 +430,7 @@ def inpaint_vae(
         >>> bool((out[..., :20, :] == image[..., :20, :]).all())
         True
     """
-    return inpaint_vae_fills(image, mask, model, [seed], ensemble)[0]
+    return inpaint_vae_fills(image, mask, model, [seed], ensemble, grain)[0]
 
 
 def inpaint_vae_fills(
@@ -429,6 +439,7 @@ def inpaint_vae_fills(
     model: InpaintVAE,
     seeds: Sequence[Optional[int]],
     ensemble: Optional[int] = None,
+    grain: bool = False,
 ) -> list[torch.Tensor]:
     """One fill of the batch per seed, as :func:`inpaint_vae` makes it for
     that seed; the deterministic fill they share is made once. Each image's
@@ -444,6 +455,7 @@ def inpaint_vae_fills(
         raise ShapeError("inpaint mask", f"shape ({b}, 1, {h}, {w})", tuple(mask.shape))
     hole = (mask > 0.5).expand(b, 1, h, w)
     outs = [image.clone() for _ in seeds]
+    grain_seeds = [int(seed or 0) for seed in seeds] if grain else None
     with torch.inference_mode():
         for i in range(b):
             # Each image's draws start from its seed: its fill does not
@@ -458,7 +470,7 @@ def inpaint_vae_fills(
                 if ensemble is None and len(pieces) > 1:  # the pieces share one budget
                     copies = budget_copies([(p.crop.bottom - p.crop.top, p.crop.right - p.crop.left) for p in pieces])
                 for piece in pieces:
-                    _fill_piece(model, image, hole, i, piece, generators, copies, outs, gray)
+                    _fill_piece(model, image, hole, i, piece, generators, copies, outs, gray, grain_seeds)
         return outs
 
 
@@ -475,21 +487,22 @@ class InpaintApplier:
     """The ``inpaint.vae`` applier: one fill, or ``samples`` fills side by
     side (seeds ``seed``, ``seed + 1``, ...; ``seed`` defaults to 0 then)."""
 
-    def __init__(self, model: InpaintVAE, samples: int = 1, seed: Optional[int] = None, ensemble: Optional[int] = None):
-        self.model, self.samples, self.seed = model, int(samples), seed
+    def __init__(self, model: InpaintVAE, samples: int = 1, seed: Optional[int] = None, ensemble: Optional[int] = None,
+                 grain: bool = False):
+        self.model, self.samples, self.seed, self.grain = model, int(samples), seed, bool(grain)
         self.ensemble = None if ensemble is None else int(ensemble)
         if self.samples > 1:  # tells the core the output is wider than the input
             self.output_shape = lambda shape: (*shape[:-1], shape[-1] * self.samples)
 
     def __call__(self, image: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
         if self.samples == 1:
-            return inpaint_vae(image, mask, self.model, self.seed, self.ensemble)
+            return inpaint_vae(image, mask, self.model, self.seed, self.ensemble, self.grain)
         first = 0 if self.seed is None else int(self.seed)
         seeds = [first + k for k in range(self.samples)]
-        return torch.cat(inpaint_vae_fills(image, mask, self.model, seeds, self.ensemble), dim=-1)
+        return torch.cat(inpaint_vae_fills(image, mask, self.model, seeds, self.ensemble, self.grain), dim=-1)
 
 
 def create_inpaint(context: Any = None, *, samples: int = 1, seed: Optional[int] = None, weights: str = "",
-                   ensemble: Optional[int] = None) -> InpaintApplier:
+                   ensemble: Optional[int] = None, grain: bool = False) -> InpaintApplier:
     device = getattr(context, "device", torch.device("cpu"))
-    return InpaintApplier(load_inpainter(device, weights or None), samples, seed, ensemble)
+    return InpaintApplier(load_inpainter(device, weights or None), samples, seed, ensemble, grain)

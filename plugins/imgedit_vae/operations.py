@@ -159,6 +159,8 @@ INPAINT = Operation(
         Param("weights", str, "", help="a .safetensors file from 'imgedit train inpaint' (default: shipped)"),
         Param("ensemble", int, None, help="average the deterministic fill over N flipped/rotated copies (1-8) at each "
               "working scale (default: as many as fit a fixed budget per hole)", minimum=1, maximum=8),
+        Param("grain", bool, False, help="add noise to the fill at the level measured around each hole, so it does not "
+              "show as a flat patch on a grainy or noisy photo (drawn from the seed; lowers PSNR)"),
     ),
     description="Learned inpainting (conditional VAE): crops around each hole, keeps known pixels exactly",
     check=_check_inpaint,
