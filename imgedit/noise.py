@@ -30,10 +30,11 @@ import torch.nn.functional as F
 
 from imgedit.errors import ShapeError
 
-__all__ = ["describe_estimate", "estimate_sigma", "estimate_sigma_sampled", "settle_estimate"]
+__all__ = ["describe_estimate", "estimate_sigma", "estimate_sigma_sampled", "estimate_sigma_where", "settle_estimate"]
 
 # Fraction of pixels (strongest gradients) left out as edges/texture.
 _EDGE_FRACTION = 0.1
+MIN_MEASURED = 64  # pixels with a known neighbourhood (estimate_sigma_where): fewer measure nothing
 
 
 def _check_image(image: torch.Tensor) -> None:
@@ -83,20 +84,58 @@ def estimate_sigma(image: torch.Tensor) -> torch.Tensor:
     _check_image(image)
     if image.shape[-2] < 3 or image.shape[-1] < 3:
         return image.new_zeros(image.shape[0])  # nothing measurable, rather than an error for a 1x1 or 2xN image
+    residual, grad = _residual_and_gradient(image)
+    sigma = _edge_excluded_sigma(residual.flatten(2), grad.flatten(2))  # (B, C)
+    return sigma.mean(dim=1).to(image.device, image.dtype).reshape(image.shape[0])
+
+
+def estimate_sigma_where(image: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
+    """:func:`estimate_sigma` per channel of one image, measured only where
+    the 3x3 neighbourhood is all ``known``: the grain around a hole, say.
+
+    Args:
+        image: ``(1, C, H, W)`` float in [0, 1].
+        known: ``(H, W)`` bool.
+
+    Returns:
+        ``(C,)`` noise std on the 0-255 scale; 0 where fewer than
+        :data:`MIN_MEASURED` pixels have a known neighbourhood.
+    """
+    _check_image(image)
+    c = image.shape[1]
+    if image.shape[-2] < 3 or image.shape[-1] < 3:
+        return image.new_zeros(c)
+    residual, grad = _residual_and_gradient(image)  # (1, C, H-2, W-2)
+    whole = known.to(residual.device, residual.dtype)[None, None]
+    inside = (-F.max_pool2d(-whole, 3, stride=1))[0, 0] > 0.5  # (H-2, W-2): the neighbourhood all known
+    if int(inside.sum()) < MIN_MEASURED:
+        return image.new_zeros(c)
+    sigma = _edge_excluded_sigma(residual[0][:, inside], grad[0][:, inside])  # (C,)
+    return sigma.to(image.device, image.dtype)
+
+
+def _residual_and_gradient(image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Immerkaer's Laplacian residual and the Sobel gradient magnitude of
+    ``image`` (B, C, H, W) on the 0-255 scale, each (B, C, H-2, W-2)."""
     # Half precision would lose the small residuals; work in fp32 (or fp64).
     dtype = torch.float64 if image.dtype == torch.float64 else torch.float32
     work = image.to(_work_device(image.device), dtype) * 255.0
-    b, c = work.shape[:2]
+    c = work.shape[1]
     lap, sobel = _kernels(c, work.device, work.dtype)
-    residual = F.conv2d(work, lap, groups=c).abs().flatten(2)  # (B, C, (H-2)(W-2))
-    grad = (F.conv2d(work, sobel, groups=c).abs() + F.conv2d(work, sobel.transpose(2, 3), groups=c).abs()).flatten(2)
+    residual = F.conv2d(work, lap, groups=c).abs()
+    grad = F.conv2d(work, sobel, groups=c).abs() + F.conv2d(work, sobel.transpose(2, 3), groups=c).abs()
+    return residual, grad
+
+
+def _edge_excluded_sigma(residual: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+    """The noise std from ``residual`` and ``grad`` (..., N), reduced over
+    the last dimension with the strongest gradients (edges) left out."""
     # kthvalue rather than quantile: torch.quantile refuses > 16M elements.
     n = grad.shape[-1]
     k = max(1, min(n, math.ceil((1.0 - _EDGE_FRACTION) * n)))
-    threshold = grad.kthvalue(k, dim=-1, keepdim=True).values  # (B, C, 1)
-    keep = (grad <= threshold).to(work.dtype)
-    sigma = math.sqrt(math.pi / 2.0) * (residual * keep).sum(-1) / (6.0 * keep.sum(-1).clamp_min(1.0))
-    return sigma.mean(dim=1).to(image.device, image.dtype).reshape(b)
+    threshold = grad.kthvalue(k, dim=-1, keepdim=True).values
+    keep = (grad <= threshold).to(residual.dtype)
+    return math.sqrt(math.pi / 2.0) * (residual * keep).sum(-1) / (6.0 * keep.sum(-1).clamp_min(1.0))
 
 
 def estimate_sigma_sampled(image: torch.Tensor, crop: int = 256, grid: int = 4) -> torch.Tensor:

@@ -14,6 +14,7 @@ optimisation against any painting, plus what every user sees around them.
 
 from __future__ import annotations
 
+import copy
 import logging
 import threading
 from pathlib import Path
@@ -168,6 +169,13 @@ def scaled_down_note(height: int, width: int, scale: Union[int, str, None], auto
     return f"styled at {auto_max} px and scaled up to {long_side}: --scale {long_side} styles it at full size"
 
 
+def _noted(applier: Any, note: str) -> Any:
+    """A copy of ``applier`` saying ``note`` of the image it is prepared for."""
+    prepared = copy.copy(applier)
+    prepared.note = note
+    return prepared
+
+
 class FastStyleApplier:
     """The ``style`` applier with a trained network."""
 
@@ -177,9 +185,7 @@ class FastStyleApplier:
         self.net, self.strength, self.preserve_color, self.scale = net, strength, preserve_color, scale
 
     def prepare(self, image: torch.Tensor, mask: Optional[torch.Tensor] = None) -> "FastStyleApplier":
-        prepared = FastStyleApplier(self.net, self.strength, self.preserve_color, self.scale)
-        prepared.note = scaled_down_note(*image.shape[-2:], self.scale, AUTO_SCALE)
-        return prepared
+        return _noted(self, scaled_down_note(*image.shape[-2:], self.scale, AUTO_SCALE))
 
     def __call__(self, image: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
         return stylise(image, self.net, self.strength, self.preserve_color, self.scale)
@@ -195,9 +201,7 @@ class OptimisingApplier:
         self.strength, self.preserve_color, self.scale = strength, preserve_color, scale
 
     def prepare(self, image: torch.Tensor, mask: Optional[torch.Tensor] = None) -> "OptimisingApplier":
-        prepared = OptimisingApplier(self.objective, self.steps, self.strength, self.preserve_color, self.scale)
-        prepared.note = scaled_down_note(*image.shape[-2:], self.scale, AUTO_SCALE_OPTIMISE)
-        return prepared
+        return _noted(self, scaled_down_note(*image.shape[-2:], self.scale, AUTO_SCALE_OPTIMISE))
 
     def __call__(self, image: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
         from tqdm import tqdm
