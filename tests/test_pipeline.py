@@ -267,7 +267,8 @@ def test_out_of_range_output_is_refused_on_the_whole_tiled_result_but_a_little_o
     assert out.min() < 0 and out.max() > 1  # sharpening-like overshoot: clamped when written, not refused
     scaled = _one_stage(lambda ctx: (lambda x, mask=None: x * 255), tileable=True, tile_overlap=2)
     with pytest.raises(PluginError, match=r"failed: applier output: expected values in \[0, 1\].*got 0(\.\d+)? to 2\d\d"):
-        scaled.build("cpu").apply(torch.rand(1, 3, 40, 40), tile=16)
+        # seeded: an unseeded minimum below 1/2550 printed as 4.56e-05 now and then
+        scaled.build("cpu").apply(torch.rand(1, 3, 40, 40, generator=torch.Generator().manual_seed(0)), tile=16)
 
 
 def test_an_out_of_range_result_writes_no_file(test_plugin, invoke, photo, tmp_path):
