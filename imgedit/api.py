@@ -22,7 +22,8 @@ from typing import Any, Optional, Union
 from imgedit.errors import BatchError, MaskError, ShapeError, UsageError
 from imgedit.masks import MaskOptions, parse_box
 from imgedit.pipeline import Pipeline
-from imgedit.runner import RunOptions, Summary, default_workers, leave_out_own_outputs, run_files
+from imgedit.output_plan import leave_out_own_outputs
+from imgedit.runner import RunOptions, Summary, default_workers, run_files
 
 
 def _options(output: Optional[Union[str, Path]], kwargs: dict[str, Any]) -> RunOptions:
@@ -50,7 +51,7 @@ def _options(output: Optional[Union[str, Path]], kwargs: dict[str, Any]) -> RunO
 _CLI_NAMES = {"name": "name_template", "format": "out_format", "invert": "invert_mask"}
 
 #: The options whose type, range or choices the CLI's own option checks
-#: (device, precision and tile: :func:`imgedit.runner.check_compute_options`).
+#: (device, precision and tile: :func:`imgedit.output_plan.check_compute_options`).
 _AS_CLI = ("recursive", "overwrite", "in_place", "fail_fast", "force", "retry_failed", "fsync", "invert",
            "format", "quality", "workers", "depth", "color_tolerance", "dilate")
 
@@ -75,7 +76,7 @@ def _cli_options() -> dict[str, Any]:
     """The CLI's common and mask options by name, as click made them."""
     import click
 
-    from imgedit.verbs import COMMON_OPTIONS, MASK_OPTIONS
+    from imgedit.options import COMMON_OPTIONS, MASK_OPTIONS
 
     made = {}
     for option in COMMON_OPTIONS + MASK_OPTIONS:

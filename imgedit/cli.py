@@ -41,7 +41,7 @@ class _StderrHandler(logging.Handler):
 
 def _printable(text: str) -> str:
     """Control characters escaped: messages name files, and a file's name may hold any."""
-    from imgedit.verbs import printable  # not at the top: importing opens files (see _open_closed_standard_streams)
+    from imgedit.progress import printable  # not at the top: importing opens files (see _open_closed_standard_streams)
 
     return printable(text)
 

@@ -8,7 +8,9 @@ from typing import Any, Optional
 from imgedit.inputs import InputFile
 from imgedit.journal import JOURNAL_NAME, Journal, file_digest
 from imgedit.pipeline import Pipeline
-from imgedit.runner import JournalKeys, RunOptions, _RealPaths, done_unread, journal_folder, plan_outputs
+from imgedit.journal_keys import JournalKeys
+from imgedit.output_plan import RealPaths, journal_folder, plan_outputs
+from imgedit.runner import RunOptions, done_unread
 
 BYTES_PER_PIXEL = 3 * 4  # a decoded RGB float32 image
 # Full-size float images a stage holds besides its working memory: the one
@@ -64,7 +66,7 @@ def _already_done(items: list[InputFile], outputs: list, pipeline: Pipeline, opt
     if folder is None or options.force:
         return 0
     journal, keys = Journal(folder), JournalKeys(pipeline, options)  # with the mask files' content, as a run keys them
-    real = _RealPaths()
+    real = RealPaths()
 
     def done(item: InputFile, dst: Any) -> bool:
         if journal.get(dst) is None:  # nothing recorded there: no need to read (and hash) the input

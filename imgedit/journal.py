@@ -5,7 +5,7 @@ One line per event, keyed by the output path:
     {"dst": "sub/a.png", "key": "<hash>", "status": "start" | "done" | "failed", ...}
 
 ``key`` hashes the input's content (and its mask files', see
-:class:`imgedit.runner.JournalKeys`), the pipeline with its parameters, the
+:class:`imgedit.journal_keys.JournalKeys`), the pipeline with its parameters, the
 weights' hashes and the output options, so a re-run skips exactly what is
 done and redoes what changed. Each line is flushed before the output file is
 renamed into place ("start" once the result is complete in its temporary

@@ -29,6 +29,7 @@ from typing import Any, Callable, Optional
 from imgedit.errors import ImgeditError, UsageError
 from imgedit.inputs import InputFile
 from imgedit.journal import Journal
+from imgedit.output_plan import journal_folder, plan_outputs, remove_stale_temps
 from imgedit.pipeline import Pipeline
 from imgedit.runner import (
     FileResult,
@@ -36,11 +37,8 @@ from imgedit.runner import (
     Summary,
     _Batch,
     _Work,
-    journal_folder,
     open_journal,
-    plan_outputs,
     run_works,
-    remove_stale_temps,
 )
 
 # Not 'imgedit[ray]': another project holds the name imgedit on PyPI.

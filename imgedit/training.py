@@ -33,7 +33,7 @@ from imgedit.atomic import NAME_MAX, NO_SPACE, check_writable_folder, write_byte
 from imgedit.checkpoint import CHECKPOINT_NAME, checkpoint_file, checkpoint_info, load_checkpoint, save_checkpoint
 from imgedit.errors import DiskFullError, ImageWriteError, ImgeditError, Interrupted, UsageError
 from imgedit.shell import quote_arg
-from imgedit.verbs import duration, pace
+from imgedit.progress import duration, pace
 
 __all__ = [
     "PRECISIONS",
@@ -127,14 +127,14 @@ def typed_settings(cfg: Any) -> Optional[set[str]]:
 def typed_command(command: str) -> str:
     """The running training verb's command line with only the options typed:
     a resumed run takes every other setting from its checkpoint, so the
-    defaults :func:`imgedit.verbs.command_line` spells out would be recorded
+    defaults :func:`imgedit.options.command_line` spells out would be recorded
     as if given. ``command`` itself outside the CLI, or where it is empty."""
     typed = typed_options()
     if not command or typed is None:
         return command
     import click
 
-    from imgedit.verbs import command_line
+    from imgedit.options import command_line
 
     ctx = click.get_current_context()
     # command_line leaves out a parameter whose value is None: the untyped ones here
@@ -853,7 +853,7 @@ class ProgressBar:
     """Training progress to pass as ``fit``'s ``on_progress``: a tqdm bar on a
     terminal, and where stderr is a file or a pipe (a log, ``nohup``) a plain
     line every ``interval`` seconds and at the last step, as the eval verbs
-    report theirs (:class:`imgedit.verbs.StageProgress`): a bar's redraws would
+    report theirs (:class:`imgedit.progress.StageProgress`): a bar's redraws would
     be one endless line there. It counts steps (a resumed run starts where it
     stopped) and shows the latest value of the chosen metrics (``{"loss":
     ".4f", "val_psnr": ".2f"}``); a metric logged only at validation steps

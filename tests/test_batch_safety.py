@@ -96,7 +96,7 @@ def test_an_in_place_run_killed_between_rename_and_done_does_not_edit_twice(invo
 
 
 def test_stale_temporaries_are_left_while_another_run_holds_the_folder(invoke, tmp_path):
-    from imgedit.runner import remove_stale_temps
+    from imgedit.output_plan import remove_stale_temps
 
     src, out = photos(tmp_path / "in", [0, 1]), tmp_path / "out"
     out.mkdir()

@@ -465,7 +465,7 @@ def test_the_journal_hashes_every_mask_find_mask_could_take_and_in_its_order(tmp
 
     from imgedit.inputs import InputFile
     from imgedit.masks import MaskOptions, find_mask
-    from imgedit.runner import _MaskFiles
+    from imgedit.journal_keys import _MaskFiles
 
     photo = tmp_path / "photos" / "trip" / "x.png"
     photo.parent.mkdir(parents=True)

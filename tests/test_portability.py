@@ -17,7 +17,8 @@ from imgedit.errors import UsageError
 from imgedit.inputs import InputFile, check_name_template, scan_inputs
 from imgedit.journal import Journal
 from imgedit.pipeline import Pipeline, parse_stages
-from imgedit.runner import RunOptions, plan_outputs
+from imgedit.output_plan import plan_outputs
+from imgedit.runner import RunOptions
 from imgedit.shell import quote_arg
 
 

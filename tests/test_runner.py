@@ -694,7 +694,8 @@ def test_an_output_another_run_finished_meanwhile_is_skipped_not_refused(folder,
     from imgedit.inputs import InputFile
     from imgedit.journal import Journal, bytes_digest, make_key
     from imgedit.pipeline import Pipeline
-    from imgedit.runner import RunOptions, _Batch, _Work, recipe
+    from imgedit.journal_keys import recipe
+    from imgedit.runner import RunOptions, _Batch, _Work
 
     out = tmp_path / "out"
     out.mkdir()

@@ -1,0 +1,332 @@
+"""Planning a run's outputs before any image is read: the path of each
+input's output (never the input itself, never two inputs on one output),
+the option combinations refused or ignored, the inputs that are an earlier
+run's results, where the resume journal lives, and the temporary files a
+killed run left beside the outputs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional
+
+from imgedit.errors import UsageError
+from imgedit.inputs import InputFile, output_path
+
+if TYPE_CHECKING:  # pragma: no cover
+    from imgedit.pipeline import Pipeline
+    from imgedit.runner import RunOptions
+
+log = logging.getLogger("imgedit")
+
+
+def _output_ext(item: InputFile, options: RunOptions) -> str:
+    if options.format:
+        from imgedit.imageio import suffix_for_format
+
+        return suffix_for_format(options.format.upper()).lstrip(".")
+    return item.path.suffix.lstrip(".") or "png"
+
+
+class RealPaths:
+    """``path``'s folder resolved (links followed), joined to its name, as a
+    string: one lookup per folder rather than per file, and no Path objects,
+    so planning thousands of files in a few folders costs a few syscalls."""
+
+    def __init__(self) -> None:
+        self._folders: dict[str, str] = {}
+
+    def __call__(self, path: Path) -> str:
+        folder, name = os.path.split(os.fspath(path))
+        real = self._folders.get(folder)
+        if real is None:
+            real = self._folders[folder] = os.path.realpath(folder or ".")
+        return os.path.join(real, name)
+
+
+def plan_output(
+    item: InputFile, pipeline: Pipeline, options: RunOptions, single: bool, real: Optional[RealPaths] = None
+) -> Path:
+    """The output path for ``item``; refuses to overwrite the input."""
+    real = real or RealPaths()
+    dst = _named_output(item, pipeline, options, single)
+    if not options.in_place and (real(dst) == real(item.path) or _same_file(dst, item.path)):
+        raise UsageError(f"{item.path}: output would overwrite the input; pass --in-place to allow that")
+    _check_suffix(dst, options)
+    return dst
+
+
+def _named_output(item: InputFile, pipeline: Pipeline, options: RunOptions, single: bool) -> Path:
+    """The output path the options name for ``item``, unchecked."""
+    return output_path(item, output=options.output, single=single, op_label=pipeline.label,
+                       ext=_output_ext(item, options), template=options.name, in_place=options.in_place)
+
+
+def _check_suffix(dst: Path, options: RunOptions) -> None:
+    """The output's suffix names a writable format, the one ``--format`` asks
+    for if given: PNG bytes in a file called .jpg mislead every other program."""
+    from imgedit.imageio import format_for_path
+    from imgedit.imageio.formats import normalize_format
+
+    fmt = format_for_path(dst)
+    if options.format and normalize_format(options.format) != fmt:
+        raise UsageError(
+            f"{dst}: --format {options.format} would write {normalize_format(options.format)} data into a "
+            f"{dst.suffix} file; drop --format, or name the output with a matching suffix"
+        )
+
+
+def check_options(options: RunOptions, count: int) -> None:
+    """Refuse option combinations that cannot do what the user meant, before
+    any image is read (``count``: how many inputs)."""
+    from imgedit.inputs import names_an_image_file, output_is_file
+
+    check_compute_options(options)
+    out = options.output
+    if options.in_place and out is not None:
+        raise UsageError("--in-place writes over the inputs and -o writes elsewhere: give one of them")
+    if options.force and options.retry_failed:
+        raise UsageError("--force redoes every image and --retry-failed only the failed ones: give one of them")
+    if out is None or output_is_file(out, count) or out.is_dir():
+        return
+    if out.exists():
+        raise UsageError(f"-o {out} is a file; give a folder for {count} inputs" if count > 1
+                         else f"-o {out} is a file without an image suffix; give an image file name or a folder")
+    if names_an_image_file(out):
+        raise UsageError(f"-o {out} names one image, but there are {count} inputs; give a folder")
+
+
+def check_compute_options(options: RunOptions) -> None:
+    """The device (or ``IMGEDIT_DEVICE``), precision and tile size, and the
+    limits set in the environment, are valid here: one line before any image
+    is read, not the same failure once per image."""
+    import numbers
+
+    from imgedit.devices import parse_precision, resolve_device
+    from imgedit.imageio.source import pixel_limit
+    from imgedit.tiling import cpu_memory_mb
+
+    resolve_device(options.device)
+    parse_precision(options.precision)
+    tile = options.tile
+    if not (tile is None or tile == "auto" or isinstance(tile, numbers.Integral) and not isinstance(tile, bool) and tile >= 0):
+        raise UsageError(f"tile: expected a size in px, 0 or 'auto', got {tile!r}")
+    pixel_limit(None)
+    cpu_memory_mb()
+
+
+#: The output formats whose encoder takes a quality (see imgedit.imageio.encode), as users spell them.
+QUALITY_FORMATS = {"JPEG": "JPEG", "WEBP": "WebP", "AVIF": "AVIF"}
+
+
+def ignored_options(pipeline: Pipeline, items: list[InputFile], options: RunOptions) -> list[str]:
+    """One line for each option in ``options`` that this run would accept
+    and then not use ("ignoring --force: ..."), for the CLI to say before
+    any image is read; the run goes on without them. ``items``: the inputs
+    as they will run (after :func:`leave_out_own_outputs`). Combinations
+    that can only be a mistake are refused by :func:`check_options` instead."""
+    from imgedit.inputs import output_is_file
+
+    if not items:
+        return []
+    notes = []
+    to_file = options.output is not None and output_is_file(options.output, len(items))
+    if options.name is not None and (to_file or options.in_place):
+        why = "-o FILE names the output" if to_file else "--in-place writes over the inputs"
+        notes.append(f"ignoring --name: {why}")
+    if options.quality is not None:
+        formats = _output_formats(pipeline, items, options)
+        if formats and not formats & QUALITY_FORMATS.keys():
+            notes.append(f"ignoring --quality: only {_listed(QUALITY_FORMATS.values())} outputs use it, and this run "
+                         f"writes {_listed(sorted(formats))}")
+    if (options.force or options.retry_failed) and journal_folder(items, options) is None:
+        flag, then = (("--force", "nothing is skipped as done (--overwrite replaces an existing output)") if options.force
+                      else ("--retry-failed", "no failure is on record and the image is processed"))
+        notes.append(f"ignoring {flag}: one file given alone{' with -o FILE' if to_file else ''} keeps no journal, "
+                     f"so {then}")
+    return notes
+
+
+def _listed(words: Any) -> str:
+    """"a", "a and b", "a, b and c"."""
+    words = list(words)
+    return " and ".join(filter(None, [", ".join(words[:-1]), words[-1]]))
+
+
+def _output_formats(pipeline: Pipeline, items: list[InputFile], options: RunOptions) -> set[str]:
+    """The formats the run's outputs will be written in, as :func:`plan_output`
+    names them and the writer reads their suffixes; an empty set where
+    planning fails (the run reports why)."""
+    from imgedit.imageio import format_for_path
+    from imgedit.imageio.formats import normalize_format
+
+    try:
+        if options.format:
+            return {normalize_format(options.format)}
+        single = len(items) == 1
+        return {format_for_path(_named_output(item, pipeline, options, single)) for item in items}
+    except UsageError:
+        return set()
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether ``a`` exists and is ``b`` (through a symbolic link, say)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def names_ignore_case() -> bool:
+    """Whether file names usually ignore case here: APFS on macOS and NTFS
+    on Windows do by default, so Photo.jpg and photo.jpg are one file."""
+    return sys.platform in ("darwin", "win32")
+
+
+def _file_key(path: str) -> str:
+    """``path`` (real, as :class:`RealPaths` gives it) as the file system
+    tells files apart: two outputs with one key would overwrite each other."""
+    return path.casefold() if names_ignore_case() else path
+
+
+def plan_outputs(pipeline: Pipeline, items: list[InputFile], options: RunOptions) -> list[Path]:
+    """Output paths for all items; two inputs landing on one output is an
+    error raised before any image is touched."""
+    check_options(options, len(items))
+    single, real = len(items) == 1, RealPaths()
+    outputs = [plan_output(item, pipeline, options, single, real) for item in items]
+    seen: dict[str, Path] = {}
+    for item, dst in zip(items, outputs):
+        other = seen.setdefault(_file_key(real(dst)), item.path)
+        if other != item.path:
+            raise UsageError(f"{other} and {item.path} would both be written to {dst}; {_apart(other, item.path)}")
+    if not options.in_place:
+        for item in items:
+            source = seen.get(_file_key(real(item.path)))
+            if source is not None and source != item.path:
+                raise UsageError(f"{source}'s output {item.path} is also an input; give -o a folder of its own")
+    return outputs
+
+
+def _apart(a: Path, b: Path) -> str:
+    """How to keep two inputs' outputs apart."""
+    if a.suffix.lower() != b.suffix.lower():
+        return "add {srcext} to the name, e.g. --name '{stem}.{srcext}.{ext}'"
+    return "they have the same name in different folders: run each folder with its own -o, or pass their common parent folder with -r (outputs mirror the tree)"
+
+
+def leave_out_own_outputs(pipeline: Pipeline, items: list[InputFile], options: RunOptions,
+                          named: frozenset[Path] = frozenset()) -> tuple[list[InputFile], list[InputFile]]:
+    """Split the inputs into those to process and those that are this run's
+    own outputs: a second run over a folder that holds the first run's
+    results (``photo.denoise.png`` beside ``photo.png``), or ``-o`` inside an
+    input folder with ``-r``. Those were found by a folder scan or a glob,
+    not named (``named``), and are results, not work: processing them would
+    nest outputs one level deeper on every run."""
+    if options.in_place:
+        return items, []
+    real = RealPaths()
+    items, nested = _leave_out_output_tree(items, options, named, real)
+    if len(items) < 2:
+        return items, nested
+    keep, own = _leave_out_output_names(pipeline, items, options, named, real)
+    return keep, nested + own
+
+
+def _leave_out_output_tree(items: list[InputFile], options: RunOptions, named: frozenset[Path],
+                           real: RealPaths) -> tuple[list[InputFile], list[InputFile]]:
+    """With ``-o`` a strict sub-folder of an input folder, everything found
+    under ``-o``: all of it is results, of this pipeline or of an earlier
+    run with other options (``--format jpeg`` after PNGs), which the names
+    this run would write do not recognise. (``-o`` the input folder itself
+    holds the photos too: there only the names tell.)"""
+    if options.output is None:
+        return items, []
+    output = Path(os.path.realpath(options.output))
+    roots: dict[Path, Path] = {}
+    keep, own = [], []
+    for item in items:
+        if item.from_folder and item.path not in named:
+            if item.root not in roots:
+                roots[item.root] = Path(os.path.realpath(item.root))
+            root = roots[item.root]
+            if output != root and output.is_relative_to(root) and Path(real(item.path)).is_relative_to(output):
+                own.append(item)
+                continue
+        keep.append(item)
+    return keep, own
+
+
+def _leave_out_output_names(pipeline: Pipeline, items: list[InputFile], options: RunOptions, named: frozenset[Path],
+                            real: RealPaths) -> tuple[list[InputFile], list[InputFile]]:
+    """Split the inputs: those found where this run writes another input's result are its own outputs."""
+    output_of: dict[str, Path] = {}
+    for item in items:
+        try:
+            dst = output_path(item, output=options.output, single=False, op_label=pipeline.label,
+                              ext=_output_ext(item, options), template=options.name)
+        except UsageError:
+            return items, []  # plan_outputs reports it
+        output_of[real(dst)] = item.path
+    keep, own = [], []
+    for item in items:
+        source = output_of.get(real(item.path))
+        is_own = source is not None and source != item.path and item.path not in named
+        (own if is_own else keep).append(item)
+    return keep, own
+
+
+def remove_stale_temps(outputs: list[Path], lock_folder: Optional[Path] = None) -> None:
+    """Clear what writers killed mid-write left beside these outputs: one
+    listing per output folder, not one per image.
+
+    Only while no other run holds the run lock of ``lock_folder`` (the
+    journal's folder; by default the nearest folder above the outputs that
+    has one), held meanwhile: a temporary there may be another run's write
+    in flight, not a dead one's. A run that is not alone leaves them; the
+    next run that is clears them. (Judging by age instead would delete a
+    slow write of a large image, or keep a dead run's for hours.)"""
+    from imgedit.atomic import remove_stale_temps_of
+    from imgedit.journal import alone_in
+
+    names: dict[Path, set[str]] = {}
+    for dst in outputs:
+        names.setdefault(dst.parent, set()).add(dst.name)
+    with alone_in(lock_folder or _nearest_run_lock(list(names))) as alone:
+        if not alone:
+            log.debug("another run writes here: its temporary files are left alone")
+            return
+        for folder, wanted in names.items():
+            remove_stale_temps_of(folder, wanted)
+
+
+def _nearest_run_lock(folders: list[Path]) -> Optional[Path]:
+    """The nearest folder, at or above all of ``folders``, holding a run lock."""
+    from imgedit.journal import LOCK_NAME
+
+    if not folders:
+        return None
+    try:
+        common = Path(os.path.commonpath([os.path.abspath(f) for f in folders]))
+    except ValueError:  # on different drives (Windows)
+        return None
+    for folder in (common, *common.parents):
+        if (folder / LOCK_NAME).exists():
+            return folder
+    return None
+
+
+def journal_folder(items: list[InputFile], options: RunOptions) -> Optional[Path]:
+    """Where the resume journal lives: the output folder, else the input
+    root of a batch (``--in-place`` too: a rerun must know which photos it
+    has edited already), even a folder holding one photo, so a rerun skips
+    it as it would skip many; a file named alone has none unless ``-o`` is
+    a folder."""
+    if options.output is not None:
+        from imgedit.inputs import output_is_file
+
+        return None if output_is_file(options.output, len(items)) else options.output
+    return items[0].root if len(items) > 1 or items and items[0].from_folder else None

@@ -1,0 +1,176 @@
+"""Progress on stderr: a batch's images, one long stage's units, one
+large image's tiles. A tqdm bar on a terminal, a plain line every few
+seconds otherwise (a log file, a pipe), nothing when quiet; and the few
+words they are said in (:func:`pace`, :func:`duration`, :func:`printable`).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from typing import Any, Callable
+
+import click
+
+
+def say(text: str, bar: Any = None) -> None:
+    """A progress line on stderr, above ``bar`` if there is one. A line that
+    cannot be written (stderr full or gone) is dropped: it must not end a
+    batch that is writing its images fine."""
+    text = printable(text)
+    try:
+        if bar is not None:
+            bar.write(text, file=sys.stderr)
+        else:
+            click.echo(text, err=True)
+    except OSError:
+        pass
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters (and undecodable bytes of a file name)
+    escaped, as ``\\x1b`` or ``\\n``: a file's name must not send terminal
+    escapes or fake a line of its own."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
+
+
+def _rate_and_eta(count: int, total: int, seconds: float) -> tuple[float, float]:
+    """Units per second so far, and the seconds the rest would take at that rate."""
+    rate = count / max(seconds, 1e-9)
+    return rate, (total - count) / max(rate, 1e-9)
+
+
+def pace(rate: float, unit: str) -> str:
+    """``rate`` as people read it: "2.5 img/s", or "12.3 s/img" below one a
+    second, where "0.0/s" would say nothing (a slow model on large photos)."""
+    if rate >= 1 or rate <= 0:
+        return f"{rate:.1f} {unit}/s"
+    return f"{1 / rate:.1f} s/{unit}"
+
+
+def duration(seconds: float) -> str:
+    """"45s", "12m05s", "3h20m": an ETA of hours is not read in seconds."""
+    seconds = round(seconds)
+    if seconds < 100:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+class Progress:
+    """Progress of a batch: a tqdm bar on a terminal, plain lines every few
+    seconds otherwise, and nothing but errors when quiet."""
+
+    interval = 10.0  # seconds between plain progress lines
+
+    def __init__(self, total: int, quiet: bool):
+        self.total, self.quiet, self.bar = total, quiet, None
+        self.count, self.started, self.last = 0, time.monotonic(), time.monotonic()
+
+    def __enter__(self) -> Callable:
+        if not self.quiet and self.total > 1 and sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=self.total, unit="img", file=sys.stderr)
+        return self.report
+
+    def report(self, result: Any) -> None:
+        self.count += 1
+        if result.error and self.total > 1:  # a single input's failure is the final error line
+            say(f"failed: {result.error}", self.bar)
+        if self.bar is not None:
+            self.bar.update(1)
+        elif self.quiet:
+            return
+        elif self.total == 1 and not result.error:
+            say(f"{'skipped' if result.status == 'skipped' else 'wrote'} {result.output}{_result_note(result)}")
+        elif time.monotonic() - self.last >= self.interval:
+            self.last = time.monotonic()
+            rate, eta = _rate_and_eta(self.count, self.total, self.last - self.started)
+            say(f"{self.count}/{self.total} images, {pace(rate, 'img')}, ETA {duration(eta)}")
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+class StageProgress:
+    """Progress of one long stage of a verb (inverting, pacing, decoding,
+    writing), as :class:`Progress` shows a batch's: a tqdm bar
+    on a terminal, a plain line every ``interval`` seconds otherwise,
+    nothing when ``quiet`` (``-q``). Call it with the units just done.
+
+        >>> with StageProgress(3000, "decoding", "frame", quiet=False) as advance:
+        ...     advance(256)
+    """
+
+    interval = 10.0  # seconds between plain progress lines
+
+    def __init__(self, total: int, what: str, unit: str, quiet: bool):
+        self.total, self.what, self.unit, self.quiet = total, what, unit, quiet
+        self.count, self.bar = 0, None
+        self.started = self.last = time.monotonic()
+
+    def __enter__(self) -> Callable[[int], None]:
+        if not self.quiet and sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=self.total, desc=self.what, unit=self.unit, file=sys.stderr, leave=False,
+                            dynamic_ncols=True)
+        return self.advance
+
+    def advance(self, done: int = 1) -> None:
+        self.count += done
+        if self.bar is not None:
+            self.bar.update(done)
+        elif not self.quiet and time.monotonic() - self.last >= self.interval:
+            self.last = time.monotonic()
+            rate, eta = _rate_and_eta(self.count, self.total, self.last - self.started)
+            percent = math.floor(100 * self.count / max(self.total, 1))
+            say(f"{self.what}: {self.count}/{self.total} {self.unit}s ({percent}%), {pace(rate, self.unit)}, "
+                 f"ETA {duration(eta)}")
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+class TileProgress:
+    """Progress through the tiles of a single large image (``on_tile`` of
+    :func:`imgedit.runner.run_files`), one :class:`StageProgress` per
+    tiled stage: a batch's progress counts images, and one 12-megapixel
+    photo would otherwise run a minute without a word."""
+
+    def __init__(self, quiet: bool):
+        self.quiet, self.stage, self.progress = quiet, "", None
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if total <= 1:  # run whole: nothing to count
+            return
+        if stage != self.stage:
+            self.close()
+            self.stage = stage
+            self.progress = StageProgress(total, stage, "tile", self.quiet)
+            self.progress.__enter__()
+        self.progress.advance(1)
+        if done >= total:
+            self.close()
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.__exit__(None, None, None)
+            self.progress = None
+
+
+def _result_note(result: Any) -> str:
+    """What a single result's line adds: why it was skipped, where its hole
+    came from, what its stages said of it, how many results it holds."""
+    if result.status == "skipped":
+        return f" ({result.note})" if result.note else ""
+    notes = ([f"hole from {result.note}"] if result.note else []) + list(result.details) + (
+        [f"{result.panels} results side by side"] if result.panels > 1 else [])
+    return f" ({', '.join(notes)})" if notes else ""
