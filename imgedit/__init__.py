@@ -5,14 +5,18 @@ from here to mark them.
 """
 
 from imgedit.errors import ImgeditError, UsageError  # no torch: catching them costs nothing to import
-from imgedit.hookspecs import hookimpl
 
 __version__ = "0.1.0"
 __all__ = ["hookimpl", "__version__", "Pipeline", "run", "ImgeditError", "UsageError"]
 
 
 def __getattr__(name: str):
-    # the Python API loads on first use, so `import imgedit` stays cheap
+    # loaded on first use, so `import imgedit` stays cheap: the console script
+    # (imgedit.entry) guards Ctrl-C from its first line, and pluggy alone took 50 ms
+    if name == "hookimpl":
+        from imgedit.hookspecs import hookimpl
+
+        return hookimpl
     if name in ("Pipeline", "run"):
         from imgedit import api
 

@@ -1,3 +1,3 @@
-from imgedit.cli import main
+from imgedit.entry import main
 
 main()

@@ -309,14 +309,11 @@ def _add_host_commands() -> None:
     cli.add_command(run_command)
 
 
+# a Ctrl-C from here until the command runs is imgedit.entry's to say
 _open_closed_standard_streams()  # before any file is opened
-try:
-    _add_host_commands()
-    _setup_logging(_debug())  # before the plugins load: their warnings read like every other
-    register_commands(cli)
-except KeyboardInterrupt:  # Ctrl-C while the plugins load: no traceback, as later
-    sys.stderr.write("Interrupted.\n")
-    sys.exit(130)
+_add_host_commands()
+_setup_logging(_debug())  # before the plugins load: their warnings read like every other
+register_commands(cli)
 
 
 def main() -> None:

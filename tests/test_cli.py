@@ -328,3 +328,41 @@ def test_a_typed_tile_says_which_stages_it_does_not_split(invoke, photo, tmp_pat
         result = invoke("inpaint", photo, "--method", "telea", "--mask-box", "2,2,8,8", *quiet_or_default,
                         "-o", tmp_path / "b.png", "--overwrite")
         assert result.exit_code == 0 and "note:" not in result.stderr
+
+
+def test_ctrl_c_while_the_command_loads_is_one_line_and_exit_130(monkeypatch, capsys):
+    # the console script's guard: a Ctrl-C while click and the plugins import
+    # ends as a later one does, not as the traceback of the module loading
+    import builtins
+
+    from imgedit import entry
+
+    real_import = builtins.__import__
+
+    def interrupted(name, *args, **kwargs):
+        if name == "imgedit.cli":
+            raise KeyboardInterrupt
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", interrupted)
+    with pytest.raises(SystemExit) as stopped:
+        entry.main()
+    assert stopped.value.code == 130
+    assert capsys.readouterr().err == "Interrupted.\n"
+
+
+def test_the_console_script_guards_from_its_first_import():
+    # the guard can only catch what runs after it: importing it (and the
+    # imgedit package) must not load click, pluggy or the plugins first
+    from pathlib import Path
+
+    try:
+        import tomllib
+    except ImportError:  # Python < 3.11
+        import tomli as tomllib
+    project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    assert project["project"]["scripts"]["imgedit"] == "imgedit.entry:main"
+    loaded = subprocess.run([sys.executable, "-c", "import sys, imgedit.entry; "
+                             "print(sorted(m for m in ('click', 'pluggy', 'imgedit.cli', 'torch') if m in sys.modules))"],
+                            capture_output=True, text=True, check=True).stdout.strip()
+    assert loaded == "[]"

@@ -1,0 +1,16 @@
+"""The ``imgedit`` console script. It loads the command inside a guard, so
+that a Ctrl-C while Python imports click, torch's helpers and the plugins
+ends as one later does ("Interrupted.", exit 130), not as a traceback of
+whatever module was loading. Importing this module imports nothing else."""
+
+import sys
+
+
+def main() -> None:
+    """Console-script entry point: :func:`imgedit.cli.main`, loaded under the guard."""
+    try:
+        from imgedit.cli import main as run
+    except KeyboardInterrupt:
+        sys.stderr.write("Interrupted.\n")
+        sys.exit(130)
+    run()
