@@ -262,6 +262,21 @@ class Journal:
         """The input the run that wrote ``dst`` made it from, if its record says."""
         return self.sources.get(self._name(dst))
 
+    def wrote_from_another(self, path: Path, real: str) -> bool:
+        """Whether an earlier run wrote ``path`` (``real``: the file as
+        resolved) as the result of another file, and it still is that
+        result (its recorded size): a folder scan that finds it beside the
+        photos has found a result, not a photo. An ``--in-place`` edit, made
+        from the file itself, is not one; nor is a file a record does not
+        name the input of (older journals), nor a run's failed attempt."""
+        entry, source = self.get(path), self.source_of(path)
+        if entry is None or entry.status not in WROTE or source is None or source.path == real:
+            return False
+        try:
+            return entry.size is None or os.stat(path).st_size == entry.size
+        except OSError:
+            return False
+
     def owner(self, dst: Path) -> Optional[str]:
         """The operations of the run that wrote ``dst`` ("" if its journal
         did not keep them), or None if no run of imgedit wrote it."""

@@ -11,7 +11,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Iterator, Optional
 
 from imgedit.errors import UsageError
 from imgedit.inputs import InputFile, output_path
@@ -222,18 +222,20 @@ def leave_out_own_outputs(pipeline: Pipeline, items: list[InputFile], options: R
                           named: frozenset[Path] = frozenset()) -> tuple[list[InputFile], list[InputFile]]:
     """Split the inputs into those to process and those that are this run's
     own outputs: a second run over a folder that holds the first run's
-    results (``photo.denoise.png`` beside ``photo.png``), or ``-o`` inside an
-    input folder with ``-r``. Those were found by a folder scan or a glob,
+    results (``photo.denoise.png`` beside ``photo.png``), ``-o`` inside an
+    input folder with ``-r``, or what an earlier run with another pipeline
+    or ``-o`` wrote beside the photos (its journal says so). Those were found by a folder scan or a glob,
     not named (``named``), and are results, not work: processing them would
     nest outputs one level deeper on every run."""
     if options.in_place:
         return items, []
     real = RealPaths()
     items, nested = _leave_out_output_tree(items, options, named, real)
+    items, earlier = _leave_out_earlier_results(items, named, real)
     if len(items) < 2:
-        return items, nested
+        return items, nested + earlier
     keep, own = _leave_out_output_names(pipeline, items, options, named, real)
-    return keep, nested + own
+    return keep, nested + earlier + own
 
 
 def _leave_out_output_tree(items: list[InputFile], options: RunOptions, named: frozenset[Path],
@@ -254,6 +256,48 @@ def _leave_out_output_tree(items: list[InputFile], options: RunOptions, named: f
                 roots[item.root] = Path(os.path.realpath(item.root))
             root = roots[item.root]
             if output != root and output.is_relative_to(root) and Path(real(item.path)).is_relative_to(output):
+                own.append(item)
+                continue
+        keep.append(item)
+    return keep, own
+
+
+def _leave_out_earlier_results(items: list[InputFile], named: frozenset[Path],
+                               real: RealPaths) -> tuple[list[InputFile], list[InputFile]]:
+    """Split the inputs: those a folder scan found that the journal of their
+    folder, or of a folder above it up to the input folder, records as an
+    earlier run's results (``photo.denoise.png`` from ``imgedit denoise
+    photos/``, found again by ``imgedit inpaint photos/ -o out/``)."""
+    from imgedit.errors import ImgeditError
+    from imgedit.journal import JOURNAL_NAME, SHARDS_NAME, Journal
+
+    journals: dict[Path, Optional[Journal]] = {}
+
+    def journal_in(folder: Path) -> Optional[Journal]:
+        if folder not in journals:
+            journals[folder] = None
+            if (folder / JOURNAL_NAME).is_file() or (folder / SHARDS_NAME).is_dir():
+                try:
+                    journals[folder] = Journal(folder)
+                except (ImgeditError, OSError):  # not readable: the run's own journal says why, if it is this one
+                    pass
+        return journals[folder]
+
+    def folders_up_to_root(item: InputFile) -> Iterator[Path]:
+        folder = item.path.parent
+        yield folder
+        if not folder.is_relative_to(item.root):  # a glob's match: its own folder only
+            return
+        while folder != item.root and folder != folder.parent:
+            folder = folder.parent
+            yield folder
+
+    keep, own = [], []
+    for item in items:
+        if item.from_folder and item.path not in named:
+            path = real(item.path)
+            if any((journal := journal_in(folder)) is not None and journal.wrote_from_another(item.path, path)
+                   for folder in folders_up_to_root(item)):
                 own.append(item)
                 continue
         keep.append(item)

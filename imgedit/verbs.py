@@ -127,8 +127,8 @@ def _run_verb(pipeline: Any, kwargs: dict[str, Any]) -> None:
     named = frozenset(Path(i) for i in kwargs["inputs"] if Path(i).is_file())
     items, own = leave_out_own_outputs(pipeline, items, options, named)
     if own and not (kwargs["quiet"] or kwargs["as_json"]):
-        click.echo(f"left out {len(own)} image{'s' * (len(own) > 1)} named as this run's own outputs "
-                   f"(e.g. {own[0].path}): they are results, not inputs", err=True)
+        click.echo(f"left out {len(own)} image{'s' * (len(own) > 1)} that are imgedit's results, of this run or an "
+                   f"earlier one (e.g. {own[0].path}): results are not inputs; name a file to edit it", err=True)
     for note in ignored_options(pipeline, items, options) + _ignored_mask_options(pipeline, masks):
         log.warning(note)
     if kwargs.get("engine") == "ray" and typed_option("threads"):

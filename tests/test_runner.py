@@ -407,6 +407,35 @@ def test_a_rerun_leaves_out_its_own_outputs(invoke, folder, tmp_path):
         assert sorted(p.relative_to(src) for p in src.rglob("*.png")) == before
 
 
+def test_results_an_earlier_run_wrote_beside_the_photos_are_not_inputs(invoke, folder, tmp_path):
+    # another -o or another pipeline does not name those results: the journal
+    # of the folder they were written to does
+    first = invoke("denoise", folder, "-r", "--sigma", "5", "--method", "nlm", "--json")
+    assert first.exit_code == 0 and summary_of(first)["done"] == 4, first.output
+    for verb, extra in (("denoise", ["--sigma", "5", "--method", "nlm"]),
+                        ("inpaint", ["--mask-box", "2,2,4,4", "--method", "telea"])):
+        out = tmp_path / f"out-{verb}"
+        result = invoke(verb, folder, "-r", "-o", out, *extra)
+        assert result.exit_code == 0, result.output
+        assert "left out 4 images that are imgedit's results" in result.stderr
+        assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png")) == [
+            "img0.png", "img1.png", "img2.png", "sub/img3.png"]
+    named = invoke("denoise", folder / "img0.denoise.png", "-o", tmp_path / "named.png", "--sigma", "5", "--method", "nlm")
+    assert named.exit_code == 0 and (tmp_path / "named.png").exists(), named.output  # named: edited as asked
+    # a file put where a result was (not the size recorded) is a photo again
+    Image.fromarray(smooth_rgb(24, 24, seed=9)).save(folder / "img1.denoise.png")
+    again = invoke("denoise", folder, "-r", "-o", tmp_path / "again", "--sigma", "5", "--method", "nlm", "--json")
+    assert summary_of(again)["done"] == 5 and (tmp_path / "again" / "img1.denoise.png").exists(), again.output
+
+
+def test_photos_edited_in_place_are_still_inputs(invoke, folder, tmp_path):
+    edited = invoke("denoise", folder, "-r", "--in-place", "--sigma", "5", "--method", "nlm")
+    assert edited.exit_code == 0, edited.output
+    result = invoke("inpaint", folder, "-r", "-o", tmp_path / "out", "--mask-box", "2,2,4,4", "--method", "telea",
+                    "--json")
+    assert result.exit_code == 0 and summary_of(result)["done"] == 4, result.output
+
+
 def test_a_folder_of_one_photo_reruns_like_a_folder_of_many(invoke, folder, tmp_path):
     src = tmp_path / "one"
     src.mkdir()
