@@ -12,16 +12,15 @@ for ``imgedit --help``; the loader is imported only when a model is used.
 
 from __future__ import annotations
 
-import difflib
 import importlib
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Collection, Iterable, Optional, Union
+from typing import Any, Collection, Optional, Union
 
 from imgedit.atomic import check_name_lengths
 from imgedit.checkpoint import is_checkpoint, recorded_progress, recorded_weights
-from imgedit.errors import UsageError
+from imgedit.errors import UsageError, did_you_mean  # did_you_mean: still part of this module's API
 from imgedit.latents import LatentModelSpec
 from imgedit.models import ModelSpec, is_safetensors_file, shipped_weights_dir, user_models, user_weights_dir
 from imgedit.shell import quote_arg
@@ -117,12 +116,6 @@ def shipped_model_names() -> set[str]:
     return {name for name, spec in get_registry().models.items() if spec.plugin != "user"}
 
 
-def did_you_mean(name: str, known: Iterable[str]) -> str:
-    """``"; did you mean mosaic?"`` for the known name closest to ``name``
-    (case ignored, as the CLI suggests commands), or "" where none is close."""
-    by_lower = {k.lower(): k for k in known}
-    near = difflib.get_close_matches(name.lower(), list(by_lower), n=1)
-    return f"; did you mean {by_lower[near[0]]}?" if near else ""
 
 
 def is_file_argument(model: str) -> bool:

@@ -1,7 +1,10 @@
 """Typed errors. Library code raises these; only the CLI turns them into a
-one-line message and an exit code (2 for usage, 1 for failures)."""
+one-line message and an exit code (2 for usage, 1 for failures). And the
+hint an unknown name's error ends with (:func:`did_you_mean`)."""
 
 from __future__ import annotations
+
+from typing import Iterable
 
 __all__ = [
     "BatchError",
@@ -20,7 +23,18 @@ __all__ = [
     "ShapeError",
     "UsageError",
     "WeightsError",
+    "did_you_mean",
 ]
+
+
+def did_you_mean(name: str, known: Iterable[str]) -> str:
+    """``"; did you mean mosaic?"`` for the known name closest to ``name``
+    (case ignored, as the CLI suggests commands), or "" where none is close."""
+    import difflib
+
+    by_lower = {k.lower(): k for k in known}
+    near = difflib.get_close_matches(name.lower(), list(by_lower), n=1)
+    return f"; did you mean {by_lower[near[0]]}?" if near else ""
 
 
 class ImgeditError(Exception):

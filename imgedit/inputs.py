@@ -58,6 +58,7 @@ class InputScan:
 
     files: list[InputFile]
     unreadable: list[Path]
+    unsearched: list[Path] = field(default_factory=list)  # sub-folders of an input folder, without -r
 
 
 @dataclass
@@ -85,15 +86,16 @@ def _count(things: list, name: str) -> str:
     return f"{len(things)} {name}{'s' * (len(things) != 1)}"
 
 
-def _scan_folder(folder: Path, recursive: bool, unreadable: list[Path]) -> list[InputFile]:
+def _scan_folder(folder: Path, recursive: bool, unreadable: list[Path], unsearched: list[Path]) -> list[InputFile]:
     suffixes = _image_suffixes()  # once per folder
     links = _LinksLeftOut()
-    found = sorted(_files_in(folder, recursive, unreadable, links))
+    found = sorted(_files_in(folder, recursive, unreadable, links, unsearched))
     links.warn()
     return [InputFile(p, folder, from_folder=True) for p in found if _is_image_name(p, suffixes)]
 
 
-def _files_in(folder: Path, recursive: bool, unreadable: list[Path], links: _LinksLeftOut) -> Iterator[Path]:
+def _files_in(folder: Path, recursive: bool, unreadable: list[Path], links: _LinksLeftOut,
+              unsearched: list[Path]) -> Iterator[Path]:
     """The files in ``folder`` and, if ``recursive``, in its sub-folders, but
     not in hidden ones (``.thumbnails``, ``.AppleDouble``, our own
     ``.imgedit-journal.d``), as hidden files are left out. A folder that
@@ -104,9 +106,9 @@ def _files_in(folder: Path, recursive: bool, unreadable: list[Path], links: _Lin
     reached without one has been listed, and each real folder is listed
     once: a link to a folder already listed adds nothing, and one to a
     folder above it (a loop) is left out, added to ``links`` with the broken
-    links."""
+    links. Without ``recursive``, its visible sub-folders go to ``unsearched``."""
     linked: list[Path] = []
-    yield from _walk(folder, recursive, unreadable, links, linked)
+    yield from _walk(folder, recursive, unreadable, links, linked, unsearched)
     listed = [os.path.realpath(folder)] if linked else []  # the real trees listed so far
     while linked:
         link = linked.pop(0)
@@ -115,11 +117,11 @@ def _files_in(folder: Path, recursive: bool, unreadable: list[Path], links: _Lin
             links.loops.append(link)
         elif not any(_is_within(target, tree, visible=True) for tree in listed):
             listed.append(target)
-            yield from _walk(link, recursive, unreadable, links, linked)
+            yield from _walk(link, recursive, unreadable, links, linked, unsearched)
 
 
 def _walk(top: Path, recursive: bool, unreadable: list[Path], links: _LinksLeftOut,
-          linked: list[Path]) -> Iterator[Path]:
+          linked: list[Path], unsearched: list[Path]) -> Iterator[Path]:
     """The files under ``top`` reached without a link to a folder; those links
     go to ``linked``, broken links to ``links``."""
     pending = [top]
@@ -140,6 +142,8 @@ def _walk(top: Path, recursive: bool, unreadable: list[Path], links: _LinksLeftO
                 yield Path(entry.path)
             elif is_link and visible and not os.path.exists(entry.path):
                 links.broken.append(Path(entry.path))
+            elif not recursive and visible and _is_folder(entry, is_link):
+                unsearched.append(Path(entry.path))
 
 
 def _is_folder(entry: os.DirEntry, is_link: bool) -> bool:
@@ -238,11 +242,12 @@ def scan_inputs(items: Iterable[str], recursive: bool = False) -> InputScan:
     """:func:`expand_inputs`, with the folders that could not be listed."""
     found: list[InputFile] = []
     unreadable: list[Path] = []
+    unsearched: list[Path] = []
     for item in items:
         check_name_lengths(item, "input")  # before the stats below, which such a name fails
         path = Path(item)
         if path.is_dir():
-            found.extend(_scan_folder(path, recursive, unreadable))
+            found.extend(_scan_folder(path, recursive, unreadable, unsearched))
         elif path.exists():
             found.append(InputFile(path, path.parent))
         elif glob.has_magic(item):
@@ -256,8 +261,26 @@ def scan_inputs(items: Iterable[str], recursive: bool = False) -> InputScan:
             raise UsageError(f"no such file or folder: {item}")
     unique = _one_per_file(found)
     if not unique and items:
-        raise UsageError("no images found in " + ", ".join(map(str, items)))
-    return InputScan(unique, unreadable)
+        raise UsageError("no images found in " + ", ".join(map(str, items)) + _unsearched_hint(unsearched))
+    return InputScan(unique, unreadable, sorted(unsearched))
+
+
+def _unsearched_hint(unsearched: list[Path]) -> str:
+    """What "no images found" adds where sub-folders were passed by ("" if none)."""
+    if not unsearched:
+        return ""
+    count = len(unsearched)
+    return (f"; {count} sub-folder{'s' * (count != 1)} (e.g. {unsearched[0]}) "
+            f"{'were' if count != 1 else 'was'} not searched: add -r")
+
+
+def unsearched_note(unsearched: list[Path]) -> str:
+    """The note for sub-folders a scan without ``-r`` passed by ("" if none)."""
+    if not unsearched:
+        return ""
+    count = len(unsearched)
+    return (f"note: {count} sub-folder{'s' * (count != 1)} not searched (e.g. {unsearched[0]}): "
+            "-r takes in the images under them")
 
 
 def _one_per_file(found: list[InputFile]) -> list[InputFile]:

@@ -113,7 +113,7 @@ def load_latent_model(name: str, device: Any) -> LatentModel:
 
     spec = get_registry().latent_models.get(name)
     if spec is None:
-        from imgedit.catalog import did_you_mean
+        from imgedit.errors import did_you_mean
 
         raise UsageError(f"unknown latent model '{name}' (known: {_known()}){did_you_mean(name, latent_model_names())}")
     model = spec.load(device)

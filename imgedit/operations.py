@@ -16,7 +16,7 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional, Protocol
 
-from imgedit.errors import ImgeditError, PluginError, UsageError
+from imgedit.errors import ImgeditError, PluginError, UsageError, did_you_mean
 
 if TYPE_CHECKING:  # pragma: no cover
     from pathlib import Path
@@ -262,7 +262,8 @@ class Operation:
             p = self.param(key)
             if p is None:
                 known = ", ".join(p.name for p in self.params) or "none"
-                raise UsageError(f"{where}: unknown parameter '{key}' for method '{self.method}' (known: {known})")
+                near = did_you_mean(key, [p.name for p in self.params])
+                raise UsageError(f"{where}: unknown parameter '{key}' for method '{self.method}'{near} (known: {known})")
             out[key] = p.parse(value, where)
         if self.check is not None:
             try:

@@ -10,7 +10,7 @@ import re
 import threading
 from typing import Optional
 
-from imgedit.errors import UsageError
+from imgedit.errors import UsageError, did_you_mean
 from imgedit.latents import LatentModelSpec
 from imgedit.models import ModelSpec
 from imgedit.operations import Operation, Param
@@ -95,11 +95,13 @@ class Registry:
             known = ", ".join(self.operation_names()) or "none"
             broken = sorted(n for n, why in self.problems.items() if why) + [i.name for i in plugin_infos() if i.errors]
             hint = f"; plugins with errors, see 'imgedit plugins': {', '.join(sorted(set(broken)))}" if broken else ""
-            raise UsageError(f"{where}: unknown operation '{name}' (known: {known}){hint}")
+            near = did_you_mean(name, self.operation_names())
+            raise UsageError(f"{where}: unknown operation '{name}'{near} (known: {known}){hint}")
         op = methods[0] if method is None else next((m for m in methods if m.method == method), None)
         if op is None:
             known = ", ".join(m.method for m in methods)
-            raise UsageError(f"{where}: unknown method '{method}' for '{name}' (known: {known})")
+            near = did_you_mean(method, [m.method for m in methods])
+            raise UsageError(f"{where}: unknown method '{method}' for '{name}'{near} (known: {known})")
         if op.key in self.left_out and op.key not in self._warned:
             self._warned.add(op.key)
             logger.warning("operation '%s' of %s is used; %s registered it too and is left out (see 'imgedit plugins')",

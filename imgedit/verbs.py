@@ -94,7 +94,7 @@ def _run_verb(pipeline: Any, kwargs: dict[str, Any]) -> None:
 
     tune_for_batch()  # before anything imports torch
     from imgedit.devices import set_threads
-    from imgedit.inputs import scan_inputs
+    from imgedit.inputs import scan_inputs, unsearched_note
 
     if kwargs["quiet"]:
         logging.getLogger("imgedit").setLevel(logging.ERROR)  # "print only errors": no warnings either
@@ -124,6 +124,8 @@ def _run_verb(pipeline: Any, kwargs: dict[str, Any]) -> None:
         _say_untiled(pipeline, options.tile)
     if kwargs.get("ray_address") and kwargs.get("engine") != "ray" and typed_option("ray_address"):  # not the env var
         raise UsageError("--ray-address joins a Ray cluster: it needs --engine ray")
+    if scan.unsearched and not (kwargs["quiet"] or kwargs["as_json"]):
+        say(unsearched_note(scan.unsearched))
     named = frozenset(Path(i) for i in kwargs["inputs"] if Path(i).is_file())
     items, own = leave_out_own_outputs(pipeline, items, options, named)
     if own and not (kwargs["quiet"] or kwargs["as_json"]):
@@ -206,9 +208,11 @@ def _check_mask_source(pipeline: Any, items: list, masks: Any) -> None:
         return
     stage = next(i for i, s in enumerate(pipeline.stages, 1) if s.operation.capabilities.needs_mask)
     name = pipeline.stages[stage - 1].operation.name
+    which = name if len(pipeline.stages) == 1 else f"stage {stage} ({name})"  # a verb's user never wrote a pipeline
     raise UsageError(
-        f"stage {stage} ({name}) needs a mask and none of the inputs has one: "
-        "give --mask FILE|DIR, --mask-color HEX or --mask-box x,y,w,h, or put a .mask.png beside each image"
+        f"{which} needs a mask and none of the inputs has one (their formats hold no transparency, and no "
+        "sidecar .mask.png lies beside them): give --mask FILE|DIR, --mask-color HEX or --mask-box x,y,w,h, "
+        "or put photo.mask.png beside each photo.jpg"
     )
 
 

@@ -82,8 +82,16 @@ def test_a_soft_erased_holes_feathered_rim_is_made_opaque_and_other_translucency
 
 
 def test_inpaint_without_hole_lists_the_ways(invoke, photo):
-    result = invoke("inpaint", photo)
+    jpeg = photo.parent / "photo.jpg"  # a format without transparency: no image can have a hole of its own
+    Image.open(photo).convert("RGB").save(jpeg)
+    result = invoke("inpaint", jpeg)
     assert_one_line_error(result, 2, "--mask")
+    # a verb's user wrote no pipeline: the error does not speak of stages
+    assert result.stderr.startswith("Error: inpaint needs a mask") and "stage" not in result.stderr
+    assert "photo.mask.png" in result.stderr and not (photo.parent / "photo.inpaint.jpg").exists()
+    staged = invoke("run", "-p", "denoise method=nlm sigma=5 | inpaint", jpeg)
+    assert_one_line_error(staged, 2, "stage 2 (inpaint) needs a mask")
+    assert_one_line_error(invoke("inpaint", photo), 2, "--mask")  # a PNG without transparency: found as it is read
     assert not (photo.parent / "photo.inpaint.png").exists()
 
 

@@ -34,6 +34,26 @@ def test_folder_flat_and_recursive(tree):
     assert names(expand_inputs([str(tree)], recursive=True)) == ["a.jpg", "b.png", "sub/c.png", "sub/deep/d.tif"]
 
 
+def test_a_scan_without_r_names_the_sub_folders_it_passed_by(tree, invoke):
+    from imgedit.inputs import scan_inputs
+
+    (tree / ".thumbs").mkdir()  # hidden: never searched, so never named
+    flat, deep = scan_inputs([str(tree)]), scan_inputs([str(tree)], recursive=True)
+    assert flat.unsearched == [tree / "sub"] and deep.unsearched == []
+    for name in ("a.jpg", "b.png", "b.mask.png"):
+        (tree / name).unlink()
+    with pytest.raises(UsageError, match=r"no images found in .*; 1 sub-folder \(e.g. .*sub\) was not searched: add -r"):
+        scan_inputs([str(tree)])
+    photos = tree / "photos"
+    (photos / "later").mkdir(parents=True)
+    Image.fromarray(smooth_rgb()).save(photos / "a.png")
+    said = invoke("denoise", photos, "-o", tree / "out", "--sigma", "5", "--method", "nlm")
+    assert said.exit_code == 0, said.output
+    assert f"note: 1 sub-folder not searched (e.g. {photos / 'later'}): -r takes in the images under them" in said.stderr
+    quiet = invoke("denoise", photos, "-o", tree / "out2", "--sigma", "5", "--method", "nlm", "-q")
+    assert quiet.exit_code == 0 and quiet.stderr == ""
+
+
 def test_files_and_globs_without_duplicates(tree):
     (tree / "notes.txt").write_text("not a photo")
     items = expand_inputs([str(tree / "a.jpg"), str(tree / "*.png"), str(tree / "a.jpg"), str(tree / "*")])

@@ -32,12 +32,22 @@ def test_parse_stages_and_params():
         ("denoise method=nlm sigma=inf", "must be a finite number"),
         ("denoise.nlm method=vae", "stage 1 (denoise.nlm): the name says method 'nlm' but method=vae is given"),
         ("denoise.magic", "stage 1 (denoise.magic): unknown method 'magic' for 'denoise'"),
+        # a misspelt name gets the nearest known one
+        ("denoize", "stage 1 (denoize): unknown operation 'denoize'; did you mean denoise? (known: "),
+        ("denoise method=nlm sigm=25", "unknown parameter 'sigm' for method 'nlm'; did you mean sigma? (known: "),
+        ("denoise method=NML", "unknown method 'NML' for 'denoise'; did you mean nlm? (known: "),
     ],
 )
 def test_bad_pipelines_name_the_stage(text, message):
     with pytest.raises(UsageError) as info:
         Pipeline.parse(text)
     assert message in str(info.value)
+
+
+def test_a_name_near_nothing_known_gets_no_guess():
+    with pytest.raises(UsageError) as info:
+        Pipeline.parse("blur")
+    assert "did you mean" not in str(info.value) and "unknown operation 'blur' (known: " in str(info.value)
 
 
 def test_quotes_keep_a_bar_inside_a_value():

@@ -11,8 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from imgedit.atomic import check_name_lengths
-from imgedit.catalog import did_you_mean, spec_for_file
-from imgedit.errors import UsageError, WeightsError
+from imgedit.catalog import spec_for_file
+from imgedit.errors import UsageError, WeightsError, did_you_mean
 from imgedit.models import ModelSpec, shipped_weights_dir, user_models, user_weights_dir
 
 FOLDER = "imgedit_style"
