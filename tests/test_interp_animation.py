@@ -41,6 +41,19 @@ def test_mp4_opens_with_the_right_frame_count(tmp_path):
     assert count == 9 and int(video.get(cv2.CAP_PROP_FRAME_WIDTH)) == 32
 
 
+def test_mp4_is_vp9_where_opencv_can_write_it(tmp_path):
+    # browsers play VP9 in MP4, not the MPEG-4 Part 2 of OpenCV's fallback
+    from imgedit_interp.animation import MP4_CODECS
+
+    probe = cv2.VideoWriter(str(tmp_path / "probe.mp4"), cv2.VideoWriter_fourcc(*"vp09"), 12, (32, 32))
+    expected = "vp09" if probe.isOpened() else "mp4v"
+    probe.release()
+    path = tmp_path / "morph.mp4"
+    write_animation(frames(3), path, fps=12)
+    entries = [codec for codec in ("vp09", "mp4v") if codec.encode() in path.read_bytes()]  # the stsd sample entry
+    assert MP4_CODECS[0] == "vp09" and entries == [expected]
+
+
 def test_folder_gets_numbered_pngs_in_order(tmp_path):
     out = tmp_path / "frames"
     written = write_animation(frames(5), out)

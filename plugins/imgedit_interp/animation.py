@@ -23,7 +23,7 @@ import tempfile
 import threading
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Callable, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 import torch
@@ -169,9 +169,7 @@ def _encode_mp4(pixels: np.ndarray, fps: float, on_frame: OnFrame) -> bytes:
         h, w = h + h % 2, w + w % 2
     with tempfile.TemporaryDirectory(prefix="imgedit-video-") as folder:
         target = str(Path(folder) / "video.mp4")
-        writer = cv2.VideoWriter(target, cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
-        if not writer.isOpened():
-            raise OSError("OpenCV cannot write MP4 on this system; write a .gif or .webp instead")
+        writer = _video_writer(target, fps, (w, h))
         try:
             for frame in pixels:
                 writer.write(np.ascontiguousarray(frame[:, :, ::-1]))  # OpenCV wants BGR
@@ -179,6 +177,22 @@ def _encode_mp4(pixels: np.ndarray, fps: float, on_frame: OnFrame) -> bytes:
         finally:
             writer.release()
         return Path(target).read_bytes()
+
+
+#: The codecs an .mp4 is written with, the first OpenCV can encode: VP9,
+#: which browsers play (OpenCV's wheels have no H.264 encoder), else MPEG-4
+#: Part 2, which VLC and mpv play but browsers do not.
+MP4_CODECS = ("vp09", "mp4v")
+
+
+def _video_writer(target: str, fps: float, size: tuple[int, int]) -> Any:
+    import cv2
+
+    for codec in MP4_CODECS:
+        writer = cv2.VideoWriter(target, cv2.VideoWriter_fourcc(*codec), fps, size)
+        if writer.isOpened():
+            return writer
+    raise OSError("OpenCV cannot write MP4 on this system; write a .gif or .webp instead")
 
 
 def _write_frames(pixels: np.ndarray, folder: Path, overwrite: bool, on_frame: OnFrame) -> list[Path]:
