@@ -62,7 +62,7 @@ class FileResult:
     output: Optional[Path] = None
     status: str = "done"  # done, skipped, failed
     error: Optional[str] = None
-    exit_code: int = 1
+    exit_code: int = 0  # a failure's: 1, or its error's own (2 for a mask or usage problem)
     note: str = ""
     needs_overwrite: bool = False  # failed only because the output exists and is not this run's to replace
     panels: int = 1  # results side by side in the output (inpaint --samples K)
@@ -432,6 +432,7 @@ class _catch:
         if exc is None or not isinstance(exc, Exception) or isinstance(exc, RunStopped):
             return False  # KeyboardInterrupt and friends pass through; a journal error or a full disk ends the run
         result, path = self.work.result, str(self.work.item.path)
+        result.exit_code = 1
         if isinstance(exc, ImgeditError):
             log.debug("error on %s", path, exc_info=True)  # --debug: down to a plugin's own frame, via __cause__
             message = str(exc)

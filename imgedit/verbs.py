@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 import click
 
@@ -124,8 +124,6 @@ def _run_verb(pipeline: Any, kwargs: dict[str, Any]) -> None:
         _say_untiled(pipeline, options.tile)
     if kwargs.get("ray_address") and kwargs.get("engine") != "ray" and typed_option("ray_address"):  # not the env var
         raise UsageError("--ray-address joins a Ray cluster: it needs --engine ray")
-    if scan.unsearched and not (kwargs["quiet"] or kwargs["as_json"]):
-        say(unsearched_note(scan.unsearched))
     named = frozenset(Path(i) for i in kwargs["inputs"] if Path(i).is_file())
     items, own = leave_out_own_outputs(pipeline, items, options, named)
     if own and not (kwargs["quiet"] or kwargs["as_json"]):
@@ -139,6 +137,8 @@ def _run_verb(pipeline: Any, kwargs: dict[str, Any]) -> None:
         _check_mask_source(pipeline, items, masks)
     if kwargs["dry_run"]:
         _print_plan(pipeline, items, options, kwargs["as_json"])
+        if scan.unsearched and not (kwargs["quiet"] or kwargs["as_json"]):
+            say(unsearched_note(scan.unsearched))
         return
     quiet = kwargs["quiet"] or kwargs["as_json"]
     try:
@@ -155,7 +155,9 @@ def _run_verb(pipeline: Any, kwargs: dict[str, Any]) -> None:
             _print_run_error(exc, scan.unreadable, planned=len(items))
         raise
     summary.unreadable, summary.planned = scan.unreadable, len(items)
-    _print_summary(summary, kwargs["quiet"], kwargs["as_json"], planned=len(items))
+    # said last, once the run went well: a note above an error would hide that the error is the one line that matters
+    notes = [unsearched_note(scan.unsearched)] if scan.unsearched and not (kwargs["quiet"] or kwargs["as_json"]) else []
+    _print_summary(summary, kwargs["quiet"], kwargs["as_json"], planned=len(items), notes=notes)
 
 
 #: The mask options' parameter names and flags, in MASK_OPTIONS' order.
@@ -234,7 +236,8 @@ def _print_plan(pipeline: Any, items: list, options: Any, as_json: bool) -> None
         f"journal: {plan['journal'] or 'none'}; workers {plan['workers']}, queue depth {plan['queue_depth']}; "
         f"largest image {plan['largest_image_mp']} MP; peak memory about {plan['peak_memory_estimate_mb']} MB"
     )
-def _print_summary(summary: Any, quiet: bool, as_json: bool, planned: int) -> None:
+def _print_summary(summary: Any, quiet: bool, as_json: bool, planned: int, notes: Sequence[str] = ()) -> None:
+    """The run's summary line (a batch's), or its error; then ``notes``, where nothing failed."""
     stopped = _unbuildable_error(summary)
     if as_json:
         if stopped is not None:  # the run stopped as a whole: its error, as for a journal that cannot be written
@@ -267,6 +270,8 @@ def _print_summary(summary: Any, quiet: bool, as_json: bool, planned: int) -> No
                          + (f"; {summary.unreadable_note()}" if summary.unreadable else ""))
     if summary.unreadable:
         raise BatchError(summary.unreadable_note())
+    for note in notes:
+        say(note)
 
 
 def _unbuildable_error(summary: Any) -> Optional[BatchError]:

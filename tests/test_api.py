@@ -141,6 +141,18 @@ def test_options_the_cli_takes_are_taken(photo, tmp_path):
     assert len(summary.done) == 1 and (tmp_path / "out.jpg").read_bytes()[:2] == b"\xff\xd8"
 
 
+def test_a_files_result_says_its_exit_code_zero_when_done(photo, tmp_path):
+    bad = tmp_path / "in" / "bad.png"
+    bad.parent.mkdir()
+    bad.write_bytes(b"not a picture")
+    (tmp_path / "in" / "good.png").write_bytes(photo.read_bytes())
+    with pytest.raises(imgedit.errors.BatchError) as failed:
+        imgedit.run("inpaint method=telea", tmp_path / "in", tmp_path / "out", mask_box=(4, 4, 8, 8))
+    results = sorted(failed.value.summary.results, key=lambda r: r.source.name)
+    assert [(r.source.name, r.status, r.exit_code) for r in results] == [
+        ("bad.png", "failed", 1), ("good.png", "done", 0)]
+
+
 # --- what comes back -----------------------------------------------------------------------
 
 @pytest.fixture
