@@ -9,6 +9,7 @@ import logging
 import os
 import sys
 import traceback
+import warnings
 from typing import Any, Iterator, NoReturn, Optional
 
 import click
@@ -52,6 +53,27 @@ def _setup_logging(debug: bool) -> None:
         log.addHandler(_StderrHandler())
     log.setLevel(logging.DEBUG if debug else logging.INFO if env_flag("IMGEDIT_VERBOSE") else logging.WARNING)
     log.propagate = False
+    if not getattr(warnings.showwarning, "imgedit_decoding", False):
+        warnings.showwarning = _decoding_warnings_logged(warnings.showwarning)
+
+
+def _decoding_warnings_logged(show: Any) -> Any:
+    """``warnings.showwarning`` for the command: a warning Pillow raises
+    while a thread decodes a file ("Corrupt EXIF data", "Tag data larger
+    than file") is logged at debug level with the file named, not printed
+    raw with Pillow's paths; any other is shown by ``show``, as before."""
+
+    def showwarning(message: Any, category: type, filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
+        source = sys.modules.get("imgedit.imageio.source")  # not loaded: nothing is decoding
+        path = source.decoding_path() if source is not None else None
+        if path is None:
+            show(message, category, filename, lineno, file, line)
+        else:
+            logging.getLogger("imgedit").debug("%s: %s while decoding: %s", path, category.__name__,
+                                               " ".join(str(message).split()))
+
+    showwarning.imgedit_decoding = True  # type: ignore[attr-defined]
+    return showwarning
 
 
 class ImgeditGroup(click.Group):

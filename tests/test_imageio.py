@@ -756,7 +756,18 @@ def _no_raw_warning(stderr: str) -> bool:
     return "Warning: " not in stderr.replace("UserWarning while decoding", "") and ".py:" not in stderr
 
 
-def test_decoder_warnings_are_logged_not_printed(tmp_path, caplog, capfd):
+@pytest.fixture
+def command_warnings():
+    """Warnings shown as the ``imgedit`` command shows them (pytest records them otherwise)."""
+    from imgedit.cli import _decoding_warnings_logged
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.showwarning = _decoding_warnings_logged(warnings.showwarning)
+        yield
+
+
+def test_decoder_warnings_are_logged_not_printed(tmp_path, caplog, capfd, command_warnings):
     tag = struct.pack("<HHII", 0x010E, 2, 0x7FFFFFFF, 26)  # ImageDescription of 2 GB, in a file of 700 bytes
     exif = b"Exif\0\0II*\0" + struct.pack("<IH", 8, 1) + tag + struct.pack("<I", 0)
     Image.fromarray(_rgb8()).save(tmp_path / "a.jpg", exif=exif)
@@ -765,6 +776,42 @@ def test_decoder_warnings_are_logged_not_printed(tmp_path, caplog, capfd):
         assert read_image(tmp_path / "a.jpg").width == 10
     assert f"{tmp_path / 'a.jpg'}: UserWarning while decoding: Tag data larger than file" in caplog.text
     assert _no_raw_warning(capfd.readouterr().err) and warnings.showwarning is shown
+    from imgedit.cli import _decoding_warnings_logged
+
+    shown_before = []
+    warnings.showwarning = _decoding_warnings_logged(lambda message, *rest: shown_before.append(str(message)))
+    with caplog.at_level(logging.DEBUG, logger="imgedit"):
+        warnings.warn("a warning of the program's own", UserWarning)  # no file decoding: shown as before
+    assert shown_before == ["a warning of the program's own"] and "own" not in caplog.text
+
+
+def test_decoding_switches_nothing_for_the_other_threads(tmp_path, monkeypatch):
+    # a host application's own Image.open keeps Pillow's limit, as it set it,
+    # while imgedit decodes on another thread past that limit
+    import threading
+
+    from imgedit.imageio.source import decoding
+
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 40)  # 10x10 is past twice this: Pillow refuses it
+    Image.fromarray(_rgb8(10, 10)).save(tmp_path / "a.png")
+    inside, done = threading.Event(), threading.Event()
+
+    def imgedit_decoding():
+        with decoding(tmp_path / "a.png"):
+            inside.set()
+            done.wait(10)
+
+    worker = threading.Thread(target=imgedit_decoding)
+    worker.start()
+    try:
+        assert inside.wait(10)
+        with pytest.raises(Image.DecompressionBombError):
+            Image.open(tmp_path / "a.png")
+        assert Image.MAX_IMAGE_PIXELS == 40
+    finally:
+        done.set()
+        worker.join()
+    assert read_image(tmp_path / "a.png").width == 10  # imgedit's own decode: its limit, not Pillow's
 
 
 # ---------------------------------------------------------------- Picture, describe
@@ -849,7 +896,7 @@ def test_with_rgb_repeats_alpha_per_panel_of_a_side_by_side_sheet():
     assert 0.0 < odd.alpha[2, 5] < 1.0
 
 
-def test_only_the_first_frame_is_read_and_the_count_is_kept(tmp_path, caplog, capfd):
+def test_only_the_first_frame_is_read_and_the_count_is_kept(tmp_path, caplog, capfd, command_warnings):
     frames = [Image.fromarray(_rgb8(6, 10)) for _ in range(3)]
     frames[0].save(tmp_path / "p.tif", save_all=True, append_images=frames[1:])
     frames[0].save(tmp_path / "a.webp", save_all=True, append_images=frames[1:2], lossless=True)

@@ -6,7 +6,6 @@ import logging
 import os
 import stat
 import threading
-import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Optional
@@ -25,13 +24,6 @@ _TIFF_MAGIC = (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+")  # classic and BigTIFF, b
 
 logger = logging.getLogger("imgedit")
 
-# Pillow's limit and Python's warning printer are process-wide; the reader
-# threads share one switch, counted, so that the first to finish does not
-# switch them back under another still decoding.
-_PIL_LIMIT_LOCK = threading.Lock()
-_users = 0
-_saved_limit: Optional[int] = None
-_saved_showwarning: Any = None
 _decoding = threading.local()  # .path: the file this thread is opening or decoding
 
 
@@ -111,34 +103,47 @@ def pillow_open(source: Any, path: Path) -> Iterator[Image.Image]:
 
 @contextmanager
 def decoding(path: Path) -> Iterator[None]:
-    """While this thread opens or decodes ``path``: Pillow's pixel limit off
-    (it fires again at a TIFF's ``load()``, refusing what ``IMGEDIT_MAX_PIXELS``
-    allows), and the warnings it raises ("Corrupt EXIF data", "Tag data larger
-    than file") logged at debug level with the file named, not printed raw
-    with library paths. Other threads' warnings print as before."""
-    global _users, _saved_limit, _saved_showwarning
-    with _PIL_LIMIT_LOCK:
-        if _users == 0:
-            _saved_limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
-            _saved_showwarning, warnings.showwarning = warnings.showwarning, _show_warning
-        _users += 1
-    outer, _decoding.path = getattr(_decoding, "path", None), path
+    """While this thread opens or decodes ``path``: Pillow's pixel limit does
+    not apply to it (it fires again at a TIFF's ``load()``, refusing what
+    ``IMGEDIT_MAX_PIXELS`` allows; callers :func:`check_size` instead), and
+    :func:`decoding_path` names the file, for the CLI to log Pillow's warnings
+    ("Corrupt EXIF data") with the file named. Nothing process-wide is
+    switched: other threads, a host application's own, keep Pillow's limit
+    as they set it."""
+    _limit_only_for_others()
+    outer, _decoding.path = decoding_path(), path
     try:
         yield
     finally:
         _decoding.path = outer
-        with _PIL_LIMIT_LOCK:
-            _users -= 1
-            if _users == 0:
-                Image.MAX_IMAGE_PIXELS, warnings.showwarning = _saved_limit, _saved_showwarning
 
 
-def _show_warning(message: Any, category: type, filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
-    path = getattr(_decoding, "path", None)
-    if path is None:  # raised on a thread that is not decoding: not ours to hide
-        _saved_showwarning(message, category, filename, lineno, file, line)
-    else:
-        logger.debug("%s: %s while decoding: %s", path, category.__name__, " ".join(str(message).split()))
+def decoding_path() -> Optional[Path]:
+    """The file this thread is opening or decoding inside :func:`decoding`, or None."""
+    return getattr(_decoding, "path", None)
+
+
+def _limit_only_for_others() -> None:
+    """Make Pillow's decompression-bomb check, once per process, skip the
+    threads inside :func:`decoding` and run as before (with whatever
+    ``Image.MAX_IMAGE_PIXELS`` holds at the time) on every other thread.
+    Pillow looks the check up by name at each call, in ``Image.open`` and in
+    its format plugins."""
+    original = getattr(Image, "_decompression_bomb_check", None)
+    if original is None or getattr(original, "imgedit_skips_decoding", False):
+        return
+
+    def check(*args: Any, **kwargs: Any) -> None:  # (size), and error_only= since Pillow 11
+        if decoding_path() is None:
+            original(*args, **kwargs)
+
+    check.imgedit_skips_decoding = True  # type: ignore[attr-defined]
+    with _INSTALL_LOCK:
+        if not getattr(Image._decompression_bomb_check, "imgedit_skips_decoding", False):
+            Image._decompression_bomb_check = check
+
+
+_INSTALL_LOCK = threading.Lock()
 
 
 def check_size(path: Path, size: tuple[int, int], limit: int) -> None:
