@@ -172,7 +172,10 @@ def run(
         failed on an error that is not imgedit's own (a plugin's bug), naming
         the stage and its plugin; BatchError: some files failed, or an
         input folder could not be read and its images were left out (the
-        summary is on the exception as ``.summary``).
+        summary is on the exception as ``.summary``); KeyboardInterrupt:
+        Ctrl-C (SIGINT) stopped a run over paths, after the writes in flight
+        ended (each output is whole or absent, the journal saved; the
+        summary is on it as ``.summary``, and the same call resumes).
     """
     if isinstance(pipeline, str):
         pipeline = Pipeline.parse(pipeline)
@@ -194,6 +197,10 @@ def run(
     items, _ = leave_out_own_outputs(pipeline, items=scan.files, options=run_options, named=named)
     summary: Summary = run_files(pipeline, items, run_options)
     summary.unreadable = scan.unreadable
+    if summary.interrupted:  # the writes in flight ended and the journal is saved; the host's Ctrl-C goes on
+        stopped = KeyboardInterrupt()
+        stopped.summary = summary  # type: ignore[attr-defined]
+        raise stopped
     if summary.failed or summary.unreadable:
         error = BatchError(f"{len(summary.failed)} of {len(summary.results)} images failed: {summary.failed[0].error}"
                            if summary.failed else summary.unreadable_note())

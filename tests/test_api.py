@@ -153,6 +153,33 @@ def test_a_files_result_says_its_exit_code_zero_when_done(photo, tmp_path):
         ("bad.png", "failed", 1), ("good.png", "done", 0)]
 
 
+def test_ctrl_c_stops_a_run_over_paths_as_a_keyboard_interrupt_with_its_summary(test_plugin, photo, tmp_path):
+    # the runner ends the writes in flight and saves the journal; the host's
+    # Ctrl-C must still reach the host, not return as if the run were done
+    calls = []
+
+    def create(ctx):
+        def apply(image, mask):
+            calls.append(1)
+            if len(calls) == 2:
+                raise KeyboardInterrupt
+            return image
+
+        return apply
+
+    test_plugin("stopping_plugin", register_operations=lambda register: register(Operation("stopper", "copy", create)))
+    (tmp_path / "in").mkdir()
+    for name in ("a.png", "b.png", "c.png"):
+        (tmp_path / "in" / name).write_bytes(photo.read_bytes())
+    with pytest.raises(KeyboardInterrupt) as stopped:
+        imgedit.run("stopper", tmp_path / "in", tmp_path / "out")
+    summary = stopped.value.summary
+    assert summary.interrupted and [r.source.name for r in summary.done] == ["a.png"]
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == ["a.png"]
+    resumed = imgedit.run("stopper", tmp_path / "in", tmp_path / "out")  # the same call goes on where it stopped
+    assert len(resumed.skipped) == 1 and len(resumed.done) == 2
+
+
 # --- what comes back -----------------------------------------------------------------------
 
 @pytest.fixture
