@@ -12,6 +12,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Optional
@@ -23,6 +25,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import torch
 
 __all__ = [
+    "LoadedModels",
     "ModelSpec",
     "check_architecture",
     "describe",
@@ -284,3 +287,47 @@ def describe(spec: ModelSpec) -> dict[str, Any]:
         "status": reason,
         "description": spec.description,
     }
+
+
+class LoadedModels:
+    """Models loaded from weights files, kept for the next call: a batch or
+    a service loads each once. Kept per version of the file (its path as
+    resolved, size, modification time and inode), so weights replaced at the
+    same path are loaded again rather than served stale, and at most
+    ``keep`` of them, the least recently used dropped first, so a service
+    naming many files does not hold them all. Thread-safe.
+
+        >>> models = LoadedModels()
+        >>> net = models.get(spec.weights, ("cpu",), lambda: load_model(spec, build))  # doctest: +SKIP
+    """
+
+    def __init__(self, keep: int = 8):
+        self.keep = keep
+        self._models: OrderedDict[tuple, Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, weights: Path, extra: tuple, load: Callable[[], Any]) -> Any:
+        """The model ``load()`` makes of ``weights``, loaded once per version
+        of the file and ``extra`` (a device, a network class); ``load``'s
+        errors (a missing file, a checksum that fails) pass through."""
+        path = os.path.realpath(weights)
+        try:
+            info = os.stat(path)
+            version: tuple = (path, info.st_size, info.st_mtime_ns, info.st_ino)
+        except OSError:
+            version = (path,)  # load() says what is wrong
+        key = (*version, *extra)
+        with self._lock:
+            if key in self._models:
+                self._models.move_to_end(key)
+                return self._models[key]
+            model = load()
+            self._models[key] = model
+            while len(self._models) > self.keep:
+                self._models.popitem(last=False)
+            return model
+
+    def clear(self) -> None:
+        """Forget every model kept (their memory is freed once no caller holds them)."""
+        with self._lock:
+            self._models.clear()

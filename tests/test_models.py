@@ -141,3 +141,35 @@ def test_loading_a_model_leaves_the_callers_random_state_alone(tmp_path):
     loaded = load_model(spec, lambda config: torch.nn.Linear(config["features"], config["features"]))
     assert torch.equal(torch.get_rng_state(), before)  # the random init, overwritten by the weights, drew nothing
     assert torch.equal(loaded.weight, net.weight)
+
+
+def test_loaded_models_are_kept_per_version_of_their_file_and_the_fewest_recently_used_dropped(tmp_path):
+    import os
+
+    from imgedit.models import LoadedModels
+
+    _, spec = _save(tmp_path / "m.safetensors")
+    loads = []
+
+    def load():
+        loads.append(1)
+        return load_weights(spec)["conv.weight"].clone()
+
+    models = LoadedModels(keep=2)
+    first = models.get(spec.weights, ("cpu",), load)
+    assert models.get(spec.weights, ("cpu",), load) is first and len(loads) == 1  # kept
+    assert models.get(spec.weights, ("meta",), load) is not first and len(loads) == 2  # per extra key
+    # other weights written at the same path (a service's model, retrained): loaded again, not served stale
+    save_weights({"conv.weight": torch.zeros(3, 4)}, spec.weights, {"architecture": "test", "description": "tiny"})
+    info = os.stat(spec.weights)
+    os.utime(spec.weights, ns=(info.st_atime_ns, info.st_mtime_ns + 10**9))  # a coarse clock's same tick
+    assert torch.equal(models.get(spec.weights, ("cpu",), load), torch.zeros(3, 4)) and len(loads) == 3
+    # at most two kept, the least recently used dropped first
+    models.clear()
+    for extra in ("a", "b", "a", "c"):  # "b" is the least recently used when "c" arrives
+        models.get(spec.weights, (extra,), load)
+    assert len(loads) == 6
+    models.get(spec.weights, ("a",), load)
+    assert len(loads) == 6
+    models.get(spec.weights, ("b",), load)
+    assert len(loads) == 7

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import threading
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -24,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from imgedit.errors import ShapeError, UsageError
-from imgedit.models import ModelSpec, load_model
+from imgedit.models import LoadedModels, ModelSpec, load_model
 from imgedit.tensor import check_image, interpolate
 from imgedit_style.catalog import ARCHITECTURE
 from imgedit_style.model import StyleNet, StyleNetConfig
@@ -33,8 +32,7 @@ AUTO_SCALE = 1024  # fast network: apply the style at most at this long side und
 AUTO_SCALE_OPTIMISE = 512  # per-image optimisation is slower: at most this long side
 
 
-_cache: dict[tuple, StyleNet] = {}
-_lock = threading.Lock()
+_models = LoadedModels()  # per version of the file and device
 
 
 def rgb_to_ycbcr(image: torch.Tensor) -> torch.Tensor:
@@ -100,18 +98,17 @@ def run_network(net: StyleNet, image: torch.Tensor) -> torch.Tensor:
 
 
 def load_style_net(spec: ModelSpec, device: Union[str, torch.device] = "cpu") -> StyleNet:
-    """The style network of ``spec`` in eval mode on ``device`` (cached per file and device).
+    """The style network of ``spec`` in eval mode on ``device`` (loaded once per version of the file and device).
 
     Raises:
         WeightsError: missing file or card, sha256 mismatch, or weights that do not fit.
     """
-    key = (str(Path(spec.weights).resolve()), str(torch.device(device)))
-    with _lock:
-        if key not in _cache:
-            net = load_model(spec, lambda config: StyleNet(StyleNetConfig.from_dict(config)),
-                             architecture=ARCHITECTURE, kind="a style network")
-            _cache[key] = net.float().to(device).eval().requires_grad_(False)
-        return _cache[key]
+    def load() -> StyleNet:
+        net = load_model(spec, lambda config: StyleNet(StyleNetConfig.from_dict(config)),
+                         architecture=ARCHITECTURE, kind="a style network")
+        return net.float().to(device).eval().requires_grad_(False)
+
+    return _models.get(spec.weights, (str(torch.device(device)),), load)
 
 
 def stylise(image: torch.Tensor, net: StyleNet, strength: float = 1.0, preserve_color: bool = False,
