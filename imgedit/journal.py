@@ -316,9 +316,10 @@ class Journal:
         if entry is None or entry.status not in WROTE or entry.result_key != key:
             return False
         try:
-            return entry.size is None or os.stat(dst).st_size == entry.size
+            size = os.stat(dst).st_size  # gone since: not held, whether or not the record knew its size
         except OSError:
             return False
+        return entry.size is None or size == entry.size
 
     def record(self, dst: Path, key: str, status: str, **extra: Any) -> None:
         name = self._name(dst)

@@ -498,9 +498,16 @@ def run_works(batch: _Batch, works: list[_Work], finish: Callable[[FileResult], 
         # exit all the same. So it is let pass, and the writes that end are
         # counted (it said "interrupted after 0 images" of a photo written).
         _uninterrupted(lambda: readers.shutdown(wait=True, cancel_futures=True))
+        stopped: Optional[RunStopped] = None
         while writes:
-            _uninterrupted(drain_one)
+            try:
+                _uninterrupted(drain_one)
+            except RunStopped as exc:  # the journal or the disk stopped the run: the other writes in flight still end
+                writes.popleft()
+                stopped = stopped or exc
         _uninterrupted(lambda: writers.shutdown(wait=True))
+        if stopped is not None:
+            raise stopped
 
 
 def _uninterrupted(step: Callable[[], None]) -> None:

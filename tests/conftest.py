@@ -1,8 +1,10 @@
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import textwrap
+import time
 import types
 
 # Like llm and datasette: skip third-party entry points while our own suite
@@ -105,6 +107,38 @@ def interruptible():
     terminal: Ctrl-C (SIGINT) at its default, even when the tests themselves
     run in the background, where the shell ignores SIGINT for its children."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def wait_for_outputs(proc, folder, count, timeout=60):
+    """Until ``count`` PNGs are in ``folder``, while ``proc`` (a batch run in
+    a child process) writes them; fails at once, with the child's stderr, if
+    the child exits first (a crash, an import error)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        exited = proc.poll() is not None  # before counting: a child that finished may have written them all
+        if folder.is_dir() and len(list(folder.glob("*.png"))) >= count:
+            return
+        if exited:
+            _, stderr = proc.communicate()
+            raise AssertionError(f"the batch exited ({proc.returncode}) before writing {count} outputs:\n{stderr}")
+        time.sleep(0.02)
+    raise AssertionError(f"fewer than {count} outputs in {timeout} s")
+
+
+@contextlib.contextmanager
+def reaped(proc, group=False):
+    """The block, then ``proc`` killed if a failed assertion left it running
+    (with its process group, ``group``: a Ray run and the Ray it started),
+    waited for and its pipes closed."""
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL) if group else proc.kill()
+        proc.wait()
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
 
 
 def fake_distribution(site, name, module_source):

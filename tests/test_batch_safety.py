@@ -79,6 +79,65 @@ def test_a_redrawn_mask_redoes_its_image(invoke, tmp_path, where):
     assert summary_of(invoke(*command))["skipped"] == 3
 
 
+def test_a_redrawn_single_mask_file_redoes_every_image_it_masks(invoke, tmp_path):
+    src, mask, out = photos(tmp_path / "img", [0, 1, 2]), tmp_path / "hole.png", tmp_path / "out"
+    hole_mask(mask, top=5)
+    command = ["inpaint", src, "--mask", mask, "-o", out, "--method", "telea", "--json"]
+    assert summary_of(invoke(*command))["done"] == 3
+    assert summary_of(invoke(*command))["skipped"] == 3
+    before = {p.name: p.read_bytes() for p in out.glob("*.png")}
+    os.utime(mask, ns=(os.stat(mask).st_atime_ns, os.stat(mask).st_mtime_ns + 5 * 10**9))
+    assert summary_of(invoke(*command))["skipped"] == 3  # touched, not redrawn: its content is what counts
+    hole_mask(mask, top=25)  # redrawn at the same path: --mask's path alone would not tell
+    assert json.loads(invoke(*command, "--dry-run").stdout)["already_done"] == 0
+    again = summary_of(invoke(*command))
+    assert again["done"] == 3 and again["skipped"] == 0
+    assert all((out / name).read_bytes() != data for name, data in before.items())
+    assert summary_of(invoke(*command))["skipped"] == 3
+
+
+@pytest.mark.parametrize("where", ["operation", "runner"])
+def test_an_unexpected_error_fails_only_its_image_and_the_batch_goes_on(invoke, tmp_path, test_plugin, monkeypatch, where):
+    # Not an ImgeditError or OSError: a plugin's own bug (named with its stage and plugin), or one
+    # in the per-image work around the pipeline (imgedit.runner._catch: "unexpected ...").
+    import imgedit.tensor
+    from imgedit.operations import Operation
+
+    odd = lambda width: width == 40  # noqa: E731  (the odd image out, by its size)
+
+    def create(context):
+        def apply(image, mask):
+            if where == "operation" and odd(image.shape[-1]):
+                raise ZeroDivisionError("a bug of its own")
+            return 1.0 - image
+        return apply
+
+    to_tensor = imgedit.tensor.to_tensor
+
+    def fragile_to_tensor(array, *args, **kwargs):
+        if where == "runner" and odd(array.shape[1]):
+            raise ZeroDivisionError("a bug of its own")
+        return to_tensor(array, *args, **kwargs)
+
+    monkeypatch.setattr(imgedit.tensor, "to_tensor", fragile_to_tensor)  # imported by the runner as it decodes
+    test_plugin("imgedit_fragile", register_operations=lambda register: register(Operation("fragile", "basic", create)))
+    src, out = photos(tmp_path / "in", [0, 1, 2]), tmp_path / "out"
+    Image.fromarray(smooth_rgb(32, 40, seed=7)).save(src / "img0b.png")  # second in the batch's order
+    result = invoke("run", "-p", "fragile", src, "-o", out, "--json")
+    assert result.exit_code == 1, result.output
+    summary = summary_of(result)
+    assert summary["done"] == 3 and summary["failed"] == 1  # the images after it were done
+    what = ("stage 1 (fragile.basic, plugin imgedit_fragile) failed: ZeroDivisionError" if where == "operation"
+            else "unexpected ZeroDivisionError")
+    assert [f["error"] for f in summary["failures"]] == [f"{src / 'img0b.png'}: {what}: a bug of its own"]
+    assert sorted(p.name for p in out.iterdir() if p.suffix == ".png") == ["img0.png", "img1.png", "img2.png"]
+    for name in ("img0.png", "img1.png", "img2.png"):
+        inverted = np.asarray(Image.open(out / name)).astype(int)
+        assert np.abs(inverted - (255 - np.asarray(Image.open(src / name)).astype(int))).max() <= 1
+    records = [json.loads(line) for line in (out / JOURNAL_NAME).read_text().splitlines()]
+    assert [r["dst"] for r in records if r["status"] == "failed"] == ["img0b.png"]
+
+
 def test_an_in_place_run_killed_between_rename_and_done_does_not_edit_twice(invoke, tmp_path):
     once, killed = photos(tmp_path / "once", [0, 1, 2]), photos(tmp_path / "killed", [0, 1, 2])
     command = ("denoise", "--in-place", "--method", "nlm", "--sigma", "10")

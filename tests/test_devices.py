@@ -191,9 +191,32 @@ class TestBf16OnTheCpu:
             assert resolve_precision("fp16", CPU, Capabilities(precisions=("fp32", "fp16"), cpu_bf16=True)) == torch.float32
         assert "fp16" in caplog.text
 
-    def test_the_probe_answers_a_bool(self):
-        assert devices.cpu_has_bf16() in (True, False)
-        assert describe_devices()["cpu_bf16"] == devices.cpu_has_bf16()
+    def test_the_probe_answers_what_onednn_says(self, monkeypatch):
+        asked = []
+
+        def onednn_says(answer):
+            def probe():
+                asked.append(answer)
+                return answer
+            monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", probe)
+
+        monkeypatch.setattr(torch.backends.mkldnn, "is_available", lambda: True)
+        onednn_says(True)
+        assert devices.cpu_has_bf16() is True and describe_devices()["cpu_bf16"] is True
+        onednn_says(False)
+        assert devices.cpu_has_bf16() is False and describe_devices()["cpu_bf16"] is False
+        assert asked == [True, True, False, False]
+        onednn_says(True)
+        monkeypatch.setattr(torch.backends.mkldnn, "is_available", lambda: False)  # a build without oneDNN
+        assert devices.cpu_has_bf16() is False and asked == [True, True, False, False]
+
+    def test_a_build_without_the_probe_reads_as_no_bf16(self, monkeypatch):
+        def missing():
+            raise RuntimeError("No such operator mkldnn::_is_mkldnn_bf16_supported")
+
+        monkeypatch.setattr(torch.backends.mkldnn, "is_available", lambda: True)
+        monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", missing)
+        assert devices.cpu_has_bf16() is False
 
     def test_scope_keeps_tensors_fp32_and_runs_convolutions_in_bf16(self):
         dtype, scope = compute_scope(CPU, torch.bfloat16)

@@ -237,13 +237,28 @@ def test_seeds_outside_32_bits_are_usage_errors(tiny_spec, tmp_path, invoke, see
     assert "unexpected" not in result.output and not (tmp_path / "out").exists()
 
 
-def test_huge_n_is_refused_at_once(tiny_spec, tmp_path, invoke):
-    import time
+@pytest.mark.parametrize("count", [1_000_001, 100_000_000])
+def test_huge_n_is_refused_at_once(tiny_spec, tmp_path, invoke, monkeypatch, count):
+    import tracemalloc
 
-    started = time.monotonic()
-    result = invoke("sample", "--model", tiny_spec.weights, "-n", "100000000", "-o", tmp_path / "out")
-    assert result.exit_code == 2 and "at most 1000000 images per run" in result.output
-    assert time.monotonic() - started < 5  # no list of 1e8 paths built first
+    from imgedit_gan import commands
+
+    def not_reached(*args, **kwargs):
+        raise AssertionError("the work went on past a refused -n")
+
+    for later_step in ("_existing", "load_latent_model_argument", "_check_memory", "_latents"):
+        monkeypatch.setattr(commands, later_step, not_reached)
+    monkeypatch.setattr("imgedit.atomic.check_writable_folder", not_reached)  # imported when the verb runs
+    assert count > commands.MAX_SAMPLES
+    tracemalloc.start()
+    try:
+        result = invoke("sample", "--model", tiny_spec.weights, "-n", count, "-o", tmp_path / "out")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert result.exit_code == 2 and f"-n {count}: at most 1000000 images per run" in result.output, result.output
+    assert "the work went on" not in result.output and not (tmp_path / "out").exists()
+    assert peak < 20_000_000  # no list of the paths built first: 1e6 of them take about 280 MB
 
 
 def test_grid_refuses_a_file_name_it_cannot_write(tiny_spec, tmp_path, invoke):

@@ -221,6 +221,30 @@ def test_an_in_place_result_is_known_from_the_start_line_written_before_the_rena
     assert not journal.is_done(tmp_path / "a.png", "of-the-original")
 
 
+def test_an_in_place_result_deleted_after_it_was_recorded_is_not_held(tmp_path):
+    photo = tmp_path / "a.png"
+    photo.write_bytes(b"edited")
+    journal = Journal(tmp_path)
+    journal.record(photo, "of-the-original", "start", replacing=True, result_key="of-the-result")
+    journal.record(photo, "of-the-original", "done", size=6, result_key="of-the-result")
+    journal.close()
+    assert Journal(tmp_path).holds_result(photo, "of-the-result")
+    photo.unlink()  # deleted since: nothing holds the result
+    assert not Journal(tmp_path).holds_result(photo, "of-the-result")
+    assert not journal.holds_result(photo, "of-the-result")  # the run that recorded it, too
+    photo.write_bytes(b"edited, then cut")  # another file at that path: not the recorded result either
+    assert not Journal(tmp_path).holds_result(photo, "of-the-result")
+    # killed between the rename and "done": only the "start" line, which knows no size
+    killed = tmp_path / "b.png"
+    killed.write_bytes(b"edited")
+    journal = Journal(tmp_path)
+    journal.record(killed, "of-the-original", "start", replacing=True, result_key="of-the-result")
+    journal.close()
+    assert Journal(tmp_path).holds_result(killed, "of-the-result")
+    killed.unlink()
+    assert not Journal(tmp_path).holds_result(killed, "of-the-result")
+
+
 def test_alone_in_holds_the_run_lock_only_when_no_run_does(tmp_path):
     from imgedit.journal import alone_in
 

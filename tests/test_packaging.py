@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -88,9 +89,16 @@ def test_models_succeeds_when_every_model_verifies(invoke):
     assert "NOT VERIFIED" not in result.output
 
 
+# What a build from the checkout must not see (a stale build/lib would put a
+# deleted module back into the wheel) and must not write into.
+NOT_SOURCES = shutil.ignore_patterns(".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", "runs", ".pytest_cache")
+
+
 def test_the_wheel_carries_the_weights_and_an_install_loads_them(tmp_path):
+    source = tmp_path / "source"  # pip builds in the source tree (build/, *.egg-info): a copy, not the checkout
+    shutil.copytree(ROOT, source, ignore=NOT_SOURCES)
     built = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(ROOT)],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(source)],
         capture_output=True, text=True, cwd=tmp_path)
     assert built.returncode == 0, built.stderr[-2000:]
     (wheel,) = tmp_path.glob("imgedit-*.whl")

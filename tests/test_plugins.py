@@ -1,6 +1,7 @@
 """Plugin discovery, isolation, conflicts and the third-party template."""
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -127,8 +128,13 @@ def test_plugin_failing_to_import_is_reported(tmp_path, photo):
 def installed_template(tmp_path_factory):
     """pip-install examples/plugin-template into a private folder."""
     target = tmp_path_factory.mktemp("site")
+    # pip builds in the source tree (build/, *.egg-info): a copy, so that the checkout stays clean
+    # and a stale build/lib there cannot stand in for the template's sources
+    source = tmp_path_factory.mktemp("template") / "plugin-template"
+    shutil.copytree(ROOT / "examples" / "plugin-template", source, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", "runs", ".pytest_cache"))
     cmd = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
-           "--target", str(target), str(ROOT / "examples" / "plugin-template")]
+           "--target", str(target), str(source)]
     result = subprocess.run(cmd, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     return target

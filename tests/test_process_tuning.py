@@ -24,50 +24,116 @@ def test_idle_compute_threads_sleep_unless_the_user_says_otherwise(monkeypatch):
     assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
 
 
-# Runs a cheap operation on a 0.15 MP image 100 times, as a batch does; prints
-# the page faults that took, before and after the tuning.
-FAULTS = textwrap.dedent(
+# Whether glibc serves a large block from a fresh mapping (mmap) or from the
+# heap, where a freed image buffer is kept for the next image: mallinfo's
+# count of mmapped blocks says. Before the tuning a 16 MB block is mapped
+# (glibc then raises its own threshold to 16 MB); after it, a 24 MB one is
+# not, as the 32 MB threshold says. Page-fault figures: benchmarks/bench_process_tuning.py.
+MAPPED = textwrap.dedent(
     """
-    import resource
-    import torch
+    import ctypes
     from imgedit.process_tuning import reuse_freed_memory
 
-    image = torch.rand(1, 3, 321, 481)
+    libc = ctypes.CDLL(None)
+    fields = "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split()
+    if hasattr(libc, "mallinfo2"):
+        class Info(ctypes.Structure):
+            _fields_ = [(name, ctypes.c_size_t) for name in fields]
+        mallinfo = libc.mallinfo2
+    else:
+        class Info(ctypes.Structure):
+            _fields_ = [(name, ctypes.c_int) for name in fields]
+        mallinfo = libc.mallinfo
+    mallinfo.restype = Info
+    libc.malloc.argtypes, libc.malloc.restype = [ctypes.c_size_t], ctypes.c_void_p
+    libc.free.argtypes = [ctypes.c_void_p]
 
-    def faults():
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-        for _ in range(100):
-            result = (255 * (1.0 - image)).to(torch.uint8)
-            del result
-        return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+    def mapped(size):
+        before = mallinfo().hblks
+        block = libc.malloc(size)
+        during = mallinfo().hblks
+        libc.free(block)
+        return during > before
 
-    untuned = faults()
-    applied = reuse_freed_memory()
-    faults()  # the first pass maps the heap it then reuses
-    print(untuned, faults(), applied)
+    print(mapped(16 * 2**20), reuse_freed_memory(), mapped(24 * 2**20))
     """
 )
 
 
-def _faults(env_extra=None):
+def _mapped(env_extra=None):
     env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
     env.update(env_extra or {})
-    out = subprocess.run([sys.executable, "-c", FAULTS], env=env, capture_output=True, text=True, check=True).stdout
-    untuned, tuned, applied = out.split()
-    return int(untuned), int(tuned), applied == "True"
+    out = subprocess.run([sys.executable, "-c", MAPPED], env=env, capture_output=True, text=True, check=True).stdout
+    return tuple(word == "True" for word in out.split())
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
-def test_freed_image_buffers_are_reused_instead_of_faulted_in_again():
-    untuned, tuned, applied = _faults()
+def test_freed_image_buffers_stay_in_the_heap_for_the_next_image():
+    untuned_mapped, applied, tuned_mapped = _mapped()
     if not applied:
         pytest.skip("this C library has no mallopt thresholds (musl?)")
-    assert untuned > 100 * 20  # fresh pages for many of the results: 30-180 faults an image
-    assert tuned < untuned / 10
+    assert untuned_mapped  # glibc's default: a fresh mapping, unmapped on free
+    assert not tuned_mapped  # the raised threshold: from the heap, reused
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
 def test_the_users_malloc_settings_win():
-    _, _, applied = _faults({"MALLOC_TRIM_THRESHOLD_": "131072"})
+    untuned_mapped, applied, tuned_mapped = _mapped({"MALLOC_TRIM_THRESHOLD_": "131072"})
     assert not applied
-    assert reuse_freed_memory() in (True, False)  # callable in-process, too
+    assert untuned_mapped and tuned_mapped  # glibc's threshold left as it was
+
+
+class _FakeLibc:
+    """What ``ctypes.CDLL(None)`` gives: a ``mallopt`` that records its calls and answers ``answer``."""
+
+    def __init__(self, answer):
+        self.calls = []
+        fake = self
+
+        def mallopt(param, value):
+            fake.calls.append((param, value))
+            return answer
+
+        self.mallopt = mallopt
+
+
+def test_reuse_freed_memory_reports_what_mallopt_answers(monkeypatch):
+    import ctypes
+
+    import imgedit.process_tuning as tuning
+
+    for name in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(tuning.sys, "platform", "linux")
+    glibc = _FakeLibc(1)
+    monkeypatch.setattr(ctypes, "CDLL", lambda name: glibc)
+    assert tuning.reuse_freed_memory() is True
+    assert glibc.calls == [(-3, 32 * 2**20), (-1, 256 * 2**20)]  # M_MMAP_THRESHOLD, M_TRIM_THRESHOLD (malloc.h)
+    musl = _FakeLibc(0)  # a mallopt that does nothing
+    monkeypatch.setattr(ctypes, "CDLL", lambda name: musl)
+    assert tuning.reuse_freed_memory() is False and musl.calls
+
+
+def test_reuse_freed_memory_leaves_malloc_alone_where_it_should(monkeypatch):
+    import ctypes
+
+    import imgedit.process_tuning as tuning
+
+    glibc = _FakeLibc(1)
+    monkeypatch.setattr(ctypes, "CDLL", lambda name: glibc)
+    for name in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(tuning.sys, "platform", "darwin")
+    assert tuning.reuse_freed_memory() is False  # not glibc
+    monkeypatch.setattr(tuning.sys, "platform", "linux")
+    for name in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_"):
+        monkeypatch.setenv(name, "131072")
+        assert tuning.reuse_freed_memory() is False  # the user's setting wins
+        monkeypatch.delenv(name)
+    assert glibc.calls == []
+
+    def no_c_library(name):
+        raise OSError("cannot load")
+
+    monkeypatch.setattr(ctypes, "CDLL", no_c_library)
+    assert tuning.reuse_freed_memory() is False

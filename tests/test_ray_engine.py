@@ -17,7 +17,7 @@ from imgedit.journal import JOURNAL_NAME, SHARDS_NAME
 from imgedit.operations import Operation
 from imgedit.plugins import plugin_info
 
-from conftest import fake_distribution, interruptible, smooth_rgb
+from conftest import fake_distribution, interruptible, reaped, smooth_rgb, wait_for_outputs
 
 ray = pytest.importorskip("ray")
 
@@ -118,11 +118,10 @@ def test_ctrl_c_stops_and_a_local_run_resumes(invoke, test_plugin, tmp_path):
     cmd = [sys.executable, "-m", "imgedit", "run", "-p", "slow", str(src), "-o", str(out), "--engine", "ray"]
     proc = subprocess.Popen(cmd, env={**os.environ, "PYTHONPATH": str(site)}, stderr=subprocess.PIPE, text=True,
                             start_new_session=True, preexec_fn=interruptible)
-    deadline = time.time() + 120
-    while len(list(out.glob("*.png"))) < 4 and time.time() < deadline:
-        time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGINT)
-    _, stderr = proc.communicate(timeout=120)
+    with reaped(proc, group=True):  # a failed wait: the run and the Ray it started, its process group
+        wait_for_outputs(proc, out, 4, timeout=120)
+        os.killpg(proc.pid, signal.SIGINT)
+        _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 130, stderr
     assert "run the same command again to resume" in stderr and "Traceback" not in stderr
     finished = list(out.glob("*.png"))
@@ -175,14 +174,38 @@ def test_without_ray_says_how_to_install_it(invoke, folder, tmp_path, monkeypatc
     assert not (tmp_path / "out").exists()
 
 
-def test_unreachable_cluster_is_one_line_at_once():
-    from imgedit.ray_engine import _check_reachable
+def test_unreachable_cluster_is_one_line_at_once(monkeypatch):
+    import types
 
-    start = time.monotonic()
+    import imgedit.ray_engine as engine
+
     with pytest.raises(ImgeditError, match=r"cannot reach Ray at 127\.0\.0\.1:1: "):
-        _check_reachable("127.0.0.1:1")
-    assert time.monotonic() - start < 5
-    _check_reachable("auto")  # Ray's own lookup: nothing to check
+        engine._check_reachable("127.0.0.1:1")  # a closed port: refused
+    # an address where nothing answers: one connection attempt, bounded by the probe's timeout
+    attempts = []
+
+    def silent(address, timeout=None):
+        attempts.append((address, timeout))
+        raise TimeoutError("timed out")
+
+    monkeypatch.setattr(engine, "socket", types.SimpleNamespace(create_connection=silent))
+    with pytest.raises(ImgeditError, match=r"^cannot reach Ray at ray://10\.9\.8\.7:6379: timed out$"):
+        engine._check_reachable("ray://10.9.8.7:6379")
+    assert attempts == [(("10.9.8.7", 6379), engine.PROBE_SECONDS)] and 0 < engine.PROBE_SECONDS <= 30
+
+    class UnstartedRay:  # ray.init would retry such an address for minutes: the probe refuses it first
+        def is_initialized(self):
+            return False
+
+        def init(self, **kwargs):
+            raise AssertionError("ray.init was called before the address was probed")
+
+    with pytest.raises(ImgeditError, match=r"cannot reach Ray at 10\.9\.8\.7:6379: timed out"):
+        engine._connect(UnstartedRay(), "10.9.8.7:6379")
+    assert len(attempts) == 2
+    engine._check_reachable("auto")  # Ray's own lookup: nothing to check
+    engine._check_reachable(None)
+    assert len(attempts) == 2
 
 
 @pytest.mark.parametrize("answer, ok", [

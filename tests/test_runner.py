@@ -17,10 +17,10 @@ from PIL import Image
 
 import imgedit
 from imgedit.errors import BatchError, UsageError
-from imgedit.journal import JOURNAL_NAME
+from imgedit.journal import JOURNAL_NAME, LOCK_NAME
 from imgedit.runner import _bounded_map
 
-from conftest import fake_distribution, interruptible, run_imgedit, smooth_rgb
+from conftest import fake_distribution, interruptible, reaped, run_imgedit, smooth_rgb, wait_for_outputs
 
 SLOW_PLUGIN = """
 import time
@@ -288,15 +288,6 @@ def _start_batch(tmp_path, env, count=24):
                                  preexec_fn=interruptible)
 
 
-def _wait_for_outputs(folder, count, timeout=60):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if folder.is_dir() and len(list(folder.glob("*.png"))) >= count:
-            return
-        time.sleep(0.02)
-    raise AssertionError("no outputs appeared")
-
-
 def _check_complete(out, src):
     for path in out.glob("*.png"):
         result = np.asarray(Image.open(path)).astype(int)  # decodes fully: complete
@@ -308,9 +299,10 @@ def test_sigkill_then_rerun_loses_nothing_and_redoes_nothing(tmp_path):
     env = _slow_env(tmp_path)
     src, proc = _start_batch(tmp_path, env)
     out = tmp_path / "out"
-    _wait_for_outputs(out, 5)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    with reaped(proc):
+        wait_for_outputs(proc, out, 5)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
     _check_complete(out, src)
     finished = len(list(out.glob("*.png")))
     result = run_imgedit("run", "-p", "slow seconds=0.15", src, "-o", out, "--json", env=env)
@@ -326,9 +318,10 @@ def test_ctrl_c_saves_and_says_how_to_resume(tmp_path):
     env = _slow_env(tmp_path)
     src, proc = _start_batch(tmp_path, env)
     out = tmp_path / "out"
-    _wait_for_outputs(out, 3)
-    proc.send_signal(signal.SIGINT)
-    _, stderr = proc.communicate(timeout=60)
+    with reaped(proc):
+        wait_for_outputs(proc, out, 3)
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr
     assert "run the same command again to resume" in stderr
     assert "Traceback" not in stderr
@@ -342,9 +335,10 @@ def test_sigterm_stops_a_batch_as_ctrl_c_does_and_exits_143(tmp_path):
     env = _slow_env(tmp_path)
     src, proc = _start_batch(tmp_path, env)  # with --json
     out = tmp_path / "out"
-    _wait_for_outputs(out, 3)
-    proc.send_signal(signal.SIGTERM)
-    stdout, stderr = proc.communicate(timeout=60)
+    with reaped(proc):
+        wait_for_outputs(proc, out, 3)
+        proc.send_signal(signal.SIGTERM)
+        stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 143, stderr
     assert "stopped by SIGTERM; interrupted after" in stderr and "run the same command again to resume" in stderr
     summary = json.loads(stdout)  # the summary is said, as after Ctrl-C
@@ -648,6 +642,9 @@ def test_a_journal_that_cannot_be_written_stops_the_run_in_one_line(invoke, fold
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("Error: cannot write the resume journal ") and "(File too large)" in last
     assert "unexpected" not in result.stderr
+    # the "start" line comes before the rename: no output (nor its temporary file) is left behind
+    left = {p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*") if p.is_file()}
+    assert left <= {JOURNAL_NAME, LOCK_NAME}, left
 
 
 def test_a_full_disk_stops_the_batch_at_the_first_output_it_cannot_write(invoke, folder, tmp_path, monkeypatch):

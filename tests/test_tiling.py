@@ -322,6 +322,22 @@ class TestAutoTile:
         monkeypatch.setenv("IMGEDIT_CPU_MEMORY_MB", "8000")
         assert choose_tile((1, 3, 3000, 4000), hungry, CPU) is None
 
+    @pytest.mark.parametrize("value", ["lots", "1GB", "1,5", "nan", "inf", "0", "-5"])
+    def test_a_budget_that_is_not_megabytes_is_a_usage_error(self, monkeypatch, value):
+        monkeypatch.setenv("IMGEDIT_CPU_MEMORY_MB", value)
+        message = f"IMGEDIT_CPU_MEMORY_MB={value!r} is not a number of megabytes above 0"
+        with pytest.raises(UsageError) as error:
+            tiling.cpu_memory_mb()
+        assert str(error.value) == message and error.value.exit_code == 2
+        with pytest.raises(UsageError, match="IMGEDIT_CPU_MEMORY_MB="):  # what tile="auto" reads on the CPU
+            choose_tile((1, 3, 64, 64), caps(), CPU)
+
+    def test_the_budget_is_read_in_megabytes(self, monkeypatch):
+        monkeypatch.setenv("IMGEDIT_CPU_MEMORY_MB", " 2048.5 ")
+        assert tiling.cpu_memory_mb() == 2048.5
+        monkeypatch.setenv("IMGEDIT_CPU_MEMORY_MB", "")
+        assert tiling.cpu_memory_mb() == tiling.CPU_MEMORY_MB
+
     def test_cpu_huge_image_tiles(self):
         assert choose_tile((1, 3, 5000, 5000), caps(), CPU) == tiling.CPU_TILE
 

@@ -3,6 +3,7 @@ takes the grayscale images (as DnCNN and FFDNet ship a gray and a colour
 model), its start from colour weights, its training, and the routing."""
 
 import json
+import math
 from dataclasses import replace
 
 import pytest
@@ -17,7 +18,7 @@ from imgedit_vae.denoise import DenoiseApplier, create_denoise, denoise_vae, loa
 from imgedit_vae.metrics import psnr
 from imgedit_vae.model import ConditionalVAE, VAEConfig, gray_from_colour
 from imgedit_vae.operations import GRAY_MODEL_NAME, model_spec
-from imgedit_vae.train_denoise import Trainer, TrainConfig
+from imgedit_vae.train_denoise import Trainer, TrainConfig, sigma_map
 
 TINY = VAEConfig(widths=(8, 16, 16, 16), blocks=(1, 1, 1, 1), latent_channels=4)
 
@@ -74,7 +75,16 @@ def test_gray_training_reads_one_channel_and_a_step_lowers_the_loss(data):
     trainer.batch = lambda: (noisy, cond, clean)
     trainer.train_step()
     assert loss() < before
-    assert trainer.validate() is not None
+    # validation: the mean PSNR (a float, dB) of the one-channel model on the held-out gray crop at val_sigma
+    score = trainer.validate()
+    assert isinstance(score, float) and math.isfinite(score) and trainer.validate() == score
+    assert trainer.val_clean.shape == trainer.val_noisy.shape == (1, 1, 128, 128)
+    with torch.no_grad():
+        sigma = torch.full((1,), cfg.val_sigma)
+        out = trainer.model(trainer.val_noisy, sigma_map(sigma, trainer.val_noisy))[0]
+    assert score == pytest.approx(float(psnr(out, trainer.val_clean).mean()), abs=1e-4)
+    # one step from a near-identity start leaves about the noise of sigma 25: 20 log10(255 / 25) = 20.2 dB
+    assert score == pytest.approx(20 * math.log10(255 / cfg.val_sigma), abs=1.0)
 
 
 def test_gray_run_starts_from_a_colour_model_through_the_cli(data, tmp_path, invoke):
