@@ -54,21 +54,24 @@ class DestinationExists(FileExistsError):
 
 
 def _current_umask() -> int:
-    """The process umask; from /proc where possible, since os.umask can only read it by setting it."""
+    """The process umask, read from /proc at each call where it can be (a
+    host application may change it between writes); elsewhere once per
+    process, since os.umask can only read it by setting it, which would race
+    with other threads creating files."""
     with suppress(OSError, ValueError):
         for line in Path("/proc/self/status").read_text().splitlines():
             if line.startswith("Umask:"):
                 return int(line.split()[1], 8)
-    current = os.umask(0o022)
-    os.umask(current)
-    return current
+    if not _umask_cache:
+        current = os.umask(0o022)
+        os.umask(current)
+        _umask_cache.append(current)
+    return _umask_cache[0]
 
 
 def new_file_mode() -> int:
-    """Permission bits a plain ``open(..., "w")`` would give (mkstemp uses 0600)."""
-    if not _umask_cache:
-        _umask_cache.append(_current_umask())
-    return 0o666 & ~_umask_cache[0]
+    """Permission bits a plain ``open(..., "w")`` would give now (mkstemp uses 0600)."""
+    return 0o666 & ~_current_umask()
 
 
 def _replaced_mode(dest: Path) -> int:

@@ -57,3 +57,18 @@ def test_short_names_keep_their_temporaries_name(tmp_path):
     write_bytes_atomic(tmp_path / "photo.png", b"image")
     remove_stale_temps_of(tmp_path, {"photo.png"})
     assert temporaries(tmp_path) == [".photo.png.notes.k2j4_x8y.tmp"]
+
+
+def test_a_new_file_takes_the_umask_of_the_moment_it_is_written(tmp_path):
+    # a host application may change its umask between two writes
+    import stat
+
+    before = os.umask(0o022)
+    try:
+        write_bytes_atomic(tmp_path / "open.png", b"x")
+        os.umask(0o077)
+        write_bytes_atomic(tmp_path / "private.png", b"x")
+    finally:
+        os.umask(before)
+    assert stat.S_IMODE((tmp_path / "open.png").stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "private.png").stat().st_mode) == 0o600

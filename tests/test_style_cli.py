@@ -328,3 +328,14 @@ def test_the_style_hint_is_quoted_for_a_shell(user_home, painting, tmp_path):
     registry.reset()
     assert _style_argument("my style", weights) == "'my style'"
     assert _style_argument("elsewhere", tmp_path / "a b.safetensors") == f"'{tmp_path / 'a b.safetensors'}'"
+
+
+def test_the_optimisation_draws_no_bar_where_stderr_is_not_a_terminal(painting, capfd):
+    # a service's stderr, a log file: tqdm would write a line per redraw there
+    import torch
+
+    import imgedit
+
+    image = torch.rand(1, 3, 24, 24, generator=torch.Generator().manual_seed(0))
+    out = imgedit.run(f"style style_image={painting} steps=3", image)
+    assert out.shape == image.shape and capfd.readouterr().err == ""
