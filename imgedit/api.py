@@ -144,9 +144,10 @@ def run(
             in float32); or a path / glob / folder / list of them,
             processed exactly like the CLI does.
         output: output file or folder for paths (default: beside the input).
-            A folder keeps the resume journal there, as the CLI does, read
-            at each call: a service writing many results into one folder
-            each call gives a file (one input to one output file keeps none).
+            A folder keeps the resume journal there, as the CLI does, and
+            each call reads it: a service writing many results into one
+            folder should name each output file instead (one input written
+            to a named file keeps no journal).
             Threads may call this at once; for processes, use the "spawn"
             start method (a process forked after torch or OpenCV ran may hang).
         mask: for a tensor, the ``(B, 1, H, W)`` hole mask (``(1, 1, H, W)``

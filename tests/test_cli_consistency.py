@@ -236,6 +236,20 @@ def test_interpolate_says_what_it_wrote_on_stderr(invoke, tmp_path):
     assert result.stdout == "" and "wrote 3 frames" in result.stderr
 
 
+def test_sample_and_interpolate_take_threads_as_the_image_verbs_do(invoke, tmp_path, monkeypatch):
+    # a user sharing a machine limits every verb's CPU use the same way
+    import imgedit.devices
+
+    asked = []
+    monkeypatch.setattr(imgedit.devices, "set_threads", asked.append)
+    gan, vae = save_tiny_gan(tmp_path / "tiny-gan.safetensors"), save_tiny_vae(tmp_path / "tiny-vae.safetensors")
+    sampled = invoke("sample", "--model", gan.weights, "-n", 1, "-o", tmp_path / "out", "--threads", 3)
+    walked = invoke("interpolate", "--model", vae.weights, "--seeds", "1,2", "--frames", 3, "-o", tmp_path / "w.gif",
+                    "--threads", 2)
+    assert sampled.exit_code == 0 and walked.exit_code == 0, sampled.output + walked.output
+    assert asked == [3, 2]
+
+
 # --- 6. the same short flags ----------------------------------------------------------------------
 
 

@@ -135,9 +135,10 @@ def _check_memory(model: Any, count: int, as_grid: bool) -> None:
 @click.option("--truncation", type=FiniteFloat(0, 1), default=1.0, show_default=True,
               help="Scale the latents toward the mean: 1 = full variety, 0 = the mean image for every seed.")
 @device_option()
+@threads_option("CPU threads for decoding (default: torch's choice, one per core).")
 @click.option("--overwrite", is_flag=True, help="Replace existing files.")
 @click.option("-q", "--quiet", is_flag=True, help="Print only errors.")
-def sample_command(model, count, seed, output, as_grid, truncation, device, overwrite, quiet):
+def sample_command(model, count, seed, output, as_grid, truncation, device, overwrite, quiet, threads=None):
     """Generate new images from a latent model (default: the shipped 64x64 face GAN).
 
     \b
@@ -148,8 +149,10 @@ def sample_command(model, count, seed, output, as_grid, truncation, device, over
     import torch
 
     from imgedit.atomic import check_writable_folder
-    from imgedit.devices import resolve_device
+    from imgedit.devices import resolve_device, set_threads
     from imgedit_gan.sampler import save_grid, whole_chunks
+
+    set_threads(threads)
 
     if quiet:
         logging.getLogger("imgedit").setLevel(logging.ERROR)  # "print only errors": no warnings either

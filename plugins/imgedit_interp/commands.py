@@ -90,9 +90,11 @@ DECODE_BATCH = 64  # latents decoded at a time while a progress bar follows
 @click.option("-o", "--output", type=CheckedPath(), required=True,
               help="A .gif, .webp or .mp4 file, or a folder for numbered PNG frames.")
 @device_option()
+@threads_option("CPU threads for encoding, inverting and decoding (default: torch's choice, one per core).")
 @click.option("--overwrite", is_flag=True, help="Replace existing output.")
 @click.option("-q", "--quiet", is_flag=True, help="Print only errors.")
-def interpolate_command(images, model, seeds, frames, loop, ease, fps, size, output, device, overwrite, quiet):
+def interpolate_command(images, model, seeds, frames, loop, ease, fps, size, output, device, overwrite, quiet,
+                        threads=None):
     """Morph between images, or walk between random samples, through a model's latent space.
 
     IMAGES are files, folders (their images in name order) or globs.
@@ -108,10 +110,12 @@ def interpolate_command(images, model, seeds, frames, loop, ease, fps, size, out
       imgedit interpolate faces/ --loop -o faces.webp
       imgedit interpolate --model faces64-gan --seeds 1,5,9 --frames 30 -o walk.webp
     """
-    from imgedit.devices import resolve_device
+    from imgedit.devices import resolve_device, set_threads
     from imgedit.verbs import StageProgress
     from imgedit_interp.animation import GIF_MAX_FPS, check_free, output_kind, output_notes, write_animation
     from imgedit_interp.morph import frame_count
+
+    set_threads(threads)
 
     if quiet:
         logging.getLogger("imgedit").setLevel(logging.ERROR)  # "print only errors": no warnings either
