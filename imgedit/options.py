@@ -184,7 +184,8 @@ def param_option(param: Param, only: Sequence[str] = (), declared: Sequence[Para
     to when ``only`` names some (other methods refuse it). ``declared``:
     every method's declaration of that name; the option takes the values
     any of them takes."""
-    help_text = (f"({', '.join(only)}) " if only else "") + (param.help or "")
+    said = param.help or ""
+    help_text = (f"({', '.join(only)}) " if only else "") + said[:1].upper() + said[1:]  # as click's own options read
     flag = param.flag or "--" + param.name.replace("_", "-")
     # None is "not given"; a value is checked by click against the declared
     # range or choices (a usage error naming the option, as for every other
@@ -193,13 +194,17 @@ def param_option(param: Param, only: Sequence[str] = (), declared: Sequence[Para
         off = "--no-" + flag.lstrip("-")
         shown = "" if param.default is None else f"  [default: {(flag if param.default else off).lstrip('-')}]"
         return click.option(f"{flag}/{off}", param.name, default=None, help=help_text + shown)
-    kind = param.type.__name__.upper() + ("|auto" if param.allow_auto else "")
+    kind = _TYPE_NAMES.get(param.type, param.type.__name__.upper()) + ("|auto" if param.allow_auto else "")
     if param.choices:
         kind = "|".join(map(str, param.choices))
     declared = _widest([param, *declared])
     extra = ([] if param.default in (None, "") else [f"default: {param.default}"]) + _range_text(declared)
     return click.option(flag, param.name, metavar=kind, type=_OptionType(declared) if declared else None,
                         help=help_text + (f"  [{'; '.join(extra)}]" if extra else ""))
+
+
+#: A parameter's type as click names its own options' (INTEGER, TEXT), not as Python does (INT, STR).
+_TYPE_NAMES = {int: "INTEGER", float: "FLOAT", str: "TEXT"}
 
 
 def _widest(declared: Sequence[Param]) -> Optional[Param]:

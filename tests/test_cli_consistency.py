@@ -176,11 +176,11 @@ def test_a_pipeline_stage_keeps_its_own_check(invoke, photo):
 
 def test_the_help_shows_a_plugin_parameter_s_range_and_default(invoke):
     text = " ".join(_help(invoke, "inpaint").split())
-    assert "--seed INT (vae) draw a random plausible fill" in text  # metavar and methods as before
+    assert "--seed INTEGER (vae) Draw a random plausible fill" in text  # metavar (as click names its own), methods
     assert "(default: the deterministic fill; with samples, the first of the seeds) [0<=x<=4294967295]" in text
-    assert "--samples INT (vae) number of different fills, written side by side: the fills of seeds S" in text
+    assert "--samples INTEGER (vae) Number of different fills, written side by side: the fills of seeds S" in text
     assert "so each can be made again alone [default: 1; 1<=x<=16]" in text
-    assert "--radius INT (ns, telea) inpainting neighbourhood radius in pixels [default: 5; 1<=x<=50]" in text
+    assert "--radius INTEGER (ns, telea) Inpainting neighbourhood radius in pixels [default: 5; 1<=x<=50]" in text
     text = " ".join(_help(invoke, "denoise").split())
     assert "[default: auto; 0<=x<=255]" in text and "--sigma FLOAT|auto" in text
 
