@@ -227,7 +227,8 @@ def _print_plan(pipeline: Any, items: list, options: Any, as_json: bool) -> None
         return
     click.echo(f"{plan['inputs']} input{'' if plan['inputs'] == 1 else 's'} ({plan['already_done']} already done), first output {plan['first_output']}")
     for number, stage in enumerate(plan["stages"], 1):
-        params = " ".join(f"{k}={v}" for k, v in stage["params"].items())
+        # a parameter left empty (weights=: the shipped model) says nothing; --json keeps every one
+        params = " ".join(f"{k}={v}" for k, v in stage["params"].items() if v not in (None, ""))
         click.echo(
             f"  stage {number}: {stage['operation']}.{stage['method']} {params} "
             f"[{stage['device']}, {stage['precision']}, tile {stage['tile']}]"

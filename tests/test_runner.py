@@ -202,7 +202,8 @@ def test_dry_run_touches_nothing(invoke, folder, tmp_path):
     assert plan["peak_memory_estimate_mb"] > 0
     assert not (tmp_path / "out").exists()
     text = invoke("denoise", folder, "--sigma", "5", "-o", tmp_path / "out", "--dry-run")
-    assert "stage 1: denoise.vae" in text.output and "peak memory" in text.output
+    assert "stage 1: denoise.vae sigma=5.0 strength=1.0 ensemble=2 [cpu" in text.output and "peak memory" in text.output
+    assert plan["stages"][0]["params"]["weights"] == ""  # not given: said in JSON, left out of the line
 
 
 def test_dry_run_memory_estimate_counts_the_process_the_queue_and_the_working_size(invoke, tmp_path):
