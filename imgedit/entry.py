@@ -1,7 +1,8 @@
 """The ``imgedit`` console script. It loads the command inside a guard, so
 that a Ctrl-C while Python imports click, torch's helpers and the plugins
 ends as one later does ("Interrupted.", exit 130), not as a traceback of
-whatever module was loading. Importing this module imports nothing else."""
+whatever module was loading. Importing it loads only the imgedit package's
+own light ``__init__`` and its errors, before the guard starts."""
 
 import sys
 

@@ -139,6 +139,7 @@ class Journal:
         self.shards = self.folder / SHARDS_NAME
         self._write_path = self.path if shard is None else self.shards / f"{shard}.jsonl"
         self._root = os.path.abspath(self.folder)
+        self._inside = os.path.join(self._root, "")  # the root with one separator after it
         self._fh: Any = None
         self._lock = threading.Lock()  # encoder threads record concurrently
         # Rereads run one at a time, so a slower, older read never lands after
@@ -235,6 +236,8 @@ class Journal:
     def _name(self, dst: Path) -> str:
         # abspath, not resolve(): no symlink walk (a dozen syscalls) per image
         absolute = os.path.abspath(dst)
+        if absolute.startswith(self._inside):  # the usual case, without relpath's splitting of both paths
+            return absolute[len(self._inside):]
         try:
             inside = os.path.relpath(absolute, self._root)
         except ValueError:  # another drive on Windows: named as any output outside the folder is
@@ -262,20 +265,19 @@ class Journal:
         """The input the run that wrote ``dst`` made it from, if its record says."""
         return self.sources.get(self._name(dst))
 
-    def wrote_from_another(self, path: Path, real: str) -> bool:
-        """Whether an earlier run wrote ``path`` (``real``: the file as
-        resolved) as the result of another file, and it still is that
-        result (its recorded size): a folder scan that finds it beside the
-        photos has found a result, not a photo. An ``--in-place`` edit, made
-        from the file itself, is not one; nor is a file a record does not
-        name the input of (older journals), nor a run's failed attempt."""
-        entry, source = self.get(path), self.source_of(path)
-        if entry is None or entry.status not in WROTE or source is None or source.path == real:
-            return False
+    def result_source(self, path: Path) -> Optional[Source]:
+        """The input a run made ``path`` from, where the journal records
+        ``path`` as that run's output and it still is (its recorded size);
+        None where it records no such thing, names no input (older
+        journals), or the run only failed to write there."""
+        name = self._name(path)  # once: a scan asks this of every file found
+        entry, source = self.entries.get(name), self.sources.get(name)
+        if entry is None or entry.status not in WROTE or source is None:
+            return None
         try:
-            return entry.size is None or os.stat(path).st_size == entry.size
+            return source if entry.size is None or os.stat(path).st_size == entry.size else None
         except OSError:
-            return False
+            return None
 
     def owner(self, dst: Path) -> Optional[str]:
         """The operations of the run that wrote ``dst`` ("" if its journal

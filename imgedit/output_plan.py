@@ -223,19 +223,26 @@ def leave_out_own_outputs(pipeline: Pipeline, items: list[InputFile], options: R
     """Split the inputs into those to process and those that are this run's
     own outputs: a second run over a folder that holds the first run's
     results (``photo.denoise.png`` beside ``photo.png``), ``-o`` inside an
-    input folder with ``-r``, or what an earlier run with another pipeline
-    or ``-o`` wrote beside the photos (its journal says so). Those were found by a folder scan or a glob,
-    not named (``named``), and are results, not work: processing them would
-    nest outputs one level deeper on every run."""
+    input folder with ``-r``, or what an earlier run made from photos of
+    the same scan (its journal says so). Those were found by a folder scan
+    or a glob, not named (``named``), and are results, not work: processing
+    them would nest outputs one level deeper on every run.
+
+    Raises:
+        UsageError: every input found is such a result: a run that did
+        nothing must not pass for done.
+    """
     if options.in_place:
         return items, []
     real = RealPaths()
     items, nested = _leave_out_output_tree(items, options, named, real)
     items, earlier = _leave_out_earlier_results(items, named, real)
-    if len(items) < 2:
-        return items, nested + earlier
-    keep, own = _leave_out_output_names(pipeline, items, options, named, real)
-    return keep, nested + earlier + own
+    keep, own = (items, []) if len(items) < 2 else _leave_out_output_names(pipeline, items, options, named, real)
+    left_out = nested + earlier + own
+    if left_out and not keep:
+        raise UsageError(f"every image found is a result of imgedit, this run's or an earlier one's (e.g. "
+                         f"{left_out[0].path}): name the files to edit them")
+    return keep, left_out
 
 
 def _leave_out_output_tree(items: list[InputFile], options: RunOptions, named: frozenset[Path],
@@ -264,44 +271,68 @@ def _leave_out_output_tree(items: list[InputFile], options: RunOptions, named: f
 
 def _leave_out_earlier_results(items: list[InputFile], named: frozenset[Path],
                                real: RealPaths) -> tuple[list[InputFile], list[InputFile]]:
-    """Split the inputs: those a folder scan found that the journal of their
-    folder, or of a folder above it up to the input folder, records as an
-    earlier run's results (``photo.denoise.png`` from ``imgedit denoise
-    photos/``, found again by ``imgedit inpaint photos/ -o out/``)."""
-    from imgedit.errors import ImgeditError
-    from imgedit.journal import JOURNAL_NAME, SHARDS_NAME, Journal
-
-    journals: dict[Path, Optional[Journal]] = {}
-
-    def journal_in(folder: Path) -> Optional[Journal]:
-        if folder not in journals:
-            journals[folder] = None
-            if (folder / JOURNAL_NAME).is_file() or (folder / SHARDS_NAME).is_dir():
-                try:
-                    journals[folder] = Journal(folder)
-                except (ImgeditError, OSError):  # not readable: the run's own journal says why, if it is this one
-                    pass
-        return journals[folder]
-
-    def folders_up_to_root(item: InputFile) -> Iterator[Path]:
-        folder = item.path.parent
-        yield folder
-        if not folder.is_relative_to(item.root):  # a glob's match: its own folder only
-            return
-        while folder != item.root and folder != folder.parent:
-            folder = folder.parent
-            yield folder
-
+    """Split the inputs: those a folder scan found that an earlier run made
+    from another of this run's inputs, as the journal of their folder (or of
+    one above it, up to the input folder) records: ``photo.denoise.png``
+    beside ``photo.png``, found again by ``imgedit inpaint photos/ -o out/``.
+    A folder of results given as the input, their photos elsewhere
+    (``imgedit inpaint stage1/`` after ``imgedit denoise raw/ -o stage1/``),
+    is the user's input, and so is a photo an ``--in-place`` run edited."""
+    journals = _JournalsAbove()
+    scanned = [item for item in items if item.from_folder and item.path not in named]
+    if not any(journals.over(item) for item in scanned):  # the usual case: no journal where the photos are
+        return items, []
+    paths = [real(item.path) for item in items]
+    reals = set(paths)
     keep, own = [], []
-    for item in items:
+    for item, path in zip(items, paths):
         if item.from_folder and item.path not in named:
-            path = real(item.path)
-            if any((journal := journal_in(folder)) is not None and journal.wrote_from_another(item.path, path)
-                   for folder in folders_up_to_root(item)):
+            sources = (journal.result_source(item.path) for journal in journals.over(item))
+            if any(source is not None and source.path != path and source.path in reals for source in sources):
                 own.append(item)
                 continue
         keep.append(item)
     return keep, own
+
+
+class _JournalsAbove:
+    """The journals in a scanned file's folder and the folders above it, up
+    to its input folder: each folder looked at once, each journal read once."""
+
+    def __init__(self) -> None:
+        self._journals: dict[Path, Any] = {}
+        self._chains: dict[tuple[str, Path], list] = {}
+
+    def over(self, item: InputFile) -> list:
+        key = (os.path.dirname(item.path), item.root)  # strings: no Path made per file of a large scan
+        if key not in self._chains:
+            folders = _folders_up_to(item.path.parent, item.root)
+            self._chains[key] = [j for folder in folders if (j := self._in(folder)) is not None]
+        return self._chains[key]
+
+    def _in(self, folder: Path) -> Any:
+        from imgedit.errors import ImgeditError
+        from imgedit.journal import JOURNAL_NAME, SHARDS_NAME, Journal
+
+        if folder not in self._journals:
+            self._journals[folder] = None
+            if (folder / JOURNAL_NAME).is_file() or (folder / SHARDS_NAME).is_dir():
+                try:
+                    self._journals[folder] = Journal(folder)
+                except (ImgeditError, OSError):  # not readable: the run's own journal says why, if it is this one
+                    pass
+        return self._journals[folder]
+
+
+def _folders_up_to(folder: Path, root: Path) -> Iterator[Path]:
+    """``folder``, then the folders above it up to ``root``; ``folder`` alone
+    where ``root`` is not above it (a glob's match)."""
+    yield folder
+    if not folder.is_relative_to(root):
+        return
+    while folder != root and folder != folder.parent:
+        folder = folder.parent
+        yield folder
 
 
 def _leave_out_output_names(pipeline: Pipeline, items: list[InputFile], options: RunOptions, named: frozenset[Path],

@@ -503,7 +503,8 @@ def run_works(batch: _Batch, works: list[_Work], finish: Callable[[FileResult], 
             try:
                 _uninterrupted(drain_one)
             except RunStopped as exc:  # the journal or the disk stopped the run: the other writes in flight still end
-                writes.popleft()
+                if writes and writes[0].done() and writes[0].exception() is exc:  # that write's, not finish()'s
+                    writes.popleft()
                 stopped = stopped or exc
         _uninterrupted(lambda: writers.shutdown(wait=True))
         if stopped is not None:

@@ -137,12 +137,12 @@ def _run_verb(pipeline: Any, kwargs: dict[str, Any]) -> None:
         _check_mask_source(pipeline, items, masks)
     if kwargs["dry_run"]:
         _print_plan(pipeline, items, options, kwargs["as_json"])
-        if scan.unsearched and not (kwargs["quiet"] or kwargs["as_json"]):
-            say(unsearched_note(scan.unsearched))
+        if not (kwargs["quiet"] or kwargs["as_json"]) and _passed_by(scan, options):
+            say(unsearched_note(_passed_by(scan, options)))
         return
     quiet = kwargs["quiet"] or kwargs["as_json"]
     try:
-        with Progress(len(items), quiet) as report:
+        with Progress(len(items), quiet, first=str(items[0].path) if items else "") as report:
             if kwargs.get("engine") == "ray":
                 from imgedit.ray_engine import run_files_ray
 
@@ -156,8 +156,18 @@ def _run_verb(pipeline: Any, kwargs: dict[str, Any]) -> None:
         raise
     summary.unreadable, summary.planned = scan.unreadable, len(items)
     # said last, once the run went well: a note above an error would hide that the error is the one line that matters
-    notes = [unsearched_note(scan.unsearched)] if scan.unsearched and not (kwargs["quiet"] or kwargs["as_json"]) else []
+    passed_by = [] if kwargs["quiet"] or kwargs["as_json"] else _passed_by(scan, options)
+    notes = [unsearched_note(passed_by)] if passed_by else []
     _print_summary(summary, kwargs["quiet"], kwargs["as_json"], planned=len(items), notes=notes)
+
+
+def _passed_by(scan: Any, options: Any) -> list[Path]:
+    """The sub-folders a scan without -r passed by, but the run's own -o
+    (its results: -r would leave them out as well)."""
+    import os
+
+    output = os.path.realpath(options.output) if options.output is not None else None
+    return [folder for folder in scan.unsearched if os.path.realpath(folder) != output]
 
 
 #: The mask options' parameter names and flags, in MASK_OPTIONS' order.

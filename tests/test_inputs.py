@@ -52,6 +52,10 @@ def test_a_scan_without_r_names_the_sub_folders_it_passed_by(tree, invoke):
     assert f"note: 1 sub-folder not searched (e.g. {photos / 'later'}): -r takes in the images under them" in said.stderr
     quiet = invoke("denoise", photos, "-o", tree / "out2", "--sigma", "5", "--method", "nlm", "-q")
     assert quiet.exit_code == 0 and quiet.stderr == ""
+    (photos / "later").rmdir()
+    for _ in range(2):  # the run's own -o inside the folder is not a sub-folder to take in
+        inside = invoke("denoise", photos, "-o", photos / "clean", "--sigma", "5", "--method", "nlm", "--force")
+        assert inside.exit_code == 0 and "not searched" not in inside.stderr, inside.output
 
 
 def test_files_and_globs_without_duplicates(tree):

@@ -384,6 +384,38 @@ def test_progress_prints_plain_lines_off_a_terminal(capsys, monkeypatch):
     assert capsys.readouterr().err == ""
 
 
+def test_a_long_silence_gets_a_still_working_line(capsys, monkeypatch):
+    # a 24 MP photo through a learned model is a minute without a word otherwise;
+    # the heartbeat's clock is driven by hand here (tick), its thread stopped
+    from types import SimpleNamespace
+
+    import imgedit.progress as progress
+    from imgedit.progress import HEARTBEAT_SECONDS, Progress
+
+    ok = SimpleNamespace(error=None, status="done", note=None, output="out/a.png", details=[], panels=1)
+    single = Progress(1, quiet=False, first="photos/big.jpg")
+    with single as report:
+        beat = single.heartbeat
+        beat.stop()  # its own thread would tick by the wall clock
+        start = beat.started
+        beat._stop.clear()
+        beat.tick(start + HEARTBEAT_SECONDS - 1)  # not yet
+        beat.tick(start + HEARTBEAT_SECONDS + 1)
+        beat.tick(start + HEARTBEAT_SECONDS + 2)  # it just spoke: silent again
+        monkeypatch.setattr(progress, "_last_said", [start])  # as if nothing had been said since the start
+        batch = Progress(40, quiet=False)
+        batch.count, batch_beat = 3, progress.Heartbeat(batch.still_working)
+        batch_beat.started = start
+        batch_beat.tick(start + 65)
+        report(ok)
+    err = capsys.readouterr().err.splitlines()
+    assert err == [f"working on photos/big.jpg, {round(HEARTBEAT_SECONDS + 1)}s so far",
+                   "3/40 images done, 65s so far", "wrote out/a.png"]
+    with Progress(1, quiet=True) as report:  # -q: no heartbeat at all
+        report(ok)
+    assert capsys.readouterr().err == ""
+
+
 def test_a_rerun_leaves_out_its_own_outputs(invoke, folder, tmp_path):
     # results beside the inputs, and -o inside the input folder with -r:
     # a second run must not take the first run's results for new inputs
@@ -423,12 +455,32 @@ def test_results_an_earlier_run_wrote_beside_the_photos_are_not_inputs(invoke, f
     assert summary_of(again)["done"] == 5 and (tmp_path / "again" / "img1.denoise.png").exists(), again.output
 
 
-def test_photos_edited_in_place_are_still_inputs(invoke, folder, tmp_path):
+def test_photos_edited_in_place_are_still_inputs_even_moved(invoke, folder, tmp_path):
     edited = invoke("denoise", folder, "-r", "--in-place", "--sigma", "5", "--method", "nlm")
     assert edited.exit_code == 0, edited.output
-    result = invoke("inpaint", folder, "-r", "-o", tmp_path / "out", "--mask-box", "2,2,4,4", "--method", "telea",
+    moved = folder.rename(tmp_path / "moved")  # the journal names the photos where they were
+    result = invoke("inpaint", moved, "-r", "-o", tmp_path / "out", "--mask-box", "2,2,4,4", "--method", "telea",
                     "--json")
     assert result.exit_code == 0 and summary_of(result)["done"] == 4, result.output
+
+
+def test_a_scan_that_finds_only_results_is_an_error_not_a_run_that_did_nothing(invoke, folder, tmp_path):
+    out = folder / "out"
+    assert invoke("denoise", folder, "-r", "-o", out, "--sigma", "5", "--method", "nlm").exit_code == 0
+    for photo in folder.rglob("img*.png"):
+        if out not in photo.parents:
+            photo.unlink()  # the photos gone: only the results under -o are left to find
+    result = invoke("denoise", folder, "-r", "-o", out, "--sigma", "5", "--method", "nlm")
+    assert result.exit_code == 2 and "every image found is a result of imgedit" in result.stderr, result.output
+
+
+def test_a_folder_of_results_given_as_the_input_is_edited(invoke, folder, tmp_path):
+    # a chain of verbs: the second takes the first's -o folder, whose photos are elsewhere
+    stage1, stage2 = tmp_path / "stage1", tmp_path / "stage2"
+    assert invoke("denoise", folder, "-r", "-o", stage1, "--sigma", "5", "--method", "nlm").exit_code == 0
+    result = invoke("inpaint", stage1, "-r", "-o", stage2, "--mask-box", "2,2,4,4", "--method", "telea", "--json")
+    assert result.exit_code == 0 and summary_of(result)["done"] == 4, result.output
+    assert "left out" not in result.stderr
 
 
 def test_a_folder_of_one_photo_reruns_like_a_folder_of_many(invoke, folder, tmp_path):
@@ -755,8 +807,8 @@ def test_the_closing_line_advises_overwrite_when_outputs_are_in_the_way(invoke, 
 
 def test_a_verbs_options_say_which_methods_take_them(invoke):
     text = " ".join(invoke("inpaint", "--help").output.split())
-    assert "--radius INT (ns, telea) inpainting neighbourhood radius" in text
-    assert "--seed INT (vae) draw a random plausible fill" in text
+    assert "--radius INTEGER (ns, telea) Inpainting neighbourhood radius" in text
+    assert "--seed INTEGER (vae) Draw a random plausible fill" in text
     assert "--dilate" in text and "(vae) Grow" not in text  # a common option names no method
 
 
