@@ -8,16 +8,22 @@ from __future__ import annotations
 
 import math
 import sys
+import threading
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import click
+
+
+HEARTBEAT_SECONDS = 15.0  # of silence before a run says it is still working
+_last_said = [time.monotonic()]  # when say() last spoke, on any thread
 
 
 def say(text: str, bar: Any = None) -> None:
     """A progress line on stderr, above ``bar`` if there is one. A line that
     cannot be written (stderr full or gone) is dropped: it must not end a
     batch that is writing its images fine."""
+    _last_said[0] = time.monotonic()
     text = printable(text)
     try:
         if bar is not None:
@@ -67,16 +73,26 @@ class Progress:
 
     interval = 10.0  # seconds between plain progress lines
 
-    def __init__(self, total: int, quiet: bool):
-        self.total, self.quiet, self.bar = total, quiet, None
+    def __init__(self, total: int, quiet: bool, first: str = ""):
+        self.total, self.quiet, self.bar, self.first = total, quiet, None, first
         self.count, self.started, self.last = 0, time.monotonic(), time.monotonic()
+        self.heartbeat: Optional[Heartbeat] = None
 
     def __enter__(self) -> Callable:
         if not self.quiet and self.total > 1 and sys.stderr.isatty():
             from tqdm import tqdm
 
             self.bar = tqdm(total=self.total, unit="img", file=sys.stderr)
+        elif not self.quiet:  # plain lines come as images end: a long first one would be silent
+            self.heartbeat = Heartbeat(self.still_working)
+            self.heartbeat.start()
         return self.report
+
+    def still_working(self, seconds: float) -> str:
+        """The heartbeat's line after ``seconds`` of work."""
+        if self.total == 1:
+            return f"working on {self.first or 'the image'}, {duration(seconds)} so far"
+        return f"{self.count}/{self.total} images done, {duration(seconds)} so far"
 
     def report(self, result: Any) -> None:
         self.count += 1
@@ -94,8 +110,40 @@ class Progress:
             say(f"{self.count}/{self.total} images, {pace(rate, 'img')}, ETA {duration(eta)}")
 
     def __exit__(self, *exc: Any) -> None:
+        if self.heartbeat is not None:
+            self.heartbeat.stop()
         if self.bar is not None:
             self.bar.close()
+
+
+class Heartbeat:
+    """A line from a thread of its own when nothing has been said (by
+    :func:`say`, on any thread) for :data:`HEARTBEAT_SECONDS`: a 24 MP photo
+    through a learned model on two cores is a minute without a word
+    otherwise. ``line(seconds)`` says what, seconds since the start."""
+
+    def __init__(self, line: Callable[[float], str]):
+        self.line, self.started = line, time.monotonic()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="imgedit-heartbeat", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(1.0):
+            self.tick(time.monotonic())
+
+    def tick(self, now: float) -> None:
+        """Say the line if nothing was said for :data:`HEARTBEAT_SECONDS` before ``now``."""
+        if now - max(_last_said[0], self.started) >= HEARTBEAT_SECONDS and not self._stop.is_set():
+            say(self.line(now - self.started))
+            _last_said[0] = max(_last_said[0], now)  # by the clock it was given
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
 
 
 class StageProgress:
