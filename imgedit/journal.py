@@ -274,10 +274,7 @@ class Journal:
         entry, source = self.entries.get(name), self.sources.get(name)
         if entry is None or entry.status not in WROTE or source is None:
             return None
-        try:
-            return source if entry.size is None or os.stat(path).st_size == entry.size else None
-        except OSError:
-            return None
+        return source if _still_there(path, entry) else None
 
     def owner(self, dst: Path) -> Optional[str]:
         """The operations of the run that wrote ``dst`` ("" if its journal
@@ -315,13 +312,7 @@ class Journal:
         "start" it wrote before the rename. A rerun after Ctrl-C or SIGKILL
         must not edit the edited photos a second time."""
         entry = self.get(dst)
-        if entry is None or entry.status not in WROTE or entry.result_key != key:
-            return False
-        try:
-            size = os.stat(dst).st_size  # gone since: not held, whether or not the record knew its size
-        except OSError:
-            return False
-        return entry.size is None or size == entry.size
+        return entry is not None and entry.status in WROTE and entry.result_key == key and _still_there(dst, entry)
 
     def record(self, dst: Path, key: str, status: str, **extra: Any) -> None:
         name = self._name(dst)
@@ -490,6 +481,16 @@ def _try_lock(fd: int, exclusive: bool, wait: bool = False) -> bool:
     except OSError:
         return True  # no locks on this file system (ENOLCK): as before there were locks
     return True
+
+
+def _still_there(path: Path, entry: Entry) -> bool:
+    """Whether the file ``entry`` records is at ``path``, of the size it
+    recorded where it recorded one ("start" lines do not): gone or cut since, it is not."""
+    try:
+        size = os.stat(path).st_size
+    except OSError:
+        return False
+    return entry.size is None or size == entry.size
 
 
 def _entry(rec: dict[str, Any]) -> Entry:

@@ -135,12 +135,15 @@ def _run_verb(pipeline: Any, kwargs: dict[str, Any]) -> None:
         log.warning("ignoring --threads: with --engine ray each actor computes on one thread (one actor per CPU)")
     if pipeline.needs_mask:
         _check_mask_source(pipeline, items, masks)
+    quiet = kwargs["quiet"] or kwargs["as_json"]
+    passed_by = [] if quiet else _passed_by(scan, options)
+    # said last, once the plan or the run went well: a note above an error would hide the one line that matters
+    notes = [unsearched_note(passed_by)] if passed_by else []
     if kwargs["dry_run"]:
         _print_plan(pipeline, items, options, kwargs["as_json"])
-        if not (kwargs["quiet"] or kwargs["as_json"]) and _passed_by(scan, options):
-            say(unsearched_note(_passed_by(scan, options)))
+        for note in notes:
+            say(note)
         return
-    quiet = kwargs["quiet"] or kwargs["as_json"]
     try:
         with Progress(len(items), quiet, first=str(items[0].path) if items else "") as report:
             if kwargs.get("engine") == "ray":
@@ -155,9 +158,6 @@ def _run_verb(pipeline: Any, kwargs: dict[str, Any]) -> None:
             _print_run_error(exc, scan.unreadable, planned=len(items))
         raise
     summary.unreadable, summary.planned = scan.unreadable, len(items)
-    # said last, once the run went well: a note above an error would hide that the error is the one line that matters
-    passed_by = [] if kwargs["quiet"] or kwargs["as_json"] else _passed_by(scan, options)
-    notes = [unsearched_note(passed_by)] if passed_by else []
     _print_summary(summary, kwargs["quiet"], kwargs["as_json"], planned=len(items), notes=notes)
 
 

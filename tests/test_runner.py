@@ -315,14 +315,21 @@ def test_sigkill_then_rerun_loses_nothing_and_redoes_nothing(tmp_path):
     assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
 
 
-def test_ctrl_c_saves_and_says_how_to_resume(tmp_path):
+def _signalled_after_three_outputs(tmp_path, signum):
+    """A slow batch (with --json) sent ``signum`` once three outputs are
+    written: (env, src, out, process, stdout, stderr), the process ended."""
     env = _slow_env(tmp_path)
     src, proc = _start_batch(tmp_path, env)
     out = tmp_path / "out"
     with reaped(proc):
         wait_for_outputs(proc, out, 3)
-        proc.send_signal(signal.SIGINT)
-        _, stderr = proc.communicate(timeout=60)
+        proc.send_signal(signum)
+        stdout, stderr = proc.communicate(timeout=60)
+    return env, src, out, proc, stdout, stderr
+
+
+def test_ctrl_c_saves_and_says_how_to_resume(tmp_path):
+    env, src, out, proc, _, stderr = _signalled_after_three_outputs(tmp_path, signal.SIGINT)
     assert proc.returncode == 130, stderr
     assert "run the same command again to resume" in stderr
     assert "Traceback" not in stderr
@@ -333,13 +340,7 @@ def test_ctrl_c_saves_and_says_how_to_resume(tmp_path):
 
 
 def test_sigterm_stops_a_batch_as_ctrl_c_does_and_exits_143(tmp_path):
-    env = _slow_env(tmp_path)
-    src, proc = _start_batch(tmp_path, env)  # with --json
-    out = tmp_path / "out"
-    with reaped(proc):
-        wait_for_outputs(proc, out, 3)
-        proc.send_signal(signal.SIGTERM)
-        stdout, stderr = proc.communicate(timeout=60)
+    env, src, out, proc, stdout, stderr = _signalled_after_three_outputs(tmp_path, signal.SIGTERM)
     assert proc.returncode == 143, stderr
     assert "stopped by SIGTERM; interrupted after" in stderr and "run the same command again to resume" in stderr
     summary = json.loads(stdout)  # the summary is said, as after Ctrl-C

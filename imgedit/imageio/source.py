@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import stat
 import threading
@@ -21,9 +20,6 @@ DEFAULT_MAX_PIXELS: int = 250_000_000
 GRAY16_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})
 WIDE_MODES = GRAY16_MODES | {"I", "F"}
 _TIFF_MAGIC = (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+")  # classic and BigTIFF, both byte orders
-
-logger = logging.getLogger("imgedit")
-
 _decoding = threading.local()  # .path: the file this thread is opening or decoding
 
 
