@@ -22,7 +22,7 @@ from typing import Any, Optional, Union
 from imgedit.errors import BatchError, MaskError, ShapeError, UsageError
 from imgedit.masks import MaskOptions, parse_box
 from imgedit.pipeline import Pipeline
-from imgedit.output_plan import leave_out_own_outputs
+from imgedit.output_plan import JournalsRead, leave_out_own_outputs
 from imgedit.runner import RunOptions, Summary, default_workers, run_files
 
 
@@ -200,8 +200,9 @@ def run(
     recursive = options.get("recursive") or False  # checked by _options: True, False or None
     scan = scan_inputs([str(t) for t in targets], recursive=recursive)
     named = frozenset(Path(t) for t in targets if Path(t).is_file())
-    items, _ = leave_out_own_outputs(pipeline, items=scan.files, options=run_options, named=named)
-    summary: Summary = run_files(pipeline, items, run_options)
+    journals = JournalsRead()
+    items, _ = leave_out_own_outputs(pipeline, items=scan.files, options=run_options, named=named, journals=journals)
+    summary: Summary = run_files(pipeline, items, run_options, journals=journals)
     summary.unreadable = scan.unreadable
     if summary.interrupted:  # the writes in flight ended and the journal is saved; the host's Ctrl-C goes on
         stopped = KeyboardInterrupt()

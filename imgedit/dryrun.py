@@ -9,7 +9,7 @@ from imgedit.inputs import InputFile
 from imgedit.journal import JOURNAL_NAME, Journal, file_digest
 from imgedit.pipeline import Pipeline
 from imgedit.journal_keys import JournalKeys
-from imgedit.output_plan import RealPaths, journal_folder, plan_outputs
+from imgedit.output_plan import JournalsRead, RealPaths, journal_folder, plan_outputs
 from imgedit.runner import RunOptions, done_unread
 
 BYTES_PER_PIXEL = 3 * 4  # a decoded RGB float32 image
@@ -61,11 +61,13 @@ def _weights_mb(pipeline: Pipeline) -> float:
     return total / 2**20
 
 
-def _already_done(items: list[InputFile], outputs: list, pipeline: Pipeline, options: RunOptions) -> int:
+def _already_done(items: list[InputFile], outputs: list, pipeline: Pipeline, options: RunOptions,
+                  journals: Optional[JournalsRead]) -> int:
     folder = journal_folder(items, options)
     if folder is None or options.force:
         return 0
-    journal, keys = Journal(folder), JournalKeys(pipeline, options)  # with the mask files' content, as a run keys them
+    journal = journals.take(folder) if journals is not None else None  # planning's read, where it read this folder
+    journal, keys = journal if journal is not None else Journal(folder), JournalKeys(pipeline, options)  # with the mask files' content, as a run keys them
     real = RealPaths()
 
     def done(item: InputFile, dst: Any) -> bool:
@@ -85,9 +87,11 @@ def _journal_path(items: list[InputFile], options: RunOptions) -> Optional[str]:
     return str(folder / JOURNAL_NAME) if folder is not None else None
 
 
-def describe_plan(pipeline: Pipeline, items: list[InputFile], options: RunOptions) -> dict[str, Any]:
+def describe_plan(pipeline: Pipeline, items: list[InputFile], options: RunOptions,
+                  journals: Optional[JournalsRead] = None) -> dict[str, Any]:
     """The plan: inputs, outputs, stages with their parameters, device,
-    precision, tile size and an estimate of peak memory."""
+    precision, tile size and an estimate of peak memory; ``journals`` as
+    :func:`imgedit.runner.run_files` takes them."""
     import torch
 
     from imgedit.devices import resolve_device, resolve_precision
@@ -127,7 +131,7 @@ def describe_plan(pipeline: Pipeline, items: list[InputFile], options: RunOption
     peak = _process_mb() + _weights_mb(pipeline) + max(peaks, default=0) + queued
     return {
         "inputs": len(items),
-        "already_done": _already_done(items, outputs, pipeline, options),
+        "already_done": _already_done(items, outputs, pipeline, options, journals),
         "first_output": str(outputs[0]) if outputs else None,
         "journal": _journal_path(items, options),
         "workers": options.workers,

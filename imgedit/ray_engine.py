@@ -29,7 +29,7 @@ from typing import Any, Callable, Optional
 from imgedit.errors import ImgeditError, UsageError
 from imgedit.inputs import InputFile
 from imgedit.journal import Journal
-from imgedit.output_plan import journal_folder, plan_outputs, remove_stale_temps
+from imgedit.output_plan import JournalsRead, journal_folder, plan_outputs, remove_stale_temps
 from imgedit.pipeline import Pipeline
 from imgedit.runner import (
     FileResult,
@@ -94,6 +94,7 @@ def run_files_ray(
     options: RunOptions,
     on_result: Optional[Callable[[FileResult], None]] = None,
     address: Optional[str] = None,
+    journals: Optional[JournalsRead] = None,
 ) -> Summary:
     """:func:`imgedit.runner.run_files` on Ray: the same outputs, journal,
     summary and failures, computed by actors on the cluster at ``address``
@@ -113,7 +114,7 @@ def run_files_ray(
     start = time.perf_counter()
     outputs = plan_outputs(pipeline, items, options)
     remove_stale_temps(outputs, journal_folder(items, options))  # the folder whose lock another run would hold
-    journal = open_journal(items, options)
+    journal = open_journal(items, options, journals)
     try:
         results, interrupted = _run_on_ray(ray, _Job(pipeline, items, outputs, options, journal), on_result, address)
         # Fold the shards in only when every actor has returned: after a stop

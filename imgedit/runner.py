@@ -25,7 +25,7 @@ from imgedit.inputs import InputFile
 from imgedit.journal import Journal, Source, bytes_digest, file_digest, stat_key
 from imgedit.journal_keys import JournalKeys
 from imgedit.masks import MaskOptions
-from imgedit.output_plan import RealPaths, journal_folder, plan_outputs, remove_stale_temps
+from imgedit.output_plan import JournalsRead, RealPaths, journal_folder, plan_outputs, remove_stale_temps
 from imgedit.pipeline import BuiltPipeline, Pipeline
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -521,9 +521,11 @@ def _uninterrupted(step: Callable[[], None]) -> None:
             log.warning("finishing the writes in flight: every output is complete or absent")
 
 
-def open_journal(items: list[InputFile], options: RunOptions) -> Optional[Journal]:
+def open_journal(items: list[InputFile], options: RunOptions,
+                 journals: Optional[JournalsRead] = None) -> Optional[Journal]:
     """The run's journal, held until :meth:`Journal.release`, with the
-    shards a Ray run left folded in (unless another run writes there)."""
+    shards a Ray run left folded in (unless another run writes there); the
+    one planning read, where it read the run's folder (``journals``)."""
     folder = journal_folder(items, options)
     if folder is None:
         return None
@@ -531,7 +533,11 @@ def open_journal(items: list[InputFile], options: RunOptions) -> Optional[Journa
         folder.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=folder):
             pass
-        journal = Journal(folder)
+        journal = journals.take(folder) if journals is not None else None
+        if journal is None:
+            journal = Journal(folder)
+        else:
+            journal.reread()  # what was appended since planning read it
         journal.hold()  # until the run ends; folds in shards first if no other run writes here
     except OSError as exc:
         raise ImgeditError(f"cannot write to {folder}: {exc.strerror or exc}") from None
@@ -545,10 +551,13 @@ def run_files(
     on_result: Optional[Callable[[FileResult], None]] = None,
     built: Optional[BuiltPipeline] = None,
     on_tile: Optional[Callable[[str, int, int], None]] = None,
+    journals: Optional[JournalsRead] = None,
 ) -> Summary:
     """Process ``items``; failures are recorded in the summary, never raised.
     ``on_tile(stage, done, total)`` hears of each tile of a tiled stage (see
-    :meth:`BuiltPipeline.apply`).
+    :meth:`BuiltPipeline.apply`). ``journals``: those
+    :func:`~imgedit.output_plan.leave_out_own_outputs` read, to take up the
+    run's own from there rather than read it again.
 
     Ctrl-C stops reading new images, lets the writes in flight finish, saves
     the journal and returns a summary marked ``interrupted``.
@@ -556,7 +565,7 @@ def run_files(
     start = time.perf_counter()
     outputs = plan_outputs(pipeline, items, options)
     remove_stale_temps(outputs, journal_folder(items, options))
-    journal = open_journal(items, options)
+    journal = open_journal(items, options, journals)
     batch = _Batch(pipeline, options, journal, built, on_tile)
     summary = Summary(journal=journal.path if journal else None, planned=len(items))
 

@@ -88,7 +88,7 @@ def run_verb(pipeline: Any, kwargs: dict[str, Any]) -> None:
 
 
 def _run_verb(pipeline: Any, kwargs: dict[str, Any]) -> None:
-    from imgedit.output_plan import check_options, ignored_options, leave_out_own_outputs
+    from imgedit.output_plan import JournalsRead, check_options, ignored_options, leave_out_own_outputs
     from imgedit.process_tuning import tune_for_batch
     from imgedit.runner import RunOptions, default_workers, run_files
 
@@ -125,7 +125,8 @@ def _run_verb(pipeline: Any, kwargs: dict[str, Any]) -> None:
     if kwargs.get("ray_address") and kwargs.get("engine") != "ray" and typed_option("ray_address"):  # not the env var
         raise UsageError("--ray-address joins a Ray cluster: it needs --engine ray")
     named = frozenset(Path(i) for i in kwargs["inputs"] if Path(i).is_file())
-    items, own = leave_out_own_outputs(pipeline, items, options, named)
+    journals = JournalsRead()  # read once, for leaving out earlier results and for the run's resume
+    items, own = leave_out_own_outputs(pipeline, items, options, named, journals)
     if own and not (kwargs["quiet"] or kwargs["as_json"]):
         click.echo(f"left out {len(own)} image{'s' * (len(own) > 1)} that are imgedit's results, of this run or an "
                    f"earlier one (e.g. {own[0].path}): results are not inputs; name a file to edit it", err=True)
@@ -140,7 +141,7 @@ def _run_verb(pipeline: Any, kwargs: dict[str, Any]) -> None:
     # said last, once the plan or the run went well: a note above an error would hide the one line that matters
     notes = [unsearched_note(passed_by)] if passed_by else []
     if kwargs["dry_run"]:
-        _print_plan(pipeline, items, options, kwargs["as_json"])
+        _print_plan(pipeline, items, options, kwargs["as_json"], journals)
         for note in notes:
             say(note)
         return
@@ -149,10 +150,11 @@ def _run_verb(pipeline: Any, kwargs: dict[str, Any]) -> None:
             if kwargs.get("engine") == "ray":
                 from imgedit.ray_engine import run_files_ray
 
-                summary = run_files_ray(pipeline, items, options, on_result=report, address=kwargs.get("ray_address"))
+                summary = run_files_ray(pipeline, items, options, on_result=report, address=kwargs.get("ray_address"),
+                                        journals=journals)
             else:
                 summary = run_files(pipeline, items, options, on_result=report,
-                                    on_tile=TileProgress(quiet) if len(items) == 1 else None)
+                                    on_tile=TileProgress(quiet) if len(items) == 1 else None, journals=journals)
     except ImgeditError as exc:
         if kwargs["as_json"]:  # a script reading stdout gets an answer, not nothing
             _print_run_error(exc, scan.unreadable, planned=len(items))
@@ -228,10 +230,10 @@ def _check_mask_source(pipeline: Any, items: list, masks: Any) -> None:
     )
 
 
-def _print_plan(pipeline: Any, items: list, options: Any, as_json: bool) -> None:
+def _print_plan(pipeline: Any, items: list, options: Any, as_json: bool, journals: Any) -> None:
     from imgedit.dryrun import describe_plan
 
-    plan = describe_plan(pipeline, items, options)
+    plan = describe_plan(pipeline, items, options, journals)
     if as_json:
         click.echo(json.dumps(plan, indent=2))
         return

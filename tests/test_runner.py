@@ -456,6 +456,43 @@ def test_results_an_earlier_run_wrote_beside_the_photos_are_not_inputs(invoke, f
     assert summary_of(again)["done"] == 5 and (tmp_path / "again" / "img1.denoise.png").exists(), again.output
 
 
+def test_a_rerun_beside_its_journal_reads_it_once_and_sees_what_another_run_added(invoke, folder, tmp_path,
+                                                                                  monkeypatch):
+    # planning reads the journal to leave earlier results out; the run takes
+    # that read up (rereading only what was appended since) rather than read
+    # 20 000 records twice
+    from imgedit import journal as journal_module
+    from imgedit.inputs import scan_inputs
+    from imgedit.output_plan import JournalsRead, leave_out_own_outputs
+    from imgedit.pipeline import Pipeline
+    from imgedit.runner import RunOptions, open_journal
+
+    assert invoke("denoise", folder, "-r", "--sigma", "5", "--method", "nlm").exit_code == 0
+    reads = []
+    real_init = journal_module.Journal.__init__
+    monkeypatch.setattr(journal_module.Journal, "__init__",
+                        lambda self, *a, **k: (reads.append(a[0]), real_init(self, *a, **k))[1])
+    again = invoke("denoise", folder, "-r", "--sigma", "5", "--method", "nlm", "--json")
+    assert summary_of(again)["skipped"] == 4 and summary_of(again)["done"] == 0  # its results left out
+    assert reads == [folder]
+    dry = invoke("denoise", folder, "-r", "--sigma", "5", "--method", "nlm", "--dry-run")
+    assert "4 inputs (4 already done)" in dry.stdout and reads == [folder, folder]
+
+    journals = JournalsRead()
+    items, own = leave_out_own_outputs(Pipeline.parse("denoise method=nlm sigma=5"),
+                                       scan_inputs([str(folder)], recursive=True).files, RunOptions(), journals=journals)
+    assert len(items) == len(own) == 4 and len(reads) == 3
+    real_init(other := object.__new__(journal_module.Journal), folder)  # another run, done since planning
+    other.record(folder / "late.png", "k", "done", size=1)
+    other.close()
+    taken = open_journal(items, RunOptions(), journals)
+    try:
+        assert taken.get(folder / "late.png").status == "done" and taken.get(folder / "img0.denoise.png") is not None
+        assert len(reads) == 3 and journals.take(folder) is None  # handed over, not read again
+    finally:
+        taken.release()
+
+
 def test_photos_edited_in_place_are_still_inputs_even_moved(invoke, folder, tmp_path):
     edited = invoke("denoise", folder, "-r", "--in-place", "--sigma", "5", "--method", "nlm")
     assert edited.exit_code == 0, edited.output
