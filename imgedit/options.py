@@ -123,6 +123,8 @@ COMMON_OPTIONS: list[Callable] = [
     click.option("--ray-address", envvar="IMGEDIT_RAY_ADDRESS",
                  help="Ray cluster to join with --engine ray (default: IMGEDIT_RAY_ADDRESS, else RAY_ADDRESS, else a local Ray)."),
     click.option("-q", "--quiet", is_flag=True, help="Print only errors."),
+    click.option("-v", "--verbose", is_flag=True,
+                 help="A line per image: written or skipped, and what its stages said (e.g. the sigma estimated)."),
     click.option("--json", "as_json", is_flag=True, help="Print a JSON summary."),
 ]
 

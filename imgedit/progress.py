@@ -69,12 +69,14 @@ def duration(seconds: float) -> str:
 
 class Progress:
     """Progress of a batch: a tqdm bar on a terminal, plain lines every few
-    seconds otherwise, and nothing but errors when quiet."""
+    seconds otherwise, and nothing but errors when quiet; ``verbose``
+    (``-v``) adds a line per image, as a single image gets."""
 
     interval = 10.0  # seconds between plain progress lines
 
-    def __init__(self, total: int, quiet: bool, first: str = ""):
+    def __init__(self, total: int, quiet: bool, first: str = "", verbose: bool = False):
         self.total, self.quiet, self.bar, self.first = total, quiet, None, first
+        self.verbose = verbose and not quiet
         self.count, self.started, self.last = 0, time.monotonic(), time.monotonic()
         self.heartbeat: Optional[Heartbeat] = None
 
@@ -98,12 +100,14 @@ class Progress:
         self.count += 1
         if result.error and self.total > 1:  # a single input's failure is the final error line
             say(f"failed: {result.error}", self.bar)
+        elif self.verbose and self.total > 1:
+            say(_result_line(result), self.bar)
         if self.bar is not None:
             self.bar.update(1)
         elif self.quiet:
             return
         elif self.total == 1 and not result.error:
-            say(f"{'skipped' if result.status == 'skipped' else 'wrote'} {result.output}{_result_note(result)}")
+            say(_result_line(result))
         elif time.monotonic() - self.last >= self.interval:
             self.last = time.monotonic()
             rate, eta = _rate_and_eta(self.count, self.total, self.last - self.started)
@@ -212,6 +216,11 @@ class TileProgress:
         if self.progress is not None:
             self.progress.__exit__(None, None, None)
             self.progress = None
+
+
+def _result_line(result: Any) -> str:
+    """"wrote out/a.png (sigma 12.3 estimated)", "skipped out/b.png (done in an earlier run)"."""
+    return f"{'skipped' if result.status == 'skipped' else 'wrote'} {result.output}{_result_note(result)}"
 
 
 def _result_note(result: Any) -> str:

@@ -96,6 +96,9 @@ def _run_verb(pipeline: Any, kwargs: dict[str, Any]) -> None:
     from imgedit.devices import set_threads
     from imgedit.inputs import scan_inputs, unsearched_note
 
+    verbose = kwargs.get("verbose", False)  # a plugin's kwargs made before -v was an option lack it
+    if kwargs["quiet"] and verbose:
+        raise UsageError("-q prints only errors and -v a line per image: pick one")
     if kwargs["quiet"]:
         logging.getLogger("imgedit").setLevel(logging.ERROR)  # "print only errors": no warnings either
     masks = mask_options_from(kwargs)
@@ -146,7 +149,8 @@ def _run_verb(pipeline: Any, kwargs: dict[str, Any]) -> None:
             say(note)
         return
     try:
-        with Progress(len(items), quiet, first=str(items[0].path) if items else "") as report:
+        with Progress(len(items), quiet and not verbose, first=str(items[0].path) if items else "",
+                      verbose=verbose) as report:
             if kwargs.get("engine") == "ray":
                 from imgedit.ray_engine import run_files_ray
 

@@ -385,6 +385,29 @@ def test_progress_prints_plain_lines_off_a_terminal(capsys, monkeypatch):
     assert capsys.readouterr().err == ""
 
 
+def test_verbose_says_each_image_and_what_its_stages_said(invoke, tmp_path):
+    # a batch's estimated sigmas were only in --json; -v gives a line per image
+    src = tmp_path / "in"
+    src.mkdir()
+    rng = np.random.default_rng(0)
+    for sigma in (5, 25):
+        noisy = smooth_rgb(48, 48, seed=sigma).astype(float) + rng.normal(0, sigma, (48, 48, 3))
+        Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8)).save(src / f"n{sigma}.png")
+    out = tmp_path / "out"
+    first = invoke("denoise", src, "-o", out, "--method", "nlm", "-v")
+    assert first.exit_code == 0, first.output
+    lines = {line.split()[1]: line for line in first.stderr.splitlines() if line.startswith("wrote ")}
+    assert sorted(lines) == [str(out / "n25.png"), str(out / "n5.png")]
+    estimated = {name: float(line.split("(sigma ")[1].split()[0]) for name, line in lines.items()}
+    assert estimated[str(out / "n5.png")] < 12 < estimated[str(out / "n25.png")]
+    plain = invoke("denoise", src, "-o", out, "--method", "nlm")  # without -v: the summary alone
+    assert "wrote" not in plain.stderr and "skipped" not in plain.stderr.replace("skipped 2", "")
+    again = invoke("denoise", src, "-o", out, "--method", "nlm", "-v")
+    assert again.stderr.count("(done in an earlier run)") == 2
+    both = invoke("denoise", src, "-o", out, "-q", "-v")
+    assert both.exit_code == 2 and "pick one" in both.stderr
+
+
 def test_a_long_silence_gets_a_still_working_line(capsys, monkeypatch):
     # a 24 MP photo through a learned model is a minute without a word otherwise;
     # the heartbeat's clock is driven by hand here (tick), its thread stopped
