@@ -152,6 +152,7 @@ def atomic_file(dest: Path, overwrite: bool = True, durable: bool = True) -> Ite
         with os.fdopen(fd, "wb") as handle:
             yield handle
             handle.flush()
+            _check_not_cut(handle.fileno())
             if durable:
                 os.fsync(handle.fileno())
         with suppress(OSError, NotImplementedError):
@@ -166,6 +167,26 @@ def atomic_file(dest: Path, overwrite: bool = True, durable: bool = True) -> Ite
         raise
     if durable:
         _fsync_dir(dest.parent)
+
+
+def _check_not_cut(fd: int) -> None:
+    """Raise the file system's error (ENOSPC, EDQUOT, EFBIG) where the file
+    may have been cut short for want of room.
+
+    Pillow encodes into a real file with C ``write()`` calls and does not
+    check that the last one wrote everything: on a full disk it returns
+    with the file cut at a block boundary, and that JPEG would have been
+    renamed into place and recorded as done. One byte more, written past
+    the end and cut off again, needs a new block there and fails alike; a
+    whole file ends inside its last block, where the byte fits (one that
+    ends exactly on a block of a full disk is refused too: the next would be)."""
+    end = os.fstat(fd).st_size
+    if hasattr(os, "pwrite"):
+        os.pwrite(fd, b"\0", end)
+    else:  # Windows
+        os.lseek(fd, end, os.SEEK_SET)
+        os.write(fd, b"\0")
+    os.ftruncate(fd, end)
 
 
 def name_max(folder: Path) -> int:

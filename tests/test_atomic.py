@@ -72,3 +72,36 @@ def test_a_new_file_takes_the_umask_of_the_moment_it_is_written(tmp_path):
         os.umask(before)
     assert stat.S_IMODE((tmp_path / "open.png").stat().st_mode) == 0o644
     assert stat.S_IMODE((tmp_path / "private.png").stat().st_mode) == 0o600
+
+
+@pytest.mark.skipif(not hasattr(os, "pwrite"), reason="RLIMIT_FSIZE stands in for a full disk on POSIX")
+def test_an_image_cut_short_for_want_of_room_is_never_renamed_into_place(tmp_path):
+    # Pillow encodes a JPEG into the file with C write() calls and does not
+    # check the last one: on a full disk it returned with the file cut short,
+    # and that file was renamed into place and recorded as done. A file-size
+    # limit cuts a write short the same way: the write that crosses it writes
+    # up to it, and the next fails. One byte short of the whole file, the
+    # last write is the one cut, and Pillow says nothing.
+    import subprocess
+    import sys
+
+    script = """
+import resource, signal, sys
+import numpy as np
+from imgedit.errors import ImageWriteError
+from imgedit.imageio import Picture, write_image
+from imgedit.imageio.encode import encode
+picture = Picture(rgb=np.random.default_rng(0).random((400, 400, 3), dtype=np.float32))
+size = len(encode(picture, "JPEG", 95))
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of the signal
+resource.setrlimit(resource.RLIMIT_FSIZE, (size - 1, size - 1))
+try:
+    write_image(picture, sys.argv[1], quality=95)
+except ImageWriteError as exc:
+    print("refused:", exc)
+"""
+    dest = tmp_path / "photo.jpg"
+    done = subprocess.run([sys.executable, "-c", script, str(dest)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "refused:" in done.stdout and "photo.jpg: cannot write" in done.stdout
+    assert not dest.exists() and list(tmp_path.iterdir()) == []  # neither the cut file nor its temporary
