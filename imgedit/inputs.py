@@ -59,6 +59,7 @@ class InputScan:
     files: list[InputFile]
     unreadable: list[Path]
     unsearched: list[Path] = field(default_factory=list)  # sub-folders of an input folder, without -r
+    raw: list[Path] = field(default_factory=list)  # camera RAW files a scan found and left out
 
 
 @dataclass
@@ -86,11 +87,13 @@ def _count(things: list, name: str) -> str:
     return f"{len(things)} {name}{'s' * (len(things) != 1)}"
 
 
-def _scan_folder(folder: Path, recursive: bool, unreadable: list[Path], unsearched: list[Path]) -> list[InputFile]:
+def _scan_folder(folder: Path, recursive: bool, unreadable: list[Path], unsearched: list[Path],
+                 raw: list[Path]) -> list[InputFile]:
     suffixes = _image_suffixes()  # once per folder
     links = _LinksLeftOut()
     found = sorted(_files_in(folder, recursive, unreadable, links, unsearched))
     links.warn()
+    raw.extend(p for p in found if _is_raw_name(p))
     return [InputFile(p, folder, from_folder=True) for p in found if _is_image_name(p, suffixes)]
 
 
@@ -243,11 +246,12 @@ def scan_inputs(items: Iterable[str], recursive: bool = False) -> InputScan:
     found: list[InputFile] = []
     unreadable: list[Path] = []
     unsearched: list[Path] = []
+    raw: list[Path] = []
     for item in items:
         check_name_lengths(item, "input")  # before the stats below, which such a name fails
         path = Path(item)
         if path.is_dir():
-            found.extend(_scan_folder(path, recursive, unreadable, unsearched))
+            found.extend(_scan_folder(path, recursive, unreadable, unsearched, raw))
         elif path.exists():
             found.append(InputFile(path, path.parent))
         elif glob.has_magic(item):
@@ -257,12 +261,34 @@ def scan_inputs(items: Iterable[str], recursive: bool = False) -> InputScan:
             base = Path(item.split("*")[0].split("?")[0].split("[")[0] or ".")
             base = base if base.is_dir() else base.parent
             found.extend(InputFile(Path(m), base, from_folder=True) for m in matches if _is_image_file(Path(m)))
+            raw.extend(Path(m) for m in matches if _is_raw_name(Path(m)))
         else:
             raise UsageError(f"no such file or folder: {item}")
     unique = _one_per_file(found)
     if not unique and items:
-        raise UsageError("no images found in " + ", ".join(map(str, items)) + _unsearched_hint(unsearched))
-    return InputScan(unique, unreadable, sorted(unsearched))
+        raise UsageError("no images found in " + ", ".join(map(str, items)) + _raw_hint(raw)
+                         + _unsearched_hint(unsearched))
+    if raw:
+        logger.warning("left out %s%s", _count(raw, "camera RAW file"), _raw_advice(raw))
+    return InputScan(unique, unreadable, sorted(unsearched), raw)
+
+
+def _is_raw_name(path: Path) -> bool:
+    from imgedit.imageio.formats import RAW_SUFFIXES
+
+    return path.suffix.lower() in RAW_SUFFIXES and not path.name.startswith(".")
+
+
+def _raw_hint(raw: list[Path]) -> str:
+    """What "no images found" adds where camera RAW files were there ("" if none)."""
+    return f", only {_count(raw, 'camera RAW file')}{_raw_advice(raw)}" if raw else ""
+
+
+def _raw_advice(raw: list[Path]) -> str:
+    from imgedit.imageio.formats import RAW_ADVICE
+
+    advice = RAW_ADVICE if len(raw) == 1 else RAW_ADVICE.replace("export it", "export them")
+    return f" ({'e.g. ' * (len(raw) > 1)}{shorten_path(raw[0])}): {advice}"
 
 
 def _unsearched_hint(unsearched: list[Path]) -> str:

@@ -75,6 +75,28 @@ def test_missing_and_empty(tree):
         expand_inputs([str(tree / "empty")])
 
 
+def test_camera_raw_files_are_named_as_left_out_and_refused_when_named(invoke, tmp_path):
+    # a NEF or CR2 is a TIFF inside, whose first page is a small preview:
+    # Pillow opens it, and the preview would have been edited as the photo
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    preview = Image.fromarray(smooth_rgb(24, 32))
+    preview.save(raw / "DSC_0003.NEF", format="TIFF")
+    preview.save(raw / "IMG_0001.CR2", format="TIFF")
+    only_raw = invoke("inpaint", raw, "--method", "telea", "--mask-box", "1,1,4,4")
+    assert only_raw.exit_code == 2
+    assert "no images found in" in only_raw.stderr and "only 2 camera RAW files" in only_raw.stderr
+    assert "export them as JPEG or TIFF" in only_raw.stderr
+    preview.save(raw / "developed.jpg")
+    mixed = invoke("inpaint", raw, "-o", tmp_path / "out", "--method", "telea", "--mask-box", "1,1,4,4")
+    assert mixed.exit_code == 0, mixed.output
+    assert "left out 2 camera RAW files (e.g. " in mixed.stderr
+    assert sorted(p.name for p in (tmp_path / "out").iterdir() if not p.name.startswith(".")) == ["developed.jpg"]
+    named = invoke("inpaint", raw / "DSC_0003.NEF", "-o", tmp_path / "x.jpg", "--method", "telea", "--mask-box", "1,1,4,4")
+    assert named.exit_code == 1 and "DSC_0003.NEF: a camera RAW file; imgedit edits developed images" in named.stderr
+    assert not (tmp_path / "x.jpg").exists()
+
+
 def test_output_paths():
     item = InputFile(Path("/in/sub/x.png"), Path("/in"))
     assert output_path(item, output=None, single=True, op_label="denoise", ext="png") == Path("/in/sub/x.denoise.png")

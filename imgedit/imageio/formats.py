@@ -23,7 +23,15 @@ HIGH_DEPTH_FORMATS = frozenset({"PNG", "TIFF"})
 EXIF_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "AVIF"})  # TIFF: see metadata.tiff_exif_tags
 ICC_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "TIFF", "AVIF"})  # others get sRGB pixels (profiles.to_srgb)
 DPI_FORMATS = frozenset({"JPEG", "PNG", "TIFF", "BMP"})
-_UNDECODABLE = frozenset({"MPEG"})  # Pillow identifies MPEG files but cannot decode them
+_UNDECODABLE = frozenset({"MPEG"})
+# Camera RAW files: many are TIFF inside, whose first page is a small
+# preview that Pillow would open and imgedit would edit as the photo.
+RAW_SUFFIXES = frozenset({
+    ".3fr", ".ari", ".arw", ".bay", ".cr2", ".cr3", ".crw", ".dcr", ".dng", ".erf", ".fff", ".iiq", ".k25",
+    ".kdc", ".mef", ".mos", ".mrw", ".nef", ".nrw", ".orf", ".pef", ".raf", ".raw", ".rw2", ".rwl", ".sr2",
+    ".srf", ".srw", ".x3f",
+})
+RAW_ADVICE = "imgedit edits developed images: export it as JPEG or TIFF from a RAW developer first"  # Pillow identifies MPEG files but cannot decode them
 
 
 def image_suffixes() -> frozenset[str]:
@@ -38,6 +46,11 @@ def image_suffixes() -> frozenset[str]:
             continue
         suffixes.add(ext.lower())
     return frozenset(suffixes)
+
+
+def is_camera_raw(path: PathLike) -> bool:
+    """Whether ``path`` names a camera RAW file (``.NEF``, ``.CR2``, ``.dng``...)."""
+    return Path(path).suffix.lower() in RAW_SUFFIXES
 
 
 def normalize_format(fmt: str) -> str:

@@ -13,7 +13,7 @@ from imgedit.errors import ImageReadError
 from imgedit.imageio import pngchunks
 from imgedit.imageio.compression import source_encoding
 from imgedit.imageio.decode import decode_high_depth, pillow_pixels, samples_to_unit, split_channels, to_unit
-from imgedit.imageio.formats import HIGH_DEPTH_FORMATS, PathLike
+from imgedit.imageio.formats import HIGH_DEPTH_FORMATS, RAW_ADVICE, PathLike, is_camera_raw
 from imgedit.imageio.metadata import dpi_of, exif_from_text, icc_of, png_color_chunks, text_of
 from imgedit.imageio.orientation import (
     ORIENTATION_TAG,
@@ -70,11 +70,13 @@ def read_image(path: PathLike, *, max_pixels: Optional[int] = None, data: Option
         ``Picture.frames`` says how many there are.
 
     Raises:
-        ImageReadError: missing, a directory, empty, not an image, corrupt,
-            truncated, or above the pixel limit.
+        ImageReadError: missing, a directory, empty, not an image, a camera
+            RAW file, corrupt, truncated, or above the pixel limit.
         UsageError: ``IMGEDIT_MAX_PIXELS`` is not a number.
     """
     path = Path(path)
+    if is_camera_raw(path):  # else a TIFF-based one's preview page would be edited as the photo
+        raise ImageReadError(f"{path}: a camera RAW file; {RAW_ADVICE}")
     limit = pixel_limit(max_pixels)
     if data is None:
         data = read_file_bytes(path)
