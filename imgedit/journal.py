@@ -380,7 +380,7 @@ class Journal:
         """Hold the folder's run lock (shared) until :meth:`release`,
         folding in shards and rewriting first if no other run holds it."""
         if self._run_lock is None:
-            self._run_lock = _open_regular(self.folder / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+            self._run_lock = _open_lock(self.folder)
             self.compact_if_alone()
 
     def compact_if_alone(self) -> None:
@@ -455,7 +455,7 @@ def alone_in(folder: Optional[Path]) -> Iterator[bool]:
         yield True
         return
     try:
-        fd = _open_regular(Path(folder) / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = _open_lock(Path(folder))
     except OSError:
         yield False
         return
@@ -463,6 +463,20 @@ def alone_in(folder: Optional[Path]) -> Iterator[bool]:
         yield _try_lock(fd, exclusive=True)
     finally:
         os.close(fd)  # drops the lock
+
+
+def _open_lock(folder: Path) -> int:
+    """The folder's lock file, opened (and created, with the umask's
+    permissions as the journal's: a folder a group shares is the group's to
+    run in). Another user's, which this one cannot write, is opened to read:
+    a lock needs no more."""
+    path = folder / LOCK_NAME
+    try:
+        return _open_regular(path, os.O_RDWR | os.O_CREAT)
+    except PermissionError:
+        if not os.path.lexists(path):
+            raise
+        return _open_regular(path, os.O_RDONLY)
 
 
 def _try_lock(fd: int, exclusive: bool, wait: bool = False) -> bool:

@@ -10,6 +10,7 @@ memory stays flat however many images there are.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import tempfile
@@ -533,14 +534,19 @@ def open_journal(items: list[InputFile], options: RunOptions,
         folder.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=folder):
             pass
-        journal = journals.take(folder) if journals is not None else None
+    except OSError as exc:
+        raise ImgeditError(f"cannot write to {folder}: {exc.strerror or exc}") from None
+    journal = journals.take(folder) if journals is not None else None
+    try:  # the journal or its lock another user made, which this one cannot write: named, before any image
         if journal is None:
             journal = Journal(folder)
         else:
             journal.reread()  # what was appended since planning read it
+        if journal.path.exists() and not os.access(journal.path, os.W_OK):  # else the first image's record fails
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(journal.path))
         journal.hold()  # until the run ends; folds in shards first if no other run writes here
     except OSError as exc:
-        raise ImgeditError(f"cannot write to {folder}: {exc.strerror or exc}") from None
+        raise ImgeditError(f"cannot write to {exc.filename or folder}: {exc.strerror or exc}") from None
     return journal
 
 

@@ -372,3 +372,34 @@ def test_only_regular_files_in_the_shards_folder_are_read_and_removed(tmp_path):
     assert lines(outside) == [_record("x.png", "k9")]
     assert not (folder / SHARDS_NAME / "node1.jsonl").exists()
     assert "x.png" not in (folder / JOURNAL_NAME).read_text()
+
+
+def test_the_lock_follows_the_umask_and_another_users_lock_is_opened_to_read(tmp_path, monkeypatch):
+    # a group-shared output folder: the lock was made 0644 whatever the umask,
+    # so a second user of the group failed with 'cannot write to out'
+    from imgedit import journal as journal_module
+    from imgedit.journal import LOCK_NAME
+
+    old = os.umask(0o002)
+    try:
+        Journal(tmp_path).hold()
+    finally:
+        os.umask(old)
+    assert os.stat(tmp_path / LOCK_NAME).st_mode & 0o777 == 0o664
+    opened = []
+    real_open = journal_module._open_regular
+
+    def not_ours_to_write(path, flags, mode=0o666):  # root may write any file: play the other user
+        if flags & os.O_RDWR:
+            raise PermissionError(13, "Permission denied", str(path))
+        opened.append((Path(path).name, flags & (os.O_RDONLY | os.O_WRONLY | os.O_RDWR)))
+        return real_open(path, flags, mode)
+
+    monkeypatch.setattr(journal_module, "_open_regular", not_ours_to_write)
+    other = Journal(tmp_path)
+    other.hold()
+    other.release()
+    assert (LOCK_NAME, os.O_RDONLY) in opened
+    (tmp_path / LOCK_NAME).unlink()  # none there, and none can be made: that is the folder's error
+    with pytest.raises(PermissionError):
+        Journal(tmp_path).hold()
