@@ -376,22 +376,26 @@ class Journal:
             with suppress(OSError):
                 fh.close()
 
-    def hold(self) -> None:
+    def hold(self) -> bool:
         """Hold the folder's run lock (shared) until :meth:`release`,
-        folding in shards and rewriting first if no other run holds it."""
+        folding in shards and rewriting first if no other run holds it;
+        whether it was alone (False: another run writes here too)."""
         if self._run_lock is None:
             self._run_lock = _open_lock(self.folder)
-            self.compact_if_alone()
+            return self.compact_if_alone()
+        return True
 
-    def compact_if_alone(self) -> None:
+    def compact_if_alone(self) -> bool:
         """:meth:`compact` if no other run holds the folder's lock; then
-        (back to) holding it shared."""
+        (back to) holding it shared. Whether it was alone."""
         if self._run_lock is None:
             self.compact()
-            return
-        if _try_lock(self._run_lock, exclusive=True):
+            return True
+        alone = _try_lock(self._run_lock, exclusive=True)
+        if alone:
             self.compact()
         _try_lock(self._run_lock, exclusive=False, wait=True)
+        return alone
 
     def release(self) -> None:
         """Close the journal and let go of the run lock."""

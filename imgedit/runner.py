@@ -544,9 +544,12 @@ def open_journal(items: list[InputFile], options: RunOptions,
             journal.reread()  # what was appended since planning read it
         if journal.path.exists() and not os.access(journal.path, os.W_OK):  # else the first image's record fails
             raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(journal.path))
-        journal.hold()  # until the run ends; folds in shards first if no other run writes here
+        alone = journal.hold()  # until the run ends; folds in shards first if no other run writes here
     except OSError as exc:
         raise ImgeditError(f"cannot write to {exc.filename or folder}: {exc.strerror or exc}") from None
+    if not alone:  # safe, but both may compute the same images: a cron job wants to know (flock -n)
+        log.warning("another imgedit run is writing into %s too: each skips the images the other has finished, "
+                    "and both may work on the same ones meanwhile", folder)
     return journal
 
 

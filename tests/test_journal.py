@@ -403,3 +403,15 @@ def test_the_lock_follows_the_umask_and_another_users_lock_is_opened_to_read(tmp
     (tmp_path / LOCK_NAME).unlink()  # none there, and none can be made: that is the folder's error
     with pytest.raises(PermissionError):
         Journal(tmp_path).hold()
+
+
+def test_hold_says_whether_another_run_writes_in_the_folder(tmp_path):
+    first = Journal(tmp_path)
+    assert first.hold() is True
+    second = Journal(tmp_path)
+    try:
+        assert second.hold() is False
+    finally:
+        second.release()
+        first.release()
+    assert Journal(tmp_path).hold() is True

@@ -516,6 +516,23 @@ def test_a_rerun_beside_its_journal_reads_it_once_and_sees_what_another_run_adde
         taken.release()
 
 
+def test_a_run_says_when_another_run_writes_into_its_folder(invoke, folder, tmp_path):
+    # safe (each skips what the other finished) but maybe twice the work: a cron job wants to know
+    from imgedit.journal import Journal
+
+    out = tmp_path / "out"
+    alone = invoke("denoise", folder, "-o", out, "--sigma", "5", "--method", "nlm")
+    assert alone.exit_code == 0 and "another imgedit run" not in alone.stderr
+    other = Journal(out)
+    other.hold()
+    try:
+        shared = invoke("denoise", folder, "-o", out, "--sigma", "6", "--method", "nlm")
+    finally:
+        other.release()
+    assert shared.exit_code == 0, shared.output
+    assert f"another imgedit run is writing into {out} too" in shared.stderr
+
+
 def test_photos_edited_in_place_are_still_inputs_even_moved(invoke, folder, tmp_path):
     edited = invoke("denoise", folder, "-r", "--in-place", "--sigma", "5", "--method", "nlm")
     assert edited.exit_code == 0, edited.output
