@@ -164,7 +164,8 @@ def _run_verb(pipeline: Any, kwargs: dict[str, Any]) -> None:
             _print_run_error(exc, scan.unreadable, planned=len(items))
         raise
     summary.unreadable, summary.planned = scan.unreadable, len(items)
-    _print_summary(summary, kwargs["quiet"], kwargs["as_json"], planned=len(items), notes=notes)
+    _print_summary(summary, kwargs["quiet"], kwargs["as_json"], planned=len(items), notes=notes,
+                   batch=any(item.from_folder for item in items))
 
 
 def _passed_by(scan: Any, options: Any) -> list[Path]:
@@ -253,15 +254,18 @@ def _print_plan(pipeline: Any, items: list, options: Any, as_json: bool, journal
         f"journal: {plan['journal'] or 'none'}; workers {plan['workers']}, queue depth {plan['queue_depth']}; "
         f"largest image {plan['largest_image_mp']} MP; peak memory about {plan['peak_memory_estimate_mb']} MB"
     )
-def _print_summary(summary: Any, quiet: bool, as_json: bool, planned: int, notes: Sequence[str] = ()) -> None:
-    """The run's summary line (a batch's), or its error; then ``notes``, where nothing failed."""
+def _print_summary(summary: Any, quiet: bool, as_json: bool, planned: int, notes: Sequence[str] = (),
+                   batch: bool = False) -> None:
+    """The run's summary line (a batch's: several images, or a folder's,
+    however few: a log read by a script ends alike), or its error; then
+    ``notes``, where nothing failed."""
     stopped = _unbuildable_error(summary)
     if as_json:
         if stopped is not None:  # the run stopped as a whole: its error, as for a journal that cannot be written
             summary.error = str(stopped)
         click.echo(json.dumps(summary.as_dict(), indent=2))
     failed, total = len(summary.failed), len(summary.results)
-    if total > 1 and not quiet and not as_json:
+    if (total > 1 or batch and total) and not quiet and not as_json:
         unread = len(summary.unreadable)
         say(f"done {len(summary.done)}, skipped {len(summary.skipped)}, failed {failed}"
              + (f", {unread} folder{'s' * (unread != 1)} unreadable" if unread else "")
@@ -275,7 +279,7 @@ def _print_summary(summary: Any, quiet: bool, as_json: bool, planned: int, notes
         )
     if stopped is not None:
         raise stopped
-    if failed == 1 and total == 1 and planned == 1:
+    if failed == 1 and total == 1 and planned == 1 and not batch:
         error = BatchError(summary.failed[0].error)
         error.exit_code = summary.failed[0].exit_code  # a mask or usage problem stays exit 2
         raise error

@@ -569,8 +569,19 @@ def test_a_folder_of_one_photo_reruns_like_a_folder_of_many(invoke, folder, tmp_
         result = invoke("run", "-p", "denoise method=nlm sigma=5", src, "--json")
         assert result.exit_code == 0, result.output  # the rerun used to fail: 'a.denoise.png exists; pass --overwrite'
     assert summary_of(result)["skipped"] == 1 and (src / "a.denoise.png").exists()
+    # and its log ends as a batch's does, for a script reading it
+    text = invoke("run", "-p", "denoise method=nlm sigma=5", src)
+    assert text.exit_code == 0 and text.stderr.splitlines()[-1].startswith("done 0, skipped 1, failed 0 in ")
     named = invoke("denoise", src / "a.png", "--method", "nlm", "--sigma", "5")  # a file named alone: no journal
     assert named.exit_code == 1 and "pass --overwrite" in named.stderr
+    (src / "b.png").write_bytes(b"not a photo")
+    (src / "a.png").unlink()
+    (src / "a.denoise.png").unlink()
+    lone_failure = invoke("run", "-p", "denoise method=nlm sigma=5", src)
+    assert lone_failure.exit_code == 1 and "done 0, skipped 0, failed 1" in lone_failure.stderr
+    assert lone_failure.stderr.splitlines()[-1] == "Error: 1 of 1 images failed (--retry-failed redoes only those)"
+    named = invoke("denoise", src / "b.png", "--method", "nlm", "--sigma", "5")  # named alone: its own error
+    assert named.exit_code == 1 and named.stderr.splitlines() == [f"Error: {src / 'b.png'}: not an image (unrecognised file contents)"]
 
 
 def test_an_output_that_is_another_named_input_is_refused(invoke, folder, tmp_path):
