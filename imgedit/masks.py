@@ -340,11 +340,11 @@ def _from_sources(image_path, rgb, alpha, options, size, relative=None, lossy=Fa
     if alpha is not None:
         hole = _transparent(alpha)
         if hole.any():
-            _warn_ignored(options, "the image has transparent pixels")
+            _warn_ignored(options, "the image has transparent pixels", image_path)
             return hole, "transparent pixels"
     sidecar = _sidecar(image_path)
     if sidecar is not None:
-        _warn_ignored(options, f"{sidecar.name} lies beside the image")
+        _warn_ignored(options, f"{sidecar.name} lies beside the image", image_path)
         return load_mask_file(sidecar, size), f"sidecar {sidecar.name}"
     if options.mask_color is not None:
         return _color_hole(rgb, options.mask_color, options.color_tolerance, grow=LOSSY_EDGE_PX if lossy else 0)
@@ -353,12 +353,14 @@ def _from_sources(image_path, rgb, alpha, options, size, relative=None, lossy=Fa
     return None
 
 
-def _warn_ignored(options: MaskOptions, why: str) -> None:
+def _warn_ignored(options: MaskOptions, why: str, image_path: Optional[Path]) -> None:
     # Colour and box rank below the implicit sources; say so rather than let
-    # an explicit option vanish silently.
+    # an explicit option vanish silently, naming the image: in a batch the
+    # others take the option
     ignored = [n for n, v in (("--mask-color", options.mask_color), ("--mask-box", options.mask_box)) if v is not None]
     if ignored:
-        logger.warning("ignoring %s because %s", " and ".join(ignored), why)
+        where = f"{image_path}: " if image_path is not None else ""
+        logger.warning("%signoring %s because %s", where, " and ".join(ignored), why)
 
 
 def _shown(path: Path, mask: Path) -> str:

@@ -14,6 +14,7 @@ import errno
 import logging
 import os
 import tempfile
+import threading
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -185,6 +186,7 @@ class _Batch:
         self._built = built
         self.on_tile = on_tile
         self.build_failed = False  # then no image can be done: the run stops after the first
+        self._previews_said = threading.Event()  # camera JPEGs with a preview are said once a run, not per photo
 
     @property
     def built(self) -> BuiltPipeline:
@@ -260,6 +262,13 @@ class _Batch:
         """Only a multi-frame file's first frame is read: say so, and refuse
         to write it back over the file, before any work is spent on it."""
         frames = work.picture.frames
+        if frames > 1 and work.picture.format == "MPO":  # a camera's JPEG with its preview(s): the photo is the first
+            if not self._previews_said.is_set():
+                self._previews_said.set()
+                log.warning("%s holds %d images, the photo and its camera's preview%s, as many cameras' JPEGs do "
+                            "(MPO): the photo is edited and the preview%s not kept", work.item.path, frames,
+                            "s" * (frames > 2), "s are" if frames > 2 else " is")
+            return
         if frames > 1:
             what = f"{work.item.path} has {frames} {'pages' if work.picture.format == 'TIFF' else 'frames'}"
             if self.options.in_place:  # writing it back would destroy every frame after the first

@@ -287,8 +287,11 @@ def test_precedence(tmp_path, image_path, caplog):
     everything.mask = None
     with caplog.at_level(logging.WARNING, logger="imgedit"):
         assert find_mask(image_path, rgb, alpha, everything)[1] == "transparent pixels"
-    assert "ignoring --mask-color and --mask-box" in caplog.text
-    assert find_mask(image_path, rgb, None, everything)[1] == "sidecar photo.mask.png"
+    assert f"{image_path}: ignoring --mask-color and --mask-box because the image has transparent" in caplog.text
+    caplog.clear()  # the image is named: in a batch the others take the options
+    with caplog.at_level(logging.WARNING, logger="imgedit"):
+        assert find_mask(image_path, rgb, None, everything)[1] == "sidecar photo.mask.png"
+    assert f"{image_path}: ignoring --mask-color and --mask-box because photo.mask.png lies beside" in caplog.text
     (tmp_path / "photo.mask.png").unlink()
     assert find_mask(image_path, rgb, None, everything)[1] == "colour #ff00ff"
     everything.mask_color = None

@@ -649,6 +649,26 @@ def test_multi_frame_inputs_warn_and_in_place_refuses_them(invoke, tmp_path):
     assert after.pop("single.png") != before.pop("single.png") and after == before  # the refused ones untouched
 
 
+def test_camera_jpegs_with_a_preview_are_said_once_and_edited_in_place(invoke, tmp_path):
+    # many cameras write MPO JPEGs (the photo, then a preview): a batch of them
+    # warned once per photo, and --in-place refused every one
+    src = tmp_path / "in"
+    src.mkdir()
+    photo = Image.fromarray(smooth_rgb(48, 64, seed=1))
+    for name in ("a.jpg", "b.jpg", "c.jpg"):
+        photo.save(src / name, format="MPO", save_all=True, append_images=[photo.resize((16, 12))])
+    assert Image.open(src / "a.jpg").n_frames == 2
+    result = invoke("denoise", src, "--sigma", "5", "--method", "nlm", "-o", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    said = [line for line in result.stderr.splitlines() if "preview" in line]
+    assert len(said) == 1 and "holds 2 images, the photo and its camera's preview" in said[0]
+    assert {Image.open(p).size for p in (tmp_path / "out").glob("*.jpg")} == {(64, 48)}
+    in_place = invoke("denoise", src, "--sigma", "5", "--method", "nlm", "--in-place", "--json")
+    assert in_place.exit_code == 0 and summary_of(in_place)["done"] == 3, in_place.output
+    edited = Image.open(src / "a.jpg")
+    assert edited.size == (64, 48) and getattr(edited, "n_frames", 1) == 1
+
+
 def test_python_api_masks_and_tensor_contract(folder, tmp_path):
     hole = np.zeros((48, 64), np.uint8)
     hole[10:20, 10:20] = 255
