@@ -28,7 +28,23 @@ def _output_ext(item: InputFile, options: RunOptions) -> str:
         from imgedit.imageio import suffix_for_format
 
         return suffix_for_format(options.format.upper()).lstrip(".")
-    return item.path.suffix.lstrip(".") or "png"
+    return item.path.suffix.lstrip(".") or _sniffed_ext(item.path)
+
+
+def _sniffed_ext(path: Path) -> str:
+    """The suffix of the format a file without one holds (its header read),
+    so a JPEG named ``photo`` stays a JPEG; png where that cannot be told
+    (the read then fails and says why)."""
+    from imgedit.imageio import suffix_for_format
+
+    try:
+        from PIL import Image
+
+        with Image.open(path) as image:
+            fmt = "JPEG" if image.format == "MPO" else image.format  # a camera's JPEG with a preview
+            return suffix_for_format(fmt or "PNG").lstrip(".")
+    except Exception:  # noqa: BLE001 - not an image, unreadable, a format Pillow cannot write: png
+        return "png"
 
 
 class RealPaths:
@@ -213,8 +229,10 @@ def plan_outputs(pipeline: Pipeline, items: list[InputFile], options: RunOptions
 
 def _apart(a: Path, b: Path) -> str:
     """How to keep two inputs' outputs apart."""
-    if a.suffix.lower() != b.suffix.lower():
+    if a.suffix != b.suffix:  # photo.JPG and photo.jpg too: {srcext} keeps its case
         return "add {srcext} to the name, e.g. --name '{stem}.{srcext}.{ext}'"
+    if a.parent == b.parent:
+        return "their names differ only in case, which the output folder does not tell apart: rename one"
     return "they have the same name in different folders: run each folder with its own -o, or pass their common parent folder with -r (outputs mirror the tree)"
 
 

@@ -97,6 +97,15 @@ def test_camera_raw_files_are_named_as_left_out_and_refused_when_named(invoke, t
     assert not (tmp_path / "x.jpg").exists()
 
 
+def test_a_file_without_a_suffix_keeps_its_format(invoke, tmp_path):
+    # a JPEG named 'scan' came out as scan.inpaint.png, six times the size
+    Image.fromarray(smooth_rgb(24, 32)).save(tmp_path / "scan", format="JPEG")
+    result = invoke("inpaint", tmp_path / "scan", "--method", "telea", "--mask-box", "1,1,4,4")
+    assert result.exit_code == 0, result.output
+    assert Image.open(tmp_path / "scan.inpaint.jpg").format == "JPEG"
+    assert not (tmp_path / "scan.inpaint.png").exists()
+
+
 def test_output_paths():
     item = InputFile(Path("/in/sub/x.png"), Path("/in"))
     assert output_path(item, output=None, single=True, op_label="denoise", ext="png") == Path("/in/sub/x.denoise.png")

@@ -191,6 +191,14 @@ def test_collision_is_refused_and_template_avoids_it(invoke, tmp_path):
     result = invoke("denoise", src, "--sigma", "5", "-o", tmp_path / "out", "--format", "png", "--name", "{stem}.{srcext}.{ext}")
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == ["a.jpg.png", "a.png.png"]
+    # photo.JPG and photo.jpg: {srcext} tells them apart, not 'different folders'
+    Image.fromarray(smooth_rgb()).save(src / "a.JPG", format="JPEG")
+    result = invoke("denoise", src, "--sigma", "5", "-o", tmp_path / "jpeg", "--format", "jpeg")
+    assert result.exit_code == 2 and "add {srcext} to the name" in result.stderr, result.output
+    from imgedit.output_plan import _apart
+
+    assert "differ only in case" in _apart(src / "Photo.jpg", src / "photo.jpg")  # a file system blind to case
+    assert "different folders" in _apart(src / "a.jpg", tmp_path / "a.jpg")
 
 
 def test_dry_run_touches_nothing(invoke, folder, tmp_path):
