@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, Union
 
 from imgedit.errors import DiskFullError, ImgeditError, JournalError, OutputExistsError, RunStopped
 from imgedit.inputs import InputFile
-from imgedit.journal import Journal, Source, bytes_digest, file_digest, stat_key
+from imgedit.journal import WROTE, Journal, Source, bytes_digest, file_digest, stat_key
 from imgedit.journal_keys import JournalKeys
 from imgedit.masks import MaskOptions
 from imgedit.output_plan import JournalsRead, RealPaths, journal_folder, plan_outputs, remove_stale_temps
@@ -187,6 +187,8 @@ class _Batch:
         self.on_tile = on_tile
         self.build_failed = False  # then no image can be done: the run stops after the first
         self._previews_said = threading.Event()  # camera JPEGs with a preview are said once a run, not per photo
+        self._drops_said: set[str] = set()  # and what an output format drops (16 bits, transparency)
+        self._lock = threading.Lock()
 
     @property
     def built(self) -> BuiltPipeline:
@@ -380,6 +382,7 @@ class _Batch:
         from imgedit.imageio import write_image
 
         options = self.options
+        self._say_what_the_format_drops(work, picture)
         if self.journal is None:
             with before_rename(lambda temporary: self._check_unchanged(work)):
                 write_image(picture, work.dst, format=options.format, quality=options.quality, overwrite=True,
@@ -406,6 +409,31 @@ class _Batch:
         self.journal.record(work.dst, work.key, "done", size=os.stat(work.dst).st_size, ops=self.pipeline.label,
                             **self._written(work))
 
+    def _say_what_the_format_drops(self, work: _Work, picture: Any) -> None:
+        """A warning, once a run for each, where the output format drops what
+        the image holds: the depth of a 16-bit one (JPEG, WebP), the
+        transparency of one with transparent pixels (JPEG, BMP)."""
+        from imgedit.imageio.formats import ALPHA_FORMATS, HIGH_DEPTH_FORMATS, format_for_path, normalize_format
+
+        try:
+            fmt = normalize_format(self.options.format) if self.options.format else format_for_path(work.dst)
+        except ImgeditError:
+            return  # the write says why
+        drops = []
+        if picture.bit_depth > 8 and fmt not in HIGH_DEPTH_FORMATS:
+            drops.append(("depth", f"{fmt} holds 8 bits a channel: 16-bit images are written at 8 (e.g. "
+                                   f"{work.item.path}); --format png or tiff keeps their depth"))
+        if picture.alpha is not None and fmt not in ALPHA_FORMATS and bool((picture.alpha < 1).any()):
+            drops.append(("alpha", f"{fmt} has no transparency: transparent images are written opaque, with the "
+                                   f"colours under their transparent parts showing (e.g. {work.item.path}); "
+                                   "--format png or webp keeps it"))
+        for kind, message in drops:
+            with self._lock:
+                said = kind in self._drops_said
+                self._drops_said.add(kind)
+            if not said:
+                log.warning("%s", message)
+
     def _check_unchanged(self, work: _Work) -> None:
         """With ``--in-place``, just before the result is renamed over the
         input: the input must still be the file that was read. One replaced
@@ -424,9 +452,19 @@ class _Batch:
             with _catch(work):
                 self._write(work, self._result_picture(work))
         work.picture = work.hole = work.image = work.mask = None  # free the pixels now
-        if work.result.status == "failed" and self.journal is not None and work.key:
+        if work.result.status == "failed" and self.journal is not None and work.key and not self._others(work):
             self.journal.record(work.dst, work.key, "failed", error=work.result.error)
         return work
+
+
+    def _others(self, work: _Work) -> bool:
+        """Whether ``work`` was refused for an output another input's (or
+        another pipeline's) result holds: its failure is not recorded over
+        that result's record, or the owner's next run would redo it."""
+        if not work.result.needs_overwrite:
+            return False
+        entry = self.journal.get(work.dst) if self.journal is not None else None
+        return entry is not None and entry.status in WROTE
 
 
 class _catch:

@@ -201,6 +201,46 @@ def test_collision_is_refused_and_template_avoids_it(invoke, tmp_path):
     assert "different folders" in _apart(src / "a.jpg", tmp_path / "a.jpg")
 
 
+def test_a_refused_input_does_not_make_the_owner_redo_its_result(invoke, tmp_path):
+    # another photo of the same name into the same -o is refused; its failure
+    # used to be recorded over the owner's "done", and the owner's next run
+    # computed and wrote its intact output again
+    mine, other = tmp_path / "mine", tmp_path / "other"
+    mine.mkdir()
+    other.mkdir()
+    Image.fromarray(smooth_rgb(seed=1)).save(mine / "a.png")
+    Image.fromarray(smooth_rgb(seed=2)).save(other / "a.png")
+    out = tmp_path / "out"
+    args = ["--sigma", "5", "--method", "nlm", "-o", out, "--json"]
+    assert summary_of(invoke("denoise", mine, *args))["done"] == 1
+    refused = invoke("denoise", other, *args)
+    assert refused.exit_code == 1 and "holds the result of another input" in refused.stdout
+    again = summary_of(invoke("denoise", mine, *args))
+    assert again["done"] == 0 and again["skipped"] == 1
+
+
+def test_a_format_that_drops_depth_or_transparency_says_so_once(invoke, tmp_path):
+    import tifffile
+
+    src = tmp_path / "in"
+    src.mkdir()
+    rng = np.random.default_rng(0)
+    for name in ("a.tif", "b.tif"):
+        tifffile.imwrite(src / name, (rng.random((24, 32, 3)) * 65535).astype(np.uint16))
+    for name in ("c.png", "d.png"):
+        rgba = np.dstack([smooth_rgb(24, 32), np.full((24, 32), 255, np.uint8)])
+        rgba[:4, :4, 3] = 128
+        Image.fromarray(rgba).save(src / name)
+    to_jpeg = invoke("denoise", src, "--sigma", "5", "--method", "nlm", "-o", tmp_path / "jpeg", "--format", "jpeg")
+    assert to_jpeg.exit_code == 0, to_jpeg.output
+    warnings = [line for line in to_jpeg.stderr.splitlines() if line.startswith("Warning:")]
+    assert len(warnings) == 2, warnings
+    assert any("JPEG holds 8 bits a channel: 16-bit images are written at 8" in w for w in warnings)
+    assert any("JPEG has no transparency: transparent images are written opaque" in w for w in warnings)
+    kept = invoke("denoise", src, "--sigma", "5", "--method", "nlm", "-o", tmp_path / "same")
+    assert kept.exit_code == 0 and "Warning" not in kept.stderr, kept.output
+
+
 def test_dry_run_touches_nothing(invoke, folder, tmp_path):
     result = invoke("denoise", folder, "-r", "--sigma", "5", "-o", tmp_path / "out", "--dry-run", "--json")
     assert result.exit_code == 0, result.output
