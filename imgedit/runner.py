@@ -215,6 +215,8 @@ class _Batch:
             data = read_file_bytes(work.item.path)
             if self._skip(work, data, info=info):
                 return work
+            if self.options.in_place:
+                _check_in_place_target(work.item.path)
             work.picture = read_image(work.item.path, data=data)
             self._check_frames(work)
             if self.pipeline.needs_mask:
@@ -465,6 +467,22 @@ class _Batch:
             return False
         entry = self.journal.get(work.dst) if self.journal is not None else None
         return entry is not None and entry.status in WROTE
+
+
+def _check_in_place_target(path: Path) -> None:
+    """Refuse to edit in place what a rename over it would not edit as the
+    user means: a link (the link would become the edited file and its
+    target stay as it was) or a file without write permission (a
+    photographer's way to keep originals safe).
+
+    Raises:
+        ImgeditError: ``path`` is a symbolic link or is read-only.
+    """
+    if os.path.islink(path):
+        raise ImgeditError(f"{path} is a symbolic link: --in-place would replace the link with the edited image and "
+                           f"leave {os.path.realpath(path)} as it was; name that file, or use -o")
+    if not os.access(path, os.W_OK) or not os.stat(path).st_mode & 0o222:  # root may write a read-only file
+        raise ImgeditError(f"{path} is read-only, so --in-place leaves it as it is (chmod u+w to allow, or use -o)")
 
 
 class _catch:

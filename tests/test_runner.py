@@ -697,6 +697,29 @@ def test_multi_frame_inputs_warn_and_in_place_refuses_them(invoke, tmp_path):
     assert after.pop("single.png") != before.pop("single.png") and after == before  # the refused ones untouched
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="links and modes")
+def test_in_place_refuses_links_and_read_only_photos_and_edits_the_rest(invoke, tmp_path):
+    # a rename over a link replaced the link and left its target as it was;
+    # a read-only photo (a photographer's way to keep originals) was replaced
+    src = tmp_path / "in"
+    (src / "kept").mkdir(parents=True)
+    for name in ("kept/target.png", "locked.png", "plain.png"):
+        Image.fromarray(smooth_rgb(seed=len(name))).save(src / name)
+    (src / "link.png").symlink_to("kept/target.png")
+    os.chmod(src / "locked.png", 0o444)
+    before = {name: (src / name).read_bytes() for name in ("kept/target.png", "locked.png", "plain.png")}
+    result = invoke("denoise", src / "link.png", src / "locked.png", src / "plain.png",
+                    "--in-place", "--sigma", "5", "--method", "nlm", "--json")
+    assert result.exit_code == 1
+    errors = {os.path.basename(f["input"]): f["error"] for f in summary_of(result)["failures"]}
+    assert "is a symbolic link: --in-place would replace the link" in errors["link.png"]
+    assert str(src / "kept" / "target.png") in errors["link.png"]
+    assert "is read-only, so --in-place leaves it as it is" in errors["locked.png"]
+    assert (src / "link.png").is_symlink() and (src / "kept/target.png").read_bytes() == before["kept/target.png"]
+    assert (src / "locked.png").read_bytes() == before["locked.png"]
+    assert (src / "plain.png").read_bytes() != before["plain.png"]
+
+
 def test_camera_jpegs_with_a_preview_are_said_once_and_edited_in_place(invoke, tmp_path):
     # many cameras write MPO JPEGs (the photo, then a preview): a batch of them
     # warned once per photo, and --in-place refused every one
