@@ -52,7 +52,7 @@ _CLI_NAMES = {"name": "name_template", "format": "out_format", "invert": "invert
 
 #: The options whose type, range or choices the CLI's own option checks
 #: (device, precision and tile: :func:`imgedit.output_plan.check_compute_options`).
-_AS_CLI = ("recursive", "overwrite", "in_place", "fail_fast", "force", "retry_failed", "fsync", "invert",
+_AS_CLI = ("recursive", "overwrite", "in_place", "fail_fast", "force", "retry_failed", "skip_failed", "fsync", "invert",
            "format", "quality", "workers", "depth", "color_tolerance", "dilate")
 
 

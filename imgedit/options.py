@@ -116,6 +116,9 @@ COMMON_OPTIONS: list[Callable] = [
     click.option("--workers", type=THREADS, help="I/O threads for reading and writing (default: CPU count, 2-8)."),
     click.option("--force", is_flag=True, help="Redo images the journal says are done."),
     click.option("--retry-failed", is_flag=True, help="Redo only the images that failed last time."),
+    click.option("--skip-failed", is_flag=True,
+                 help="Leave out the images that failed last time and have not changed since (a corrupt file does "
+                      "not fail every nightly run)."),
     click.option("--fsync", is_flag=True, help="Flush every output to disk before moving on (survives a power cut; slower)."),
     click.option("--dry-run", is_flag=True, help="Print the plan and exit without touching an image."),
     click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,

@@ -106,6 +106,9 @@ def check_options(options: RunOptions, count: int) -> None:
         raise UsageError("--in-place writes over the inputs and -o writes elsewhere: give one of them")
     if options.force and options.retry_failed:
         raise UsageError("--force redoes every image and --retry-failed only the failed ones: give one of them")
+    if options.skip_failed and (options.force or options.retry_failed):
+        flag = "--force redoes every image" if options.force else "--retry-failed redoes only the failed ones"
+        raise UsageError(f"--skip-failed leaves out the images that failed before and {flag}: give one of them")
     if out is None or output_is_file(out, count) or out.is_dir():
         return
     if out.exists():
@@ -158,9 +161,10 @@ def ignored_options(pipeline: Pipeline, items: list[InputFile], options: RunOpti
         if formats and not formats & QUALITY_FORMATS.keys():
             notes.append(f"ignoring --quality: only {_listed(QUALITY_FORMATS.values())} outputs use it, and this run "
                          f"writes {_listed(sorted(formats))}")
-    if (options.force or options.retry_failed) and journal_folder(items, options) is None:
+    if (options.force or options.retry_failed or options.skip_failed) and journal_folder(items, options) is None:
         flag, then = (("--force", "nothing is skipped as done (--overwrite replaces an existing output)") if options.force
-                      else ("--retry-failed", "no failure is on record and the image is processed"))
+                      else ("--retry-failed" if options.retry_failed else "--skip-failed",
+                            "no failure is on record and the image is processed"))
         notes.append(f"ignoring {flag}: one file given alone{' with -o FILE' if to_file else ''} keeps no journal, "
                      f"so {then}")
     return notes

@@ -55,7 +55,12 @@ class RunOptions:
     depth: int = 4  # images decoded ahead / writes pending, at most
     force: bool = False  # redo what the journal says is done
     retry_failed: bool = False  # redo only what the journal says failed
+    skip_failed: bool = False  # leave out what failed before and has not changed since (a corrupt file)
     fsync: bool = False  # flush each output to disk: survives a power cut, costs ms per file
+
+
+#: The note of an image ``--skip-failed`` left out (its error follows).
+FAILED_BEFORE = "failed in an earlier run, unchanged since (--retry-failed tries it again)"
 
 
 @dataclass
@@ -97,6 +102,11 @@ class Summary:
     def failed(self) -> list[FileResult]:
         return self._with("failed")
 
+    @property
+    def failed_before(self) -> list[FileResult]:
+        """The skipped that ``--skip-failed`` left out: failed before, unchanged since."""
+        return [r for r in self.skipped if (r.note or "").startswith(FAILED_BEFORE)]
+
     def unreadable_note(self) -> str:
         """What the batch left out because folders could not be listed ("" if
         none): it did not do all it was asked, so it ends in an error (as
@@ -122,6 +132,8 @@ class Summary:
             "done": len(self.done),
             "skipped": len(self.skipped),
             "failed": len(self.failed),
+            "failed_before": [{"input": text(str(r.source)), "error": text(r.note[len(FAILED_BEFORE) + 2:])}
+                              for r in self.failed_before],
             "not_attempted": self.not_attempted,
             "seconds": round(self.seconds, 3),
             "interrupted": self.interrupted,
@@ -211,10 +223,15 @@ class _Batch:
                 return work
             info = _stat(work.item.path)  # before the read: a change after it shows on the next run
             work.read_stat = stat_key(info) if info is not None else None
-            # one read serves the journal key and the decoder: the key is of the bytes decoded
-            data = read_file_bytes(work.item.path)
+            # one read serves the journal key and the decoder: the key is of the bytes decoded. An
+            # empty file is keyed too, so that its failure is known again (--skip-failed)
+            data = read_file_bytes(work.item.path) if info is None or info.st_size else b""
             if self._skip(work, data, info=info):
                 return work
+            if not data:
+                data = read_file_bytes(work.item.path)  # says it is empty, unless it has grown since the stat
+                if self._skip(work, data, info=_stat(work.item.path)):
+                    return work
             if self.options.in_place:
                 _check_in_place_target(work.item.path)
             work.picture = read_image(work.item.path, data=data)
@@ -288,6 +305,10 @@ class _Batch:
             entry = journal.get(work.dst)
             if options.retry_failed and (entry is None or entry.status != "failed"):
                 work.result.status, work.result.note = "skipped", "not a previous failure"
+                return True
+            if options.skip_failed and entry is not None and entry.status == "failed" and entry.key == work.key:
+                work.result.status = "skipped"
+                work.result.note = f"{FAILED_BEFORE}: {entry.error or 'no reason recorded'}"
                 return True
             done = journal.is_done(work.dst, work.key) or options.in_place and journal.holds_result(work.dst, work.key)
             if not options.force and done:

@@ -120,6 +120,7 @@ def _run_verb(pipeline: Any, kwargs: dict[str, Any]) -> None:
         workers=kwargs["workers"] or default_workers(),
         force=kwargs["force"],
         retry_failed=kwargs["retry_failed"],
+        skip_failed=kwargs.get("skip_failed", False),  # a plugin's kwargs made before the option lack it
         fsync=kwargs["fsync"],
     )
     check_options(options, len(items))
@@ -266,8 +267,9 @@ def _print_summary(summary: Any, quiet: bool, as_json: bool, planned: int, notes
         click.echo(json.dumps(summary.as_dict(), indent=2))
     failed, total = len(summary.failed), len(summary.results)
     if (total > 1 or batch and total) and not quiet and not as_json:
-        unread = len(summary.unreadable)
-        say(f"done {len(summary.done)}, skipped {len(summary.skipped)}, failed {failed}"
+        unread, before = len(summary.unreadable), len(summary.failed_before)
+        say(f"done {len(summary.done)}, skipped {len(summary.skipped)}"
+            + (f" ({before} that failed before, unchanged)" if before else "") + f", failed {failed}"
              + (f", {unread} folder{'s' * (unread != 1)} unreadable" if unread else "")
              + f" in {summary.seconds:.1f}s" + (f"; journal {summary.journal}" if summary.journal else ""))
         for result in summary.failed:

@@ -112,6 +112,28 @@ def test_retry_failed_redoes_only_failures(invoke, folder, tmp_path):
     assert summary["outputs"][0]["input"].endswith("bad.png")
 
 
+def test_skip_failed_leaves_out_unchanged_failures_until_they_change(invoke, folder, tmp_path):
+    # a nightly run over a folder with a corrupt photo exited 1 every night
+    out = tmp_path / "out"
+    (folder / "bad.png").write_bytes(b"not a png")
+    (folder / "empty.png").write_bytes(b"")
+    args = ["denoise", folder, "--sigma", "5", "--method", "nlm", "-o", out]
+    first = invoke(*args, "--json")
+    assert first.exit_code == 1 and summary_of(first)["failed"] == 2
+    nightly = invoke(*args, "--skip-failed")
+    assert nightly.exit_code == 0, nightly.output
+    assert "done 0, skipped 5 (2 that failed before, unchanged), failed 0" in nightly.stderr
+    listed = summary_of(invoke(*args, "--skip-failed", "--json"))["failed_before"]
+    assert sorted((os.path.basename(f["input"]), "not an image" in f["error"] or "is empty" in f["error"])
+                  for f in listed) == [("bad.png", True), ("empty.png", True)]
+    assert invoke(*args).exit_code == 1  # without the flag they are tried again
+    Image.fromarray(smooth_rgb()).save(folder / "bad.png")  # the user replaces it
+    fixed = summary_of(invoke(*args, "--skip-failed", "--json"))
+    assert fixed["done"] == 1 and fixed["outputs"][0]["input"].endswith("bad.png") and len(fixed["failed_before"]) == 1
+    both = invoke(*args, "--skip-failed", "--retry-failed")
+    assert both.exit_code == 2 and "give one of them" in both.stderr
+
+
 def test_foreign_file_not_overwritten_but_own_outputs_are(invoke, folder, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
