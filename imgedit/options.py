@@ -110,7 +110,7 @@ COMMON_OPTIONS: list[Callable] = [
     click.option("--format", "out_format", type=click.Choice(["jpeg", "png", "tiff", "webp", "bmp"], case_sensitive=False),
                  help="Output format (default: the input's; with -o FILE, the file's extension)."),
     click.option("--quality", type=click.IntRange(1, 100),
-                 help="JPEG/WebP quality 1-100 (default: as the source where it is the output's format: a lossless "
+                 help="JPEG/WebP/AVIF quality 1-100 (default: as the source where it is the output's format: a lossless "
                       "WebP stays lossless, a JPEG keeps its quality, 75-95, and chroma subsampling; else 95)."),
     click.option("--fail-fast", is_flag=True, help="Stop at the first failing image."),
     click.option("--workers", type=THREADS, help="I/O threads for reading and writing (default: CPU count, 2-8)."),

@@ -132,8 +132,9 @@ def _run_verb(pipeline: Any, kwargs: dict[str, Any]) -> None:
     journals = JournalsRead()  # read once, for leaving out earlier results and for the run's resume
     items, own = leave_out_own_outputs(pipeline, items, options, named, journals)
     if own and not (kwargs["quiet"] or kwargs["as_json"]):
-        click.echo(f"left out {len(own)} image{'s' * (len(own) > 1)} that are imgedit's results, of this run or an "
-                   f"earlier one (e.g. {own[0].path}): results are not inputs; name a file to edit it", err=True)
+        what = "images that are imgedit's results" if len(own) > 1 else "image that is one of imgedit's results"
+        click.echo(f"left out {len(own)} {what}, of this run or an earlier one (e.g. {own[0].path}): results are "
+                   "not inputs; name a file to edit it", err=True)
     for note in ignored_options(pipeline, items, options) + _ignored_mask_options(pipeline, masks):
         log.warning(note)
     if kwargs.get("engine") == "ray" and typed_option("threads"):
