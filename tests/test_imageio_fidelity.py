@@ -1,5 +1,5 @@
 """Tests for imgedit.imageio's faithfulness to the source beyond pixels: the EXIF thumbnail,
-lossless WebP, JPEG quality / subsampling / progressive, non-ASCII TIFF text, AVIF metadata,
+lossless WebP, JPEG quality / subsampling / progressive, non-ASCII TIFF text, EXIF in TIFF, AVIF metadata,
 sRGB for formats without a profile, EXIF too large for JPEG, PNG gamma chunks, GIF/TGA alpha."""
 
 from __future__ import annotations
@@ -244,6 +244,78 @@ def test_non_ascii_text_round_trips_through_tiff(tmp_path, depth):
 def test_latin1_tiff_text_is_still_read(tmp_path):
     Image.fromarray(_rgb8()).save(tmp_path / "in.tif", description=b"caf\xe9")  # not valid UTF-8
     assert read_image(tmp_path / "in.tif").text["Description"] == "café"
+
+
+# ---------------------------------------------------------------- EXIF in TIFF outputs
+
+_TIFF_SOURCE_TAGS = {270: "A description", 271: "ACME", 272: "Cam 1", 305: "SomeSoft",
+                     306: "2024:05:01 11:00:00", 315: "A. Person", 33432: "(c) 2024"}
+
+
+def _srgb_icc() -> bytes:
+    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+
+
+def _tiff_depth(depth: int) -> None:
+    if depth == 16:
+        pytest.importorskip("tifffile")
+
+
+@pytest.mark.parametrize("depth", [8, 16])
+def test_tiff_source_camera_tags_reach_a_tiff(tmp_path, depth):
+    _tiff_depth(depth)
+    Image.fromarray(_rgb8()).save(tmp_path / "in.tif", tiffinfo=dict(_TIFF_SOURCE_TAGS), icc_profile=_srgb_icc())
+    picture = read_image(tmp_path / "in.tif")
+    picture.bit_depth = depth
+    written = Image.open(write_image(picture, tmp_path / "out.tif"))
+    assert {tag: written.tag_v2.get(tag) for tag in _TIFF_SOURCE_TAGS} == _TIFF_SOURCE_TAGS
+    assert written.info["icc_profile"] == _srgb_icc() and max(written.tag_v2[258]) == depth
+    assert 274 not in written.tag_v2  # no orientation: the pixels are upright
+    from imgedit.imageio.describe import describe_image
+
+    assert describe_image(tmp_path / "in.tif")["exif"] is True  # 'imgedit info' said False
+    # ...and to other formats, as EXIF (there is no other home for them there)
+    exif = Image.open(write_image(picture, tmp_path / "out.jpg")).getexif()
+    assert (exif[271], exif[272], exif[306]) == ("ACME", "Cam 1", "2024:05:01 11:00:00")
+
+
+@pytest.mark.parametrize("depth", [8, 16])
+def test_exif_and_gps_ifds_reach_a_tiff(tmp_path, depth):
+    _tiff_depth(depth)
+    _camera_jpeg(tmp_path / "in.jpg", orientation=6)  # stored 16 x 8, shown 8 x 16
+    picture = read_image(tmp_path / "in.jpg")
+    picture.bit_depth = depth
+    out = write_image(picture, tmp_path / "out.tif")
+    written = Image.open(out)
+    exif = written.getexif()
+    sub = exif.get_ifd(EXIF_IFD)
+    assert sub[0x9003] == "2024:01:02 03:04:05" and sub[0x927C] == MAKER_NOTE
+    assert (sub[0xA002], sub[0xA003]) == (8, 16) == written.size  # the written size, not the source's
+    assert exif.get_ifd(GPS_IFD)[1] == "N" and exif[0x010F] == "ACME"
+    assert exif.get(0x0112, 1) == 1
+    back = read_image(out)  # the pixels are intact behind the rewritten directory
+    assert (back.width, back.height) == (8, 16)
+    assert np.abs(back.rgb - picture.rgb).max() <= (1 / 255 if depth == 8 else 1 / 65535) + 1e-6
+
+
+@pytest.mark.parametrize("suffix", [".tif", ".jpg"])
+def test_tiff_source_exif_ifds_are_carried(tmp_path, suffix):
+    # Pillow's own (uncompressed) TIFF writer can link an Exif IFD: a TIFF as cameras and raw converters write
+    Image.fromarray(_rgb8(8, 16)).save(tmp_path / "in.tif", exif=_camera_exif(1, 16, 8).tobytes())
+    exif = Image.open(write_image(read_image(tmp_path / "in.tif"), tmp_path / f"out{suffix}")).getexif()
+    assert exif.get_ifd(EXIF_IFD)[0x9003] == "2024:01:02 03:04:05" and exif.get_ifd(GPS_IFD)[1] == "N"
+    assert exif[0x010F] == "ACME"
+
+
+def test_tiff_without_exif_ifds_is_written_unchanged():
+    from imgedit.imageio.exif import with_sub_ifds
+
+    buffer = io.BytesIO()
+    Image.fromarray(_rgb8()).save(buffer, format="TIFF", compression="tiff_adobe_deflate")
+    plain = Image.Exif()
+    plain[0x010F] = "ACME"  # IFD0 only
+    assert with_sub_ifds(buffer.getvalue(), plain.tobytes()) == buffer.getvalue()
+    assert with_sub_ifds(buffer.getvalue(), b"Exif\0\0not a TIFF") == buffer.getvalue()
 
 
 # ---------------------------------------------------------------- AVIF, and formats without a profile

@@ -26,12 +26,15 @@ Notes on what can be lost (by design):
   and clipped to [0, 1], with a warning when they reach beyond it. Wider
   samples are kept at 16 bits. Other formats' 32-bit integer ("I") and
   float ("F") sources are clipped to [0, 65535] and [0, 1].
-* EXIF is carried whole into JPEG, PNG, WebP and AVIF; TIFF output gets only
-  its first directory's strings (Make, Model, DateTime, Software,
+* EXIF is carried whole into JPEG, PNG, WebP and AVIF. A TIFF output gets its
+  first directory's strings (Make, Model, DateTime, Software,
   ImageDescription, Artist, Copyright, as plain TIFF tags; the picture's
-  ``text`` wins where it has the same tag). A TIFF source's own tags
-  are not turned into EXIF (its description, software, artist and copyright
-  go to ``text``). EXIF over a JPEG segment's 64 KB loses its MakerNote, then
+  ``text`` wins where it has the same tag) and its Exif and GPS IFDs
+  (DateTimeOriginal, exposure, GPS), linked in after writing. A TIFF
+  source's camera tags (Make, Model, DateTime, its Exif and GPS IFDs) are
+  made EXIF, for outputs of every format (its description, software, artist
+  and copyright go to ``text``); one read with tifffile (float RGB, 16-bit
+  gray with alpha) carries none. EXIF over a JPEG segment's 64 KB loses its MakerNote, then
   its largest values, until it fits, with a warning; XMP that large is left
   out of a JPEG, with a warning.
 * The EXIF thumbnail (IFD1) is never carried: it is a copy of the unedited

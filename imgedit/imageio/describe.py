@@ -10,7 +10,7 @@ from PIL import Image
 
 from imgedit.imageio import pngchunks
 from imgedit.imageio.formats import PathLike
-from imgedit.imageio.metadata import dpi_of, icc_of, text_of
+from imgedit.imageio.metadata import dpi_of, icc_of, text_of, tiff_source_exif
 from imgedit.imageio.orientation import orientation_of
 from imgedit.imageio.source import UnrecognisedImageError, check_file, is_tiff, pillow_open, source_layout
 from imgedit.imageio.tiffread import tiff_header_fields
@@ -122,7 +122,7 @@ def _summary(im: Image.Image, path: Path, head: bytes, file_size: int) -> dict[s
         "channels": channels,
         "has_alpha": has_alpha,
         "grayscale": gray,
-        "exif": bool(im.info.get("exif")),
+        "exif": bool(im.info.get("exif")) or tiff_source_exif(im) is not None,  # a TIFF's camera tags are its EXIF
         "orientation": orientation,
         "icc_profile": icc is not None,
         "icc_description": _icc_description(icc) if icc else None,

@@ -14,7 +14,7 @@ from imgedit.errors import ShapeError
 from imgedit.imageio import pngchunks
 from imgedit.imageio.compression import jpeg_options, webp_options
 from imgedit.imageio.decode import swap_red_blue
-from imgedit.imageio.exif import exif_for_output, fit_exif
+from imgedit.imageio.exif import exif_for_output, fit_exif, with_sub_ifds
 from imgedit.imageio.formats import (
     ALPHA_FORMATS,
     DPI_FORMATS,
@@ -68,6 +68,10 @@ def encode_to(out: BinaryIO, picture: Picture, fmt: str, quality: Optional[int] 
         out.write(_encode_png16(picture, pixels))
     elif depth == 16:
         out.write(_encode_tiff16(picture, pixels))
+    elif fmt == "TIFF" and picture.exif:
+        buffer = io.BytesIO()  # the EXIF's Exif and GPS IFDs are added to the written file
+        _save_pillow(buffer, picture, pixels, fmt, quality)
+        out.write(_with_exif_ifds(picture, buffer.getvalue()))
     else:
         _save_pillow(out, picture, pixels, fmt, quality)
 
@@ -280,7 +284,7 @@ def _encode_png16(picture: Picture, pixels: np.ndarray) -> bytes:
 
 
 def _encode_tiff16(picture: Picture, pixels: np.ndarray) -> bytes:
-    """16-bit TIFF via tifffile (keeps ICC, dpi, text tags); OpenCV if tifffile is missing."""
+    """16-bit TIFF via tifffile (keeps ICC, dpi, text tags, EXIF); OpenCV if tifffile is missing."""
     try:
         import tifffile
     except ImportError:
@@ -307,7 +311,14 @@ def _encode_tiff16(picture: Picture, pixels: np.ndarray) -> bytes:
         kwargs.update(resolution=_dpi(picture), resolutionunit=2)  # 2 = inch
     buffer = io.BytesIO()
     tifffile.imwrite(buffer, pixels, **kwargs)
-    return buffer.getvalue()
+    return _with_exif_ifds(picture, buffer.getvalue())
+
+
+def _with_exif_ifds(picture: Picture, tiff: bytes) -> bytes:
+    """A written TIFF with the Exif and GPS IFDs of the picture's EXIF (DateTimeOriginal,
+    exposure, GPS...) linked from its IFD0, whose strings (Make, DateTime...) it already holds."""
+    exif = _output_exif(picture)
+    return with_sub_ifds(tiff, exif) if exif else tiff
 
 
 def _encode_tiff16_cv2(pixels: np.ndarray) -> bytes:

@@ -13,13 +13,15 @@ data, which breaks maker notes that hold offsets of their own.
 from __future__ import annotations
 
 import struct
-from typing import Iterator, NamedTuple, Optional
+from typing import Any, Iterator, NamedTuple, Optional
 
-from PIL import Image
+from PIL import Image, TiffTags
 
 from imgedit.imageio.pngchunks import EXIF_PREFIX, strip_exif_prefix
 
 EXIF_IFD_TAG = 0x8769
+GPS_IFD_TAG, _INTEROP_IFD_TAG = 0x8825, 0xA005
+SUB_IFD_TAGS = (EXIF_IFD_TAG, GPS_IFD_TAG)  # the IFD0 pointers to the Exif and GPS IFDs
 PIXEL_X_TAG, PIXEL_Y_TAG = 0xA002, 0xA003  # PixelXDimension / PixelYDimension, in the Exif IFD
 _THUMBNAIL_DATA = ((0x0201, 0x0202), (0x0111, 0x0117))  # (offsets, lengths): JPEG thumbnail; strips
 _SHORT, _LONG = 3, 4
@@ -187,10 +189,98 @@ def exif_for_output(exif: bytes, width: int, height: int) -> bytes:
     return with_pixel_size(without_thumbnail(exif), width, height)
 
 
+# ---------------------------------------------------------------- the Exif and GPS IFDs in a TIFF file
+
+
+def _ascii_as_bytes(ifd: dict[int, Any], group: int) -> dict[int, Any]:
+    """``ifd`` with its ASCII values as the bytes they were read from (Pillow reads them as
+    Latin-1, and writes a str as ASCII with "?" for the rest: bytes go through unchanged)."""
+    return {tag: value.encode("latin-1", "replace")
+            if isinstance(value, str) and TiffTags.lookup(tag, group).type == TiffTags.ASCII else value
+            for tag, value in ifd.items()}
+
+
+def sub_ifds(parsed: Image.Exif) -> dict[int, dict[int, Any]]:
+    """The Exif and GPS IFDs of parsed EXIF (or of a TIFF file's IFD0, as Pillow's ``getexif``
+    reads it), pointer tag -> values, as Pillow serialises them again: the Interop IFD nested
+    in the Exif IFD, ASCII values as bytes. Empty or unreadable ones are left out."""
+    found = {}
+    for pointer in SUB_IFD_TAGS:
+        try:
+            ifd = dict(parsed.get_ifd(pointer)) if pointer in parsed else {}
+            if pointer == EXIF_IFD_TAG and _INTEROP_IFD_TAG in ifd:
+                interop = parsed.get_ifd(_INTEROP_IFD_TAG)
+                if interop:
+                    ifd[_INTEROP_IFD_TAG] = _ascii_as_bytes(dict(interop), _INTEROP_IFD_TAG)
+                else:  # an offset into the source: meaningless elsewhere
+                    del ifd[_INTEROP_IFD_TAG]
+        except Exception:  # noqa: BLE001 - Pillow raises many types for damaged EXIF
+            continue
+        if ifd:
+            found[pointer] = _ascii_as_bytes(ifd, pointer)
+    return found
+
+
+def _serialised_sub_ifds(exif: bytes, order: str, at: int) -> Optional[bytes]:
+    """The Exif and GPS IFDs of ``exif`` serialised to lie at offset ``at`` of a TIFF file in
+    byte order ``order``, behind a directory of just their pointers; None if it has neither."""
+    parsed = Image.Exif()
+    parsed.load(exif)
+    ifds = sub_ifds(parsed)
+    if not ifds:
+        return None
+    pointers = Image.Exif()
+    pointers.endian = order
+    for tag, ifd in ifds.items():
+        pointers[tag] = ifd
+    return pointers.tobytes(at)[len(EXIF_PREFIX) + 8:]  # less the prefix and the TIFF header
+
+
+def with_sub_ifds(tiff: bytes, exif: bytes) -> bytes:
+    """A written (classic, one-image) TIFF file whose IFD0 also points to the Exif and GPS IFDs
+    of ``exif`` (DateTimeOriginal, exposure, GPS...), which Pillow's libtiff writer and tifffile
+    cannot write. The IFDs are appended, then a copy of IFD0 with the two pointers added (an IFD
+    cannot grow in place); the old IFD0 is zeroed. The TIFF is returned unchanged where ``exif``
+    has neither IFD or either cannot be parsed.
+
+    Values are re-serialised by Pillow (types of tags it does not know are guessed from the
+    value); a MakerNote comes through byte for byte, but one holding absolute offsets of its
+    own (Canon's) no longer lines up, as in any TIFF rewrite that moves it.
+    """
+    try:
+        order = byte_order(tiff)
+        if struct.unpack_from(order + "H", tiff, 2)[0] != 42:
+            return tiff  # BigTIFF: not written here
+        ifd0 = first_ifd(tiff, order)
+        records = [tiff[e.at:e.at + 12] for e in entries(tiff, order, ifd0) if e.tag not in SUB_IFD_TAGS]
+        link = _next_pointer_at(tiff, order, ifd0)
+        (next_ifd,) = struct.unpack_from(order + "I", tiff, link)
+    except struct.error:
+        return tiff
+    at = len(tiff) + len(tiff) % 2
+    try:
+        blob = _serialised_sub_ifds(exif, order, at)
+    except Exception:  # noqa: BLE001 - Pillow raises many types for damaged EXIF
+        return tiff
+    if not blob:
+        return tiff
+    (count,) = struct.unpack_from(order + "H", blob, 0)
+    records += [blob[2 + 12 * i:14 + 12 * i] for i in range(count)]  # offsets already absolute
+    records.sort(key=lambda record: struct.unpack_from(order + "H", record)[0])  # TIFF: ascending tags
+    new_ifd0 = at + len(blob) + len(blob) % 2
+    directory = struct.pack(order + "H", len(records)) + b"".join(records) + struct.pack(order + "I", next_ifd)
+    if new_ifd0 + len(directory) > 0xFFFFFFFF:
+        return tiff
+    out = bytearray(tiff)
+    out[ifd0:link + 4] = bytes(link + 4 - ifd0)
+    struct.pack_into(order + "I", out, 4, new_ifd0)
+    out += bytes(at - len(tiff)) + blob + bytes(new_ifd0 - at - len(blob)) + directory
+    return bytes(out)
+
+
 # ---------------------------------------------------------------- fitting a size limit
 
 _MAKER_NOTE_TAG = 0x927C
-_GPS_IFD_TAG, _INTEROP_IFD_TAG = 0x8825, 0xA005
 # What identifies the photo: Make, Model, DateTime, Artist, Copyright, Orientation. Dropped last.
 _IDENTIFYING_TAGS = frozenset({0x010F, 0x0110, 0x0132, 0x013B, 0x8298, 0x0112})
 
@@ -208,8 +298,8 @@ def _droppable(parsed: Image.Exif) -> list[tuple[dict, int]]:
     """(directory, tag) of every value in IFD0, the Exif IFD and the GPS IFD, in the order
     they are given up: the MakerNote first, then the largest, the identifying tags last."""
     # (get_ifd of an absent pointer would add an empty directory to the output)
-    directories = [parsed] + [parsed.get_ifd(tag) for tag in (EXIF_IFD_TAG, _GPS_IFD_TAG) if tag in parsed]
-    pointers = {EXIF_IFD_TAG, _GPS_IFD_TAG, _INTEROP_IFD_TAG}
+    directories = [parsed] + [parsed.get_ifd(tag) for tag in SUB_IFD_TAGS if tag in parsed]
+    pointers = {*SUB_IFD_TAGS, _INTEROP_IFD_TAG}
     values = [(ifd, tag) for ifd in directories for tag in list(ifd) if tag not in pointers]
 
     def order(item: tuple[dict, int]) -> tuple[bool, bool, int]:

@@ -9,6 +9,7 @@ from typing import Any, Optional
 from PIL import Image
 
 from imgedit.imageio import pngchunks
+from imgedit.imageio.exif import sub_ifds
 from imgedit.imageio.pngchunks import XMP_KEYWORD
 
 TIFF_XMP_TAG = 700
@@ -64,6 +65,38 @@ def tiff_text(tags: Any) -> dict[str, str]:
         if isinstance(value, str) and value.strip("\0 "):
             text[key] = _utf8_tiff_string(value.rstrip("\0"))
     return text
+
+
+def tiff_source_exif(im: Image.Image) -> Optional[bytes]:
+    """EXIF made of a TIFF source's own tags, for outputs of every format: its Make, Model and
+    DateTime and its Exif and GPS IFDs (DateTimeOriginal, exposure, GPS...). None for other
+    formats, or if it has none of them.
+
+    Its description, software, artist and copyright go to ``text`` instead (:func:`tiff_text`),
+    as before; the orientation is left out (the pixels are made upright), and so are the tags
+    that describe the file's own layout (size, strips, compression...).
+    """
+    if im.format != "TIFF" or not hasattr(im, "tag_v2"):
+        return None
+    exif = Image.Exif()
+    exif.endian = "<"
+    for tag in _TIFF_EXIF_TAGS:
+        value = None if tag in _TIFF_TEXT_TAGS else im.tag_v2.get(tag)
+        if isinstance(value, str) and value.strip("\0 "):
+            # as the bytes it was read from: Pillow would write a str as ASCII, "?" for the rest
+            exif[tag] = value.rstrip("\0").encode("latin-1", "replace")
+    try:
+        ifds = sub_ifds(im.getexif())  # (for a TIFF, Pillow reads the file's IFD0)
+    except Exception:  # noqa: BLE001 - Pillow raises many types for damaged tags
+        ifds = {}
+    for tag, ifd in ifds.items():
+        exif[tag] = ifd
+    try:
+        return exif.tobytes() if len(exif) else None
+    except Exception:  # noqa: BLE001 - a value Pillow cannot write again: keep the strings
+        for tag in ifds:
+            del exif[tag]
+        return exif.tobytes() if len(exif) else None
 
 
 def png_color_chunks(im: Image.Image) -> dict[str, bytes]:
@@ -146,8 +179,10 @@ def tiff_exif_tags(exif: Optional[bytes]) -> dict[int, str]:
     """Camera make/model/date, software, description, artist and copyright
     from EXIF as plain TIFF tags.
 
-    A whole EXIF block cannot be merged into a TIFF safely (Pillow fails on
-    the sub-IFD pointers), so a TIFF output keeps just these IFD0 strings.
+    These are the EXIF's IFD0 strings a TIFF output holds in its own IFD0;
+    its Exif and GPS IFDs are linked in after writing (Pillow's libtiff
+    writer fails on their pointers, tifffile cannot write them): see
+    :func:`imgedit.imageio.exif.with_sub_ifds`.
     """
     if not exif:
         return {}

@@ -14,7 +14,7 @@ from imgedit.imageio import pngchunks
 from imgedit.imageio.compression import source_encoding
 from imgedit.imageio.decode import decode_high_depth, pillow_pixels, samples_to_unit, split_channels, to_unit
 from imgedit.imageio.formats import HIGH_DEPTH_FORMATS, RAW_ADVICE, PathLike, is_camera_raw
-from imgedit.imageio.metadata import dpi_of, exif_from_text, icc_of, png_color_chunks, text_of
+from imgedit.imageio.metadata import dpi_of, exif_from_text, icc_of, png_color_chunks, text_of, tiff_source_exif
 from imgedit.imageio.orientation import (
     ORIENTATION_TAG,
     apply_orientation,
@@ -196,7 +196,8 @@ def _high_depth_pixels(im: Image.Image, data: bytes, fmt: str, path: Path, orien
 def _carried_metadata(im: Image.Image, orientation: int) -> dict[str, Any]:
     """The Picture's ``exif``, ``text``, ``dpi`` and ``color_chunks``, with the orientation reset where applied."""
     text = text_of(im)
-    raw_exif = im.info.get("exif") or exif_from_text(text)
+    # (a TIFF keeps its camera's tags in its own IFD0: they are made EXIF, for outputs of every format)
+    raw_exif = im.info.get("exif") or exif_from_text(text) or tiff_source_exif(im)
     if orientation != 1:
         reset_xmp_orientation(text)
     return {
