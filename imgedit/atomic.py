@@ -10,6 +10,7 @@ import errno
 import hashlib
 import os
 import stat
+import sys
 import tempfile
 from contextlib import contextmanager, suppress
 from contextvars import ContextVar
@@ -18,9 +19,15 @@ from typing import BinaryIO, Callable, Iterator, Optional
 
 from imgedit.errors import UsageError
 
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None  # type: ignore[assignment]
+
 __all__ = [
     "DestinationExists",
     "NAME_MAX",
+    "flush_to_disk",
     "NO_SPACE",
     "atomic_file",
     "before_rename",
@@ -103,6 +110,19 @@ def _commit(tmp: str, dest: Path, overwrite: bool) -> None:
     os.unlink(tmp)
 
 
+def flush_to_disk(fd: int) -> None:
+    """``fsync``, and on macOS ``F_FULLFSYNC``: there a plain fsync leaves the
+    data in the drive's own cache, which a power cut loses."""
+    full = getattr(fcntl, "F_FULLFSYNC", None) if fcntl is not None else None
+    if full is not None:
+        try:
+            fcntl.fcntl(fd, full)
+            return
+        except OSError:  # a file system without it (a network share): fsync does what it can
+            pass
+    os.fsync(fd)
+
+
 def _fsync_dir(folder: Path) -> None:
     """Makes the rename durable; best effort (not possible on every OS)."""
     with suppress(OSError, AttributeError):
@@ -154,7 +174,7 @@ def atomic_file(dest: Path, overwrite: bool = True, durable: bool = True) -> Ite
             handle.flush()
             _check_not_cut(handle.fileno())
             if durable:
-                os.fsync(handle.fileno())
+                flush_to_disk(handle.fileno())
         with suppress(OSError, NotImplementedError):
             os.chmod(tmp, mode)
         callback = _before_rename.get()
@@ -203,11 +223,13 @@ def name_too_long(path: "Path | str") -> Optional[str]:
     :data:`NAME_MAX` bytes (``"file name too long: xxx... (300 bytes; ...)"``),
     else None. Checked without touching the disk: even a stat of such a path
     fails (ENAMETOOLONG), which would otherwise surface as an unexpected error."""
+    unit = "characters" if sys.platform == "win32" else "bytes"
     for part in Path(path).parts:
-        size = len(os.fsencode(part))
+        # Windows counts UTF-16 units (255 CJK characters are a legal name), others UTF-8 bytes
+        size = len(part.encode("utf-16-le", "surrogatepass")) // 2 if unit == "characters" else len(os.fsencode(part))
         if size > NAME_MAX:
             shown = part if len(part) <= 40 else f"{part[:40]}..."
-            return f"file name too long: {shown} ({size} bytes; a file name holds at most {NAME_MAX})"
+            return f"file name too long: {shown} ({size} {unit}; a file name holds at most {NAME_MAX})"
     return None
 
 

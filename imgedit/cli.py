@@ -4,6 +4,7 @@ verb comes from a plugin's ``register_commands``."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -340,7 +341,16 @@ register_commands(cli)
 
 def main() -> None:
     """Console-script entry point."""
+    _escape_what_stdout_cannot_encode()
     cli(prog_name="imgedit")
+
+
+def _escape_what_stdout_cannot_encode() -> None:
+    """A file's name that stdout's encoding cannot hold (``写真.jpg`` into a
+    file on a cp1252 Windows console) is written with backslash escapes, as
+    stderr's already are, instead of failing the command."""
+    with contextlib.suppress(AttributeError, ValueError, OSError):  # not a TextIOWrapper, or closed
+        sys.stdout.reconfigure(errors="backslashreplace")
 
 
 if __name__ == "__main__":  # pragma: no cover

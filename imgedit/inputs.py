@@ -44,6 +44,12 @@ class InputFile:
         return self.path.relative_to(self.root)
 
 
+#: Folders a file system or an OS keeps at a drive's root, passed by like
+#: hidden ones: ``-r`` over a memory card or an ext4 disk would otherwise
+#: warn of one it cannot read (and exit 1) on every run, or edit the trash.
+SYSTEM_FOLDERS = frozenset({"System Volume Information", "$RECYCLE.BIN", "$Recycle.Bin", "RECYCLER", "lost+found"})
+
+
 def _image_suffixes() -> frozenset[str]:
     from imgedit.imageio import IMAGE_SUFFIXES
 
@@ -138,7 +144,8 @@ def _walk(top: Path, recursive: bool, unreadable: list[Path], links: _LinksLeftO
             unreadable.append(current)
             continue
         for entry in entries:
-            visible, is_link = not entry.name.startswith("."), _quietly(entry.is_symlink)
+            visible = not entry.name.startswith(".") and entry.name not in SYSTEM_FOLDERS
+            is_link = _quietly(entry.is_symlink)
             if recursive and visible and _is_folder(entry, is_link):
                 (linked if is_link else pending).append(Path(entry.path))
             elif _is_file(entry):

@@ -54,13 +54,16 @@ import hashlib
 import json
 import os
 import stat
+import sys
 import threading
 import time
+import unicodedata
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
+from imgedit.atomic import flush_to_disk
 from imgedit.errors import JournalError
 from imgedit.models import sha256_file
 
@@ -179,10 +182,11 @@ class Journal:
     def _apply(self, records: list[dict[str, Any]]) -> None:
         """Records in file order onto the state: each output's last record wins."""
         for rec in records:
-            self.entries[rec["dst"]] = _entry(rec)
+            name = _portable(rec["dst"])
+            self.entries[name] = _entry(rec)
             if rec["status"] in WROTE:
-                self.owners[rec["dst"]] = _ops(rec)
-                self.sources[rec["dst"]] = _source(rec)
+                self.owners[name] = _ops(rec)
+                self.sources[name] = _source(rec)
 
     def unread_digest(self, dst: Path, path: str, info: os.stat_result) -> Optional[str]:
         """The digest ``dst``'s record gives its input, where the input
@@ -237,12 +241,12 @@ class Journal:
         # abspath, not resolve(): no symlink walk (a dozen syscalls) per image
         absolute = os.path.abspath(dst)
         if absolute.startswith(self._inside):  # the usual case, without relpath's splitting of both paths
-            return absolute[len(self._inside):]
+            return _portable(absolute[len(self._inside):])
         try:
             inside = os.path.relpath(absolute, self._root)
         except ValueError:  # another drive on Windows: named as any output outside the folder is
-            return absolute
-        return absolute if inside.startswith("..") else inside
+            return _portable(absolute)
+        return _portable(absolute if inside.startswith("..") else inside)
 
     def get(self, dst: Path) -> Optional[Entry]:
         return self.entries.get(self._name(dst))
@@ -362,7 +366,7 @@ class Journal:
         if self._fh is not None:
             try:
                 self._fh.flush()
-                os.fsync(self._fh.fileno())  # and a power cut, once per run
+                flush_to_disk(self._fh.fileno())  # and a power cut, once per run
             except OSError as exc:
                 raise JournalError(f"cannot write the resume journal {self._write_path} ({exc.strerror or exc})") from None
             finally:
@@ -424,7 +428,7 @@ class Journal:
                 with _open_append(self.path) as fh:
                     fh.writelines(json.dumps(rec) + "\n" for rec in records)
                     fh.flush()
-                    os.fsync(fh.fileno())
+                    flush_to_disk(fh.fileno())
             for path in shards:
                 path.unlink()
             with suppress(OSError):
@@ -436,7 +440,8 @@ class Journal:
         """The main file with one line per output: its last record."""
         from imgedit.atomic import write_bytes_atomic
 
-        last = {rec["dst"]: rec for rec in self._records()[0]}  # only the main file is left: shards are folded in
+        last = {_portable(rec["dst"]): {**rec, "dst": _portable(rec["dst"])}  # only the main file is left now
+                for rec in self._records()[0]}
         text = "".join(json.dumps(rec) + "\n" for rec in sorted(last.values(), key=_time))
         with self._lock:
             self._close()
@@ -499,6 +504,22 @@ def _try_lock(fd: int, exclusive: bool, wait: bool = False) -> bool:
     except OSError:
         return True  # no locks on this file system (ENOLCK): as before there were locks
     return True
+
+
+# A journal on a disk that Windows and macOS or Linux share names its outputs
+# alike on each: "/" between folders (Windows' "\\" read as "/": no Windows
+# name holds one), and on macOS in NFC, as typed, whatever form Finder stored.
+_SEP = os.sep
+_TO_NFC = sys.platform == "darwin"
+
+
+def _portable(name: str) -> str:
+    """An output's name as the journal keys it (see :data:`_SEP`)."""
+    if _SEP != "/":
+        name = name.replace(_SEP, "/")
+    if _TO_NFC:
+        name = unicodedata.normalize("NFC", name)
+    return name
 
 
 def _still_there(path: Path, entry: Entry) -> bool:

@@ -233,7 +233,8 @@ def plan_outputs(pipeline: Pipeline, items: list[InputFile], options: RunOptions
 
 def _apart(a: Path, b: Path) -> str:
     """How to keep two inputs' outputs apart."""
-    if a.suffix != b.suffix:  # photo.JPG and photo.jpg too: {srcext} keeps its case
+    # photo.JPG and photo.jpg too, where names keep their case: {srcext} does (ignoring it, they lie in two folders)
+    if a.suffix.lower() != b.suffix.lower() or a.suffix != b.suffix and not names_ignore_case():
         return "add {srcext} to the name, e.g. --name '{stem}.{srcext}.{ext}'"
     if a.parent == b.parent:
         return "their names differ only in case, which the output folder does not tell apart: rename one"

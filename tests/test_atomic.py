@@ -105,3 +105,27 @@ except ImageWriteError as exc:
     assert done.returncode == 0, done.stderr
     assert "refused:" in done.stdout and "photo.jpg: cannot write" in done.stdout
     assert not dest.exists() and list(tmp_path.iterdir()) == []  # neither the cut file nor its temporary
+
+
+def test_a_durable_write_asks_macos_for_a_full_flush(tmp_path, monkeypatch):
+    # there a plain fsync leaves the data in the drive's cache, which a power cut loses
+    from types import SimpleNamespace
+
+    from imgedit import atomic
+
+    asked, fsynced = [], []
+
+    def fcntl_call(fd, op):
+        asked.append(op)
+        if len(asked) > 1:
+            raise OSError(22, "not on this file system")
+
+    monkeypatch.setattr(atomic, "fcntl", SimpleNamespace(F_FULLFSYNC=51, fcntl=fcntl_call))
+    monkeypatch.setattr(atomic.os, "fsync", lambda fd: fsynced.append(fd))
+    atomic.flush_to_disk(7)
+    assert asked == [51] and fsynced == []
+    atomic.flush_to_disk(7)  # refused (a network share): fsync does what it can
+    assert fsynced == [7]
+    monkeypatch.setattr(atomic, "fcntl", None)  # Windows
+    atomic.flush_to_disk(8)
+    assert fsynced == [7, 8]

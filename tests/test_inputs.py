@@ -250,12 +250,18 @@ def test_the_python_api_and_json_say_which_folders_were_left_out(invoke, tmp_pat
 
 
 def test_hidden_folders_are_left_out_unless_named(tree):
-    for rel in [".hdir/x.png", ".thumbnails/a.png", "sub/.AppleDouble/c.png"]:
+    # and the folders a drive's root keeps (a memory card's, an ext4 disk's lost+found)
+    for rel in [".hdir/x.png", ".thumbnails/a.png", "sub/.AppleDouble/c.png", "System Volume Information/i.png",
+                "$RECYCLE.BIN/S-1-5/r.png", "lost+found/l.png"]:
         (tree / rel).parent.mkdir(parents=True, exist_ok=True)
         (tree / rel).write_bytes(b"x")
     assert names(expand_inputs([str(tree)], recursive=True)) == ["a.jpg", "b.png", "sub/c.png", "sub/deep/d.tif"]
     assert names(expand_inputs([str(tree / ".hdir")], recursive=True)) == ["x.png"]  # asked for by name
     assert names(expand_inputs([str(tree / ".hdir")])) == ["x.png"]
+    assert names(expand_inputs([str(tree / "lost+found")])) == ["l.png"]
+    from imgedit.inputs import scan_inputs
+
+    assert scan_inputs([str(tree)]).unsearched == [tree / "sub"]  # not the drive's own folders
 
 
 def test_our_own_files_are_never_inputs(tree):

@@ -415,3 +415,28 @@ def test_hold_says_whether_another_run_writes_in_the_folder(tmp_path):
         second.release()
         first.release()
     assert Journal(tmp_path).hold() is True
+
+
+def test_a_journal_names_outputs_alike_on_windows_and_macos(tmp_path, monkeypatch):
+    # a journal on a disk shared between a Windows PC and a Mac: Windows wrote
+    # "sub\\a.png", and every output in a sub-folder was 'exists; pass --overwrite'
+    # on the other side; macOS may store "é" decomposed where a shell types it whole
+    import unicodedata
+
+    from imgedit import journal as journal_module
+
+    lines = [{"dst": "sub\\a.png", "key": "k1", "status": "done", "time": 1.0, "size": 1},
+             {"dst": unicodedata.normalize("NFD", "café.png"), "key": "k2", "status": "done", "time": 2.0}]
+    (tmp_path / JOURNAL_NAME).write_text("".join(json.dumps(line) + "\n" for line in lines))
+    monkeypatch.setattr(journal_module, "_SEP", "\\")  # as read on Windows
+    monkeypatch.setattr(journal_module, "_TO_NFC", True)  # and on macOS
+    journal = Journal(tmp_path)
+    assert journal.get(tmp_path / "sub" / "a.png").key == "k1"
+    assert journal.get(tmp_path / unicodedata.normalize("NFC", "café.png")).key == "k2"
+    journal.record(tmp_path / "sub" / "b.png", "k3", "done")
+    journal.close()
+    written = [json.loads(line)["dst"] for line in (tmp_path / JOURNAL_NAME).read_text().splitlines()]
+    assert written[-1] == "sub/b.png"
+    monkeypatch.setattr(journal_module, "_SEP", "/")  # read back on Linux
+    monkeypatch.setattr(journal_module, "_TO_NFC", False)
+    assert Journal(tmp_path).get(tmp_path / "sub" / "b.png").key == "k3"

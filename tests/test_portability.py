@@ -85,6 +85,19 @@ def test_outputs_differing_in_case_collide_where_names_ignore_case(photos_in_two
     assert all(str(item.path) in str(refused.value) for item in photos_in_two_folders)
 
 
+def test_suffixes_differing_in_case_get_advice_that_works_where_names_ignore_case(tmp_path, monkeypatch):
+    # a/photo.JPG and b/photo.jpg into one -o: {srcext} gives photo.JPG.JPG and
+    # photo.jpg.jpg, one file to Windows and macOS
+    from imgedit.output_plan import _apart
+
+    a, b = tmp_path / "a" / "photo.JPG", tmp_path / "b" / "photo.jpg"
+    monkeypatch.setattr(sys, "platform", "win32")
+    assert "same name in different folders" in _apart(a, b)
+    assert "{srcext}" in _apart(a, b.with_suffix(".png"))
+    monkeypatch.setattr(sys, "platform", "linux")
+    assert "{srcext}" in _apart(a, b)
+
+
 def test_outputs_differing_in_case_are_apart_on_linux(photos_in_two_folders, tmp_path, monkeypatch):
     monkeypatch.setattr(sys, "platform", "linux")
     outputs = plan_outputs(Pipeline.parse("denoise"), photos_in_two_folders, RunOptions(output=tmp_path / "out"))
@@ -198,3 +211,41 @@ def test_the_resume_hint_of_a_stopped_run_is_quoted_for_cmd_on_windows(monkeypat
         patch.setattr(os, "name", "nt")
         said = _stopped_at_once(trainer, saved)
     assert '--resume "runs' in said and "'" not in said
+
+
+def test_a_name_stdout_cannot_encode_is_escaped_not_a_failure(tmp_path):
+    # imgedit info 写真.jpg > out.txt on a cp1252 Windows console failed with
+    # 'unexpected UnicodeEncodeError'
+    import subprocess
+
+    photo = tmp_path / "写真.png"
+    Image.fromarray(smooth_rgb(8, 8)).save(photo)
+    done = subprocess.run([sys.executable, "-m", "imgedit", "info", str(photo)], capture_output=True,
+                          env={**os.environ, "PYTHONIOENCODING": "cp1252"}, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert b"\\u5199\\u771f.png" in done.stdout and b"format: PNG" in done.stdout
+
+
+def test_a_long_cjk_name_is_legal_on_windows_where_names_are_counted_in_characters(monkeypatch):
+    from imgedit.atomic import name_too_long
+
+    name = "写" * 100 + ".jpg"  # 104 characters, 304 bytes in UTF-8
+    assert "304 bytes" in name_too_long(name)
+    monkeypatch.setattr(sys, "platform", "win32")
+    assert name_too_long(name) is None
+    assert "300 characters" in name_too_long("写" * 300)
+
+
+def test_the_command_lets_torch_run_what_apples_gpu_lacks_on_the_cpu(monkeypatch):
+    from imgedit import entry
+
+    monkeypatch.delenv("PYTORCH_ENABLE_MPS_FALLBACK", raising=False)
+    monkeypatch.setattr(sys, "argv", ["imgedit", "--help"])
+    monkeypatch.setattr(sys, "platform", "darwin")
+    with pytest.raises(SystemExit) as ended:
+        entry.main()
+    assert ended.value.code == 0 and os.environ["PYTORCH_ENABLE_MPS_FALLBACK"] == "1"
+    monkeypatch.setenv("PYTORCH_ENABLE_MPS_FALLBACK", "0")  # the user's own choice stands
+    with pytest.raises(SystemExit):
+        entry.main()
+    assert os.environ["PYTORCH_ENABLE_MPS_FALLBACK"] == "0"
