@@ -183,6 +183,8 @@ def atomic_file(dest: Path, overwrite: bool = True, durable: bool = True) -> Ite
         _commit(tmp, dest, overwrite)
     except BaseException:
         with suppress(OSError):
+            if sys.platform == "win32":  # Windows will not delete a read-only file (a read-only output's mode, copied)
+                os.chmod(tmp, stat.S_IWRITE)
             os.unlink(tmp)
         raise
     if durable:

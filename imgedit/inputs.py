@@ -6,6 +6,7 @@ from __future__ import annotations
 import glob
 import logging
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 from typing import Iterable, Iterator, Optional
@@ -416,3 +417,8 @@ def check_name_template(template: str) -> None:
             raise UsageError(f"bad --name template {template!r}: {shown} is not a field; {hint}")
     if _leaves_folder(Path(template)):
         raise UsageError(f"bad --name template {template!r}: it must stay inside the output folder (no absolute path, drive or '..')")
+    if sys.platform == "win32":  # ':' would write into a file's hidden stream, or onto drive D: from a stem 'd'
+        text = "".join(literal for literal, *_ in string.Formatter().parse(template))
+        bad = sorted(set(text) & set('<>:"|?*'))
+        if bad:
+            raise UsageError(f"bad --name template {template!r}: Windows names cannot hold {' '.join(bad)}")

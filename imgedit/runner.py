@@ -13,6 +13,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import sys
 import tempfile
 import threading
 import time
@@ -503,7 +504,8 @@ def _check_in_place_target(path: Path) -> None:
         raise ImgeditError(f"{path} is a symbolic link: --in-place would replace the link with the edited image and "
                            f"leave {os.path.realpath(path)} as it was; name that file, or use -o")
     if not os.access(path, os.W_OK) or not os.stat(path).st_mode & 0o222:  # root may write a read-only file
-        raise ImgeditError(f"{path} is read-only, so --in-place leaves it as it is (chmod u+w to allow, or use -o)")
+        allow = "clear its Read-only attribute" if sys.platform == "win32" else "chmod u+w"
+        raise ImgeditError(f"{path} is read-only, so --in-place leaves it as it is ({allow} to allow, or use -o)")
 
 
 class _catch:

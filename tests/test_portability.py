@@ -173,6 +173,18 @@ def test_a_name_template_in_a_sub_folder_is_taken_on_windows(monkeypatch):
     check_name_template(r"sub\{stem}.{op}.{ext}")
 
 
+def test_a_name_template_with_a_character_windows_names_cannot_hold_is_refused_there(monkeypatch):
+    # {stem}:{op} wrote into a hidden stream of a file 'photo', or onto drive D: from a stem 'd'
+    check_name_template("{stem}:{op}.{ext}")  # a legal name elsewhere
+    monkeypatch.setattr("imgedit.inputs.Path", PureWindowsPath)
+    monkeypatch.setattr(sys, "platform", "win32")
+    with pytest.raises(UsageError, match="Windows names cannot hold :"):
+        check_name_template("{stem}:{op}.{ext}")
+    with pytest.raises(UsageError, match=r"cannot hold \* \?"):
+        check_name_template("{stem}?*.{ext}")
+    check_name_template("{stem} ({op}).{ext}")
+
+
 # --- 8. a folder link to another drive in a recursive scan
 
 def test_a_folder_link_to_another_drive_is_scanned(tmp_path, monkeypatch):
