@@ -203,12 +203,17 @@ def _check_not_cut(fd: int) -> None:
     whole file ends inside its last block, where the byte fits (one that
     ends exactly on a block of a full disk is refused too: the next would be)."""
     end = os.fstat(fd).st_size
-    if hasattr(os, "pwrite"):
-        os.pwrite(fd, b"\0", end)
-    else:  # Windows
-        os.lseek(fd, end, os.SEEK_SET)
-        os.write(fd, b"\0")
-    os.ftruncate(fd, end)
+    try:
+        if hasattr(os, "pwrite"):
+            os.pwrite(fd, b"\0", end)
+        else:  # Windows
+            os.lseek(fd, end, os.SEEK_SET)
+            os.write(fd, b"\0")
+    except OSError as exc:
+        if exc.errno in NO_SPACE or exc.errno == errno.EFBIG:
+            raise
+        return  # a file system that will not take the probe (a FUSE mount): the write stands as it is
+    os.ftruncate(fd, end)  # a failure here leaves the byte: the write fails
 
 
 def name_max(folder: Path) -> int:

@@ -10,6 +10,7 @@ __all__ = [
     "BatchError",
     "DeviceError",
     "DiskFullError",
+    "ImageNotReadHereError",
     "ImageReadError",
     "ImageWriteError",
     "ImgeditError",
@@ -55,6 +56,13 @@ class UsageError(ImgeditError):
 
 class ImageReadError(ImgeditError):
     """A file could not be decoded as an image (corrupt, truncated, empty, ...)."""
+
+
+class ImageNotReadHereError(ImageReadError):
+    """A file this machine could not read as an image now, whatever its
+    content: no permission, not a regular file, not enough memory, above the
+    pixel limit. Unlike a corrupt file's, the failure may pass (``--skip-failed``
+    tries it again)."""
 
 
 class ImageWriteError(ImgeditError):

@@ -282,9 +282,9 @@ def scan_inputs(items: Iterable[str], recursive: bool = False) -> InputScan:
 
 
 def _is_raw_name(path: Path) -> bool:
-    from imgedit.imageio.formats import RAW_SUFFIXES
+    from imgedit.imageio.formats import is_camera_raw
 
-    return path.suffix.lower() in RAW_SUFFIXES and not path.name.startswith(".")
+    return is_camera_raw(path) and not path.name.startswith(".")
 
 
 def _raw_hint(raw: list[Path]) -> str:

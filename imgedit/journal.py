@@ -50,6 +50,7 @@ file elsewhere, hang, or run out of memory.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -106,6 +107,7 @@ class Entry:
     size: Optional[int] = None  # of the output, on "done"
     result_key: Optional[str] = None  # on "start" and "done" of an --in-place run: the key of the output's own content
     result_sha256: Optional[str] = None  # and the digest of that content: what any later recipe can recognise
+    bad_file: bool = False  # on "failed": for the input's own content (corrupt, not an image), not this machine
 
 
 @dataclass(frozen=True)
@@ -350,7 +352,7 @@ class Journal:
         for name, entry in self.entries.items():
             rec = {"dst": name, "key": entry.key, "status": entry.status, "time": now, "error": entry.error,
                    "replacing": entry.replacing, "size": entry.size, "result_key": entry.result_key,
-                   "result_sha256": entry.result_sha256}
+                   "result_sha256": entry.result_sha256, "bad_file": entry.bad_file or None}
             if entry.status in WROTE and name in self.owners:
                 rec["ops"] = self.owners[name]
             if entry.status in WROTE and self.sources.get(name) is not None:
@@ -501,7 +503,11 @@ def _try_lock(fd: int, exclusive: bool, wait: bool = False) -> bool:
         fcntl.flock(fd, mode)
     except BlockingIOError:
         return False  # another run holds it
-    except OSError:
+    except OSError as exc:
+        # NFS emulates flock with byte-range locks, and an exclusive one needs the file open to write:
+        # another user's lock, opened to read (_open_lock), cannot tell, so count another run as there
+        if exclusive and exc.errno in (errno.EBADF, errno.EACCES):
+            return False
         return True  # no locks on this file system (ENOLCK): as before there were locks
     return True
 
@@ -534,7 +540,7 @@ def _still_there(path: Path, entry: Entry) -> bool:
 
 def _entry(rec: dict[str, Any]) -> Entry:
     return Entry(rec["status"], rec["key"], rec.get("error"), rec.get("replacing", False), rec.get("size"),
-                 rec.get("result_key"), rec.get("result_sha256"))
+                 rec.get("result_key"), rec.get("result_sha256"), rec.get("bad_file") is True)
 
 
 WROTE = ("start", "done")  # the statuses of a run that wrote (or was writing) the output

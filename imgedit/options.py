@@ -117,8 +117,8 @@ COMMON_OPTIONS: list[Callable] = [
     click.option("--force", is_flag=True, help="Redo images the journal says are done."),
     click.option("--retry-failed", is_flag=True, help="Redo only the images that failed last time."),
     click.option("--skip-failed", is_flag=True,
-                 help="Leave out the images that failed last time and have not changed since (a corrupt file does "
-                      "not fail every nightly run)."),
+                 help="Leave out the images that failed last time for their own content (corrupt, not an image) "
+                      "and have not changed since: a corrupt file does not fail every nightly run."),
     click.option("--fsync", is_flag=True, help="Flush every output to disk before moving on (survives a power cut; slower)."),
     click.option("--dry-run", is_flag=True, help="Print the plan and exit without touching an image."),
     click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,

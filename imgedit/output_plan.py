@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 import sys
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Optional
 
@@ -31,20 +33,27 @@ def _output_ext(item: InputFile, options: RunOptions) -> str:
     return item.path.suffix.lstrip(".") or _sniffed_ext(item.path)
 
 
+# the first bytes of the formats a file without a suffix may hold, and the suffix to give its output
+_MAGIC = ((b"\xff\xd8\xff", "jpg"), (b"\x89PNG\r\n\x1a\n", "png"), (b"II*\x00", "tif"), (b"MM\x00*", "tif"),
+          (b"BM", "bmp"), (b"GIF8", "gif"))
+
+
+@lru_cache(maxsize=4096)
 def _sniffed_ext(path: Path) -> str:
-    """The suffix of the format a file without one holds (its header read),
-    so a JPEG named ``photo`` stays a JPEG; png where that cannot be told
-    (the read then fails and says why)."""
-    from imgedit.imageio import suffix_for_format
-
+    """The suffix of the format a file without one holds, from its first
+    bytes, so a JPEG named ``scan`` stays a JPEG; png where they do not
+    tell (the read then fails and says why, as for anything but a regular
+    file: a FIFO is not opened, which would wait for a writer)."""
     try:
-        from PIL import Image
-
-        with Image.open(path) as image:
-            fmt = "JPEG" if image.format == "MPO" else image.format  # a camera's JPEG with a preview
-            return suffix_for_format(fmt or "PNG").lstrip(".")
-    except Exception:  # noqa: BLE001 - not an image, unreadable, a format Pillow cannot write: png
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return "png"
+        with open(path, "rb") as fh:
+            head = fh.read(16)
+    except OSError:
         return "png"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "webp"
+    return next((ext for magic, ext in _MAGIC if head.startswith(magic)), "png")
 
 
 class RealPaths:
@@ -233,11 +242,12 @@ def plan_outputs(pipeline: Pipeline, items: list[InputFile], options: RunOptions
 
 def _apart(a: Path, b: Path) -> str:
     """How to keep two inputs' outputs apart."""
+    ignore_case = names_ignore_case()
+    if a.stem != b.stem and not (ignore_case and a.stem.casefold() == b.stem.casefold()):
+        return "put {stem} in the --name template, e.g. '{stem}.{op}.{ext}'"  # only a template without it joins them
     # photo.JPG and photo.jpg too, where names keep their case: {srcext} does (ignoring it, they lie in two folders)
-    if a.suffix.lower() != b.suffix.lower() or a.suffix != b.suffix and not names_ignore_case():
+    if a.suffix.lower() != b.suffix.lower() or a.suffix != b.suffix and not ignore_case:
         return "add {srcext} to the name, e.g. --name '{stem}.{srcext}.{ext}'"
-    if a.parent == b.parent:
-        return "their names differ only in case, which the output folder does not tell apart: rename one"
     return "they have the same name in different folders: run each folder with its own -o, or pass their common parent folder with -r (outputs mirror the tree)"
 
 

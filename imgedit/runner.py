@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, Union
 
-from imgedit.errors import DiskFullError, ImgeditError, JournalError, OutputExistsError, RunStopped
+from imgedit.errors import (DiskFullError, ImageNotReadHereError, ImageReadError, ImgeditError, JournalError,
+                            OutputExistsError, RunStopped)
 from imgedit.inputs import InputFile
 from imgedit.journal import WROTE, Journal, Source, bytes_digest, file_digest, stat_key
 from imgedit.journal_keys import JournalKeys
@@ -73,6 +74,7 @@ class FileResult:
     exit_code: int = 0  # a failure's: 1, or its error's own (2 for a mask or usage problem)
     note: str = ""
     needs_overwrite: bool = False  # failed only because the output exists and is not this run's to replace
+    bad_file: bool = False  # failed for the file's own content (corrupt, not an image): so until it changes
     panels: int = 1  # results side by side in the output (inpaint --samples K)
     details: list = field(default_factory=list)  # what the stages said of this image ("sigma 12.3 estimated")
 
@@ -199,7 +201,7 @@ class _Batch:
         self._built = built
         self.on_tile = on_tile
         self.build_failed = False  # then no image can be done: the run stops after the first
-        self._previews_said = threading.Event()  # camera JPEGs with a preview are said once a run, not per photo
+        self._previews_said = False  # camera JPEGs with a preview are said once a run, not per photo
         self._drops_said: set[str] = set()  # and what an output format drops (16 bits, transparency)
         self._lock = threading.Lock()
 
@@ -224,15 +226,12 @@ class _Batch:
                 return work
             info = _stat(work.item.path)  # before the read: a change after it shows on the next run
             work.read_stat = stat_key(info) if info is not None else None
-            # one read serves the journal key and the decoder: the key is of the bytes decoded. An
-            # empty file is keyed too, so that its failure is known again (--skip-failed)
-            data = read_file_bytes(work.item.path) if info is None or info.st_size else b""
+            if info is not None and info.st_size == 0 and self._skip_empty(work):
+                return work
+            # one read serves the journal key and the decoder: the key is of the bytes decoded
+            data = read_file_bytes(work.item.path)  # an empty file fails here, keyed by _skip_empty
             if self._skip(work, data, info=info):
                 return work
-            if not data:
-                data = read_file_bytes(work.item.path)  # says it is empty, unless it has grown since the stat
-                if self._skip(work, data, info=_stat(work.item.path)):
-                    return work
             if self.options.in_place:
                 _check_in_place_target(work.item.path)
             work.picture = read_image(work.item.path, data=data)
@@ -283,14 +282,14 @@ class _Batch:
     def _check_frames(self, work: _Work) -> None:
         """Only a multi-frame file's first frame is read: say so, and refuse
         to write it back over the file, before any work is spent on it."""
-        frames = work.picture.frames
-        if frames > 1 and work.picture.format == "MPO":  # a camera's JPEG with its preview(s): the photo is the first
-            if not self._previews_said.is_set():
-                self._previews_said.set()
-                log.warning("%s holds %d images, the photo and its camera's preview%s, as many cameras' JPEGs do "
-                            "(MPO): the photo is edited and the preview%s not kept", work.item.path, frames,
-                            "s" * (frames > 2), "s are" if frames > 2 else " is")
-            return
+        frames, previews = work.picture.frames, work.picture.previews
+        if previews:  # a camera's JPEG with its preview(s), as many are: said once a run
+            with self._lock:
+                said, self._previews_said = self._previews_said, True
+            if not said:
+                log.warning("%s holds its camera's preview%s besides the photo, as many cameras' JPEGs do (MPO): "
+                            "the photo is edited and the preview%s not kept", work.item.path, "s" * (previews > 1),
+                            "s are" if previews > 1 else " is")
         if frames > 1:
             what = f"{work.item.path} has {frames} {'pages' if work.picture.format == 'TIFF' else 'frames'}"
             if self.options.in_place:  # writing it back would destroy every frame after the first
@@ -307,9 +306,7 @@ class _Batch:
             if options.retry_failed and (entry is None or entry.status != "failed"):
                 work.result.status, work.result.note = "skipped", "not a previous failure"
                 return True
-            if options.skip_failed and entry is not None and entry.status == "failed" and entry.key == work.key:
-                work.result.status = "skipped"
-                work.result.note = f"{FAILED_BEFORE}: {entry.error or 'no reason recorded'}"
+            if self._failed_before(work, entry):
                 return True
             done = journal.is_done(work.dst, work.key) or options.in_place and journal.holds_result(work.dst, work.key)
             if not options.force and done:
@@ -330,6 +327,23 @@ class _Batch:
                 return self._skip(work, data, reread=False, info=info)
             raise self._exists_error(work)
         return False
+
+    def _failed_before(self, work: _Work, entry: Any) -> bool:
+        """With ``--skip-failed``: skip ``work`` where its record says it failed
+        for the file's own content, with the key it has now (unchanged since)."""
+        if not (self.options.skip_failed and entry is not None and entry.bad_file and entry.key == work.key):
+            return False
+        work.result.status, work.result.note = "skipped", f"{FAILED_BEFORE}: {entry.error or 'no reason recorded'}"
+        return True
+
+    def _skip_empty(self, work: _Work) -> bool:
+        """An empty input, keyed by the bytes it holds (none), so that its
+        failure ("is empty") is recorded with its key and, with
+        ``--skip-failed``, known again."""
+        if self.journal is None:
+            return False
+        work.key = self.keys.of(work.item, bytes_digest(b""))
+        return self._failed_before(work, self.journal.get(work.dst))
 
     def _exists_error(self, work: _Work) -> OutputExistsError:
         """Why ``work``'s output, there already, is not this run's to replace."""
@@ -477,7 +491,8 @@ class _Batch:
                 self._write(work, self._result_picture(work))
         work.picture = work.hole = work.image = work.mask = None  # free the pixels now
         if work.result.status == "failed" and self.journal is not None and work.key and not self._others(work):
-            self.journal.record(work.dst, work.key, "failed", error=work.result.error)
+            self.journal.record(work.dst, work.key, "failed", error=work.result.error,
+                                **({"bad_file": True} if work.result.bad_file else {}))
         return work
 
 
@@ -494,8 +509,8 @@ class _Batch:
 def _check_in_place_target(path: Path) -> None:
     """Refuse to edit in place what a rename over it would not edit as the
     user means: a link (the link would become the edited file and its
-    target stay as it was) or a file without write permission (a
-    photographer's way to keep originals safe).
+    target stay as it was) or a file nobody may write (a photographer's
+    way to keep originals safe).
 
     Raises:
         ImgeditError: ``path`` is a symbolic link or is read-only.
@@ -503,7 +518,9 @@ def _check_in_place_target(path: Path) -> None:
     if os.path.islink(path):
         raise ImgeditError(f"{path} is a symbolic link: --in-place would replace the link with the edited image and "
                            f"leave {os.path.realpath(path)} as it was; name that file, or use -o")
-    if not os.access(path, os.W_OK) or not os.stat(path).st_mode & 0o222:  # root may write a read-only file
+    # no write permission for anyone: made read-only on purpose (a colleague's 0644 photo in a folder the
+    # group shares is theirs to protect, not this check's; os.access would refuse it)
+    if not os.stat(path).st_mode & 0o222:
         allow = "clear its Read-only attribute" if sys.platform == "win32" else "chmod u+w"
         raise ImgeditError(f"{path} is read-only, so --in-place leaves it as it is ({allow} to allow, or use -o)")
 
@@ -527,6 +544,7 @@ class _catch:
             message = str(exc)
             result.exit_code = exc.exit_code
             result.needs_overwrite = isinstance(exc, OutputExistsError)
+            result.bad_file = isinstance(exc, ImageReadError) and not isinstance(exc, ImageNotReadHereError)
         elif isinstance(exc, OSError) and exc.strerror:  # the OS refused a read or a write: say what, plainly
             log.debug("OS error on %s", path, exc_info=True)
             message = f"{exc.filename or self.work.dst}: {exc.strerror.lower()}"

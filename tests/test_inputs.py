@@ -104,6 +104,10 @@ def test_a_file_without_a_suffix_keeps_its_format(invoke, tmp_path):
     assert result.exit_code == 0, result.output
     assert Image.open(tmp_path / "scan.inpaint.jpg").format == "JPEG"
     assert not (tmp_path / "scan.inpaint.png").exists()
+    if hasattr(os, "mkfifo"):  # not opened to sniff: that would wait for a writer forever
+        os.mkfifo(tmp_path / "pipe")
+        fifo = invoke("inpaint", tmp_path / "pipe", "--method", "telea", "--mask-box", "1,1,4,4")
+        assert fifo.exit_code == 1 and "is a FIFO, not an image file" in fifo.stderr
 
 
 def test_output_paths():

@@ -382,7 +382,9 @@ def test_the_lock_follows_the_umask_and_another_users_lock_is_opened_to_read(tmp
 
     old = os.umask(0o002)
     try:
-        Journal(tmp_path).hold()
+        first = Journal(tmp_path)
+        first.hold()
+        first.release()
     finally:
         os.umask(old)
     assert os.stat(tmp_path / LOCK_NAME).st_mode & 0o777 == 0o664
@@ -440,3 +442,26 @@ def test_a_journal_names_outputs_alike_on_windows_and_macos(tmp_path, monkeypatc
     monkeypatch.setattr(journal_module, "_SEP", "/")  # read back on Linux
     monkeypatch.setattr(journal_module, "_TO_NFC", False)
     assert Journal(tmp_path).get(tmp_path / "sub" / "b.png").key == "k3"
+
+
+def test_a_lock_that_cannot_be_taken_exclusively_on_nfs_counts_as_another_run(tmp_path, monkeypatch):
+    # NFS refuses an exclusive flock on a file open to read (another user's lock):
+    # the run took that for 'no locks here', thought itself alone and compacted
+    import errno
+
+    from imgedit import journal as journal_module
+
+    fcntl = pytest.importorskip("fcntl")
+
+    def nfs_flock(fd, mode):
+        if mode & fcntl.LOCK_EX:
+            raise OSError(errno.EBADF, "Bad file descriptor")
+
+    monkeypatch.setattr(fcntl, "flock", nfs_flock)
+    journal = Journal(tmp_path)
+    try:
+        assert journal.hold() is False
+    finally:
+        journal.release()
+    with journal_module.alone_in(tmp_path) as alone:
+        assert alone is False  # another run's temporaries are left alone

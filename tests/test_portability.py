@@ -251,7 +251,8 @@ def test_a_long_cjk_name_is_legal_on_windows_where_names_are_counted_in_characte
 def test_the_command_lets_torch_run_what_apples_gpu_lacks_on_the_cpu(monkeypatch):
     from imgedit import entry
 
-    monkeypatch.delenv("PYTORCH_ENABLE_MPS_FALLBACK", raising=False)
+    monkeypatch.setenv("PYTORCH_ENABLE_MPS_FALLBACK", "unset below")  # recorded, so that teardown restores it
+    monkeypatch.delenv("PYTORCH_ENABLE_MPS_FALLBACK")
     monkeypatch.setattr(sys, "argv", ["imgedit", "--help"])
     monkeypatch.setattr(sys, "platform", "darwin")
     with pytest.raises(SystemExit) as ended:

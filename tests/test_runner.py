@@ -1,6 +1,7 @@
 """The batch runner: resume journal, kill safety, bounded queues, pipelines,
 dry runs and the Python API."""
 
+import io
 import json
 import shutil
 import os
@@ -134,6 +135,20 @@ def test_skip_failed_leaves_out_unchanged_failures_until_they_change(invoke, fol
     assert both.exit_code == 2 and "give one of them" in both.stderr
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="modes")
+def test_skip_failed_tries_again_what_failed_for_this_machine_not_the_file(invoke, folder, tmp_path):
+    # a photo refused as read-only by --in-place, then made writable, was
+    # skipped for good: only a failure of the file's own content is skipped
+    photo = folder / "img0.png"
+    os.chmod(photo, 0o444)
+    args = ["denoise", photo, folder / "img1.png", "--sigma", "5", "--method", "nlm", "--in-place", "--json"]
+    refused = invoke(*args)
+    assert refused.exit_code == 1 and "is read-only" in summary_of(refused)["failures"][0]["error"]
+    os.chmod(photo, 0o644)
+    again = summary_of(invoke(*args, "--skip-failed"))
+    assert again["done"] == 1 and again["outputs"][0]["input"].endswith("img0.png") and again["failed_before"] == []
+
+
 def test_foreign_file_not_overwritten_but_own_outputs_are(invoke, folder, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
@@ -219,8 +234,12 @@ def test_collision_is_refused_and_template_avoids_it(invoke, tmp_path):
     assert result.exit_code == 2 and "add {srcext} to the name" in result.stderr, result.output
     from imgedit.output_plan import _apart
 
-    assert "differ only in case" in _apart(src / "Photo.jpg", src / "photo.jpg")  # a file system blind to case
+    assert "put {stem} in the --name template" in _apart(src / "Photo.jpg", src / "photo.jpg")  # --name 'x.{ext}'
     assert "different folders" in _apart(src / "a.jpg", tmp_path / "a.jpg")
+    (src / "a.JPG").unlink()
+    Image.fromarray(smooth_rgb()).save(src / "b.png")
+    same = invoke("denoise", src / "a.png", src / "b.png", "--sigma", "5", "-o", tmp_path / "same", "--name", "same.{ext}")
+    assert same.exit_code == 2 and "put {stem} in the --name template" in same.stderr, same.output
 
 
 def test_a_refused_input_does_not_make_the_owner_redo_its_result(invoke, tmp_path):
@@ -742,22 +761,46 @@ def test_in_place_refuses_links_and_read_only_photos_and_edits_the_rest(invoke, 
     assert (src / "plain.png").read_bytes() != before["plain.png"]
 
 
+def _as_camera_preview(data: bytes) -> bytes:
+    """An MPO (as Pillow writes it) whose second image is typed as cameras type
+    their previews, "Large Thumbnail (VGA Equivalent)", in its MP index."""
+    import struct
+
+    at = data.index(b"MPF\x00") + 4
+    order = "<" if data[at:at + 2] == b"II" else ">"
+    (ifd,) = struct.unpack_from(order + "I", data, at + 4)
+    (count,) = struct.unpack_from(order + "H", data, at + ifd)
+    for i in range(count):
+        tag, _, _, value = struct.unpack_from(order + "HHII", data, at + ifd + 2 + 12 * i)
+        if tag == 0xB002:  # the MP entries, 16 bytes each, the attribute first
+            out = bytearray(data)
+            (attribute,) = struct.unpack_from(order + "I", out, at + value + 16)
+            struct.pack_into(order + "I", out, at + value + 16, attribute & 0xFF000000 | 0x010001)
+            return bytes(out)
+    raise AssertionError("no MP entries")
+
+
 def test_camera_jpegs_with_a_preview_are_said_once_and_edited_in_place(invoke, tmp_path):
     # many cameras write MPO JPEGs (the photo, then a preview): a batch of them
-    # warned once per photo, and --in-place refused every one
+    # warned once per photo, and --in-place refused every one; a stereo pair's
+    # second eye (an MPO image of another type) is still a frame
     src = tmp_path / "in"
     src.mkdir()
     photo = Image.fromarray(smooth_rgb(48, 64, seed=1))
-    for name in ("a.jpg", "b.jpg", "c.jpg"):
-        photo.save(src / name, format="MPO", save_all=True, append_images=[photo.resize((16, 12))])
+    for name in ("a.jpg", "b.jpg", "c.jpg", "stereo.jpg"):
+        buffer = io.BytesIO()
+        photo.save(buffer, format="MPO", save_all=True, append_images=[photo.resize((16, 12))])
+        (src / name).write_bytes(buffer.getvalue() if name == "stereo.jpg" else _as_camera_preview(buffer.getvalue()))
     assert Image.open(src / "a.jpg").n_frames == 2
     result = invoke("denoise", src, "--sigma", "5", "--method", "nlm", "-o", tmp_path / "out")
     assert result.exit_code == 0, result.output
     said = [line for line in result.stderr.splitlines() if "preview" in line]
-    assert len(said) == 1 and "holds 2 images, the photo and its camera's preview" in said[0]
+    assert len(said) == 1 and "holds its camera's preview besides the photo" in said[0]
+    assert f"{src / 'stereo.jpg'} has 2 frames; only the first is edited" in result.stderr
     assert {Image.open(p).size for p in (tmp_path / "out").glob("*.jpg")} == {(64, 48)}
     in_place = invoke("denoise", src, "--sigma", "5", "--method", "nlm", "--in-place", "--json")
-    assert in_place.exit_code == 0 and summary_of(in_place)["done"] == 3, in_place.output
+    assert in_place.exit_code == 1 and summary_of(in_place)["done"] == 3, in_place.output
+    assert "stereo.jpg has 2 frames" in summary_of(in_place)["failures"][0]["error"]
     edited = Image.open(src / "a.jpg")
     assert edited.size == (64, 48) and getattr(edited, "n_frames", 1) == 1
 

@@ -23,7 +23,7 @@ HIGH_DEPTH_FORMATS = frozenset({"PNG", "TIFF"})
 EXIF_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "AVIF"})  # TIFF: see metadata.tiff_exif_tags
 ICC_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "TIFF", "AVIF"})  # others get sRGB pixels (profiles.to_srgb)
 DPI_FORMATS = frozenset({"JPEG", "PNG", "TIFF", "BMP"})
-_UNDECODABLE = frozenset({"MPEG"})
+_UNDECODABLE = frozenset({"MPEG"})  # Pillow identifies MPEG files but cannot decode them
 # Camera RAW files: many are TIFF inside, whose first page is a small
 # preview that Pillow would open and imgedit would edit as the photo.
 RAW_SUFFIXES = frozenset({
@@ -31,7 +31,7 @@ RAW_SUFFIXES = frozenset({
     ".kdc", ".mef", ".mos", ".mrw", ".nef", ".nrw", ".orf", ".pef", ".raf", ".raw", ".rw2", ".rwl", ".sr2",
     ".srf", ".srw", ".x3f",
 })
-RAW_ADVICE = "imgedit edits developed images: export it as JPEG or TIFF from a RAW developer first"  # Pillow identifies MPEG files but cannot decode them
+RAW_ADVICE = "imgedit edits developed images: export it as JPEG or TIFF from a RAW developer first"
 
 
 def image_suffixes() -> frozenset[str]:

@@ -68,6 +68,8 @@ class Picture:
         dpi: (x, y) dots per inch, or None.
         path: where the picture was read from, if anywhere.
         frames: frames (pages) in the source file; only the first is read.
+            A camera JPEG's previews (MPO "Large Thumbnail" images) are not
+            counted: ``previews`` says how many there are.
         encoding: how the source (of ``format``) was compressed.
         color_chunks: a PNG source's colour-space chunks (gAMA, cHRM,
             sRGB) by chunk type, as stored; written back to PNG, where a
@@ -85,6 +87,7 @@ class Picture:
     dpi: Optional[tuple[float, float]] = None
     path: Optional[Path] = None
     frames: int = 1
+    previews: int = 0
     encoding: SourceEncoding = field(default_factory=SourceEncoding)
     color_chunks: dict[str, bytes] = field(default_factory=dict)
 

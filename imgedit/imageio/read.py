@@ -9,7 +9,7 @@ from typing import Any, Optional
 import numpy as np
 from PIL import Image
 
-from imgedit.errors import ImageReadError
+from imgedit.errors import ImageNotReadHereError, ImageReadError
 from imgedit.imageio import pngchunks
 from imgedit.imageio.compression import source_encoding
 from imgedit.imageio.decode import decode_high_depth, pillow_pixels, samples_to_unit, split_channels, to_unit
@@ -96,7 +96,7 @@ def _read_with_pillow(data: bytes, path: Path, limit: int) -> Picture:
         except ImageReadError:
             raise
         except MemoryError:
-            raise ImageReadError(f"{path}: not enough memory to decode {im.size[0]}x{im.size[1]} pixels") from None
+            raise ImageNotReadHereError(f"{path}: not enough memory to decode {im.size[0]}x{im.size[1]} pixels") from None
         except Exception as exc:  # noqa: BLE001 - Pillow/zlib raise many types for bad data
             raise ImageReadError(f"{path}: corrupt or truncated image ({one_line(exc)})") from None
 
@@ -129,9 +129,11 @@ def _picture_from(im: Image.Image, data: bytes, path: Path) -> Picture:
     rgb, alpha = split_channels(unit)
     carried = _carried_metadata(im, orientation)  # before counting frames: that seeks
     encoding = source_encoding(im, data)  # likewise: an MPO's later frames have their own tables
+    previews = _camera_previews(im)
     return Picture(
         rgb=rgb, alpha=alpha, format=fmt, bit_depth=depth, grayscale=gray,
-        icc_profile=icc, path=path, frames=_frame_count(im), encoding=encoding, **carried,
+        icc_profile=icc, path=path, frames=_frame_count(im) - previews, previews=previews, encoding=encoding,
+        **carried,
     )
 
 
@@ -182,6 +184,19 @@ def _frame_count(im: Image.Image) -> int:
         return max(1, int(getattr(im, "n_frames", 1)))
     except Exception:  # noqa: BLE001 - a damaged later frame must not stop the first from being edited
         return 1
+
+
+def _camera_previews(im: Image.Image) -> int:
+    """How many of an MPO's later images are its camera's previews ("Large
+    Thumbnail" in their MP entries): many cameras' JPEGs carry one. A stereo
+    pair's second eye or a panorama's next frame is not one."""
+    if im.format != "MPO":
+        return 0
+    try:
+        entries = im.mpinfo[0xB002]
+        return sum("Thumbnail" in str(entry["Attribute"]["MPType"]) for entry in entries[1:])
+    except Exception:  # noqa: BLE001 - a damaged MP index: count every image as a frame
+        return 0
 
 
 def _high_depth_pixels(im: Image.Image, data: bytes, fmt: str, path: Path, orientation: int) -> np.ndarray:

@@ -11,7 +11,7 @@ from typing import Any, Iterator, Optional
 
 from PIL import Image, UnidentifiedImageError
 
-from imgedit.errors import ImageReadError, UsageError
+from imgedit.errors import ImageNotReadHereError, ImageReadError, UsageError
 from imgedit.imageio import pngchunks
 
 DEFAULT_MAX_PIXELS: int = 250_000_000
@@ -40,7 +40,7 @@ def one_line(exc: BaseException) -> str:
 
 def cannot_read(path: Path, exc: OSError) -> ImageReadError:
     """The error for a file the OS refuses to read."""
-    return ImageReadError(f"{path}: cannot read ({exc.strerror or exc})")
+    return ImageNotReadHereError(f"{path}: cannot read ({exc.strerror or exc})")
 
 
 def pixel_limit(max_pixels: Optional[int]) -> int:
@@ -65,14 +65,14 @@ def check_file(path: Path) -> int:
     try:
         st = path.stat()
     except FileNotFoundError:
-        raise ImageReadError(f"{path}: no such file") from None
+        raise ImageNotReadHereError(f"{path}: no such file") from None
     except OSError as exc:
         raise cannot_read(path, exc) from None
     if stat.S_ISDIR(st.st_mode):
-        raise ImageReadError(f"{path}: is a directory, not an image file")
+        raise ImageNotReadHereError(f"{path}: is a directory, not an image file")
     if not stat.S_ISREG(st.st_mode):  # a FIFO or device reads as 0 bytes, or forever
         kind = "a FIFO" if stat.S_ISFIFO(st.st_mode) else "a socket" if stat.S_ISSOCK(st.st_mode) else "a device"
-        raise ImageReadError(f"{path}: is {kind}, not an image file")
+        raise ImageNotReadHereError(f"{path}: is {kind}, not an image file")
     if st.st_size == 0:
         raise ImageReadError(f"{path}: is empty (0 bytes), not an image")
     return st.st_size
@@ -148,7 +148,7 @@ def check_size(path: Path, size: tuple[int, int], limit: int) -> None:
     if width <= 0 or height <= 0:
         raise ImageReadError(f"{path}: image has no pixels ({width}x{height})")
     if limit > 0 and width * height > limit:
-        raise ImageReadError(
+        raise ImageNotReadHereError(
             f"{path}: image is {width}x{height} = {_megapixels(width * height)} MP, above the limit "
             f"of {_megapixels(limit)} MP; raise it with IMGEDIT_MAX_PIXELS"
         )

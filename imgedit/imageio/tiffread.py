@@ -16,7 +16,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from imgedit.errors import ImageReadError
+from imgedit.errors import ImageNotReadHereError, ImageReadError
 from imgedit.imageio.decode import samples_to_unit, split_channels, tiff_page_samples
 from imgedit.imageio.metadata import TIFF_XMP_TAG, tiff_text
 from imgedit.imageio.orientation import apply_orientation, reset_xmp_orientation, valid_orientation
@@ -49,7 +49,7 @@ def read_tiff_with_tifffile(data: bytes, path: Path, limit: int) -> Picture:
     except ImageReadError:
         raise
     except MemoryError:
-        raise ImageReadError(f"{path}: not enough memory to decode this TIFF") from None
+        raise ImageNotReadHereError(f"{path}: not enough memory to decode this TIFF") from None
     except Exception as exc:  # noqa: BLE001 - tifffile raises many types for bad or unsupported data
         raise ImageReadError(f"{path}: corrupt or unsupported TIFF ({one_line(exc)})") from None
     orientation = valid_orientation(tags.get(_ORIENTATION, 1))
