@@ -374,3 +374,20 @@ def test_the_console_script_guards_from_its_first_import():
                              "print(sorted(m for m in ('click', 'pluggy', 'imgedit.cli', 'torch') if m in sys.modules))"],
                             capture_output=True, text=True, check=True).stdout.strip()
     assert loaded == "[]"
+
+
+def test_tab_completion_completes_verbs_options_and_choices():
+    # the README's eval "$(_IMGEDIT_COMPLETE=bash_source imgedit)" line
+    from conftest import run_imgedit
+
+    def complete(words: str) -> list[str]:
+        done = run_imgedit(env={"_IMGEDIT_COMPLETE": "bash_complete", "COMP_WORDS": words,
+                                "COMP_CWORD": str(len(words.split(" ")) - 1)})
+        assert done.returncode == 0, done.stderr
+        return [line.split(",", 1)[1] for line in done.stdout.splitlines()]
+
+    assert complete("imgedit den") == ["denoise"]
+    assert complete("imgedit denoise --me") == ["--method"]
+    assert complete("imgedit denoise --method ") == ["vae", "nlm"]
+    source = run_imgedit(env={"_IMGEDIT_COMPLETE": "bash_source"})
+    assert source.returncode == 0 and "_imgedit_completion" in source.stdout
