@@ -99,6 +99,9 @@ class Param:
         minimum, maximum: inclusive numeric range, if any.
         flag: the CLI option, where ``--name-with-dashes`` would clash with a
             common option (``--name`` is every verb's output template).
+        suggest: for tab completion of a free-text value, a function giving
+            the values to offer (the style plugin's trained style names);
+            ``choices`` complete without one.
     """
 
     name: str
@@ -110,6 +113,7 @@ class Param:
     minimum: Optional[float] = None
     maximum: Optional[float] = None
     flag: Optional[str] = None
+    suggest: Optional[Callable[[], Iterable[str]]] = field(default=None, compare=False, repr=False)
 
     def parse(self, value: Any, where: str) -> Any:
         """Convert ``value`` (often a string) to this parameter's type, or raise

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Iterable, Optional, Sequence
 
 import click
 
@@ -205,7 +205,19 @@ def param_option(param: Param, only: Sequence[str] = (), declared: Sequence[Para
     declared = _widest([param, *declared])
     extra = ([] if param.default in (None, "") else [f"default: {param.default}"]) + _range_text(declared)
     return click.option(flag, param.name, metavar=kind, type=_OptionType(declared) if declared else None,
-                        help=help_text + (f"  [{'; '.join(extra)}]" if extra else ""))
+                        help=help_text + (f"  [{'; '.join(extra)}]" if extra else ""),
+                        shell_complete=_suggested(param.suggest) if param.suggest else None)
+
+
+def _suggested(suggest: Callable[[], Iterable[str]]) -> Callable:
+    """A click completer offering ``suggest()``'s values that start with what is typed."""
+    def complete(ctx: Any, option: Any, incomplete: str) -> list[str]:
+        try:
+            return [value for value in suggest() if value.startswith(incomplete)]
+        except Exception:  # noqa: BLE001 - a broken suggestion must not break the shell's Tab
+            return []
+
+    return complete
 
 
 #: A parameter's type as click names its own options' (INTEGER, TEXT), not as Python does (INT, STR).

@@ -389,5 +389,12 @@ def test_tab_completion_completes_verbs_options_and_choices():
     assert complete("imgedit den") == ["denoise"]
     assert complete("imgedit denoise --me") == ["--method"]
     assert complete("imgedit denoise --method ") == ["vae", "nlm"]
+    assert complete("imgedit style --style m") == ["mosaic"]  # a Param's suggest=
+    from imgedit.options import _suggested
+
+    def broken():
+        raise OSError("the weights folder is gone")
+
+    assert _suggested(broken)(None, None, "") == []  # Tab must not break on it
     source = run_imgedit(env={"_IMGEDIT_COMPLETE": "bash_source"})
     assert source.returncode == 0 and "_imgedit_completion" in source.stdout

@@ -70,6 +70,13 @@ def check_style_source(params: dict) -> None:
                          "give a style from 'imgedit train style'")
 
 
+def style_names() -> list[str]:
+    """The trained styles' names, shipped and the user's own, for tab completion of ``--style``."""
+    from imgedit_style.catalog import styles
+
+    return sorted(styles())
+
+
 def style_files(params: dict) -> list:
     """The file a stylised image depends on besides the photo: the style's
     weights, or the painting (the resume journal hashes it, so retraining
@@ -106,7 +113,8 @@ STYLE = Operation(
     name="style", method="neural", create=create_style, capabilities=STYLE_CAPS, priority=10,
     params=(
         Param("name", str, "", help="a trained style: candy, mosaic, udnie, starry_night, one you trained, "
-                                    "or a .safetensors file from 'imgedit train style'", flag="--style"),
+                                    "or a .safetensors file from 'imgedit train style'", flag="--style",
+              suggest=style_names),
         Param("strength", float, 1.0, help="blend with the photo: 0 = unchanged, 1 = fully stylised", minimum=0, maximum=1),
         Param("preserve_color", bool, False, help="keep the photo's colours: transfer only luminance"),
         Param("scale", int, "auto", help="long side in px the style is applied at (auto: the photo's, at most 1024; "
