@@ -209,6 +209,16 @@ def param_option(param: Param, only: Sequence[str] = (), declared: Sequence[Para
                         shell_complete=_suggested(param.suggest) if param.suggest else None)
 
 
+def latent_model_option(default: str) -> Callable:
+    """``--model`` of the verbs that use a latent model (sample, interpolate):
+    a registered name, completed on Tab, or a .safetensors file."""
+    from imgedit.latents import latent_model_names
+
+    return click.option("--model", default=default, show_default=True, shell_complete=_suggested(latent_model_names),
+                        help="A latent model's name ('imgedit plugins' lists them) or its .safetensors file "
+                             "(from 'imgedit train gan' or 'imgedit train interp-vae', say).")
+
+
 def _suggested(suggest: Callable[[], Iterable[str]]) -> Callable:
     """A click completer offering ``suggest()``'s values that start with what is typed."""
     def complete(ctx: Any, option: Any, incomplete: str) -> list[str]:

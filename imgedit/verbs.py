@@ -25,7 +25,8 @@ from imgedit.eval_report import check_overwrite, check_record, check_sheet, echo
 from imgedit.operations import Param
 from imgedit.options import (COMMON_OPTIONS, COUNT, MASK_OPTIONS, MAX_BATCH, MAX_COUNT, MAX_LR, MAX_NPROC, MAX_SIDE,
                              MAX_THREADS, SEED, THREADS, CheckedPath, FiniteFloat, apply_options, command_line,
-                             device_option, mask_options_from, param_option, parse_tile, precision_option, seed_option,
+                             device_option, latent_model_option, mask_options_from, param_option, parse_tile,
+                             precision_option, seed_option,
                              side, threads_option, training_options, typed_option, whole_image_options)
 from imgedit.progress import Progress, StageProgress, TileProgress, duration, pace, printable, say
 from imgedit.signals import sigterm_as_interrupt
@@ -58,6 +59,7 @@ __all__ = [
     "device_option",
     "duration",
     "echo_report",
+    "latent_model_option",
     "format_commands",
     "mask_options_from",
     "pace",

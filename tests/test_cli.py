@@ -390,6 +390,7 @@ def test_tab_completion_completes_verbs_options_and_choices():
     assert complete("imgedit denoise --me") == ["--method"]
     assert complete("imgedit denoise --method ") == ["vae", "nlm"]
     assert complete("imgedit style --style m") == ["mosaic"]  # a Param's suggest=
+    assert complete("imgedit sample --model faces64-g") == ["faces64-gan"]  # the latent models
     from imgedit.options import _suggested
 
     def broken():

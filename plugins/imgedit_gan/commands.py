@@ -16,7 +16,7 @@ from imgedit.errors import UsageError
 from imgedit.latents import MAX_SEED, load_latent_model_argument
 from imgedit.shell import quote_arg
 from imgedit.verbs import (COUNT, FiniteFloat, CheckedPath, apply_options, check_overwrite, check_record, command_line,
-                            device_option, echo_report, printable, sigterm_as_interrupt, threads_option,
+                            device_option, echo_report, latent_model_option, printable, sigterm_as_interrupt, threads_option,
                             training_options, whole_image_options)
 from imgedit_gan.catalog import MODEL_NAME
 
@@ -24,10 +24,6 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp")
 MAX_GRID = 1024  # images on one contact sheet
 MAX_SAMPLES = 1_000_000  # images per run: their paths and latents are held in memory, and one folder holds them
 DEFAULT_AUGMENT = "translation,cutout"  # imgedit_gan.train.GANTrainConfig.augment (not imported: --help loads no torch)
-MODEL_HELP = ("A latent model's name ('imgedit plugins' lists them) or its .safetensors file "
-              "(from 'imgedit train gan' or 'imgedit train interp-vae', say).")
-
-
 def _sample_targets(output: Path, model: str, seed: int, count: int, as_grid: bool) -> list[Path]:
     """The files ``sample`` writes, checked before any work.
 
@@ -124,7 +120,7 @@ def _check_memory(model: Any, count: int, as_grid: bool) -> None:
 
 
 @click.command("sample", short_help="Generate new images from a latent model (default: face GAN).")
-@click.option("--model", default=MODEL_NAME, show_default=True, help=MODEL_HELP)
+@latent_model_option(MODEL_NAME)
 @click.option("-n", "--n", "count", type=click.IntRange(min=1), default=16, show_default=True,
               help=f"Number of images (at most {MAX_SAMPLES}).")
 @click.option("--seed", type=click.IntRange(0, MAX_SEED), default=0, show_default=True,
@@ -221,7 +217,7 @@ def train_gan_command(sources, steps, resume, out_dir, overwrite, export_path, d
 
 
 @click.command("gan", short_help="SWD, KID and diversity of a GAN's samples against real images.")
-@click.option("--model", default=MODEL_NAME, show_default=True, help=MODEL_HELP)
+@latent_model_option(MODEL_NAME)
 @click.option("--real", "real_sources", multiple=True, required=True,
               help="Real images the model was NOT trained on (a held-out split): folder, file or glob (repeatable).")
 @click.option("--held-out", is_flag=True, help="Use only the images of --real that the model card lists as held out ('imgedit train gan --holdout N').")

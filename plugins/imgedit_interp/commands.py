@@ -15,12 +15,8 @@ from imgedit.errors import UsageError
 from imgedit.latents import load_latent_model_argument
 from imgedit.shell import quote_arg
 from imgedit.verbs import (COUNT, FiniteFloat, CheckedPath, apply_options, check_overwrite, check_record, check_sheet,
-                            command_line, device_option, echo_report, printable, seed_option, sheet_option,
+                            command_line, device_option, echo_report, latent_model_option, printable, seed_option, sheet_option,
                             sigterm_as_interrupt, threads_option, training_options, typed_option, whole_image_options)
-
-MODEL_HELP = ("A latent model's name ('imgedit plugins' lists them) or its .safetensors file "
-              "(from 'imgedit train gan' or 'imgedit train interp-vae', say).")
-
 
 def _parse_seeds(text: str) -> list[int]:
     from imgedit.latents import check_seed
@@ -75,7 +71,7 @@ DECODE_BATCH = 64  # latents decoded at a time while a progress bar follows
 
 @click.command("interpolate", short_help="Morph between images, or walk between a model's samples.")
 @click.argument("images", nargs=-1, type=CheckedPath())
-@click.option("--model", default="faces64-vae", show_default=True, help=MODEL_HELP)
+@latent_model_option("faces64-vae")
 @click.option("--seeds", help="Walk between random samples of the model instead of images: seeds separated by commas "
                               "(1,5,9), each from 0 to 2**32 - 1.")
 @click.option("--frames", type=click.IntRange(min=2), default=16, show_default=True,
@@ -301,7 +297,7 @@ def train_interp_command(sources, steps, resume, out_dir, overwrite, export_path
 
 
 @click.command("interp", short_help="Reconstruction PSNR; how even and face-like a model's morphs are.")
-@click.option("--model", default="faces64-vae", show_default=True, help=MODEL_HELP)
+@latent_model_option("faces64-vae")
 @click.option("--data", "sources", multiple=True, required=True,
               help="Images the model was NOT trained on: folder, file or glob (repeatable); with --held-out, its held-out split.")
 @click.option("--held-out", is_flag=True, help="Use only the images of --data that the model card lists as held out.")
