@@ -190,6 +190,7 @@ def test_an_operations_check_sees_the_parsed_params_and_its_error_names_the_stag
     (lambda image: image[:, :1], "expected the input's shape"),
     (lambda image: (image * 255).to(torch.uint8), "expected a float tensor in [0, 1]"),  # would be written white
     (lambda image: image * float("nan"), "expected finite values, got NaN or infinity"),  # would be written black
+    (lambda image: image.clone().index_fill_(-1, torch.tensor([0]), float("-inf")), "expected finite values"),
     (lambda image: image * 255, "it looks like a 0-255 scale: divide by 255"),  # would be written white
     (lambda image: image - 2.0, "expected values in [0, 1]"),  # would be written black
     (lambda image: (image - 0.5) * 6 + 0.5, "got -2."),  # a strong sharpen: not a 0-255 scale
