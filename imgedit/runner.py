@@ -545,6 +545,12 @@ class _catch:
             result.exit_code = exc.exit_code
             result.needs_overwrite = isinstance(exc, OutputExistsError)
             result.bad_file = isinstance(exc, ImageReadError) and not isinstance(exc, ImageNotReadHereError)
+        elif isinstance(exc, MemoryError):  # numpy's "Unable to allocate 91.6 MiB ...": the machine, not the image
+            from imgedit.imageio.source import one_line
+
+            log.debug("out of memory on %s", path, exc_info=True)
+            message = (f"not enough memory for this image ({one_line(exc) or 'MemoryError'}); free some, or run "
+                       "it alone: images are read ahead while others are computed")
         elif isinstance(exc, OSError) and exc.strerror:  # the OS refused a read or a write: say what, plainly
             log.debug("OS error on %s", path, exc_info=True)
             message = f"{exc.filename or self.work.dst}: {exc.strerror.lower()}"

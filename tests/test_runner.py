@@ -149,6 +149,25 @@ def test_skip_failed_tries_again_what_failed_for_this_machine_not_the_file(invok
     assert again["done"] == 1 and again["outputs"][0]["input"].endswith("img0.png") and again["failed_before"] == []
 
 
+def test_running_out_of_memory_on_an_image_is_said_plainly(invoke, folder, tmp_path, monkeypatch):
+    # numpy's MemoryError while a photo was read ahead came out as 'unexpected MemoryError: ...'
+    from imgedit.imageio import read as read_module
+
+    real_read = read_module.read_image
+
+    def read_image(path, **kwargs):
+        if path.name == "img1.png":
+            raise MemoryError("Unable to allocate 91.6 MiB for an array with shape (4000, 6000) and data type float32")
+        return real_read(path, **kwargs)
+
+    monkeypatch.setattr(read_module, "read_image", read_image)
+    result = invoke("denoise", folder, "--sigma", "5", "--method", "nlm", "-o", tmp_path / "out", "--json")
+    assert result.exit_code == 1 and summary_of(result)["done"] == 2
+    (error,) = [f["error"] for f in summary_of(result)["failures"]]
+    assert "img1.png: not enough memory for this image (Unable to allocate 91.6 MiB" in error
+    assert "unexpected" not in error
+
+
 def test_foreign_file_not_overwritten_but_own_outputs_are(invoke, folder, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
