@@ -61,6 +61,11 @@ class RunOptions:
     fsync: bool = False  # flush each output to disk: survives a power cut, costs ms per file
 
 
+#: Pixels a batch reads ahead and keeps waiting to be written, at most, once
+#: it has met a large image (a small one waits ``RunOptions.depth`` deep): 48 MP,
+#: about 0.8 GB as float RGB with a mask.
+READ_AHEAD_PIXELS = 48_000_000
+
 #: The note of an image ``--skip-failed`` left out (its error follows).
 FAILED_BEFORE = "failed in an earlier run, unchanged since (--retry-failed tries it again)"
 
@@ -204,6 +209,7 @@ class _Batch:
         self._previews_said = False  # camera JPEGs with a preview are said once a run, not per photo
         self._drops_said: set[str] = set()  # and what an output format drops (16 bits, transparency)
         self._lock = threading.Lock()
+        self._largest = 0  # pixels of the largest image read so far: how many to read ahead and keep in writing
 
     @property
     def built(self) -> BuiltPipeline:
@@ -214,6 +220,14 @@ class _Batch:
                 self.build_failed = True
                 raise
         return self._built
+
+    def read_ahead(self) -> int:
+        """Images to read ahead, and to keep waiting to be written: ``depth``,
+        fewer once a large one has been read, so that about
+        :data:`READ_AHEAD_PIXELS` wait at most (four 96 MP photos read ahead,
+        each 1.6 GB as floats with its mask, took 9 GB)."""
+        depth = max(1, self.options.depth)
+        return depth if not self._largest else max(1, min(depth, READ_AHEAD_PIXELS // self._largest))
 
     def decode(self, work: _Work) -> _Work:
         """Runs in an I/O thread: journal check, read, mask."""
@@ -235,6 +249,8 @@ class _Batch:
             if self.options.in_place:
                 _check_in_place_target(work.item.path)
             work.picture = read_image(work.item.path, data=data)
+            with self._lock:
+                self._largest = max(self._largest, work.picture.width * work.picture.height)
             self._check_frames(work)
             if self.pipeline.needs_mask:
                 work.hole, work.result.note = find_mask(
@@ -562,18 +578,24 @@ class _catch:
         return True
 
 
-def _bounded_map(pool: ThreadPoolExecutor, fn: Callable[[_Work], _Work], works: list[_Work], depth: int) -> Iterator[_Work]:
-    """``map`` over a pool with at most ``depth`` items in flight, in order."""
+def _bounded_map(pool: ThreadPoolExecutor, fn: Callable[[_Work], _Work], works: list[_Work],
+                 depth: Union[int, Callable[[], int]]) -> Iterator[_Work]:
+    """``map`` over a pool with at most ``depth`` items in flight, in order.
+    A callable ``depth`` is asked again as each item ends, and the first item
+    goes alone: how far to read ahead may depend on what it reads (a batch
+    of 96 MP photos, see :meth:`_Batch.read_ahead`)."""
+    limit = depth if callable(depth) else (lambda: depth)
     pending: deque[Future] = deque()
     upcoming = iter(works)
-    for work in upcoming:
-        pending.append(pool.submit(fn, work))
-        if len(pending) >= depth:
-            break
+    first = next(upcoming, None)
+    if first is not None:
+        pending.append(pool.submit(fn, first))
     while pending:
         done = pending.popleft().result()
-        following = next(upcoming, None)
-        if following is not None:
+        while len(pending) < max(1, limit()):
+            following = next(upcoming, None)
+            if following is None:
+                break
             pending.append(pool.submit(fn, following))
         yield done
 
@@ -585,7 +607,7 @@ def run_works(batch: _Batch, works: list[_Work], finish: Callable[[FileResult], 
     However it ends (Ctrl-C included), the writes in flight finish first:
     every output is complete or absent.
     """
-    depth, workers = max(1, batch.options.depth), max(1, batch.options.workers)
+    workers = max(1, batch.options.workers)
     writes: deque[Future] = deque()
     failed = False
 
@@ -598,11 +620,11 @@ def run_works(batch: _Batch, works: list[_Work], finish: Callable[[FileResult], 
 
     readers, writers = ThreadPoolExecutor(workers, "imgedit-read"), ThreadPoolExecutor(workers, "imgedit-write")
     try:
-        for work in _bounded_map(readers, batch.decode, works, depth):
+        for work in _bounded_map(readers, batch.decode, works, batch.read_ahead):
             writes.append(writers.submit(batch.encode, batch.compute(work)))
             # a failed read or compute is known here, before any later image is computed
             failed = failed or work.result.status == "failed"
-            while writes and (len(writes) > depth or writes[0].done()):
+            while writes and (len(writes) > batch.read_ahead() or writes[0].done()):
                 drain_one()
             if batch.options.fail_fast and failed or batch.build_failed:
                 break

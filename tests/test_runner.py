@@ -1211,6 +1211,9 @@ def test_a_second_ctrl_c_while_the_writes_in_flight_end_still_counts_them(monkey
     class Batch:
         options, build_failed = SimpleNamespace(depth=4, workers=2, fail_fast=False), False
 
+        def read_ahead(self):
+            return 4
+
         def decode(self, work):
             return work
 
@@ -1240,3 +1243,35 @@ def test_a_second_ctrl_c_while_the_writes_in_flight_end_still_counts_them(monkey
         runner.run_works(Batch(), works, finished.append)
     assert second_press == ["armed", "pressed"]
     assert [(r.source.name, r.status) for r in finished] == [("a.png", "done"), ("b.png", "done")]
+
+
+def test_a_batch_of_large_photos_reads_fewer_ahead(monkeypatch):
+    # four 96 MP photos read ahead, each 1.6 GB as floats with its mask, took 9 GB
+    from concurrent.futures import Future
+
+    from imgedit import runner
+    from imgedit.pipeline import Pipeline
+
+    batch = runner._Batch(Pipeline.parse("denoise method=nlm sigma=5"), runner.RunOptions(depth=4), None, None)
+    assert batch.read_ahead() == 4
+    monkeypatch.setattr(runner, "READ_AHEAD_PIXELS", 4 * 100)
+    for largest, ahead in ((100, 4), (150, 2), (1000, 1)):
+        batch._largest = largest
+        assert batch.read_ahead() == ahead
+
+    # the reading asks again as each image ends, and the first goes alone
+    class Pool:  # runs each item at once, counting what was asked for
+        submitted = 0
+
+        def submit(self, fn, value):
+            self.submitted += 1
+            done = Future()
+            done.set_result(fn(value))
+            return done
+
+    pool, depth = Pool(), {"now": 1}
+    in_flight = []
+    for count, value in enumerate(runner._bounded_map(pool, lambda x: x, list(range(10)), lambda: depth["now"]), 1):
+        in_flight.append(pool.submitted - count)  # read ahead of the one in hand
+        depth["now"] = 3 if value >= 1 else 1  # the first two read one ahead, then three
+    assert in_flight == [1, 1, 3, 3, 3, 3, 3, 2, 1, 0]
