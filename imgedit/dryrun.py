@@ -126,8 +126,13 @@ def describe_plan(pipeline: Pipeline, items: list[InputFile], options: RunOption
                 "tile": tile or "whole image",
             }
         )
-    # besides the image being computed: up to ``depth`` decoded ahead and ``depth`` waiting to be written
-    queued = min(max(len(items) - 1, 0), 2 * options.depth) * image_mb
+    # besides the image being computed: up to ``depth`` decoded ahead and ``depth`` waiting to be written,
+    # fewer for large photos (as the run reads them: _Batch.read_ahead), each with its mask where one is read
+    from imgedit.runner import READ_AHEAD_PIXELS
+
+    depth = max(1, min(options.depth, READ_AHEAD_PIXELS // max(1, height * width)))
+    queued_mb = image_mb * (BYTES_PER_PIXEL + 4 * pipeline.needs_mask) / BYTES_PER_PIXEL
+    queued = min(max(len(items) - 1, 0), 2 * depth) * queued_mb
     peak = _process_mb() + _weights_mb(pipeline) + max(peaks, default=0) + queued
     return {
         "inputs": len(items),

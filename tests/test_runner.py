@@ -338,6 +338,11 @@ def test_dry_run_memory_estimate_counts_the_process_the_queue_and_the_working_si
     assert abs(three - one - 2 * image_mb) < 0.05 * one
     many = estimate("style", src, "--style", "mosaic", "-o", tmp_path / "o")  # 12 inputs, queue depth 4
     assert abs(many - one - 8 * image_mb) < 0.05 * one
+    # large photos are read fewer ahead, as the run does: here two 6 MP photos at most
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("imgedit.runner.READ_AHEAD_PIXELS", 12_000_000)
+        large = estimate("style", src, "--style", "mosaic", "-o", tmp_path / "o")
+    assert abs(large - one - 4 * image_mb) < 0.05 * one
 
 
 def test_bounded_map_keeps_order_and_depth():
