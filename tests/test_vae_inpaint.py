@@ -330,6 +330,32 @@ def test_a_long_thin_hole_across_a_large_photo_is_filled_in_pieces_at_full_size(
     assert inpaint_module.region_pieces(wide, region) == [inpaint_module.Piece(region, region)]
 
 
+def test_the_applier_fills_its_input_in_place_as_a_copy_would_be_filled(tiny):
+    # the host's applier may edit its input: a 48 MP photo with a small hole
+    # was copied whole for its one fill. Pieces whose crops overlap must see
+    # what a copy would: the hole holds junk, and earlier pieces' fills
+    from imgedit_vae.inpaint import InpaintApplier
+
+    torch.manual_seed(1)
+    h, w = 400, 1600
+    image = torch.nn.functional.interpolate(torch.rand(1, 3, 8, 32), size=(h, w), mode="bilinear")
+    mask = torch.zeros(1, 1, h, w)
+    rows = 60 + torch.arange(w - 200) * 250 // (w - 200)
+    for dy in (-1, 0, 1):
+        mask[0, 0, rows + dy, torch.arange(100, w - 100)] = 1  # a long scratch: several pieces
+    mask[..., 20:60, 200:260] = 1
+    mask[..., 300:340, 1300:1330] = 1
+    image[mask.expand_as(image) > 0.5] = torch.rand(int((mask > 0.5).sum()) * 3)  # junk under the holes
+    expected = inpaint_vae(image, mask, tiny, ensemble=1)
+    given = image.clone()
+    out = InpaintApplier(tiny, ensemble=1)(given, mask)
+    assert out.data_ptr() == given.data_ptr()  # no second full-size image
+    assert torch.equal(out, expected)
+    samples = InpaintApplier(tiny, samples=2, ensemble=1)
+    kept = image.clone()
+    assert samples(kept, mask).shape[-1] == 2 * w and torch.equal(kept, image)  # several fills: copies
+
+
 def test_grayscale_in_grayscale_out_and_no_hole_is_a_copy(tiny, photo):
     gray = photo.mean(1, keepdim=True).expand(1, 3, *photo.shape[-2:]).contiguous()
     mask = box_mask(*photo.shape[-2:], 40, 40, 30)
@@ -642,8 +668,9 @@ def test_bf16_on_the_cpu_keeps_known_pixels_and_stays_near_the_fp32_fill(tiny_we
     monkeypatch.setattr(devices, "cpu_has_bf16", lambda: True)  # autocast runs (emulated) on any CPU
     mask = box_mask(*photo.shape[-2:], 50, 60, 40)
     image = (photo * 65535).round() / 65535  # a 16-bit source: bf16 could not hold its known pixels
-    full = Pipeline.parse(f"inpaint weights={tiny_weights}").build("cpu", "fp32").apply(image, mask)
-    half = Pipeline.parse(f"inpaint weights={tiny_weights}").build("cpu", "bf16").apply(image, mask)
+    # copies: apply hands the image to the first stage itself, and the inpainter fills it in place
+    full = Pipeline.parse(f"inpaint weights={tiny_weights}").build("cpu", "fp32").apply(image.clone(), mask)
+    half = Pipeline.parse(f"inpaint weights={tiny_weights}").build("cpu", "bf16").apply(image.clone(), mask)
     known = mask.expand_as(image) < 0.5
     assert half.dtype == torch.float32 and torch.equal(half[known], image[known])
     assert not torch.equal(half, full)  # it did run in bf16

@@ -440,11 +440,15 @@ def inpaint_vae_fills(
     seeds: Sequence[Optional[int]],
     ensemble: Optional[int] = None,
     grain: bool = False,
+    in_place: bool = False,
 ) -> list[torch.Tensor]:
     """One fill of the batch per seed, as :func:`inpaint_vae` makes it for
     that seed; the deterministic fill they share is made once. Each image's
     draws come from a generator of its own seeded with ``seed``, so an
-    image gets the same fill alone or anywhere in a batch."""
+    image gets the same fill alone or anywhere in a batch. ``in_place``:
+    one seed's fill is pasted into ``image`` itself (the host's applier
+    may edit its input: a 48 MP photo with a small hole need not be copied
+    whole); the fill is the same, as the model sees only the known pixels."""
     if not isinstance(image, torch.Tensor) or image.ndim != 4 or image.shape[1] != 3 or not image.is_floating_point():
         got = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
         raise ShapeError("inpaint image", "a (B, 3, H, W) float tensor", got)
@@ -454,7 +458,7 @@ def inpaint_vae_fills(
     if mask.ndim != 4 or mask.shape[1] != 1 or mask.shape[-2:] != (h, w) or mask.shape[0] not in (1, b):
         raise ShapeError("inpaint mask", f"shape ({b}, 1, {h}, {w})", tuple(mask.shape))
     hole = (mask > 0.5).expand(b, 1, h, w)
-    outs = [image.clone() for _ in seeds]
+    outs = [image] if in_place and len(seeds) == 1 else [image.clone() for _ in seeds]
     grain_seeds = [int(seed or 0) for seed in seeds] if grain else None
     with torch.inference_mode():
         for i in range(b):
@@ -496,7 +500,7 @@ class InpaintApplier:
 
     def __call__(self, image: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
         if self.samples == 1:
-            return inpaint_vae(image, mask, self.model, self.seed, self.ensemble, self.grain)
+            return inpaint_vae_fills(image, mask, self.model, [self.seed], self.ensemble, self.grain, in_place=True)[0]
         first = 0 if self.seed is None else int(self.seed)
         seeds = [first + k for k in range(self.samples)]
         return torch.cat(inpaint_vae_fills(image, mask, self.model, seeds, self.ensemble, self.grain), dim=-1)
