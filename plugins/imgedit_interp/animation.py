@@ -161,8 +161,6 @@ def _encode_pillow(pixels: np.ndarray, kind: str, fps: float, on_frame: OnFrame)
 
 
 def _encode_mp4(pixels: np.ndarray, fps: float, on_frame: OnFrame) -> bytes:
-    import cv2
-
     n, h, w = pixels.shape[:3]
     if h % 2 or w % 2:  # MPEG-4 needs even sides: OpenCV would drop the last row or column
         pixels = np.pad(pixels, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
