@@ -227,7 +227,9 @@ class _Batch:
         :data:`READ_AHEAD_PIXELS` wait at most (four 96 MP photos read ahead,
         each 1.6 GB as floats with its mask, took 9 GB)."""
         depth = max(1, self.options.depth)
-        return depth if not self._largest else max(1, min(depth, READ_AHEAD_PIXELS // self._largest))
+        if not self._largest:  # no image read yet (the first ones skipped as done, or failed): its size is unknown
+            return 1
+        return max(1, min(depth, READ_AHEAD_PIXELS // self._largest))
 
     def decode(self, work: _Work) -> _Work:
         """Runs in an I/O thread: journal check, read, mask."""

@@ -354,6 +354,12 @@ def test_the_applier_fills_its_input_in_place_as_a_copy_would_be_filled(tiny):
     samples = InpaintApplier(tiny, samples=2, ensemble=1)
     kept = image.clone()
     assert samples(kept, mask).shape[-1] == 2 * w and torch.equal(kept, image)  # several fills: copies
+    gray = image[:, :1].expand(1, 3, h, w)  # one pixel in three places: filled in a copy
+    assert torch.equal(InpaintApplier(tiny, ensemble=1)(gray, mask), inpaint_vae(gray.clone(), mask, tiny, ensemble=1))
+    # the photo's grain on a hole filled in pieces (a piece's box is numpy ints: the seed was refused)
+    grained = inpaint_vae(image, mask, tiny, ensemble=1, grain=True)
+    assert not torch.equal(grained, expected) and torch.equal(grained[mask.expand_as(image) < 0.5],
+                                                               image[mask.expand_as(image) < 0.5])
 
 
 def test_grayscale_in_grayscale_out_and_no_hole_is_a_copy(tiny, photo):

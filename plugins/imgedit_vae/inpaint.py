@@ -382,7 +382,8 @@ def _fill_piece(model: InpaintVAE, image: torch.Tensor, hole: torch.Tensor, i: i
         if gray:  # on the hole only: the mean of three equal values need not give the value back bit for bit
             fill = torch.where(crop_hole, fill.mean(1, keepdim=True).expand_as(fill), fill)
         if level is not None:  # a seed of its own for each crop: two holes do not get one pattern
-            fill = add_grain(fill, crop_hole, level, (grain_seeds[k] * 1_000_003 + crop.top * 40_009 + crop.left) % 2**62, gray)
+            seed = int(grain_seeds[k] * 1_000_003 + crop.top * 40_009 + crop.left) % 2**62  # a piece's box is numpy ints
+            fill = add_grain(fill, crop_hole, level, seed, gray)
         out[i, :, core.top : core.bottom, core.left : core.right] = fill[0, :, inner[0], inner[1]].to(image.dtype)
 
 
@@ -458,7 +459,10 @@ def inpaint_vae_fills(
     if mask.ndim != 4 or mask.shape[1] != 1 or mask.shape[-2:] != (h, w) or mask.shape[0] not in (1, b):
         raise ShapeError("inpaint mask", f"shape ({b}, 1, {h}, {w})", tuple(mask.shape))
     hole = (mask > 0.5).expand(b, 1, h, w)
-    outs = [image] if in_place and len(seeds) == 1 else [image.clone() for _ in seeds]
+    # in place only in a plain layout: an expanded tensor (one pixel in many places) cannot be written so
+    dense = image.is_contiguous() or image.is_contiguous(memory_format=torch.channels_last)
+    in_place = in_place and len(seeds) == 1 and dense
+    outs = [image] if in_place else [image.clone() for _ in seeds]
     grain_seeds = [int(seed or 0) for seed in seeds] if grain else None
     with torch.inference_mode():
         for i in range(b):
