@@ -33,11 +33,6 @@ def _output_ext(item: InputFile, options: RunOptions) -> str:
     return item.path.suffix.lstrip(".") or _sniffed_ext(item.path)
 
 
-# the first bytes of the formats a file without a suffix may hold, and the suffix to give its output
-_MAGIC = ((b"\xff\xd8\xff", "jpg"), (b"\x89PNG\r\n\x1a\n", "png"), (b"II*\x00", "tif"), (b"MM\x00*", "tif"),
-          (b"BM", "bmp"), (b"GIF8", "gif"))
-
-
 @lru_cache(maxsize=4096)
 def _sniffed_ext(path: Path) -> str:
     """The suffix of the format a file without one holds, from its first
@@ -51,9 +46,15 @@ def _sniffed_ext(path: Path) -> str:
             head = fh.read(16)
     except OSError:
         return "png"
+    from imgedit.imageio.pngchunks import PNG_SIGNATURE
+    from imgedit.imageio.source import is_tiff
+
+    if is_tiff(head):
+        return "tif"
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
         return "webp"
-    return next((ext for magic, ext in _MAGIC if head.startswith(magic)), "png")
+    starts = ((b"\xff\xd8\xff", "jpg"), (PNG_SIGNATURE, "png"), (b"BM", "bmp"), (b"GIF8", "gif"))
+    return next((ext for magic, ext in starts if head.startswith(magic)), "png")
 
 
 class RealPaths:

@@ -80,6 +80,7 @@ class FileResult:
     note: str = ""
     needs_overwrite: bool = False  # failed only because the output exists and is not this run's to replace
     bad_file: bool = False  # failed for the file's own content (corrupt, not an image): so until it changes
+    earlier_error: Optional[str] = None  # skipped by --skip-failed: the error its earlier run recorded
     panels: int = 1  # results side by side in the output (inpaint --samples K)
     details: list = field(default_factory=list)  # what the stages said of this image ("sigma 12.3 estimated")
 
@@ -113,7 +114,7 @@ class Summary:
     @property
     def failed_before(self) -> list[FileResult]:
         """The skipped that ``--skip-failed`` left out: failed before, unchanged since."""
-        return [r for r in self.skipped if (r.note or "").startswith(FAILED_BEFORE)]
+        return [r for r in self.skipped if r.earlier_error is not None]
 
     def unreadable_note(self) -> str:
         """What the batch left out because folders could not be listed ("" if
@@ -140,7 +141,7 @@ class Summary:
             "done": len(self.done),
             "skipped": len(self.skipped),
             "failed": len(self.failed),
-            "failed_before": [{"input": text(str(r.source)), "error": text(r.note[len(FAILED_BEFORE) + 2:])}
+            "failed_before": [{"input": text(str(r.source)), "error": text(r.earlier_error)}
                               for r in self.failed_before],
             "not_attempted": self.not_attempted,
             "seconds": round(self.seconds, 3),
@@ -351,7 +352,8 @@ class _Batch:
         for the file's own content, with the key it has now (unchanged since)."""
         if not (self.options.skip_failed and entry is not None and entry.bad_file and entry.key == work.key):
             return False
-        work.result.status, work.result.note = "skipped", f"{FAILED_BEFORE}: {entry.error or 'no reason recorded'}"
+        work.result.earlier_error = entry.error or "no reason recorded"
+        work.result.status, work.result.note = "skipped", f"{FAILED_BEFORE}: {work.result.earlier_error}"
         return True
 
     def _skip_empty(self, work: _Work) -> bool:
