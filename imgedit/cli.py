@@ -300,6 +300,10 @@ def info_command(images: tuple[str, ...], as_json: bool) -> None:
                 if key != "path":
                     click.echo(_printable(f"  {key}: {value}"))  # text keys and ICC descriptions come from the file
     if as_json:
+        from imgedit.progress import json_text  # not at the top: see _printable
+
+        for row in rows:  # a name that is not UTF-8 as \xff escapes, not lone surrogates strict readers refuse
+            row.update({key: json_text(str(row[key])) for key in ("path", "error") if key in row})
         click.echo(json.dumps(rows, indent=2, default=str))
     if exit_code:
         raise click.exceptions.Exit(exit_code)

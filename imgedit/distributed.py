@@ -25,6 +25,7 @@ import os
 from typing import Any, Callable, Sequence
 
 from imgedit.errors import UsageError
+from imgedit.process_tuning import usable_cpus
 
 __all__ = [
     "TORCHRUN_ENV",
@@ -210,7 +211,7 @@ def relaunch(nproc: int, argv: Sequence[str]) -> int:
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import main as torchrun
 
-    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))  # no oversubscription
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, usable_cpus() // nproc)))  # no oversubscription
     for name in list(logging.root.manager.loggerDict):  # the agent's chatter is not the user's: each process
         if name.startswith("torch.distributed.elastic"):  # reports its own errors
             logging.getLogger(name).setLevel(logging.CRITICAL)

@@ -10,6 +10,14 @@ import sys
 
 def main() -> None:
     """Console-script entry point: :func:`imgedit.cli.main`, loaded under the guard."""
+    try:
+        os.getcwd()
+    except FileNotFoundError:  # torch's MKL would end it as "oneMKL FATAL ERROR: Cannot load libtorch_cpu.so"
+        sys.stderr.write("Error: the current folder no longer exists (it was deleted or moved): cd into one that does\n")
+        sys.exit(1)
+    from imgedit.process_tuning import fit_threads_to_cpu_quota
+
+    fit_threads_to_cpu_quota()  # before torch loads
     if sys.platform == "darwin":  # before torch loads: an operation Apple's GPU lacks runs on the CPU, not fails
         os.environ.setdefault("PYTORCH_ENABLE_MPS_FALLBACK", "1")
     try:

@@ -50,6 +50,7 @@ file elsewhere, hang, or run out of memory.
 
 from __future__ import annotations
 
+import codecs
 import errno
 import hashlib
 import json
@@ -243,12 +244,12 @@ class Journal:
         # abspath, not resolve(): no symlink walk (a dozen syscalls) per image
         absolute = os.path.abspath(dst)
         if absolute.startswith(self._inside):  # the usual case, without relpath's splitting of both paths
-            return _portable(absolute[len(self._inside):])
+            return _portable(_as_utf8(absolute[len(self._inside):]))
         try:
             inside = os.path.relpath(absolute, self._root)
         except ValueError:  # another drive on Windows: named as any output outside the folder is
             return _portable(absolute)
-        return _portable(absolute if inside.startswith("..") else inside)
+        return _portable(_as_utf8(absolute if inside.startswith("..") else inside))
 
     def get(self, dst: Path) -> Optional[Entry]:
         return self.entries.get(self._name(dst))
@@ -517,6 +518,15 @@ def _try_lock(fd: int, exclusive: bool, wait: bool = False) -> bool:
 # name holds one), and on macOS in NFC, as typed, whatever form Finder stored.
 _SEP = os.sep
 _TO_NFC = sys.platform == "darwin"
+# Paths are decoded otherwise where the locale is not UTF-8 (see _as_utf8)
+_BYTES_NAMES = os.name == "posix" and codecs.lookup(sys.getfilesystemencoding()).name != "utf-8"
+
+
+def _as_utf8(path: str) -> str:
+    """A path as Python names it in a UTF-8 locale: its bytes read as UTF-8,
+    whatever this locale decoded them as (a cron job's C locale with
+    PYTHONUTF8=0), so that the journal's names are the same in every locale."""
+    return os.fsencode(path).decode("utf-8", "surrogateescape") if _BYTES_NAMES else path
 
 
 def _portable(name: str) -> str:

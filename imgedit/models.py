@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from imgedit.atomic import write_bytes_atomic
-from imgedit.errors import WeightsError
+from imgedit.errors import UsageError, WeightsError
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -96,12 +96,23 @@ def shipped_weights_dir() -> Path:
 
 def user_weights_dir() -> Path:
     """Folder for weights the user trains (``IMGEDIT_HOME``/weights, else the
-    XDG data folder)."""
+    XDG data folder).
+
+    Raises:
+        UsageError: no such folder can be named: no home folder (``docker run
+            --user 12345``: no HOME, and no account entry) and neither variable set.
+    """
     home = os.environ.get("IMGEDIT_HOME")
     if home:
         return Path(home).expanduser() / "weights"
-    data = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
-    return Path(data) / "imgedit" / "weights"
+    data = os.environ.get("XDG_DATA_HOME", "")
+    if os.path.isabs(data):  # the XDG spec: a relative path is to be ignored
+        return Path(data) / "imgedit" / "weights"
+    try:
+        return Path.home() / ".local" / "share" / "imgedit" / "weights"
+    except RuntimeError:  # Path.home(): "Could not determine home directory"
+        raise UsageError("there is no home folder to keep trained weights in (HOME is unset and this user has no "
+                         "account entry): set IMGEDIT_HOME") from None
 
 
 def sha256_file(path: Path) -> str:
@@ -262,7 +273,10 @@ def record_metrics(spec: ModelSpec, key: str, report: dict[str, Any]) -> None:
 
 def user_models() -> list[ModelSpec]:
     """Models found in the user weights directory (trained by the user)."""
-    root = user_weights_dir()
+    try:
+        root = user_weights_dir()
+    except UsageError:  # no home folder: nothing trained can be kept, and editing needs none
+        return []
     if not root.is_dir():
         return []
     specs = []

@@ -3,13 +3,17 @@
 Both are asked for by :func:`tune_for_batch`, which the batch verbs, the Ray
 actors and the benchmarks call before torch is imported. A user's own
 environment variables always win. Figures: benchmarks/bench_runner.py.
+Also: how many CPUs the process may really use (:func:`usable_cpus`), and
+a compute pool no larger than a container's CPU quota (:func:`fit_threads_to_cpu_quota`).
 """
 
 from __future__ import annotations
 
 import ctypes
+import math
 import os
 import sys
+from typing import Optional
 
 # glibc's mallopt() parameter numbers (malloc.h)
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
@@ -59,3 +63,56 @@ def reuse_freed_memory() -> bool:
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     # musl has a mallopt that does nothing and returns 0: that reads as "not applied"
     return bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may use: those it may run on (``taskset``, a
+    container's cpuset), and no more than its CPU quota rounded up
+    (``docker run --cpus 2``, a Kubernetes limit), where
+    ``os.cpu_count()`` gives every core of the host."""
+    count, quota = _allowed_cpus(), cpu_quota()
+    return max(1, min(count, math.ceil(quota))) if quota else count
+
+
+def _allowed_cpus() -> int:
+    """The CPUs this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def cpu_quota(root: str = "/sys/fs/cgroup") -> Optional[float]:
+    """The CPU time this process's cgroup may use, in CPUs (1.5: one and a
+    half cores' worth per period), or None: no quota, or no cgroup to read.
+    Reads the cgroup v2 ``cpu.max`` at ``root`` (a container's own cgroup),
+    else v1's ``cpu/cpu.cfs_quota_us`` and ``cpu.cfs_period_us``."""
+    try:
+        with open(os.path.join(root, "cpu.max")) as fh:
+            quota, period = fh.read().split()[:2]
+    except (OSError, ValueError):
+        try:
+            with open(os.path.join(root, "cpu", "cpu.cfs_quota_us")) as fh:
+                quota = fh.read().strip()
+            with open(os.path.join(root, "cpu", "cpu.cfs_period_us")) as fh:
+                period = fh.read().strip()
+        except OSError:
+            return None
+    try:
+        cpus = int(quota) / int(period)
+    except ValueError:  # "max": no limit
+        return None
+    return cpus if cpus > 0 else None  # v1's -1: no limit
+
+
+def fit_threads_to_cpu_quota() -> None:
+    """Size torch's compute pool (OpenMP) to :func:`usable_cpus` where a
+    CPU quota is below the cores the process may run on: torch sizes it by
+    the cores, so a container limited to 2 CPUs on a 64-core host would run
+    32 threads taking turns in 2 CPUs' time. Works only before torch is
+    imported; a user's own OMP_NUM_THREADS (and ``--threads``) win."""
+    if "torch" in sys.modules or "OMP_NUM_THREADS" in os.environ:
+        return
+    cpus = usable_cpus()
+    if cpu_quota() is not None and cpus < _allowed_cpus():  # else torch's own choice stands
+        os.environ["OMP_NUM_THREADS"] = str(cpus)

@@ -38,9 +38,26 @@ def printable(text: str) -> str:
     """``text`` with control characters (and undecodable bytes of a file name)
     escaped, as ``\\x1b`` or ``\\n``: a file's name must not send terminal
     escapes or fake a line of its own."""
+    text = json_text(text)  # undecodable bytes as \xff, as ls shows them
     if text.isprintable():
         return text
     return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
+
+
+def json_text(text: str) -> str:
+    """``text`` as valid Unicode. A file name that is not UTF-8 reaches Python
+    with its bad bytes as lone surrogates (``bad\\udcffname.png``), which
+    strict JSON readers refuse or garble; those bytes are written as
+    ``\\xff`` escapes instead (``bad\\xffname.png``, as ``ls --quoting-style=escape``
+    and Python's ``backslashreplace`` show them): readable, valid, and the
+    rest of the name intact. (A name that really holds a backslash and "xff"
+    looks the same: names this odd are rare, and each line still says which
+    file it is.)"""
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a surrogate no file name decodes to: escape it as it is
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return raw.decode("utf-8", "backslashreplace")
 
 
 def _rate_and_eta(count: int, total: int, seconds: float) -> tuple[float, float]:

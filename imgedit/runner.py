@@ -31,6 +31,8 @@ from imgedit.journal_keys import JournalKeys
 from imgedit.masks import MaskOptions
 from imgedit.output_plan import JournalsRead, RealPaths, journal_folder, plan_outputs, remove_stale_temps
 from imgedit.pipeline import BuiltPipeline, Pipeline
+from imgedit.process_tuning import usable_cpus
+from imgedit.progress import json_text
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -135,8 +137,8 @@ class Summary:
         return max(0, self.planned - len(self.results)) if self.planned is not None else 0
 
     def as_dict(self) -> dict[str, Any]:
-        """The summary for ``--json``: every string valid Unicode (see :func:`_json_text`)."""
-        text = _json_text
+        """The summary for ``--json``: every string valid Unicode (see :func:`imgedit.progress.json_text`)."""
+        text = json_text
         return {
             "done": len(self.done),
             "skipped": len(self.skipped),
@@ -153,22 +155,6 @@ class Summary:
             "failures": [{"input": text(str(r.source)), "error": r.error and text(r.error)} for r in self.failed],
             "unreadable_folders": [text(str(folder)) for folder in self.unreadable],
         }
-
-
-def _json_text(text: str) -> str:
-    """``text`` as valid Unicode. A file name that is not UTF-8 reaches Python
-    with its bad bytes as lone surrogates (``bad\\udcffname.png``), which
-    strict JSON readers refuse or garble; those bytes are written as
-    ``\\xff`` escapes instead (``bad\\xffname.png``, as ``ls --quoting-style=escape``
-    and Python's ``backslashreplace`` show them): readable, valid, and the
-    rest of the name intact. (A name that really holds a backslash and "xff"
-    looks the same: names this odd are rare, and each line still says which
-    file it is.)"""
-    try:
-        raw = text.encode("utf-8", "surrogateescape")
-    except UnicodeEncodeError:  # a surrogate no file name decodes to: escape it as it is
-        return text.encode("utf-8", "backslashreplace").decode("utf-8")
-    return raw.decode("utf-8", "backslashreplace")
 
 
 # -- the stages ----------------------------------------------------------
@@ -767,7 +753,7 @@ def _stat(path: Path) -> Optional[os.stat_result]:
 
 def default_workers() -> int:
     """I/O threads: enough to keep one compute thread fed."""
-    return max(2, min(8, (os.cpu_count() or 2)))
+    return max(2, min(8, usable_cpus()))
 
 
 def _soft_rim(alpha: "np.ndarray", hole: "np.ndarray") -> "np.ndarray":

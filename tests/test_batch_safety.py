@@ -236,6 +236,19 @@ def test_json_names_a_file_that_is_not_utf8_in_valid_unicode(invoke, tmp_path):
     assert any(name.endswith("bad\\xffname.png") for name in inputs)
 
 
+@pytest.mark.skipif(os.name != "posix", reason="file names are bytes on POSIX only")
+def test_info_json_names_a_file_that_is_not_utf8_in_valid_unicode(invoke, tmp_path):
+    src = photos(tmp_path / "in", [0])
+    shutil.copy(src / "img0.png", os.fsencode(src) + b"/bad\xffname.png")
+    (tmp_path / "in" / "img0.png").unlink()
+    open(os.fsencode(src) + b"/gone\xfe.png", "wb").close()  # an error row names its file too
+    result = invoke("info", f"{src}/*", "--json")
+    assert result.exit_code == 1 and "gone\\xfe.png: is empty" in result.stderr  # escaped as in the JSON
+    rows = json.loads(result.stdout)
+    assert sorted(row["path"].rsplit("/", 1)[1] for row in rows) == ["bad\\xffname.png", "gone\\xfe.png"]
+    assert "gone\\xfe.png" in next(row["error"] for row in rows if "error" in row)
+
+
 def test_an_output_name_too_long_for_the_file_system_fails_that_image_plainly(invoke, tmp_path):
     src = photos(tmp_path / "in", [0, 1], names=["a" * 250 + ".png", "short.png"])  # 254 bytes: a name that fits
     result = invoke("denoise", src, "--method", "nlm", "--sigma", "5", "--json")  # beside it: aaa....denoise.png, 262

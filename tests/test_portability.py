@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from conftest import smooth_rgb
+from conftest import run_imgedit, smooth_rgb
 from PIL import Image
 
 from imgedit import distributed, noise
@@ -262,3 +262,60 @@ def test_the_command_lets_torch_run_what_apples_gpu_lacks_on_the_cpu(monkeypatch
     with pytest.raises(SystemExit):
         entry.main()
     assert os.environ["PYTORCH_ENABLE_MPS_FALLBACK"] == "0"
+
+
+@pytest.mark.skipif(os.name != "posix", reason="file names are bytes on POSIX only")
+def test_a_rerun_in_a_c_locale_finds_what_a_utf8_run_did_and_back(tmp_path):
+    # cron's C locale with PYTHONUTF8=0 decodes "fötö.png" as "f\udcc3\udcb6t...": the journal
+    # keyed it so, and a rerun failed every image ("exists; pass --overwrite")
+    for name in ("fötö.png", "写真.png"):
+        Image.fromarray(smooth_rgb(24, 32)).save(tmp_path / name)
+    c_locale = {"LC_ALL": "C", "LANG": "C", "PYTHONUTF8": "0", "PYTHONIOENCODING": ""}
+    for first, second in ((None, c_locale), (c_locale, None)):
+        out = tmp_path / f"out{first is None}"
+        done = run_imgedit("denoise", "fötö.png", "写真.png", "-o", out, "--sigma", "10", cwd=tmp_path, env=first)
+        assert done.returncode == 0 and "done 2, skipped 0" in done.stderr, done.stderr
+        again = run_imgedit("denoise", "fötö.png", "写真.png", "-o", out, "--sigma", "10", cwd=tmp_path, env=second)
+        assert again.returncode == 0 and "done 0, skipped 2, failed 0" in again.stderr, again.stderr
+
+
+def test_with_no_home_folder_editing_works_and_training_says_what_to_set(tmp_path, monkeypatch):
+    # docker run --user 12345: no HOME and no account entry, so Path.home() raises;
+    # every plugin's verbs went missing ("No such command 'denoise'")
+    from imgedit import models, registry
+    from imgedit_style.catalog import styles as catalog_styles
+
+    def no_home():
+        raise RuntimeError("Could not determine home directory.")
+
+    for name in ("IMGEDIT_HOME", "XDG_DATA_HOME"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(Path, "home", staticmethod(no_home))
+    assert models.user_models() == []
+    registry.reset()
+    try:  # the plugins register as they would anywhere (style's registration lists the user's styles)
+        reg = registry.get_registry()
+        assert {"denoise", "inpaint", "style"} <= set(reg.operation_names())
+        assert "mosaic" in catalog_styles()  # the shipped styles, beside no user styles
+    finally:
+        registry.reset()
+    with pytest.raises(UsageError, match="no home folder .* set IMGEDIT_HOME"):
+        models.user_weights_dir()
+    monkeypatch.setenv("XDG_DATA_HOME", "relative/share")  # the XDG spec: ignored
+    with pytest.raises(UsageError, match="no home folder"):
+        models.user_weights_dir()
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    assert models.user_weights_dir() == tmp_path / "imgedit" / "weights"
+
+
+@pytest.mark.skipif(os.name != "posix", reason="a folder in use cannot be removed on Windows")
+def test_a_current_folder_that_was_deleted_is_one_line_not_a_library_crash(tmp_path):
+    # torch's MKL could not load ("Intel oneMKL FATAL ERROR"), exit 2 as if a usage error
+    import subprocess
+
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    result = subprocess.run(["sh", "-c", 'cd "$1" && rmdir "$1" && exec "$2" -m imgedit denoise x.png', "sh",
+                             str(gone), sys.executable], capture_output=True, text=True)
+    assert result.returncode == 1
+    assert result.stderr == "Error: the current folder no longer exists (it was deleted or moved): cd into one that does\n"

@@ -1,4 +1,5 @@
-"""Process-wide batch settings: OpenMP wait policy and glibc's malloc thresholds."""
+"""Process-wide batch settings: OpenMP wait policy, glibc's malloc thresholds,
+and the CPUs a container's quota leaves."""
 
 import os
 import subprocess
@@ -8,7 +9,8 @@ import textwrap
 import pytest
 import torch
 
-from imgedit.process_tuning import let_idle_compute_threads_sleep, reuse_freed_memory
+from imgedit import process_tuning
+from imgedit.process_tuning import cpu_quota, let_idle_compute_threads_sleep, usable_cpus
 
 
 def test_idle_compute_threads_sleep_unless_the_user_says_otherwise(monkeypatch):
@@ -137,3 +139,48 @@ def test_reuse_freed_memory_leaves_malloc_alone_where_it_should(monkeypatch):
 
     monkeypatch.setattr(ctypes, "CDLL", no_c_library)
     assert tuning.reuse_freed_memory() is False
+
+
+@pytest.mark.parametrize("files, cpus", [
+    ({"cpu.max": "200000 100000\n"}, 2.0),  # docker run --cpus 2, cgroup v2
+    ({"cpu.max": "150000 100000\n"}, 1.5),
+    ({"cpu.max": "max 100000\n"}, None),  # no limit
+    ({"cpu/cpu.cfs_quota_us": "50000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 0.5),  # cgroup v1
+    ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, None),
+    ({}, None),  # no cgroup to read (macOS, Windows)
+])
+def test_cpu_quota_is_read_from_cgroup_v2_or_v1(tmp_path, files, cpus):
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text(text)
+    assert cpu_quota(str(tmp_path)) == cpus
+
+
+def test_usable_cpus_are_the_affinity_capped_by_the_quota(monkeypatch):
+    # os.cpu_count() is the host's: 64 in a container given 2 CPUs
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
+    monkeypatch.setattr(process_tuning, "cpu_quota", lambda: None)
+    assert usable_cpus() == 8
+    monkeypatch.setattr(process_tuning, "cpu_quota", lambda: 1.5)
+    assert usable_cpus() == 2
+    monkeypatch.setattr(process_tuning, "cpu_quota", lambda: 0.1)
+    assert usable_cpus() == 1
+
+
+def test_the_compute_pool_fits_a_cpu_quota_unless_the_user_set_it(monkeypatch):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(64)), raising=False)
+    monkeypatch.setattr(process_tuning, "cpu_quota", lambda: 2.0)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    process_tuning.fit_threads_to_cpu_quota()  # torch is imported already: too late to matter
+    assert "OMP_NUM_THREADS" not in os.environ
+    monkeypatch.delitem(sys.modules, "torch")
+    process_tuning.fit_threads_to_cpu_quota()
+    assert os.environ["OMP_NUM_THREADS"] == "2"
+    monkeypatch.setenv("OMP_NUM_THREADS", "5")
+    process_tuning.fit_threads_to_cpu_quota()
+    assert os.environ["OMP_NUM_THREADS"] == "5"
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    for quota in (None, 64.0):  # no quota, or none below the cores: torch's own choice stands
+        monkeypatch.setattr(process_tuning, "cpu_quota", lambda: quota)
+        process_tuning.fit_threads_to_cpu_quota()
+        assert "OMP_NUM_THREADS" not in os.environ

@@ -89,7 +89,8 @@ def jpeg(image: torch.Tensor, quality: int) -> torch.Tensor:
     gray = bool(is_gray(image[None])[0])
     pixels = rgb[..., 0] if gray else np.ascontiguousarray(rgb[..., ::-1])  # OpenCV's BGR
     ok, data = cv2.imencode(".jpg", pixels, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
-    assert ok
+    if not ok:  # not an assert: python -O would go on to decode nothing
+        raise RuntimeError(f"OpenCV could not encode a {pixels.shape} patch as JPEG quality {quality}")
     out = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     out = np.repeat(out[..., None], 3, axis=2) if gray else out[..., ::-1]
     return torch.from_numpy(np.ascontiguousarray(out)).permute(2, 0, 1).float() / 255.0
