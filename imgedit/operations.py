@@ -146,19 +146,27 @@ class Param:
             return f"type {getattr(self.type, '__name__', repr(self.type))} is not one of int, float, str, bool"
         if self.minimum is not None and self.maximum is not None and self.minimum > self.maximum:
             return f"minimum {self.minimum} is above maximum {self.maximum}, so every value is refused"
+        wrong = [c for c in self.choices or () if not self._of_type(c)]
+        if wrong:  # ("1", "2") for an int: every value the user gives would be refused
+            return f"choice {wrong[0]!r} is not {self.type.__name__}"
         return self._default_problem()
+
+    def _of_type(self, value: Any) -> bool:
+        """Whether ``value`` is already of this parameter's type (an int for a float too; a bool is no number)."""
+        if self.type is float:
+            return isinstance(value, (int, float)) and not isinstance(value, bool)
+        return isinstance(value, self.type) and (self.type is bool or not isinstance(value, bool))
 
     def _default_problem(self) -> str:
         if self.default is None or self.type is str and self.default == "":
             return ""  # "not given": create decides (a seed of None, weights of "" for the shipped ones)
         if self.allow_auto and self.default == "auto":
             return ""
-        try:
-            value = self._convert(self.default)
-        except (TypeError, ValueError):
+        if not self._of_type(self.default):  # create() gets the default as written: "false" would be true
             return f"default {self.default!r} is not {self.type.__name__}"
+        value = self.default
         if self.choices is not None and value not in self.choices:
-            return f"default {value!r} is not one of its choices ({', '.join(map(str, self.choices))})"
+            return f"default {value!r} is not one of its choices ({', '.join(map(repr, self.choices))})"
         if isinstance(value, (int, float)) and not self._in_range(value):
             return f"default {value!r} is outside [{self.minimum}, {self.maximum}]"
         return ""

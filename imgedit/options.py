@@ -18,6 +18,7 @@ from imgedit.atomic import name_too_long
 from imgedit.latents import MAX_SEED
 from imgedit.masks import MAX_DILATE
 from imgedit.operations import Param
+from imgedit.process_tuning import usable_cpus
 
 
 class FiniteFloat(click.FloatRange):
@@ -35,7 +36,7 @@ class FiniteFloat(click.FloatRange):
 # exit 2): a number past a C long otherwise reaches torch, numpy or OpenCV
 # as an overflow error or a page of C++ stack frames.
 MAX_THREADS = 1024  # a thread per core of the largest machines; more only take turns
-MAX_NPROC = os.cpu_count() or 1  # each process is a whole trainer: past one per core they only take turns
+MAX_NPROC = usable_cpus()  # each process is a whole trainer: past one per core they only take turns
 MAX_BATCH = 4096  # images in one global batch: far past what these small networks gain from, or one step holds
 MAX_SIDE = 8192  # px on a side: an image of 8192 x 8192 is 67 MP, held at once as floats
 MAX_COUNT = 10**9  # images, pairs or steps: more than a folder holds or years of training
@@ -280,11 +281,12 @@ class _OptionType(click.ParamType):
     def __init__(self, param: Param):
         self.auto = param.allow_auto
         low, high = _bounds(param)
+        self.numbers = param.choices if param.type in (int, float) else None  # text choices: click's Choice
         if param.type is str:
             self.base = self.inner = click.Choice([str(c) for c in param.choices]) if param.choices else click.STRING
         elif param.type is int:
             self.base, self.inner = click.INT, click.IntRange(low, high)
-        else:  # float; numeric choices are left to Param.parse
+        else:
             self.base, self.inner = click.FLOAT, FiniteFloat(low, high)
         self.name = self.inner.name
 
@@ -296,9 +298,16 @@ class _OptionType(click.ParamType):
                 self.base.convert(value, param, ctx)
             except click.BadParameter:
                 self.fail(f"{value!r} is not a valid {self.base.name} or 'auto'.", param, ctx)
-        return self.inner.convert(value, param, ctx)
+        number = self.inner.convert(value, param, ctx)
+        if self.numbers is not None and number not in self.numbers:  # as click's Choice words it
+            self.fail(f"{value!r} is not one of {', '.join(repr(str(c)) for c in self.numbers)}.", param, ctx)
+        return number
 
     def shell_complete(self, ctx: Any, param: Any, incomplete: str) -> Any:
+        if self.numbers is not None:
+            from click.shell_completion import CompletionItem
+
+            return [CompletionItem(str(c)) for c in self.numbers if str(c).startswith(incomplete)]
         return self.inner.shell_complete(ctx, param, incomplete)  # a Choice's choices
 
 

@@ -2,13 +2,33 @@
 the JSON-lines log, checkpoints (every ``checkpoint_every`` steps, at the end,
 on Ctrl-C and on SIGTERM), the checkpoint state of a run, and a progress bar.
 
-A trainer is any object with ``cfg`` (``steps``, ``val_every``,
-``checkpoint_every``; ``to_dict()`` for :func:`run_state`; ``lr``,
-``warmup``, ``min_lr_ratio`` for :func:`learning_rate`), ``step``,
-``elapsed``, ``history``, ``commands``, ``generator`` (the run's
-``torch.Generator``: all its randomness), ``train_step() -> metrics``,
-``validate()`` and ``state() -> dict``. ``validate()`` returns a dict of
-metrics to log, or a number (logged as ``val_psnr``), or None.
+A trainer (what ``build(cfg)`` returns to :func:`train_or_resume`) is any
+object with:
+
+- ``cfg``: the run's config (below);
+- ``step`` (0 at the start; ``train_step`` adds one), ``elapsed`` (seconds,
+  0.0), ``history`` and ``commands`` (empty lists): :func:`fit` and
+  :func:`train_or_resume` update them, :func:`run_state` saves them;
+- ``generator``: the run's ``torch.Generator``, all its random draws;
+- ``train_step() -> metrics``: one optimisation step, advancing ``step`` by
+  one; a dict of floats (a loss that is not finite ends the run);
+- ``validate()``: a dict of metrics to log, or a number (logged as
+  ``val_psnr``), or None; run every ``val_every`` steps and at the end;
+- ``state() -> dict``: its checkpoint, :func:`run_state` plus whatever else
+  it needs;
+- ``load_state(state)``: restore a checkpoint (:func:`load_run_state`),
+  called on ``--resume`` after ``build``;
+- ``device``, where :func:`training_summary` is used (it records it); and
+  optionally ``data_licence`` (:func:`train_or_resume`).
+
+Its config has ``steps``, ``batch`` (checked to split over ``--nproc``
+processes), ``val_every``, ``checkpoint_every``, ``to_dict()`` (JSON-able:
+checkpoints and model cards keep it) and a classmethod ``from_dict(d)``
+that rebuilds it from ``to_dict()``'s output, giving a field the dict lacks
+its default (a resumed run's config is the checkpoint's); ``lr``,
+``warmup`` and ``min_lr_ratio`` for :func:`learning_rate`; ``precision``
+where the verb has ``--precision`` (a resumed run takes it and ``steps``
+from its command line); optionally ``OPTION_FIELDS`` (:func:`typed_settings`).
 """
 
 from __future__ import annotations

@@ -376,6 +376,25 @@ def test_the_console_script_guards_from_its_first_import():
     assert loaded == "[]"
 
 
+def test_numeric_choices_complete_and_are_checked_by_the_option():
+    # a plugin's Param("levels", int, 4, choices=(2, 4, 8)) completed nothing on Tab, and a
+    # wrong value was refused by the stage, not as click words an option's bad value
+    import click
+
+    from imgedit.operations import Param
+    from imgedit.options import _OptionType
+
+    levels = _OptionType(Param("levels", int, 4, choices=(2, 4, 8)))
+    assert [item.value for item in levels.shell_complete(None, None, "")] == ["2", "4", "8"]
+    assert [item.value for item in levels.shell_complete(None, None, "4")] == ["4"]
+    assert levels.convert("8", None, None) == 8
+    with pytest.raises(click.BadParameter, match="'3' is not one of '2', '4', '8'"):
+        levels.convert("3", None, None)
+    strength = _OptionType(Param("strength", float, 0.5, choices=(0.5, 1.0)))
+    assert strength.convert("1", None, None) == 1.0
+    assert [item.value for item in strength.shell_complete(None, None, "")] == ["0.5", "1.0"]
+
+
 def test_tab_completion_completes_verbs_options_and_choices():
     # the README's eval "$(_IMGEDIT_COMPLETE=bash_source imgedit)" line
     from conftest import run_imgedit

@@ -8,7 +8,10 @@ import os
 import re
 import subprocess
 import sys
-import tomllib
+try:
+    import tomllib
+except ImportError:  # Python < 3.11
+    import tomli as tomllib
 from pathlib import Path
 
 import pytest
@@ -91,6 +94,13 @@ def test_template_does_not_depend_on_the_unrelated_pypi_imgedit():
     ((Param("size", int, 3), Param("size", int, 4)), "parameter 'size' is declared twice"),
     ((Param("points", list, []),), "parameter 'points': type list is not one of int, float, str, bool"),
     ((Param("count", int, 2.5),), "parameter 'count': default 2.5 is not int"),
+    # a default as text reached create() as written: "false" is true
+    ((Param("flip", bool, "false"),), "parameter 'flip': default 'false' is not bool"),
+    ((Param("count", int, "3"),), "parameter 'count': default '3' is not int"),
+    ((Param("count", int, True),), "parameter 'count': default True is not int"),
+    # choices of another type: every value refused ("must be one of 1, 2; got 1")
+    ((Param("count", int, None, choices=("1", "2")),), "parameter 'count': choice '1' is not int"),
+    ((Param("mode", str, "a", choices=("a", 2)),), "parameter 'mode': choice 2 is not str"),
 ])
 def test_impossible_param_declaration_leaves_the_operation_out(test_plugin, params, wrong):
     test_plugin("bad_params", register_operations=lambda register: register(_identity_op(params=params)))
