@@ -61,6 +61,20 @@ def _weights_mb(pipeline: Pipeline) -> float:
     return total / 2**20
 
 
+def _build_problems(pipeline: Pipeline, options: RunOptions) -> list[str]:
+    """What would stop the run at its first image: the stages' models, loaded
+    as the run loads them (a file missing or not verifying, a plugin's
+    ``create`` failing). A few MB each; called after the memory estimate,
+    which counts the weights apart."""
+    from imgedit.errors import ImgeditError
+
+    try:
+        pipeline.build(options.device, options.precision)
+    except ImgeditError as exc:
+        return [str(exc)]
+    return []
+
+
 def _already_done(items: list[InputFile], outputs: list, pipeline: Pipeline, options: RunOptions,
                   journals: Optional[JournalsRead]) -> int:
     folder = journal_folder(items, options)
@@ -144,4 +158,5 @@ def describe_plan(pipeline: Pipeline, items: list[InputFile], options: RunOption
         "largest_image_mp": round(largest, 2),
         "stages": stages,
         "peak_memory_estimate_mb": round(peak),
+        "problems": _build_problems(pipeline, options),
     }

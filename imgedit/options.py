@@ -121,7 +121,7 @@ COMMON_OPTIONS: list[Callable] = [
                  help="Leave out the images that failed last time for their own content (corrupt, not an image) "
                       "and have not changed since: a corrupt file does not fail every nightly run."),
     click.option("--fsync", is_flag=True, help="Flush every output to disk before moving on (survives a power cut; slower)."),
-    click.option("--dry-run", is_flag=True, help="Print the plan and exit without touching an image."),
+    click.option("--dry-run", is_flag=True, help="Print the plan and exit without touching an image; the models are loaded, so one that would stop the run (missing, not verifying) fails it (exit 1)."),
     click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
                  help="Run here, or on a Ray cluster (pip install 'ray[data]>=2.9')."),
     click.option("--ray-address", envvar="IMGEDIT_RAY_ADDRESS",

@@ -115,7 +115,8 @@ class Progress:
 
     def report(self, result: Any) -> None:
         self.count += 1
-        if result.error and self.total > 1:  # a single input's failure is the final error line
+        # a single input's failure, and a model that would not load, are said in the final error line
+        if result.error and self.total > 1 and not result.unbuildable:
             say(f"failed: {result.error}", self.bar)
         elif self.verbose and self.total > 1:
             say(_result_line(result), self.bar)

@@ -82,6 +82,7 @@ class FileResult:
     note: str = ""
     needs_overwrite: bool = False  # failed only because the output exists and is not this run's to replace
     bad_file: bool = False  # failed for the file's own content (corrupt, not an image): so until it changes
+    unbuildable: bool = False  # failed because the pipeline could not be built: the run's error, not this image's
     earlier_error: Optional[str] = None  # skipped by --skip-failed: the error its earlier run recorded
     panels: int = 1  # results side by side in the output (inpaint --samples K)
     details: list = field(default_factory=list)  # what the stages said of this image ("sigma 12.3 estimated")
@@ -381,8 +382,13 @@ class _Batch:
         """Runs in the calling thread: the pipeline itself, nothing else."""
         if work.image is not None:
             with _catch(work):
-                work.image = self.built.apply(work.image, work.mask, tile=self.options.tile, on_tile=self.on_tile,
-                                              notes=work.result.details)
+                try:
+                    built = self.built
+                except Exception:
+                    work.result.unbuildable = True
+                    raise
+                work.image = built.apply(work.image, work.mask, tile=self.options.tile, on_tile=self.on_tile,
+                                         notes=work.result.details)
         return work
 
     def _result_picture(self, work: _Work) -> Any:
@@ -496,7 +502,8 @@ class _Batch:
             with _catch(work):
                 self._write(work, self._result_picture(work))
         work.picture = work.hole = work.image = work.mask = None  # free the pixels now
-        if work.result.status == "failed" and self.journal is not None and work.key and not self._others(work):
+        if work.result.status == "failed" and self.journal is not None and work.key and not self._others(work) \
+                and not work.result.unbuildable:  # a model that would not load is not this image's failure
             self.journal.record(work.dst, work.key, "failed", error=work.result.error,
                                 **({"bad_file": True} if work.result.bad_file else {}))
         return work

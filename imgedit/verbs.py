@@ -20,7 +20,7 @@ from typing import Any, Callable, Optional, Sequence
 
 import click
 
-from imgedit.errors import BatchError, ImgeditError, Interrupted, UsageError
+from imgedit.errors import BatchError, ImgeditError, Interrupted, UsageError, WeightsError
 from imgedit.eval_report import check_overwrite, check_record, check_sheet, echo_report, sheet_option
 from imgedit.operations import Param
 from imgedit.options import (COMMON_OPTIONS, COUNT, MASK_OPTIONS, MAX_BATCH, MAX_COUNT, MAX_LR, MAX_NPROC, MAX_SIDE,
@@ -245,7 +245,13 @@ def _print_plan(pipeline: Any, items: list, options: Any, as_json: bool, journal
     plan = describe_plan(pipeline, items, options, journals)
     if as_json:
         click.echo(json.dumps(plan, indent=2))
-        return
+    else:
+        _print_plan_text(plan)
+    if plan["problems"]:  # the run would stop at its first image: a dry run that passed would say otherwise
+        raise WeightsError("; ".join(plan["problems"]))
+
+
+def _print_plan_text(plan: dict) -> None:
     click.echo(f"{plan['inputs']} input{'' if plan['inputs'] == 1 else 's'} ({plan['already_done']} already done), first output {plan['first_output']}")
     for number, stage in enumerate(plan["stages"], 1):
         # a parameter left empty (weights=: the shipped model) says nothing; --json keeps every one
@@ -258,6 +264,8 @@ def _print_plan(pipeline: Any, items: list, options: Any, as_json: bool, journal
         f"journal: {plan['journal'] or 'none'}; workers {plan['workers']}, queue depth {plan['queue_depth']}; "
         f"largest image {plan['largest_image_mp']} MP; peak memory about {plan['peak_memory_estimate_mb']} MB"
     )
+
+
 def _print_summary(summary: Any, quiet: bool, as_json: bool, planned: int, notes: Sequence[str] = (),
                    batch: bool = False) -> None:
     """The run's summary line (a batch's: several images, or a folder's,
@@ -269,7 +277,7 @@ def _print_summary(summary: Any, quiet: bool, as_json: bool, planned: int, notes
             summary.error = str(stopped)
         click.echo(json.dumps(summary.as_dict(), indent=2))
     failed, total = len(summary.failed), len(summary.results)
-    if (total > 1 or batch and total) and not quiet and not as_json:
+    if (total > 1 or batch and total) and not quiet and not as_json and stopped is None:
         unread, before = len(summary.unreadable), len(summary.failed_before)
         say(f"done {len(summary.done)}, skipped {len(summary.skipped)}"
             + (f" ({before} that failed before, unchanged)" if before else "") + f", failed {failed}"

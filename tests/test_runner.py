@@ -314,6 +314,24 @@ def test_dry_run_touches_nothing(invoke, folder, tmp_path):
     assert plan["stages"][0]["params"]["weights"] == ""  # not given: said in JSON, left out of the line
 
 
+def test_a_dry_run_fails_on_a_model_that_would_stop_the_run(invoke, folder, tmp_path, monkeypatch):
+    # it printed a plan and exit 0; the run then stopped at its first image
+    import shutil
+
+    from imgedit.models import shipped_weights_dir
+
+    weights = shutil.copytree(shipped_weights_dir(), tmp_path / "weights")
+    with open(weights / "imgedit_vae" / "denoise-vae.safetensors", "ab") as fh:
+        fh.write(b"x")  # no longer the file its card names
+    monkeypatch.setenv("IMGEDIT_WEIGHTS", str(weights))
+    result = invoke("denoise", folder, "--sigma", "5", "-o", tmp_path / "out", "--dry-run", "--json")
+    plan = json.loads(result.stdout)
+    assert result.exit_code == 1 and plan["inputs"] == 3 and "sha256 mismatch" in plan["problems"][0]
+    assert result.stderr.strip() == f"Error: {plan['problems'][0]}" and not (tmp_path / "out").exists()
+    fine = invoke("denoise", folder, "--sigma", "5", "--method", "nlm", "-o", tmp_path / "out", "--dry-run", "--json")
+    assert fine.exit_code == 0 and json.loads(fine.stdout)["problems"] == []  # nlm needs no model
+
+
 def test_dry_run_memory_estimate_counts_the_process_the_queue_and_the_working_size(invoke, tmp_path):
     from imgedit.dryrun import BYTES_PER_PIXEL, _process_mb
 
@@ -477,13 +495,14 @@ def test_mask_folder_paired_by_relative_path(invoke, folder, tmp_path):
 
 def test_progress_prints_plain_lines_off_a_terminal(capsys, monkeypatch):
     # a log file or a pipe gets periodic "count/total, rate, ETA" lines, and each failure, but no bar
-    from types import SimpleNamespace
+    from pathlib import Path
 
+    from imgedit.runner import FileResult
     from imgedit.verbs import Progress
 
     monkeypatch.setattr(Progress, "interval", 0.0)
-    ok = SimpleNamespace(error=None, status="done", note=None, output="out/a.png")
-    bad = SimpleNamespace(error="in/b.png: corrupt or truncated image", status="failed", note=None, output=None)
+    ok = FileResult(Path("in/a.png"), output=Path("out/a.png"))
+    bad = FileResult(Path("in/b.png"), status="failed", error="in/b.png: corrupt or truncated image")
     with Progress(3, quiet=False) as report:
         report(ok)
         report(bad)
@@ -919,6 +938,10 @@ def test_a_model_that_will_not_load_is_one_error_without_per_image_advice(invoke
     last = result.stderr.strip().splitlines()[-1]
     assert result.exit_code == 1 and "denoise-vae" in last and last.endswith("no image was processed")
     assert "--fail-fast" not in result.stderr and "not attempted" not in result.stderr
+    # said once: not also as the first image's failure, in its list and in a summary of "failed 1"
+    assert result.stderr.count("missing file") == 1 and "failed" not in result.stderr, result.stderr
+    journal = tmp_path / "out" / ".imgedit-journal.jsonl"
+    assert not journal.exists() or '"failed"' not in journal.read_text()  # not that image's failure
 
 
 def test_reduced_precision_is_part_of_the_recipe(invoke, folder, tmp_path):
