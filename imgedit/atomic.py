@@ -167,7 +167,10 @@ def atomic_file(dest: Path, overwrite: bool = True, durable: bool = True) -> Ite
     dest = Path(dest)
     mode = _replaced_mode(dest)
     stem = temp_stem(dest.name, name_max(dest.parent))
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{stem}.", suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{stem}.", suffix=".tmp")
+    except OSError as exc:  # "Permission denied: '.photo.png.k2j4z1.tmp'" names a file the user never asked for
+        raise type(exc)(exc.errno, exc.strerror, str(dest)) from None
     try:
         with os.fdopen(fd, "wb") as handle:
             yield handle

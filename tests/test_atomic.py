@@ -129,3 +129,23 @@ def test_a_durable_write_asks_macos_for_a_full_flush(tmp_path, monkeypatch):
     monkeypatch.setattr(atomic, "fcntl", None)  # Windows
     atomic.flush_to_disk(8)
     assert fsynced == [7, 8]
+
+
+def test_a_folder_that_refuses_the_temporary_names_the_file_asked_for(tmp_path, monkeypatch, invoke):
+    # a read-only output folder said "Permission denied: '.../.small.denoise.png.uar3imet.tmp'"
+    import tempfile
+
+    from conftest import smooth_rgb
+    from PIL import Image
+
+    def refused(dir, prefix, suffix):
+        raise PermissionError(13, "Permission denied", os.path.join(dir, prefix + "uar3imet" + suffix))
+
+    monkeypatch.setattr(tempfile, "mkstemp", refused)
+    with pytest.raises(PermissionError) as error:
+        write_bytes_atomic(tmp_path / "out.png", b"x")
+    assert error.value.filename == str(tmp_path / "out.png") and error.value.errno == 13
+    Image.fromarray(smooth_rgb(16, 16)).save(tmp_path / "small.png")
+    result = invoke("denoise", tmp_path / "small.png", "--method", "nlm", "--sigma", "5")
+    assert result.exit_code == 1 and ".tmp" not in result.stderr
+    assert f"Permission denied: '{tmp_path / 'small.denoise.png'}'" in result.stderr, result.stderr
