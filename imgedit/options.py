@@ -32,6 +32,20 @@ class FiniteFloat(click.FloatRange):
         return number
 
 
+def _suggested(suggest: Callable[[], Iterable[str]]) -> Callable:
+    """A click completer offering ``suggest()``'s values that start with what is typed."""
+    def complete(ctx: Any, option: Any, incomplete: str) -> list[str]:
+        try:
+            return [value for value in suggest() if value.startswith(incomplete)]
+        except Exception:  # noqa: BLE001 - a broken suggestion must not break the shell's Tab
+            return []
+
+    return complete
+
+
+#: What Tab offers for --device: fixed, since asking torch which GPUs there are takes seconds.
+DEVICE_WORDS = ("auto", "cpu", "cuda", "mps")
+
 # Upper bounds of the whole-number options, checked by click (a usage error,
 # exit 2): a number past a C long otherwise reaches torch, numpy or OpenCV
 # as an overflow error or a page of C++ stack frames.
@@ -98,7 +112,8 @@ COMMON_OPTIONS: list[Callable] = [
     click.option("-o", "--output", type=CheckedPath(), help="Output file (one input) or folder."),
     click.option("-r", "--recursive", is_flag=True, help="Recurse into sub-folders."),
     click.option("--name", "name_template", help="Output name template, e.g. '{stem}.{op}.{ext}'."),
-    click.option("--device", envvar="IMGEDIT_DEVICE", help="auto, cpu, cuda, cuda:N or mps (default: IMGEDIT_DEVICE, else auto)."),
+    click.option("--device", envvar="IMGEDIT_DEVICE", shell_complete=_suggested(lambda: DEVICE_WORDS),
+                 help="auto, cpu, cuda, cuda:N or mps (default: IMGEDIT_DEVICE, else auto)."),
     click.option(
         "--precision", type=click.Choice(["auto", "fp32", "fp16", "bf16"]), default="auto", show_default=True,
         help="auto: fp16/bf16 on a GPU where the operation allows it, fp32 on the CPU; bf16 on a CPU with "
@@ -136,7 +151,7 @@ COMMON_OPTIONS: list[Callable] = [
 def device_option() -> Callable:
     """``--device`` for the verbs that are not image verbs (sample,
     interpolate, train, eval): ``IMGEDIT_DEVICE`` applies to them too."""
-    return click.option("--device", envvar="IMGEDIT_DEVICE", default="auto",
+    return click.option("--device", envvar="IMGEDIT_DEVICE", default="auto", shell_complete=_suggested(lambda: DEVICE_WORDS),
                         help="auto, cpu, cuda, cuda:N or mps (default: IMGEDIT_DEVICE, else auto).")
 
 
@@ -218,17 +233,6 @@ def latent_model_option(default: str) -> Callable:
     return click.option("--model", default=default, show_default=True, shell_complete=_suggested(latent_model_names),
                         help="A latent model's name ('imgedit plugins' lists them) or its .safetensors file "
                              "(from 'imgedit train gan' or 'imgedit train interp-vae', say).")
-
-
-def _suggested(suggest: Callable[[], Iterable[str]]) -> Callable:
-    """A click completer offering ``suggest()``'s values that start with what is typed."""
-    def complete(ctx: Any, option: Any, incomplete: str) -> list[str]:
-        try:
-            return [value for value in suggest() if value.startswith(incomplete)]
-        except Exception:  # noqa: BLE001 - a broken suggestion must not break the shell's Tab
-            return []
-
-    return complete
 
 
 #: A parameter's type as click names its own options' (INTEGER, TEXT), not as Python does (INT, STR).

@@ -410,6 +410,8 @@ def test_tab_completion_completes_verbs_options_and_choices():
     assert complete("imgedit denoise --method ") == ["vae", "nlm"]
     assert complete("imgedit style --style m") == ["mosaic"]  # a Param's suggest=
     assert complete("imgedit sample --model faces64-g") == ["faces64-gan"]  # the latent models
+    assert complete("imgedit denoise --device c") == ["cpu", "cuda"]  # an image verb's
+    assert complete("imgedit train gan --device ") == ["auto", "cpu", "cuda", "mps"]  # and the others'
     from imgedit.options import _suggested
 
     def broken():
