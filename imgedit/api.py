@@ -19,7 +19,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Optional, Union
 
-from imgedit.errors import BatchError, MaskError, ShapeError, UsageError
+from imgedit.errors import BatchError, ImgeditError, MaskError, ShapeError, UsageError
 from imgedit.masks import MaskOptions, parse_box
 from imgedit.pipeline import Pipeline
 from imgedit.output_plan import JournalsRead, leave_out_own_outputs
@@ -176,7 +176,9 @@ def run(
         ``device`` or ``precision`` that is not available; WeightsError: a
         model's weights are missing or do not verify; PluginError: a stage
         failed on an error that is not imgedit's own (a plugin's bug), naming
-        the stage and its plugin; BatchError: some files failed, or an
+        the stage and its plugin (in a run over paths, a stage that could
+        not start is raised so, with the summary on it as ``.summary``: no
+        image was processed); BatchError: some files failed, or an
         input folder could not be read and its images were left out (the
         summary is on the exception as ``.summary``); KeyboardInterrupt:
         Ctrl-C (SIGINT) stopped a run over paths, after the writes in flight
@@ -208,6 +210,9 @@ def run(
         stopped = KeyboardInterrupt()
         stopped.summary = summary  # type: ignore[attr-defined]
         raise stopped
+    if isinstance(summary.build_error, ImgeditError):  # a model that would not load: no image was processed
+        summary.build_error.summary = summary  # type: ignore[attr-defined]
+        raise summary.build_error
     if summary.failed or summary.unreadable:
         error = BatchError(f"{len(summary.failed)} of {len(summary.results)} images failed: {summary.failed[0].error}"
                            if summary.failed else summary.unreadable_note())

@@ -25,7 +25,7 @@ import os
 from typing import Any, Callable, Sequence
 
 from imgedit.errors import UsageError
-from imgedit.process_tuning import usable_cpus
+from imgedit.process_tuning import threads_fitted_to_quota, usable_cpus
 
 __all__ = [
     "TORCHRUN_ENV",
@@ -200,6 +200,17 @@ def average(metrics: dict) -> dict:
     return {**metrics, **{k: v / world() for k, v in zip(keys, values.tolist())}}
 
 
+def _share_threads(nproc: int) -> None:
+    """Each of ``nproc`` processes computes on its share of the CPUs (no
+    oversubscription), unless the user set OMP_NUM_THREADS; the count the
+    command set for one process under a CPU quota is shared out too."""
+    threads = str(max(1, usable_cpus() // nproc))
+    if threads_fitted_to_quota():
+        os.environ["OMP_NUM_THREADS"] = threads
+    else:
+        os.environ.setdefault("OMP_NUM_THREADS", threads)
+
+
 def relaunch(nproc: int, argv: Sequence[str]) -> int:
     """Run ``imgedit ARGV`` in ``nproc`` processes under torchrun on this
     machine (its elastic agent, in this process); returns the exit status:
@@ -211,7 +222,7 @@ def relaunch(nproc: int, argv: Sequence[str]) -> int:
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import main as torchrun
 
-    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, usable_cpus() // nproc)))  # no oversubscription
+    _share_threads(nproc)
     for name in list(logging.root.manager.loggerDict):  # the agent's chatter is not the user's: each process
         if name.startswith("torch.distributed.elastic"):  # reports its own errors
             logging.getLogger(name).setLevel(logging.CRITICAL)

@@ -61,18 +61,19 @@ def _weights_mb(pipeline: Pipeline) -> float:
     return total / 2**20
 
 
-def _build_problems(pipeline: Pipeline, options: RunOptions) -> list[str]:
-    """What would stop the run at its first image: the stages' models, loaded
-    as the run loads them (a file missing or not verifying, a plugin's
-    ``create`` failing). A few MB each; called after the memory estimate,
-    which counts the weights apart."""
+def build_problem(pipeline: Pipeline, options: RunOptions) -> Optional[Exception]:
+    """What would stop the run at its first image, as the run would raise
+    it: the stages built as the run builds them (their models loaded: a file
+    missing or not verifying, a plugin's ``create`` failing), or None. Costs
+    what the run's own start does (weights read, a GPU's context made);
+    called after the memory estimate, which counts the weights apart."""
     from imgedit.errors import ImgeditError
 
     try:
         pipeline.build(options.device, options.precision)
     except ImgeditError as exc:
-        return [str(exc)]
-    return []
+        return exc
+    return None
 
 
 def _already_done(items: list[InputFile], outputs: list, pipeline: Pipeline, options: RunOptions,
@@ -158,5 +159,4 @@ def describe_plan(pipeline: Pipeline, items: list[InputFile], options: RunOption
         "largest_image_mp": round(largest, 2),
         "stages": stages,
         "peak_memory_estimate_mb": round(peak),
-        "problems": _build_problems(pipeline, options),
     }

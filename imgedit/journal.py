@@ -122,6 +122,11 @@ class Source:
     stat: Optional[tuple[int, int, int]] = field(default=None, compare=False)
     recorded: Optional[float] = field(default=None, compare=False)
 
+    @classmethod
+    def of_file(cls, path: str, digest: str, stat: Optional[tuple[int, int, int]] = None) -> "Source":
+        """The source of a file read now: its path as the journal names it in any locale (see :func:`_as_utf8`)."""
+        return cls(_as_utf8(path), digest, stat)
+
     def fields(self) -> dict[str, Any]:
         """As a record's fields."""
         return {"src": self.path, "src_sha256": self.digest, **({"src_stat": list(self.stat)} if self.stat else {})}
@@ -199,7 +204,7 @@ class Journal:
         where the file's mtime lies within :data:`RACY_SECONDS` of the record,
         so that an edit in the same tick of a coarse clock is not missed."""
         source = self.sources.get(self._name(dst))
-        if source is None or source.stat is None or source.recorded is None or source.path != path:
+        if source is None or source.stat is None or source.recorded is None or source.path != _as_utf8(path):
             return None
         if source.stat != stat_key(info) or info.st_mtime_ns / 1e9 > source.recorded - RACY_SECONDS:
             return None

@@ -111,8 +111,18 @@ def fit_threads_to_cpu_quota() -> None:
     the cores, so a container limited to 2 CPUs on a 64-core host would run
     32 threads taking turns in 2 CPUs' time. Works only before torch is
     imported; a user's own OMP_NUM_THREADS (and ``--threads``) win."""
+    global _FITTED
     if "torch" in sys.modules or "OMP_NUM_THREADS" in os.environ:
         return
     cpus = usable_cpus()
     if cpu_quota() is not None and cpus < _allowed_cpus():  # else torch's own choice stands
-        os.environ["OMP_NUM_THREADS"] = str(cpus)
+        os.environ["OMP_NUM_THREADS"], _FITTED = str(cpus), True
+
+
+def threads_fitted_to_quota() -> bool:
+    """Whether :func:`fit_threads_to_cpu_quota` set OMP_NUM_THREADS (not the
+    user): a run in N processes shares those threads out among them."""
+    return _FITTED
+
+
+_FITTED = False

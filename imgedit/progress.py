@@ -116,7 +116,7 @@ class Progress:
     def report(self, result: Any) -> None:
         self.count += 1
         # a single input's failure, and a model that would not load, are said in the final error line
-        if result.error and self.total > 1 and not result.unbuildable:
+        if result.error and self.total > 1 and not getattr(result, "unbuildable", False):  # a plugin's own result
             say(f"failed: {result.error}", self.bar)
         elif self.verbose and self.total > 1:
             say(_result_line(result), self.bar)

@@ -45,7 +45,7 @@ from imgedit.runner import (
 RAY_MISSING = "the Ray engine needs Ray: pip install 'ray[data]>=2.9'"
 PROBE_SECONDS = 10  # for a cluster address to accept a connection and answer
 BATCH_ROWS = 8  # images per actor call: small enough to balance the actors and report progress often
-RESULT_FIELDS = ("status", "error", "exit_code", "note", "needs_overwrite")
+RESULT_FIELDS = ("status", "error", "exit_code", "note", "needs_overwrite", "bad_file", "unbuildable")
 
 
 def import_ray() -> Any:
@@ -124,8 +124,9 @@ def run_files_ray(
     finally:
         if journal is not None:
             journal.release()
-    return Summary(results=[results[i] for i in sorted(results)], seconds=time.perf_counter() - start,
-                   interrupted=interrupted, journal=journal.path if journal else None)
+    done = [results[i] for i in sorted(results)]
+    return Summary(results=done, seconds=time.perf_counter() - start, interrupted=interrupted,
+                   journal=journal.path if journal else None, unbuildable=any(r.unbuildable for r in done))
 
 
 @dataclasses.dataclass

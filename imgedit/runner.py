@@ -95,6 +95,7 @@ class Summary:
     interrupted: bool = False
     journal: Optional[Path] = None
     unbuildable: bool = False  # the pipeline could not be built (a model would not load): no image can be done
+    build_error: Optional[Exception] = None  # why, as raised (the local engine's): the Python API raises it
     unreadable: list[Path] = field(default_factory=list)  # input folders that could not be listed: their images were left out
     planned: Optional[int] = None  # images the run was given: more than its results when it stopped early
     error: Optional[str] = None  # what stopped the run itself (a journal that cannot be written), not one image
@@ -194,6 +195,7 @@ class _Batch:
         self._built = built
         self.on_tile = on_tile
         self.build_failed = False  # then no image can be done: the run stops after the first
+        self.build_error: Optional[Exception] = None
         self._previews_said = False  # camera JPEGs with a preview are said once a run, not per photo
         self._drops_said: set[str] = set()  # and what an output format drops (16 bits, transparency)
         self._lock = threading.Lock()
@@ -204,8 +206,8 @@ class _Batch:
         if self._built is None:  # models load on the first image that needs them
             try:
                 self._built = self.pipeline.build(self.options.device, self.options.precision)
-            except Exception:
-                self.build_failed = True
+            except Exception as exc:
+                self.build_failed, self.build_error = True, exc
                 raise
         return self._built
 
@@ -306,7 +308,7 @@ class _Batch:
         options, journal = self.options, self.journal
         if journal is not None:
             digest = bytes_digest(data)
-            source = Source(self.real(work.item.path), digest, stat_key(info) if info is not None else None)
+            source = Source.of_file(self.real(work.item.path), digest, stat_key(info) if info is not None else None)
             work.key, work.source = self.keys.of(work.item, digest), source
             entry = journal.get(work.dst)
             if options.retry_failed and (entry is None or entry.status != "failed"):
@@ -728,7 +730,7 @@ def run_files(
     finally:
         if journal is not None:
             journal.release()
-    summary.unbuildable = batch.build_failed
+    summary.unbuildable, summary.build_error = batch.build_failed, batch.build_error
     summary.seconds = time.perf_counter() - start
     return summary
 
@@ -747,7 +749,7 @@ def done_unread(journal: Journal, keys: JournalKeys, item: InputFile, dst: Path,
     if digest is None:
         return None
     key = keys.of(item, digest)
-    return (key, Source(path, digest, stat_key(info))) if journal.is_done(dst, key) else None
+    return (key, Source.of_file(path, digest, stat_key(info))) if journal.is_done(dst, key) else None
 
 
 def _stat(path: Path) -> Optional[os.stat_result]:

@@ -20,7 +20,7 @@ from typing import Any, Callable, Optional, Sequence
 
 import click
 
-from imgedit.errors import BatchError, ImgeditError, Interrupted, UsageError, WeightsError
+from imgedit.errors import BatchError, ImgeditError, Interrupted, UsageError
 from imgedit.eval_report import check_overwrite, check_record, check_sheet, echo_report, sheet_option
 from imgedit.operations import Param
 from imgedit.options import (COMMON_OPTIONS, COUNT, MASK_OPTIONS, MAX_BATCH, MAX_COUNT, MAX_LR, MAX_NPROC, MAX_SIDE,
@@ -240,15 +240,17 @@ def _check_mask_source(pipeline: Any, items: list, masks: Any) -> None:
 
 
 def _print_plan(pipeline: Any, items: list, options: Any, as_json: bool, journals: Any) -> None:
-    from imgedit.dryrun import describe_plan
+    from imgedit.dryrun import build_problem, describe_plan
 
-    plan = describe_plan(pipeline, items, options, journals)
+    plan = describe_plan(pipeline, items, options, journals)  # its memory estimate before any model loads
+    problem = build_problem(pipeline, options)
+    plan["problems"] = [str(problem)] if problem is not None else []
     if as_json:
         click.echo(json.dumps(plan, indent=2))
     else:
         _print_plan_text(plan)
-    if plan["problems"]:  # the run would stop at its first image: a dry run that passed would say otherwise
-        raise WeightsError("; ".join(plan["problems"]))
+    if problem is not None:  # the run would stop at its first image: a dry run that passed would say otherwise
+        raise problem
 
 
 def _print_plan_text(plan: dict) -> None:
@@ -277,7 +279,7 @@ def _print_summary(summary: Any, quiet: bool, as_json: bool, planned: int, notes
             summary.error = str(stopped)
         click.echo(json.dumps(summary.as_dict(), indent=2))
     failed, total = len(summary.failed), len(summary.results)
-    if (total > 1 or batch and total) and not quiet and not as_json and stopped is None:
+    if (total > 1 or batch and total) and not quiet and not as_json and stopped is None:  # else its error says it
         unread, before = len(summary.unreadable), len(summary.failed_before)
         say(f"done {len(summary.done)}, skipped {len(summary.skipped)}"
             + (f" ({before} that failed before, unchanged)" if before else "") + f", failed {failed}"
@@ -311,9 +313,9 @@ def _print_summary(summary: Any, quiet: bool, as_json: bool, planned: int, notes
 def _unbuildable_error(summary: Any) -> Optional[BatchError]:
     """The error of a run whose pipeline could not be built (a model would
     not load), or None: not about an image, so said once, without per-image advice."""
-    if summary.interrupted or not (summary.unbuildable and summary.failed):
+    first = next((r for r in summary.failed if r.unbuildable), None)  # not an image that failed before it
+    if summary.interrupted or first is None:
         return None
-    first = summary.failed[0]
     error = BatchError(f"{first.error.removeprefix(f'{first.source}: ')}; no image was processed")
     error.exit_code = first.exit_code
     return error

@@ -2,6 +2,7 @@
 gloo) trains the same network as one process with the same global batch."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -201,3 +202,22 @@ def test_an_error_every_process_shares_is_said_once(monkeypatch, error, said):
     assert result.stderr == said
     monkeypatch.setenv("RANK", "0")
     assert CliRunner().invoke(group, ["fail"]).stderr == "Error: broken\n"
+
+
+def test_the_processes_share_the_cpus_out_also_under_a_quota(monkeypatch):
+    # under a 4-CPU quota the command set OMP_NUM_THREADS=4 for itself, and each of 4
+    # processes then took 4 threads: 16 in 4 CPUs' time
+    from imgedit import process_tuning
+
+    monkeypatch.setattr(distributed, "usable_cpus", lambda: 4)
+    monkeypatch.setenv("OMP_NUM_THREADS", "4")
+    monkeypatch.setattr(process_tuning, "_FITTED", True)
+    distributed._share_threads(4)
+    assert os.environ["OMP_NUM_THREADS"] == "1"
+    monkeypatch.setattr(process_tuning, "_FITTED", False)  # the user's own setting stands
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    distributed._share_threads(4)
+    assert os.environ["OMP_NUM_THREADS"] == "3"
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    distributed._share_threads(2)
+    assert os.environ["OMP_NUM_THREADS"] == "2"

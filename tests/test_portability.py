@@ -277,6 +277,9 @@ def test_a_rerun_in_a_c_locale_finds_what_a_utf8_run_did_and_back(tmp_path):
         assert done.returncode == 0 and "done 2, skipped 0" in done.stderr, done.stderr
         again = run_imgedit("denoise", "fötö.png", "写真.png", "-o", out, "--sigma", "10", cwd=tmp_path, env=second)
         assert again.returncode == 0 and "done 0, skipped 2, failed 0" in again.stderr, again.stderr
+        Image.fromarray(smooth_rgb(24, 32, seed=len(out.name))).save(tmp_path / "fötö.png")  # edited: still its input
+        edited = run_imgedit("denoise", "fötö.png", "写真.png", "-o", out, "--sigma", "10", cwd=tmp_path, env=second)
+        assert edited.returncode == 0 and "done 1, skipped 1, failed 0" in edited.stderr, edited.stderr
 
 
 def test_with_no_home_folder_editing_works_and_training_says_what_to_set(tmp_path, monkeypatch):

@@ -944,6 +944,27 @@ def test_a_model_that_will_not_load_is_one_error_without_per_image_advice(invoke
     assert not journal.exists() or '"failed"' not in journal.read_text()  # not that image's failure
 
 
+def test_a_model_that_will_not_load_is_named_after_an_image_that_failed_for_itself(invoke, tmp_path, monkeypatch):
+    # a corrupt first image took the run's error: "corrupt image ...; no image was processed"
+    import imgedit
+    from imgedit.errors import WeightsError
+
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "a.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)  # corrupt, read first
+    for name in ("b.png", "c.png"):
+        Image.fromarray(smooth_rgb(24, 32)).save(src / name)
+    monkeypatch.setenv("IMGEDIT_WEIGHTS", str(tmp_path / "no-weights"))
+    result = invoke("denoise", src, "--sigma", "5", "-o", tmp_path / "out")
+    lines = result.stderr.strip().splitlines()
+    assert result.exit_code == 1 and lines[-1].startswith("Error: model 'denoise-vae': missing file"), result.stderr
+    assert lines[-1].endswith("no image was processed") and any(line.startswith("failed: ") and "a.png" in line
+                                                                 for line in lines[:-1])
+    with pytest.raises(WeightsError, match="missing file") as error:  # the Python API raises it as the model did
+        imgedit.run("denoise sigma=5", src, tmp_path / "api")
+    assert error.value.summary.unbuildable
+
+
 def test_reduced_precision_is_part_of_the_recipe(invoke, folder, tmp_path):
     out = tmp_path / "out"
     assert summary_of(invoke("denoise", folder, "--sigma", "5", "-o", out, "--json"))["done"] == 3
