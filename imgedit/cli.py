@@ -271,11 +271,13 @@ def _print_models(rows: list[dict]) -> None:
 
 @cli.command(name="info")
 @click.argument("images", nargs=-1, required=True)
+@click.option("-r", "--recursive", is_flag=True, help="Recurse into sub-folders.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def info_command(images: tuple[str, ...], as_json: bool) -> None:
+def info_command(images: tuple[str, ...], recursive: bool, as_json: bool) -> None:
     """Show format, size, mode, bit depth and metadata of images.
 
-    IMAGES are files, or globs (quoted) as every image verb takes them. A
+    IMAGES are files, folders or globs (quoted) as every image verb takes
+    them (a folder's images, with -r its sub-folders' too). A
     file that cannot be read gets a one-line error on stderr (and, with
     --json, an entry with "path" and "error"); the others are still shown.
     The exit code is 2 where an input does not exist (as for every verb),
@@ -284,7 +286,7 @@ def info_command(images: tuple[str, ...], as_json: bool) -> None:
     from imgedit.imageio import describe_image
 
     rows, exit_code = [], 0
-    for path, problem in _info_paths(images):
+    for path, problem in _info_paths(images, recursive):
         try:
             if problem is not None:
                 raise problem
@@ -309,20 +311,20 @@ def info_command(images: tuple[str, ...], as_json: bool) -> None:
         raise click.exceptions.Exit(exit_code)
 
 
-def _info_paths(images: tuple[str, ...]) -> Iterator[tuple[str, Optional[ImgeditError]]]:
+def _info_paths(images: tuple[str, ...], recursive: bool = False) -> Iterator[tuple[str, Optional[ImgeditError]]]:
     """``(path, None)`` for each file to describe, or ``(argument, error)``
     for an argument that names nothing: the error every image verb gives for
     it (imgedit.inputs: "no such file or folder: X", or a glob that matches
-    nothing), which is a usage error (exit 2). A quoted glob gives its
-    matches."""
+    nothing), which is a usage error (exit 2). A folder and a quoted glob
+    give their images, as an image verb finds them."""
     from imgedit.inputs import expand_inputs
 
     for item in images:
-        if os.path.lexists(item):  # a file as given (a folder or a dangling link: describe_image says what it is)
+        if os.path.lexists(item) and not os.path.isdir(item):  # a file as given (a dangling link: describe_image says)
             yield item, None
             continue
         try:
-            found = expand_inputs([item])
+            found = expand_inputs([item], recursive=recursive)
         except ImgeditError as exc:
             yield item, exc
             continue

@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -215,6 +216,22 @@ def test_info(invoke, photo):
     assert result.exit_code == 0, result.output
     row = json.loads(result.stdout)[0]
     assert row["format"] == "PNG" and row["width"] == 64 and row["height"] == 48
+
+
+def test_info_of_a_folder_lists_its_images_as_a_verb_finds_them(invoke, photo, tmp_path):
+    # it said "is a directory, not an image file", exit 1, where every image verb takes a folder
+    import shutil
+
+    (tmp_path / "in" / "sub").mkdir(parents=True)
+    shutil.copy(photo, tmp_path / "in" / "a.png")
+    shutil.copy(photo, tmp_path / "in" / "sub" / "b.png")
+    (tmp_path / "in" / "notes.txt").write_text("not an image")
+    listed = {Path(row["path"]).name for row in json.loads(invoke("info", tmp_path / "in", "--json").stdout)}
+    assert listed == {"a.png"}
+    result = invoke("info", "-r", tmp_path / "in", "--json")
+    assert result.exit_code == 0 and {Path(row["path"]).name for row in json.loads(result.stdout)} == {"a.png", "b.png"}
+    (tmp_path / "empty").mkdir()
+    assert_one_line_error(invoke("info", tmp_path / "empty"), 2, "no images found")
 
 
 def test_info_bad_file(invoke, tmp_path):
