@@ -109,7 +109,7 @@ def parse_tile(value: Optional[str]) -> Any:
 
 COMMON_OPTIONS: list[Callable] = [
     click.argument("inputs", nargs=-1, required=True),
-    click.option("-o", "--output", type=CheckedPath(), help="Output file (one input) or folder."),
+    click.option("-o", "--output", type=CheckedPath(), help="Output file (one input) or folder; - for stdout."),
     click.option("-r", "--recursive", is_flag=True, help="Recurse into sub-folders."),
     click.option("--name", "name_template", help="Output name template, e.g. '{stem}.{op}.{ext}'."),
     click.option("--device", envvar="IMGEDIT_DEVICE", shell_complete=_suggested(lambda: DEVICE_WORDS),

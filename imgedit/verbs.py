@@ -85,7 +85,10 @@ def run_verb(pipeline: Any, kwargs: dict[str, Any]) -> None:
     ``kwargs`` (as produced by :data:`COMMON_OPTIONS`, plus mask options).
     SIGTERM (a scheduler, ``kill``) stops it as Ctrl-C does: the writes in
     flight end, the summary is said, and it exits 143."""
-    with sigterm_as_interrupt("every output written so far is complete; run the same command again to resume"):
+    from imgedit.stdio import piped
+
+    with sigterm_as_interrupt("every output written so far is complete; run the same command again to resume"), \
+            piped(kwargs) as kwargs:  # "-": stdin or stdout, through a temporary folder
         _run_verb(pipeline, kwargs)
 
 
@@ -153,8 +156,9 @@ def _run_verb(pipeline: Any, kwargs: dict[str, Any]) -> None:
             say(note)
         return
     try:
-        with Progress(len(items), quiet and not verbose, first=str(items[0].path) if items else "",
-                      verbose=verbose) as report:
+        # -o -: the image is the output, "wrote" a temporary file is not news
+        with Progress(len(items), quiet and not verbose or kwargs.get("to_stdout", False),
+                      first=str(items[0].path) if items else "", verbose=verbose) as report:
             if kwargs.get("engine") == "ray":
                 from imgedit.ray_engine import run_files_ray
 
