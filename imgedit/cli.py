@@ -24,16 +24,21 @@ def _open_closed_standard_streams() -> None:
     """Give a closed stdin, stdout or stderr (``imgedit ... 2>&-``) /dev/null:
     otherwise the next file opened takes its number, and whatever a library
     prints to stderr lands in that file (it was the journal's lock)."""
+    closed = []
     for fd, name in ((0, "stdin"), (1, "stdout"), (2, "stderr")):
         try:
             os.fstat(fd)
         except OSError:
+            closed.append(name)
             null = os.open(os.devnull, os.O_RDWR)
             if null != fd:
                 os.dup2(null, fd)
                 os.close(null)
         if getattr(sys, name) is None:  # Python found it closed at start
             setattr(sys, name, open(fd, "r" if fd == 0 else "w", closefd=False))
+    from imgedit import stdio  # only now: importing opens its file
+
+    stdio.CLOSED_AT_START.update(closed)  # "-" must not read nothing, or send an image nowhere, and say done
 
 
 class _StderrHandler(logging.Handler):
@@ -319,9 +324,12 @@ def _info_paths(images: tuple[str, ...], recursive: bool = False) -> Iterator[tu
     give their images, as an image verb finds them."""
     from imgedit.inputs import expand_inputs
 
+    seen: set[str] = set()
     for item in images:
         if os.path.lexists(item) and not os.path.isdir(item):  # a file as given (a dangling link: describe_image says)
-            yield item, None
+            if item not in seen:
+                seen.add(item)
+                yield item, None
             continue
         try:
             found = expand_inputs([item], recursive=recursive)
@@ -329,7 +337,9 @@ def _info_paths(images: tuple[str, ...], recursive: bool = False) -> Iterator[tu
             yield item, exc
             continue
         for match in found:
-            yield str(match.path), None
+            if str(match.path) not in seen:  # a folder and one of its files, named both: listed once, as verbs take them
+                seen.add(str(match.path))
+                yield str(match.path), None
 
 
 def _add_host_commands() -> None:

@@ -46,6 +46,12 @@ def _sniffed_ext(path: Path) -> str:
             head = fh.read(16)
     except OSError:
         return "png"
+    return ext_of_bytes(head)
+
+
+def ext_of_bytes(head: bytes) -> str:
+    """The suffix of the format whose file begins with ``head`` (16 bytes
+    tell), png where they do not tell."""
     from imgedit.imageio.pngchunks import PNG_SIGNATURE
     from imgedit.imageio.source import is_tiff
 

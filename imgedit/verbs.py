@@ -157,7 +157,7 @@ def _run_verb(pipeline: Any, kwargs: dict[str, Any]) -> None:
         return
     try:
         # -o -: the image is the output, "wrote" a temporary file is not news
-        with Progress(len(items), quiet and not verbose or kwargs.get("to_stdout", False),
+        with Progress(len(items), (quiet or kwargs.get("to_stdout", False)) and not verbose,
                       first=str(items[0].path) if items else "", verbose=verbose) as report:
             if kwargs.get("engine") == "ray":
                 from imgedit.ray_engine import run_files_ray

@@ -230,6 +230,8 @@ def test_info_of_a_folder_lists_its_images_as_a_verb_finds_them(invoke, photo, t
     assert listed == {"a.png"}
     result = invoke("info", "-r", tmp_path / "in", "--json")
     assert result.exit_code == 0 and {Path(row["path"]).name for row in json.loads(result.stdout)} == {"a.png", "b.png"}
+    both = invoke("info", tmp_path / "in", tmp_path / "in" / "a.png", "--json")  # named twice: listed once
+    assert [Path(row["path"]).name for row in json.loads(both.stdout)] == ["a.png"]
     (tmp_path / "empty").mkdir()
     assert_one_line_error(invoke("info", tmp_path / "empty"), 2, "no images found")
 
@@ -437,3 +439,26 @@ def test_tab_completion_completes_verbs_options_and_choices():
     assert _suggested(broken)(None, None, "") == []  # Tab must not break on it
     source = run_imgedit(env={"_IMGEDIT_COMPLETE": "bash_source"})
     assert source.returncode == 0 and "_imgedit_completion" in source.stdout
+
+
+def test_info_says_a_file_it_may_not_read_in_one_line_and_goes_on(invoke, photo, tmp_path, monkeypatch):
+    # a mode-000 file in a folder ended the listing: "unexpected PermissionError", exit 1
+    import builtins
+    import shutil
+
+    import imgedit.imageio.describe as describe
+
+    (tmp_path / "in").mkdir()
+    for name in ("a.png", "locked.png", "z.png"):
+        shutil.copy(photo, tmp_path / "in" / name)
+
+    def refusing(path, *args, **kwargs):
+        if str(path).endswith("locked.png"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return builtins.open(path, *args, **kwargs)
+
+    monkeypatch.setattr(describe, "open", refusing, raising=False)
+    result = invoke("info", tmp_path / "in", "--json")
+    rows = {Path(row["path"]).name: row for row in json.loads(result.stdout)}
+    assert result.exit_code == 1 and sorted(rows) == ["a.png", "locked.png", "z.png"]
+    assert "permission denied" in rows["locked.png"]["error"].lower() and "unexpected" not in result.stderr

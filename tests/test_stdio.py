@@ -48,17 +48,43 @@ def test_stdin_to_a_file_and_a_file_to_stdout(tmp_path):
 
 @pytest.mark.parametrize("args, data, message", [
     (("-",), b"", "stdin is empty"),
-    (("-", "--sigma", "5"), b"not an image", "/stdin: not an image"),
+    (("-", "--sigma", "5"), b"not an image", "stdin: not an image"),
     (("-", "{photo}"), b"x", "- (the image on stdin) must be the only input"),
-    (("{folder}", "-o", "-"), b"", "-o - writes one image to stdout: give one input file"),
     (("{photo}", "-o", "-", "--json"), b"", "where --json would print its summary"),
     (("{photo}", "-o", "-", "--in-place"), b"", "--in-place writes over the input file, -o - to stdout"),
+    (("-", "--in-place"), b"x", "stdin has none: give -o FILE"),
+    (("{folder}/*", "-o", "-"), b"", "the inputs hold 2: give one file"),  # refused before any work
 ])
 def test_a_pipe_that_cannot_work_is_one_line(tmp_path, args, data, message):
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "p.png").write_bytes(png_bytes())
+    if "{folder}/*" in args:
+        (tmp_path / "in" / "q.png").write_bytes(png_bytes(1))
     args = [a.format(photo=tmp_path / "in" / "p.png", folder=tmp_path / "in") for a in args]
     code, out, err = imgedit("denoise", *args, "--method", "nlm", data=data)
     lines = err.strip().splitlines()
     assert code in (1, 2) and out == b"" and len(lines) == 1 and message in lines[0], err
-    assert sorted(p.name for p in (tmp_path / "in").iterdir()) == ["p.png"]
+    assert "imgedit-stdio-" not in err  # the temporary files are named as the streams they stand for
+    assert not list((tmp_path / "in").glob("*.denoise.*")) and not (tmp_path / "in" / ".imgedit-journal.jsonl").exists()
+
+
+def test_a_transparent_image_on_stdin_gives_inpaint_its_hole():
+    # the temporary file had no suffix, so inpaint found "no mask" in a PNG with transparency
+    rgba = np.zeros((24, 32, 4), np.uint8)
+    rgba[..., :3], rgba[..., 3] = smooth_rgb(24, 32), 255
+    rgba[8:14, 10:18, 3] = 0
+    buffer = io.BytesIO()
+    Image.fromarray(rgba).save(buffer, format="PNG")
+    code, out, err = imgedit("inpaint", "-", "--method", "telea", data=buffer.getvalue())
+    assert code == 0 and Image.open(io.BytesIO(out)).size == (32, 24), err
+
+
+@pytest.mark.skipif(os.name != "posix", reason="closing a standard stream is a POSIX shell's")
+def test_a_closed_stream_is_not_taken_for_a_pipe(tmp_path):
+    # stdout closed (>&-) read as /dev/null: the image went nowhere, exit 0
+    (tmp_path / "p.png").write_bytes(png_bytes())
+    for redirect, message in ((">&-", "stdout, which is closed"), ("<&-", "stdin, which is closed")):
+        args = f"{tmp_path / 'p.png'} -o -" if redirect == ">&-" else "-"
+        done = subprocess.run(["sh", "-c", f'"$0" -m imgedit denoise {args} --method nlm 2>&1 {redirect}', sys.executable],
+                              capture_output=True, text=True)
+        assert done.returncode == 2 and message in done.stdout, done.stdout

@@ -12,7 +12,8 @@ from imgedit.imageio import pngchunks
 from imgedit.imageio.formats import PathLike
 from imgedit.imageio.metadata import dpi_of, icc_of, text_of, tiff_source_exif
 from imgedit.imageio.orientation import orientation_of
-from imgedit.imageio.source import UnrecognisedImageError, check_file, is_tiff, pillow_open, source_layout
+from imgedit.imageio.source import (UnrecognisedImageError, cannot_read, check_file, is_tiff, pillow_open,
+                                    source_layout)
 from imgedit.imageio.tiffread import tiff_header_fields
 
 # PNG ``im.info`` keys that are not text chunks.
@@ -47,8 +48,11 @@ def describe_image(path: PathLike) -> dict[str, Any]:
     """
     path = Path(path)
     file_size = check_file(path)
-    with open(path, "rb") as handle:
-        head = handle.read(64)
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(64)
+    except OSError as exc:  # no permission: one line for this file, the others still shown
+        raise cannot_read(path, exc) from None
     try:
         with pillow_open(path, path) as im:
             return _summary(im, path, head, file_size)
