@@ -37,10 +37,11 @@ def say(text: str, bar: Any = None) -> None:
 def printable(text: str) -> str:
     """``text`` with control characters (and undecodable bytes of a file name)
     escaped, as ``\\x1b`` or ``\\n``: a file's name must not send terminal
-    escapes or fake a line of its own."""
+    escapes or fake a line of its own. A piped run's temporary files are
+    named as the streams they stand for (:func:`imgedit.stdio.shown`)."""
     from imgedit.stdio import shown
 
-    text = shown(json_text(text))  # undecodable bytes as \xff, as ls shows them; a piped run's files as stdin, stdout
+    text = shown(json_text(text))  # undecodable bytes as \xff, as ls shows them
     if text.isprintable():
         return text
     return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)

@@ -194,8 +194,7 @@ class _Batch:
         self.real = RealPaths()
         self._built = built
         self.on_tile = on_tile
-        self.build_failed = False  # then no image can be done: the run stops after the first
-        self.build_error: Optional[Exception] = None
+        self.build_error: Optional[Exception] = None  # then no image can be done: the run stops after the first
         self._previews_said = False  # camera JPEGs with a preview are said once a run, not per photo
         self._drops_said: set[str] = set()  # and what an output format drops (16 bits, transparency)
         self._lock = threading.Lock()
@@ -207,9 +206,13 @@ class _Batch:
             try:
                 self._built = self.pipeline.build(self.options.device, self.options.precision)
             except Exception as exc:
-                self.build_failed, self.build_error = True, exc
+                self.build_error = exc
                 raise
         return self._built
+
+    @property
+    def build_failed(self) -> bool:
+        return self.build_error is not None
 
     def read_ahead(self) -> int:
         """Images to read ahead, and to keep waiting to be written: ``depth``,
