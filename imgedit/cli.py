@@ -282,10 +282,10 @@ def info_command(images: tuple[str, ...], recursive: bool, as_json: bool) -> Non
     """Show format, size, mode, bit depth and metadata of images.
 
     IMAGES are files, folders or globs (quoted) as every image verb takes
-    them (a folder's images, with -r its sub-folders' too). A
+    them (a folder's images, with -r its sub-folders' too; not - for stdin). A
     file that cannot be read gets a one-line error on stderr (and, with
     --json, an entry with "path" and "error"); the others are still shown.
-    The exit code is 2 where an input does not exist (as for every verb),
+    The exit code is 2 where an input does not exist or holds no images (as for every verb),
     else 1 where one could not be read.
     """
     from imgedit.imageio import describe_image

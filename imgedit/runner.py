@@ -139,8 +139,13 @@ class Summary:
         return max(0, self.planned - len(self.results)) if self.planned is not None else 0
 
     def as_dict(self) -> dict[str, Any]:
-        """The summary for ``--json``: every string valid Unicode (see :func:`imgedit.progress.json_text`)."""
-        text = json_text
+        """The summary for ``--json``: every string valid Unicode (see :func:`imgedit.progress.json_text`),
+        a piped run's files named as the streams (:func:`imgedit.stdio.shown`)."""
+        from imgedit.stdio import shown
+
+        def text(value: str) -> str:
+            return shown(json_text(value))
+
         return {
             "done": len(self.done),
             "skipped": len(self.skipped),

@@ -71,7 +71,9 @@ def piped(kwargs: dict[str, Any]) -> Iterator[dict[str, Any]]:
         if to_stdout:
             changed["output"], changed["to_stdout"] = Path(folder) / "out", True
             os.mkdir(changed["output"])  # a folder, not a file named "out"
-            _SHOWN.append((re.compile(re.escape(str(changed["output"])) + r"[^\s'\"]*"), "stdout"))
+            out = re.escape(str(changed["output"]))
+            _SHOWN.append((re.compile(out + re.escape(os.sep) + r"\.imgedit-journal\.jsonl"), "none (a piped run keeps none)"))
+            _SHOWN.append((re.compile(out + r"[^\s'\"]*"), "stdout"))
         yield changed  # the names stay shown so after an error too: the command prints it once this has ended
         if to_stdout and not kwargs.get("dry_run"):
             _send(changed["output"])

@@ -172,8 +172,8 @@ def _run_verb(pipeline: Any, kwargs: dict[str, Any]) -> None:
             _print_run_error(exc, scan.unreadable, planned=len(items))
         raise
     summary.unreadable, summary.planned = scan.unreadable, len(items)
-    _print_summary(summary, kwargs["quiet"], kwargs["as_json"], planned=len(items), notes=notes,
-                   batch=any(item.from_folder for item in items))
+    _print_summary(summary, kwargs["quiet"] or kwargs.get("to_stdout", False), kwargs["as_json"], planned=len(items),
+                   notes=notes, batch=any(item.from_folder for item in items))  # -o -: the image is the news
 
 
 def _passed_by(scan: Any, options: Any) -> list[Path]:
@@ -249,6 +249,9 @@ def _print_plan(pipeline: Any, items: list, options: Any, as_json: bool, journal
     plan = describe_plan(pipeline, items, options, journals)  # its memory estimate before any model loads
     problem = build_problem(pipeline, options)
     plan["problems"] = [str(problem)] if problem is not None else []
+    from imgedit.stdio import shown
+
+    plan.update({key: shown(plan[key]) for key in ("first_output", "journal") if plan[key]})  # "-": stdin, stdout
     if as_json:
         click.echo(json.dumps(plan, indent=2))
     else:
@@ -403,6 +406,7 @@ Examples:
   imgedit denoise photo.jpg                      # noise level read from the image
   imgedit denoise scans/ -r -o clean/ --sigma 25
   imgedit denoise photo.jpg --strength 0.7 -o softer.jpg
+  cat scan.png | imgedit denoise - > clean.png  # - : stdin in, stdout out
 """),
 }
 

@@ -1,6 +1,7 @@
 """`-` as an image verb's input (stdin) and output (`-o -`, stdout): imgedit in a shell pipeline."""
 
 import io
+import json
 import os
 import subprocess
 import sys
@@ -88,3 +89,17 @@ def test_a_closed_stream_is_not_taken_for_a_pipe(tmp_path):
         done = subprocess.run(["sh", "-c", f'"$0" -m imgedit denoise {args} --method nlm 2>&1 {redirect}', sys.executable],
                               capture_output=True, text=True)
         assert done.returncode == 2 and message in done.stdout, done.stdout
+
+
+def test_what_a_piped_run_prints_names_stdin_and_stdout_not_its_temporary_files(tmp_path):
+    code, out, err = imgedit("denoise", "-", "--method", "nlm", "--sigma", "5", "-o", tmp_path / "od", "--json",
+                             data=png_bytes())
+    assert code == 0 and [o["input"] for o in json.loads(out)["outputs"]] == ["stdin"], err
+    (tmp_path / "one").mkdir()
+    (tmp_path / "one" / "p.png").write_bytes(png_bytes())
+    code, out, err = imgedit("denoise", tmp_path / "one", "--method", "nlm", "-o", "-", "--dry-run")
+    plan = out.decode()
+    assert code == 0 and "first output stdout" in plan and "journal: none" in plan, plan
+    assert "imgedit-stdio-" not in plan + err
+    code, out, err = imgedit("denoise", tmp_path / "one", "--method", "nlm", "--sigma", "5", "-o", "-")
+    assert code == 0 and Image.open(io.BytesIO(out)).format == "PNG" and err == "", err  # no summary of a batch
