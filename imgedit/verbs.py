@@ -406,7 +406,7 @@ Examples:
   imgedit denoise photo.jpg                      # noise level read from the image
   imgedit denoise scans/ -r -o clean/ --sigma 25
   imgedit denoise photo.jpg --strength 0.7 -o softer.jpg
-  cat scan.png | imgedit denoise - > clean.png  # - : stdin in, stdout out
+  imgedit denoise - < scan.png > clean.png       # - : stdin in, stdout out
 """),
 }
 
