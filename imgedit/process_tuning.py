@@ -13,6 +13,7 @@ import ctypes
 import math
 import os
 import sys
+from functools import lru_cache
 from typing import Optional
 
 # glibc's mallopt() parameter numbers (malloc.h)
@@ -82,6 +83,7 @@ def _allowed_cpus() -> int:
         return os.cpu_count() or 1
 
 
+@lru_cache(maxsize=None)  # read once: the start-up asks it several times, and it does not change
 def cpu_quota(root: str = "/sys/fs/cgroup") -> Optional[float]:
     """The CPU time this process's cgroup may use, in CPUs (1.5: one and a
     half cores' worth per period), or None: no quota, or no cgroup to read.

@@ -14,6 +14,8 @@ from typing import Any, Callable, Optional
 
 import click
 
+from imgedit.stdio import shown
+
 
 HEARTBEAT_SECONDS = 15.0  # of silence before a run says it is still working
 _last_said = [time.monotonic()]  # when say() last spoke, on any thread
@@ -39,8 +41,6 @@ def printable(text: str) -> str:
     escaped, as ``\\x1b`` or ``\\n``: a file's name must not send terminal
     escapes or fake a line of its own. A piped run's temporary files are
     named as the streams they stand for (:func:`imgedit.stdio.shown`)."""
-    from imgedit.stdio import shown
-
     text = shown(json_text(text))  # undecodable bytes as \xff, as ls shows them
     if text.isprintable():
         return text

@@ -33,6 +33,7 @@ from imgedit.output_plan import JournalsRead, RealPaths, journal_folder, plan_ou
 from imgedit.pipeline import BuiltPipeline, Pipeline
 from imgedit.process_tuning import usable_cpus
 from imgedit.progress import json_text
+from imgedit.stdio import shown
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -141,8 +142,6 @@ class Summary:
     def as_dict(self) -> dict[str, Any]:
         """The summary for ``--json``: every string valid Unicode (see :func:`imgedit.progress.json_text`),
         a piped run's files named as the streams (:func:`imgedit.stdio.shown`)."""
-        from imgedit.stdio import shown
-
         def text(value: str) -> str:
             return shown(json_text(value))
 

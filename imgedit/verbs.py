@@ -147,6 +147,7 @@ def _run_verb(pipeline: Any, kwargs: dict[str, Any]) -> None:
     if pipeline.needs_mask:
         _check_mask_source(pipeline, items, masks)
     quiet = kwargs["quiet"] or kwargs["as_json"]
+    to_stdout = kwargs.get("to_stdout", False)  # -o -: the image is the news, not "wrote" a temporary file
     passed_by = [] if quiet else _passed_by(scan, options)
     # said last, once the plan or the run went well: a note above an error would hide the one line that matters
     notes = [unsearched_note(passed_by)] if passed_by else []
@@ -156,8 +157,7 @@ def _run_verb(pipeline: Any, kwargs: dict[str, Any]) -> None:
             say(note)
         return
     try:
-        # -o -: the image is the output, "wrote" a temporary file is not news
-        with Progress(len(items), (quiet or kwargs.get("to_stdout", False)) and not verbose,
+        with Progress(len(items), (quiet or to_stdout) and not verbose,
                       first=str(items[0].path) if items else "", verbose=verbose) as report:
             if kwargs.get("engine") == "ray":
                 from imgedit.ray_engine import run_files_ray
@@ -172,8 +172,8 @@ def _run_verb(pipeline: Any, kwargs: dict[str, Any]) -> None:
             _print_run_error(exc, scan.unreadable, planned=len(items))
         raise
     summary.unreadable, summary.planned = scan.unreadable, len(items)
-    _print_summary(summary, kwargs["quiet"] or kwargs.get("to_stdout", False), kwargs["as_json"], planned=len(items),
-                   notes=notes, batch=any(item.from_folder for item in items))  # -o -: the image is the news
+    _print_summary(summary, kwargs["quiet"] or to_stdout, kwargs["as_json"], planned=len(items),
+                   notes=notes, batch=any(item.from_folder for item in items))
 
 
 def _passed_by(scan: Any, options: Any) -> list[Path]:
