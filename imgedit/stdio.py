@@ -16,7 +16,7 @@ import sys
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Optional
 
 from imgedit.errors import UsageError
 
@@ -35,6 +35,16 @@ def pipes(kwargs: dict[str, Any]) -> tuple[bool, bool]:
     from_stdin = STDIO in kwargs["inputs"]
     output = kwargs.get("output")
     return from_stdin, (str(output) == STDIO if output is not None else from_stdin)
+
+
+def after_interrupt(kwargs: dict[str, Any]) -> Optional[str]:
+    """What an interrupted piped run tells the user to do (it keeps no
+    journal, and stdin cannot be read again); None where nothing is piped."""
+    from_stdin, to_stdout = pipes(kwargs)
+    if not (from_stdin or to_stdout):
+        return None
+    unsent = "nothing was written to stdout; " if to_stdout else ""
+    return unsent + ("pipe the image in again" if from_stdin else "run the same command again")
 
 
 def shown(text: str) -> str:

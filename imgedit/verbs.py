@@ -85,14 +85,15 @@ def run_verb(pipeline: Any, kwargs: dict[str, Any]) -> None:
     ``kwargs`` (as produced by :data:`COMMON_OPTIONS`, plus mask options).
     SIGTERM (a scheduler, ``kill``) stops it as Ctrl-C does: the writes in
     flight end, the summary is said, and it exits 143."""
-    from imgedit.stdio import piped
+    from imgedit.stdio import after_interrupt, piped
 
-    with sigterm_as_interrupt("every output written so far is complete; run the same command again to resume"), \
+    piped_advice = after_interrupt(kwargs)
+    with sigterm_as_interrupt(piped_advice or "every output written so far is complete; run the same command again to resume"), \
             piped(kwargs) as kwargs:  # "-": stdin or stdout, through a temporary folder
-        _run_verb(pipeline, kwargs)
+        _run_verb(pipeline, kwargs, piped_advice)
 
 
-def _run_verb(pipeline: Any, kwargs: dict[str, Any]) -> None:
+def _run_verb(pipeline: Any, kwargs: dict[str, Any], piped_advice: Optional[str] = None) -> None:
     from imgedit.output_plan import JournalsRead, check_options, ignored_options, leave_out_own_outputs
     from imgedit.process_tuning import tune_for_batch
     from imgedit.runner import RunOptions, default_workers, run_files
@@ -173,7 +174,7 @@ def _run_verb(pipeline: Any, kwargs: dict[str, Any]) -> None:
         raise
     summary.unreadable, summary.planned = scan.unreadable, len(items)
     _print_summary(summary, kwargs["quiet"] or to_stdout, kwargs["as_json"], planned=len(items),
-                   notes=notes, batch=any(item.from_folder for item in items))
+                   notes=notes, batch=any(item.from_folder for item in items), piped_advice=piped_advice)
 
 
 def _passed_by(scan: Any, options: Any) -> list[Path]:
@@ -276,10 +277,11 @@ def _print_plan_text(plan: dict) -> None:
 
 
 def _print_summary(summary: Any, quiet: bool, as_json: bool, planned: int, notes: Sequence[str] = (),
-                   batch: bool = False) -> None:
+                   batch: bool = False, piped_advice: Optional[str] = None) -> None:
     """The run's summary line (a batch's: several images, or a folder's,
     however few: a log read by a script ends alike), or its error; then
-    ``notes``, where nothing failed."""
+    ``notes``, where nothing failed. ``piped_advice``: what to do after an
+    interrupt where stdin or stdout is piped (no journal to resume from)."""
     stopped = _unbuildable_error(summary)
     if as_json:
         if stopped is not None:  # the run stopped as a whole: its error, as for a journal that cannot be written
@@ -294,6 +296,8 @@ def _print_summary(summary: Any, quiet: bool, as_json: bool, planned: int, notes
              + f" in {summary.seconds:.1f}s" + (f"; journal {summary.journal}" if summary.journal else ""))
         for result in summary.failed:
             say(f"  {result.error}")
+    if summary.interrupted and piped_advice:
+        raise Interrupted(f"interrupted; {piped_advice}")
     if summary.interrupted:
         raise Interrupted(
             f"interrupted after {len(summary.done)} images; run the same command again to resume"

@@ -3,14 +3,16 @@
 import io
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import smooth_rgb
+from conftest import fake_distribution, interruptible, reaped, smooth_rgb
 
 
 def imgedit(*args, data=b""):
@@ -103,3 +105,62 @@ def test_what_a_piped_run_prints_names_stdin_and_stdout_not_its_temporary_files(
     assert "imgedit-stdio-" not in plan + err
     code, out, err = imgedit("denoise", tmp_path / "one", "--method", "nlm", "--sigma", "5", "-o", "-")
     assert code == 0 and Image.open(io.BytesIO(out)).format == "PNG" and err == "", err  # no summary of a batch
+
+
+STUCK_PLUGIN = """
+import os, time
+from pathlib import Path
+from imgedit import hookimpl
+from imgedit.operations import Operation
+
+def create(context):
+    def apply(image, mask):
+        Path(os.environ["STUCK_MARKER"]).touch()  # the run is at work: the test may interrupt it
+        time.sleep(60)
+        return image
+    return apply
+
+@hookimpl
+def register_operations(register):
+    register(Operation("stuck", "sleep", create))
+"""
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_an_interrupted_pipe_says_to_pipe_again_not_to_resume(tmp_path, signum, code):
+    # a piped run keeps no journal and stdin cannot be replayed: "run the same
+    # command again to resume" would send the user to an empty stdin
+    site = tmp_path / "site"
+    site.mkdir()
+    fake_distribution(site, "imgedit_stucktest", STUCK_PLUGIN)
+    marker = tmp_path / "working"
+    env = {**os.environ, "PYTHONPATH": str(site), "STUCK_MARKER": str(marker), "IMGEDIT_DEVICE": "cpu"}
+    proc = subprocess.Popen([sys.executable, "-m", "imgedit", "run", "-p", "stuck", "-"], env=env,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=interruptible)
+    with reaped(proc):
+        proc.stdin.write(png_bytes())
+        proc.stdin.close()
+        deadline = time.time() + 60
+        while not marker.exists() and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.02)
+        assert marker.exists(), proc.stderr.read().decode()
+        proc.send_signal(signum)
+        out, err = proc.stdout.read(), proc.stderr.read().decode()
+        proc.wait(timeout=60)
+    assert proc.returncode == code and out == b"", err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].endswith("nothing was written to stdout; pipe the image in again"), err
+    assert "resume" not in err and "imgedit-stdio-" not in err
+
+
+@pytest.mark.parametrize("inputs, output, advice", [
+    (("a.jpg",), "out", None),  # a batch: its journal resumes it
+    (("-",), None, "nothing was written to stdout; pipe the image in again"),
+    (("-",), "a.jpg", "pipe the image in again"),
+    (("a.jpg",), "-", "nothing was written to stdout; run the same command again"),
+])
+def test_what_an_interrupted_run_advises(inputs, output, advice):
+    from imgedit.stdio import after_interrupt
+
+    assert after_interrupt({"inputs": inputs, "output": output}) == advice
