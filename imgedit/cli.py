@@ -282,12 +282,24 @@ def info_command(images: tuple[str, ...], recursive: bool, as_json: bool) -> Non
     """Show format, size, mode, bit depth and metadata of images.
 
     IMAGES are files, folders or globs (quoted) as every image verb takes
-    them (a folder's images, with -r its sub-folders' too; not - for stdin). A
+    them (a folder's images, with -r its sub-folders' too; - for one on stdin). A
     file that cannot be read gets a one-line error on stderr (and, with
     --json, an entry with "path" and "error"); the others are still shown.
     The exit code is 2 where an input does not exist or holds no images (as for every verb),
     else 1 where one could not be read.
     """
+    from contextlib import ExitStack
+
+    from imgedit.stdio import STDIO, stdin_image
+
+    with ExitStack() as stack:
+        if STDIO in images:  # read once, however often it is named
+            stdin = str(stack.enter_context(stdin_image()))
+            images = tuple(stdin if image == STDIO else image for image in images)
+        _print_info(images, recursive, as_json)
+
+
+def _print_info(images: tuple[str, ...], recursive: bool, as_json: bool) -> None:
     from imgedit.imageio import describe_image
 
     rows, exit_code = [], 0
@@ -308,9 +320,10 @@ def info_command(images: tuple[str, ...], recursive: bool, as_json: bool) -> Non
                     click.echo(_printable(f"  {key}: {value}"))  # text keys and ICC descriptions come from the file
     if as_json:
         from imgedit.progress import json_text  # not at the top: see _printable
+        from imgedit.stdio import shown
 
         for row in rows:  # a name that is not UTF-8 as \xff escapes, not lone surrogates strict readers refuse
-            row.update({key: json_text(str(row[key])) for key in ("path", "error") if key in row})
+            row.update({key: shown(json_text(str(row[key]))) for key in ("path", "error") if key in row})
         click.echo(json.dumps(rows, indent=2, default=str))
     if exit_code:
         raise click.exceptions.Exit(exit_code)

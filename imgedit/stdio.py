@@ -14,7 +14,7 @@ import re
 import shutil
 import sys
 import tempfile
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
@@ -72,13 +72,12 @@ def piped(kwargs: dict[str, Any]) -> Iterator[dict[str, Any]]:
         return
     _check(kwargs, from_stdin, to_stdout)
     _SHOWN.clear()  # an earlier run's, in the same process
-    with tempfile.TemporaryDirectory(prefix="imgedit-stdio-") as folder:
+    with ExitStack() as stack:
         changed = dict(kwargs)
         if from_stdin:
-            source = _save_stdin(Path(folder))
-            changed["inputs"] = (str(source),)
-            _SHOWN.append((re.compile(re.escape(str(source))), "stdin"))
+            changed["inputs"] = (str(stack.enter_context(stdin_image())),)
         if to_stdout:
+            folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="imgedit-stdio-"))
             changed["output"], changed["to_stdout"] = Path(folder) / "out", True
             os.mkdir(changed["output"])  # a folder, not a file named "out"
             out = re.escape(str(changed["output"]))
@@ -89,14 +88,28 @@ def piped(kwargs: dict[str, Any]) -> Iterator[dict[str, Any]]:
             _send(changed["output"])
 
 
+@contextmanager
+def stdin_image() -> Iterator[Path]:
+    """The image on stdin, saved in a private temporary folder for as long as
+    the block runs; messages name it ``stdin``.
+
+    Raises:
+        UsageError: stdin is closed, a terminal, or empty.
+    """
+    if "stdin" in CLOSED_AT_START:
+        raise UsageError("- reads an image from stdin, which is closed: pipe one in (cat photo.jpg | imgedit ...)")
+    if sys.stdin.isatty():
+        raise UsageError("- reads an image from stdin, which is a terminal: pipe one in (cat photo.jpg | imgedit ...)")
+    with tempfile.TemporaryDirectory(prefix="imgedit-stdio-") as folder:
+        source = _save_stdin(Path(folder))
+        _SHOWN.append((re.compile(re.escape(str(source))), "stdin"))
+        yield source
+
+
 def _check(kwargs: dict[str, Any], from_stdin: bool, to_stdout: bool) -> None:
     where = "-o - writes the image to stdout" if kwargs.get("output") is not None else "the image goes to stdout"
     if from_stdin and len(kwargs["inputs"]) > 1:
         raise UsageError("- (the image on stdin) must be the only input")
-    if from_stdin and "stdin" in CLOSED_AT_START:
-        raise UsageError("- reads an image from stdin, which is closed: pipe one in (cat photo.jpg | imgedit ...)")
-    if from_stdin and sys.stdin.isatty():
-        raise UsageError("- reads an image from stdin, which is a terminal: pipe one in (cat photo.jpg | imgedit ...)")
     if from_stdin and kwargs.get("in_place"):
         raise UsageError("--in-place writes over the input file, and stdin has none: give -o FILE")
     if to_stdout and kwargs.get("in_place"):

@@ -164,3 +164,16 @@ def test_what_an_interrupted_run_advises(inputs, output, advice):
     from imgedit.stdio import after_interrupt
 
     assert after_interrupt({"inputs": inputs, "output": output}) == advice
+
+
+def test_info_describes_the_image_on_stdin_named_stdin(tmp_path):
+    (tmp_path / "b.png").write_bytes(png_bytes(1))
+    code, out, err = imgedit("info", "-", tmp_path / "b.png", "-", "--json", data=png_bytes())
+    rows = json.loads(out)
+    assert code == 0 and err == "", err
+    assert [row["path"] for row in rows] == ["stdin", str(tmp_path / "b.png")]  # read once, named twice
+    assert rows[0]["format"] == "PNG" and (rows[0]["width"], rows[0]["height"]) == (32, 24)
+    code, out, err = imgedit("info", "-", data=b"not an image")
+    assert code == 1 and err.strip().splitlines() == ["Error: stdin: not an image (unrecognised file contents)"], err
+    code, out, err = imgedit("info", "-", data=b"")
+    assert code == 2 and "stdin is empty" in err and "imgedit-stdio-" not in err
