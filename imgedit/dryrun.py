@@ -14,10 +14,14 @@ from imgedit.runner import RunOptions, done_unread
 
 BYTES_PER_PIXEL = 3 * 4  # a decoded RGB float32 image
 # Full-size float images a stage holds besides its working memory: the one
-# it reads, the one it returns, and about two in between (decoding, a resize
-# back to full size, the tile accumulators, encoding). Four matched the peak
-# memory of style and denoise.vae on a 24 MP photo within 15%.
-FULL_SIZE_COPIES = 4
+# it reads and one in between (decoding, a resize back to full size), the one
+# it returns and one in between (the tile accumulators, encoding). Four in
+# all matched the peak memory of style and denoise.vae on a 24 MP photo
+# within 15%; the output's two grow with it: inpaint's --samples 5 on a 24 MP
+# photo peaked at 3.7 GiB against 1.4 GiB for one fill, and the estimate
+# with two copies per output size is within 5% of both.
+INPUT_SIZE_COPIES = 2
+OUTPUT_SIZE_COPIES = 2
 PROCESS_MB_WITHOUT_RESOURCE = 600  # Python with torch imported, where the OS does not say (Windows)
 
 
@@ -61,19 +65,31 @@ def _weights_mb(pipeline: Pipeline) -> float:
     return total / 2**20
 
 
-def build_problem(pipeline: Pipeline, options: RunOptions) -> Optional[Exception]:
-    """What would stop the run at its first image, as the run would raise
-    it: the stages built as the run builds them (their models loaded: a file
-    missing or not verifying, a plugin's ``create`` failing), or None. Costs
-    what the run's own start does (weights read, a GPU's context made);
-    called after the memory estimate, which counts the weights apart."""
+def _build(pipeline: Pipeline, options: RunOptions) -> tuple[Optional[Any], Optional[Exception]]:
+    """The stages built as the run builds them (their models loaded), and
+    None; or None and what would stop the run at its first image, as the run
+    would raise it (a model file missing or not verifying, a plugin's
+    ``create`` failing). Costs what the run's own start does."""
     from imgedit.errors import ImgeditError
 
     try:
-        pipeline.build(options.device, options.precision)
+        return pipeline.build(options.device, options.precision), None
     except ImgeditError as exc:
-        return exc
-    return None
+        return None, exc
+
+
+def _output_sizes(pipeline: Pipeline, built: Optional[Any], height: int, width: int) -> list[tuple[int, int]]:
+    """Each stage's output size for an input of ``height`` x ``width``: the
+    input's, unless its applier says otherwise (``output_shape``: inpaint's
+    fills side by side). Unbuilt: every stage keeps the size."""
+    appliers = [b.applier for b in built.built] if built is not None else [None] * len(pipeline.stages)
+    sizes = []
+    for applier in appliers:
+        reshape = getattr(applier, "output_shape", None)
+        if reshape is not None:
+            height, width = reshape((1, 3, height, width))[-2:]
+        sizes.append((height, width))
+    return sizes
 
 
 def _already_done(items: list[InputFile], outputs: list, pipeline: Pipeline, options: RunOptions,
@@ -103,35 +119,41 @@ def _journal_path(items: list[InputFile], options: RunOptions) -> Optional[str]:
 
 
 def describe_plan(pipeline: Pipeline, items: list[InputFile], options: RunOptions,
-                  journals: Optional[JournalsRead] = None) -> dict[str, Any]:
+                  journals: Optional[JournalsRead] = None) -> tuple[dict[str, Any], Optional[Exception]]:
     """The plan: inputs, outputs, stages with their parameters, device,
-    precision, tile size and an estimate of peak memory; ``journals`` as
+    precision, tile size, an estimate of peak memory and the problems that
+    would stop the run (the stages are built: their models load); and the
+    first of those problems, to raise, or None. ``journals`` as
     :func:`imgedit.runner.run_files` takes them."""
     import torch
 
     from imgedit.devices import resolve_device, resolve_precision
     from imgedit.tiling import choose_tile
 
+    process_mb = _process_mb()  # before any model loads: the weights are counted apart, as their files' sizes
+    built, problem = _build(pipeline, options)
     outputs = plan_outputs(pipeline, items, options)
     device = resolve_device(options.device)
     height, width = _largest_size(items)
     largest = height * width / 1e6
-    side = int((largest * 1e6) ** 0.5) or 1
-    image_mb = largest * 1e6 * BYTES_PER_PIXEL / 2**20
-    stages, peaks = [], []
-    for stage in pipeline.stages:
+    first_mb = largest * 1e6 * BYTES_PER_PIXEL / 2**20
+    stages, peaks, image_mb = [], [], first_mb
+    for stage, (out_h, out_w) in zip(pipeline.stages, _output_sizes(pipeline, built, height, width)):
         caps, operation = stage.operation.capabilities, stage.operation
         where = device if device.type in caps.devices else torch.device("cpu")
+        mp = height * width / 1e6
+        side = int((mp * 1e6) ** 0.5) or 1
         tile = options.tile if options.tile != "auto" else choose_tile((1, 3, side, side), caps, where)
         tile = tile if caps.tileable else None
         if tile:
-            working = min(largest, (tile + 2 * caps.tile_overlap) ** 2 / 1e6)
+            working = min(mp, (tile + 2 * caps.tile_overlap) ** 2 / 1e6)
         elif operation.working_size is not None and height:
             h, w = operation.working_size(stage.params, height, width)
             working = h * w / 1e6
         else:
-            working = largest
-        peaks.append(caps.memory_mb_per_megapixel * working + FULL_SIZE_COPIES * image_mb)
+            working = mp
+        out_mb = out_h * out_w * BYTES_PER_PIXEL / 2**20
+        peaks.append(caps.memory_mb_per_megapixel * working + INPUT_SIZE_COPIES * image_mb + OUTPUT_SIZE_COPIES * out_mb)
         stages.append(
             {
                 **stage.describe(),
@@ -141,15 +163,17 @@ def describe_plan(pipeline: Pipeline, items: list[InputFile], options: RunOption
                 "tile": tile or "whole image",
             }
         )
-    # besides the image being computed: up to ``depth`` decoded ahead and ``depth`` waiting to be written,
-    # fewer for large photos (as the run reads them: _Batch.read_ahead), each with its mask where one is read
+        height, width, image_mb = out_h, out_w, out_mb
+    # besides the image being computed: up to ``depth`` decoded ahead (each
+    # with its mask where one is read) and ``depth`` results waiting to be
+    # written, fewer for large photos (as the run reads them: _Batch.read_ahead)
     from imgedit.runner import READ_AHEAD_PIXELS
 
-    depth = max(1, min(options.depth, READ_AHEAD_PIXELS // max(1, height * width)))
-    queued_mb = image_mb * (BYTES_PER_PIXEL + 4 * pipeline.needs_mask) / BYTES_PER_PIXEL
-    queued = min(max(len(items) - 1, 0), 2 * depth) * queued_mb
-    peak = _process_mb() + _weights_mb(pipeline) + max(peaks, default=0) + queued
-    return {
+    depth = max(1, min(options.depth, READ_AHEAD_PIXELS // max(1, int(largest * 1e6))))
+    decoded_mb = first_mb * (BYTES_PER_PIXEL + 4 * pipeline.needs_mask) / BYTES_PER_PIXEL
+    queued = min(max(len(items) - 1, 0), 2 * depth) * (decoded_mb + image_mb) / 2
+    peak = process_mb + _weights_mb(pipeline) + max(peaks, default=0) + queued
+    plan = {
         "inputs": len(items),
         "already_done": _already_done(items, outputs, pipeline, options, journals),
         "first_output": str(outputs[0]) if outputs else None,
@@ -159,4 +183,6 @@ def describe_plan(pipeline: Pipeline, items: list[InputFile], options: RunOption
         "largest_image_mp": round(largest, 2),
         "stages": stages,
         "peak_memory_estimate_mb": round(peak),
+        "problems": [str(problem)] if problem is not None else [],
     }
+    return plan, problem

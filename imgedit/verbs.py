@@ -245,12 +245,10 @@ def _check_mask_source(pipeline: Any, items: list, masks: Any) -> None:
 
 
 def _print_plan(pipeline: Any, items: list, options: Any, as_json: bool, journals: Any) -> None:
-    from imgedit.dryrun import build_problem, describe_plan
-
-    plan = describe_plan(pipeline, items, options, journals)  # its memory estimate before any model loads
-    problem = build_problem(pipeline, options)
-    plan["problems"] = [str(problem)] if problem is not None else []
+    from imgedit.dryrun import describe_plan
     from imgedit.stdio import shown
+
+    plan, problem = describe_plan(pipeline, items, options, journals)
 
     plan.update({key: shown(plan[key]) for key in ("first_output", "journal") if plan[key]})  # "-": stdin, stdout
     if as_json:

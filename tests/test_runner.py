@@ -363,6 +363,34 @@ def test_dry_run_memory_estimate_counts_the_process_the_queue_and_the_working_si
     assert abs(large - one - 4 * image_mb) < 0.05 * one
 
 
+
+def test_dry_run_memory_estimate_grows_with_inpaint_samples(invoke, tmp_path):
+    # --samples K writes K fills side by side: the result, and the copies
+    # made of it on the way to the file, are K times the photo
+    from imgedit.dryrun import BYTES_PER_PIXEL, OUTPUT_SIZE_COPIES
+
+    Image.new("RGB", (3000, 2000)).save(tmp_path / "p.png")  # only its header is read
+
+    def estimate(*args):
+        result = invoke("inpaint", tmp_path / "p.png", "--mask-box", "10,10,50,50", *args, "-o", tmp_path / "o.png",
+                        "--dry-run", "--json")
+        assert result.exit_code == 0, result.output
+        return json.loads(result.stdout)["peak_memory_estimate_mb"]
+
+    image_mb = 6e6 * BYTES_PER_PIXEL / 2**20
+    one, three = estimate(), estimate("--samples", "3")
+    assert abs(three - one - 2 * OUTPUT_SIZE_COPIES * image_mb) < 0.05 * one
+    # a later stage works on the wider image: its copies in and out are three times the photo's
+    def plan(pipeline):
+        result = invoke("run", "-p", pipeline, tmp_path / "p.png", "--mask-box", "10,10,50,50", "-o", tmp_path / "o.png",
+                        "--dry-run", "--json")
+        assert result.exit_code == 0, result.output
+        return json.loads(result.stdout)["peak_memory_estimate_mb"]
+
+    alone = plan("denoise method=nlm sigma=5")
+    after = plan("inpaint samples=3 | denoise method=nlm sigma=5")
+    assert after - alone > 4 * image_mb  # 8 photo-sized copies more, less what its tiling saves
+
 def test_bounded_map_keeps_order_and_depth():
     active, peak, lock = [0], [0], threading.Lock()
 
