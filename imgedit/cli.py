@@ -371,7 +371,16 @@ register_commands(cli)
 def main() -> None:
     """Console-script entry point."""
     _escape_what_stdout_cannot_encode()
+    _note_help_stripped(sys.argv[1:])
     cli(prog_name="imgedit")
+
+
+def _note_help_stripped(args: list[str]) -> None:
+    """Under ``python -OO`` (or PYTHONOPTIMIZE=2) the verbs whose help is
+    their docstring have none: say why before a help page shows it blank."""
+    if sys.flags.optimize >= 2 and (not args or {"-h", "--help"} & set(args)):
+        click.echo("note: python -OO (PYTHONOPTIMIZE=2) strips the help texts of most commands: "
+                   "run imgedit without it to read them", err=True)
 
 
 def _escape_what_stdout_cannot_encode() -> None:

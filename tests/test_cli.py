@@ -462,3 +462,12 @@ def test_info_says_a_file_it_may_not_read_in_one_line_and_goes_on(invoke, photo,
     rows = {Path(row["path"]).name: row for row in json.loads(result.stdout)}
     assert result.exit_code == 1 and sorted(rows) == ["a.png", "locked.png", "z.png"]
     assert "permission denied" in rows["locked.png"]["error"].lower() and "unexpected" not in result.stderr
+
+
+@pytest.mark.parametrize("optimize", [[], ["-OO"]])
+def test_help_under_python_oo_says_why_it_is_blank(optimize):
+    # -OO strips docstrings, and with them most commands' help: a blank page must say why
+    done = subprocess.run([sys.executable, *optimize, "-m", "imgedit", "info", "--help"], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.startswith("Usage: imgedit info"), done.stderr
+    assert ("strips the help texts" in done.stderr) == bool(optimize)
+    assert (done.stderr == "") == (not optimize)
