@@ -375,6 +375,9 @@ def output_path(
         check_name_template(template)
         _check_template_length(template, ext, op_label)
     name = (template or default).format(stem=item.path.stem, ext=ext, op=op_label, srcext=item.path.suffix.lstrip("."))
+    if template is not None and _leaves_folder(PurePath(name)):  # a file '...png' has the stem '..'
+        raise UsageError(f"--name {template!r} names {name!r} for {item.path}, outside the output folder: "
+                         "give a template that keeps {stem} inside a file name, e.g. '{stem}.{op}.{ext}'")
     folder = item.path.parent if output is None else output / item.relative.parent
     return folder / name
 

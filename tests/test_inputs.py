@@ -156,6 +156,18 @@ def test_name_templates_are_plain_fields_inside_the_folder(template, message):
     check_name_template("sub/{stem}.{srcext}.{op}.{ext}")  # a sub-folder and every field are fine
 
 
+
+def test_a_stem_that_makes_the_name_leave_the_folder_is_refused(tmp_path, invoke):
+    # the template is fine as text; a file named '...png' has the stem '..'
+    (tmp_path / "up").mkdir()
+    Image.fromarray(smooth_rgb()).save(tmp_path / "up" / "...png", format="PNG")
+    out = tmp_path / "srv" / "out"
+    result = invoke("denoise", "--method", "nlm", tmp_path / "up" / "...png", "-o", out, "--name", "{stem}/{op}.{ext}")
+    assert result.exit_code == 2 and "'../denoise.png'" in result.stderr and "outside the output folder" in result.stderr
+    assert not (tmp_path / "srv" / "denoise.png").exists()
+    done = invoke("denoise", "--method", "nlm", tmp_path / "up" / "...png", "-o", out, "--name", "{stem}.{op}.{ext}")
+    assert done.exit_code == 0 and (out / "...denoise.png").is_file(), done.output  # inside a name, '..' is text
+
 def png_bytes(seed=0):
     buffer = io.BytesIO()
     Image.fromarray(smooth_rgb(16, 16, seed=seed)).save(buffer, "PNG")
