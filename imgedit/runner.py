@@ -246,7 +246,7 @@ class _Batch:
             if self._skip(work, data, info=info):
                 return work
             if self.options.in_place:
-                _check_in_place_target(work.item.path)
+                _check_in_place_target(work.item)
             work.picture = read_image(work.item.path, data=data)
             with self._lock:
                 self._largest = max(self._largest, work.picture.width * work.picture.height)
@@ -528,18 +528,28 @@ class _Batch:
         return entry is not None and entry.status in WROTE
 
 
-def _check_in_place_target(path: Path) -> None:
+def _check_in_place_target(item: InputFile) -> None:
     """Refuse to edit in place what a rename over it would not edit as the
     user means: a link (the link would become the edited file and its
-    target stay as it was) or a file nobody may write (a photographer's
-    way to keep originals safe).
+    target stay as it was), a file a scan reached through a link to a
+    folder (a downloaded folder's ``gallery -> ~/Pictures`` would have the
+    photos there rewritten: in place edits only the tree that was named),
+    or a file nobody may write (a photographer's way to keep originals safe).
 
     Raises:
-        ImgeditError: ``path`` is a symbolic link or is read-only.
+        ImgeditError: ``item`` is a symbolic link, lies behind one below its
+            root, or is read-only.
     """
+    path = item.path
     if os.path.islink(path):
         raise ImgeditError(f"{path} is a symbolic link: --in-place would replace the link with the edited image and "
                            f"leave {os.path.realpath(path)} as it was; name that file, or use -o")
+    folder = item.root
+    for part in item.relative.parts[:-1]:
+        folder = folder / part
+        if os.path.islink(folder):
+            raise ImgeditError(f"{path} lies behind the link {folder}, outside the folder named: --in-place edits "
+                               "only files inside it; name the folder the link leads to, or use -o")
     # no write permission for anyone: made read-only on purpose (a colleague's 0644 photo in a folder the
     # group shares is theirs to protect, not this check's; os.access would refuse it)
     if not os.stat(path).st_mode & 0o222:

@@ -832,6 +832,29 @@ def test_in_place_refuses_links_and_read_only_photos_and_edits_the_rest(invoke, 
     assert (src / "plain.png").read_bytes() != before["plain.png"]
 
 
+
+@pytest.mark.skipif(sys.platform == "win32", reason="links")
+def test_in_place_does_not_edit_through_a_link_to_a_folder_outside_the_tree(invoke, tmp_path):
+    # a downloaded folder's "gallery -> ~/Pictures" had every photo there
+    # rewritten by -r --in-place, also one its own link to a file reached
+    pictures, download = tmp_path / "home" / "Pictures", tmp_path / "dl"
+    pictures.mkdir(parents=True)
+    download.mkdir()
+    Image.fromarray(smooth_rgb(seed=1)).save(pictures / "mine.png")
+    Image.fromarray(smooth_rgb(seed=2)).save(download / "a.png")
+    (download / "gallery").symlink_to(pictures)
+    (download / "b.png").symlink_to(pictures / "mine.png")
+    mine = (pictures / "mine.png").read_bytes()
+    result = invoke("denoise", download, "-r", "--in-place", "--sigma", "5", "--method", "nlm", "--json")
+    assert result.exit_code == 1
+    failures = summary_of(result)["failures"]
+    assert [os.path.basename(f["input"]) for f in failures] == ["mine.png"]
+    assert f"lies behind the link {download / 'gallery'}, outside the folder named" in failures[0]["error"]
+    assert (pictures / "mine.png").read_bytes() == mine and summary_of(result)["done"] == 1  # a.png, inside
+    # the folder the link leads to, named, is edited
+    named = invoke("denoise", download / "gallery", "--in-place", "--sigma", "5", "--method", "nlm")
+    assert named.exit_code == 0 and (pictures / "mine.png").read_bytes() != mine, named.output
+
 def _as_camera_preview(data: bytes) -> bytes:
     """An MPO (as Pillow writes it) whose second image is typed as cameras type
     their previews, "Large Thumbnail (VGA Equivalent)", in its MP index."""
