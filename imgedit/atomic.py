@@ -81,16 +81,20 @@ def new_file_mode() -> int:
     return 0o666 & ~_current_umask()
 
 
-def _replaced_mode(dest: Path) -> int:
+def _replaced_mode(dest: Path, source_mode: Optional[int] = None) -> int:
     """The permission bits for the file that replaces ``dest``: those of
     ``dest`` itself where it is a regular file (lstat: a link's target may
     be anyone's file, a setuid program), bar setuid, setgid and sticky (an
-    image is no program); else those of a new file."""
+    image is no program); else those of a new file, less what
+    ``source_mode`` (the file it was made from) withholds from the group
+    and others: a private photo's edit is private too, as ``cp`` makes it."""
     try:
         info = os.lstat(dest)
     except OSError:
-        return new_file_mode()
-    return info.st_mode & 0o777 if stat.S_ISREG(info.st_mode) else new_file_mode()
+        info = None
+    if info is not None and stat.S_ISREG(info.st_mode):
+        return info.st_mode & 0o777
+    return new_file_mode() & (0o600 | source_mode) if source_mode is not None else new_file_mode()
 
 
 def _commit(tmp: str, dest: Path, overwrite: bool) -> None:
@@ -151,10 +155,13 @@ def before_rename(callback: Callable[[Path], None]) -> Iterator[None]:
 
 
 @contextmanager
-def atomic_file(dest: Path, overwrite: bool = True, durable: bool = True) -> Iterator[BinaryIO]:
+def atomic_file(dest: Path, overwrite: bool = True, durable: bool = True,
+                source_mode: Optional[int] = None) -> Iterator[BinaryIO]:
     """A binary file to write ``dest`` through: a temporary file beside it,
     renamed into place when the block ends without an exception, removed if
-    it raises.
+    it raises. A new file's permissions are the umask's, less what
+    ``source_mode`` (the ``st_mode`` of the file it is made from) keeps
+    from the group and others.
 
     The rename alone makes the write atomic for other processes and for a
     killed writer; ``durable`` (fsync of the file and its folder) is what makes
@@ -165,7 +172,7 @@ def atomic_file(dest: Path, overwrite: bool = True, durable: bool = True) -> Ite
         OSError: the file cannot be written.
     """
     dest = Path(dest)
-    mode = _replaced_mode(dest)
+    mode = _replaced_mode(dest, source_mode)
     stem = temp_stem(dest.name, name_max(dest.parent))
     try:
         fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{stem}.", suffix=".tmp")

@@ -177,6 +177,7 @@ class _Work:
     result_key: Optional[str] = None  # --in-place: the key of the result written over the input
     result_digest: Optional[str] = None  # --in-place: and the digest of its content
     read_stat: Optional[tuple] = None  # the input's (size, mtime_ns, inode) just before it was read
+    read_mode: Optional[int] = None  # and its st_mode: a private photo's edit is private too
     picture: Any = None  # decoded metadata (and pixels until they become a tensor)
     hole: Any = None  # (H, W) bool
     image: Any = None  # (1, 3, H, W) tensor
@@ -239,6 +240,7 @@ class _Batch:
                 return work
             info = _stat(work.item.path)  # before the read: a change after it shows on the next run
             work.read_stat = stat_key(info) if info is not None else None
+            work.read_mode = info.st_mode if info is not None else None
             if info is not None and info.st_size == 0 and self._skip_empty(work):
                 return work
             # one read serves the journal key and the decoder: the key is of the bytes decoded
@@ -445,7 +447,7 @@ class _Batch:
         if self.journal is None:
             with before_rename(lambda temporary: self._check_unchanged(work)):
                 write_image(picture, work.dst, format=options.format, quality=options.quality, overwrite=True,
-                            durable=options.fsync)
+                            durable=options.fsync, source_mode=work.read_mode)
             return
         stopped: list[JournalError] = []  # write_image would report it as the image's own failure
 
@@ -460,7 +462,7 @@ class _Batch:
         try:
             with before_rename(record_start):
                 write_image(picture, work.dst, format=options.format, quality=options.quality, overwrite=True,
-                            durable=options.fsync)
+                            durable=options.fsync, source_mode=work.read_mode)
         except ImgeditError:
             if stopped:
                 raise stopped[0] from None

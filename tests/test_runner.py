@@ -855,6 +855,30 @@ def test_in_place_does_not_edit_through_a_link_to_a_folder_outside_the_tree(invo
     named = invoke("denoise", download / "gallery", "--in-place", "--sigma", "5", "--method", "nlm")
     assert named.exit_code == 0 and (pictures / "mine.png").read_bytes() != mine, named.output
 
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX modes")
+def test_a_private_photo_gives_a_private_edit(invoke, tmp_path):
+    # a 0600 photo gave a 0644 edit, readable by everyone (cp keeps it 0600);
+    # a photo others may read gives the umask's mode, and a replaced output keeps its own
+    import stat
+
+    before = os.umask(0o022)
+    try:
+        for name, mode in (("private.png", 0o600), ("group.png", 0o640), ("open.png", 0o644)):
+            Image.fromarray(smooth_rgb()).save(tmp_path / name)
+            os.chmod(tmp_path / name, mode)
+        result = invoke("denoise", tmp_path / "private.png", tmp_path / "group.png", tmp_path / "open.png",
+                        "--sigma", "5", "--method", "nlm")
+        assert result.exit_code == 0, result.output
+        modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in tmp_path.glob("*.denoise.png")}
+        assert modes == {"private.denoise.png": 0o600, "group.denoise.png": 0o640, "open.denoise.png": 0o644}
+        os.chmod(tmp_path / "open.denoise.png", 0o664)
+        again = invoke("denoise", tmp_path / "private.png", "-o", tmp_path / "open.denoise.png", "--overwrite",
+                       "--sigma", "6", "--method", "nlm")
+        assert again.exit_code == 0 and stat.S_IMODE((tmp_path / "open.denoise.png").stat().st_mode) == 0o664
+    finally:
+        os.umask(before)
+
 def _as_camera_preview(data: bytes) -> bytes:
     """An MPO (as Pillow writes it) whose second image is typed as cameras type
     their previews, "Large Thumbnail (VGA Equivalent)", in its MP index."""

@@ -21,6 +21,7 @@ def write_image(
     quality: Optional[int] = None,
     overwrite: bool = False,
     durable: bool = True,
+    source_mode: Optional[int] = None,
 ) -> Path:
     """Writes a picture atomically, keeping as much of its metadata as the format can hold.
 
@@ -43,6 +44,9 @@ def write_image(
         overwrite: replace an existing file.
         durable: fsync before the rename, so the file also survives a power
             cut (the batch runner skips that per file; see ``RunOptions.fsync``).
+        source_mode: the ``st_mode`` of the file the picture was made from:
+            a new file is then readable by no group or others that file's
+            bits leave out (a 0600 photo gives a 0600 edit, as ``cp`` does).
 
     Returns:
         The path written.
@@ -57,7 +61,7 @@ def write_image(
     fmt = _checked_format(path, format, quality, overwrite)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_file(path, overwrite, durable) as out:
+        with atomic_file(path, overwrite, durable, source_mode) as out:
             encode_to(out, picture, fmt, quality)
     except (ShapeError, UsageError):
         raise
