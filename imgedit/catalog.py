@@ -45,7 +45,10 @@ def spec_for_file(path: Union[str, Path]) -> ModelSpec:
         UsageError: the file is not a safetensors file (a photo, say): its
             card would otherwise be reported missing, which misleads; or it
             is a training checkpoint (the message names its run's weights);
-            or one of its names is longer than a file name can be.
+            or one of its names is longer than a file name can be; or its
+            card is there but unreadable (not a JSON object, nested too
+            deeply, too large): read as no card, it would be reported
+            missing or, worse, pass an architecture check it cannot answer.
     """
     check_name_lengths(path, "model file")  # before the stat below, which such a name fails
     path = Path(path).expanduser()
@@ -53,7 +56,11 @@ def spec_for_file(path: Union[str, Path]) -> ModelSpec:
         raise UsageError(f"{path} is not a .safetensors model file")
     if path.is_file() and is_checkpoint(path):
         raise UsageError(_checkpoint_given_as_weights(path))
-    return ModelSpec(path.stem, path, plugin="user")
+    spec = ModelSpec(path.stem, path, plugin="user")
+    problem = spec.read_card()[1]
+    if problem:
+        raise UsageError(problem)
+    return spec
 
 
 def _checkpoint_given_as_weights(path: Path) -> str:
@@ -61,7 +68,10 @@ def _checkpoint_given_as_weights(path: Path) -> str:
     the weights its run exported, or (none yet: a run stopped before its
     last step) how to export them."""
     said = f"{path} is a training checkpoint (for 'imgedit train ... --resume'), not model weights"
-    weights, progress = recorded_weights(path), recorded_progress(path)
+    try:
+        weights, progress = recorded_weights(path), recorded_progress(path)
+    except (RecursionError, TypeError, KeyError, ValueError, AttributeError):  # a record nested too deeply, or of odd
+        weights, progress = None, None  # types: said as of a record that names nothing, not as a crash
     if weights is None:
         return f"{said}: use the file named after 'weights:' when its training ended, the weights its run exported"
     if weights.is_file():

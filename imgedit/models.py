@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import threading
 from collections import OrderedDict
@@ -57,6 +58,11 @@ def _installed_weights_dir() -> Path:
 
 
 WEIGHTS_DIR = _installed_weights_dir()
+# A card is KBs (a long --holdout list of file names, a few MB): a bigger file
+# is no card, and is neither read into memory whole nor parsed.
+CARD_MAX_BYTES = 16 << 20
+
+logger = logging.getLogger("imgedit")
 
 
 @dataclass(frozen=True)
@@ -83,10 +89,30 @@ class ModelSpec:
 
     def card(self) -> dict[str, Any]:
         """The model card, or {} when there is none or it is unreadable."""
+        return self.read_card()[0]
+
+    def read_card(self) -> tuple[dict[str, Any], str]:
+        """(card, problem): the card's JSON object and "", or {} and why the
+        card there cannot be used ("" too where there is no card at all)."""
+        path = self.card_path
         try:
-            return json.loads(self.card_path.read_text())
-        except (OSError, ValueError):
-            return {}
+            with open(path, "rb") as fh:
+                data = fh.read(CARD_MAX_BYTES + 1)
+        except FileNotFoundError:
+            return {}, ""
+        except OSError as exc:  # a folder of that name, no permission
+            return {}, f"model card {path} cannot be read ({exc.strerror or type(exc).__name__})"
+        if len(data) > CARD_MAX_BYTES:
+            return {}, f"model card {path} is larger than {CARD_MAX_BYTES >> 20} MB: not a model card"
+        try:
+            card = json.loads(data)
+        except RecursionError:  # '[' * 200000: the parser's recursion, not the program's, must end here
+            return {}, f"model card {path} is nested too deeply to read"
+        except ValueError as exc:  # bad JSON, or bytes that are no text
+            return {}, f"model card {path} is not valid JSON ({str(exc).splitlines()[0]})"
+        if not isinstance(card, dict):  # every reader does card.get(...)
+            return {}, f"model card {path} is not a JSON object (it holds a {type(card).__name__})"
+        return card, ""
 
 
 def shipped_weights_dir() -> Path:
@@ -136,19 +162,26 @@ def is_safetensors_file(path: Path) -> bool:
     return len(head) == 9 and head[8:9] == b"{" and 8 + int.from_bytes(head[:8], "little") <= size
 
 
+SAFETENSORS_HEADER_MAX = 16 << 20  # the metadata of a checkpoint of ours is KBs (the format allows 100 MB)
+
+
 def safetensors_metadata(path: Path) -> dict[str, str]:
     """The ``__metadata__`` of a safetensors file's header (no torch, no
     tensors read); empty for a file that is not one or cannot be read."""
     try:
         with open(path, "rb") as fh:
             size = int.from_bytes(fh.read(8), "little")
-            if size > 100_000_000:  # not a header: a photo's bytes, say
+            # not a header: a photo's bytes, or a length the file does not hold (never allocated);
+            # nor one larger than ours can be, whose parsing could take GBs of memory
+            if size > min(SAFETENSORS_HEADER_MAX, os.fstat(fh.fileno()).st_size - 8):
                 return {}
             header = json.loads(fh.read(size))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # RecursionError: a header nested too deeply
         return {}
     metadata = header.get("__metadata__") if isinstance(header, dict) else None
-    return metadata if isinstance(metadata, dict) else {}
+    if not isinstance(metadata, dict):
+        return {}
+    return {key: value for key, value in metadata.items() if isinstance(value, str)}  # the format's str -> str
 
 
 def verify(spec: ModelSpec, actual: Optional[str] = None) -> tuple[bool, str]:
@@ -161,9 +194,14 @@ def verify(spec: ModelSpec, actual: Optional[str] = None) -> tuple[bool, str]:
         return False, f"missing file {spec.weights}"
     if not spec.card_path.is_file():  # weights copied without their card, most often
         return False, f"{spec.card_path}: model card not found beside {spec.weights.name} (copy it with the weights)"
-    expected = spec.card().get("sha256")
+    card, problem = spec.read_card()
+    if problem:
+        return False, problem
+    expected = card.get("sha256")
     if not expected:
         return False, f"no sha256 in model card {spec.card_path}"
+    if not isinstance(expected, str):
+        return False, f"the sha256 in model card {spec.card_path} is not a string"
     actual = actual or sha256_file(spec.weights)
     if actual != expected:
         return False, f"sha256 mismatch for {spec.weights}: card says {expected[:12]}..., file is {actual[:12]}..."
@@ -265,8 +303,14 @@ def save_weights(tensors: "dict[str, torch.Tensor]", path: Path, card: dict[str,
 
 def record_metrics(spec: ModelSpec, key: str, report: dict[str, Any]) -> None:
     """Write ``report`` into the ``metrics`` block of ``spec``'s card under
-    ``key`` (atomically; the weights and their sha256 are untouched)."""
-    card = spec.card()
+    ``key`` (atomically; the weights and their sha256 are untouched).
+
+    Raises:
+        WeightsError: the card there is unreadable (rewriting it would lose it).
+    """
+    card, problem = spec.read_card()
+    if problem:
+        raise WeightsError(f"model '{spec.name}': {problem}")
     card.setdefault("metrics", {})[key] = report
     write_bytes_atomic(spec.card_path, (json.dumps(card, indent=2, sort_keys=True) + "\n").encode())
 
@@ -280,9 +324,20 @@ def user_models() -> list[ModelSpec]:
     if not root.is_dir():
         return []
     specs = []
-    for path in sorted(root.rglob("*.safetensors")):
-        card = ModelSpec(path.stem, path).card()
-        specs.append(ModelSpec(path.stem, path, card.get("description", ""), plugin="user", extra=card))
+    try:
+        paths = sorted(root.rglob("*.safetensors"))
+    except OSError as exc:  # a folder that cannot be walked: the shipped models and every verb go on
+        logger.warning("%s: user models left out: %s", root, exc)
+        return []
+    for path in paths:
+        # read while the registry is built, for every verb: one bad model must cost only itself
+        try:
+            card = ModelSpec(path.stem, path).card()  # unreadable: {}, and listed as not verifying, saying why
+            description = card.get("description")
+            specs.append(ModelSpec(path.stem, path, description if isinstance(description, str) else "",
+                                   plugin="user", extra=card))
+        except Exception as exc:  # noqa: BLE001 -- whatever it is, the other models and every verb go on
+            logger.warning("%s: left out of the user models: %s: %s", path, type(exc).__name__, exc)
     return specs
 
 

@@ -173,3 +173,173 @@ def test_loaded_models_are_kept_per_version_of_their_file_and_the_fewest_recentl
     assert len(loads) == 6
     models.get(spec.weights, ("b",), load)
     assert len(loads) == 7
+
+
+# Cards that are there but cannot be used: each must cost only its own model (security audit, finding 6).
+BAD_CARDS = {
+    "a list": (b"[1]", "is not a JSON object (it holds a list)"),
+    "a string": (b'"sha256"', "is not a JSON object (it holds a str)"),
+    "nested too deeply": (b"[" * 200_000 + b"]" * 200_000, "is nested too deeply to read"),
+    "not JSON": (b"{sha256: 1", "is not valid JSON (Expecting property name"),
+    "not text": (b"\xff\xfe\x00{", "is not valid JSON ("),
+}
+
+
+def _bad_card(path, content):
+    """Weights that verify, beside a card replaced by ``content``."""
+    _, spec = _save(path)
+    spec.card_path.write_bytes(content)
+    return spec
+
+
+@pytest.mark.parametrize("kind", sorted(BAD_CARDS))
+def test_an_unreadable_card_is_a_model_that_does_not_verify_saying_why(kind, tmp_path):
+    content, said = BAD_CARDS[kind]
+    spec = _bad_card(tmp_path / "evil.safetensors", content)
+    assert spec.card() == {}  # every reader does card.get(...)
+    ok, reason = verify(spec)
+    assert not ok and reason.startswith(f"model card {spec.card_path} {said}"), reason
+    assert len(reason.splitlines()) == 1
+    with pytest.raises(WeightsError, match=f"model 'evil': model card .*evil.json {said[:12]}"):
+        load_weights(spec)
+
+
+def test_a_card_larger_than_a_card_can_be_is_not_read(tmp_path, monkeypatch):
+    from imgedit import models
+
+    monkeypatch.setattr(models, "CARD_MAX_BYTES", 2 << 20)  # 2 MB here: the test writes less
+    _, spec = _save(tmp_path / "big.safetensors")
+    card = json.loads(spec.card_path.read_text())
+    spec.card_path.write_text(json.dumps({**card, "padding": "x" * (2 << 20)}))  # right sha256, but 2 MB of card
+    assert spec.card() == {}
+    assert verify(spec) == (False, f"model card {spec.card_path} is larger than 2 MB: not a model card")
+    spec.card_path.write_text(json.dumps({**card, "padding": "x" * (1 << 20)}))  # under the cap: a card
+    assert verify(spec) == (True, "ok")
+
+
+def test_a_card_whose_fields_have_odd_types_does_not_verify_or_crash_the_listing(tmp_path, user_home):
+    _, spec = _save(tmp_path / "m.safetensors")
+    spec.card_path.write_text(json.dumps({"sha256": 5}))
+    assert verify(spec) == (False, f"the sha256 in model card {spec.card_path} is not a string")
+    _save(user_home / "weights" / "x" / "odd.safetensors")
+    card = user_home / "weights" / "x" / "odd.json"
+    card.write_text(json.dumps({**json.loads(card.read_text()), "description": ["not", "text"]}))
+    assert [(m.name, m.description) for m in user_models()] == [("odd", "")]
+
+
+@pytest.mark.parametrize("kind", sorted(BAD_CARDS))
+def test_a_user_model_with_an_unreadable_card_is_one_row_and_the_others_work(kind, invoke, user_home, photo, tmp_path):
+    content, said = BAD_CARDS[kind]
+    _save(user_home / "weights" / "x" / "mine.safetensors")
+    evil = _bad_card(user_home / "weights" / "x" / "evil.safetensors", content)
+    assert [(m.name, m.extra) for m in user_models()][0] == ("evil", {})
+    result = invoke("models", "--json")
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    rows = json.loads(result.stdout)
+    evil_rows = [row for row in rows if row["name"] == "evil"]
+    assert len(evil_rows) == 1 and evil_rows[0]["verified"] is False
+    assert evil_rows[0]["status"].startswith(f"model card {evil.card_path} {said}")
+    assert all(row["verified"] for row in rows if row["name"] != "evil"), rows  # yours and the shipped ones
+    assert {"mine", "denoise-vae", "mosaic", "faces64-gan"} <= {row["name"] for row in rows}
+    assert result.stderr.strip() == f"Error: 1 of {len(rows)} models do not verify: evil"
+    text = invoke("models").output
+    assert f"evil (user) {evil.weights}" in text and f"NOT VERIFIED: model card {evil.card_path}" in text
+    result = invoke("denoise", photo, "-o", tmp_path / "out.png")  # the registry was built past it
+    assert result.exit_code == 0 and (tmp_path / "out.png").is_file(), result.output
+
+
+def test_weights_given_with_an_unreadable_card_are_refused_in_one_line_naming_it(tmp_path, invoke, photo):
+    from imgedit.catalog import spec_for_file
+    from imgedit.errors import UsageError
+
+    for kind, (content, said) in BAD_CARDS.items():
+        spec = _bad_card(tmp_path / kind / "evil.safetensors", content)
+        with pytest.raises(UsageError, match=f"^model card .*evil.json {said[:12]}"):
+            spec_for_file(spec.weights)
+    deep = tmp_path / "nested too deeply" / "evil.safetensors"
+    for args in (("style", photo, "--style", deep), ("sample", "--model", deep, "-n", 1),
+                 ("interpolate", "--seeds", "1,2", "--model", deep), ("denoise", photo, "--weights", deep)):
+        result = invoke(*args, "-o", tmp_path / "out")
+        assert result.exit_code == 2 and "RecursionError" not in result.output, (args, result.output)
+        assert len(result.output.strip().splitlines()) == 1, result.output
+        assert result.output.strip().endswith(f"model card {deep.with_suffix('.json')} is nested too deeply to read")
+        assert not (tmp_path / "out").exists()
+
+
+def test_a_bad_user_model_leaves_every_plugins_verbs_in_place(tmp_path, photo):
+    # a fresh interpreter, as a user's shell: the verbs are made while the registry is built
+    from conftest import run_imgedit
+
+    _save(tmp_path / "weights" / "x" / "mine.safetensors")
+    _bad_card(tmp_path / "weights" / "x" / "evil.safetensors", b"[1]")
+    _bad_card(tmp_path / "weights" / "y" / "deep.safetensors", b"[" * 200_000 + b"]" * 200_000)
+    env = {"IMGEDIT_HOME": str(tmp_path)}
+    result = run_imgedit("--help", env=env)
+    assert result.returncode == 0, result.stderr
+    for verb in ("denoise", "inpaint", "style", "sample", "interpolate"):
+        assert f"  {verb} " in result.stdout, (verb, result.stdout)
+    result = run_imgedit("plugins", "--json", env=env)
+    assert result.returncode == 0 and all(p["status"] == "ok" for p in json.loads(result.stdout)), result.stdout
+    result = run_imgedit("models", env=env)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].endswith("models do not verify: evil, deep"), result.stderr
+
+
+def test_a_failure_while_reading_one_user_model_is_kept_to_that_model(user_home, monkeypatch):
+    from imgedit.registry import get_registry
+
+    _save(user_home / "weights" / "x" / "mine.safetensors")
+    _save(user_home / "weights" / "x" / "odd.safetensors")
+    read_card = ModelSpec.read_card
+
+    def failing(spec):
+        if spec.name == "odd":
+            raise RuntimeError("a bug met reading it")
+        return read_card(spec)
+
+    monkeypatch.setattr(ModelSpec, "read_card", failing)
+    assert [m.name for m in user_models()] == ["mine"]
+    registry.reset()
+    assert "mine" in get_registry().models and "denoise-vae" in get_registry().models
+
+
+def test_recording_metrics_keeps_an_unreadable_card(tmp_path):
+    from imgedit.models import record_metrics
+
+    spec = _bad_card(tmp_path / "evil.safetensors", b"[1]")
+    with pytest.raises(WeightsError, match="is not a JSON object"):
+        record_metrics(spec, "eval", {"n": 1})
+    assert spec.card_path.read_bytes() == b"[1]"  # not replaced by a card of metrics alone
+
+
+def test_safetensors_metadata_of_a_header_that_is_not_an_object_or_too_large_is_empty(tmp_path):
+    from imgedit.models import SAFETENSORS_HEADER_MAX, safetensors_metadata
+
+    def header(name, text, declared=None):
+        data = text.encode() if isinstance(text, str) else text
+        path = tmp_path / name
+        path.write_bytes((len(data) if declared is None else declared).to_bytes(8, "little") + data)
+        return safetensors_metadata(path)
+
+    assert header("list", "[1]") == {}
+    assert header("deep", "[" * 200_000 + "]" * 200_000) == {}  # was a RecursionError
+    assert header("deep-object", '{"__metadata__": ' + "[" * 200_000 + "]" * 200_000 + "}") == {}
+    assert header("metadata-list", '{"__metadata__": [1]}') == {}
+    assert header("odd-values", '{"__metadata__": {"structure": 5, "x": "y"}}') == {"x": "y"}  # str -> str only
+    assert header("claims-more", "{}", declared=90_000_000) == {}  # not read: the file does not hold it
+    big = '{"__metadata__": {"x": "y"}, "pad": "' + "x" * SAFETENSORS_HEADER_MAX + '"}'
+    assert header("huge", big) == {}
+    assert header("fine", '{"__metadata__": {"x": "y"}}') == {"x": "y"}
+
+
+def test_a_checkpoint_whose_record_is_nested_too_deeply_is_still_named_a_checkpoint(tmp_path):
+    from imgedit.catalog import spec_for_file
+    from imgedit.errors import UsageError
+
+    for name, metadata in (("deep", {"structure": "[" * 200_000 + "]" * 200_000}),
+                           ("odd", {"structure": "{}", "provenance": json.dumps({"export": [1]})})):
+        data = json.dumps({"__metadata__": metadata}).encode()
+        path = tmp_path / f"{name}.safetensors"
+        path.write_bytes(len(data).to_bytes(8, "little") + data)
+        with pytest.raises(UsageError, match="is a training checkpoint"):
+            spec_for_file(path)
