@@ -304,6 +304,7 @@ class BuiltPipeline:
             # An applier that must see the whole image first (a noise level
             # estimated once, not per tile) offers prepare(image, mask) -> applier.
             with _naming(index + 1, built.stage, "failed"), compute_scope(built.context.device, built.precision)[1]:
+                _check_output_size(applier, image.shape, f"the output of stage {index + 1} ({built.stage.label})")
                 prepare = getattr(applier, "prepare", None)
                 if prepare is not None:
                     applier = prepare(image, stage_mask)
@@ -331,6 +332,17 @@ class BuiltPipeline:
             return None
         later = any(b.stage.operation.capabilities.needs_mask for b in self.built[index + 1:])
         return mask.clone() if later else mask
+
+
+def _check_output_size(applier: object, shape: "torch.Size", what: str) -> None:
+    """Refuse, before any work, an output over the pixel limit (16 fills of a
+    large photo side by side)."""
+    output_shape = getattr(applier, "output_shape", None)
+    if output_shape is not None:
+        from imgedit.imageio import check_made_size
+
+        height, width = output_shape(tuple(shape))[-2:]
+        check_made_size(height, width, what)
 
 
 def _check_applier(applier: object, op: Operation) -> None:

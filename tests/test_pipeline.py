@@ -336,6 +336,30 @@ def test_a_tileable_applier_with_output_shape_cannot_start():
         _one_stage(lambda ctx: SideBySide(), tileable=True, tile_overlap=4).build("cpu")
 
 
+
+def test_an_output_over_the_pixel_limit_is_refused_before_the_applier_runs(monkeypatch):
+    # a photo read under the limit must not become a larger image through a
+    # parameter (16 fills side by side): the limit that reading obeys holds
+    from imgedit.errors import UsageError
+
+    calls = []
+
+    class SideBySide:
+        def __call__(self, image, mask=None):
+            calls.append(image.shape)
+            return torch.cat([image, image], dim=-1)
+
+        def output_shape(self, shape):
+            return (*shape[:-1], 2 * shape[-1])
+
+    built = _one_stage(lambda ctx: SideBySide()).build("cpu")
+    monkeypatch.setenv("IMGEDIT_MAX_PIXELS", str(50 * 70 * 2))
+    assert built.apply(torch.rand(1, 3, 50, 70)).shape == (1, 3, 50, 140)  # at the limit
+    monkeypatch.setenv("IMGEDIT_MAX_PIXELS", str(50 * 70 * 2 - 1))
+    with pytest.raises(UsageError, match=r"the output of stage 1 \(edit\) would be 140x50 = 0.007 MP, above the limit"):
+        built.apply(torch.rand(1, 3, 50, 70))
+    assert len(calls) == 1
+
 # --- a pipeline made of Stage objects --------------------------------------------------------
 
 def _nlm():

@@ -94,6 +94,18 @@ def test_scale_sets_the_working_size():
     assert not torch.allclose(small, stylise(photo, tiny_net(), scale=60))
 
 
+def test_a_scale_over_the_pixel_limit_is_refused(monkeypatch):
+    # scale=16384 on a 32 px photo worked at 268 MP (18 GB): past the limit a photo that size would meet
+    from imgedit.errors import UsageError
+
+    monkeypatch.setenv("IMGEDIT_MAX_PIXELS", "60000")
+    assert working_size(32, 32, 240, 1024) == (240, 240)
+    with pytest.raises(UsageError, match=r"working image at scale=256 would be 256x256 = 0.06554 MP, above the limit"):
+        working_size(32, 32, 256, 1024)
+    with pytest.raises(UsageError, match="above the limit"):
+        stylise(smooth_photo(32, 32), tiny_net(), scale=256)
+
+
 def test_wrong_input_is_a_shape_error():
     with pytest.raises(ShapeError):
         stylise(torch.rand(3, 8, 8), tiny_net())

@@ -69,7 +69,7 @@ from imgedit.imageio.describe import describe_image
 from imgedit.imageio.formats import PathLike, format_for_path, suffix_for_format
 from imgedit.imageio.picture import Picture
 from imgedit.imageio.read import read_image
-from imgedit.imageio.source import DEFAULT_MAX_PIXELS
+from imgedit.imageio.source import DEFAULT_MAX_PIXELS, check_made_size
 from imgedit.imageio.write import write_image
 
 if TYPE_CHECKING:  # pragma: no cover - built lazily by __getattr__ below
@@ -80,6 +80,7 @@ __all__ = [
     "IMAGE_SUFFIXES",
     "PathLike",
     "Picture",
+    "check_made_size",
     "describe_image",
     "format_for_path",
     "read_image",

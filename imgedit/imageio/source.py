@@ -56,6 +56,21 @@ def pixel_limit(max_pixels: Optional[int]) -> int:
         raise UsageError(f"IMGEDIT_MAX_PIXELS={env!r} is not a number of pixels (0 for no limit)") from None
 
 
+def check_made_size(height: int, width: int, what: str) -> None:
+    """Refuse to make an image (or work at a size) above the pixel limit
+    that reading obeys: a tiny file must not become a huge computation
+    through a parameter (a style's scale, fills side by side).
+
+    Raises:
+        UsageError: ``height * width`` is above the limit; ``what`` says
+            what would have been made, and by which parameter.
+    """
+    limit = pixel_limit(None)
+    if limit > 0 and height * width > limit:
+        raise UsageError(f"{what} would be {width}x{height} = {_megapixels(height * width)} MP, above the limit "
+                         f"of {_megapixels(limit)} MP; raise it with IMGEDIT_MAX_PIXELS")
+
+
 def _megapixels(pixels: int) -> str:
     return f"{pixels / 1e6:.4g}"
 

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from imgedit.errors import ShapeError, UsageError
+from imgedit.imageio import check_made_size
 from imgedit.models import LoadedModels, ModelSpec, load_model
 from imgedit.tensor import check_image, interpolate
 from imgedit_style.catalog import ARCHITECTURE
@@ -74,7 +75,9 @@ def working_size(height: int, width: int, scale: Union[int, str, None], auto_max
     if target == long_side:
         return height, width
     f = target / long_side
-    return max(1, round(height * f)), max(1, round(width * f))
+    size = max(1, round(height * f)), max(1, round(width * f))
+    check_made_size(*size, f"the style's working image at scale={scale}")  # a 32 px photo at 16384 px: 268 MP
+    return size
 
 
 def resize(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
