@@ -540,7 +540,20 @@ def _portable(name: str) -> str:
         name = name.replace(_SEP, "/")
     if _TO_NFC:
         name = unicodedata.normalize("NFC", name)
-    return name
+    return _escapes_as_utf8(name)
+
+
+def _escapes_as_utf8(name: str) -> str:
+    """``name`` with the lone surrogates of UTF-8 bytes read as what they
+    spell: imgedit before 2026-12-07 journaled names as a non-UTF-8 locale
+    (a cron job's C locale) decoded them, 'été.png' as '\\udcc3\\udca9t...',
+    and its journals must still name those files (see :func:`_as_utf8`)."""
+    if name.isascii():  # nearly every name: no work
+        return name
+    try:
+        return name.encode("utf-8", "surrogateescape").decode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a surrogate no decoding makes: kept as it is
+        return name
 
 
 def _still_there(path: Path, entry: Entry) -> bool:
@@ -566,6 +579,7 @@ def _source(rec: dict[str, Any]) -> Optional[Source]:
     path, digest, stat_ = rec.get("src"), rec.get("src_sha256"), rec.get("src_stat")
     if not (isinstance(path, str) and isinstance(digest, str)):
         return None
+    path = _escapes_as_utf8(path)
     known = isinstance(stat_, list) and len(stat_) == 3 and all(type(n) is int for n in stat_)
     return Source(path, digest, tuple(stat_) if known else None, _time(rec))
 

@@ -282,6 +282,34 @@ def test_a_rerun_in_a_c_locale_finds_what_a_utf8_run_did_and_back(tmp_path):
         assert edited.returncode == 0 and "done 1, skipped 1, failed 0" in edited.stderr, edited.stderr
 
 
+
+@pytest.mark.skipif(os.name != "posix", reason="file names are bytes on POSIX only")
+@pytest.mark.parametrize("in_place", [False, True])
+def test_a_journal_an_earlier_version_wrote_in_a_c_locale_still_names_its_files(tmp_path, in_place):
+    # before 2026-12-07 a C-locale run journaled "fötö.png" as the lone surrogates of its
+    # UTF-8 bytes; read as written, no record named the file: --in-place edited it again,
+    # -o failed it ("exists; pass --overwrite")
+    import json
+
+    for name in ("fötö.png", "plain.png"):
+        Image.fromarray(smooth_rgb(24, 32)).save(tmp_path / name)
+    where = ("--in-place",) if in_place else ("-o", tmp_path / "out")
+    done = run_imgedit("denoise", "fötö.png", "plain.png", *where, "--sigma", "10", "--method", "nlm", cwd=tmp_path)
+    assert done.returncode == 0 and "done 2, skipped 0" in done.stderr, done.stderr
+    journal = (tmp_path if in_place else tmp_path / "out") / ".imgedit-journal.jsonl"
+    as_written = [json.loads(line) for line in journal.read_text().splitlines()]
+    escaped = "fötö".encode().decode("ascii", "surrogateescape")  # as the C locale decoded it
+    for record in as_written:
+        for key in ("dst", "src"):
+            if isinstance(record.get(key), str):
+                record[key] = record[key].replace("fötö", escaped)
+    journal.write_text("".join(json.dumps(record) + "\n" for record in as_written))
+    assert "\\udcc3" in journal.read_text()
+    edited = (tmp_path / "fötö.png").read_bytes()
+    again = run_imgedit("denoise", "fötö.png", "plain.png", *where, "--sigma", "10", "--method", "nlm", cwd=tmp_path)
+    assert again.returncode == 0 and "done 0, skipped 2, failed 0" in again.stderr, again.stderr
+    assert (tmp_path / "fötö.png").read_bytes() == edited
+
 def test_with_no_home_folder_editing_works_and_training_says_what_to_set(tmp_path, monkeypatch):
     # docker run --user 12345: no HOME and no account entry, so Path.home() raises;
     # every plugin's verbs went missing ("No such command 'denoise'")
