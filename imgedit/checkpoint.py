@@ -26,6 +26,7 @@ __all__ = [
     "checkpoint_info",
     "is_checkpoint",
     "load_checkpoint",
+    "recorded_export",
     "recorded_progress",
     "recorded_weights",
     "save_checkpoint",
@@ -150,11 +151,26 @@ def is_checkpoint(path: Path) -> bool:
 def recorded_weights(path: Path) -> Optional[Path]:
     """The weights file the run of checkpoint ``path`` exports to, as it
     records it (None where it does not: a checkpoint older than the record)."""
+    export = recorded_export(_record(path))
+    return export[1] if export else None
+
+
+def recorded_export(state: dict) -> Optional[tuple[str, Path]]:
+    """(name, weights file) of the model a checkpoint's run exports to, as
+    its record (``provenance``) says, from ``state`` as read (tensors or not);
+    None where it names none, or not as a run writes it: a checkpoint is
+    anyone's file, and an odd record must not crash the run that reads it.
+    Where that file may be written is for the caller to judge."""
     try:
-        export = json.loads(_record(path).get("provenance", "{}")).get("export")
-    except (ValueError, AttributeError):
+        export = json.loads(state.get("provenance", "{}")).get("export")
+    except (ValueError, TypeError, AttributeError, RecursionError):
         return None
-    return Path(export["path"]) if export else None
+    if not isinstance(export, dict):
+        return None
+    name, path = export.get("name"), export.get("path")
+    if not isinstance(name, str) or not isinstance(path, str) or not path or "\0" in path:  # no file has a NUL
+        return None
+    return name, Path(path)
 
 
 def recorded_progress(path: Path) -> Optional[tuple[str, int]]:

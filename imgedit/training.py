@@ -41,6 +41,7 @@ import os
 import platform
 import re
 import signal
+import stat
 import sys
 import threading
 import time
@@ -50,7 +51,8 @@ from typing import Any, Callable, Collection, Iterator, Optional, Sequence
 
 from imgedit import distributed
 from imgedit.atomic import NAME_MAX, NO_SPACE, check_writable_folder, write_bytes_atomic
-from imgedit.checkpoint import CHECKPOINT_NAME, checkpoint_file, checkpoint_info, load_checkpoint, save_checkpoint
+from imgedit.checkpoint import (CHECKPOINT_NAME, checkpoint_file, checkpoint_info, load_checkpoint, recorded_export,
+                                save_checkpoint)
 from imgedit.errors import DiskFullError, ImageWriteError, ImgeditError, Interrupted, UsageError
 from imgedit.shell import quote_arg
 from imgedit.progress import duration, pace
@@ -64,6 +66,7 @@ __all__ = [
     "check_export_path",
     "check_finite_tensors",
     "check_fresh_run",
+    "check_run_folder",
     "export_model",
     "export_target",
     "export_weights",
@@ -216,15 +219,15 @@ def run_export(resume: Optional[Path], kind: str) -> Optional[tuple[str, Path]]:
     """
     if resume is None:
         return None
-    export = json.loads(checkpoint_info(resume, kind).get("provenance", "{}")).get("export")
-    return (export["name"], Path(export["path"])) if export else None
+    return recorded_export(checkpoint_info(resume, kind))
 
 
 def export_target(chosen: tuple[str, Path], resume: Optional[Path], kind: str, told: bool) -> tuple[str, Path]:
     """(name, weights file) of the model a run exports: ``chosen`` (from the
     command line and its defaults), except that a resumed run not ``told``
     otherwise (no ``--export``, no ``--name``) exports to its own, recorded
-    model, never over another run's model at the default place."""
+    model, never over another run's model at the default place
+    (:func:`check_fresh_run` then checks that the file there is that model)."""
     own = run_export(resume, kind)
     return own if own is not None and not told else chosen
 
@@ -255,14 +258,21 @@ def check_fresh_run(out_dir: Path, resume: Optional[Path], overwrite: bool, expo
     (:func:`run_folder`: a new run's ``out_dir``, or a resumed run's own
     folder unless ``--out`` names another), or any run that would replace a
     model at ``export`` that it did not make (a resumed run's own model,
-    recorded in its checkpoint of ``kind``, is its to replace), unless
+    recorded in its checkpoint of ``kind``, is its to replace, where the
+    file there is that model: :func:`recorded_model_problem`), unless
     ``overwrite``: it would otherwise append to the other run's log beside
     its samples and replace its checkpoint.
+
+    A checkpoint is anyone's file (one downloaded to fine-tune from), so the
+    weights file it records is written only where it is a ``.safetensors``
+    file that is not there yet or is the run's own model, even with
+    ``overwrite``, unless ``--export`` names it on the command line.
 
     Also refuses, before any training, a run whose model could not be
     written at the end (``IMGEDIT_HOME`` a file, a read-only folder, a folder
     at the model's path, a name too long), or would replace a device or a
-    pipe there (even with ``overwrite``), or whose folder cannot be written.
+    pipe there (even with ``overwrite``), or whose folder cannot be written
+    or holds a link where the run writes (:func:`check_run_folder`).
 
     Raises:
         UsageError: what would be replaced, and how to continue or start
@@ -270,6 +280,14 @@ def check_fresh_run(out_dir: Path, resume: Optional[Path], overwrite: bool, expo
     """
     out_dir = run_folder(out_dir, resume)
     check_writable_folder(out_dir, "--out")
+    check_run_folder(out_dir)
+    own = run_export(resume, kind) if kind else None
+    recorded = own is not None and export is not None and _resolved(Path(export)) == _resolved(own[1])
+    if recorded and not given_on_command_line("export_path"):  # the checkpoint chose the file, not the user
+        problem = recorded_model_problem(own[1], own[0])
+        if problem:
+            raise UsageError(f"the checkpoint names {own[1]} as its model's file, but {problem}: pass --export FILE "
+                             "to choose where the weights go (with --overwrite to replace a file there)")
     if export is not None:
         check_export_path(Path(export))
     if overwrite:
@@ -281,13 +299,81 @@ def check_fresh_run(out_dir: Path, resume: Optional[Path], overwrite: bool, expo
     if resume is None:
         raise UsageError(f"a model already exists at {export}: pass --overwrite to replace it, --resume <checkpoint> "
                          "to continue its run, or give another --export path")
-    own = run_export(resume, kind) if kind else None
     if own is None:
         raise UsageError(f"a model already exists at {export} and the checkpoint does not say that this run made it: "
                          "pass --overwrite to replace it, or give another --export path")
-    if Path(export).resolve() != own[1].resolve():
+    if not recorded:
         raise UsageError(f"a model already exists at {export}, and this run exports to {own[1]}: pass --overwrite to "
                          "replace it, or leave out --export and --name to update the run's own model")
+    problem = recorded_model_problem(Path(export), own[0])
+    if problem:  # --export typed: the user's file, replaced as any other model would be
+        raise UsageError(f"a file already exists at {export}, and {problem}: pass --overwrite to replace it, "
+                         "or give another --export path")
+
+
+def recorded_model_problem(path: Path, name: str) -> str:
+    """Why the weights file ``path`` that a checkpoint records for its
+    model ``name`` may not be written by its resumed run; "" where it may: a
+    ``.safetensors`` path where neither the weights nor their card (``.json``
+    beside them) exist yet, or whose card says it is that model. Said as a
+    clause: "it is not a .safetensors file"."""
+    if path.suffix != ".safetensors":
+        return "it is not a .safetensors file"
+    card_path = path.with_suffix(".json")
+    if not os.path.lexists(path) and not os.path.lexists(card_path):
+        return ""  # nothing there yet: the run's first export
+    if os.path.lexists(path) and not _is_regular_file(path):
+        return "it is a link or not a regular file"
+    if not _is_regular_file(card_path):  # a link is no card the run wrote: it writes cards as files
+        return f"there is no model card beside it ({card_path.name})"
+    from imgedit.models import ModelSpec, is_safetensors_file
+
+    card = ModelSpec(path.stem, path).card()
+    if not card.get("architecture"):
+        return f"{card_path.name} beside it is not a model card"
+    if card.get("name") != name:
+        return f"the model there is another one (its card names {card.get('name')!r}, the run {name!r})"
+    if os.path.lexists(path) and not is_safetensors_file(path):
+        return "the file there is not a safetensors file"
+    return ""
+
+
+def _is_regular_file(path: Path) -> bool:
+    """Whether ``path`` is a regular file itself (lstat: not a link to one)."""
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except (OSError, ValueError):
+        return False
+
+
+def _resolved(path: Path) -> Path:
+    """``path`` resolved, or made absolute where it cannot be (a link loop in it)."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):
+        return Path(os.path.abspath(path))
+
+
+def check_run_folder(out_dir: Path) -> None:
+    """Refuse a run folder whose log or ``samples`` folder is a symbolic link,
+    or whose log is no regular file: a run folder may come with a downloaded
+    checkpoint, and the run would append to, or write its sheets into,
+    whatever the link points at. (The checkpoint and the sheets are written
+    atomically: a link at their names is replaced, not followed.)
+
+    Raises:
+        UsageError: which path, and that it is to be removed.
+    """
+    for path in (Path(out_dir) / "log.jsonl", Path(out_dir) / "samples"):
+        try:
+            mode = os.lstat(path).st_mode
+        except OSError:
+            continue  # not there (the run makes it), or unreachable: writing it says why
+        if stat.S_ISLNK(mode):
+            raise UsageError(f"{path} is a symbolic link: a training run writes its log and samples in its own "
+                             "folder, never through a link; remove it")
+        if path.name == "log.jsonl" and not stat.S_ISREG(mode):
+            raise UsageError(f"{path} is not a regular file: a training run appends its log there; remove it")
 
 
 def _refuse_other_run(out_dir: Path, resume: Optional[Path]) -> None:
@@ -358,7 +444,9 @@ def fit(trainer: Any, out_dir: Path, on_progress: Optional[Callable[[int, dict],
 
         torch.backends.cudnn.benchmark = True  # every batch has one shape: time cuDNN's kernels once, use the fastest
     if main:
+        check_run_folder(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
+    trainer.started_at_step = trainer.step  # a session that trains nothing says so (trained_line)
     checkpoint = out_dir / "checkpoint.safetensors"
     last_saved = (resumed_from, trainer.step) if resumed_from is not None else None
     log = _Log(out_dir / "log.jsonl") if main else None
@@ -447,7 +535,7 @@ class _Log:
 
     def write(self, text: str) -> None:
         if self.file is None:
-            self.file = self.path.open("ab", buffering=0)
+            self.file = open(_open_no_link(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT), "ab", buffering=0)
         data = text.encode()
         while data:  # an unbuffered write may take only part of it
             data = data[self.file.write(data):]
@@ -459,7 +547,8 @@ class _Log:
         every other line stays. Rewritten atomically, and only if a line goes.
         """
         try:
-            text = self.path.read_bytes().decode("utf-8", "surrogateescape")  # any line not ours stays as it was
+            with open(_open_no_link(self.path, os.O_RDONLY), "rb") as fh:
+                text = fh.read().decode("utf-8", "surrogateescape")  # any line not ours stays as it was
         except FileNotFoundError:
             return
         kept = _log_up_to(text, step)
@@ -473,6 +562,17 @@ class _Log:
     def close(self) -> None:
         if self.file is not None:
             self.file.close()
+
+
+# a link is refused, not followed (ELOOP); a FIFO opens at once, not waiting for the other end
+_NO_LINK = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+
+
+def _open_no_link(path: Path, flags: int) -> int:
+    """``os.open`` of a file in the run folder that fails where ``path`` is a
+    symbolic link: :func:`check_run_folder` refuses one before the run, and
+    this refuses one planted after that check."""
+    return os.open(path, flags | _NO_LINK, 0o666)
 
 
 class RunWriteError(ImgeditError):
@@ -514,8 +614,12 @@ def check_finite_tensors(tensors: Any, step: int, what: str) -> None:
 
 
 def trained_line(trainer: Any, target: Path) -> str:
-    """What every train verb says at the end: ``Trained 1 step (0.0 min); weights: PATH``."""
+    """What every train verb says at the end: ``Trained 1 step (0.0 min); weights: PATH``,
+    or, for a run resumed at its last step, which :func:`fit` trained no further,
+    ``Exported the checkpoint's 9000 steps (nothing left to train); weights: PATH``."""
     steps = f"{trainer.step} step{'' if trainer.step == 1 else 's'}"
+    if getattr(trainer, "started_at_step", None) == trainer.step:
+        return f"Exported the checkpoint's {steps} (nothing left to train); weights: {target}"
     return f"Trained {steps} ({trainer.elapsed / 60:.1f} min); weights: {target}"
 
 
@@ -802,7 +906,7 @@ def record_session(trainer: Any, sources: Sequence, export: Optional[tuple[str, 
         record["licences"] = _unique(record.get("licences", []) + [licence])
     if export is not None:
         name, path = export
-        record["export"] = {"name": name, "path": str(Path(path).resolve())}
+        record["export"] = {"name": name, "path": str(_resolved(Path(path)))}
 
 
 def provenance(trainer: Any) -> dict:

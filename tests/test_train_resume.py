@@ -139,6 +139,113 @@ def test_a_checkpoint_whose_run_exported_nothing_yet_says_how_to_export(data, tm
     result = invoke("train", "gan", "--data", data, "-q", "--resume", checkpoint, "--steps", 2)
     assert result.exit_code == 0, result.output
     assert "already at step 2: exporting its weights as they are, without training" in result.output
+    assert f"Exported the checkpoint's 2 steps (nothing left to train); weights: {weights.resolve()}" in result.output
+    assert "Trained" not in result.output
     assert weights.is_file() and _step(tmp_path / "g2", "gan") == 2
     with pytest.raises(UsageError, match=f"use {weights}, the weights its run exported"):
         spec_for_file(checkpoint)
+
+
+def _checkpoint_recording(folder, export):
+    """The shipped denoiser's checkpoint (step 9000), copied into ``folder``
+    with its record of the model it exports to set to ``export`` (a dict as
+    runs record it, or anything else): a checkpoint downloaded to fine-tune
+    from is anyone's file."""
+    from imgedit.checkpoint import save_checkpoint
+    from imgedit.models import shipped_weights_dir
+
+    state = load_checkpoint(shipped_weights_dir() / "imgedit_vae" / "denoise-vae.checkpoint.safetensors", "denoise")
+    state["provenance"] = json.dumps({"export": export})
+    folder.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(state, folder / "checkpoint.safetensors")
+    return folder / "checkpoint.safetensors"
+
+
+def _model_file(path, card):
+    from imgedit.models import save_weights
+
+    save_weights({"w": torch.ones(2)}, path, card)
+    return path
+
+
+DENOISER = "imgedit_vae.model.ConditionalVAE"
+
+
+def _text_and_json(path):
+    path.write_text("precious notes")
+    path.with_suffix(".json").write_text('{"precious": true}')
+
+
+# what a crafted checkpoint names as its model's file, what is there, and what the refusal says of it
+NOT_THE_RUNS_MODEL = {
+    "a text file": ("notes.txt", _text_and_json, "it is not a .safetensors file"),
+    "a json file beside a new name": ("settings.safetensors", lambda p: p.with_suffix(".json").write_text('{"a": 1}'),
+                                      "settings.json beside it is not a model card"),
+    "weights without a card": ("bare.safetensors", lambda p: _model_file(p, {"name": "notes", "architecture": DENOISER})
+                               .with_suffix(".json").unlink(), "there is no model card beside it (bare.json)"),
+    "another model": ("other.safetensors", lambda p: _model_file(p, {"name": "other", "architecture": DENOISER}),
+                      "the model there is another one (its card names 'other', the run 'notes')"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(NOT_THE_RUNS_MODEL))
+def test_a_checkpoint_cannot_make_its_resumed_run_replace_a_file_that_is_not_its_model(case, tmp_path, invoke,
+                                                                                      user_home):
+    from conftest import smooth_images
+
+    # images the shipped checkpoint's patches (192 px) fit in: without the check, the run would export over the file
+    data = smooth_images(tmp_path / "data", count=4, height=196, width=196)
+    file_name, make, said = NOT_THE_RUNS_MODEL[case]
+    victim = tmp_path / "victim" / file_name
+    victim.parent.mkdir()
+    make(victim)
+    before = {p: p.read_bytes() for p in victim.parent.iterdir()}
+    checkpoint = _checkpoint_recording(tmp_path / "evil", {"name": "notes", "path": str(victim)})
+
+    for overwrite in ([], ["--overwrite"]):  # the checkpoint chose the file: --overwrite is no consent to replace it
+        result = invoke("train", "denoise", "--data", data, "--resume", checkpoint, "--steps", 9000, *overwrite)
+        assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1, result.output
+        assert f"the checkpoint names {victim} as its model's file, but {said}" in result.output
+        assert "pass --export FILE" in result.output and "Traceback" not in result.output
+        assert {p: p.read_bytes() for p in victim.parent.iterdir()} == before
+    assert sorted(p.name for p in (tmp_path / "evil").iterdir()) == ["checkpoint.safetensors"]
+
+    # --export naming that file is the user's choice: replaced with --overwrite only, as any file there would be
+    if victim.is_file():
+        result = invoke("train", "denoise", "--data", data, "--resume", checkpoint, "--steps", 9000, "--export", victim)
+        assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1, result.output
+        assert f"a file already exists at {victim}, and " in result.output and "--overwrite" in result.output
+        assert {p: p.read_bytes() for p in victim.parent.iterdir()} == before
+
+
+def test_a_recorded_model_file_is_written_only_where_it_is_the_runs_own(tmp_path, user_home):
+    from imgedit.errors import UsageError
+    from imgedit.training import check_fresh_run, recorded_model_problem
+
+    mine = tmp_path / "models" / "mine.safetensors"
+    assert recorded_model_problem(mine, "mine") == ""  # nothing there yet: the run's first export
+    _model_file(mine, {"name": "mine", "architecture": DENOISER})
+    assert recorded_model_problem(mine, "mine") == ""  # its own model, exported before
+    assert "another one" in recorded_model_problem(mine, "yours")
+    mine.unlink()
+    assert recorded_model_problem(mine, "mine") == ""  # its card alone: the export writes both
+    (tmp_path / "card.json").symlink_to(mine.with_suffix(".json"))
+    assert "no model card" in recorded_model_problem(tmp_path / "card.safetensors", "mine")
+
+    # the way out the refusal names: --export elsewhere (a Python caller's export is always its own choice)
+    victim = tmp_path / "notes.txt"
+    victim.write_text("precious")
+    checkpoint = _checkpoint_recording(tmp_path / "evil", {"name": "notes", "path": str(victim)})
+    check_fresh_run(tmp_path / "evil", checkpoint, False, export=tmp_path / "new.safetensors", kind="denoise")
+    with pytest.raises(UsageError, match="already exists at"):
+        check_fresh_run(tmp_path / "evil", checkpoint, False, export=victim, kind="denoise")
+
+
+@pytest.mark.parametrize("export", [{"name": 1, "path": 5}, {"path": "x.safetensors"}, "x.safetensors", [1],
+                                    {"name": "x", "path": ""}, {"name": "x", "path": "a\0b.safetensors"}])
+def test_a_checkpoint_recording_its_model_oddly_records_none(export, tmp_path):
+    from imgedit.checkpoint import recorded_weights
+    from imgedit.training import run_export
+
+    checkpoint = _checkpoint_recording(tmp_path / "odd", export)
+    assert run_export(checkpoint, "denoise") is None and recorded_weights(checkpoint) is None

@@ -240,6 +240,8 @@ def test_a_resumed_run_exports_to_its_own_model_and_replaces_no_other(verb, tmp_
     result = invoke(*args, "--steps", 2, "--resume", tmp_path / "a")
     assert result.exit_code == 0, result.output
     assert "already at step 2: exporting its weights as they are, without training" in result.output
+    assert f"Exported the checkpoint's 2 steps (nothing left to train); weights: {own.resolve()}" in result.output
+    assert "Trained" not in result.output  # nothing was, this time
     assert (tmp_path / "a" / "log.jsonl").read_text() == log and _card_steps(own) == 2
     assert load_checkpoint(checkpoint, kind=verb)["step"] == 2
 
@@ -285,6 +287,21 @@ def test_the_closing_line_counts_steps_in_english():
     assert trained_line(SimpleNamespace(step=1, elapsed=6.0), Path("w.safetensors")) == \
         "Trained 1 step (0.1 min); weights: w.safetensors"
     assert trained_line(SimpleNamespace(step=3, elapsed=0.0), Path("w")).startswith("Trained 3 steps (0.0 min)")
+
+
+def test_a_session_resumed_at_its_last_step_says_it_only_exported(tmp_path):
+    from imgedit.training import trained_line
+
+    done = CountingTrainer(steps=9000)
+    done.step, done.elapsed = 9000, 4356.0  # 72.6 min, all of it in earlier sessions
+    save_checkpoint({"kind": "count", "step": 9000}, tmp_path / "checkpoint.safetensors")
+    fit(done, tmp_path, resumed_from=tmp_path)
+    assert trained_line(done, Path("w.safetensors")) == \
+        "Exported the checkpoint's 9000 steps (nothing left to train); weights: w.safetensors"
+    resumed = CountingTrainer(steps=9001)
+    resumed.step, resumed.elapsed = 9000, 4356.0
+    fit(resumed, tmp_path, resumed_from=tmp_path)
+    assert trained_line(resumed, Path("w.safetensors")).startswith("Trained 9001 steps (72.6 min)")
 
 
 def test_export_model_writes_the_shared_card_fields_and_stores_floats_as_asked(tmp_path):
@@ -361,10 +378,12 @@ def test_a_full_disk_at_the_first_checkpoint_says_none_was_saved(tmp_path, monke
 
 
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full, which is always full")
-def test_a_log_that_cannot_be_written_ends_the_run_in_one_line(tmp_path):
+def test_a_log_that_cannot_be_written_ends_the_run_in_one_line(tmp_path, monkeypatch):
+    import imgedit.training as training
     from imgedit.training import RunWriteError
 
-    (tmp_path / "log.jsonl").symlink_to("/dev/full")
+    # the log opened on /dev/full (a link there is refused: see the test below)
+    monkeypatch.setattr(training, "_open_no_link", lambda path, flags: os.open("/dev/full", os.O_WRONLY))
     with pytest.raises(RunWriteError) as failed:
         fit(_every_third_step_checkpointed(CountingTrainer(steps=10, val_every=4)), tmp_path)
     assert str(failed.value).startswith(f"cannot write the training log {tmp_path / 'log.jsonl'} (No space left on device); "
@@ -476,3 +495,39 @@ def test_a_last_record_without_its_newline_is_kept_on_a_line_of_its_own(tmp_path
     resumed.step = 2
     fit(resumed, tmp_path, resumed_from=tmp_path)  # the run's folder will do
     assert [json.loads(line)["step"] for line in log.read_text().splitlines()] == [1, 2, 3]
+
+
+@pytest.mark.parametrize("linked", ["log.jsonl", "samples"])
+def test_a_run_folder_never_writes_through_a_planted_link(linked, tmp_path):
+    """A run folder may come with a downloaded checkpoint: its log or samples
+    folder, a link, would have the run append to or write into another file."""
+    from imgedit.errors import UsageError
+    from imgedit.training import _Log, check_fresh_run
+
+    run, elsewhere = tmp_path / "run", tmp_path / "elsewhere"
+    run.mkdir()
+    elsewhere.mkdir()
+    (elsewhere / "notes.txt").write_text("precious")
+    (run / linked).symlink_to(elsewhere / "notes.txt" if linked == "log.jsonl" else elsewhere)
+    save_checkpoint({"kind": "count", "step": 2}, run / "checkpoint.safetensors")
+    class SheetWriter(CountingTrainer):
+        def validate(self):  # as the trainers write their sample sheets
+            (run / "samples").mkdir(exist_ok=True)
+            (run / "samples" / f"step_{self.step:06d}.png").write_bytes(b"a sheet")
+
+    for resumed_from in (None, run):
+        with pytest.raises(UsageError) as refused:
+            fit(SheetWriter(steps=4, val_every=1), run, resumed_from=resumed_from)
+        assert str(refused.value) == (f"{run / linked} is a symbolic link: a training run writes its log and samples "
+                                      "in its own folder, never through a link; remove it")
+    with pytest.raises(UsageError, match="is a symbolic link"):  # before the data loads, even with --overwrite
+        check_fresh_run(run, None, overwrite=True)
+    assert sorted(p.name for p in elsewhere.iterdir()) == ["notes.txt"]
+    assert (elsewhere / "notes.txt").read_text() == "precious"
+
+    if linked == "log.jsonl":  # a link planted after that check is not followed either
+        with pytest.raises(OSError):
+            _Log(run / "log.jsonl").write('{"step": 3}\n')
+        with pytest.raises(OSError):
+            _Log(run / "log.jsonl").drop_after(1)
+        assert (elsewhere / "notes.txt").read_text() == "precious"
