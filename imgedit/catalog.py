@@ -27,6 +27,7 @@ from imgedit.shell import quote_arg
 
 __all__ = [
     "LatentCatalog",
+    "UserLatentModelSpec",
     "check_model_name",
     "did_you_mean",
     "is_file_argument",
@@ -142,6 +143,20 @@ def weights_spec(model: str) -> Optional[ModelSpec]:
 
 
 @dataclass(frozen=True)
+class UserLatentModelSpec(LatentModelSpec):
+    """A latent model from a file in the user weights folder. The registry
+    gives its name to any plugin's shipped model of that name, whichever
+    plugin registers first: older versions let ``train gan --name
+    faces64-vae`` write one, which must not take the shipped VAE's place.
+
+    Attributes:
+        weights: the file, to pass as ``--model`` instead of the name.
+    """
+
+    weights: Optional[Path] = None
+
+
+@dataclass(frozen=True)
 class LatentCatalog:
     """Attributes:
         folder: the plugin's folder under the shipped and user weights folders.
@@ -190,6 +205,10 @@ class LatentCatalog:
         return getattr(importlib.import_module(module), function)(spec, device)
 
     def latent_specs(self) -> list[LatentModelSpec]:
-        """The shipped model, then the user's (a user model named like the shipped one is shadowed)."""
-        specs = [self.shipped_spec()] + [s for s in self.user_specs() if s.name != self.name]
-        return [LatentModelSpec(s.name, s.description, load=partial(self.load, s)) for s in specs]
+        """The shipped model, then the user's, marked as such: the registry
+        leaves out a user model named like any plugin's shipped model (this
+        one's or another's), which is then listed as shadowed."""
+        shipped = self.shipped_spec()
+        return [LatentModelSpec(shipped.name, shipped.description, load=partial(self.load, shipped))] + [
+            UserLatentModelSpec(s.name, s.description, load=partial(self.load, s), weights=s.weights)
+            for s in self.user_specs()]

@@ -10,6 +10,7 @@ import re
 import threading
 from typing import Optional
 
+from imgedit.catalog import UserLatentModelSpec
 from imgedit.errors import UsageError, did_you_mean
 from imgedit.latents import LatentModelSpec
 from imgedit.models import ModelSpec
@@ -65,11 +66,31 @@ class Registry:
             self.problems.setdefault(plugin, []).append(f"registered {_shown(spec)} as a {what}, not a {kind.__name__}")
             return
         spec = dataclasses.replace(spec, plugin=plugin)
+        if self._shadowed(spec):
+            return
         if spec.name in table:
+            if _from_user_file(table[spec.name]):  # a shipped model takes its name back, whichever plugin loaded first
+                table[spec.name] = spec
+                return
             other = table[spec.name].plugin
             self.problems.setdefault(plugin, []).append(f"{what} '{spec.name}' is already registered by {other}")
             return
         table[spec.name] = spec
+
+    def _shadowed(self, spec: "ModelSpec | LatentModelSpec") -> bool:
+        """Whether ``spec`` is a user's file whose name a shipped model (of
+        any plugin: register_models all ran before) or an earlier
+        registration holds. It is left out, not a problem of the plugin that
+        found it: ``imgedit models`` lists the file as shadowed, to be passed
+        by its path."""
+        if not _from_user_file(spec):
+            return False
+        holder = self.latent_models.get(spec.name) or self.models.get(spec.name)
+        if holder is None or holder.plugin == "user":
+            return False
+        logger.debug("user model %s (%s) is shadowed by %s's model of that name", spec.name,
+                     getattr(spec, "weights", None), holder.plugin)
+        return True
 
     # -- queries -------------------------------------------------------
     def operation_names(self) -> list[str]:
@@ -172,6 +193,11 @@ def _unregistered_weights(reg: Registry) -> None:
                 reg.problems.setdefault(op.plugin, []).append(
                     f"operation '{op.key}' uses model '{name}', which is not registered by any plugin "
                     "(register it with register_models)")
+
+
+def _from_user_file(spec: object) -> bool:
+    """Whether a plugin registered ``spec`` from a file in the user weights folder."""
+    return isinstance(spec, UserLatentModelSpec)
 
 
 def _shown(value: object) -> str:
