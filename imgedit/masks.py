@@ -205,8 +205,8 @@ def load_mask_file(path: Path, size: tuple[int, int]) -> "np.ndarray":
     from imgedit.imageio.source import check_size, one_line, pillow_open, pixel_limit
 
     path = Path(path)
-    if not path.is_file():
-        raise MaskError(f"mask file not found: {path}")
+    if not path.is_file():  # /dev/zero, a FIFO: there, but no file to read
+        raise MaskError(f"mask {path} is not a regular file" if path.exists() else f"mask file not found: {path}")
     height, width = size
     limit = pixel_limit(None)
     try:

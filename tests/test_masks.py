@@ -85,8 +85,14 @@ def test_mask_file(tmp_path, image_path):
 
 
 def test_mask_file_missing(tmp_path, image_path):
-    with pytest.raises(MaskError, match="nope.png"):
+    with pytest.raises(MaskError, match="mask file not found: .*nope.png"):
         find_mask(image_path, rgb_image(), None, MaskOptions(mask=tmp_path / "nope.png"))
+
+
+@pytest.mark.skipif(not Path("/dev/zero").exists(), reason="no /dev/zero")
+def test_a_mask_that_is_a_device_is_not_said_missing(image_path):
+    with pytest.raises(MaskError, match="mask /dev/zero is not a regular file"):
+        load_mask_file(Path("/dev/zero"), (20, 30))
 
 
 @pytest.mark.parametrize("name", ["photo.png", "photo.mask.png", "photo_mask.webp", "photo.PNG"])

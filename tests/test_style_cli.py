@@ -2,6 +2,7 @@
 eval style``, one-line errors with exit code 2, and the shipped styles."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -160,6 +161,8 @@ def test_a_pipeline_with_an_unknown_style_fails_before_any_image_is_read(invoke,
 
 def test_missing_style_image_and_bad_values_are_one_line_errors(invoke, tiny_style, photo, tmp_path):
     one_line_error(invoke("style", photo, "--style-image", tmp_path / "nope.jpg"), "nope.jpg does not exist")
+    if Path("/dev/zero").exists():  # there, but no file: not "does not exist"
+        one_line_error(invoke("style", photo, "--style-image", "/dev/zero"), "style image /dev/zero is not a regular file")
     for value, said in (("2", "2.0 is not in the range 0<=x<=1."), ("much", "'much' is not a valid float range.")):
         result = invoke("style", photo, "--style", "tiny", "--strength", value)  # refused by click, as its own options are
         assert result.exit_code == 2 and result.output.strip().splitlines()[-1] == f"Error: Invalid value for '--strength': {said}"

@@ -36,8 +36,8 @@ def check_style_image(path: Path) -> None:
     check_name_lengths(path, "style image")  # before the stats below, which such a name fails
     if path.is_dir():
         raise UsageError(f"style image {path} is a folder, not an image: give one painting's file")
-    if not path.is_file():
-        raise UsageError(f"style image {path} does not exist")
+    if not path.is_file():  # /dev/zero, a FIFO: there, but no file to read
+        raise UsageError(f"style image {path} is not a regular file" if path.exists() else f"style image {path} does not exist")
 
 
 def check_style_source(params: dict) -> None:
