@@ -327,7 +327,8 @@ def training_options(data_help: str, steps: int, out_dir: Path, batch: int, lr: 
                      help="Folder for the checkpoint and log."),
         click.option("--overwrite", is_flag=True,
                      help="Start a new run even where --out holds an earlier one (its checkpoint, log and samples are "
-                          "removed) or the model to export exists (it is replaced)."),
+                          "removed; not those of the run --resume continues) or the model to export exists (it is "
+                          "replaced)."),
         # the weights' name is checked with its card's (imgedit.training.check_export_path)
         click.option("--export", "export_path", type=CheckedPath(check_names=False), help="Where to write the trained weights (default: your imgedit weights folder)."),
         device_option(),

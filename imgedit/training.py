@@ -300,8 +300,9 @@ def check_fresh_run(out_dir: Path, resume: Optional[Path], overwrite: bool, expo
         raise UsageError(f"a model already exists at {export}: pass --overwrite to replace it, --resume <checkpoint> "
                          "to continue its run, or give another --export path")
     if own is None:
-        raise UsageError(f"a model already exists at {export} and the checkpoint does not say that this run made it: "
-                         "pass --overwrite to replace it, or give another --export path")
+        raise UsageError(f"a model already exists at {export} and the checkpoint does not say that this run made it "
+                         "(checkpoints before 2026-12-06 do not record it): pass --overwrite to replace it (the run's "
+                         "checkpoint stays), or give another --export path")
     if not recorded:
         raise UsageError(f"a model already exists at {export}, and this run exports to {own[1]}: pass --overwrite to "
                          "replace it, or leave out --export and --name to update the run's own model")

@@ -249,3 +249,17 @@ def test_a_checkpoint_recording_its_model_oddly_records_none(export, tmp_path):
 
     checkpoint = _checkpoint_recording(tmp_path / "odd", export)
     assert run_export(checkpoint, "denoise") is None and recorded_weights(checkpoint) is None
+
+
+def test_a_checkpoint_that_records_no_model_says_why_a_model_there_is_refused(tmp_path, user_home):
+    # checkpoints written before runs recorded their model: an upgrade resumes them
+    from imgedit.errors import UsageError
+    from imgedit.training import check_fresh_run
+
+    checkpoint = _checkpoint_recording(tmp_path / "old", None)
+    model = _model_file(tmp_path / "models" / "mine.safetensors", {"name": "mine", "architecture": DENOISER})
+    with pytest.raises(UsageError, match=r"checkpoints before 2026-12-06 do not record it\): pass --overwrite to "
+                                         r"replace it \(the run's checkpoint stays\)"):
+        check_fresh_run(tmp_path / "old", checkpoint, False, export=model, kind="denoise")
+    check_fresh_run(tmp_path / "old", checkpoint, True, export=model, kind="denoise")
+    assert checkpoint.is_file()
