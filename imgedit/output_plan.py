@@ -137,20 +137,69 @@ def check_options(options: RunOptions, count: int) -> None:
 def check_compute_options(options: RunOptions) -> None:
     """The device (or ``IMGEDIT_DEVICE``), precision and tile size, and the
     limits set in the environment, are valid here: one line before any image
-    is read, not the same failure once per image."""
+    is read, not the same failure once per image.
+
+    Torch (seconds and hundreds of MB to import) is asked only where it must
+    judge: whether a GPU asked for is there, and any value that is not plainly
+    valid (refused with its own message). The usual request (auto or the CPU,
+    default limits) needs none, so a rerun with nothing left to do, a cron job
+    polling a folder, never imports it."""
     import numbers
 
-    from imgedit.devices import parse_precision, resolve_device
     from imgedit.imageio.source import pixel_limit
-    from imgedit.tiling import cpu_memory_mb
 
-    resolve_device(options.device)
-    parse_precision(options.precision)
+    if not _any_machine_device(options.device):
+        from imgedit.devices import resolve_device
+
+        resolve_device(options.device)
+    if not _precision_name(options.precision):
+        from imgedit.devices import parse_precision
+
+        parse_precision(options.precision)
     tile = options.tile
     if not (tile is None or tile == "auto" or isinstance(tile, numbers.Integral) and not isinstance(tile, bool) and tile >= 0):
         raise UsageError(f"tile: expected a size in px, 0 or 'auto', got {tile!r}")
     pixel_limit(None)
-    cpu_memory_mb()
+    if not _plain_cpu_memory():
+        from imgedit.tiling import cpu_memory_mb
+
+        cpu_memory_mb()
+
+
+#: The device requests every machine serves, as :func:`imgedit.devices.resolve_device`
+#: reads them: it never refuses these. Any other (a GPU, a typo) is its to judge.
+_ANY_MACHINE_DEVICES = frozenset({"auto", "cpu", "cpu:0"})
+
+#: The precisions :func:`imgedit.devices.parse_precision` takes (None too).
+_PRECISION_NAMES = frozenset({"auto", "fp32", "fp16", "bf16"})
+
+
+def _any_machine_device(spec: Optional[str]) -> bool:
+    """Whether ``spec`` (None: ``IMGEDIT_DEVICE``, else auto, as
+    :func:`~imgedit.devices.resolve_device` reads it) is one of :data:`_ANY_MACHINE_DEVICES`."""
+    if spec is None:
+        spec = os.environ.get("IMGEDIT_DEVICE") or "auto"  # imgedit.devices.ENV_DEVICE: importing it imports torch
+    return str(spec).strip().lower() in _ANY_MACHINE_DEVICES
+
+
+def _precision_name(spec: Optional[str]) -> bool:
+    """Whether ``spec`` is None or one of :data:`_PRECISION_NAMES`."""
+    return spec is None or str(spec).strip().lower() in _PRECISION_NAMES
+
+
+def _plain_cpu_memory() -> bool:
+    """Whether ``IMGEDIT_CPU_MEMORY_MB`` is unset or a number of megabytes
+    above 0: what :func:`imgedit.tiling.cpu_memory_mb` takes, as it reads it."""
+    import math
+
+    text = os.environ.get("IMGEDIT_CPU_MEMORY_MB", "").strip()
+    if not text:
+        return True
+    try:
+        value = float(text)
+    except ValueError:
+        return False
+    return math.isfinite(value) and value > 0
 
 
 #: The output formats whose encoder takes a quality (see imgedit.imageio.encode), as users spell them.

@@ -233,7 +233,6 @@ class _Batch:
         """Runs in an I/O thread: journal check, read, mask."""
         from imgedit.imageio.read import read_file_bytes, read_image
         from imgedit.masks import find_mask
-        from imgedit.tensor import mask_to_tensor, to_tensor
 
         with _catch(work):
             if self._done_unread(work):
@@ -249,6 +248,8 @@ class _Batch:
                 return work
             if self.options.in_place:
                 _check_in_place_target(work.item)
+            from imgedit.tensor import mask_to_tensor, to_tensor  # torch: not for an image skipped as done
+
             work.picture = read_image(work.item.path, data=data)
             with self._lock:
                 self._largest = max(self._largest, work.picture.width * work.picture.height)

@@ -99,7 +99,6 @@ def _run_verb(pipeline: Any, kwargs: dict[str, Any], piped_advice: Optional[str]
     from imgedit.runner import RunOptions, default_workers, run_files
 
     tune_for_batch()  # before anything imports torch
-    from imgedit.devices import set_threads
     from imgedit.inputs import scan_inputs, unsearched_note
 
     verbose = kwargs.get("verbose", False)  # a plugin's kwargs made before -v was an option lack it
@@ -110,7 +109,10 @@ def _run_verb(pipeline: Any, kwargs: dict[str, Any], piped_advice: Optional[str]
     masks = mask_options_from(kwargs)
     scan = scan_inputs(kwargs["inputs"], recursive=kwargs["recursive"])
     items = scan.files
-    set_threads(kwargs.get("threads"))
+    if kwargs.get("threads") is not None:  # imgedit.devices imports torch (seconds): not for a rerun with nothing to do
+        from imgedit.devices import set_threads
+
+        set_threads(kwargs["threads"])
     options = RunOptions(
         output=kwargs["output"],
         name=kwargs["name_template"],
