@@ -251,7 +251,6 @@ def _print_plan(pipeline: Any, items: list, options: Any, as_json: bool, journal
     from imgedit.stdio import shown
 
     plan, problem = describe_plan(pipeline, items, options, journals)
-
     plan.update({key: shown(plan[key]) for key in ("first_output", "journal") if plan[key]})  # "-": stdin, stdout
     if as_json:
         click.echo(json.dumps(plan, indent=2))
