@@ -100,6 +100,7 @@ class Summary:
     unreadable: list[Path] = field(default_factory=list)  # input folders that could not be listed: their images were left out
     planned: Optional[int] = None  # images the run was given: more than its results when it stopped early
     error: Optional[str] = None  # what stopped the run itself (a journal that cannot be written), not one image
+    left_out: list[Path] = field(default_factory=list)  # files a scan found that an earlier run made: results, not inputs
 
     def _with(self, status: str) -> list[FileResult]:
         return [r for r in self.results if r.status == status]
@@ -160,6 +161,7 @@ class Summary:
                          "panels": r.panels, "details": [text(d) for d in r.details]} for r in self.done],
             "failures": [{"input": text(str(r.source)), "error": r.error and text(r.error)} for r in self.failed],
             "unreadable_folders": [text(str(folder)) for folder in self.unreadable],
+            "left_out_results": [text(str(path)) for path in self.left_out],
         }
 
 

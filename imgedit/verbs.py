@@ -175,6 +175,7 @@ def _run_verb(pipeline: Any, kwargs: dict[str, Any], piped_advice: Optional[str]
             _print_run_error(exc, scan.unreadable, planned=len(items))
         raise
     summary.unreadable, summary.planned = scan.unreadable, len(items)
+    summary.left_out = [item.path for item in own]  # said on stderr, but not to --json, which silences it
     _print_summary(summary, kwargs["quiet"] or to_stdout, kwargs["as_json"], planned=len(items),
                    notes=notes, batch=any(item.from_folder for item in items), piped_advice=piped_advice)
 

@@ -652,6 +652,10 @@ def test_results_an_earlier_run_wrote_beside_the_photos_are_not_inputs(invoke, f
     Image.fromarray(smooth_rgb(24, 24, seed=9)).save(folder / "img1.denoise.png")
     again = invoke("denoise", folder, "-r", "-o", tmp_path / "again", "--sigma", "5", "--method", "nlm", "--json")
     assert summary_of(again)["done"] == 5 and (tmp_path / "again" / "img1.denoise.png").exists(), again.output
+    # --json silences the note on stderr: its summary names what was left out
+    assert sorted(os.path.relpath(p, folder).replace(os.sep, "/") for p in summary_of(again)["left_out_results"]) == [
+        "img0.denoise.png", "img2.denoise.png", "sub/img3.denoise.png"]
+    assert again.stderr == ""
 
 
 def test_a_rerun_beside_its_journal_reads_it_once_and_sees_what_another_run_added(invoke, folder, tmp_path,
