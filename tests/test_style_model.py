@@ -12,7 +12,8 @@ from imgedit_style.losses import StyleLossConfig, gram, mean_std, smooth, style_
 from imgedit_style.lossnet import LossNetConfig, build_loss_net, vgg_features, vgg_weights_path
 from imgedit_style.model import StyleNet, StyleNetConfig, count_parameters
 from imgedit_style.optimize import StyleObjective, optimise_image
-from imgedit_style.stylize import keep_colour, rgb_to_ycbcr, run_network, stylise, working_size, ycbcr_to_rgb
+from imgedit_style.stylize import (_opencv_resize, keep_colour, resize, rgb_to_ycbcr, run_network, stylise,
+                                   working_size, ycbcr_to_rgb)
 
 TINY_NET = StyleNetConfig(widths=(4, 8, 8), res_blocks=1)
 TINY_LOSS_NET = LossNetConfig(widths=(8, 16), convs=1)
@@ -104,6 +105,58 @@ def test_a_scale_over_the_pixel_limit_is_refused(monkeypatch):
         working_size(32, 32, 256, 1024)
     with pytest.raises(UsageError, match="above the limit"):
         stylise(smooth_photo(32, 32), tiny_net(), scale=256)
+
+
+def torch_resize(image, size):
+    """The resize as it was before OpenCV did it on the CPU: torch's area, or bicubic clamped."""
+    if size[0] <= image.shape[-2] and size[1] <= image.shape[-1]:
+        return torch.nn.functional.interpolate(image, size=size, mode="area")
+    return torch.nn.functional.interpolate(image, size=size, mode="bicubic", align_corners=False).clamp(0, 1)
+
+
+RESIZES = [((37, 53), (111, 160)), ((37, 53), (75, 53)), ((37, 53), (20, 200)), ((53, 37), (1000, 9)),  # enlarging
+           ((36, 52), (12, 26)), ((45, 63), (15, 7)), ((37, 53), (1, 1)), ((37, 53), (37, 1)),  # whole blocks
+           ((37, 53), (19, 27)), ((37, 53), (10, 52)),  # other sizes: torch's
+           ((1, 1), (3, 2)), ((1, 3), (7, 1)), ((2, 3), (1, 1)), ((3, 2), (2, 2)), ((3, 1), (1, 5)), ((2, 2), (3, 3))]  # tiny
+
+
+@pytest.mark.parametrize("source, size", RESIZES)
+@pytest.mark.parametrize("layout", ["planar", "channels-last"])
+def test_the_cpu_resize_is_torchs_within_a_level(source, size, layout):
+    # OpenCV's cubic and whole-block area on CPU float32 must stay within one 8-bit level of torch's,
+    # at the borders too (cubic: border replicated, pixel centres aligned as align_corners=False)
+    random = torch.rand(2, 3, *source, generator=torch.Generator().manual_seed(1))
+    for image in (random, smooth_photo(*source)):
+        if layout == "channels-last":  # as imgedit.tensor.to_tensor gives a decoded photo
+            image = image.contiguous(memory_format=torch.channels_last)
+        out, ref = resize(image, size), torch_resize(image, size)
+        assert out.shape == ref.shape and out.dtype == torch.float32
+        assert (out.clamp(0, 1) - ref.clamp(0, 1)).abs().max() <= 1 / 255
+
+
+@pytest.mark.parametrize("source, size", [s for s in RESIZES if not (s[1][0] <= s[0][0] and s[1][1] <= s[0][1])]
+                         + [((36, 52), (12, 26)), ((37, 53), (1, 1)), ((3, 1), (1, 1))])
+@pytest.mark.parametrize("channels", [1, 3, 4])
+def test_opencv_resize_itself_matches_torch(source, size, channels):
+    # _opencv_resize called directly, so that a fall back to torch in resize() cannot hide a mismatch;
+    # one channel too (OpenCV gives it as (H, W)), and both layouts
+    image = torch.rand(2, channels, *source, generator=torch.Generator().manual_seed(2))
+    cubic = not (size[0] <= source[0] and size[1] <= source[1])
+    ref = torch_resize(image, size)
+    for x in (image, image.contiguous(memory_format=torch.channels_last)):
+        out = _opencv_resize(x, size, cubic)
+        out = out.clamp(0, 1) if cubic else out
+        assert out.shape == ref.shape and (out - ref).abs().max() <= 1 / 255
+
+
+def test_resize_keeps_torch_where_opencv_does_not_apply():
+    x = torch.rand(1, 3, 9, 13, dtype=torch.float64)
+    assert torch.equal(resize(x, (20, 31)), torch_resize(x, (20, 31)))  # another dtype: torch's, bit for bit
+    x = torch.rand(1, 3, 9, 13, requires_grad=True)
+    resize(x, (20, 31)).sum().backward()  # a gradient wanted: torch's, which has one
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    x = torch.rand(1, 3, 9, 13)
+    assert resize(x, (9, 13)) is x
 
 
 def test_wrong_input_is_a_shape_error():
