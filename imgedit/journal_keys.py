@@ -45,9 +45,8 @@ def recipe(pipeline: Pipeline, options: RunOptions) -> str:
         if stage.operation.depends_on is not None:
             for path in stage.operation.depends_on(stage.params):
                 weights.append(f"{path}={file_digest(path) if Path(path).is_file() else 'missing'}")
-    # No --quality (the source's quality) is keyed q=95, as journals wrote it when it meant 95,
-    # so that theirs keep matching; a --quality 95 given is then keyed apart: another file
-    quality = 95 if options.quality is None else "95 given" if options.quality == 95 else options.quality
+    # q=95 for no --quality, as before it followed the source: earlier journals keep matching
+    quality = 95 if options.quality is None else options.quality
     parts = [repr(pipeline.describe()), ",".join(weights), f"fmt={options.format} q={quality}"]
     if (options.precision or "auto") not in ("auto", "fp32"):  # reduced precision changes the bytes a little
         parts.append(f"precision={options.precision}")

@@ -69,21 +69,6 @@ def test_rerun_skips_done_and_redoes_changed(invoke, folder, tmp_path):
     assert forced["done"] == 4
 
 
-
-def test_a_jpeg_quality_given_is_not_taken_for_the_source_quality(invoke, tmp_path):
-    # no --quality keeps the source's (here 80); the journal keyed it as --quality 95,
-    # so a rerun asking for 95 was skipped as done and the file stayed at 80
-    Image.fromarray(smooth_rgb()).save(tmp_path / "a.jpg", quality=80)
-    out = tmp_path / "out"
-    first = summary_of(invoke("denoise", tmp_path / "a.jpg", "--method", "nlm", "--sigma", "5", "-o", out, "--json"))
-    assert first["done"] == 1
-    kept = (out / "a.jpg").read_bytes()
-    again = summary_of(invoke("denoise", tmp_path / "a.jpg", "--method", "nlm", "--sigma", "5", "-o", out, "--json"))
-    assert again["skipped"] == 1
-    asked = summary_of(invoke("denoise", tmp_path / "a.jpg", "--method", "nlm", "--sigma", "5", "-o", out, "--json",
-                              "--quality", "95"))
-    assert asked["done"] == 1 and len((out / "a.jpg").read_bytes()) > len(kept)
-
 def test_output_lost_in_a_power_cut_is_redone(invoke, folder, tmp_path):
     out = tmp_path / "out"
     assert invoke("denoise", folder, "--sigma", "5", "-o", out).exit_code == 0
