@@ -316,13 +316,14 @@ def recorded_model_problem(path: Path, name: str) -> str:
     """Why the weights file ``path`` that a checkpoint records for its
     model ``name`` may not be written by its resumed run; "" where it may: a
     ``.safetensors`` path where neither the weights nor their card (``.json``
-    beside them) exist yet, or whose card says it is that model. Said as a
-    clause: "it is not a .safetensors file"."""
-    if path.suffix != ".safetensors":
-        return "it is not a .safetensors file"
+    beside them) exist yet, or a file (of any name: ``--export`` takes
+    ``model.pt``) whose card says it is that model. Said as a clause: "it is
+    not a .safetensors file"."""
     card_path = path.with_suffix(".json")
     if not os.path.lexists(path) and not os.path.lexists(card_path):
-        return ""  # nothing there yet: the run's first export
+        # the run's first export: a new file, where a name of its own choosing
+        # (a missing ~/.ssh/authorized_keys) could be read as something else
+        return "" if path.suffix == ".safetensors" else "it is not a .safetensors file"
     if os.path.lexists(path) and not _is_regular_file(path):
         return "it is a link or not a regular file"
     if not _is_regular_file(card_path):  # a link is no card the run wrote: it writes cards as files

@@ -178,7 +178,8 @@ def _text_and_json(path):
 
 # what a crafted checkpoint names as its model's file, what is there, and what the refusal says of it
 NOT_THE_RUNS_MODEL = {
-    "a text file": ("notes.txt", _text_and_json, "it is not a .safetensors file"),
+    "a text file": ("notes.txt", _text_and_json, "notes.json beside it is not a model card"),
+    "a new file of another kind": ("authorized_keys", lambda p: None, "it is not a .safetensors file"),
     "a json file beside a new name": ("settings.safetensors", lambda p: p.with_suffix(".json").write_text('{"a": 1}'),
                                       "settings.json beside it is not a model card"),
     "weights without a card": ("bare.safetensors", lambda p: _model_file(p, {"name": "notes", "architecture": DENOISER})
@@ -231,6 +232,9 @@ def test_a_recorded_model_file_is_written_only_where_it_is_the_runs_own(tmp_path
     assert recorded_model_problem(mine, "mine") == ""  # its card alone: the export writes both
     (tmp_path / "card.json").symlink_to(mine.with_suffix(".json"))
     assert "no model card" in recorded_model_problem(tmp_path / "card.safetensors", "mine")
+    # --export takes any name: a run exported to model.pt resumes into it
+    own_pt = _model_file(tmp_path / "models" / "mine.pt", {"name": "mine", "architecture": DENOISER})
+    assert recorded_model_problem(own_pt, "mine") == ""
 
     # the way out the refusal names: --export elsewhere (a Python caller's export is always its own choice)
     victim = tmp_path / "notes.txt"
