@@ -6,6 +6,7 @@ content with its mask files' content, so a rerun skips exactly what is done.
 from __future__ import annotations
 
 import os
+import stat
 from contextlib import suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
@@ -131,6 +132,8 @@ class _MaskFiles:
         file for every image is read once); None if it is gone."""
         try:
             st = os.stat(path)
+            if not stat.S_ISREG(st.st_mode):  # a device or FIFO: never read to its end (the mask check says why)
+                return None
             version = (str(path), st.st_size, st.st_mtime_ns, st.st_ino)
             if version not in self._digests:
                 self._digests[version] = file_digest(path)

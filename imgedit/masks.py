@@ -96,12 +96,16 @@ class MaskOptions:
         refused: a usage error before any image, not a failure per image.
 
         Raises:
-            UsageError: ``mask_color`` is not a hex colour, or ``mask`` does not exist.
+            UsageError: ``mask_color`` is not a hex colour, or ``mask`` does
+                not exist or is neither a file nor a folder.
         """
         if self.mask_color is not None:
             parse_color(self.mask_color)
         if self.mask is not None and not Path(self.mask).exists():
             raise UsageError(f"--mask {self.mask}: no such file or folder")
+        if self.mask is not None and not (Path(self.mask).is_file() or Path(self.mask).is_dir()):
+            # /dev/zero, a FIFO: hashing it for the journal would never end
+            raise UsageError(f"--mask {self.mask}: not a regular file or a folder")
         self._warn_outranked()
         return self
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import struct
 import zlib
 from pathlib import Path
@@ -93,6 +94,16 @@ def test_mask_file_missing(tmp_path, image_path):
 def test_a_mask_that_is_a_device_is_not_said_missing(image_path):
     with pytest.raises(MaskError, match="mask /dev/zero is not a regular file"):
         load_mask_file(Path("/dev/zero"), (20, 30))
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs")
+def test_a_mask_that_is_a_device_or_fifo_is_refused_before_any_work(tmp_path, invoke, image_path):
+    # a run that keeps a journal hashed --mask first: /dev/zero read forever, a FIFO blocked in open()
+    os.mkfifo(tmp_path / "fifo.png")
+    for mask in ("/dev/zero", tmp_path / "fifo.png"):
+        result = invoke("inpaint", image_path, "-o", tmp_path / "out", "--mask", mask, "--method", "telea")
+        assert result.exit_code == 2 and result.stderr.strip() == f"Error: --mask {mask}: not a regular file or a folder"
+        assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize("name", ["photo.png", "photo.mask.png", "photo_mask.webp", "photo.PNG"])
