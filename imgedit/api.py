@@ -203,9 +203,9 @@ def run(
     scan = scan_inputs([str(t) for t in targets], recursive=recursive)
     named = frozenset(Path(t) for t in targets if Path(t).is_file())
     journals = JournalsRead()
-    items, _ = leave_out_own_outputs(pipeline, items=scan.files, options=run_options, named=named, journals=journals)
+    items, own = leave_out_own_outputs(pipeline, items=scan.files, options=run_options, named=named, journals=journals)
     summary: Summary = run_files(pipeline, items, run_options, journals=journals)
-    summary.unreadable = scan.unreadable
+    summary.unreadable, summary.left_out = scan.unreadable, [item.path for item in own]
     if summary.interrupted:  # the writes in flight ended and the journal is saved; the host's Ctrl-C goes on
         stopped = KeyboardInterrupt()
         stopped.summary = summary  # type: ignore[attr-defined]

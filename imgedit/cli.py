@@ -379,8 +379,8 @@ def _note_help_stripped(args: list[str]) -> None:
     """Under ``python -OO`` (or PYTHONOPTIMIZE=2) the verbs whose help is
     their docstring have none: say why before a help page shows it blank."""
     if sys.flags.optimize >= 2 and (not args or {"-h", "--help"} & set(args)):
-        click.echo("note: python -OO (PYTHONOPTIMIZE=2) strips the help texts of most commands: "
-                   "run imgedit without it to read them", err=True)
+        click.echo("note: python -OO (PYTHONOPTIMIZE=2) strips the help texts of the commands that keep theirs "
+                   "in docstrings, which then show none: run imgedit without it to read them", err=True)
 
 
 def _escape_what_stdout_cannot_encode() -> None:

@@ -78,15 +78,16 @@ class Registry:
         table[spec.name] = spec
 
     def _shadowed(self, spec: "ModelSpec | LatentModelSpec") -> bool:
-        """Whether ``spec`` is a user's file whose name a shipped model (of
-        any plugin: register_models all ran before) or an earlier
-        registration holds. It is left out, not a problem of the plugin that
-        found it: ``imgedit models`` lists the file as shadowed, to be passed
-        by its path."""
+        """Whether ``spec`` is a user's latent model whose name a latent model
+        registered earlier holds (a shipped one registered later takes the
+        name back in :meth:`_add_named`). It is left out, not a problem of the
+        plugin that found it: ``imgedit models`` lists the file as shadowed,
+        to be passed by its path. A name only another kind of model has (a
+        style's) is no clash: ``sample --model`` looks among latent models."""
         if not _from_user_file(spec):
             return False
-        holder = self.latent_models.get(spec.name) or self.models.get(spec.name)
-        if holder is None or holder.plugin == "user":
+        holder = self.latent_models.get(spec.name)
+        if holder is None:
             return False
         logger.debug("user model %s (%s) is shadowed by %s's model of that name", spec.name,
                      getattr(spec, "weights", None), holder.plugin)

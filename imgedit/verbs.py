@@ -172,7 +172,7 @@ def _run_verb(pipeline: Any, kwargs: dict[str, Any], piped_advice: Optional[str]
                                     on_tile=TileProgress(quiet) if len(items) == 1 else None, journals=journals)
     except ImgeditError as exc:
         if kwargs["as_json"]:  # a script reading stdout gets an answer, not nothing
-            _print_run_error(exc, scan.unreadable, planned=len(items))
+            _print_run_error(exc, scan.unreadable, planned=len(items), left_out=[item.path for item in own])
         raise
     summary.unreadable, summary.planned = scan.unreadable, len(items)
     summary.left_out = [item.path for item in own]  # said on stderr, but not to --json, which silences it
@@ -206,15 +206,16 @@ def _ignored_mask_options(pipeline: Any, masks: Any) -> list[str]:
     return []
 
 
-def _print_run_error(exc: ImgeditError, unreadable: list, planned: int) -> None:
+def _print_run_error(exc: ImgeditError, unreadable: list, planned: int, left_out: list) -> None:
     """The ``--json`` summary of a run that an error stopped as a whole (a
     journal or an output folder that cannot be written): the error, and what
     was done before it where the runner says."""
     from imgedit.runner import Summary
 
     summary = getattr(exc, "summary", None) or Summary()
-    summary.error, summary.unreadable, summary.planned = str(exc), unreadable, planned
+    summary.error, summary.unreadable, summary.planned, summary.left_out = str(exc), unreadable, planned, left_out
     click.echo(json.dumps(summary.as_dict(), indent=2))
+
 
 def _say_untiled(pipeline: Any, tile: Any) -> None:
     """One line naming the stages a typed ``--tile`` does not apply to (they

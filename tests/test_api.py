@@ -244,3 +244,16 @@ def test_the_module_examples_run():
 
     result = doctest.testmod(api)
     assert result.attempted >= 4 and result.failed == 0
+
+
+def test_the_api_summary_names_the_results_a_folder_scan_left_out(tmp_path):
+    # the CLI's --json listed them; the API threw the list away
+    import numpy as np
+    from PIL import Image
+
+    for name in ("a.png", "b.png"):
+        Image.fromarray(np.full((16, 16, 3), 120, np.uint8)).save(tmp_path / name)
+    imgedit.run("denoise method=nlm sigma=5", tmp_path)  # a.denoise.png, b.denoise.png beside the photos
+    again = imgedit.run("denoise method=nlm sigma=5", tmp_path, output=tmp_path / "out")
+    assert sorted(p.name for p in again.left_out) == ["a.denoise.png", "b.denoise.png"]
+    assert len(again.as_dict()["left_out_results"]) == 2 and len(again.done) == 2

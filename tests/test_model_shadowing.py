@@ -79,13 +79,13 @@ def test_the_registry_gives_the_name_to_the_shipped_latent_model_in_either_order
     assert reg.problems == {}
 
 
-def test_a_user_latent_model_named_like_any_shipped_model_is_left_out():
+def test_only_a_latent_model_of_the_name_shadows_a_user_latent_model():
     reg = registry.Registry()
-    reg.add_model("styles", ModelSpec("mosaic", Path("/s/mosaic.safetensors")))  # not a latent model
+    reg.add_model("styles", ModelSpec("mosaic", Path("/s/mosaic.safetensors")))  # not a latent model: no clash
     reg.add_latent_model("finder", _latent("mosaic", user=True))
     reg.add_latent_model("finder", _latent("mine", user=True))
     reg.add_latent_model("other", _latent("mine", user=True))  # two user files of one name: the first, no problem
-    assert {n: s.plugin for n, s in reg.latent_models.items()} == {"mine": "finder"}
+    assert {n: s.plugin for n, s in reg.latent_models.items()} == {"mosaic": "finder", "mine": "finder"}
     assert reg.problems == {}
 
 
