@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from typing import Any, Optional
 
+from imgedit.errors import UsageError
 from imgedit.inputs import InputFile
 from imgedit.journal import JOURNAL_NAME, Journal, file_digest
 from imgedit.pipeline import Pipeline
@@ -82,12 +83,15 @@ def _output_sizes(pipeline: Pipeline, built: Optional[Any], height: int, width: 
     """Each stage's output size for an input of ``height`` x ``width``: the
     input's, unless its applier says otherwise (``output_shape``: inpaint's
     fills side by side). Unbuilt: every stage keeps the size."""
+    from imgedit.imageio import check_made_size
+
     appliers = [b.applier for b in built.built] if built is not None else [None] * len(pipeline.stages)
     sizes = []
-    for applier in appliers:
+    for index, (applier, stage) in enumerate(zip(appliers, pipeline.stages), start=1):
         reshape = getattr(applier, "output_shape", None)
         if reshape is not None:
             height, width = reshape((1, 3, height, width))[-2:]
+            check_made_size(height, width, f"the output of stage {index} ({stage.label})")  # as the run refuses it
         sizes.append((height, width))
     return sizes
 
@@ -138,7 +142,11 @@ def describe_plan(pipeline: Pipeline, items: list[InputFile], options: RunOption
     largest = height * width / 1e6
     first_mb = largest * 1e6 * BYTES_PER_PIXEL / 2**20
     stages, peaks, image_mb = [], [], first_mb
-    for stage, (out_h, out_w) in zip(pipeline.stages, _output_sizes(pipeline, built, height, width)):
+    try:
+        sizes = _output_sizes(pipeline, built, height, width)
+    except UsageError as exc:  # over the pixel limit: the run would refuse it; the plan says so
+        problem, sizes = problem or exc, [(height, width)] * len(pipeline.stages)
+    for stage, (out_h, out_w) in zip(pipeline.stages, sizes):
         caps, operation = stage.operation.capabilities, stage.operation
         where = device if device.type in caps.devices else torch.device("cpu")
         mp = height * width / 1e6
@@ -148,7 +156,10 @@ def describe_plan(pipeline: Pipeline, items: list[InputFile], options: RunOption
         if tile:
             working = min(mp, (tile + 2 * caps.tile_overlap) ** 2 / 1e6)
         elif operation.working_size is not None and height:
-            h, w = operation.working_size(stage.params, height, width)
+            try:
+                h, w = operation.working_size(stage.params, height, width)
+            except UsageError as exc:  # a working size over the pixel limit (a style's scale): as above
+                problem, (h, w) = problem or exc, (height, width)
             working = h * w / 1e6
         else:
             working = mp

@@ -391,6 +391,17 @@ def test_dry_run_memory_estimate_grows_with_inpaint_samples(invoke, tmp_path):
     after = plan("inpaint samples=3 | denoise method=nlm sigma=5")
     assert after - alone > 4 * image_mb  # 8 photo-sized copies more, less what its tiling saves
 
+
+def test_dry_run_names_an_output_over_the_pixel_limit_as_the_run_refuses_it(invoke, tmp_path, monkeypatch):
+    Image.new("RGB", (32, 32)).save(tmp_path / "p.png")
+    monkeypatch.setenv("IMGEDIT_MAX_PIXELS", "1500")
+    result = invoke("inpaint", tmp_path / "p.png", "--mask-box", "2,2,4,4", "--samples", "2", "-o", tmp_path / "o.png",
+                    "--dry-run", "--json")
+    plan = json.loads(result.stdout)
+    assert result.exit_code == 2 and plan["stages"] and len(plan["problems"]) == 1
+    assert plan["problems"][0].startswith("the output of stage 1 (inpaint) would be 64x32")
+    assert result.stderr.strip() == f"Error: {plan['problems'][0]}"
+
 def test_bounded_map_keeps_order_and_depth():
     active, peak, lock = [0], [0], threading.Lock()
 
