@@ -536,11 +536,12 @@ def _as_utf8(path: str) -> str:
 
 def _portable(name: str) -> str:
     """An output's name as the journal keys it (see :data:`_SEP`)."""
+    name = _escapes_as_utf8(name)  # first: what the escapes spell may need NFC too
     if _SEP != "/":
         name = name.replace(_SEP, "/")
     if _TO_NFC:
         name = unicodedata.normalize("NFC", name)
-    return _escapes_as_utf8(name)
+    return name
 
 
 def _escapes_as_utf8(name: str) -> str:
