@@ -76,9 +76,13 @@ def _current_umask() -> int:
     return _umask_cache[0]
 
 
-def new_file_mode() -> int:
-    """Permission bits a plain ``open(..., "w")`` would give now (mkstemp uses 0600)."""
-    return 0o666 & ~_current_umask()
+def new_file_mode(source_mode: Optional[int] = None) -> int:
+    """Permission bits a plain ``open(..., "w")`` would give now (mkstemp
+    uses 0600), less what ``source_mode`` (the ``st_mode`` of the file, or
+    the files, it is made from) withholds from the group and others: a
+    private photo's edit is private too, as ``cp`` makes it."""
+    mode = 0o666 & ~_current_umask()
+    return mode if source_mode is None else mode & (0o600 | source_mode)
 
 
 def _replaced_mode(dest: Path, source_mode: Optional[int] = None) -> int:
@@ -94,7 +98,7 @@ def _replaced_mode(dest: Path, source_mode: Optional[int] = None) -> int:
         info = None
     if info is not None and stat.S_ISREG(info.st_mode):
         return info.st_mode & 0o777
-    return new_file_mode() & (0o600 | source_mode) if source_mode is not None else new_file_mode()
+    return new_file_mode(source_mode)
 
 
 def _commit(tmp: str, dest: Path, overwrite: bool) -> None:
@@ -281,9 +285,10 @@ def temp_stem(name: str, name_max: int, suffix: str = ".tmp") -> str:
     return start + digest
 
 
-def write_bytes_atomic(dest: Path, data: bytes, overwrite: bool = True, durable: bool = True) -> None:
+def write_bytes_atomic(dest: Path, data: bytes, overwrite: bool = True, durable: bool = True,
+                       source_mode: Optional[int] = None) -> None:
     """Writes ``data`` to ``dest`` through :func:`atomic_file`."""
-    with atomic_file(dest, overwrite, durable) as handle:
+    with atomic_file(dest, overwrite, durable, source_mode) as handle:
         handle.write(data)
 
 

@@ -3,7 +3,7 @@ latent-model protocol, and the interpolate / train / eval verbs on tiny
 models and data."""
 
 import json
-
+import os
 import re
 
 import numpy as np
@@ -137,6 +137,24 @@ def test_interpolate_morphs_images_and_hits_both_ends(tiny, data, tmp_path, invo
     for frame, expected in ((files[0], recon[0]), (files[-1], recon[1])):
         assert (read_tensor(frame)[0] - expected).abs().max() <= 1 / 255 + 1e-6
 
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX modes")
+def test_a_morph_of_private_photos_is_private(tiny, data, tmp_path, invoke):
+    # the edit verbs keep a 0600 photo's edit 0600; interpolate wrote 0644 files
+    import stat
+
+    os.chmod(data / "00.png", 0o600)
+    before = os.umask(0o022)
+    try:
+        for output in (tmp_path / "morph.gif", tmp_path / "frames"):
+            result = invoke("interpolate", data / "00.png", data / "05.png", "--model", tiny.weights, "--frames", 3,
+                            "-o", output)
+            assert result.exit_code == 0, result.output
+            files = [output] if output.is_file() else sorted(output.glob("frame_*.png"))
+            assert files and {stat.S_IMODE(f.stat().st_mode) for f in files} == {0o600}
+    finally:
+        os.umask(before)
 
 def test_interpolate_gif_walk_between_seeds_with_loop(tiny, tmp_path, invoke):
     out = tmp_path / "walk.gif"

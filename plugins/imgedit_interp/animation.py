@@ -16,6 +16,7 @@ repeating its edge pixels (every pixel kept).
 from __future__ import annotations
 
 import io
+import os
 import re
 import shutil
 import signal
@@ -28,7 +29,7 @@ from typing import Any, Callable, Iterator, Optional
 import numpy as np
 import torch
 
-from imgedit.atomic import DestinationExists, write_bytes_atomic
+from imgedit.atomic import DestinationExists, new_file_mode, write_bytes_atomic
 from imgedit.errors import UsageError
 
 ANIMATION_SUFFIXES = (".gif", ".webp", ".mp4")
@@ -117,11 +118,13 @@ def output_notes(path: Path, fps: float, height: int, width: int) -> list[str]:
 
 
 def write_animation(frames: torch.Tensor, path: Path, fps: float = 12.0, overwrite: bool = False,
-                    on_frame: Optional[OnFrame] = None) -> list[Path]:
+                    on_frame: Optional[OnFrame] = None, source_mode: Optional[int] = None) -> list[Path]:
     """Write ``frames`` ``(N, 3, H, W)`` in [0, 1] to ``path`` (see :func:`output_kind`).
     Animations loop forever; a GIF plays at most at :data:`GIF_MAX_FPS` and
     an MP4's odd sides are padded (:func:`output_notes` says so). Returns
     the files written; ``on_frame(k)`` follows the frames as they are encoded.
+    ``source_mode``: the key photos' permission bits, ANDed: new files are
+    readable by no one they withhold a photo from.
 
     Raises:
         UsageError: an unknown suffix, or an existing output without ``overwrite``.
@@ -132,10 +135,10 @@ def write_animation(frames: torch.Tensor, path: Path, fps: float = 12.0, overwri
     on_frame = on_frame or (lambda done: None)
     try:
         if kind == "folder":
-            return _write_frames(pixels, path, overwrite, on_frame)
+            return _write_frames(pixels, path, overwrite, on_frame, source_mode)
         path.parent.mkdir(parents=True, exist_ok=True)
         data = _encode_mp4(pixels, fps, on_frame) if kind == "mp4" else _encode_pillow(pixels, kind, fps, on_frame)
-        write_bytes_atomic(path, data, overwrite=overwrite)
+        write_bytes_atomic(path, data, overwrite=overwrite, source_mode=source_mode)
     except DestinationExists as exc:
         raise UsageError(f"{exc} exists; pass --overwrite to replace it") from None
     return [path]
@@ -193,7 +196,8 @@ def _video_writer(target: str, fps: float, size: tuple[int, int]) -> Any:
     raise OSError("OpenCV cannot write MP4 on this system; write a .gif or .webp instead")
 
 
-def _write_frames(pixels: np.ndarray, folder: Path, overwrite: bool, on_frame: OnFrame) -> list[Path]:
+def _write_frames(pixels: np.ndarray, folder: Path, overwrite: bool, on_frame: OnFrame,
+                  source_mode: Optional[int] = None) -> list[Path]:
     """Numbered PNGs in ``folder``, all or nothing: written into a staging
     folder beside it, then moved in and (with ``overwrite``) an earlier
     run's frames beyond this run's removed, so the folder holds one
@@ -209,6 +213,8 @@ def _write_frames(pixels: np.ndarray, folder: Path, overwrite: bool, on_frame: O
         for frame, path in zip(pixels, staged):
             with path.open("wb") as handle:  # the staging folder is private: no per-file atomicity needed
                 Image.fromarray(frame).save(handle, format="PNG", compress_level=4)
+            if source_mode is not None:
+                os.chmod(path, new_file_mode(source_mode))
             on_frame(1)
         with _deferred_interrupt():  # a few renames: Ctrl-C here would mix the sequences again
             paths = _move_frames_in(staged, folder, overwrite)
@@ -219,8 +225,6 @@ def _write_frames(pixels: np.ndarray, folder: Path, overwrite: bool, on_frame: O
 
 def _move_frames_in(staged: list[Path], folder: Path, overwrite: bool) -> list[Path]:
     """Rename the staged frames into ``folder``, then remove its frames this sequence does not have."""
-    import os
-
     check_free(folder, overwrite)  # another run may have written frames meanwhile
     folder.mkdir(exist_ok=True)
     paths = [folder / path.name for path in staged]

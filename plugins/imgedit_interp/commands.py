@@ -49,6 +49,16 @@ def _keyframe_paths(images: tuple[Path, ...]) -> list[Path]:
     return paths
 
 
+def _shared_mode(paths: list[Path]) -> Optional[int]:
+    """The key photos' permission bits ANDed: a morph of private photos is
+    private too (None for a walk between seeds, which has no photos)."""
+    import functools
+    import os
+
+    modes = [os.stat(path).st_mode for path in paths]
+    return functools.reduce(lambda a, b: a & b, modes) if modes else None
+
+
 def _read_keyframes(paths: list[Path], size: int):
     """The images as ``(K, 3, size, size)`` centred squares in [0, 1]."""
     import torch
@@ -138,7 +148,8 @@ def interpolate_command(images, model, seeds, frames, loop, ease, fps, size, out
         keys, what = _keyframe_latents(loaded, paths, seed_list, quiet)
         video = _frames(loaded, keys, frames, loop, ease, size, quiet)
         with StageProgress(len(video), "writing", "frame", quiet) as advance:
-            written = write_animation(video, output, fps=fps, overwrite=overwrite, on_frame=advance)
+            written = write_animation(video, output, fps=fps, overwrite=overwrite, on_frame=advance,
+                                      source_mode=_shared_mode(paths))
     played = min(fps, GIF_MAX_FPS) if output_kind(output) == "gif" else fps
     rate = "" if to_folder else f", {played:g} fps"  # numbered PNGs have none
     where = output if len(written) == 1 else f"{output}/ ({written[0].name} ...)"
