@@ -140,13 +140,14 @@ def check_compute_options(options: RunOptions) -> None:
     is read, not the same failure once per image.
 
     Torch (seconds and hundreds of MB to import) is asked only where it must
-    judge: whether a GPU asked for is there, and any value that is not plainly
-    valid (refused with its own message). The usual request (auto or the CPU,
-    default limits) needs none, so a rerun with nothing left to do, a cron job
+    judge: whether a GPU asked for is there, and any device or precision that
+    is not plainly valid (refused with its own message). The usual request
+    (auto or the CPU) needs none, so a rerun with nothing left to do, a cron job
     polling a folder, never imports it."""
     import numbers
 
     from imgedit.imageio.source import pixel_limit
+    from imgedit.process_tuning import cpu_memory_setting
 
     if not _any_machine_device(options.device):
         from imgedit.devices import resolve_device
@@ -160,10 +161,7 @@ def check_compute_options(options: RunOptions) -> None:
     if not (tile is None or tile == "auto" or isinstance(tile, numbers.Integral) and not isinstance(tile, bool) and tile >= 0):
         raise UsageError(f"tile: expected a size in px, 0 or 'auto', got {tile!r}")
     pixel_limit(None)
-    if not _plain_cpu_memory():
-        from imgedit.tiling import cpu_memory_mb
-
-        cpu_memory_mb()
+    cpu_memory_setting()
 
 
 #: The device requests every machine serves, as :func:`imgedit.devices.resolve_device`
@@ -185,21 +183,6 @@ def _any_machine_device(spec: Optional[str]) -> bool:
 def _precision_name(spec: Optional[str]) -> bool:
     """Whether ``spec`` is None or one of :data:`_PRECISION_NAMES`."""
     return spec is None or str(spec).strip().lower() in _PRECISION_NAMES
-
-
-def _plain_cpu_memory() -> bool:
-    """Whether ``IMGEDIT_CPU_MEMORY_MB`` is unset or a number of megabytes
-    above 0: what :func:`imgedit.tiling.cpu_memory_mb` takes, as it reads it."""
-    import math
-
-    text = os.environ.get("IMGEDIT_CPU_MEMORY_MB", "").strip()
-    if not text:
-        return True
-    try:
-        value = float(text)
-    except ValueError:
-        return False
-    return math.isfinite(value) and value > 0
 
 
 #: The output formats whose encoder takes a quality (see imgedit.imageio.encode), as users spell them.

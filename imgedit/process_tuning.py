@@ -3,8 +3,9 @@
 Both are asked for by :func:`tune_for_batch`, which the batch verbs, the Ray
 actors and the benchmarks call before torch is imported. A user's own
 environment variables always win. Figures: benchmarks/bench_runner.py.
-Also: how many CPUs the process may really use (:func:`usable_cpus`), and
-a compute pool no larger than a container's CPU quota (:func:`fit_threads_to_cpu_quota`).
+Also: how many CPUs the process may really use (:func:`usable_cpus`),
+a compute pool no larger than a container's CPU quota (:func:`fit_threads_to_cpu_quota`),
+and the CPU memory budget a user sets (:func:`cpu_memory_setting`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import os
 import sys
 from functools import lru_cache
 from typing import Optional
+
+from imgedit.errors import UsageError
 
 # glibc's mallopt() parameter numbers (malloc.h)
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
@@ -128,3 +131,23 @@ def threads_fitted_to_quota() -> bool:
 
 
 _FITTED = False
+
+
+def cpu_memory_setting() -> Optional[float]:
+    """``IMGEDIT_CPU_MEMORY_MB``, the CPU memory budget for one call in MB;
+    None where it is unset. Read without torch, so that a run refuses a bad
+    value before any image even where it computes none.
+
+    Raises:
+        UsageError: the value is not a finite number above 0.
+    """
+    env = os.environ.get("IMGEDIT_CPU_MEMORY_MB", "").strip()
+    if not env:
+        return None
+    try:
+        value = float(env)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value <= 0:
+        raise UsageError(f"IMGEDIT_CPU_MEMORY_MB={env!r} is not a number of megabytes above 0")
+    return value

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import numbers
 from dataclasses import dataclass
 from typing import Callable, Optional, Union
@@ -271,16 +270,10 @@ def choose_tile(
 
 def cpu_memory_mb() -> float:
     """The CPU memory budget for one call: ``IMGEDIT_CPU_MEMORY_MB`` or the default."""
-    env = os.environ.get("IMGEDIT_CPU_MEMORY_MB", "").strip()
-    if not env:
-        return CPU_MEMORY_MB
-    try:
-        value = float(env)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value) or value <= 0:
-        raise UsageError(f"IMGEDIT_CPU_MEMORY_MB={env!r} is not a number of megabytes above 0")
-    return value
+    from imgedit.process_tuning import cpu_memory_setting
+
+    value = cpu_memory_setting()
+    return CPU_MEMORY_MB if value is None else value
 
 
 def _blend_width(capabilities: Capabilities, blend: Optional[int]) -> int:

@@ -194,10 +194,15 @@ def test_what_is_judged_without_torch_is_what_torch_would_take(monkeypatch):
         assert not output_plan._precision_name(name)
     for name in output_plan._PRECISION_NAMES:
         assert parse_precision(name) in (None, name)
+    # the memory budget has one reader, torch-free, which the check and tiling share
+    from imgedit.errors import UsageError
+    from imgedit.process_tuning import cpu_memory_setting
+
     for value in ("", " ", "1", "2048.5", " 1e3 ", "0.001"):
         monkeypatch.setenv("IMGEDIT_CPU_MEMORY_MB", value)
-        assert output_plan._plain_cpu_memory()
+        assert cpu_memory_setting() == (float(value) if value.strip() else None)
         cpu_memory_mb()
     for value in ("0", "-5", "nan", "inf", "abc", "1e999"):
         monkeypatch.setenv("IMGEDIT_CPU_MEMORY_MB", value)
-        assert not output_plan._plain_cpu_memory()
+        with pytest.raises(UsageError, match="is not a number of megabytes above 0"):
+            cpu_memory_setting()
