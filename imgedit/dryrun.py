@@ -9,7 +9,7 @@ from imgedit.errors import UsageError
 from imgedit.inputs import InputFile
 from imgedit.journal import JOURNAL_NAME, Journal, file_digest
 from imgedit.pipeline import Pipeline
-from imgedit.journal_keys import JournalKeys
+from imgedit.journal_keys import JournalKeys, holds_done
 from imgedit.output_plan import JournalsRead, RealPaths, journal_folder, plan_outputs
 from imgedit.runner import RunOptions, done_unread
 
@@ -110,8 +110,7 @@ def _already_done(items: list[InputFile], outputs: list, pipeline: Pipeline, opt
             return False
         if not options.in_place and done_unread(journal, keys, item, dst, real):  # as the run skips it, unread
             return True
-        key = keys.of(item, file_digest(item.path))
-        return journal.is_done(dst, key) or options.in_place and journal.holds_result(dst, key)
+        return holds_done(journal, dst, keys.matching(item, file_digest(item.path)), options.in_place)
 
     return sum(done(item, dst) for item, dst in zip(items, outputs))
 

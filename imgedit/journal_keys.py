@@ -12,14 +12,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
 from imgedit.inputs import InputFile
-from imgedit.journal import file_digest, make_key
+from imgedit.journal import Journal, file_digest, make_key
 
 if TYPE_CHECKING:  # pragma: no cover
     from imgedit.pipeline import Pipeline
     from imgedit.runner import RunOptions
 
 
-def recipe(pipeline: Pipeline, options: RunOptions) -> str:
+def recipe(pipeline: Pipeline, options: RunOptions, legacy: bool = False) -> str:
     """Everything besides the input that the command sets and that
     determines an output's bytes: the stages and their parameters, the
     hashes of the models and files they use, the output format, a precision
@@ -32,7 +32,10 @@ def recipe(pipeline: Pipeline, options: RunOptions) -> str:
     What the machine decides is left out, so a run resumed on another one
     skips what is done: the device, ``--precision auto`` (reduced on a GPU)
     and the automatic tile size (from the memory free), each of which moves
-    values by about a level."""
+    values by about a level.
+
+    ``legacy``: the recipe as versions before 2026-12-08 wrote it, where
+    no ``--quality`` read as ``--quality 95`` (see :class:`JournalKeys`)."""
     from imgedit.models import ModelSpec
     from imgedit.plugins import plugin_info
     from imgedit.registry import get_registry
@@ -46,9 +49,11 @@ def recipe(pipeline: Pipeline, options: RunOptions) -> str:
         if stage.operation.depends_on is not None:
             for path in stage.operation.depends_on(stage.params):
                 weights.append(f"{path}={file_digest(path) if Path(path).is_file() else 'missing'}")
-    # q=95 for no --quality, as before it followed the source: earlier journals keep matching
-    quality = 95 if options.quality is None else options.quality
-    parts = [repr(pipeline.describe()), ",".join(weights), f"fmt={options.format} q={quality}"]
+    if legacy:  # no --quality was q=95, as before it kept a JPEG source's own quality
+        quality = f"q={95 if options.quality is None else options.quality}"
+    else:
+        quality = f"quality={'source' if options.quality is None else options.quality}"
+    parts = [repr(pipeline.describe()), ",".join(weights), f"fmt={options.format} {quality}"]
     if (options.precision or "auto") not in ("auto", "fp32"):  # reduced precision changes the bytes a little
         parts.append(f"precision={options.precision}")
     if options.tile != "auto":  # a chosen tile (or none) moves values at the seams by a level: as precision, above
@@ -64,16 +69,37 @@ def recipe(pipeline: Pipeline, options: RunOptions) -> str:
 class JournalKeys:
     """The journal keys of a run's inputs: each input's content, with its
     mask files' content where the pipeline takes a mask, and the recipe. A
-    key without mask files is the key journals always had."""
+    key without mask files is the key journals always had.
+
+    A run records the key of its recipe; it takes as done a result recorded
+    under that key or under the key an earlier version gave the recipe
+    (:meth:`matching`). Earlier versions keyed no ``--quality`` as
+    ``--quality 95``: their results stay done for a rerun with either (they
+    cannot be told apart), while results recorded now with one are not
+    taken for the other's."""
 
     def __init__(self, pipeline: Pipeline, options: RunOptions):
         self.recipe = recipe(pipeline, options)
+        self._recipes = [self.recipe, recipe(pipeline, options, legacy=True)]
         self.masks = _MaskFiles(options.masks.mask) if pipeline.needs_mask else None
 
     def of(self, item: InputFile, digest: str) -> str:
-        """The key of ``item`` read as content of ``digest`` (:func:`file_digest`)."""
+        """The key of ``item`` read as content of ``digest`` (:func:`file_digest`): the one a run records."""
+        return self.matching(item, digest)[0]
+
+    def matching(self, item: InputFile, digest: str) -> list[str]:
+        """The keys under which a journal holds this recipe's result for
+        ``item`` read as ``digest``: :meth:`of`'s first, then the earlier version's."""
         masks = self.masks.digests(item) if self.masks is not None else []
-        return make_key(" ".join([digest, *masks]), self.recipe)
+        content = " ".join([digest, *masks])
+        return [make_key(content, one) for one in self._recipes]
+
+
+
+def holds_done(journal: Journal, dst: Path, keys: list[str], in_place: bool) -> bool:
+    """``dst`` holds a result of one of ``keys`` (:meth:`JournalKeys.matching`):
+    recorded as done, or (``in_place``) the file is the result a run recorded."""
+    return any(journal.is_done(dst, key) or in_place and journal.holds_result(dst, key) for key in keys)
 
 
 class _MaskFiles:

@@ -27,7 +27,7 @@ from imgedit.errors import (DiskFullError, ImageNotReadHereError, ImageReadError
                             OutputExistsError, RunStopped)
 from imgedit.inputs import InputFile
 from imgedit.journal import WROTE, Journal, Source, bytes_digest, file_digest, stat_key
-from imgedit.journal_keys import JournalKeys
+from imgedit.journal_keys import JournalKeys, holds_done
 from imgedit.masks import MaskOptions
 from imgedit.output_plan import JournalsRead, RealPaths, journal_folder, plan_outputs, remove_stale_temps
 from imgedit.pipeline import BuiltPipeline, Pipeline
@@ -321,15 +321,15 @@ class _Batch:
         if journal is not None:
             digest = bytes_digest(data)
             source = Source.of_file(self.real(work.item.path), digest, stat_key(info) if info is not None else None)
-            work.key, work.source = self.keys.of(work.item, digest), source
+            keys = self.keys.matching(work.item, digest)
+            work.key, work.source = keys[0], source
             entry = journal.get(work.dst)
             if options.retry_failed and (entry is None or entry.status != "failed"):
                 work.result.status, work.result.note = "skipped", "not a previous failure"
                 return True
-            if self._failed_before(work, entry):
+            if self._failed_before(work, entry, keys):
                 return True
-            done = journal.is_done(work.dst, work.key) or options.in_place and journal.holds_result(work.dst, work.key)
-            if not options.force and done:
+            if not options.force and holds_done(journal, work.dst, keys, options.in_place):
                 self._record_done_if_killed(work)
                 work.result.status, work.result.note = "skipped", "done in an earlier run"
                 return True
@@ -348,10 +348,10 @@ class _Batch:
             raise self._exists_error(work)
         return False
 
-    def _failed_before(self, work: _Work, entry: Any) -> bool:
+    def _failed_before(self, work: _Work, entry: Any, keys: list[str]) -> bool:
         """With ``--skip-failed``: skip ``work`` where its record says it failed
-        for the file's own content, with the key it has now (unchanged since)."""
-        if not (self.options.skip_failed and entry is not None and entry.bad_file and entry.key == work.key):
+        for the file's own content, with a key it has now (``keys``: unchanged since)."""
+        if not (self.options.skip_failed and entry is not None and entry.bad_file and entry.key in keys):
             return False
         work.result.earlier_error = entry.error or "no reason recorded"
         work.result.status, work.result.note = "skipped", f"{FAILED_BEFORE}: {work.result.earlier_error}"
@@ -363,8 +363,9 @@ class _Batch:
         ``--skip-failed``, known again."""
         if self.journal is None:
             return False
-        work.key = self.keys.of(work.item, bytes_digest(b""))
-        return self._failed_before(work, self.journal.get(work.dst))
+        keys = self.keys.matching(work.item, bytes_digest(b""))
+        work.key = keys[0]
+        return self._failed_before(work, self.journal.get(work.dst), keys)
 
     def _exists_error(self, work: _Work) -> OutputExistsError:
         """Why ``work``'s output, there already, is not this run's to replace."""
@@ -770,8 +771,8 @@ def done_unread(journal: Journal, keys: JournalKeys, item: InputFile, dst: Path,
     digest = journal.unread_digest(dst, path, info)
     if digest is None:
         return None
-    key = keys.of(item, digest)
-    return (key, Source.of_file(path, digest, stat_key(info))) if journal.is_done(dst, key) else None
+    matching = keys.matching(item, digest)
+    return (matching[0], Source.of_file(path, digest, stat_key(info))) if holds_done(journal, dst, matching, False) else None
 
 
 def _stat(path: Path) -> Optional[os.stat_result]:

@@ -1077,6 +1077,50 @@ def test_a_tile_size_given_is_part_of_the_recipe(invoke, folder, tmp_path):
     assert auto["done"] == 3  # auto is the plain command's key: what the first run wrote, now replaced
 
 
+@pytest.fixture
+def jpegs(tmp_path):
+    """Photos saved at quality 80: with no --quality their edits keep it."""
+    src = tmp_path / "jpegs"
+    src.mkdir()
+    for i in range(2):
+        Image.fromarray(smooth_rgb(seed=i)).save(src / f"img{i}.jpg", quality=80)
+    return src
+
+
+def test_no_quality_and_quality_95_are_different_results(invoke, jpegs, tmp_path):
+    out, nlm = tmp_path / "out", ("--method", "nlm", "--sigma", "5")
+    assert summary_of(invoke("denoise", jpegs, *nlm, "-o", out, "--json"))["done"] == 2
+    kept = (out / "img0.jpg").read_bytes()
+    asked = summary_of(invoke("denoise", jpegs, *nlm, "-o", out, "--json", "--quality", "95"))
+    assert asked["done"] == 2  # the first run kept quality 80: not "done in an earlier run"
+    assert (out / "img0.jpg").read_bytes() != kept
+    assert summary_of(invoke("denoise", jpegs, *nlm, "-o", out, "--json", "--quality", "95"))["skipped"] == 2
+    assert summary_of(invoke("denoise", jpegs, *nlm, "-o", out, "--json"))["done"] == 2
+
+
+@pytest.mark.parametrize("quality", [(), ("--quality", "95")])
+def test_results_keyed_as_earlier_versions_keyed_them_stay_done(invoke, jpegs, tmp_path, monkeypatch, quality):
+    """Journals written before 2026-12-08 (no --quality keyed as --quality
+    95): their results are not redone by a rerun with no --quality or with
+    95, nor edited a second time in place."""
+    from imgedit import journal_keys
+
+    recipe = journal_keys.recipe
+    out, nlm = tmp_path / "out", ("--method", "nlm", "--sigma", "5")
+    photos = shutil.copytree(jpegs, tmp_path / "edited in place")
+    with monkeypatch.context() as earlier:
+        earlier.setattr(journal_keys, "recipe", lambda pipeline, options, legacy=False: recipe(pipeline, options, True))
+        assert summary_of(invoke("denoise", jpegs, *nlm, "-o", out, "--json"))["done"] == 2
+        assert summary_of(invoke("denoise", photos, *nlm, "--in-place", "--json"))["done"] == 2
+    assert summary_of(invoke("denoise", jpegs, *nlm, *quality, "-o", out, "--json"))["skipped"] == 2
+    dry = invoke("denoise", jpegs, *nlm, *quality, "-o", out, "--dry-run")
+    assert dry.exit_code == 0 and "2 already done" in dry.output, dry.output
+    edited = (photos / "img0.jpg").read_bytes()
+    again = summary_of(invoke("denoise", photos, *nlm, *quality, "--in-place", "--json"))
+    assert again["skipped"] == 2 and again["done"] == 0
+    assert (photos / "img0.jpg").read_bytes() == edited
+
+
 def test_a_journal_that_cannot_be_written_stops_the_run_in_one_line(invoke, folder, tmp_path, monkeypatch):
     import errno
 
