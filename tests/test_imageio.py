@@ -592,13 +592,18 @@ def test_write_maps_nan_to_black_and_infinities_to_the_bounds(tmp_path):
     assert np.asarray(Image.open(out)).tolist() == [[[0, 255, 0], [255, 0, 128]]]
 
 
+@pytest.mark.parametrize("band", [None, 100], ids=["whole", "in bands"])
 @pytest.mark.parametrize("layout", ["interleaved", "planar", "strided", "gray", "gray+alpha"])
-def test_8_bit_quantisation_is_round_half_even_of_the_clipped_values_in_any_memory_layout(layout):
+def test_8_bit_quantisation_is_round_half_even_of_the_clipped_values_in_any_memory_layout(layout, band,
+                                                                                          monkeypatch):
+    from imgedit.imageio import encode
     from imgedit.imageio.encode import _quantize
 
+    if band is not None:  # a photo larger than a band: quantised a band of rows at a time
+        monkeypatch.setattr(encode, "QUANTIZE_BLOCK_VALUES", band)
     rng = np.random.default_rng(0)
     chw = (rng.random((3, 37, 53), dtype=np.float32) * 1.4 - 0.2)
-    chw[0, 0, :3] = [np.nan, np.inf, -np.inf]  # NaN -> 0
+    chw[0, 30, :3] = [np.nan, np.inf, -np.inf]  # NaN -> 0, also in a later band
     values = {
         "interleaved": np.ascontiguousarray(chw.transpose(1, 2, 0)),
         "planar": chw.transpose(1, 2, 0),  # the HWC view of a CHW tensor
@@ -610,6 +615,19 @@ def test_8_bit_quantisation_is_round_half_even_of_the_clipped_values_in_any_memo
     got = _quantize(values, 8)
     assert got.dtype == np.uint8 and got.shape == values.shape
     assert np.array_equal(got, expected)
+
+
+@pytest.mark.parametrize("band", [None, 100], ids=["whole", "in bands"])
+def test_16_bit_quantisation_is_round_half_even_of_the_clipped_values(band, monkeypatch):
+    from imgedit.imageio import encode
+
+    if band is not None:
+        monkeypatch.setattr(encode, "QUANTIZE_BLOCK_VALUES", band)
+    values = (np.random.default_rng(1).random((29, 41, 3), dtype=np.float32) * 1.4 - 0.2)
+    values[20, :3, 1] = [np.nan, np.inf, -np.inf]
+    expected = np.nan_to_num(np.rint(np.clip(values * np.float32(65535), 0, 65535)), nan=0).astype(np.uint16)
+    got = encode._quantize(values, 16)
+    assert got.dtype == np.uint16 and np.array_equal(got, expected)
 
 
 # ---------------------------------------------------------------- bad inputs

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import logging
-from typing import Any, BinaryIO, Optional
+from typing import Any, BinaryIO, Callable, Optional
 
 import numpy as np
 from PIL import Image
@@ -107,10 +107,28 @@ def _warn_once(kind: str, message: str, *args: Any) -> None:
         logger.warning(message + " (not repeated for further files)", *args)
 
 
+#: Values quantised at a time, a band of rows: the float scratch stays 8 MB
+#: instead of a second full-size copy of the image (288 MB at 24 MP).
+QUANTIZE_BLOCK_VALUES = 1 << 21
+
+
+def _by_rows(values: np.ndarray, dtype: type, quantize: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """``quantize`` applied to bands of ``values``' rows, into one ``dtype`` array."""
+    out = np.empty(values.shape, dtype)
+    rows = max(1, QUANTIZE_BLOCK_VALUES // max(1, values[0].size))
+    for top in range(0, values.shape[0], rows):
+        out[top : top + rows] = quantize(values[top : top + rows])
+    return out
+
+
 def _quantize(values: np.ndarray, depth: int) -> np.ndarray:
     """[0, 1] floats -> rounded (half to even), clipped uint8 or uint16; NaN -> 0."""
     if depth == 8:
         return _quantize8(values)
+    return _by_rows(values, np.uint16, _quantize16)
+
+
+def _quantize16(values: np.ndarray) -> np.ndarray:
     top = np.float32(65535)
     scaled = np.multiply(values, top, dtype=np.float32, order="C")  # one new buffer, then in place
     np.clip(scaled, 0.0, top, out=scaled)  # SIMD; fmax/fmin (NaN-aware) took 3x as long
@@ -129,8 +147,8 @@ def _quantize8(values: np.ndarray) -> np.ndarray:
 
     planar = values.ndim == 3 and values.shape[2] > 1 and not values.flags.c_contiguous
     if planar and values.transpose(2, 0, 1).flags.c_contiguous:
-        return cv2.merge([_clip_and_scale8(plane) for plane in values.transpose(2, 0, 1)])
-    return _clip_and_scale8(values)
+        return cv2.merge([_by_rows(plane, np.uint8, _clip_and_scale8) for plane in values.transpose(2, 0, 1)])
+    return _by_rows(values, np.uint8, _clip_and_scale8)
 
 
 def _clip_and_scale8(values: np.ndarray) -> np.ndarray:
