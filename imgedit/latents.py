@@ -197,15 +197,19 @@ def load_latent_model_argument(model: str, device: Any) -> LatentModel:
     :func:`_catalog_of`), so ``sample`` and ``interpolate`` take the same files.
 
     Raises:
-        UsageError: an unknown name, a missing file, weights that do not
-            verify or fit, or a model of another kind: another --model fixes each.
+        UsageError: an unknown name; a file given that is missing, does not
+            verify or fit, or is a model of another kind: another --model
+            fixes each.
+        WeightsError: a registered model's weights are missing or do not
+            verify (exit 1, as the edit verbs': the install is broken, not
+            the command).
     """
     from imgedit.catalog import is_file_argument, spec_for_file
     from imgedit.errors import WeightsError
 
+    if not is_file_argument(model):
+        return load_latent_model(model, device)
     try:
-        if not is_file_argument(model):
-            return load_latent_model(model, device)
         spec = spec_for_file(model)
         return _catalog_of(spec).load(spec, device)
     except WeightsError as exc:

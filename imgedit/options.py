@@ -46,6 +46,19 @@ def _suggested(suggest: Callable[[], Iterable[str]]) -> Callable:
 #: What Tab offers for --device: fixed, since asking torch which GPUs there are takes seconds.
 DEVICE_WORDS = ("auto", "cpu", "cuda", "mps")
 
+
+class OutputFormat(click.Choice):
+    """An output format, also by its file extension's name (jpg, tif), as
+    users spell it."""
+
+    ALIASES = {"jpg": "jpeg", "tif": "tiff"}
+
+    def convert(self, value: Any, param: Optional[click.Parameter], ctx: Optional[click.Context]) -> Any:
+        if isinstance(value, str):
+            value = self.ALIASES.get(value.lower(), value)
+        return super().convert(value, param, ctx)
+
+
 # Upper bounds of the whole-number options, checked by click (a usage error,
 # exit 2): a number past a C long otherwise reaches torch, numpy or OpenCV
 # as an overflow error or a page of C++ stack frames.
@@ -123,7 +136,7 @@ COMMON_OPTIONS: list[Callable] = [
     threads_option("CPU threads for computation."),
     click.option("--overwrite", is_flag=True, help="Replace existing output files."),
     click.option("--in-place", is_flag=True, help="Write over the input files."),
-    click.option("--format", "out_format", type=click.Choice(["jpeg", "png", "tiff", "webp", "bmp"], case_sensitive=False),
+    click.option("--format", "out_format", type=OutputFormat(["jpeg", "png", "tiff", "webp", "bmp"], case_sensitive=False),
                  help="Output format (default: the input's; with -o FILE, the file's extension)."),
     click.option("--quality", type=click.IntRange(1, 100),
                  help="JPEG/WebP/AVIF quality 1-100 (default: as the source where it is the output's format: a lossless "
@@ -136,7 +149,7 @@ COMMON_OPTIONS: list[Callable] = [
                  help="Leave out the images that failed last time for their own content (corrupt, not an image) "
                       "and have not changed since: a corrupt file does not fail every nightly run."),
     click.option("--fsync", is_flag=True, help="Flush every output to disk before moving on (survives a power cut; slower)."),
-    click.option("--dry-run", is_flag=True, help="Print the plan and exit without touching an image; the models are loaded, so one that would stop the run (missing, not verifying) fails it (exit 1)."),
+    click.option("--dry-run", is_flag=True, help="Print the plan and exit without touching an image; the models are loaded, so one that would stop the run (missing, not verifying) fails it: exit 1, or 2 for a file the command gives."),
     click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
                  help="Run here, or on a Ray cluster (pip install 'ray[data]>=2.9')."),
     click.option("--ray-address", envvar="IMGEDIT_RAY_ADDRESS",

@@ -7,6 +7,7 @@ words they are said in (:func:`pace`, :func:`duration`, :func:`printable`).
 from __future__ import annotations
 
 import math
+import os
 import sys
 import threading
 import time
@@ -15,6 +16,16 @@ from typing import Any, Callable, Optional
 import click
 
 from imgedit.stdio import shown
+
+
+def redraws_in_place() -> bool:
+    """stderr is a terminal a bar can redraw in place: not a log file or a
+    pipe, nor ``TERM=dumb`` (a screen reader's, an editor's shell), which
+    get plain lines instead."""
+    try:
+        return sys.stderr is not None and sys.stderr.isatty() and os.environ.get("TERM") != "dumb"
+    except (AttributeError, ValueError):  # replaced by an object without isatty, or closed
+        return False
 
 
 HEARTBEAT_SECONDS = 15.0  # of silence before a run says it is still working
@@ -101,7 +112,7 @@ class Progress:
         self.heartbeat: Optional[Heartbeat] = None
 
     def __enter__(self) -> Callable:
-        if not self.quiet and self.total > 1 and sys.stderr.isatty():
+        if not self.quiet and self.total > 1 and redraws_in_place():
             from tqdm import tqdm
 
             self.bar = tqdm(total=self.total, unit="img", file=sys.stderr)
@@ -189,7 +200,7 @@ class StageProgress:
         self.started = self.last = time.monotonic()
 
     def __enter__(self) -> Callable[[int], None]:
-        if not self.quiet and sys.stderr.isatty():
+        if not self.quiet and redraws_in_place():
             from tqdm import tqdm
 
             self.bar = tqdm(total=self.total, desc=self.what, unit=self.unit, file=sys.stderr, leave=False,

@@ -55,7 +55,7 @@ from imgedit.checkpoint import (CHECKPOINT_NAME, checkpoint_file, checkpoint_inf
                                 save_checkpoint)
 from imgedit.errors import DiskFullError, ImageWriteError, ImgeditError, Interrupted, UsageError
 from imgedit.shell import quote_arg
-from imgedit.progress import duration, pace
+from imgedit.progress import duration, pace, redraws_in_place
 
 __all__ = [
     "PRECISIONS",
@@ -1002,7 +1002,7 @@ class ProgressBar:
         if self.first is None:  # at the first step, not before: nothing shown while the data loads (or fails to)
             self.first, self.started = step, time.monotonic()
             self.reported = self.started
-            if sys.stderr.isatty():
+            if redraws_in_place():
                 from tqdm import tqdm
 
                 # a resumed run's rate and ETA count only the steps run now

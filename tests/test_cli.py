@@ -201,6 +201,13 @@ def test_format_and_name_template(invoke, photo):
     assert Image.open(out_dir / "photo-denoise.jpg").format == "JPEG"
 
 
+@pytest.mark.parametrize("spelt, fmt, ext", [("jpg", "JPEG", "jpg"), ("TIF", "TIFF", "tif")])
+def test_format_by_its_extension_name(invoke, photo, spelt, fmt, ext):
+    result = invoke("denoise", photo, "--method", "nlm", "--sigma", "5", "-o", photo.parent / "o", "--format", spelt)
+    assert result.exit_code == 0, result.output
+    assert Image.open(photo.parent / "o" / f"photo.{ext}").format == fmt
+
+
 def test_unknown_device_is_usage_error(invoke, photo):
     result = invoke("denoise", photo, "--sigma", "5", "--device", "tpu")
     assert result.exit_code == 2

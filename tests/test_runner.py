@@ -532,13 +532,18 @@ def test_mask_folder_paired_by_relative_path(invoke, folder, tmp_path):
     assert notes == ["mask file img0.png", "mask file img1.png", "mask file img2.png", "mask file sub/img3.png"]
 
 
-def test_progress_prints_plain_lines_off_a_terminal(capsys, monkeypatch):
-    # a log file or a pipe gets periodic "count/total, rate, ETA" lines, and each failure, but no bar
+@pytest.mark.parametrize("terminal", [None, "dumb"], ids=["log file", "TERM=dumb"])
+def test_progress_prints_plain_lines_off_a_terminal(capsys, monkeypatch, terminal):
+    # a log file or a pipe gets periodic "count/total, rate, ETA" lines, and each failure, but no bar;
+    # so does a terminal that cannot redraw a line (TERM=dumb: a screen reader's, an editor's shell)
     from pathlib import Path
 
     from imgedit.runner import FileResult
     from imgedit.verbs import Progress
 
+    if terminal is not None:
+        monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+        monkeypatch.setenv("TERM", terminal)
     monkeypatch.setattr(Progress, "interval", 0.0)
     ok = FileResult(Path("in/a.png"), output=Path("out/a.png"))
     bad = FileResult(Path("in/b.png"), status="failed", error="in/b.png: corrupt or truncated image")
@@ -550,6 +555,7 @@ def test_progress_prints_plain_lines_off_a_terminal(capsys, monkeypatch):
     assert "failed: in/b.png: corrupt or truncated image" in err
     counts = [line for line in err if "img/s" in line]
     assert [line.split()[0] for line in counts] == ["1/3", "2/3", "3/3"] and all("ETA" in line for line in counts)
+    assert "\r" not in "".join(err)
 
     with Progress(3, quiet=True) as report:
         report(ok)

@@ -97,6 +97,7 @@ def test_progress_bar_shows_the_chosen_metrics_and_starts_where_a_run_resumed(ca
     import sys
 
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True)  # a bar is drawn on a terminal only
+    monkeypatch.setenv("TERM", "xterm")  # that can redraw it
     with ProgressBar(10, {"loss": ".2f", "val": ".1f"}):
         pass  # no step: the data failed to load, say
     assert capsys.readouterr().err == ""  # no empty bar left behind
@@ -111,12 +112,14 @@ def test_progress_bar_shows_the_chosen_metrics_and_starts_where_a_run_resumed(ca
     assert "6/10" in shown and "loss=0.25, val=20.0" in shown and "other" not in shown
 
 
-def test_progress_piped_to_a_file_is_a_line_every_few_seconds(capsys, monkeypatch):
+@pytest.mark.parametrize("terminal", [None, "dumb"], ids=["piped", "TERM=dumb"])
+def test_progress_piped_to_a_file_is_a_line_every_few_seconds(capsys, monkeypatch, terminal):
     import sys
 
     import imgedit.training as training
 
-    monkeypatch.setattr(sys.stderr, "isatty", lambda: False)
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: terminal is not None)
+    monkeypatch.setenv("TERM", terminal or "xterm")
     now = [0.0]
     monkeypatch.setattr(training.time, "monotonic", lambda: now[0])
     with ProgressBar(10, {"loss": ".2f"}) as bar:

@@ -181,12 +181,13 @@ def test_the_shipped_estimator_reads_sigma_auto_for_the_vae_denoiser():
     assert denoise.create_denoise(sigma=25, ensemble=1).sigma_net is None  # a given sigma needs no estimate
 
 
-def test_without_the_estimators_weights_sigma_auto_is_classical(tmp_path, monkeypatch):
+def test_without_the_estimators_weights_sigma_auto_is_classical_and_says_so(tmp_path, monkeypatch, caplog):
     from imgedit.noise import estimate_sigma_sampled
     from imgedit_vae import denoise
 
     monkeypatch.setattr(denoise, "model_spec", lambda weights=None, name=None: type("Spec", (), {"weights": tmp_path / "none"})())
     assert denoise.load_sigma_net("cpu") is None
+    assert "sigma-net is not installed" in caplog.text and str(tmp_path / "none") in caplog.text
     image = noisy(smooth(96, 96), 15, seed=1)
     assert torch.equal(denoise.estimate_noise(image, None), estimate_sigma_sampled(image).float())
 

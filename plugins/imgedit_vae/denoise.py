@@ -61,6 +61,10 @@ def load_sigma_net(device: Union[str, torch.device] = "cpu",
     """
     spec = model_spec(weights, name=SIGMA_MODEL_NAME)
     if weights is None and not spec.weights.is_file():
+        # said, not silent: the classical reading takes texture for noise (sigma 2.85 against 0.03 on a clean photo)
+        logger.warning("the noise-level estimator %s is not installed (%s): sigma=auto is read by the classical "
+                       "estimator, which takes texture for noise; reinstall imgedit, or give --sigma-weights",
+                       SIGMA_MODEL_NAME, spec.weights)
         return None
     return load_cached(spec, lambda config: SigmaNet(SigmaNetConfig.from_dict(config)), device, SigmaNet)
 
