@@ -318,7 +318,7 @@ def find_mask(
     size = (int(rgb.shape[0]), int(rgb.shape[1]))
     found = _from_sources(image_path, rgb, alpha, options, size, relative, lossy)
     if found is None:
-        name = image_path.name if image_path is not None else "the image"
+        name = str(image_path) if image_path is not None else "the image"  # as the batch's other errors name it
         stem = image_path.stem if image_path is not None else "photo"
         raise MaskError(f"no hole found for {name}: " + _WAYS.format(stem=stem))
     hole, source = _adjust(*found, options)

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, Union
 
+from imgedit.atomic import name_too_long
 from imgedit.errors import (DiskFullError, ImageNotReadHereError, ImageReadError, ImgeditError, JournalError,
                             OutputExistsError, RunStopped)
 from imgedit.inputs import InputFile
@@ -589,6 +590,8 @@ class _catch:
             log.debug("out of memory on %s", path, exc_info=True)
             message = (f"not enough memory for this image ({one_line(exc) or 'MemoryError'}); free some, or run "
                        "it alone: images are read ahead while others are computed")
+        elif isinstance(exc, OSError) and exc.errno == errno.ENAMETOOLONG and (long := name_too_long(self.work.dst)):
+            message = f"output {long}: a shorter --name fits it"  # a long input's name and the verb's suffix
         elif isinstance(exc, OSError) and exc.strerror:  # the OS refused a read or a write: say what, plainly
             log.debug("OS error on %s", path, exc_info=True)
             message = f"{exc.filename or self.work.dst}: {exc.strerror.lower()}"

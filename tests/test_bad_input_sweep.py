@@ -5,6 +5,7 @@ never a lost or half-written file."""
 import logging
 import math
 import os
+import shutil
 import stat
 from pathlib import Path
 from types import SimpleNamespace
@@ -244,6 +245,18 @@ def test_a_name_template_too_long_is_refused_before_any_image(tmp_path, invoke, 
     assert result.exit_code == 2, result.output
     assert _error_line(result).startswith("Error: --name: file name too long: xxxx")
     assert not (tmp_path / "out").exists()  # refused while planning: no image was read or written
+
+
+def test_an_input_whose_output_name_is_too_long_fails_alone_saying_what_fits_it(tmp_path, invoke, photo):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("a" * 248 + ".png", "b.png"):  # the first fits; its ".denoise" output does not
+        shutil.copy(photo, folder / name)
+    result = invoke("denoise", folder, "--method", "nlm", "--sigma", "5")
+    assert result.exit_code == 1 and (folder / "b.denoise.png").exists(), result.output
+    failed = [line for line in result.stderr.splitlines() if line.startswith("failed:")]
+    assert len(failed) == 1 and failed[0].count("a" * 248) == 1, failed  # the input's name said once
+    assert "output file name too long" in failed[0] and "260 bytes" in failed[0] and "shorter --name" in failed[0]
 
 
 def test_output_is_file_refuses_a_name_too_long_before_its_stat():

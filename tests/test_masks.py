@@ -286,7 +286,7 @@ def test_nothing_found_lists_the_ways(image_path):
     with pytest.raises(MaskError) as info:
         find_mask(image_path, rgb_image(), None, MaskOptions())
     message = str(info.value)
-    assert "\n" not in message and message.startswith("no hole found for photo.jpg")
+    assert "\n" not in message and message.startswith(f"no hole found for {image_path}:")
     for way in ("--mask FILE|DIR", "transparent", "photo.mask.png", "--mask-color", "--mask-box"):
         assert way in message
 
