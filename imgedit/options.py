@@ -122,9 +122,12 @@ def parse_tile(value: Optional[str]) -> Any:
 
 COMMON_OPTIONS: list[Callable] = [
     click.argument("inputs", nargs=-1, required=True),
-    click.option("-o", "--output", type=CheckedPath(), help="Output file (one input) or folder; - for stdout."),
+    click.option("-o", "--output", type=CheckedPath(),
+                 help="Output file (one input) or folder; - for stdout (default: beside each input, see --name)."),
     click.option("-r", "--recursive", is_flag=True, help="Recurse into sub-folders."),
-    click.option("--name", "name_template", help="Output name template, e.g. '{stem}.{op}.{ext}'."),
+    click.option("--name", "name_template",
+                 help="Output name template of the fields {stem}, {op}, {ext} and {srcext} (default: '{stem}.{op}.{ext}', "
+                      "in an -o folder '{stem}.{ext}')."),
     click.option("--device", envvar="IMGEDIT_DEVICE", shell_complete=_suggested(lambda: DEVICE_WORDS),
                  help="auto, cpu, cuda, cuda:N or mps (default: IMGEDIT_DEVICE, else auto)."),
     click.option(
@@ -133,7 +136,8 @@ COMMON_OPTIONS: list[Callable] = [
              "AVX512-BF16/AMX runs the learned denoiser and inpainter about twice as fast.",
     ),
     click.option("--tile", default="auto", show_default=True, help="Tile size in px, 0 for none, or auto."),
-    threads_option("CPU threads for computation."),
+    threads_option("CPU threads for computation (default: OMP_NUM_THREADS, else torch's: the physical cores, "
+                   "or fewer under a container's CPU quota)."),
     click.option("--overwrite", is_flag=True, help="Replace existing output files."),
     click.option("--in-place", is_flag=True, help="Write over the input files."),
     click.option("--format", "out_format", type=OutputFormat(["jpeg", "png", "tiff", "webp", "bmp"], case_sensitive=False),
@@ -174,7 +178,7 @@ MASK_OPTIONS: list[Callable] = [
     click.option("--color-tolerance", type=click.IntRange(0, 255), default=24, show_default=True,
                  help="How far (0-255, per channel) a pixel may be from --mask-color and still be hole."),
     click.option("--mask-box", help="Hole as a box x,y,w,h."),
-    click.option("--dilate", type=click.IntRange(0, MAX_DILATE), default=0, help="Grow the hole by N px."),
+    click.option("--dilate", type=click.IntRange(0, MAX_DILATE), default=0, show_default=True, help="Grow the hole by N px."),
     click.option("--invert-mask", is_flag=True, help="Swap hole and kept pixels."),
 ]
 
