@@ -200,31 +200,76 @@ def cli(debug: bool) -> None:
 
 @cli.command(name="plugins", short_help="List plugins: name, version, hooks, what they add, status.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def plugins_command(as_json: bool) -> None:
-    """List plugins: name, version, hooks, operations, models, latent models, status."""
+@click.option("-v", "--verbose", is_flag=True,
+              help="Each operation with its description, parameters and verb (an operation without a verb of its "
+                   "own runs in 'imgedit run -p').")
+@click.pass_context
+def plugins_command(ctx: click.Context, as_json: bool, verbose: bool) -> None:
+    """List plugins: name, version, hooks, operations, models, latent models, status.
+
+    Exits 1 when a plugin has an error (it failed to load, a hook raised, or
+    something it registers was left out), so that it serves as a smoke test
+    of an installation; a warning does not fail it.
+    """
     from imgedit.registry import get_registry
 
     registry = get_registry()
     rows = []
     for info in plugin_infos():
         row = info.as_dict()
-        row["operations"] = sorted(op.key for op in registry.operations.values() if op.plugin == info.name)
+        operations = sorted((op for op in registry.operations.values() if op.plugin == info.name), key=lambda op: op.key)
+        row["operations"] = [op.key for op in operations]
         row["models"] = sorted(m.name for m in registry.models.values() if m.plugin == info.name)
         row["latent_models"] = sorted(m.name for m in registry.latent_models.values() if m.plugin == info.name)
         row["errors"] = row["errors"] + registry.problems.get(info.name, [])
+        row["warnings"] = registry.warnings.get(info.name, [])
         row["status"] = "error" if row["errors"] else "ok"
+        if verbose:
+            row["operation_details"] = [_operation_detail(op, ctx.find_root().command) for op in operations]
         rows.append(row)
     if as_json:
         click.echo(json.dumps(rows, indent=2))
-        return
-    for row in rows:
-        click.echo(f"{row['name']} {row['version'] or ''} [{row['status']}] ({row['source']})")
-        for key in ("hooks", "commands", "operations", "models", "latent_models"):
-            if row[key]:
-                click.echo(f"  {key}: {', '.join(row[key])}")
-        for error in row["errors"]:
-            click.echo(f"  error: {error}")
-    _say_left_out()
+    else:
+        for row in rows:
+            _print_plugin(row)
+        _say_left_out()
+    failed = [row["name"] for row in rows if row["errors"]]
+    if failed:  # a broken install must fail a packager's smoke test, as `imgedit models` does
+        click.echo(f"Error: {len(failed)} of {len(rows)} plugins have errors: {', '.join(failed)}", err=True)
+        raise SystemExit(1)
+
+
+def _print_plugin(row: dict) -> None:
+    click.echo(f"{row['name']} {row['version'] or ''} [{row['status']}] ({row['source']})")
+    for key in ("hooks", "commands", "operations", "models", "latent_models"):
+        if key == "operations" and "operation_details" in row:
+            _print_operations(row["operation_details"])
+        elif row[key]:
+            click.echo(f"  {key}: {', '.join(row[key])}")
+    for error in row["errors"]:
+        click.echo(f"  error: {error}")
+    for warning in row["warnings"]:
+        click.echo(f"  warning: {warning}")
+
+
+def _operation_detail(op: Any, root: click.Group) -> dict:
+    """What ``plugins -v`` says of one operation: its description, its
+    parameters in brief, and the verb that runs it ("" where only a pipeline does)."""
+    verb = root.commands.get(op.name)
+    return {"operation": op.key, "description": op.description, "priority": op.priority,
+            "params": {p.name: p.summary() for p in op.params},
+            "verb": op.name if getattr(verb, "imgedit_operation", None) == op.name else ""}
+
+
+def _print_operations(details: list[dict]) -> None:
+    if details:
+        click.echo("  operations:")
+    for op in details:
+        how = f"imgedit {op['verb']} --method {op['operation'].split('.', 1)[1]}" if op["verb"] \
+            else f"no verb: imgedit run -p \"{op['operation']}\""
+        click.echo(f"    {op['operation']}: {op['description'] or '(no description)'} ({how})")
+        for name, summary in op["params"].items():
+            click.echo(f"      {name}: {summary}")
 
 
 def _say_left_out() -> None:

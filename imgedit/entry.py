@@ -15,6 +15,7 @@ def main() -> None:
     except FileNotFoundError:  # torch's MKL would end it as "oneMKL FATAL ERROR: Cannot load libtorch_cpu.so"
         sys.stderr.write("Error: the current folder no longer exists (it was deleted or moved): cd into one that does\n")
         sys.exit(1)
+    _debug_before_plugins_load(sys.argv[1:])
     from imgedit.process_tuning import fit_threads_to_cpu_quota
 
     fit_threads_to_cpu_quota()  # before torch loads
@@ -26,3 +27,15 @@ def main() -> None:
         sys.stderr.write("Interrupted.\n")
         sys.exit(130)
     run()
+
+
+def _debug_before_plugins_load(args: list[str]) -> None:
+    """``imgedit --debug ...`` as ``IMGEDIT_DEBUG=1``: importing the command
+    loads the plugins, before click reads ``--debug``, and a plugin's
+    import error is shown with its traceback only where debug is on by then.
+    Only the options before the verb are imgedit's own."""
+    for arg in args:
+        if arg == "--debug":
+            os.environ["IMGEDIT_DEBUG"] = "1"
+        if arg == "--" or not arg.startswith("-"):
+            return

@@ -35,6 +35,8 @@ def register_commands(cli: "click.Group") -> None:
             ``@cli.command()``. Image verbs should use
             :func:`imgedit.verbs.add_operation_verb`, which gives them the common
             options (inputs, ``-o``, ``--device``, ``--tile``, ...) for free.
+            A verb another plugin (or imgedit) already has is left out, and
+            ``imgedit plugins`` flags it; the plugin's other verbs still register.
     """
 
 
@@ -46,8 +48,11 @@ def register_operations(register: "Callable[[Operation], None]") -> None:
         register: call once per :class:`imgedit.operations.Operation`. An
             operation is keyed by ``(name, method)``; where two plugins register the
             same key, the first loaded (built-ins first) keeps it and the other
-            is flagged in ``imgedit plugins``. Registration must be cheap: import
-            torch and load weights inside ``Operation.create``, not here.
+            is flagged in ``imgedit plugins``. The highest ``priority`` is the
+            default method; a parameter several methods take is declared, for
+            the verb's option, by the plugin that declared it first. Registration
+            must be cheap: import torch and load weights inside
+            ``Operation.create``, not here.
     """
 
 

@@ -138,6 +138,26 @@ class Param:
             raise UsageError(f"{where}: parameter '{self.name}' must be in [{self.minimum}, {self.maximum}], got {out}")
         return out
 
+    def declared_alike(self, other: "Param") -> bool:
+        """Whether ``other`` declares this parameter alike for one option
+        shared by several methods: the same type, "auto" and default (each
+        method still checks its own range and choices)."""
+        return (self.type, self.allow_auto, self.default) == (other.type, other.allow_auto, other.default)
+
+    def summary(self) -> str:
+        """A few words for listings: "float or auto, in [0, 255], default auto"."""
+        kind = getattr(self.type, "__name__", str(self.type)) + (" or auto" if self.allow_auto else "")
+        words = [kind]
+        if self.choices:
+            words.append("one of " + "|".join(map(str, self.choices)))
+        elif self.minimum is not None and self.maximum is not None:
+            words.append(f"in [{self.minimum}, {self.maximum}]")
+        elif self.minimum is not None or self.maximum is not None:
+            words.append(f">= {self.minimum}" if self.minimum is not None else f"<= {self.maximum}")
+        if self.default not in (None, ""):
+            words.append(f"default {self.default}")
+        return ", ".join(words)
+
     def declaration_problem(self) -> str:
         """What is wrong with this declaration itself, or "". Checked when
         the operation is registered, so a plugin author's slip shows in

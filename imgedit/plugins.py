@@ -87,7 +87,7 @@ _loaded = False
 # others wait for it (a re-entrant lock: a plugin's import may call back in)
 _load_lock = threading.RLock()
 _loading = False
-_left_out: set[str] = set()  # modules of installed plugins IMGEDIT_LOAD_PLUGINS did not allow
+_left_out: set[str] = set()  # names of installed plugins IMGEDIT_LOAD_PLUGINS did not allow
 
 
 def _wanted() -> Optional[set[str]]:
@@ -114,11 +114,13 @@ def _warn_unknown_allowed() -> None:
     wanted = _wanted()
     if not wanted:
         return
-    known = set(BUILTIN_PLUGINS)
+    shown = set(BUILTIN_PLUGINS)  # the names `imgedit plugins` lists: entry-point names
+    accepted = set(shown)  # a module's name is taken too (``_allowed``), but not offered
     for ep in importlib.metadata.entry_points(group="imgedit"):
-        known |= {ep.name, ep.value.split(":")[0]}
-    for name in sorted(wanted - known):
-        logger.warning("IMGEDIT_LOAD_PLUGINS: no plugin named %s is installed (known: %s)", name, ", ".join(sorted(known)))
+        shown.add(ep.name)
+        accepted |= {ep.name, ep.value.split(":")[0]}
+    for name in sorted(wanted - accepted):
+        logger.warning("IMGEDIT_LOAD_PLUGINS: no plugin named %s is installed (known: %s)", name, ", ".join(sorted(shown)))
 
 
 def _error_text(exc: BaseException) -> str:
@@ -172,7 +174,7 @@ def _load_entry_points() -> None:
         if testing and module_name not in BUILTIN_PLUGINS:
             continue
         if not _allowed(ep.name, module_name):
-            _left_out.add(module_name)
+            _left_out.add(ep.name)  # as `imgedit plugins` would have listed it
             continue
         version = ep.dist.version if ep.dist is not None else None
         if ep.name in taken_by:  # pluggy holds one plugin per name: the first keeps it, this one is listed as an error
@@ -266,6 +268,8 @@ def _command_paths(cli: Any) -> dict[str, Any]:
 
 # cli -> {verb path: "imgedit" or the plugin that made it}, for messages naming a verb's owner
 _owners: "weakref.WeakKeyDictionary[Any, dict[str, str]]" = weakref.WeakKeyDictionary()
+# cli -> the plugin whose register_commands is running, for verb_taken
+_adding: "weakref.WeakKeyDictionary[Any, str]" = weakref.WeakKeyDictionary()
 
 
 def command_owner(cli: Any, path: str) -> str:
@@ -284,23 +288,64 @@ def register_commands(cli: Any) -> None:
     not a clash: the verb lists every plugin's methods."""
     load_plugins()
     owners = _owners[cli] = {path: "imgedit" for path in _command_paths(cli)}
+    added: dict[str, set[str]] = {}  # plugin -> its verbs, over all its implementations of the hook
     for impl in _in_load_order(pm.hook.register_commands.get_hookimpls()):
         before, top = _command_paths(cli), dict(cli.commands)
         info = plugin_info(impl.plugin_name)
+        _adding[cli] = impl.plugin_name
         try:
             impl.function(cli=cli) if "cli" in impl.argnames else impl.function()
         except PLUGIN_FAILURES as exc:
             info.errors.append(f"register_commands: {_error_text(exc)}")
+        finally:
+            _adding.pop(cli, None)
         after = _command_paths(cli)
         for path, old in before.items():
             new = after.get(path)
             if new is not old and not _same_operation_verb(old, new):
                 _put_back(cli, top, path, old)
-                info.errors.append(f"register_commands: verb '{path}' belongs to {owners[path]}; kept theirs")
+                info.errors.append(_taken_text(path, owners[path]))
         # the verbs it added: a shared operation verb it re-adds is not its own
-        info.commands = sorted(path for path in _command_paths(cli) if path not in before)
-        for path in info.commands:
+        mine = {path for path in _command_paths(cli) if path not in before}
+        added.setdefault(impl.plugin_name, set()).update(mine)
+        info.commands = sorted(added[impl.plugin_name])
+        for path in mine:
             owners[path] = impl.plugin_name
+
+
+def verb_taken(cli: Any, path: str) -> bool:
+    """Leave out the verb ``path`` of ``cli`` that the plugin now adding its
+    verbs asked for (``add_operation_verb``, ``command_group``) and another
+    command holds, as :func:`register_commands` undoes a replaced verb: the
+    first is kept, the clash is recorded against the later plugin, naming
+    the first, and the later plugin's other verbs still register. False
+    outside :func:`register_commands` (a test, an embedding application),
+    where no plugin's row can say it: the caller raises."""
+    plugin = _adding.get(cli)
+    if plugin is not None:
+        plugin_info(plugin).errors.append(_taken_text(path, command_owner(cli, path) or plugin))
+    return plugin is not None
+
+
+def _taken_text(path: str, owner: str) -> str:
+    return f"register_commands: verb '{path}' belongs to {owner}; kept theirs"
+
+
+def is_builtin(name: str) -> bool:
+    """Whether the plugin ``name`` is one of imgedit's own (``plugins/``)."""
+    info = _infos.get(name)  # None: registered with pm.register, not through this module
+    return info is not None and info.module in BUILTIN_PLUGINS
+
+
+def plugin_rank(name: str) -> int:
+    """Whose declaration of a parameter several plugins' methods share
+    counts first (see ``Registry.declaring_order``): 0 for imgedit's own
+    plugins, as one (the shared verbs are the host's), then the others as
+    they loaded, so a later plugin never re-declares an earlier one's."""
+    if is_builtin(name):
+        return 0
+    order = list(_infos)
+    return 1 + (order.index(name) if name in _infos else len(order))
 
 
 def _in_load_order(impls: list) -> list:
@@ -311,8 +356,7 @@ def _in_load_order(impls: list) -> list:
     order = {name: index for index, name in enumerate(_infos)}
 
     def rank(impl: Any) -> tuple[bool, int]:
-        info = _infos.get(impl.plugin_name)  # None: registered with pm.register, not through this module
-        return (info is None or info.module not in BUILTIN_PLUGINS, order.get(impl.plugin_name, len(order)))
+        return (not is_builtin(impl.plugin_name), order.get(impl.plugin_name, len(order)))
 
     return sorted(impls, key=rank)
 

@@ -15,7 +15,7 @@ from imgedit.errors import UsageError, did_you_mean
 from imgedit.latents import LatentModelSpec
 from imgedit.models import ModelSpec
 from imgedit.operations import Operation, Param
-from imgedit.plugins import call_each_register, plugin_infos
+from imgedit.plugins import call_each_register, plugin_infos, plugin_rank
 
 __all__ = ["RESERVED_PARAMS", "Registry", "get_registry", "reset"]
 
@@ -33,6 +33,8 @@ class Registry:
         self.left_out: dict[str, list[str]] = {}
         # plugin -> registration problems, shown by `imgedit plugins`
         self.problems: dict[str, list[str]] = {}
+        # plugin -> what works but differs from what users are shown, shown by `imgedit plugins`
+        self.warnings: dict[str, list[str]] = {}
         self._warned: set[str] = set()  # the operation keys whose left-out registrations were warned of
 
     def add_operation(self, plugin: str, op: Operation) -> None:
@@ -101,6 +103,14 @@ class Registry:
         """Methods of one operation, the default (highest priority) first."""
         found = [op for (n, _), op in self.operations.items() if n == name]
         return sorted(found, key=lambda op: (-op.priority, op.method))
+
+    def declaring_order(self, name: str) -> list[Operation]:
+        """Methods of one operation in the order their declarations of a
+        shared parameter count for the verb's option (the first of each name
+        is the option's): imgedit's own plugins' first, then the others as
+        they loaded, each plugin's by priority. So a later plugin's method
+        cannot re-declare an option, whatever its priority."""
+        return sorted(self.methods(name), key=lambda op: plugin_rank(op.plugin))
 
     def get(self, name: str, method: Optional[str] = None, where: str = "") -> Operation:
         """The operation ``name`` with ``method`` (default: highest priority).
@@ -196,6 +206,25 @@ def _unregistered_weights(reg: Registry) -> None:
                     "(register it with register_models)")
 
 
+def _unlike_declarations(reg: Registry) -> None:
+    """A method declaring a shared parameter with another type, "auto" or
+    default than the declaration its verb's option shows (another plugin's:
+    see :meth:`Registry.declaring_order`) still runs, checking values
+    against its own declaration; a warning of its plugin says that the
+    option's help, type and default are not its own."""
+    for name in reg.operation_names():
+        shown: dict[str, tuple[Operation, Param]] = {}
+        for op in reg.declaring_order(name):
+            for param in op.params:
+                first, declared = shown.setdefault(param.name, (op, param))
+                if first.plugin != op.plugin and not param.declared_alike(declared):
+                    reg.warnings.setdefault(op.plugin, []).append(
+                        f"operation '{op.key}': parameter '{param.name}' ({param.summary()}) is declared unlike "
+                        f"{first.key}'s of {first.plugin} ({declared.summary()}), which the '{name}' verb's option "
+                        f"shows; {op.key} checks the values it gets against its own (declare it alike, or name it "
+                        "otherwise)")
+
+
 def _from_user_file(spec: object) -> bool:
     """Whether a plugin registered ``spec`` from a file in the user weights folder."""
     return isinstance(spec, UserLatentModelSpec)
@@ -228,6 +257,7 @@ def get_registry() -> Registry:
             if spec.name not in reg.models:
                 reg.models[spec.name] = spec
         _unregistered_weights(reg)
+        _unlike_declarations(reg)
         _registry = reg
     return _registry
 

@@ -45,6 +45,7 @@ __all__ = [
     "MAX_THREADS",
     "Progress",
     "SEED",
+    "SHARED_GROUP_HELP",
     "SHARED_VERB_HELP",
     "StageProgress",
     "THREADS",
@@ -372,20 +373,40 @@ class _Group(click.Group):
         format_commands(self, ctx, formatter)
 
 
-def command_group(cli: click.Group, name: str, help: str) -> click.Group:
+# The help of the groups plugins share: a plugin may add its sub-command
+# without help, and the group reads the same whichever plugin made it.
+SHARED_GROUP_HELP: dict[str, str] = {
+    "train": "Train a plugin's model on your own images.",
+    "eval": "Measure a plugin's model on a benchmark set.",
+}
+
+
+def command_group(cli: click.Group, name: str, help: Optional[str] = None) -> click.Group:
     """The ``imgedit NAME`` sub-group, created by the first plugin that asks.
 
     Plugins share groups such as ``train`` and ``eval`` this way: each adds
     its own sub-command (``imgedit train denoise``, ``imgedit train style``)
-    without any plugin owning the group.
+    without any plugin owning the group. ``help`` is used only by the
+    plugin that creates it; without it, a group of :data:`SHARED_GROUP_HELP`
+    takes its help from there, another a line naming it. Where ``NAME`` is
+    another plugin's command, not a group, the clash is recorded as for any
+    verb (see :func:`imgedit.plugins.verb_taken`) and the group returned is
+    detached, so that the plugin's other verbs still register; outside
+    ``register_commands`` that is a TypeError.
     """
     group = cli.commands.get(name)
     if group is None:
-        group = _Group(name, help=help)
+        group = _Group(name, help=help or SHARED_GROUP_HELP.get(name, f"Commands that plugins add under '{name}'."))
         cli.add_command(group)
     elif not isinstance(group, click.Group):
-        raise TypeError(f"imgedit {name} is a command, not a group")
+        from imgedit.plugins import verb_taken
+
+        if not verb_taken(cli, name):
+            raise TypeError(f"imgedit {name} is a command, not a group")
+        return _Group(name, help=help)  # detached: what the plugin adds to it goes nowhere
     return group
+
+
 # The help of the verbs whose methods come from several plugins (the
 # classical and the VAE plugin both fill holes and remove noise): the verb is
 # the host's, so its help is too, and each plugin adds the verb without
@@ -426,12 +447,19 @@ def add_operation_verb(cli: click.Group, name: str, help: Optional[str] = None, 
     Idempotent: several plugins offering methods of one operation may all call
     it; the verb is made once and reads the registry when it runs. Each
     operation's own ``check`` runs as the pipeline is made, before any image
-    is read.
+    is read. A parameter several methods take is one option, declared as
+    :meth:`~imgedit.registry.Registry.declaring_order` says; each method
+    checks the value against its own declaration. Where another command
+    has the name, the first is kept and the clash recorded against the
+    calling plugin (:func:`imgedit.plugins.verb_taken`); outside
+    ``register_commands`` that is a UsageError.
     """
     if name in cli.commands:
         if getattr(cli.commands[name], "imgedit_operation", None) != name:  # another command took the name first
-            from imgedit.plugins import command_owner
+            from imgedit.plugins import command_owner, verb_taken
 
+            if verb_taken(cli, name):  # recorded, as a replaced verb is: the plugin's other verbs still register
+                return
             owner = command_owner(cli, name)
             whose = "imgedit's own" if owner == "imgedit" else f"plugin {owner}'s" if owner else "taken"
             raise UsageError(f"cannot add verb '{name}': the command '{name}' is {whose}")
@@ -442,7 +470,7 @@ def add_operation_verb(cli: click.Group, name: str, help: Optional[str] = None, 
     if not methods:
         raise UsageError(f"cannot add verb '{name}': no operation of that name is registered")
     params: dict[str, Param] = {}
-    for op in methods:
+    for op in get_registry().declaring_order(name):  # not by priority: a later plugin's method cannot re-declare
         for p in op.params:
             params.setdefault(p.name, p)
     choices = [op.method for op in methods]

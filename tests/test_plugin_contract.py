@@ -47,7 +47,7 @@ def exiting_plugin(tmp_path):
 
 def test_plugin_exiting_at_import_is_a_plugin_error_not_the_end_of_imgedit(exiting_plugin, photo, tmp_path):
     result = run_imgedit("plugins", "--json", env=exiting_plugin)
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 1 and "plugins have errors: imgedit_needs_gpu" in result.stderr  # a smoke test fails
     rows = _rows(result.stdout)
     assert rows["imgedit_needs_gpu"]["errors"] == ["SystemExit: needs a GPU"]
     assert rows["imgedit_classical"]["status"] == "ok"
@@ -83,6 +83,12 @@ def test_template_does_not_depend_on_the_unrelated_pypi_imgedit():
     assert "imgedit" not in names
     guide = (ROOT / "docs" / "plugin-guide.md").read_text()
     assert "environment that has imgedit" in guide and "pip install -e ." in guide
+
+
+def test_template_requires_the_python_imgedit_requires():
+    # a lower floor would let pip install the template where imgedit itself cannot run
+    template = tomllib.loads((ROOT / "examples" / "plugin-template" / "pyproject.toml").read_text())["project"]
+    assert template["requires-python"] == tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["requires-python"]
 
 
 # --- 3. impossible Param declarations --------------------------------------------------

@@ -115,7 +115,7 @@ def test_plugin_failing_to_import_is_reported(tmp_path, photo):
     fake_distribution(tmp_path, "imgedit_broken", "raise ImportError('missing dependency xyz')\n")
     env = {"PYTHONPATH": str(tmp_path)}
     result = run_imgedit("plugins", "--json", env=env)
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 1 and result.stderr == "Error: 1 of 6 plugins have errors: imgedit_broken\n"
     rows = {row["name"]: row for row in json.loads(result.stdout)}
     assert rows["imgedit_broken"]["status"] == "error"
     assert "missing dependency xyz" in rows["imgedit_broken"]["errors"][0]
@@ -262,8 +262,9 @@ def test_an_operation_verb_whose_name_another_command_holds_is_a_problem_of_the_
                 register_commands=lambda cli: add_operation_verb(cli, "smudge", help="x"))
     register_commands(cli)
     assert not hasattr(cli.commands["smudge"], "imgedit_operation")  # the first plugin's command stays
-    assert any("cannot add verb 'smudge': the command 'smudge' is plugin first_plugin's" in e
-               for e in plugin_info("late_plugin").errors)
+    assert plugin_info("late_plugin").errors == ["register_commands: verb 'smudge' belongs to first_plugin; kept theirs"]
+    with pytest.raises(UsageError, match="cannot add verb 'smudge': the command 'smudge' is plugin first_plugin's"):
+        add_operation_verb(cli, "smudge")  # outside register_commands: no plugin's row to say it in
 
 
 def test_a_parameter_named_like_a_common_option_is_left_out_of_the_verb(test_plugin):
@@ -387,3 +388,43 @@ print(sorted(set(ThreadPoolExecutor(8).map(parse, range(8)))))
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "['denoise.nlm']"
+
+
+def test_debug_before_the_verb_shows_a_plugins_import_traceback_as_the_variable_does(tmp_path):
+    fake_distribution(tmp_path, "imgedit_broken", "raise ImportError('missing dependency xyz')\n")
+    env = {"PYTHONPATH": str(tmp_path), "IMGEDIT_DEBUG": ""}
+    assert "Traceback" not in run_imgedit("plugins", env=env).stdout
+    for args, extra in ((["--debug", "plugins"], {}), (["plugins"], {"IMGEDIT_DEBUG": "1"})):
+        listing = run_imgedit(*args, env={**env, **extra}).stdout
+        assert "Traceback (most recent call last)" in listing and "ImportError: missing dependency xyz" in listing, args
+
+
+def test_only_debug_before_the_verb_is_imgedits_own(monkeypatch):
+    import os
+
+    from imgedit.entry import _debug_before_plugins_load
+
+    monkeypatch.setenv("IMGEDIT_DEBUG", "")  # undone afterwards, as the 1 set below is
+    _debug_before_plugins_load(["denoise", "--debug"])
+    _debug_before_plugins_load(["--", "--debug"])
+    assert os.environ["IMGEDIT_DEBUG"] == ""
+    _debug_before_plugins_load(["--version", "--debug", "plugins"])
+    assert os.environ["IMGEDIT_DEBUG"] == "1"
+
+
+def test_the_allow_list_names_plugins_as_imgedit_plugins_lists_them(tmp_path):
+    # an entry point named unlike its module: the listing shows the entry point's name, so the allow-list messages do
+    (tmp_path / "tint_impl.py").write_text("")
+    info = tmp_path / "imgedit_tint-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: imgedit-tint\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[imgedit]\ntint = tint_impl\n")
+    env = {"PYTHONPATH": str(tmp_path)}
+    assert "tint 1.0 [ok]" in run_imgedit("plugins", env=env, cwd=tmp_path).stdout
+    left_out = run_imgedit("plugins", env={**env, "IMGEDIT_LOAD_PLUGINS": "imgedit_classical"}, cwd=tmp_path)
+    assert left_out.stdout.splitlines()[-1] == (
+        "5 installed plugins left out by IMGEDIT_LOAD_PLUGINS: imgedit_gan, imgedit_interp, imgedit_style, imgedit_vae, tint")
+    typo = run_imgedit("plugins", env={**env, "IMGEDIT_LOAD_PLUGINS": "tintt"}, cwd=tmp_path).stderr
+    assert "no plugin named tintt is installed" in typo and ", tint)" in typo and "tint_impl" not in typo
+    by_module = run_imgedit("plugins", env={**env, "IMGEDIT_LOAD_PLUGINS": "tint_impl"}, cwd=tmp_path)
+    assert by_module.stderr == "" and "tint 1.0 [ok]" in by_module.stdout  # still taken, as before
