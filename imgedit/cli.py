@@ -17,6 +17,7 @@ import click
 
 from imgedit import __version__, distributed
 from imgedit.errors import ImgeditError
+from imgedit.helptext import HelpContext, use_help_context
 from imgedit.plugins import command_owner, env_flag, left_out_by_allow_list, plugin_infos, register_commands
 
 
@@ -86,9 +87,14 @@ class ImgeditGroup(click.Group):
     """Turns typed errors into one-line messages and exit codes (2 usage,
     1 failure); a traceback only with ``--debug``."""
 
+    context_class = HelpContext
+
     def resolve_command(self, ctx: click.Context, args: list[str]) -> Any:
         ctx.meta["imgedit.verb_words"] = args[:2]  # "train denoise": whose verb failed, if it fails unexpectedly
-        return super().resolve_command(ctx, args)
+        name, command, rest = super().resolve_command(ctx, args)
+        if command is not None:
+            use_help_context(command)
+        return name, command, rest
 
     def invoke(self, ctx: click.Context) -> Any:
         try:

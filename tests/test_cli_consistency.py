@@ -5,6 +5,7 @@ lines on stderr, the same short flags, a help line for every option, whole
 summaries in ``--help``, and -q where an eval verb shows progress."""
 
 import json
+import re
 
 import click
 import pytest
@@ -310,6 +311,21 @@ def test_a_verb_s_summary_fits_its_line(invoke, name):
     row = next(i for i, line in enumerate(rows) if line.split()[:1] == [name])
     following = rows[row + 1] if row + 1 < len(rows) else ""
     assert following.startswith("  ") and not following.startswith("    "), rows  # the next row is a command
+
+
+@pytest.mark.parametrize("width", [60, 80, 120])
+def test_help_never_breaks_a_line_inside_a_hyphenated_word(invoke, width):
+    """--style-image wrapped as "--style-" and "image" cannot be copied, and a screen reader reads two words.
+    (Narrower, a word longer than the help column is cut wherever it must be.)"""
+    from imgedit.cli import cli
+
+    for words, _ in [((), cli), *_commands(cli)]:
+        result = invoke(*words, "--help", terminal_width=width)
+        assert result.exit_code == 0, result.output
+        lines = result.output.splitlines()
+        broken = [(a.strip(), b.strip()) for a, b in zip(lines, lines[1:]) if re.search(r"[A-Za-z]-$", a)]
+        assert broken == [], (words, broken)
+        assert "\u2011" not in result.output  # the held hyphens are written back as typed
 
 
 @pytest.mark.parametrize("verb", ["denoise", "inpaint"])
