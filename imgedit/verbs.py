@@ -28,7 +28,7 @@ from imgedit.options import (COMMON_OPTIONS, COUNT, MASK_OPTIONS, MAX_BATCH, MAX
                              device_option, latent_model_option, mask_options_from, param_option, parse_tile,
                              precision_option, seed_option,
                              side, threads_option, training_options, typed_option, whole_image_options)
-from imgedit.progress import Progress, StageProgress, TileProgress, duration, pace, printable, say
+from imgedit.progress import Progress, StageProgress, TileProgress, duration, pace, printable, redraws_in_place, say
 from imgedit.signals import sigterm_as_interrupt
 
 __all__ = [
@@ -66,6 +66,7 @@ __all__ = [
     "pace",
     "precision_option",
     "printable",
+    "redraws_in_place",
     "run_command",
     "run_verb",
     "seed_option",
@@ -295,16 +296,19 @@ def _print_summary(summary: Any, quiet: bool, as_json: bool, planned: int, notes
         say(f"done {len(summary.done)}, skipped {len(summary.skipped)}"
             + (f" ({before} that failed before, unchanged)" if before else "") + f", failed {failed}"
              + (f", {unread} folder{'s' * (unread != 1)} unreadable" if unread else "")
+             + (f", not attempted {summary.not_attempted}" if summary.not_attempted else "")
              + f" in {summary.seconds:.1f}s" + (f"; journal {summary.journal}" if summary.journal else ""))
         for result in summary.failed:
             say(f"  {result.error}")
     if summary.interrupted and piped_advice:
         raise Interrupted(f"interrupted; {piped_advice}")
     if summary.interrupted:
-        raise Interrupted(
-            f"interrupted after {len(summary.done)} images; run the same command again to resume"
-            + (f" (journal {summary.journal})" if summary.journal else "")
-        )
+        done = len(summary.done)
+        if summary.journal is None:  # nothing to resume from: the image in hand was not written
+            raise Interrupted(f"interrupted after {done} of {planned} image{'s' * (planned != 1)}; "
+                              "run the same command again to redo what was not written")
+        raise Interrupted(f"interrupted after {done} image{'s' * (done != 1)} done, {summary.not_attempted} not "
+                          f"attempted; run the same command again to resume (journal {summary.journal})")
     if stopped is not None:
         raise stopped
     if failed == 1 and total == 1 and planned == 1 and not batch:

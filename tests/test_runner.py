@@ -3,6 +3,7 @@ dry runs and the Python API."""
 
 import io
 import json
+import re
 import shutil
 import os
 import signal
@@ -502,11 +503,45 @@ def test_ctrl_c_saves_and_says_how_to_resume(tmp_path):
     env, src, out, proc, _, stderr = _signalled_after_three_outputs(tmp_path, signal.SIGINT)
     assert proc.returncode == 130, stderr
     assert "run the same command again to resume" in stderr
+    said = re.search(r"interrupted after (\d+) images? done, (\d+) not attempted", stderr)
+    assert said and int(said[1]) >= 3 and int(said[2]) > 0, stderr
     assert "Traceback" not in stderr
     _check_complete(out, src)
     finished = len(list(out.glob("*.png")))
     result = run_imgedit("run", "-p", "slow seconds=0.15", src, "-o", out, "--json", env=env)
     assert json.loads(result.stdout)["skipped"] == finished
+
+
+@pytest.mark.parametrize("planned, done, said", [
+    (1, 0, "interrupted after 0 of 1 image; run the same command again to redo what was not written"),
+    (3, 1, "interrupted after 1 of 3 images; run the same command again to redo what was not written"),
+])
+def test_an_interrupt_without_a_journal_does_not_promise_a_resume(planned, done, said):
+    from pathlib import Path
+
+    from imgedit.errors import Interrupted
+    from imgedit.runner import FileResult, Summary
+    from imgedit.verbs import _print_summary
+
+    summary = Summary([FileResult(Path(f"{i}.png"), output=Path(f"o{i}.png")) for i in range(done)],
+                      interrupted=True, planned=planned)
+    with pytest.raises(Interrupted) as stopped:
+        _print_summary(summary, quiet=True, as_json=False, planned=planned)
+    assert str(stopped.value) == said
+
+
+def test_the_summary_line_counts_the_images_never_tried(capsys):
+    from pathlib import Path
+
+    from imgedit.errors import Interrupted
+    from imgedit.runner import FileResult, Summary
+    from imgedit.verbs import _print_summary
+
+    summary = Summary([FileResult(Path(f"{i}.png"), output=Path(f"o{i}.png")) for i in range(2)],
+                      interrupted=True, planned=5, journal=Path("out/.imgedit-journal.jsonl"))
+    with pytest.raises(Interrupted, match="after 2 images done, 3 not attempted"):
+        _print_summary(summary, quiet=False, as_json=False, planned=5)
+    assert "done 2, skipped 0, failed 0, not attempted 3 in" in capsys.readouterr().err
 
 
 def test_sigterm_stops_a_batch_as_ctrl_c_does_and_exits_143(tmp_path):

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import sys
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -246,6 +245,7 @@ class OptimisingApplier:
     def __call__(self, image: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
         from tqdm import tqdm
 
+        from imgedit.verbs import redraws_in_place
         from imgedit_style.optimize import optimise_image
 
         check_rgb(image)
@@ -253,8 +253,8 @@ class OptimisingApplier:
             return image.clone()
         work = resize(image, working_size(*image.shape[-2:], self.scale, AUTO_SCALE_OPTIMISE)).float()
         # -q sets the "imgedit" logger to errors only: the bar is not an error; and a bar is
-        # for a terminal, not a log file or a service's stderr (where tqdm writes a line per redraw)
-        quiet = not logging.getLogger("imgedit").isEnabledFor(logging.WARNING) or not _stderr_is_a_terminal()
+        # for a terminal that redraws, not a log file or a service's stderr (where tqdm writes a line per redraw)
+        quiet = not logging.getLogger("imgedit").isEnabledFor(logging.WARNING) or not redraws_in_place()
         with tqdm(total=self.steps, unit="step", desc="style", leave=False, dynamic_ncols=True, disable=quiet) as bar:
             def progress(step: int, losses: dict) -> None:
                 bar.set_postfix(style=f"{losses['style']:.3f}", content=f"{losses['content']:.3f}")
@@ -263,13 +263,6 @@ class OptimisingApplier:
             with torch.enable_grad():
                 out = optimise_image(work, self.objective, self.steps, on_step=progress)
         return finish(out.to(image.dtype), image, self.strength, self.preserve_color)
-
-
-def _stderr_is_a_terminal() -> bool:
-    try:
-        return sys.stderr is not None and sys.stderr.isatty()
-    except (AttributeError, ValueError):  # replaced by an object without it, or closed
-        return False
 
 
 def read_style_image(path: Union[str, Path], size: int) -> torch.Tensor:
