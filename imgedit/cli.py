@@ -83,11 +83,36 @@ def _decoding_warnings_logged(show: Any) -> Any:
     return showwarning
 
 
+class OneLineUsageError(click.UsageError):
+    """click's usage error in one line, as imgedit's own errors are, the
+    pointer to the help at its end: not the usage and a blank line first,
+    which a screen reader reads before the error."""
+
+    def show(self, file: Any = None) -> None:
+        message = self.format_message().rstrip()
+        if self.ctx is not None:
+            message += ("" if message.endswith((".", "?", "!")) else ".") + f" See '{self.ctx.command_path} --help'."
+        click.echo(_printable(f"Error: {message}"), file=file, err=file is None)
+
+
+def _one_line(exc: click.UsageError) -> click.UsageError:
+    if isinstance(exc, (OneLineUsageError, getattr(click.exceptions, "NoArgsIsHelpError", ()))):  # the help itself
+        return exc
+    return OneLineUsageError(exc.format_message(), exc.ctx)
+
+
 class ImgeditGroup(click.Group):
     """Turns typed errors into one-line messages and exit codes (2 usage,
     1 failure); a traceback only with ``--debug``."""
 
     context_class = HelpContext
+
+    def make_context(self, info_name: Optional[str], args: list[str], parent: Optional[click.Context] = None,
+                     **extra: Any) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except click.UsageError as exc:  # imgedit's own options: "imgedit --bogus"
+            raise _one_line(exc) from None
 
     def resolve_command(self, ctx: click.Context, args: list[str]) -> Any:
         ctx.meta["imgedit.verb_words"] = args[:2]  # "train denoise": whose verb failed, if it fails unexpectedly
@@ -99,6 +124,8 @@ class ImgeditGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except click.UsageError as exc:  # a verb's: a bad option, a missing argument, no such verb
+            raise _one_line(exc) from None
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
         except distributed.WorkerDone:

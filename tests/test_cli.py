@@ -135,7 +135,23 @@ def test_denoise_sigma(invoke, tmp_path):
 def test_denoise_bad_parameter_is_usage_error(invoke, photo):
     result = invoke("denoise", photo, "--sigma", "loud")  # refused by click, as its own options are
     assert result.exit_code == 2 and "Traceback" not in result.output
-    assert result.stderr.strip().splitlines()[-1] == "Error: Invalid value for '--sigma': 'loud' is not a valid float or 'auto'."
+    assert result.stderr == ("Error: Invalid value for '--sigma': 'loud' is not a valid float or 'auto'. "
+                             "See 'cli denoise --help'.\n")  # one line, as imgedit's own errors: no usage first
+
+
+@pytest.mark.parametrize("args, said", [
+    (("denoize",), "Error: No such command 'denoize'. Did you mean 'denoise'? See 'cli --help'."),
+    (("--bogus",), "Error: No such option '--bogus'. See 'cli --help'."),
+    (("train", "style"), "Error: Missing option '--data'. See 'cli train style --help'."),
+])
+def test_a_usage_error_is_one_line_ending_with_where_the_help_is(invoke, args, said):
+    result = invoke(*args)
+    assert result.exit_code == 2 and result.stderr == said + "\n"
+
+
+def test_a_group_without_its_command_still_shows_its_help(invoke):
+    result = invoke("eval")
+    assert result.exit_code == 2 and "Usage:" in result.output and "Commands:" in result.output
 
 
 @pytest.mark.parametrize(
