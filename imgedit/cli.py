@@ -222,9 +222,9 @@ def cli(debug: bool) -> None:
 
     \b
     Examples:
-      imgedit inpaint photo.jpg                  # hole from transparency or photo.mask.png
+      imgedit inpaint photo.jpg      # the hole: transparency or photo.mask.png
       imgedit denoise scans/ -o clean/ --sigma auto
-      imgedit plugins                            # what is installed
+      imgedit plugins                # what is installed
     """
     if debug:
         os.environ["IMGEDIT_DEBUG"] = "1"

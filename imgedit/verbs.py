@@ -423,7 +423,7 @@ sidecar photo.mask.png, --mask-color or --mask-box.
 
 \b
 Examples:
-  imgedit inpaint photo.png                      # hole from transparency or photo.mask.png
+  imgedit inpaint photo.png      # the hole: transparency or photo.mask.png
   imgedit inpaint photos/ -o filled/ --mask masks/
   imgedit inpaint photo.jpg --mask-box 120,80,64,48 --dilate 4
 """),
@@ -433,10 +433,10 @@ Examples:
 
 \b
 Examples:
-  imgedit denoise photo.jpg                      # noise level read from the image
+  imgedit denoise photo.jpg                 # noise level read from the image
   imgedit denoise scans/ -r -o clean/ --sigma 25
   imgedit denoise photo.jpg --strength 0.7 -o softer.jpg
-  imgedit denoise - < scan.png > clean.png       # - : stdin in, stdout out
+  imgedit denoise - < scan.png > clean.png  # - : stdin in, stdout out
 """),
 }
 
@@ -481,7 +481,8 @@ def add_operation_verb(cli: click.Group, name: str, help: Optional[str] = None, 
     options = list(COMMON_OPTIONS)
     if any(op.capabilities.needs_mask for op in methods):
         options += MASK_OPTIONS
-    options.append(click.option("--method", type=click.Choice(choices), help=f"Default: {choices[0]}."))
+    described = " ".join(f"{op.method}: {op.description.rstrip('.')}." for op in methods if op.description)
+    options.append(click.option("--method", type=click.Choice(choices), help=f"Default: {choices[0]}. {described}".strip()))
     params = _without_clashes(params, options, methods)
     options += [param_option(p, _methods_with(p.name, methods), _declared(p.name, methods)) for p in params.values()]
 
@@ -545,7 +546,7 @@ def run_command(pipeline_text: tuple[str, ...], pipeline_file: Optional[Path], *
 
     \b
     Examples:
-      imgedit run -p "denoise sigma=25 | inpaint method=telea" photos/ -o out/ --mask masks/
+      imgedit run -p "denoise | inpaint method=telea" scans/ -o out/ --mask masks/
       imgedit run -f edit.toml scans/ -r -o clean/
     """
     from imgedit.pipeline import Pipeline

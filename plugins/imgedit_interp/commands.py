@@ -114,7 +114,7 @@ def interpolate_command(images, model, seeds, frames, loop, ease, fps, size, out
       imgedit interpolate a.jpg b.jpg --frames 16 -o morph.gif
       imgedit interpolate a.jpg b.jpg c.jpg --loop --size 256 -o morph.mp4
       imgedit interpolate faces/ --loop -o faces.webp
-      imgedit interpolate --model faces64-gan --seeds 1,5,9 --frames 30 -o walk.webp
+      imgedit interpolate --model faces64-gan --seeds 1,5,9 --frames 30 -o a.webp
     """
     from imgedit.devices import resolve_device, set_threads
     from imgedit.verbs import StageProgress

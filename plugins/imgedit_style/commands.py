@@ -23,7 +23,7 @@ STYLE_HELP = """Apply a painting's style to images: a trained style network
 \b
 Examples:
   imgedit style photo.jpg --style mosaic
-  imgedit style photos/ -o styled/ --style candy --strength 0.7 --preserve-color
+  imgedit style photos/ -o out/ --style candy --strength 0.7 --preserve-color
   imgedit style photo.jpg --style-image painting.jpg --steps 300
   imgedit run -p "denoise | style name=mosaic" photos/ -o out/
 """
@@ -67,7 +67,7 @@ def train_style_command(sources, steps, resume, out_dir, overwrite, export_path,
 
     \b
     Example:
-      imgedit train style --style-image mosaic.jpg --data photos/ --name my-mosaic --steps 2000
+      imgedit train style --style-image mosaic.jpg --data photos/ --name my-mosaic
     """
     import torch
 
