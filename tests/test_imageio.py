@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import logging
 import os
 import struct
@@ -720,6 +721,30 @@ def test_huge_png_header_over_one_row_of_data_is_refused_at_once(tmp_path):
                      + pngchunks.make_chunk(b"IEND", b""))
     with pytest.raises(ImageReadError, match="not enough image data"):
         read_image(path)
+
+
+@pytest.mark.parametrize("case", ["absurd", "text"])
+def test_a_large_file_is_refused_from_its_header_without_being_read_whole(tmp_path, monkeypatch, case):
+    from imgedit.imageio import read as reading
+
+    make, expected = BAD_INPUTS[case]
+    path = make(tmp_path)
+    monkeypatch.setattr(reading, "HEADER_FIRST_BYTES", 0)  # as if it were a 10 GB file
+    monkeypatch.setattr(Path, "read_bytes", lambda self: pytest.fail(f"{self} was read whole"))
+    with pytest.raises(ImageReadError, match=re.escape(expected)):
+        reading.read_file_bytes(path)
+
+
+def test_a_large_image_whose_header_passes_is_read_as_any_other(tmp_path, monkeypatch):
+    from imgedit.imageio import read as reading
+
+    tifffile = pytest.importorskip("tifffile")
+    monkeypatch.setattr(reading, "HEADER_FIRST_BYTES", 0)
+    Image.fromarray(_rgb8(8, 16)).save(tmp_path / "plain.png")
+    tifffile.imwrite(tmp_path / "float.tif", np.full((5, 9, 3), 0.5, np.float32), photometric="rgb")  # tifffile only
+    assert read_image(tmp_path / "plain.png").rgb.shape == (8, 16, 3)
+    assert read_image(tmp_path / "float.tif").rgb.shape == (5, 9, 3)
+    assert reading.read_file_bytes(tmp_path / "float.tif") == (tmp_path / "float.tif").read_bytes()
 
 
 @pytest.mark.parametrize("case", sorted(BAD_INPUTS))

@@ -41,15 +41,40 @@ from imgedit.imageio.tiffread import read_tiff_with_tifffile
 _TIFF_BITS, _TIFF_SAMPLE_FORMAT = 258, 339
 
 
-def read_file_bytes(path: PathLike) -> bytes:
+#: Files larger than this have their header read first: a 10 GB video named
+#: .jpg, or a PNG whose header claims 100 000 x 100 000 pixels, is refused
+#: without being held in memory whole. Smaller ones are read at once (one open).
+HEADER_FIRST_BYTES = 64 << 20
+
+
+def read_file_bytes(path: PathLike, max_pixels: Optional[int] = None) -> bytes:
     """The whole file, with :func:`read_image`'s errors for a missing,
-    unreadable, empty file or a directory."""
+    unreadable, empty file or a directory; a large file's (see
+    :data:`HEADER_FIRST_BYTES`) also for what its header says: not an
+    image, or above the pixel limit (``max_pixels``: as :func:`read_image`'s)."""
     path = Path(path)
-    check_file(path)
+    if check_file(path) > HEADER_FIRST_BYTES and not is_camera_raw(path):
+        _check_header(path, pixel_limit(max_pixels))
     try:
         return path.read_bytes()
     except OSError as exc:
         raise cannot_read(path, exc) from None
+
+
+def _check_header(path: Path, limit: int) -> None:
+    """Refuse ``path`` from its header alone where :func:`read_image` would
+    after reading it whole; a TIFF that Pillow cannot open is left to tifffile."""
+    try:
+        with pillow_open(path, path) as im:  # opened by name: Pillow reads the header only
+            check_size(path, im.size, limit)
+    except UnrecognisedImageError:
+        try:
+            with open(path, "rb") as fh:
+                head = fh.read(8)
+        except OSError as exc:
+            raise cannot_read(path, exc) from None
+        if not is_tiff(head):
+            raise
 
 
 def read_image(path: PathLike, *, max_pixels: Optional[int] = None, data: Optional[bytes] = None) -> Picture:
@@ -79,7 +104,7 @@ def read_image(path: PathLike, *, max_pixels: Optional[int] = None, data: Option
         raise ImageReadError(f"{path}: a camera RAW file; {RAW_ADVICE}")
     limit = pixel_limit(max_pixels)
     if data is None:
-        data = read_file_bytes(path)
+        data = read_file_bytes(path, limit)
     try:
         return _read_with_pillow(data, path, limit)
     except UnrecognisedImageError:
