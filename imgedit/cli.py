@@ -89,16 +89,22 @@ class OneLineUsageError(click.UsageError):
     which a screen reader reads before the error."""
 
     def show(self, file: Any = None) -> None:
-        message = self.format_message().rstrip()
-        if self.ctx is not None:
-            message += ("" if message.endswith((".", "?", "!")) else ".") + f" See '{self.ctx.command_path} --help'."
+        message = " ".join(self.format_message().split())  # "Choose from:\n\ta,\n\tb." as one line
+        helps = self.ctx.command.get_help_option_names(self.ctx) if self.ctx is not None else ()
+        if helps:
+            message += ("" if message.endswith((".", "?", "!")) else ".")
+            message += f" See '{self.ctx.command_path} {max(helps, key=len)}'."
         click.echo(_printable(f"Error: {message}"), file=file, err=file is None)
 
 
 def _one_line(exc: click.UsageError) -> click.UsageError:
-    if isinstance(exc, (OneLineUsageError, getattr(click.exceptions, "NoArgsIsHelpError", ()))):  # the help itself
+    """``exc`` said in one line, unless it shows itself its own way (the
+    help shown for a group given no command, a plugin's own error class)."""
+    if type(exc).show is not click.UsageError.show:
         return exc
-    return OneLineUsageError(exc.format_message(), exc.ctx)
+    one = OneLineUsageError(exc.format_message(), exc.ctx)
+    one.exit_code = exc.exit_code
+    return one
 
 
 class ImgeditGroup(click.Group):
@@ -268,7 +274,8 @@ def plugins_command(ctx: click.Context, as_json: bool, verbose: bool) -> None:
         _say_left_out()
     failed = [row["name"] for row in rows if row["errors"]]
     if failed:  # a broken install must fail a packager's smoke test, as `imgedit models` does
-        click.echo(f"Error: {len(failed)} of {len(rows)} plugins have errors: {', '.join(failed)}", err=True)
+        click.echo(f"Error: {len(failed)} of {len(rows)} plugins {'has an error' if len(failed) == 1 else 'have errors'}: "
+                   f"{', '.join(failed)}", err=True)
         raise SystemExit(1)
 
 

@@ -19,7 +19,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from imgedit.runner import RunOptions
 
 
-def recipe(pipeline: Pipeline, options: RunOptions, legacy: bool = False) -> str:
+def recipe(pipeline: Pipeline, options: RunOptions) -> str:
     """Everything besides the input that the command sets and that
     determines an output's bytes: the stages and their parameters, the
     hashes of the models and files they use, the output format, a precision
@@ -32,10 +32,13 @@ def recipe(pipeline: Pipeline, options: RunOptions, legacy: bool = False) -> str
     What the machine decides is left out, so a run resumed on another one
     skips what is done: the device, ``--precision auto`` (reduced on a GPU)
     and the automatic tile size (from the memory free), each of which moves
-    values by about a level.
+    values by about a level."""
+    return recipes(pipeline, options)[0]
 
-    ``legacy``: the recipe as versions before 2026-12-08 wrote it, where
-    no ``--quality`` read as ``--quality 95`` (see :class:`JournalKeys`)."""
+
+def recipes(pipeline: Pipeline, options: RunOptions) -> tuple[str, str]:
+    """:func:`recipe`, and the recipe as versions before 2026-12-08 wrote it,
+    where no ``--quality`` read as ``--quality 95`` (see :class:`JournalKeys`)."""
     from imgedit.models import ModelSpec
     from imgedit.plugins import plugin_info
     from imgedit.registry import get_registry
@@ -49,11 +52,7 @@ def recipe(pipeline: Pipeline, options: RunOptions, legacy: bool = False) -> str
         if stage.operation.depends_on is not None:
             for path in stage.operation.depends_on(stage.params):
                 weights.append(f"{path}={file_digest(path) if Path(path).is_file() else 'missing'}")
-    if legacy:  # no --quality was q=95, as before it kept a JPEG source's own quality
-        quality = f"q={95 if options.quality is None else options.quality}"
-    else:
-        quality = f"quality={'source' if options.quality is None else options.quality}"
-    parts = [repr(pipeline.describe()), ",".join(weights), f"fmt={options.format} {quality}"]
+    parts = [repr(pipeline.describe()), ",".join(weights)]
     if (options.precision or "auto") not in ("auto", "fp32"):  # reduced precision changes the bytes a little
         parts.append(f"precision={options.precision}")
     if options.tile != "auto":  # a chosen tile (or none) moves values at the seams by a level: as precision, above
@@ -63,7 +62,9 @@ def recipe(pipeline: Pipeline, options: RunOptions, legacy: bool = False) -> str
     if not options.in_place:
         providers = {stage.operation.plugin for stage in pipeline.stages if stage.operation.plugin}
         parts.append("plugins=" + ",".join(f"{name}@{plugin_info(name).version}" for name in sorted(providers)))
-    return "\n".join(parts)
+    quality = f"quality={'source' if options.quality is None else options.quality}"  # source: a JPEG's own
+    legacy = f"q={95 if options.quality is None else options.quality}"
+    return tuple("\n".join([*parts[:2], f"fmt={options.format} {one}", *parts[2:]]) for one in (quality, legacy))
 
 
 class JournalKeys:
@@ -79,8 +80,7 @@ class JournalKeys:
     taken for the other's."""
 
     def __init__(self, pipeline: Pipeline, options: RunOptions):
-        self.recipe = recipe(pipeline, options)
-        self._recipes = [self.recipe, recipe(pipeline, options, legacy=True)]
+        self._recipes = recipes(pipeline, options)
         self.masks = _MaskFiles(options.masks.mask) if pipeline.needs_mask else None
 
     def of(self, item: InputFile, digest: str) -> str:
@@ -93,7 +93,6 @@ class JournalKeys:
         masks = self.masks.digests(item) if self.masks is not None else []
         content = " ".join([digest, *masks])
         return [make_key(content, one) for one in self._recipes]
-
 
 
 def holds_done(journal: Journal, dst: Path, keys: list[str], in_place: bool) -> bool:

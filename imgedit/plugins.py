@@ -268,7 +268,7 @@ def _command_paths(cli: Any) -> dict[str, Any]:
 
 # cli -> {verb path: "imgedit" or the plugin that made it}, for messages naming a verb's owner
 _owners: "weakref.WeakKeyDictionary[Any, dict[str, str]]" = weakref.WeakKeyDictionary()
-# cli -> the plugin whose register_commands is running, for verb_taken
+# cli -> the plugin whose register_commands is running, for record_verb_clash
 _adding: "weakref.WeakKeyDictionary[Any, str]" = weakref.WeakKeyDictionary()
 
 
@@ -313,7 +313,7 @@ def register_commands(cli: Any) -> None:
             owners[path] = impl.plugin_name
 
 
-def verb_taken(cli: Any, path: str) -> bool:
+def record_verb_clash(cli: Any, path: str) -> bool:
     """Leave out the verb ``path`` of ``cli`` that the plugin now adding its
     verbs asked for (``add_operation_verb``, ``command_group``) and another
     command holds, as :func:`register_commands` undoes a replaced verb: the
@@ -323,7 +323,9 @@ def verb_taken(cli: Any, path: str) -> bool:
     where no plugin's row can say it: the caller raises."""
     plugin = _adding.get(cli)
     if plugin is not None:
-        plugin_info(plugin).errors.append(_taken_text(path, command_owner(cli, path) or plugin))
+        owner = command_owner(cli, path)  # "": made by this plugin's hook itself, earlier in this call
+        plugin_info(plugin).errors.append(_taken_text(path, owner) if owner else
+                                          f"register_commands: verb '{path}' is added twice; kept the first")
     return plugin is not None
 
 

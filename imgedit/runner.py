@@ -18,6 +18,7 @@ import tempfile
 import threading
 import time
 from collections import deque
+from contextlib import suppress
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -234,7 +235,7 @@ class _Batch:
 
     def decode(self, work: _Work) -> _Work:
         """Runs in an I/O thread: journal check, read, mask."""
-        from imgedit.imageio.read import read_file_bytes, read_image
+        from imgedit.imageio.read import read_image
         from imgedit.masks import find_mask
 
         with _catch(work):
@@ -246,8 +247,8 @@ class _Batch:
             if info is not None and info.st_size == 0 and self._skip_empty(work):
                 return work
             # one read serves the journal key and the decoder: the key is of the bytes decoded
-            data = read_file_bytes(work.item.path)  # an empty file fails here, keyed by _skip_empty
-            if self._skip(work, data, info=info):
+            data = self._read_whole(work)  # an empty file fails here, keyed by _skip_empty
+            if data is None or self._skip(work, data, info=info):
                 return work
             if self.options.in_place:
                 _check_in_place_target(work.item)
@@ -267,6 +268,24 @@ class _Batch:
             work.size = tuple(work.picture.rgb.shape[:2])
             work.picture.rgb = None  # the tensor holds the pixels now; don't keep two copies
         return work
+
+    def _read_whole(self, work: _Work) -> Optional[bytes]:
+        """The input's bytes (:func:`read_file_bytes`). A large file that its
+        header refuses is not read whole, yet its failure is keyed by its
+        content, hashed as it streams, as any image's is: so that
+        ``--skip-failed`` knows it next time. None: skipped as such a failure."""
+        from imgedit.imageio.read import read_file_bytes
+
+        try:
+            return read_file_bytes(work.item.path)
+        except ImageReadError:
+            if self.journal is not None:
+                with suppress(OSError):  # not there, or not readable: said by the error as it is
+                    keys = self.keys.matching(work.item, file_digest(work.item.path))
+                    work.key = keys[0]
+                    if self._failed_before(work, self.journal.get(work.dst), keys):
+                        return None
+            raise
 
     def needs_no_work(self, work: _Work) -> bool:
         """Whether the journal lets ``work`` be skipped, by the check

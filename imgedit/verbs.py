@@ -394,7 +394,7 @@ def command_group(cli: click.Group, name: str, help: Optional[str] = None) -> cl
     plugin that creates it; without it, a group of :data:`SHARED_GROUP_HELP`
     takes its help from there, another a line naming it. Where ``NAME`` is
     another plugin's command, not a group, the clash is recorded as for any
-    verb (see :func:`imgedit.plugins.verb_taken`) and the group returned is
+    verb (see :func:`imgedit.plugins.record_verb_clash`) and the group returned is
     detached, so that the plugin's other verbs still register; outside
     ``register_commands`` that is a TypeError.
     """
@@ -403,9 +403,9 @@ def command_group(cli: click.Group, name: str, help: Optional[str] = None) -> cl
         group = _Group(name, help=help or SHARED_GROUP_HELP.get(name, f"Commands that plugins add under '{name}'."))
         cli.add_command(group)
     elif not isinstance(group, click.Group):
-        from imgedit.plugins import verb_taken
+        from imgedit.plugins import record_verb_clash
 
-        if not verb_taken(cli, name):
+        if not record_verb_clash(cli, name):
             raise TypeError(f"imgedit {name} is a command, not a group")
         return _Group(name, help=help)  # detached: what the plugin adds to it goes nowhere
     return group
@@ -455,14 +455,14 @@ def add_operation_verb(cli: click.Group, name: str, help: Optional[str] = None, 
     :meth:`~imgedit.registry.Registry.declaring_order` says; each method
     checks the value against its own declaration. Where another command
     has the name, the first is kept and the clash recorded against the
-    calling plugin (:func:`imgedit.plugins.verb_taken`); outside
+    calling plugin (:func:`imgedit.plugins.record_verb_clash`); outside
     ``register_commands`` that is a UsageError.
     """
     if name in cli.commands:
         if getattr(cli.commands[name], "imgedit_operation", None) != name:  # another command took the name first
-            from imgedit.plugins import command_owner, verb_taken
+            from imgedit.plugins import command_owner, record_verb_clash
 
-            if verb_taken(cli, name):  # recorded, as a replaced verb is: the plugin's other verbs still register
+            if record_verb_clash(cli, name):  # recorded, as a replaced verb is: the plugin's other verbs still register
                 return
             owner = command_owner(cli, name)
             whose = "imgedit's own" if owner == "imgedit" else f"plugin {owner}'s" if owner else "taken"

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import click
 import pytest
 from PIL import Image
 
@@ -147,6 +148,23 @@ def test_denoise_bad_parameter_is_usage_error(invoke, photo):
 def test_a_usage_error_is_one_line_ending_with_where_the_help_is(invoke, args, said):
     result = invoke(*args)
     assert result.exit_code == 2 and result.stderr == said + "\n"
+
+
+def test_a_plugin_command_s_usage_error_of_several_lines_is_one_line_too(cli_runner):
+    from imgedit.cli import ImgeditGroup
+
+    @click.group(cls=ImgeditGroup)
+    def root():
+        pass
+
+    @root.command()
+    @click.option("--kind", type=click.Choice(["a", "b"]), required=True)
+    def pick(kind):
+        pass
+
+    result = cli_runner.invoke(root, ["pick"])
+    assert result.exit_code == 2 and len(result.stderr.splitlines()) == 1, result.stderr
+    assert result.stderr.startswith("Error: Missing option '--kind'.") and "\\n" not in result.stderr
 
 
 def test_a_group_without_its_command_still_shows_its_help(invoke):

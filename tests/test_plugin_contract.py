@@ -47,7 +47,7 @@ def exiting_plugin(tmp_path):
 
 def test_plugin_exiting_at_import_is_a_plugin_error_not_the_end_of_imgedit(exiting_plugin, photo, tmp_path):
     result = run_imgedit("plugins", "--json", env=exiting_plugin)
-    assert result.returncode == 1 and "plugins have errors: imgedit_needs_gpu" in result.stderr  # a smoke test fails
+    assert result.returncode == 1 and "plugins has an error: imgedit_needs_gpu" in result.stderr  # a smoke test fails
     rows = _rows(result.stdout)
     assert rows["imgedit_needs_gpu"]["errors"] == ["SystemExit: needs a GPU"]
     assert rows["imgedit_classical"]["status"] == "ok"

@@ -115,7 +115,7 @@ def test_plugin_failing_to_import_is_reported(tmp_path, photo):
     fake_distribution(tmp_path, "imgedit_broken", "raise ImportError('missing dependency xyz')\n")
     env = {"PYTHONPATH": str(tmp_path)}
     result = run_imgedit("plugins", "--json", env=env)
-    assert result.returncode == 1 and result.stderr == "Error: 1 of 6 plugins have errors: imgedit_broken\n"
+    assert result.returncode == 1 and result.stderr == "Error: 1 of 6 plugins has an error: imgedit_broken\n"
     rows = {row["name"]: row for row in json.loads(result.stdout)}
     assert rows["imgedit_broken"]["status"] == "error"
     assert "missing dependency xyz" in rows["imgedit_broken"]["errors"][0]
