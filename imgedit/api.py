@@ -170,7 +170,8 @@ def run(
         UsageError: bad pipeline, target or options (checked as the CLI
         checks its options), image values that are not finite or not in
         [0, 1], a stage that needs a mask without one, or a mask tensor
-        with paths; MaskError: a ``mask_box`` outside the image;
+        with paths; MaskError: a ``mask_box`` outside the image, or a mask
+        with an empty hole for a stage that fills one;
         ShapeError: a tensor that is not a float image (or holds no data:
         the meta device), or a mask of the wrong shape; DeviceError: a
         ``device`` or ``precision`` that is not available; WeightsError: a
@@ -295,6 +296,11 @@ def _tensor_mask(pipeline: Pipeline, image: Any, mask: Any, box: Any) -> Any:
         name = pipeline.stages[needing - 1].operation.name
         raise UsageError(f"stage {needing} ({name}) needs a mask: pass mask= (a (B, 1, H, W) tensor, 1 = hole) "
                          "or mask_box=(x, y, w, h)")
+    if needing is not None:  # an empty hole is refused, as an empty mask file is: not the image back unedited
+        empty = [i for i, holes in enumerate(mask.flatten(1).any(1).tolist(), 1) if not holes]
+        if empty:
+            which = "" if len(empty) == mask.shape[0] else f" of image {empty[0]} of {mask.shape[0]}"
+            raise MaskError(f"mask: the hole{which} is empty (no pixel is 1): there is nothing to fill")
     return mask
 
 

@@ -55,6 +55,7 @@ __all__ = [
     "compute_scope",
     "cpu_has_bf16",
     "describe_devices",
+    "guard_fork",
     "resolve_device",
     "resolve_precision",
     "set_threads",
@@ -252,6 +253,31 @@ def resolve_precision(spec: Optional[str], device: torch.device, capabilities: C
         )
         return torch.float32
     return PRECISIONS[name]
+
+
+_fork_guard = {"registered": False, "forked": False, "said": False}
+
+
+def guard_fork() -> None:
+    """Keep a process forked after imgedit computed here (a service's
+    prefork workers, a Celery pool) from hanging at its first edit: torch's
+    CPU threads do not survive a fork, and a child that asks for them waits
+    forever. The child computes on one thread instead, and says so once.
+    Called as a pipeline is built: a process that forks before its first
+    edit keeps all its threads."""
+    if not _fork_guard["registered"] and hasattr(os, "register_at_fork"):  # not on Windows: no fork there
+        _fork_guard["registered"] = True
+        os.register_at_fork(after_in_child=_one_thread_after_fork)
+    if _fork_guard["forked"] and not _fork_guard["said"]:
+        _fork_guard["said"] = True
+        logger.warning("this process was forked after imgedit ran in its parent, and torch's threads do not "
+                       "survive a fork: it computes on one thread; start workers with the 'spawn' method, or "
+                       "fork before the first edit, to use every core")
+
+
+def _one_thread_after_fork() -> None:
+    torch.set_num_threads(1)
+    _fork_guard["forked"] = True
 
 
 def compute_scope(device: torch.device, dtype: torch.dtype) -> tuple[torch.dtype, contextlib.AbstractContextManager]:

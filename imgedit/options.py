@@ -51,7 +51,7 @@ class OutputFormat(click.Choice):
     """An output format, also by its file extension's name (jpg, tif), as
     users spell it."""
 
-    ALIASES = {"jpg": "jpeg", "tif": "tiff"}  # the names imgedit.imageio.formats also takes (torch-free here)
+    ALIASES = {"jpg": "jpeg", "tif": "tiff"}  # as imgedit.imageio.formats takes them (which imports Pillow)
 
     def convert(self, value: Any, param: Optional[click.Parameter], ctx: Optional[click.Context]) -> Any:
         if isinstance(value, str):

@@ -33,15 +33,25 @@ def _output_ext(item: InputFile, options: RunOptions) -> str:
     return item.path.suffix.lstrip(".") or _sniffed_ext(item.path)
 
 
-@lru_cache(maxsize=4096)
 def _sniffed_ext(path: Path) -> str:
     """The suffix of the format a file without one holds, from its first
     bytes, so a JPEG named ``scan`` stays a JPEG; png where they do not
     tell (the read then fails and says why, as for anything but a regular
     file: a FIFO is not opened, which would wait for a writer)."""
     try:
-        if not stat.S_ISREG(os.stat(path).st_mode):
-            return "png"
+        info = os.stat(path)
+    except OSError:
+        return "png"
+    if not stat.S_ISREG(info.st_mode):
+        return "png"
+    return _sniffed_ext_of(path, info.st_size, info.st_mtime_ns, info.st_ino)
+
+
+@lru_cache(maxsize=4096)
+def _sniffed_ext_of(path: Path, size: int, mtime_ns: int, inode: int) -> str:
+    """:func:`_sniffed_ext` of one version of the file: a service that gives
+    one upload path new content gets the new content's format."""
+    try:
         with open(path, "rb") as fh:
             head = fh.read(16)
     except OSError:

@@ -229,8 +229,9 @@ class BuiltPipeline:
     def _build_stage(self, stage: Stage, device: "torch.device") -> _BuiltStage:
         import torch
 
-        from imgedit.devices import compute_scope, resolve_precision
+        from imgedit.devices import compute_scope, guard_fork, resolve_precision
 
+        guard_fork()
         caps = stage.operation.capabilities
         if device.type not in caps.devices:
             log.warning("%s does not run on %s; using the CPU for it", stage.operation.key, device)

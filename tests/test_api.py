@@ -71,6 +71,8 @@ def test_one_mask_serves_every_image_of_a_batch(recorder):
     ([[1, 0]], ShapeError, "got list"),
     (torch.full((2, 1, 6, 6), float("nan")), UsageError, "mask values must be finite"),
     (torch.ones(2, 1, 6, 6, dtype=torch.uint8), MaskError, "for 0/1 values pass mask.bool()"),
+    (torch.zeros(1, 1, 6, 6), MaskError, "mask: the hole is empty (no pixel is 1): there is nothing to fill"),
+    (torch.ones(2, 1, 6, 6).index_fill_(0, torch.tensor([1]), 0), MaskError, "the hole of image 2 of 2 is empty"),
 ])
 def test_a_bad_mask_is_refused_before_any_stage(recorder, mask, error, message):
     with pytest.raises(error) as info:

@@ -349,3 +349,33 @@ def test_ctrl_c_during_torchs_start_up_is_held_and_raised_after_it():
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     with devices._ctrl_c_held():
         pass  # nothing pressed: nothing raised
+
+
+FORKED_AFTER_AN_EDIT = """
+import os, sys, time, torch, imgedit
+image = torch.rand(1, 3, 256, 256)
+imgedit.run("denoise method=nlm", image)  # the parent computes: torch's CPU threads start
+pid = os.fork()
+if pid == 0:  # a prefork worker's first request
+    out = imgedit.run("denoise method=nlm", image)
+    print("child edited", tuple(out.shape), torch.get_num_threads(), flush=True)
+    os._exit(0)
+for _ in range(240):
+    if os.waitpid(pid, os.WNOHANG)[0]:
+        sys.exit(0)
+    time.sleep(0.25)
+os.kill(pid, 9)
+print("child hung", flush=True)
+"""
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork") or __import__("sys").platform == "darwin",
+                    reason="fork: Linux and the BSDs")
+def test_a_process_forked_after_an_edit_edits_on_one_thread_instead_of_hanging():
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", FORKED_AFTER_AN_EDIT], capture_output=True, text=True, timeout=300,
+                          env={**__import__("os").environ, "OMP_NUM_THREADS": "2"})
+    assert "child edited (1, 3, 256, 256) 1" in done.stdout, (done.stdout, done.stderr)
+    assert "forked after imgedit ran in its parent" in done.stderr

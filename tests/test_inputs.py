@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -108,6 +109,21 @@ def test_a_file_without_a_suffix_keeps_its_format(invoke, tmp_path):
         os.mkfifo(tmp_path / "pipe")
         fifo = invoke("inpaint", tmp_path / "pipe", "--method", "telea", "--mask-box", "1,1,4,4")
         assert fifo.exit_code == 1 and "is a FIFO, not an image file" in fifo.stderr
+
+
+def test_a_path_given_new_content_gets_the_new_content_s_format(tmp_path):
+    # a service reusing one upload path: a PNG with alpha after a JPEG came out as a JPEG, its alpha lost
+    import imgedit
+
+    upload, out = tmp_path / "upload", tmp_path / "out"
+    Image.fromarray(smooth_rgb(24, 32)).save(upload, format="JPEG")
+    imgedit.run("inpaint method=telea", upload, out, mask_box=(1, 1, 4, 4))
+    rgba = np.dstack([smooth_rgb(24, 32), np.full((24, 32), 200, np.uint8)])
+    Image.fromarray(rgba).save(upload, format="PNG")
+    os.utime(upload, ns=(1, 1))  # another version however fast the rewrite: the clock may not have moved
+    imgedit.run("inpaint method=telea", upload, out, mask_box=(1, 1, 4, 4))
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == ["upload.jpg", "upload.png"]
+    assert Image.open(out / "upload.png").mode == "RGBA"
 
 
 def test_output_paths():
