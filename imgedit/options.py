@@ -141,7 +141,7 @@ COMMON_OPTIONS: list[Callable] = [
     click.option("--overwrite", is_flag=True, help="Replace existing output files."),
     click.option("--in-place", is_flag=True, help="Write over the input files."),
     click.option("--format", "out_format", type=OutputFormat(["jpeg", "png", "tiff", "webp", "bmp"], case_sensitive=False),
-                 help="Output format (default: the input's; with -o FILE, the file's extension)."),
+                 help="Output format, jpg and tif too (default: the input's; with -o FILE, the file's extension)."),
     click.option("--quality", type=click.IntRange(1, 100),
                  help="JPEG/WebP/AVIF quality 1-100 (default: as the source where it is the output's format: a lossless "
                       "WebP stays lossless, a JPEG keeps its quality, 75-95, and chroma subsampling; else 95)."),

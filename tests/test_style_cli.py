@@ -165,7 +165,7 @@ def test_missing_style_image_and_bad_values_are_one_line_errors(invoke, tiny_sty
         one_line_error(invoke("style", photo, "--style-image", "/dev/zero"), "style image /dev/zero is not a regular file")
     for value, said in (("2", "2.0 is not in the range 0<=x<=1."), ("much", "'much' is not a valid float range.")):
         result = invoke("style", photo, "--style", "tiny", "--strength", value)  # refused by click, as its own options are
-        assert result.exit_code == 2 and result.output.strip().splitlines()[-1] == f"Error: Invalid value for '--strength': {said}"
+        assert result.exit_code == 2 and result.stderr == f"Error: Invalid value for '--strength': {said} See 'cli style --help'.\n"
     result = invoke("style", photo, "--style", "tiny", "--scale", "4")
     assert result.exit_code == 2 and result.output.strip().splitlines()[-1].startswith("Error: Invalid value for '--scale'")
     one_line_error(invoke("run", "-p", "style name=tiny strength=-1", photo), "strength")
