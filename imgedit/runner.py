@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, Union
 
 from imgedit.atomic import name_too_long
-from imgedit.errors import (DiskFullError, ImageNotReadHereError, ImageReadError, ImgeditError, JournalError,
+from imgedit.errors import (DiskFullError, ImageNotReadHereError, ImageReadError, ImgeditError,
                             OutputExistsError, RunStopped)
 from imgedit.inputs import InputFile
 from imgedit.journal import WROTE, Journal, Source, bytes_digest, file_digest, stat_key
@@ -187,6 +187,8 @@ class _Work:
     image: Any = None  # (1, 3, H, W) tensor
     mask: Any = None  # (1, 1, H, W) tensor
     size: tuple = ()  # (H, W) as read: a result K times as wide holds K results side by side
+    dst_free: bool = False  # the output was not there when the input was read (see _check_before_rename)
+    overtaken: bool = False  # another run changed the input or wrote the output meanwhile: not this image's failure
     result: FileResult = None  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
@@ -361,7 +363,8 @@ class _Batch:
                 log.warning("%s: %s", work.item.path, work.result.note)
                 return True
         ours = journal is not None and journal.owns(work.dst, self.pipeline.label, work.source)
-        if work.dst.exists() and not (options.overwrite or options.in_place or ours):
+        work.dst_free = not work.dst.exists()
+        if not work.dst_free and not (options.overwrite or options.in_place or ours):
             if journal is not None and reread and journal.written_since_read(work.dst):  # by another run, maybe
                 journal.reread()
                 return self._skip(work, data, reread=False, info=info)
@@ -468,29 +471,27 @@ class _Batch:
 
         options = self.options
         self._say_what_the_format_drops(work, picture)
-        if self.journal is None:
-            with before_rename(lambda temporary: self._check_unchanged(work)):
-                write_image(picture, work.dst, format=options.format, quality=options.quality, overwrite=True,
-                            durable=options.fsync, source_mode=work.read_mode)
-            return
-        stopped: list[JournalError] = []  # write_image would report it as the image's own failure
+        stopped: list[ImgeditError] = []  # raised before the rename: write_image would wrap it as a failure to encode
 
-        def record_start(temporary: Path) -> None:
-            self._check_unchanged(work)
+        def before(temporary: Path) -> None:
             try:
-                self._record_start(work, temporary)
-            except JournalError as exc:
+                self._check_before_rename(work)
+                if self.journal is not None:
+                    self._record_start(work, temporary)
+            except ImgeditError as exc:
                 stopped.append(exc)
                 raise
 
         try:
-            with before_rename(record_start):
+            with before_rename(before):
                 write_image(picture, work.dst, format=options.format, quality=options.quality, overwrite=True,
                             durable=options.fsync, source_mode=work.read_mode)
         except ImgeditError:
             if stopped:
                 raise stopped[0] from None
             raise
+        if self.journal is None:
+            return
         self.journal.record(work.dst, work.key, "done", size=os.stat(work.dst).st_size, ops=self.pipeline.label,
                             **self._written(work))
 
@@ -519,17 +520,40 @@ class _Batch:
             if not said:
                 log.warning("%s", message)
 
-    def _check_unchanged(self, work: _Work) -> None:
-        """With ``--in-place``, just before the result is renamed over the
-        input: the input must still be the file that was read. One replaced
-        meanwhile (a sync client, another program) would be lost under an
-        edit of its old content, and the journal would call it done."""
-        if not self.options.in_place or work.read_stat is None:
-            return
-        now = _stat(work.item.path)
-        if now is None or stat_key(now) != work.read_stat:
-            raise ImgeditError(f"{work.item.path} changed while it was being edited, so it was left as it is; "
-                               "run the same command again to edit the new version")
+    def _check_before_rename(self, work: _Work) -> None:
+        """Just before the result is renamed into place, what another program
+        or run may have done meanwhile. With ``--in-place`` the input must
+        still be the file that was read: one replaced meanwhile (a sync
+        client, a second run) would be lost under an edit of its old
+        content, and the journal would call it done. An output that was not
+        there when the input was read, and is now (another run's, say
+        ``xargs -P`` over two folders' ``x.png``), is not replaced without
+        ``--overwrite``."""
+        options = self.options
+        if options.in_place and work.read_stat is not None:
+            now = _stat(work.item.path)
+            if now is None or stat_key(now) != work.read_stat:
+                work.overtaken = True
+                raise ImgeditError(f"{work.item.path} changed while it was being edited, so it was left as it is; "
+                                   "run the same command again to edit the new version")
+        if work.dst_free and not (options.overwrite or options.in_place) and work.dst.exists():
+            work.overtaken = True
+            raise OutputExistsError(f"{work.dst} was written by another run while this one made it from "
+                                    f"{work.item.path}; pass --overwrite to replace it, or give another -o")
+
+    def _done_meanwhile(self, work: _Work) -> bool:
+        """Whether the run that overtook ``work`` (see :meth:`_check_before_rename`)
+        made its very result: the same input with this recipe, recorded in the
+        journal as done (into ``-o``) or as the result the photo now is (in place)."""
+        if self.journal is None or not work.key:
+            return False
+        self.journal.reread()
+        if self.journal.is_done(work.dst, work.key):
+            return True
+        with suppress(OSError):
+            return self.options.in_place and self.journal.holds_result(work.dst,
+                                                                       self.keys.of(work.item, file_digest(work.dst)))
+        return False
 
     def encode(self, work: _Work) -> _Work:
         """Runs in an I/O thread: atomic write, then the journal."""
@@ -537,8 +561,12 @@ class _Batch:
             with _catch(work):
                 self._write(work, self._result_picture(work))
         work.picture = work.hole = work.image = work.mask = None  # free the pixels now
+        if work.overtaken and self._done_meanwhile(work):  # two runs at once on one photo: one edit, no failure
+            work.result.status, work.result.error, work.result.exit_code = "skipped", None, 0
+            work.result.note = "done meanwhile by another run"
         if work.result.status == "failed" and self.journal is not None and work.key and not self._others(work) \
-                and not work.result.unbuildable:  # a model that would not load is not this image's failure
+                and not work.overtaken and not work.result.unbuildable:  # not this image's failure: the other
+            # run's record stands (its next run would redo it); nor a model's that would not load
             self.journal.record(work.dst, work.key, "failed", error=work.result.error,
                                 **({"bad_file": True} if work.result.bad_file else {}))
         return work

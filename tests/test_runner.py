@@ -502,6 +502,49 @@ def _signalled_after_three_outputs(tmp_path, signum):
     return env, src, out, proc, stdout, stderr
 
 
+def _two_at_once(env, *commands):
+    """Run each imgedit command line at the same moment; their (exit code, stderr)."""
+    import subprocess
+
+    procs = [subprocess.Popen([sys.executable, "-m", "imgedit", *map(str, cmd)], env={**os.environ, **env},
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for cmd in commands]
+    return [(proc.wait(timeout=120), proc.communicate()[1]) for proc in procs]
+
+
+def test_two_in_place_runs_at_once_edit_each_photo_once_and_a_rerun_skips_them(tmp_path):
+    # the loser of each photo recorded a failure over the winner's edit: the next run edited them all again
+    env, photos = _slow_env(tmp_path), tmp_path / "photos"
+    photos.mkdir()
+    for i in range(3):
+        Image.fromarray(smooth_rgb(seed=i)).save(photos / f"im{i}.png")
+    before = {p.name: np.asarray(Image.open(p)) for p in photos.glob("*.png")}
+    command = ("run", "-p", "slow seconds=0.5", photos, "--in-place", "-q")
+    for code, stderr in _two_at_once(env, command, command):
+        assert code == 0 and "failed" not in stderr, stderr
+    again = run_imgedit(*command[:-1], "--json", env=env)
+    assert json.loads(again.stdout)["done"] == 0, again.stdout
+    for name, pixels in before.items():  # inverted once (twice would be the photo again)
+        assert np.array_equal(np.asarray(Image.open(photos / name)), 255 - pixels), name
+
+
+def test_two_runs_at_once_do_not_replace_each_other_s_output_of_one_name(tmp_path):
+    # xargs -P over a/x.png and b/x.png into one folder: both said "wrote out/x.png", the last one won
+    env = _slow_env(tmp_path)
+    for folder, seed in (("a", 1), ("b", 2)):
+        (tmp_path / folder).mkdir()
+        Image.fromarray(smooth_rgb(seed=seed)).save(tmp_path / folder / "x.png")
+    out = tmp_path / "out"
+    runs = _two_at_once(env, *[("run", "-p", "slow seconds=0.5", tmp_path / f / "x.png", "-o", f"{out}/") for f in "ab"])
+    assert sorted(code for code, _ in runs) == [0, 1], runs
+    loser = next(stderr for code, stderr in runs if code == 1)
+    assert "out/x.png was written by another run while this one made it from" in loser and "--overwrite" in loser
+    winner = "ab"[[code for code, _ in runs].index(0)]
+    written = np.asarray(Image.open(out / "x.png")).astype(int)
+    assert np.array_equal(written, 255 - np.asarray(Image.open(tmp_path / winner / "x.png")).astype(int))
+    rerun = run_imgedit("run", "-p", "slow seconds=0.5", tmp_path / winner / "x.png", "-o", f"{out}/", "--json", env=env)
+    assert json.loads(rerun.stdout)["skipped"] == 1, rerun.stdout  # the winner's record stands
+
+
 def test_ctrl_c_saves_and_says_how_to_resume(tmp_path):
     env, src, out, proc, _, stderr = _signalled_after_three_outputs(tmp_path, signal.SIGINT)
     assert proc.returncode == 130, stderr
