@@ -122,7 +122,14 @@ class ImgeditGroup(click.Group):
 
     def resolve_command(self, ctx: click.Context, args: list[str]) -> Any:
         ctx.meta["imgedit.verb_words"] = args[:2]  # "train denoise": whose verb failed, if it fails unexpectedly
-        name, command, rest = super().resolve_command(ctx, args)
+        try:
+            name, command, rest = super().resolve_command(ctx, args)
+        except click.UsageError as exc:  # "No such command": say so where IMGEDIT_LOAD_PLUGINS left its plugin out
+            left_out = left_out_by_allow_list()
+            if left_out:
+                exc.message += (f" IMGEDIT_LOAD_PLUGINS={os.environ.get('IMGEDIT_LOAD_PLUGINS', '')!r} left out "
+                                f"{', '.join(left_out)}.")
+            raise
         if command is not None:
             use_help_context(command)
         return name, command, rest

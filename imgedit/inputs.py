@@ -263,7 +263,7 @@ def scan_inputs(items: Iterable[str], recursive: bool = False) -> InputScan:
         elif path.exists():
             found.append(InputFile(path, path.parent))
         elif glob.has_magic(item):
-            matches = sorted(glob.glob(item, recursive=recursive))
+            matches = sorted(glob.glob(item, recursive=recursive or "**" in item))  # "**" asks for the depth itself
             if not matches:
                 raise UsageError(f"no files match {item!r}")
             base = Path(item.split("*")[0].split("?")[0].split("[")[0] or ".")

@@ -66,6 +66,12 @@ def test_files_and_globs_without_duplicates(tree):
     assert [i.path.name for i in items] == ["a.jpg", "b.png"]
 
 
+def test_a_double_star_glob_recurses_as_the_shell_s_globstar_does(tree):
+    # 'photos/**/*.png' took only the sub-folders' images without -r: the top level's were missed
+    names = [i.path.relative_to(tree).as_posix() for i in expand_inputs([str(tree / "**" / "*.png")])]
+    assert names == ["b.png", "sub/c.png"]
+
+
 def test_missing_and_empty(tree):
     with pytest.raises(UsageError, match="no such file"):
         expand_inputs([str(tree / "zzz.jpg")])

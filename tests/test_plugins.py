@@ -89,6 +89,7 @@ def test_allow_list_loads_only_named_plugins():
     assert json.loads(result.stdout) == []
     result = run_imgedit("inpaint", "--help", env={"IMGEDIT_LOAD_PLUGINS": ""})
     assert result.returncode == 2 and "No such command 'inpaint'" in result.stderr
+    assert "IMGEDIT_LOAD_PLUGINS='' left out imgedit_classical, imgedit_gan" in result.stderr  # says why
     result = run_imgedit("inpaint", "--help", env={"IMGEDIT_LOAD_PLUGINS": "imgedit_classical"})
     assert result.returncode == 0 and "--mask-box" in result.stdout
 

@@ -1087,6 +1087,8 @@ def test_ray_address_without_the_ray_engine_is_a_usage_error(invoke, folder, tmp
     (("--device", "cuda:7"), {}, "device 'cuda:7' is not available"),
     ((), {"IMGEDIT_DEVICE": "bogus"}, "device 'bogus' is not a device"),
     ((), {"IMGEDIT_MAX_PIXELS": "inf"}, "IMGEDIT_MAX_PIXELS='inf' is not a number of pixels"),
+    ((), {"IMGEDIT_MAX_PIXELS": "-5"}, "IMGEDIT_MAX_PIXELS='-5' is not a number of pixels"),  # was: no limit
+    ((), {"IMGEDIT_MAX_PIXELS": "0.9"}, "IMGEDIT_MAX_PIXELS='0.9' is not a number of pixels"),
     ((), {"IMGEDIT_CPU_MEMORY_MB": "-5"}, "IMGEDIT_CPU_MEMORY_MB='-5' is not a number of megabytes above 0"),
 ])
 def test_a_bad_device_or_limit_is_one_usage_error_before_any_image(invoke, folder, tmp_path, args, env, message):

@@ -51,9 +51,13 @@ def pixel_limit(max_pixels: Optional[int]) -> int:
     if not env:
         return DEFAULT_MAX_PIXELS
     try:
-        return int(float(env))
+        value = float(env)
+        limit = int(value)
     except (ValueError, OverflowError):  # OverflowError: inf; NaN is a ValueError here
-        raise UsageError(f"IMGEDIT_MAX_PIXELS={env!r} is not a number of pixels (0 for no limit)") from None
+        limit = value = -1
+    if limit < 0 or limit != value:  # -5 or 0.9 would have read as "no limit": the bomb guard off by a typo
+        raise UsageError(f"IMGEDIT_MAX_PIXELS={env!r} is not a number of pixels (a whole number, 0 for no limit)")
+    return limit
 
 
 def check_made_size(height: int, width: int, what: str) -> None:
