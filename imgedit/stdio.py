@@ -114,7 +114,7 @@ def _check(kwargs: dict[str, Any], from_stdin: bool, to_stdout: bool) -> None:
         raise UsageError("--in-place writes over the input file, and stdin has none: give -o FILE")
     if to_stdout and kwargs.get("in_place"):
         raise UsageError("--in-place writes over the input file, -o - to stdout: pick one")
-    if to_stdout and kwargs.get("as_json"):
+    if to_stdout and kwargs.get("as_json") and not kwargs.get("dry_run"):  # a dry run writes no image: stdout is free
         raise UsageError(f"{where}, where --json would print its summary: pick one, or give -o FILE")
     if to_stdout and not from_stdin:
         from imgedit.inputs import expand_inputs

@@ -103,6 +103,8 @@ def test_what_a_piped_run_prints_names_stdin_and_stdout_not_its_temporary_files(
     plan = out.decode()
     assert code == 0 and "first output stdout" in plan and "journal: none" in plan, plan
     assert "imgedit-stdio-" not in plan + err
+    code, out, err = imgedit("denoise", "-", "--method", "nlm", "--dry-run", "--json", data=png_bytes())
+    assert code == 0 and json.loads(out)["first_output"] == "stdout", err  # a dry run writes no image: --json may
     code, out, err = imgedit("denoise", tmp_path / "one", "--method", "nlm", "--sigma", "5", "-o", "-")
     assert code == 0 and Image.open(io.BytesIO(out)).format == "PNG" and err == "", err  # no summary of a batch
 
