@@ -126,7 +126,7 @@ class ImgeditGroup(click.Group):
             name, command, rest = super().resolve_command(ctx, args)
         except click.UsageError as exc:  # "No such command": say so where IMGEDIT_LOAD_PLUGINS left its plugin out
             left_out = left_out_by_allow_list()
-            if left_out:
+            if left_out and "Did you mean" not in exc.message:  # a typo of a verb that is there is just that
                 exc.message += (f" IMGEDIT_LOAD_PLUGINS={os.environ.get('IMGEDIT_LOAD_PLUGINS', '')!r} left out "
                                 f"{', '.join(left_out)}.")
             raise

@@ -263,15 +263,15 @@ def guard_fork() -> None:
     prefork workers, a Celery pool) from hanging at its first edit: torch's
     CPU threads do not survive a fork, and a child that asks for them waits
     forever. The child computes on one thread instead, and says so once.
-    Called as a pipeline is built: a process that forks before its first
-    edit keeps all its threads."""
+    Called as an image is edited: a process that forks before its first
+    edit (a server that builds its pipeline, then forks) keeps its threads."""
     if not _fork_guard["registered"] and hasattr(os, "register_at_fork"):  # not on Windows: no fork there
         _fork_guard["registered"] = True
         os.register_at_fork(after_in_child=_one_thread_after_fork)
     if _fork_guard["forked"] and not _fork_guard["said"]:
         _fork_guard["said"] = True
-        logger.warning("this process was forked after imgedit ran in its parent, and torch's threads do not "
-                       "survive a fork: it computes on one thread; start workers with the 'spawn' method, or "
+        logger.warning("this process was forked after imgedit edited in its parent, and torch's threads do not "
+                       "survive a fork: its threads were set to one; start workers with the 'spawn' method, or "
                        "fork before the first edit, to use every core")
 
 

@@ -229,9 +229,8 @@ class BuiltPipeline:
     def _build_stage(self, stage: Stage, device: "torch.device") -> _BuiltStage:
         import torch
 
-        from imgedit.devices import compute_scope, guard_fork, resolve_precision
+        from imgedit.devices import compute_scope, resolve_precision
 
-        guard_fork()
         caps = stage.operation.capabilities
         if device.type not in caps.devices:
             log.warning("%s does not run on %s; using the CPU for it", stage.operation.key, device)
@@ -293,9 +292,10 @@ class BuiltPipeline:
 
     def _apply_stages(self, image: "torch.Tensor", mask: "Optional[torch.Tensor]", tile: Union[int, str, None],
                       on_tile: "Optional[Callable[[str, int, int], None]]", notes: Optional[list[str]]) -> "torch.Tensor":
-        from imgedit.devices import compute_scope
+        from imgedit.devices import compute_scope, guard_fork
         from imgedit.tiling import run_tiled
 
+        guard_fork()  # at the edit, not the build: a server that builds, then forks its workers, keeps their threads
         for index, built in enumerate(self.built):
             caps = built.stage.operation.capabilities
             # intermediate images stay on the device for the next stage

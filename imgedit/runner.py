@@ -341,6 +341,8 @@ class _Batch:
     def _skip(self, work: _Work, data: bytes, reread: bool = True, info: Optional[os.stat_result] = None) -> bool:
         options, journal = self.options, self.journal
         if journal is not None:
+            if options.in_place and reread and journal.written_since_read(work.item.path):
+                journal.reread()  # a photo edited since the journal was read: maybe by another run, now its result
             digest = bytes_digest(data)
             source = Source.of_file(self.real(work.item.path), digest, stat_key(info) if info is not None else None)
             keys = self.keys.matching(work.item, digest)

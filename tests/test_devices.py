@@ -378,4 +378,4 @@ def test_a_process_forked_after_an_edit_edits_on_one_thread_instead_of_hanging()
     done = subprocess.run([sys.executable, "-c", FORKED_AFTER_AN_EDIT], capture_output=True, text=True, timeout=300,
                           env={**__import__("os").environ, "OMP_NUM_THREADS": "2"})
     assert "child edited (1, 3, 256, 256) 1" in done.stdout, (done.stdout, done.stderr)
-    assert "forked after imgedit ran in its parent" in done.stderr
+    assert "forked after imgedit edited in its parent" in done.stderr

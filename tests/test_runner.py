@@ -502,25 +502,56 @@ def _signalled_after_three_outputs(tmp_path, signum):
     return env, src, out, proc, stdout, stderr
 
 
-def _two_at_once(env, *commands):
-    """Run each imgedit command line at the same moment; their (exit code, stderr)."""
+def _at_once(runs):
+    """Start each (env, command line) of imgedit at the same moment; their (exit code, stderr)."""
     import subprocess
 
     procs = [subprocess.Popen([sys.executable, "-m", "imgedit", *map(str, cmd)], env={**os.environ, **env},
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for cmd in commands]
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for env, cmd in runs]
     return [(proc.wait(timeout=120), proc.communicate()[1]) for proc in procs]
 
 
-def test_two_in_place_runs_at_once_edit_each_photo_once_and_a_rerun_skips_them(tmp_path):
-    # the loser of each photo recorded a failure over the winner's edit: the next run edited them all again
-    env, photos = _slow_env(tmp_path), tmp_path / "photos"
+def _two_at_once(env, *commands):
+    return _at_once([(env, cmd) for cmd in commands])
+
+
+def _paced_at_once(site, command, paces):
+    return _at_once([({"PYTHONPATH": str(site), "PACE": pace}, command) for pace in paces])
+
+
+PACED_PLUGIN = """
+import os, time
+from imgedit import hookimpl
+from imgedit.operations import Operation
+
+def create(context):
+    def apply(image, mask):
+        time.sleep(float(os.environ["PACE"]))  # not a parameter: two runs at two paces have one recipe
+        return 1.0 - image
+    return apply
+
+@hookimpl
+def register_operations(register):
+    register(Operation("paced", "sleep", create))
+"""
+
+
+@pytest.mark.parametrize("paces", [("0.5", "0.5"), ("0.05", "0.6")], ids=["in step", "one faster"])
+def test_two_in_place_runs_at_once_edit_each_photo_once_and_a_rerun_skips_them(tmp_path, paces):
+    # the loser of each photo recorded a failure over the winner's edit: the next run edited them all again;
+    # and a slower run read, as its input, a photo the faster one had edited since its journal was read
+    site, photos = tmp_path / "site", tmp_path / "photos"
+    site.mkdir()
     photos.mkdir()
-    for i in range(3):
+    fake_distribution(site, "imgedit_pacedtest", PACED_PLUGIN)
+    for i in range(6):
         Image.fromarray(smooth_rgb(seed=i)).save(photos / f"im{i}.png")
     before = {p.name: np.asarray(Image.open(p)) for p in photos.glob("*.png")}
-    command = ("run", "-p", "slow seconds=0.5", photos, "--in-place", "-q")
-    for code, stderr in _two_at_once(env, command, command):
+    command = ("run", "-p", "paced", photos, "--in-place", "-q")
+    runs = _paced_at_once(site, command, paces)
+    for code, stderr in runs:
         assert code == 0 and "failed" not in stderr, stderr
+    env = {"PYTHONPATH": str(site), "PACE": "0"}
     again = run_imgedit(*command[:-1], "--json", env=env)
     assert json.loads(again.stdout)["done"] == 0, again.stdout
     for name, pixels in before.items():  # inverted once (twice would be the photo again)
@@ -528,21 +559,23 @@ def test_two_in_place_runs_at_once_edit_each_photo_once_and_a_rerun_skips_them(t
 
 
 def test_two_runs_at_once_do_not_replace_each_other_s_output_of_one_name(tmp_path):
-    # xargs -P over a/x.png and b/x.png into one folder: both said "wrote out/x.png", the last one won
+    # xargs -P over a/x.png and b/x.png into one folder: both said "wrote out/x.png", the last one won.
+    # b reads its input before a writes, and is still working when a has written (1.6 s apart)
     env = _slow_env(tmp_path)
     for folder, seed in (("a", 1), ("b", 2)):
         (tmp_path / folder).mkdir()
         Image.fromarray(smooth_rgb(seed=seed)).save(tmp_path / folder / "x.png")
     out = tmp_path / "out"
-    runs = _two_at_once(env, *[("run", "-p", "slow seconds=0.5", tmp_path / f / "x.png", "-o", f"{out}/") for f in "ab"])
-    assert sorted(code for code, _ in runs) == [0, 1], runs
-    loser = next(stderr for code, stderr in runs if code == 1)
-    assert "out/x.png was written by another run while this one made it from" in loser and "--overwrite" in loser
-    winner = "ab"[[code for code, _ in runs].index(0)]
+    commands = {f: ("run", "-p", f"slow seconds={pace}", tmp_path / f / "x.png", "-o", f"{out}/")
+                for f, pace in (("a", 0.4), ("b", 2.0))}
+    (a_code, _), (b_code, b_said) = _two_at_once(env, commands["a"], commands["b"])
+    assert (a_code, b_code) == (0, 1), b_said
+    assert "--overwrite" in b_said and ("out/x.png was written by another run while this one made it from" in b_said
+                                        or "holds the result of another input" in b_said), b_said  # b started late
     written = np.asarray(Image.open(out / "x.png")).astype(int)
-    assert np.array_equal(written, 255 - np.asarray(Image.open(tmp_path / winner / "x.png")).astype(int))
-    rerun = run_imgedit("run", "-p", "slow seconds=0.5", tmp_path / winner / "x.png", "-o", f"{out}/", "--json", env=env)
-    assert json.loads(rerun.stdout)["skipped"] == 1, rerun.stdout  # the winner's record stands
+    assert np.array_equal(written, 255 - np.asarray(Image.open(tmp_path / "a" / "x.png")).astype(int))
+    rerun = run_imgedit(*commands["a"], "--json", env=env)
+    assert json.loads(rerun.stdout)["skipped"] == 1, rerun.stdout  # a's record stands: b recorded nothing over it
 
 
 def test_ctrl_c_saves_and_says_how_to_resume(tmp_path):
