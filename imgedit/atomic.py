@@ -27,6 +27,7 @@ except ImportError:  # Windows
 __all__ = [
     "DestinationExists",
     "NAME_MAX",
+    "NO_FOLLOW",
     "flush_to_disk",
     "NO_SPACE",
     "atomic_file",
@@ -50,6 +51,10 @@ NAME_MAX = 255  # bytes in one file name on the usual file systems
 # The errnos of a write that failed for want of room: no space left, or the
 # user's quota spent (EDQUOT, not on every platform). Freeing some is the fix.
 NO_SPACE = frozenset({errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)})
+# os.open flags for a file that must be the file itself, opened in place (a
+# journal, a training log): a link there fails the open (ELOOP), not followed;
+# a FIFO opens at once, not waiting for its other end.
+NO_FOLLOW = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
 
 
 # per thread (each thread has its own context): the writer threads of a batch each set their own

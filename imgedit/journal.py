@@ -65,7 +65,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
-from imgedit.atomic import flush_to_disk
+from imgedit.atomic import NO_FOLLOW, flush_to_disk
 from imgedit.errors import JournalError
 from imgedit.models import sha256_file
 
@@ -82,9 +82,6 @@ MAX_LINE = 1 << 20
 # an input's mtime this close to its record's time (or after it) is not
 # trusted to tell it unchanged: file-system clocks tick in up to 2 s (FAT)
 RACY_SECONDS = 2.0
-# a link is refused, not followed; a FIFO opens at once (then refused), not
-# waiting for a writer. Windows has neither: the lstat before the open stands alone
-_OPEN_FLAGS = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
 
 file_digest = sha256_file  # the input part of a journal key
 
@@ -680,7 +677,8 @@ def _open_regular(path: Path, flags: int, mode: int = 0o666) -> int:
         JournalError: ``path`` is a link, FIFO, device or folder.
     """
     _refuse_unless_regular(path)
-    fd = os.open(path, flags | _OPEN_FLAGS, mode)  # O_NONBLOCK is no matter to a regular file
+    # a FIFO opens at once, then is refused; Windows has neither flag: the lstat before the open stands alone
+    fd = os.open(path, flags | NO_FOLLOW, mode)  # O_NONBLOCK is no matter to a regular file
     try:
         _refuse_unless_regular(path, os.fstat(fd))
     except BaseException:

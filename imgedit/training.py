@@ -50,7 +50,7 @@ from types import SimpleNamespace
 from typing import Any, Callable, Collection, Iterator, Optional, Sequence
 
 from imgedit import distributed
-from imgedit.atomic import NAME_MAX, NO_SPACE, check_writable_folder, write_bytes_atomic
+from imgedit.atomic import NAME_MAX, NO_FOLLOW, NO_SPACE, check_writable_folder, write_bytes_atomic
 from imgedit.checkpoint import (CHECKPOINT_NAME, checkpoint_file, checkpoint_info, load_checkpoint, recorded_export,
                                 save_checkpoint)
 from imgedit.errors import DiskFullError, ImageWriteError, ImgeditError, Interrupted, UsageError
@@ -566,15 +566,11 @@ class _Log:
             self.file.close()
 
 
-# a link is refused, not followed (ELOOP); a FIFO opens at once, not waiting for the other end
-_NO_LINK = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
-
-
 def _open_no_link(path: Path, flags: int) -> int:
     """``os.open`` of a file in the run folder that fails where ``path`` is a
     symbolic link: :func:`check_run_folder` refuses one before the run, and
     this refuses one planted after that check."""
-    return os.open(path, flags | _NO_LINK, 0o666)
+    return os.open(path, flags | NO_FOLLOW, 0o666)
 
 
 class RunWriteError(ImgeditError):

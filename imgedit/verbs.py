@@ -355,6 +355,8 @@ def _advice(summary: Any) -> str:
     if all(result.needs_overwrite for result in summary.failed):
         return " (their outputs exist: pass --overwrite to replace them, or give another -o)"
     return " (--retry-failed redoes only those)" if summary.journal else ""
+
+
 def format_commands(group: click.Group, ctx: click.Context, formatter: click.HelpFormatter) -> None:
     """The "Commands" section of a group's ``--help``: each command's
     ``short_help``, else the whole first sentence of its help, wrapped where
