@@ -109,7 +109,7 @@ class OutputContractError(ShapeError):
         self.expected = self.got = None
 
 
-class OutputExistsError(ImgeditError):
+class OutputExistsError(ImageWriteError):
     """An output is there already and this run may not replace it: the fix
     is --overwrite (or another -o), not a retry."""
 

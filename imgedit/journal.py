@@ -2,7 +2,7 @@
 
 One line per event, keyed by the output path:
 
-    {"dst": "sub/a.png", "key": "<hash>", "status": "start" | "done" | "failed", ...}
+    {"dst": "sub/a.png", "key": "<hash>", "status": "start" | "done" | "failed" | "withdrawn", ...}
 
 ``key`` hashes the input's content (and its mask files', see
 :class:`imgedit.journal_keys.JournalKeys`), the pipeline with its parameters, the
@@ -21,6 +21,11 @@ be renamed over the input: a rerun after a kill between the rename and the
 It carries ``result_sha256`` too, the digest of that file's content, which a
 rerun with other settings recognises: it skips the photo, which holds the
 earlier edit, rather than edit it a second time.
+
+A "start" whose rename was refused, since another run's output of that
+name got there first (a run that may not replace it: see
+:func:`imgedit.atomic.atomic_file`), is taken back by a "withdrawn" line of
+the same key: the output's record is again what it was before that "start".
 
 "start" and "done" lines name the input the output was made from (``src``,
 its path as resolved, and ``src_sha256``, its content's digest): a result of
@@ -158,6 +163,9 @@ class Journal:
         self.entries: dict[str, Entry] = {}
         self.owners: dict[str, str] = {}  # who wrote each output: a failed attempt does not own the file
         self.sources: dict[str, Optional[Source]] = {}
+        # what each output's record was under its "start" lines not yet followed by another status: a
+        # "withdrawn" line puts back the last (see _apply_one)
+        self._under_start: dict[str, list[tuple[Optional[Entry], Optional[str], Optional[Source]]]] = {}
         self._lines = self._lines_read = 0  # lines in the files: as last read, and with this run's since
         self.reread()
         self._run_lock: Optional[int] = None  # the file descriptor of the held LOCK_NAME
@@ -179,19 +187,45 @@ class Journal:
                     return
             records, up_to = self._records()
             with self._lock:
-                self.entries, self.owners, self.sources = {}, {}, {}
+                self.entries, self.owners, self.sources, self._under_start = {}, {}, {}, {}
                 self._apply(records)
                 self._lines = self._lines_read = len(records)
             self._read_up_to, self.read_at = up_to, read_at
 
     def _apply(self, records: list[dict[str, Any]]) -> None:
-        """Records in file order onto the state: each output's last record wins."""
+        """Records in file order onto the state: each output's last record
+        wins, bar a "withdrawn" one (see :meth:`_apply_one`)."""
         for rec in records:
-            name = _portable(rec["dst"])
-            self.entries[name] = _entry(rec)
-            if rec["status"] in WROTE:
-                self.owners[name] = _ops(rec)
-                self.sources[name] = _source(rec)
+            self._apply_one(_portable(rec["dst"]), rec)
+
+    def _apply_one(self, name: str, rec: dict[str, Any]) -> None:
+        """One record onto the state of output ``name``. A "withdrawn" line
+        takes back the "start" of its key that is the output's record now,
+        putting back the record that "start" covered; else it does nothing
+        (another run's "done" has come since: that one stands)."""
+        under = self._under_start.get(name)
+        if rec["status"] == WITHDRAWN:
+            entry = self.entries.get(name)
+            if entry is None or entry.status != "start" or entry.key != rec["key"]:
+                return
+            covered = under.pop() if under else (None, None, None)  # nothing known under it: no record
+            if not under:
+                self._under_start.pop(name, None)
+            for table, value in zip((self.entries, self.owners, self.sources), covered):
+                if value is None:
+                    table.pop(name, None)
+                else:
+                    table[name] = value
+            return
+        if rec["status"] == "start":
+            covered = (self.entries.get(name), self.owners.get(name), self.sources.get(name))
+            self._under_start.setdefault(name, []).append(covered)
+        elif under is not None:
+            del self._under_start[name]
+        self.entries[name] = _entry(rec)
+        if rec["status"] in WROTE:
+            self.owners[name] = _ops(rec)
+            self.sources[name] = _source(rec)
 
     def unread_digest(self, dst: Path, path: str, info: os.stat_result) -> Optional[str]:
         """The digest ``dst``'s record gives its input, where the input
@@ -327,10 +361,7 @@ class Journal:
         name = self._name(dst)
         line = {"dst": name, "key": key, "status": status, "time": round(time.time(), 3), **extra}
         with self._lock:
-            self.entries[name] = _entry(line)
-            if status in WROTE:
-                self.owners[name] = _ops(line)
-                self.sources[name] = _source(line)
+            self._apply_one(name, line)
             try:
                 if self._fh is not None and os.fstat(self._fh.fileno()).st_nlink == 0:
                     self._drop_handle()  # the file was deleted (the output folder removed mid-run): start it again
@@ -442,16 +473,17 @@ class Journal:
             self._rewrite()
 
     def _rewrite(self) -> None:
-        """The main file with one line per output: its last record."""
+        """The main file with one line per output, its last record; and
+        under a last "start", what it covers (a later "withdrawn" line
+        would put it back)."""
         from imgedit.atomic import write_bytes_atomic
 
-        last = {_portable(rec["dst"]): {**rec, "dst": _portable(rec["dst"])}  # only the main file is left now
-                for rec in self._records()[0]}
-        text = "".join(json.dumps(rec) + "\n" for rec in sorted(last.values(), key=_time))
+        kept = [rec for tail in _tails(self._records()[0]).values() for rec in tail]  # only the main file is left now
+        text = "".join(json.dumps(rec) + "\n" for rec in sorted(kept, key=_time))
         with self._lock:
             self._close()
             write_bytes_atomic(self.path, text.encode("utf-8"))
-            self._lines = self._lines_read = len(last)
+            self._lines = self._lines_read = len(kept)
 
 
 @contextmanager
@@ -570,6 +602,27 @@ def _entry(rec: dict[str, Any]) -> Entry:
 
 
 WROTE = ("start", "done")  # the statuses of a run that wrote (or was writing) the output
+WITHDRAWN = "withdrawn"  # of a "start" whose rename was refused: another run's output got there first
+
+
+def _tails(records: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Each output's records that its state rests on, as :meth:`Journal._apply_one`
+    reads them: its last record, and under a last "start" the records it
+    covers, down to the last of another status. A "withdrawn" line that takes
+    its "start" back leaves neither; one that takes nothing back is dropped."""
+    tails: dict[str, list[dict[str, Any]]] = {}
+    for rec in records:
+        name = _portable(rec["dst"])
+        rec = {**rec, "dst": name}
+        tail = tails.setdefault(name, [])
+        if rec["status"] == WITHDRAWN:
+            if tail and tail[-1]["status"] == "start" and tail[-1]["key"] == rec["key"]:
+                tail.pop()
+        elif rec["status"] == "start":
+            tail.append(rec)
+        else:
+            tails[name] = [rec]
+    return {name: tail for name, tail in tails.items() if tail}
 
 
 def _source(rec: dict[str, Any]) -> Optional[Source]:

@@ -28,7 +28,7 @@ from imgedit.atomic import name_too_long
 from imgedit.errors import (DiskFullError, ImageNotReadHereError, ImageReadError, ImgeditError,
                             OutputExistsError, RunStopped)
 from imgedit.inputs import InputFile
-from imgedit.journal import WROTE, Journal, Source, bytes_digest, file_digest, stat_key
+from imgedit.journal import WITHDRAWN, WROTE, Journal, Source, bytes_digest, file_digest, stat_key
 from imgedit.journal_keys import JournalKeys, holds_done
 from imgedit.masks import MaskOptions
 from imgedit.output_plan import JournalsRead, RealPaths, journal_folder, plan_outputs, remove_stale_temps
@@ -467,27 +467,39 @@ class _Batch:
 
     def _write(self, work: _Work, picture: Any) -> None:
         """Write the result atomically, journalled: "start" just before the
-        rename, "done" after it."""
+        rename, "done" after it. An output that was not there when the input
+        was read is created only if still absent (see :meth:`_check_before_rename`):
+        another run finishing the same instant keeps its file, and this
+        run's "start" is withdrawn."""
         from imgedit.atomic import before_rename
         from imgedit.imageio import write_image
 
         options = self.options
         self._say_what_the_format_drops(work, picture)
         stopped: list[ImgeditError] = []  # raised before the rename: write_image would wrap it as a failure to encode
+        started: list[bool] = []
+        only_if_absent = work.dst_free and not (options.overwrite or options.in_place)
 
         def before(temporary: Path) -> None:
             try:
                 self._check_before_rename(work)
                 if self.journal is not None:
                     self._record_start(work, temporary)
+                    started.append(True)
             except ImgeditError as exc:
                 stopped.append(exc)
                 raise
 
         try:
             with before_rename(before):
-                write_image(picture, work.dst, format=options.format, quality=options.quality, overwrite=True,
-                            durable=options.fsync, source_mode=work.read_mode)
+                write_image(picture, work.dst, format=options.format, quality=options.quality,
+                            overwrite=not only_if_absent, durable=options.fsync, source_mode=work.read_mode)
+        except OutputExistsError:
+            if not only_if_absent:
+                raise
+            if started:
+                self.journal.record(work.dst, work.key, WITHDRAWN)
+            raise self._overtaken_error(work) from None
         except ImgeditError:
             if stopped:
                 raise stopped[0] from None
@@ -539,9 +551,14 @@ class _Batch:
                 raise ImgeditError(f"{work.item.path} changed while it was being edited, so it was left as it is; "
                                    "run the same command again to edit the new version")
         if work.dst_free and not (options.overwrite or options.in_place) and work.dst.exists():
-            work.overtaken = True
-            raise OutputExistsError(f"{work.dst} was written by another run while this one made it from "
-                                    f"{work.item.path}; pass --overwrite to replace it, or give another -o")
+            raise self._overtaken_error(work)
+
+    def _overtaken_error(self, work: _Work) -> OutputExistsError:
+        """Why ``work``'s output, absent when its input was read, is not
+        replaced now: another run wrote it meanwhile."""
+        work.overtaken = True
+        return OutputExistsError(f"{work.dst} was written by another run while this one made it from "
+                                 f"{work.item.path}; pass --overwrite to replace it, or give another -o")
 
     def _done_meanwhile(self, work: _Work) -> bool:
         """Whether the run that overtook ``work`` (see :meth:`_check_before_rename`)

@@ -465,3 +465,60 @@ def test_a_lock_that_cannot_be_taken_exclusively_on_nfs_counts_as_another_run(tm
         journal.release()
     with journal_module.alone_in(tmp_path) as alone:
         assert alone is False  # another run's temporaries are left alone
+
+
+def _state(journal, name):
+    entry = journal.entries.get(name)
+    return (entry and (entry.status, entry.key), journal.owners.get(name), journal.source_of(Path(journal.folder, name)))
+
+
+A_DONE = {"dst": "x.png", "key": "ka", "status": "done", "time": 1.0, "size": 3, "ops": "a", "src": "a/x.png",
+          "src_sha256": "da"}
+
+
+@pytest.mark.parametrize("order, left", [
+    # b's "start", then its rename refused: a's output was there first; the record is a's again
+    (["a done", "b start", "b withdrawn"], ("done", "ka")),
+    # both began at once; a renamed first, and b withdrew before (or after) a's "done"
+    (["a start", "b start", "b withdrawn", "a done"], ("done", "ka")),
+    (["a start", "b start", "a done", "b withdrawn"], ("done", "ka")),
+    (["a start", "b start", "b withdrawn"], ("start", "ka")),  # a killed before its "done": its "start" stands
+    (["b start", "b withdrawn"], None),  # nothing under it: no record, as before
+    (["a done", "b withdrawn"], ("done", "ka")),  # a "withdrawn" with no "start" of its key takes nothing back
+])
+def test_a_withdrawn_start_gives_the_output_back_to_the_record_it_covered(tmp_path, order, left):
+    lines_of = {"a done": A_DONE, "a start": {**A_DONE, "status": "start"},
+                "b start": {"dst": "x.png", "key": "kb", "status": "start", "ops": "b", "src": "b/x.png",
+                            "src_sha256": "db"},
+                "b withdrawn": {"dst": "x.png", "key": "kb", "status": "withdrawn"}}
+    write_lines(tmp_path / JOURNAL_NAME, [{**lines_of[step], "time": float(i)} for i, step in enumerate(order)])
+    read = Journal(tmp_path)
+    assert _state(read, "x.png")[0] == left
+    if left is not None:
+        assert _state(read, "x.png")[1:] == ("a", read.source_of(tmp_path / "x.png")) and \
+            read.source_of(tmp_path / "x.png").path == "a/x.png"
+    live = Journal(tmp_path / "live")  # the same lines recorded by a run: the same state, without a reread
+    for step in order:
+        rec = lines_of[step]
+        live.record(tmp_path / "live" / "x.png", rec["key"], rec["status"],
+                    **{k: v for k, v in rec.items() if k not in ("dst", "key", "status", "time")})
+    assert _state(live, "x.png")[:2] == _state(read, "x.png")[:2]
+
+
+def test_a_rewrite_keeps_what_a_later_withdrawn_line_would_give_back(tmp_path, monkeypatch):
+    import imgedit.journal as journal_module
+
+    monkeypatch.setattr(journal_module, "MIN_REWRITE_LINES", 4)
+    old = [{**A_DONE, "key": f"k{i}", "time": float(i)} for i in range(6)]  # superseded: rewritten away
+    b_start = {"dst": "x.png", "key": "kb", "status": "start", "time": 9.0, "ops": "b"}
+    write_lines(tmp_path / JOURNAL_NAME, old + [{**A_DONE, "time": 8.0}, b_start])
+    Journal(tmp_path).compact()
+    assert [(r["key"], r["status"]) for r in lines(tmp_path / JOURNAL_NAME)] == [("ka", "done"), ("kb", "start")]
+    later = Journal(tmp_path)
+    later.record(tmp_path / "x.png", "kb", "withdrawn")
+    later.close()
+    assert _state(Journal(tmp_path), "x.png")[:2] == (("done", "ka"), "a")
+    monkeypatch.setattr(journal_module, "STALE_FACTOR", 1)
+    monkeypatch.setattr(journal_module, "MIN_REWRITE_LINES", 1)
+    Journal(tmp_path).compact()  # a start and its withdrawal cancel out
+    assert [(r["key"], r["status"]) for r in lines(tmp_path / JOURNAL_NAME)] == [("ka", "done")]

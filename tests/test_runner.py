@@ -1581,3 +1581,38 @@ def test_a_batch_of_large_photos_reads_fewer_ahead(monkeypatch):
         in_flight.append(pool.submitted - count)  # read ahead of the one in hand
         depth["now"] = 3 if value >= 1 else 1  # the first two read one ahead, then three
     assert in_flight == [1, 1, 3, 3, 3, 3, 3, 2, 1, 0]
+
+
+def test_another_run_s_output_renamed_into_place_the_same_instant_is_kept_with_its_record(invoke, tmp_path,
+                                                                                         monkeypatch):
+    # two runs finishing the same instant both passed the check before the rename: the last rename won, and
+    # the loser's "start" line, left last in the journal, made the winner's file the loser's result
+    from imgedit import runner
+    from imgedit.journal import Journal
+
+    src, out = tmp_path / "b", tmp_path / "out"
+    src.mkdir()
+    Image.fromarray(smooth_rgb(seed=2)).save(src / "x.png")
+    theirs = io.BytesIO()
+    Image.fromarray(smooth_rgb(seed=1)).save(theirs, format="PNG")
+    theirs = theirs.getvalue()
+    record_start = runner._Batch._record_start
+
+    def other_run_renames_meanwhile(self, work, temporary):
+        record_start(self, work, temporary)
+        (out / "x.png").write_bytes(theirs)
+        other = Journal(out)
+        other.record(out / "x.png", "k-other", "done", size=len(theirs), ops="other", src="a/x.png", src_sha256="d")
+        other.close()
+
+    monkeypatch.setattr(runner._Batch, "_record_start", other_run_renames_meanwhile)
+    result = invoke("denoise", src, "--sigma", "5", "-o", out)
+    monkeypatch.undo()
+    assert result.exit_code == 1 and "out/x.png was written by another run" in result.output, result.output
+    assert (out / "x.png").read_bytes() == theirs
+    assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
+    record = Journal(out)
+    assert (record.get(out / "x.png").status, record.owner(out / "x.png")) == ("done", "other")
+    again = invoke("denoise", src, "--sigma", "5", "-o", out)  # not taken for this input's result, nor replaced
+    assert again.exit_code == 1 and "holds an earlier run's other result" in again.output, again.output
+    assert (out / "x.png").read_bytes() == theirs

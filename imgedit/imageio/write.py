@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Optional
 
 from imgedit.atomic import NO_SPACE, DestinationExists, atomic_file
-from imgedit.errors import DiskFullError, ImageWriteError, ShapeError, UsageError
+from imgedit.errors import DiskFullError, ImageWriteError, OutputExistsError, ShapeError, UsageError
 from imgedit.imageio.encode import encode_to
 from imgedit.imageio.formats import PathLike, format_for_path, normalize_format
 from imgedit.imageio.picture import Picture
@@ -53,8 +53,10 @@ def write_image(
 
     Raises:
         UsageError: unknown format/suffix or quality out of range.
-        ImageWriteError: destination exists (without ``overwrite``), is a
-            folder, or the file cannot be encoded or written.
+        OutputExistsError: the destination exists (without ``overwrite``),
+            or appeared while the file was written.
+        ImageWriteError: the destination is a folder, or the file cannot be
+            encoded or written.
         ShapeError: the picture's arrays have the wrong shape.
     """
     path = Path(path)
@@ -90,5 +92,5 @@ def _checked_format(path: Path, fmt: Optional[str], quality: Optional[int], over
     return name
 
 
-def _exists(dest: Path) -> ImageWriteError:
-    return ImageWriteError(f"{dest}: exists; pass --overwrite to replace it")
+def _exists(dest: Path) -> OutputExistsError:
+    return OutputExistsError(f"{dest}: exists; pass --overwrite to replace it")
