@@ -320,13 +320,29 @@ def record_verb_clash(cli: Any, path: str) -> bool:
     first is kept, the clash is recorded against the later plugin, naming
     the first, and the later plugin's other verbs still register. False
     outside :func:`register_commands` (a test, an embedding application),
-    where no plugin's row can say it: the caller raises."""
-    plugin = _adding.get(cli)
+    where no plugin's row can say it: the caller raises. ``cli`` may be a
+    group of the one being added to (``train``), as ``command_group`` gives."""
+    root, prefix = _adding_root(cli)
+    plugin = _adding.get(root)
     if plugin is not None:
-        owner = command_owner(cli, path)  # "": made by this plugin's hook itself, earlier in this call
+        path = prefix + path
+        owner = command_owner(root, path)  # "": made by this plugin's hook itself, earlier in this call
         plugin_info(plugin).errors.append(_taken_text(path, owner) if owner else
                                           f"register_commands: verb '{path}' is added twice; kept the first")
     return plugin is not None
+
+
+def _adding_root(group: Any) -> tuple[Any, str]:
+    """The command line :func:`register_commands` is adding to that holds
+    ``group``, and ``group``'s path in it ("train "); ``group`` itself and
+    "" where none holds it."""
+    for root in list(_adding):
+        if root is group:
+            return root, ""
+        for name, command in root.commands.items():
+            if command is group:
+                return root, f"{name} "
+    return group, ""
 
 
 def _taken_text(path: str, owner: str) -> str:

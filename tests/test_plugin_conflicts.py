@@ -141,6 +141,24 @@ def test_an_operation_verb_named_like_an_imgedit_command_says_so(test_plugin):
     assert plugin_info("info_op").errors == ["register_commands: verb 'info' belongs to imgedit; kept theirs"]
 
 
+def test_an_operation_verb_in_a_shared_group_taken_by_another_plugin_leaves_out_that_verb_alone(test_plugin):
+    # add_operation_verb on command_group(cli, "train") raised on the clash, and the plugin's later verbs were lost
+    from imgedit.plugins import plugin_info, register_commands
+    from imgedit.verbs import add_operation_verb, command_group
+
+    def later(cli):
+        add_operation_verb(command_group(cli, "train"), "tune", help="x")
+        cli.command("after")(lambda: None)
+
+    cli = click.Group("imgedit")
+    test_plugin("first_tune", register_commands=lambda cli: command_group(cli, "train").command("tune")(lambda: None))
+    test_plugin("later_tune", register_operations=lambda register: register(_identity_op("tune", "basic")),
+                register_commands=later)
+    register_commands(cli)
+    assert plugin_info("later_tune").errors == ["register_commands: verb 'train tune' belongs to first_tune; kept theirs"]
+    assert "after" in cli.commands and not hasattr(cli.commands["train"].commands["tune"], "imgedit_operation")
+
+
 def test_an_unexpected_error_in_a_plugin_command_names_the_plugin(test_plugin, cli_runner, monkeypatch):
     from imgedit.cli import ImgeditGroup
     from imgedit.plugins import register_commands
