@@ -46,7 +46,8 @@ class LatentModel(Protocol):
         image_size: ``(H, W)`` of the images it decodes to.
         gaussian: latents are distributed N(0, I), so the way between two of
             them should be spherical (:func:`interpolate`) and scaling them
-            toward 0 moves toward the mean image.
+            toward 0 trades variety for typical images (down to the image
+            of the zero latent, which need not look like any of them).
         device: where it computes; latents and images it returns live there.
     """
 

@@ -8,9 +8,12 @@ bit (latent ``i`` is the ``i``-th draw of a ``torch.Generator`` seeded with
 :data:`DECODE_CHUNK` latents: a kernel's rounding depends on the batch size,
 so ``n`` is rounded up to whole chunks with the seed's next latents).
 Truncation ``t`` in [0, 1] scales the latents toward the mean latent
-(0): ``z * t``. ``t = 1`` is the full distribution, smaller values trade
-variety for typical, cleaner images, and ``t = 0`` gives the same "mean face"
-for every seed.
+(0): ``z * t``. ``t = 1`` is the full distribution; 0.5-0.8 trade variety
+for typical, cleaner images. This generator has no mapping network, so the
+mean latent is no "mean face": latents that short lie far from any it was
+trained on (a N(0, I) latent of 128 values is about 11 long), and below about
+0.4 the faces fade into one flat brown tile, which ``t = 0`` gives for every
+seed.
 
 Inversion (``encode``): the generator has no encoder, so each image's latent
 is found by optimisation: start from the best of a few fixed candidates (the
