@@ -6,6 +6,10 @@
     >>> hole = torch.zeros(1, 1, 64, 64); hole[..., 20:30, 20:30] = 1   # 1 = hole
     >>> imgedit.run(pipeline, image, mask=hole).shape
     torch.Size([1, 3, 64, 64])
+    >>> import numpy as np
+    >>> photo = np.full((48, 64, 3), 128, np.uint8)                 # (H, W, 3) uint8, as a notebook holds it
+    >>> imgedit.run("denoise method=nlm sigma=5", photo).dtype      # the same kind, dtype and layout back
+    dtype('uint8')
     >>> imgedit.run(pipeline, "photo.jpg", "clean.jpg", mask_box=(10, 10, 40, 40))  # doctest: +SKIP
     >>> summary = imgedit.run("denoise", "scans/", "clean/", recursive=True)  # doctest: +SKIP
 """
@@ -135,14 +139,20 @@ def run(
     mask: Any = None,
     **options: Any,
 ) -> Any:
-    """Run ``pipeline`` on a tensor, a file, a folder or a list of those.
+    """Run ``pipeline`` on a tensor, a NumPy array, a PIL image, a file, a
+    folder or a list of those.
 
     Args:
         pipeline: a :class:`Pipeline` or its text form.
         target: a ``(B, 3, H, W)`` float tensor in [0, 1] (``(B, 1, H, W)``
             gray is taken as RGB; float16, bfloat16 and float64 are computed
-            in float32); or a path / glob / folder / list of them,
-            processed exactly like the CLI does.
+            in float32); a NumPy array ``(H, W)`` gray, ``(H, W, 3)`` RGB or
+            ``(H, W, 4)`` RGBA, of uint8 (0-255), uint16 (0-65535) or float
+            (0-1); a PIL image (L, LA, RGB, RGBA, I;16, or a mode Pillow
+            converts to RGB: P, 1, CMYK...); or a path / glob / folder /
+            list of them, processed exactly like the CLI does. Values
+            somewhat beyond [0, 1] (unclipped noise) are taken, up to
+            :data:`imgedit.tensor.IMAGE_RANGE` (-0.5 to 1.5).
         output: output file or folder for paths (default: beside the input).
             A folder keeps the resume journal there, as the CLI does, and
             each call reads it: a service writing many results into one
@@ -152,8 +162,12 @@ def run(
             start method (a process forked after torch or OpenCV ran may hang).
         mask: for a tensor, the ``(B, 1, H, W)`` hole mask (``(1, 1, H, W)``
             for every image), read as a mask file is (white = hole): bool,
-            uint8 above 127, other integers nonzero, floats from 0.5; for
-            paths, a mask file or folder, as ``--mask``.
+            uint8 above 127, other integers nonzero, floats from 0.5; an
+            ``(H, W)`` NumPy array read so, or a PIL image read as a mask
+            file (gray above half range = hole), serves a tensor, an array
+            or a PIL image alike; for paths, a mask file or folder, as
+            ``--mask``. An array's or PIL image's alpha is not a hole here
+            (unlike the CLI's): give the mask.
         **options: any :class:`RunOptions` or :class:`MaskOptions` field
             (``device``, ``tile``, ``overwrite``, ``mask_box``, ...) and
             ``recursive``; for a tensor only ``device``, ``precision``,
@@ -161,19 +175,36 @@ def run(
 
     Returns:
         For a tensor, the result: on the CPU, in the input's dtype, with 3
-        channels (a gray input too), never requiring grad. The operations
+        channels (a gray input too), contiguous and holding only its own
+        values, never requiring grad. The operations
         are not differentiable: they run without autograd (no graph is
         built for an input that requires grad) and give no gradient back.
+        A stage that makes several results (``inpaint samples=K``) gives
+        them side by side, ``(B, 3, H, K * W)``: split them with
+        ``result.unflatten(-1, (K, W))`` (``(B, 3, H, K, W)``) or
+        ``result.chunk(K, dim=-1)``.
+        For a NumPy array, a new array of its dtype (integers rounded and
+        clipped; floats, as a tensor's, not clipped) and its layout: RGB(A)
+        as given; gray ``(H, W)`` where the result's channels agree to one
+        8-bit level (as a gray file's result is written gray), else
+        ``(H, W, 3)``. The alpha channel comes back unchanged (once per
+        fill of ``samples=K``). For a PIL image, a PIL image of its mode
+        by the same rules (other modes as Pillow reads them: L, LA, RGB or
+        RGBA; an I;16 image whose result has colour as 8-bit RGB: Pillow
+        has no 16-bit colour).
         For paths, a :class:`Summary`.
 
     Raises:
         UsageError: bad pipeline, target or options (checked as the CLI
-        checks its options), image values that are not finite or not in
-        [0, 1], a stage that needs a mask without one, or a mask tensor
-        with paths; MaskError: a ``mask_box`` outside the image, or a mask
-        with an empty hole for a stage that fills one;
+        checks its options), image values that are not finite or beyond
+        -0.5 to 1.5 (the message says to divide by 255 where the values
+        look 8-bit), a stage that needs a mask without one, or a mask
+        tensor with paths; MaskError: a ``mask_box`` outside the image, or
+        a mask with an empty hole for a stage that fills one;
         ShapeError: a tensor that is not a float image (or holds no data:
-        the meta device), or a mask of the wrong shape; DeviceError: a
+        the meta device), an array of another dtype (bool is a mask) or
+        number of channels, a PIL image of 32-bit samples (modes I, F), or
+        a mask of the wrong shape; DeviceError: a
         ``device`` or ``precision`` that is not available; WeightsError: a
         model's weights are missing or do not verify; PluginError: a stage
         failed on an error that is not imgedit's own (a plugin's bug), naming
@@ -194,6 +225,10 @@ def run(
 
     if isinstance(target, torch.Tensor):
         return _run_tensor(pipeline, target, output, mask, options)
+    from imgedit import arrays
+
+    if arrays.is_picture(target):
+        return _run_picture(pipeline, target, output, mask, options)
     from imgedit.inputs import scan_inputs
 
     targets = _paths(target)
@@ -228,36 +263,69 @@ def _paths(target: Any) -> list[Union[str, Path]]:
     if not isinstance(targets, (list, tuple)) or not all(isinstance(t, (str, Path)) for t in targets):
         got = type(target).__name__ if not isinstance(targets, (list, tuple)) else "a list holding " + ", ".join(
             sorted({type(t).__name__ for t in targets if not isinstance(t, (str, Path))}))
-        raise UsageError(f"target must be a (B, 3, H, W) tensor, or paths (a str, a Path or a list of them); got {got}")
+        raise UsageError(f"target must be a (B, 3, H, W) tensor, a NumPy array or PIL image, or paths (a str, a Path "
+                         f"or a list of them); got {got}")
     if not targets:
         raise UsageError("no images: the list of targets is empty")
     return list(targets)
 
 
 def _run_tensor(pipeline: Pipeline, image: Any, output: Any, mask: Any, options: dict[str, Any]) -> Any:
+    _check_in_memory_options(output, options, "a tensor")
+    given_dtype = image.dtype
+    result = _apply(pipeline, _tensor_image(image), mask, options).to(given_dtype)  # computed in float32
+    return _owning(result)
+
+
+def _run_picture(pipeline: Pipeline, picture: Any, output: Any, mask: Any, options: dict[str, Any]) -> Any:
+    """A NumPy array or PIL image edited, and given back in its kind (see :mod:`imgedit.arrays`)."""
+    from imgedit import arrays
+
+    _check_in_memory_options(output, options, arrays.kind_of(picture))
+    image, layout = arrays.from_picture(picture)  # a fresh float32 tensor: no copy to make
+    _check_image_values(image)
+    return arrays.to_picture(_apply(pipeline, image, mask, options), layout)
+
+
+def _check_in_memory_options(output: Any, options: dict[str, Any], what: str) -> None:
+    """Refuse what only a run over paths takes; ``what`` names the target ("a tensor")."""
     if output is not None:
-        raise UsageError("output is for paths; for a tensor the result is returned")
+        raise UsageError(f"output is for paths; for {what} the result is returned")
     unknown = sorted(set(options) - set(TENSOR_OPTIONS))
     if unknown:
-        raise UsageError(f"option(s) {', '.join(unknown)} do not apply to a tensor (those that do: {', '.join(TENSOR_OPTIONS)})")
-    given_dtype = image.dtype
-    image = _tensor_image(image)
+        raise UsageError(f"option(s) {', '.join(unknown)} do not apply to {what} "
+                         f"(those that do: {', '.join(TENSOR_OPTIONS)})")
+
+
+def _apply(pipeline: Pipeline, image: Any, mask: Any, options: dict[str, Any]) -> Any:
+    """The pipeline's float32 result for ``(B, 3, H, W)`` ``image``, built on the options' device."""
     mask = _tensor_mask(pipeline, image, mask, options.get("mask_box"))
     built = pipeline.build(options.get("device"), options.get("precision"))
-    return built.apply(image, mask, tile=options.get("tile", "auto")).to(given_dtype)  # computed in float32
+    return built.apply(image, mask, tile=options.get("tile", "auto"))
+
+
+def _owning(result: Any) -> Any:
+    """``result`` contiguous and holding only its own values: a tiled stage
+    gives back a view into its padded buffer, which ``.view`` refuses and
+    which would keep the whole buffer alive."""
+    if result.is_contiguous() and result.untyped_storage().nbytes() == result.numel() * result.element_size():
+        return result
+    import torch
+
+    return result.clone(memory_format=torch.contiguous_format)
 
 
 def _tensor_image(given: Any) -> Any:
     """The caller's tensor as the pipeline takes it: ``(B, 3, H, W)``
-    float32 on the CPU, finite, in [0, 1], and never the caller's own
-    memory (an applier may edit its input in place).
+    float32 on the CPU, finite, in :data:`~imgedit.tensor.IMAGE_RANGE`,
+    and never the caller's own memory (an applier may edit its input in place).
 
     Raises:
         ShapeError: not a float (B, 3, H, W) (or gray) tensor, or one on
             the meta device (no data to edit).
-        UsageError: values that are not finite or not in [0, 1].
+        UsageError: values that are not finite or far outside [0, 1].
     """
-    from imgedit.tensor import check_image, copy_if_shared, value_range
+    from imgedit.tensor import check_image, copy_if_shared
 
     check_image(given)
     _check_has_data(given, "image")
@@ -266,12 +334,33 @@ def _tensor_image(given: Any) -> Any:
     if image.shape[1] != 3 or min(image.shape) == 0:
         raise ShapeError("image", "(B, 3, H, W) with B, H, W > 0 (or 1 channel)", tuple(image.shape))
     image = copy_if_shared(image.float().cpu(), given)
+    _check_image_values(image)
+    return image
+
+
+#: A greatest value above this is taken for an 8-bit scale (0-255), and the
+#: error says to divide; below it, for an image somewhat out of range.
+_LIKELY_8BIT = 2.0
+
+
+def _check_image_values(image: Any) -> None:
+    """Refuse values that are not finite, or beyond :data:`~imgedit.tensor.IMAGE_RANGE`:
+    unclipped noise (a denoising benchmark's input) overshoots [0, 1] and is
+    taken, as the rest of imgedit takes it.
+
+    Raises:
+        UsageError: e.g. "image values must be in [0, 1] (-0.5 to 1.5 taken,
+            for unclipped noise), got 0 to 255 (divide 8-bit values by 255)".
+    """
+    from imgedit.tensor import IMAGE_RANGE, value_range
+
     low, high = value_range(image)  # a NaN makes both NaN
     if not (math.isfinite(low) and math.isfinite(high)):
         raise UsageError("image values must be finite numbers in [0, 1], got NaN or infinity")
-    if low < 0 or high > 1:
-        raise UsageError(f"image values must be in [0, 1], got {low:.3g} to {high:.3g} (divide 8-bit values by 255)")
-    return image
+    if low < IMAGE_RANGE[0] or high > IMAGE_RANGE[1]:
+        hint = " (divide 8-bit values by 255)" if high > _LIKELY_8BIT else ""
+        raise UsageError(f"image values must be in [0, 1] ({IMAGE_RANGE[0]:g} to {IMAGE_RANGE[1]:g} taken, for "
+                         f"unclipped noise), got {low:.3g} to {high:.3g}{hint}")
 
 
 def _check_has_data(tensor: Any, what: str) -> None:
@@ -323,18 +412,24 @@ def _hole_mask(image: Any, mask: Any) -> Any:
     """The caller's mask as the guide promises plugins: float, 1 = hole,
     0 = kept, read as the CLI reads a mask file (white = hole): bool as
     it is, uint8 above 127 (0-255, as an 8-bit file), other integers
-    nonzero (0/1 labels), floats from 0.5. A fresh tensor, never the
-    caller's: an applier may edit its mask in place.
+    nonzero (0/1 labels), floats from 0.5. An (H, W) NumPy array is read
+    so too, a PIL image as a mask file (:func:`imgedit.arrays.mask_tensor`).
+    A fresh tensor, never the caller's: an applier may edit its mask in place.
 
     Raises:
-        ShapeError: not a tensor of shape (B, 1, H, W) or (1, 1, H, W).
+        ShapeError: not a tensor of shape (B, 1, H, W) or (1, 1, H, W), nor
+            an (H, W) array or PIL image of the image's size.
         UsageError: a float mask with NaN or infinity.
         MaskError: a mask with nonzero values but no hole (0/1 in a uint8 mask).
     """
     import torch
 
+    from imgedit import arrays
+
     b, _, h, w = image.shape
     expected = f"a (B, 1, H, W) = {(b, 1, h, w)} tensor, or (1, 1, H, W) for every image"
+    if arrays.is_picture(mask):  # an (H, W) array or a PIL image: one mask for every image
+        mask = arrays.mask_tensor(mask, (h, w))
     if not isinstance(mask, torch.Tensor):
         raise ShapeError("mask", expected, type(mask).__name__)
     if mask.ndim != 4 or mask.shape[1] != 1 or tuple(mask.shape[-2:]) != (h, w) or mask.shape[0] not in (1, b):
