@@ -22,3 +22,8 @@ def __getattr__(name: str):
 
         return getattr(api, name)
     raise AttributeError(f"module 'imgedit' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    # the lazy names too, for dir() and tab completion; nothing is imported for them
+    return sorted(set(globals()) | set(__all__))

@@ -44,7 +44,7 @@ with _ctrl_c_held():
     import torch
 
 from imgedit.errors import DeviceError, UsageError
-from imgedit.operations import Capabilities
+from imgedit.operations import Capabilities, warn_once
 
 __all__ = [
     "ENV_DEVICE",
@@ -199,7 +199,7 @@ def _why_not_on_cpu(name: str, capabilities: Capabilities, what: str) -> str:
 
 
 def resolve_precision(spec: Optional[str], device: torch.device, capabilities: Capabilities,
-                      what: str = "this operation") -> torch.dtype:
+                      what: str = "this operation", once: bool = False) -> torch.dtype:
     """Choose the dtype an operation runs in.
 
     On a GPU (CUDA or MPS) reduced precision is used when the operation lists
@@ -217,6 +217,9 @@ def resolve_precision(spec: Optional[str], device: torch.device, capabilities: C
         capabilities: the operation's manifest (``precisions`` and
             ``cpu_bf16`` are read).
         what: how to name the operation in a warning, e.g. ``"style.fast"``.
+        once: say a fallback's warning once per process
+            (:func:`~imgedit.operations.warn_once`), as a pipeline build
+            does: a notebook builds one on every ``imgedit.run`` call.
 
     Returns:
         ``torch.float32``, ``torch.float16`` or ``torch.bfloat16``.
@@ -238,14 +241,15 @@ def resolve_precision(spec: Optional[str], device: torch.device, capabilities: C
         return torch.float32
     if name == "fp32":
         return torch.float32
+    warn = warn_once if once else logger.warning
     if not on_gpu:
         why = _why_not_on_cpu(name, capabilities, what)
         if why:
-            logger.warning("%s; running in fp32", why)
+            warn("%s; running in fp32", why)
             return torch.float32
         return torch.bfloat16
     if name not in supported:
-        logger.warning(
+        warn(
             "precision %s is not supported by %s (supports: %s); running in fp32",
             name,
             what,

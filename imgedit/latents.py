@@ -7,7 +7,7 @@ A plugin registers a :class:`LatentModelSpec` through the
 ``register_latent_models`` hook; :func:`load_latent_model` builds it by name.
 Cheap to import: torch loads only when a model does.
 
-    >>> model = load_latent_model("faces64-gan", torch.device("cpu"))
+    >>> model = load_latent_model("faces64-gan")             # device="auto": a GPU if there is one
     >>> z = model.sample_latents(8, seed=0)               # (8, *model.latent_shape)
     >>> images = model.decode(z)                          # (8, 3, H, W) in [0, 1]
     >>> middle = model.decode(interpolate(z[:1], z[1:2], 0.5, model.gaussian))
@@ -101,13 +101,22 @@ def latent_model_names() -> list[str]:
     return sorted(get_registry().latent_models)
 
 
-def load_latent_model(name: str, device: Any) -> LatentModel:
+def load_latent_model(name: str, device: Any = "auto") -> LatentModel:
     """Build the registered latent model ``name`` on ``device``.
+
+    Args:
+        name: a registered latent model (:func:`latent_model_names`).
+        device: as ``imgedit.run`` takes it (see
+            :func:`imgedit.devices.resolve_device`): ``"auto"`` (CUDA,
+            then MPS, then the CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"``,
+            ``"mps"`` or a ``torch.device``; None reads ``IMGEDIT_DEVICE``,
+            then is ``"auto"``.
 
     Raises:
         UsageError: no latent model has that name, or the registered one
             does not follow :class:`LatentModel`; the message lists the
             known names.
+        DeviceError: ``device`` is not a device, or not on this machine.
         WeightsError: its weights are missing or do not verify.
     """
     from imgedit.registry import get_registry
@@ -117,13 +126,22 @@ def load_latent_model(name: str, device: Any) -> LatentModel:
         from imgedit.errors import did_you_mean
 
         raise UsageError(f"unknown latent model '{name}' (known: {_known()}){did_you_mean(name, latent_model_names())}")
-    model = spec.load(device)
+    model = spec.load(_resolved(device))
     if not isinstance(model, LatentModel):
         missing = [m for m in ("latent_shape", "image_size", "gaussian", "device", "sample_latents", "decode", "encode")
                    if not hasattr(model, m)]
         raise UsageError(f"latent model '{name}' from {spec.plugin or 'an unknown plugin'} does not implement the "
                          f"latent-model protocol (missing: {', '.join(missing)}); known: {_known()}")
     return model
+
+
+def _resolved(device: Any) -> "torch.device":
+    """``device`` resolved as ``imgedit.run`` resolves it: a model's load
+    then gets a device that is there, not "auto", and a missing GPU is a
+    DeviceError, not torch's RuntimeError from inside the load."""
+    from imgedit.devices import resolve_device
+
+    return resolve_device(device)
 
 
 def _known() -> str:
@@ -192,15 +210,18 @@ def interpolate(z0: "torch.Tensor", z1: "torch.Tensor", t: float, spherical: boo
     return out.view_as(z0)
 
 
-def load_latent_model_argument(model: str, device: Any) -> LatentModel:
+def load_latent_model_argument(model: str, device: Any = "auto") -> LatentModel:
     """The latent model a ``--model`` argument names: a registered name, or
     a weights file of whatever plugin's kind its card names (as by name: see
     :func:`_catalog_of`), so ``sample`` and ``interpolate`` take the same files.
+
+    ``device`` is taken as :func:`load_latent_model` takes it.
 
     Raises:
         UsageError: an unknown name; a file given that is missing, does not
             verify or fit, or is a model of another kind: another --model
             fixes each.
+        DeviceError: ``device`` is not a device, or not on this machine.
         WeightsError: a registered model's weights are missing or do not
             verify (exit 1, as the edit verbs': the install is broken, not
             the command).
@@ -212,7 +233,7 @@ def load_latent_model_argument(model: str, device: Any) -> LatentModel:
         return load_latent_model(model, device)
     try:
         spec = spec_for_file(model)
-        return _catalog_of(spec).load(spec, device)
+        return _catalog_of(spec).load(spec, _resolved(device))
     except WeightsError as exc:
         raise UsageError(str(exc)) from None
 

@@ -12,7 +12,9 @@ An operation's ``create(context, **params)`` builds an *applier* once per run
 
 from __future__ import annotations
 
+import logging
 import math
+import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional, Protocol
 
@@ -23,7 +25,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     import torch
 
-__all__ = ["Applier", "Capabilities", "Context", "Operation", "PARAM_TYPES", "Param"]
+__all__ = ["Applier", "Capabilities", "Context", "Operation", "PARAM_TYPES", "Param", "warn_once"]
 
 
 @dataclass(frozen=True)
@@ -92,7 +94,8 @@ class Param:
             keys); the CLI option is ``--name-with-dashes`` (a ``bool`` one
             is a ``--name/--no-name`` pair), unless ``flag`` says otherwise.
         type: ``int``, ``float``, ``str`` or ``bool``.
-        default: value when not given.
+        default: value when not given, or given as None (``sigma=None`` in
+            Python means "the default", as the habit is).
         help: one line for ``--help``.
         choices: allowed values, if restricted.
         allow_auto: the string "auto" is accepted besides values of ``type``.
@@ -117,9 +120,11 @@ class Param:
 
     def parse(self, value: Any, where: str) -> Any:
         """Convert ``value`` (often a string) to this parameter's type, or raise
-        :class:`UsageError` naming ``where``."""
+        :class:`UsageError` naming ``where``. None gives :attr:`default`
+        (checked when the operation was registered): in Python, ``sigma=None``
+        means "the default", and create() must not get None for a float."""
         if value is None:
-            return None
+            return self.default
         if self.allow_auto and isinstance(value, str) and value.lower() == "auto":
             return "auto"
         try:
@@ -318,3 +323,25 @@ def _at_stage(exc: ImgeditError, where: str, name: str) -> ImgeditError:
     message, prefix = str(exc), f"{name}: "
     exc.args = (f"{where}: {message[len(prefix):] if message.startswith(prefix) else message}",)
     return exc
+
+
+_warned: set[str] = set()  # the warnings this process has said (see warn_once)
+_warned_lock = threading.Lock()
+
+
+def warn_once(message: str, *args: Any) -> None:
+    """Log ``message % args`` as a warning on the ``imgedit`` logger, the
+    first time this process says it only.
+
+    For what ``create`` (or the host building it) says about the
+    parameters or the device: a notebook builds the pipeline again on every
+    :func:`imgedit.run` call, and the same line thirty times in a loop
+    buries the rest. The CLI runs one process per command, so it still
+    sees the warning each time.
+    """
+    text = message % args if args else message
+    with _warned_lock:
+        if text in _warned:
+            return
+        _warned.add(text)
+    logging.getLogger("imgedit").warning(message, *args, stacklevel=2)  # the record names the caller

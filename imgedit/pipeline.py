@@ -4,7 +4,6 @@ once per run (models load once) and applied to many images."""
 
 from __future__ import annotations
 
-import logging
 import os
 import shlex
 from contextlib import contextmanager
@@ -13,12 +12,10 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, Union
 
 from imgedit.errors import ImgeditError, OutputContractError, PluginError, UsageError
-from imgedit.operations import Applier, Operation
+from imgedit.operations import Applier, Operation, warn_once
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
-
-log = logging.getLogger("imgedit")
 
 
 @dataclass(frozen=True)
@@ -33,6 +30,9 @@ class Stage:
         # A Pipeline parses its stages' params to int, float, str, bool or
         # None, so they hash; equal stages have one key and equal params.
         return hash((self.operation.key, tuple(sorted(self.params.items()))))
+
+    def __repr__(self) -> str:
+        return f"Stage({_stage_text(self)!r})"
 
     @property
     def label(self) -> str:
@@ -53,6 +53,10 @@ class Pipeline:
     a new pipeline."""
 
     stages: tuple[Stage, ...]
+
+    def __repr__(self) -> str:
+        # the dataclass's own repr held every Param's help text (2.5 KB for one stage)
+        return f"Pipeline({' | '.join(map(_stage_text, self.stages))!r})"
 
     def __post_init__(self) -> None:
         stages = tuple(self.stages)  # a list given is a tuple here, so the pipeline hashes
@@ -110,6 +114,26 @@ class Pipeline:
     def build(self, device: Optional[str] = None, precision: Optional[str] = None) -> "BuiltPipeline":
         """Create every stage's applier once (this is where models load)."""
         return BuiltPipeline(self, device, precision)
+
+
+def _stage_text(stage: Stage) -> str:
+    """``"denoise.vae sigma=25"``: the stage as :meth:`Pipeline.parse` takes
+    it, with the parameters that differ from their defaults."""
+    words = [stage.operation.key]
+    for key, value in stage.params.items():
+        param = stage.operation.param(key)
+        if param is None or value != param.default:
+            words.append(f"{key}={shlex.quote(_value_text(value))}")
+    return " ".join(words)
+
+
+def _value_text(value: Any) -> str:
+    """A parameter's value as a pipeline's ``key=value`` writes it: 25 for 25.0, true for True."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:  # an int this size is the float exactly
+        return str(int(value))
+    return str(value)
 
 
 def _name_and_method(name: str, method: Optional[str], where: str) -> tuple[str, Optional[str]]:
@@ -232,10 +256,11 @@ class BuiltPipeline:
         from imgedit.devices import compute_scope, resolve_precision
 
         caps = stage.operation.capabilities
+        # once per process: a notebook builds a pipeline on every imgedit.run call
         if device.type not in caps.devices:
-            log.warning("%s does not run on %s; using the CPU for it", stage.operation.key, device)
+            warn_once("%s does not run on %s; using the CPU for it", stage.operation.key, device)
             device = torch.device("cpu")
-        precision = resolve_precision(self.precision_spec, device, caps, stage.operation.key)
+        precision = resolve_precision(self.precision_spec, device, caps, stage.operation.key, once=True)
         context = RunContext(device, compute_scope(device, precision)[0])
         applier = stage.operation.create(context, **stage.params)
         _check_applier(applier, stage.operation)

@@ -93,15 +93,37 @@ def copy_if_shared(x: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
 
 
 def to_tensor(rgb: np.ndarray) -> torch.Tensor:
-    """(H, W, C) float array -> (1, C, H, W) float32 tensor.
+    """(H, W, C) array -> (1, C, H, W) float32 tensor in [0, 1].
 
-    The tensor is a channels-last view of the array when it is float32 (no
-    copy: the array must not be changed while the tensor is in use); torch
-    operations accept it like any other (1, C, H, W) tensor.
+    Float values are taken as they are; uint8 is scaled by 1/255 and uint16
+    by 1/65535, so a decoded 8- or 16-bit array is the image contract's
+    [0, 1] (not 0-255). The tensor is a channels-last view of the array
+    when it is float32 (no copy: the array must not be changed while the
+    tensor is in use); torch operations accept it like any other
+    (1, C, H, W) tensor.
+
+    Raises:
+        ShapeError: not (H, W, C), or values of another type (a bool or
+            int32 array has no scale to read it by).
     """
     if rgb.ndim != 3:
         raise ShapeError("array", "shape (H, W, C)", rgb.shape)
-    return torch.from_numpy(np.asarray(rgb, dtype=np.float32)).permute(2, 0, 1).unsqueeze(0)
+    return torch.from_numpy(_unit_float32(rgb)).permute(2, 0, 1).unsqueeze(0)
+
+
+# What an integer pixel's full scale is, by its dtype: the rest are not pixels.
+_FULL_SCALE = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
+
+
+def _unit_float32(values: np.ndarray) -> np.ndarray:
+    """``values`` as float32 on the [0, 1] scale: float32 as it is (no
+    copy), other floats converted, uint8 and uint16 divided by their full scale."""
+    if values.dtype.kind == "f":
+        return np.asarray(values, dtype=np.float32)
+    scale = _FULL_SCALE.get(values.dtype)
+    if scale is None:
+        raise ShapeError("array", "float, uint8 or uint16 values", values.dtype)
+    return values.astype(np.float32) / np.float32(scale)
 
 
 def to_numpy(image: torch.Tensor) -> np.ndarray:
@@ -127,8 +149,31 @@ def write_tensor(image: torch.Tensor, path: "str | Path", **options: Any) -> Pat
 
 
 def mask_to_tensor(mask: np.ndarray) -> torch.Tensor:
-    """(H, W) bool hole mask -> (1, 1, H, W) float tensor, 1 = hole."""
-    return torch.from_numpy(mask.astype(np.float32))[None, None]
+    """(H, W) hole mask -> (1, 1, H, W) float32 tensor, 1 = hole, 0 = kept.
+
+    Values are read as a mask file is (white = hole): bool as it is, uint8
+    above 127 (0-255, as an 8-bit file: a blurred edge's grey is not all
+    hole), other integers nonzero (0/1 labels), floats from 0.5.
+
+    Raises:
+        ShapeError: not an (H, W) array of bool, integer or float values.
+    """
+    if mask.ndim != 2:
+        raise ShapeError("mask", "shape (H, W)", mask.shape)
+    return torch.from_numpy(_hole(mask).astype(np.float32))[None, None]
+
+
+def _hole(mask: np.ndarray) -> np.ndarray:
+    """``mask`` as a bool array, True = hole (see :func:`mask_to_tensor`)."""
+    if mask.dtype == np.bool_:
+        return mask
+    if mask.dtype == np.uint8:
+        return mask > 127  # what imgedit.masks.load_mask_file takes from an 8-bit file
+    if mask.dtype.kind in "iu":
+        return mask != 0
+    if mask.dtype.kind != "f":
+        raise ShapeError("mask", "bool, integer or float values", mask.dtype)
+    return mask >= 0.5
 
 
 def grid(images: torch.Tensor, columns: Optional[int] = None, gutter: int = 2) -> torch.Tensor:

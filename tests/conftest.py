@@ -25,6 +25,16 @@ def _user_home_of_the_test_run(tmp_path_factory):
         yield
 
 
+@pytest.fixture(autouse=True)
+def _each_test_hears_every_warning(monkeypatch):
+    """A warning said once per process (imgedit.operations.warn_once) is
+    said once per test: the CLI's one process per command, as each test
+    is; otherwise a test would miss it where an earlier one said it."""
+    from imgedit import operations
+
+    monkeypatch.setattr(operations, "_warned", set())
+
+
 @pytest.fixture
 def device():
     """The device tests run on: CPU here, a GPU where IMGEDIT_TEST_DEVICE says so."""

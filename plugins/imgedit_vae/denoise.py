@@ -8,13 +8,13 @@ so output is deterministic.
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any, Optional, Union
 
 import torch
 
 from imgedit.errors import ShapeError, UsageError
+from imgedit.operations import warn_once
 from imgedit_vae.degrade import is_gray
 from imgedit_vae.ensemble import dihedral_mean
 from imgedit_vae.loading import load_cached, load_vae
@@ -23,8 +23,6 @@ from imgedit_vae.operations import DENOISE_COPIES, GRAY_MODEL_NAME, SIGMA_MODEL_
 from imgedit_vae.sigma_net import SigmaNet, SigmaNetConfig, estimate_sigma_learned
 
 SIGMA_MAX = 75.0  # the trained range; higher requests are clamped to it
-
-logger = logging.getLogger("imgedit")
 
 
 def load_denoiser(
@@ -62,9 +60,9 @@ def load_sigma_net(device: Union[str, torch.device] = "cpu",
     spec = model_spec(weights, name=SIGMA_MODEL_NAME)
     if weights is None and not spec.weights.is_file():
         # said, not silent: the classical reading takes texture for noise (sigma 2.85 against 0.03 on a clean photo)
-        logger.warning("the noise-level estimator %s is not installed (%s): sigma=auto is read by the classical "
-                       "estimator, which takes texture for noise; reinstall imgedit, or give --sigma-weights",
-                       SIGMA_MODEL_NAME, spec.weights)
+        warn_once("the noise-level estimator %s is not installed (%s): sigma=auto is read by the classical "
+                  "estimator, which takes texture for noise; reinstall imgedit, or give --sigma-weights",
+                  SIGMA_MODEL_NAME, spec.weights)
         return None
     return load_cached(spec, lambda config: SigmaNet(SigmaNetConfig.from_dict(config)), device, SigmaNet)
 
@@ -229,11 +227,12 @@ def create_denoise(context: Any = None, *, sigma: Union[float, str] = "auto", st
     if not 0.0 <= float(strength) <= 1.0:
         raise UsageError(f"denoise: strength must be in [0, 1], got {strength}")
     if sigma != "auto" and float(sigma) > SIGMA_MAX:
-        logger.warning("denoise.vae was trained for sigma up to %g; using %g instead of %g", SIGMA_MAX, SIGMA_MAX, float(sigma))
+        # once per process: a notebook builds the pipeline again on every imgedit.run call
+        warn_once("denoise.vae was trained for sigma up to %g; using %g instead of %g", SIGMA_MAX, SIGMA_MAX, float(sigma))
     model, gray_model = load_denoisers(device, weights or None)
     if dtype != torch.float32:
         model, gray_model = _cast(model, dtype), None if gray_model is None else _cast(gray_model, dtype)
     if sigma_weights and sigma != "auto":
-        logger.warning("denoise: sigma_weights reads the noise level only with sigma=auto; sigma %s is used as given", sigma)
+        warn_once("denoise: sigma_weights reads the noise level only with sigma=auto; sigma %s is used as given", sigma)
     sigma_net = load_sigma_net(device, sigma_weights or None) if sigma == "auto" else None
     return DenoiseApplier(model, sigma, float(strength), ensemble=int(ensemble), gray_model=gray_model, sigma_net=sigma_net)
