@@ -47,7 +47,7 @@ def test_seeds_reproduce_and_do_not_depend_on_n(sampler):
     assert (a[0] - a[1]).abs().max() > 1e-3  # different latents, different images
 
 
-def test_truncation_zero_gives_the_mean_image_for_every_seed(sampler):
+def test_truncation_zero_gives_the_same_image_for_every_seed(sampler):
     means = torch.cat([sampler.sample(2, seed=s, truncation=0.0) for s in range(3)])
     assert all(torch.equal(means[0], m) for m in means)
     half = sampler.sample(4, seed=0, truncation=0.5)
@@ -66,6 +66,13 @@ def test_encode_inverts_the_generator(sampler):
     assert torch.allclose(sampler.last_inversion_error, (reconstruction - images).abs().mean(dim=(1, 2, 3)), atol=1e-6)
     # images of another size are resized to the model's first
     assert sampler.encode(torch.nn.functional.interpolate(images, size=(32, 32)), steps=5).shape == (3, 16)
+
+
+def test_encode_takes_a_wide_image_s_centred_square_as_the_face_vae_does(sampler):
+    # it squashed a (64, 192) photo to (16, 16); the face VAE, and the CLI, cut the centred square
+    face = sampler.decode(sampler.sample_latents(1, seed=5))
+    wide = torch.cat([torch.rand(1, 3, 16, 16), face, torch.rand(1, 3, 16, 16)], dim=3)
+    assert torch.equal(sampler.encode(wide, steps=3), sampler.encode(face, steps=3))
 
 
 def test_wrong_shapes_are_typed_errors(sampler):

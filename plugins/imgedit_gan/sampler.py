@@ -19,7 +19,8 @@ Inversion (``encode``): the generator has no encoder, so each image's latent
 is found by optimisation: start from the best of a few fixed candidates (the
 mean latent and 15 random ones), then a few hundred Adam steps on the pixel
 L1 + L2 loss; ``last_inversion_psnr`` reports how close each reconstruction
-came (dB). Images of another size are resized to the model's first.
+came (dB). Images of another size are cut to their centred square and
+resized to the model's first, as the face VAE takes them.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ import torch.nn.functional as F
 from imgedit.errors import ShapeError
 from imgedit.latents import check_truncation, gaussian_latents
 from imgedit.models import ModelSpec, load_model
-from imgedit.tensor import check_image, check_unit_range, grid, interpolate
+from imgedit.tensor import center_square, check_image, check_unit_range, grid
 from imgedit_gan.catalog import CATALOG
 from imgedit_gan.model import GANConfig, Generator
 
@@ -118,8 +119,8 @@ class GANSampler:
             self.last_inversion_psnr = self.last_inversion_error = torch.empty(0, device=self.device)
             return torch.empty(0, self.cfg.z_dim, device=self.device)
         target = images.to(self.device, torch.float32)
-        if tuple(target.shape[-2:]) != self.image_size:
-            target = interpolate(target, self.image_size, "bilinear", antialias=True, align_corners=False)
+        if tuple(target.shape[-2:]) != self.image_size:  # as the face VAE takes them: a wide photo is not squashed
+            target = center_square(target, self.image_size[0])
         target = target * 2 - 1  # the generator's range
         z = self._starting_latents(target, candidates).requires_grad_(True)
         optimizer = torch.optim.Adam([z], lr=lr)
