@@ -381,6 +381,11 @@ def _tensor_mask(pipeline: Pipeline, image: Any, mask: Any, box: Any) -> Any:
     elif mask is not None:
         mask = _hole_mask(image, mask)
     needing = next((i for i, s in enumerate(pipeline.stages, 1) if s.operation.capabilities.needs_mask), None)
+    if mask is not None and needing is None:  # as the CLI says of its mask options: a mistake, most likely
+        from imgedit.operations import warn_once
+
+        warn_once("ignoring %s: no stage of the pipeline uses a mask", "mask_box" if box is not None else "mask")
+        return None
     if mask is None and needing is not None:
         name = pipeline.stages[needing - 1].operation.name
         raise UsageError(f"stage {needing} ({name}) needs a mask: pass mask= (a (B, 1, H, W) tensor, 1 = hole) "

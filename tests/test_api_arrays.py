@@ -288,3 +288,16 @@ def test_importing_imgedit_and_its_api_loads_no_numpy_pil_or_array_helpers():
              "print(sorted(m for m in ('numpy', 'PIL', 'torch', 'imgedit.arrays') if m in sys.modules))")
     loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert loaded.strip() == "[]"
+
+
+def test_a_mask_for_a_pipeline_that_uses_none_is_said_to_be_ignored(caplog):
+    # the CLI warns of mask options no stage uses; the API took them silently
+    image = torch.rand(1, 3, 16, 16)
+    hole = torch.zeros(1, 1, 16, 16)
+    hole[..., 4:8, 4:8] = 1
+    for given in ({"mask": hole}, {"mask_box": (2, 2, 4, 4)}):
+        caplog.clear()
+        out = imgedit.run("denoise method=nlm sigma=5", image, **given)
+        assert out.shape == image.shape
+        said = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+        assert said == [f"ignoring {next(iter(given))}: no stage of the pipeline uses a mask"], said
