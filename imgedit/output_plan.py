@@ -321,8 +321,9 @@ def leave_out_own_outputs(pipeline: Pipeline, items: list[InputFile], options: R
     real = RealPaths()
     items, nested = _leave_out_output_tree(items, options, named, real)
     items, earlier = _leave_out_earlier_results(items, named, real, journals or JournalsRead())
+    items, beside = _leave_out_results_by_name(items, named, journals or JournalsRead())
     keep, own = (items, []) if len(items) < 2 else _leave_out_output_names(pipeline, items, options, named, real)
-    left_out = nested + earlier + own
+    left_out = nested + earlier + beside + own
     if left_out and not keep:
         raise UsageError(f"every image found is a result of imgedit, this run's or an earlier one's (e.g. "
                          f"{left_out[0].path}): name the files to edit them")
@@ -375,6 +376,33 @@ def _leave_out_earlier_results(items: list[InputFile], named: frozenset[Path], r
                 own.append(item)
                 continue
         keep.append(item)
+    return keep, own
+
+
+def _leave_out_results_by_name(items: list[InputFile], named: frozenset[Path],
+                               journals: JournalsRead) -> tuple[list[InputFile], list[InputFile]]:
+    """Split the inputs: those a folder scan found that are named as imgedit
+    names a result beside its photo, ``{stem}.{op}.{ext}`` with ``op`` one
+    or more operations (``photo.denoise.jpg``, ``photo.denoise-style.png``)
+    and a photo of that stem found beside it, whatever verb made it, where
+    no journal there has a record of the file: a file named alone keeps no
+    journal to say so (``imgedit denoise photo.jpg``, then ``imgedit inpaint
+    .``). A journal's word stands (:func:`_leave_out_earlier_results`): a
+    file put where its result was is a photo again."""
+    if len(items) < 2:
+        return items, []
+    from imgedit.registry import get_registry
+
+    operations = set(get_registry().operation_names())
+    stems = {(item.path.parent, item.path.stem) for item in items}
+    keep, own = [], []
+    for item in items:
+        parts = item.path.name.split(".")
+        result = (item.from_folder and item.path not in named and len(parts) >= 3
+                  and all(op in operations for op in parts[-2].split("-"))
+                  and (item.path.parent, ".".join(parts[:-2])) in stems
+                  and not any(journal.get(item.path) is not None for journal in journals.over(item)))
+        (own if result else keep).append(item)
     return keep, own
 
 

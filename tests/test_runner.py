@@ -1616,3 +1616,22 @@ def test_another_run_s_output_renamed_into_place_the_same_instant_is_kept_with_i
     again = invoke("denoise", src, "--sigma", "5", "-o", out)  # not taken for this input's result, nor replaced
     assert again.exit_code == 1 and "holds an earlier run's other result" in again.output, again.output
     assert (out / "x.png").read_bytes() == theirs
+
+
+def test_a_single_file_s_result_beside_its_photo_is_not_an_input_of_a_folder_run(invoke, tmp_path):
+    # 'imgedit denoise photo.png' keeps no journal, so 'imgedit inpaint .' took photo.denoise.png for a photo
+    folder = tmp_path / "shots"
+    folder.mkdir()
+    for name, seed in (("photo.png", 1), ("other.png", 2), ("keep.inpaint.png", 3)):  # no keep.*: a photo
+        Image.fromarray(smooth_rgb(seed=seed)).save(folder / name)
+    single = invoke("denoise", folder / "photo.png", "--sigma", "5", "--method", "nlm")
+    assert single.exit_code == 0 and (folder / "photo.denoise.png").exists(), single.output
+    assert not (folder / JOURNAL_NAME).exists()
+    result = invoke("inpaint", folder, "--mask-box", "2,2,4,4", "--method", "telea", "-o", tmp_path / "out", "--json")
+    assert result.exit_code == 0, result.output
+    assert [os.path.basename(p) for p in summary_of(result)["left_out_results"]] == ["photo.denoise.png"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir() if p.suffix == ".png") == [
+        "keep.inpaint.png", "other.png", "photo.png"]
+    named = invoke("inpaint", folder / "photo.denoise.png", "--mask-box", "2,2,4,4", "--method", "telea",
+                   "-o", tmp_path / "named.png")
+    assert named.exit_code == 0, named.output  # named: edited as asked
