@@ -26,6 +26,15 @@ EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "photo.jpg"
 TINY = VAEConfig(widths=(8, 16, 16, 16), blocks=(1, 1, 1, 1), latent_channels=4, residual=False)
 
 
+# torch 2.4 (the floor) computes one fill twice in a process an ulp apart
+# (3e-8, far below an 8-bit level); later releases, to the bit
+_TO_THE_BIT = tuple(int(v) for v in torch.__version__.split("+")[0].split(".")[:2]) >= (2, 5)
+
+
+def same_fill(a, b):
+    return torch.equal(a, b) if _TO_THE_BIT else torch.allclose(a, b, rtol=0, atol=1e-6)
+
+
 @pytest.fixture(scope="module")
 def tiny_weights(tmp_path_factory):
     torch.manual_seed(0)
@@ -69,9 +78,9 @@ def test_same_seed_same_fill_and_different_seeds_differ(tiny, photo):
     a, b = inpaint_vae(photo, mask, tiny, seed=1), inpaint_vae(photo, mask, tiny, seed=1)
     c = inpaint_vae(photo, mask, tiny, seed=2)
     mean_fill = inpaint_vae(photo, mask, tiny)
-    assert torch.equal(a, b)
+    assert same_fill(a, b)
     assert (a - c).abs().max() > 1e-4
-    assert torch.equal(mean_fill, inpaint_vae(photo, mask, tiny))  # no seed: deterministic
+    assert same_fill(mean_fill, inpaint_vae(photo, mask, tiny))  # no seed: deterministic
 
 
 def test_a_seeded_fill_does_not_depend_on_the_images_place_in_the_batch(tiny, photo):
@@ -79,12 +88,12 @@ def test_a_seeded_fill_does_not_depend_on_the_images_place_in_the_batch(tiny, ph
     other = photo.flip(-1)
     alone = inpaint_vae(photo, mask, tiny, seed=3)
     batch = inpaint_vae(torch.cat([other, photo, photo]), mask, tiny, seed=3)
-    assert torch.equal(batch[1:2], alone) and torch.equal(batch[2:3], alone)  # index 1, index 2 (twice in one batch)
-    assert torch.equal(batch[0:1], inpaint_vae(other, mask, tiny, seed=3))  # index 0
+    assert same_fill(batch[1:2], alone) and same_fill(batch[2:3], alone)  # index 1, index 2 (twice in one batch)
+    assert same_fill(batch[0:1], inpaint_vae(other, mask, tiny, seed=3))  # index 0
     assert (inpaint_vae(photo, mask, tiny, seed=4) - alone).abs().max() > 1e-4  # another seed, another fill
     # samples (seeds 3, 4) of a batch: each panel as the image alone gets it, and they differ
     three, four = inpaint_module.inpaint_vae_fills(torch.cat([other, photo]), mask, tiny, [3, 4])
-    assert torch.equal(three[1:2], alone) and torch.equal(four[1:2], inpaint_vae(photo, mask, tiny, seed=4))
+    assert same_fill(three[1:2], alone) and same_fill(four[1:2], inpaint_vae(photo, mask, tiny, seed=4))
     assert (three - four).abs().max() > 1e-4
 
 
@@ -120,7 +129,7 @@ def test_a_seeded_fill_is_the_deterministic_fill_plus_a_draws_departure_from_the
     deterministic = inpaint_vae(photo, mask, tiny, ensemble=2)
     assert (inpaint_vae(photo, mask, tiny, seed=5, ensemble=2) - deterministic).abs().max() > 1e-3
     monkeypatch.setattr(model_module, "reparameterise", lambda mean, logvar, generator=None: mean)  # a prior of no spread
-    assert torch.equal(inpaint_vae(photo, mask, tiny, seed=5, ensemble=2), deterministic)
+    assert same_fill(inpaint_vae(photo, mask, tiny, seed=5, ensemble=2), deterministic)
 
 
 def test_fills_for_several_seeds_share_one_deterministic_fill(tiny, photo, monkeypatch):
@@ -128,7 +137,7 @@ def test_fills_for_several_seeds_share_one_deterministic_fill(tiny, photo, monke
     alone = [inpaint_vae(photo, mask, tiny, seed=seed) for seed in (None, 3, 4)]
     shapes = spy_on_forward(tiny, monkeypatch)
     together = inpaint_module.inpaint_vae_fills(photo, mask, tiny, [None, 3, 4])
-    assert all(torch.equal(a, b) for a, b in zip(alone, together))
+    assert all(same_fill(a, b) for a, b in zip(alone, together))
     one_seed = len(shapes)
     shapes.clear()
     inpaint_vae(photo, mask, tiny, seed=3)
@@ -145,7 +154,7 @@ def test_default_fill_takes_as_many_copies_as_fit_the_budget(tiny, photo, monkey
         shapes.clear()
         default = inpaint_vae(photo, mask, tiny)
         assert len(shapes) == 2 * copies
-        assert torch.equal(default, inpaint_vae(photo, mask, tiny, ensemble=copies))
+        assert same_fill(default, inpaint_vae(photo, mask, tiny, ensemble=copies))
 
 
 def test_wide_hole_fill_is_the_full_size_fill_at_its_edge_and_the_coarse_mean_inside(tiny, photo, monkeypatch):
