@@ -15,15 +15,20 @@ without the half, over the first) is about 1 for draws as varied as the
 truth is uncertain, below 1 for too little variety.
 
 Two samplers: ``seeded`` is what ``inpaint --seed`` gives (the deterministic
-fill plus one draw's departure from the prior's mean); ``plain draw`` is one
+fill plus ``DRAW_SCALE`` times one draw's departure from the prior's mean;
+``--draw-scales`` compares other shares); ``plain draw`` is one
 decoded latent draw at the first working radius, as seeded fills were made
 before. The deterministic fill is scored as K equal draws.
 
 Measured (8 held-out validation photos, mask seed 0, 2 draws), energy score
 medium/thick: deterministic 28.33/37.50, plain draw 29.46/30.84, seeded
-28.78/29.86; mask seed 1 and more in the inpainter's DESIGN.md.
+28.78/29.86 (the whole draw); mask seed 1 and more in the inpainter's
+DESIGN.md. The shares of the draw, on today's code: 1.0 29.03/29.91, 0.7
+26.62/29.82, 0.6 26.08/30.13, 0.5 25.71/30.65 (the validation photos are
+``ImagePool([cbsd432, photos]).split(8)``'s, as training holds them out).
 
-    python benchmarks/inpaint_samples.py --data /tmp/inp-val --masks medium,thick --seed 0 --threads 2
+    python benchmarks/inpaint_samples.py --data /tmp/inp-val --masks medium,thick --seed 0 --threads 2 \
+        --draw-scales 1,0.7,0.6,0.5
 """
 
 from __future__ import annotations
@@ -71,10 +76,13 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser.add_argument("--draws", type=int, default=2, help="random fills per hole (seeds 1..K)")
     parser.add_argument("--weights", default=None)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--draw-scales", default=None,
+                        help="seeded fills at these shares of the draw, comma-separated (default: the shipped DRAW_SCALE)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
 
+    import imgedit_vae.inpaint as inpainter
     from imgedit_vae.evaluate_inpaint import _tensor, synthetic_cases
     from imgedit_vae.inpaint import inpaint_vae_fills, load_inpainter
     from imgedit_vae.metrics import psnr
@@ -82,13 +90,16 @@ def main(argv: Optional[list[str]] = None) -> None:
     model = load_inpainter(weights=args.weights)
     images = [(p, _tensor(p)) for p in sorted(Path(args.data).iterdir()) if p.is_file()]
     seeds = list(range(1, args.draws + 1))
+    draw_scales = [float(v) for v in args.draw_scales.split(",")] if args.draw_scales else [inpainter.DRAW_SCALE]
     scores: dict[tuple[str, str], list[tuple[float, float, float]]] = {}
     with torch.inference_mode():
         for case in synthetic_cases(images, args.masks.split(","), args.seed):
             image, mask = case.image.float(), case.mask.float()
-            deterministic, *seeded = inpaint_vae_fills(image, mask, model, [None, *seeds])
-            samplers = {"deterministic": [deterministic] * args.draws, "seeded": seeded,
-                        "plain draw": [plain_draw(model, image, mask, s) for s in seeds]}
+            samplers = {"deterministic": [inpaint_vae_fills(image, mask, model, [None])[0]] * args.draws}
+            for scale in draw_scales:
+                inpainter.DRAW_SCALE = scale
+                samplers[f"seeded x{scale:g}"] = inpaint_vae_fills(image, mask, model, seeds)
+            samplers["plain draw"] = [plain_draw(model, image, mask, s) for s in seeds]
             for name, draws in samplers.items():
                 skill, spread = energy_terms(draws, image, mask)
                 quality = statistics.fmean(psnr((d.clamp(0, 1) * 255).round() / 255, image) for d in draws)
