@@ -47,13 +47,17 @@ __all__ = [
 def _installed_weights_dir() -> Path:
     """The shipped weights: the ``imgedit_weights`` data package an install
     (wheel or editable) maps to the top-level ``weights/`` folder, else that
-    folder beside the package (a checkout used without installing)."""
+    folder beside the package (a checkout used without installing).
+
+    It is a namespace package (data, no code), so any folder of that name on
+    the path is a part of it: one in the current folder came first, and
+    every model failed to verify. The first part that holds weights counts."""
     import importlib.util
 
     spec = importlib.util.find_spec("imgedit_weights")
     for location in (spec.submodule_search_locations or []) if spec else []:
-        if Path(location).is_dir():  # an editable install also lists its path hook
-            return Path(location)
+        if Path(location).is_dir() and next(Path(location).glob("*/*.safetensors"), None):  # an editable install
+            return Path(location)  # also lists its path hook
     return Path(__file__).resolve().parent.parent / "weights"
 
 

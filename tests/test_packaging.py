@@ -57,8 +57,17 @@ def test_package_data_takes_every_shipped_model_and_card_and_leaves_the_checkpoi
 
 def test_installed_weights_are_found_in_the_imgedit_weights_package(tmp_path, monkeypatch):
     (tmp_path / "imgedit_weights" / "imgedit_vae").mkdir(parents=True)
+    (tmp_path / "imgedit_weights" / "imgedit_vae" / "m.safetensors").write_bytes(b"")
     monkeypatch.syspath_prepend(str(tmp_path))
     assert models._installed_weights_dir() == tmp_path / "imgedit_weights"
+
+
+def test_a_folder_named_imgedit_weights_in_the_current_folder_does_not_hide_the_shipped_ones(tmp_path, monkeypatch):
+    # a namespace package: 'mkdir imgedit_weights && python -m imgedit models' had 10 of 10 models fail
+    shipped = models._installed_weights_dir()
+    (tmp_path / "imgedit_weights" / "notes").mkdir(parents=True)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert models._installed_weights_dir() == shipped
 
 
 def test_a_checkout_without_an_install_uses_its_weights_folder(monkeypatch):
