@@ -22,11 +22,11 @@ except ModuleNotFoundError:  # Python < 3.11
     import tomli as tomllib
 
 ROOT = Path(__file__).resolve().parent.parent
-# These check this tree's packaging, with imgedit imported from it (an editable
-# install, as .ci/run makes): an sdist's tests run against an installed wheel
-# (a packager's check) have no such tree to check.
-if not (ROOT / "pyproject.toml").is_file() or ROOT not in Path(models.__file__).resolve().parents:
-    pytest.skip("checks the packaging of the tree imgedit is imported from; it is imported from elsewhere",
+# These check this tree's packaging, with imgedit and its weights taken from it
+# (an editable install, as .ci/run makes): an sdist's tests run against an
+# installed wheel (a packager's check) have no such tree to check.
+if not (ROOT / "pyproject.toml").is_file() or models.WEIGHTS_DIR.resolve() != (ROOT / "weights").resolve():
+    pytest.skip(f"checks the packaging of the tree at {ROOT}; the weights in use are {models.WEIGHTS_DIR}'s",
                 allow_module_level=True)
 SETUPTOOLS = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
 
