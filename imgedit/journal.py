@@ -25,7 +25,10 @@ earlier edit, rather than edit it a second time.
 A "start" whose rename was refused, since another run's output of that
 name got there first (a run that may not replace it: see
 :func:`imgedit.atomic.atomic_file`), is taken back by a "withdrawn" line of
-the same key: the output's record is again what it was before that "start".
+the same key and its time (``start_time``): the output's record is again what
+it was before that "start" (see :func:`_fold`). "start" lines carry the size
+of the file about to be renamed, so that one left by a run killed before its
+"withdrawn" line does not pass another run's file for its own.
 
 "start" and "done" lines name the input the output was made from (``src``,
 its path as resolved, and ``src_sha256``, its content's digest): a result of
@@ -107,7 +110,7 @@ class Entry:
     key: str
     error: Optional[str] = None
     replacing: bool = False  # "start" over a file that existed before
-    size: Optional[int] = None  # of the output, on "done"
+    size: Optional[int] = None  # of the output, on "done"; on "start", of the file about to be renamed there
     result_key: Optional[str] = None  # on "start" and "done" of an --in-place run: the key of the output's own content
     result_sha256: Optional[str] = None  # and the digest of that content: what any later recipe can recognise
     bad_file: bool = False  # on "failed": for the input's own content (corrupt, not an image), not this machine
@@ -163,9 +166,8 @@ class Journal:
         self.entries: dict[str, Entry] = {}
         self.owners: dict[str, str] = {}  # who wrote each output: a failed attempt does not own the file
         self.sources: dict[str, Optional[Source]] = {}
-        # what each output's record was under its "start" lines not yet followed by another status: a
-        # "withdrawn" line puts back the last (see _apply_one)
-        self._under_start: dict[str, list[tuple[Optional[Entry], Optional[str], Optional[Source]]]] = {}
+        # each output's "start" lines not yet followed by another status, with what they cover (see _fold)
+        self._open_starts: dict[str, list] = {}
         self._lines = self._lines_read = 0  # lines in the files: as last read, and with this run's since
         self.reread()
         self._run_lock: Optional[int] = None  # the file descriptor of the held LOCK_NAME
@@ -187,7 +189,7 @@ class Journal:
                     return
             records, up_to = self._records()
             with self._lock:
-                self.entries, self.owners, self.sources, self._under_start = {}, {}, {}, {}
+                self.entries, self.owners, self.sources, self._open_starts = {}, {}, {}, {}
                 self._apply(records)
                 self._lines = self._lines_read = len(records)
             self._read_up_to, self.read_at = up_to, read_at
@@ -199,33 +201,19 @@ class Journal:
             self._apply_one(_portable(rec["dst"]), rec)
 
     def _apply_one(self, name: str, rec: dict[str, Any]) -> None:
-        """One record onto the state of output ``name``. A "withdrawn" line
-        takes back the "start" of its key that is the output's record now,
-        putting back the record that "start" covered; else it does nothing
-        (another run's "done" has come since: that one stands)."""
-        under = self._under_start.get(name)
-        if rec["status"] == WITHDRAWN:
-            entry = self.entries.get(name)
-            if entry is None or entry.status != "start" or entry.key != rec["key"]:
-                return
-            covered = under.pop() if under else (None, None, None)  # nothing known under it: no record
-            if not under:
-                self._under_start.pop(name, None)
-            for table, value in zip((self.entries, self.owners, self.sources), covered):
-                if value is None:
-                    table.pop(name, None)
-                else:
-                    table[name] = value
+        """One record onto the state of output ``name``: its entry, and its
+        owner and source, which a "failed" line leaves as they were (see :func:`_fold`)."""
+        below = (self.entries.get(name), self.owners.get(name), self.sources.get(name))
+        wrote = rec["status"] in WROTE
+        after = (_entry(rec), _ops(rec) if wrote else below[1], _source(rec) if wrote else below[2])
+        state = _fold(self._open_starts, name, rec, below, after)
+        if state is _UNCHANGED:
             return
-        if rec["status"] == "start":
-            covered = (self.entries.get(name), self.owners.get(name), self.sources.get(name))
-            self._under_start.setdefault(name, []).append(covered)
-        elif under is not None:
-            del self._under_start[name]
-        self.entries[name] = _entry(rec)
-        if rec["status"] in WROTE:
-            self.owners[name] = _ops(rec)
-            self.sources[name] = _source(rec)
+        for table, value in zip((self.entries, self.owners, self.sources), state or (None, None, None)):
+            if value is None:
+                table.pop(name, None)
+            else:
+                table[name] = value
 
     def unread_digest(self, dst: Path, path: str, info: os.stat_result) -> Optional[str]:
         """The digest ``dst``'s record gives its input, where the input
@@ -337,7 +325,8 @@ class Journal:
             return entry.size is None or entry.size == size
         # a "start" without "done" means the rename happened (or not at all):
         # the file is ours and complete, unless it was there before we started
-        return entry.status == "start" and not entry.replacing and size > 0
+        # or is not the size of ours (another run's, which won the rename)
+        return entry.status == "start" and not entry.replacing and size > 0 and entry.size in (None, size)
 
     def holds_earlier_edit(self, dst: Path, digest: str) -> Optional[str]:
         """The operations of the ``--in-place`` run whose result ``dst``
@@ -357,9 +346,15 @@ class Journal:
         entry = self.get(dst)
         return entry is not None and entry.status in WROTE and entry.result_key == key and _still_there(dst, entry)
 
-    def record(self, dst: Path, key: str, status: str, **extra: Any) -> None:
+    def record(self, dst: Path, key: str, status: str, **extra: Any) -> float:
+        """Append a line for ``dst``, and take it into the state; its "time",
+        which a "withdrawn" line names its "start" by (``start_time``)."""
         name = self._name(dst)
         line = {"dst": name, "key": key, "status": status, "time": round(time.time(), 3), **extra}
+        self._write_line(name, line)
+        return line["time"]
+
+    def _write_line(self, name: str, line: dict[str, Any]) -> None:
         with self._lock:
             self._apply_one(name, line)
             try:
@@ -588,7 +583,7 @@ def _escapes_as_utf8(name: str) -> str:
 
 def _still_there(path: Path, entry: Entry) -> bool:
     """Whether the file ``entry`` records is at ``path``, of the size it
-    recorded where it recorded one ("start" lines do not): gone or cut since, it is not."""
+    recorded where it recorded one (older "start" lines do not): gone or cut since, it is not."""
     try:
         size = os.stat(path).st_size
     except OSError:
@@ -605,24 +600,79 @@ WROTE = ("start", "done")  # the statuses of a run that wrote (or was writing) t
 WITHDRAWN = "withdrawn"  # of a "start" whose rename was refused: another run's output got there first
 
 
+_UNCHANGED = object()  # what _fold returns for a line that changes nothing
+
+
+def _fold(open_starts: dict[str, list], name: str, rec: dict[str, Any], below: Any, after: Any) -> Any:
+    """One record onto the open "start" lines of output ``name``, as the
+    journal's state and its rewrite both read them: ``below`` is the
+    output's state before ``rec`` (None: no record), ``after`` its state if
+    ``rec`` is the last record. Returns the state to take, or _UNCHANGED.
+
+    A "start" stays open until another status of its output comes, kept with
+    the state under it. A "withdrawn" line (its start's key and
+    ``start_time``) takes its start out wherever it lies among the open ones
+    (three runs withdraw in any order), and the output's state is the last
+    open start's again, or, none left, what the first covered. A line met
+    twice (a reread takes up this run's own lines) changes nothing the second time."""
+    stack = open_starts.get(name)
+    status = rec["status"]
+    if status == WITHDRAWN:
+        tag = (rec["key"], rec.get("start_time"))
+        at = next((i for i in range(len(stack) - 1, 0, -1) if stack[i][0] == tag), None) if stack else None
+        if at is None:
+            return _UNCHANGED
+        del stack[at]
+        if len(stack) == 1:
+            del open_starts[name]
+        return stack[-1][1]
+    if status == "start":
+        tag = (rec["key"], _time(rec))
+        if stack is None:
+            stack = open_starts[name] = [(None, below)]
+        elif any(open_tag == tag for open_tag, _ in stack):
+            return _UNCHANGED
+        stack.append((tag, after))
+        return after
+    open_starts.pop(name, None)
+    return after
+
+
 def _tails(records: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     """Each output's records that its state rests on, as :meth:`Journal._apply_one`
-    reads them: its last record, and under a last "start" the records it
-    covers, down to the last of another status. A "withdrawn" line that takes
-    its "start" back leaves neither; one that takes nothing back is dropped."""
-    tails: dict[str, list[dict[str, Any]]] = {}
+    reads them: its last record (and under a last "failed", the last record
+    that wrote it, which names its owner and source), and under its open
+    "start" lines what they cover. A "start" and its "withdrawn" leave neither."""
+    open_starts: dict[str, list] = {}
+    state: dict[str, tuple] = {}  # name -> (last record, last record that wrote the output)
     for rec in records:
         name = _portable(rec["dst"])
         rec = {**rec, "dst": name}
-        tail = tails.setdefault(name, [])
-        if rec["status"] == WITHDRAWN:
-            if tail and tail[-1]["status"] == "start" and tail[-1]["key"] == rec["key"]:
-                tail.pop()
-        elif rec["status"] == "start":
-            tail.append(rec)
+        below = state.get(name)
+        after = (rec, rec if rec["status"] in WROTE else below and below[1])
+        now = _fold(open_starts, name, rec, below, after)
+        if now is _UNCHANGED:
+            continue
+        if now is None:
+            state.pop(name, None)
         else:
-            tails[name] = [rec]
+            state[name] = now
+    tails = {}
+    for name in state.keys() | open_starts.keys():
+        stack = open_starts.get(name, [(None, state.get(name))])
+        base = stack[0][1]
+        kept = [] if base is None else _unique(base[1], base[0])
+        tails[name] = kept + [frame[1][0] for frame in stack[1:]]
     return {name: tail for name, tail in tails.items() if tail}
+
+
+def _unique(*records: Optional[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``records`` without None and without the same record twice, in order."""
+    kept: list[dict[str, Any]] = []
+    for rec in records:
+        if rec is not None and not any(rec is other for other in kept):
+            kept.append(rec)
+    return kept
 
 
 def _source(rec: dict[str, Any]) -> Optional[Source]:

@@ -189,6 +189,7 @@ class _Work:
     size: tuple = ()  # (H, W) as read: a result K times as wide holds K results side by side
     dst_free: bool = False  # the output was not there when the input was read (see _check_before_rename)
     overtaken: bool = False  # another run changed the input or wrote the output meanwhile: not this image's failure
+    start_time: Optional[float] = None  # the time of its journal's "start" line, which a "withdrawn" one names
     result: FileResult = None  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
@@ -365,7 +366,7 @@ class _Batch:
                 log.warning("%s: %s", work.item.path, work.result.note)
                 return True
         ours = journal is not None and journal.owns(work.dst, self.pipeline.label, work.source)
-        work.dst_free = not work.dst.exists()
+        work.dst_free = not os.path.lexists(work.dst)  # a dangling link is there too: the link would refuse it
         if not work.dst_free and not (options.overwrite or options.in_place or ours):
             if journal is not None and reread and journal.written_since_read(work.dst):  # by another run, maybe
                 journal.reread()
@@ -462,8 +463,9 @@ class _Batch:
         if self.options.in_place:
             work.result_digest = file_digest(temporary)
             work.result_key = self.keys.of(work.item, work.result_digest)
-        self.journal.record(work.dst, work.key, "start", replacing=work.dst.exists(), ops=self.pipeline.label,
-                            **self._written(work))
+        work.start_time = self.journal.record(work.dst, work.key, "start", replacing=work.dst.exists(),
+                                              size=os.path.getsize(temporary), ops=self.pipeline.label,
+                                              **self._written(work))
 
     def _write(self, work: _Work, picture: Any) -> None:
         """Write the result atomically, journalled: "start" just before the
@@ -498,7 +500,7 @@ class _Batch:
             if not only_if_absent:
                 raise
             if started:
-                self.journal.record(work.dst, work.key, WITHDRAWN)
+                self.journal.record(work.dst, work.key, WITHDRAWN, start_time=work.start_time)
             raise self._overtaken_error(work) from None
         except ImgeditError:
             if stopped:
@@ -550,7 +552,7 @@ class _Batch:
                 work.overtaken = True
                 raise ImgeditError(f"{work.item.path} changed while it was being edited, so it was left as it is; "
                                    "run the same command again to edit the new version")
-        if work.dst_free and not (options.overwrite or options.in_place) and work.dst.exists():
+        if work.dst_free and not (options.overwrite or options.in_place) and os.path.lexists(work.dst):
             raise self._overtaken_error(work)
 
     def _overtaken_error(self, work: _Work) -> OutputExistsError:

@@ -469,11 +469,33 @@ def test_a_lock_that_cannot_be_taken_exclusively_on_nfs_counts_as_another_run(tm
 
 def _state(journal, name):
     entry = journal.entries.get(name)
-    return (entry and (entry.status, entry.key), journal.owners.get(name), journal.source_of(Path(journal.folder, name)))
+    source = journal.source_of(Path(journal.folder, name))
+    return entry and (entry.status, entry.key), journal.owners.get(name), source and source.path
 
 
-A_DONE = {"dst": "x.png", "key": "ka", "status": "done", "time": 1.0, "size": 3, "ops": "a", "src": "a/x.png",
-          "src_sha256": "da"}
+def _line(step):
+    """A journal line of run a, b or c ("b start", "a done", "c withdrawn")
+    writing x.png, each from its own input; a "withdrawn" names its run's start."""
+    run, status = step.split()
+    line = {"dst": "x.png", "key": f"k{run}", "status": status}
+    if status in ("start", "done"):
+        line.update(ops=run, src=f"{run}/x.png", src_sha256=f"d{run}")
+    if status == "withdrawn":
+        line["start_time"] = f"{run} start"  # replaced by that start's time
+    return line
+
+
+def _journal_of(folder, order):
+    """A journal file of the lines ``order`` names, one second apart."""
+    lines_, times = [], {}
+    for i, step in enumerate(order):
+        line = {**_line(step), "time": float(i)}
+        times.setdefault(step, float(i))
+        if "start_time" in line:
+            line["start_time"] = times.get(line["start_time"], -1.0)
+        lines_.append(line)
+    write_lines(folder / JOURNAL_NAME, lines_)
+    return lines_
 
 
 @pytest.mark.parametrize("order, left", [
@@ -485,40 +507,77 @@ A_DONE = {"dst": "x.png", "key": "ka", "status": "done", "time": 1.0, "size": 3,
     (["a start", "b start", "b withdrawn"], ("start", "ka")),  # a killed before its "done": its "start" stands
     (["b start", "b withdrawn"], None),  # nothing under it: no record, as before
     (["a done", "b withdrawn"], ("done", "ka")),  # a "withdrawn" with no "start" of its key takes nothing back
+    # three runs at once (xargs -P3): b withdrew under c's open start, then c; a was killed before its "done"
+    (["a start", "b start", "c start", "b withdrawn", "c withdrawn"], ("start", "ka")),
+    (["a start", "b start", "c start", "c withdrawn", "b withdrawn", "a done"], ("done", "ka")),
 ])
 def test_a_withdrawn_start_gives_the_output_back_to_the_record_it_covered(tmp_path, order, left):
-    lines_of = {"a done": A_DONE, "a start": {**A_DONE, "status": "start"},
-                "b start": {"dst": "x.png", "key": "kb", "status": "start", "ops": "b", "src": "b/x.png",
-                            "src_sha256": "db"},
-                "b withdrawn": {"dst": "x.png", "key": "kb", "status": "withdrawn"}}
-    write_lines(tmp_path / JOURNAL_NAME, [{**lines_of[step], "time": float(i)} for i, step in enumerate(order)])
+    _journal_of(tmp_path, order)
     read = Journal(tmp_path)
     assert _state(read, "x.png")[0] == left
-    if left is not None:
-        assert _state(read, "x.png")[1:] == ("a", read.source_of(tmp_path / "x.png")) and \
-            read.source_of(tmp_path / "x.png").path == "a/x.png"
-    live = Journal(tmp_path / "live")  # the same lines recorded by a run: the same state, without a reread
+    if left is not None:  # a's record, owner and input (a failure leaves the owner as it was)
+        assert _state(read, "x.png")[1:] == ("a", "a/x.png")
+    live = Journal(tmp_path / "live")  # the same lines recorded by runs: the same state, without a reread
+    times = {}
     for step in order:
-        rec = lines_of[step]
-        live.record(tmp_path / "live" / "x.png", rec["key"], rec["status"],
-                    **{k: v for k, v in rec.items() if k not in ("dst", "key", "status", "time")})
-    assert _state(live, "x.png")[:2] == _state(read, "x.png")[:2]
+        line = _line(step)
+        if "start_time" in line:
+            line["start_time"] = times.get(line["start_time"])
+        extra = {k: v for k, v in line.items() if k not in ("dst", "key", "status")}
+        times.setdefault(step, live.record(tmp_path / "live" / "x.png", line["key"], line["status"], **extra))
+    assert _state(live, "x.png") == _state(read, "x.png")
+
+
+def test_a_run_s_own_lines_read_again_leave_the_state_as_one_reading(tmp_path):
+    # a reread takes up this run's own lines, recorded already: an open start met twice was two
+    run = Journal(tmp_path)
+    other = Journal(tmp_path)
+    a_start = other.record(tmp_path / "x.png", "ka", "start", ops="a", src="a/x.png", src_sha256="da")
+    b_start = run.record(tmp_path / "x.png", "kb", "start", ops="b", src="b/x.png", src_sha256="db")
+    run.reread()  # a's start and b's own, again
+    run.record(tmp_path / "x.png", "kb", "withdrawn", start_time=b_start)
+    assert _state(run, "x.png")[:2] == (("start", "ka"), "a")
+    run.reread()
+    for journal in (run, Journal(tmp_path)):
+        assert _state(journal, "x.png")[:2] == (("start", "ka"), "a"), a_start
+
+
+def test_a_start_whose_file_is_not_the_size_it_wrote_is_not_done(tmp_path):
+    # killed between a refused rename and its "withdrawn" line: the file there is the other run's
+    (tmp_path / "x.png").write_bytes(b"theirs, 12")
+    journal = Journal(tmp_path)
+    journal.record(tmp_path / "x.png", "kb", "start", size=30, replacing=False)
+    assert not journal.is_done(tmp_path / "x.png", "kb")
+    journal.record(tmp_path / "y.png", "ky", "start", size=10, replacing=False)
+    (tmp_path / "y.png").write_bytes(b"0123456789")
+    assert journal.is_done(tmp_path / "y.png", "ky")  # killed after its own rename: done
 
 
 def test_a_rewrite_keeps_what_a_later_withdrawn_line_would_give_back(tmp_path, monkeypatch):
     import imgedit.journal as journal_module
 
     monkeypatch.setattr(journal_module, "MIN_REWRITE_LINES", 4)
-    old = [{**A_DONE, "key": f"k{i}", "time": float(i)} for i in range(6)]  # superseded: rewritten away
-    b_start = {"dst": "x.png", "key": "kb", "status": "start", "time": 9.0, "ops": "b"}
-    write_lines(tmp_path / JOURNAL_NAME, old + [{**A_DONE, "time": 8.0}, b_start])
+    lines_ = _journal_of(tmp_path, ["a done"] * 6 + ["b start"])  # superseded lines: rewritten away
     Journal(tmp_path).compact()
     assert [(r["key"], r["status"]) for r in lines(tmp_path / JOURNAL_NAME)] == [("ka", "done"), ("kb", "start")]
     later = Journal(tmp_path)
-    later.record(tmp_path / "x.png", "kb", "withdrawn")
+    later.record(tmp_path / "x.png", "kb", "withdrawn", start_time=lines_[-1]["time"])
     later.close()
-    assert _state(Journal(tmp_path), "x.png")[:2] == (("done", "ka"), "a")
+    assert _state(Journal(tmp_path), "x.png") == (("done", "ka"), "a", "a/x.png")
     monkeypatch.setattr(journal_module, "STALE_FACTOR", 1)
     monkeypatch.setattr(journal_module, "MIN_REWRITE_LINES", 1)
     Journal(tmp_path).compact()  # a start and its withdrawal cancel out
     assert [(r["key"], r["status"]) for r in lines(tmp_path / JOURNAL_NAME)] == [("ka", "done")]
+
+
+def test_a_rewrite_keeps_the_owner_and_input_under_a_failure(tmp_path, monkeypatch):
+    # compacting 'done A, failed A' kept the failure alone: the output's owner and input were lost
+    import imgedit.journal as journal_module
+
+    monkeypatch.setattr(journal_module, "MIN_REWRITE_LINES", 1)
+    monkeypatch.setattr(journal_module, "STALE_FACTOR", 1)
+    _journal_of(tmp_path, ["a start", "a done", "a start", "a done", "a failed"])
+    before = _state(Journal(tmp_path), "x.png")
+    Journal(tmp_path).compact()
+    assert [r["status"] for r in lines(tmp_path / JOURNAL_NAME)] == ["done", "failed"]
+    assert _state(Journal(tmp_path), "x.png") == before == (("failed", "ka"), "a", "a/x.png")

@@ -1635,3 +1635,17 @@ def test_a_single_file_s_result_beside_its_photo_is_not_an_input_of_a_folder_run
     named = invoke("inpaint", folder / "photo.denoise.png", "--mask-box", "2,2,4,4", "--method", "telea",
                    "-o", tmp_path / "named.png")
     assert named.exit_code == 0, named.output  # named: edited as asked
+
+
+def test_a_dangling_link_where_the_output_goes_is_not_blamed_on_another_run(invoke, tmp_path):
+    # the create-only-if-absent commit found the link there, and said another run wrote it, on every rerun
+    src, out = tmp_path / "src", tmp_path / "out"
+    src.mkdir()
+    out.mkdir()
+    Image.fromarray(smooth_rgb(seed=1)).save(src / "x.png")
+    (out / "x.png").symlink_to(tmp_path / "gone.png")
+    result = invoke("denoise", src, "--sigma", "5", "--method", "nlm", "-o", out)
+    assert result.exit_code == 1 and "x.png exists; pass --overwrite to replace it" in result.output, result.output
+    assert "another run" not in result.output and (out / "x.png").is_symlink()
+    replaced = invoke("denoise", src, "--sigma", "5", "--method", "nlm", "-o", out, "--overwrite")
+    assert replaced.exit_code == 0 and not (out / "x.png").is_symlink(), replaced.output
