@@ -44,21 +44,26 @@ __all__ = [
 ]
 
 
-def _installed_weights_dir() -> Path:
-    """The shipped weights: the ``imgedit_weights`` data package an install
-    (wheel or editable) maps to the top-level ``weights/`` folder, else that
-    folder beside the package (a checkout used without installing).
+def _installed_weights_dir(beside: Path = Path(__file__).resolve().parent.parent) -> Path:
+    """The shipped weights: the ``imgedit_weights`` data package a wheel
+    installs beside the ``imgedit`` package (``beside``: the folder holding
+    it), else the top-level ``weights/`` folder of the checkout it is
+    (installed editable, or not at all); else wherever the installer maps
+    ``imgedit_weights``.
 
-    It is a namespace package (data, no code), so any folder of that name on
-    the path is a part of it: one in the current folder came first, and
-    every model failed to verify. The first part that holds weights counts."""
+    Found beside the package, not by importing: ``imgedit_weights`` is a
+    namespace package (data, no code), of which any folder of that name on
+    the path is a part (one in the current folder: every model failed)."""
     import importlib.util
 
+    for folder in (beside / "imgedit_weights", beside / "weights"):
+        if folder.is_dir():
+            return folder
     spec = importlib.util.find_spec("imgedit_weights")
     for location in (spec.submodule_search_locations or []) if spec else []:
         if Path(location).is_dir() and next(Path(location).glob("*/*.safetensors"), None):  # an editable install
             return Path(location)  # also lists its path hook
-    return Path(__file__).resolve().parent.parent / "weights"
+    return beside / "weights"
 
 
 WEIGHTS_DIR = _installed_weights_dir()

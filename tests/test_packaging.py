@@ -63,17 +63,19 @@ def test_package_data_takes_every_shipped_model_and_card_and_leaves_the_checkpoi
     assert all(not packaged(path) for path in checkpoints)
 
 
-def test_installed_weights_are_found_in_the_imgedit_weights_package(tmp_path, monkeypatch):
-    (tmp_path / "imgedit_weights" / "imgedit_vae").mkdir(parents=True)
-    (tmp_path / "imgedit_weights" / "imgedit_vae" / "m.safetensors").write_bytes(b"")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    assert models._installed_weights_dir() == tmp_path / "imgedit_weights"
+def test_installed_weights_are_found_in_the_imgedit_weights_package_beside_imgedit(tmp_path):
+    site = tmp_path / "site-packages"  # a wheel's layout: imgedit/ and imgedit_weights/ side by side
+    (site / "imgedit_weights" / "imgedit_vae").mkdir(parents=True)
+    assert models._installed_weights_dir(site) == site / "imgedit_weights"
+    (tmp_path / "checkout" / "weights").mkdir(parents=True)  # a checkout's
+    assert models._installed_weights_dir(tmp_path / "checkout") == tmp_path / "checkout" / "weights"
 
 
 def test_a_folder_named_imgedit_weights_in_the_current_folder_does_not_hide_the_shipped_ones(tmp_path, monkeypatch):
     # a namespace package: 'mkdir imgedit_weights && python -m imgedit models' had 10 of 10 models fail
     shipped = models._installed_weights_dir()
-    (tmp_path / "imgedit_weights" / "notes").mkdir(parents=True)
+    (tmp_path / "imgedit_weights" / "mine").mkdir(parents=True)  # even one of weights (a user's own)
+    (tmp_path / "imgedit_weights" / "mine" / "m.safetensors").write_bytes(b"")
     monkeypatch.syspath_prepend(str(tmp_path))
     assert models._installed_weights_dir() == shipped
 
