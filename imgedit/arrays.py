@@ -66,7 +66,7 @@ def from_picture(picture: Any) -> tuple[torch.Tensor, Layout]:
             image's (bool is a mask), no pixels, or a PIL mode of 32-bit samples.
     """
     pil = not isinstance(picture, np.ndarray)
-    samples = _pil_samples(picture) if pil else picture
+    samples = _native(_pil_samples(picture) if pil else picture)
     _check_image_array(samples, allowed_channels=(2, 3, 4) if pil else (3, 4))  # 2: PIL's LA, gray + alpha
     channels = 1 if samples.ndim == 2 else samples.shape[2]
     color = samples if channels == 1 else samples[..., : 3 if channels >= 3 else 1]
@@ -184,12 +184,21 @@ def mask_tensor(mask: Any, size: tuple[int, int]) -> torch.Tensor:
     Raises:
         ShapeError: not (H, W) of the image's size, or not numbers.
     """
-    from imgedit.tensor import mask_to_tensor
-
-    hole = _pil_mask(mask) if not isinstance(mask, np.ndarray) else mask
+    hole = _pil_mask(mask) if not isinstance(mask, np.ndarray) else _native(mask)
     if hole.shape != tuple(size):
         raise ShapeError("mask", f"an (H, W) = {tuple(size)} array or PIL image, white = hole", f"shape {hole.shape}")
-    return mask_to_tensor(hole)
+    if hole.dtype.kind not in "biuf":
+        raise ShapeError("mask", "bool, integer or float values", hole.dtype)
+    if hole.dtype.kind in "iu" and hole.dtype != np.uint8:
+        hole = hole != 0  # 0/1 labels, in a type torch may not hold (uint32)
+    # as it is, so that the tensor's reader says what it says of a tensor (a uint8 mask of 0/1: mask.bool())
+    return torch.from_numpy(np.ascontiguousarray(hole))[None, None]
+
+
+def _native(values: np.ndarray) -> np.ndarray:
+    """``values`` in this machine's byte order (a big-endian ``>u2`` from
+    PIL's I;16B or a FITS file), as the dtype checks and torch take them."""
+    return values if values.dtype.isnative else values.astype(values.dtype.newbyteorder("="))
 
 
 def _pil_mask(image: Any) -> np.ndarray:

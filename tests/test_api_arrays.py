@@ -301,3 +301,15 @@ def test_a_mask_for_a_pipeline_that_uses_none_is_said_to_be_ignored(caplog):
         assert out.shape == image.shape
         said = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
         assert said == [f"ignoring {next(iter(given))}: no stage of the pipeline uses a mask"], said
+
+
+def test_big_endian_samples_and_a_uint8_mask_of_ones_are_read_as_their_values_say():
+    # '>u2' (PIL's I;16B) was refused as not uint16; a NumPy 0/1 uint8 mask lost the tensor's hint
+    image = np.full((8, 8), 40000, dtype=">u2")
+    out = imgedit.run("denoise method=nlm sigma=0", image)
+    assert out.dtype == np.uint16 and out.shape == (8, 8) and np.array_equal(out, image.astype(np.uint16))
+    photo = np.full((8, 8, 3), 128, np.uint8)
+    ones = np.zeros((8, 8), np.uint8)
+    ones[2:4, 2:4] = 1
+    with pytest.raises(Exception, match="mask.bool"):
+        imgedit.run("inpaint method=telea", photo, mask=ones)
