@@ -96,9 +96,13 @@ def main(argv: Optional[list[str]] = None) -> None:
         for case in synthetic_cases(images, args.masks.split(","), args.seed):
             image, mask = case.image.float(), case.mask.float()
             samplers = {"deterministic": [inpaint_vae_fills(image, mask, model, [None])[0]] * args.draws}
-            for scale in draw_scales:
-                inpainter.DRAW_SCALE = scale
-                samplers[f"seeded x{scale:g}"] = inpaint_vae_fills(image, mask, model, seeds)
+            shipped = inpainter.DRAW_SCALE
+            try:
+                for scale in draw_scales:
+                    inpainter.DRAW_SCALE = scale
+                    samplers[f"seeded x{scale:g}"] = inpaint_vae_fills(image, mask, model, seeds)
+            finally:
+                inpainter.DRAW_SCALE = shipped
             samplers["plain draw"] = [plain_draw(model, image, mask, s) for s in seeds]
             for name, draws in samplers.items():
                 skill, spread = energy_terms(draws, image, mask)

@@ -73,6 +73,17 @@ def test_known_pixels_are_kept_bit_for_bit(tiny, photo):
         assert (out[~known] != 1.0).any()  # the hole was filled
 
 
+def test_a_seeded_fill_adds_draw_scale_of_its_draw_to_the_deterministic_fill(tiny, photo, monkeypatch):
+    import imgedit_vae.inpaint as inpainter
+
+    mask = box_mask(*photo.shape[-2:], 50, 60, 48)
+    deterministic, whole = inpaint_vae(photo, mask, tiny), inpaint_vae(photo, mask, tiny, seed=1)
+    monkeypatch.setattr(inpainter, "DRAW_SCALE", 0.0)
+    assert same_fill(inpaint_vae(photo, mask, tiny, seed=1), deterministic)  # none of the draw: no variety
+    monkeypatch.setattr(inpainter, "DRAW_SCALE", 1.0)
+    assert not same_fill(inpaint_vae(photo, mask, tiny, seed=1), whole)  # the shipped share is not the whole draw
+
+
 def test_same_seed_same_fill_and_different_seeds_differ(tiny, photo):
     mask = box_mask(*photo.shape[-2:], 50, 60, 48)
     a, b = inpaint_vae(photo, mask, tiny, seed=1), inpaint_vae(photo, mask, tiny, seed=1)

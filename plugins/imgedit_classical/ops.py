@@ -237,7 +237,8 @@ def _low_pass(image: "torch.Tensor", sigma: float) -> "torch.Tensor":
     import torch
 
     hwc = np.ascontiguousarray(image.detach().float().cpu().numpy().transpose(1, 2, 0))
-    blurred = cv2.GaussianBlur(hwc, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
+    size = 2 * round(3 * sigma) + 1  # 3 sigma each side, which the tile overlap covers (OpenCV's own: 4 for floats)
+    blurred = cv2.GaussianBlur(hwc, (size, size), sigma, borderType=cv2.BORDER_REFLECT)
     return torch.from_numpy(blurred.transpose(2, 0, 1)).to(device=image.device, dtype=image.dtype)
 
 
