@@ -355,6 +355,7 @@ class Journal:
         return line["time"]
 
     def _write_line(self, name: str, line: dict[str, Any]) -> None:
+        """Take ``line`` into the state and append it, flushed."""
         with self._lock:
             self._apply_one(name, line)
             try:
@@ -468,9 +469,8 @@ class Journal:
             self._rewrite()
 
     def _rewrite(self) -> None:
-        """The main file with one line per output, its last record; and
-        under a last "start", what it covers (a later "withdrawn" line
-        would put it back)."""
+        """The main file with the lines each output's state rests on
+        (:func:`_tails`): mostly one, its last record."""
         from imgedit.atomic import write_bytes_atomic
 
         kept = [rec for tail in _tails(self._records()[0]).values() for rec in tail]  # only the main file is left now
