@@ -658,7 +658,7 @@ def _tails(records: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
         else:
             state[name] = now
     tails = {}
-    for name in state.keys() | open_starts.keys():
+    for name in dict.fromkeys([*state, *open_starts]):  # in the order first met: records of one time keep their order
         stack = open_starts.get(name, [(None, state.get(name))])
         base = stack[0][1]
         kept = [] if base is None else _unique(base[1], base[0])

@@ -581,3 +581,15 @@ def test_a_rewrite_keeps_the_owner_and_input_under_a_failure(tmp_path, monkeypat
     Journal(tmp_path).compact()
     assert [r["status"] for r in lines(tmp_path / JOURNAL_NAME)] == ["done", "failed"]
     assert _state(Journal(tmp_path), "x.png") == before == (("failed", "ka"), "a", "a/x.png")
+
+
+def test_a_rewrite_keeps_the_order_of_records_of_one_time(tmp_path, monkeypatch):
+    # a fast run writes many lines in one millisecond: the rewrite listed them in a set's order
+    import imgedit.journal as journal_module
+
+    monkeypatch.setattr(journal_module, "MIN_REWRITE_LINES", 1)
+    names = [f"{i:02d}.png" for i in range(20)]
+    write_lines(tmp_path / JOURNAL_NAME, [{"dst": name, "key": f"k{run}", "status": "done", "time": 1.0}
+                                          for run in range(5) for name in names])
+    Journal(tmp_path).compact()
+    assert [r["dst"] for r in lines(tmp_path / JOURNAL_NAME)] == names
