@@ -351,11 +351,6 @@ class Journal:
         which a "withdrawn" line names its "start" by (``start_time``)."""
         name = self._name(dst)
         line = {"dst": name, "key": key, "status": status, "time": round(time.time(), 3), **extra}
-        self._write_line(name, line)
-        return line["time"]
-
-    def _write_line(self, name: str, line: dict[str, Any]) -> None:
-        """Take ``line`` into the state and append it, flushed."""
         with self._lock:
             self._apply_one(name, line)
             try:
@@ -372,6 +367,7 @@ class Journal:
                 raise JournalError(f"cannot write the resume journal {self._write_path} ({exc.strerror or exc}); "
                                    "stopped, so that a rerun knows what was done") from None
             self._lines += 1
+        return line["time"]
 
     def _snapshot(self) -> list[dict[str, Any]]:
         """The state as records, one per output: what a journal deleted under

@@ -318,10 +318,10 @@ def leave_out_own_outputs(pipeline: Pipeline, items: list[InputFile], options: R
     """
     if options.in_place:
         return items, []
-    real = RealPaths()
+    real, journals = RealPaths(), journals or JournalsRead()
     items, nested = _leave_out_output_tree(items, options, named, real)
-    items, earlier = _leave_out_earlier_results(items, named, real, journals or JournalsRead())
-    items, beside = _leave_out_results_by_name(items, named, journals or JournalsRead())
+    items, earlier = _leave_out_earlier_results(items, named, real, journals)
+    items, beside = _leave_out_results_by_name(items, named, journals)
     keep, own = (items, []) if len(items) < 2 else _leave_out_output_names(pipeline, items, options, named, real)
     left_out = nested + earlier + beside + own
     if left_out and not keep:

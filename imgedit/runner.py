@@ -479,7 +479,6 @@ class _Batch:
         options = self.options
         self._say_what_the_format_drops(work, picture)
         stopped: list[ImgeditError] = []  # raised before the rename: write_image would wrap it as a failure to encode
-        started: list[bool] = []
         only_if_absent = work.dst_free and not (options.overwrite or options.in_place)
 
         def before(temporary: Path) -> None:
@@ -487,7 +486,6 @@ class _Batch:
                 self._check_before_rename(work)
                 if self.journal is not None:
                     self._record_start(work, temporary)
-                    started.append(True)
             except ImgeditError as exc:
                 stopped.append(exc)
                 raise
@@ -499,7 +497,7 @@ class _Batch:
         except OutputExistsError:
             if not only_if_absent:
                 raise
-            if started:
+            if work.start_time is not None:  # its "start" was recorded
                 self.journal.record(work.dst, work.key, WITHDRAWN, start_time=work.start_time)
             raise self._overtaken_error(work) from None
         except ImgeditError:
