@@ -21,13 +21,13 @@ import os
 from dataclasses import fields
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Callable, Optional, Union
 
 from imgedit.errors import BatchError, ImgeditError, MaskError, ShapeError, UsageError
 from imgedit.masks import MaskOptions, parse_box
 from imgedit.pipeline import Pipeline
 from imgedit.output_plan import JournalsRead, leave_out_own_outputs
-from imgedit.runner import RunOptions, Summary, default_workers, run_files
+from imgedit.runner import FileResult, RunOptions, Summary, default_workers, run_files
 
 
 def _options(output: Optional[Union[str, Path]], kwargs: dict[str, Any]) -> RunOptions:
@@ -137,6 +137,7 @@ def run(
     output: Optional[Union[str, Path]] = None,
     *,
     mask: Any = None,
+    progress: Optional[Callable[[FileResult, int, int], None]] = None,
     **options: Any,
 ) -> Any:
     """Run ``pipeline`` on a tensor, a NumPy array, a PIL image, a file, a
@@ -168,6 +169,13 @@ def run(
             or a PIL image alike; for paths, a mask file or folder, as
             ``--mask``. An array's or PIL image's alpha is not a hole here
             (unlike the CLI's): give the mask.
+        progress: for paths, called in the calling thread as each image
+            ends, in order, with ``(result, count, total)``: its
+            :class:`FileResult`, how many have ended, and how many the run
+            was given (a progress bar's ``update``). An exception it raises
+            stops the run as Ctrl-C does (the writes in flight end and the
+            journal is saved, so the same call resumes) and is raised from
+            here.
         **options: any :class:`RunOptions` or :class:`MaskOptions` field
             (``device``, ``tile``, ``overwrite``, ``mask_box``, ...) and
             ``recursive``; for a tensor only ``device``, ``precision``,
@@ -223,11 +231,11 @@ def run(
         raise UsageError(f"pipeline must be a Pipeline or its text, got {type(pipeline).__name__}")
     import torch
 
-    if isinstance(target, torch.Tensor):
-        return _run_tensor(pipeline, target, output, mask, options)
-    from imgedit import arrays
-
-    if arrays.is_picture(target):
+    if isinstance(target, torch.Tensor) or _is_picture(target):
+        if progress is not None:  # said, rather than never called: the caller waits on it
+            raise UsageError("progress is for paths: it hears of each file as it ends; an image in memory is one call")
+        if isinstance(target, torch.Tensor):
+            return _run_tensor(pipeline, target, output, mask, options)
         return _run_picture(pipeline, target, output, mask, options)
     from imgedit.inputs import scan_inputs
 
@@ -240,7 +248,8 @@ def run(
     named = frozenset(Path(t) for t in targets if Path(t).is_file())
     journals = JournalsRead()
     items, own = leave_out_own_outputs(pipeline, items=scan.files, options=run_options, named=named, journals=journals)
-    summary: Summary = run_files(pipeline, items, run_options, journals=journals)
+    summary: Summary = run_files(pipeline, items, run_options, journals=journals,
+                                 on_result=None if progress is None else _counting(progress, len(items)))
     summary.unreadable, summary.left_out = scan.unreadable, [item.path for item in own]
     if summary.interrupted:  # the writes in flight ended and the journal is saved; the host's Ctrl-C goes on
         stopped = KeyboardInterrupt()
@@ -255,6 +264,31 @@ def run(
         error.summary = summary  # type: ignore[attr-defined]
         raise error
     return summary
+
+
+def _is_picture(target: Any) -> bool:
+    from imgedit import arrays
+
+    return arrays.is_picture(target)
+
+
+def _counting(progress: Callable[[FileResult, int, int], None], total: int) -> Callable[[FileResult], None]:
+    """``progress`` told the count so far and the total. Once it has raised
+    it is not called again: the runner still ends the writes in flight, and
+    hearing of them would raise again in the middle of that."""
+    count, failed = 0, False
+
+    def on_result(result: FileResult) -> None:
+        nonlocal count, failed
+        count += 1
+        if not failed:
+            try:
+                progress(result, count, total)
+            except BaseException:
+                failed = True
+                raise
+
+    return on_result
 
 
 def _paths(target: Any) -> list[Union[str, Path]]:

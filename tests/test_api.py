@@ -182,6 +182,44 @@ def test_ctrl_c_stops_a_run_over_paths_as_a_keyboard_interrupt_with_its_summary(
     assert len(resumed.skipped) == 1 and len(resumed.done) == 2
 
 
+def test_progress_hears_of_each_image_in_order_with_the_count_and_total(photo, tmp_path):
+    (tmp_path / "in").mkdir()
+    for name in ("a.png", "b.png", "c.png"):
+        (tmp_path / "in" / name).write_bytes(photo.read_bytes())
+    heard = []
+    summary = imgedit.run("denoise method=nlm sigma=5", tmp_path / "in", tmp_path / "out",
+                          progress=lambda result, count, total: heard.append((result.source.name, count, total)))
+    assert heard == [("a.png", 1, 3), ("b.png", 2, 3), ("c.png", 3, 3)]
+    assert [r.source.name for r in summary.done] == ["a.png", "b.png", "c.png"]
+
+
+def test_an_error_in_progress_stops_the_run_with_what_was_written_kept_and_the_call_resumes(photo, tmp_path):
+    (tmp_path / "in").mkdir()
+    names = [f"{i}.png" for i in range(6)]
+    for name in names:
+        (tmp_path / "in" / name).write_bytes(photo.read_bytes())
+    heard = []
+
+    def cancel_after_two(result, count, total):
+        heard.append(count)
+        if count == 2:
+            raise RuntimeError("cancelled by the caller")
+
+    with pytest.raises(RuntimeError, match="cancelled by the caller"):
+        imgedit.run("denoise method=nlm sigma=5", tmp_path / "in", tmp_path / "out", progress=cancel_after_two)
+    assert heard == [1, 2]  # not called again while the writes in flight ended
+    written = sorted(p.name for p in (tmp_path / "out").glob("*.png"))
+    assert len(written) < len(names) and not list((tmp_path / "out").glob("*.tmp*"))
+    resumed = imgedit.run("denoise method=nlm sigma=5", tmp_path / "in", tmp_path / "out")
+    assert len(resumed.skipped) == len(written) and len(resumed.done) == len(names) - len(written)
+
+
+@pytest.mark.parametrize("target", [torch.rand(1, 3, 8, 8), __import__("numpy").zeros((8, 8, 3), "uint8")])
+def test_progress_is_refused_for_an_image_in_memory(target):
+    with pytest.raises(UsageError, match="progress is for paths"):
+        imgedit.run("denoise method=nlm sigma=5", target, progress=lambda *a: None)
+
+
 # --- what comes back -----------------------------------------------------------------------
 
 @pytest.fixture
