@@ -50,21 +50,29 @@ def echo_report(report: dict, notes: list[str], as_json: bool, text: Callable[[]
         click.echo(note)
 
 
-def check_record(recorded: Any, new: dict, counts: tuple[str, ...], overwrite: bool, where: str) -> None:
+def check_record(spec: Any, key: str, new: dict, counts: tuple[str, ...], overwrite: bool) -> None:
     """Keep an ``eval`` verb's ``--record`` from replacing a model card's
     figures with weaker ones: figures on held-out images with figures that
-    are not, or figures over more images (or steps) with figures over fewer.
+    are not, or figures over more images (or steps) with figures over fewer;
+    and from writing into an installed package.
 
     Args:
-        recorded: what the card holds now under its ``metrics`` key (``None``: nothing).
+        spec: the model's :class:`~imgedit.models.ModelSpec`.
+        key: where in the card's ``metrics`` the figures go, e.g. ``"eval_gan"``.
         new: this run's ``held_out`` and ``counts`` (a number, or a list counted by its length).
         counts: the keys that say how much the figures rest on, e.g. ``("n",)``.
         overwrite: ``--overwrite`` was given: replace them anyway.
-        where: the card and key, for the message.
 
     Raises:
-        UsageError: the new figures would be weaker.
+        UsageError: the card is an installed file, or the new figures would be weaker.
     """
+    from imgedit.models import in_site_packages
+
+    if in_site_packages(spec.card_path):  # pip owns it: its RECORD no longer matches, an upgrade drops the figures
+        raise UsageError(f"--record: {spec.card_path} belongs to the installed imgedit package; copy its weights "
+                         "folder somewhere of your own and set IMGEDIT_WEIGHTS to it, or run from a source checkout")
+    recorded = (spec.card().get("metrics") or {}).get(key)
+    where = f"{spec.card_path} (metrics.{key})"
     if overwrite or not isinstance(recorded, dict):
         return
     if recorded.get("held_out") and not new.get("held_out"):

@@ -129,6 +129,18 @@ def shipped_weights_dir() -> Path:
     return Path(os.environ.get("IMGEDIT_WEIGHTS", WEIGHTS_DIR)).expanduser()  # "~/w" as a .env file writes it
 
 
+def in_site_packages(path: Path) -> bool:
+    """Whether ``path`` lies in a folder installed packages live in
+    (site-packages): a file an installer owns and will replace."""
+    import site
+    import sysconfig
+
+    roots = {sysconfig.get_paths().get(k) for k in ("purelib", "platlib")} | set(site.getsitepackages())
+    roots.add(site.getusersitepackages())
+    resolved = path.resolve()
+    return any(resolved.is_relative_to(Path(root).resolve()) for root in roots if root)
+
+
 def user_weights_dir() -> Path:
     """Folder for weights the user trains (``IMGEDIT_HOME``/weights, else the
     XDG data folder).

@@ -176,6 +176,21 @@ def test_record_keeps_held_out_figures_unless_overwrite(tmp_path, invoke):
     assert alone.exit_code == 2 and "needs --record" in alone.output
 
 
+def test_record_refuses_a_card_in_an_installed_package(tmp_path, invoke, monkeypatch):
+    import site
+    import sysconfig
+
+    spec = save_tiny_gan(tmp_path / "site-packages" / "imgedit_weights" / "tiny.safetensors")
+    monkeypatch.setattr(sysconfig, "get_paths", lambda *a, **k: {"purelib": str(tmp_path / "site-packages")})
+    monkeypatch.setattr(site, "getsitepackages", lambda *a: [])
+    before = spec.card_path.read_bytes()
+    real = blob_images(tmp_path / "real", count=12, size=16)
+    refused = invoke("eval", "gan", "--model", spec.weights, "--real", real, "--n", "4", "--record", "--overwrite")
+    assert refused.exit_code == 2 and refused.output.count("\n") == 1, refused.output
+    assert "belongs to the installed imgedit package" in refused.output and "IMGEDIT_WEIGHTS" in refused.output
+    assert spec.card_path.read_bytes() == before
+
+
 def test_too_small_real_images_are_not_called_training_images(tmp_path, invoke):
     spec = save_tiny_gan(tmp_path / "w" / "tiny.safetensors")
     small = blob_images(tmp_path / "small", count=4, size=8)

@@ -1,6 +1,7 @@
 """Weights: save, verify, load, list; a tampered file is refused."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -301,6 +302,16 @@ def test_a_failure_while_reading_one_user_model_is_kept_to_that_model(user_home,
     assert [m.name for m in user_models()] == ["mine"]
     registry.reset()
     assert "mine" in get_registry().models and "denoise-vae" in get_registry().models
+
+
+def test_in_site_packages_tells_an_installed_file_from_ones_own(tmp_path):
+    import sysconfig
+
+    from imgedit.models import in_site_packages
+
+    assert in_site_packages(Path(sysconfig.get_paths()["purelib"]) / "imgedit_weights" / "x.json")
+    assert not in_site_packages(tmp_path / "weights" / "x.json")
+    assert not in_site_packages(Path(__file__))  # a checkout (this one is installed editable, or not at all)
 
 
 def test_recording_metrics_keeps_an_unreadable_card(tmp_path):

@@ -263,8 +263,7 @@ def eval_gan_command(model, real_sources, held_out, count, seed, truncation, dev
     reference, floor = _real_halves(real_sources, loaded.image_size[0], count, seed, card if held_out else None)
     n = len(reference)
     if record:  # before the minutes of sampling and scoring
-        check_record(card.get("metrics", {}).get("eval_gan"), {"held_out": held_out, "n": n}, ("n",), overwrite,
-                     f"{spec.card_path} (metrics.eval_gan)")
+        check_record(spec, "eval_gan", {"held_out": held_out, "n": n}, ("n",), overwrite)
     started = time.perf_counter()
     fake = loaded.decode(_latents(loaded, n, seed, truncation)).cpu()
     speed = n / (time.perf_counter() - started)

@@ -364,9 +364,9 @@ def eval_interp_command(model, sources, held_out, pairs, frames, limit, seed, fe
     chosen = evaluate.random_pairs(len(images), pairs, seed)
     _check_eval_memory(len(chosen), frames, loaded.image_size[0])  # before the minutes of morphing
     if record:  # before the minutes of morphing
-        check_record(card.get("metrics", {}).get("eval_interp"),
+        check_record(spec, "eval_interp",
                      {"held_out": held_out, "images": len(images), "reconstructed": len(images[:limit]), "pairs": len(chosen)},
-                     ("images", "reconstructed", "pairs"), overwrite, f"{spec.card_path} (metrics.eval_interp)")
+                     ("images", "reconstructed", "pairs"), overwrite)
     started = time.perf_counter()
     recon = evaluate.reconstruction_psnr(loaded, images[:limit])
     results, videos = evaluate.evaluate_pairs(loaded, images, chosen, frames,

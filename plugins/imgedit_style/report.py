@@ -69,8 +69,7 @@ def evaluate_styles(names: list[str], sources: list[str], *, limit: int, size: i
     photo_names, photos = load_photos(sources, limit, size)
     if record:  # before the minutes of measuring
         for spec in specs:
-            check_record((spec.card().get("metrics") or {}).get("eval_style"), {"photos": photo_names, "steps": steps},
-                         ("photos", "steps"), overwrite, f"{spec.card_path} (metrics.eval_style)")
+            check_record(spec, "eval_style", {"photos": photo_names, "steps": steps}, ("photos", "steps"), overwrite)
     seed = evaluate.EVAL_SEED if seed is None else seed
     dev = resolve_device(device)
     results: list[evaluate.StyleResult] = []
