@@ -114,13 +114,21 @@ def _commit(tmp: str, dest: Path, overwrite: bool) -> None:
     try:
         os.link(tmp, dest)  # atomic "create only if absent"
     except FileExistsError:
-        raise DestinationExists(str(dest)) from None
+        if not _same_file(tmp, dest):  # on NFS a link() sent again reports EEXIST for the link its first send made
+            raise DestinationExists(str(dest)) from None
     except OSError:  # no hard links on this filesystem: check, then rename
-        if dest.exists():
+        if os.path.lexists(dest):  # a dangling link too: it names a file the user may yet restore
             raise DestinationExists(str(dest)) from None
         os.replace(tmp, dest)
         return
     os.unlink(tmp)
+
+
+def _same_file(path: str, other: Path) -> bool:
+    try:
+        return os.path.samestat(os.stat(path), os.lstat(other))
+    except OSError:
+        return False
 
 
 def flush_to_disk(fd: int) -> None:

@@ -294,7 +294,7 @@ class Journal:
 
     def source_of(self, dst: Path) -> Optional[Source]:
         """The input the run that wrote ``dst`` made it from, if its record says."""
-        return self.sources.get(self._name(dst))
+        return self._landed(dst)[2]
 
     def result_source(self, path: Path) -> Optional[Source]:
         """The input a run made ``path`` from, where the journal records
@@ -310,7 +310,27 @@ class Journal:
     def owner(self, dst: Path) -> Optional[str]:
         """The operations of the run that wrote ``dst`` ("" if its journal
         did not keep them), or None if no run of imgedit wrote it."""
-        return self.owners.get(self._name(dst))
+        return self._landed(dst)[1]
+
+    def _landed(self, dst: Path) -> tuple[Optional[Entry], Optional[str], Optional[Source]]:
+        """``dst``'s entry, owner and source, passing over the open "start"
+        lines whose file is not there (not the size they recorded): a run
+        killed between a refused rename and its "withdrawn" line did not
+        write what is there, and its rerun must not take it for its own."""
+        name = self._name(dst)
+        state = (self.entries.get(name), self.owners.get(name), self.sources.get(name))
+        stack = list(self._open_starts.get(name) or ())  # a copy: encoder threads record meanwhile
+        if not stack:  # the usual case: no stat
+            return state
+        try:
+            size: Optional[int] = os.stat(dst).st_size
+        except OSError:
+            size = None
+        for _, below in reversed(stack):
+            entry = below and below[0]
+            if entry is None or entry.status != "start" or entry.size in (None, size):
+                return below or (None, None, None)
+        return None, None, None
 
     def is_done(self, dst: Path, key: str) -> bool:
         """``dst`` holds a complete result for ``key``."""
@@ -469,8 +489,8 @@ class Journal:
         (:func:`_tails`): mostly one, its last record."""
         from imgedit.atomic import write_bytes_atomic
 
-        kept = [rec for tail in _tails(self._records()[0]).values() for rec in tail]  # only the main file is left now
-        text = "".join(json.dumps(rec) + "\n" for rec in sorted(kept, key=_time))
+        kept = _tails(self._records()[0])  # only the main file is left now
+        text = "".join(json.dumps(rec) + "\n" for rec in kept)
         with self._lock:
             self._close()
             write_bytes_atomic(self.path, text.encode("utf-8"))
@@ -634,16 +654,18 @@ def _fold(open_starts: dict[str, list], name: str, rec: dict[str, Any], below: A
     return after
 
 
-def _tails(records: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
-    """Each output's records that its state rests on, as :meth:`Journal._apply_one`
-    reads them: its last record (and under a last "failed", the last record
-    that wrote it, which names its owner and source), and under its open
-    "start" lines what they cover. A "start" and its "withdrawn" leave neither."""
+def _tails(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The records each output's state rests on, as :meth:`Journal._apply_one`
+    reads them, in file order (read in another, one output's lines could
+    change places: a clock set back between them): its last record (and
+    under a last "failed", the last record that wrote it, which names its
+    owner and source), and under its open "start" lines what they cover. A
+    "start" and its "withdrawn" leave neither. Each is given with its
+    ``dst`` as :func:`_portable` names it."""
     open_starts: dict[str, list] = {}
     state: dict[str, tuple] = {}  # name -> (last record, last record that wrote the output)
     for rec in records:
         name = _portable(rec["dst"])
-        rec = {**rec, "dst": name}
         below = state.get(name)
         after = (rec, rec if rec["status"] in WROTE else below and below[1])
         now = _fold(open_starts, name, rec, below, after)
@@ -653,13 +675,13 @@ def _tails(records: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
             state.pop(name, None)
         else:
             state[name] = now
-    tails = {}
-    for name in dict.fromkeys([*state, *open_starts]):  # in the order first met: records of one time keep their order
+    kept: list[dict[str, Any]] = []
+    for name in {*state, *open_starts}:
         stack = open_starts.get(name, [(None, state.get(name))])
         base = stack[0][1]
-        kept = [] if base is None else _unique(base[1], base[0])
-        tails[name] = kept + [frame[1][0] for frame in stack[1:]]
-    return {name: tail for name, tail in tails.items() if tail}
+        kept += ([] if base is None else _unique(base[1], base[0])) + [frame[1][0] for frame in stack[1:]]
+    line_of = {id(rec): at for at, rec in enumerate(records)}  # every record is alive in ``records``: ids are unique
+    return [{**rec, "dst": _portable(rec["dst"])} for rec in sorted(kept, key=lambda rec: line_of[id(rec)])]
 
 
 def _unique(*records: Optional[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -149,3 +149,29 @@ def test_a_folder_that_refuses_the_temporary_names_the_file_asked_for(tmp_path, 
     result = invoke("denoise", tmp_path / "small.png", "--method", "nlm", "--sigma", "5")
     assert result.exit_code == 1 and ".tmp" not in result.stderr
     assert f"Permission denied: '{tmp_path / 'small.denoise.png'}'" in result.stderr, result.stderr
+
+
+def test_a_link_sent_again_on_nfs_that_reports_eexist_for_its_own_link_is_a_success(tmp_path, monkeypatch):
+    # NFS: the first link() made the link, its reply was lost, the resend found the name taken
+    real_link = os.link
+
+    def link_then_eexist(src, dst):
+        real_link(src, dst)
+        raise FileExistsError(17, "File exists")
+
+    monkeypatch.setattr(os, "link", link_then_eexist)
+    write_bytes_atomic(tmp_path / "x.png", b"ours", overwrite=False)
+    assert (tmp_path / "x.png").read_bytes() == b"ours" and temporaries(tmp_path) == []
+    (tmp_path / "y.png").write_bytes(b"theirs")  # another's file there: still refused, and kept
+    monkeypatch.setattr(os, "link", lambda src, dst: (_ for _ in ()).throw(FileExistsError(17, "File exists")))
+    with pytest.raises(FileExistsError):
+        write_bytes_atomic(tmp_path / "y.png", b"ours", overwrite=False)
+    assert (tmp_path / "y.png").read_bytes() == b"theirs" and temporaries(tmp_path) == []
+
+
+def test_without_hard_links_a_dangling_link_at_the_destination_is_not_replaced(tmp_path, monkeypatch):
+    monkeypatch.setattr(os, "link", lambda src, dst: (_ for _ in ()).throw(PermissionError(1, "not permitted")))
+    (tmp_path / "x.png").symlink_to(tmp_path / "gone.png")
+    with pytest.raises(FileExistsError):
+        write_bytes_atomic(tmp_path / "x.png", b"ours", overwrite=False)
+    assert (tmp_path / "x.png").is_symlink() and temporaries(tmp_path) == []

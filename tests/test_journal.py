@@ -593,3 +593,34 @@ def test_a_rewrite_keeps_the_order_of_records_of_one_time(tmp_path, monkeypatch)
                                           for run in range(5) for name in names])
     Journal(tmp_path).compact()
     assert [r["dst"] for r in lines(tmp_path / JOURNAL_NAME)] == names
+
+
+def test_a_rewrite_keeps_file_order_when_the_clock_went_back(tmp_path, monkeypatch):
+    # b's start was appended after a's done, with a clock set back (NTP) between them: sorted
+    # by time, the rewrite put a's done last and gave b's output to a
+    import imgedit.journal as journal_module
+
+    monkeypatch.setattr(journal_module, "MIN_REWRITE_LINES", 1)
+    monkeypatch.setattr(journal_module, "STALE_FACTOR", 1)
+    lines_ = _journal_of(tmp_path, ["a done", "b start"])
+    lines_[1]["time"] = lines_[0]["time"] - 60
+    write_lines(tmp_path / JOURNAL_NAME, lines_)
+    before = _state(Journal(tmp_path), "x.png")
+    Journal(tmp_path).compact()
+    assert [(r["key"], r["status"]) for r in lines(tmp_path / JOURNAL_NAME)] == [("ka", "done"), ("kb", "start")]
+    assert _state(Journal(tmp_path), "x.png") == before == (("start", "kb"), "b", "b/x.png")
+
+
+def test_a_start_whose_file_is_not_there_does_not_own_the_file_that_is(tmp_path):
+    # b recorded its start after a's done, its rename was refused, and it was killed before its
+    # "withdrawn": the file is a's, and b's rerun must not replace it as its own
+    _journal_of(tmp_path, ["a done", "b start"])
+    lines_ = lines(tmp_path / JOURNAL_NAME)
+    lines_[1]["size"] = 30
+    write_lines(tmp_path / JOURNAL_NAME, lines_)
+    (tmp_path / "x.png").write_bytes(b"a's file, 13")
+    journal = Journal(tmp_path)
+    assert journal.owner(tmp_path / "x.png") == "a" and journal.source_of(tmp_path / "x.png").path == "a/x.png"
+    assert not journal.owns(tmp_path / "x.png", "b") and journal.owns(tmp_path / "x.png", "a")
+    (tmp_path / "x.png").write_bytes(b"b" * 30)  # b's rename did happen before it was killed: b's file
+    assert journal.owner(tmp_path / "x.png") == "b" and journal.owns(tmp_path / "x.png", "b")
