@@ -163,7 +163,8 @@ def run(
             start method (a process forked after torch or OpenCV ran may hang).
         mask: for a tensor, the ``(B, 1, H, W)`` hole mask (``(1, 1, H, W)``
             for every image), read as a mask file is (white = hole): bool,
-            uint8 above 127, other integers nonzero, floats from 0.5; an
+            uint8 above 127, uint16 above 32767, other integers nonzero,
+            floats from 0.5; an
             ``(H, W)`` NumPy array read so, or a PIL image read as a mask
             file (gray above half range = hole), serves a tensor, an array
             or a PIL image alike; for paths, a mask file or folder, as
@@ -450,8 +451,8 @@ def _box_mask(image: Any, box: Any) -> Any:
 def _hole_mask(image: Any, mask: Any) -> Any:
     """The caller's mask as the guide promises plugins: float, 1 = hole,
     0 = kept, read as the CLI reads a mask file (white = hole): bool as
-    it is, uint8 above 127 (0-255, as an 8-bit file), other integers
-    nonzero (0/1 labels), floats from 0.5. An (H, W) NumPy array is read
+    it is, uint8 above 127 (0-255, as an 8-bit file), uint16 above 32767,
+    other integers nonzero (0/1 labels), floats from 0.5. An (H, W) NumPy array is read
     so too, a PIL image as a mask file (:func:`imgedit.arrays.mask_tensor`).
     A fresh tensor, never the caller's: an applier may edit its mask in place.
 
@@ -479,9 +480,10 @@ def _hole_mask(image: Any, mask: Any) -> Any:
         raise UsageError("mask values must be finite, got NaN or infinity")
     hole = _hole(mask)
     if not bool(hole.any()) and bool(mask.any()):  # values given, none a hole: read on another scale than meant
-        if mask.dtype == torch.uint8:
-            raise MaskError("mask: no pixel is a hole: a uint8 mask is read as an 8-bit mask file, a hole above 127; "
-                            "for 0/1 values pass mask.bool()")
+        if mask.dtype in (torch.uint8, getattr(torch, "uint16", None)):
+            bits, top = (8, 127) if mask.dtype == torch.uint8 else (16, 32767)
+            raise MaskError(f"mask: no pixel is a hole: a uint{bits} mask is read as a {bits}-bit mask file, a hole "
+                            f"above {top}; for 0/1 values pass mask.bool()")
         raise MaskError("mask: no pixel is a hole: a float mask is a hole from 0.5")
     return hole.expand(b, 1, h, w).to(torch.float32, memory_format=torch.contiguous_format)
 
@@ -494,6 +496,8 @@ def _hole(mask: Any) -> Any:
         return mask
     if mask.dtype == torch.uint8:
         return mask > 127  # what load_mask_file takes from an 8-bit file
+    if mask.dtype == getattr(torch, "uint16", None):  # and from a 16-bit one (torch has few uint16 ops)
+        return mask.to(torch.int32) > 32767
     if not mask.is_floating_point():
         return mask != 0
     return mask >= 0.5

@@ -28,9 +28,6 @@ from imgedit.errors import ShapeError, UsageError
 IMAGE_ARRAY = "an (H, W), (H, W, 3) or (H, W, 4) NumPy array"
 _IMAGE_DTYPES = "uint8 (0-255), uint16 (0-65535) or float (0-1)"
 
-#: PIL's 16-bit gray modes (``np.asarray`` gives uint16 for each).
-_GRAY16_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
-
 
 @dataclass(frozen=True)
 class Layout:
@@ -40,6 +37,7 @@ class Layout:
     gray: bool  # one colour channel: (H, W), or PIL's L, LA and I;16
     alpha: Optional[np.ndarray]  # (H, W) in the input's samples, carried to the result unchanged
     pil: bool  # given as a PIL image: returned as one
+    info: Optional[dict] = None  # a PIL image's colour profile, EXIF and dpi, for its result: saved, it is the same photo
 
 
 def is_picture(value: Any) -> bool:
@@ -66,26 +64,31 @@ def from_picture(picture: Any) -> tuple[torch.Tensor, Layout]:
             image's (bool is a mask), no pixels, or a PIL mode of 32-bit samples.
     """
     pil = not isinstance(picture, np.ndarray)
-    samples = _native(_pil_samples(picture) if pil else picture)
+    samples, info = _pil_samples(picture) if pil else (picture, None)
+    samples = _native(samples)
     _check_image_array(samples, allowed_channels=(2, 3, 4) if pil else (3, 4))  # 2: PIL's LA, gray + alpha
     channels = 1 if samples.ndim == 2 else samples.shape[2]
     color = samples if channels == 1 else samples[..., : 3 if channels >= 3 else 1]
     alpha = samples[..., -1].copy() if channels in (2, 4) else None  # a copy: the caller may change theirs
-    layout = Layout(dtype=samples.dtype, gray=channels <= 2, alpha=alpha, pil=pil)
+    layout = Layout(dtype=samples.dtype, gray=channels <= 2, alpha=alpha, pil=pil, info=info)
     return torch.from_numpy(_unit_planes(color, samples.dtype))[None], layout
 
 
-def _pil_samples(image: Any) -> np.ndarray:
+def _pil_samples(image: Any) -> tuple[np.ndarray, dict]:
     """A PIL image's samples as the file reader takes them: L, LA, RGB,
-    RGBA or 16-bit gray; other modes (P, 1, CMYK...) converted to one of those."""
+    RGBA or 16-bit gray; other modes (P, 1, CMYK...) converted to one of
+    those. And the ``info`` its result keeps: the colour profile where it
+    still applies (not after CMYK was converted), EXIF and dpi."""
     from imgedit.imageio.decode import pillow_pixels
 
     if image.mode in ("I", "F"):  # 32-bit samples: no white point is known
         raise ShapeError("image", "a PIL image of 8-bit or I;16 samples (convert to I;16, L or RGB)",
                          f"mode {image.mode}")
-    if image.mode in _GRAY16_MODES:
-        return np.asarray(image)
-    return pillow_pixels(image)[0]
+    samples, icc, _ = pillow_pixels(image)  # 16-bit gray as uint16
+    info = {key: image.info[key] for key in ("exif", "dpi") if key in image.info}
+    if icc:
+        info["icc_profile"] = icc
+    return samples, info
 
 
 def _check_image_array(samples: np.ndarray, allowed_channels: tuple[int, ...]) -> None:
@@ -130,7 +133,7 @@ def to_picture(result: torch.Tensor, layout: Layout) -> Any:
     samples = _samples(color, dtype)
     if layout.alpha is not None:
         samples = np.dstack((samples, _fitted_alpha(layout.alpha, samples.shape[:2], dtype)))
-    return _pil_image(samples) if layout.pil else samples
+    return _pil_image(samples, layout.info or {}) if layout.pil else samples
 
 
 def _gray_plane(rgb: np.ndarray) -> np.ndarray:
@@ -166,31 +169,46 @@ def _fitted_alpha(alpha: np.ndarray, size: tuple[int, int], dtype: np.dtype) -> 
     return _samples(fit_plane(alpha.astype(np.float32) / np.float32(top), size), dtype)
 
 
-def _pil_image(samples: np.ndarray) -> Any:
-    """Samples as a PIL image: L, LA, RGB, RGBA, or I;16 for 16-bit gray."""
+def _pil_image(samples: np.ndarray, info: dict) -> Any:
+    """Samples as a PIL image: L, LA, RGB, RGBA, or I;16 for 16-bit gray;
+    with the input's ``info`` (a gray profile only on a gray result: on
+    RGB pixels it is invalid, as a file's is dropped)."""
     from PIL import Image
+
+    from imgedit.imageio.profiles import profile_for_pixels
 
     if samples.dtype.kind == "u" and samples.dtype.itemsize == 2:
         samples = samples.astype(np.uint16, copy=False)  # native byte order: I;16, also for an I;16B input
-    return Image.fromarray(samples)
+    image = Image.fromarray(samples)
+    image.info.update({key: value for key, value in info.items() if key != "icc_profile"})
+    icc = profile_for_pixels(info.get("icc_profile"), gray=samples.ndim == 2 or samples.shape[2] == 2)
+    if icc:
+        image.info["icc_profile"] = icc
+    return image
 
 
 def mask_tensor(mask: Any, size: tuple[int, int]) -> torch.Tensor:
     """A NumPy or PIL mask for an image of ``size`` (H, W) as a ``(1, 1, H, W)``
     tensor that :func:`imgedit.api._hole_mask` reads as it reads a tensor:
-    bool as it is, uint8 above 127, other integers nonzero, floats from 0.5.
-    A PIL mask is read as a mask file is: white = hole.
+    bool as it is, uint8 above 127, uint16 above 32767, other integers
+    nonzero, floats from 0.5. A PIL mask is read as a mask file is: white = hole.
 
     Raises:
         ShapeError: not (H, W) of the image's size, or not numbers.
     """
-    hole = _pil_mask(mask) if not isinstance(mask, np.ndarray) else _native(mask)
+    if not isinstance(mask, np.ndarray):
+        from imgedit.masks import pil_hole
+
+        mask = pil_hole(mask)
+    hole = _native(mask)
     if hole.shape != tuple(size):
         raise ShapeError("mask", f"an (H, W) = {tuple(size)} array or PIL image, white = hole", f"shape {hole.shape}")
     if hole.dtype.kind not in "biuf":
         raise ShapeError("mask", "bool, integer or float values", hole.dtype)
-    if hole.dtype.kind in "iu" and hole.dtype != np.uint8:
+    if hole.dtype.kind in "iu" and hole.dtype not in (np.uint8, np.uint16):
         hole = hole != 0  # 0/1 labels, in a type torch may not hold (uint32)
+    if hole.dtype.kind == "f" and hole.dtype.itemsize > 8:
+        hole = hole.astype(np.float64)  # float128: torch holds no such type
     # as it is, so that the tensor's reader says what it says of a tensor (a uint8 mask of 0/1: mask.bool())
     return torch.from_numpy(np.ascontiguousarray(hole))[None, None]
 
@@ -199,11 +217,3 @@ def _native(values: np.ndarray) -> np.ndarray:
     """``values`` in this machine's byte order (a big-endian ``>u2`` from
     PIL's I;16B or a FITS file), as the dtype checks and torch take them."""
     return values if values.dtype.isnative else values.astype(values.dtype.newbyteorder("="))
-
-
-def _pil_mask(image: Any) -> np.ndarray:
-    """A PIL mask as :func:`imgedit.masks.load_mask_file` reads a mask file:
-    gray above half range is the hole."""
-    if image.mode in _GRAY16_MODES or image.mode in ("I", "F"):  # converting to L would clip, not scale
-        return np.asarray(image).astype(np.float64) > 32767
-    return np.asarray(image.convert("L")) > 127

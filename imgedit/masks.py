@@ -30,6 +30,7 @@ from imgedit.errors import MaskError, UsageError
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import numpy as np
+    from PIL import Image
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -202,7 +203,6 @@ def load_mask_file(path: Path, size: tuple[int, int]) -> "np.ndarray":
     Example:
         >>> hole = load_mask_file(Path("photo.mask.png"), rgb.shape[:2])  # doctest: +SKIP
     """
-    import numpy as np
     from PIL import Image, ImageOps
 
     from imgedit.errors import ImageReadError
@@ -234,9 +234,17 @@ def load_mask_file(path: Path, size: tuple[int, int]) -> "np.ndarray":
             path, img.size[0], img.size[1], width, height,
         )
         img = img.resize((width, height), Image.Resampling.NEAREST)
-    if img.mode.startswith("I;16") or img.mode in ("I", "F"):
-        # 16-bit greyscale: converting to "L" would clip, not scale, so
-        # threshold on the native range instead.
+    return pil_hole(img)
+
+
+def pil_hole(img: "Image.Image") -> "np.ndarray":
+    """A mask image's hole, as a bool array: gray above half its range
+    (white = hole); a mask file and a PIL mask given to the API alike."""
+    import numpy as np
+
+    from imgedit.imageio.source import WIDE_MODES
+
+    if img.mode in WIDE_MODES:  # 16 or 32 bits: converting to "L" would clip, not scale
         return np.asarray(img).astype(np.float64) > 32767
     return np.asarray(img.convert("L")) > 127
 

@@ -10,7 +10,7 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from imgedit.errors import ShapeError
+from imgedit.errors import ShapeError, UsageError
 
 __all__ = [
     "IMAGE_RANGE",
@@ -153,10 +153,12 @@ def mask_to_tensor(mask: np.ndarray) -> torch.Tensor:
 
     Values are read as a mask file is (white = hole): bool as it is, uint8
     above 127 (0-255, as an 8-bit file: a blurred edge's grey is not all
-    hole), other integers nonzero (0/1 labels), floats from 0.5.
+    hole), uint16 above 32767, other integers nonzero (0/1 labels), floats
+    from 0.5.
 
     Raises:
         ShapeError: not an (H, W) array of bool, integer or float values.
+        UsageError: a float mask with NaN or infinity (neither hole nor kept).
     """
     if mask.ndim != 2:
         raise ShapeError("mask", "shape (H, W)", mask.shape)
@@ -169,10 +171,14 @@ def _hole(mask: np.ndarray) -> np.ndarray:
         return mask
     if mask.dtype == np.uint8:
         return mask > 127  # what imgedit.masks.load_mask_file takes from an 8-bit file
+    if mask.dtype == np.uint16:
+        return mask > 32767  # and from a 16-bit one
     if mask.dtype.kind in "iu":
         return mask != 0
     if mask.dtype.kind != "f":
         raise ShapeError("mask", "bool, integer or float values", mask.dtype)
+    if not np.isfinite(mask).all():
+        raise UsageError("mask values must be finite, got NaN or infinity")
     return mask >= 0.5
 
 

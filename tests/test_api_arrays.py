@@ -209,6 +209,23 @@ def test_a_gray_pil_image_whose_result_has_colour_comes_back_rgb(ops):
     assert imgedit.run("tint", Image.new("I;16", (3, 2), 9000)).mode == "RGB"  # Pillow has no 16-bit colour
 
 
+def test_a_pil_image_keeps_its_colour_profile_exif_and_dpi(ops):
+    from PIL import ImageCms
+
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: the pixels are as stored, and stay so
+    given = Image.fromarray(smooth_rgb())
+    given.info.update(icc_profile=srgb, dpi=(300, 300), exif=exif.tobytes())
+    out = imgedit.run("keep", given)
+    assert out.info["icc_profile"] == srgb and out.info["dpi"] == (300, 300) and out.info["exif"] == exif.tobytes()
+    lab = ImageCms.ImageCmsProfile(ImageCms.createProfile("LAB")).tobytes()
+    gray = Image.new("L", (3, 2), 90)
+    gray.info["icc_profile"] = lab[:16] + b"GRAY" + lab[20:]  # a header that says it describes gray
+    assert imgedit.run("keep", gray).info["icc_profile"] == gray.info["icc_profile"]
+    assert "icc_profile" not in imgedit.run("tint", gray).info  # a gray profile on colour pixels is invalid
+
+
 def test_a_pil_image_of_32_bit_samples_is_refused(ops):
     with pytest.raises(ShapeError, match="got mode F"):
         imgedit.run("keep", Image.new("F", (4, 4), 0.5))
@@ -221,7 +238,9 @@ def test_a_pil_image_of_32_bit_samples_is_refused(ops):
     (np.bool_, (False, True, True), (0, 1, 1)),
     (np.int64, (0, 1, 7), (0, 1, 1)),  # 0/1 labels: nonzero is the hole
     (np.uint32, (0, 1, 7), (0, 1, 1)),
+    (np.uint16, (0, 20000, 65535), (0, 0, 1)),  # as a 16-bit mask file (a PIL I;16 mask alike): above 32767
     (np.float32, (0.1, 0.5, 0.9), (0, 1, 1)),  # fractional: from 0.5
+    (np.longdouble, (0.1, 0.5, 0.9), (0, 1, 1)),  # float128 on x86: a type torch does not hold
 ])
 def test_an_array_mask_is_read_as_a_tensor_mask_is(ops, dtype, values, hole):
     mask = np.zeros((6, 6), dtype)
@@ -238,6 +257,30 @@ def test_a_pil_mask_is_read_as_a_mask_file_white_is_the_hole(ops, mode):
     mask = Image.fromarray(drawn).convert(mode)
     imgedit.run("probe", Image.new("RGB", (8, 6)), mask=mask)
     assert torch.equal(ops[0][0, 0], torch.from_numpy(drawn > 127).float())
+
+
+def test_a_16_bit_mask_reads_alike_as_an_array_a_pil_image_a_tensor_and_a_file(ops, tmp_path):
+    from imgedit.masks import load_mask_file
+    from imgedit.tensor import mask_to_tensor
+
+    drawn = np.zeros((6, 8), np.uint16)
+    drawn[2:4, 1:5], drawn[2:4, 5] = 65535, 20000  # a soft edge: not all hole
+    Image.fromarray(drawn).save(tmp_path / "m.png")
+    expected = torch.from_numpy(drawn > 32767).float()
+    for mask in (drawn, Image.fromarray(drawn), torch.from_numpy(drawn.astype(np.int32)).to(torch.uint16)[None, None]):
+        imgedit.run("probe", torch.zeros(1, 3, 6, 8), mask=mask)
+        assert torch.equal(ops.pop()[0, 0], expected), type(mask)
+    assert torch.equal(mask_to_tensor(drawn)[0, 0], expected)
+    assert torch.equal(torch.from_numpy(load_mask_file(tmp_path / "m.png", (6, 8))).float(), expected)
+
+
+def test_mask_to_tensor_refuses_nan_as_imgedit_run_does():
+    from imgedit.tensor import mask_to_tensor
+
+    mask = np.zeros((4, 4), np.float32)
+    mask[0, 0] = np.nan
+    with pytest.raises(UsageError, match="finite"):
+        mask_to_tensor(mask)
 
 
 def test_an_array_mask_serves_every_image_of_a_tensor_batch(ops):

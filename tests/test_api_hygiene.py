@@ -75,7 +75,7 @@ def test_an_8_bit_mask_is_read_as_a_mask_file():
 @pytest.mark.parametrize("mask, hole", [
     (np.array([[False, True]]), [[0, 1]]),
     (np.array([[0, 1], [2, 0]], dtype=np.int64), [[0, 1], [1, 0]]),  # labels: nonzero is a hole
-    (np.array([[0, 65535], [32767, 1]], dtype=np.uint16), [[0, 1], [1, 1]]),
+    (np.array([[0, 65535], [32767, 32768]], dtype=np.uint16), [[0, 1], [0, 1]]),  # as a 16-bit mask file
     (np.array([[0.49, 0.5]], dtype=np.float64), [[0, 1]]),
 ])
 def test_other_masks_are_read_as_the_api_reads_them(mask, hole):
