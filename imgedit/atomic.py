@@ -106,6 +106,37 @@ def _replaced_mode(dest: Path, source_mode: Optional[int] = None) -> int:
     return new_file_mode(source_mode)
 
 
+#: macOS copyfile(3)'s flag for extended attributes (Finder tags and comments, "Where from").
+_COPYFILE_XATTR = 1 << 2
+
+
+def _copy_extended_attributes(dest: Path, tmp: str) -> None:
+    """Give the file that replaces ``dest`` its extended attributes, where
+    ``dest`` is a regular file: the new file is another inode, and a photo's
+    Finder tags, colour label and comment (macOS), or its ``user.*``
+    attributes (Linux: where it was downloaded from), went with the old one.
+    Best effort: a file system without them loses nothing it had."""
+    try:
+        if not stat.S_ISREG(os.lstat(dest).st_mode):  # a link's target may be anyone's file
+            return
+    except OSError:  # a new output: nothing to keep
+        return
+    if sys.platform == "darwin":
+        import ctypes
+
+        with suppress(OSError, AttributeError):
+            copyfile = ctypes.CDLL("libSystem.B.dylib", use_errno=True).copyfile
+            copyfile(os.fsencode(dest), os.fsencode(tmp), None, _COPYFILE_XATTR)
+        return
+    if not hasattr(os, "listxattr"):  # Windows: none to copy this way
+        return
+    with suppress(OSError):
+        for name in os.listxattr(dest, follow_symlinks=False):
+            if name.startswith("user."):  # the user's own; security.* and system.* are the system's to set
+                with suppress(OSError):
+                    os.setxattr(tmp, name, os.getxattr(dest, name, follow_symlinks=False))
+
+
 def _commit(tmp: str, dest: Path, overwrite: bool) -> None:
     """Moves the finished temporary file into place, never clobbering unless asked."""
     if overwrite:
@@ -204,6 +235,7 @@ def atomic_file(dest: Path, overwrite: bool = True, durable: bool = True,
                 flush_to_disk(handle.fileno())
         with suppress(OSError, NotImplementedError):
             os.chmod(tmp, mode)
+        _copy_extended_attributes(dest, tmp)
         callback = _before_rename.get()
         if callback is not None:
             callback(Path(tmp))

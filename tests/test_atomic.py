@@ -175,3 +175,19 @@ def test_without_hard_links_a_dangling_link_at_the_destination_is_not_replaced(t
     with pytest.raises(FileExistsError):
         write_bytes_atomic(tmp_path / "x.png", b"ours", overwrite=False)
     assert (tmp_path / "x.png").is_symlink() and temporaries(tmp_path) == []
+
+
+def test_a_replaced_file_keeps_its_extended_attributes(tmp_path):
+    # a photo's tags and origin (Finder tags over SMB, xdg.origin.url) went with the old inode
+    dest = tmp_path / "a.jpg"
+    dest.write_bytes(b"old")
+    try:
+        os.setxattr(dest, "user.xdg.origin.url", b"https://example.org/a.jpg")
+    except (AttributeError, OSError):
+        pytest.skip("no user extended attributes here")
+    inode = dest.stat().st_ino
+    write_bytes_atomic(dest, b"new")
+    assert dest.read_bytes() == b"new" and dest.stat().st_ino != inode  # replaced, not rewritten
+    assert os.getxattr(dest, "user.xdg.origin.url") == b"https://example.org/a.jpg"
+    write_bytes_atomic(tmp_path / "b.jpg", b"new")  # a new file: nothing to keep, and no error
+    assert os.listxattr(tmp_path / "b.jpg") == []
