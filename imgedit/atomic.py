@@ -30,12 +30,15 @@ __all__ = [
     "NO_FOLLOW",
     "flush_to_disk",
     "NO_SPACE",
+    "WINDOWS_BAD_CHARS",
     "atomic_file",
     "before_rename",
     "check_name_lengths",
     "check_writable_folder",
+    "name_length",
     "name_max",
     "name_too_long",
+    "name_windows_refuses",
     "new_file_mode",
     "remove_stale_temps_of",
     "temp_stem",
@@ -48,6 +51,14 @@ _umask_cache: list[int] = []
 _TEMP_EXTRA = len(".") + len(".") + 8
 _HASH_CHARS = 16  # of sha256: two long names that begin alike never share temporaries
 NAME_MAX = 255  # bytes in one file name on the usual file systems
+# What no Windows file name holds besides / \ and control characters: ':' names
+# a drive or a file's hidden stream, the others are wildcards and redirections
+WINDOWS_BAD_CHARS = frozenset('<>:"|?*')
+# DOS devices: such a name is the device whatever its extension (con.json is the console)
+_WINDOWS_DEVICES = frozenset(["CON", "PRN", "AUX", "NUL"] + [f"{port}{n}" for port in ("COM", "LPT")
+                                                              for n in "123456789¹²³"])
+# A whole path's limit on Windows where long paths are off (MAX_PATH, its final NUL included)
+_WINDOWS_MAX_PATH = 260
 # The errnos of a write that failed for want of room: no space left, or the
 # user's quota spent (EDQUOT, not on every platform). Freeing some is the fix.
 NO_SPACE = frozenset({errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)})
@@ -225,7 +236,8 @@ def atomic_file(dest: Path, overwrite: bool = True, durable: bool = True,
     try:
         fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{stem}.", suffix=".tmp")
     except OSError as exc:  # "Permission denied: '.photo.png.k2j4z1.tmp'" names a file the user never asked for
-        raise type(exc)(exc.errno, exc.strerror, str(dest)) from None
+        why = _past_windows_max_path(exc, dest.parent / f".{stem}.{'X' * 8}.tmp") or exc.strerror
+        raise type(exc)(exc.errno, why, str(dest)) from None
     try:
         with os.fdopen(fd, "wb") as handle:
             yield handle
@@ -276,7 +288,9 @@ def _check_not_cut(fd: int) -> None:
 
 
 def name_max(folder: Path) -> int:
-    """The longest file name, in bytes, that ``folder``'s file system takes."""
+    """The longest file name that ``folder``'s file system takes: in bytes on
+    most, in UTF-16 units on APFS and exFAT (see :func:`name_length`); either
+    way a count of bytes against it (:func:`temp_stem`'s) errs short, never long."""
     try:
         limit = os.pathconf(folder, "PC_NAME_MAX")
     except (AttributeError, OSError, ValueError):  # no pathconf (Windows), or no answer
@@ -284,15 +298,41 @@ def name_max(folder: Path) -> int:
     return limit if limit and limit > 0 else 255  # -1: "no limit", yet file systems have one
 
 
+def name_length(name: str) -> tuple[int, str]:
+    """The length of the file name ``name`` as this system limits it, and its
+    unit: Windows (NTFS) and macOS (APFS, and a FAT or exFAT stick there)
+    count UTF-16 units, so 255 CJK characters are a legal name (and a Hangul
+    syllable as Finder decomposes it: 9 UTF-8 bytes, 3 units); others count
+    UTF-8 bytes."""
+    if sys.platform in ("win32", "darwin"):
+        return _utf16_units(name), "characters"
+    return len(os.fsencode(name)), "bytes"
+
+
+def _utf16_units(text: str) -> int:
+    return len(text.encode("utf-16-le", "surrogatepass")) // 2
+
+
+def _past_windows_max_path(exc: OSError, temporary: Path) -> Optional[str]:
+    """Why ``temporary`` could not be made, where it is Windows' limit on
+    whole paths (long paths off): an output of 246-259 characters is legal,
+    its temporary is not, and Windows says "No such file or directory" of
+    a folder that is there. Else None."""
+    if sys.platform != "win32" or exc.errno not in (errno.ENOENT, errno.ENAMETOOLONG):
+        return None
+    if _utf16_units(os.path.abspath(temporary)) < _WINDOWS_MAX_PATH or not os.path.isdir(temporary.parent):
+        return None
+    return f"path longer than Windows' {_WINDOWS_MAX_PATH}-character limit: enable long paths or use a shorter -o"
+
+
 def name_too_long(path: "Path | str") -> Optional[str]:
     """What is wrong with ``path`` where one of its names is longer than
-    :data:`NAME_MAX` bytes (``"file name too long: xxx... (300 bytes; ...)"``),
-    else None. Checked without touching the disk: even a stat of such a path
-    fails (ENAMETOOLONG), which would otherwise surface as an unexpected error."""
-    unit = "characters" if sys.platform == "win32" else "bytes"
+    :data:`NAME_MAX` (:func:`name_length`: ``"file name too long: xxx... (300
+    bytes; ...)"``), else None. Checked without touching the disk: even a stat
+    of such a path fails (ENAMETOOLONG), which would otherwise surface as an
+    unexpected error."""
     for part in Path(path).parts:
-        # Windows counts UTF-16 units (255 CJK characters are a legal name), others UTF-8 bytes
-        size = len(part.encode("utf-16-le", "surrogatepass")) // 2 if unit == "characters" else len(os.fsencode(part))
+        size, unit = name_length(part)
         if size > NAME_MAX:
             shown = part if len(part) <= 40 else f"{part[:40]}..."
             return f"file name too long: {shown} ({size} {unit}; a file name holds at most {NAME_MAX})"
@@ -308,6 +348,26 @@ def check_name_lengths(path: "Path | str", what: str) -> None:
     problem = name_too_long(path)
     if problem is not None:
         raise UsageError(f"{what}: {problem}")
+
+
+def name_windows_refuses(name: str) -> Optional[str]:
+    """Why Windows cannot have the file name ``name`` (``"Windows names
+    cannot hold :"``), when run there; else None. Such a name fails only
+    when its file is written (after a training run), or is another file:
+    ``v1:final.json`` is a hidden stream of ``v1``, ``con.json`` the console."""
+    if sys.platform != "win32" or name in (".", ".."):
+        return None
+    bad = sorted(set(name) & (WINDOWS_BAD_CHARS | {"/", "\\"}))
+    if bad:
+        return f"Windows names cannot hold {' '.join(bad)}"
+    if any(ord(char) < 32 for char in name):
+        return "Windows names cannot hold control characters"
+    if name.endswith((".", " ")):  # Windows drops them: "run 2." would be written as "run 2"
+        return "Windows names cannot end in a dot or a space"
+    device = name.split(".")[0].rstrip(" ")
+    if device.upper() in _WINDOWS_DEVICES:
+        return f"Windows keeps the name {device} for a device, with or without an extension"
+    return None
 
 
 def temp_stem(name: str, name_max: int, suffix: str = ".tmp") -> str:

@@ -18,7 +18,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Collection, Optional, Union
 
-from imgedit.atomic import check_name_lengths
+from imgedit.atomic import check_name_lengths, name_windows_refuses
 from imgedit.checkpoint import is_checkpoint, recorded_progress, recorded_weights
 from imgedit.errors import UsageError, did_you_mean  # did_you_mean: still part of this module's API
 from imgedit.latents import LatentModelSpec
@@ -90,8 +90,10 @@ def check_model_name(name: str, shipped: Collection[str] = (), what: str = "mode
     weights folder, where it is found by name: the model is written as
     ``<folder>/<name>.safetensors``, so a path separator or a leading dot
     would put it elsewhere or hide it, a ``.safetensors`` ending makes
-    ``x.safetensors.safetensors`` (and the name then reads as a file), and a
-    shipped model's name is taken (the shipped one would hide it).
+    ``x.safetensors.safetensors`` (and the name then reads as a file), on
+    Windows a name it cannot have (``v1:final``, ``con``) would fail only at
+    the export, and a shipped model's name is taken (the shipped one would
+    hide it).
 
     Args:
         shipped: the names of the shipped models of this kind.
@@ -112,6 +114,9 @@ def check_model_name(name: str, shipped: Collection[str] = (), what: str = "mode
     if name.lower().endswith(".safetensors"):
         raise UsageError(f"{said}: give the name without .safetensors (--name {name[: -len('.safetensors')]}); "
                          "--export PATH names the file")
+    problem = name_windows_refuses(name)
+    if problem:  # else it fails only at the export, after the training
+        raise UsageError(f"{said}: {problem}")
     if name in shipped:
         raise UsageError(f"{said} is a shipped model's name: choose another --name (or --export into the shipped "
                          "weights folder)")

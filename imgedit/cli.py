@@ -156,7 +156,9 @@ class ImgeditGroup(click.Group):
                 click.echo("Interrupted.", err=True)
             ctx.exit(130)
         except Exception as exc:
-            if isinstance(exc, BrokenPipeError) and _stdout_gone():
+            from imgedit.stdio import reader_gone  # not at the top: see _open_closed_standard_streams
+
+            if reader_gone(exc) and _stdout_gone():  # -o -'s image (stdio._send) too
                 _quiet_exit_for_closed_stdout(ctx)
             if _debug():
                 raise

@@ -11,6 +11,7 @@ import logging
 import os
 import stat
 import sys
+import unicodedata
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Optional
@@ -266,7 +267,11 @@ def names_ignore_case() -> bool:
 
 def _file_key(path: str) -> str:
     """``path`` (real, as :class:`RealPaths` gives it) as the file system
-    tells files apart: two outputs with one key would overwrite each other."""
+    tells files apart: two outputs with one key would overwrite each other.
+    APFS and HFS+ ignore the Unicode form too: Café typed (NFC) and Café as
+    Finder copies it (NFD) are one file on macOS, two on NTFS."""
+    if sys.platform == "darwin":
+        path = unicodedata.normalize("NFC", path)
     return path.casefold() if names_ignore_case() else path
 
 
@@ -292,7 +297,7 @@ def plan_outputs(pipeline: Pipeline, items: list[InputFile], options: RunOptions
 def _apart(a: Path, b: Path) -> str:
     """How to keep two inputs' outputs apart."""
     ignore_case = names_ignore_case()
-    if a.stem != b.stem and not (ignore_case and a.stem.casefold() == b.stem.casefold()):
+    if _file_key(a.stem) != _file_key(b.stem):
         return "put {stem} in the --name template, e.g. '{stem}.{op}.{ext}'"  # only a template without it joins them
     # photo.JPG and photo.jpg too, where names keep their case: {srcext} does (ignoring it, they lie in two folders)
     if a.suffix.lower() != b.suffix.lower() or a.suffix != b.suffix and not ignore_case:

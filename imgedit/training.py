@@ -50,7 +50,8 @@ from types import SimpleNamespace
 from typing import Any, Callable, Collection, Iterator, Optional, Sequence
 
 from imgedit import distributed
-from imgedit.atomic import NAME_MAX, NO_FOLLOW, NO_SPACE, check_writable_folder, write_bytes_atomic
+from imgedit.atomic import (NAME_MAX, NO_FOLLOW, NO_SPACE, check_writable_folder, name_length, name_too_long,
+                            name_windows_refuses, write_bytes_atomic)
 from imgedit.checkpoint import (CHECKPOINT_NAME, checkpoint_file, checkpoint_info, load_checkpoint, recorded_export,
                                 save_checkpoint)
 from imgedit.errors import DiskFullError, ImageWriteError, ImgeditError, Interrupted, UsageError
@@ -394,15 +395,20 @@ def check_export_path(path: Path) -> None:
     Raises:
         UsageError: the path is empty, its folder cannot be written, the path
             is a folder or another file than a regular one (a device, a
-            pipe: the weights would replace it), or its name is too long.
+            pipe: the weights would replace it), or its name is too long or,
+            on Windows, one Windows cannot have (``v1:final``, ``con``).
     """
     if not path.name:  # "" (the current folder, as a Path) or "/"
         raise UsageError(f"--export {str(path)!r} names no file: give the weights file's path (e.g. model.safetensors)")
     check_writable_folder(path.parent, "the trained model")
-    longest = max(len(os.fsencode(name)) for name in (path.name, path.with_suffix(".json").name))  # weights, card
-    if longest > NAME_MAX:  # checked first: even a stat of such a path fails
-        raise UsageError(f"--export {path.name[:40]}...: the file name is too long ({len(os.fsencode(path.name))} bytes; "
-                         f"a file name holds at most {NAME_MAX}, its card's name too)")
+    for name in (path.name, path.with_suffix(".json").name):  # the weights, and the card written beside them
+        if name_too_long(name):  # checked first: even a stat of such a path fails
+            size, unit = name_length(name)
+            raise UsageError(f"--export {path.name[:40]}...: the file name is too long ({size} {unit}; "
+                             f"a file name holds at most {NAME_MAX}, its card's name too)")
+        problem = name_windows_refuses(name)
+        if problem:  # it would fail after the training, or v1:final.json go into a hidden stream of v1
+            raise UsageError(f"--export {path.name}: {problem}")
     if path.is_dir():
         raise UsageError(f"--export {path} is a folder: give the weights file's path (e.g. {path / 'model.safetensors'})")
     if path.exists() and not path.is_file():

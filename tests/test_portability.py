@@ -1,8 +1,12 @@
 """Behaviour on Windows and macOS, simulated here on Linux: their path
 rules, file-name case, mapped files, shells and missing backends."""
 
+import errno
+import io
 import os
+import re
 import sys
+import unicodedata
 from pathlib import Path, PureWindowsPath
 from types import SimpleNamespace
 
@@ -350,3 +354,178 @@ def test_a_current_folder_that_was_deleted_is_one_line_not_a_library_crash(tmp_p
                              str(gone), sys.executable], capture_output=True, text=True)
     assert result.returncode == 1
     assert result.stderr == "Error: the current folder no longer exists (it was deleted or moved): cd into one that does\n"
+
+
+# --- 10. a pipe whose reader has gone, as Windows reports it
+
+class _GoneReaderOnWindows(io.RawIOBase):
+    """stdout's pipe once its reader has gone, as Windows' C runtime reports
+    a write to it: EINVAL, not EPIPE (CPython issue 79935). ``os.name`` turns
+    "nt" only then: a Path made under "nt" fails on Linux."""
+
+    def __init__(self, patch):
+        self.patch, self.gone = patch, True
+
+    def writable(self):
+        return True
+
+    def write(self, data):
+        if not self.gone:
+            return len(data)
+        self.patch.setattr(os, "name", "nt")
+        raise OSError(errno.EINVAL, "Invalid argument")
+
+
+def test_a_reader_gone_is_einval_on_windows_and_epipe_elsewhere(monkeypatch):
+    from imgedit.stdio import reader_gone
+
+    assert reader_gone(BrokenPipeError(errno.EPIPE, "Broken pipe"))
+    assert not reader_gone(OSError(errno.EINVAL, "Invalid argument"))  # Linux: some other bad argument
+    monkeypatch.setattr(os, "name", "nt")
+    assert reader_gone(OSError(errno.EINVAL, "Invalid argument"))
+    assert not reader_gone(OSError(errno.EINVAL, "Invalid argument", "a?.png"))  # a name Windows refuses
+    assert not reader_gone(OSError(errno.EIO, "I/O error"))
+
+
+@pytest.mark.parametrize("args", [["info", "{photo}"], ["denoise", "--method", "nlm", "--sigma", "5", "{photo}", "-o", "-"]],
+                         ids=["info", "the image of -o -"])
+def test_a_pipe_closed_by_its_reader_ends_quietly_on_windows(photo, monkeypatch, capsys, args):
+    # imgedit info ... | more, quit early: "Error: unexpected OSError: [Errno 22] Invalid argument", exit 1
+    from imgedit.cli import cli
+
+    gone = _GoneReaderOnWindows(monkeypatch)
+    monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(io.BufferedWriter(gone, 16), encoding="utf-8"))
+    try:
+        with pytest.raises(SystemExit) as ended:
+            cli.main([arg.format(photo=photo) for arg in args], prog_name="imgedit")
+    finally:
+        monkeypatch.setattr(os, "name", "posix")
+        gone.gone = False  # what is left in the buffer goes nowhere when it is collected
+    said = capsys.readouterr().err
+    assert ended.value.code == 141 and "Error" not in said, said
+
+
+# --- 11. file name lengths on macOS, and a trained model's file
+
+def test_a_long_cjk_or_decomposed_hangul_name_is_legal_on_macos(monkeypatch):
+    # APFS holds 255 characters, as NTFS: 100 CJK characters (292 bytes) are legal there, and so is
+    # Hangul as Finder decomposes it (3 characters, 9 bytes a syllable)
+    from imgedit.atomic import name_too_long
+
+    cjk = "東京タワーの夜景" * 12 + ".jpg"
+    hangul = unicodedata.normalize("NFD", "서울 야경 사진 " * 6 + ".jpg")
+    assert "292 bytes" in name_too_long(cjk) and "292 bytes" in name_too_long(hangul)
+    monkeypatch.setattr(sys, "platform", "darwin")
+    assert name_too_long(cjk) is None and name_too_long(hangul) is None
+    assert "300 characters" in name_too_long("写" * 300)
+
+
+def test_a_model_file_name_is_counted_as_the_system_counts_names(tmp_path, monkeypatch):
+    # 東京タワーの夜景 * 12 .safetensors (108 characters, 300 bytes) was refused even on Windows
+    from imgedit.training import check_export_path
+
+    monkeypatch.setattr("imgedit.atomic.NAME_MAX", 100)  # a 100 limit: names this disk holds can pass it
+    export = tmp_path / ("写" * 60 + ".safetensors")  # 72 characters, 192 bytes
+    with pytest.raises(UsageError, match=r"the file name is too long \(192 bytes"):
+        check_export_path(export)
+    for platform in ("win32", "darwin"):
+        monkeypatch.setattr(sys, "platform", platform)
+        check_export_path(export)
+    with pytest.raises(UsageError, match=r"too long \(101 characters"):
+        check_export_path(tmp_path / ("写" * 96))  # its card, 写...写.json, is the longer name
+
+
+# --- 12. a model name Windows cannot have, refused before the training
+
+WINDOWS_REFUSES = [("v1:final", "cannot hold :"), ("con", "keeps the name con for a device"),
+                   ("Aux", "keeps the name Aux"), ("lpt1.v2", "keeps the name lpt1"), ("best?", r"cannot hold \?"),
+                   ('my "style"', 'cannot hold "'), ("a<b>|c*", r"cannot hold \* < > \|"),
+                   ("run 2.", "cannot end in a dot or a space"), ("run 2 ", "cannot end in a dot"),
+                   ("tab\there", "control characters")]
+
+
+@pytest.mark.parametrize("name, reason", WINDOWS_REFUSES)
+def test_a_model_name_windows_cannot_have_is_refused_there(tmp_path, monkeypatch, name, reason):
+    from imgedit.catalog import check_model_name
+    from imgedit.training import check_export_path
+
+    export = tmp_path / (name if name.endswith((".", " ")) else f"{name}.safetensors")  # "run 2..safetensors" is legal
+    check_model_name(name)  # a legal name elsewhere
+    check_export_path(export)
+    monkeypatch.setattr(sys, "platform", "win32")
+    with pytest.raises(UsageError, match=f"^--name {re.escape(name)}: Windows .*{reason}"):
+        check_model_name(name)
+    with pytest.raises(UsageError, match=f"^--export {re.escape(export.name)}: Windows .*{reason}"):
+        check_export_path(export)
+
+
+@pytest.mark.parametrize("name", ["v1-final", "console", "con-style", "com10", "my style", "run 2.1", "lpt"])
+def test_a_model_name_windows_can_have_is_taken_there(tmp_path, monkeypatch, name):
+    from imgedit.catalog import check_model_name
+    from imgedit.training import check_export_path
+
+    monkeypatch.setattr(sys, "platform", "win32")
+    check_model_name(name)
+    check_export_path(tmp_path / f"{name}.safetensors")
+
+
+def test_training_under_a_name_windows_cannot_have_is_refused_before_it_starts(tmp_path, monkeypatch, invoke):
+    from conftest import TINY_TRAIN_ARGS, smooth_images
+
+    data = smooth_images(tmp_path / "data", count=3)
+    monkeypatch.setattr(sys, "platform", "win32")
+    result = invoke("train", "gan", "--data", data, *TINY_TRAIN_ARGS["gan"], "--steps", 1, "--out", tmp_path / "run",
+                    "--name", "v1:final")
+    assert result.exit_code == 2 and result.output.strip() == "Error: --name v1:final: Windows names cannot hold :"
+    assert not (tmp_path / "run").exists()
+
+
+# --- 13. names that differ only in their Unicode form, on macOS
+
+@pytest.fixture
+def cafe_typed_and_cafe_from_finder(tmp_path):
+    items = []
+    for name in (unicodedata.normalize("NFC", "Café.png"), unicodedata.normalize("NFD", "Café.jpg")):
+        Image.fromarray(smooth_rgb(16, 16)).save(tmp_path / name)
+        items.append(InputFile(tmp_path / name, tmp_path))
+    return items
+
+
+def test_outputs_differing_in_unicode_form_collide_on_macos(cafe_typed_and_cafe_from_finder, tmp_path, monkeypatch):
+    # APFS takes Café (NFC, as typed) and Café (NFD, as Finder copied it) for one name: one output overwrote the other
+    options = RunOptions(output=tmp_path / "out", format="png")
+    monkeypatch.setattr(sys, "platform", "darwin")
+    with pytest.raises(UsageError, match=r"would both be written .*add \{srcext\}"):
+        plan_outputs(Pipeline.parse("denoise"), cafe_typed_and_cafe_from_finder, options)
+    monkeypatch.setattr(sys, "platform", "win32")  # NTFS keeps the two forms apart
+    assert len(set(plan_outputs(Pipeline.parse("denoise"), cafe_typed_and_cafe_from_finder, options))) == 2
+
+
+# --- 14. an output within Windows' 260-character path limit whose temporary is not
+
+def test_a_temporary_past_windows_path_limit_says_so_not_no_such_file(tmp_path, monkeypatch):
+    import tempfile
+
+    from imgedit.atomic import atomic_file
+
+    def refused(dir, prefix, suffix):  # as Windows with long paths off: ERROR_PATH_NOT_FOUND
+        temporary = os.path.join(dir, f"{prefix}k2j4z1x8{suffix}")
+        raise FileNotFoundError(errno.ENOENT, "No such file or directory", temporary)
+
+    room = 250 - len(str(tmp_path)) - len(os.sep) - len(".png")
+    if room < 1:
+        pytest.skip("the test folder's path alone is near 260 characters")
+    dest = tmp_path / ("p" * room + ".png")  # 250 characters: legal; its temporary, 264, is not
+    monkeypatch.setattr(tempfile, "mkstemp", refused)
+    monkeypatch.setattr(sys, "platform", "win32")
+    with pytest.raises(FileNotFoundError) as failed, atomic_file(dest):
+        pass
+    assert failed.value.filename == str(dest) and failed.value.errno == errno.ENOENT
+    assert failed.value.strerror == ("path longer than Windows' 260-character limit: enable long paths or use a "
+                                     "shorter -o")
+    for short_or_gone in (tmp_path / "photo.png", tmp_path / "gone" / dest.name):  # a folder truly not there
+        with pytest.raises(FileNotFoundError, match="No such file or directory"), atomic_file(short_or_gone):
+            pass
+    monkeypatch.setattr(sys, "platform", "linux")
+    with pytest.raises(FileNotFoundError, match="No such file or directory"), atomic_file(dest):
+        pass
