@@ -251,7 +251,7 @@ def run(
     items, own = leave_out_own_outputs(pipeline, items=scan.files, options=run_options, named=named, journals=journals)
     summary: Summary = run_files(pipeline, items, run_options, journals=journals,
                                  on_result=None if progress is None else _counting(progress, len(items)))
-    summary.unreadable, summary.left_out = scan.unreadable, [item.path for item in own]
+    summary.unreadable, summary.in_cloud, summary.left_out = scan.unreadable, scan.in_cloud, [item.path for item in own]
     if summary.interrupted:  # the writes in flight ended and the journal is saved; the host's Ctrl-C goes on
         stopped = KeyboardInterrupt()
         stopped.summary = summary  # type: ignore[attr-defined]
@@ -259,9 +259,9 @@ def run(
     if isinstance(summary.build_error, ImgeditError):  # a model that would not load: no image was processed
         summary.build_error.summary = summary  # type: ignore[attr-defined]
         raise summary.build_error
-    if summary.failed or summary.unreadable:
+    if summary.failed or summary.incomplete_note():
         error = BatchError(f"{len(summary.failed)} of {len(summary.results)} images failed: {summary.failed[0].error}"
-                           if summary.failed else summary.unreadable_note())
+                           if summary.failed else summary.incomplete_note())
         error.summary = summary  # type: ignore[attr-defined]
         raise error
     return summary

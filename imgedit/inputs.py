@@ -6,12 +6,13 @@ from __future__ import annotations
 import glob
 import logging
 import os
+import stat
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
-from typing import Iterable, Iterator, Optional
+from typing import Iterable, Iterator, Optional, Union
 
-from imgedit.atomic import check_name_lengths
+from imgedit.atomic import WINDOWS_BAD_CHARS, check_name_lengths
 from imgedit.errors import UsageError
 from imgedit.masks import is_sidecar_name
 
@@ -21,6 +22,7 @@ __all__ = [
     "NAME_FIELDS",
     "check_name_template",
     "expand_inputs",
+    "is_link",
     "names_an_image_file",
     "output_is_file",
     "output_path",
@@ -50,6 +52,18 @@ class InputFile:
 #: warn of one it cannot read (and exit 1) on every run, or edit the trash.
 SYSTEM_FOLDERS = frozenset({"System Volume Information", "$RECYCLE.BIN", "$Recycle.Bin", "RECYCLER", "lost+found"})
 
+#: macOS packages: folders Finder shows as one file, whose files are an
+#: app's to change (``-r ~/Pictures --in-place`` would rewrite the Photos
+#: library's originals behind its back; without Full Disk Access its listing
+#: fails, and every run exits 1). Passed by as hidden folders are, with a
+#: warning, on any OS (a Mac's disk, a NAS), unless named. Lower case.
+PACKAGE_SUFFIXES = (".photoslibrary", ".photolibrary", ".migratedphotolibrary", ".aplibrary", ".app", ".bundle",
+                    ".lrdata", ".fcpbundle", ".photobooth")
+PACKAGE_FOLDERS = frozenset({"photo booth library"})
+
+#: stat.IO_REPARSE_TAG_MOUNT_POINT (a junction's), which the stat module defines on Windows only
+_JUNCTION_TAG = 0xA0000003
+
 
 def _image_suffixes() -> frozenset[str]:
     from imgedit.imageio import IMAGE_SUFFIXES
@@ -67,6 +81,8 @@ class InputScan:
     unreadable: list[Path]
     unsearched: list[Path] = field(default_factory=list)  # sub-folders of an input folder, without -r
     raw: list[Path] = field(default_factory=list)  # camera RAW files a scan found and left out
+    packages: list[Path] = field(default_factory=list)  # macOS package folders -r passed by
+    in_cloud: list[Path] = field(default_factory=list)  # images iCloud holds only, named as their placeholders' photos
 
 
 @dataclass
@@ -94,31 +110,42 @@ def _count(things: list, name: str) -> str:
     return f"{len(things)} {name}{'s' * (len(things) != 1)}"
 
 
-def _scan_folder(folder: Path, recursive: bool, unreadable: list[Path], unsearched: list[Path],
-                 raw: list[Path]) -> list[InputFile]:
+def _scan_folder(folder: Path, recursive: bool, scan: InputScan) -> None:
+    """Add the images in ``folder`` to ``scan``, and what it left out to its lists."""
     suffixes = _image_suffixes()  # once per folder
     links = _LinksLeftOut()
-    found = sorted(_files_in(folder, recursive, unreadable, links, unsearched))
+    found = sorted(_files_in(folder, recursive, scan, links))
     links.warn()
-    raw.extend(p for p in found if _is_raw_name(p))
-    return [InputFile(p, folder, from_folder=True) for p in found if _is_image_name(p, suffixes)]
+    scan.raw.extend(p for p in found if _is_raw_name(p))
+    scan.in_cloud.extend(p.with_name(photo) for p in found if (photo := _in_cloud_photo(p.name, suffixes)))
+    scan.files.extend(InputFile(p, folder, from_folder=True) for p in found if _is_image_name(p, suffixes))
 
 
-def _files_in(folder: Path, recursive: bool, unreadable: list[Path], links: _LinksLeftOut,
-              unsearched: list[Path]) -> Iterator[Path]:
+def _in_cloud_photo(name: str, suffixes: frozenset[str]) -> Optional[str]:
+    """The image an iCloud placeholder stands for (``.IMG_0002.JPG.icloud``:
+    ``IMG_0002.JPG``), else None: macOS 13 and earlier leave such a hidden
+    stub where "Optimize Mac Storage" evicted a photo."""
+    if not (name.startswith(".") and name.endswith(".icloud")):
+        return None
+    photo = name[1:-len(".icloud")]
+    return photo if _is_image_name(Path(photo), suffixes) else None
+
+
+def _files_in(folder: Path, recursive: bool, scan: InputScan, links: _LinksLeftOut) -> Iterator[Path]:
     """The files in ``folder`` and, if ``recursive``, in its sub-folders, but
     not in hidden ones (``.thumbnails``, ``.AppleDouble``, our own
-    ``.imgedit-journal.d``), as hidden files are left out. A folder that
-    cannot be listed is reported, added to ``unreadable`` and left out; the
-    rest of the batch goes on.
+    ``.imgedit-journal.d``), as hidden files are left out, nor in macOS
+    package folders (a Photos library), which go to ``scan.packages``. A
+    folder that cannot be listed is reported, added to ``scan.unreadable``
+    and left out; the rest of the batch goes on.
 
     Links to folders are followed, as ``find -L`` does, once every folder
     reached without one has been listed, and each real folder is listed
     once: a link to a folder already listed adds nothing, and one to a
     folder above it (a loop) is left out, added to ``links`` with the broken
-    links. Without ``recursive``, its visible sub-folders go to ``unsearched``."""
+    links. Without ``recursive``, its visible sub-folders go to ``scan.unsearched``."""
     linked: list[Path] = []
-    yield from _walk(folder, recursive, unreadable, links, linked, unsearched)
+    yield from _walk(folder, recursive, scan, links, linked)
     listed = [os.path.realpath(folder)] if linked else []  # the real trees listed so far
     while linked:
         link = linked.pop(0)
@@ -127,11 +154,10 @@ def _files_in(folder: Path, recursive: bool, unreadable: list[Path], links: _Lin
             links.loops.append(link)
         elif not any(_is_within(target, tree, visible=True) for tree in listed):
             listed.append(target)
-            yield from _walk(link, recursive, unreadable, links, linked, unsearched)
+            yield from _walk(link, recursive, scan, links, linked)
 
 
-def _walk(top: Path, recursive: bool, unreadable: list[Path], links: _LinksLeftOut,
-          linked: list[Path], unsearched: list[Path]) -> Iterator[Path]:
+def _walk(top: Path, recursive: bool, scan: InputScan, links: _LinksLeftOut, linked: list[Path]) -> Iterator[Path]:
     """The files under ``top`` reached without a link to a folder; those links
     go to ``linked``, broken links to ``links``."""
     pending = [top]
@@ -142,19 +168,57 @@ def _walk(top: Path, recursive: bool, unreadable: list[Path], links: _LinksLeftO
                 entries = list(listing)
         except OSError as exc:  # no permission, a path over PATH_MAX, removed meanwhile
             _warn_unreadable(current, exc)
-            unreadable.append(current)
+            scan.unreadable.append(current)
             continue
         for entry in entries:
-            visible = not entry.name.startswith(".") and entry.name not in SYSTEM_FOLDERS
-            is_link = _quietly(entry.is_symlink)
-            if recursive and visible and _is_folder(entry, is_link):
+            junction, hidden = _windows_marks(entry)
+            if hidden:  # passed by as a dot-name is: Documents' "My Pictures" junction denies its listing to all
+                continue
+            visible = not _is_hidden(entry.name)
+            is_link = junction or _quietly(entry.is_symlink)
+            if visible and _is_package(entry.name) and _is_folder(entry, is_link):
+                if recursive:  # without -r, no more a sub-folder -r would search than a hidden one
+                    scan.packages.append(Path(entry.path))
+            elif recursive and visible and _is_folder(entry, is_link):
                 (linked if is_link else pending).append(Path(entry.path))
             elif _is_file(entry):
                 yield Path(entry.path)
             elif is_link and visible and not os.path.exists(entry.path):
                 links.broken.append(Path(entry.path))
             elif not recursive and visible and _is_folder(entry, is_link):
-                unsearched.append(Path(entry.path))
+                scan.unsearched.append(Path(entry.path))
+
+
+def _is_hidden(name: str) -> bool:
+    """Whether a scan passes ``name`` by unsaid: a hidden file or folder, or a drive's system folder."""
+    return name.startswith(".") or name in SYSTEM_FOLDERS
+
+
+def _is_package(name: str) -> bool:
+    """Whether folder ``name`` is a macOS package's (see :data:`PACKAGE_SUFFIXES`)."""
+    lowered = name.lower()
+    return lowered.endswith(PACKAGE_SUFFIXES) or lowered in PACKAGE_FOLDERS
+
+
+def _windows_marks(entry: Union[os.DirEntry, Path]) -> tuple[bool, bool]:
+    """On Windows, whether ``entry`` is a junction (a link to a folder that
+    ``is_symlink()`` and ``os.path.islink`` do not see), and whether it is
+    hidden or a system file; (False, False) elsewhere, without a stat."""
+    if os.name != "nt":
+        return False, False
+    try:
+        info = entry.stat(follow_symlinks=False)  # an entry's comes with its listing there: no call to the OS
+    except OSError:
+        return False, False
+    attributes = getattr(info, "st_file_attributes", 0)
+    # the reparse tag is what DirEntry.is_junction() (Python 3.12) reads, on every version
+    return (getattr(info, "st_reparse_tag", 0) == _JUNCTION_TAG,
+            bool(attributes & (stat.FILE_ATTRIBUTE_HIDDEN | stat.FILE_ATTRIBUTE_SYSTEM)))
+
+
+def is_link(path: Path) -> bool:
+    """Whether ``path`` is a symbolic link or, on Windows, a junction."""
+    return os.path.islink(path) or _windows_marks(path)[0]
 
 
 def _is_folder(entry: os.DirEntry, is_link: bool) -> bool:
@@ -164,7 +228,7 @@ def _is_folder(entry: os.DirEntry, is_link: bool) -> bool:
 
 def _is_within(path: str, tree: str, visible: bool = False) -> bool:
     """Whether real ``path`` is ``tree`` or inside it; with ``visible``,
-    only through folders that are not hidden (a folder scan lists those)."""
+    only through folders a folder scan lists (not hidden ones, nor packages)."""
     try:
         inside = os.path.relpath(path, tree)
     except ValueError:  # on two Windows drives: no relative path, and not inside
@@ -172,7 +236,7 @@ def _is_within(path: str, tree: str, visible: bool = False) -> bool:
     if inside == ".":
         return True
     parts = Path(inside).parts
-    return parts[0] != ".." and not (visible and any(part.startswith(".") for part in parts))
+    return parts[0] != ".." and not (visible and any(_is_hidden(part) or _is_package(part) for part in parts))
 
 
 def _is_file(entry: os.DirEntry) -> bool:
@@ -251,34 +315,37 @@ def expand_inputs(items: Iterable[str], recursive: bool = False) -> list[InputFi
 
 def scan_inputs(items: Iterable[str], recursive: bool = False) -> InputScan:
     """:func:`expand_inputs`, with the folders that could not be listed."""
-    found: list[InputFile] = []
-    unreadable: list[Path] = []
-    unsearched: list[Path] = []
-    raw: list[Path] = []
+    scan = InputScan([], [])
     for item in items:
         check_name_lengths(item, "input")  # before the stats below, which such a name fails
         path = Path(item)
         if path.is_dir():
-            found.extend(_scan_folder(path, recursive, unreadable, unsearched, raw))
+            _scan_folder(path, recursive, scan)
         elif path.exists():
-            found.append(InputFile(path, path.parent))
+            scan.files.append(InputFile(path, path.parent))
         elif glob.has_magic(item):
             matches = sorted(glob.glob(item, recursive=recursive or "**" in item))  # "**" asks for the depth itself
             if not matches:
                 raise UsageError(f"no files match {item!r}")
             base = Path(item.split("*")[0].split("?")[0].split("[")[0] or ".")
             base = base if base.is_dir() else base.parent
-            found.extend(InputFile(Path(m), base, from_folder=True) for m in matches if _is_image_file(Path(m)))
-            raw.extend(Path(m) for m in matches if _is_raw_name(Path(m)))
+            scan.files.extend(InputFile(Path(m), base, from_folder=True) for m in matches if _is_image_file(Path(m)))
+            scan.raw.extend(Path(m) for m in matches if _is_raw_name(Path(m)))
         else:
             raise UsageError(f"no such file or folder: {item}")
-    unique = _one_per_file(found)
+    unique = _one_per_file(scan.files)
+    scan.unsearched.sort()
+    scan.packages.sort()
+    left_out = [said for said in (_packages_said(scan.packages), in_cloud_said(scan.in_cloud)) if said]
     if not unique and items:
-        raise UsageError("no images found in " + ", ".join(map(str, items)) + _raw_hint(raw)
-                         + _unsearched_hint(unsearched))
-    if raw:
-        logger.warning("left out %s%s", _count(raw, "camera RAW file"), _raw_advice(raw))
-    return InputScan(unique, unreadable, sorted(unsearched), raw)
+        raise UsageError("no images found in " + ", ".join(map(str, items)) + _raw_hint(scan.raw)
+                         + "".join(f"; {said}" for said in left_out) + _unsearched_hint(scan.unsearched))
+    if scan.raw:
+        logger.warning("left out %s%s", _count(scan.raw, "camera RAW file"), _raw_advice(scan.raw))
+    for said in left_out:
+        logger.warning("%s", said)
+    scan.files = unique
+    return scan
 
 
 def _is_raw_name(path: Path) -> bool:
@@ -297,6 +364,23 @@ def _raw_advice(raw: list[Path]) -> str:
 
     advice = RAW_ADVICE if len(raw) == 1 else RAW_ADVICE.replace("export it", "export them")
     return f" ({'e.g. ' * (len(raw) > 1)}{shorten_path(raw[0])}): {advice}"
+
+
+def _packages_said(packages: list[Path]) -> str:
+    """The line for the macOS package folders -r passed by ("" if none)."""
+    if not packages:
+        return ""
+    return (f"left out {_count(packages, 'macOS package folder')} (e.g. {shorten_path(packages[0])}): a package's "
+            "files are its app's to change (a Photos library's originals); name the folder to scan inside it")
+
+
+def in_cloud_said(in_cloud: list[Path]) -> str:
+    """The line for the images a scan found iCloud placeholders of ("" if none)."""
+    if not in_cloud:
+        return ""
+    many = len(in_cloud) != 1
+    return (f"{_count(in_cloud, 'image')} {'are' if many else 'is'} in iCloud only "
+            f"(e.g. {shorten_path(in_cloud[0])}): download {'them' if many else 'it'} first (Finder: Download Now)")
 
 
 def _unsearched_hint(unsearched: list[Path]) -> str:
@@ -422,6 +506,6 @@ def check_name_template(template: str) -> None:
         raise UsageError(f"bad --name template {template!r}: it must stay inside the output folder (no absolute path, drive or '..')")
     if sys.platform == "win32":  # ':' would write into a file's hidden stream, or onto drive D: from a stem 'd'
         text = "".join(literal for literal, *_ in string.Formatter().parse(template))
-        bad = sorted(set(text) & set('<>:"|?*'))
+        bad = sorted(set(text) & WINDOWS_BAD_CHARS)
         if bad:
             raise UsageError(f"bad --name template {template!r}: Windows names cannot hold {' '.join(bad)}")

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, Union
 from imgedit.atomic import name_too_long
 from imgedit.errors import (DiskFullError, ImageNotReadHereError, ImageReadError, ImgeditError,
                             OutputExistsError, RunStopped)
-from imgedit.inputs import InputFile
+from imgedit.inputs import InputFile, is_link
 from imgedit.journal import WITHDRAWN, WROTE, Journal, Source, bytes_digest, file_digest, stat_key
 from imgedit.journal_keys import JournalKeys, holds_done
 from imgedit.masks import MaskOptions
@@ -103,6 +103,7 @@ class Summary:
     planned: Optional[int] = None  # images the run was given: more than its results when it stopped early
     error: Optional[str] = None  # what stopped the run itself (a journal that cannot be written), not one image
     left_out: list[Path] = field(default_factory=list)  # files a scan found that an earlier run made: results, not inputs
+    in_cloud: list[Path] = field(default_factory=list)  # images iCloud holds only: left out, as unreadable folders' are
 
     def _with(self, status: str) -> list[FileResult]:
         return [r for r in self.results if r.status == status]
@@ -137,6 +138,19 @@ class Summary:
                 f"(e.g. {shorten_path(self.unreadable[0])}): fix the permissions and run the same command again "
                 "(what is done is skipped)")
 
+    def in_cloud_note(self) -> str:
+        """What the batch left out because iCloud holds the images only ("" if
+        none): as for folders that could not be read, it ends in an error."""
+        from imgedit.inputs import in_cloud_said
+
+        if not self.in_cloud:
+            return ""
+        return f"{in_cloud_said(self.in_cloud)}, and run the same command again (what is done is skipped)"
+
+    def incomplete_note(self) -> str:
+        """What the scan left out that the user asked for ("" if nothing): unreadable folders, iCloud-only images."""
+        return "; ".join(note for note in (self.unreadable_note(), self.in_cloud_note()) if note)
+
     @property
     def not_attempted(self) -> int:
         """Images never tried: after --fail-fast, Ctrl-C or a run-level error."""
@@ -163,6 +177,7 @@ class Summary:
                          "panels": r.panels, "details": [text(d) for d in r.details]} for r in self.done],
             "failures": [{"input": text(str(r.source)), "error": r.error and text(r.error)} for r in self.failed],
             "unreadable_folders": [text(str(folder)) for folder in self.unreadable],
+            "in_cloud_only": [text(str(path)) for path in self.in_cloud],
             "left_out_results": [text(str(path)) for path in self.left_out],
         }
 
@@ -606,21 +621,22 @@ def _check_in_place_target(item: InputFile) -> None:
     user means: a link (the link would become the edited file and its
     target stay as it was), a file a scan reached through a link to a
     folder (a downloaded folder's ``gallery -> ~/Pictures`` would have the
-    photos there rewritten: in place edits only the tree that was named),
-    or a file nobody may write (a photographer's way to keep originals safe).
+    photos there rewritten: in place edits only the tree that was named;
+    a Windows junction is such a link), or a file nobody may write (a
+    photographer's way to keep originals safe).
 
     Raises:
-        ImgeditError: ``item`` is a symbolic link, lies behind one below its
-            root, or is read-only.
+        ImgeditError: ``item`` is a symbolic link, lies behind one (or a
+            junction) below its root, or is read-only.
     """
     path = item.path
-    if os.path.islink(path):
+    if is_link(path):
         raise ImgeditError(f"{path} is a symbolic link: --in-place would replace the link with the edited image and "
                            f"leave {os.path.realpath(path)} as it was; name that file, or use -o")
     folder = item.root
     for part in item.relative.parts[:-1]:
         folder = folder / part
-        if os.path.islink(folder):
+        if is_link(folder):
             raise ImgeditError(f"{path} lies behind the link {folder}, outside the folder named: --in-place edits "
                                "only files inside it; name the folder the link leads to, or use -o")
     # no write permission for anyone: made read-only on purpose (a colleague's 0644 photo in a folder the

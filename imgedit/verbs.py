@@ -174,9 +174,9 @@ def _run_verb(pipeline: Any, kwargs: dict[str, Any], piped_advice: Optional[str]
                                     on_tile=TileProgress(quiet) if len(items) == 1 else None, journals=journals)
     except ImgeditError as exc:
         if kwargs["as_json"]:  # a script reading stdout gets an answer, not nothing
-            _print_run_error(exc, scan.unreadable, planned=len(items), left_out=[item.path for item in own])
+            _print_run_error(exc, scan, planned=len(items), left_out=[item.path for item in own])
         raise
-    summary.unreadable, summary.planned = scan.unreadable, len(items)
+    summary.unreadable, summary.in_cloud, summary.planned = scan.unreadable, scan.in_cloud, len(items)
     summary.left_out = [item.path for item in own]  # said on stderr, but not to --json, which silences it
     _print_summary(summary, kwargs["quiet"] or to_stdout, kwargs["as_json"], planned=len(items),
                    notes=notes, batch=any(item.from_folder for item in items), piped_advice=piped_advice)
@@ -208,14 +208,15 @@ def _ignored_mask_options(pipeline: Any, masks: Any) -> list[str]:
     return []
 
 
-def _print_run_error(exc: ImgeditError, unreadable: list, planned: int, left_out: list) -> None:
+def _print_run_error(exc: ImgeditError, scan: Any, planned: int, left_out: list) -> None:
     """The ``--json`` summary of a run that an error stopped as a whole (a
     journal or an output folder that cannot be written): the error, and what
     was done before it where the runner says."""
     from imgedit.runner import Summary
 
     summary = getattr(exc, "summary", None) or Summary()
-    summary.error, summary.unreadable, summary.planned, summary.left_out = str(exc), unreadable, planned, left_out
+    summary.error, summary.planned, summary.left_out = str(exc), planned, left_out
+    summary.unreadable, summary.in_cloud = scan.unreadable, scan.in_cloud
     click.echo(json.dumps(summary.as_dict(), indent=2))
 
 
@@ -296,6 +297,7 @@ def _print_summary(summary: Any, quiet: bool, as_json: bool, planned: int, notes
         say(f"done {len(summary.done)}, skipped {len(summary.skipped)}"
             + (f" ({before} that failed before, unchanged)" if before else "") + f", failed {failed}"
              + (f", {unread} folder{'s' * (unread != 1)} unreadable" if unread else "")
+             + (f", {len(summary.in_cloud)} in iCloud only" if summary.in_cloud else "")
              + (f", not attempted {summary.not_attempted}" if summary.not_attempted else "")
              + f" in {summary.seconds:.1f}s" + (f"; journal {summary.journal}" if summary.journal else ""))
         for result in summary.failed:
@@ -320,9 +322,9 @@ def _print_summary(summary: Any, quiet: bool, as_json: bool, planned: int, notes
                          "run the same command again to go on (what is done is skipped)")
     if failed:
         raise BatchError(f"{failed} of {total} images failed" + _advice(summary)
-                         + (f"; {summary.unreadable_note()}" if summary.unreadable else ""))
-    if summary.unreadable:
-        raise BatchError(summary.unreadable_note())
+                         + (f"; {note}" if (note := summary.incomplete_note()) else ""))
+    if note := summary.incomplete_note():
+        raise BatchError(note)
     for note in notes:
         say(note)
 

@@ -347,3 +347,170 @@ def test_a_file_and_a_link_to_it_are_one_input_named_as_the_file(tmp_path):
     # named twice, or by a link first: the first named that is not a link
     assert [i.path.name for i in expand_inputs([str(tmp_path / "z.png"), str(tmp_path / "c.png")])] == ["c.png"]
     assert [i.path.name for i in expand_inputs([str(tmp_path / "c.png"), str(tmp_path / "c.png")])] == ["c.png"]
+
+
+def test_macos_package_folders_are_passed_by_with_a_warning_unless_named(invoke, tmp_path):
+    # -r over ~/Pictures entered the Photos library: --in-place rewrote its originals behind Photos' back
+    from imgedit.inputs import scan_inputs
+
+    pictures = tmp_path / "Pictures"
+    library = pictures / "Photos Library.photoslibrary"
+    for rel in ["cover.png", "Trip/a.png", "Photos Library.photoslibrary/originals/0/x.png",
+                "Old.PhotoLibrary/Masters/m.png", "Photo Booth Library/Pictures/p.png",
+                "Tool.app/Contents/Resources/icon.png"]:
+        (pictures / rel).parent.mkdir(parents=True, exist_ok=True)
+        (pictures / rel).write_bytes(png_bytes(len(rel)))
+    original, mine = (library / "originals/0/x.png").read_bytes(), (pictures / "Trip/a.png").read_bytes()
+    result = invoke("denoise", pictures, "-r", "--in-place", "--sigma", "5", "--method", "nlm")
+    assert result.exit_code == 0, result.output
+    assert (library / "originals/0/x.png").read_bytes() == original and (pictures / "Trip/a.png").read_bytes() != mine
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("Warning:")]
+    assert warnings == [f"Warning: left out 4 macOS package folders (e.g. {pictures / 'Old.PhotoLibrary'}): a "
+                        "package's files are its app's to change (a Photos library's originals); name the folder to "
+                        "scan inside it"]
+    assert scan_inputs([str(pictures)]).unsearched == [pictures / "Trip"]  # nor a sub-folder -r would take in
+    assert names(expand_inputs([str(library)], recursive=True)) == ["originals/0/x.png"]  # named: the user's choice
+    (pictures / "Trip/a.png").unlink()
+    (pictures / "cover.png").unlink()
+    with pytest.raises(UsageError, match=r"no images found in .*Pictures; left out 4 macOS package folders \(e.g. "):
+        scan_inputs([str(pictures)], recursive=True)
+    # a link into a package leads where the user chose: its folder was not listed, so the link adds it
+    (pictures / "Trip" / "originals").symlink_to(library / "originals")
+    assert names(expand_inputs([str(pictures)], recursive=True)) == ["Trip/originals/0/x.png"]
+
+
+def test_photos_icloud_holds_only_are_said_not_left_out_silently(invoke, tmp_path):
+    # macOS 13 and earlier leave a hidden '.IMG_0002.JPG.icloud' where a photo was evicted: 'done 1' of 3 photos
+    from imgedit.inputs import scan_inputs
+
+    trip = tmp_path / "Trip"
+    trip.mkdir()
+    (trip / "IMG_0001.png").write_bytes(png_bytes())
+    for stub in (".IMG_0002.JPG.icloud", ".IMG_0003.png.icloud", ".notes.txt.icloud", ".b.mask.png.icloud", ".icloud"):
+        (trip / stub).write_bytes(b"bplist00")
+    scan = scan_inputs([str(trip)])
+    assert names(scan.files) == ["IMG_0001.png"] and scan.in_cloud == [trip / "IMG_0002.JPG", trip / "IMG_0003.png"]
+    result = invoke("denoise", trip, "-o", tmp_path / "out", "--sigma", "5", "--method", "nlm")
+    assert f"Warning: 2 images are in iCloud only (e.g. {trip / 'IMG_0002.JPG'}): download them first (Finder: " \
+           "Download Now)" in result.stderr.splitlines()
+    # images asked for were not edited: as for a folder that cannot be read, the run ends in an error
+    assert result.exit_code == 1 and (tmp_path / "out" / "IMG_0001.png").is_file(), result.output
+    assert result.stderr.splitlines()[-1].endswith("Download Now), and run the same command again (what is done is skipped)")
+    only = tmp_path / "Only"
+    only.mkdir()
+    (only / ".IMG_0004.JPG.icloud").write_bytes(b"bplist00")
+    with pytest.raises(UsageError, match=r"no images found in .*Only; 1 image is in iCloud only "
+                                         r"\(e.g. .*IMG_0004.JPG\): download it first \(Finder: Download Now\)$"):
+        scan_inputs([str(only)])
+
+
+def test_windows_marks_read_junctions_and_hidden_or_system_attributes(monkeypatch):
+    # DirEntry.is_symlink() is False for an NTFS junction; Documents' "My Pictures" is one, hidden and system
+    import stat
+    from types import SimpleNamespace
+
+    from imgedit.inputs import _windows_marks
+
+    class Entry:
+        def __init__(self, attributes=0, tag=0):
+            self.info = SimpleNamespace(st_file_attributes=attributes, st_reparse_tag=tag)
+
+        def stat(self, follow_symlinks=True):
+            assert not follow_symlinks and os.name == "nt"  # the link's own, and only there
+            return self.info
+
+    assert _windows_marks(Entry(tag=0xA0000003)) == (False, False)  # not on Windows: no stat at all
+    hidden_system = stat.FILE_ATTRIBUTE_HIDDEN | stat.FILE_ATTRIBUTE_SYSTEM
+    with monkeypatch.context() as windows:
+        windows.setattr(os, "name", "nt")
+        assert _windows_marks(Entry(hidden_system | stat.FILE_ATTRIBUTE_REPARSE_POINT, 0xA0000003)) == (True, True)
+        assert _windows_marks(Entry(stat.FILE_ATTRIBUTE_SYSTEM)) == (False, True)
+        assert _windows_marks(Entry(stat.FILE_ATTRIBUTE_HIDDEN)) == (False, True)
+        assert _windows_marks(Entry(stat.FILE_ATTRIBUTE_REPARSE_POINT, 0xA000000C)) == (False, False)  # a symlink
+        assert _windows_marks(Entry(stat.FILE_ATTRIBUTE_ARCHIVE)) == (False, False)
+
+
+def test_windows_hidden_and_system_entries_are_passed_by_as_dot_names_are(invoke, monkeypatch, tmp_path):
+    # listing Documents' "My Pictures" is denied to everyone: every -r run over Documents warned and exited 1
+    import imgedit.inputs
+    from imgedit.inputs import scan_inputs
+
+    documents = tmp_path / "Documents"
+    for rel in ["b.png", "Trip/a.png", "My Pictures/p.png", "Trip/secret.png", "Hidden Folder/h.png"]:
+        (documents / rel).parent.mkdir(parents=True, exist_ok=True)
+        (documents / rel).write_bytes(png_bytes(len(rel)))
+    marked = {"My Pictures", "secret.png", "Hidden Folder"}
+    monkeypatch.setattr(imgedit.inputs, "_windows_marks", lambda entry: (False, os.path.basename(entry) in marked))
+    assert names(expand_inputs([str(documents)], recursive=True)) == ["Trip/a.png", "b.png"]
+    assert scan_inputs([str(documents)]).unsearched == [documents / "Trip"]
+    assert names(expand_inputs([str(documents / "My Pictures")])) == ["p.png"]  # named: the user's choice
+    real_scandir = os.scandir
+
+    def scandir(path):
+        if os.path.basename(path) == "My Pictures":
+            raise PermissionError(13, "Access is denied", os.fspath(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    result = invoke("denoise", documents, "-r", "-o", tmp_path / "out", "--sigma", "5", "--method", "nlm")
+    assert result.exit_code == 0 and "Warning" not in result.stderr, result.output
+
+
+def test_windows_junctions_are_links_to_folders(invoke, monkeypatch, tmp_path):
+    # a junction's DirEntry says a folder, not a symbolic link: one to a folder above looped, and
+    # --in-place edited the photos behind one, outside the folder named
+    import contextlib
+
+    import imgedit.inputs
+    from imgedit.errors import ImgeditError
+    from imgedit.inputs import InputFile
+    from imgedit.runner import _check_in_place_target
+
+    documents, outside = tmp_path / "Documents", tmp_path / "Pictures"
+    (documents / "Trip").mkdir(parents=True)
+    outside.mkdir()
+    (documents / "b.png").write_bytes(png_bytes())
+    (documents / "Trip" / "a.png").write_bytes(png_bytes(1))
+    (outside / "x.png").write_bytes(png_bytes(2))
+    (documents / "Pictures").symlink_to(outside)  # the junctions, made here as symbolic links
+    (documents / "Up").symlink_to(documents)
+
+    class Junction:
+        """What Windows' listing says of a junction: a folder, and not a symbolic link."""
+
+        def __init__(self, entry):
+            self.name, self.path, self._entry = entry.name, entry.path, entry
+
+        def __fspath__(self):
+            return self.path
+
+        def is_symlink(self):
+            return False
+
+        def is_dir(self, follow_symlinks=True):
+            return self._entry.is_dir()
+
+        def is_file(self, follow_symlinks=True):
+            return False
+
+    real_scandir = os.scandir
+
+    @contextlib.contextmanager
+    def scandir(path):
+        with real_scandir(path) as listing:
+            yield [Junction(entry) if entry.is_symlink() else entry for entry in listing]
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    monkeypatch.setattr(imgedit.inputs, "_windows_marks", lambda entry: (os.path.islink(entry), False))
+    result = invoke("denoise", documents, "-r", "-o", tmp_path / "out", "--sigma", "5", "--method", "nlm")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*.png")) == [
+        "Pictures/x.png", "Trip/a.png", "b.png"]
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("Warning:")]
+    assert warnings == ["Warning: left out 1 symbolic link to a folder above it, which would loop "
+                        f"(e.g. {documents / 'Up'})"]
+    # --in-place: a real folder the helper calls a junction is refused, as a link to a folder is
+    monkeypatch.setattr(imgedit.inputs, "_windows_marks", lambda entry: (os.path.basename(entry) == "Trip", False))
+    with pytest.raises(ImgeditError, match=f"lies behind the link {documents / 'Trip'}, outside the folder named"):
+        _check_in_place_target(InputFile(documents / "Trip" / "a.png", documents, from_folder=True))
+    _check_in_place_target(InputFile(documents / "b.png", documents, from_folder=True))  # not behind one: edited
