@@ -169,6 +169,9 @@ class Journal:
         # each output's "start" lines not yet followed by another status, with what they cover (see _fold)
         self._open_starts: dict[str, list] = {}
         self._lines = self._lines_read = 0  # lines in the files: as last read, and with this run's since
+        # on this run's "start" lines, and named by its "withdrawn" ones: two runs of one command on one
+        # photo give one key, and may record their starts in one millisecond
+        self._run = os.urandom(4).hex()
         self.reread()
         self._run_lock: Optional[int] = None  # the file descriptor of the held LOCK_NAME
 
@@ -371,6 +374,8 @@ class Journal:
         which a "withdrawn" line names its "start" by (``start_time``)."""
         name = self._name(dst)
         line = {"dst": name, "key": key, "status": status, "time": round(time.time(), 3), **extra}
+        if status in ("start", WITHDRAWN):
+            line["run" if status == "start" else "start_run"] = self._run
         with self._lock:
             self._apply_one(name, line)
             try:
@@ -626,16 +631,16 @@ def _fold(open_starts: dict[str, list], name: str, rec: dict[str, Any], below: A
     ``rec`` is the last record. Returns the state to take, or _UNCHANGED.
 
     A "start" stays open until another status of its output comes, kept with
-    the state under it. A "withdrawn" line (its start's key and
-    ``start_time``) takes its start out wherever it lies among the open ones
+    the state under it. A "withdrawn" line (its start's key, ``start_time``
+    and ``start_run``) takes its start out wherever it lies among the open ones
     (three runs withdraw in any order), and the output's state is the last
     open start's again, or, none left, what the first covered. A line met
     twice (a reread takes up this run's own lines) changes nothing the second time."""
     stack = open_starts.get(name)
     status = rec["status"]
     if status == WITHDRAWN:
-        tag = (rec["key"], rec.get("start_time"))
-        at = next((i for i in range(len(stack) - 1, 0, -1) if stack[i][0] == tag), None) if stack else None
+        tag = (rec["key"], rec.get("start_time"), rec.get("start_run"))
+        at = next((i for i in range(len(stack) - 1, 0, -1) if _names_start(tag, stack[i][0])), None) if stack else None
         if at is None:
             return _UNCHANGED
         del stack[at]
@@ -643,7 +648,7 @@ def _fold(open_starts: dict[str, list], name: str, rec: dict[str, Any], below: A
             del open_starts[name]
         return stack[-1][1]
     if status == "start":
-        tag = (rec["key"], _time(rec))
+        tag = (rec["key"], _time(rec), rec.get("run"))
         if stack is None:
             stack = open_starts[name] = [(None, below)]
         elif any(open_tag == tag for open_tag, _ in stack):
@@ -652,6 +657,13 @@ def _fold(open_starts: dict[str, list], name: str, rec: dict[str, Any], below: A
         return after
     open_starts.pop(name, None)
     return after
+
+
+def _names_start(withdrawn: tuple, start: tuple) -> bool:
+    """Whether a "withdrawn" line's (key, start time, run) names an open
+    start's (key, time, run); where either names no run (written before
+    runs were named), the key and time decide."""
+    return withdrawn[:2] == start[:2] and (withdrawn[2] == start[2] or None in (withdrawn[2], start[2]))
 
 
 def _tails(records: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -624,3 +624,19 @@ def test_a_start_whose_file_is_not_there_does_not_own_the_file_that_is(tmp_path)
     assert not journal.owns(tmp_path / "x.png", "b") and journal.owns(tmp_path / "x.png", "a")
     (tmp_path / "x.png").write_bytes(b"b" * 30)  # b's rename did happen before it was killed: b's file
     assert journal.owner(tmp_path / "x.png") == "b" and journal.owns(tmp_path / "x.png", "b")
+
+
+def test_two_runs_of_one_command_starting_in_one_millisecond_are_told_apart(tmp_path, monkeypatch):
+    # same photo, same recipe: one key; the loser's "withdrawn" took the winner's start back with it
+    import imgedit.journal as journal_module
+
+    monkeypatch.setattr(journal_module.time, "time", lambda: 1000.0)
+    winner, loser = Journal(tmp_path), Journal(tmp_path)
+    winner.record(tmp_path / "x.png", "k", "start", size=4, replacing=False)
+    started = loser.record(tmp_path / "x.png", "k", "start", size=4, replacing=False)
+    loser.reread()
+    loser.record(tmp_path / "x.png", "k", "withdrawn", start_time=started)
+    winner.close(), loser.close()
+    (tmp_path / "x.png").write_bytes(b"done")  # the winner's rename; it was killed before its "done"
+    for journal in (Journal(tmp_path), loser):
+        assert journal.is_done(tmp_path / "x.png", "k")
