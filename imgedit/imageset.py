@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Optional, Sequence
 
 import torch
 
@@ -119,12 +119,48 @@ def held_out_of(images: ImageSet, card: dict) -> ImageSet:
     return only_named(images, held)
 
 
-def overlap_warning(card: dict, sources: Iterable[str | Path], held_out: bool) -> list[str]:
-    """A warning when evaluation images are the model's training data (and not its held-out part)."""
-    trained_on = {Path(s).resolve() for s in (card.get("training") or {}).get("data", [])}
-    if held_out or not trained_on & {Path(s).resolve() for s in sources}:
+def overlap_warning(card: dict, sources: Iterable[str | Path], held_out: bool,
+                    card_path: Optional[Path] = None) -> list[str]:
+    """A warning where evaluation images lie in the model's training data
+    (and are not its held-out part): a source (a file, a folder, a glob's
+    matches) inside a folder the card lists under ``training.data``, or a
+    folder holding one. The card's relative folders are read from the
+    current folder and from the checkout ``card_path`` lies in
+    (``weights/<plugin>/<model>.json``): a run from elsewhere, or a glob,
+    is still caught."""
+    if held_out:
         return []
-    return ["Warning: the evaluation images are the model's training data; the numbers flatter it (use --held-out or another folder)."]
+    trained_on = _training_folders(card, card_path)
+    evaluated = {path.resolve() for source in sources for path in _evaluated_paths(source)}
+    hit = next((folder for folder in trained_on for path in evaluated
+                if path.is_relative_to(folder) or folder.is_relative_to(path)), None)
+    if hit is None:
+        return []
+    has_holdout = bool((card.get("training") or {}).get("holdout", {}).get("files"))
+    remedy = "use --held-out or another folder" if has_holdout else "use images it was not trained on"
+    return [f"Warning: the evaluation images are the model's training data ({hit}); the numbers flatter it ({remedy})."]
+
+
+def _training_folders(card: dict, card_path: Optional[Path]) -> set[Path]:
+    """The folders a card lists as its training data, as they are found here."""
+    bases = [Path.cwd()]
+    if card_path is not None and len(card_path.resolve().parents) > 2:
+        bases.append(card_path.resolve().parents[2])  # the checkout, whose top the training was run from
+    folders = set()
+    for listed in (card.get("training") or {}).get("data") or []:
+        path = Path(listed)
+        for found in ([path] if path.is_absolute() else [base / path for base in bases]):
+            if found.exists():
+                folders.add(found.resolve())
+    return folders
+
+
+def _evaluated_paths(source: str | Path) -> list[Path]:
+    """What a ``--data`` source names: itself, or a glob's matches."""
+    import glob
+
+    text = str(source)
+    return [Path(match) for match in glob.glob(text, recursive=True)] if glob.has_magic(text) else [Path(source)]
 
 
 def data_licence(names: Iterable[str]) -> str:

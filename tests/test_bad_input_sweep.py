@@ -91,6 +91,7 @@ def test_overwrite_replaces_an_existing_sheet_and_alone_is_a_slip(tmp_path, invo
     sheet.write_bytes(b"old")
     result = invoke("eval", "denoise", "--data", data, "--sigma", 25, "--ensemble", 1, "--sheet", sheet, "--overwrite")
     assert result.exit_code == 0, result.output
+    assert ", 1 copy, " in result.output  # one copy is not the default's two: the header says which it was
     assert sheet.read_bytes()[:4] == b"\x89PNG"
     result = invoke("eval", "denoise", "--data", data, "--overwrite")
     assert result.exit_code == 2

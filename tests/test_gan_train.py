@@ -172,3 +172,21 @@ def test_images_smaller_than_the_training_size_are_warned_about(data, tmp_path, 
     assert result.exit_code == 0, result.output
     assert any("12 of the 12 training images are smaller than 32x32 px, scaled up to it (blurred)" in r.getMessage()
                for r in caplog.records)
+
+
+def test_evaluating_on_training_data_is_warned_of_from_anywhere_and_through_a_glob(tmp_path, monkeypatch):
+    from imgedit.imageset import overlap_warning
+
+    checkout = tmp_path / "checkout"
+    card_path = checkout / "weights" / "imgedit_gan" / "m.json"
+    train = tmp_path / "shared" / "data" / "train" / "faces"
+    blob_images(train, count=2)
+    card = {"training": {"data": ["../shared/data/train/faces"]}}  # relative to the checkout it was trained in
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")  # the old check read the card's path from here and found nothing
+    for sources in ([train], [str(train / "*.png")], [train / "00.png"], [tmp_path / "shared" / "data"]):
+        said = overlap_warning(card, sources, held_out=False, card_path=card_path)
+        assert len(said) == 1 and str(train) in said[0] and "use images it was not trained on" in said[0], sources
+    assert overlap_warning(card, [train], held_out=True, card_path=card_path) == []
+    (tmp_path / "eval").mkdir()
+    assert overlap_warning(card, [tmp_path / "eval"], held_out=False, card_path=card_path) == []

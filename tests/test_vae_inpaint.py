@@ -20,7 +20,7 @@ from imgedit_vae.inpaint import Region, hole_regions, inpaint_vae, load_inpainte
 from imgedit_vae.model import InpaintVAE, VAEConfig
 from imgedit_vae.operations import INPAINT_MODEL_NAME, model_spec
 
-from conftest import smooth_rgb
+from conftest import smooth_images, smooth_rgb
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "photo.jpg"
 TINY = VAEConfig(widths=(8, 16, 16, 16), blocks=(1, 1, 1, 1), latent_channels=4, residual=False)
@@ -542,6 +542,9 @@ def test_eval_command_runs_on_pairs(tmp_path, invoke, tiny_weights):
     assert all(r["images"] == 2 for r in report["rows"])
     assert (tmp_path / "sheet.png").stat().st_size > 0
     assert report["precision"] == "fp32"
+    table = invoke("eval", "inpaint", "--pairs", tmp_path / "pairs", "--hole-color", "black", "--weights", tiny_weights,
+                   "--no-baselines")
+    assert table.exit_code == 0 and "2 cases, cpu" in table.output and "mask seed" not in table.output  # no seed applies
     result = invoke("eval", "inpaint", "--weights", tiny_weights)
     assert result.exit_code != 0 and "--data" in result.output
     # the hole's colour is not guessed: white holes read as black ones score plausible, wrong numbers
@@ -819,3 +822,21 @@ def test_cli_grain_option(tmp_path, invoke, tiny_weights, photo):
     result = invoke("run", "-p", f"inpaint grain=true weights={tiny_weights}", tmp_path / "a.png", "--mask-box",
                     "60,50,40,40", "-o", tmp_path / "run.png")
     assert result.exit_code == 0 and (tmp_path / "run.png").read_bytes() == (tmp_path / "out.png").read_bytes()
+
+
+def test_eval_inpaint_warns_when_the_images_are_the_models_training_data(tmp_path, invoke):
+    # eval denoise and eval inpaint had no such check: the card's training photos scored without a word
+    torch.manual_seed(0)
+    train = tmp_path / "train"
+    smooth_images(train, count=1, height=48, width=48)
+    weights = tmp_path / "w" / "mine.safetensors"
+    save_weights(InpaintVAE(TINY).state_dict(), weights, {"name": "mine", "model_config": TINY.to_dict(),
+                                                          "training": {"data": [str(train)]}})
+    result = invoke("eval", "inpaint", "--data", train, "--masks", "thin", "--weights", weights, "--no-baselines")
+    assert result.exit_code == 0, result.output
+    assert f"Warning: the evaluation images are the model's training data ({train})" in result.output
+    (tmp_path / "eval").mkdir()
+    smooth_images(tmp_path / "eval", count=1, height=48, width=48)
+    result = invoke("eval", "inpaint", "--data", tmp_path / "eval", "--masks", "thin", "--weights", weights,
+                    "--no-baselines")
+    assert result.exit_code == 0 and "training data" not in result.output

@@ -274,7 +274,7 @@ def eval_gan_command(model, real_sources, held_out, count, seed, truncation, dev
               "protocol": "imgedit_gan.metrics (SWD: ProGAN, 7x7, 128/image/level, 4x512 directions; "
                           "KID: cubic kernel, 100 subsets of min(1000, n/2); features: FeatureNet seed "
                           f"{metrics.FEATURE_SEED})", "results": results}
-    notes = overlap_warning(card, real_sources, held_out)
+    notes = overlap_warning(card, real_sources, held_out, spec.card_path if spec is not None else None)
     if record:
         record_metrics(spec, "eval_gan", report)
         notes.append(f"recorded in {spec.card_path}")

@@ -380,7 +380,7 @@ def eval_interp_command(model, sources, held_out, pairs, frames, limit, seed, fe
                             "middle_end_fade_nn": round(r.middle[2], 3)}
                            for r in results],
               "seconds": round(time.perf_counter() - started, 1)}
-    notes = overlap_warning(card, sources, held_out)
+    notes = overlap_warning(card, sources, held_out, spec.card_path if spec is not None else None)
     if feature_seed in ENSEMBLE_SEEDS:
         notes.append(f"--feature-seed {feature_seed} is one of the networks that pace '--ease even': it helped place the "
                      "frames, so its step ratios flatter the pacing")

@@ -15,8 +15,8 @@ import click
 from imgedit.verbs import (COUNT, CheckedPath, FiniteFloat, StageProgress, apply_options, check_overwrite, check_sheet, command_line,
                            device_option, precision_option, seed_option, sheet_option, side, threads_option,
                            training_options)
-from imgedit_vae.operations import (DENOISE, DENOISE_COPIES, GRAY_MODEL_NAME, INPAINT, MODEL_NAME, SIGMA_MODEL_NAME,
-                                   model_spec)
+from imgedit_vae.operations import (DENOISE, DENOISE_COPIES, GRAY_MODEL_NAME, INPAINT, INPAINT_MODEL_NAME, MODEL_NAME,
+                                   SIGMA_MODEL_NAME, model_spec)
 
 DEFAULT_RUN_DIR = Path("runs") / "denoise"
 
@@ -269,7 +269,8 @@ def ensemble_option(verb: str, default: Optional[int]):
 
 
 def ensemble_note(ensemble: Optional[int]) -> str:
-    return f"ensemble of {ensemble}, " if ensemble is not None and ensemble > 1 else ""
+    """The copies a report's figures rest on, for its header ("" for as the verb runs it)."""
+    return "" if ensemble is None else f"{ensemble} cop{'y' if ensemble == 1 else 'ies'}, "
 
 
 @click.command("denoise", short_help="PSNR/SSIM and speed of the denoiser on synthetic noise.")
@@ -309,9 +310,9 @@ def eval_denoise_command(sources, sigma_text, baselines, clip, seed, limit, weig
     dev = resolve_device(device)
     model, gray_model = load_denoisers(dev, weights)  # as 'imgedit denoise' picks them
     precision, scope = _precision_scope(precision, dev, DENOISE)
-    scored = [_label(model_spec(weights))]
-    if gray_model is not None:
-        scored.append(f"{_label(model_spec(name=GRAY_MODEL_NAME))} for grayscale images")
+    specs = [model_spec(weights)] + ([model_spec(name=GRAY_MODEL_NAME)] if gray_model is not None else [])
+    scored = [_label(specs[0])] + [f"{_label(spec)} for grayscale images" for spec in specs[1:]]
+    trained_on = _overlap_notes(specs, sources)
 
     def vae(noisy: torch.Tensor, sigma: float) -> torch.Tensor:
         with torch.inference_mode(), scope():
@@ -334,11 +335,23 @@ def eval_denoise_command(sources, sigma_text, baselines, clip, seed, limit, weig
             click.echo(f"contact sheet (noisy | {' | '.join(methods)} | clean) at sigma {sigmas[0]:g}: {sheet}")
     if as_json:
         click.echo(json.dumps({"data": list(sources), "models": scored, "clip": clip, "seed": seed, "ensemble": ensemble,
-                               "device": str(dev), "precision": precision, "rows": rows_as_dicts(rows)}, indent=2))
+                               "device": str(dev), "precision": precision, "notes": trained_on,
+                               "rows": rows_as_dicts(rows)}, indent=2))
     else:
         where = ", ".join(map(str, sources))
-        click.echo(format_table(rows, f"{where}: {len(images)} images, seed {seed}, noisy input {'clipped to 8 bits' if clip else 'not clipped'}, "
-                                f"{ensemble_note(ensemble)}{dev}, {precision}; vae = {' + '.join(scored)}"))
+        # OpenCV's NLM takes 8 bits only: unclipped, the model is given what NLM is not (0.1 dB at sigma 50)
+        nlm_clipped = "; nlm given it clipped to 8 bits" if "nlm" in methods and not clip else ""
+        click.echo(format_table(rows, f"{where}: {len(images)} images, seed {seed}, noisy input {'clipped to 8 bits' if clip else 'not clipped'}"
+                                f"{nlm_clipped}, {ensemble_note(ensemble)}{dev}, {precision}; vae = {' + '.join(scored)}"))
+        for note in trained_on:
+            click.echo(note)
+
+
+def _overlap_notes(specs, sources) -> list[str]:
+    """The warning where ``sources`` are one of the models' training data (the first model's that says so)."""
+    from imgedit.imageset import overlap_warning
+
+    return next((said for spec in specs if (said := overlap_warning(spec.card(), sources, False, spec.card_path))), [])
 
 
 def _label(spec) -> str:
@@ -401,7 +414,7 @@ def eval_inpaint_command(sources, kinds_text, pairs_dir, hole_color, seed, limit
         return out.cpu()
 
     methods = {"vae": vae, **(classical_methods() if baselines else {})}
-    cases, notes = [], []
+    cases, notes = [], _overlap_notes([model_spec(weights, name=INPAINT_MODEL_NAME)], sources)
     if sources:
         cases += synthetic_cases(load_clean(sources, limit), kinds, seed)
     if pairs_dir:
@@ -433,7 +446,8 @@ def eval_inpaint_command(sources, kinds_text, pairs_dir, hole_color, seed, limit
         click.echo(json.dumps({"data": list(sources), "pairs": str(pairs_dir or ""), "seed": seed, "ensemble": ensemble, "device": str(dev),
                                "precision": precision, "notes": notes, "rows": rows_as_dicts(rows)}, indent=2))
     else:
-        click.echo(format_table(rows, f"{where}: {len(cases)} cases, mask seed {seed}, {ensemble_note(ensemble)}{dev}, {precision}"))
+        holes = f"mask seed {seed}, " if sources else ""  # the pairs bring their own holes
+        click.echo(format_table(rows, f"{where}: {len(cases)} cases, {holes}{ensemble_note(ensemble)}{dev}, {precision}"))
         for note in notes:
             click.echo(note)
 
