@@ -5,6 +5,7 @@ verb comes from a plugin's ``register_commands``."""
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 import logging
 import os
@@ -132,6 +133,8 @@ class ImgeditGroup(click.Group):
             raise
         if command is not None:
             use_help_context(command)
+            if _runs_plugin_verb(self, args):  # torch, with Ctrl-C held through its import (devices._ctrl_c_held)
+                importlib.import_module("imgedit.devices")
         return name, command, rest
 
     def invoke(self, ctx: click.Context) -> Any:
@@ -170,6 +173,15 @@ class ImgeditGroup(click.Group):
         from imgedit.verbs import format_commands  # not at the top: see _printable
 
         format_commands(self, ctx, formatter)
+
+
+def _runs_plugin_verb(cli: click.Group, args: list[str]) -> bool:
+    """Whether ``args`` run a plugin's verb (``train style``), not ask for its help: such a verb
+    imports torch itself, where a Ctrl-C in the import's second was lost or broke numpy's."""
+    from imgedit.plugins import command_owner
+
+    owners = {command_owner(cli, " ".join(args[:depth])) for depth in (1, 2)}
+    return bool(owners - {"", "imgedit"}) and not {"--help", "-h"} & set(args)
 
 
 def _in_plugin_verb(ctx: click.Context) -> str:

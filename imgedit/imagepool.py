@@ -20,6 +20,7 @@ import torch
 from imgedit.errors import ImgeditError, UsageError
 from imgedit.imageio import read_image
 from imgedit.inputs import expand_inputs
+from imgedit.options import TRAINING_PHOTO_SIDE
 
 __all__ = ["ImagePool", "dihedral", "luminance"]
 
@@ -28,7 +29,7 @@ logger = logging.getLogger("imgedit")
 # Photos larger than this (longest side) are downscaled by an integer factor
 # with area averaging: that removes most camera noise and JPEG artefacts, so
 # the training targets are clean, and keeps the pool small.
-MAX_SIDE = 1200
+MAX_SIDE = TRAINING_PHOTO_SIDE
 
 
 def _load_rgb8(path: Path) -> np.ndarray:

@@ -66,6 +66,9 @@ MAX_THREADS = 1024  # a thread per core of the largest machines; more only take 
 MAX_NPROC = usable_cpus()  # each process is a whole trainer: past one per core they only take turns
 MAX_BATCH = 4096  # images in one global batch: far past what these small networks gain from, or one step holds
 MAX_SIDE = 8192  # px on a side: an image of 8192 x 8192 is 67 MP, held at once as floats
+# Training photos larger than this on their longest side are read scaled down (imgedit.imagepool): no
+# training crop is larger, and a --patch past it only enlarges crops (train style's 8192: 13 GB, then a crash)
+TRAINING_PHOTO_SIDE = 1200
 MAX_COUNT = 10**9  # images, pairs or steps: more than a folder holds or years of training
 MAX_LR = 1.0  # learning rate: past it Adam's steps dwarf any weight here (a run that diverges below it is stopped)
 

@@ -512,3 +512,12 @@ def test_help_under_python_oo_says_why_it_is_blank(optimize):
     assert done.returncode == 0 and done.stdout.startswith("Usage: imgedit info"), done.stderr
     assert ("strips the help texts of the commands that keep theirs in docstrings" in done.stderr) == bool(optimize)
     assert (done.stderr == "") == (not optimize)
+
+
+def test_a_plugin_verb_has_torch_imported_with_ctrl_c_held_before_it_runs():
+    # train style imported torch itself: a Ctrl-C in that second was lost (the run trained on) or broke numpy
+    from imgedit.cli import _runs_plugin_verb, cli
+
+    assert _runs_plugin_verb(cli, ["train", "style", "--data", "x"]) and _runs_plugin_verb(cli, ["sample", "-n", "4"])
+    assert not _runs_plugin_verb(cli, ["train", "style", "--help"])  # help needs no torch
+    assert not _runs_plugin_verb(cli, ["info", "a.png"]) and not _runs_plugin_verb(cli, ["models"])  # the host's own

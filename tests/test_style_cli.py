@@ -342,3 +342,11 @@ def test_the_optimisation_draws_no_bar_where_stderr_is_not_a_terminal(painting, 
     image = torch.rand(1, 3, 24, 24, generator=torch.Generator().manual_seed(0))
     out = imgedit.run(f"style style_image={painting} steps=3", image)
     assert out.shape == image.shape and capfd.readouterr().err == ""
+
+
+@pytest.mark.parametrize("option, value, limit", [("--style-size", 8192, "32<=x<=4096"), ("--patch", 8192, "16<=x<=1200")])
+def test_train_style_refuses_sizes_that_would_take_the_machine_before_loading_anything(invoke, painting, tmp_path,
+                                                                                     option, value, limit):
+    # 8192: over 10 minutes and 12 GB of set-up (style size) or 13 GB and a crash (patch); 'style' capped it already
+    result = invoke("train", "style", "--style-image", painting, "--data", tmp_path, option, value, "-o", tmp_path / "run")
+    assert result.exit_code == 2 and limit in result.output and not (tmp_path / "run").exists()

@@ -12,9 +12,12 @@ from typing import Optional
 import click
 
 from imgedit.errors import UsageError
+from imgedit.options import TRAINING_PHOTO_SIDE
 from imgedit.shell import quote_arg
 from imgedit.verbs import (COUNT, MAX_COUNT, CheckedPath, FiniteFloat, apply_options, check_sheet, command_line, device_option,
                             echo_report, seed_option, sheet_option, side, threads_option, training_options)
+
+from imgedit_style.operations import MAX_STYLE_SIZE
 
 STYLE_HELP = """Apply a painting's style to images: a trained style network
 (--style NAME, fast) or any painting by per-image optimisation
@@ -36,9 +39,9 @@ Examples:
               help="The painting (a resumed run goes on with its checkpoint's: one given must be the same).")
 @click.option("--name", help="Name for --style, in your weights folder (default: the --export file's name, else the painting's "
                                  "file name).")
-@click.option("--patch", type=side(16), default=256, show_default=True,
-              help="Training crop size in px (multiple of 8).")
-@click.option("--style-size", type=side(32), default=512, show_default=True,
+@click.option("--patch", type=click.IntRange(16, TRAINING_PHOTO_SIDE), default=256, show_default=True,
+              help=f"Training crop size in px (multiple of 8; photos are read at most {TRAINING_PHOTO_SIDE} px on a side).")
+@click.option("--style-size", type=click.IntRange(32, MAX_STYLE_SIZE), default=512, show_default=True,
               help="Long side in px the painting is seen at: larger = larger strokes.")
 @click.option("--content-weight", type=FiniteFloat(min=0), default=None,
               help="Weight of the content loss against the style loss (default 0.5): larger keeps more of the photo.")

@@ -21,6 +21,10 @@ def create_style(context: Any = None, **params: Any):
 
 
 # The parameters only per-image optimisation reads, with their defaults (as in STYLE's params below).
+#: The longest side a painting is seen at: past it, set-up alone takes minutes and many GB
+#: (8192 px: over 10 minutes and 12 GB before the first step).
+MAX_STYLE_SIZE = 4096
+
 OPTIMISATION_ONLY = {"steps": ("--steps", 300), "loss_net": ("--loss-net", "random"), "style_size": ("--style-size", 512)}
 
 
@@ -125,7 +129,7 @@ STYLE = Operation(
         Param("loss_net", str, "random", help="loss network with a painting (--style-image): random, or vgg16/vgg19 "
                                               "from the local torchvision cache", choices=LOSS_NETS),
         Param("style_size", int, 512, help="long side in px the painting (--style-image) is seen at "
-                                           "(larger = larger strokes)", minimum=32, maximum=4096),
+                                           "(larger = larger strokes)", minimum=32, maximum=MAX_STYLE_SIZE),
     ),
     description="Style transfer: fast trained style networks, or any painting by per-image optimisation",
     depends_on=style_files,
