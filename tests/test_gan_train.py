@@ -190,3 +190,15 @@ def test_evaluating_on_training_data_is_warned_of_from_anywhere_and_through_a_gl
     assert overlap_warning(card, [train], held_out=True, card_path=card_path) == []
     (tmp_path / "eval").mkdir()
     assert overlap_warning(card, [tmp_path / "eval"], held_out=False, card_path=card_path) == []
+
+
+def test_a_held_out_picture_that_is_also_a_training_picture_is_not_held_out(caplog):
+    # UTKFace holds some photos under two names; the split is by name, so one copy was trained on
+    from imgedit.imageset import ImageSet, held_out_of
+
+    pictures = torch.arange(4 * 3 * 2 * 2, dtype=torch.uint8).reshape(4, 3, 2, 2)
+    pictures[3] = pictures[0]  # d.jpg is a.jpg under another name
+    images = ImageSet(["a.jpg", "b.jpg", "c.jpg", "d.jpg"], pictures)
+    held = held_out_of(images, {"training": {"holdout": {"files": ["c.jpg", "d.jpg"]}}})
+    assert held.names == ["c.jpg"] and torch.equal(held.images[0], pictures[2])
+    assert "left out 1 held-out image whose picture is also a training image's" in caplog.text
