@@ -173,6 +173,17 @@ def recorded_export(state: dict) -> Optional[tuple[str, Path]]:
     return name, Path(path)
 
 
+def recorded_run(state: dict) -> Optional[str]:
+    """The id a checkpoint's run gave itself (its record's ``run``), from
+    ``state`` as read; None where it names none (checkpoints made before runs
+    were named, or an odd record)."""
+    try:
+        run = json.loads(state.get("provenance", "{}")).get("run")
+    except (ValueError, TypeError, AttributeError, RecursionError):
+        return None
+    return run if isinstance(run, str) and run else None
+
+
 def recorded_progress(path: Path) -> Optional[tuple[str, int]]:
     """(kind, step) of checkpoint ``path`` (``("gan", 149)``), read without its
     tensors; None where the file does not say."""

@@ -53,7 +53,7 @@ from imgedit import distributed
 from imgedit.atomic import (NAME_MAX, NO_FOLLOW, NO_SPACE, check_writable_folder, name_length, name_too_long,
                             name_windows_refuses, write_bytes_atomic)
 from imgedit.checkpoint import (CHECKPOINT_NAME, checkpoint_file, checkpoint_info, load_checkpoint, recorded_export,
-                                save_checkpoint)
+                                recorded_run, save_checkpoint)
 from imgedit.errors import DiskFullError, ImageWriteError, ImgeditError, Interrupted, UsageError
 from imgedit.shell import quote_arg
 from imgedit.progress import duration, pace, redraws_in_place
@@ -223,6 +223,11 @@ def run_export(resume: Optional[Path], kind: str) -> Optional[tuple[str, Path]]:
     return recorded_export(checkpoint_info(resume, kind))
 
 
+def _run_of(resume: Optional[Path], kind: Optional[str]) -> Optional[str]:
+    """The id of the run ``resume`` continues (see :func:`provenance`); None for a new run or an older checkpoint."""
+    return recorded_run(checkpoint_info(resume, kind)) if resume is not None and kind else None
+
+
 def export_target(chosen: tuple[str, Path], resume: Optional[Path], kind: str, told: bool) -> tuple[str, Path]:
     """(name, weights file) of the model a run exports: ``chosen`` (from the
     command line and its defaults), except that a resumed run not ``told``
@@ -283,9 +288,10 @@ def check_fresh_run(out_dir: Path, resume: Optional[Path], overwrite: bool, expo
     check_writable_folder(out_dir, "--out")
     check_run_folder(out_dir)
     own = run_export(resume, kind) if kind else None
+    run = _run_of(resume, kind)
     recorded = own is not None and export is not None and _resolved(Path(export)) == _resolved(own[1])
     if recorded and not given_on_command_line("export_path"):  # the checkpoint chose the file, not the user
-        problem = recorded_model_problem(own[1], own[0])
+        problem = recorded_model_problem(own[1], own[0], run)
         if problem:
             raise UsageError(f"the checkpoint names {own[1]} as its model's file, but {problem}: pass --export FILE "
                              "to choose where the weights go (with --overwrite to replace a file there)")
@@ -307,13 +313,13 @@ def check_fresh_run(out_dir: Path, resume: Optional[Path], overwrite: bool, expo
     if not recorded:
         raise UsageError(f"a model already exists at {export}, and this run exports to {own[1]}: pass --overwrite to "
                          "replace it, or leave out --export and --name to update the run's own model")
-    problem = recorded_model_problem(Path(export), own[0])
+    problem = recorded_model_problem(Path(export), own[0], run)
     if problem:  # --export typed: the user's file, replaced as any other model would be
         raise UsageError(f"a file already exists at {export}, and {problem}: pass --overwrite to replace it, "
                          "or give another --export path")
 
 
-def recorded_model_problem(path: Path, name: str) -> str:
+def recorded_model_problem(path: Path, name: str, run: Optional[str] = None) -> str:
     """Why the weights file ``path`` that a checkpoint records for its
     model ``name`` may not be written by its resumed run; "" where it may: a
     ``.safetensors`` path where neither the weights nor their card (``.json``
@@ -336,6 +342,9 @@ def recorded_model_problem(path: Path, name: str) -> str:
         return f"{card_path.name} beside it is not a model card"
     if card.get("name") != name:
         return f"the model there is another one (its card names {card.get('name')!r}, the run {name!r})"
+    made_by = (card.get("training") or {}).get("run")
+    if run is not None and isinstance(made_by, str) and made_by != run:  # cards before runs were named: the name decides
+        return f"the model there is another run's of the name {name!r} (a later run took it over)"
     if os.path.lexists(path) and not is_safetensors_file(path):
         return "the file there is not a safetensors file"
     return ""
@@ -914,10 +923,13 @@ def record_session(trainer: Any, sources: Sequence, export: Optional[tuple[str, 
 
 
 def provenance(trainer: Any) -> dict:
-    """The run's record across its sessions: ``data`` (every source it trained
-    on), ``licences`` (their terms, where known) and ``export`` (its model)."""
+    """The run's record across its sessions: ``run`` (an id it gives itself
+    and its model cards: a name another run took over is not its own to
+    replace), ``data`` (every source it trained on), ``licences`` (their
+    terms, where known) and ``export`` (its model)."""
     if not isinstance(getattr(trainer, "provenance", None), dict):
         trainer.provenance = {}
+    trainer.provenance.setdefault("run", os.urandom(8).hex())
     return trainer.provenance
 
 
@@ -938,6 +950,7 @@ def training_summary(trainer: Any, sources: list, images: int, session_seconds: 
 
     return {
         "commands": trainer.commands,
+        "run": provenance(trainer)["run"],
         "data": _unique(provenance(trainer).get("data", []) + [str(s) for s in sources]),  # every session's
         "images": images,
         "steps": trainer.step,

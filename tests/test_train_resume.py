@@ -146,7 +146,7 @@ def test_a_checkpoint_whose_run_exported_nothing_yet_says_how_to_export(data, tm
         spec_for_file(checkpoint)
 
 
-def _checkpoint_recording(folder, export):
+def _checkpoint_recording(folder, export, run=None):
     """The shipped denoiser's checkpoint (step 9000), copied into ``folder``
     with its record of the model it exports to set to ``export`` (a dict as
     runs record it, or anything else): a checkpoint downloaded to fine-tune
@@ -155,7 +155,7 @@ def _checkpoint_recording(folder, export):
     from imgedit.models import shipped_weights_dir
 
     state = load_checkpoint(shipped_weights_dir() / "imgedit_vae" / "denoise-vae.checkpoint.safetensors", "denoise")
-    state["provenance"] = json.dumps({"export": export})
+    state["provenance"] = json.dumps({"export": export, **({"run": run} if run else {})})
     folder.mkdir(parents=True, exist_ok=True)
     save_checkpoint(state, folder / "checkpoint.safetensors")
     return folder / "checkpoint.safetensors"
@@ -232,6 +232,11 @@ def test_a_recorded_model_file_is_written_only_where_it_is_the_runs_own(tmp_path
     assert recorded_model_problem(mine, "mine") == ""  # its card alone: the export writes both
     (tmp_path / "card.json").symlink_to(mine.with_suffix(".json"))
     assert "no model card" in recorded_model_problem(tmp_path / "card.safetensors", "mine")
+    # a later run took the name over (--name mine --overwrite): the card names that run, and this one may not replace it
+    _model_file(mine, {"name": "mine", "architecture": DENOISER, "training": {"run": "later"}})
+    assert "another run's of the name 'mine'" in recorded_model_problem(mine, "mine", run="first")
+    assert recorded_model_problem(mine, "mine", run="later") == "" and recorded_model_problem(mine, "mine") == ""
+    mine.unlink()
     # --export takes any name: a run exported to model.pt resumes into it
     own_pt = _model_file(tmp_path / "models" / "mine.pt", {"name": "mine", "architecture": DENOISER})
     assert recorded_model_problem(own_pt, "mine") == ""
@@ -267,3 +272,18 @@ def test_a_checkpoint_that_records_no_model_says_why_a_model_there_is_refused(tm
         check_fresh_run(tmp_path / "old", checkpoint, False, export=model, kind="denoise")
     check_fresh_run(tmp_path / "old", checkpoint, True, export=model, kind="denoise")
     assert checkpoint.is_file()
+
+
+def test_resuming_a_run_whose_name_a_later_run_took_over_does_not_replace_that_runs_model(tmp_path, user_home):
+    # train --name elephants --overwrite -o runs/new, then --resume runs/old: the old run silently replaced the new model
+    from imgedit.errors import UsageError
+    from imgedit.training import check_fresh_run
+
+    model = _model_file(tmp_path / "models" / "elephants.safetensors",
+                        {"name": "elephants", "architecture": DENOISER, "training": {"run": "new-run"}})
+    old = _checkpoint_recording(tmp_path / "old", {"name": "elephants", "path": str(model)}, run="old-run")
+    with pytest.raises(UsageError, match="another run's of the name 'elephants'"):
+        check_fresh_run(tmp_path / "old", old, False, export=model, kind="denoise")
+    check_fresh_run(tmp_path / "old", old, True, export=tmp_path / "models" / "elsewhere.safetensors", kind="denoise")
+    new = _checkpoint_recording(tmp_path / "new", {"name": "elephants", "path": str(model)}, run="new-run")
+    check_fresh_run(tmp_path / "new", new, False, export=model, kind="denoise")  # its own: resumed into it
