@@ -259,9 +259,9 @@ def run(
     if isinstance(summary.build_error, ImgeditError):  # a model that would not load: no image was processed
         summary.build_error.summary = summary  # type: ignore[attr-defined]
         raise summary.build_error
-    if summary.failed or summary.incomplete_note():
+    if summary.failed or summary.unreadable:
         error = BatchError(f"{len(summary.failed)} of {len(summary.results)} images failed: {summary.failed[0].error}"
-                           if summary.failed else summary.incomplete_note())
+                           if summary.failed else summary.unreadable_note())
         error.summary = summary  # type: ignore[attr-defined]
         raise error
     return summary

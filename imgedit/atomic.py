@@ -13,9 +13,10 @@ import stat
 import sys
 import tempfile
 from contextlib import contextmanager, suppress
+from functools import lru_cache
 from contextvars import ContextVar
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterator, Optional
+from typing import Any, BinaryIO, Callable, Iterator, Optional
 
 from imgedit.errors import UsageError
 
@@ -133,11 +134,9 @@ def _copy_extended_attributes(dest: Path, tmp: str) -> None:
     except OSError:  # a new output: nothing to keep
         return
     if sys.platform == "darwin":
-        import ctypes
-
-        with suppress(OSError, AttributeError):
-            copyfile = ctypes.CDLL("libSystem.B.dylib", use_errno=True).copyfile
-            copyfile(os.fsencode(dest), os.fsencode(tmp), None, _COPYFILE_XATTR)
+        copyfile = _macos_copyfile()
+        if copyfile is not None:
+            copyfile(os.fsencode(dest), os.fsencode(tmp), None, _COPYFILE_XATTR)  # best effort: its status unread
         return
     if not hasattr(os, "listxattr"):  # Windows: none to copy this way
         return
@@ -146,6 +145,17 @@ def _copy_extended_attributes(dest: Path, tmp: str) -> None:
             if name.startswith("user."):  # the user's own; security.* and system.* are the system's to set
                 with suppress(OSError):
                     os.setxattr(tmp, name, os.getxattr(dest, name, follow_symlinks=False))
+
+
+@lru_cache(maxsize=1)
+def _macos_copyfile() -> Any:
+    """macOS's copyfile(3), loaded once; None where it cannot be."""
+    import ctypes
+
+    try:
+        return ctypes.CDLL("libSystem.B.dylib", use_errno=True).copyfile
+    except (OSError, AttributeError):
+        return None
 
 
 def _commit(tmp: str, dest: Path, overwrite: bool) -> None:
@@ -245,9 +255,9 @@ def atomic_file(dest: Path, overwrite: bool = True, durable: bool = True,
             _check_not_cut(handle.fileno())
             if durable:
                 flush_to_disk(handle.fileno())
+        _copy_extended_attributes(dest, tmp)  # before the chmod: a read-only file takes no attributes
         with suppress(OSError, NotImplementedError):
             os.chmod(tmp, mode)
-        _copy_extended_attributes(dest, tmp)
         callback = _before_rename.get()
         if callback is not None:
             callback(Path(tmp))

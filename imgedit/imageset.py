@@ -164,11 +164,14 @@ def _training_folders(card: dict, card_path: Optional[Path]) -> set[Path]:
 
 
 def _evaluated_paths(source: str | Path) -> list[Path]:
-    """What a ``--data`` source names: itself, or a glob's matches."""
+    """What a ``--data`` source names: itself, or for a glob the folder its
+    matches lie under (not each of 20 000 matches resolved again)."""
     import glob
 
+    from imgedit.inputs import glob_base
+
     text = str(source)
-    return [Path(match) for match in glob.glob(text, recursive=True)] if glob.has_magic(text) else [Path(source)]
+    return [glob_base(text)] if glob.has_magic(text) else [Path(source)]
 
 
 def data_licence(names: Iterable[str]) -> str:

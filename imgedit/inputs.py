@@ -22,6 +22,7 @@ __all__ = [
     "NAME_FIELDS",
     "check_name_template",
     "expand_inputs",
+    "glob_base",
     "is_link",
     "names_an_image_file",
     "output_is_file",
@@ -203,7 +204,8 @@ def _is_package(name: str) -> bool:
 def _windows_marks(entry: Union[os.DirEntry, Path]) -> tuple[bool, bool]:
     """On Windows, whether ``entry`` is a junction (a link to a folder that
     ``is_symlink()`` and ``os.path.islink`` do not see), and whether it is
-    hidden or a system file; (False, False) elsewhere, without a stat."""
+    hidden (Explorer hides it; a system folder alone it shows); (False, False)
+    elsewhere, without a stat."""
     if os.name != "nt":
         return False, False
     try:
@@ -213,7 +215,7 @@ def _windows_marks(entry: Union[os.DirEntry, Path]) -> tuple[bool, bool]:
     attributes = getattr(info, "st_file_attributes", 0)
     # the reparse tag is what DirEntry.is_junction() (Python 3.12) reads, on every version
     return (getattr(info, "st_reparse_tag", 0) == _JUNCTION_TAG,
-            bool(attributes & (stat.FILE_ATTRIBUTE_HIDDEN | stat.FILE_ATTRIBUTE_SYSTEM)))
+            bool(attributes & stat.FILE_ATTRIBUTE_HIDDEN))  # SYSTEM alone: a folder with a desktop.ini, shown
 
 
 def is_link(path: Path) -> bool:
@@ -327,8 +329,7 @@ def scan_inputs(items: Iterable[str], recursive: bool = False) -> InputScan:
             matches = sorted(glob.glob(item, recursive=recursive or "**" in item))  # "**" asks for the depth itself
             if not matches:
                 raise UsageError(f"no files match {item!r}")
-            base = Path(item.split("*")[0].split("?")[0].split("[")[0] or ".")
-            base = base if base.is_dir() else base.parent
+            base = glob_base(item)
             scan.files.extend(InputFile(Path(m), base, from_folder=True) for m in matches if _is_image_file(Path(m)))
             scan.raw.extend(Path(m) for m in matches if _is_raw_name(Path(m)))
         else:
@@ -336,7 +337,7 @@ def scan_inputs(items: Iterable[str], recursive: bool = False) -> InputScan:
     unique = _one_per_file(scan.files)
     scan.unsearched.sort()
     scan.packages.sort()
-    left_out = [said for said in (_packages_said(scan.packages), in_cloud_said(scan.in_cloud)) if said]
+    left_out = [said for said in (_packages_said(scan.packages), _in_cloud_said(scan.in_cloud)) if said]
     if not unique and items:
         raise UsageError("no images found in " + ", ".join(map(str, items)) + _raw_hint(scan.raw)
                          + "".join(f"; {said}" for said in left_out) + _unsearched_hint(scan.unsearched))
@@ -346,6 +347,12 @@ def scan_inputs(items: Iterable[str], recursive: bool = False) -> InputScan:
         logger.warning("%s", said)
     scan.files = unique
     return scan
+
+
+def glob_base(pattern: str) -> Path:
+    """The folder a glob's matches lie under: its part before the first wildcard."""
+    base = Path(pattern.split("*")[0].split("?")[0].split("[")[0] or ".")
+    return base if base.is_dir() else base.parent
 
 
 def _is_raw_name(path: Path) -> bool:
@@ -374,7 +381,7 @@ def _packages_said(packages: list[Path]) -> str:
             "files are its app's to change (a Photos library's originals); name the folder to scan inside it")
 
 
-def in_cloud_said(in_cloud: list[Path]) -> str:
+def _in_cloud_said(in_cloud: list[Path]) -> str:
     """The line for the images a scan found iCloud placeholders of ("" if none)."""
     if not in_cloud:
         return ""

@@ -304,8 +304,7 @@ class Journal:
         ``path`` as that run's output and it still is (its recorded size);
         None where it records no such thing, names no input (older
         journals), or the run only failed to write there."""
-        name = self._name(path)  # once: a scan asks this of every file found
-        entry, source = self.entries.get(name), self.sources.get(name)
+        entry, _, source = self._landed(path)  # a stat only where a start is open: a scan asks this of every file
         if entry is None or entry.status not in WROTE or source is None:
             return None
         return source if _still_there(path, entry) else None

@@ -54,12 +54,13 @@ def _installed_weights_dir(beside: Path = Path(__file__).resolve().parent.parent
     Found beside the package, not by importing: ``imgedit_weights`` is a
     namespace package (data, no code), of which any folder of that name on
     the path is a part (one in the current folder: every model failed).
-    In a checkout (``beside`` holds ``pyproject.toml``), ``weights/`` comes
-    first: a folder of a user's named ``imgedit_weights`` at its top, the
-    folder commands are run from, hid it the same way."""
+    In a checkout (``beside`` holds ``weights/imgedit_vae``), ``weights/``
+    comes first: a folder of a user's named ``imgedit_weights`` at its top,
+    the folder commands are run from, hid it the same way; a project's own
+    ``weights/`` beside a ``pip install --target`` does not count."""
     import importlib.util
 
-    checkout = (beside / "pyproject.toml").is_file()
+    checkout = (beside / "weights" / "imgedit_vae").is_dir()
     names = ("weights", "imgedit_weights") if checkout else ("imgedit_weights", "weights")
     for folder in (beside / name for name in names):
         if folder.is_dir():

@@ -103,7 +103,7 @@ class Summary:
     planned: Optional[int] = None  # images the run was given: more than its results when it stopped early
     error: Optional[str] = None  # what stopped the run itself (a journal that cannot be written), not one image
     left_out: list[Path] = field(default_factory=list)  # files a scan found that an earlier run made: results, not inputs
-    in_cloud: list[Path] = field(default_factory=list)  # images iCloud holds only: left out, as unreadable folders' are
+    in_cloud: list[Path] = field(default_factory=list)  # images iCloud holds only: said, not failed (they may be done)
 
     def _with(self, status: str) -> list[FileResult]:
         return [r for r in self.results if r.status == status]
@@ -137,19 +137,6 @@ class Summary:
         return (f"{count} input folder{'s' * (count != 1)} could not be read and their images were left out "
                 f"(e.g. {shorten_path(self.unreadable[0])}): fix the permissions and run the same command again "
                 "(what is done is skipped)")
-
-    def in_cloud_note(self) -> str:
-        """What the batch left out because iCloud holds the images only ("" if
-        none): as for folders that could not be read, it ends in an error."""
-        from imgedit.inputs import in_cloud_said
-
-        if not self.in_cloud:
-            return ""
-        return f"{in_cloud_said(self.in_cloud)}, and run the same command again (what is done is skipped)"
-
-    def incomplete_note(self) -> str:
-        """What the scan left out that the user asked for ("" if nothing): unreadable folders, iCloud-only images."""
-        return "; ".join(note for note in (self.unreadable_note(), self.in_cloud_note()) if note)
 
     @property
     def not_attempted(self) -> int:
@@ -740,14 +727,16 @@ def run_works(batch: _Batch, works: list[_Work], finish: Callable[[FileResult], 
         # exit all the same. So it is let pass, and the writes that end are
         # counted (it said "interrupted after 0 images" of a photo written).
         _uninterrupted(lambda: readers.shutdown(wait=True, cancel_futures=True))
-        stopped: Optional[RunStopped] = None
+        stopped: Optional[BaseException] = None
         while writes:
             try:
                 _uninterrupted(drain_one)
-            except RunStopped as exc:  # the journal or the disk stopped the run: the other writes in flight still end
+            except BaseException as exc:  # noqa: BLE001 - the journal or the disk stopped the run, or finish()
+                # raised (an API caller's progress): the other writes in flight still end, and then it is raised
                 if writes and writes[0].done() and writes[0].exception() is exc:  # that write's, not finish()'s
                     writes.popleft()
-                stopped = stopped or exc
+                if stopped is None or isinstance(exc, RunStopped) and not isinstance(stopped, RunStopped):
+                    stopped = exc  # the journal's or the disk's says more of the run than a caller's error
         _uninterrupted(lambda: writers.shutdown(wait=True))
         if stopped is not None:
             raise stopped

@@ -10,7 +10,7 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from imgedit.errors import ShapeError, UsageError
+from imgedit.errors import MaskError, ShapeError, UsageError
 
 __all__ = [
     "IMAGE_RANGE",
@@ -159,10 +159,16 @@ def mask_to_tensor(mask: np.ndarray) -> torch.Tensor:
     Raises:
         ShapeError: not an (H, W) array of bool, integer or float values.
         UsageError: a float mask with NaN or infinity (neither hole nor kept).
+        MaskError: a uint8 or uint16 mask with values but none a hole (0/1 labels).
     """
     if mask.ndim != 2:
         raise ShapeError("mask", "shape (H, W)", mask.shape)
-    return torch.from_numpy(_hole(mask).astype(np.float32))[None, None]
+    hole = _hole(mask)
+    if mask.dtype in (np.uint8, np.uint16) and not hole.any() and mask.any():  # 0/1 labels read as a mask file
+        top = np.iinfo(mask.dtype).max // 2
+        raise MaskError(f"mask: no pixel is a hole: a {mask.dtype} mask is read as a mask file, a hole above {top}; "
+                        "for 0/1 values pass mask.astype(bool)")
+    return torch.from_numpy(hole.astype(np.float32))[None, None]
 
 
 def _hole(mask: np.ndarray) -> np.ndarray:

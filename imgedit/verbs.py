@@ -322,9 +322,9 @@ def _print_summary(summary: Any, quiet: bool, as_json: bool, planned: int, notes
                          "run the same command again to go on (what is done is skipped)")
     if failed:
         raise BatchError(f"{failed} of {total} images failed" + _advice(summary)
-                         + (f"; {note}" if (note := summary.incomplete_note()) else ""))
-    if note := summary.incomplete_note():
-        raise BatchError(note)
+                         + (f"; {summary.unreadable_note()}" if summary.unreadable else ""))
+    if summary.unreadable:
+        raise BatchError(summary.unreadable_note())
     for note in notes:
         say(note)
 

@@ -297,3 +297,28 @@ def test_the_api_summary_names_the_results_a_folder_scan_left_out(tmp_path):
     again = imgedit.run("denoise method=nlm sigma=5", tmp_path, output=tmp_path / "out")
     assert sorted(p.name for p in again.left_out) == ["a.denoise.png", "b.denoise.png"]
     assert len(again.as_dict()["left_out_results"]) == 2 and len(again.done) == 2
+
+
+def test_an_error_in_progress_at_the_end_still_lets_every_write_in_flight_end_before_it_is_raised(photo, tmp_path,
+                                                                                                monkeypatch):
+    # the last images' results are heard while the writes drain: raised there, run() returned with writers still going
+    import threading
+    import time
+
+    from imgedit import runner
+
+    encode = runner._Batch.encode
+    monkeypatch.setattr(runner._Batch, "encode", lambda self, work: time.sleep(0.3) or encode(self, work))
+    (tmp_path / "in").mkdir()
+    for i in range(6):
+        (tmp_path / "in" / f"{i}.png").write_bytes(photo.read_bytes())
+
+    def fail_at_the_end(result, count, total):
+        if count == total - 1:
+            raise RuntimeError("late")
+
+    with pytest.raises(RuntimeError, match="late"):
+        imgedit.run("denoise method=nlm sigma=5", tmp_path / "in", tmp_path / "out", progress=fail_at_the_end)
+    assert not [t.name for t in threading.enumerate() if t.name.startswith("imgedit-write")]
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == [f"{i}.png" for i in range(6)]
+    assert len(imgedit.run("denoise method=nlm sigma=5", tmp_path / "in", tmp_path / "out").skipped) == 6

@@ -12,7 +12,7 @@ import torch
 
 import imgedit
 from imgedit import operations
-from imgedit.errors import DeviceError, ShapeError, UsageError
+from imgedit.errors import DeviceError, MaskError, ShapeError, UsageError
 from imgedit.latents import load_latent_model, load_latent_model_argument
 from imgedit.operations import Operation, Param
 from imgedit.pipeline import Pipeline, Stage
@@ -80,6 +80,13 @@ def test_an_8_bit_mask_is_read_as_a_mask_file():
 ])
 def test_other_masks_are_read_as_the_api_reads_them(mask, hole):
     assert mask_to_tensor(mask)[0, 0].tolist() == hole
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_mask_to_tensor_refuses_0_1_labels_read_as_a_mask_file_would_be(dtype):
+    # they read as no hole at all: said, as imgedit.run says it, not a photo left as it was
+    with pytest.raises(MaskError, match="for 0/1 values pass mask.astype"):
+        mask_to_tensor(np.array([[0, 1], [1, 0]], dtype=dtype))
 
 
 def test_a_mask_of_another_shape_is_refused():

@@ -191,3 +191,25 @@ def test_a_replaced_file_keeps_its_extended_attributes(tmp_path):
     assert os.getxattr(dest, "user.xdg.origin.url") == b"https://example.org/a.jpg"
     write_bytes_atomic(tmp_path / "b.jpg", b"new")  # a new file: nothing to keep, and no error
     assert os.listxattr(tmp_path / "b.jpg") == []
+
+
+def test_on_macos_a_replaced_file_has_copyfile_copy_its_extended_attributes_first(tmp_path, monkeypatch):
+    import sys
+
+    import imgedit.atomic as atomic
+
+    calls = []
+
+    def copyfile(src, dst, state, flags):
+        calls.append((src, os.stat(dst).st_mode & 0o777, state, flags))  # still writable: before the chmod
+        return 0
+
+    monkeypatch.setattr(sys, "platform", "darwin")
+    monkeypatch.setattr(atomic, "_macos_copyfile", lambda: copyfile)
+    dest = tmp_path / "a.jpg"
+    dest.write_bytes(b"old")
+    dest.chmod(0o444)  # a read-only photo: its tags are copied while the new file still takes them
+    write_bytes_atomic(dest, b"new")
+    write_bytes_atomic(tmp_path / "b.jpg", b"new")  # a new file: nothing to copy
+    assert calls == [(os.fsencode(dest), 0o600, None, 1 << 2)] and dest.read_bytes() == b"new"
+    assert dest.stat().st_mode & 0o777 == 0o444

@@ -622,6 +622,7 @@ def test_a_start_whose_file_is_not_there_does_not_own_the_file_that_is(tmp_path)
     journal = Journal(tmp_path)
     assert journal.owner(tmp_path / "x.png") == "a" and journal.source_of(tmp_path / "x.png").path == "a/x.png"
     assert not journal.owns(tmp_path / "x.png", "b") and journal.owns(tmp_path / "x.png", "a")
+    assert journal.result_source(tmp_path / "x.png").path == "a/x.png"  # a scan knows it for a's result
     (tmp_path / "x.png").write_bytes(b"b" * 30)  # b's rename did happen before it was killed: b's file
     assert journal.owner(tmp_path / "x.png") == "b" and journal.owns(tmp_path / "x.png", "b")
 

@@ -69,9 +69,11 @@ def test_installed_weights_are_found_in_the_imgedit_weights_package_beside_imged
     assert models._installed_weights_dir(site) == site / "imgedit_weights"
     (tmp_path / "checkout" / "weights").mkdir(parents=True)  # a checkout's
     assert models._installed_weights_dir(tmp_path / "checkout") == tmp_path / "checkout" / "weights"
-    (tmp_path / "checkout" / "pyproject.toml").write_text("")  # a user's folder of that name at a checkout's top
+    (tmp_path / "checkout" / "weights" / "imgedit_vae").mkdir()  # a user's folder of that name at a checkout's top
     (tmp_path / "checkout" / "imgedit_weights").mkdir()
     assert models._installed_weights_dir(tmp_path / "checkout") == tmp_path / "checkout" / "weights"
+    (site / "weights").mkdir()  # a project's own weights/ beside a 'pip install --target': not ours
+    assert models._installed_weights_dir(site) == site / "imgedit_weights"
 
 
 def test_a_folder_named_imgedit_weights_in_the_current_folder_does_not_hide_the_shipped_ones(tmp_path, monkeypatch):

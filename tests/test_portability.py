@@ -2,7 +2,6 @@
 rules, file-name case, mapped files, shells and missing backends."""
 
 import errno
-import io
 import os
 import re
 import sys
@@ -356,55 +355,6 @@ def test_a_current_folder_that_was_deleted_is_one_line_not_a_library_crash(tmp_p
     assert result.stderr == "Error: the current folder no longer exists (it was deleted or moved): cd into one that does\n"
 
 
-# --- 10. a pipe whose reader has gone, as Windows reports it
-
-class _GoneReaderOnWindows(io.RawIOBase):
-    """stdout's pipe once its reader has gone, as Windows' C runtime reports
-    a write to it: EINVAL, not EPIPE (CPython issue 79935). ``os.name`` turns
-    "nt" only then: a Path made under "nt" fails on Linux."""
-
-    def __init__(self, patch):
-        self.patch, self.gone = patch, True
-
-    def writable(self):
-        return True
-
-    def write(self, data):
-        if not self.gone:
-            return len(data)
-        self.patch.setattr(os, "name", "nt")
-        raise OSError(errno.EINVAL, "Invalid argument")
-
-
-def test_a_reader_gone_is_einval_on_windows_and_epipe_elsewhere(monkeypatch):
-    from imgedit.stdio import reader_gone
-
-    assert reader_gone(BrokenPipeError(errno.EPIPE, "Broken pipe"))
-    assert not reader_gone(OSError(errno.EINVAL, "Invalid argument"))  # Linux: some other bad argument
-    monkeypatch.setattr(os, "name", "nt")
-    assert reader_gone(OSError(errno.EINVAL, "Invalid argument"))
-    assert not reader_gone(OSError(errno.EINVAL, "Invalid argument", "a?.png"))  # a name Windows refuses
-    assert not reader_gone(OSError(errno.EIO, "I/O error"))
-
-
-@pytest.mark.parametrize("args", [["info", "{photo}"], ["denoise", "--method", "nlm", "--sigma", "5", "{photo}", "-o", "-"]],
-                         ids=["info", "the image of -o -"])
-def test_a_pipe_closed_by_its_reader_ends_quietly_on_windows(photo, monkeypatch, capsys, args):
-    # imgedit info ... | more, quit early: "Error: unexpected OSError: [Errno 22] Invalid argument", exit 1
-    from imgedit.cli import cli
-
-    gone = _GoneReaderOnWindows(monkeypatch)
-    monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(io.BufferedWriter(gone, 16), encoding="utf-8"))
-    try:
-        with pytest.raises(SystemExit) as ended:
-            cli.main([arg.format(photo=photo) for arg in args], prog_name="imgedit")
-    finally:
-        monkeypatch.setattr(os, "name", "posix")
-        gone.gone = False  # what is left in the buffer goes nowhere when it is collected
-    said = capsys.readouterr().err
-    assert ended.value.code == 141 and "Error" not in said, said
-
-
 # --- 11. file name lengths on macOS, and a trained model's file
 
 def test_a_long_cjk_or_decomposed_hangul_name_is_legal_on_macos(monkeypatch):
@@ -529,3 +479,4 @@ def test_a_temporary_past_windows_path_limit_says_so_not_no_such_file(tmp_path, 
     monkeypatch.setattr(sys, "platform", "linux")
     with pytest.raises(FileNotFoundError, match="No such file or directory"), atomic_file(dest):
         pass
+
