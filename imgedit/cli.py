@@ -133,7 +133,7 @@ class ImgeditGroup(click.Group):
             raise
         if command is not None:
             use_help_context(command)
-            if _runs_plugin_verb(self, args):  # torch, with Ctrl-C held through its import (devices._ctrl_c_held)
+            if _runs_plugin_verb(self, args, command):  # torch, with Ctrl-C held through its import (devices._ctrl_c_held)
                 importlib.import_module("imgedit.devices")
         return name, command, rest
 
@@ -175,11 +175,15 @@ class ImgeditGroup(click.Group):
         format_commands(self, ctx, formatter)
 
 
-def _runs_plugin_verb(cli: click.Group, args: list[str]) -> bool:
-    """Whether ``args`` run a plugin's verb (``train style``), not ask for its help: such a verb
-    imports torch itself, where a Ctrl-C in the import's second was lost or broke numpy's."""
+def _runs_plugin_verb(cli: click.Group, args: list[str], command: Any) -> bool:
+    """Whether ``args`` run a plugin's own verb (``train style``), not ask for its help: such a
+    verb imports torch itself, where a Ctrl-C in the import's second was lost or broke numpy's.
+    An operation's verb (``denoise``) is the host's runner, which imports torch only where an
+    image needs computing (a rerun with all done imports none), under the same hold."""
     from imgedit.plugins import command_owner
 
+    if getattr(command, "imgedit_operation", None) is not None:
+        return False
     owners = {command_owner(cli, " ".join(args[:depth])) for depth in (1, 2)}
     return bool(owners - {"", "imgedit"}) and not {"--help", "-h"} & set(args)
 

@@ -24,8 +24,8 @@ from imgedit.errors import BatchError, ImgeditError, Interrupted, UsageError
 from imgedit.eval_report import check_overwrite, check_record, check_sheet, echo_report, sheet_option
 from imgedit.operations import Param
 from imgedit.options import (COMMON_OPTIONS, COUNT, MASK_OPTIONS, MAX_BATCH, MAX_COUNT, MAX_LR, MAX_NPROC, MAX_SIDE,
-                             MAX_THREADS, SEED, THREADS, CheckedPath, FiniteFloat, apply_options, command_line,
-                             device_option, latent_model_option, mask_options_from, param_option, parse_tile,
+                             MAX_THREADS, SEED, THREADS, TRAINING_PHOTO_SIDE, CheckedPath, FiniteFloat, apply_options,
+                             command_line, device_option, latent_model_option, mask_options_from, param_option, parse_tile,
                              precision_option, seed_option,
                              side, threads_option, training_options, typed_option, whole_image_options)
 from imgedit.progress import Progress, StageProgress, TileProgress, duration, pace, printable, redraws_in_place, say
@@ -43,6 +43,7 @@ __all__ = [
     "MAX_NPROC",
     "MAX_SIDE",
     "MAX_THREADS",
+    "TRAINING_PHOTO_SIDE",
     "Progress",
     "SEED",
     "SHARED_GROUP_HELP",

@@ -12,9 +12,8 @@ from typing import Optional
 import click
 
 from imgedit.errors import UsageError
-from imgedit.options import TRAINING_PHOTO_SIDE
 from imgedit.shell import quote_arg
-from imgedit.verbs import (COUNT, MAX_COUNT, CheckedPath, FiniteFloat, apply_options, check_sheet, command_line, device_option,
+from imgedit.verbs import (COUNT, MAX_COUNT, TRAINING_PHOTO_SIDE, CheckedPath, FiniteFloat, apply_options, check_sheet, command_line, device_option,
                             echo_report, seed_option, sheet_option, side, threads_option, training_options)
 
 from imgedit_style.operations import MAX_STYLE_SIZE
