@@ -159,9 +159,9 @@ class ImgeditGroup(click.Group):
                 click.echo("Interrupted.", err=True)
             ctx.exit(130)
         except Exception as exc:
-            from imgedit.stdio import reader_gone  # not at the top: see _open_closed_standard_streams
-
-            if reader_gone(exc) and _stdout_gone():  # -o -'s image (stdio._send) too
+            # Windows says EINVAL of a pipe without a reader (CPython issue 79935), and of many other
+            # failures (a network share gone): taken for the pipe, those would end a run silently
+            if isinstance(exc, BrokenPipeError) and _stdout_gone():
                 _quiet_exit_for_closed_stdout(ctx)
             if _debug():
                 raise

@@ -29,16 +29,6 @@ CLOSED_AT_START: set[str] = set()
 _SHOWN: list[tuple[re.Pattern, str]] = []  # a temporary path, and the stream it stands for in messages
 
 
-def reader_gone(exc: BaseException) -> bool:
-    """Whether ``exc``, raised by a write to stdout or its flush, says that
-    the reader of the pipe has gone (``imgedit info ... | head -1``).
-
-    Windows reports that as EINVAL (CPython issue 79935), the errno of many
-    other failures there too (a network share gone): taken for the pipe, one
-    of those would end the run silently with 141, so it stays an error."""
-    return isinstance(exc, BrokenPipeError)
-
-
 def pipes(kwargs: dict[str, Any]) -> tuple[bool, bool]:
     """Whether the verb reads its image from stdin, and writes it to stdout
     (``-o -``, or ``-`` in with no ``-o``: a filter)."""
