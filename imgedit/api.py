@@ -251,7 +251,7 @@ def run(
     items, own = leave_out_own_outputs(pipeline, items=scan.files, options=run_options, named=named, journals=journals)
     summary: Summary = run_files(pipeline, items, run_options, journals=journals,
                                  on_result=None if progress is None else _counting(progress, len(items)))
-    summary.unreadable, summary.in_cloud, summary.left_out = scan.unreadable, scan.in_cloud, [item.path for item in own]
+    summary.take_scan(scan, own)
     if summary.interrupted:  # the writes in flight ended and the journal is saved; the host's Ctrl-C goes on
         stopped = KeyboardInterrupt()
         stopped.summary = summary  # type: ignore[attr-defined]

@@ -13,8 +13,8 @@ import stat
 import sys
 import tempfile
 from contextlib import contextmanager, suppress
-from functools import lru_cache
 from contextvars import ContextVar
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterator, Optional
 
@@ -102,19 +102,25 @@ def new_file_mode(source_mode: Optional[int] = None) -> int:
     return mode if source_mode is None else mode & (0o600 | source_mode)
 
 
-def _replaced_mode(dest: Path, source_mode: Optional[int] = None) -> int:
-    """The permission bits for the file that replaces ``dest``: those of
-    ``dest`` itself where it is a regular file (lstat: a link's target may
-    be anyone's file, a setuid program), bar setuid, setgid and sticky (an
-    image is no program); else those of a new file, less what
-    ``source_mode`` (the file it was made from) withholds from the group
-    and others: a private photo's edit is private too, as ``cp`` makes it."""
+def _regular_file(dest: Path) -> Optional[os.stat_result]:
+    """``dest``'s lstat where it is a regular file, the file a write replaces
+    and takes after; None where there is none (lstat: a link's target may be
+    anyone's file, a setuid program)."""
     try:
         info = os.lstat(dest)
     except OSError:
-        info = None
-    if info is not None and stat.S_ISREG(info.st_mode):
-        return info.st_mode & 0o777
+        return None
+    return info if stat.S_ISREG(info.st_mode) else None
+
+
+def _replaced_mode(replaced: Optional[os.stat_result], source_mode: Optional[int] = None) -> int:
+    """The permission bits for the file that replaces ``replaced`` (see
+    :func:`_regular_file`): its own, bar setuid, setgid and sticky (an image
+    is no program); else those of a new file, less what ``source_mode`` (the
+    file it was made from) withholds from the group and others: a private
+    photo's edit is private too, as ``cp`` makes it."""
+    if replaced is not None:
+        return replaced.st_mode & 0o777
     return new_file_mode(source_mode)
 
 
@@ -123,16 +129,11 @@ _COPYFILE_XATTR = 1 << 2
 
 
 def _copy_extended_attributes(dest: Path, tmp: str) -> None:
-    """Give the file that replaces ``dest`` its extended attributes, where
-    ``dest`` is a regular file: the new file is another inode, and a photo's
-    Finder tags, colour label and comment (macOS), or its ``user.*``
-    attributes (Linux: where it was downloaded from), went with the old one.
-    Best effort: a file system without them loses nothing it had."""
-    try:
-        if not stat.S_ISREG(os.lstat(dest).st_mode):  # a link's target may be anyone's file
-            return
-    except OSError:  # a new output: nothing to keep
-        return
+    """Give the file that replaces ``dest``, a regular file, its extended
+    attributes: the new file is another inode, and a photo's Finder tags,
+    colour label and comment (macOS), or its ``user.*`` attributes (Linux:
+    where it was downloaded from), went with the old one. Best effort: a
+    file system without them loses nothing it had."""
     if sys.platform == "darwin":
         copyfile = _macos_copyfile()
         if copyfile is not None:
@@ -241,7 +242,8 @@ def atomic_file(dest: Path, overwrite: bool = True, durable: bool = True,
         OSError: the file cannot be written.
     """
     dest = Path(dest)
-    mode = _replaced_mode(dest, source_mode)
+    replaced = _regular_file(dest)  # one lstat for its mode and its attributes
+    mode = _replaced_mode(replaced, source_mode)
     stem = temp_stem(dest.name, name_max(dest.parent))
     try:
         fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{stem}.", suffix=".tmp")
@@ -255,7 +257,8 @@ def atomic_file(dest: Path, overwrite: bool = True, durable: bool = True,
             _check_not_cut(handle.fileno())
             if durable:
                 flush_to_disk(handle.fileno())
-        _copy_extended_attributes(dest, tmp)  # before the chmod: a read-only file takes no attributes
+        if replaced is not None:  # before the chmod: a read-only file takes no attributes
+            _copy_extended_attributes(dest, tmp)
         with suppress(OSError, NotImplementedError):
             os.chmod(tmp, mode)
         callback = _before_rename.get()

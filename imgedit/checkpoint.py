@@ -161,10 +161,7 @@ def recorded_export(state: dict) -> Optional[tuple[str, Path]]:
     None where it names none, or not as a run writes it: a checkpoint is
     anyone's file, and an odd record must not crash the run that reads it.
     Where that file may be written is for the caller to judge."""
-    try:
-        export = json.loads(state.get("provenance", "{}")).get("export")
-    except (ValueError, TypeError, AttributeError, RecursionError):
-        return None
+    export = _provenance(state).get("export")
     if not isinstance(export, dict):
         return None
     name, path = export.get("name"), export.get("path")
@@ -177,11 +174,18 @@ def recorded_run(state: dict) -> Optional[str]:
     """The id a checkpoint's run gave itself (its record's ``run``), from
     ``state`` as read; None where it names none (checkpoints made before runs
     were named, or an odd record)."""
-    try:
-        run = json.loads(state.get("provenance", "{}")).get("run")
-    except (ValueError, TypeError, AttributeError, RecursionError):
-        return None
+    run = _provenance(state).get("run")
     return run if isinstance(run, str) and run else None
+
+
+def _provenance(state: dict) -> dict:
+    """A checkpoint's record of its run (``provenance``), {} where it is
+    missing or not a JSON object: a checkpoint is anyone's file."""
+    try:
+        record = json.loads(state.get("provenance", "{}"))
+    except (ValueError, TypeError, AttributeError, RecursionError):
+        return {}
+    return record if isinstance(record, dict) else {}
 
 
 def recorded_progress(path: Path) -> Optional[tuple[str, int]]:

@@ -105,6 +105,13 @@ class Summary:
     left_out: list[Path] = field(default_factory=list)  # files a scan found that an earlier run made: results, not inputs
     in_cloud: list[Path] = field(default_factory=list)  # images iCloud holds only: said, not failed (they may be done)
 
+    def take_scan(self, scan: Any, left_out: list[InputFile]) -> None:
+        """What the scan behind the run found and did not give it: folders
+        it could not read, photos iCloud holds only, and ``left_out``, the
+        earlier results it left out (see :func:`imgedit.output_plan.leave_out_own_outputs`)."""
+        self.unreadable, self.in_cloud = scan.unreadable, scan.in_cloud
+        self.left_out = [item.path for item in left_out]
+
     def _with(self, status: str) -> list[FileResult]:
         return [r for r in self.results if r.status == status]
 

@@ -223,11 +223,6 @@ def run_export(resume: Optional[Path], kind: str) -> Optional[tuple[str, Path]]:
     return recorded_export(checkpoint_info(resume, kind))
 
 
-def _run_of(resume: Optional[Path], kind: Optional[str]) -> Optional[str]:
-    """The id of the run ``resume`` continues (see :func:`provenance`); None for a new run or an older checkpoint."""
-    return recorded_run(checkpoint_info(resume, kind)) if resume is not None and kind else None
-
-
 def export_target(chosen: tuple[str, Path], resume: Optional[Path], kind: str, told: bool) -> tuple[str, Path]:
     """(name, weights file) of the model a run exports: ``chosen`` (from the
     command line and its defaults), except that a resumed run not ``told``
@@ -287,8 +282,9 @@ def check_fresh_run(out_dir: Path, resume: Optional[Path], overwrite: bool, expo
     out_dir = run_folder(out_dir, resume)
     check_writable_folder(out_dir, "--out")
     check_run_folder(out_dir)
-    own = run_export(resume, kind) if kind else None
-    run = _run_of(resume, kind)
+    record = checkpoint_info(resume, kind) if resume is not None and kind else None  # read once, without tensors
+    # the model the run exports to, and the id it gave itself (see provenance)
+    own, run = (recorded_export(record), recorded_run(record)) if record is not None else (None, None)
     recorded = own is not None and export is not None and _resolved(Path(export)) == _resolved(own[1])
     if recorded and not given_on_command_line("export_path"):  # the checkpoint chose the file, not the user
         problem = recorded_model_problem(own[1], own[0], run)

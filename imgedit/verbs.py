@@ -175,10 +175,10 @@ def _run_verb(pipeline: Any, kwargs: dict[str, Any], piped_advice: Optional[str]
                                     on_tile=TileProgress(quiet) if len(items) == 1 else None, journals=journals)
     except ImgeditError as exc:
         if kwargs["as_json"]:  # a script reading stdout gets an answer, not nothing
-            _print_run_error(exc, scan, planned=len(items), left_out=[item.path for item in own])
+            _print_run_error(exc, scan, planned=len(items), left_out=own)
         raise
-    summary.unreadable, summary.in_cloud, summary.planned = scan.unreadable, scan.in_cloud, len(items)
-    summary.left_out = [item.path for item in own]  # said on stderr, but not to --json, which silences it
+    summary.take_scan(scan, own)  # the results left out are said on stderr, but not to --json, which silences it
+    summary.planned = len(items)
     _print_summary(summary, kwargs["quiet"] or to_stdout, kwargs["as_json"], planned=len(items),
                    notes=notes, batch=any(item.from_folder for item in items), piped_advice=piped_advice)
 
@@ -216,8 +216,8 @@ def _print_run_error(exc: ImgeditError, scan: Any, planned: int, left_out: list)
     from imgedit.runner import Summary
 
     summary = getattr(exc, "summary", None) or Summary()
-    summary.error, summary.planned, summary.left_out = str(exc), planned, left_out
-    summary.unreadable, summary.in_cloud = scan.unreadable, scan.in_cloud
+    summary.error, summary.planned = str(exc), planned
+    summary.take_scan(scan, left_out)
     click.echo(json.dumps(summary.as_dict(), indent=2))
 
 
