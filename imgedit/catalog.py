@@ -92,8 +92,8 @@ def check_model_name(name: str, shipped: Collection[str] = (), what: str = "mode
     would put it elsewhere or hide it, a ``.safetensors`` ending makes
     ``x.safetensors.safetensors`` (and the name then reads as a file), on
     Windows a name it cannot have (``v1:final``, ``con``) would fail only at
-    the export, and a shipped model's name is taken (the shipped one would
-    hide it).
+    the export, and a shipped model's name is taken, in any case (the shipped
+    one would hide it).
 
     Args:
         shipped: the names of the shipped models of this kind.
@@ -117,9 +117,12 @@ def check_model_name(name: str, shipped: Collection[str] = (), what: str = "mode
     problem = name_windows_refuses(name)
     if problem:  # else it fails only at the export, after the training
         raise UsageError(f"{said}: {problem}")
-    if name in shipped:
+    taken = next((other for other in shipped if other.casefold() == name.casefold()), None)
+    if taken == name:
         raise UsageError(f"{said} is a shipped model's name: choose another --name (or --export into the shipped "
                          "weights folder)")
+    if taken is not None:  # two names for one file where names ignore case (macOS, Windows), and confusing anywhere
+        raise UsageError(f"{said} differs from the shipped model {taken} only in case: choose another --name")
 
 
 def shipped_model_names() -> set[str]:

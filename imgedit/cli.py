@@ -346,10 +346,18 @@ def _say_left_out() -> None:
                    f"IMGEDIT_LOAD_PLUGINS: {', '.join(left_out)}")
 
 
-@cli.command(name="models", short_help="List models: weights file, size, sha256, whether it verifies.")
+@cli.group(name="models", invoke_without_command=True,
+           short_help="List models: weights file, size, sha256, whether it verifies.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def models_command(as_json: bool) -> None:
-    """List models: weights file, size, sha256 and whether it verifies."""
+@click.pass_context
+def models_command(ctx: click.Context, as_json: bool) -> None:
+    """List models: weights file, size, sha256 and whether it verifies.
+
+    \b
+    imgedit models remove NAME   # delete a model you trained
+    """
+    if ctx.invoked_subcommand is not None:
+        return
     from imgedit.models import describe, user_models
     from imgedit.registry import get_registry
 
@@ -371,6 +379,27 @@ def models_command(as_json: bool) -> None:
     if failed:
         click.echo(f"Error: {len(failed)} of {len(rows)} models do not verify: {', '.join(failed)}", err=True)
         raise SystemExit(1)
+
+
+@models_command.command(name="remove")
+@click.argument("names", nargs=-1, required=True)
+@click.option("-y", "--yes", is_flag=True, help="Remove without asking.")
+def models_remove_command(names: tuple[str, ...], yes: bool) -> None:
+    """Delete models you trained: each one's weights and model card, from
+    your weights folder. NAMES are models' names, or their .safetensors
+    files where two plugins' models share a name. Shipped models cannot be
+    removed, and training runs (their checkpoints) are left alone.
+    """
+    from imgedit.models import user_models_to_remove
+
+    doomed = user_models_to_remove(names)  # every name checked before anything is deleted
+    listing = "\n".join(f"  {spec.name} ({spec.weights})" for spec in doomed)
+    if not yes:
+        click.confirm(f"Remove {len(doomed)} model{'s' if len(doomed) != 1 else ''}?\n{listing}\n", abort=True, err=True)
+    for spec in doomed:
+        spec.weights.unlink(missing_ok=True)  # a run beside this one may have removed it first
+        spec.card_path.unlink(missing_ok=True)
+        click.echo(f"removed {spec.name} ({spec.weights})")
 
 
 def _print_models(rows: list[dict]) -> None:

@@ -17,10 +17,10 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional
 
 from imgedit.atomic import write_bytes_atomic
-from imgedit.errors import UsageError, WeightsError
+from imgedit.errors import UsageError, WeightsError, did_you_mean
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -366,6 +366,37 @@ def user_models() -> list[ModelSpec]:
         except Exception as exc:  # noqa: BLE001 -- whatever it is, the other models and every verb go on
             logger.warning("%s: left out of the user models: %s: %s", path, type(exc).__name__, exc)
     return specs
+
+
+def user_models_to_remove(names: Iterable[str]) -> list[ModelSpec]:
+    """The user's models that ``imgedit models remove NAMES`` deletes, each
+    named by its name or its weights file.
+
+    Raises:
+        UsageError: a name that is a shipped model's, that no model of the
+            user's has (with the names they have), or that two of them share.
+    """
+    from imgedit.registry import get_registry
+
+    mine = user_models()
+    doomed: list[ModelSpec] = []
+    for name in names:
+        given = Path(name).expanduser()
+        found = [spec for spec in mine if spec.name == name or name.endswith(".safetensors")
+                 and given.exists() and spec.weights.resolve() == given.resolve()]
+        if not found:
+            shipped = get_registry().models.get(name)
+            if shipped is not None and shipped.plugin != "user":
+                raise UsageError(f"{name} is a shipped model ({shipped.weights}): only models you trained can be removed")
+            known = sorted({spec.name for spec in mine})
+            raise UsageError(f"no model of yours is named {name}{did_you_mean(name, known)} "
+                             f"(yours: {', '.join(known) or 'none'})")
+        if len(found) > 1:
+            raise UsageError(f"{len(found)} of your models are named {name}: give the file of the one to remove "
+                             f"({', '.join(str(spec.weights) for spec in found)})")
+        if found[0] not in doomed:
+            doomed.append(found[0])
+    return doomed
 
 
 def describe(spec: ModelSpec) -> dict[str, Any]:

@@ -81,6 +81,37 @@ def test_a_model_trained_under_a_shipped_name_is_listed_as_yours(invoke, user_ho
     assert "(yours; the shipped model of this name is the default" in invoke("models").output
 
 
+def test_models_remove_deletes_only_a_model_of_yours_after_asking(invoke, user_home):
+    mine = user_home / "weights" / "imgedit_style" / "mine.safetensors"
+    other = user_home / "weights" / "imgedit_gan" / "other.safetensors"
+    _save(mine), _save(other)
+    result = invoke("models", "remove", "mine", input="n\n")  # asked, and told no
+    assert result.exit_code == 1 and "Remove 1 model?" in result.output and mine.is_file()
+    result = invoke("models", "remove", "mine", "mosaic", "--yes")  # one shipped: nothing is removed
+    assert result.exit_code == 2 and mine.is_file(), result.output
+    assert "Error: mosaic is a shipped model" in result.output and "only models you trained" in result.output
+    result = invoke("models", "remove", "mien", "-y")
+    assert result.exit_code == 2 and "no model of yours is named mien; did you mean mine? (yours: mine, other)" in result.output, result.output
+    result = invoke("models", "remove", "mine", input="y\n")
+    assert result.exit_code == 0 and f"removed mine ({mine})" in result.output, result.output
+    assert not mine.exists() and not mine.with_suffix(".json").exists()
+    assert other.is_file() and other.with_suffix(".json").is_file()
+    registry.reset()
+    assert [m.name for m in user_models()] == ["other"]
+    assert invoke("models", "--json").exit_code == 0  # the listing is the group's own command still
+
+
+def test_models_remove_takes_a_file_where_two_of_your_models_share_a_name(invoke, user_home):
+    gan = user_home / "weights" / "imgedit_gan" / "toy.safetensors"
+    style = user_home / "weights" / "imgedit_style" / "toy.safetensors"
+    _save(gan), _save(style)
+    result = invoke("models", "remove", "toy", "-y")
+    assert result.exit_code == 2 and "2 of your models are named toy: give the file" in result.output, result.output
+    assert gan.is_file() and style.is_file()
+    result = invoke("models", "remove", style, "-y")
+    assert result.exit_code == 0 and gan.is_file() and not style.exists(), result.output
+
+
 def test_weights_of_another_architecture_are_named_before_loading(tmp_path):
     from imgedit.models import load_model
 

@@ -150,6 +150,12 @@ def test_train_verb_refuses_bad_input(invoke, user_home, data, painting, tmp_pat
     assert result.exit_code == 2 and result.output.strip().count("\n") == 0 and "does not exist" in result.output
     result = invoke("train", "style", "--style-image", painting, "--data", data, "--name", "mosaic")
     assert result.exit_code == 2 and "shipped model's name" in result.output
+    shouty = painting.with_name("MOSAIC.png")  # named after its painting, differing from a shipped style in case
+    shouty.write_bytes(painting.read_bytes())
+    result = invoke("train", "style", "--style-image", shouty, "--data", data, "--out", tmp_path / "r")
+    assert result.exit_code == 2 and result.output.strip() == (
+        "Error: the style's name MOSAIC (after its painting MOSAIC.png; give --name) differs from the shipped model "
+        "mosaic only in case: choose another --name"), result.output
     result = invoke("train", "style", "--style-image", painting, "--data", data, "--patch", 20, "--out", tmp_path / "r")
     assert result.exit_code == 2 and "multiple of 8" in result.output
 
@@ -160,7 +166,7 @@ def test_a_resumed_run_keeps_its_own_name_whatever_the_painting_is_called(invoke
     args = ["train", "style", "--style-image", candy, "--data", data, "--batch", 1, "--patch", 16, "--style-size", 32,
             "--out", tmp_path / "run", "--no-skips", "-q"]
     result = invoke(*args, "--steps", 1)
-    assert result.exit_code == 2 and "named candy after its painting candy.png" in result.output
+    assert result.exit_code == 2 and "name candy (after its painting candy.png; give --name) is a shipped model's name" in result.output
     assert invoke(*args, "--steps", 1, "--name", "mine").exit_code == 0
     result = invoke(*args, "--steps", 2, "--resume", tmp_path / "run" / "checkpoint.safetensors")
     assert result.exit_code == 0, result.output
@@ -183,6 +189,28 @@ def test_eval_style_refuses_a_sheet_it_could_not_write_before_measuring(invoke, 
 def test_photos_smaller_than_the_patch_are_warned_about(tmp_path, data, painting, caplog):
     train_style(tiny_config(painting, steps=1, patch=48), [data], tmp_path / "run", torch.device("cpu"))  # 40-px photos
     assert any("6 of the 6 training images are smaller than 48x48 px" in r.getMessage() for r in caplog.records)
+
+
+def test_a_tiny_or_see_through_painting_is_warned_about(tmp_path, painting, caplog):
+    """A 48-px painting at --style-size 512 is learned as blur, and the black under a
+    cut-out's transparent pixels as paint: say so before minutes of training."""
+    read_style_image(painting, 96)  # enlarged 2x: fine
+    assert not caplog.records
+    read_style_image(painting, 512)
+    assert any("only 48 px on its long side: enlarged 10.7x" in r.getMessage() for r in caplog.records)
+    caplog.clear()
+    rgba = np.zeros((48, 48, 4), np.uint8)
+    rgba[:, :24] = (200, 40, 20, 255)  # a cut-out: the right half transparent black
+    Image.fromarray(rgba).save(tmp_path / "cutout.png")
+    read_style_image(tmp_path / "cutout.png", 48)
+    assert [r.getMessage() for r in caplog.records] == [
+        "style image cutout.png is 50% transparent: the colours hidden under its transparent pixels are learned "
+        "as painting; flatten it onto a background first"]
+    caplog.clear()
+    rgba[:, :, 3] = 255  # opaque, with an alpha plane: nothing to warn of
+    Image.fromarray(rgba).save(tmp_path / "opaque.png")
+    read_style_image(tmp_path / "opaque.png", 48)
+    assert not caplog.records
 
 
 def test_a_resumed_run_keeps_its_painting_wherever_the_file_went(tmp_path, data, painting):

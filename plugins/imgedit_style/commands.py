@@ -135,10 +135,8 @@ def _export_target(name, export_path, style_image: Path):
     if name or export_path is not None:
         return name or export_path.stem, export_path or default_export_path(name)
     name = style_image.stem
-    if name in shipped_model_names():
-        raise UsageError(f"the style would be named {name} after its painting {style_image.name}, and {name} is a "
-                         "shipped model's name: choose another --name (or --export into the shipped weights folder)")
-    check_model_name(name, what="style", said=f"the style's name {name} (its painting's file name; give --name)")
+    check_model_name(name, shipped_model_names(), "style",
+                     said=f"the style's name {name} (after its painting {style_image.name}; give --name)")
     return name, default_export_path(name)
 
 

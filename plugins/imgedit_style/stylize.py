@@ -34,6 +34,7 @@ AUTO_SCALE_OPTIMISE = 512  # per-image optimisation is slower: at most this long
 
 
 _models = LoadedModels()  # per version of the file and device
+logger = logging.getLogger("imgedit")
 
 
 def rgb_to_ycbcr(image: torch.Tensor) -> torch.Tensor:
@@ -284,7 +285,31 @@ def read_style_image(path: Union[str, Path], size: int) -> torch.Tensor:
         picture = read_image(path)
     except ImageReadError as exc:
         raise UsageError(f"style image {path}: {exc}") from None
+    _warn_if_poor_painting(path, picture, size)
     return resize_long_side(to_tensor(picture.rgb).contiguous(), size)
+
+
+#: Enlarged more than this, a painting's brush strokes become the blur of its enlargement.
+MAX_STYLE_ENLARGEMENT = 2.0
+#: A painting with more of its pixels see-through than this gets a warning.
+MAX_SEE_THROUGH = 0.01
+
+
+def _warn_if_poor_painting(path: Path, picture: Any, size: int) -> None:
+    """Warn of a painting the style would be learned badly from: one far smaller than
+    ``size`` (its style would be the enlargement's blur) or one partly transparent
+    (the colours hidden under its transparent pixels, often black, count as painting)."""
+    long_side = max(picture.rgb.shape[:2])
+    if size > MAX_STYLE_ENLARGEMENT * long_side:
+        logger.warning("style image %s is only %d px on its long side: enlarged %.1fx to --style-size %d, its "
+                       "strokes become blur; give a larger painting or a --style-size of at most %d",
+                       path.name, long_side, size / long_side, size, int(MAX_STYLE_ENLARGEMENT * long_side))
+    if picture.alpha is not None:
+        see_through = float((picture.alpha < 1.0).mean())
+        if see_through > MAX_SEE_THROUGH:
+            logger.warning("style image %s is %.0f%% transparent: the colours hidden under its transparent "
+                           "pixels are learned as painting; flatten it onto a background first",
+                           path.name, 100 * see_through)
 
 
 def create_style(context: Any = None, *, name: str = "", strength: float = 1.0, preserve_color: bool = False,
