@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Union
 
 from imgedit.errors import BatchError, ImgeditError, MaskError, ShapeError, UsageError
-from imgedit.masks import MaskOptions, parse_box
+from imgedit.masks import HOLE_ABOVE, MaskOptions, labels_not_holes, parse_box
 from imgedit.pipeline import Pipeline
 from imgedit.output_plan import JournalsRead, leave_out_own_outputs
 from imgedit.runner import FileResult, RunOptions, Summary, default_workers, run_files
@@ -481,9 +481,7 @@ def _hole_mask(image: Any, mask: Any) -> Any:
     hole = _hole(mask)
     if not bool(hole.any()) and bool(mask.any()):  # values given, none a hole: read on another scale than meant
         if mask.dtype in (torch.uint8, getattr(torch, "uint16", None)):
-            bits, top = (8, 127) if mask.dtype == torch.uint8 else (16, 32767)
-            raise MaskError(f"mask: no pixel is a hole: a uint{bits} mask is read as a {bits}-bit mask file, a hole "
-                            f"above {top}; for 0/1 values pass mask.bool()")
+            raise labels_not_holes(8 * mask.element_size(), "mask.bool()")
         raise MaskError("mask: no pixel is a hole: a float mask is a hole from 0.5")
     return hole.expand(b, 1, h, w).to(torch.float32, memory_format=torch.contiguous_format)
 
@@ -495,9 +493,9 @@ def _hole(mask: Any) -> Any:
     if mask.dtype == torch.bool:
         return mask
     if mask.dtype == torch.uint8:
-        return mask > 127  # what load_mask_file takes from an 8-bit file
-    if mask.dtype == getattr(torch, "uint16", None):  # and from a 16-bit one (torch has few uint16 ops)
-        return mask.to(torch.int32) > 32767
+        return mask > HOLE_ABOVE[8]  # as from a mask file of that depth
+    if mask.dtype == getattr(torch, "uint16", None):  # torch has few uint16 ops
+        return mask.to(torch.int32) > HOLE_ABOVE[16]
     if not mask.is_floating_point():
         return mask != 0
     return mask >= 0.5

@@ -176,10 +176,10 @@ def describe_plan(pipeline: Pipeline, items: list[InputFile], options: RunOption
         height, width, image_mb = out_h, out_w, out_mb
     # besides the image being computed: up to ``depth`` decoded ahead (each
     # with its mask where one is read) and ``depth`` results waiting to be
-    # written, fewer for large photos (as the run reads them: _Batch.read_ahead)
-    from imgedit.runner import READ_AHEAD_PIXELS
+    # written, fewer for large photos (as the run reads them)
+    from imgedit.runner import read_ahead
 
-    depth = max(1, min(options.depth, READ_AHEAD_PIXELS // max(1, int(largest * 1e6))))
+    depth = read_ahead(options.depth, int(largest * 1e6))
     decoded_mb = first_mb * (BYTES_PER_PIXEL + 4 * pipeline.needs_mask) / BYTES_PER_PIXEL
     queued = min(max(len(items) - 1, 0), 2 * depth) * (decoded_mb + image_mb) / 2
     peak = process_mb + _weights_mb(pipeline) + max(peaks, default=0) + queued

@@ -237,16 +237,29 @@ def load_mask_file(path: Path, size: tuple[int, int]) -> "np.ndarray":
     return pil_hole(img)
 
 
+#: The one rule for a hole in a mask image: gray above half its range (white = hole),
+#: by bits per sample. The API reads uint8 and uint16 arrays and tensors by it too
+#: (:func:`imgedit.tensor.mask_to_tensor`, :func:`imgedit.api.inpaint`).
+HOLE_ABOVE = {8: 127, 16: 32767}
+
+
 def pil_hole(img: "Image.Image") -> "np.ndarray":
-    """A mask image's hole, as a bool array: gray above half its range
-    (white = hole); a mask file and a PIL mask given to the API alike."""
+    """A mask image's hole, as a bool array (:data:`HOLE_ABOVE`); a mask
+    file and a PIL mask given to the API alike."""
     import numpy as np
 
     from imgedit.imageio.source import WIDE_MODES
 
     if img.mode in WIDE_MODES:  # 16 or 32 bits: converting to "L" would clip, not scale
-        return np.asarray(img).astype(np.float64) > 32767
-    return np.asarray(img.convert("L")) > 127
+        return np.asarray(img).astype(np.float64) > HOLE_ABOVE[16]
+    return np.asarray(img.convert("L")) > HOLE_ABOVE[8]
+
+
+def labels_not_holes(bits: int, fix: str) -> MaskError:
+    """The error for an 8- or 16-bit mask with values but no hole: 0/1 labels,
+    read as a mask file is. ``fix``: how the caller passes labels instead."""
+    return MaskError(f"mask: no pixel is a hole: a uint{bits} mask is read as a {bits}-bit mask file, a hole above "
+                     f"{HOLE_ABOVE[bits]}; for 0/1 values pass {fix}")
 
 
 #: A mask drawn on a larger copy of the photo is resized, up to this many
@@ -343,6 +356,30 @@ def _check_options(options: MaskOptions) -> None:
         raise UsageError(f"--color-tolerance must be in [0, 255], got {options.color_tolerance}")
 
 
+#: Where a hole made of the image's own transparency came from: the runner makes it opaque once filled.
+TRANSPARENCY = "transparent pixels"
+
+
+def opaque_over_filled_hole(alpha: "np.ndarray", hole: "np.ndarray") -> "np.ndarray":
+    """``alpha`` made opaque over a filled ``hole`` of transparency, and over
+    the partly transparent pixels joined to it: a soft eraser's feathered edge
+    (alpha at least a half, so known). Left translucent around the fill they
+    show as a ring on any background; translucency apart from the hole is the
+    picture's own.
+
+    Args:
+        alpha: (H, W) float32 in [0, 1].
+        hole: (H, W) bool, True where the fill is.
+    """
+    import cv2
+    import numpy as np
+
+    _, labels = cv2.connectedComponents(((alpha < 1.0) | hole).astype(np.uint8), connectivity=8)
+    touching = np.unique(labels[hole])
+    rim = np.isin(labels, touching[touching > 0]) & ~hole
+    return np.where(hole | rim, np.float32(1.0), alpha)
+
+
 def _from_sources(image_path, rgb, alpha, options, size, relative=None, lossy=False):
     """Try each source in order; return ``(hole, source)`` or None."""
     if options.mask is not None:
@@ -353,7 +390,7 @@ def _from_sources(image_path, rgb, alpha, options, size, relative=None, lossy=Fa
         hole = _transparent(alpha)
         if hole.any():
             _warn_ignored(options, "the image has transparent pixels", image_path)
-            return hole, "transparent pixels"
+            return hole, TRANSPARENCY
     sidecar = _sidecar(image_path)
     if sidecar is not None:
         _warn_ignored(options, f"{sidecar.name} lies beside the image", image_path)
@@ -637,7 +674,7 @@ def _grown(hole: "np.ndarray", pixels: int) -> "np.ndarray":
 
 def _adjust(hole: "np.ndarray", source: str, options: MaskOptions) -> tuple["np.ndarray", str]:
     """Apply ``dilate`` then ``invert``. ``source`` is returned unchanged: callers
-    compare it (the runner makes a filled "transparent pixels" hole opaque)."""
+    compare it (the runner makes a filled :data:`TRANSPARENCY` hole opaque)."""
     if options.dilate > 0:
         hole = _grown(hole, options.dilate)
     if options.invert:

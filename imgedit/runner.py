@@ -22,7 +22,7 @@ from contextlib import suppress
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, Union
+from typing import Any, Callable, Iterator, Optional, Union
 
 from imgedit.atomic import name_too_long
 from imgedit.errors import (DiskFullError, ImageNotReadHereError, ImageReadError, ImgeditError,
@@ -30,15 +30,12 @@ from imgedit.errors import (DiskFullError, ImageNotReadHereError, ImageReadError
 from imgedit.inputs import InputFile, is_link
 from imgedit.journal import WITHDRAWN, WROTE, Journal, Source, bytes_digest, file_digest, stat_key
 from imgedit.journal_keys import JournalKeys, holds_done
-from imgedit.masks import MaskOptions
+from imgedit.masks import TRANSPARENCY, MaskOptions, opaque_over_filled_hole
 from imgedit.output_plan import JournalsRead, RealPaths, journal_folder, plan_outputs, remove_stale_temps
 from imgedit.pipeline import BuiltPipeline, Pipeline
 from imgedit.process_tuning import usable_cpus
 from imgedit.progress import json_text
 from imgedit.stdio import shown
-
-if TYPE_CHECKING:  # pragma: no cover
-    import numpy as np
 
 log = logging.getLogger("imgedit")
 
@@ -70,6 +67,14 @@ class RunOptions:
 #: it has met a large image (a small one waits ``RunOptions.depth`` deep): 48 MP,
 #: about 0.8 GB as float RGB with a mask.
 READ_AHEAD_PIXELS = 48_000_000
+
+
+def read_ahead(depth: int, largest: int) -> int:
+    """Images to read ahead, and to keep waiting to be written: ``depth``,
+    fewer where the largest image read has ``largest`` pixels, so that about
+    :data:`READ_AHEAD_PIXELS` wait at most (four 96 MP photos read ahead,
+    each 1.6 GB as floats with its mask, took 9 GB). ``--dry-run`` plans by it too."""
+    return max(1, min(max(1, depth), READ_AHEAD_PIXELS // max(1, largest)))
 
 #: The note of an image ``--skip-failed`` left out (its error follows).
 FAILED_BEFORE = "failed in an earlier run, unchanged since (--retry-failed tries it again)"
@@ -236,14 +241,9 @@ class _Batch:
         return self.build_error is not None
 
     def read_ahead(self) -> int:
-        """Images to read ahead, and to keep waiting to be written: ``depth``,
-        fewer once a large one has been read, so that about
-        :data:`READ_AHEAD_PIXELS` wait at most (four 96 MP photos read ahead,
-        each 1.6 GB as floats with its mask, took 9 GB)."""
-        depth = max(1, self.options.depth)
-        if not self._largest:  # no image read yet (the first ones skipped as done, or failed): its size is unknown
-            return 1
-        return max(1, min(depth, READ_AHEAD_PIXELS // self._largest))
+        """:func:`read_ahead` for this run: 1 until an image has been read (the
+        first ones skipped as done, or failed), since their size is unknown."""
+        return read_ahead(self.options.depth, self._largest) if self._largest else 1
 
     def decode(self, work: _Work) -> _Work:
         """Runs in an I/O thread: journal check, read, mask."""
@@ -452,10 +452,10 @@ class _Batch:
         (height, width), (out_height, out_width) = work.size, result.rgb.shape[:2]
         if out_height == height and out_width > width and out_width % width == 0:
             work.result.panels = out_width // width
-        if work.hole is not None and work.result.note == "transparent pixels" and result.alpha is not None:
+        if work.hole is not None and work.result.note == TRANSPARENCY and result.alpha is not None:
             # the filled hole must be visible, in every panel of a side-by-side sheet (--samples K)
             hole = fit_plane(work.hole.astype(np.float32), result.alpha.shape) > 0.5
-            result.alpha = np.where(hole | _soft_rim(result.alpha, hole), np.float32(1.0), result.alpha)
+            result.alpha = opaque_over_filled_hole(result.alpha, hole)
         return result
 
     def _written(self, work: _Work) -> dict[str, str]:
@@ -867,16 +867,3 @@ def _stat(path: Path) -> Optional[os.stat_result]:
 def default_workers() -> int:
     """I/O threads: enough to keep one compute thread fed."""
     return max(2, min(8, usable_cpus()))
-
-
-def _soft_rim(alpha: "np.ndarray", hole: "np.ndarray") -> "np.ndarray":
-    """(H, W) bool: the partly transparent pixels joined to a hole made of transparency:
-    a soft eraser's feathered edge (alpha at least a half, so known). Left
-    translucent around the filled hole they show as a ring on any
-    background; translucency apart from the hole is the picture's own."""
-    import cv2
-    import numpy as np
-
-    _, labels = cv2.connectedComponents(((alpha < 1.0) | hole).astype(np.uint8), connectivity=8)
-    touching = np.unique(labels[hole])
-    return np.isin(labels, touching[touching > 0]) & ~hole

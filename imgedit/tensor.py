@@ -10,7 +10,8 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from imgedit.errors import MaskError, ShapeError, UsageError
+from imgedit.errors import ShapeError, UsageError
+from imgedit.masks import HOLE_ABOVE, labels_not_holes
 
 __all__ = [
     "IMAGE_RANGE",
@@ -152,9 +153,9 @@ def mask_to_tensor(mask: np.ndarray) -> torch.Tensor:
     """(H, W) hole mask -> (1, 1, H, W) float32 tensor, 1 = hole, 0 = kept.
 
     Values are read as a mask file is (white = hole): bool as it is, uint8
-    above 127 (0-255, as an 8-bit file: a blurred edge's grey is not all
-    hole), uint16 above 32767, other integers nonzero (0/1 labels), floats
-    from 0.5.
+    and uint16 above half their range (:data:`imgedit.masks.HOLE_ABOVE`: a
+    blurred edge's grey is not all hole), other integers nonzero (0/1
+    labels), floats from 0.5.
 
     Raises:
         ShapeError: not an (H, W) array of bool, integer or float values.
@@ -165,9 +166,7 @@ def mask_to_tensor(mask: np.ndarray) -> torch.Tensor:
         raise ShapeError("mask", "shape (H, W)", mask.shape)
     hole = _hole(mask)
     if mask.dtype in (np.uint8, np.uint16) and not hole.any() and mask.any():  # 0/1 labels read as a mask file
-        top = np.iinfo(mask.dtype).max // 2
-        raise MaskError(f"mask: no pixel is a hole: a {mask.dtype} mask is read as a mask file, a hole above {top}; "
-                        "for 0/1 values pass mask.astype(bool)")
+        raise labels_not_holes(8 * mask.itemsize, "mask.astype(bool)")
     return torch.from_numpy(hole.astype(np.float32))[None, None]
 
 
@@ -175,10 +174,8 @@ def _hole(mask: np.ndarray) -> np.ndarray:
     """``mask`` as a bool array, True = hole (see :func:`mask_to_tensor`)."""
     if mask.dtype == np.bool_:
         return mask
-    if mask.dtype == np.uint8:
-        return mask > 127  # what imgedit.masks.load_mask_file takes from an 8-bit file
-    if mask.dtype == np.uint16:
-        return mask > 32767  # and from a 16-bit one
+    if mask.dtype in (np.uint8, np.uint16):
+        return mask > HOLE_ABOVE[8 * mask.itemsize]  # as from a mask file of that depth
     if mask.dtype.kind in "iu":
         return mask != 0
     if mask.dtype.kind != "f":
