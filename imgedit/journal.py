@@ -25,7 +25,8 @@ earlier edit, rather than edit it a second time.
 A "start" whose rename was refused, since another run's output of that
 name got there first (a run that may not replace it: see
 :func:`imgedit.atomic.atomic_file`), is taken back by a "withdrawn" line of
-the same key and its time (``start_time``): the output's record is again what
+the same key, its time (``start_time``) and its run (``start_run``, since two
+runs may start in one millisecond): the output's record is again what
 it was before that "start" (see :func:`_fold`). "start" lines carry the size
 of the file about to be renamed, so that one left by a run killed before its
 "withdrawn" line does not pass another run's file for its own.
@@ -370,7 +371,8 @@ class Journal:
 
     def record(self, dst: Path, key: str, status: str, **extra: Any) -> float:
         """Append a line for ``dst``, and take it into the state; its "time",
-        which a "withdrawn" line names its "start" by (``start_time``)."""
+        which a "withdrawn" line names its "start" by (``start_time``, with
+        ``start_run``: this run's token, which "start" lines carry as ``run``)."""
         name = self._name(dst)
         line = {"dst": name, "key": key, "status": status, "time": round(time.time(), 3), **extra}
         if status in ("start", WITHDRAWN):

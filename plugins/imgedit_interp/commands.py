@@ -188,10 +188,9 @@ def _frames(model, keys, frames: int, loop: bool, ease: str, size: Optional[int]
 
 def _report_encoding(model, targets, keys, paths) -> None:
     """Say how close each image's latent decodes to it (a GAN's inversion can miss)."""
-    import torch
+    from imgedit_interp.evaluate import psnr as psnr_of
 
-    mse = (model.decode(keys) - targets).square().mean(dim=(1, 2, 3))
-    psnr = 10 * torch.log10(1 / mse.clamp_min(1e-10))
+    psnr = psnr_of(model.decode(keys), targets)
     how = "inverted" if getattr(model, "last_inversion_psnr", None) is not None else "encoded"
     click.echo(printable(f"{how} into {getattr(model, 'name', '') or 'the model'} (PSNR of each decoded latent against its "
                          "cropped, resized image): " + ", ".join(f"{p.name} {v:.1f} dB" for p, v in zip(paths, psnr.tolist()))),

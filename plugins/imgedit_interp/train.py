@@ -28,6 +28,7 @@ from imgedit.errors import UsageError
 from imgedit.imageset import HOLDOUT_RULE, ImageSet, data_licence, load_squares, split_holdout
 from imgedit.training import (check_finite_tensors, export_model, learning_rate, load_run_state, run_folder,
                               run_licence, run_state, train_or_resume, training_summary)
+from imgedit_interp.evaluate import psnr
 from imgedit_interp.model import FaceVAE, FaceVAEConfig, kl_divergence
 
 CHECKPOINT_VERSION = 1
@@ -109,8 +110,7 @@ class InterpTrainer:
         x = self.val.images.float().to(self.device) / 255.0
         recon = torch.cat([self.model.decoder(self.model.encoder(c * 2 - 1)[0]) for c in x.split(64)])
         recon = ((recon + 1) / 2).clamp(0, 1)
-        mse = (recon - x).square().mean(dim=(1, 2, 3))
-        metrics: dict[str, Any] = {"val_psnr": (10 * torch.log10(1 / mse.clamp_min(1e-10))).mean().item()}
+        metrics: dict[str, Any] = {"val_psnr": psnr(recon, x).mean().item()}
         if self.sample_dir is not None:
             metrics["sheet"] = str(self._sheet(x[:8], recon[:8]))
         return metrics
