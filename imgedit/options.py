@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Callable, Iterable, Optional, Sequence
 
 import click
@@ -419,3 +420,51 @@ def command_line(ctx: click.Context) -> str:
         for item in value if isinstance(value, tuple) else [value]:
             words += [flag, str(item)]
     return " ".join(quote_arg(w) for w in words)
+
+
+def given_on_command_line(option: str) -> bool:
+    """Whether the running ``imgedit train`` verb's ``option`` (its parameter
+    name: ``out_dir``, ``batch``) was typed (or set by its environment
+    variable) rather than left at its default. True outside the CLI: a
+    Python caller's arguments are all meant."""
+    typed = typed_options()
+    return typed is None or option in typed
+
+
+def typed_options() -> Optional[set[str]]:
+    """The parameters of the running training verb given on its command line;
+    None outside one (a Python caller, or a command that is no training verb)."""
+    from click.core import ParameterSource
+
+    ctx = click.get_current_context(silent=True)
+    if ctx is None or "out_dir" not in ctx.params:  # every training verb has --out
+        return None
+    defaults = (ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP)
+    return {name for name in ctx.params if ctx.get_parameter_source(name) not in defaults}
+
+
+def typed_settings(cfg: Any) -> Optional[set[str]]:
+    """The config settings (dotted paths) that options typed on the command
+    line set: an option sets the setting of its name, unless the config's
+    ``OPTION_FIELDS`` (``{"size": ("model.image_size",)}``) says which;
+    None outside the CLI (every setting counts)."""
+    typed = typed_options()
+    if typed is None:
+        return None
+    fields = getattr(type(cfg), "OPTION_FIELDS", {})
+    return {path for option in typed for path in fields.get(option, (option,))}
+
+
+def typed_command(command: str) -> str:
+    """The running training verb's command line with only the options typed:
+    a resumed run takes every other setting from its checkpoint, so the
+    defaults :func:`command_line` spells out would be recorded
+    as if given. ``command`` itself outside the CLI, or where it is empty."""
+    typed = typed_options()
+    if not command or typed is None:
+        return command
+    ctx = click.get_current_context()
+    # command_line leaves out a parameter whose value is None: the untyped ones here
+    only_typed = SimpleNamespace(command_path=ctx.command_path, command=ctx.command,
+                                 params={name: value for name, value in ctx.params.items() if name in typed})
+    return command_line(only_typed)  # type: ignore[arg-type]

@@ -28,7 +28,8 @@ that rebuilds it from ``to_dict()``'s output, giving a field the dict lacks
 its default (a resumed run's config is the checkpoint's); ``lr``,
 ``warmup`` and ``min_lr_ratio`` for :func:`learning_rate`; ``precision``
 where the verb has ``--precision`` (a resumed run takes it and ``steps``
-from its command line); optionally ``OPTION_FIELDS`` (:func:`typed_settings`).
+from its command line); optionally ``OPTION_FIELDS``
+(:func:`imgedit.options.typed_settings`).
 """
 
 from __future__ import annotations
@@ -39,22 +40,21 @@ import logging
 import math
 import os
 import platform
-import re
 import signal
-import stat
 import sys
 import threading
 import time
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any, Callable, Collection, Iterator, Optional, Sequence
 
 from imgedit import distributed
-from imgedit.atomic import (NAME_MAX, NO_FOLLOW, NO_SPACE, check_writable_folder, name_length, name_too_long,
-                            name_windows_refuses, write_bytes_atomic)
-from imgedit.checkpoint import (CHECKPOINT_NAME, checkpoint_file, checkpoint_info, load_checkpoint, recorded_export,
-                                recorded_run, save_checkpoint)
+from imgedit.atomic import NO_FOLLOW, NO_SPACE, write_bytes_atomic
+from imgedit.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from imgedit.errors import DiskFullError, ImageWriteError, ImgeditError, Interrupted, UsageError
+from imgedit.options import typed_command, typed_settings
+# a run's folder and its model: re-exported, as plugins have long imported them from here
+from imgedit.run_folder import (check_export_path, check_fresh_run, check_run_folder, export_target,
+                                remove_run_outputs, resolved, run_export, run_folder, run_outputs, same_run)
 from imgedit.shell import quote_arg
 from imgedit.progress import duration, pace, redraws_in_place
 
@@ -94,7 +94,7 @@ SESSION_FIELDS = ("steps", "precision")
 def kept_settings(given: dict, checkpoint: dict, typed: Optional[Collection[str]] = None) -> str:
     """The settings a resumed run takes from its checkpoint although its
     command line says otherwise, as ``"lr 0.0005, model.z_dim 64"``: those of
-    ``typed`` (settings by their dotted path, :func:`typed_settings`), or
+    ``typed`` (settings by their dotted path, :func:`imgedit.options.typed_settings`), or
     all of them where it is None. Both are compared as JSON has them (a
     checkpoint may hold a tuple where the command line's config, through
     JSON, holds a list)."""
@@ -112,59 +112,6 @@ def _leaves(settings: dict, prefix: str = "") -> dict:
         else:
             found[f"{prefix}{key}"] = value
     return found
-
-
-def given_on_command_line(option: str) -> bool:
-    """Whether the running ``imgedit train`` verb's ``option`` (its parameter
-    name: ``out_dir``, ``batch``) was typed (or set by its environment
-    variable) rather than left at its default. True outside the CLI: a
-    Python caller's arguments are all meant."""
-    typed = typed_options()
-    return typed is None or option in typed
-
-
-def typed_options() -> Optional[set[str]]:
-    """The parameters of the running training verb given on its command line;
-    None outside one (a Python caller, or a command that is no training verb)."""
-    import click
-    from click.core import ParameterSource
-
-    ctx = click.get_current_context(silent=True)
-    if ctx is None or "out_dir" not in ctx.params:  # every training verb has --out
-        return None
-    defaults = (ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP)
-    return {name for name in ctx.params if ctx.get_parameter_source(name) not in defaults}
-
-
-def typed_settings(cfg: Any) -> Optional[set[str]]:
-    """The config settings (dotted paths) that options typed on the command
-    line set: an option sets the setting of its name, unless the config's
-    ``OPTION_FIELDS`` (``{"size": ("model.image_size",)}``) says which;
-    None outside the CLI (every setting counts)."""
-    typed = typed_options()
-    if typed is None:
-        return None
-    fields = getattr(type(cfg), "OPTION_FIELDS", {})
-    return {path for option in typed for path in fields.get(option, (option,))}
-
-
-def typed_command(command: str) -> str:
-    """The running training verb's command line with only the options typed:
-    a resumed run takes every other setting from its checkpoint, so the
-    defaults :func:`imgedit.options.command_line` spells out would be recorded
-    as if given. ``command`` itself outside the CLI, or where it is empty."""
-    typed = typed_options()
-    if not command or typed is None:
-        return command
-    import click
-
-    from imgedit.options import command_line
-
-    ctx = click.get_current_context()
-    # command_line leaves out a parameter whose value is None: the untyped ones here
-    only_typed = SimpleNamespace(command_path=ctx.command_path, command=ctx.command,
-                                 params={name: value for name, value in ctx.params.items() if name in typed})
-    return command_line(only_typed)  # type: ignore[arg-type]
 
 
 def autocast(device: Any, precision: str) -> contextlib.AbstractContextManager:
@@ -191,238 +138,6 @@ def learning_rate(cfg: Any, step: int) -> float:
         return cfg.lr * (step + 1) / cfg.warmup
     t = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
     return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
-
-
-RUN_FILES = ("checkpoint.safetensors", "log.jsonl")
-SAMPLE_NAME = re.compile(r"step_\d{6,}\.png")  # samples/step_NNNNNN.png, as the trainers name their sheets
-
-
-def run_outputs(out_dir: Path) -> list[Path]:
-    """The files of an earlier run in ``out_dir`` that a new run writes too:
-    its checkpoint, its log and its sample sheets (other files are not ours).
-    An empty log is no run: one that failed before its first step left it
-    (before the log was opened at the first record)."""
-    out_dir = Path(out_dir)
-    found = [out_dir / name for name in RUN_FILES if (out_dir / name).is_file() and (out_dir / name).stat().st_size]
-    samples = out_dir / "samples"
-    if samples.is_dir():
-        found += sorted(p for p in samples.iterdir() if SAMPLE_NAME.fullmatch(p.name) and p.is_file())
-    return found
-
-
-def run_export(resume: Optional[Path], kind: str) -> Optional[tuple[str, Path]]:
-    """The name and weights file of the run ``resume`` continues, as its
-    checkpoint records them (read without its tensors); None for a new run or
-    a checkpoint made before they were recorded.
-
-    Raises:
-        UsageError: the checkpoint is missing, unreadable or of another kind.
-    """
-    if resume is None:
-        return None
-    return recorded_export(checkpoint_info(resume, kind))
-
-
-def export_target(chosen: tuple[str, Path], resume: Optional[Path], kind: str, told: bool) -> tuple[str, Path]:
-    """(name, weights file) of the model a run exports: ``chosen`` (from the
-    command line and its defaults), except that a resumed run not ``told``
-    otherwise (no ``--export``, no ``--name``) exports to its own, recorded
-    model, never over another run's model at the default place
-    (:func:`check_fresh_run` then checks that the file there is that model)."""
-    own = run_export(resume, kind)
-    return own if own is not None and not told else chosen
-
-
-def run_folder(out_dir: Path, resume: Optional[Path]) -> Path:
-    """The folder a run writes its checkpoint, log and samples to: ``out_dir``,
-    except that a resumed run given no ``--out`` goes on in its own folder
-    (its checkpoint's), not in the verb's default one, which may hold another run.
-
-    Raises:
-        UsageError: no checkpoint at ``resume``.
-    """
-    if resume is None or given_on_command_line("out_dir"):
-        return Path(out_dir)
-    return checkpoint_file(resume).parent
-
-
-def same_run(out_dir: Path, resume: Optional[Path]) -> bool:
-    """Whether the run in ``out_dir`` is the one ``resume`` continues (its checkpoint is that folder's)."""
-    if resume is None:
-        return False
-    return (Path(out_dir) / "checkpoint.safetensors").resolve() == checkpoint_file(resume).resolve()
-
-
-def check_fresh_run(out_dir: Path, resume: Optional[Path], overwrite: bool, export: Optional[Path] = None,
-                    kind: Optional[str] = None) -> None:
-    """Refuse a run that would replace another run in its folder
-    (:func:`run_folder`: a new run's ``out_dir``, or a resumed run's own
-    folder unless ``--out`` names another), or any run that would replace a
-    model at ``export`` that it did not make (a resumed run's own model,
-    recorded in its checkpoint of ``kind``, is its to replace, where the
-    file there is that model: :func:`recorded_model_problem`), unless
-    ``overwrite``: it would otherwise append to the other run's log beside
-    its samples and replace its checkpoint.
-
-    A checkpoint is anyone's file (one downloaded to fine-tune from), so the
-    weights file it records is written only where it is a ``.safetensors``
-    file that is not there yet or is the run's own model, even with
-    ``overwrite``, unless ``--export`` names it on the command line.
-
-    Also refuses, before any training, a run whose model could not be
-    written at the end (``IMGEDIT_HOME`` a file, a read-only folder, a folder
-    at the model's path, a name too long), or would replace a device or a
-    pipe there (even with ``overwrite``), or whose folder cannot be written
-    or holds a link where the run writes (:func:`check_run_folder`).
-
-    Raises:
-        UsageError: what would be replaced, and how to continue or start
-            over; or the folder the model goes to cannot be written.
-    """
-    out_dir = run_folder(out_dir, resume)
-    check_writable_folder(out_dir, "--out")
-    check_run_folder(out_dir)
-    record = checkpoint_info(resume, kind) if resume is not None and kind else None  # read once, without tensors
-    # the model the run exports to, and the id it gave itself (see provenance)
-    own, run = (recorded_export(record), recorded_run(record)) if record is not None else (None, None)
-    recorded = own is not None and export is not None and _resolved(Path(export)) == _resolved(own[1])
-    if recorded and not given_on_command_line("export_path"):  # the checkpoint chose the file, not the user
-        problem = recorded_model_problem(own[1], own[0], run)
-        if problem:
-            raise UsageError(f"the checkpoint names {own[1]} as its model's file, but {problem}: pass --export FILE "
-                             "to choose where the weights go (with --overwrite to replace a file there)")
-    if export is not None:
-        check_export_path(Path(export))
-    if overwrite:
-        return
-    if run_outputs(out_dir) and not same_run(out_dir, resume):
-        _refuse_other_run(out_dir, resume)
-    if export is None or not Path(export).is_file():
-        return
-    if resume is None:
-        raise UsageError(f"a model already exists at {export}: pass --overwrite to replace it, --resume <checkpoint> "
-                         "to continue its run, or give another --export path")
-    if own is None:
-        raise UsageError(f"a model already exists at {export} and the checkpoint does not say that this run made it "
-                         "(checkpoints before 2026-12-06 do not record it): pass --overwrite to replace it (the run's "
-                         "checkpoint stays), or give another --export path")
-    if not recorded:
-        raise UsageError(f"a model already exists at {export}, and this run exports to {own[1]}: pass --overwrite to "
-                         "replace it, or leave out --export and --name to update the run's own model")
-    problem = recorded_model_problem(Path(export), own[0], run)
-    if problem:  # --export typed: the user's file, replaced as any other model would be
-        raise UsageError(f"a file already exists at {export}, and {problem}: pass --overwrite to replace it, "
-                         "or give another --export path")
-
-
-def recorded_model_problem(path: Path, name: str, run: Optional[str] = None) -> str:
-    """Why the weights file ``path`` that a checkpoint records for its
-    model ``name`` may not be written by its resumed run; "" where it may: a
-    ``.safetensors`` path where neither the weights nor their card (``.json``
-    beside them) exist yet, or a file (of any name: ``--export`` takes
-    ``model.pt``) whose card says it is that model. Said as a clause: "it is
-    not a .safetensors file"."""
-    card_path = path.with_suffix(".json")
-    if not os.path.lexists(path) and not os.path.lexists(card_path):
-        # the run's first export: a new file, where a name of its own choosing
-        # (a missing ~/.ssh/authorized_keys) could be read as something else
-        return "" if path.suffix == ".safetensors" else "it is not a .safetensors file"
-    if os.path.lexists(path) and not _is_regular_file(path):
-        return "it is a link or not a regular file"
-    if not _is_regular_file(card_path):  # a link is no card the run wrote: it writes cards as files
-        return f"there is no model card beside it ({card_path.name})"
-    from imgedit.models import ModelSpec, is_safetensors_file
-
-    card = ModelSpec(path.stem, path).card()
-    if not card.get("architecture"):
-        return f"{card_path.name} beside it is not a model card"
-    if card.get("name") != name:
-        return f"the model there is another one (its card names {card.get('name')!r}, the run {name!r})"
-    made_by = (card.get("training") or {}).get("run")
-    if run is not None and isinstance(made_by, str) and made_by != run:  # cards before runs were named: the name decides
-        return f"the model there is another run's of the name {name!r} (a later run took it over)"
-    if os.path.lexists(path) and not is_safetensors_file(path):
-        return "the file there is not a safetensors file"
-    return ""
-
-
-def _is_regular_file(path: Path) -> bool:
-    """Whether ``path`` is a regular file itself (lstat: not a link to one)."""
-    try:
-        return stat.S_ISREG(os.lstat(path).st_mode)
-    except (OSError, ValueError):
-        return False
-
-
-def _resolved(path: Path) -> Path:
-    """``path`` resolved, or made absolute where it cannot be (a link loop in it)."""
-    try:
-        return path.resolve()
-    except (OSError, RuntimeError):
-        return Path(os.path.abspath(path))
-
-
-def check_run_folder(out_dir: Path) -> None:
-    """Refuse a run folder whose log or ``samples`` folder is a symbolic link,
-    or whose log is no regular file: a run folder may come with a downloaded
-    checkpoint, and the run would append to, or write its sheets into,
-    whatever the link points at. (The checkpoint and the sheets are written
-    atomically: a link at their names is replaced, not followed.)
-
-    Raises:
-        UsageError: which path, and that it is to be removed.
-    """
-    for path in (Path(out_dir) / "log.jsonl", Path(out_dir) / "samples"):
-        try:
-            mode = os.lstat(path).st_mode
-        except OSError:
-            continue  # not there (the run makes it), or unreachable: writing it says why
-        if stat.S_ISLNK(mode):
-            raise UsageError(f"{path} is a symbolic link: a training run writes its log and samples in its own "
-                             "folder, never through a link; remove it")
-        if path.name == "log.jsonl" and not stat.S_ISREG(mode):
-            raise UsageError(f"{path} is not a regular file: a training run appends its log there; remove it")
-
-
-def _refuse_other_run(out_dir: Path, resume: Optional[Path]) -> None:
-    checkpoint = Path(out_dir) / "checkpoint.safetensors"
-    if resume is None:
-        continue_with = checkpoint if checkpoint.is_file() else "<checkpoint>"
-        raise UsageError(f"{out_dir} already holds a training run: pass --resume {continue_with} to continue it, "
-                         "or --overwrite to start over")
-    raise UsageError(f"--out {out_dir} holds another training run than the one of {resume}: leave out --out to go on "
-                     f"in {checkpoint_file(resume).parent}, give another --out, or pass --overwrite to replace that run")
-
-
-def check_export_path(path: Path) -> None:
-    """Refuse, before any training, a weights file that could not be written at the end.
-
-    Raises:
-        UsageError: the path is empty, its folder cannot be written, the path
-            is a folder or another file than a regular one (a device, a
-            pipe: the weights would replace it), or its name is too long or,
-            on Windows, one Windows cannot have (``v1:final``, ``con``).
-    """
-    if not path.name:  # "" (the current folder, as a Path) or "/"
-        raise UsageError(f"--export {str(path)!r} names no file: give the weights file's path (e.g. model.safetensors)")
-    check_writable_folder(path.parent, "the trained model")
-    for name in (path.name, path.with_suffix(".json").name):  # the weights, and the card written beside them
-        if name_too_long(name):  # checked first: even a stat of such a path fails
-            size, unit = name_length(name)
-            raise UsageError(f"--export {path.name[:40]}...: the file name is too long ({size} {unit}; "
-                             f"a file name holds at most {NAME_MAX}, its card's name too)")
-        problem = name_windows_refuses(name)
-        if problem:  # it would fail after the training, or v1:final.json go into a hidden stream of v1
-            raise UsageError(f"--export {path.name}: {problem}")
-    if path.is_dir():
-        raise UsageError(f"--export {path} is a folder: give the weights file's path (e.g. {path / 'model.safetensors'})")
-    if path.exists() and not path.is_file():
-        raise UsageError(f"--export {path} exists and is not a regular file")
-
-
-def _remove_run_outputs(out_dir: Path) -> None:
-    for path in run_outputs(out_dir):
-        path.unlink()
 
 
 def fit(trainer: Any, out_dir: Path, on_progress: Optional[Callable[[int, dict], None]] = None,
@@ -860,7 +575,7 @@ def train_or_resume(build: Callable[[Any], Any], cfg: Any, kind: str, out_dir: P
     if state is not None:
         trainer.load_state(state)
     if overwrite and distributed.is_main() and not same_run(out_dir, resume):
-        _remove_run_outputs(out_dir)  # only now that the data has loaded: a failed start loses nothing
+        remove_run_outputs(out_dir)  # only now that the data has loaded: a failed start loses nothing
     if command:
         trainer.commands.append(command)
     record_session(trainer, sources, export)
@@ -874,7 +589,7 @@ def train_or_resume(build: Callable[[Any], Any], cfg: Any, kind: str, out_dir: P
 def resumed_config(cfg: Any, saved: dict, command: str) -> tuple[Any, str]:
     """The config a resumed run goes on with, the checkpoint's ``saved`` one
     but for :data:`SESSION_FIELDS`, and the command it records: on the CLI
-    the options typed alone (:func:`typed_command`). Only options typed that
+    the options typed alone (:func:`imgedit.options.typed_command`). Only options typed that
     differ from the run's settings are warned about and noted in the record."""
     given = json.loads(json.dumps(cfg.to_dict()))  # tuples as lists, as the checkpoint has them
     saved = type(cfg).from_dict(saved).to_dict()  # a setting newer than the checkpoint: its default
@@ -915,7 +630,7 @@ def record_session(trainer: Any, sources: Sequence, export: Optional[tuple[str, 
         record["licences"] = _unique(record.get("licences", []) + [licence])
     if export is not None:
         name, path = export
-        record["export"] = {"name": name, "path": str(_resolved(Path(path)))}
+        record["export"] = {"name": name, "path": str(resolved(Path(path)))}
 
 
 def provenance(trainer: Any) -> dict:

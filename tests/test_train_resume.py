@@ -221,7 +221,7 @@ def test_a_checkpoint_cannot_make_its_resumed_run_replace_a_file_that_is_not_its
 
 def test_a_recorded_model_file_is_written_only_where_it_is_the_runs_own(tmp_path, user_home):
     from imgedit.errors import UsageError
-    from imgedit.training import check_fresh_run, recorded_model_problem
+    from imgedit.run_folder import check_fresh_run, recorded_model_problem
 
     mine = tmp_path / "models" / "mine.safetensors"
     assert recorded_model_problem(mine, "mine") == ""  # nothing there yet: the run's first export

@@ -55,7 +55,7 @@ class GANTrainConfig:
     seed: int = 0
     model: GANConfig = field(default_factory=GANConfig)
 
-    # the settings an option of 'imgedit train gan' sets where they are not named alike (imgedit.training.typed_settings)
+    # the settings an option of 'imgedit train gan' sets where they are not named alike (imgedit.options.typed_settings)
     OPTION_FIELDS: ClassVar[dict] = {"size": ("model.image_size",), "lr": ("lr", "d_lr")}
 
     def to_dict(self) -> dict:

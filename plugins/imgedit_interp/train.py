@@ -52,7 +52,7 @@ class InterpTrainConfig:
     model: FaceVAEConfig = field(default_factory=FaceVAEConfig)
 
     # the settings an option of 'imgedit train interp-vae' sets where they are not named alike
-    # (imgedit.training.typed_settings)
+    # (imgedit.options.typed_settings)
     OPTION_FIELDS: ClassVar[dict] = {"size": ("model.image_size",), "z_dim": ("model.z_dim",)}
 
     def to_dict(self) -> dict:

@@ -60,7 +60,7 @@ class StyleTrainConfig:
     loss_net: LossNetConfig = field(default_factory=LossNetConfig)
 
     # the settings each option of 'imgedit train style' sets where they are not named alike
-    # (imgedit.training.typed_settings); the painting is compared by its content, not its path
+    # (imgedit.options.typed_settings); the painting is compared by its content, not its path
     OPTION_FIELDS: ClassVar[dict] = {
         "style_image": (), "skips": ("model.skips",), "content_weight": ("loss.content_weight",),
         "tv_weight": ("loss.tv_weight",), "loss_net": ("loss_net.kind",), "loss_seed": ("loss_net.seed",),

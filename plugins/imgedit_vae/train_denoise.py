@@ -51,7 +51,7 @@ class TrainConfig:
     model: VAEConfig = field(default_factory=lambda: VAEConfig(widths=(32, 64, 80, 96), blocks=(2, 2, 2, 1), bridge=True))
 
     # the settings an option of 'imgedit train denoise' sets where they are not named alike
-    # (imgedit.training.typed_settings: a resumed run warns of those typed that it does not take)
+    # (imgedit.options.typed_settings: a resumed run warns of those typed that it does not take)
     OPTION_FIELDS: ClassVar[dict] = {"widths_text": ("model.widths",), "gray": ("model.image_channels",),
                                      "gray_share": ("gray_prob",)}
 

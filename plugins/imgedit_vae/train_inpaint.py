@@ -66,7 +66,7 @@ class InpaintTrainConfig:
     disc_width: int = 32
 
     # the settings an option of 'imgedit train inpaint' sets where they are not named alike
-    # (imgedit.training.typed_settings: a resumed run warns of those typed that it does not take)
+    # (imgedit.options.typed_settings: a resumed run warns of those typed that it does not take)
     OPTION_FIELDS: ClassVar[dict] = {"widths_text": ("model.widths",), "bridge": ("model.bridge",),
                                      "decoder_blocks_text": ("model.decoder_blocks",), "kinds_text": ("kinds",)}
 

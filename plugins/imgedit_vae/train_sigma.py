@@ -64,7 +64,7 @@ class TrainConfig:
     model: SigmaNetConfig = field(default_factory=lambda: SigmaNetConfig(classical_input=True, jpeg_input=True))
 
     # the settings an option of 'imgedit train sigma' sets where they are not named alike
-    # (imgedit.training.typed_settings: a resumed run warns of those typed that it does not take)
+    # (imgedit.options.typed_settings: a resumed run warns of those typed that it does not take)
     OPTION_FIELDS: ClassVar[dict] = {"jpeg_share": ("jpeg_prob",)}
 
     def to_dict(self) -> dict:
