@@ -192,7 +192,8 @@ def trained_tiny_denoiser(invoke, data, path, run_dir, bridge=True):
 
     from imgedit.models import save_weights
     from imgedit_vae.denoise import load_denoiser
-    from imgedit_vae.model import NEW_PATHS, ConditionalVAE, VAEConfig
+    from imgedit_vae.model import ConditionalVAE, VAEConfig
+    from imgedit_vae.weight_surgery import NEW_PATHS
 
     result = invoke("train", "denoise", "--data", data, "--steps", "2", "--batch", "2", "--patch", "32",
                     "--widths", "8,16,16,16", "--out", run_dir, "--export", path, "-q")

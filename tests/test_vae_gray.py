@@ -16,7 +16,8 @@ from imgedit.models import sha256_file
 from imgedit_vae.degrade import add_gaussian_noise, is_gray
 from imgedit_vae.denoise import DenoiseApplier, create_denoise, denoise_vae, load_gray_denoiser
 from imgedit_vae.metrics import psnr
-from imgedit_vae.model import ConditionalVAE, VAEConfig, gray_from_colour
+from imgedit_vae.model import ConditionalVAE, VAEConfig
+from imgedit_vae.weight_surgery import gray_from_colour
 from imgedit_vae.operations import GRAY_MODEL_NAME, model_spec
 from imgedit_vae.train_denoise import Trainer, TrainConfig, sigma_map
 

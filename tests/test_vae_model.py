@@ -5,7 +5,8 @@ from dataclasses import replace
 import pytest
 import torch
 
-from imgedit_vae.model import ConditionalVAE, VAEConfig, count_parameters, grow_from, kl_divergence
+from imgedit_vae.model import ConditionalVAE, VAEConfig, count_parameters, kl_divergence
+from imgedit_vae.weight_surgery import grow_from
 
 SMALL = VAEConfig(widths=(8, 16, 16, 16), blocks=(1, 1, 1, 1), latent_channels=4)
 

@@ -11,7 +11,8 @@ import torch
 from imgedit.catalog import spec_for_file
 from imgedit.errors import UsageError, WeightsError
 from imgedit.models import LoadedModels, ModelSpec, load_model, load_weights
-from imgedit_vae.model import VAEConfig, gray_from_colour, grow_from
+from imgedit_vae.model import VAEConfig
+from imgedit_vae.weight_surgery import gray_from_colour, grow_from
 from imgedit_vae.operations import NETWORKS
 
 _models = LoadedModels()
@@ -52,9 +53,9 @@ def load_cached(spec: ModelSpec, build: Callable[[dict], torch.nn.Module], devic
 
 def start_from_weights(model: torch.nn.Module, path: Path) -> str:
     """Start a new training run's ``model`` from trained, verified weights of
-    the same kind (possibly narrower: see :func:`imgedit_vae.model.grow_from`;
+    the same kind (possibly narrower: see :func:`imgedit_vae.weight_surgery.grow_from`;
     a grayscale model may start from a colour one: see
-    :func:`imgedit_vae.model.gray_from_colour`); returns the line the model card records about where the run started.
+    :func:`imgedit_vae.weight_surgery.gray_from_colour`); returns the line the model card records about where the run started.
 
     Raises:
         UsageError: the file, its card or its sha256 is wrong, or the weights do not fit.

@@ -159,7 +159,7 @@ def train(cfg: TrainConfig, sources: Sequence[str], out_dir: Path, device: torch
     """Train (or resume) until ``cfg.steps``; checkpoints go to ``out_dir/checkpoint.safetensors``.
 
     ``sources`` are image files/folders of clean training images; ``init``
-    starts a new run from trained weights (see :func:`imgedit_vae.model.grow_from`, so a wider
+    starts a new run from trained weights (see :func:`imgedit_vae.weight_surgery.grow_from`, so a wider
     ``cfg.model`` keeps what they learnt); the other arguments are those of
     :func:`imgedit.training.train_or_resume`.
 
