@@ -34,6 +34,7 @@ from its command line); optionally ``OPTION_FIELDS``
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import json
 import logging
@@ -707,22 +708,35 @@ class ProgressBar:
     line every ``interval`` seconds and at the last step, as the eval verbs
     report theirs (:class:`imgedit.progress.StageProgress`): a bar's redraws would
     be one endless line there. It counts steps (a resumed run starts where it
-    stopped) and shows the latest value of the chosen metrics (``{"loss":
-    ".4f", "val_psnr": ".2f"}``); a metric logged only at validation steps
-    keeps its last value. Use it as a context manager.
+    stopped) and shows the chosen metrics (``{"loss": ".4f", "val_psnr":
+    ".2f"}``): a training metric as its mean over the last
+    :attr:`smoothing` steps, since one batch's loss jumps about too much to
+    read a trend from; a validation metric (its name starts with ``val``),
+    logged only at validation steps, as last measured. Use it as a context
+    manager.
     """
 
     interval = 10.0  # seconds between plain progress lines
+    smoothing = 50  # steps a training metric shown is the mean of
 
     def __init__(self, total: int, shown: dict[str, str], quiet: bool = False):
         self.total, self.shown, self.last = total, shown, {}
+        self.recent: dict[str, collections.deque] = {}
         self.enabled = not quiet and distributed.is_main()
         self.bar: Any = None
         self.first: Optional[int] = None  # the first step of this session, and when it ended
         self.started = self.reported = 0.0
 
     def __call__(self, step: int, metrics: dict) -> None:
-        self.last.update({k: v for k, v in metrics.items() if k in self.shown and v is not None})
+        for key, value in metrics.items():
+            if key not in self.shown or value is None:
+                continue
+            if key.startswith("val"):
+                self.last[key] = value
+            else:
+                recent = self.recent.setdefault(key, collections.deque(maxlen=self.smoothing))
+                recent.append(float(value))
+                self.last[key] = sum(recent) / len(recent)
         if not self.enabled:
             return
         if self.first is None:  # at the first step, not before: nothing shown while the data loads (or fails to)

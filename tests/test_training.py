@@ -106,10 +106,18 @@ def test_progress_bar_shows_the_chosen_metrics_and_starts_where_a_run_resumed(ca
         bar(5, {"loss": 0.5, "val": 20.0})
         bar(6, {"loss": 0.25, "val": None})
         assert bar.bar.n == 6
-        assert bar.last == {"loss": 0.25, "val": 20.0}
-        assert bar.bar.format_dict["initial"] == 3  # rate and ETA count only the 3 steps run now
+        bar(7, {"loss": 0.5, "val": 30.0})
+        # a batch's loss is shown as the mean of the recent steps', a validation metric as measured
+        assert bar.last == {"loss": pytest.approx((0.123 + 0.5 + 0.25 + 0.5) / 4), "val": 30.0}
+        assert bar.bar.n == 7
+        assert bar.bar.format_dict["initial"] == 3  # rate and ETA count only the 4 steps run now
+        bar.smoothing = 2
+        bar.recent.clear()
+        for step, loss in ((8, 9.0), (9, 1.0), (10, 3.0)):
+            bar(step, {"loss": loss})
+        assert bar.last["loss"] == 2.0  # the last two steps' mean
     shown = capsys.readouterr().err
-    assert "6/10" in shown and "loss=0.25, val=20.0" in shown and "other" not in shown
+    assert "10/10" in shown and "loss=2.00, val=30.0" in shown and "other" not in shown
 
 
 @pytest.mark.parametrize("terminal", [None, "dumb"], ids=["piped", "TERM=dumb"])
@@ -128,8 +136,8 @@ def test_progress_piped_to_a_file_is_a_line_every_few_seconds(capsys, monkeypatc
             bar(step, {"loss": 1 / step})
     lines = capsys.readouterr().err.splitlines()
     assert "\r" not in "".join(lines)
-    assert lines == ["step 8/10 (80%), 3.0 s/step, ETA 6s, loss=0.12",  # 12 s after the first step
-                     "step 10/10 (100%), 3.0 s/step, ETA 0s, loss=0.10"]  # and the last step, whenever it comes
+    assert lines == ["step 8/10 (80%), 3.0 s/step, ETA 6s, loss=0.18",  # 12 s after the first step
+                     "step 10/10 (100%), 3.0 s/step, ETA 0s, loss=0.16"]  # and the last step, whenever it comes
 
 
 def test_kept_settings_names_only_real_differences():
