@@ -118,8 +118,17 @@ def _default_cuda_index() -> int:
     return local_rank()
 
 
+def _gpu_per_process(count: int) -> None:
+    """Refuse ``--nproc`` processes on fewer GPUs: each takes the GPU of its
+    local rank, and two on one GPU fail in NCCL ("Duplicate GPU detected")."""
+    if _default_cuda_index() >= count:
+        raise DeviceError(f"--nproc {_local_processes()} on CUDA takes a GPU per process, and this machine has {count}: "
+                          f"give --nproc {count} or fewer, or --device cpu")
+
+
 def _auto_device() -> torch.device:
     if _cuda_available():
+        _gpu_per_process(_cuda_count())
         return torch.device("cuda", _default_cuda_index())
     if _mps_available():
         return torch.device("mps")
@@ -159,10 +168,21 @@ def resolve_device(spec: Optional[str] = None) -> torch.device:
             raise _unavailable(text, "is not available")
         return torch.device("mps")
     count = _cuda_count()
+    if count and index is None:
+        _gpu_per_process(count)
+    elif count and _local_processes() > 1:  # every process on that one GPU
+        raise DeviceError(f"device '{text}': with --nproc each process takes its own GPU (cuda:0, cuda:1, ...); "
+                          "give --device cuda")
     n = int(index) if index is not None else _default_cuda_index()
     if n >= count:
         raise _unavailable(text, "is not available")
     return torch.device("cuda", n)
+
+
+def _local_processes() -> int:
+    from imgedit.distributed import local_processes
+
+    return local_processes()
 
 
 def parse_precision(spec: Optional[str]) -> Optional[str]:
@@ -195,6 +215,27 @@ def _why_not_on_cpu(name: str, capabilities: Capabilities, what: str) -> str:
         return f"{what} does not run in bf16 on the CPU"
     if not cpu_has_bf16():
         return "precision bf16 needs a CPU that computes bf16 natively (AVX512-BF16 or AMX)"
+    return ""
+
+
+def gpu_bf16_problem(device: Any) -> str:
+    """Why bf16 would not run, or not be faster, on GPU ``device``, as a
+    clause ("" where it would, and on the CPU, which
+    :func:`resolve_precision` rules on itself): NVIDIA cards before Ampere
+    emulate it, slower than fp32; MPS has it from macOS 14, and autocasts
+    to it from torch 2.6 (torch 2.4 refuses, 2.5 quietly runs fp32)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        major, _minor = torch.cuda.get_device_capability(device)
+        return "" if major >= 8 else f"{device} computes bf16 only by emulation (before Ampere), slower than fp32"
+    if device.type == "mps":
+        import platform
+
+        macos = tuple(int(part) for part in (platform.mac_ver()[0] or "0").split(".")[:2] if part.isdigit())
+        if macos < (14,):
+            return "MPS computes bf16 from macOS 14 on"
+        if tuple(int(part) for part in re.findall(r"\d+", torch.__version__)[:2]) < (2, 6):
+            return f"torch {torch.__version__.split('+')[0]} has no bf16 on MPS (torch 2.6 has)"
     return ""
 
 
@@ -234,9 +275,9 @@ def resolve_precision(spec: Optional[str], device: torch.device, capabilities: C
         if not on_gpu:
             return torch.float32
         # fp16 is the faster and more widely supported half type; bf16 only
-        # when it is the op's sole reduced precision.
+        # when it is the op's sole reduced precision, and the GPU has it.
         for candidate in ("fp16", "bf16"):
-            if candidate in supported:
+            if candidate in supported and not (candidate == "bf16" and gpu_bf16_problem(device)):
                 return PRECISIONS[candidate]
         return torch.float32
     if name == "fp32":
@@ -255,6 +296,10 @@ def resolve_precision(spec: Optional[str], device: torch.device, capabilities: C
             what,
             ", ".join(supported) or "fp32",
         )
+        return torch.float32
+    problem = gpu_bf16_problem(device) if name == "bf16" else ""
+    if problem:
+        warn("%s; running %s in fp32", problem, what)
         return torch.float32
     return PRECISIONS[name]
 

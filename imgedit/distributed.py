@@ -71,6 +71,11 @@ def local_rank() -> int:
     return int(os.environ.get("LOCAL_RANK", "0")) if under_torchrun() else 0
 
 
+def local_processes() -> int:
+    """Training processes on this machine (1 outside torchrun)."""
+    return int(os.environ.get("LOCAL_WORLD_SIZE", os.environ.get("WORLD_SIZE", "1"))) if under_torchrun() else 1
+
+
 def is_main() -> bool:
     """Whether this process validates, logs, checkpoints and exports."""
     return rank() == 0
@@ -85,7 +90,9 @@ def start() -> None:
 
     if dist.is_initialized():
         return
-    if torch.cuda.is_available():
+    if torch.cuda.is_available() and local_rank() < torch.cuda.device_count():
+        # the process's own GPU, where there is one: with fewer GPUs than processes (training on the
+        # CPU, say) there is none to pick, and --device refuses CUDA (imgedit.devices)
         torch.cuda.set_device(local_rank())
     # one group, two backends: CPU tensors go through gloo, CUDA tensors through NCCL
     dist.init_process_group(backend="cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo")

@@ -266,13 +266,26 @@ class BuiltPipeline:
         _check_applier(applier, stage.operation)
         return _BuiltStage(stage, context, applier, precision)
 
-    def _cpu_fallback(self, built: _BuiltStage):
+    def _cpu_fallback(self, index: int, image: "torch.Tensor", mask: "Optional[torch.Tensor]"):
+        """``fallback() -> applier`` for :func:`imgedit.tiling.run_tiled`: stage
+        ``index`` built again on the CPU and, where it prepares, prepared on
+        the stage's whole ``image`` as on the device (else each tile would
+        decide for itself what the whole image decided: a noise level, per
+        tile). The stage stays on the CPU for the images after this one: a
+        device too small for the smallest tile will be too small again, and
+        each image would first fail there."""
         import torch
+
+        built = self.built[index]
 
         def rebuild() -> Applier:
             context = RunContext(torch.device("cpu"), torch.float32)
             applier = built.stage.operation.create(context, **built.stage.params)
             _check_applier(applier, built.stage.operation)
+            self.built[index] = _BuiltStage(built.stage, context, applier, torch.float32)
+            prepare = getattr(applier, "prepare", None)
+            if prepare is not None:
+                applier = prepare(image.cpu(), None if mask is None else mask.cpu())
             return applier
 
         return rebuild
@@ -336,6 +349,7 @@ class BuiltPipeline:
                     applier = prepare(image, stage_mask)
                     if notes is not None and getattr(applier, "note", ""):
                         notes.append(str(applier.note))
+                fallback = self._cpu_fallback(index, image, stage_mask)
                 image = run_tiled(
                     applier,
                     image,
@@ -344,7 +358,7 @@ class BuiltPipeline:
                     device=built.context.device,
                     dtype=built.context.dtype,
                     tile=tile,
-                    fallback=self._cpu_fallback(built),
+                    fallback=fallback,
                     out_device=following,
                     on_tile=None if on_tile is None else partial(on_tile, f"stage {index + 1} ({built.stage.label})"),
                 )

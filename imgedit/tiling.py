@@ -216,13 +216,18 @@ def _check_output(out: object, expected: torch.Size, what: str = "") -> None:
 
 
 def _device_budget_mb(device: torch.device) -> Optional[float]:
-    """Memory the engine may plan for on ``device``; None means the CPU rule."""
+    """Memory the engine may plan for on ``device``; None means the CPU rule.
+    What torch's allocator holds cached but unused counts as free: the
+    driver counts it as taken, and a batch's second image would otherwise
+    get smaller tiles than its first (and other bytes) from the cache the
+    first one left."""
     if device.type == "cuda":
         free, _total = torch.cuda.mem_get_info(device)
-        return free / 2**20 * GPU_MEMORY_FRACTION
+        cached = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+        return (free + max(cached, 0)) / 2**20 * GPU_MEMORY_FRACTION
     if device.type == "mps":
         try:
-            free = torch.mps.recommended_max_memory() - torch.mps.driver_allocated_memory()
+            free = torch.mps.recommended_max_memory() - torch.mps.current_allocated_memory()
         except (AttributeError, RuntimeError):
             return None  # old torch: no memory query; behave like the CPU
         return max(free, 0) / 2**20 * GPU_MEMORY_FRACTION
@@ -486,9 +491,11 @@ def _run_as_is(
 def _is_oom(err: BaseException) -> bool:
     # CUDA raises OutOfMemoryError; MPS and older CUDA builds raise a plain
     # RuntimeError whose message says "out of memory"; the CPU allocator's
-    # says "can't allocate memory" (a style at a huge --scale, say).
+    # says "can't allocate memory" (a style at a huge --scale, say); MPS
+    # refuses one buffer over Metal's largest with "Invalid buffer size: 12.00 GB".
     message = str(err).lower() if isinstance(err, RuntimeError) else ""
-    return isinstance(err, torch.cuda.OutOfMemoryError) or "out of memory" in message or "can't allocate memory" in message
+    return isinstance(err, torch.cuda.OutOfMemoryError) or any(
+        words in message for words in ("out of memory", "can't allocate memory", "invalid buffer size"))
 
 
 def _free_cache(device: torch.device) -> None:

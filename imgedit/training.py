@@ -573,6 +573,7 @@ def train_or_resume(build: Callable[[Any], Any], cfg: Any, kind: str, out_dir: P
         cfg, command = resumed_config(cfg, state["config"], command)
     distributed.check_batch(cfg.batch)
     trainer = build(cfg)
+    _train_bf16_where_it_runs(trainer)
     if state is not None:
         trainer.load_state(state)
     if overwrite and distributed.is_main() and not same_run(out_dir, resume):
@@ -585,6 +586,22 @@ def train_or_resume(build: Callable[[Any], Any], cfg: Any, kind: str, out_dir: P
     if not distributed.is_main():
         raise distributed.WorkerDone()  # rank 0 alone exports the weights and reports
     return trainer
+
+
+def _train_bf16_where_it_runs(trainer: Any) -> None:
+    """A bf16 run on a GPU that has no bf16 (MPS before macOS 14 or torch
+    2.6, NVIDIA before Ampere) trains in fp32, saying so; its records say
+    fp32 too. (On the CPU bf16 is what was asked for, native or not.)"""
+    import dataclasses
+
+    from imgedit.devices import gpu_bf16_problem
+
+    if getattr(trainer.cfg, "precision", "fp32") != "bf16":
+        return
+    problem = gpu_bf16_problem(getattr(trainer, "device", "cpu"))
+    if problem:
+        logger.warning("%s; training in fp32", problem)
+        trainer.cfg = dataclasses.replace(trainer.cfg, precision="fp32")
 
 
 def resumed_config(cfg: Any, saved: dict, command: str) -> tuple[Any, str]:

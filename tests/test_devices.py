@@ -7,6 +7,7 @@ monkeypatching torch's availability checks.
 from __future__ import annotations
 
 import logging
+import platform
 from types import SimpleNamespace
 
 import pytest
@@ -33,6 +34,9 @@ def cpu_only(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    # a simulated GPU has bf16: an Ampere card, a Mac on macOS 14 (gpu_bf16_problem)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (8, 0))
+    monkeypatch.setattr(platform, "mac_ver", lambda: ("14.5", ("", "", ""), "arm64"))
 
 
 @pytest.fixture
@@ -99,6 +103,32 @@ class TestResolveDevice:
         with pytest.raises(DeviceError, match=r"'cuda:2'.*available: cpu, cuda:0, cuda:1"):
             resolve_device("cuda:2")
 
+    def test_under_nproc_each_process_takes_its_own_gpu_and_fewer_gpus_are_refused(self, two_gpus, monkeypatch):
+        from imgedit import distributed
+
+        monkeypatch.setenv(distributed.TORCHRUN_ENV, "run")
+        monkeypatch.setenv("WORLD_SIZE", "3")
+        monkeypatch.setenv("LOCAL_WORLD_SIZE", "3")
+        monkeypatch.setenv("LOCAL_RANK", "1")
+        assert resolve_device() == resolve_device("cuda") == torch.device("cuda", 1)
+        with pytest.raises(DeviceError, match=r"^device 'cuda:0': with --nproc each process takes its own GPU"):
+            resolve_device("cuda:0")  # all three on one GPU: NCCL's "Duplicate GPU detected"
+        monkeypatch.setenv("LOCAL_RANK", "2")  # the third process of three, on two GPUs
+        for spec in ("auto", "cuda"):
+            with pytest.raises(DeviceError, match=r"^--nproc 3 on CUDA takes a GPU per process, and this machine has 2: "
+                                                  r"give --nproc 2 or fewer, or --device cpu$"):
+                resolve_device(spec)
+        assert resolve_device("cpu") == CPU  # training on the CPU needs no GPU per process
+        set_to = []
+        monkeypatch.setattr(torch.cuda, "set_device", set_to.append)
+        monkeypatch.setattr(torch.distributed, "is_initialized", lambda: False)
+        monkeypatch.setattr(torch.distributed, "init_process_group", lambda backend: None)
+        distributed.start()
+        assert set_to == []  # no GPU 2 to select (it raised "invalid device ordinal" in process 3)
+        monkeypatch.setenv("LOCAL_RANK", "1")
+        distributed.start()
+        assert set_to == [1]
+
     def test_auto_prefers_cuda_over_mps(self, two_gpus, mps):
         assert resolve_device() == CUDA
 
@@ -139,6 +169,42 @@ class TestResolvePrecision:
 
     def test_cuda_auto_fp32_when_op_lists_only_fp32(self):
         assert resolve_precision("auto", CUDA, FP32_OP) == torch.float32
+
+    def test_bf16_on_a_gpu_without_it_warns_and_runs_fp32(self, monkeypatch, caplog):
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 5))  # a Turing card
+        with caplog.at_level(logging.WARNING, logger="imgedit"):
+            assert resolve_precision("auto", CUDA, BF16_OP) == torch.float32  # emulated: slower than fp32
+            assert resolve_precision("bf16", CUDA, BF16_OP, "denoise.vae") == torch.float32
+        assert caplog.messages == ["cuda:0 computes bf16 only by emulation (before Ampere), slower than fp32; "
+                                   "running denoise.vae in fp32"]
+        caplog.clear()
+        monkeypatch.setattr(platform, "mac_ver", lambda: ("13.6.1", ("", "", ""), "arm64"))
+        with caplog.at_level(logging.WARNING, logger="imgedit"):
+            assert resolve_precision("bf16", torch.device("mps"), BF16_OP, "denoise.vae") == torch.float32
+        assert caplog.messages == ["MPS computes bf16 from macOS 14 on; running denoise.vae in fp32"]
+        monkeypatch.setattr(platform, "mac_ver", lambda: ("14.5", ("", "", ""), "arm64"))
+        monkeypatch.setattr(torch, "__version__", "2.5.1")
+        assert devices.gpu_bf16_problem("mps") == "torch 2.5.1 has no bf16 on MPS (torch 2.6 has)"
+        monkeypatch.setattr(torch, "__version__", "2.6.0+cpu")
+        assert devices.gpu_bf16_problem("mps") == "" and devices.gpu_bf16_problem("cpu") == ""
+
+    def test_a_bf16_training_run_on_a_gpu_without_it_trains_and_records_fp32(self, monkeypatch, caplog):
+        from dataclasses import dataclass
+
+        from imgedit import training
+
+        @dataclass(frozen=True)
+        class Config:
+            precision: str = "bf16"
+
+        trainer = SimpleNamespace(cfg=Config(), device=CUDA)
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 0))
+        with caplog.at_level(logging.WARNING, logger="imgedit"):
+            training._train_bf16_where_it_runs(trainer)
+        assert trainer.cfg.precision == "fp32" and "training in fp32" in caplog.text
+        trainer = SimpleNamespace(cfg=Config(), device=CPU)  # on the CPU: as asked
+        training._train_bf16_where_it_runs(trainer)
+        assert trainer.cfg.precision == "bf16"
 
     def test_mps_auto_uses_fp16(self):
         assert resolve_precision(None, torch.device("mps"), FP16_OP) == torch.float16

@@ -135,6 +135,46 @@ def test_prepare_sees_the_whole_image_before_tiling():
     assert torch.allclose(out, torch.full_like(image, float(image.mean())))
 
 
+def test_the_cpu_fallback_after_running_out_of_gpu_memory_is_prepared_on_the_whole_image(monkeypatch):
+    """A GPU out of memory even at the smallest tile falls back to the CPU: the
+    applier built there must decide from the whole image as the GPU's did (a
+    noise level estimated once), not from each tile it is then given; and the
+    images after it go to the CPU at once, not each through a failing GPU first."""
+    from imgedit import tiling
+    from imgedit.operations import Capabilities, Operation
+    from imgedit.pipeline import RunContext, Stage
+
+    monkeypatch.setattr(tiling, "_to_device", lambda x, device, dtype: None if x is None else x.to(dtype=dtype))
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
+    prepared_on = []
+
+    class Applier:
+        def __init__(self, device, level=None):
+            self.device, self.level = device, level
+
+        def prepare(self, image, mask):
+            prepared_on.append((self.device.type, tuple(image.shape)))
+            return Applier(self.device, float(image.mean()))
+
+        def __call__(self, image, mask=None):
+            if self.device.type == "cuda":
+                raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+            return torch.full_like(image, self.level if self.level is not None else float(image.mean()))
+
+    op = Operation("flat", "mean", lambda ctx: Applier(ctx.device),
+                   capabilities=Capabilities(tileable=True, tile_overlap=2, devices=("cpu", "cuda")))
+    built = Pipeline((Stage(op, {}),)).build("cpu")
+    gpu = torch.device("cuda")
+    built.built[0].context, built.built[0].applier = RunContext(gpu, torch.float32), Applier(gpu)  # as built on a GPU
+    image = torch.cat([torch.zeros(1, 3, 300, 130), torch.ones(1, 3, 300, 130)], dim=3)  # halves unlike the whole
+    out = built.apply(image, tile=128)
+    assert prepared_on == [("cuda", (1, 3, 300, 260)), ("cpu", (1, 3, 300, 260))]
+    assert torch.allclose(out, torch.full_like(image, 0.5))  # the whole image's level in every tile
+    prepared_on.clear()
+    out = built.apply(image * 0.5, tile=128)  # the next image: straight to the CPU, where the last one ended
+    assert prepared_on == [("cpu", (1, 3, 300, 260))] and torch.allclose(out, torch.full_like(image, 0.25))
+
+
 def test_bf16_on_the_cpu_gives_the_applier_fp32_tensors_under_autocast(monkeypatch):
     from imgedit import devices
     from imgedit.operations import Capabilities, Operation

@@ -347,6 +347,8 @@ class TestAutoTile:
     def test_cuda_uses_free_memory(self, monkeypatch):
         free = {"bytes": 0}
         monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (free["bytes"], 80 * 2**30))
+        monkeypatch.setattr(torch.cuda, "memory_reserved", lambda device=None: 0)
+        monkeypatch.setattr(torch.cuda, "memory_allocated", lambda device=None: 0)
         c = caps(memory_mb_per_megapixel=1000.0, tile_overlap=16)
         free["bytes"] = 40 * 2**30  # 40 GiB: 1000x1000 needs ~1 GB -> whole
         assert choose_tile((1, 3, 1000, 1000), c, CUDA) is None
@@ -357,6 +359,19 @@ class TestAutoTile:
         assert choose_tile((4, 3, 4000, 4000), c, CUDA) < tile  # a batch needs smaller tiles
         free["bytes"] = 2**20  # almost nothing: never below the minimum
         assert choose_tile((1, 3, 4000, 4000), c, CUDA) == MIN_TILE
+
+    def test_memory_torch_holds_cached_counts_as_free(self, monkeypatch):
+        """The driver counts torch's cache as taken: after one image, the next
+        would get smaller tiles (and other output bytes) than the first."""
+        gib = 2**30
+        monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (1 * gib, 4 * gib))
+        monkeypatch.setattr(torch.cuda, "memory_reserved", lambda device=None: 3 * gib)  # 1 GiB weights, 2 cached
+        monkeypatch.setattr(torch.cuda, "memory_allocated", lambda device=None: 1 * gib)
+        assert tiling._device_budget_mb(CUDA) == 3 * 1024 * tiling.GPU_MEMORY_FRACTION
+        monkeypatch.setattr(torch.mps, "recommended_max_memory", lambda: 8 * gib, raising=False)
+        monkeypatch.setattr(torch.mps, "driver_allocated_memory", lambda: 6 * gib, raising=False)  # 4 GiB of it cached
+        monkeypatch.setattr(torch.mps, "current_allocated_memory", lambda: 2 * gib, raising=False)
+        assert tiling._device_budget_mb(torch.device("mps")) == 6 * 1024 * tiling.GPU_MEMORY_FRACTION
 
     def test_auto_on_cpu_runs_once(self):
         calls = []
@@ -395,9 +410,11 @@ class TestOutOfMemory:
         assert op.seen[0] == (300, 300) and all(max(s) <= 150 for s in op.seen[1:])
         assert freed and "retrying with 150 px tiles" in caplog.text
 
-    def test_mps_runtime_error_counts_as_oom(self, moved, monkeypatch, caplog):
+    @pytest.mark.parametrize("message", ["MPS backend out of memory (MPS allocated: 9 GB)",
+                                         "Invalid buffer size: 12.00 GB"])  # one buffer over Metal's largest
+    def test_mps_runtime_error_counts_as_oom(self, moved, monkeypatch, caplog, message):
         monkeypatch.setattr(torch.mps, "empty_cache", lambda: None)
-        op = oom_above(200, RuntimeError("MPS backend out of memory (MPS allocated: 9 GB)"))
+        op = oom_above(200, RuntimeError(message))
         with caplog.at_level(logging.WARNING, logger="imgedit"):
             out = run_tiled(op, torch.zeros(1, 3, 300, 300), capabilities=caps(), device="mps", tile=None)
         assert torch.equal(out, torch.ones(1, 3, 300, 300))
