@@ -126,10 +126,33 @@ def _gpu_per_process(count: int) -> None:
                           f"give --nproc {count} or fewer, or --device cpu")
 
 
+_cuda_problems: dict[int, str] = {}
+
+
+def cuda_problem(index: int) -> str:
+    """Why CUDA device ``index`` cannot compute, as torch says it ("" where
+    it can): a GPU newer than the installed torch build ("no kernel image is
+    available"), a driver too old for it. It reports itself available all
+    the same, and every image would fail on it. Found once per process, by a
+    one-element sum there (it starts CUDA, as the first image would)."""
+    if index not in _cuda_problems:
+        try:
+            (torch.zeros(1, device=torch.device("cuda", index)) + 1).item()
+            _cuda_problems[index] = ""
+        except Exception as exc:  # noqa: BLE001 -- RuntimeError, torch.AcceleratorError, AssertionError: all say it
+            _cuda_problems[index] = " ".join(str(exc).split()) or type(exc).__name__
+    return _cuda_problems[index]
+
+
 def _auto_device() -> torch.device:
     if _cuda_available():
         _gpu_per_process(_cuda_count())
-        return torch.device("cuda", _default_cuda_index())
+        index = _default_cuda_index()
+        problem = cuda_problem(index)
+        if not problem:
+            return torch.device("cuda", index)
+        logger.warning("cuda:%d cannot compute (%s); using the CPU: install a torch build for this GPU "
+                       "(pytorch.org), or pass --device cpu to say so", index, problem[:200])
     if _mps_available():
         return torch.device("mps")
     return torch.device("cpu")
@@ -176,6 +199,10 @@ def resolve_device(spec: Optional[str] = None) -> torch.device:
     n = int(index) if index is not None else _default_cuda_index()
     if n >= count:
         raise _unavailable(text, "is not available")
+    problem = cuda_problem(n)
+    if problem:
+        raise DeviceError(f"device 'cuda:{n}' cannot compute ({problem[:200]}): install a torch build for this GPU "
+                          "(pytorch.org), or use --device cpu")
     return torch.device("cuda", n)
 
 

@@ -43,6 +43,7 @@ def cpu_only(monkeypatch):
 def two_gpus(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(devices, "_cuda_problems", {0: "", 1: ""})  # both compute (there is no GPU to ask)
 
 
 @pytest.fixture
@@ -128,6 +129,31 @@ class TestResolveDevice:
         monkeypatch.setenv("LOCAL_RANK", "1")
         distributed.start()
         assert set_to == [1]
+
+    def test_a_gpu_that_cannot_compute_is_left_for_the_cpu_by_auto_and_refused_by_name(self, two_gpus, caplog):
+        newer = ("CUDA error: no kernel image is available for execution on the device\nCUDA kernel errors might "
+                 "be asynchronously reported")  # a GPU newer than the installed torch build
+        devices._cuda_problems[0] = " ".join(newer.split())
+        with caplog.at_level(logging.WARNING, logger="imgedit"):
+            assert resolve_device("auto") == CPU
+        assert caplog.messages == [f"cuda:0 cannot compute ({' '.join(newer.split())}); using the CPU: install a "
+                                   "torch build for this GPU (pytorch.org), or pass --device cpu to say so"]
+        with pytest.raises(DeviceError, match=r"^device 'cuda:0' cannot compute \(CUDA error: no kernel image"):
+            resolve_device("cuda")
+        assert resolve_device("cuda:1") == torch.device("cuda", 1)
+
+    def test_the_probe_reports_what_torch_says(self, monkeypatch):
+        monkeypatch.setattr(devices, "_cuda_problems", {})
+
+        def no_kernel(*args, **kwargs):
+            raise RuntimeError("CUDA error: no kernel image is available for execution on the device")
+
+        monkeypatch.setattr(torch, "zeros", no_kernel)
+        assert devices.cuda_problem(3) == "CUDA error: no kernel image is available for execution on the device"
+        assert devices.cuda_problem(3) == "CUDA error: no kernel image is available for execution on the device"
+        ones = torch.ones(1)
+        monkeypatch.setattr(torch, "zeros", lambda *args, **kwargs: ones)  # as a working GPU does
+        assert devices.cuda_problem(0) == ""
 
     def test_auto_prefers_cuda_over_mps(self, two_gpus, mps):
         assert resolve_device() == CUDA
