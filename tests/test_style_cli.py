@@ -340,7 +340,7 @@ def test_the_optimisation_draws_no_bar_where_stderr_is_not_a_terminal(painting, 
     import imgedit
 
     image = torch.rand(1, 3, 24, 24, generator=torch.Generator().manual_seed(0))
-    out = imgedit.run(f"style style_image={painting} steps=3", image)
+    out = imgedit.run(f"style style_image={painting} steps=3 style_size=64", image)  # 64: no enlargement warning
     assert out.shape == image.shape and capfd.readouterr().err == ""
 
 
