@@ -301,8 +301,8 @@ def _warn_if_poor_painting(path: Path, picture: Any, size: int) -> None:
     (the colours hidden under its transparent pixels, often black, count as painting)."""
     long_side = max(picture.rgb.shape[:2])
     if size > MAX_STYLE_ENLARGEMENT * long_side:
-        logger.warning("style image %s is only %d px on its long side: enlarged %.1fx to --style-size %d, its "
-                       "strokes become blur; give a larger painting or a --style-size of at most %d",
+        logger.warning("style image %s is only %d px on its long side: enlarged %.1fx to a style size of %d, its "
+                       "strokes become blur; give a larger painting or --style-size (style_size=) %d or less",
                        path.name, long_side, size / long_side, size, int(MAX_STYLE_ENLARGEMENT * long_side))
     if picture.alpha is not None:
         see_through = float((picture.alpha < 1.0).mean())
