@@ -151,8 +151,8 @@ def _auto_device() -> torch.device:
         problem = cuda_problem(index)
         if not problem:
             return torch.device("cuda", index)
-        logger.warning("cuda:%d cannot compute (%s); using the CPU: install a torch build for this GPU "
-                       "(pytorch.org), or pass --device cpu to say so", index, problem[:200])
+        warn_once("cuda:%d cannot compute (%s); using the CPU: install a torch build for this GPU "
+                  "(pytorch.org), or pass --device cpu to say so", index, problem[:200])  # once: auto is resolved often
     if _mps_available():
         return torch.device("mps")
     return torch.device("cpu")
