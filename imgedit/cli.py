@@ -19,7 +19,8 @@ import click
 from imgedit import __version__, distributed
 from imgedit.errors import ImgeditError
 from imgedit.helptext import HelpContext, use_help_context
-from imgedit.plugins import command_owner, env_flag, left_out_by_allow_list, plugin_infos, register_commands
+from imgedit.plugins import env_flag, left_out_by_allow_list, plugin_infos
+from imgedit.verb_owners import command_owner, register_commands
 
 
 def _open_closed_standard_streams() -> None:
@@ -180,7 +181,7 @@ def _runs_plugin_verb(cli: click.Group, args: list[str], command: Any) -> bool:
     verb imports torch itself, where a Ctrl-C in the import's second was lost or broke numpy's.
     An operation's verb (``denoise``) is the host's runner, which imports torch only where an
     image needs computing (a rerun with all done imports none), under the same hold."""
-    from imgedit.plugins import command_owner
+    from imgedit.verb_owners import command_owner
 
     if getattr(command, "imgedit_operation", None) is not None:
         return False

@@ -22,7 +22,6 @@ import os
 import sys
 import threading
 import traceback
-import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -123,7 +122,7 @@ def _warn_unknown_allowed() -> None:
         logger.warning("IMGEDIT_LOAD_PLUGINS: no plugin named %s is installed (known: %s)", name, ", ".join(sorted(shown)))
 
 
-def _error_text(exc: BaseException) -> str:
+def error_text(exc: BaseException) -> str:
     if env_flag("IMGEDIT_DEBUG"):
         return "".join(traceback.format_exception(exc)).strip()
     # one line per error in `imgedit plugins` (pluggy's PluginValidationError spans three)
@@ -187,7 +186,7 @@ def _load_entry_points() -> None:
         try:
             _register_module(ep.name, ep.load(), "entry point", version)
         except PLUGIN_FAILURES as exc:  # a broken plugin must not break the others
-            _infos[ep.name] = PluginInfo(ep.name, module_name, version, "entry point", errors=[_error_text(exc)])
+            _infos[ep.name] = PluginInfo(ep.name, module_name, version, "entry point", errors=[error_text(exc)])
 
 
 def _distribution(ep: Any) -> str:
@@ -211,7 +210,7 @@ def _load_builtin_fallbacks() -> None:
 
             _register_module(module_name, module, "built-in", __version__)
         except PLUGIN_FAILURES as exc:
-            _infos[module_name] = PluginInfo(module_name, module_name, None, "built-in", errors=[_error_text(exc)])
+            _infos[module_name] = PluginInfo(module_name, module_name, None, "built-in", errors=[error_text(exc)])
 
 
 def load_plugins() -> None:
@@ -252,103 +251,6 @@ def unregister_plugin(name: str) -> None:
     registry.reset()
 
 
-def _command_paths(cli: Any) -> dict[str, Any]:
-    """Every verb of ``cli`` by its command line: ``{"style": ..., "train style": ...}``.
-    A group's sub-commands are listed instead of the group, since plugins
-    share groups such as ``train`` and ``eval`` (an empty group is listed itself)."""
-    paths: dict[str, Any] = {}
-    for name, command in cli.commands.items():
-        subcommands = getattr(command, "commands", None)
-        if isinstance(subcommands, dict) and subcommands:
-            paths.update({f"{name} {sub}": c for sub, c in subcommands.items()})
-        else:
-            paths[name] = command
-    return paths
-
-
-# cli -> {verb path: "imgedit" or the plugin that made it}, for messages naming a verb's owner
-_owners: "weakref.WeakKeyDictionary[Any, dict[str, str]]" = weakref.WeakKeyDictionary()
-# cli -> the plugin whose register_commands is running, for record_verb_clash
-_adding: "weakref.WeakKeyDictionary[Any, str]" = weakref.WeakKeyDictionary()
-
-
-def command_owner(cli: Any, path: str) -> str:
-    """Who made the verb ``path`` ("info", "train denoise") of ``cli``:
-    "imgedit", a plugin's name, or "" where :func:`register_commands` has
-    not recorded it (yet)."""
-    return _owners.get(cli, {}).get(path, "")
-
-
-def register_commands(cli: Any) -> None:
-    """Let every plugin add its verbs to ``cli``, one plugin at a time,
-    recording which verbs each added (``train inpaint`` for a sub-command of
-    a shared group) and any error it raised. A plugin may not replace a verb
-    another one (or the host) made: the first is kept and the clash recorded.
-    Re-adding the shared verb of an operation (``add_operation_verb``) is
-    not a clash: the verb lists every plugin's methods."""
-    load_plugins()
-    owners = _owners[cli] = {path: "imgedit" for path in _command_paths(cli)}
-    added: dict[str, set[str]] = {}  # plugin -> its verbs, over all its implementations of the hook
-    for impl in _in_load_order(pm.hook.register_commands.get_hookimpls()):
-        before, top = _command_paths(cli), dict(cli.commands)
-        info = plugin_info(impl.plugin_name)
-        _adding[cli] = impl.plugin_name
-        try:
-            impl.function(cli=cli) if "cli" in impl.argnames else impl.function()
-        except PLUGIN_FAILURES as exc:
-            info.errors.append(f"register_commands: {_error_text(exc)}")
-        finally:
-            _adding.pop(cli, None)
-        after = _command_paths(cli)
-        for path, old in before.items():
-            new = after.get(path)
-            if new is not old and not _same_operation_verb(old, new):
-                _put_back(cli, top, path, old)
-                info.errors.append(_taken_text(path, owners[path]))
-        # the verbs it added: a shared operation verb it re-adds is not its own
-        mine = {path for path in _command_paths(cli) if path not in before}
-        added.setdefault(impl.plugin_name, set()).update(mine)
-        info.commands = sorted(added[impl.plugin_name])
-        for path in mine:
-            owners[path] = impl.plugin_name
-
-
-def record_verb_clash(cli: Any, path: str) -> bool:
-    """Leave out the verb ``path`` of ``cli`` that the plugin now adding its
-    verbs asked for (``add_operation_verb``, ``command_group``) and another
-    command holds, as :func:`register_commands` undoes a replaced verb: the
-    first is kept, the clash is recorded against the later plugin, naming
-    the first, and the later plugin's other verbs still register. False
-    outside :func:`register_commands` (a test, an embedding application),
-    where no plugin's row can say it: the caller raises. ``cli`` may be a
-    group of the one being added to (``train``), as ``command_group`` gives."""
-    root, prefix = _adding_root(cli)
-    plugin = _adding.get(root)
-    if plugin is not None:
-        path = prefix + path
-        owner = command_owner(root, path)  # "": made by this plugin's hook itself, earlier in this call
-        plugin_info(plugin).errors.append(_taken_text(path, owner) if owner else
-                                          f"register_commands: verb '{path}' is added twice; kept the first")
-    return plugin is not None
-
-
-def _adding_root(group: Any) -> tuple[Any, str]:
-    """The command line :func:`register_commands` is adding to that holds
-    ``group``, and ``group``'s path in it ("train "); ``group`` itself and
-    "" where none holds it."""
-    for root in list(_adding):
-        if root is group:
-            return root, ""
-        for name, command in root.commands.items():
-            if command is group:
-                return root, f"{name} "
-    return group, ""
-
-
-def _taken_text(path: str, owner: str) -> str:
-    return f"register_commands: verb '{path}' belongs to {owner}; kept theirs"
-
-
 def is_builtin(name: str) -> bool:
     """Whether the plugin ``name`` is one of imgedit's own (``plugins/``)."""
     info = _infos.get(name)  # None: registered with pm.register, not through this module
@@ -366,7 +268,7 @@ def plugin_rank(name: str) -> int:
     return 1 + (order.index(name) if name in _infos else len(order))
 
 
-def _in_load_order(impls: list) -> list:
+def in_load_order(impls: list) -> list:
     """``impls`` by when their plugins loaded, built-ins first: pluggy puts a
     ``trylast`` implementation first, and built-ins found by the fallback
     load after entry points, yet the first one wins a clashing verb or
@@ -377,20 +279,6 @@ def _in_load_order(impls: list) -> list:
         return (not is_builtin(impl.plugin_name), order.get(impl.plugin_name, len(order)))
 
     return sorted(impls, key=rank)
-
-
-def _same_operation_verb(old: Any, new: Any) -> bool:
-    name = getattr(old, "imgedit_operation", None)
-    return name is not None and getattr(new, "imgedit_operation", None) == name
-
-
-def _put_back(cli: Any, top: dict, path: str, command: Any) -> None:
-    """Restore ``command`` at ``path`` ("info" or "train inpaint"); ``top``
-    is the top level as it was (a plugin may have replaced a whole group)."""
-    group, _, sub = path.partition(" ")
-    cli.commands[group] = top[group]
-    if sub:
-        top[group].commands[sub] = command
 
 
 def plugin_info(name: str) -> PluginInfo:
@@ -408,7 +296,7 @@ def call_each_register(hook_name: str, on_item: Callable[[str, Any], None]) -> N
     ``on_item(plugin_name, item)`` who registered each item."""
     load_plugins()
     caller = getattr(pm.hook, hook_name)
-    for impl in _in_load_order(caller.get_hookimpls()):
+    for impl in in_load_order(caller.get_hookimpls()):
 
         def register(item: Any, _plugin: str = impl.plugin_name) -> None:
             on_item(_plugin, item)
@@ -416,4 +304,4 @@ def call_each_register(hook_name: str, on_item: Callable[[str, Any], None]) -> N
         try:
             impl.function(register=register) if "register" in impl.argnames else impl.function()
         except PLUGIN_FAILURES as exc:
-            plugin_info(impl.plugin_name).errors.append(f"{hook_name}: {_error_text(exc)}")
+            plugin_info(impl.plugin_name).errors.append(f"{hook_name}: {error_text(exc)}")

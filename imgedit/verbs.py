@@ -399,7 +399,7 @@ def command_group(cli: click.Group, name: str, help: Optional[str] = None) -> cl
     plugin that creates it; without it, a group of :data:`SHARED_GROUP_HELP`
     takes its help from there, another a line naming it. Where ``NAME`` is
     another plugin's command, not a group, the clash is recorded as for any
-    verb (see :func:`imgedit.plugins.record_verb_clash`) and the group returned is
+    verb (see :func:`imgedit.verb_owners.record_verb_clash`) and the group returned is
     detached, so that the plugin's other verbs still register; outside
     ``register_commands`` that is a TypeError.
     """
@@ -408,7 +408,7 @@ def command_group(cli: click.Group, name: str, help: Optional[str] = None) -> cl
         group = _Group(name, help=help or SHARED_GROUP_HELP.get(name, f"Commands that plugins add under '{name}'."))
         cli.add_command(group)
     elif not isinstance(group, click.Group):
-        from imgedit.plugins import record_verb_clash
+        from imgedit.verb_owners import record_verb_clash
 
         if not record_verb_clash(cli, name):
             raise TypeError(f"imgedit {name} is a command, not a group")
@@ -460,12 +460,12 @@ def add_operation_verb(cli: click.Group, name: str, help: Optional[str] = None, 
     :meth:`~imgedit.registry.Registry.declaring_order` says; each method
     checks the value against its own declaration. Where another command
     has the name, the first is kept and the clash recorded against the
-    calling plugin (:func:`imgedit.plugins.record_verb_clash`); outside
+    calling plugin (:func:`imgedit.verb_owners.record_verb_clash`); outside
     ``register_commands`` that is a UsageError.
     """
     if name in cli.commands:
         if getattr(cli.commands[name], "imgedit_operation", None) != name:  # another command took the name first
-            from imgedit.plugins import command_owner, record_verb_clash
+            from imgedit.verb_owners import command_owner, record_verb_clash
 
             if record_verb_clash(cli, name):  # recorded, as a replaced verb is: the plugin's other verbs still register
                 return

@@ -130,7 +130,8 @@ def test_a_parameter_name_that_could_never_be_set_is_refused_at_registration(tes
 # --- 5 and 6. messages name the plugin (or imgedit) ------------------------------------
 
 def test_an_operation_verb_named_like_an_imgedit_command_says_so(test_plugin):
-    from imgedit.plugins import plugin_info, register_commands
+    from imgedit.plugins import plugin_info
+    from imgedit.verb_owners import register_commands
     from imgedit.verbs import add_operation_verb
 
     cli = click.Group("imgedit")
@@ -143,7 +144,8 @@ def test_an_operation_verb_named_like_an_imgedit_command_says_so(test_plugin):
 
 def test_an_operation_verb_in_a_shared_group_taken_by_another_plugin_leaves_out_that_verb_alone(test_plugin):
     # add_operation_verb on command_group(cli, "train") raised on the clash, and the plugin's later verbs were lost
-    from imgedit.plugins import plugin_info, register_commands
+    from imgedit.plugins import plugin_info
+    from imgedit.verb_owners import register_commands
     from imgedit.verbs import add_operation_verb, command_group
 
     def later(cli):
@@ -161,7 +163,7 @@ def test_an_operation_verb_in_a_shared_group_taken_by_another_plugin_leaves_out_
 
 def test_an_unexpected_error_in_a_plugin_command_names_the_plugin(test_plugin, cli_runner, monkeypatch):
     from imgedit.cli import ImgeditGroup
-    from imgedit.plugins import register_commands
+    from imgedit.verb_owners import register_commands
     from imgedit.verbs import command_group
 
     def fail():

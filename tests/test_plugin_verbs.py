@@ -13,7 +13,8 @@ import pytest
 from imgedit import hookimpl, registry
 from imgedit.errors import UsageError
 from imgedit.operations import Operation, Param
-from imgedit.plugins import plugin_info, register_commands, register_plugin, unregister_plugin
+from imgedit.plugins import plugin_info, register_plugin, unregister_plugin
+from imgedit.verb_owners import register_commands
 from imgedit.verbs import SHARED_GROUP_HELP, add_operation_verb, command_group
 
 

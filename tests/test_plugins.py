@@ -184,7 +184,8 @@ def test_allow_list_naming_no_installed_plugin_warns():
 def test_a_plugin_cannot_replace_a_verb_it_did_not_make(test_plugin):
     import click
 
-    from imgedit.plugins import plugin_info, register_commands
+    from imgedit.plugins import plugin_info
+    from imgedit.verb_owners import register_commands
 
     cli = click.Group("imgedit")
 
@@ -247,7 +248,8 @@ def test_an_operation_verb_whose_name_another_command_holds_is_a_problem_of_the_
     import click
 
     from imgedit.operations import Operation
-    from imgedit.plugins import plugin_info, register_commands
+    from imgedit.plugins import plugin_info
+    from imgedit.verb_owners import register_commands
     from imgedit.verbs import add_operation_verb
 
     cli = click.Group("imgedit")
