@@ -3,25 +3,7 @@ the JSON-lines log, checkpoints (every ``checkpoint_every`` steps, at the end,
 on Ctrl-C and on SIGTERM), the checkpoint state of a run, and a progress bar.
 
 A trainer (what ``build(cfg)`` returns to :func:`train_or_resume`) is any
-object with:
-
-- ``cfg``: the run's config (below);
-- ``step`` (0 at the start; ``train_step`` adds one), ``elapsed`` (seconds,
-  0.0), ``history`` and ``commands`` (empty lists): :func:`fit` and
-  :func:`train_or_resume` update them, :func:`run_state` saves them;
-- ``generator``: the run's ``torch.Generator``, all its random draws;
-- ``train_step() -> metrics``: one optimisation step, advancing ``step`` by
-  one; a dict of floats (a loss that is not finite ends the run);
-- ``validate()``: a dict of metrics to log, or a number (logged as
-  ``val_psnr``), or None; run every ``val_every`` steps and at the end;
-- ``state() -> dict``: its checkpoint, :func:`run_state` plus whatever else
-  it needs;
-- ``load_state(state)``: restore a checkpoint (:func:`load_run_state`),
-  called on ``--resume`` after ``build``;
-- ``device``, where :func:`training_summary` is used (it records it); and
-  optionally ``data_licence`` (:func:`train_or_resume`).
-
-Its config has ``steps``, ``batch`` (checked to split over ``--nproc``
+object with what :class:`Trainer` lists. Its config has ``steps``, ``batch`` (checked to split over ``--nproc``
 processes), ``val_every``, ``checkpoint_every``, ``to_dict()`` (JSON-able:
 checkpoints and model cards keep it) and a classmethod ``from_dict(d)``
 that rebuilds it from ``to_dict()``'s output, giving a field the dict lacks
@@ -46,7 +28,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Collection, Iterator, Optional, Sequence
+from typing import Any, Callable, Collection, Iterator, Optional, Protocol, Sequence
 
 from imgedit import distributed
 from imgedit.atomic import NO_FOLLOW, NO_SPACE, write_bytes_atomic
@@ -63,6 +45,7 @@ __all__ = [
     "PRECISIONS",
     "ProgressBar",
     "RunWriteError",
+    "Trainer",
     "TrainingDiverged",
     "autocast",
     "check_export_path",
@@ -86,6 +69,33 @@ __all__ = [
 
 
 logger = logging.getLogger("imgedit")
+
+
+class Trainer(Protocol):
+    """What the loop needs of a plugin's trainer (no base class to inherit:
+    any object with these will do)."""
+
+    cfg: Any  # the run's config (the module's docstring says what it has)
+    step: int  # 0 at the start; train_step adds one
+    elapsed: float  # seconds trained, over every session (0.0 at the start)
+    history: list  # the logged records; fit appends, run_state saves
+    commands: list  # each session's command line; train_or_resume appends
+    generator: Any  # the run's torch.Generator: all its random draws
+    device: Any  # where it trains (training_summary records it); optionally ``data_licence`` too
+
+    def train_step(self) -> dict:
+        """One optimisation step, advancing ``step`` by one: a dict of floats
+        (a loss that is not finite ends the run)."""
+
+    def validate(self) -> Any:
+        """A dict of metrics to log, a number (logged as ``val_psnr``) or None;
+        run every ``cfg.val_every`` steps and at the end."""
+
+    def state(self) -> dict:
+        """Its checkpoint: :func:`run_state` plus whatever else it needs."""
+
+    def load_state(self, state: dict) -> None:
+        """Restore a checkpoint (:func:`load_run_state`); called on ``--resume`` after ``build``."""
 
 PRECISIONS = ("fp32", "bf16")
 # What a resumed run takes from its command line rather than its checkpoint: where it ends and how it computes.
@@ -141,7 +151,7 @@ def learning_rate(cfg: Any, step: int) -> float:
     return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
 
 
-def fit(trainer: Any, out_dir: Path, on_progress: Optional[Callable[[int, dict], None]] = None,
+def fit(trainer: Trainer, out_dir: Path, on_progress: Optional[Callable[[int, dict], None]] = None,
         resumed_from: Optional[Path] = None) -> None:
     """Run ``trainer`` until ``trainer.cfg.steps``, logging and checkpointing
     into ``out_dir``. Under torchrun every process steps, rank 0 alone
@@ -338,7 +348,7 @@ def check_finite_tensors(tensors: Any, step: int, what: str) -> None:
                                f"{what}; lower --lr")
 
 
-def trained_line(trainer: Any, target: Path) -> str:
+def trained_line(trainer: Trainer, target: Path) -> str:
     """What every train verb says at the end: ``Trained 1 step (0.0 min); weights: PATH``,
     or, for a run resumed at its last step, which :func:`fit` trained no further,
     ``Exported the checkpoint's 9000 steps (nothing left to train); weights: PATH``."""
@@ -404,7 +414,7 @@ def _non_finite(value: Any, name: str = "") -> Any:
             yield from _non_finite(item, f"{name}[{index}]")
 
 
-def _after_step(trainer: Any, metrics: dict, log: Any, checkpoint: Path,
+def _after_step(trainer: Trainer, metrics: dict, log: Any, checkpoint: Path,
                 on_progress: Optional[Callable[[int, dict], None]], last_saved: Optional[tuple[Path, int]]) -> None:
     """Rank 0's part of a step: validate and log, checkpoint, report progress.
     A file that cannot be written ends the run, saying that ``last_saved``
@@ -426,7 +436,7 @@ def _after_step(trainer: Any, metrics: dict, log: Any, checkpoint: Path,
         on_progress(trainer.step, metrics)
 
 
-def _save_checkpoint(trainer: Any, checkpoint: Path) -> None:
+def _save_checkpoint(trainer: Trainer, checkpoint: Path) -> None:
     """Save the trainer's state, unless training diverged: a checkpoint
     with NaN weights would replace the last good one."""
     state = trainer.state()
@@ -434,7 +444,7 @@ def _save_checkpoint(trainer: Any, checkpoint: Path) -> None:
     save_checkpoint(state, checkpoint)
 
 
-def _save_on_stop(trainer: Any, checkpoint: Path, last_saved: Optional[tuple[Path, int]], stop: "StopRequest") -> None:
+def _save_on_stop(trainer: Trainer, checkpoint: Path, last_saved: Optional[tuple[Path, int]], stop: "StopRequest") -> None:
     """Save the checkpoint of a run a signal stops; where it cannot be
     written, the run ends as stopped all the same, saying what is kept."""
     try:
@@ -475,7 +485,7 @@ def _kept(last_saved: Optional[tuple[Path, int]], out_dir: Path, no_space: bool)
     return f"the checkpoint of step {step} is kept: {fix}, then add --resume {quote_arg(str(path))} to go on"
 
 
-def _stopped_at_once(trainer: Any, last_saved: Optional[tuple[Path, int]]) -> str:
+def _stopped_at_once(trainer: Trainer, last_saved: Optional[tuple[Path, int]]) -> str:
     said = f"stopped at once in step {trainer.step + 1} of {trainer.cfg.steps}, which is not saved"
     if last_saved is None:
         return f"{said}; no checkpoint was saved yet"
@@ -530,7 +540,7 @@ class StopRequest:
                 signal.signal(sig, handler)
 
 
-def train_or_resume(build: Callable[[Any], Any], cfg: Any, kind: str, out_dir: Path, resume: Optional[Path] = None,
+def train_or_resume(build: Callable[[Any], Trainer], cfg: Any, kind: str, out_dir: Path, resume: Optional[Path] = None,
                     on_progress: Optional[Callable[[int, dict], None]] = None, command: str = "",
                     overwrite: bool = False, sources: Sequence = (), export: Optional[tuple[str, Path]] = None) -> Any:
     """What every plugin's ``train`` function does around its trainer.
@@ -588,7 +598,7 @@ def train_or_resume(build: Callable[[Any], Any], cfg: Any, kind: str, out_dir: P
     return trainer
 
 
-def _train_bf16_where_it_runs(trainer: Any) -> None:
+def _train_bf16_where_it_runs(trainer: Trainer) -> None:
     """A bf16 run on a GPU that has no bf16 (MPS before macOS 14 or torch
     2.6, NVIDIA before Ampere) trains in fp32, saying so; its records say
     fp32 too. (On the CPU bf16 is what was asked for, native or not.)"""
@@ -636,7 +646,7 @@ def check_steps_left(state: dict, steps: int) -> None:
         logger.warning("the run is already at step %d: exporting its weights as they are, without training", done)
 
 
-def record_session(trainer: Any, sources: Sequence, export: Optional[tuple[str, Path]]) -> None:
+def record_session(trainer: Trainer, sources: Sequence, export: Optional[tuple[str, Path]]) -> None:
     """Add this session's data, its terms (``trainer.data_licence``) and the
     model it exports to the run's record, which its checkpoints carry: a
     model card then names the data and terms of every session, not the
@@ -651,7 +661,7 @@ def record_session(trainer: Any, sources: Sequence, export: Optional[tuple[str, 
         record["export"] = {"name": name, "path": str(resolved(Path(path)))}
 
 
-def provenance(trainer: Any) -> dict:
+def provenance(trainer: Trainer) -> dict:
     """The run's record across its sessions: ``run`` (an id it gives itself
     and its model cards: a name another run took over is not its own to
     replace), ``data`` (every source it trained on), ``licences`` (their
@@ -662,7 +672,7 @@ def provenance(trainer: Any) -> dict:
     return trainer.provenance
 
 
-def run_licence(trainer: Any, session_licence: str) -> str:
+def run_licence(trainer: Trainer, session_licence: str) -> str:
     """The terms a model card states: those of every session's data (a
     resumed run on other images keeps a restriction an earlier session's
     images carry), ``session_licence`` among them."""
@@ -673,7 +683,7 @@ def _unique(items: list) -> list:
     return list(dict.fromkeys(items))
 
 
-def training_summary(trainer: Any, sources: list, images: int, session_seconds: float) -> dict[str, Any]:
+def training_summary(trainer: Trainer, sources: list, images: int, session_seconds: float) -> dict[str, Any]:
     """The ``training`` block of a model card: how the weights were made."""
     import torch
 
@@ -691,7 +701,7 @@ def training_summary(trainer: Any, sources: list, images: int, session_seconds: 
     }
 
 
-def run_state(trainer: Any, kind: str, version: int, parts: dict[str, Any]) -> dict:
+def run_state(trainer: Trainer, kind: str, version: int, parts: dict[str, Any]) -> dict:
     """A trainer's checkpoint: its progress, config, random state, and
     ``state_dict()`` of each of ``parts`` (networks and optimizers)."""
     return {
@@ -708,7 +718,7 @@ def run_state(trainer: Any, kind: str, version: int, parts: dict[str, Any]) -> d
     }
 
 
-def load_run_state(trainer: Any, state: dict, parts: dict[str, Any]) -> None:
+def load_run_state(trainer: Trainer, state: dict, parts: dict[str, Any]) -> None:
     """Restore what :func:`run_state` saved."""
     for name, part in parts.items():
         part.load_state_dict(state[name])
