@@ -99,7 +99,7 @@ def run_verb(pipeline: Any, kwargs: dict[str, Any]) -> None:
 def _run_verb(pipeline: Any, kwargs: dict[str, Any], piped_advice: Optional[str] = None) -> None:
     from imgedit.output_plan import JournalsRead, check_options, ignored_options, leave_out_own_outputs
     from imgedit.process_tuning import tune_for_batch
-    from imgedit.runner import RunOptions, default_workers, run_files
+    from imgedit.runner import run_files
 
     tune_for_batch()  # before anything imports torch
     from imgedit.inputs import scan_inputs, unsearched_note
@@ -116,24 +116,7 @@ def _run_verb(pipeline: Any, kwargs: dict[str, Any], piped_advice: Optional[str]
         from imgedit.devices import set_threads
 
         set_threads(kwargs["threads"])
-    options = RunOptions(
-        output=kwargs["output"],
-        name=kwargs["name_template"],
-        device=kwargs["device"],
-        precision=kwargs["precision"],
-        tile=parse_tile(kwargs["tile"]),
-        overwrite=kwargs["overwrite"],
-        in_place=kwargs["in_place"],
-        format=kwargs["out_format"],
-        quality=kwargs["quality"],
-        masks=masks,
-        fail_fast=kwargs["fail_fast"],
-        workers=kwargs["workers"] or default_workers(),
-        force=kwargs["force"],
-        retry_failed=kwargs["retry_failed"],
-        skip_failed=kwargs.get("skip_failed", False),  # a plugin's kwargs made before the option lack it
-        fsync=kwargs["fsync"],
-    )
+    options = _run_options(kwargs, masks)
     check_options(options, len(items))
     if typed_option("tile") and options.tile and not kwargs["quiet"]:
         _say_untiled(pipeline, options.tile)
@@ -181,6 +164,30 @@ def _run_verb(pipeline: Any, kwargs: dict[str, Any], piped_advice: Optional[str]
     summary.planned = len(items)
     _print_summary(summary, kwargs["quiet"] or to_stdout, kwargs["as_json"], planned=len(items),
                    notes=notes, batch=any(item.from_folder for item in items), piped_advice=piped_advice)
+
+
+def _run_options(kwargs: dict[str, Any], masks: Any) -> Any:
+    """The :class:`~imgedit.runner.RunOptions` of a verb's options."""
+    from imgedit.runner import RunOptions, default_workers
+
+    return RunOptions(
+        output=kwargs["output"],
+        name=kwargs["name_template"],
+        device=kwargs["device"],
+        precision=kwargs["precision"],
+        tile=parse_tile(kwargs["tile"]),
+        overwrite=kwargs["overwrite"],
+        in_place=kwargs["in_place"],
+        format=kwargs["out_format"],
+        quality=kwargs["quality"],
+        masks=masks,
+        fail_fast=kwargs["fail_fast"],
+        workers=kwargs["workers"] or default_workers(),
+        force=kwargs["force"],
+        retry_failed=kwargs["retry_failed"],
+        skip_failed=kwargs.get("skip_failed", False),  # a plugin's kwargs made before the option lack it
+        fsync=kwargs["fsync"],
+    )
 
 
 def _passed_by(scan: Any, options: Any) -> list[Path]:
