@@ -228,6 +228,22 @@ def test_input_never_overwritten_without_in_place(invoke, photo):
     assert photo.read_bytes() != before
 
 
+def test_an_output_that_is_the_input_under_another_spelling_is_refused(invoke, photo, monkeypatch):
+    # on macOS or Windows PHOTO.png is photo.png: --overwrite would have replaced the original
+    real_samefile = os.path.samefile
+
+    def ignoring_case(a, b):  # as APFS and NTFS compare names
+        if os.fspath(a).casefold() == os.fspath(b).casefold():
+            return True
+        return real_samefile(a, b)
+
+    monkeypatch.setattr(os.path, "samefile", ignoring_case)
+    before = photo.read_bytes()
+    result = invoke("denoise", photo, "--sigma", "5", "-o", photo.parent, "--name", "PHOTO.{ext}", "--overwrite")
+    assert_one_line_error(result, 2, "output would overwrite the input; pass --in-place")
+    assert photo.read_bytes() == before
+
+
 def test_format_and_name_template(invoke, photo):
     out_dir = photo.parent / "o"
     result = invoke("denoise", photo, "--sigma", "5", "-o", out_dir, "--format", "jpeg", "--name", "{stem}-{op}.{ext}")

@@ -504,3 +504,20 @@ def test_the_journal_hashes_every_mask_find_mask_could_take_and_in_its_order(tmp
     assert np.argwhere(found).tolist() == [[1, 1]]  # the first candidate, the image's own sub-folder's
     Image.new("RGB", (8, 8)).save(photo.with_name("x.mask.png"))  # a sidecar: only without --mask
     assert _MaskFiles(None)._candidates(item) == [photo.with_name("x.mask.png")]
+
+
+def test_a_filled_hole_of_transparency_and_its_feathered_rim_become_opaque():
+    """A soft eraser leaves a translucent rim around the hole it made: left so
+    around the fill it shows as a ring; translucency apart from the hole is
+    the picture's own and stays."""
+    from imgedit.masks import opaque_over_filled_hole
+
+    alpha = np.ones((12, 12), np.float32)
+    alpha[3:7, 3:7] = 0.7  # the eraser's feathered edge
+    alpha[4:6, 4:6] = 0.0  # the hole it erased
+    alpha[9:11, 9:11] = 0.6  # a translucent patch of the picture's own (from 0.5: known, no hole)
+    hole = alpha < 0.5
+    out = opaque_over_filled_hole(alpha, hole)
+    assert (out[3:7, 3:7] == 1.0).all()  # hole and rim
+    assert (out[9:11, 9:11] == np.float32(0.6)).all() and out.dtype == np.float32
+    assert (out[alpha == 1.0] == 1.0).all()

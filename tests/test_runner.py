@@ -153,6 +153,26 @@ def test_skip_failed_tries_again_what_failed_for_this_machine_not_the_file(invok
     assert again["done"] == 1 and again["outputs"][0]["input"].endswith("img0.png") and again["failed_before"] == []
 
 
+def test_skip_failed_tries_again_an_image_refused_for_this_machines_pixel_limit(invoke, folder, tmp_path, monkeypatch):
+    # a limit set low for one night (or a smaller machine's) must not leave the photos out for good
+    args = ["denoise", folder / "img0.png", folder / "img1.png", "--sigma", "5", "--method", "nlm", "-o", tmp_path / "o"]
+    monkeypatch.setenv("IMGEDIT_MAX_PIXELS", "500")
+    refused = summary_of(invoke(*args, "--json"))
+    assert refused["failed"] == 2 and "above the limit" in refused["failures"][0]["error"], refused
+    monkeypatch.delenv("IMGEDIT_MAX_PIXELS")
+    again = summary_of(invoke(*args, "--skip-failed", "--json"))
+    assert again["done"] == 2 and again["failed_before"] == [], again
+
+
+def test_results_written_beside_their_photos_with_o_the_photos_folder(invoke, folder):
+    # -o in/ --name '{stem}.den.{ext}': the folder's photos are inputs (only a sub-folder -o is the run's own)
+    args = ["denoise", folder, "-o", folder, "--name", "{stem}.den.{ext}", "--sigma", "5", "--method", "nlm"]
+    first = summary_of(invoke(*args, "--json"))
+    assert first["done"] == 3 and (folder / "img0.den.png").is_file(), first
+    again = summary_of(invoke(*args, "--json"))  # the results are not taken for photos to edit
+    assert again["done"] == 0 and again["failed"] == 0 and not list(folder.glob("*.den.den.png")), again
+
+
 def test_running_out_of_memory_on_an_image_is_said_plainly(invoke, folder, tmp_path, monkeypatch):
     # numpy's MemoryError while a photo was read ahead came out as 'unexpected MemoryError: ...'
     from imgedit.imageio import read as read_module

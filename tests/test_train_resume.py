@@ -86,6 +86,22 @@ def test_a_resumed_run_refuses_an_out_folder_holding_another_run_unless_overwrit
     assert not (tmp_path / "a" / "log.jsonl").read_text().startswith(a_log)  # run A's log replaced, not appended to
 
 
+@pytest.mark.parametrize("verb", ["denoise", "style"])
+def test_overwrite_on_a_resume_in_its_own_folder_keeps_the_runs_own_files(verb, data, tmp_path, invoke, user_home):
+    """--overwrite (which a refused export's message suggests) replaces another
+    run's files, never the resumed run's own: its log, samples and checkpoint
+    are the run going on."""
+    args = _args(verb, data)
+    export = tmp_path / "model.safetensors"
+    assert invoke(*args, "--steps", 2, "--out", tmp_path / "b", "--export", export).exit_code == 0
+    result = invoke(*args, "--steps", 4, "--resume", tmp_path / "b", "--export", export, "--overwrite")
+    assert result.exit_code == 0, result.output
+    logged = _steps_logged(tmp_path / "b")  # style validates every step here (--preview-every 1)
+    assert logged == ([1, 2, 3, 4] if verb == "style" else [2, 4]) and _step(tmp_path / "b", verb) == 4
+    if verb == "style":
+        assert {"step_000002.png", "step_000004.png"} <= {p.name for p in (tmp_path / "b" / "samples").iterdir()}
+
+
 @pytest.mark.parametrize("verb", ["gan", "denoise"])
 def test_a_plain_resume_warns_of_no_setting_it_was_not_given(verb, data, tmp_path, invoke, user_home):
     args = ["train", verb, "--data", data, "-q", "--out", tmp_path / "run", "--export", tmp_path / "w.safetensors"]

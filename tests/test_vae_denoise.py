@@ -11,7 +11,7 @@ from PIL import Image
 from imgedit.errors import ShapeError, WeightsError
 from imgedit.models import sha256_file
 from imgedit_vae.degrade import add_gaussian_noise
-from imgedit_vae.denoise import create_denoise, denoise_vae, load_denoiser, model_spec
+from imgedit_vae.denoise import SIGMA_MAX, create_denoise, denoise_vae, load_denoiser, model_spec
 from imgedit_vae.metrics import psnr
 
 from conftest import smooth_rgb
@@ -67,6 +67,8 @@ def test_strength_and_zero_sigma(model, clean):
         full = denoise_vae(noisy, model, 25.0)
         half = denoise_vae(noisy, model, 25.0, strength=0.5)
         assert torch.equal(denoise_vae(noisy, model, 0.0), noisy)
+        # above the trained range the model is given its top, as the warning of a larger --sigma says
+        assert torch.equal(denoise_vae(noisy, model, 150.0), denoise_vae(noisy, model, SIGMA_MAX))
     assert torch.allclose(half, (noisy + full) / 2, atol=1e-5)
 
 
