@@ -43,6 +43,7 @@ def _ctrl_c_held() -> Iterator[None]:
 with _ctrl_c_held():
     import torch
 
+from imgedit.distributed import local_processes, local_rank
 from imgedit.errors import DeviceError, UsageError
 from imgedit.operations import Capabilities, warn_once
 
@@ -113,8 +114,6 @@ def _unavailable(spec: str, reason: str) -> DeviceError:
 
 def _default_cuda_index() -> int:
     """0, or under torchrun this process's local rank: one GPU per process."""
-    from imgedit.distributed import local_rank
-
     return local_rank()
 
 
@@ -122,7 +121,7 @@ def _gpu_per_process(count: int) -> None:
     """Refuse ``--nproc`` processes on fewer GPUs: each takes the GPU of its
     local rank, and two on one GPU fail in NCCL ("Duplicate GPU detected")."""
     if _default_cuda_index() >= count:
-        raise DeviceError(f"--nproc {_local_processes()} on CUDA takes a GPU per process, and this machine has {count}: "
+        raise DeviceError(f"--nproc {local_processes()} on CUDA takes a GPU per process, and this machine has {count}: "
                           f"give --nproc {count} or fewer, or --device cpu")
 
 
@@ -193,7 +192,7 @@ def resolve_device(spec: Optional[str] = None) -> torch.device:
     count = _cuda_count()
     if count and index is None:
         _gpu_per_process(count)
-    elif count and _local_processes() > 1:  # every process on that one GPU
+    elif count and local_processes() > 1:  # every process on that one GPU
         raise DeviceError(f"device '{text}': with --nproc each process takes its own GPU (cuda:0, cuda:1, ...); "
                           "give --device cuda")
     n = int(index) if index is not None else _default_cuda_index()
@@ -204,12 +203,6 @@ def resolve_device(spec: Optional[str] = None) -> torch.device:
         raise DeviceError(f"device 'cuda:{n}' cannot compute ({problem[:200]}): install a torch build for this GPU "
                           "(pytorch.org), or use --device cpu")
     return torch.device("cuda", n)
-
-
-def _local_processes() -> int:
-    from imgedit.distributed import local_processes
-
-    return local_processes()
 
 
 def parse_precision(spec: Optional[str]) -> Optional[str]:

@@ -382,8 +382,8 @@ def user_models_to_remove(names: Iterable[str]) -> list[ModelSpec]:
     doomed: list[ModelSpec] = []
     for name in names:
         given = Path(name).expanduser()
-        found = [spec for spec in mine if spec.name == name or name.endswith(".safetensors")
-                 and given.exists() and spec.weights.resolve() == given.resolve()]
+        file = given.resolve() if name.endswith(".safetensors") and given.exists() else None
+        found = [spec for spec in mine if spec.name == name or file is not None and spec.weights.resolve() == file]
         if not found:
             shipped = get_registry().models.get(name)
             if shipped is not None and shipped.plugin != "user":
